@@ -1,0 +1,116 @@
+/* kernels/cpu/backend_cpu.c — the CPU reference backend: its ops table and memory hooks. */
+#include "kernels/cpu/cpu.h"
+
+#include "runtime/half.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const lisa_ops cpu_ops = {
+#define LISA_OP(E, n, params, args) .n = lisa_cpu_##n,
+#include "kernels/ops.def"
+#undef LISA_OP
+};
+
+static lisa_status cpu_mem_alloc(lisa_backend *be, size_t bytes, void **out) {
+    size_t rounded = (bytes + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
+    *out = aligned_alloc(LISA_ARENA_ALIGN, rounded ? rounded : LISA_ARENA_ALIGN);
+    if (!*out) return lisa_fail(LISA_ERR_OOM, "cpu backend: cannot allocate %zu bytes", bytes);
+    return LISA_OK;
+}
+
+static void cpu_mem_free(lisa_backend *be, void *p) { free(p); }
+
+static lisa_status cpu_copy_bytes(lisa_backend *be, void *dst, const void *src, size_t bytes) {
+    memmove(dst, src, bytes);
+    return LISA_OK;
+}
+
+static lisa_status cpu_synchronize(lisa_backend *be) { return LISA_OK; }
+
+static void cpu_destroy(lisa_backend *be) {
+    lisa_arena_free(&be->scratch);
+    free(be);
+}
+
+lisa_status lisa_backend_cpu_create(lisa_backend **out, size_t scratch_bytes, int32_t n_threads) {
+    *out = NULL;
+    lisa_backend *be = calloc(1, sizeof *be);
+    if (!be) return lisa_fail(LISA_ERR_OOM, "cpu backend: out of memory");
+    be->name = "cpu";
+    be->device = LISA_DEVICE_CPU;
+    be->ops = &cpu_ops;
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int32_t)n : 1;
+    }
+    be->n_threads = n_threads;
+    be->mem_alloc = cpu_mem_alloc;
+    be->mem_free = cpu_mem_free;
+    be->upload = cpu_copy_bytes;
+    be->download = cpu_copy_bytes;
+    be->synchronize = cpu_synchronize;
+    be->destroy = cpu_destroy;
+    lisa_status s = lisa_arena_init(&be->scratch, "cpu scratch", scratch_bytes ? scratch_bytes : (64u << 20));
+    if (s != LISA_OK) {
+        free(be);
+        return s;
+    }
+    *out = be;
+    return LISA_OK;
+}
+
+/* ---- shared checks ---------------------------------------------------------------------------- */
+
+lisa_status lisa_cpu_check_f32(const char *op, const char *what, const lisa_tensor *t, bool need_contiguous) {
+    char b[96];
+    if (!t || (!t->data && lisa_tensor_numel(t) > 0))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s has no data", op, what);
+    if (t->dtype != LISA_DTYPE_F32)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be F32 on the cpu backend, got %s", op, what,
+                         lisa_tensor_shape_str(t, b, sizeof b));
+    if (t->device != LISA_DEVICE_CPU) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s is not a host tensor", op, what);
+    if (need_contiguous && !lisa_tensor_is_contiguous(t))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be contiguous, got %s", op, what,
+                         lisa_tensor_shape_str(t, b, sizeof b));
+    return LISA_OK;
+}
+
+lisa_status lisa_cpu_check_param(const char *op, const char *what, const lisa_tensor *t) {
+    char b[96];
+    if (!t || (!t->data && lisa_tensor_numel(t) > 0))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s has no data", op, what);
+    if (t->dtype != LISA_DTYPE_F32 && t->dtype != LISA_DTYPE_BF16 && t->dtype != LISA_DTYPE_F16)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be F32, BF16 or F16, got %s", op, what,
+                         lisa_tensor_shape_str(t, b, sizeof b));
+    if (!lisa_tensor_is_contiguous(t))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be contiguous, got %s", op, what,
+                         lisa_tensor_shape_str(t, b, sizeof b));
+    return LISA_OK;
+}
+
+lisa_status lisa_cpu_check_same_shape(const char *op, const lisa_tensor *y, const lisa_tensor *x) {
+    char a[96], b[96];
+    if (!lisa_tensor_same_shape(y, x))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: output %s does not match input %s", op, lisa_tensor_shape_str(y, a, sizeof a),
+                         lisa_tensor_shape_str(x, b, sizeof b));
+    return LISA_OK;
+}
+
+void lisa_cpu_load_f32(float *dst, const lisa_tensor *t, int64_t offset, int64_t n) {
+    switch (t->dtype) {
+    case LISA_DTYPE_F32: memcpy(dst, (const float *)t->data + offset, (size_t)n * sizeof(float)); break;
+    case LISA_DTYPE_BF16: {
+        const uint16_t *s = (const uint16_t *)t->data + offset;
+        for (int64_t i = 0; i < n; i++) dst[i] = lisa_bf16_to_f32(s[i]);
+        break;
+    }
+    case LISA_DTYPE_F16: {
+        const uint16_t *s = (const uint16_t *)t->data + offset;
+        for (int64_t i = 0; i < n; i++) dst[i] = lisa_f16_to_f32(s[i]);
+        break;
+    }
+    default: LISA_ASSERT(0 && "lisa_cpu_load_f32: not a float dtype");
+    }
+}

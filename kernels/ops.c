@@ -1,0 +1,30 @@
+/* kernels/ops.c — op names and backend-generic helpers. */
+#include "kernels/ops.h"
+
+#include <stddef.h>
+
+static const char *const op_names[LISA_OP_COUNT] = {
+#define LISA_OP(E, n, params, args) [LISA_OP_##E] = #n,
+#include "kernels/ops.def"
+#undef LISA_OP
+};
+
+const char *lisa_op_name(lisa_op op) { return (unsigned)op < LISA_OP_COUNT ? op_names[op] : "?"; }
+
+bool lisa_backend_supports(const lisa_backend *be, lisa_op op) {
+    switch (op) {
+#define LISA_OP(E, n, params, args)                                                                \
+    case LISA_OP_##E: return be->ops->n != NULL;
+#include "kernels/ops.def"
+#undef LISA_OP
+    default: return false;
+    }
+}
+
+lisa_status lisa_op_unsupported(const lisa_backend *be, const char *op) {
+    return lisa_fail(LISA_ERR_UNSUPPORTED, "op '%s' is not implemented by the %s backend", op, be->name);
+}
+
+void lisa_backend_free(lisa_backend *be) {
+    if (be && be->destroy) be->destroy(be);
+}

@@ -1,0 +1,90 @@
+/* kernels/ops.h — the backend interface: one ops table per backend (CPU reference, CUDA).
+ *
+ * Models call the lisa_op_<name>() wrappers generated from kernels/ops.def; a backend fills a
+ * lisa_ops table (NULL entries = unsupported). See ops.def for each op's exact semantics.
+ */
+#ifndef LISA_KERNELS_OPS_H
+#define LISA_KERNELS_OPS_H
+
+#include "runtime/arena.h"
+#include "runtime/error.h"
+#include "runtime/tensor.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lisa_backend lisa_backend;
+
+/* Attention options (ops.def ATTENTION). All optional parts NULL/0 when unused. */
+typedef struct lisa_attn_params {
+    float scale;               /* multiplies q·kᵀ (e.g. 1/sqrt(D)) */
+    bool causal;               /* query i sees keys j <= i + (Tk − Tq) (a KV cache prefix) */
+    const lisa_tensor *bias;   /* additive scores [B or 1, H or 1, Tq, Tk], F32, or NULL */
+    const lisa_tensor *rel_h;  /* SAM rel-pos terms [B, H, Tq, k_h] (ops.def REL_POS) or NULL */
+    const lisa_tensor *rel_w;  /* [B, H, Tq, k_w]; key j = ky·k_w + kx gets rel_h[..ky] + rel_w[..kx] */
+} lisa_attn_params;
+
+#define LISA_UNPAREN(...) __VA_ARGS__
+
+typedef enum lisa_op {
+#define LISA_OP(E, n, params, args) LISA_OP_##E,
+#include "kernels/ops.def"
+#undef LISA_OP
+    LISA_OP_COUNT
+} lisa_op;
+
+/* The table: one typed function pointer per op, each taking the backend first. */
+typedef struct lisa_ops {
+#define LISA_OP(E, n, params, args) lisa_status (*n)(lisa_backend * be, LISA_UNPAREN params);
+#include "kernels/ops.def"
+#undef LISA_OP
+} lisa_ops;
+
+/* A compute backend. Owns its ops' workspace (`scratch`, one allocation for its lifetime) and
+ * whatever `impl` holds (CUDA streams, cuBLAS handles); lives until lisa_backend_free. */
+struct lisa_backend {
+    const char *name;          /* "cpu", "cuda" */
+    lisa_device device;
+    int32_t device_id;
+    const lisa_ops *ops;
+    lisa_arena scratch;        /* per-op temporary space (im2col tiles, softmax rows); reset by each op */
+    int32_t n_threads;
+    void *impl;
+    /* Device memory for arenas and weights (host malloc on the CPU backend). */
+    lisa_status (*mem_alloc)(lisa_backend *be, size_t bytes, void **out);
+    void (*mem_free)(lisa_backend *be, void *p);
+    lisa_status (*upload)(lisa_backend *be, void *dst, const void *src, size_t bytes);
+    lisa_status (*download)(lisa_backend *be, void *dst, const void *src, size_t bytes);
+    lisa_status (*synchronize)(lisa_backend *be);
+    void (*destroy)(lisa_backend *be);
+};
+
+const char *lisa_op_name(lisa_op op);
+/* True when the backend implements op. */
+bool lisa_backend_supports(const lisa_backend *be, lisa_op op);
+void lisa_backend_free(lisa_backend *be);
+
+/* CPU reference backend (kernels/cpu). scratch_bytes = 0 picks a default (64 MiB); n_threads = 0
+ * uses all cores. */
+lisa_status lisa_backend_cpu_create(lisa_backend **out, size_t scratch_bytes, int32_t n_threads);
+
+lisa_status lisa_op_unsupported(const lisa_backend *be, const char *op);
+
+/* Checked dispatch: lisa_op_rmsnorm(be, y, x, g, eps). */
+#define LISA_OP(E, n, params, args)                                                                \
+    static inline lisa_status lisa_op_##n(lisa_backend *be, LISA_UNPAREN params) {                 \
+        if (!be->ops->n) return lisa_op_unsupported(be, #n);                                       \
+        return be->ops->n(be, LISA_UNPAREN args);                                                  \
+    }
+#include "kernels/ops.def"
+#undef LISA_OP
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
