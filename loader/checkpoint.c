@@ -1,0 +1,387 @@
+/* loader/checkpoint.c — the checkpoint container: files, entries, lookup, and path dispatch
+ * (single safetensors file, HF shard index, or a model directory). */
+#include "loader/checkpoint_impl.h"
+
+#include "runtime/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define INDEX_JSON_MAX (64u << 20)
+
+lisa_status lisa_ckpt_new(lisa_checkpoint **out, const char *path) {
+    lisa_checkpoint *ck = calloc(1, sizeof *ck);
+    if (!ck || !(ck->path = strdup(path))) {
+        free(ck);
+        return lisa_fail(LISA_ERR_OOM, "%s: out of memory", path);
+    }
+    *out = ck;
+    return LISA_OK;
+}
+
+static lisa_status push_file(lisa_checkpoint *ck, lisa_ckpt_file f, int32_t *file_index) {
+    if (ck->n_files == ck->cap_files) {
+        int32_t cap = ck->cap_files ? ck->cap_files * 2 : 4;
+        lisa_ckpt_file *nf = realloc(ck->files, (size_t)cap * sizeof *nf);
+        if (!nf) return lisa_fail(LISA_ERR_OOM, "%s: out of memory", f.path);
+        ck->files = nf;
+        ck->cap_files = cap;
+    }
+    ck->files[ck->n_files] = f;
+    *file_index = ck->n_files++;
+    return LISA_OK;
+}
+
+lisa_status lisa_ckpt_map_file(lisa_checkpoint *ck, const char *path, int32_t *file_index) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lisa_fail(LISA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return lisa_fail(LISA_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return lisa_fail(LISA_ERR_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return lisa_fail(LISA_ERR_FORMAT, "%s: empty file", path);
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (map == MAP_FAILED) return lisa_fail(LISA_ERR_IO, "%s: cannot mmap: %s", path, strerror(e));
+    lisa_ckpt_file f = {.path = strdup(path), .data = map, .size = (size_t)st.st_size, .mapped = true};
+    if (!f.path) {
+        munmap(map, f.size);
+        return lisa_fail(LISA_ERR_OOM, "%s: out of memory", path);
+    }
+    lisa_status s = push_file(ck, f, file_index);
+    if (s != LISA_OK) {
+        munmap(map, f.size);
+        free(f.path);
+    }
+    return s;
+}
+
+lisa_status lisa_ckpt_add_borrowed_file(lisa_checkpoint *ck, const char *name, const void *data, size_t size,
+                                        int32_t *file_index) {
+    lisa_ckpt_file f = {.path = strdup(name), .data = data, .size = size, .mapped = false};
+    if (!f.path) return lisa_fail(LISA_ERR_OOM, "%s: out of memory", name);
+    lisa_status s = push_file(ck, f, file_index);
+    if (s != LISA_OK) free(f.path);
+    return s;
+}
+
+lisa_status lisa_ckpt_add_entry(lisa_checkpoint *ck, const char *name, lisa_dtype dtype, int32_t n_dims,
+                                const int64_t *shape, const void *data, size_t nbytes, int32_t file) {
+    LISA_ASSERT(n_dims >= 0 && n_dims <= LISA_MAX_DIMS);
+    if (ck->n_entries == ck->cap_entries) {
+        int64_t cap = ck->cap_entries ? ck->cap_entries * 2 : 64;
+        lisa_ckpt_tensor *ne = realloc(ck->entries, (size_t)cap * sizeof *ne);
+        if (!ne) return lisa_fail(LISA_ERR_OOM, "%s: out of memory", ck->path);
+        ck->entries = ne;
+        ck->cap_entries = cap;
+    }
+    lisa_ckpt_tensor *t = &ck->entries[ck->n_entries];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    if (!t->name) return lisa_fail(LISA_ERR_OOM, "%s: out of memory", ck->path);
+    t->dtype = dtype;
+    t->n_dims = n_dims;
+    for (int d = 0; d < LISA_MAX_DIMS; d++) t->shape[d] = d < n_dims ? shape[d] : 1;
+    t->data = data;
+    t->nbytes = nbytes;
+    t->file = file;
+    ck->n_entries++;
+    return LISA_OK;
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    return strcmp(((const lisa_ckpt_tensor *)a)->name, ((const lisa_ckpt_tensor *)b)->name);
+}
+
+lisa_status lisa_ckpt_finalize(lisa_checkpoint *ck) {
+    if (ck->n_entries > 1) qsort(ck->entries, (size_t)ck->n_entries, sizeof *ck->entries, cmp_entry);
+    for (int64_t i = 1; i < ck->n_entries; i++) {
+        const lisa_ckpt_tensor *a = &ck->entries[i - 1], *b = &ck->entries[i];
+        if (strcmp(a->name, b->name) == 0)
+            return lisa_fail(LISA_ERR_FORMAT, "%s: tensor '%s' appears twice (in %s and %s)", ck->path, a->name,
+                             ck->files[a->file].path, ck->files[b->file].path);
+    }
+    /* safetensors does not promise alignment; reading an F32 through a misaligned pointer is UB,
+     * so such tensors get copied (once, at load) into one aligned buffer. */
+    size_t total = 0;
+    for (int64_t i = 0; i < ck->n_entries; i++) {
+        const lisa_ckpt_tensor *t = &ck->entries[i];
+        if ((uintptr_t)t->data % lisa_dtype_size(t->dtype) != 0) total += (t->nbytes + 63) & ~(size_t)63;
+    }
+    if (total) {
+        ck->copies = aligned_alloc(64, total);
+        if (!ck->copies) return lisa_fail(LISA_ERR_OOM, "%s: cannot allocate %zu bytes", ck->path, total);
+        unsigned char *p = ck->copies;
+        for (int64_t i = 0; i < ck->n_entries; i++) {
+            lisa_ckpt_tensor *t = &ck->entries[i];
+            if ((uintptr_t)t->data % lisa_dtype_size(t->dtype) == 0) continue;
+            memcpy(p, t->data, t->nbytes);
+            t->data = p;
+            p += (t->nbytes + 63) & ~(size_t)63;
+        }
+    }
+    return LISA_OK;
+}
+
+void lisa_checkpoint_close(lisa_checkpoint *ck) {
+    if (!ck) return;
+    for (int32_t i = 0; i < ck->n_files; i++) {
+        if (ck->files[i].mapped) munmap((void *)ck->files[i].data, ck->files[i].size);
+        free(ck->files[i].path);
+    }
+    for (int64_t i = 0; i < ck->n_entries; i++) free((void *)ck->entries[i].name);
+    free(ck->files);
+    free(ck->entries);
+    free(ck->copies);
+    cJSON_Delete(ck->meta);
+    free(ck->path);
+    free(ck);
+}
+
+int64_t lisa_checkpoint_count(const lisa_checkpoint *ck) { return ck->n_entries; }
+
+const lisa_ckpt_tensor *lisa_checkpoint_at(const lisa_checkpoint *ck, int64_t i) {
+    LISA_ASSERT(i >= 0 && i < ck->n_entries);
+    return &ck->entries[i];
+}
+
+const lisa_ckpt_tensor *lisa_checkpoint_find(const lisa_checkpoint *ck, const char *name) {
+    int64_t lo = 0, hi = ck->n_entries - 1;
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ck->entries[mid].name, name);
+        if (c == 0) return &ck->entries[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return NULL;
+}
+
+lisa_tensor lisa_ckpt_tensor_view(const lisa_ckpt_tensor *t) {
+    return lisa_tensor_view((void *)t->data, t->dtype, t->n_dims, t->shape);
+}
+
+lisa_status lisa_checkpoint_get(const lisa_checkpoint *ck, const char *name, lisa_tensor *out) {
+    const lisa_ckpt_tensor *t = lisa_checkpoint_find(ck, name);
+    if (!t) return lisa_fail(LISA_ERR_NOT_FOUND, "%s: no tensor named '%s'", ck->path, name);
+    *out = lisa_ckpt_tensor_view(t);
+    return LISA_OK;
+}
+
+const char *lisa_checkpoint_path(const lisa_checkpoint *ck) { return ck->path; }
+int32_t lisa_checkpoint_file_count(const lisa_checkpoint *ck) { return ck->n_files; }
+
+const char *lisa_checkpoint_file_path(const lisa_checkpoint *ck, int32_t file) {
+    LISA_ASSERT(file >= 0 && file < ck->n_files);
+    return ck->files[file].path;
+}
+
+const char *lisa_checkpoint_metadata(const lisa_checkpoint *ck, const char *key) {
+    const cJSON *v = ck->meta ? cJSON_GetObjectItemCaseSensitive(ck->meta, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---- opening by path ---------------------------------------------------------------------- */
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static bool is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool is_file(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static char *read_small_file(const char *path, size_t limit, size_t *len, lisa_status *st) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *st = lisa_fail(LISA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= limit) {
+                fclose(f);
+                free(buf);
+                *st = lisa_fail(LISA_ERR_LIMIT, "%s: larger than %zu bytes", path, limit);
+                return NULL;
+            }
+            cap = cap ? cap * 2 : 4096;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) {
+                fclose(f);
+                free(buf);
+                *st = lisa_fail(LISA_ERR_OOM, "%s: out of memory", path);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) break;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        *st = lisa_fail(LISA_ERR_IO, "%s: read error", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    *st = LISA_OK;
+    return buf;
+}
+
+static lisa_status open_single(lisa_checkpoint *ck, const char *file) {
+    int32_t idx;
+    LISA_TRY(lisa_ckpt_map_file(ck, file, &idx));
+    return lisa_safetensors_parse(ck, idx);
+}
+
+/* HF shard index: {"metadata": {...}, "weight_map": {"tensor": "file", ...}}. */
+static lisa_status open_index(lisa_checkpoint *ck, const char *index_path) {
+    size_t len = 0;
+    lisa_status s;
+    char *text = read_small_file(index_path, INDEX_JSON_MAX, &len, &s);
+    if (!text) return s;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!root) return lisa_fail(LISA_ERR_FORMAT, "%s: not valid JSON", index_path);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(map)) {
+        cJSON_Delete(root);
+        return lisa_fail(LISA_ERR_FORMAT, "%s: missing object 'weight_map'", index_path);
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", index_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+
+    s = LISA_OK;
+    int32_t first_file = ck->n_files;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, map) {
+        if (!cJSON_IsString(item) || !item->valuestring[0]) {
+            s = lisa_fail(LISA_ERR_FORMAT, "%s: weight_map['%s'] is not a file name", index_path, item->string);
+            break;
+        }
+        const char *shard = item->valuestring;
+        if (shard[0] == '/' || strstr(shard, "..")) {
+            s = lisa_fail(LISA_ERR_FORMAT, "%s: weight_map['%s'] = '%s' leaves the checkpoint directory", index_path,
+                          item->string, shard);
+            break;
+        }
+        bool seen = false;
+        for (int32_t f = first_file; f < ck->n_files && !seen; f++) {
+            const char *p = ck->files[f].path;
+            size_t dl = strlen(dir);
+            seen = strncmp(p, dir, dl) == 0 && p[dl] == '/' && strcmp(p + dl + 1, shard) == 0;
+        }
+        if (seen) continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, shard);
+        if (!is_file(path)) {
+            s = lisa_fail(LISA_ERR_NOT_FOUND, "%s: shard '%s' (for tensor '%s') does not exist", index_path, shard,
+                          item->string);
+            break;
+        }
+        s = open_single(ck, path);
+        if (s != LISA_OK) break;
+    }
+    if (s == LISA_OK) s = lisa_ckpt_finalize(ck);
+    /* Every tensor the index names must be in the shard it names. */
+    if (s == LISA_OK) {
+        cJSON_ArrayForEach(item, map) {
+            const lisa_ckpt_tensor *t = lisa_checkpoint_find(ck, item->string);
+            const char *fp = t ? ck->files[t->file].path : NULL;
+            const char *base = fp ? strrchr(fp, '/') : NULL;
+            base = base ? base + 1 : fp;
+            if (!t || strcmp(base, item->valuestring) != 0) {
+                s = lisa_fail(LISA_ERR_FORMAT, "%s: tensor '%s' is listed in shard '%s' but %s", index_path, item->string,
+                              item->valuestring, t ? "found in another shard" : "is not in it");
+                break;
+            }
+        }
+    }
+    cJSON_Delete(root);
+    return s;
+}
+
+lisa_status lisa_checkpoint_open(lisa_checkpoint **out, const char *path) {
+    *out = NULL;
+    lisa_checkpoint *ck;
+    LISA_TRY(lisa_ckpt_new(&ck, path));
+    lisa_status s;
+    char buf[8192];
+    if (is_dir(path)) {
+        snprintf(buf, sizeof buf, "%s/model.safetensors.index.json", path);
+        if (is_file(buf)) {
+            s = open_index(ck, buf);
+        } else {
+            snprintf(buf, sizeof buf, "%s/model.safetensors", path);
+            if (is_file(buf)) {
+                s = open_single(ck, buf);
+                if (s == LISA_OK) s = lisa_ckpt_finalize(ck);
+            } else {
+                s = lisa_fail(LISA_ERR_NOT_FOUND,
+                              "%s: no model.safetensors.index.json or model.safetensors in this directory", path);
+            }
+        }
+    } else if (ends_with(path, ".json")) {
+        s = open_index(ck, path);
+    } else if (is_file(path)) {
+        s = open_single(ck, path);
+        if (s == LISA_OK) s = lisa_ckpt_finalize(ck);
+    } else {
+        s = lisa_fail(LISA_ERR_NOT_FOUND, "%s: no such file or directory", path);
+    }
+    if (s != LISA_OK) {
+        lisa_checkpoint_close(ck);
+        return s;
+    }
+    *out = ck;
+    return LISA_OK;
+}
+
+lisa_status lisa_checkpoint_open_safetensors_memory(lisa_checkpoint **out, const void *data, size_t size,
+                                                    const char *name) {
+    *out = NULL;
+    lisa_checkpoint *ck;
+    LISA_TRY(lisa_ckpt_new(&ck, name));
+    int32_t idx;
+    lisa_status s = lisa_ckpt_add_borrowed_file(ck, name, data, size, &idx);
+    if (s == LISA_OK) s = lisa_safetensors_parse(ck, idx);
+    if (s == LISA_OK) s = lisa_ckpt_finalize(ck);
+    if (s != LISA_OK) {
+        lisa_checkpoint_close(ck);
+        return s;
+    }
+    *out = ck;
+    return LISA_OK;
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the engine builds and tests with. Idempotent: does nothing when
+# everything is already installed. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git        # toolchain
+  libopenblas-dev                             # CPU sgemm (kernels/cpu)
+  libcjson-dev                                # JSON: configs, safetensors headers, CLI I/O
+  libcriterion-dev                            # unit tests
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev   # image decode/encode
+  libzip-dev                                  # PyTorch .bin checkpoints (zip)
+  clang                                       # libFuzzer targets
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

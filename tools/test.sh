@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The README's test command: installs dependencies, builds everything (the CUDA sources too when
+# nvcc is available: compile and link only, sm_90a), and runs the whole test suite.
+#   bash tools/test.sh                 # build/ + all tests
+#   BUILD_DIR=build-asan CMAKE_ARGS="-DLISA_SANITIZE_ADDRESS=ON -DLISA_SANITIZE_UNDEFINED=ON" bash tools/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install-deps.sh
+
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-$(nproc)}
+export PATH="$PATH:/usr/local/cuda/bin"
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} ${CMAKE_ARGS:-}
+cmake --build "$BUILD_DIR" -j"$JOBS"
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$JOBS" ${CTEST_ARGS:-}
