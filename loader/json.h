@@ -1,0 +1,40 @@
+/* loader/json.h — reading JSON files (configs, manifests) with errors that name the file and key.
+ * Thin typed getters over cJSON; absent keys take the given default unless `required`. */
+#ifndef LISA_LOADER_JSON_H
+#define LISA_LOADER_JSON_H
+
+#include "lisa.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LISA_JSON_MAX_FILE (64u << 20)
+
+/* Parses a whole file (at most max_bytes; 0 = LISA_JSON_MAX_FILE). The caller owns *out
+ * (cJSON_Delete). Errors: LISA_ERR_IO (missing/unreadable), LISA_ERR_LIMIT, LISA_ERR_FORMAT
+ * (names the line and column of the parse error). */
+lisa_status lisa_json_load_file(const char *path, size_t max_bytes, cJSON **out);
+
+/* Typed getters. `file` is only used in error messages. A present key of the wrong type is always
+ * an error (LISA_ERR_FORMAT naming file and key); an absent key gives `def`, or LISA_ERR_FORMAT
+ * when `required`. JSON null counts as absent. */
+lisa_status lisa_json_int(const cJSON *obj, const char *file, const char *key, bool required, int64_t def,
+                          int64_t *out);
+lisa_status lisa_json_double(const cJSON *obj, const char *file, const char *key, bool required, double def,
+                             double *out);
+lisa_status lisa_json_bool(const cJSON *obj, const char *file, const char *key, bool required, bool def, bool *out);
+/* *out points into obj (lives as long as obj); def may be NULL. */
+lisa_status lisa_json_string(const cJSON *obj, const char *file, const char *key, bool required, const char *def,
+                             const char **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,111 @@
+/* models/graph.h — how model graphs are written (STYLE.md §16).
+ *
+ * A graph function takes a lisa_graph `g` and tensors, and calls the g_* helpers below, one line
+ * per term of the paper's equation. Each helper allocates its output from the activation arena,
+ * calls the backend op through the ops table, and records the first failure in g->status; after a
+ * failure every helper is a no-op that returns g's error tensor, so graph code checks the status
+ * once per block instead of after every op.
+ *
+ * Count-only pass: when the activation arena is measuring, helpers allocate no data and run no
+ * op, but compute every shape (descriptors still live in the host `meta` arena, which is never
+ * measuring), so running a graph once with a measuring arena gives the exact arena
+ * size for the real run (one allocation per lifetime, STYLE.md §10).
+ *
+ * Scoped temporaries: m = g_mark(g); ...; g_reset(g, m) releases everything allocated since the
+ * mark in both arenas (use the *_to helpers to write a result into a tensor allocated earlier).
+ *
+ * Ownership: a lisa_graph borrows its backend and arenas; tensors it returns live in those arenas
+ * until they are reset.
+ */
+#ifndef LISA_MODELS_GRAPH_H
+#define LISA_MODELS_GRAPH_H
+
+#include "kernels/ops.h"
+#include "runtime/arena.h"
+#include "runtime/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef lisa_tensor T;
+
+typedef struct lisa_graph {
+    lisa_backend *be;
+    lisa_arena *act;    /* activation data, in the backend's memory */
+    lisa_arena *meta;   /* host memory for tensor descriptors */
+    lisa_dtype act_dtype; /* activation dtype: F32 on the CPU backend */
+    lisa_status status; /* first failure (message in lisa_last_error()) */
+    T error_tensor;     /* returned by helpers after a failure */
+} lisa_graph;
+
+typedef struct lisa_graph_mark {
+    size_t act, meta;
+} lisa_graph_mark;
+
+void lisa_graph_init(lisa_graph *g, lisa_backend *be, lisa_arena *act, lisa_arena *meta, lisa_dtype act_dtype);
+static inline bool g_ok(const lisa_graph *g) { return g->status == LISA_OK; }
+static inline bool g_measuring(const lisa_graph *g) { return g->act->measuring; }
+/* Records s as the graph's failure (if it is the first) and returns g's error tensor. */
+T *g_fail(lisa_graph *g, lisa_status s);
+lisa_graph_mark g_mark(const lisa_graph *g);
+void g_reset(lisa_graph *g, lisa_graph_mark m);
+
+/* ---- tensors -------------------------------------------------------------------------------- */
+/* New contiguous tensor (activation arena for data, meta arena for the descriptor). */
+T *g_new(lisa_graph *g, lisa_dtype dt, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+T *g_new_like(lisa_graph *g, const T *x);
+/* A descriptor copy of an existing tensor (e.g. a weight view) living in the meta arena. */
+T *g_wrap(lisa_graph *g, const T *x);
+/* Views (no data movement). */
+T *g_reshape(lisa_graph *g, const T *x, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+T *g_permute(lisa_graph *g, const T *x, int32_t p0, int32_t p1, int32_t p2, int32_t p3);
+T *g_narrow(lisa_graph *g, const T *x, int32_t dim, int64_t start, int64_t len);
+/* Contiguous copy (with dtype conversion when dt differs; pass x->dtype to keep it). */
+T *g_contiguous(lisa_graph *g, const T *x);
+T *g_cast(lisa_graph *g, const T *x, lisa_dtype dt);
+void g_copy_to(lisa_graph *g, T *y, const T *x);
+
+/* ---- ops (see kernels/ops.def for the exact semantics) ------------------------------------ */
+T *g_linear(lisa_graph *g, const T *x, const T *w, const T *b);
+void g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b);
+T *g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b);
+T *g_add(lisa_graph *g, const T *a, const T *b);
+void g_add_to(lisa_graph *g, T *y, const T *a, const T *b);
+T *g_mul(lisa_graph *g, const T *a, const T *b);
+T *g_scale(lisa_graph *g, const T *x, float s, float c);
+T *g_layernorm(lisa_graph *g, const T *x, const T *w, const T *b, float eps);
+void g_layernorm_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b, float eps);
+T *g_layernorm2d(lisa_graph *g, const T *x, const T *w, const T *b, float eps);
+T *g_rmsnorm(lisa_graph *g, const T *x, const T *w, float eps);
+T *g_softmax(lisa_graph *g, const T *x);
+T *g_gelu(lisa_graph *g, const T *x);
+T *g_quick_gelu(lisa_graph *g, const T *x);
+T *g_relu(lisa_graph *g, const T *x);
+T *g_silu_mul(lisa_graph *g, const T *gate, const T *up);
+T *g_rope(lisa_graph *g, const T *x, const T *pos, float theta);
+/* Attention with q[B,Tq,H,D], k/v[B,Tk,Hkv,D] -> [B,Tq,H,D]. */
+T *g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p);
+/* SAM rel-pos terms: *rel_h [B,H,Tq,q_h], *rel_w [B,H,Tq,q_w]. */
+void g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos_h, const T *rel_pos_w, int32_t q_h,
+               int32_t q_w);
+T *g_window_partition(lisa_graph *g, const T *x, int32_t window);
+T *g_window_unpartition(lisa_graph *g, const T *x, int32_t window, int64_t h, int64_t w);
+T *g_conv2d(lisa_graph *g, const T *x, const T *w, const T *b, int32_t stride, int32_t pad);
+T *g_conv_transpose2d_k2s2(lisa_graph *g, const T *x, const T *w, const T *b);
+T *g_bilinear(lisa_graph *g, const T *x, int64_t out_h, int64_t out_w);
+T *g_embedding(lisa_graph *g, const T *table, const T *ids);
+T *g_argmax(lisa_graph *g, const T *x);
+
+/* Runs `fn(g, ctx)` once with measuring arenas and returns the peak activation and descriptor
+ * bytes it needs (the count-only pass). */
+typedef void (*lisa_graph_fn)(lisa_graph *g, void *ctx);
+#define LISA_GRAPH_MEASURE_META_BYTES (16u << 20)
+lisa_status lisa_graph_measure(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx, size_t *act_bytes,
+                               size_t *meta_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
