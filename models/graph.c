@@ -3,6 +3,8 @@
 
 #include "runtime/error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 void lisa_graph_init(lisa_graph *g, lisa_backend *be, lisa_arena *act, lisa_arena *meta, lisa_dtype act_dtype) {
@@ -23,6 +25,16 @@ T *g_fail(lisa_graph *g, lisa_status s) {
 lisa_graph_mark g_mark(const lisa_graph *g) {
     lisa_graph_mark m = {lisa_arena_mark(g->act), lisa_arena_mark(g->meta)};
     return m;
+}
+
+void g_tap(lisa_graph *g, const T *t, const char *fmt, ...) {
+    if (!g->tap || !g_ok(g) || g_measuring(g)) return;
+    char name[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    g->tap(g->tap_ctx, name, t);
 }
 
 void g_reset(lisa_graph *g, lisa_graph_mark m) {

@@ -37,6 +37,10 @@ typedef struct lisa_graph {
     lisa_dtype act_dtype; /* activation dtype: F32 on the CPU backend */
     lisa_status status; /* first failure (message in lisa_last_error()) */
     T error_tensor;     /* returned by helpers after a failure */
+    /* Optional parity hook: graphs call g_tap(g, "enc.block.3", x) at the spec's tap points
+     * (spec §8); tests compare there against golden data. Not called while measuring. */
+    void (*tap)(void *tap_ctx, const char *name, const T *t);
+    void *tap_ctx;
 } lisa_graph;
 
 typedef struct lisa_graph_mark {
@@ -49,6 +53,8 @@ static inline bool g_measuring(const lisa_graph *g) { return g->act->measuring; 
 /* Records s as the graph's failure (if it is the first) and returns g's error tensor. */
 T *g_fail(lisa_graph *g, lisa_status s);
 lisa_graph_mark g_mark(const lisa_graph *g);
+/* Calls g->tap (if set, the graph is healthy and not measuring); the name is printf-formatted. */
+void g_tap(lisa_graph *g, const T *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void g_reset(lisa_graph *g, lisa_graph_mark m);
 
 /* ---- tensors -------------------------------------------------------------------------------- */

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#define LISA_ERROR_CAP 1024
+#define LISA_ERROR_CAP 8192
 
 static _Thread_local char tls_error[LISA_ERROR_CAP];
 

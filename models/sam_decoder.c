@@ -1,0 +1,253 @@
+/* models/sam_decoder.c — SAM's prompt-conditioned mask decoder as LISA runs it (spec §5.2–5.4).
+ * ref: segment_anything/modeling/mask_decoder.py (MaskDecoder.predict_masks, MLP),
+ *      segment_anything/modeling/transformer.py (TwoWayTransformer, TwoWayAttentionBlock, Attention),
+ *      LISA model/segment_anything/modeling/prompt_encoder.py (text_embeds as the sparse prompt),
+ *      segment_anything/modeling/sam.py (postprocess_masks). */
+#include "models/sam.h"
+
+#include "runtime/error.h"
+
+#include <math.h>
+#include <string.h>
+
+#define DEC_LN_EPS 1e-5f /* nn.LayerNorm default in the two-way transformer */
+#define UP_LN_EPS 1e-6f  /* LayerNorm2d in output_upscaling */
+
+/* ---- loading -------------------------------------------------------------------------------- */
+
+static void load_attention(lisa_weights *w, lisa_sam_attention *a, int64_t dim, int32_t heads, const char *name) {
+    T qw;
+    if (!lisa_w_get(w, &qw, 2, -1, dim, 0, 0, "mask_decoder.transformer.%s.q_proj.weight", name)) return;
+    const int64_t d = qw.shape[0];
+    a->q_w = qw;
+    a->heads = heads;
+    a->internal_dim = (int32_t)d;
+    if (d % heads) lisa_w_error(w, LISA_ERR_SHAPE, "mask_decoder.transformer.%s: %lld not divisible by %d heads", name,
+                                (long long)d, heads);
+    lisa_w_get(w, &a->q_b, 1, d, 0, 0, 0, "mask_decoder.transformer.%s.q_proj.bias", name);
+    lisa_w_get(w, &a->k_w, 2, d, dim, 0, 0, "mask_decoder.transformer.%s.k_proj.weight", name);
+    lisa_w_get(w, &a->k_b, 1, d, 0, 0, 0, "mask_decoder.transformer.%s.k_proj.bias", name);
+    lisa_w_get(w, &a->v_w, 2, d, dim, 0, 0, "mask_decoder.transformer.%s.v_proj.weight", name);
+    lisa_w_get(w, &a->v_b, 1, d, 0, 0, 0, "mask_decoder.transformer.%s.v_proj.bias", name);
+    lisa_w_get(w, &a->out_w, 2, dim, d, 0, 0, "mask_decoder.transformer.%s.out_proj.weight", name);
+    lisa_w_get(w, &a->out_b, 1, dim, 0, 0, 0, "mask_decoder.transformer.%s.out_proj.bias", name);
+}
+
+void lisa_sam_load_decoder(lisa_weights *w, lisa_sam *m);
+void lisa_sam_load_decoder(lisa_weights *w, lisa_sam *m) {
+    lisa_sam_decoder *d = &m->dec;
+    const int64_t C = m->enc.out_chans;
+    d->dim = (int32_t)C;
+    /* SAM's decoder uses 8 heads at every size (build_sam: TwoWayTransformer(num_heads=8)); the
+     * head count is not recoverable from shapes, so it is fixed here as in the reference. */
+    d->heads = 8;
+    lisa_w_get(w, &d->iou_token, 2, 1, C, 0, 0, "mask_decoder.iou_token.weight");
+    T mt;
+    if (!lisa_w_get(w, &mt, 2, -1, C, 0, 0, "mask_decoder.mask_tokens.weight")) return;
+    d->mask_tokens = mt;
+    d->n_mask_tokens = (int32_t)mt.shape[0];
+    if (d->n_mask_tokens < 1 || d->n_mask_tokens > LISA_SAM_MAX_MASK_TOKENS) {
+        lisa_w_error(w, LISA_ERR_SHAPE, "mask_decoder.mask_tokens.weight: %d tokens", d->n_mask_tokens);
+        return;
+    }
+    d->depth = 0;
+    while (lisa_w_has(w, "mask_decoder.transformer.layers.%d.norm1.weight", d->depth)) d->depth++;
+    if (d->depth < 1 || d->depth > LISA_SAM_MAX_DECODER_DEPTH) {
+        lisa_w_error(w, LISA_ERR_SHAPE, "mask_decoder.transformer: %d layers (1..%d supported)", d->depth,
+                     LISA_SAM_MAX_DECODER_DEPTH);
+        return;
+    }
+    char name[96];
+    for (int i = 0; i < d->depth; i++) {
+        lisa_sam_twoway_layer *L = &d->layers[i];
+        L->skip_first_layer_pe = i == 0;
+        snprintf(name, sizeof name, "layers.%d.self_attn", i);
+        load_attention(w, &L->self_attn, C, d->heads, name);
+        snprintf(name, sizeof name, "layers.%d.cross_attn_token_to_image", i);
+        load_attention(w, &L->t2i, C, d->heads, name);
+        snprintf(name, sizeof name, "layers.%d.cross_attn_image_to_token", i);
+        load_attention(w, &L->i2t, C, d->heads, name);
+        T *norms[4][2] = {{&L->norm1_w, &L->norm1_b}, {&L->norm2_w, &L->norm2_b}, {&L->norm3_w, &L->norm3_b},
+                          {&L->norm4_w, &L->norm4_b}};
+        for (int k = 0; k < 4; k++) {
+            lisa_w_get(w, norms[k][0], 1, C, 0, 0, 0, "mask_decoder.transformer.layers.%d.norm%d.weight", i, k + 1);
+            lisa_w_get(w, norms[k][1], 1, C, 0, 0, 0, "mask_decoder.transformer.layers.%d.norm%d.bias", i, k + 1);
+        }
+        T l1;
+        if (!lisa_w_get(w, &l1, 2, -1, C, 0, 0, "mask_decoder.transformer.layers.%d.mlp.lin1.weight", i)) continue;
+        L->mlp1_w = l1;
+        lisa_w_get(w, &L->mlp1_b, 1, l1.shape[0], 0, 0, 0, "mask_decoder.transformer.layers.%d.mlp.lin1.bias", i);
+        lisa_w_get(w, &L->mlp2_w, 2, C, l1.shape[0], 0, 0, "mask_decoder.transformer.layers.%d.mlp.lin2.weight", i);
+        lisa_w_get(w, &L->mlp2_b, 1, C, 0, 0, 0, "mask_decoder.transformer.layers.%d.mlp.lin2.bias", i);
+    }
+    load_attention(w, &d->final_t2i, C, d->heads, "final_attn_token_to_image");
+    lisa_w_get(w, &d->norm_final_w, 1, C, 0, 0, 0, "mask_decoder.transformer.norm_final_attn.weight");
+    lisa_w_get(w, &d->norm_final_b, 1, C, 0, 0, 0, "mask_decoder.transformer.norm_final_attn.bias");
+    /* output_upscaling: ConvT(C, C/4, 2, 2), LayerNorm2d(C/4), GELU, ConvT(C/4, C/8, 2, 2), GELU */
+    lisa_w_get(w, &d->up0_w, 4, C, C / 4, 2, 2, "mask_decoder.output_upscaling.0.weight");
+    lisa_w_get(w, &d->up0_b, 1, C / 4, 0, 0, 0, "mask_decoder.output_upscaling.0.bias");
+    lisa_w_get(w, &d->up_ln_w, 1, C / 4, 0, 0, 0, "mask_decoder.output_upscaling.1.weight");
+    lisa_w_get(w, &d->up_ln_b, 1, C / 4, 0, 0, 0, "mask_decoder.output_upscaling.1.bias");
+    lisa_w_get(w, &d->up3_w, 4, C / 4, C / 8, 2, 2, "mask_decoder.output_upscaling.3.weight");
+    lisa_w_get(w, &d->up3_b, 1, C / 8, 0, 0, 0, "mask_decoder.output_upscaling.3.bias");
+    /* hypernetwork MLPs 256 -> 256 -> 256 -> 32 (C -> C -> C -> C/8) and the IoU head. */
+    for (int t = 0; t < d->n_mask_tokens; t++) {
+        lisa_w_get(w, &d->hyper_w[t][0], 2, C, C, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.0.weight", t);
+        lisa_w_get(w, &d->hyper_b[t][0], 1, C, 0, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.0.bias", t);
+        lisa_w_get(w, &d->hyper_w[t][1], 2, C, C, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.1.weight", t);
+        lisa_w_get(w, &d->hyper_b[t][1], 1, C, 0, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.1.bias", t);
+        lisa_w_get(w, &d->hyper_w[t][2], 2, C / 8, C, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.2.weight", t);
+        lisa_w_get(w, &d->hyper_b[t][2], 1, C / 8, 0, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.2.bias", t);
+    }
+    T i0;
+    if (!lisa_w_get(w, &i0, 2, -1, C, 0, 0, "mask_decoder.iou_prediction_head.layers.0.weight")) return;
+    const int64_t hid = i0.shape[0];
+    d->iou_w[0] = i0;
+    lisa_w_get(w, &d->iou_b[0], 1, hid, 0, 0, 0, "mask_decoder.iou_prediction_head.layers.0.bias");
+    lisa_w_get(w, &d->iou_w[1], 2, hid, hid, 0, 0, "mask_decoder.iou_prediction_head.layers.1.weight");
+    lisa_w_get(w, &d->iou_b[1], 1, hid, 0, 0, 0, "mask_decoder.iou_prediction_head.layers.1.bias");
+    lisa_w_get(w, &d->iou_w[2], 2, d->n_mask_tokens, hid, 0, 0, "mask_decoder.iou_prediction_head.layers.2.weight");
+    lisa_w_get(w, &d->iou_b[2], 1, d->n_mask_tokens, 0, 0, 0, "mask_decoder.iou_prediction_head.layers.2.bias");
+}
+
+/* ---- the decoder graph ---------------------------------------------------------------------- */
+
+/* Attention.forward: out_proj(softmax(q kᵀ / sqrt(c)) v) over heads, q [N, Tq, C], k/v [N, Tk, C]. */
+static T *dec_attention(lisa_graph *g, const lisa_sam_attention *a, const T *q_in, const T *k_in, const T *v_in) {
+    const int64_t N = q_in->shape[0], Tq = q_in->shape[1], Tk = k_in->shape[1];
+    const int64_t H = a->heads, D = a->internal_dim / a->heads;
+    T *q = g_reshape(g, g_linear(g, q_in, &a->q_w, &a->q_b), 4, N, Tq, H, D);
+    T *k = g_reshape(g, g_linear(g, k_in, &a->k_w, &a->k_b), 4, N, Tk, H, D);
+    T *v = g_reshape(g, g_linear(g, v_in, &a->v_w, &a->v_b), 4, N, Tk, H, D);
+    lisa_attn_params p = {.scale = 1.0f / sqrtf((float)D)};
+    T *o = g_attention(g, q, k, v, &p);
+    return g_linear(g, g_reshape(g, o, 3, N, Tq, H * D, 0), &a->out_w, &a->out_b);
+}
+
+/* MLP with ReLU between layers, none after the last (mask_decoder.MLP). */
+static T *dec_mlp3(lisa_graph *g, const T *x, const T *w, const T *b) {
+    T *h = g_relu(g, g_linear(g, x, &w[0], &b[0]));
+    h = g_relu(g, g_linear(g, h, &w[1], &b[1]));
+    return g_linear(g, h, &w[2], &b[2]);
+}
+
+/* One TwoWayAttentionBlock; updates *queries and *keys (new tensors). */
+static void twoway_layer(lisa_graph *g, const lisa_sam_twoway_layer *L, T **queries, T **keys, const T *qpe,
+                         const T *kpe) {
+    T *q = *queries, *k = *keys;
+    /* (1) self-attention: layer 0 has no PE and no residual */
+    if (L->skip_first_layer_pe) {
+        q = dec_attention(g, &L->self_attn, q, q, q);
+    } else {
+        T *qq = g_add(g, q, qpe);
+        q = g_add(g, q, dec_attention(g, &L->self_attn, qq, qq, q));
+    }
+    q = g_layernorm(g, q, &L->norm1_w, &L->norm1_b, DEC_LN_EPS);
+    /* (2) tokens attend to the image: queries = norm2(queries + CA(q+qpe, k+kpe, k)) */
+    T *kk = g_add(g, k, kpe);
+    q = g_add(g, q, dec_attention(g, &L->t2i, g_add(g, q, qpe), kk, k));
+    q = g_layernorm(g, q, &L->norm2_w, &L->norm2_b, DEC_LN_EPS);
+    /* (3) MLP (ReLU) */
+    T *mlp = g_linear(g, g_relu(g, g_linear(g, q, &L->mlp1_w, &L->mlp1_b)), &L->mlp2_w, &L->mlp2_b);
+    q = g_layernorm(g, g_add(g, q, mlp), &L->norm3_w, &L->norm3_b, DEC_LN_EPS);
+    /* (4) image attends to tokens: keys = norm4(keys + CA(k+kpe, q+qpe, q)) */
+    T *qq = g_add(g, q, qpe);
+    kk = g_add(g, k, kpe);
+    k = g_add(g, k, dec_attention(g, &L->i2t, kk, qq, q));
+    k = g_layernorm(g, k, &L->norm4_w, &L->norm4_b, DEC_LN_EPS);
+    *queries = q;
+    *keys = k;
+}
+
+void lisa_sam_decode(lisa_graph *g, const lisa_sam *m, const T *image_emb, const T *sparse, T **lowres, T **iou) {
+    const lisa_sam_decoder *d = &m->dec;
+    const int64_t C = d->dim, G = m->enc.grid, HW = G * G;
+    *lowres = &g->error_tensor;
+    if (iou) *iou = &g->error_tensor;
+    if (!g_ok(g)) return;
+    char sb[96];
+    if (image_emb->n_dims != 4 || image_emb->shape[0] != 1 || image_emb->shape[1] != C || image_emb->shape[2] != G ||
+        image_emb->shape[3] != G) {
+        g_fail(g, lisa_fail(LISA_ERR_SHAPE, "SAM decoder: image embedding %s, expected [1, %lld, %lld, %lld]",
+                            lisa_tensor_shape_str(image_emb, sb, sizeof sb), (long long)C, (long long)G, (long long)G));
+        return;
+    }
+    if (sparse->n_dims != 3 || sparse->shape[2] != C || sparse->shape[0] < 1) {
+        g_fail(g, lisa_fail(LISA_ERR_SHAPE, "SAM decoder: sparse prompt %s, expected [N, n, %lld]",
+                            lisa_tensor_shape_str(sparse, sb, sizeof sb), (long long)C));
+        return;
+    }
+    const int64_t N = sparse->shape[0], NS = sparse->shape[1], NT = 1 + d->n_mask_tokens + NS;
+
+    /* Results first, so that the temporaries below can be released at the end. */
+    T *out_masks = g_new(g, g->act_dtype, 4, N, 1, 4 * G, 4 * G);
+    T *out_iou = iou ? g_new(g, g->act_dtype, 2, N, 1, 0, 0) : NULL;
+    lisa_graph_mark m0 = g_mark(g);
+
+    /* tokens = [iou_token, mask_tokens, sparse] per prompt: [N, NT, C] */
+    T *tokens = g_new(g, g->act_dtype, 3, N, NT, C, 0);
+    for (int64_t n = 0; n < N; n++) {
+        T *row = g_narrow(g, tokens, 0, n, 1);
+        g_copy_to(g, g_narrow(g, row, 1, 0, 1), g_reshape(g, &d->iou_token, 3, 1, 1, C, 0));
+        g_copy_to(g, g_narrow(g, row, 1, 1, d->n_mask_tokens),
+                  g_reshape(g, &d->mask_tokens, 3, 1, d->n_mask_tokens, C, 0));
+    }
+    g_copy_to(g, g_narrow(g, tokens, 1, 1 + d->n_mask_tokens, NS), sparse);
+
+    /* src = image_emb + dense(no_mask_embed), flattened to [1, HW, C]; keys = src per prompt;
+     * kpe = dense PE flattened [1, HW, C] (broadcast over prompts). */
+    T *src = g_add(g, image_emb, g_reshape(g, &m->no_mask_embed, 4, 1, C, 1, 1));
+    T *src_t = g_contiguous(g, g_permute(g, g_reshape(g, src, 3, 1, C, HW, 0), 0, 2, 1, 3));
+    T *keys = g_new(g, g->act_dtype, 3, N, HW, C, 0);
+    for (int64_t n = 0; n < N; n++) g_copy_to(g, g_narrow(g, keys, 0, n, 1), src_t);
+    T *kpe = g_contiguous(g, g_permute(g, g_reshape(g, &m->dense_pe, 3, 1, C, HW, 0), 0, 2, 1, 3));
+
+    T *queries = tokens;
+    for (int l = 0; l < d->depth; l++) twoway_layer(g, &d->layers[l], &queries, &keys, tokens, kpe);
+    /* final: queries = norm(queries + CA(q+qpe, k+kpe, k)) */
+    T *qf = dec_attention(g, &d->final_t2i, g_add(g, queries, tokens), g_add(g, keys, kpe), keys);
+    T *hs = g_layernorm(g, g_add(g, queries, qf), &d->norm_final_w, &d->norm_final_b, DEC_LN_EPS);
+    g_tap(g, hs, "decoder_hs");
+
+    /* upscale keys [N, HW, C] -> [N, C, G, G] -> [N, C/8, 4G, 4G] */
+    T *img = g_reshape(g, g_contiguous(g, g_permute(g, keys, 0, 2, 1, 3)), 4, N, C, G, G);
+    T *up = g_conv_transpose2d_k2s2(g, img, &d->up0_w, &d->up0_b);
+    up = g_gelu(g, g_layernorm2d(g, up, &d->up_ln_w, &d->up_ln_b, UP_LN_EPS));
+    up = g_gelu(g, g_conv_transpose2d_k2s2(g, up, &d->up3_w, &d->up3_b));            /* [N, C/8, 4G, 4G] */
+
+    /* mask 0 only (multimask_output=False): hyper_0(mask_token_0) · upscaled */
+    T *tok0 = g_contiguous(g, g_narrow(g, hs, 1, 1, 1));                             /* [N, 1, C] */
+    T *hyper = dec_mlp3(g, tok0, d->hyper_w[0], d->hyper_b[0]);                       /* [N, 1, C/8] */
+    T *up_flat = g_reshape(g, up, 3, N, C / 8, 16 * HW, 0);
+    T *masks = g_matmul(g, hyper, up_flat, false);                                    /* [N, 1, 16 HW] */
+    g_copy_to(g, out_masks, g_reshape(g, masks, 4, N, 1, 4 * G, 4 * G));
+    if (out_iou) {
+        T *iou_tok = g_contiguous(g, g_narrow(g, hs, 1, 0, 1));
+        T *iou_all = dec_mlp3(g, iou_tok, d->iou_w, d->iou_b);                        /* [N, 1, n_mask_tokens] */
+        g_copy_to(g, out_iou, g_reshape(g, g_contiguous(g, g_narrow(g, iou_all, 2, 0, 1)), 2, N, 1, 0, 0));
+    }
+    g_reset(g, m0);
+    if (!g_ok(g)) return;
+    g_tap(g, out_masks, "lowres_logits");
+    *lowres = out_masks;
+    if (iou) *iou = out_iou;
+}
+
+T *lisa_sam_postprocess(lisa_graph *g, const lisa_sam *m, const T *lowres, int32_t h_r, int32_t w_r, int32_t H0,
+                        int32_t W0) {
+    const int64_t S = m->enc.img_size;
+    if (!g_ok(g)) return &g->error_tensor;
+    if (lowres->n_dims != 4 || h_r < 1 || w_r < 1 || h_r > S || w_r > S || H0 < 1 || W0 < 1)
+        return g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "SAM postprocess: bad sizes (resized %dx%d, original %dx%d)",
+                                   h_r, w_r, H0, W0));
+    const int64_t N = lowres->shape[0];
+    T *out = g_new(g, g->act_dtype, 4, N, 1, H0, W0);
+    lisa_graph_mark m0 = g_mark(g);
+    /* F.interpolate(-> S x S) ; crop [:h_r, :w_r] ; F.interpolate(-> H0 x W0); two separate passes. */
+    T *full = g_bilinear(g, lowres, S, S);
+    T *crop = g_contiguous(g, g_narrow(g, g_narrow(g, full, 2, 0, h_r), 3, 0, w_r));
+    T *res = g_bilinear(g, crop, H0, W0);
+    g_copy_to(g, out, res);
+    g_reset(g, m0);
+    return g_reshape(g, out, 3, N, H0, W0, 0);
+}

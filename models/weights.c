@@ -1,0 +1,153 @@
+/* models/weights.c — weight binding with collected errors and device placement. */
+#include "models/weights.h"
+
+#include "runtime/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void lisa_weights_init(lisa_weights *w, lisa_backend *be, const lisa_checkpoint *ck, lisa_dtype device_dtype) {
+    memset(w, 0, sizeof *w);
+    w->be = be;
+    w->ck = ck;
+    w->device_dtype = device_dtype;
+    w->prefix = "";
+}
+
+void lisa_weights_free(lisa_weights *w) {
+    if (w->device_block && w->be) w->be->mem_free(w->be, w->device_block);
+    w->device_block = NULL;
+}
+
+static void vrecord(lisa_weights *w, lisa_status s, const char *fmt, va_list ap) {
+    if (w->n_errors == 0) w->first_error = s;
+    w->n_errors++;
+    size_t used = strlen(w->errors);
+    if (w->n_errors > LISA_WEIGHTS_MAX_ERRORS || used + 2 >= sizeof w->errors) return;
+    if (used) w->errors[used++] = '\n';
+    w->errors[used] = '\0';
+    vsnprintf(w->errors + used, sizeof w->errors - used, fmt, ap);
+}
+
+void lisa_w_error(lisa_weights *w, lisa_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vrecord(w, s, fmt, ap);
+    va_end(ap);
+}
+
+bool lisa_w_has(const lisa_weights *w, const char *fmt, ...) {
+    char name[512], full[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    snprintf(full, sizeof full, "%s%s", w->prefix, name);
+    return lisa_checkpoint_find(w->ck, full) != NULL;
+}
+
+static bool is_float(lisa_dtype t) { return t == LISA_DTYPE_F32 || t == LISA_DTYPE_BF16 || t == LISA_DTYPE_F16; }
+
+bool lisa_w_get(lisa_weights *w, lisa_tensor *out, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                const char *fmt, ...) {
+    char name[512], full[640], sb[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    snprintf(full, sizeof full, "%s%s", w->prefix, name);
+    *out = lisa_tensor_view(NULL, LISA_DTYPE_F32, 0, NULL);
+    const lisa_ckpt_tensor *e = lisa_checkpoint_find(w->ck, full);
+    if (!e) {
+        lisa_w_error(w, LISA_ERR_NOT_FOUND, "missing tensor '%s'", full);
+        return false;
+    }
+    lisa_tensor t = lisa_ckpt_tensor_view(e);
+    const int64_t want[4] = {d0, d1, d2, d3};
+    if (n_dims >= 0) {
+        bool ok = t.n_dims == n_dims;
+        for (int d = 0; ok && d < n_dims; d++) ok = want[d] < 0 || want[d] == t.shape[d];
+        if (!ok) {
+            char wb[96];
+            size_t n = (size_t)snprintf(wb, sizeof wb, "[");
+            for (int d = 0; d < n_dims && n < sizeof wb; d++)
+                n += (size_t)(want[d] < 0 ? snprintf(wb + n, sizeof wb - n, d ? ", *" : "*")
+                                          : snprintf(wb + n, sizeof wb - n, d ? ", %lld" : "%lld", (long long)want[d]));
+            if (n < sizeof wb) snprintf(wb + n, sizeof wb - n, "]");
+            lisa_w_error(w, LISA_ERR_SHAPE, "tensor '%s': expected shape %s, found %s", full, wb,
+                         lisa_tensor_shape_str(&t, sb, sizeof sb));
+            return false;
+        }
+    }
+    if (!is_float(t.dtype)) {
+        lisa_w_error(w, LISA_ERR_SHAPE, "tensor '%s': expected a float dtype, found %s", full, lisa_dtype_name(t.dtype));
+        return false;
+    }
+    if (w->be->device == LISA_DEVICE_CPU) {
+        *out = t;
+        return true;
+    }
+    /* Device backend: matrices in device_dtype, vectors (norms, biases) in F32. */
+    lisa_tensor d = t;
+    d.dtype = t.n_dims >= 2 ? w->device_dtype : LISA_DTYPE_F32;
+    size_t bytes = lisa_tensor_nbytes(&d);
+    if (w->counting) {
+        w->bytes_needed += (bytes + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
+        *out = d;
+        out->data = NULL;
+        return true;
+    }
+    void *dst = NULL;
+    lisa_status s = lisa_arena_alloc(&w->device_arena, bytes, &dst);
+    if (s != LISA_OK) {
+        lisa_w_error(w, s, "tensor '%s': %s", full, lisa_last_error());
+        return false;
+    }
+    d.data = dst;
+    d.device = w->be->device;
+    d.device_id = w->be->device_id;
+    /* Convert on the host through the CPU copy op semantics, then upload. */
+    lisa_tensor host;
+    s = lisa_tensor_alloc(&host, d.dtype, d.n_dims, d.shape);
+    if (s == LISA_OK) {
+        int64_t idx[4] = {0, 0, 0, 0}, n = lisa_tensor_numel(&t);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t rem = i;
+            for (int k = t.n_dims - 1; k >= 0; k--) {
+                idx[k] = rem % t.shape[k];
+                rem /= t.shape[k];
+            }
+            lisa_tensor_set(&host, idx, lisa_tensor_get(&t, idx));
+        }
+        s = w->be->upload(w->be, dst, host.data, bytes);
+        lisa_tensor_free(&host);
+    }
+    if (s != LISA_OK) {
+        lisa_w_error(w, s, "tensor '%s': upload failed: %s", full, lisa_last_error());
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+lisa_status lisa_weights_load(lisa_weights *w, const char *what, lisa_weights_fn load, void *ctx) {
+    w->n_errors = 0;
+    w->errors[0] = '\0';
+    if (w->be->device != LISA_DEVICE_CPU) {
+        w->counting = true;
+        w->bytes_needed = 0;
+        load(w, ctx);
+        w->counting = false;
+        if (w->n_errors == 0) {
+            lisa_status s = w->be->mem_alloc(w->be, w->bytes_needed ? w->bytes_needed : 1, &w->device_block);
+            if (s != LISA_OK) return lisa_fail_context(s, "%s weights (%zu bytes)", what, w->bytes_needed);
+            lisa_arena_init_external(&w->device_arena, "weights", w->device_block, w->bytes_needed);
+        }
+    }
+    if (w->n_errors == 0) load(w, ctx);
+    if (w->n_errors == 0) return LISA_OK;
+    return lisa_fail(w->first_error, "%s: %d problem%s in checkpoint %s:\n%s%s", what, w->n_errors,
+                     w->n_errors == 1 ? "" : "s", lisa_checkpoint_path(w->ck), w->errors,
+                     w->n_errors > LISA_WEIGHTS_MAX_ERRORS ? "\n..." : "");
+}

@@ -1,0 +1,63 @@
+/* models/weights.h — binding checkpoint tensors to model structs, on any backend.
+ *
+ * A model's load function asks for each weight by name (with the shape it expects, -1 = any) via
+ * lisa_w_get(); failures (missing tensor, wrong shape, unsupported dtype) are recorded, all of them,
+ * and reported together once the load function returns, so a user sees every mismatch at once.
+ *
+ * Placement: on the CPU backend a weight is a zero-copy view of the mapped checkpoint (any float
+ * dtype; ops widen per tile). On a device backend lisa_weights_load() runs the load function twice:
+ * a counting pass that sums the bytes, one device allocation, then a pass that uploads each weight
+ * (converted to `device_dtype` for float weights of 2+ dims; norms/biases keep F32).
+ *
+ * Ownership: a lisa_weights owns the device block holding uploaded weights (none on the CPU) and
+ * borrows the checkpoint, which must outlive it on the CPU backend (views point into its mapping).
+ */
+#ifndef LISA_MODELS_WEIGHTS_H
+#define LISA_MODELS_WEIGHTS_H
+
+#include "kernels/ops.h"
+#include "loader/checkpoint.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LISA_WEIGHTS_MAX_ERRORS 64
+
+typedef struct lisa_weights {
+    lisa_backend *be;
+    const lisa_checkpoint *ck;
+    lisa_dtype device_dtype;  /* storage dtype for matrices on device backends */
+    bool counting;            /* counting pass (device backends): sizes only */
+    size_t bytes_needed;
+    void *device_block;       /* owned (be->mem_free) */
+    lisa_arena device_arena;  /* over device_block */
+    const char *prefix;       /* prepended to every name, e.g. "model.visual_model." */
+    int32_t n_errors;
+    lisa_status first_error;
+    char errors[1024 * 8];    /* one line per problem, reported together */
+} lisa_weights;
+
+void lisa_weights_init(lisa_weights *w, lisa_backend *be, const lisa_checkpoint *ck, lisa_dtype device_dtype);
+void lisa_weights_free(lisa_weights *w);
+
+/* Binds weight `name` (printf format, prefixed) into *out; shape entries -1 match anything, and
+ * n_dims < 0 skips the shape check. Returns true when bound; on failure records the problem
+ * (*out becomes an empty tensor) and returns false. */
+bool lisa_w_get(lisa_weights *w, lisa_tensor *out, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+/* True when the (prefixed) name exists. */
+bool lisa_w_has(const lisa_weights *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Records a model-level problem (e.g. inconsistent hyper-parameters). */
+void lisa_w_error(lisa_weights *w, lisa_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Runs load(w, ctx) as described above and returns LISA_OK or the first error, with every recorded
+ * problem in lisa_last_error() (prefixed by `what`, e.g. "SAM"). */
+typedef void (*lisa_weights_fn)(lisa_weights *w, void *ctx);
+lisa_status lisa_weights_load(lisa_weights *w, const char *what, lisa_weights_fn load, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
