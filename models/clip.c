@@ -1,0 +1,167 @@
+/* models/clip.c — CLIP ViT vision tower up to LLaVA's selected layer.
+ * ref: transformers 4.31 models/clip/modeling_clip.py (CLIPVisionEmbeddings, CLIPAttention,
+ *      CLIPEncoderLayer, CLIPVisionTransformer); LISA model/llava/model/multimodal_encoder/
+ *      clip_encoder.py (feature_select: hidden_states[select_layer][:, 1:]). */
+#include "models/clip.h"
+
+#include "loader/json.h"
+#include "runtime/error.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static lisa_status read_config(lisa_clip_config *c, const char *dir, int32_t select_layer) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *root;
+    LISA_TRY(lisa_json_load_file(path, 0, &root));
+    /* A CLIPConfig nests the tower under "vision_config"; a CLIPVisionConfig is flat. */
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
+    if (!cJSON_IsObject(v)) v = root;
+    int64_t hidden, layers, heads, inter, image, patch;
+    double eps;
+    const char *act;
+    lisa_status s = LISA_OK;
+    /* Defaults are CLIPVisionConfig's (transformers 4.31), so a config that only lists overrides works. */
+    if (s == LISA_OK) s = lisa_json_int(v, path, "hidden_size", false, 768, &hidden);
+    if (s == LISA_OK) s = lisa_json_int(v, path, "num_hidden_layers", false, 12, &layers);
+    if (s == LISA_OK) s = lisa_json_int(v, path, "num_attention_heads", false, 12, &heads);
+    if (s == LISA_OK) s = lisa_json_int(v, path, "intermediate_size", false, 3072, &inter);
+    if (s == LISA_OK) s = lisa_json_int(v, path, "image_size", false, 224, &image);
+    if (s == LISA_OK) s = lisa_json_int(v, path, "patch_size", false, 32, &patch);
+    if (s == LISA_OK) s = lisa_json_double(v, path, "layer_norm_eps", false, 1e-5, &eps);
+    if (s == LISA_OK) s = lisa_json_string(v, path, "hidden_act", false, "quick_gelu", &act);
+    if (s == LISA_OK && strcmp(act, "quick_gelu") != 0 && strcmp(act, "gelu") != 0)
+        s = lisa_fail(LISA_ERR_UNSUPPORTED, "%s: hidden_act '%s' (quick_gelu or gelu supported)", path, act);
+    if (s == LISA_OK) {
+        c->hidden = (int32_t)hidden;
+        c->n_layers = (int32_t)layers;
+        c->n_heads = (int32_t)heads;
+        c->intermediate = (int32_t)inter;
+        c->image_size = (int32_t)image;
+        c->patch = (int32_t)patch;
+        c->ln_eps = (float)eps;
+        c->quick_gelu = strcmp(act, "quick_gelu") == 0;
+        c->select_layer = select_layer;
+        /* hidden_states has n_layers+1 entries (embeddings first); index select_layer (negative
+         * counts from the end) is the output of layer n_layers + select_layer (1-based count). */
+        int32_t idx = select_layer < 0 ? c->n_layers + 1 + select_layer : select_layer;
+        c->n_run = idx;
+        if (hidden <= 0 || heads <= 0 || hidden % heads || patch <= 0 || image % patch || idx < 0 || idx > layers)
+            s = lisa_fail(LISA_ERR_FORMAT, "%s: inconsistent vision config (hidden %lld, heads %lld, image %lld, patch "
+                          "%lld, select_layer %d of %lld layers)", path, (long long)hidden, (long long)heads,
+                          (long long)image, (long long)patch, select_layer, (long long)layers);
+    }
+    cJSON_Delete(root);
+    return s;
+}
+
+static void load_weights(lisa_weights *w, void *ctx) {
+    lisa_clip *m = ctx;
+    const lisa_clip_config *c = &m->cfg;
+    const int64_t E = c->hidden, I = c->intermediate, P = (c->image_size / c->patch) * (c->image_size / c->patch);
+    lisa_w_get(w, &m->patch_w, 4, E, 3, c->patch, c->patch, "vision_model.embeddings.patch_embedding.weight");
+    lisa_w_get(w, &m->class_emb, 1, E, 0, 0, 0, "vision_model.embeddings.class_embedding");
+    lisa_w_get(w, &m->pos_emb, 2, P + 1, E, 0, 0, "vision_model.embeddings.position_embedding.weight");
+    lisa_w_get(w, &m->pre_ln_w, 1, E, 0, 0, 0, "vision_model.pre_layrnorm.weight");
+    lisa_w_get(w, &m->pre_ln_b, 1, E, 0, 0, 0, "vision_model.pre_layrnorm.bias");
+    for (int i = 0; i < c->n_run; i++) {
+        lisa_clip_layer *L = &m->layers[i];
+#define CLIP_W(field, nd, d0, d1, name) \
+    lisa_w_get(w, &L->field, nd, d0, d1, 0, 0, "vision_model.encoder.layers.%d." name, i)
+        CLIP_W(ln1_w, 1, E, 0, "layer_norm1.weight");
+        CLIP_W(ln1_b, 1, E, 0, "layer_norm1.bias");
+        CLIP_W(q_w, 2, E, E, "self_attn.q_proj.weight");
+        CLIP_W(q_b, 1, E, 0, "self_attn.q_proj.bias");
+        CLIP_W(k_w, 2, E, E, "self_attn.k_proj.weight");
+        CLIP_W(k_b, 1, E, 0, "self_attn.k_proj.bias");
+        CLIP_W(v_w, 2, E, E, "self_attn.v_proj.weight");
+        CLIP_W(v_b, 1, E, 0, "self_attn.v_proj.bias");
+        CLIP_W(o_w, 2, E, E, "self_attn.out_proj.weight");
+        CLIP_W(o_b, 1, E, 0, "self_attn.out_proj.bias");
+        CLIP_W(ln2_w, 1, E, 0, "layer_norm2.weight");
+        CLIP_W(ln2_b, 1, E, 0, "layer_norm2.bias");
+        CLIP_W(fc1_w, 2, I, E, "mlp.fc1.weight");
+        CLIP_W(fc1_b, 1, I, 0, "mlp.fc1.bias");
+        CLIP_W(fc2_w, 2, E, I, "mlp.fc2.weight");
+        CLIP_W(fc2_b, 1, E, 0, "mlp.fc2.bias");
+#undef CLIP_W
+    }
+}
+
+lisa_status lisa_clip_load(lisa_clip **out, lisa_backend *be, const char *dir, int32_t select_layer) {
+    *out = NULL;
+    lisa_clip *m = calloc(1, sizeof *m);
+    if (!m) return lisa_fail(LISA_ERR_OOM, "CLIP: out of memory");
+    lisa_status s = read_config(&m->cfg, dir, select_layer);
+    if (s == LISA_OK) s = lisa_checkpoint_open(&m->ck, dir);
+    if (s == LISA_OK && m->cfg.n_run > 0 && !(m->layers = calloc((size_t)m->cfg.n_run, sizeof *m->layers)))
+        s = lisa_fail(LISA_ERR_OOM, "CLIP: out of memory");
+    if (s == LISA_OK) {
+        lisa_weights_init(&m->weights, be, m->ck, LISA_DTYPE_BF16);
+        s = lisa_weights_load(&m->weights, "CLIP vision tower", load_weights, m);
+    }
+    if (s != LISA_OK) {
+        lisa_clip_free(m);
+        return s;
+    }
+    *out = m;
+    return LISA_OK;
+}
+
+void lisa_clip_free(lisa_clip *m) {
+    if (!m) return;
+    lisa_weights_free(&m->weights);
+    lisa_checkpoint_close(m->ck);
+    free(m->layers);
+    free(m);
+}
+
+T *lisa_clip_encode(lisa_graph *g, const lisa_clip *m, const T *px) {
+    const lisa_clip_config *c = &m->cfg;
+    const int64_t B = px->shape[0], E = c->hidden, S = c->image_size, n = S / c->patch, P = n * n;
+    const int64_t H = c->n_heads, D = E / H;
+    if (px->n_dims != 4 || px->shape[1] != 3 || px->shape[2] != S || px->shape[3] != S) {
+        char sb[96];
+        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "CLIP: input %s, expected [B, 3, %lld, %lld]",
+                                   lisa_tensor_shape_str(px, sb, sizeof sb), (long long)S, (long long)S));
+    }
+    T *out = g_new(g, g->act_dtype, 3, B, P, E, 0);
+    lisa_graph_mark m0 = g_mark(g);
+    /* embeddings = cat(class, patches) + position; then pre_layrnorm */
+    T *x = g_new(g, g->act_dtype, 3, B, P + 1, E, 0);
+    lisa_graph_mark m1 = g_mark(g);
+    T *pe = g_conv2d(g, px, &m->patch_w, NULL, c->patch, 0);                        /* [B, E, n, n] */
+    g_copy_to(g, g_narrow(g, x, 1, 1, P), g_permute(g, g_reshape(g, pe, 3, B, E, P, 0), 0, 2, 1, 3));
+    for (int64_t b = 0; b < B; b++)
+        g_copy_to(g, g_narrow(g, g_narrow(g, x, 0, b, 1), 1, 0, 1), g_reshape(g, &m->class_emb, 3, 1, 1, E, 0));
+    g_add_to(g, x, x, &m->pos_emb);
+    g_layernorm_to(g, x, x, &m->pre_ln_w, &m->pre_ln_b, c->ln_eps);
+    g_reset(g, m1);
+    g_tap(g, x, "clip.embed");
+
+    const float scale = 1.0f / sqrtf((float)D); /* CLIPAttention: q_proj(x) * head_dim^-0.5 */
+    for (int i = 0; i < c->n_run && g_ok(g); i++) {
+        const lisa_clip_layer *L = &m->layers[i];
+        lisa_graph_mark ml = g_mark(g);
+        T *h = g_layernorm(g, x, &L->ln1_w, &L->ln1_b, c->ln_eps);
+        T *q = g_reshape(g, g_linear(g, h, &L->q_w, &L->q_b), 4, B, P + 1, H, D);
+        T *k = g_reshape(g, g_linear(g, h, &L->k_w, &L->k_b), 4, B, P + 1, H, D);
+        T *v = g_reshape(g, g_linear(g, h, &L->v_w, &L->v_b), 4, B, P + 1, H, D);
+        lisa_attn_params p = {.scale = scale};
+        T *a = g_attention(g, q, k, v, &p);
+        g_add_to(g, x, x, g_linear(g, g_reshape(g, a, 3, B, P + 1, E, 0), &L->o_w, &L->o_b));
+        h = g_layernorm(g, x, &L->ln2_w, &L->ln2_b, c->ln_eps);
+        T *f = g_linear(g, h, &L->fc1_w, &L->fc1_b);
+        f = c->quick_gelu ? g_quick_gelu(g, f) : g_gelu(g, f);
+        g_add_to(g, x, x, g_linear(g, f, &L->fc2_w, &L->fc2_b));
+        g_reset(g, ml);
+        g_tap(g, x, "clip.layer.%d", i);
+    }
+    g_copy_to(g, out, g_narrow(g, x, 1, 1, P)); /* feature_select "patch": drop CLS */
+    g_reset(g, m0);
+    g_tap(g, out, "clip_l23");
+    return out;
+}

@@ -1,0 +1,197 @@
+/* models/llama.c — LLaMA decoder with a KV cache.
+ * ref: transformers 4.31 models/llama/modeling_llama.py (LlamaRMSNorm, LlamaRotaryEmbedding,
+ *      apply_rotary_pos_emb, LlamaAttention, LlamaMLP, LlamaDecoderLayer, LlamaModel). */
+#include "models/llama.h"
+
+#include "loader/json.h"
+#include "runtime/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+lisa_status lisa_llama_config_parse(lisa_llama_config *c, const cJSON *root, const char *file) {
+    int64_t hidden, inter, layers, heads, kv_heads, vocab, max_pos, bos, eos, pad;
+    double eps, theta;
+    LISA_TRY(lisa_json_int(root, file, "hidden_size", true, 0, &hidden));
+    LISA_TRY(lisa_json_int(root, file, "intermediate_size", true, 0, &inter));
+    LISA_TRY(lisa_json_int(root, file, "num_hidden_layers", true, 0, &layers));
+    LISA_TRY(lisa_json_int(root, file, "num_attention_heads", true, 0, &heads));
+    LISA_TRY(lisa_json_int(root, file, "num_key_value_heads", false, heads, &kv_heads));
+    LISA_TRY(lisa_json_int(root, file, "vocab_size", true, 0, &vocab));
+    LISA_TRY(lisa_json_int(root, file, "max_position_embeddings", false, 2048, &max_pos));
+    LISA_TRY(lisa_json_double(root, file, "rms_norm_eps", false, 1e-6, &eps));
+    LISA_TRY(lisa_json_double(root, file, "rope_theta", false, 10000.0, &theta));
+    LISA_TRY(lisa_json_int(root, file, "bos_token_id", false, 1, &bos));
+    LISA_TRY(lisa_json_int(root, file, "eos_token_id", false, 2, &eos));
+    LISA_TRY(lisa_json_int(root, file, "pad_token_id", false, 0, &pad));
+    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (scaling && !cJSON_IsNull(scaling))
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: rope_scaling is not supported (LISA v1 models have none)", file);
+    if (hidden <= 0 || heads <= 0 || hidden % heads || kv_heads <= 0 || heads % kv_heads || layers <= 0 || inter <= 0 ||
+        vocab <= 0 || (hidden / heads) % 2)
+        return lisa_fail(LISA_ERR_FORMAT,
+                         "%s: inconsistent LLaMA config (hidden_size %lld, num_attention_heads %lld, "
+                         "num_key_value_heads %lld, num_hidden_layers %lld)",
+                         file, (long long)hidden, (long long)heads, (long long)kv_heads, (long long)layers);
+    c->hidden = (int32_t)hidden;
+    c->intermediate = (int32_t)inter;
+    c->n_layers = (int32_t)layers;
+    c->n_heads = (int32_t)heads;
+    c->n_kv_heads = (int32_t)kv_heads;
+    c->head_dim = (int32_t)(hidden / heads);
+    c->vocab = (int32_t)vocab;
+    c->max_pos = (int32_t)max_pos;
+    c->rms_eps = (float)eps;
+    c->rope_theta = (float)theta;
+    c->bos_id = (int32_t)bos;
+    c->eos_id = (int32_t)eos;
+    c->pad_id = (int32_t)pad;
+    return LISA_OK;
+}
+
+static void load_weights(lisa_weights *w, void *ctx) {
+    lisa_llama *m = ctx;
+    const lisa_llama_config *c = &m->cfg;
+    const int64_t C = c->hidden, I = c->intermediate, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    lisa_w_get(w, &m->embed, 2, c->vocab, C, 0, 0, "model.embed_tokens.weight");
+    lisa_w_get(w, &m->norm, 1, C, 0, 0, 0, "model.norm.weight");
+    lisa_w_get(w, &m->lm_head, 2, c->vocab, C, 0, 0, "lm_head.weight");
+    for (int i = 0; i < c->n_layers; i++) {
+        lisa_llama_layer *L = &m->layers[i];
+        lisa_w_get(w, &L->attn_norm, 1, C, 0, 0, 0, "model.layers.%d.input_layernorm.weight", i);
+        lisa_w_get(w, &L->wq, 2, C, C, 0, 0, "model.layers.%d.self_attn.q_proj.weight", i);
+        lisa_w_get(w, &L->wk, 2, KV, C, 0, 0, "model.layers.%d.self_attn.k_proj.weight", i);
+        lisa_w_get(w, &L->wv, 2, KV, C, 0, 0, "model.layers.%d.self_attn.v_proj.weight", i);
+        lisa_w_get(w, &L->wo, 2, C, C, 0, 0, "model.layers.%d.self_attn.o_proj.weight", i);
+        lisa_w_get(w, &L->mlp_norm, 1, C, 0, 0, 0, "model.layers.%d.post_attention_layernorm.weight", i);
+        lisa_w_get(w, &L->w_gate, 2, I, C, 0, 0, "model.layers.%d.mlp.gate_proj.weight", i);
+        lisa_w_get(w, &L->w_up, 2, I, C, 0, 0, "model.layers.%d.mlp.up_proj.weight", i);
+        lisa_w_get(w, &L->w_down, 2, C, I, 0, 0, "model.layers.%d.mlp.down_proj.weight", i);
+    }
+}
+
+lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg) {
+    *out = NULL;
+    lisa_llama *m = calloc(1, sizeof *m);
+    if (!m || !(m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers))) {
+        free(m);
+        return lisa_fail(LISA_ERR_OOM, "LLaMA: out of memory");
+    }
+    m->cfg = *cfg;
+    lisa_weights_init(&m->weights, be, ck, LISA_DTYPE_BF16);
+    lisa_status s = lisa_weights_load(&m->weights, "LLaMA", load_weights, m);
+    if (s != LISA_OK) {
+        lisa_llama_free(m);
+        return s;
+    }
+    *out = m;
+    return LISA_OK;
+}
+
+void lisa_llama_free(lisa_llama *m) {
+    if (!m) return;
+    lisa_weights_free(&m->weights);
+    free(m->layers);
+    free(m);
+}
+
+lisa_status lisa_kv_cache_init(lisa_kv_cache *kv, lisa_backend *be, const lisa_llama_config *cfg, int32_t n_ctx,
+                               lisa_dtype dtype) {
+    memset(kv, 0, sizeof *kv);
+    if (n_ctx <= 0) return lisa_fail(LISA_ERR_INVALID_ARG, "KV cache: context length %d", n_ctx);
+    const int64_t per = (int64_t)n_ctx * cfg->n_kv_heads * cfg->head_dim;
+    const size_t bytes = (size_t)per * lisa_dtype_size(dtype);
+    const size_t stride = (bytes + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
+    kv->k = calloc((size_t)cfg->n_layers, sizeof *kv->k);
+    kv->v = calloc((size_t)cfg->n_layers, sizeof *kv->v);
+    if (!kv->k || !kv->v) {
+        lisa_kv_cache_free(kv);
+        return lisa_fail(LISA_ERR_OOM, "KV cache: out of memory");
+    }
+    lisa_status s = be->mem_alloc(be, stride * 2 * (size_t)cfg->n_layers, &kv->mem);
+    if (s != LISA_OK) {
+        lisa_kv_cache_free(kv);
+        return lisa_fail_context(s, "KV cache of %d tokens", n_ctx);
+    }
+    kv->be = be;
+    kv->n_layers = cfg->n_layers;
+    kv->n_ctx = n_ctx;
+    const int64_t shape[4] = {1, n_ctx, cfg->n_kv_heads, cfg->head_dim};
+    for (int l = 0; l < cfg->n_layers; l++) {
+        kv->k[l] = lisa_tensor_view((char *)kv->mem + stride * (size_t)(2 * l), dtype, 4, shape);
+        kv->v[l] = lisa_tensor_view((char *)kv->mem + stride * (size_t)(2 * l + 1), dtype, 4, shape);
+        kv->k[l].device = kv->v[l].device = be->device;
+        kv->k[l].device_id = kv->v[l].device_id = be->device_id;
+    }
+    return LISA_OK;
+}
+
+void lisa_kv_cache_free(lisa_kv_cache *kv) {
+    if (kv->mem && kv->be) kv->be->mem_free(kv->be, kv->mem);
+    free(kv->k);
+    free(kv->v);
+    memset(kv, 0, sizeof *kv);
+}
+
+T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, const T *x_in) {
+    const lisa_llama_config *c = &m->cfg;
+    const int64_t Tn = x_in->shape[0], C = c->hidden, H = c->n_heads, HKV = c->n_kv_heads, D = c->head_dim;
+    if (!g_ok(g)) return &g->error_tensor;
+    if (x_in->n_dims != 2 || x_in->shape[1] != C)
+        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA: input must be [T, %lld]", (long long)C));
+    const int64_t pos0 = kv->len, Tk = pos0 + Tn;
+    if (Tk > kv->n_ctx)
+        return g_fail(g, lisa_fail(LISA_ERR_LIMIT, "LLaMA: %lld tokens exceed the KV cache of %d", (long long)Tk,
+                                   kv->n_ctx));
+    if (Tk > c->max_pos)
+        return g_fail(g, lisa_fail(LISA_ERR_LIMIT, "LLaMA: %lld tokens exceed max_position_embeddings %d",
+                                   (long long)Tk, c->max_pos));
+
+    T *out = g_new(g, g->act_dtype, 2, Tn, C, 0, 0);
+    lisa_graph_mark m0 = g_mark(g);
+    T *x = g_new(g, g->act_dtype, 2, Tn, C, 0, 0);
+    g_copy_to(g, x, x_in);
+    T *pos = g_new(g, LISA_DTYPE_I32, 1, Tn, 0, 0, 0);
+    if (g_ok(g) && !g_measuring(g)) {
+        /* Position ids pos0..pos0+T-1 (spec §4.2: no gaps), written in chunks from the stack so
+         * that the decode loop allocates nothing. */
+        int32_t chunk[256];
+        for (int64_t t0 = 0; t0 < Tn; t0 += 256) {
+            int64_t n = Tn - t0 < 256 ? Tn - t0 : 256;
+            for (int64_t t = 0; t < n; t++) chunk[t] = (int32_t)(pos0 + t0 + t);
+            lisa_status s = g->be->upload(g->be, (int32_t *)pos->data + t0, chunk, (size_t)n * sizeof(int32_t));
+            if (s != LISA_OK) return g_fail(g, s);
+        }
+    }
+    const lisa_attn_params ap = {.scale = 1.0f / sqrtf((float)D), .causal = true};
+
+    for (int l = 0; l < c->n_layers && g_ok(g); l++) {
+        const lisa_llama_layer *L = &m->layers[l];
+        lisa_graph_mark ml = g_mark(g);
+        /* h = x + W_o Attn(RoPE(W_q n1), RoPE(W_k n1), W_v n1),  n1 = RMSNorm(x) */
+        T *n1 = g_rmsnorm(g, x, &L->attn_norm, c->rms_eps);
+        T *q = g_rope(g, g_reshape(g, g_linear(g, n1, &L->wq, NULL), 3, Tn, H, D, 0), pos, c->rope_theta);
+        T *k = g_rope(g, g_reshape(g, g_linear(g, n1, &L->wk, NULL), 3, Tn, HKV, D, 0), pos, c->rope_theta);
+        T *v = g_reshape(g, g_linear(g, n1, &L->wv, NULL), 3, Tn, HKV, D, 0);
+        /* append to the cache, then attend over positions [0, pos0+T) */
+        g_copy_to(g, g_reshape(g, g_narrow(g, &kv->k[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), k);
+        g_copy_to(g, g_reshape(g, g_narrow(g, &kv->v[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), v);
+        T *kc = g_narrow(g, &kv->k[l], 1, 0, Tk), *vc = g_narrow(g, &kv->v[l], 1, 0, Tk);
+        T *a = g_attention(g, g_reshape(g, q, 4, 1, Tn, H, D), kc, vc, &ap);
+        g_add_to(g, x, x, g_linear(g, g_reshape(g, a, 2, Tn, C, 0, 0), &L->wo, NULL));
+        /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n2 = RMSNorm(x) */
+        T *n2 = g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
+        T *hmid = g_silu_mul(g, g_linear(g, n2, &L->w_gate, NULL), g_linear(g, n2, &L->w_up, NULL));
+        g_add_to(g, x, x, g_linear(g, hmid, &L->w_down, NULL));
+        g_reset(g, ml);
+        g_tap(g, x, "llm.layer.%d", l);
+    }
+    T *h = g_rmsnorm(g, x, &m->norm, c->rms_eps);
+    g_copy_to(g, out, h);
+    g_reset(g, m0);
+    if (g_ok(g) && !g_measuring(g)) kv->len = (int32_t)Tk;
+    return out;
+}
+
+T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h) { return g_linear(g, h, &m->lm_head, NULL); }

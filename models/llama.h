@@ -1,0 +1,76 @@
+/* models/llama.h — the LLaMA decoder of LISA (spec §4.3, HF transformers 4.31 semantics):
+ * RMSNorm, rotate-half RoPE, SwiGLU MLP, MHA and GQA, with a KV cache; prefill and decode share
+ * one graph function (T new tokens at positions pos0..pos0+T-1 against the cached prefix).
+ *
+ * Weight names are the HF ones (`model.layers.N.self_attn.q_proj.weight`, ...). The config comes
+ * from the LISA/LLaVA config.json (hidden_size, intermediate_size, num_hidden_layers,
+ * num_attention_heads, num_key_value_heads (absent = MHA), rms_norm_eps, vocab_size,
+ * max_position_embeddings, rope_theta (absent = 10000)).
+ *
+ * Ownership: a lisa_llama owns its layer array and weight bindings; it borrows the backend and the
+ * checkpoint (which must outlive it). A lisa_kv_cache owns one block of backend memory holding K
+ * and V for every layer.
+ */
+#ifndef LISA_MODELS_LLAMA_H
+#define LISA_MODELS_LLAMA_H
+
+#include "models/graph.h"
+#include "models/weights.h"
+
+#include <cjson/cJSON.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lisa_llama_config {
+    int32_t hidden, intermediate, n_layers, n_heads, n_kv_heads, head_dim, vocab, max_pos;
+    float rms_eps, rope_theta;
+    int32_t bos_id, eos_id, pad_id;
+} lisa_llama_config;
+
+/* Reads the LLaMA fields of an HF config.json object (`file` names it in errors). */
+lisa_status lisa_llama_config_parse(lisa_llama_config *c, const cJSON *root, const char *file);
+
+typedef struct lisa_llama_layer {
+    T attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down;
+} lisa_llama_layer;
+
+typedef struct lisa_llama {
+    lisa_llama_config cfg;
+    lisa_weights weights;
+    T embed, norm, lm_head;
+    lisa_llama_layer *layers; /* [cfg.n_layers], owned */
+} lisa_llama;
+
+lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg);
+void lisa_llama_free(lisa_llama *m);
+
+/* Contiguous KV cache for one sequence (the paged, batched cache lives in runtime/).
+ * k[l], v[l]: [1, n_ctx, n_kv_heads, head_dim] views into one owned block. */
+typedef struct lisa_kv_cache {
+    lisa_backend *be;
+    void *mem;     /* owned: be->mem_free */
+    T *k, *v;      /* [n_layers] descriptors, owned (malloc) */
+    int32_t n_layers, n_ctx;
+    int32_t len;   /* tokens stored */
+} lisa_kv_cache;
+
+lisa_status lisa_kv_cache_init(lisa_kv_cache *kv, lisa_backend *be, const lisa_llama_config *cfg, int32_t n_ctx,
+                               lisa_dtype dtype);
+void lisa_kv_cache_free(lisa_kv_cache *kv);
+
+/* Runs the decoder over x [T, C] (input embeddings) at positions kv->len .. kv->len+T-1, appending
+ * K/V to the cache (kv->len advances by T when the graph succeeds and runs for real), and returns
+ * the final-normed hidden states [T, C] (the "hidden_states" LISA gathers [SEG] from, §4.4).
+ * Taps: "llm.layer.%d" [T, C]. */
+T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, const T *x);
+
+/* logits [R, V] = lm_head(h) for the rows h [R, C] (only where needed: the last position). */
+T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
