@@ -289,6 +289,16 @@ def png_chunks(d):
     return out
 
 
+def tiff_ifd(entries, big_endian=False):
+    """A TIFF block whose IFD0 holds raw (tag, type, count, 4-byte value) entries, in this order."""
+    e = ">" if big_endian else "<"
+    hdr = (b"MM" if big_endian else b"II") + struct.pack(e + "HI", 42, 8)
+    ifd = struct.pack(e + "H", len(entries))
+    for tag, typ, count, value in entries:
+        ifd += struct.pack(e + "HHI", tag, typ, count) + value
+    return hdr + ifd + struct.pack(e + "I", 0)
+
+
 def tiff_orientation(o, big_endian):
     """A minimal TIFF/EXIF IFD0 with one Orientation (0x0112, SHORT) entry."""
     e = ">" if big_endian else "<"
@@ -376,6 +386,17 @@ def gen_exif():
     j = jpeg_bytes(base, quality=90, exif=b"Exif\x00\x00" + tiff_orientation(9, False))
     write(os.path.join(d, "orient_9.jpg"), j)
     lines.append(manifest_line("orient_9.jpg", os.path.join(d, "orient_9.jpg")))
+    # ExifReader quirks: the first of two Orientation entries wins; an entry whose data lies
+    # outside the block aborts the parse, keeping the entries before it.
+    sh = lambda v: struct.pack("<HH", v, 0)  # noqa: E731  SHORT value, left-justified
+    quirks = {
+        "orient_dup.jpg": [(0x0112, 3, 1, sh(6)), (0x0112, 3, 1, sh(3))],
+        "orient_bad_make_first.jpg": [(0x010F, 2, 100, struct.pack("<I", 5000)), (0x0112, 3, 1, sh(6))],
+        "orient_bad_make_after.jpg": [(0x0112, 3, 1, sh(8)), (0x010F, 2, 100, struct.pack("<I", 5000))],
+    }
+    for name, entries in quirks.items():
+        write(os.path.join(d, name), jpeg_bytes(base, quality=90, exif=b"Exif\x00\x00" + tiff_ifd(entries)))
+        lines.append(manifest_line(name, os.path.join(d, name)))
     # PNG eXIf chunk (OpenCV 4.8 applies it too), before and after IDAT.
     ex = Image.Exif()
     ex[0x0112] = 6
