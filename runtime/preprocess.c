@@ -339,10 +339,13 @@ lisa_status lisa_sam_preprocess(lisa_tensor *out, int32_t *h_r, int32_t *w_r, co
 
     /* chat.py preprocess: x = (x - pixel_mean) / pixel_std on a float32 CHW tensor (uint8 - f32
      * promotes to f32), then F.pad(x, (0, T - w_r, 0, T - h_r)) with zeros. */
+    float lut[3][256]; /* the same f32 expression, evaluated once per (channel, value) */
+    for (int ch = 0; ch < 3; ch++)
+        for (int v = 0; v < 256; v++) lut[ch][v] = ((float)v - p->pixel_mean[ch]) / p->pixel_std[ch];
     float *o = (float *)out->data;
     const size_t plane = (size_t)T * (size_t)T;
     for (int ch = 0; ch < 3; ch++) {
-        const float mean = p->pixel_mean[ch], std = p->pixel_std[ch];
+        const float *l = lut[ch];
         float *op = o + (size_t)ch * plane;
         for (int32_t y = 0; y < T; y++) {
             float *orow = op + (size_t)y * (size_t)T;
@@ -351,7 +354,7 @@ lisa_status lisa_sam_preprocess(lisa_tensor *out, int32_t *h_r, int32_t *w_r, co
                 continue;
             }
             const uint8_t *irow = resized + (size_t)y * (size_t)wr * 3;
-            for (int32_t x = 0; x < wr; x++) orow[x] = ((float)irow[3 * x + ch] - mean) / std;
+            for (int32_t x = 0; x < wr; x++) orow[x] = l[irow[3 * x + ch]];
             for (int32_t x = wr; x < T; x++) orow[x] = 0.0f;
         }
     }

@@ -455,6 +455,11 @@ def gen_bad():
     add("cmyk.jpg", jpeg_bytes(Image.fromarray(pat).convert("CMYK"), quality=95))
     big = Image.fromarray(test_pattern(40, 56, 5))
     add("progressive.jpg", jpeg_bytes(big, quality=85, progressive=True))
+    add("yuv422.jpg", jpeg_bytes(big, quality=85, subsampling=1))  # h2v1 fancy upsampling
+    add("yuv444.jpg", jpeg_bytes(big, quality=85, subsampling=0))
+    add("pixel.jpg", jpeg_bytes(Image.fromarray(pat[:1, :1]), quality=90))
+    add("pixel.png", png_bytes(Image.fromarray(pat[:1, :1])))
+    add("row.png", png_bytes(Image.fromarray(pat[:1])))
 
     # Broken files.
     add("empty.png", b"", "LISA_ERR_FORMAT")
