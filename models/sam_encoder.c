@@ -99,7 +99,7 @@ static void load_all(lisa_weights *w, void *ctx) {
     free(m->blocks); /* the device path runs this twice */
     m->blocks = NULL;
     load_encoder(w, m);
-    if (w->n_errors) return;
+    if (m->enc.out_chans <= 0) return; /* the decoder's dims come from the neck */
     const int64_t O = m->enc.out_chans;
     lisa_w_get(w, &m->pe_gaussian, 2, 2, O / 2, 0, 0, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
     lisa_w_get(w, &m->no_mask_embed, 2, 1, O, 0, 0, "prompt_encoder.no_mask_embed.weight");
