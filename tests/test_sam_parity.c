@@ -98,6 +98,8 @@ static void run_case(const char *golden_name, const char *image, const lisa_chec
     golden_taps taps = {.g = gold, .rtol = RTOL, .atol_rel = ATOL_REL};
     cr_assert_eq(golden_run_graph(be, sam_graph, &c, golden_tap_cb, &taps), LISA_OK, "%s", lisa_last_error());
     cr_expect_eq(taps.n_failed, 0, "%d of %d taps out of tolerance", taps.n_failed, taps.n_checked);
+    /* decoder_hs + lowres_logits always; the per-block encoder taps where the file has them */
+    cr_expect_eq(taps.n_checked, golden_has(gold, "enc.block.0") ? 2 + 1 + c.sam->enc.depth : 2);
 
     cr_expect(golden_check(gold, "sam_img_emb", &c.emb, RTOL, ATOL_REL));
     cr_expect(golden_check(gold, "lowres_logits", &c.lowres, RTOL, ATOL_REL));
