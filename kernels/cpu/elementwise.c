@@ -122,7 +122,7 @@ lisa_status lisa_cpu_quick_gelu(lisa_backend *be, lisa_tensor *y, const lisa_ten
     return LISA_OK;
 }
 
-/* ReLU; NaN propagates (torch.relu(nan) = nan). */
+/* ReLU as torch.relu (clamp_min 0): NaN propagates, relu(-0.0) = -0.0. */
 lisa_status lisa_cpu_relu(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x) {
     LISA_TRY(unary_checks("relu", y, x));
     const float *xd = x->data;
@@ -131,7 +131,7 @@ lisa_status lisa_cpu_relu(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
     LISA_CPU_PARALLEL_FOR(be->n_threads)
     for (int64_t i = 0; i < n; i++) {
         float v = xd[i];
-        yd[i] = (v > 0.0f || isnan(v)) ? v : 0.0f;
+        yd[i] = v < 0.0f ? 0.0f : v; /* NaN and -0.0 pass through, as torch.relu */
     }
     return LISA_OK;
 }
