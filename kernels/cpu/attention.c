@@ -120,7 +120,7 @@ lisa_status lisa_cpu_attention(lisa_backend *be, lisa_tensor *y, const lisa_tens
                     gather_head(qb, q, b, h, q0, nq);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)Tk, (int)D, p->scale, qb, (int)D,
                                 kb, (int)D, 0.0f, sb, (int)Tk);
-                    LISA_CPU_PARALLEL_FOR(be->n_threads)
+                    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, nq * Tk * 8))
                     for (int64_t r = 0; r < nq; r++) {
                         const int64_t i = q0 + r;
                         float *s = sb + r * Tk;
@@ -209,7 +209,7 @@ lisa_status lisa_cpu_rel_pos(lisa_backend *be, lisa_tensor *rel_h, lisa_tensor *
     lisa_cpu_load_f32(rpw, rel_pos_w, 0, (2 * k_w - 1) * D);
     const float *qd = q->data;
     float *hd = rel_h->data, *wd = rel_w->data;
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, B * H * Tq * (k_h + k_w) * D))
     for (int64_t job = 0; job < B * H * Tq; job++) {
         const int64_t b = job / (H * Tq), h = (job / Tq) % H, t = job % Tq;
         const int64_t yy = t / q_w, xx = t % q_w;

@@ -82,7 +82,7 @@ lisa_status lisa_cpu_conv2d(lisa_backend *be, lisa_tensor *y, const lisa_tensor 
         const float *xb = xd + bi * Ci * H * W;
         for (int64_t p0 = 0; p0 < P; p0 += pb) {
             const int64_t np = P - p0 < pb ? P - p0 : pb;
-            LISA_CPU_PARALLEL_FOR(be->n_threads)
+            LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, Kc * np))
             for (int64_t r = 0; r < Kc; r++) { /* col row r = (ci, ky, kx) */
                 const int64_t ci = r / (kh * kw), ky = (r / kw) % kh, kx = r % kw;
                 float *cr = col + r * np;
@@ -158,7 +158,7 @@ lisa_status lisa_cpu_conv_transpose2d_k2s2(lisa_backend *be, lisa_tensor *y, con
                             xd + bi * Ci * P + p0, (int)P, 0.0f, tb, (int)np);
             else
                 memset(tb, 0, (size_t)(R * np) * sizeof(float));
-            LISA_CPU_PARALLEL_FOR(be->n_threads)
+            LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, R * np))
             for (int64_t r = 0; r < R; r++) {
                 const int64_t o = r / 4, di = (r / 2) % 2, dj = r % 2;
                 const float bv = bias ? bias[o] : 0.0f;

@@ -102,7 +102,7 @@ lisa_status lisa_cpu_copy(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
     as4d(y, sh, ys);
     size_t xes = lisa_dtype_size(x->dtype), yes = lisa_dtype_size(y->dtype);
     int64_t rows = sh[0] * sh[1] * sh[2], w = sh[3];
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, rows * w))
     for (int64_t r = 0; r < rows; r++) {
         int64_t i0 = r / (sh[1] * sh[2]), i1 = (r / sh[2]) % sh[1], i2 = r % sh[2];
         const char *xr = (const char *)x->data + (size_t)(i0 * xs[0] + i1 * xs[1] + i2 * xs[2]) * xes;

@@ -43,6 +43,17 @@ static inline int64_t lisa_cpu_offset(const lisa_tensor *t, const int64_t *idx) 
     return o;
 }
 
+/* Threads for a loop of about `work` element-operations (a transcendental counts ~8): 1 below
+ * LISA_CPU_MIN_PARALLEL_WORK (~2 ms of serial work). OpenBLAS's worker threads keep spinning for
+ * up to ~0.1 s after every sgemm; an OpenMP team started meanwhile shares cores with them, and
+ * one preempted member stalls the whole short region for a scheduler quantum. Measured on 2 cores:
+ * SAM window attention (per-head softmax regions of ~0.3 ms) ran 5-25x slower with a parallel
+ * softmax. Long regions are at worst as slow as serial, so they stay parallel. */
+#define LISA_CPU_MIN_PARALLEL_WORK ((int64_t)1 << 21)
+static inline int lisa_cpu_threads(const lisa_backend *be, int64_t work) {
+    return work < LISA_CPU_MIN_PARALLEL_WORK ? 1 : (int)be->n_threads;
+}
+
 /* OpenMP loops without -Wunknown-pragmas noise when the build has no OpenMP. Never put a
  * cblas_sgemm call inside one of these regions (OpenBLAS has its own threads). */
 #define LISA_CPU_PRAGMA(x) _Pragma(#x)

@@ -53,7 +53,7 @@ static lisa_status binary(lisa_backend *be, const char *op, bin_kind kind, lisa_
     const float *ad = a->data, *bd = b->data;
     float *yd = y->data;
     const int64_t rows = sh[0] * sh[1] * sh[2], w = sh[3];
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, rows * w))
     for (int64_t r = 0; r < rows; r++) {
         int64_t i0 = r / (sh[1] * sh[2]), i1 = (r / sh[2]) % sh[1], i2 = r % sh[2];
         const float *ar = ad + i0 * as[0] + i1 * as[1] + i2 * as[2];
@@ -89,7 +89,7 @@ lisa_status lisa_cpu_scale(lisa_backend *be, lisa_tensor *y, const lisa_tensor *
     const float *xd = x->data;
     float *yd = y->data;
     const int64_t n = lisa_tensor_numel(x);
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n))
     for (int64_t i = 0; i < n; i++) yd[i] = xd[i] * s + c; /* two F32 roundings (no FMA) */
     return LISA_OK;
 }
@@ -100,7 +100,7 @@ lisa_status lisa_cpu_gelu(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
     const float *xd = x->data;
     float *yd = y->data;
     const int64_t n = lisa_tensor_numel(x);
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n * 8))
     for (int64_t i = 0; i < n; i++) {
         double v = xd[i];
         yd[i] = (float)(0.5 * v * (1.0 + erf(v * 0.70710678118654752440)));
@@ -114,7 +114,7 @@ lisa_status lisa_cpu_quick_gelu(lisa_backend *be, lisa_tensor *y, const lisa_ten
     const float *xd = x->data;
     float *yd = y->data;
     const int64_t n = lisa_tensor_numel(x);
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n * 8))
     for (int64_t i = 0; i < n; i++) {
         double v = xd[i];
         yd[i] = (float)(v / (1.0 + exp(-1.702 * v)));
@@ -128,7 +128,7 @@ lisa_status lisa_cpu_relu(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
     const float *xd = x->data;
     float *yd = y->data;
     const int64_t n = lisa_tensor_numel(x);
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n))
     for (int64_t i = 0; i < n; i++) {
         float v = xd[i];
         yd[i] = v < 0.0f ? 0.0f : v; /* NaN and -0.0 pass through, as torch.relu */
@@ -148,7 +148,7 @@ lisa_status lisa_cpu_silu_mul(lisa_backend *be, lisa_tensor *y, const lisa_tenso
     const float *gd = gate->data, *ud = up->data;
     float *yd = y->data;
     const int64_t n = lisa_tensor_numel(gate);
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n * 8))
     for (int64_t i = 0; i < n; i++) {
         double g = gd[i];
         /* silu rounded to F32 first, then the product, as PyTorch evaluates act(gate) * up */

@@ -24,7 +24,7 @@ lisa_status lisa_cpu_embedding(lisa_backend *be, lisa_tensor *y, const lisa_tens
                              (long long)id, (long long)t, (long long)V);
     }
     float *yd = y->data;
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, T * C))
     for (int64_t t = 0; t < T; t++) {
         const int64_t id = ids->dtype == LISA_DTYPE_I32 ? ((const int32_t *)ids->data)[t] : ((const int64_t *)ids->data)[t];
         lisa_cpu_load_f32(yd + t * C, table, id * C, C);
@@ -56,7 +56,7 @@ lisa_status lisa_cpu_argmax(lisa_backend *be, lisa_tensor *y, const lisa_tensor 
     int32_t *yd = y->data;
     if (N > INT32_MAX)
         return lisa_fail(LISA_ERR_UNSUPPORTED, "argmax: row length of x %s exceeds I32", lisa_tensor_shape_str(x, s1, sizeof s1));
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, R * N))
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * N;
         int64_t best = 0;

@@ -73,7 +73,7 @@ lisa_status lisa_cpu_linear(lisa_backend *be, lisa_tensor *y, const lisa_tensor 
     if (st != LISA_OK) goto out;
     for (int64_t n0 = 0; n0 < N; n0 += nb) {
         int64_t nn = N - n0 < nb ? N - n0 : nb;
-        LISA_CPU_PARALLEL_FOR(be->n_threads)
+        LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, nn * K))
         for (int64_t r = 0; r < nn; r++) lisa_cpu_load_f32(wt + r * K, w, (n0 + r) * K, K);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nn, (int)K, 1.0f, x->data, (int)K, wt, (int)K,
                     1.0f, (float *)y->data + n0, (int)N);

@@ -58,7 +58,7 @@ lisa_status lisa_cpu_layernorm(lisa_backend *be, lisa_tensor *y, const lisa_tens
     if (st == LISA_OK) {
         const float *xd = x->data;
         float *yd = y->data;
-        LISA_CPU_PARALLEL_FOR(be->n_threads)
+        LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, R * C))
         for (int64_t r = 0; r < R; r++) {
             const float *xr = xd + r * C;
             float *yr = yd + r * C;
@@ -100,7 +100,7 @@ lisa_status lisa_cpu_layernorm2d(lisa_backend *be, lisa_tensor *y, const lisa_te
         const int64_t nblk = (P + PB - 1) / PB;
         const float *xd = x->data;
         float *yd = y->data;
-        LISA_CPU_PARALLEL_FOR(be->n_threads)
+        LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, B * C * P))
         for (int64_t job = 0; job < B * nblk; job++) {
             const int64_t bi = job / nblk, p0 = (job % nblk) * PB;
             const int64_t np = P - p0 < PB ? P - p0 : PB;
@@ -142,7 +142,7 @@ lisa_status lisa_cpu_rmsnorm(lisa_backend *be, lisa_tensor *y, const lisa_tensor
     if (st == LISA_OK) {
         const float *xd = x->data;
         float *yd = y->data;
-        LISA_CPU_PARALLEL_FOR(be->n_threads)
+        LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, R * C))
         for (int64_t r = 0; r < R; r++) {
             const float *xr = xd + r * C;
             float *yr = yd + r * C;
@@ -169,7 +169,7 @@ lisa_status lisa_cpu_softmax(lisa_backend *be, lisa_tensor *y, const lisa_tensor
     const int64_t R = C ? lisa_tensor_numel(x) / C : 0;
     const float *xd = x->data;
     float *yd = y->data;
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, R * C * 8))
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
         float *yr = yd + r * C;

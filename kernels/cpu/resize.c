@@ -69,7 +69,7 @@ lisa_status lisa_cpu_bilinear(lisa_backend *be, lisa_tensor *y, const lisa_tenso
     axis_taps(tw, W, Wo);
     const float *xd = x->data;
     float *yd = y->data;
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, N * Ho * Wo))
     for (int64_t row = 0; row < N * Ho; row++) {
         const int64_t n = row / Ho, oy = row % Ho;
         const axis_tap ty = th[oy];

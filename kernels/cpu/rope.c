@@ -60,7 +60,7 @@ lisa_status lisa_cpu_rope(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
     float *yd = y->data;
     for (int64_t r0 = 0; r0 < BT; r0 += rows) {
         const int64_t nr = BT - r0 < rows ? BT - r0 : rows;
-        LISA_CPU_PARALLEL_FOR(be->n_threads)
+        LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, nr * D * 8))
         for (int64_t r = 0; r < nr; r++) {
             const int64_t bt = r0 + r;
             const float p = (float)pd[pos_batched ? bt : bt % T];
@@ -71,7 +71,7 @@ lisa_status lisa_cpu_rope(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
                 s[i] = (float)sin((double)ang);
             }
         }
-        LISA_CPU_PARALLEL_FOR(be->n_threads)
+        LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, nr * H * D))
         for (int64_t rh = 0; rh < nr * H; rh++) {
             const int64_t r = rh / H, bt = r0 + r, h = rh % H;
             const float *c = tab + r * 2 * D2, *s = c + D2;

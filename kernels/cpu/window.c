@@ -38,7 +38,7 @@ lisa_status lisa_cpu_window_partition(lisa_backend *be, lisa_tensor *y, const li
     const int64_t n_rows = y->shape[0] * S; /* one job per window row of S·C floats */
     const float *xd = x->data;
     float *yd = y->data;
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n_rows * S * C))
     for (int64_t job = 0; job < n_rows; job++) {
         const int64_t win = job / S, r = job % S;
         const int64_t b = win / (nh * nw), wy = (win / nw) % nh, wx = win % nw;
@@ -61,7 +61,7 @@ lisa_status lisa_cpu_window_unpartition(lisa_backend *be, lisa_tensor *y, const 
     const int64_t B = y->shape[0], H = y->shape[1], W = y->shape[2], C = y->shape[3], S = window;
     const float *xd = x->data;
     float *yd = y->data;
-    LISA_CPU_PARALLEL_FOR(be->n_threads)
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, B * H * W * C))
     for (int64_t bg = 0; bg < B * H; bg++) { /* one job per grid row */
         const int64_t b = bg / H, gy = bg % H, wy = gy / S, r = gy % S;
         for (int64_t wx = 0; wx < nw; wx++) {
