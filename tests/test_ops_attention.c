@@ -151,6 +151,38 @@ Test(ops_attention, additive_bias_broadcasting) {
     lisa_backend_free(be);
 }
 
+Test(ops_attention, strided_bias) {
+    lisa_backend *be = tu_cpu_backend();
+    tu_rng r = tu_rng_seed(55);
+    const attn_case c = {1, 7, 19, 2, 2, 8, false};
+    lisa_tensor q = ot_rand(&r, LISA_DTYPE_F32, 4, 1, 7, 2, 8, -1, 1);
+    lisa_tensor k = ot_rand(&r, LISA_DTYPE_F32, 4, 1, 19, 2, 8, -1, 1);
+    lisa_tensor v = ot_rand(&r, LISA_DTYPE_F32, 4, 1, 19, 2, 8, -1, 1);
+    /* bias [1, H, Tq, Tk] as the transpose of a [1, H, Tk, Tq] buffer */
+    lisa_tensor bt = ot_rand(&r, LISA_DTYPE_F32, 4, 1, 2, 19, 7, -2, 2), bias;
+    const int32_t perm[4] = {0, 1, 3, 2};
+    cr_assert(lisa_tensor_permute(&bias, &bt, perm) == LISA_OK);
+    lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 4, 1, 7, 2, 8);
+    tu_poison(&y);
+    lisa_attn_params p = {.scale = 0.3f, .bias = &bias};
+    OT_OK(lisa_op_attention(be, &y, &q, &k, &v, &p));
+    double *qv = ot_values(&q), *kv = ot_values(&k), *vv = ot_values(&v), *bv = ot_values(&bias);
+    const int64_t b4[4] = {1, 2, 7, 19};
+    double *ref = ref_attention(&c, qv, kv, vv, 0.3f, bv, b4, NULL, NULL, 0, 0);
+    cr_expect(tu_check_close("attention strided bias", &y, ref, 2e-6, 1e-5));
+    free(qv);
+    free(kv);
+    free(vv);
+    free(bv);
+    free(ref);
+    lisa_tensor_free(&q);
+    lisa_tensor_free(&k);
+    lisa_tensor_free(&v);
+    lisa_tensor_free(&bt);
+    lisa_tensor_free(&y);
+    lisa_backend_free(be);
+}
+
 Test(ops_attention, fully_masked_row_is_nan_like_torch) {
     lisa_backend *be = tu_cpu_backend();
     tu_rng r = tu_rng_seed(52);
