@@ -26,6 +26,43 @@ lisa_status lisa_cpu_check_same_shape(const char *op, const lisa_tensor *y, cons
 /* Widens `n` contiguous elements of a parameter tensor starting at element `offset` into dst. */
 void lisa_cpu_load_f32(float *dst, const lisa_tensor *t, int64_t offset, int64_t n);
 
+/* Integer dtypes the ops accept as indices (I32 or I64), contiguous, any shape. */
+lisa_status lisa_cpu_check_ids(const char *op, const char *what, const lisa_tensor *t);
+/* The output must not share memory with an input (ops that read inputs after writing outputs).
+ * Compares the byte ranges the two tensors span; overlap is LISA_ERR_INVALID_ARG naming op + tensor. */
+lisa_status lisa_cpu_check_no_overlap(const char *op, const char *what, const lisa_tensor *y, const lisa_tensor *x);
+/* Bytes still free in the backend's scratch arena (the ops size their tiles from it). */
+size_t lisa_cpu_scratch_free(const lisa_backend *be);
+/* Scratch slice of n floats (LISA_ERR_OOM naming the op when the arena is exhausted). */
+lisa_status lisa_cpu_scratch_f32(lisa_backend *be, const char *op, int64_t n, float **out);
+
+/* Element offset of the logical index idx[0..n_dims) (strides in elements). */
+static inline int64_t lisa_cpu_offset(const lisa_tensor *t, const int64_t *idx) {
+    int64_t o = 0;
+    for (int d = 0; d < t->n_dims; d++) o += idx[d] * t->stride[d];
+    return o;
+}
+
+/* Threads for a loop of about `work` element-operations (a transcendental counts ~8): 1 below
+ * LISA_CPU_MIN_PARALLEL_WORK (~2 ms of serial work). OpenBLAS's worker threads keep spinning for
+ * up to ~0.1 s after every sgemm; an OpenMP team started meanwhile shares cores with them, and
+ * one preempted member stalls the whole short region for a scheduler quantum. Measured on 2 cores:
+ * SAM window attention (per-head softmax regions of ~0.3 ms) ran 5-25x slower with a parallel
+ * softmax. Long regions are at worst as slow as serial, so they stay parallel. */
+#define LISA_CPU_MIN_PARALLEL_WORK ((int64_t)1 << 21)
+static inline int lisa_cpu_threads(const lisa_backend *be, int64_t work) {
+    return work < LISA_CPU_MIN_PARALLEL_WORK ? 1 : (int)be->n_threads;
+}
+
+/* OpenMP loops without -Wunknown-pragmas noise when the build has no OpenMP. Never put a
+ * cblas_sgemm call inside one of these regions (OpenBLAS has its own threads). */
+#define LISA_CPU_PRAGMA(x) _Pragma(#x)
+#ifdef _OPENMP
+#define LISA_CPU_PARALLEL_FOR(nt) LISA_CPU_PRAGMA(omp parallel for num_threads(nt) schedule(static))
+#else
+#define LISA_CPU_PARALLEL_FOR(nt)
+#endif
+
 #ifdef __cplusplus
 }
 #endif
