@@ -191,16 +191,29 @@ void lisa_sam_free(lisa_sam *m) {
 
 /* ---- the encoder graph ---------------------------------------------------------------------- */
 
+/* View part `which` (0 q, 1 k, 2 v) of a fused qkv [B, N, 3·H·D] as [B, N, H, D] (strided). */
+static T *qkv_part(lisa_graph *g, T *qkv, int which, int64_t B, int64_t N, int64_t H, int64_t D) {
+    T *part = g_narrow(g, qkv, 2, which * H * D, H * D); /* [B, N, H·D], row stride 3·H·D */
+    if (!g_ok(g)) return part;
+    T *v = g_wrap(g, part);
+    /* split the last dim into (H, D): a view with strides [N·3HD, 3HD, D, 1] */
+    v->n_dims = 4;
+    v->shape[0] = B, v->shape[1] = N, v->shape[2] = H, v->shape[3] = D;
+    v->stride[3] = 1, v->stride[2] = D, v->stride[1] = part->stride[1], v->stride[0] = part->stride[0];
+    return v;
+}
+
 /* Attention on a grid x [B, h, w, E] with decomposed relative positions (Attention.forward):
  * A = softmax((q·s)kᵀ + rel_h + rel_w) v, rel terms from the unscaled q; then proj. */
 static T *sam_attention(lisa_graph *g, const lisa_sam *m, const lisa_sam_block *b, const T *x) {
     const int64_t B = x->shape[0], h = x->shape[1], w = x->shape[2], E = m->enc.embed;
     const int64_t H = m->enc.heads, D = m->enc.head_dim, N = h * w;
     T *qkv = g_linear(g, g_reshape(g, x, 3, B, N, E, 0), &b->qkv_w, &b->qkv_b);      /* [B, N, 3E] */
-    T *qkv4 = g_reshape(g, qkv, 4, B * N, 3, H, D);                                  /* [3][H][D] per token */
-    T *q = g_reshape(g, g_contiguous(g, g_narrow(g, qkv4, 1, 0, 1)), 4, B, N, H, D);
-    T *k = g_reshape(g, g_contiguous(g, g_narrow(g, qkv4, 1, 1, 1)), 4, B, N, H, D);
-    T *v = g_reshape(g, g_contiguous(g, g_narrow(g, qkv4, 1, 2, 1)), 4, B, N, H, D);
+    /* q, k, v are strided views of the fused output ([3][H][D] per token); attention takes them
+     * as they are (ops.def ATTENTION), rel_pos reads q the same way. */
+    T *q = qkv_part(g, qkv, 0, B, N, H, D);
+    T *k = qkv_part(g, qkv, 1, B, N, H, D);
+    T *v = qkv_part(g, qkv, 2, B, N, H, D);
     T *rel_h, *rel_w;
     g_rel_pos(g, &rel_h, &rel_w, q, &b->rel_pos_h, &b->rel_pos_w, (int32_t)h, (int32_t)w);
     lisa_attn_params p = {.scale = 1.0f / sqrtf((float)D), .rel_h = rel_h, .rel_w = rel_w};
