@@ -143,6 +143,30 @@ T *g_contiguous(lisa_graph *g, const T *x) {
 
 void g_copy_to(lisa_graph *g, T *y, const T *x) { G_RUN(g, lisa_op_copy(g->be, y, x)); }
 
+T *g_upload(lisa_graph *g, const T *host) {
+    G_LIVE(g);
+    if (g->be->device == LISA_DEVICE_CPU) return g_wrap(g, host);
+    if (!lisa_tensor_is_contiguous(host))
+        return g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "upload: host tensor must be contiguous"));
+    T *t = alloc_shape(g, host->dtype, host->n_dims, host->shape);
+    G_RUN(g, g->be->upload(g->be, t->data, host->data, lisa_tensor_nbytes(host)));
+    return t;
+}
+
+void g_download(lisa_graph *g, T *host_dst, const T *x) {
+    if (!g_ok(g)) return;
+    if (g->be->device == LISA_DEVICE_CPU) {
+        G_RUN(g, lisa_op_copy(g->be, host_dst, x));
+        return;
+    }
+    if (!lisa_tensor_is_contiguous(host_dst)) {
+        g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "download: host tensor must be contiguous"));
+        return;
+    }
+    T *tmp = g_cast(g, x, host_dst->dtype);
+    G_RUN(g, g->be->download(g->be, host_dst->data, tmp->data, lisa_tensor_nbytes(host_dst)));
+}
+
 /* ---- ops ----------------------------------------------------------------------------------- */
 
 static T *like_with_last(lisa_graph *g, const T *x, int64_t last) {

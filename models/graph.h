@@ -71,6 +71,11 @@ T *g_narrow(lisa_graph *g, const T *x, int32_t dim, int64_t start, int64_t len);
 T *g_contiguous(lisa_graph *g, const T *x);
 T *g_cast(lisa_graph *g, const T *x, lisa_dtype dt);
 void g_copy_to(lisa_graph *g, T *y, const T *x);
+/* Host <-> backend transfers inside a graph. g_upload returns a backend tensor holding a copy of
+ * the contiguous host tensor `host` (on the CPU backend: the host tensor itself, zero copy).
+ * g_download converts `x` to host_dst's dtype and copies it into the contiguous host tensor. */
+T *g_upload(lisa_graph *g, const T *host);
+void g_download(lisa_graph *g, T *host_dst, const T *x);
 
 /* ---- ops (see kernels/ops.def for the exact semantics) ------------------------------------ */
 T *g_linear(lisa_graph *g, const T *x, const T *w, const T *b);
