@@ -10,6 +10,7 @@
 #include "loader/json.h"
 #include "loader/preprocessor_config.h"
 #include "runtime/error.h"
+#include "runtime/path.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -56,7 +57,8 @@ lisa_segment_params lisa_segment_default_params(void) {
 
 static lisa_status parse_config(lisa_model_config *c, const char *dir) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!lisa_path_join(path, sizeof path, dir, "config.json"))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "model path too long: %.200s...", dir);
     cJSON *root;
     LISA_TRY(lisa_json_load_file(path, 0, &root));
     lisa_status s = lisa_llama_config_parse(&c->llm, root, path);
@@ -84,71 +86,60 @@ static lisa_status parse_config(lisa_model_config *c, const char *dir) {
     return s;
 }
 
-static bool is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static bool has_config(const char *d) {
     char p[4096];
-    snprintf(p, sizeof p, "%s/config.json", d);
     struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+    return lisa_path_join(p, sizeof p, d, "config.json") && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 /* See lisa_model_load in include/lisa.h for the order. Writes the directory into out. */
 static lisa_status resolve_vision_tower(char *out, size_t cap, const char *model_dir, const char *tower) {
     char cand[4096];
-    if (tower[0] == '/' && has_config(tower)) {
-        snprintf(out, cap, "%s", tower);
+    if (tower[0] == '/' && has_config(tower) && lisa_path_join(out, cap, "", tower)) return LISA_OK;
+    if (lisa_path_join(cand, sizeof cand, model_dir, tower) && has_config(cand) && lisa_path_join(out, cap, "", cand))
         return LISA_OK;
-    }
-    snprintf(cand, sizeof cand, "%s/%s", model_dir, tower);
-    if (has_config(cand)) {
-        snprintf(out, cap, "%s", cand);
-        return LISA_OK;
-    }
     const char *base = strrchr(tower, '/');
-    snprintf(cand, sizeof cand, "%s/%s", model_dir, base ? base + 1 : tower);
-    if (has_config(cand)) {
-        snprintf(out, cap, "%s", cand);
+    if (lisa_path_join(cand, sizeof cand, model_dir, base ? base + 1 : tower) && has_config(cand) &&
+        lisa_path_join(out, cap, "", cand))
         return LISA_OK;
-    }
-    /* Hugging Face cache: hub/models--<org>--<name>/snapshots/<rev>/ */
+    /* Hugging Face cache: <hub>/models--<org>--<name>/snapshots/<rev>/, rev from refs/main first */
     const char *hf_home = getenv("HF_HOME"), *home = getenv("HOME");
-    char hub[2048];
-    if (hf_home && *hf_home) snprintf(hub, sizeof hub, "%s/hub", hf_home);
-    else snprintf(hub, sizeof hub, "%s/.cache/huggingface/hub", home ? home : "");
-    char repo[600];
-    snprintf(repo, sizeof repo, "models--%s", tower);
-    for (char *p = repo; *p; p++)
-        if (*p == '/') *p = '-', memmove(p + 1, p, strlen(p) + 1), p++;
-    char snaps[3000];
-    snprintf(snaps, sizeof snaps, "%s/%s/snapshots", hub, repo);
-    if (is_dir(snaps)) {
-        /* Prefer the revision named by refs/main, else the only/first snapshot. */
-        char ref_path[3100], rev[128] = "";
-        snprintf(ref_path, sizeof ref_path, "%s/%s/refs/main", hub, repo);
-        FILE *f = fopen(ref_path, "r");
-        if (f) {
-            if (!fgets(rev, sizeof rev, f)) rev[0] = '\0';
-            fclose(f);
-            rev[strcspn(rev, "\r\n")] = '\0';
+    char hub[2048], repo[600], tmp[3000], snaps[3100];
+    bool ok = (hf_home && *hf_home) ? lisa_path_join(hub, sizeof hub, hf_home, "hub")
+                                    : lisa_path_join(hub, sizeof hub, home ? home : "", ".cache/huggingface/hub");
+    size_t n = 0;
+    memcpy(repo, "models--", 8);
+    n = 8;
+    for (const char *p = tower; *p && n + 3 < sizeof repo; p++) {
+        if (*p == '/') {
+            repo[n++] = '-';
+            repo[n++] = '-';
+        } else {
+            repo[n++] = *p;
         }
-        if (rev[0]) {
-            snprintf(cand, sizeof cand, "%s/%s", snaps, rev);
-            if (has_config(cand)) {
-                snprintf(out, cap, "%s", cand);
-                return LISA_OK;
+    }
+    repo[n] = '\0';
+    ok = ok && lisa_path_join(tmp, sizeof tmp, hub, repo) && lisa_path_join(snaps, sizeof snaps, tmp, "snapshots");
+    struct stat st;
+    if (ok && stat(snaps, &st) == 0 && S_ISDIR(st.st_mode)) {
+        char ref_path[3200], rev[128] = "";
+        if (lisa_path_join(ref_path, sizeof ref_path, tmp, "refs/main")) {
+            FILE *f = fopen(ref_path, "r");
+            if (f) {
+                if (!fgets(rev, sizeof rev, f)) rev[0] = '\0';
+                fclose(f);
+                rev[strcspn(rev, "\r\n")] = '\0';
             }
         }
+        if (rev[0] && lisa_path_join(cand, sizeof cand, snaps, rev) && has_config(cand) &&
+            lisa_path_join(out, cap, "", cand))
+            return LISA_OK;
         DIR *d = opendir(snaps);
         struct dirent *e;
         while (d && (e = readdir(d))) {
             if (e->d_name[0] == '.') continue;
-            snprintf(cand, sizeof cand, "%s/%s", snaps, e->d_name);
-            if (has_config(cand)) {
-                snprintf(out, cap, "%s", cand);
+            if (lisa_path_join(cand, sizeof cand, snaps, e->d_name) && has_config(cand) &&
+                lisa_path_join(out, cap, "", cand)) {
                 closedir(d);
                 return LISA_OK;
             }
@@ -194,8 +185,7 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
     lisa_status s = parse_config(&m->cfg, path);
     if (s == LISA_OK) {
         if (p->vision_tower) {
-            snprintf(clip_dir, sizeof clip_dir, "%s", p->vision_tower);
-            if (!has_config(clip_dir))
+            if (!lisa_path_join(clip_dir, sizeof clip_dir, "", p->vision_tower) || !has_config(clip_dir))
                 s = lisa_fail(LISA_ERR_NOT_FOUND, "vision tower %s: no config.json there", clip_dir);
         } else {
             s = resolve_vision_tower(clip_dir, sizeof clip_dir, path, m->cfg.vision_tower);
@@ -229,10 +219,10 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
     }
     if (s == LISA_OK) {
         char pp[4200];
-        snprintf(pp, sizeof pp, "%s/preprocessor_config.json", clip_dir);
         struct stat st;
         m->clip_pp = lisa_clip_preprocess_default_params();
-        if (stat(pp, &st) == 0) s = lisa_clip_preprocess_params_load(&m->clip_pp, pp);
+        if (lisa_path_join(pp, sizeof pp, clip_dir, "preprocessor_config.json") && stat(pp, &st) == 0)
+            s = lisa_clip_preprocess_params_load(&m->clip_pp, pp);
         if (s == LISA_OK && (m->clip_pp.crop_h != m->clip->cfg.image_size || m->clip_pp.crop_w != m->clip->cfg.image_size))
             s = lisa_fail(LISA_ERR_FORMAT, "%s: crop %dx%d does not match the CLIP image size %d", pp, m->clip_pp.crop_h,
                           m->clip_pp.crop_w, m->clip->cfg.image_size);
