@@ -27,6 +27,7 @@ import json
 import os
 import random
 import shutil
+import struct
 import sys
 import tempfile
 
@@ -381,6 +382,158 @@ def utf8_byte_seqs():
     return seqs
 
 
+# ---- tiny hand-built SentencePiece models (normalizer/trainer variants the LLaMA model lacks) ----
+# A minimal protobuf writer: the model files are then loaded by the real sentencepiece library,
+# which is the reference for how they are read (defaults, unknown fields, field order).
+def pb_varint(x):
+    x &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = x & 0x7F
+        x >>= 7
+        if x:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def pb_key(field, wire):
+    return pb_varint((field << 3) | wire)
+
+
+def pb_int(field, v):
+    return pb_key(field, 0) + pb_varint(v)
+
+
+def pb_bytes(field, b):
+    if isinstance(b, str):
+        b = b.encode("utf-8")
+    return pb_key(field, 2) + pb_varint(len(b)) + b
+
+
+def pb_float(field, x):
+    return pb_key(field, 5) + struct.pack("<f", x)
+
+
+def pb_fixed64(field, x):
+    return pb_key(field, 1) + struct.pack("<Q", x)
+
+
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+
+def pb_piece(piece, score=None, type_=None):
+    m = pb_bytes(1, piece)
+    if score is not None:
+        m += pb_float(2, score)
+    if type_ is not None:
+        m += pb_int(3, type_)
+    return pb_bytes(1, m)
+
+
+def tiny_model(pieces, trainer, normalizer, shuffle_unknown=False):
+    body = b""
+    if shuffle_unknown:
+        # normalizer first, unknown fields of every wire type, pieces, trainer last
+        body += pb_bytes(3, normalizer) + pb_int(100, 7) + pb_fixed64(101, 0x1122334455667788)
+        body += pb_key(102, 5) + b"\x01\x02\x03\x04" + pb_bytes(103, b"\xff\x00unknown")
+        body += b"".join(pb_piece(*p) for p in pieces) + pb_bytes(2, trainer)
+    else:
+        body += b"".join(pb_piece(*p) for p in pieces) + pb_bytes(2, trainer) + pb_bytes(3, normalizer)
+    return body
+
+
+def tiny_models():
+    meta = [("<unk>", 0.0, UNKNOWN), ("<s>", 0.0, CONTROL), ("</s>", 0.0, CONTROL)]
+    ties = [("\u2581", -5.0), ("a", -1.0), ("b", -1.0), ("c", -1.0), ("ab", -2.0), ("bc", -2.0), ("abc", -3.0),
+            ("\u2581a", -4.0), ("\u2581b", -4.0), ("aa", -2.0), ("aaa", -2.0), ("\u2581\u2581", -6.0), ("ca", -2.0),
+            ("\u2581\u2581\u2581", -6.0)]
+    models = {}
+    # no byte fallback, proto2 defaults for the normalizer (remove_extra_whitespaces = true),
+    # fields out of order with unknown fields in between, pieces without `type` (NORMAL)
+    models["tiny-nofallback"] = tiny_model(
+        meta + [(p, sc, None) for p, sc in ties],
+        pb_int(3, 2) + pb_int(4, 17) + pb_int(999, 5) + pb_bytes(1, "input.txt"),
+        pb_bytes(1, "identity") + pb_int(200, 1),
+        shuffle_unknown=True,
+    )
+    # no dummy prefix, spaces kept as " " (escape_whitespaces false), no whitespace removal
+    models["tiny-raw"] = tiny_model(
+        meta + [(" ", -5.0, None), ("a", -1.0, None), ("b", -1.0, None), (" a", -2.0, None), ("ab", -2.0, None),
+                ("  ", -3.0, None), ("ba", -2.0, None)],
+        pb_int(3, 2),
+        pb_int(3, 0) + pb_int(4, 0) + pb_int(5, 0),
+    )
+    # byte fallback, an unk piece not spelled "<unk>" and a custom unk_surface (decode shows it),
+    # negative ids written as 10-byte varints, byte_fallback as a two-byte key (field 35)
+    byte_pieces = [("<0x%02X>" % b, 0.0, BYTE) for b in range(256)]
+    models["tiny-bytes"] = tiny_model(
+        [("<UNK>", 0.0, UNKNOWN), ("<s>", 0.0, CONTROL), ("</s>", 0.0, CONTROL)]
+        + byte_pieces
+        + [("\u2581", -3.0, None), ("a", -1.0, None), ("b", -1.0, None), ("\u2581a", -2.0, None), ("ab", -2.0, None),
+           ("\u00e9", -1.0, None)],
+        pb_int(3, 2) + pb_int(35, 1) + pb_int(43, -1) + pb_bytes(44, " <?> "),
+        pb_bytes(1, "identity") + pb_int(4, 0),
+    )
+    return models
+
+
+TINY_TEXTS = [
+    "", " ", "   ", "a", "abc", "bca", "cabc", "aaaa", "aaaaa", "abab", "ababab", "bcbc", " a b ", "  a   b  ",
+    "a  b", "x", "xyz", "axyb", "xaxbx", "a\u00e9b", "\u00e9", "\u00e9\u00e9x", "a\tb", "\u2581a", "ab\u2581",
+    "a\u2581\u2581b", "\u2581\u2581", "😀", "a😀b", "\u00a0a", "ba ab  ba", "a b c", "   leading", "trailing   ",
+]
+
+
+def tiny_vectors(rng):
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, blob in tiny_models().items():
+            path = os.path.join(DATA, "tiny", name + ".model")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as fh:
+                fh.write(blob)
+            sp = sentencepiece.SentencePieceProcessor(model_file=path)
+            d = os.path.join(tmp, name)
+            os.makedirs(d)
+            shutil.copy(path, os.path.join(d, "tokenizer.model"))
+            with open(os.path.join(d, "config.json"), "w") as fh:
+                json.dump({"model_type": "llama"}, fh)
+            tok = AutoTokenizer.from_pretrained(d, use_fast=False)
+            n = sp.get_piece_size()
+            pieces = [
+                {
+                    "piece": sp.id_to_piece(i),
+                    "score": sp.get_score(i),
+                    "type": "UNKNOWN" if sp.is_unknown(i) else "CONTROL" if sp.is_control(i) else "BYTE" if sp.is_byte(i)
+                    else "UNUSED" if sp.is_unused(i) else "NORMAL",
+                }
+                for i in range(n)
+            ]
+            enc = []
+            for text in TINY_TEXTS:
+                hf = tok(text, add_special_tokens=False).input_ids
+                spi = sp.encode(text)
+                assert hf == spi, (name, text, hf, spi)  # no special-token text: the two agree
+                enc.append({"text": text, "ids": hf, "decoded": tok.decode(hf), "sp_decoded": sp.decode(spi)})
+            dec = []
+            for _ in range(60):
+                ids = [rng.randrange(len(tok)) for _ in range(rng.randint(0, 10))]
+                for skip in (False, True):
+                    dec.append(nul_safe({"ids": ids, "skip_special_tokens": skip, "text": tok.decode(ids, skip_special_tokens=skip)}, "text"))
+            out[name] = {
+                "model": "tests/data/tokenizer/tiny/" + name + ".model",
+                "n_pieces": n,
+                "vocab_size": len(tok),
+                "pieces": pieces,
+                "encode": enc,
+                "decode": dec,
+            }
+            print(f"{name}: {n} pieces, vocab {len(tok)}, {len(enc)} encode, {len(dec)} decode vectors")
+    return out
+
+
 def nul_safe(d, *keys):
     """cJSON ends strings at NUL: strings holding one also get a hex copy (key + "_hex")."""
     for k in keys:
@@ -460,6 +613,8 @@ def main():
             }
             print(f"{name}: {len(enc)} encode, {len(prompts)} prompt, {len(dec)} decode vectors; "
                   f"[SEG]={result['configs'][name]['seg_token_idx']} vocab={len(tok)} legacy={tok.legacy}")
+
+    result["tiny_models"] = tiny_vectors(rng)
 
     # sanity: the committed third-party vectors reproduce with this stack
     base = LlamaTokenizerForChecks()
