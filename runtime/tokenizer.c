@@ -53,10 +53,21 @@ typedef struct strmap {
 } strmap;
 
 static inline uint32_t hash_bytes(const uint8_t *p, size_t n) {
-    /* FNV-1a; pieces are short, so this is not the bottleneck of BPE. */
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
-    return h;
+    /* 8 bytes per multiply (pieces are short; this is the inner loop of BPE) */
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (uint64_t)n;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        h = (h ^ v) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
+    h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 static lisa_status strmap_init(strmap *m, uint32_t n_expected) {
@@ -210,6 +221,14 @@ struct lisa_tokenizer {
     bool legacy, add_bos, add_eos, clean_up;
     int32_t bos_id, eos_id; /* -1 if unset */
     size_t max_token_bytes;
+
+    /* Character bigrams that occur inside some merge-vocabulary piece (open addressing over
+     * (cp1 << 32 | cp2) + 1; 0 = empty). A BPE pair can only form across a character boundary
+     * whose bigram is in this set, so the merge loop runs independently between the other
+     * boundaries (exact; keeps the heap small and cache-resident). NULL when some piece is not
+     * valid UTF-8 (then the boundaries of the text and of the piece need not line up). */
+    uint64_t *bigrams;
+    uint64_t bigram_mask;
 };
 
 lisa_tokenizer_params lisa_tokenizer_default_params(void) {
@@ -250,6 +269,7 @@ void lisa_tokenizer_free(lisa_tokenizer *t) {
     for (int32_t i = 0; i < t->n_special; i++) free(t->special_strs[i]);
     free(t->special_strs);
     free(t->id_flags);
+    free(t->bigrams);
     free(t);
 }
 
@@ -267,6 +287,58 @@ static int piece_to_byte(const char *s, size_t n) {
             return -1;
     }
     return v;
+}
+
+static inline uint64_t bigram_hash(uint64_t k) { return (k * 0x9E3779B97F4A7C15ull) >> 20; }
+
+static inline bool bigram_has(const lisa_tokenizer *t, uint32_t c1, uint32_t c2) {
+    const uint64_t k = (((uint64_t)c1 << 32) | c2) + 1;
+    for (uint64_t i = bigram_hash(k) & t->bigram_mask;; i = (i + 1) & t->bigram_mask) {
+        const uint64_t v = t->bigrams[i];
+        if (v == k) return true;
+        if (v == 0) return false;
+    }
+}
+
+/* Fills t->bigrams from the NORMAL pieces (the merge vocabulary; USER_DEFINED/UNUSED are refused). */
+static lisa_status build_bigrams(lisa_tokenizer *t) {
+    size_t n_chars = 0;
+    for (int32_t i = 0; i < t->n_pieces; i++) {
+        if (t->spm.pieces[i].type != LISA_SPM_NORMAL) continue;
+        const uint8_t *p = (const uint8_t *)lisa_spm_piece_str(&t->spm, i);
+        const size_t n = t->spm.pieces[i].len;
+        for (size_t k = 0; k < n;) {
+            size_t ml;
+            const uint32_t c = sp_decode_utf8(p + k, n - k, &ml);
+            if (c == 0xFFFD && ml != 3) return LISA_OK; /* not valid UTF-8: no chunking */
+            k += ml;
+            n_chars++;
+        }
+    }
+    uint64_t cap = 1024;
+    while (cap < 2 * (uint64_t)n_chars + 2) cap <<= 1;
+    t->bigrams = calloc(cap, sizeof *t->bigrams);
+    if (!t->bigrams) return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory for the bigram set");
+    t->bigram_mask = cap - 1;
+    for (int32_t i = 0; i < t->n_pieces; i++) {
+        if (t->spm.pieces[i].type != LISA_SPM_NORMAL) continue;
+        const uint8_t *p = (const uint8_t *)lisa_spm_piece_str(&t->spm, i);
+        const size_t n = t->spm.pieces[i].len;
+        uint32_t prev = 0;
+        for (size_t k = 0; k < n;) {
+            size_t ml;
+            const uint32_t c = sp_decode_utf8(p + k, n - k, &ml);
+            if (k > 0) {
+                const uint64_t key = (((uint64_t)prev << 32) | c) + 1;
+                uint64_t j = bigram_hash(key) & t->bigram_mask;
+                while (t->bigrams[j] != 0 && t->bigrams[j] != key) j = (j + 1) & t->bigram_mask;
+                t->bigrams[j] = key;
+            }
+            prev = c;
+            k += ml;
+        }
+    }
+    return LISA_OK;
 }
 
 /* ModelInterface::InitializePieces checks + the features this implementation leaves out. */
@@ -682,6 +754,7 @@ lisa_status lisa_tokenizer_load_ex(lisa_tokenizer **out, const char *dir, const 
     lisa_hf_tokenizer_files f;
     lisa_status st = lisa_spm_model_load(&t->spm, path);
     if (st == LISA_OK) st = build_vocab(t, path);
+    if (st == LISA_OK) st = build_bigrams(t);
     if (st != LISA_OK) {
         lisa_tokenizer_free(t);
         return st;
@@ -767,6 +840,8 @@ typedef struct enc_ws {
         uint32_t start, len; /* bytes in norm; len 0 = merged away */
         int32_t prev, next;
     } *sym;
+    uint32_t *sym_cp; /* [m] code point of each initial symbol */
+    size_t sym_cp_cap;
     size_t sym_cap;
     struct cand {
         float score;
@@ -791,6 +866,7 @@ static void enc_ws_free(enc_ws *w) {
     free(w->seg_b);
     free(w->norm);
     free(w->sym);
+    free(w->sym_cp);
     free(w->heap);
     free(w->ids);
 }
@@ -918,34 +994,49 @@ static lisa_status sp_encode(const lisa_tokenizer *t, enc_ws *w, const uint8_t *
     const size_t L = sp_normalize(t, s, n, w->norm);
     if (L == 0) return LISA_OK;
 
-    /* split into characters (PrefixMatcher without user-defined symbols: OneCharLen) */
+    /* split into characters (PrefixMatcher without user-defined symbols: OneCharLen); the
+     * normalized text is valid UTF-8 (bad bytes became U+FFFD) */
     LISA_TRY(grow((void **)&w->sym, &w->sym_cap, L, sizeof *w->sym));
+    LISA_TRY(grow((void **)&w->sym_cp, &w->sym_cp_cap, L, sizeof *w->sym_cp));
     int32_t m = 0;
     for (size_t i = 0; i < L;) {
         static const uint8_t kOneCharLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
         size_t cl = kOneCharLen[w->norm[i] >> 4];
         if (cl > L - i) cl = L - i;
+        size_t ml;
+        w->sym_cp[m] = sp_decode_utf8(w->norm + i, L - i, &ml);
         w->sym[m] = (struct sym){(uint32_t)i, (uint32_t)cl, m - 1, -1};
         if (m > 0) w->sym[m - 1].next = m;
         m++;
         i += cl;
     }
 
-    w->heap_n = 0;
-    for (int32_t i = 1; i < m; i++) LISA_TRY(maybe_add_pair(t, w, i - 1, i));
-    while (w->heap_n) {
-        const struct cand top = heap_pop(w);
-        struct sym *l = &w->sym[top.left];
-        if (l->len == 0 || l->next < 0) continue;
-        struct sym *r = &w->sym[l->next];
-        if (r->len == 0 || l->len + r->len != top.size) continue; /* stale */
-        /* merge: the left symbol absorbs the right one */
-        l->len += r->len;
-        l->next = r->next;
-        if (r->next >= 0) w->sym[r->next].prev = top.left;
-        r->len = 0;
-        LISA_TRY(maybe_add_pair(t, w, l->prev, top.left));
-        LISA_TRY(maybe_add_pair(t, w, top.left, l->next));
+    /* The merge loop (bpe Model::SampleEncode), run separately on each stretch between character
+     * boundaries that no piece spans (see tokenizer.bigrams): merges in different stretches never
+     * interact, and inside one the heap order (score, then leftmost) is unchanged. */
+    for (int32_t a = 0; a < m;) {
+        int32_t b = a + 1;
+        if (t->bigrams)
+            while (b < m && bigram_has(t, w->sym_cp[b - 1], w->sym_cp[b])) b++;
+        else
+            b = m;
+        w->heap_n = 0;
+        for (int32_t i = a + 1; i < b; i++) LISA_TRY(maybe_add_pair(t, w, i - 1, i));
+        while (w->heap_n) {
+            const struct cand top = heap_pop(w);
+            struct sym *l = &w->sym[top.left];
+            if (l->len == 0 || l->next < 0) continue;
+            struct sym *r = &w->sym[l->next];
+            if (r->len == 0 || l->len + r->len != top.size) continue; /* stale */
+            /* merge: the left symbol absorbs the right one */
+            l->len += r->len;
+            l->next = r->next;
+            if (r->next >= 0) w->sym[r->next].prev = top.left;
+            r->len = 0;
+            LISA_TRY(maybe_add_pair(t, w, l->prev, top.left));
+            LISA_TRY(maybe_add_pair(t, w, top.left, l->next));
+        }
+        a = b;
     }
 
     /* PopulateSentencePieceText + piece_to_id */
