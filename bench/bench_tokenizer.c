@@ -20,7 +20,8 @@ static const char kParagraph[] =
     "Sure, the segmentation result is [SEG]. The quick brown fox jumps over the lazy dog; 42 foxes, 3.14 dogs.\n"
     "生活的真谛是在图像中分割出最大的物体，然后解释原因。東京は日本の首都です。한국어 문장도 있습니다.\n"
     "Привет, мир! Сегментируй собаку на фото. Ελληνικά γράμματα. مرحبا بالعالم، هذه جملة عربية.\n"
-    "हिन्दी में लिखा हुआ वाक्य। ภาษาไทยไม่มีช่องว่างระหว่างคำ. Emoji: 😀👍🏽🐈 👨‍👩‍👧 🇩🇪.\n"
+    "हिन्दी में लिखा हुआ वाक्य। ภาษาไทยไม่มีช่องว่างระหว่างคำ. Emoji: 😀👍🏽🐈 👨‍👩‍👧 "
+    "🇩🇪.\n"
     "def segment(image, query):\n    return model.evaluate(image, query)  # <im_start><image><im_end>\n"
     "\t\tIndented   text   with    runs     of      spaces.   \n";
 
@@ -69,7 +70,8 @@ int main(int argc, char **argv) {
         double t_enc = 1e30, t_dec = 1e30, t_str = 1e30;
         for (int rep = 0; rep < 3; rep++) {
             double t0 = now_s();
-            if (lisa_tokenizer_encode(tok, text, bytes, true, ids, (int32_t)(max_bytes + plen + 16), &n_ids) != LISA_OK) {
+            if (lisa_tokenizer_encode(tok, text, bytes, true, ids, (int32_t)(max_bytes + plen + 16), &n_ids) !=
+                LISA_OK) {
                 fprintf(stderr, "encode: %s\n", lisa_last_error());
                 return 1;
             }
@@ -108,7 +110,8 @@ int main(int argc, char **argv) {
     const int iters = 20000;
     int32_t n_ids = 0;
     double t0 = now_s();
-    for (int i = 0; i < iters; i++) lisa_tokenizer_encode_image_prompt(tok, prompt, plen2, ids, 1024, &n_ids);
+    for (int i = 0; i < iters; i++)
+        lisa_tokenizer_encode_image_prompt(tok, prompt, plen2, ids, 1024, &n_ids);
     double t1 = now_s();
     printf("llava_v1 prompt (%zu bytes, %d ids): %.2f us per tokenizer_image_token\n", plen2, n_ids,
            (t1 - t0) / iters * 1e6);

@@ -17,9 +17,7 @@
 static const char *const kAttrNames[LISA_HF_N_ATTRS] = {"bos_token", "eos_token", "unk_token", "sep_token",
                                                         "pad_token", "cls_token", "mask_token"};
 
-const char *lisa_hf_attr_name(lisa_hf_special_attr a) {
-    return (a >= 0 && a < LISA_HF_N_ATTRS) ? kAttrNames[a] : "?";
-}
+const char *lisa_hf_attr_name(lisa_hf_special_attr a) { return (a >= 0 && a < LISA_HF_N_ATTRS) ? kAttrNames[a] : "?"; }
 
 static void token_clear(lisa_hf_token *t) {
     free(t->content);
@@ -28,10 +26,13 @@ static void token_clear(lisa_hf_token *t) {
 
 void lisa_hf_tokenizer_files_free(lisa_hf_tokenizer_files *f) {
     if (!f) return;
-    for (int i = 0; i < LISA_HF_N_ATTRS; i++) token_clear(&f->attr[i]);
-    for (int32_t i = 0; i < f->n_additional; i++) token_clear(&f->additional[i]);
+    for (int i = 0; i < LISA_HF_N_ATTRS; i++)
+        token_clear(&f->attr[i]);
+    for (int32_t i = 0; i < f->n_additional; i++)
+        token_clear(&f->additional[i]);
     free(f->additional);
-    for (int32_t i = 0; i < f->n_added; i++) free(f->added[i].content);
+    for (int32_t i = 0; i < f->n_added; i++)
+        free(f->added[i].content);
     free(f->added);
     memset(f, 0, sizeof *f);
 }
@@ -163,7 +164,8 @@ static lisa_status parse_token_value(lisa_hf_token *t, const cJSON *v, bool type
 
 static lisa_status parse_additional(lisa_hf_tokenizer_files *f, const cJSON *v, bool typed, const char *file) {
     const char *key = "additional_special_tokens";
-    for (int32_t i = 0; i < f->n_additional; i++) token_clear(&f->additional[i]);
+    for (int32_t i = 0; i < f->n_additional; i++)
+        token_clear(&f->additional[i]);
     free(f->additional);
     f->additional = NULL;
     f->n_additional = 0;
@@ -195,22 +197,20 @@ static lisa_status load_tokenizer_config(lisa_hf_tokenizer_files *f, const cJSON
     if (v && !cJSON_IsNull(v)) {
         if (!cJSON_IsString(v)) return lisa_fail(LISA_ERR_FORMAT, "%s: tokenizer_class: expected a string", file);
         if (strcmp(v->valuestring, "LlamaTokenizer") != 0 && strcmp(v->valuestring, "LlamaTokenizerFast") != 0)
-            return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: tokenizer_class \"%s\": only LlamaTokenizer is supported",
-                             file, v->valuestring);
+            return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: tokenizer_class \"%s\": only LlamaTokenizer is supported", file,
+                             v->valuestring);
     }
     if ((v = get_last(j, "legacy"))) f->legacy = py_truthy(v);
     if ((v = get_last(j, "add_bos_token"))) f->add_bos_token = py_truthy(v);
     if ((v = get_last(j, "add_eos_token"))) f->add_eos_token = py_truthy(v);
-    if ((v = get_last(j, "clean_up_tokenization_spaces")))
-        f->clean_up_tokenization_spaces = py_truthy(v);
+    if ((v = get_last(j, "clean_up_tokenization_spaces"))) f->clean_up_tokenization_spaces = py_truthy(v);
     for (int a = 0; a < LISA_HF_N_ATTRS; a++) {
         v = get_last(j, kAttrNames[a]);
         if (!v) continue;
         const bool wrap = a == LISA_HF_BOS || a == LISA_HF_EOS || a == LISA_HF_UNK || a == LISA_HF_PAD;
         LISA_TRY(parse_token_value(&f->attr[a], v, true, wrap, file, kAttrNames[a]));
     }
-    if ((v = get_last(j, "additional_special_tokens")))
-        LISA_TRY(parse_additional(f, v, true, file));
+    if ((v = get_last(j, "additional_special_tokens"))) LISA_TRY(parse_additional(f, v, true, file));
     return LISA_OK;
 }
 
@@ -246,7 +246,8 @@ static lisa_status load_added_tokens(lisa_hf_tokenizer_files *f, const cJSON *j,
             return lisa_fail(LISA_ERR_FORMAT, "%s: \"%s\": id must be a non-negative integer", file, it->string);
         const int64_t id = (int64_t)it->valuedouble;
         int32_t k = 0;
-        while (k < f->n_added && strcmp(f->added[k].content, it->string) != 0) k++;
+        while (k < f->n_added && strcmp(f->added[k].content, it->string) != 0)
+            k++;
         if (k == f->n_added) {
             LISA_TRY(dup_str(&f->added[k].content, it->string, file, it->string));
             f->n_added++;

@@ -60,7 +60,7 @@ typedef struct lisa_hf_tokenizer_files {
     lisa_hf_token attr[LISA_HF_N_ATTRS];
     lisa_hf_token *additional; /* additional_special_tokens */
     int32_t n_additional;
-    lisa_hf_added *added;      /* added_tokens.json, sorted by id */
+    lisa_hf_added *added; /* added_tokens.json, sorted by id */
     int32_t n_added;
     bool legacy;
     bool add_bos_token;

@@ -42,8 +42,8 @@ static lisa_status pb_varint(pb_reader *r, uint64_t *v, const char *field) {
         const uint8_t b = *r->p++;
         /* The 10th byte may only carry the top bit of a 64-bit value. */
         if (i == 9 && b > 1)
-            return lisa_fail(LISA_ERR_FORMAT, "%s: %s: varint longer than 64 bits at byte offset %zu", r->name,
-                             field, at);
+            return lisa_fail(LISA_ERR_FORMAT, "%s: %s: varint longer than 64 bits at byte offset %zu", r->name, field,
+                             at);
         x |= (uint64_t)(b & 0x7f) << (7 * i);
         if (!(b & 0x80)) {
             *v = x;
@@ -88,7 +88,8 @@ static lisa_status pb_fixed(pb_reader *r, size_t nbytes, uint64_t *v, const char
         return lisa_fail(LISA_ERR_FORMAT, "%s: %s: truncated fixed%zu at byte offset %zu", r->name, field, nbytes * 8,
                          pb_off(r));
     uint64_t x = 0;
-    for (size_t i = 0; i < nbytes; i++) x |= (uint64_t)r->p[i] << (8 * i);
+    for (size_t i = 0; i < nbytes; i++)
+        x |= (uint64_t)r->p[i] << (8 * i);
     r->p += nbytes;
     *v = x;
     return LISA_OK;

@@ -65,23 +65,23 @@ typedef struct lisa_spm_model {
 
     /* TrainerSpec (field numbers in parentheses) */
     bool has_trainer_spec;
-    int32_t model_type;                /* (3)  default UNIGRAM */
-    int32_t vocab_size;                /* (4)  default 8000 */
-    bool split_digits;                 /* (25) default false; informational (training only) */
-    bool treat_whitespace_as_suffix;   /* (24) default false */
-    bool byte_fallback;                /* (35) default false */
+    int32_t model_type;                     /* (3)  default UNIGRAM */
+    int32_t vocab_size;                     /* (4)  default 8000 */
+    bool split_digits;                      /* (25) default false; informational (training only) */
+    bool treat_whitespace_as_suffix;        /* (24) default false */
+    bool byte_fallback;                     /* (35) default false */
     int32_t unk_id, bos_id, eos_id, pad_id; /* (40..43) defaults 0, 1, 2, -1 */
-    uint32_t unk_surface_offset;       /* (44) default " \u2047 " ; text + offset, NUL-terminated */
+    uint32_t unk_surface_offset;            /* (44) default " \u2047 " ; text + offset, NUL-terminated */
     uint32_t unk_surface_len;
 
     /* NormalizerSpec (ModelProto field 3) */
     bool has_normalizer_spec;
-    uint32_t normalizer_name_offset;   /* (1) default "" */
+    uint32_t normalizer_name_offset; /* (1) default "" */
     uint32_t normalizer_name_len;
-    size_t precompiled_charsmap_len;   /* (2) bytes; only the length is kept */
-    bool add_dummy_prefix;             /* (3) default true */
-    bool remove_extra_whitespaces;     /* (4) default true */
-    bool escape_whitespaces;           /* (5) default true */
+    size_t precompiled_charsmap_len; /* (2) bytes; only the length is kept */
+    bool add_dummy_prefix;           /* (3) default true */
+    bool remove_extra_whitespaces;   /* (4) default true */
+    bool escape_whitespaces;         /* (5) default true */
 
     /* ModelProto field 5 (denormalizer_spec): only whether it is present with a charsmap */
     bool has_denormalizer_spec;

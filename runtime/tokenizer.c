@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPACE_SYMBOL "\xe2\x96\x81" /* U+2581 "▁", sentencepiece kSpaceSymbol */
+#define SPACE_SYMBOL     "\xe2\x96\x81" /* U+2581 "▁", sentencepiece kSpaceSymbol */
 #define SPACE_SYMBOL_LEN 3
 #define REPLACEMENT_CHAR "\xef\xbf\xbd" /* U+FFFD */
 
@@ -64,7 +64,8 @@ static inline uint32_t hash_bytes(const uint8_t *p, size_t n) {
         n -= 8;
     }
     uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
     h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 29;
     return (uint32_t)(h ^ (h >> 32));
@@ -72,7 +73,8 @@ static inline uint32_t hash_bytes(const uint8_t *p, size_t n) {
 
 static lisa_status strmap_init(strmap *m, uint32_t n_expected) {
     uint32_t cap = 16;
-    while (cap < n_expected * 2 + 2) cap <<= 1;
+    while (cap < n_expected * 2 + 2)
+        cap <<= 1;
     m->slots = calloc(cap, sizeof *m->slots);
     if (!m->slots) return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory for a %u-entry hash map", cap);
     m->mask = cap - 1;
@@ -133,8 +135,7 @@ static inline uint32_t sp_decode_utf8(const uint8_t *p, size_t len, size_t *mble
             return cp;
         }
     } else if (len >= 4 && (b0 & 0xF8) == 0xF0) {
-        const uint32_t cp =
-            ((b0 & 0x07) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3F);
+        const uint32_t cp = ((b0 & 0x07) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3F);
         if ((p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80 && cp >= 0x10000 &&
             cp <= 0x10FFFF) {
             *mblen = 4;
@@ -259,14 +260,16 @@ void lisa_tokenizer_free(lisa_tokenizer *t) {
     lisa_spm_model_free(&t->spm);
     strmap_free(&t->normal);
     strmap_free(&t->reserved);
-    for (int32_t i = 0; i < t->n_added; i++) free(t->added_str[i]);
+    for (int32_t i = 0; i < t->n_added; i++)
+        free(t->added_str[i]);
     free(t->added_str);
     free(t->added_len);
     strmap_free(&t->added_map);
     free(t->ns);
     strmap_free(&t->ns_map);
     free(t->trie);
-    for (int32_t i = 0; i < t->n_special; i++) free(t->special_strs[i]);
+    for (int32_t i = 0; i < t->n_special; i++)
+        free(t->special_strs[i]);
     free(t->special_strs);
     free(t->id_flags);
     free(t->bigrams);
@@ -316,7 +319,8 @@ static lisa_status build_bigrams(lisa_tokenizer *t) {
         }
     }
     uint64_t cap = 1024;
-    while (cap < 2 * (uint64_t)n_chars + 2) cap <<= 1;
+    while (cap < 2 * (uint64_t)n_chars + 2)
+        cap <<= 1;
     t->bigrams = calloc(cap, sizeof *t->bigrams);
     if (!t->bigrams) return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory for the bigram set");
     t->bigram_mask = cap - 1;
@@ -331,7 +335,8 @@ static lisa_status build_bigrams(lisa_tokenizer *t) {
             if (k > 0) {
                 const uint64_t key = (((uint64_t)prev << 32) | c) + 1;
                 uint64_t j = bigram_hash(key) & t->bigram_mask;
-                while (t->bigrams[j] != 0 && t->bigrams[j] != key) j = (j + 1) & t->bigram_mask;
+                while (t->bigrams[j] != 0 && t->bigrams[j] != key)
+                    j = (j + 1) & t->bigram_mask;
                 t->bigrams[j] = key;
             }
             prev = c;
@@ -357,15 +362,15 @@ static lisa_status build_vocab(lisa_tokenizer *t, const char *path) {
     if (m->treat_whitespace_as_suffix)
         return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: trainer_spec.treat_whitespace_as_suffix is not supported", path);
     if (m->n_pieces <= 0) return lisa_fail(LISA_ERR_FORMAT, "%s: the model has no pieces (unk is not defined)", path);
-    if (m->n_pieces > INT32_MAX / 2)
-        return lisa_fail(LISA_ERR_LIMIT, "%s: too many pieces (%d)", path, m->n_pieces);
+    if (m->n_pieces > INT32_MAX / 2) return lisa_fail(LISA_ERR_LIMIT, "%s: too many pieces (%d)", path, m->n_pieces);
 
     t->n_pieces = m->n_pieces;
     LISA_TRY(strmap_init(&t->normal, (uint32_t)m->n_pieces));
     LISA_TRY(strmap_init(&t->reserved, (uint32_t)m->n_pieces));
     t->unk_id = -1;
     bool byte_found[256] = {false};
-    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    for (int b = 0; b < 256; b++)
+        t->byte_id[b] = -1;
     for (int32_t i = 0; i < m->n_pieces; i++) {
         const char *s = piece_str(t, i);
         const size_t n = piece_len(t, i);
@@ -385,8 +390,8 @@ static lisa_status build_vocab(lisa_tokenizer *t, const char *path) {
         if (ty == LISA_SPM_BYTE) {
             if (!m->byte_fallback)
                 return lisa_fail(LISA_ERR_FORMAT,
-                                 "%s: byte piece pieces[%d] \"%.*s\" is found although byte_fallback is false", path,
-                                 i, (int)(n > 64 ? 64 : n), s);
+                                 "%s: byte piece pieces[%d] \"%.*s\" is found although byte_fallback is false", path, i,
+                                 (int)(n > 64 ? 64 : n), s);
             const int b = piece_to_byte(s, n);
             if (b < 0)
                 return lisa_fail(LISA_ERR_FORMAT, "%s: byte piece pieces[%d] \"%.*s\" is invalid", path, i,
@@ -463,7 +468,8 @@ static lisa_status ns_add(ns_builder *b, const char *s) {
 }
 
 static void ns_builder_free(ns_builder *b) {
-    for (int32_t i = 0; i < b->n; i++) free(b->strs[i]);
+    for (int32_t i = 0; i < b->n; i++)
+        free(b->strs[i]);
     free(b->strs);
 }
 
@@ -483,9 +489,10 @@ static int32_t added_find(const added_builder *a, const char *s) {
 static lisa_status hf_add_tokens(lisa_tokenizer *t, added_builder *ab, ns_builder *nsb, const char *unk_token,
                                  char *const *new_tokens, int32_t n_new, bool special) {
     if (n_new == 0) return LISA_OK;
-    const int32_t unk_ref = unk_token ? (added_find(ab, unk_token) >= 0 ? t->n_pieces + added_find(ab, unk_token)
-                                                                        : sp_piece_to_id(t, unk_token, strlen(unk_token)))
-                                      : -1;
+    const int32_t unk_ref = unk_token
+                                ? (added_find(ab, unk_token) >= 0 ? t->n_pieces + added_find(ab, unk_token)
+                                                                  : sp_piece_to_id(t, unk_token, strlen(unk_token)))
+                                : -1;
     const int32_t first_new = ab->n;
     for (int32_t i = 0; i < n_new; i++) {
         const char *tok = new_tokens[i];
@@ -506,9 +513,11 @@ static lisa_status hf_add_tokens(lisa_tokenizer *t, added_builder *ab, ns_builde
         ab->n++;
     }
     if (special) {
-        for (int32_t i = 0; i < n_new; i++) LISA_TRY(ns_add(nsb, new_tokens[i]));
+        for (int32_t i = 0; i < n_new; i++)
+            LISA_TRY(ns_add(nsb, new_tokens[i]));
     } else {
-        for (int32_t i = first_new; i < ab->n; i++) LISA_TRY(ns_add(nsb, ab->strs[i]));
+        for (int32_t i = first_new; i < ab->n; i++)
+            LISA_TRY(ns_add(nsb, ab->strs[i]));
     }
     return LISA_OK;
 }
@@ -531,7 +540,8 @@ static size_t to_cps(const uint8_t *s, size_t n, uint32_t *cps, uint32_t *offs) 
 
 static lisa_status build_trie(lisa_tokenizer *t) {
     size_t total = 1;
-    for (int32_t i = 0; i < t->n_ns; i++) total += strlen(t->ns[i].str);
+    for (int32_t i = 0; i < t->n_ns; i++)
+        total += strlen(t->ns[i].str);
     t->trie = malloc(sizeof *t->trie * total);
     if (!t->trie) return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory for the added-token trie");
     t->trie[0] = (trie_node){0, -1, -1, false};
@@ -548,7 +558,8 @@ static lisa_status build_trie(lisa_tokenizer *t) {
         while (done < n) {
             size_t chunk = n - done > 240 ? 240 : n - done;
             /* do not cut a UTF-8 sequence: extend to the next lead byte */
-            while (done + chunk < n && ((unsigned char)x->str[done + chunk] & 0xC0) == 0x80) chunk++;
+            while (done + chunk < n && ((unsigned char)x->str[done + chunk] & 0xC0) == 0x80)
+                chunk++;
             size_t k = to_cps((const uint8_t *)x->str + done, chunk, cps, NULL);
             for (size_t j = 0; j < k; j++) {
                 int32_t c = trie_child(t->trie, node, cps[j]);
@@ -577,9 +588,8 @@ static lisa_status build_added(lisa_tokenizer *t, const lisa_hf_tokenizer_files 
     ns_builder nsb = {0};
     const lisa_hf_token **specials = NULL;
     char **batch = NULL;
-    const char *unk_token = f->attr[LISA_HF_UNK].content && f->attr[LISA_HF_UNK].content[0]
-                                ? f->attr[LISA_HF_UNK].content
-                                : NULL;
+    const char *unk_token =
+        f->attr[LISA_HF_UNK].content && f->attr[LISA_HF_UNK].content[0] ? f->attr[LISA_HF_UNK].content : NULL;
 
     const int32_t n_spec = collect_specials(f, NULL);
     specials = calloc((size_t)n_spec + 1, sizeof *specials);
@@ -632,7 +642,8 @@ static lisa_status build_added(lisa_tokenizer *t, const lisa_hf_tokenizer_files 
     }
     /* sanitize_special_tokens: add_tokens(all_special_tokens_extended, special_tokens=True) */
     {
-        for (int32_t i = 0; i < n_spec; i++) batch[i] = specials[i]->content;
+        for (int32_t i = 0; i < n_spec; i++)
+            batch[i] = specials[i]->content;
         st = hf_add_tokens(t, &ab, &nsb, unk_token, batch, n_spec, true);
         if (st != LISA_OK) goto done;
     }
@@ -694,12 +705,12 @@ static lisa_status build_added(lisa_tokenizer *t, const lisa_hf_tokenizer_files 
     if (st != LISA_OK) goto done;
 
     /* ids and flags */
-    t->bos_id = f->attr[LISA_HF_BOS].content ? hf_token_to_id(t, f->attr[LISA_HF_BOS].content,
-                                                              strlen(f->attr[LISA_HF_BOS].content))
-                                             : -1;
-    t->eos_id = f->attr[LISA_HF_EOS].content ? hf_token_to_id(t, f->attr[LISA_HF_EOS].content,
-                                                              strlen(f->attr[LISA_HF_EOS].content))
-                                             : -1;
+    t->bos_id = f->attr[LISA_HF_BOS].content
+                    ? hf_token_to_id(t, f->attr[LISA_HF_BOS].content, strlen(f->attr[LISA_HF_BOS].content))
+                    : -1;
+    t->eos_id = f->attr[LISA_HF_EOS].content
+                    ? hf_token_to_id(t, f->attr[LISA_HF_EOS].content, strlen(f->attr[LISA_HF_EOS].content))
+                    : -1;
     t->id_flags = calloc((size_t)t->vocab_size, 1);
     if (!t->id_flags) {
         st = lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory");
@@ -727,7 +738,8 @@ static lisa_status build_added(lisa_tokenizer *t, const lisa_hf_tokenizer_files 
     }
 
 done:
-    for (int32_t i = 0; i < ab.n && ab.strs; i++) free(ab.strs[i]);
+    for (int32_t i = 0; i < ab.n && ab.strs; i++)
+        free(ab.strs[i]);
     free(ab.strs);
     ns_builder_free(&nsb);
     free(specials);
@@ -735,25 +747,11 @@ done:
     return st;
 }
 
-lisa_status lisa_tokenizer_load_ex(lisa_tokenizer **out, const char *dir, const lisa_tokenizer_params *p) {
-    *out = NULL;
-    lisa_tokenizer_params defaults = lisa_tokenizer_default_params();
-    if (!p) p = &defaults;
-    if (!dir && !p->sp_model_path)
-        return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_tokenizer_load: need a checkpoint directory or sp_model_path");
-    char path[4096];
-    if (p->sp_model_path) {
-        if (snprintf(path, sizeof path, "%s", p->sp_model_path) >= (int)sizeof path)
-            return lisa_fail(LISA_ERR_INVALID_ARG, "tokenizer model path too long");
-    } else if (snprintf(path, sizeof path, "%s/tokenizer.model", dir) >= (int)sizeof path) {
-        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: path too long", dir);
-    }
-
-    lisa_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory");
+/* Builds the tokenizer around a decoded model (t->spm already set); frees t on failure. */
+static lisa_status finish_load(lisa_tokenizer **out, lisa_tokenizer *t, const char *model_name, const char *dir,
+                               const lisa_tokenizer_params *p) {
     lisa_hf_tokenizer_files f;
-    lisa_status st = lisa_spm_model_load(&t->spm, path);
-    if (st == LISA_OK) st = build_vocab(t, path);
+    lisa_status st = build_vocab(t, model_name);
     if (st == LISA_OK) st = build_bigrams(t);
     if (st != LISA_OK) {
         lisa_tokenizer_free(t);
@@ -770,9 +768,9 @@ lisa_status lisa_tokenizer_load_ex(lisa_tokenizer **out, const char *dir, const 
     t->add_eos = p->add_eos_token >= 0 ? p->add_eos_token != 0 : f.add_eos_token;
     t->clean_up = f.clean_up_tokenization_spaces;
     if (st == LISA_OK && t->add_bos && t->bos_id < 0)
-        st = lisa_fail(LISA_ERR_FORMAT, "%s: add_bos_token is set but bos_token is null", dir ? dir : path);
+        st = lisa_fail(LISA_ERR_FORMAT, "%s: add_bos_token is set but bos_token is null", dir ? dir : model_name);
     if (st == LISA_OK && t->add_eos && t->eos_id < 0)
-        st = lisa_fail(LISA_ERR_FORMAT, "%s: add_eos_token is set but eos_token is null", dir ? dir : path);
+        st = lisa_fail(LISA_ERR_FORMAT, "%s: add_eos_token is set but eos_token is null", dir ? dir : model_name);
     lisa_hf_tokenizer_files_free(&f);
     if (st != LISA_OK) {
         lisa_tokenizer_free(t);
@@ -780,6 +778,44 @@ lisa_status lisa_tokenizer_load_ex(lisa_tokenizer **out, const char *dir, const 
     }
     *out = t;
     return LISA_OK;
+}
+
+lisa_status lisa_tokenizer_load_ex(lisa_tokenizer **out, const char *dir, const lisa_tokenizer_params *p) {
+    *out = NULL;
+    lisa_tokenizer_params defaults = lisa_tokenizer_default_params();
+    if (!p) p = &defaults;
+    if (!dir && !p->sp_model_path)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_tokenizer_load: need a checkpoint directory or sp_model_path");
+    char path[4096];
+    if (p->sp_model_path) {
+        if (snprintf(path, sizeof path, "%s", p->sp_model_path) >= (int)sizeof path)
+            return lisa_fail(LISA_ERR_INVALID_ARG, "tokenizer model path too long");
+    } else if (snprintf(path, sizeof path, "%s/tokenizer.model", dir) >= (int)sizeof path) {
+        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: path too long", dir);
+    }
+    lisa_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory");
+    lisa_status st = lisa_spm_model_load(&t->spm, path);
+    if (st != LISA_OK) {
+        lisa_tokenizer_free(t);
+        return st;
+    }
+    return finish_load(out, t, path, dir, p);
+}
+
+lisa_status lisa_tokenizer_load_mem(lisa_tokenizer **out, const void *model, size_t model_len, const char *dir,
+                                    const lisa_tokenizer_params *p) {
+    *out = NULL;
+    lisa_tokenizer_params defaults = lisa_tokenizer_default_params();
+    if (!p) p = &defaults;
+    lisa_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory");
+    lisa_status st = lisa_spm_model_parse(&t->spm, model, model_len, "<tokenizer.model in memory>");
+    if (st != LISA_OK) {
+        lisa_tokenizer_free(t);
+        return st;
+    }
+    return finish_load(out, t, "<tokenizer.model in memory>", dir, p);
 }
 
 lisa_status lisa_tokenizer_load(lisa_tokenizer **out, const char *dir) {
@@ -825,12 +861,12 @@ int32_t lisa_tokenizer_piece_to_id(const lisa_tokenizer *t, const char *piece) {
 /* Growable scratch owned by one encode call (freed at its end). */
 typedef struct enc_ws {
     /* whole text */
-    uint8_t *text;   /* [n + 3] the (non-legacy: rewritten) text */
-    uint32_t *cps;   /* [n] code points */
-    uint32_t *offs;  /* [n + 1] byte offset of each code point */
+    uint8_t *text;               /* [n + 3] the (non-legacy: rewritten) text */
+    uint32_t *cps;               /* [n] code points */
+    uint32_t *offs;              /* [n + 1] byte offset of each code point */
     int32_t *st_start, *st_node; /* trie states, ordered by start */
     uint8_t *st_remove;
-    int32_t *offsets; /* Trie.split offsets [2n + 2] */
+    int32_t *offsets;       /* Trie.split offsets [2n + 2] */
     int32_t *seg_a, *seg_b; /* segments as code point ranges [2n + 3] */
     int32_t n_seg;
     /* one segment */
@@ -839,7 +875,7 @@ typedef struct enc_ws {
     struct sym {
         uint32_t start, len; /* bytes in norm; len 0 = merged away */
         int32_t prev, next;
-    } *sym;
+    } * sym;
     uint32_t *sym_cp; /* [m] code point of each initial symbol */
     size_t sym_cp_cap;
     size_t sym_cap;
@@ -847,7 +883,7 @@ typedef struct enc_ws {
         float score;
         int32_t left;
         uint32_t size;
-    } *heap;
+    } * heap;
     size_t heap_n, heap_cap;
     /* output */
     int32_t *ids;
@@ -874,7 +910,8 @@ static void enc_ws_free(enc_ws *w) {
 static lisa_status grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return LISA_OK;
     size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
+    while (c < need)
+        c *= 2;
     void *q = realloc(*p, c * elem);
     if (!q) return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory (%zu bytes of encode scratch)", c * elem);
     *p = q;
@@ -893,7 +930,8 @@ static size_t sp_normalize(const lisa_tokenizer *t, const uint8_t *s, size_t n, 
     size_t o = 0, i = 0;
     if (n == 0) return 0;
     if (t->remove_extra_ws)
-        while (i < n && s[i] == ' ') i++; /* NormalizePrefix(" ") == " " only for ASCII space */
+        while (i < n && s[i] == ' ')
+            i++; /* NormalizePrefix(" ") == " " only for ASCII space */
     if (i == n) return 0;
     if (t->add_dummy_prefix) {
         if (t->escape_ws) {
@@ -929,7 +967,8 @@ static size_t sp_normalize(const lisa_tokenizer *t, const uint8_t *s, size_t n, 
             while (o >= SPACE_SYMBOL_LEN && memcmp(out + o - SPACE_SYMBOL_LEN, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0)
                 o -= SPACE_SYMBOL_LEN;
         } else {
-            while (o >= 1 && out[o - 1] == ' ') o--;
+            while (o >= 1 && out[o - 1] == ' ')
+                o--;
         }
     }
     return o;
@@ -1017,11 +1056,13 @@ static lisa_status sp_encode(const lisa_tokenizer *t, enc_ws *w, const uint8_t *
     for (int32_t a = 0; a < m;) {
         int32_t b = a + 1;
         if (t->bigrams)
-            while (b < m && bigram_has(t, w->sym_cp[b - 1], w->sym_cp[b])) b++;
+            while (b < m && bigram_has(t, w->sym_cp[b - 1], w->sym_cp[b]))
+                b++;
         else
             b = m;
         w->heap_n = 0;
-        for (int32_t i = a + 1; i < b; i++) LISA_TRY(maybe_add_pair(t, w, i - 1, i));
+        for (int32_t i = a + 1; i < b; i++)
+            LISA_TRY(maybe_add_pair(t, w, i - 1, i));
         while (w->heap_n) {
             const struct cand top = heap_pop(w);
             struct sym *l = &w->sym[top.left];
@@ -1053,7 +1094,8 @@ static lisa_status sp_encode(const lisa_tokenizer *t, enc_ws *w, const uint8_t *
             /* merged into the previous unknown piece: one <unk> id for the whole run */
             if (first_unk_open && first_str) *first_len = (size_t)(p + len - *first_str);
         } else if (is_unk && t->byte_fallback) {
-            for (size_t k = 0; k < len; k++) LISA_TRY(push_id(w, t->byte_id[p[k]]));
+            for (size_t k = 0; k < len; k++)
+                LISA_TRY(push_id(w, t->byte_id[p[k]]));
             if (first && first_str) {
                 *first_str = (const uint8_t *)"<"; /* "<0xXX>": does not start with "▁" */
                 *first_len = 1;
@@ -1086,7 +1128,8 @@ static void trie_split(const lisa_tokenizer *t, enc_ws *w, int32_t n, int32_t *n
         const uint32_t ch = w->cps[current];
         if (skip && current < skip) continue;
         bool reset = false;
-        for (int32_t si = 0; si < ns; si++) w->st_remove[si] = 0;
+        for (int32_t si = 0; si < ns; si++)
+            w->st_remove[si] = 0;
         for (int32_t si = 0; si < ns; si++) {
             int32_t start = w->st_start[si];
             const int32_t tp = w->st_node[si];
@@ -1223,8 +1266,7 @@ static lisa_status encode_into(const lisa_tokenizer *t, enc_ws *w, const char *t
     w->st_start = malloc(sizeof *w->st_start * (n_states + 1));
     w->st_node = malloc(sizeof *w->st_node * (n_states + 1));
     w->st_remove = malloc(n_states + 1);
-    if (!w->cps || !w->offs || !w->offsets || !w->seg_a || !w->seg_b || !w->st_start || !w->st_node ||
-        !w->st_remove)
+    if (!w->cps || !w->offs || !w->offsets || !w->seg_a || !w->seg_b || !w->st_start || !w->st_node || !w->st_remove)
         return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory for a %zu-byte text", len);
     const int32_t ncp = (int32_t)to_cps(w->text, n, w->cps, w->offs);
 
@@ -1262,9 +1304,11 @@ static lisa_status encode_into(const lisa_tokenizer *t, enc_ws *w, const char *t
         const bool strip_right_nb = x->added_token ? x->rstrip : true; /* right neighbour: lstrip() */
         const bool strip_left_nb = x->added_token ? x->lstrip : true;  /* left neighbour: rstrip() */
         if (strip_right_nb && has_right && w->seg_a[i + 1] < w->seg_b[i + 1])
-            while (w->seg_a[i + 1] < w->seg_b[i + 1] && py_isspace(w->cps[w->seg_a[i + 1]])) w->seg_a[i + 1]++;
+            while (w->seg_a[i + 1] < w->seg_b[i + 1] && py_isspace(w->cps[w->seg_a[i + 1]]))
+                w->seg_a[i + 1]++;
         if (strip_left_nb && has_left && w->seg_a[i - 1] < w->seg_b[i - 1])
-            while (w->seg_a[i - 1] < w->seg_b[i - 1] && py_isspace(w->cps[w->seg_b[i - 1] - 1])) w->seg_b[i - 1]--;
+            while (w->seg_a[i - 1] < w->seg_b[i - 1] && py_isspace(w->cps[w->seg_b[i - 1] - 1]))
+                w->seg_b[i - 1]--;
     }
 
     if (add_special && t->add_bos) LISA_TRY(push_id(w, t->bos_id));
@@ -1315,8 +1359,8 @@ static lisa_status copy_out(const enc_ws *w, int32_t *ids, int32_t cap, int32_t 
     return LISA_OK;
 }
 
-lisa_status lisa_tokenizer_encode(const lisa_tokenizer *t, const char *text, size_t len, bool add_special,
-                                  int32_t *ids, int32_t cap, int32_t *n) {
+lisa_status lisa_tokenizer_encode(const lisa_tokenizer *t, const char *text, size_t len, bool add_special, int32_t *ids,
+                                  int32_t cap, int32_t *n) {
     enc_ws w;
     memset(&w, 0, sizeof w);
     *n = 0;
@@ -1364,7 +1408,8 @@ lisa_status lisa_tokenizer_encode_image_prompt(const lisa_tokenizer *t, const ch
             for (int k = 0; k < offset + 1 && st == LISA_OK; k++)
                 if (k >= offset) st = push_id(&w, LISA_IMAGE_TOKEN_INDEX); /* [sep]*(offset+1) sliced [offset:] */
         }
-        for (size_t k = (size_t)offset; k < chunk.ids_n && st == LISA_OK; k++) st = push_id(&w, chunk.ids[k]);
+        for (size_t k = (size_t)offset; k < chunk.ids_n && st == LISA_OK; k++)
+            st = push_id(&w, chunk.ids[k]);
         if (!hit) break;
         pos = end + ki;
     }
@@ -1434,7 +1479,8 @@ static bool utf8_completable(const uint8_t *p, int k, int need) {
     memcpy(q, p, (size_t)k);
     const int miss = need - k;
     int combos = 1;
-    for (int i = 0; i < miss; i++) combos *= 4;
+    for (int i = 0; i < miss; i++)
+        combos *= 4;
     for (int c = 0; c < combos; c++) {
         int x = c;
         for (int i = k; i < need; i++) {
@@ -1558,8 +1604,8 @@ static size_t clean_up_tokenization(char *s, size_t n) {
     return n;
 }
 
-lisa_status lisa_tokenizer_decode(const lisa_tokenizer *t, const int32_t *ids, int32_t n, bool skip_special,
-                                  char *buf, size_t cap, size_t *len) {
+lisa_status lisa_tokenizer_decode(const lisa_tokenizer *t, const int32_t *ids, int32_t n, bool skip_special, char *buf,
+                                  size_t cap, size_t *len) {
     *len = 0;
     if (n < 0 || (n > 0 && !ids)) return lisa_fail(LISA_ERR_INVALID_ARG, "tokenizer decode: bad id array");
     for (int32_t i = 0; i < n; i++)
@@ -1585,7 +1631,8 @@ lisa_status lisa_tokenizer_decode(const lisa_tokenizer *t, const int32_t *ids, i
         /* a run of SentencePiece tokens: convert_tokens_to_string */
         if (n_sub++) sink_put(&out, " ", 1);
         int32_t j = i;
-        while (j < n && ((skip_special && (t->id_flags[ids[j]] & FLAG_SKIP)) || !is_added_like(t, ids[j]))) j++;
+        while (j < n && ((skip_special && (t->id_flags[ids[j]] & FLAG_SKIP)) || !is_added_like(t, ids[j])))
+            j++;
         sp_dec d;
         sp_dec_reset(&d);
         bool in_stretch = false;

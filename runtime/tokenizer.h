@@ -53,6 +53,11 @@ lisa_status lisa_tokenizer_load(lisa_tokenizer **out, const char *dir);
  * (a bare LlamaTokenizer(vocab_file) with the given overrides). */
 lisa_status lisa_tokenizer_load_ex(lisa_tokenizer **out, const char *dir, const lisa_tokenizer_params *p);
 
+/* Same with the tokenizer.model bytes in memory (copied; p->sp_model_path is ignored); dir may be
+ * NULL. For tests, fuzzing and embedders. */
+lisa_status lisa_tokenizer_load_mem(lisa_tokenizer **out, const void *model, size_t model_len, const char *dir,
+                                    const lisa_tokenizer_params *p);
+
 void lisa_tokenizer_free(lisa_tokenizer *tok);
 
 /* len(tokenizer): SentencePiece pieces + added tokens. Valid ids are [0, vocab_size). */
@@ -91,8 +96,8 @@ lisa_status lisa_tokenizer_encode(const lisa_tokenizer *tok, const char *text, s
 /* LLaVA mm_utils.tokenizer_image_token(prompt): split on the literal "<image>", encode each chunk
  * with BOS, keep the first BOS and put LISA_IMAGE_TOKEN_INDEX between chunks. Same buffer
  * contract as lisa_tokenizer_encode. */
-lisa_status lisa_tokenizer_encode_image_prompt(const lisa_tokenizer *tok, const char *prompt, size_t len,
-                                               int32_t *ids, int32_t cap, int32_t *n);
+lisa_status lisa_tokenizer_encode_image_prompt(const lisa_tokenizer *tok, const char *prompt, size_t len, int32_t *ids,
+                                               int32_t cap, int32_t *n);
 
 /* tokenizer.decode(ids, skip_special_tokens). Writes the UTF-8 text and a NUL into buf; *len is
  * the text length. If cap < *len + 1: LISA_ERR_LIMIT and buf holds a truncated prefix (still
@@ -116,7 +121,7 @@ lisa_status lisa_prompt_llava_v1(char *buf, size_t cap, const char *query, bool 
  * For a server emitting text while ids are generated: push one id at a time, get the newly final
  * UTF-8 text. No allocation; O(piece length) per id. Guarantee: the concatenation of every
  * chunk from push() and finish() equals lisa_tokenizer_decode(all ids, skip_special), except in
- * the one case below. Choices (documented in the .c file):
+ * the one case below. Choices:
  *   - leading-space rule: exact (sp strips the "▁" of the first piece of each stretch; that
  *     decision only needs the pieces already seen);
  *   - byte pieces: an incomplete UTF-8 sequence (at most 3 bytes) is held back until it completes,
@@ -131,14 +136,14 @@ lisa_status lisa_prompt_llava_v1(char *buf, size_t cap, const char *query, bool 
 typedef struct lisa_tokenizer_stream {
     const lisa_tokenizer *tok; /* borrowed */
     bool skip_special;
-    int32_t n_subtexts;  /* HF sub_texts emitted (joined by " ") */
-    bool run_open;       /* inside a run of SentencePiece ids (between added tokens) */
-    int32_t run_index;   /* index inside the run (convert_tokens_to_string's i) */
-    bool prev_special;   /* previous token of the run was a special piece */
-    bool is_bos_ws;      /* sp Decode state of the current stretch */
+    int32_t n_subtexts; /* HF sub_texts emitted (joined by " ") */
+    bool run_open;      /* inside a run of SentencePiece ids (between added tokens) */
+    int32_t run_index;  /* index inside the run (convert_tokens_to_string's i) */
+    bool prev_special;  /* previous token of the run was a special piece */
+    bool is_bos_ws;     /* sp Decode state of the current stretch */
     bool bos_ws_seen;
     bool text_empty;
-    uint8_t pending[4];  /* held-back bytes of an incomplete UTF-8 sequence */
+    uint8_t pending[4]; /* held-back bytes of an incomplete UTF-8 sequence */
     int32_t n_pending;
 } lisa_tokenizer_stream;
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOKDIR LISA_TESTDATA_DIR "/tokenizer"
+#define TOKDIR    LISA_TESTDATA_DIR "/tokenizer"
 #define SPM_MODEL TOKDIR "/llama-spm.model"
 
 static lisa_tokenizer *load_dir(const char *name) {
@@ -87,10 +87,13 @@ Test(tokenizer_api, json_semantics) {
     lisa_tokenizer *t = NULL;
     /* additional special tokens get ids after added_tokens.json and are split out; python
      * truthiness for flags; a repeated key keeps the last value */
-    const char *files[] = {"added_tokens.json", "{\"[SEG]\": 32000}",
-                           "special_tokens_map.json", "{\"additional_special_tokens\": [\"<x>\"]}",
-                           "tokenizer_config.json", "{\"add_bos_token\": 0, \"add_eos_token\": \"yes\", "
-                                                    "\"legacy\": true, \"legacy\": false}",
+    const char *files[] = {"added_tokens.json",
+                           "{\"[SEG]\": 32000}",
+                           "special_tokens_map.json",
+                           "{\"additional_special_tokens\": [\"<x>\"]}",
+                           "tokenizer_config.json",
+                           "{\"add_bos_token\": 0, \"add_eos_token\": \"yes\", "
+                           "\"legacy\": true, \"legacy\": false}",
                            NULL};
     cr_assert_eq(load_files(files, &t), LISA_OK, "%s", lisa_last_error());
     cr_expect_eq(lisa_tokenizer_vocab_size(t), 32002);
@@ -195,7 +198,7 @@ Test(tokenizer_api, chat_helpers) {
     cr_expect_eq(ids[0], 1);
     cr_expect_eq(ids[at - 1], 32001);
     cr_expect_eq(ids[at + 1], 32002);
-    cr_expect_eq(ids[at + 2], 1724); /* "▁What": the "\n" after <im_end> is stripped */
+    cr_expect_eq(ids[at + 2], 1724);  /* "▁What": the "\n" after <im_end> is stripped */
     cr_expect_eq(ids[at - 2], 29901); /* ":" of "USER:" */
     lisa_tokenizer_free(t);
 }
@@ -225,16 +228,17 @@ Test(tokenizer_api, stream_rules) {
     /* an invalid continuation resolves at once: E2 then 'A' byte -> U+FFFD then "A" */
     push(&s, 3 + 0xE2, out);
     cr_expect_eq(push(&s, 3 + 0x41, out), 4);
-    cr_expect_str_eq(out, "\xef\xbf\xbd" "A");
+    cr_expect_str_eq(out, "\xef\xbf\xbd"
+                          "A");
     /* an incomplete tail becomes U+FFFD per byte at finish */
     push(&s, 3 + 0xE2, out);
     push(&s, 3 + 0x96, out);
     cr_assert_eq(lisa_tokenizer_stream_finish(&s, out, sizeof out, &len), LISA_OK);
     cr_expect_str_eq(out, "\xef\xbf\xbd\xef\xbf\xbd");
     /* after finish the stream starts over: the leading-space rule applies again */
-    cr_expect_eq(push(&s, 29871, out), 0);  /* "▁": consumed */
+    cr_expect_eq(push(&s, 29871, out), 0);                   /* "▁": consumed */
     cr_expect_str_eq((push(&s, 15043, out), out), " Hello"); /* "▁Hello" keeps its space */
-    cr_expect_eq(push(&s, 1, out), 0);      /* <s> skipped */
+    cr_expect_eq(push(&s, 1, out), 0);                       /* <s> skipped */
     cr_expect_str_eq((push(&s, 32003, out), out), " [SEG]");
     cr_expect_str_eq((push(&s, 869, out), out), " ."); /* separator, then "▁." with its ▁ stripped */
     /* errors leave the state alone */
@@ -246,7 +250,8 @@ Test(tokenizer_api, stream_rules) {
     cr_assert_eq(lisa_tokenizer_stream_init(&s, t, false), LISA_OK);
     const int32_t ids[] = {1, 18585, 29892, 32003, 29889, 2};
     char all[256] = "";
-    for (int i = 0; i < 6; i++) strcat(all, (push(&s, ids[i], out), out));
+    for (int i = 0; i < 6; i++)
+        strcat(all, (push(&s, ids[i], out), out));
     cr_expect_str_eq(all, "<s>Sure, [SEG] . </s>"); /* HF: "<s>Sure, [SEG]  .</s>" */
     lisa_tokenizer_free(t);
 
@@ -289,15 +294,16 @@ static size_t put_cp(char *o, uint32_t c) {
 /* Random valid UTF-8 without "<" and "[" (so no added/special token can appear) and without "▁"
  * (decode turns every "▁" of a piece into a space, so a literal one cannot come back). */
 static size_t random_text(tu_rng *r, char *o) {
-    static const uint32_t pool[] = {' ', ' ', ' ', '\t', '\n', '\r', 'a', 'e', 'h', 'l', 'o', 't', 'T', '.', ',',
-                                    '!', '0', '7', '>', ']', 0x00A0, 0x00E9, 0x0301, 0x3000, 0x200B, 0x2028, 0x2581,
-                                    0x751F, 0x6D3B, 0x0645, 0x0E20, 0x0939, 0xAC00, 0xFFFD, 0x1F600, 0x1F44D,
+    static const uint32_t pool[] = {' ',     ' ',      ' ',    '\t',   '\n',   '\r',   'a',    'e',     'h',
+                                    'l',     'o',      't',    'T',    '.',    ',',    '!',    '0',     '7',
+                                    '>',     ']',      0x00A0, 0x00E9, 0x0301, 0x3000, 0x200B, 0x2028,  0x2581,
+                                    0x751F,  0x6D3B,   0x0645, 0x0E20, 0x0939, 0xAC00, 0xFFFD, 0x1F600, 0x1F44D,
                                     0x1F3FD, 0x10FFFF, 0xE000, 0x0000, 0x007F, 0x0085};
     const int n = (int)(tu_next_u64(r) % 40);
     size_t k = 0;
     for (int i = 0; i < n; i++) {
         uint32_t c = pool[tu_next_u64(r) % (sizeof pool / sizeof pool[0])];
-        if (tu_next_u64(r) % 8 == 0) c = 0x20 + (uint32_t)(tu_next_u64(r) % 0x5F); /* any ASCII printable */
+        if (tu_next_u64(r) % 8 == 0) c = 0x20 + (uint32_t)(tu_next_u64(r) % 0x5F);     /* any ASCII printable */
         if (tu_next_u64(r) % 16 == 0) c = 0x80 + (uint32_t)(tu_next_u64(r) % 0x30000); /* any BMP / SMP */
         if (c >= 0xD800 && c < 0xE000) c = 'x';
         if (c == '<' || c == '[' || c == 0x2581) c = 'y';
@@ -324,8 +330,10 @@ static void roundtrip(const char *config, int count, uint64_t seed) {
             if (dl != n || memcmp(dec, text, n) != 0) {
                 if (bad++ < 5) {
                     char hx[600] = "", hy[600] = "";
-                    for (size_t i = 0; i < n && i < 120; i++) sprintf(hx + 2 * i, "%02x", (unsigned char)text[i]);
-                    for (size_t i = 0; i < dl && i < 120; i++) sprintf(hy + 2 * i, "%02x", (unsigned char)dec[i]);
+                    for (size_t i = 0; i < n && i < 120; i++)
+                        sprintf(hx + 2 * i, "%02x", (unsigned char)text[i]);
+                    for (size_t i = 0; i < dl && i < 120; i++)
+                        sprintf(hy + 2 * i, "%02x", (unsigned char)dec[i]);
                     cr_log_error("%s: %s decodes to %s", config, hx, hy);
                 }
             }
@@ -359,8 +367,8 @@ Test(tokenizer_api, roundtrip_nonlegacy) { roundtrip("nonlegacy", 2500, 2); }
 Test(tokenizer_api, arbitrary_bytes_do_not_crash) {
     lisa_tokenizer *t = load_dir("lisa13b");
     tu_rng r = tu_rng_seed(3);
-    static const char *frag[] = {"<s>", "</s>", "<unk>", "[SEG]", "<im_start>", "<im_end>", "<image>", " ", "\n",
-                                 "[SE", "<im_", "\xe2\x96\x81", "\xf0\x9f", "\xc3", "\xff", "a"};
+    static const char *frag[] = {"<s>", "</s>", "<unk>", "[SEG]",        "<im_start>", "<im_end>", "<image>", " ",
+                                 "\n",  "[SE",  "<im_",  "\xe2\x96\x81", "\xf0\x9f",   "\xc3",     "\xff",    "a"};
     static int32_t ids[4096];
     static char text[512], dec[8192];
     for (int it = 0; it < 2000; it++) {
@@ -384,7 +392,8 @@ Test(tokenizer_api, arbitrary_bytes_do_not_crash) {
             const unsigned char c = (unsigned char)dec[i];
             const size_t w = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
             cr_assert(c < 0x80 || (c >= 0xC2 && c <= 0xF4), "invalid lead byte %02x", c);
-            for (size_t j = 1; j < w; j++) cr_assert_eq((unsigned char)dec[i + j] & 0xC0, 0x80);
+            for (size_t j = 1; j < w; j++)
+                cr_assert_eq((unsigned char)dec[i + j] & 0xC0, 0x80);
             i += w;
         }
     }

@@ -41,21 +41,21 @@ static void expect_ids(const cJSON *j, const int32_t *want, int n) {
     const cJSON *ids = cJSON_GetObjectItem(j, "ids");
     cr_assert(cJSON_IsArray(ids), "no ids in %s", cJSON_PrintUnformatted(j));
     cr_assert_eq(cJSON_GetArraySize(ids), n);
-    for (int i = 0; i < n; i++) cr_expect_eq((int32_t)cJSON_GetArrayItem(ids, i)->valuedouble, want[i]);
+    for (int i = 0; i < n; i++)
+        cr_expect_eq((int32_t)cJSON_GetArrayItem(ids, i)->valuedouble, want[i]);
 }
 
 Test(tokenizer_cli, json_lines) {
-    const char *input =
-        "{\"text\": \"Sure, it is [SEG].\"}\n"
-        "{\"text\": \"[SEG]\", \"add_special_tokens\": false}\n"
-        "{\"prompt\": \"a<image>\\nb\", \"image\": true}\n"
-        "{\"ids\": [1, 18585, 29892, 32000, 29889, 2]}\n"
-        "{\"ids\": [1, 18585, 29892, 32000, 29889, 2], \"skip_special_tokens\": true}\n"
-        "{\"ids\": [13, 18585, 29871, 29871, 29892], \"chat_cleanup\": true}\n"
-        "not json\n"
-        "{\"ids\": [1, -200]}\n"
-        "{\"query\": \"What is this?\"}\n"
-        "{\"nothing\": 1}\n";
+    const char *input = "{\"text\": \"Sure, it is [SEG].\"}\n"
+                        "{\"text\": \"[SEG]\", \"add_special_tokens\": false}\n"
+                        "{\"prompt\": \"a<image>\\nb\", \"image\": true}\n"
+                        "{\"ids\": [1, 18585, 29892, 32000, 29889, 2]}\n"
+                        "{\"ids\": [1, 18585, 29892, 32000, 29889, 2], \"skip_special_tokens\": true}\n"
+                        "{\"ids\": [13, 18585, 29871, 29871, 29892], \"chat_cleanup\": true}\n"
+                        "not json\n"
+                        "{\"ids\": [1, -200]}\n"
+                        "{\"query\": \"What is this?\"}\n"
+                        "{\"nothing\": 1}\n";
     int status;
     char args[2048];
     snprintf(args, sizeof args, "--model '%s/lisa13b' --sp-model '%s/llama-spm.model'", TOKDIR, TOKDIR);
@@ -97,7 +97,8 @@ Test(tokenizer_cli, json_lines) {
         cJSON_Delete(j);
     }
     j = line_json(&c);
-    cr_expect(strstr(cJSON_GetObjectItem(j, "prompt")->valuestring, "USER: <im_start><image><im_end>\nWhat is") != NULL);
+    cr_expect(strstr(cJSON_GetObjectItem(j, "prompt")->valuestring, "USER: <im_start><image><im_end>\nWhat is") !=
+              NULL);
     const cJSON *ids = cJSON_GetObjectItem(j, "ids");
     bool has_image = false;
     const cJSON *it;

@@ -47,7 +47,8 @@ Test(tokenizer_spm, llama_model_fields) {
     cr_expect_str_eq(lisa_spm_piece_str(&m, 29871), "\xe2\x96\x81");
     cr_expect_eq(m.pieces[0].score, 0.0f);
     int n_normal = 0;
-    for (int i = 0; i < m.n_pieces; i++) n_normal += m.pieces[i].type == LISA_SPM_NORMAL;
+    for (int i = 0; i < m.n_pieces; i++)
+        n_normal += m.pieces[i].type == LISA_SPM_NORMAL;
     cr_expect_eq(n_normal, 32000 - 259);
     /* trainer spec */
     cr_expect(m.has_trainer_spec);
@@ -110,8 +111,8 @@ static void check_tiny(const char *name) {
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(c, "pieces")) {
         cr_assert(i < m.n_pieces);
         cr_expect_str_eq(lisa_spm_piece_str(&m, i), cJSON_GetObjectItem(p, "piece")->valuestring);
-        cr_expect_eq((double)m.pieces[i].score, cJSON_GetObjectItem(p, "score")->valuedouble, "%s piece %d score",
-                     name, i);
+        cr_expect_eq((double)m.pieces[i].score, cJSON_GetObjectItem(p, "score")->valuedouble, "%s piece %d score", name,
+                     i);
         cr_expect_str_eq(lisa_spm_piece_type_name(m.pieces[i].type), cJSON_GetObjectItem(p, "type")->valuestring);
         i++;
     }
@@ -236,7 +237,10 @@ static void small_model(pbw *w, bool byte_fallback_flag) {
     w_piece(w, "\xe2\x96\x81", -3, 0);
     w_piece(w, "a", -1, 0);
     w_piece(w, "b", -1, 0);
-    w_piece(w, "\xe2\x96\x81" "a", -2, 0);
+    w_piece(w,
+            "\xe2\x96\x81"
+            "a",
+            -2, 0);
     w_piece(w, "ab", -2, 1);
     pbw tr = {.n = 0};
     w_int(&tr, 3, 2);
@@ -331,23 +335,23 @@ Test(tokenizer_spm, wire_type_mismatch_and_unknown_enum_are_skipped) {
     pbw w = {.n = 0};
     pbw p = {.n = 0};
     w_str(&p, 1, "<unk>");
-    w_int(&p, 2, 5);     /* score as a varint: wrong wire type -> unknown field, score stays 0 */
-    w_int(&p, 3, 2);     /* UNKNOWN */
+    w_int(&p, 2, 5); /* score as a varint: wrong wire type -> unknown field, score stays 0 */
+    w_int(&p, 3, 2); /* UNKNOWN */
     w_msg(&w, 1, &p);
     p.n = 0;
     w_str(&p, 1, "x");
-    w_int(&p, 3, 77);    /* not a Type value: kept as unknown, type stays NORMAL */
+    w_int(&p, 3, 77); /* not a Type value: kept as unknown, type stays NORMAL */
     w_float(&p, 2, -0.5f);
     w_msg(&w, 1, &p);
     pbw tr = {.n = 0};
     w_int(&tr, 3, 2);
     w_msg(&w, 2, &tr);
-    pbw tr2 = {.n = 0};          /* a second trainer_spec record is merged into the first */
+    pbw tr2 = {.n = 0}; /* a second trainer_spec record is merged into the first */
     w_int(&tr2, 35, 1);
     w_int(&tr2, 4, 123);
     w_msg(&w, 2, &tr2);
-    w_str(&w, 3, "abc");          /* normalizer_spec as garbage bytes: "abc" = key 12 (field 12, wire 1)...
-                                     must fail cleanly or parse; here: field 12 fixed64 truncated */
+    w_str(&w, 3, "abc"); /* normalizer_spec as garbage bytes: "abc" = key 12 (field 12, wire 1)...
+                            must fail cleanly or parse; here: field 12 fixed64 truncated */
     lisa_spm_model m;
     lisa_status st = lisa_spm_model_parse(&m, w.b, w.n, "mismatch");
     cr_expect_eq(st, LISA_ERR_FORMAT, "%s", lisa_last_error());

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOKDIR LISA_TESTDATA_DIR "/tokenizer"
+#define TOKDIR    LISA_TESTDATA_DIR "/tokenizer"
 #define SPM_MODEL TOKDIR "/llama-spm.model"
 
 static lisa_tokenizer *load_bare(int add_bos, int add_eos) {
@@ -67,7 +67,8 @@ static char *decode(const lisa_tokenizer *t, const int32_t *ids, int32_t n, bool
 static void fmt_ids(char *buf, size_t cap, const int32_t *ids, int32_t n) {
     size_t o = 0;
     buf[0] = '\0';
-    for (int32_t i = 0; i < n && o + 16 < cap; i++) o += (size_t)snprintf(buf + o, cap - o, "%s%d", i ? " " : "", ids[i]);
+    for (int32_t i = 0; i < n && o + 16 < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%d", i ? " " : "", ids[i]);
 }
 
 static bool ids_equal(const int32_t *a, int32_t na, const int32_t *b, int32_t nb) {
@@ -111,7 +112,8 @@ static void check_ggml(const char *stem, int expected_count, bool roundtrip) {
         cr_assert(nl, "%s.out: line %d missing", stem, i);
         *nl = '\0';
         int32_t want[512], nw = 0;
-        for (char *tokp = strtok(line, " "); tokp; tokp = strtok(NULL, " ")) want[nw++] = atoi(tokp);
+        for (char *tokp = strtok(line, " "); tokp; tokp = strtok(NULL, " "))
+            want[nw++] = atoi(tokp);
         line = nl + 1;
         int32_t ng;
         int32_t *got = encode(t, inputs[i], strlen(inputs[i]), false, &ng);
@@ -125,8 +127,8 @@ static void check_ggml(const char *stem, int expected_count, bool roundtrip) {
         if (roundtrip) {
             size_t dl;
             char *txt = decode(t, got, ng, false, &dl);
-            cr_expect(dl == strlen(inputs[i]) && memcmp(txt, inputs[i], dl) == 0, "%s[%d] decodes to \"%s\"", stem,
-                      i, txt);
+            cr_expect(dl == strlen(inputs[i]) && memcmp(txt, inputs[i], dl) == 0, "%s[%d] decodes to \"%s\"", stem, i,
+                      txt);
             free(txt);
         }
         free(got);
@@ -270,8 +272,8 @@ static bool has_moved_space(const lisa_tokenizer *t, const int32_t *ids, int32_t
         }
         size_t l;
         const char *p = lisa_tokenizer_id_to_piece(t, id, &l);
-        const bool special = (l == 3 && !memcmp(p, "<s>", 3)) || (l == 4 && !memcmp(p, "</s>", 4)) ||
-                             (l == 5 && !memcmp(p, "<unk>", 5));
+        const bool special =
+            (l == 3 && !memcmp(p, "<s>", 3)) || (l == 4 && !memcmp(p, "</s>", 4)) || (l == 5 && !memcmp(p, "<unk>", 5));
         if (special && prev_text) return true;
         prev_text = !special;
     }
@@ -282,8 +284,10 @@ static bool same_without_spaces(const char *a, size_t na, const char *b, size_t 
     if (na != nb) return false;
     size_t i = 0, k = 0;
     for (;;) {
-        while (i < na && a[i] == ' ') i++;
-        while (k < nb && b[k] == ' ') k++;
+        while (i < na && a[i] == ' ')
+            i++;
+        while (k < nb && b[k] == ' ')
+            k++;
         if (i == na || k == nb) return i == na && k == nb;
         if (a[i++] != b[k++]) return false;
     }
@@ -307,9 +311,11 @@ static void check_config(const char *name) {
     static int32_t want[65536];
     const int32_t ns = json_ids(cJSON_GetObjectItem(c, "all_special_ids"), want, 65536);
     int32_t n_special = 0;
-    for (int32_t id = 0; id < lisa_tokenizer_vocab_size(t); id++) n_special += lisa_tokenizer_is_special(t, id);
+    for (int32_t id = 0; id < lisa_tokenizer_vocab_size(t); id++)
+        n_special += lisa_tokenizer_is_special(t, id);
     cr_expect_eq(n_special, ns, "%s: %d special ids, want %d", name, n_special, ns);
-    for (int32_t i = 0; i < ns; i++) cr_expect(lisa_tokenizer_is_special(t, want[i]), "%s: id %d special", name, want[i]);
+    for (int32_t i = 0; i < ns; i++)
+        cr_expect(lisa_tokenizer_is_special(t, want[i]), "%s: id %d special", name, want[i]);
     /* added tokens */
     const cJSON *it;
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(c, "added_tokens")) {

@@ -21,18 +21,17 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: lisa tokenize --model DIR [--sp-model PATH] [--legacy 0|1]\n"
-            "\n"
-            "Reads one JSON object per line on stdin and prints one per line:\n"
-            "  {\"text\": S, \"add_special_tokens\": B}      encode (B defaults to true)\n"
-            "  {\"prompt\": S, \"image\": true}              tokenizer_image_token (\"<image>\" -> -200)\n"
-            "  {\"query\": S, \"use_mm_start_end\": B}       chat.py's llava_v1 prompt for S, encoded\n"
-            "  {\"ids\": [..], \"skip_special_tokens\": B,   decode (B defaults to false;\n"
-            "   \"chat_cleanup\": C}                        C: chat.py's newline/double-space cleanup)\n"
-            "Output: {\"ids\": [..], \"tokens\": [..]} or {\"text\": S}; errors as {\"error\": S}.\n"
-            "DIR holds tokenizer.model, added_tokens.json, special_tokens_map.json, tokenizer_config.json\n"
-            "(--sp-model takes tokenizer.model from elsewhere).\n");
+    fprintf(f, "usage: lisa tokenize --model DIR [--sp-model PATH] [--legacy 0|1]\n"
+               "\n"
+               "Reads one JSON object per line on stdin and prints one per line:\n"
+               "  {\"text\": S, \"add_special_tokens\": B}      encode (B defaults to true)\n"
+               "  {\"prompt\": S, \"image\": true}              tokenizer_image_token (\"<image>\" -> -200)\n"
+               "  {\"query\": S, \"use_mm_start_end\": B}       chat.py's llava_v1 prompt for S, encoded\n"
+               "  {\"ids\": [..], \"skip_special_tokens\": B,   decode (B defaults to false;\n"
+               "   \"chat_cleanup\": C}                        C: chat.py's newline/double-space cleanup)\n"
+               "Output: {\"ids\": [..], \"tokens\": [..]} or {\"text\": S}; errors as {\"error\": S}.\n"
+               "DIR holds tokenizer.model, added_tokens.json, special_tokens_map.json, tokenizer_config.json\n"
+               "(--sp-model takes tokenizer.model from elsewhere).\n");
 }
 
 static void print_json(cJSON *o) {
@@ -214,7 +213,8 @@ int lisa_cmd_tokenize(int argc, char **argv) {
     size_t cap = 0;
     ssize_t got;
     while ((got = getline(&line, &cap, stdin)) >= 0) {
-        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
+        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+            line[--got] = '\0';
         if (got == 0) continue;
         handle_line(tok, line);
     }
