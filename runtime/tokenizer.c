@@ -499,8 +499,9 @@ static lisa_status hf_add_tokens(lisa_tokenizer *t, added_builder *ab, ns_builde
         if (unk_token && !strcmp(tok, unk_token)) continue;
         const int32_t known = added_find(ab, tok);
         const int32_t cur = known >= 0 ? t->n_pieces + known : sp_piece_to_id(t, tok, strlen(tok));
+        /* known tokens (pieces or earlier additions, this call's included: `token not in
+         * tokens_to_add`) have an id other than unk's */
         if (cur != unk_ref) continue;
-        if (added_find(ab, tok) >= 0) continue; /* `token not in tokens_to_add` (already appended below) */
         if (ab->n == ab->cap) {
             const int32_t cap = ab->cap ? ab->cap * 2 : 16;
             char **p = realloc(ab->strs, sizeof *p * (size_t)cap);
@@ -866,8 +867,9 @@ typedef struct enc_ws {
     uint32_t *offs;              /* [n + 1] byte offset of each code point */
     int32_t *st_start, *st_node; /* trie states, ordered by start */
     uint8_t *st_remove;
-    int32_t *offsets;       /* Trie.split offsets [2n + 2] */
-    int32_t *seg_a, *seg_b; /* segments as code point ranges [2n + 3] */
+    int32_t *offsets; /* Trie.split offsets (2 per match + 2), growable */
+    size_t n_offsets, offsets_cap;
+    int32_t *seg_a, *seg_b; /* segments as code point ranges [n_offsets] */
     int32_t n_seg;
     /* one segment */
     uint8_t *norm; /* normalized bytes */
@@ -876,8 +878,6 @@ typedef struct enc_ws {
         uint32_t start, len; /* bytes in norm; len 0 = merged away */
         int32_t prev, next;
     } * sym;
-    uint32_t *sym_cp; /* [m] code point of each initial symbol */
-    size_t sym_cp_cap;
     size_t sym_cap;
     struct cand {
         float score;
@@ -902,7 +902,6 @@ static void enc_ws_free(enc_ws *w) {
     free(w->seg_b);
     free(w->norm);
     free(w->sym);
-    free(w->sym_cp);
     free(w->heap);
     free(w->ids);
 }
@@ -1033,36 +1032,41 @@ static lisa_status sp_encode(const lisa_tokenizer *t, enc_ws *w, const uint8_t *
     const size_t L = sp_normalize(t, s, n, w->norm);
     if (L == 0) return LISA_OK;
 
-    /* split into characters (PrefixMatcher without user-defined symbols: OneCharLen); the
-     * normalized text is valid UTF-8 (bad bytes became U+FFFD) */
-    LISA_TRY(grow((void **)&w->sym, &w->sym_cap, L, sizeof *w->sym));
-    LISA_TRY(grow((void **)&w->sym_cp, &w->sym_cp_cap, L, sizeof *w->sym_cp));
-    int32_t m = 0;
-    for (size_t i = 0; i < L;) {
-        static const uint8_t kOneCharLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-        size_t cl = kOneCharLen[w->norm[i] >> 4];
-        if (cl > L - i) cl = L - i;
-        size_t ml;
-        w->sym_cp[m] = sp_decode_utf8(w->norm + i, L - i, &ml);
-        w->sym[m] = (struct sym){(uint32_t)i, (uint32_t)cl, m - 1, -1};
-        if (m > 0) w->sym[m - 1].next = m;
-        m++;
-        i += cl;
-    }
+    /* PopulateSentencePieceText state, carried across stretches */
+    bool is_prev_unk = false;
+    bool first = true;           /* nothing emitted yet */
+    bool first_unk_open = false; /* the first emitted piece is an unknown run still growing */
 
-    /* The merge loop (bpe Model::SampleEncode), run separately on each stretch between character
-     * boundaries that no piece spans (see tokenizer.bigrams): merges in different stretches never
-     * interact, and inside one the heap order (score, then leftmost) is unchanged. */
-    for (int32_t a = 0; a < m;) {
-        int32_t b = a + 1;
-        if (t->bigrams)
-            while (b < m && bigram_has(t, w->sym_cp[b - 1], w->sym_cp[b]))
-                b++;
-        else
-            b = m;
+    /* Characters (PrefixMatcher without user-defined symbols: OneCharLen; the normalized text is
+     * valid UTF-8, bad bytes having become U+FFFD) are cut into stretches at the boundaries that
+     * no piece spans (see lisa_tokenizer.bigrams). The merge loop (bpe Model::SampleEncode) runs on
+     * one stretch at a time: merges in different stretches never interact, and inside a stretch
+     * the heap order (score, then leftmost) is the one of the whole segment. Scratch is sized by
+     * the longest stretch. */
+    static const uint8_t kOneCharLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    size_t pos = 0;
+    uint32_t prev_cp = 0;
+    while (pos < L) {
+        int32_t m = 0;
+        size_t i = pos;
+        while (i < L) {
+            size_t cl = kOneCharLen[w->norm[i] >> 4];
+            if (cl > L - i) cl = L - i;
+            size_t ml;
+            const uint32_t cp = sp_decode_utf8(w->norm + i, L - i, &ml);
+            if (m > 0 && t->bigrams && !bigram_has(t, prev_cp, cp)) break; /* stretch ends */
+            if ((size_t)m == w->sym_cap) LISA_TRY(grow((void **)&w->sym, &w->sym_cap, (size_t)m + 1, sizeof *w->sym));
+            w->sym[m] = (struct sym){(uint32_t)i, (uint32_t)cl, m - 1, -1};
+            if (m > 0) w->sym[m - 1].next = m;
+            m++;
+            prev_cp = cp;
+            i += cl;
+        }
+        pos = i;
+
         w->heap_n = 0;
-        for (int32_t i = a + 1; i < b; i++)
-            LISA_TRY(maybe_add_pair(t, w, i - 1, i));
+        for (int32_t k = 1; k < m; k++)
+            LISA_TRY(maybe_add_pair(t, w, k - 1, k));
         while (w->heap_n) {
             const struct cand top = heap_pop(w);
             struct sym *l = &w->sym[top.left];
@@ -1077,51 +1081,54 @@ static lisa_status sp_encode(const lisa_tokenizer *t, enc_ws *w, const uint8_t *
             LISA_TRY(maybe_add_pair(t, w, l->prev, top.left));
             LISA_TRY(maybe_add_pair(t, w, top.left, l->next));
         }
-        a = b;
-    }
 
-    /* PopulateSentencePieceText + piece_to_id */
-    bool is_prev_unk = false;
-    bool first = true;           /* nothing emitted yet */
-    bool first_unk_open = false; /* the first emitted piece is an unknown run still growing */
-    for (int32_t i = 0; i >= 0 && i < m; i = w->sym[i].next) {
-        const uint8_t *p = w->norm + w->sym[i].start;
-        const size_t len = w->sym[i].len;
-        const int32_t id = sp_piece_to_id(t, p, len);
-        const int32_t ty = t->spm.pieces[id].type;
-        const bool is_unk = ty == LISA_SPM_UNKNOWN;
-        if (is_unk && !t->byte_fallback && is_prev_unk) {
-            /* merged into the previous unknown piece: one <unk> id for the whole run */
-            if (first_unk_open && first_str) *first_len = (size_t)(p + len - *first_str);
-        } else if (is_unk && t->byte_fallback) {
-            for (size_t k = 0; k < len; k++)
-                LISA_TRY(push_id(w, t->byte_id[p[k]]));
-            if (first && first_str) {
-                *first_str = (const uint8_t *)"<"; /* "<0xXX>": does not start with "▁" */
-                *first_len = 1;
+        /* PopulateSentencePieceText + piece_to_id */
+        for (int32_t k = 0; k >= 0 && k < m; k = w->sym[k].next) {
+            const uint8_t *p = w->norm + w->sym[k].start;
+            const size_t len = w->sym[k].len;
+            const int32_t id = sp_piece_to_id(t, p, len);
+            const int32_t ty = t->spm.pieces[id].type;
+            const bool is_unk = ty == LISA_SPM_UNKNOWN;
+            if (is_unk && !t->byte_fallback && is_prev_unk) {
+                /* merged into the previous unknown piece: one <unk> id for the whole run */
+                if (first_unk_open && first_str) *first_len = (size_t)(p + len - *first_str);
+            } else if (is_unk && t->byte_fallback) {
+                for (size_t q = 0; q < len; q++)
+                    LISA_TRY(push_id(w, t->byte_id[p[q]]));
+                if (first && first_str) {
+                    *first_str = (const uint8_t *)"<"; /* "<0xXX>": does not start with "▁" */
+                    *first_len = 1;
+                }
+                first = false;
+                first_unk_open = false;
+            } else {
+                LISA_TRY(push_id(w, id));
+                if (first && first_str) {
+                    *first_str = p;
+                    *first_len = len;
+                }
+                first_unk_open = first && is_unk;
+                first = false;
             }
-            first = false;
-            first_unk_open = false;
-        } else {
-            LISA_TRY(push_id(w, id));
-            if (first && first_str) {
-                *first_str = p;
-                *first_len = len;
-            }
-            first_unk_open = first && is_unk;
-            first = false;
+            if (!is_unk) first_unk_open = false;
+            is_prev_unk = is_unk;
         }
-        if (!is_unk) first_unk_open = false;
-        is_prev_unk = is_unk;
     }
     return LISA_OK;
 }
 
-/* Port of transformers 4.31 Trie.split: fills w->offsets (count in *n_off) as cut_text expects. */
-static void trie_split(const lisa_tokenizer *t, enc_ws *w, int32_t n, int32_t *n_off) {
+static inline lisa_status off_push(enc_ws *w, int32_t v) {
+    if (w->n_offsets == w->offsets_cap)
+        LISA_TRY(grow((void **)&w->offsets, &w->offsets_cap, w->n_offsets + 1, sizeof *w->offsets));
+    w->offsets[w->n_offsets++] = v;
+    return LISA_OK;
+}
+
+/* Port of transformers 4.31 Trie.split: fills w->offsets as cut_text expects. */
+static lisa_status trie_split(const lisa_tokenizer *t, enc_ws *w, int32_t n, int32_t max_states) {
     const trie_node *T = t->trie;
-    int32_t no = 0;
-    w->offsets[no++] = 0;
+    w->n_offsets = 0;
+    LISA_TRY(off_push(w, 0));
     int32_t ns = 0; /* number of states; ordered by start (OrderedDict insertion order) */
     int32_t skip = 0;
     for (int32_t current = 0; current < n; current++) {
@@ -1170,8 +1177,8 @@ static void trie_split(const lisa_tokenizer *t, enc_ws *w, int32_t n, int32_t *n
                         next_char = w->cps[lookahead_index];
                     }
                 }
-                w->offsets[no++] = start;
-                w->offsets[no++] = end;
+                LISA_TRY(off_push(w, start));
+                LISA_TRY(off_push(w, end));
                 reset = true;
                 break;
             }
@@ -1196,6 +1203,8 @@ static void trie_split(const lisa_tokenizer *t, enc_ws *w, int32_t n, int32_t *n
         if (current >= skip) {
             const int32_t c = trie_child(T, 0, ch);
             if (c >= 0) {
+                /* live states started within the last max_ns_cps characters: bounded */
+                LISA_ASSERT(ns < max_states);
                 w->st_start[ns] = current;
                 w->st_node[ns] = c;
                 ns++;
@@ -1204,12 +1213,12 @@ static void trie_split(const lisa_tokenizer *t, enc_ws *w, int32_t n, int32_t *n
     }
     for (int32_t si = 0; si < ns; si++) {
         if (T[w->st_node[si]].terminal) {
-            w->offsets[no++] = w->st_start[si];
-            w->offsets[no++] = n;
+            LISA_TRY(off_push(w, w->st_start[si]));
+            LISA_TRY(off_push(w, n));
             break;
         }
     }
-    *n_off = no;
+    return LISA_OK;
 }
 
 /* The no-split token a segment equals (`token in no_split_token`), or -1. */
@@ -1251,47 +1260,42 @@ static lisa_status encode_into(const lisa_tokenizer *t, enc_ws *w, const char *t
     const size_t cap_cp = n + 1;
     free(w->cps);
     free(w->offs);
-    free(w->offsets);
-    free(w->seg_a);
-    free(w->seg_b);
     free(w->st_start);
     free(w->st_node);
     free(w->st_remove);
-    const size_t n_states = (size_t)t->max_ns_cps + 2 < cap_cp ? (size_t)t->max_ns_cps + 2 : cap_cp;
+    const size_t n_states = (size_t)t->max_ns_cps + 2;
     w->cps = malloc(sizeof *w->cps * cap_cp);
     w->offs = malloc(sizeof *w->offs * (cap_cp + 1));
-    w->offsets = malloc(sizeof *w->offsets * (2 * cap_cp + 4));
-    w->seg_a = malloc(sizeof *w->seg_a * (2 * cap_cp + 4));
-    w->seg_b = malloc(sizeof *w->seg_b * (2 * cap_cp + 4));
-    w->st_start = malloc(sizeof *w->st_start * (n_states + 1));
-    w->st_node = malloc(sizeof *w->st_node * (n_states + 1));
-    w->st_remove = malloc(n_states + 1);
-    if (!w->cps || !w->offs || !w->offsets || !w->seg_a || !w->seg_b || !w->st_start || !w->st_node || !w->st_remove)
+    w->st_start = malloc(sizeof *w->st_start * n_states);
+    w->st_node = malloc(sizeof *w->st_node * n_states);
+    w->st_remove = malloc(n_states);
+    if (!w->cps || !w->offs || !w->st_start || !w->st_node || !w->st_remove)
         return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory for a %zu-byte text", len);
     const int32_t ncp = (int32_t)to_cps(w->text, n, w->cps, w->offs);
 
     /* cut_text */
     w->n_seg = 0;
     if (t->n_ns == 0) {
-        if (ncp > 0) {
-            w->seg_a[0] = 0;
-            w->seg_b[0] = ncp;
-            w->n_seg = 1;
-        }
+        w->n_offsets = 0;
+        LISA_TRY(off_push(w, 0));
     } else {
-        int32_t n_off = 0;
-        trie_split(t, w, ncp, &n_off);
-        w->offsets[n_off++] = ncp;
-        int32_t start = 0;
-        for (int32_t k = 0; k < n_off; k++) {
-            const int32_t end = w->offsets[k];
-            if (start > end) continue; /* "There was a bug in Trie algorithm": HF logs and skips */
-            if (start == end) continue;
-            w->seg_a[w->n_seg] = start;
-            w->seg_b[w->n_seg] = end;
-            w->n_seg++;
-            start = end;
-        }
+        LISA_TRY(trie_split(t, w, ncp, (int32_t)n_states));
+    }
+    LISA_TRY(off_push(w, ncp));
+    free(w->seg_a);
+    free(w->seg_b);
+    w->seg_a = malloc(sizeof *w->seg_a * w->n_offsets);
+    w->seg_b = malloc(sizeof *w->seg_b * w->n_offsets);
+    if (!w->seg_a || !w->seg_b) return lisa_fail(LISA_ERR_OOM, "tokenizer: out of memory for a %zu-byte text", len);
+    int32_t start = 0;
+    for (size_t k = 0; k < w->n_offsets; k++) {
+        const int32_t end = w->offsets[k];
+        if (start > end) continue; /* "There was a bug in Trie algorithm": HF logs and skips */
+        if (start == end) continue;
+        w->seg_a[w->n_seg] = start;
+        w->seg_b[w->n_seg] = end;
+        w->n_seg++;
+        start = end;
     }
 
     /* strip whitespace around no-split tokens (PreTrainedTokenizer.tokenize), in list order with

@@ -28,7 +28,7 @@ extern "C" {
 
 /* Longest text accepted by encode (bytes). A LISA prompt is ~1-2 KB; this bounds the encode
  * scratch (a few tens of bytes per input byte, touched only as far as used). */
-#define LISA_TOKENIZER_MAX_TEXT_BYTES (16u << 20)
+#define LISA_TOKENIZER_MAX_TEXT_BYTES (4u << 20)
 
 /* LLaVA's IMAGE_TOKEN_INDEX: the placeholder tokenizer_image_token puts where "<image>" was. */
 #define LISA_IMAGE_TOKEN_INDEX (-200)
