@@ -9,7 +9,8 @@
  *    "chat_cleanup": false}                            -> {"text": "..."}
  * A bad line gets {"error": "..."} and the command goes on. Exit 0; 1 if the tokenizer cannot be
  * loaded; 2 on a usage error. The placeholder id -200 is listed as the token "<image>".
- * Limitation: cJSON ends a string at an escaped NUL ("\u0000").
+ * Limitation: input strings end at an escaped NUL ("\u0000"), as cJSON parses them; output
+ * strings are written whole (NUL as \u0000).
  */
 #include "lisa.h"
 #include "runtime/tokenizer.h"
@@ -34,23 +35,32 @@ static void usage(FILE *f) {
                "(--sp-model takes tokenizer.model from elsewhere).\n");
 }
 
-static void print_json(cJSON *o) {
-    char *s = cJSON_PrintUnformatted(o);
-    if (s) {
-        fputs(s, stdout);
-        fputc('\n', stdout);
-        free(s);
-    } else {
-        fputs("{\"error\":\"out of memory printing the result\"}\n", stdout);
+/* Output is written by hand (not cJSON) so that strings holding NUL bytes come out whole. */
+static void put_json_string(const char *s, size_t n) {
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': fputs("\\\"", stdout); break;
+        case '\\': fputs("\\\\", stdout); break;
+        case '\n': fputs("\\n", stdout); break;
+        case '\r': fputs("\\r", stdout); break;
+        case '\t': fputs("\\t", stdout); break;
+        default:
+            if (c < 0x20)
+                printf("\\u%04x", c);
+            else
+                putchar(c);
+        }
     }
-    fflush(stdout);
-    cJSON_Delete(o);
+    putchar('"');
 }
 
 static void print_error(const char *msg) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", msg);
-    print_json(o);
+    fputs("{\"error\":", stdout);
+    put_json_string(msg, strlen(msg));
+    fputs("}\n", stdout);
+    fflush(stdout);
 }
 
 static bool opt_bool(const cJSON *req, const char *key, bool dflt) {
@@ -59,26 +69,29 @@ static bool opt_bool(const cJSON *req, const char *key, bool dflt) {
     return cJSON_IsTrue(v);
 }
 
-/* ids + tokens object */
-static cJSON *ids_result(const lisa_tokenizer *tok, const int32_t *ids, int32_t n) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON *ja = cJSON_AddArrayToObject(o, "ids");
-    cJSON *ta = cJSON_AddArrayToObject(o, "tokens");
-    char tmp[1024];
+/* {"ids": [...], "tokens": [...](, "prompt": ...)} */
+static void print_ids(const lisa_tokenizer *tok, const int32_t *ids, int32_t n, const char *prompt) {
+    fputs("{\"ids\":[", stdout);
+    for (int32_t i = 0; i < n; i++)
+        printf("%s%d", i ? "," : "", ids[i]);
+    fputs("],\"tokens\":[", stdout);
     for (int32_t i = 0; i < n; i++) {
-        cJSON_AddItemToArray(ja, cJSON_CreateNumber(ids[i]));
         size_t len = 0;
         const char *p = lisa_tokenizer_id_to_piece(tok, ids[i], &len);
-        if (!p) {
-            cJSON_AddItemToArray(ta, cJSON_CreateString(ids[i] == LISA_IMAGE_TOKEN_INDEX ? "<image>" : ""));
-            continue;
-        }
-        if (len >= sizeof tmp) len = sizeof tmp - 1;
-        memcpy(tmp, p, len);
-        tmp[len] = '\0';
-        cJSON_AddItemToArray(ta, cJSON_CreateString(tmp));
+        if (i) putchar(',');
+        if (p)
+            put_json_string(p, len);
+        else
+            put_json_string(ids[i] == LISA_IMAGE_TOKEN_INDEX ? "<image>" : "",
+                            ids[i] == LISA_IMAGE_TOKEN_INDEX ? 7 : 0);
     }
-    return o;
+    putchar(']');
+    if (prompt) {
+        fputs(",\"prompt\":", stdout);
+        put_json_string(prompt, strlen(prompt));
+    }
+    fputs("}\n", stdout);
+    fflush(stdout);
 }
 
 /* Encodes with a buffer grown to the needed size. */
@@ -131,9 +144,7 @@ static void handle_line(const lisa_tokenizer *tok, const char *line) {
             snprintf(msg, sizeof msg, "%s: %s", lisa_status_name(st), lisa_last_error());
             print_error(msg);
         } else {
-            cJSON *o = ids_result(tok, out, n);
-            if (built) cJSON_AddStringToObject(o, "prompt", built);
-            print_json(o);
+            print_ids(tok, out, n, built);
         }
         free(built);
     } else if (cJSON_IsArray(ids)) {
@@ -166,9 +177,10 @@ static void handle_line(const lisa_tokenizer *tok, const char *line) {
                 print_error(msg);
             } else {
                 if (opt_bool(req, "chat_cleanup", false)) len = lisa_tokenizer_chat_cleanup(buf, len);
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "text", buf);
-                print_json(o);
+                fputs("{\"text\":", stdout);
+                put_json_string(buf, len);
+                fputs("}\n", stdout);
+                fflush(stdout);
             }
             free(buf);
         }
