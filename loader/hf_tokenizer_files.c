@@ -175,6 +175,9 @@ static lisa_status parse_additional(lisa_hf_tokenizer_files *f, const cJSON *v, 
     if (!cJSON_IsArray(v) && !cJSON_IsString(v) && !cJSON_IsObject(v))
         return lisa_fail(LISA_ERR_FORMAT, "%s: %s: expected a list", file, key);
     if (n == 0) return LISA_OK;
+    if (n > LISA_HF_MAX_ADDED_TOKENS)
+        return lisa_fail(LISA_ERR_LIMIT, "%s: %s: %d tokens exceeds the limit of %d", file, key, n,
+                         LISA_HF_MAX_ADDED_TOKENS);
     f->additional = calloc((size_t)n, sizeof *f->additional);
     if (!f->additional) return lisa_fail(LISA_ERR_OOM, "%s: %s: out of memory", file, key);
     if (!cJSON_IsArray(v)) {
@@ -237,6 +240,9 @@ static int cmp_added(const void *a, const void *b) {
 static lisa_status load_added_tokens(lisa_hf_tokenizer_files *f, const cJSON *j, const char *file) {
     const int n = cJSON_GetArraySize(j);
     if (n == 0) return LISA_OK;
+    if (n > LISA_HF_MAX_ADDED_TOKENS)
+        return lisa_fail(LISA_ERR_LIMIT, "%s: %d added tokens exceeds the limit of %d", file, n,
+                         LISA_HF_MAX_ADDED_TOKENS);
     f->added = calloc((size_t)n, sizeof *f->added);
     if (!f->added) return lisa_fail(LISA_ERR_OOM, "%s: out of memory", file);
     const cJSON *it;

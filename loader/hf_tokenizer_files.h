@@ -31,6 +31,9 @@ extern "C" {
 
 /* Largest JSON file accepted (LISA_ERR_LIMIT beyond); real ones are < 1 KB. */
 #define LISA_HF_JSON_MAX_BYTES (16u << 20)
+/* Most entries in added_tokens.json / additional_special_tokens (LISA_ERR_LIMIT beyond; LISA
+ * checkpoints have 3-4). Keeps the quadratic bookkeeping of the HF emulation cheap. */
+#define LISA_HF_MAX_ADDED_TOKENS 4096
 
 /* transformers SPECIAL_TOKENS_ATTRIBUTES order, minus additional_special_tokens (kept apart). */
 typedef enum lisa_hf_special_attr {

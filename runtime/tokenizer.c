@@ -1355,6 +1355,7 @@ static lisa_status encode_into(const lisa_tokenizer *t, enc_ws *w, const char *t
 }
 
 static lisa_status copy_out(const enc_ws *w, int32_t *ids, int32_t cap, int32_t *n) {
+    if (!ids && cap > 0) return lisa_fail(LISA_ERR_INVALID_ARG, "tokenizer: ids is NULL with cap %d", cap);
     if (w->ids_n > (size_t)INT32_MAX) return lisa_fail(LISA_ERR_LIMIT, "tokenizer: too many ids");
     *n = (int32_t)w->ids_n;
     const int32_t k = *n < cap ? *n : (cap > 0 ? cap : 0);
@@ -1612,6 +1613,7 @@ lisa_status lisa_tokenizer_decode(const lisa_tokenizer *t, const int32_t *ids, i
                                   size_t cap, size_t *len) {
     *len = 0;
     if (n < 0 || (n > 0 && !ids)) return lisa_fail(LISA_ERR_INVALID_ARG, "tokenizer decode: bad id array");
+    if (!buf && cap > 0) return lisa_fail(LISA_ERR_INVALID_ARG, "tokenizer decode: buf is NULL with cap %zu", cap);
     for (int32_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= t->vocab_size)
             return lisa_fail(LISA_ERR_INVALID_ARG, "tokenizer decode: ids[%d] = %d is outside [0, %d)", i, ids[i],

@@ -12,6 +12,17 @@
  * allocate.
  *
  * Limits: texts longer than LISA_TOKENIZER_MAX_TEXT_BYTES are rejected with LISA_ERR_LIMIT.
+ *
+ * Emulated as transformers 4.31 does it, quirks included: the Trie.split port keeps HF's
+ * lookahead exactly (leftmost start, longest match); whitespace is Python's str.strip() set;
+ * tokenizer_config.json flags use Python truthiness; added_tokens.json is added in batches by
+ * specialness like _from_pretrained (so ids follow HF even for odd files), then
+ * sanitize_special_tokens; legacy=False rewrites "▁" and strips the first piece's "▁" (a stripped
+ * piece missing from the vocabulary becomes <unk>, as in 4.31).
+ *
+ * Not supported (LISA_ERR_UNSUPPORTED at load; LLaMA uses none of them): non-BPE models, a
+ * precompiled_charsmap (NFKC), USER_DEFINED or UNUSED pieces, treat_whitespace_as_suffix, a
+ * denormalizer. self_test_data in the model is not run.
  */
 #ifndef LISA_RUNTIME_TOKENIZER_H
 #define LISA_RUNTIME_TOKENIZER_H
