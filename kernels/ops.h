@@ -28,6 +28,20 @@ typedef struct lisa_attn_params {
     const lisa_tensor *rel_w;  /* [B, H, Tq, k_w]; key j = ky·k_w + kx gets rel_h[..ky] + rel_w[..kx] */
 } lisa_attn_params;
 
+/* Paged attention plan (ops.def PAGED_ATTENTION). The index tensors are I32 in the backend's
+ * memory; the host_* arrays are the same values on the host (for launch planning), equal in size. */
+typedef struct lisa_paged_params {
+    int32_t batch;                 /* B sequences */
+    int32_t page_size;
+    float scale;
+    bool causal;
+    const lisa_tensor *qo_indptr;  /* [B+1] query rows per sequence (packed) */
+    const lisa_tensor *kv_indptr;  /* [B+1] into kv_indices */
+    const lisa_tensor *kv_indices; /* page ids, sequence by sequence */
+    const lisa_tensor *kv_len;     /* [B] valid tokens per sequence (after this step's append) */
+    const int32_t *host_qo_indptr, *host_kv_indptr, *host_kv_indices, *host_kv_len;
+} lisa_paged_params;
+
 #define LISA_UNPAREN(...) __VA_ARGS__
 
 typedef enum lisa_op {
