@@ -177,17 +177,40 @@ static T *like_with_last(lisa_graph *g, const T *x, int64_t last) {
     return alloc_shape(g, g->act_dtype, x->n_dims, shape);
 }
 
+/* One linear, or one per row group (see lisa_graph.row_indptr). */
+static lisa_status linear_grouped(lisa_graph *g, T *y, const T *x, const T *w, const T *b) {
+    const int64_t K = x->shape[x->n_dims - 1], N = y->shape[y->n_dims - 1];
+    const int64_t R = K ? lisa_tensor_numel(x) / K : 0;
+    const int32_t *ip = g->row_indptr;
+    const bool by_indptr = ip && g->n_row_groups > 0 && R == ip[g->n_row_groups];
+    const bool by_split = !by_indptr && g->row_split > 1 && R % g->row_split == 0;
+    if ((!by_indptr && !by_split) || !lisa_tensor_is_contiguous(x) || !lisa_tensor_is_contiguous(y))
+        return lisa_op_linear(g->be, y, x, w, b);
+    const int32_t n = by_indptr ? g->n_row_groups : g->row_split;
+    lisa_tensor x2 = lisa_tensor_view(x->data, x->dtype, 2, (int64_t[]){R, K});
+    lisa_tensor y2 = lisa_tensor_view(y->data, y->dtype, 2, (int64_t[]){R, N});
+    x2.device = y2.device = x->device;
+    x2.device_id = y2.device_id = x->device_id;
+    for (int32_t i = 0; i < n; i++) {
+        const int64_t r0 = by_indptr ? ip[i] : (R / n) * i, r1 = by_indptr ? ip[i + 1] : (R / n) * (i + 1);
+        if (r1 == r0) continue;
+        lisa_tensor xs, ys;
+        LISA_TRY(lisa_tensor_narrow(&xs, &x2, 0, r0, r1 - r0));
+        LISA_TRY(lisa_tensor_narrow(&ys, &y2, 0, r0, r1 - r0));
+        LISA_TRY(lisa_op_linear(g->be, &ys, &xs, w, b));
+    }
+    return LISA_OK;
+}
+
 T *g_linear(lisa_graph *g, const T *x, const T *w, const T *b) {
     G_LIVE(g);
     if (w->n_dims != 2) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "linear: weight must be 2-D"));
     T *y = like_with_last(g, x, w->shape[0]);
-    G_RUN(g, lisa_op_linear(g->be, y, x, w, b));
+    G_RUN(g, linear_grouped(g, y, x, w, b));
     return y;
 }
 
-void g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b) {
-    G_RUN(g, lisa_op_linear(g->be, y, x, w, b));
-}
+void g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b) { G_RUN(g, linear_grouped(g, y, x, w, b)); }
 
 T *g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b) {
     G_LIVE(g);
@@ -299,6 +322,17 @@ void g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos
         *rel_h = h;
         *rel_w = w;
     }
+}
+
+void g_kv_append(lisa_graph *g, T *k_pages, T *v_pages, const T *k, const T *v, const T *slots) {
+    G_RUN(g, lisa_op_kv_append(g->be, k_pages, v_pages, k, v, slots));
+}
+
+T *g_paged_attention(lisa_graph *g, const T *q, const T *k_pages, const T *v_pages, const lisa_paged_params *p) {
+    G_LIVE(g);
+    T *y = g_new_like(g, q);
+    G_RUN(g, lisa_op_paged_attention(g->be, y, q, k_pages, v_pages, p));
+    return y;
 }
 
 T *g_window_partition(lisa_graph *g, const T *x, int32_t window) {

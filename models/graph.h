@@ -41,6 +41,14 @@ typedef struct lisa_graph {
      * (spec §8); tests compare there against golden data. Not called while measuring. */
     void (*tap)(void *tap_ctx, const char *name, const T *t);
     void *tap_ctx;
+    /* Batch invariance. OpenBLAS's sgemm gives a row different bits depending on the other rows of
+     * the call (measured: row count and position matter), so a batch of requests would not match
+     * the same requests run alone. When set, g_linear runs one GEMM per row group: the groups of
+     * row_indptr[0..n_row_groups] when x has row_indptr[n_row_groups] rows (the LLM's packed
+     * sequences), else row_split equal parts when the rows divide evenly (images of a batch). */
+    const int32_t *row_indptr;
+    int32_t n_row_groups;
+    int32_t row_split;
 } lisa_graph;
 
 typedef struct lisa_graph_mark {
@@ -100,6 +108,9 @@ T *g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_att
 /* SAM rel-pos terms: *rel_h [B,H,Tq,q_h], *rel_w [B,H,Tq,q_w]. */
 void g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos_h, const T *rel_pos_w, int32_t q_h,
                int32_t q_w);
+/* Paged KV: write k/v rows into their slots; attention of packed queries over the pages. */
+void g_kv_append(lisa_graph *g, T *k_pages, T *v_pages, const T *k, const T *v, const T *slots);
+T *g_paged_attention(lisa_graph *g, const T *q, const T *k_pages, const T *v_pages, const lisa_paged_params *p);
 T *g_window_partition(lisa_graph *g, const T *x, int32_t window);
 T *g_window_unpartition(lisa_graph *g, const T *x, int32_t window, int64_t h, int64_t w);
 T *g_conv2d(lisa_graph *g, const T *x, const T *w, const T *b, int32_t stride, int32_t pad);

@@ -194,4 +194,57 @@ T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, con
     return out;
 }
 
+/* A host I32 array as a backend tensor for this graph. */
+static T *upload_i32(lisa_graph *g, const int32_t *a, int64_t n) {
+    lisa_tensor host = lisa_tensor_view((void *)a, LISA_DTYPE_I32, 1, &n);
+    return g_upload(g, &host);
+}
+
+T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama_batch *bt, const T *x_in) {
+    const lisa_llama_config *c = &m->cfg;
+    const int64_t R = bt->n_rows, C = c->hidden, H = c->n_heads, HKV = c->n_kv_heads, D = c->head_dim;
+    if (!g_ok(g)) return &g->error_tensor;
+    if (x_in->n_dims != 2 || x_in->shape[0] != R || x_in->shape[1] != C || bt->n_seqs < 1 ||
+        bt->qo_indptr[bt->n_seqs] != R)
+        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA batch: input must be [%lld, %lld] covering %d sequences",
+                                   (long long)R, (long long)C, bt->n_seqs));
+    for (int64_t r = 0; r < R; r++)
+        if (bt->positions[r] >= c->max_pos)
+            return g_fail(g, lisa_fail(LISA_ERR_LIMIT, "LLaMA: position %d exceeds max_position_embeddings %d",
+                                       bt->positions[r], c->max_pos));
+    T *out = g_new(g, g->act_dtype, 2, R, C, 0, 0);
+    lisa_graph_mark m0 = g_mark(g);
+    T *x = g_new(g, g->act_dtype, 2, R, C, 0, 0);
+    g_copy_to(g, x, x_in);
+    T *pos = upload_i32(g, bt->positions, R), *slots = upload_i32(g, bt->slots, R);
+    const int32_t B = bt->n_seqs, n_idx = bt->kv_indptr[B];
+    T *qo = upload_i32(g, bt->qo_indptr, B + 1), *kvp = upload_i32(g, bt->kv_indptr, B + 1);
+    T *idx = upload_i32(g, bt->kv_indices, n_idx), *kvl = upload_i32(g, bt->kv_len, B);
+    const lisa_paged_params pp = {.batch = B, .page_size = bt->page_size, .scale = 1.0f / sqrtf((float)D),
+                                  .causal = true, .qo_indptr = qo, .kv_indptr = kvp, .kv_indices = idx, .kv_len = kvl,
+                                  .host_qo_indptr = bt->qo_indptr, .host_kv_indptr = bt->kv_indptr,
+                                  .host_kv_indices = bt->kv_indices, .host_kv_len = bt->kv_len};
+    for (int l = 0; l < c->n_layers && g_ok(g); l++) {
+        const lisa_llama_layer *L = &m->layers[l];
+        lisa_graph_mark ml = g_mark(g);
+        /* h = x + W_o Attn(RoPE(W_q n1), RoPE(W_k n1), W_v n1) over the paged cache,  n1 = RMSNorm(x) */
+        T *n1 = g_rmsnorm(g, x, &L->attn_norm, c->rms_eps);
+        T *q = g_rope(g, g_reshape(g, g_linear(g, n1, &L->wq, NULL), 3, R, H, D, 0), pos, c->rope_theta);
+        T *k = g_rope(g, g_reshape(g, g_linear(g, n1, &L->wk, NULL), 3, R, HKV, D, 0), pos, c->rope_theta);
+        T *v = g_reshape(g, g_linear(g, n1, &L->wv, NULL), 3, R, HKV, D, 0);
+        g_kv_append(g, &bt->k_pages[l], &bt->v_pages[l], k, v, slots);
+        T *a = g_paged_attention(g, q, &bt->k_pages[l], &bt->v_pages[l], &pp);
+        g_add_to(g, x, x, g_linear(g, g_reshape(g, a, 2, R, C, 0, 0), &L->wo, NULL));
+        /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n2 = RMSNorm(x) */
+        T *n2 = g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
+        T *hmid = g_silu_mul(g, g_linear(g, n2, &L->w_gate, NULL), g_linear(g, n2, &L->w_up, NULL));
+        g_add_to(g, x, x, g_linear(g, hmid, &L->w_down, NULL));
+        g_reset(g, ml);
+        g_tap(g, x, "llm.layer.%d", l);
+    }
+    g_copy_to(g, out, g_rmsnorm(g, x, &m->norm, c->rms_eps));
+    g_reset(g, m0);
+    return out;
+}
+
 T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h) { return g_linear(g, h, &m->lm_head, NULL); }

@@ -66,6 +66,26 @@ void lisa_kv_cache_free(lisa_kv_cache *kv);
  * Taps: "llm.layer.%d" [T, C]. */
 T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, const T *x);
 
+/* A batch step over the paged KV cache (runtime/kv_cache.h): the packed rows of n_seqs sequences
+ * (prefill chunks and single decode tokens mixed). All arrays are host memory; the graph uploads
+ * what the backend needs. k_pages[l], v_pages[l] are the pool's per-layer views. */
+typedef struct lisa_llama_batch {
+    int32_t n_seqs, n_rows;
+    const int32_t *qo_indptr;  /* [n_seqs+1] rows of each sequence */
+    const int32_t *positions;  /* [n_rows] absolute position of each row */
+    const int32_t *slots;      /* [n_rows] KV slot each row's key/value is written to */
+    const int32_t *kv_indptr;  /* [n_seqs+1] into kv_indices */
+    const int32_t *kv_indices; /* page tables, concatenated */
+    const int32_t *kv_len;     /* [n_seqs] tokens per sequence after this step */
+    int32_t page_size;
+    T *k_pages, *v_pages;      /* [n_layers] */
+} lisa_llama_batch;
+
+/* Decoder over x [n_rows, C] for a batch step; returns the final-normed states [n_rows, C].
+ * Every sequence's rows are computed independently of the others (attention per sequence; the
+ * caller sets g->row_indptr = qo_indptr for batch-invariant GEMMs on the CPU). */
+T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama_batch *bt, const T *x);
+
 /* logits [R, V] = lm_head(h) for the rows h [R, C] (only where needed: the last position). */
 T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h);
 
