@@ -123,7 +123,80 @@ typedef struct lisa_timings {
     int32_t n_generated;
 } lisa_timings;
 LISA_API lisa_timings lisa_result_timings(const lisa_result *r);
+/* LISA_OK, or why this request failed (engine results: a bad image fails its request only). */
+LISA_API lisa_status lisa_result_status(const lisa_result *r);
+LISA_API const char *lisa_result_error(const lisa_result *r); /* "" when ok */
+LISA_API uint64_t lisa_result_id(const lisa_result *r);
+LISA_API uint64_t lisa_result_user_data(const lisa_result *r);
 LISA_API void lisa_result_free(lisa_result *r);
+
+/* ---- the batching engine ---------------------------------------------------------------------
+ * Continuous batching over requests: images are decoded and preprocessed on a worker pool; CLIP
+ * and the SAM encoder run batched per step; LLM prefill and decode steps run batched over requests
+ * of different lengths against a paged KV cache whose system-prompt prefix is prefilled once and
+ * shared; masks are decoded as requests finish. Results are identical whether a request runs
+ * alone or in a batch (CPU: bit-identical). Submission is thread-safe. */
+
+typedef struct lisa_engine lisa_engine;
+
+typedef struct lisa_engine_params {
+    int32_t max_batch;          /* sequences in flight (decode batch) */
+    int32_t max_prefill_tokens; /* prompt rows per prefill step; longer prompts are refused */
+    int32_t max_images;         /* images per CLIP / SAM-encoder step */
+    int32_t page_size;          /* KV page size in tokens */
+    int64_t kv_cache_bytes;     /* KV pool budget; 0 = room for max_batch requests of 1024 tokens */
+    int32_t max_queue;          /* unfinished requests accepted; lisa_engine_submit returns LISA_ERR_BUSY beyond */
+    int32_t n_workers;          /* preprocessing threads; 0 = number of cores */
+    bool share_prefix;          /* prefill the common system-prompt prefix once and share its pages */
+    bool background;            /* run the scheduler on an engine thread (else the caller drives it
+                                   through lisa_engine_step / lisa_engine_wait) */
+} lisa_engine_params;
+
+LISA_API lisa_engine_params lisa_engine_default_params(void);
+
+/* The engine borrows the model (which must outlive it). */
+LISA_API lisa_status lisa_engine_create(lisa_model *m, const lisa_engine_params *p, lisa_engine **out);
+/* Stops the engine; unfinished requests are dropped, unclaimed results freed. */
+LISA_API void lisa_engine_free(lisa_engine *e);
+
+typedef struct lisa_request {
+    /* the image: exactly one of encoded bytes (PNG/JPEG), a file path, or decoded RGB */
+    const void *image_data;
+    size_t image_size;
+    const char *image_path;
+    const uint8_t *rgb;
+    int32_t height, width;
+    const char *query;
+    lisa_segment_params params;
+    uint64_t user_data;         /* returned with the result */
+} lisa_request;
+
+LISA_API lisa_request lisa_request_default(void);
+
+/* Queues a request (inputs are copied; the caller's buffers can be reused at once). *id > 0.
+ * LISA_ERR_BUSY when max_queue requests are unfinished; LISA_ERR_INVALID_ARG for a malformed
+ * request (no image, several images, NULL query). Problems found later (corrupt image, empty
+ * query) fail that request's result instead. Thread-safe. */
+LISA_API lisa_status lisa_engine_submit(lisa_engine *e, const lisa_request *r, uint64_t *id);
+/* A finished result if one is ready (LISA_OK), else LISA_ERR_NOT_FOUND. Non-blocking. */
+LISA_API lisa_status lisa_engine_poll(lisa_engine *e, lisa_result **out);
+/* Blocks until request `id` (or, with id 0, any request) finishes and returns its result; steps the
+ * scheduler itself when the engine is not in background mode. LISA_ERR_NOT_FOUND for an unknown id. */
+LISA_API lisa_status lisa_engine_wait(lisa_engine *e, uint64_t id, lisa_result **out);
+/* One scheduler iteration (caller-driven mode). *busy tells whether work remains. */
+LISA_API lisa_status lisa_engine_step(lisa_engine *e, bool *busy);
+
+typedef struct lisa_engine_stats {
+    int32_t queued;        /* submitted, waiting for preprocessing */
+    int32_t ready;         /* preprocessed, waiting for admission (e.g. KV pages) */
+    int32_t running;       /* admitted: prefilling, decoding or decoding masks */
+    int32_t results;       /* finished, not yet claimed */
+    int32_t kv_pages_used, kv_pages_total, kv_prefix_pages;
+    int64_t completed, failed, steps;
+    int32_t last_batch;    /* sequences in the last decode step */
+} lisa_engine_stats;
+
+LISA_API lisa_engine_stats lisa_engine_get_stats(lisa_engine *e);
 
 #ifdef __cplusplus
 }

@@ -22,17 +22,6 @@
 
 #define MASK_DECODER_CHUNK 8 /* [SEG] prompts decoded together (bounds activation memory) */
 
-struct lisa_result {
-    char *answer, *text_output;
-    int32_t n_tokens;
-    int32_t *tokens;
-    int32_t n_masks, h, w;
-    uint8_t *masks;  /* [n_masks, h, w] */
-    float *logits;   /* [n_masks, h, w] or NULL */
-    float *scores;   /* [n_masks] */
-    lisa_timings t;
-};
-
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -274,7 +263,112 @@ void lisa_model_free(lisa_model *m) {
 
 int32_t lisa_model_seg_token_id(const lisa_model *m) { return m->seg_id; }
 
-/* ---- stages -------------------------------------------------------------------------------- */
+/* ---- request preparation (CPU side; worker threads) ------------------------------------------ */
+
+lisa_status lisa_check_query(const char *query, const lisa_segment_params *p) {
+    if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
+    size_t n = strlen(query);
+    if (p->max_query_bytes > 0 && n > (size_t)p->max_query_bytes)
+        return lisa_fail(LISA_ERR_LIMIT, "query of %zu bytes exceeds the limit of %d bytes", n, p->max_query_bytes);
+    bool blank = true;
+    for (size_t i = 0; i < n && blank; i++)
+        blank = query[i] == ' ' || query[i] == '\t' || query[i] == '\n' || query[i] == '\r';
+    if (blank) return lisa_fail(LISA_ERR_INVALID_ARG, "query is empty");
+    if (strstr(query, "<image>"))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "query contains the image placeholder \"<image>\" (one image per request)");
+    return LISA_OK;
+}
+
+void lisa_prepared_free(lisa_prepared *p) {
+    if (!p) return;
+    free(p->ids);
+    lisa_tensor_free(&p->clip_px);
+    lisa_tensor_free(&p->sam_px);
+    memset(p, 0, sizeof *p);
+}
+
+lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
+                         const lisa_segment_params *p, lisa_prepared *out) {
+    memset(out, 0, sizeof *out);
+    double t0 = now_ms();
+    if (!rgb || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
+    if (p->max_image_pixels > 0 && (int64_t)h * w > p->max_image_pixels)
+        return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
+                         (long long)p->max_image_pixels);
+    if (p->max_new_tokens < 1)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "max_new_tokens must be >= 1 (got %d)", p->max_new_tokens);
+    LISA_TRY(lisa_check_query(query, p));
+    out->H0 = h;
+    out->W0 = w;
+    out->keep_logits = p->keep_logits;
+    /* chat.py: the llava_v1 prompt, then tokenizer_image_token */
+    size_t plen = 0, pcap = strlen(query) + 1024;
+    char *prompt = malloc(pcap);
+    if (!prompt) return lisa_fail(LISA_ERR_OOM, "out of memory");
+    lisa_status s = lisa_prompt_llava_v1(prompt, pcap, query, m->cfg.use_im_start_end, &plen);
+    int32_t n = 0;
+    if (s == LISA_OK) {
+        s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, NULL, 0, &n);
+        if (s == LISA_ERR_LIMIT && n > 0) s = LISA_OK; /* that was the sizing call */
+    }
+    if (s == LISA_OK && !(out->ids = malloc((size_t)n * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK) s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, out->ids, n, &out->n_ids);
+    free(prompt);
+    if (s != LISA_OK) goto fail;
+    out->placeholder = -1;
+    for (int32_t i = 0; i < out->n_ids; i++)
+        if (out->ids[i] == LISA_IMAGE_TOKEN_INDEX) out->placeholder = i;
+    LISA_ASSERT(out->placeholder >= 0); /* the template holds exactly one <image> */
+    out->L0 = out->n_ids - 1 + m->n_patches;
+    if (out->L0 >= m->cfg.llm.max_pos) {
+        s = lisa_fail(LISA_ERR_LIMIT, "prompt of %d positions (%d of them image tokens) exceeds the model's %d", out->L0,
+                      m->n_patches, m->cfg.llm.max_pos);
+        goto fail;
+    }
+    out->max_new = p->max_new_tokens;
+    if (out->L0 + out->max_new > m->cfg.llm.max_pos) out->max_new = m->cfg.llm.max_pos - out->L0;
+    /* bit-exact preprocessing (spec §2) */
+    const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size;
+    s = lisa_tensor_alloc(&out->clip_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, CS, CS});
+    if (s == LISA_OK) s = lisa_tensor_alloc(&out->sam_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, S, S});
+    if (s != LISA_OK) goto fail;
+    size_t ws_c = lisa_clip_preprocess_workspace_size(&m->clip_pp, h, w);
+    size_t ws_s = lisa_sam_preprocess_workspace_size(&m->sam_pp, h, w);
+    void *ws = malloc(ws_c > ws_s ? ws_c : ws_s);
+    if (!ws) {
+        s = lisa_fail(LISA_ERR_OOM, "out of memory");
+        goto fail;
+    }
+    s = lisa_clip_preprocess(&out->clip_px, rgb, h, w, &m->clip_pp, ws, ws_c);
+    if (s == LISA_OK) s = lisa_sam_preprocess(&out->sam_px, &out->h_r, &out->w_r, rgb, h, w, &m->sam_pp, ws, ws_s);
+    free(ws);
+    if (s != LISA_OK) goto fail;
+    out->preprocess_ms = now_ms() - t0;
+    return LISA_OK;
+fail:
+    lisa_prepared_free(out);
+    return s;
+}
+
+/* ---- graph pieces -------------------------------------------------------------------------- */
+
+T *lisa_graph_vision(lisa_graph *g, const lisa_model *m, const T *clip_px) {
+    T *feats = lisa_clip_encode(g, m->clip, clip_px);                                  /* [B, P, mm] */
+    T *proj = g_linear(g, feats, &m->proj_w[0], &m->proj_b[0]);                         /* [B, P, C] */
+    if (m->cfg.mlp2x_gelu) proj = g_linear(g, g_gelu(g, proj), &m->proj_w[1], &m->proj_b[1]);
+    g_tap(g, proj, "mm_proj");
+    return proj;
+}
+
+/* text_hidden_fcs[0] = Linear(C, C), ReLU, Linear(C, out) (spec §4.5) */
+T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hidden) {
+    g_tap(g, seg_hidden, "seg_hidden");
+    T *pred = g_linear(g, g_relu(g, g_linear(g, seg_hidden, &m->fc1_w, &m->fc1_b)), &m->fc2_w, &m->fc2_b);
+    g_tap(g, pred, "pred_emb");
+    return pred;
+}
+
+/* ---- the mask stage ------------------------------------------------------------------------ */
 
 /* Runs fn once counting and once for real in an arena of the measured size (freed afterwards). */
 static lisa_status run_stage(lisa_model *m, lisa_graph_fn fn, void *ctx, const lisa_run_hooks *hooks) {
@@ -300,95 +394,74 @@ static lisa_status run_stage(lisa_model *m, lisa_graph_fn fn, void *ctx, const l
     return s;
 }
 
-typedef struct req {
+typedef struct mask_job {
     lisa_model *m;
-    /* inputs */
-    lisa_tensor clip_px, sam_px;   /* host F32 [1,3,S,S] */
-    int32_t *ids;                  /* prompt ids (with the -200 placeholder) */
-    int32_t n_ids, placeholder;    /* index of -200 */
-    int32_t L0;                    /* expanded prompt length */
-    int32_t h_r, w_r, H0, W0;
-    lisa_kv_cache kv;
-    /* per step */
-    lisa_tensor step_ids;          /* host I32: prompt text ids, or the one fed token */
-    lisa_tensor next_id;           /* host I32 [1]: argmax */
-    lisa_tensor hidden_row;        /* host F32 [1, C]: final-normed state of the predicting position */
-    /* [SEG] results */
-    lisa_tensor seg_hidden;        /* host F32 [N, C] */
-    int32_t n_seg;
-    lisa_tensor pred;              /* host F32 [N, out] */
-    lisa_tensor emb;               /* backend F32 [1, out, G, G]: SAM image embedding (emb_mem) */
-    void *emb_mem;
-    int32_t chunk0, chunk_n;       /* masks [chunk0, chunk0+chunk_n) in the current SAM pass */
-    lisa_tensor logits;            /* host F32 [chunk, H0, W0] */
-    lisa_tensor iou;               /* host F32 [chunk, 1] */
-    bool tap_lowres;
-} req;
+    const lisa_prepared *pr;
+    const T *emb;
+    lisa_tensor seg;    /* host F32 [N, C] */
+    lisa_tensor pred;   /* host F32 [N, out] */
+    int32_t chunk0, chunk_n;
+    lisa_tensor logits; /* host F32 [chunk, H0, W0] */
+    lisa_tensor iou;    /* host F32 [chunk, 1] */
+} mask_job;
 
-/* prefill: CLIP -> projector -> splice -> LLaMA over the whole prompt; the last position's
- * final-normed state decides generated token 1 (§4.4). */
-static void prefill_graph(lisa_graph *g, void *ctx) {
-    req *r = ctx;
-    lisa_model *m = r->m;
-    const int64_t C = m->cfg.llm.hidden, P = m->n_patches, k = r->placeholder;
-    T *feats = lisa_clip_encode(g, m->clip, g_upload(g, &r->clip_px));              /* [1, P, mm] */
-    T *proj = g_linear(g, feats, &m->proj_w[0], &m->proj_b[0]);                       /* [1, P, C] */
-    if (m->cfg.mlp2x_gelu) proj = g_linear(g, g_gelu(g, proj), &m->proj_w[1], &m->proj_b[1]);
-    g_tap(g, proj, "mm_proj");
-    /* text ids (placeholder removed) -> embeddings; x = [emb[:k], proj, emb[k:]] */
-    T *emb = g_embedding(g, &m->llm->embed, g_upload(g, &r->step_ids));               /* [n_ids-1, C] */
-    T *x = g_new(g, g->act_dtype, 2, r->L0, C, 0, 0);
-    if (k > 0) g_copy_to(g, g_narrow(g, x, 0, 0, k), g_narrow(g, emb, 0, 0, k));
-    g_copy_to(g, g_narrow(g, x, 0, k, P), g_reshape(g, proj, 2, P, C, 0, 0));
-    if (r->n_ids - 1 - k > 0)
-        g_copy_to(g, g_narrow(g, x, 0, k + P, r->n_ids - 1 - k), g_narrow(g, emb, 0, k, r->n_ids - 1 - k));
-    T *h = lisa_llama_forward(g, m->llm, &r->kv, x);
-    T *last = g_narrow(g, h, 0, r->L0 - 1, 1);
-    T *logits = lisa_llama_logits(g, m->llm, g_contiguous(g, last));                 /* [1, V] */
-    g_tap(g, logits, "prefill_logits_last");
-    g_download(g, &r->next_id, g_argmax(g, logits));
-    g_download(g, &r->hidden_row, last);
+static void pred_graph(lisa_graph *g, void *ctx) {
+    mask_job *j = ctx;
+    g_download(g, &j->pred, lisa_graph_seg_embeddings(g, j->m, g_upload(g, &j->seg)));
 }
 
-/* one decode step: the fed token's final-normed state decides the next token */
-static void decode_graph(lisa_graph *g, void *ctx) {
-    req *r = ctx;
-    lisa_model *m = r->m;
-    T *x = g_embedding(g, &m->llm->embed, g_upload(g, &r->step_ids));
-    T *h = lisa_llama_forward(g, m->llm, &r->kv, x);
-    g_download(g, &r->next_id, g_argmax(g, lisa_llama_logits(g, m->llm, h)));
-    g_download(g, &r->hidden_row, h);
-}
-
-/* text_hidden_fcs on the gathered [SEG] states (§4.5) and SAM's image encoder, once per image */
-static void embed_graph(lisa_graph *g, void *ctx) {
-    req *r = ctx;
-    lisa_model *m = r->m;
-    T *seg = g_upload(g, &r->seg_hidden);                                             /* [N, C] */
-    g_tap(g, seg, "seg_hidden");
-    T *pred = g_linear(g, g_relu(g, g_linear(g, seg, &m->fc1_w, &m->fc1_b)), &m->fc2_w, &m->fc2_b);
-    g_tap(g, pred, "pred_emb");
-    g_download(g, &r->pred, pred);
-    T *emb = lisa_sam_encode(g, m->sam, g_upload(g, &r->sam_px));
-    g_tap(g, emb, "sam_img_emb");
-    g_copy_to(g, &r->emb, emb);
-}
-
-/* SAM prompt encoder + mask decoder + postprocess for one chunk of [SEG] prompts */
-static void masks_graph(lisa_graph *g, void *ctx) {
-    req *r = ctx;
-    lisa_model *m = r->m;
-    const int64_t O = m->cfg.out_dim;
-    T *pred = g_upload(g, &r->pred);
-    T *sparse = g_reshape(g, g_contiguous(g, g_narrow(g, pred, 0, r->chunk0, r->chunk_n)), 3, r->chunk_n, 1, O, 0);
+/* SAM prompt encoder (sparse = the text embedding, dense = no_mask_embed) + mask decoder +
+ * postprocess for one chunk of [SEG] prompts (spec §5.2-5.4) */
+static void decode_chunk_graph(lisa_graph *g, void *ctx) {
+    mask_job *j = ctx;
+    const int64_t O = j->m->cfg.out_dim;
+    T *pred = g_upload(g, &j->pred);
+    T *sparse = g_reshape(g, g_contiguous(g, g_narrow(g, pred, 0, j->chunk0, j->chunk_n)), 3, j->chunk_n, 1, O, 0);
     T *low, *iou;
-    lisa_sam_decode(g, m->sam, &r->emb, sparse, &low, &iou);
-    T *ml = lisa_sam_postprocess(g, m->sam, low, r->h_r, r->w_r, r->H0, r->W0);
-    g_download(g, &r->logits, ml);
-    g_download(g, &r->iou, iou);
+    lisa_sam_decode(g, j->m->sam, j->emb, sparse, &low, &iou);
+    T *ml = lisa_sam_postprocess(g, j->m->sam, low, j->pr->h_r, j->pr->w_r, j->pr->H0, j->pr->W0);
+    g_download(g, &j->logits, ml);
+    g_download(g, &j->iou, iou);
 }
 
-/* ---- the request --------------------------------------------------------------------------- */
+lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb, const float *seg_hidden, int32_t n_seg,
+                           lisa_result *res, const lisa_run_hooks *hooks) {
+    res->n_masks = n_seg;
+    res->h = pr->H0;
+    res->w = pr->W0;
+    if (n_seg == 0) return LISA_OK; /* no [SEG], no mask (spec §1) */
+    const size_t plane = (size_t)pr->H0 * pr->W0;
+    res->masks = malloc((size_t)n_seg * plane);
+    res->scores = malloc((size_t)n_seg * sizeof(float));
+    if (pr->keep_logits) res->logits = malloc((size_t)n_seg * plane * sizeof(float));
+    if (!res->masks || !res->scores || (pr->keep_logits && !res->logits)) return lisa_fail(LISA_ERR_OOM, "out of memory");
+    mask_job j = {.m = m, .pr = pr, .emb = emb};
+    j.seg = lisa_tensor_view((void *)seg_hidden, LISA_DTYPE_F32, 2, (int64_t[]){n_seg, m->cfg.llm.hidden});
+    lisa_status s = lisa_tensor_alloc(&j.pred, LISA_DTYPE_F32, 2, (int64_t[]){n_seg, m->cfg.out_dim});
+    if (s == LISA_OK) s = run_stage(m, pred_graph, &j, hooks);
+    for (j.chunk0 = 0; s == LISA_OK && j.chunk0 < n_seg; j.chunk0 += j.chunk_n) {
+        j.chunk_n = n_seg - j.chunk0 < MASK_DECODER_CHUNK ? n_seg - j.chunk0 : MASK_DECODER_CHUNK;
+        lisa_tensor_free(&j.logits);
+        lisa_tensor_free(&j.iou);
+        s = lisa_tensor_alloc(&j.logits, LISA_DTYPE_F32, 3, (int64_t[]){j.chunk_n, pr->H0, pr->W0});
+        if (s == LISA_OK) s = lisa_tensor_alloc(&j.iou, LISA_DTYPE_F32, 2, (int64_t[]){j.chunk_n, 1});
+        /* taps see whole-request tensors only when one chunk holds every mask */
+        if (s == LISA_OK) s = run_stage(m, decode_chunk_graph, &j, j.chunk0 == 0 && j.chunk_n == n_seg ? hooks : NULL);
+        if (s != LISA_OK) break;
+        const float *lg = j.logits.data;
+        for (size_t i = 0; i < (size_t)j.chunk_n * plane; i++) res->masks[j.chunk0 * plane + i] = lg[i] > 0.0f;
+        if (res->logits) memcpy(res->logits + j.chunk0 * plane, lg, (size_t)j.chunk_n * plane * sizeof(float));
+        memcpy(res->scores + j.chunk0, j.iou.data, (size_t)j.chunk_n * sizeof(float));
+    }
+    lisa_tensor_free(&j.pred);
+    lisa_tensor_free(&j.logits);
+    lisa_tensor_free(&j.iou);
+    return s;
+}
+
+/* ---- results ------------------------------------------------------------------------------- */
+
+lisa_result *lisa_result_new(void) { return calloc(1, sizeof(lisa_result)); }
 
 void lisa_result_free(lisa_result *r) {
     if (!r) return;
@@ -427,220 +500,21 @@ static char *decode_text(const lisa_tokenizer *tok, const int32_t *ids, int32_t 
     return buf;
 }
 
-static lisa_status check_query(const char *query, const lisa_segment_params *p) {
-    if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
-    size_t n = strlen(query);
-    if (p->max_query_bytes > 0 && n > (size_t)p->max_query_bytes)
-        return lisa_fail(LISA_ERR_LIMIT, "query of %zu bytes exceeds the limit of %d bytes", n, p->max_query_bytes);
-    bool blank = true;
-    for (size_t i = 0; i < n && blank; i++) blank = query[i] == ' ' || query[i] == '\t' || query[i] == '\n' || query[i] == '\r';
-    if (blank) return lisa_fail(LISA_ERR_INVALID_ARG, "query is empty");
-    if (strstr(query, "<image>"))
-        return lisa_fail(LISA_ERR_INVALID_ARG, "query contains the image placeholder \"<image>\" (one image per request)");
-    return LISA_OK;
-}
-
-static lisa_status run_request(lisa_model *m, req *r, const uint8_t *rgb, const char *query,
-                               const lisa_segment_params *p, const lisa_run_hooks *hooks, lisa_result *res) {
-    const int32_t C = m->cfg.llm.hidden, eos = lisa_tokenizer_eos_id(m->tok);
-    double t0 = now_ms();
-    /* prompt (chat.py, llava_v1) and tokenizer_image_token */
-    size_t plen = 0, pcap = strlen(query) + 1024;
-    char *prompt = malloc(pcap);
-    if (!prompt) return lisa_fail(LISA_ERR_OOM, "out of memory");
-    lisa_status s = lisa_prompt_llava_v1(prompt, pcap, query, m->cfg.use_im_start_end, &plen);
-    int32_t n = 0;
-    if (s == LISA_OK) {
-        s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, NULL, 0, &n);
-        if (s == LISA_ERR_LIMIT && n > 0) s = LISA_OK; /* sizing call */
-    }
-    if (s == LISA_OK && !(r->ids = malloc((size_t)n * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
-    if (s == LISA_OK) s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, r->ids, n, &r->n_ids);
-    free(prompt);
-    if (s != LISA_OK) return s;
-    r->placeholder = -1;
-    for (int32_t i = 0; i < r->n_ids; i++)
-        if (r->ids[i] == LISA_IMAGE_TOKEN_INDEX) r->placeholder = i;
-    LISA_ASSERT(r->placeholder >= 0); /* the template always holds one <image> */
-    r->L0 = r->n_ids - 1 + m->n_patches;
-    if (r->L0 >= m->cfg.llm.max_pos)
-        return lisa_fail(LISA_ERR_LIMIT, "prompt of %d positions (with %d image tokens) exceeds the model's %d",
-                         r->L0, m->n_patches, m->cfg.llm.max_pos);
-    int32_t max_new = p->max_new_tokens;
-    if (max_new < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "max_new_tokens must be >= 1 (got %d)", max_new);
-    if (r->L0 + max_new > m->cfg.llm.max_pos) max_new = m->cfg.llm.max_pos - r->L0;
-
-    /* preprocessing (bit-exact, spec §2) */
-    const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size;
-    LISA_TRY(lisa_tensor_alloc(&r->clip_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, CS, CS}));
-    LISA_TRY(lisa_tensor_alloc(&r->sam_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, S, S}));
-    size_t ws_n = lisa_clip_preprocess_workspace_size(&m->clip_pp, r->H0, r->W0);
-    size_t ws_s = lisa_sam_preprocess_workspace_size(&m->sam_pp, r->H0, r->W0);
-    void *ws = malloc(ws_n > ws_s ? ws_n : ws_s);
-    if (!ws) return lisa_fail(LISA_ERR_OOM, "out of memory");
-    s = lisa_clip_preprocess(&r->clip_px, rgb, r->H0, r->W0, &m->clip_pp, ws, ws_n);
-    if (s == LISA_OK) s = lisa_sam_preprocess(&r->sam_px, &r->h_r, &r->w_r, rgb, r->H0, r->W0, &m->sam_pp, ws, ws_s);
-    free(ws);
-    if (s != LISA_OK) return s;
-    res->t.preprocess_ms = now_ms() - t0;
-
-    /* prefill */
-    double t1 = now_ms();
-    LISA_TRY(lisa_kv_cache_init(&r->kv, m->be, &m->cfg.llm, r->L0 + max_new, LISA_DTYPE_F32));
-    LISA_TRY(lisa_tensor_alloc(&r->step_ids, LISA_DTYPE_I32, 1, (int64_t[]){r->n_ids - 1}));
-    for (int32_t i = 0, j = 0; i < r->n_ids; i++)
-        if (i != r->placeholder) ((int32_t *)r->step_ids.data)[j++] = r->ids[i];
-    LISA_TRY(lisa_tensor_alloc(&r->next_id, LISA_DTYPE_I32, 1, (int64_t[]){1}));
-    LISA_TRY(lisa_tensor_alloc(&r->hidden_row, LISA_DTYPE_F32, 2, (int64_t[]){1, C}));
-    LISA_TRY(lisa_tensor_alloc(&r->seg_hidden, LISA_DTYPE_F32, 2, (int64_t[]){max_new, C}));
-    if (!(res->tokens = malloc((size_t)max_new * sizeof(int32_t)))) return lisa_fail(LISA_ERR_OOM, "out of memory");
-    LISA_TRY(run_stage(m, prefill_graph, r, hooks));
-    res->t.prefill_ms = now_ms() - t1; /* CLIP included */
-    res->t.n_prompt_tokens = r->L0;
-
-    /* greedy generation (§4.4): keep the predicting position's state whenever argmax == [SEG] */
-    double t2 = now_ms();
-    lisa_tensor_free(&r->step_ids);
-    LISA_TRY(lisa_tensor_alloc(&r->step_ids, LISA_DTYPE_I32, 1, (int64_t[]){1}));
-    size_t act_bytes = 0, meta_bytes = 0;
-    void *mem = NULL;
-    lisa_arena act = {0}, meta = {0};
-    for (;;) {
-        int32_t tok = ((int32_t *)r->next_id.data)[0];
-        res->tokens[res->n_tokens++] = tok;
-        if (tok == m->seg_id) {
-            memcpy((float *)r->seg_hidden.data + (size_t)r->n_seg * C, r->hidden_row.data, (size_t)C * sizeof(float));
-            r->n_seg++;
-        }
-        if (tok == eos || res->n_tokens >= max_new) break;
-        ((int32_t *)r->step_ids.data)[0] = tok;
-        if (!mem) { /* the step's arena is sized once, before the loop's first step */
-            s = lisa_graph_measure(m->be, LISA_DTYPE_F32, decode_graph, r, &act_bytes, &meta_bytes);
-            if (s == LISA_OK) s = m->be->mem_alloc(m->be, act_bytes ? act_bytes : 1, &mem);
-            if (s == LISA_OK) {
-                lisa_arena_init_external(&act, "decode activations", mem, act_bytes);
-                s = lisa_arena_init(&meta, "decode descriptors", meta_bytes);
-            }
-            if (s != LISA_OK) break;
-        }
-        lisa_arena_reset(&act, 0);
-        lisa_arena_reset(&meta, 0);
-        lisa_graph g;
-        lisa_graph_init(&g, m->be, &act, &meta, LISA_DTYPE_F32);
-        decode_graph(&g, r);
-        if ((s = g.status) != LISA_OK) break;
-    }
-    if (mem) m->be->mem_free(m->be, mem);
-    lisa_arena_free(&meta);
-    if (s != LISA_OK) return s;
-    res->t.decode_ms = now_ms() - t2;
-    res->t.n_generated = res->n_tokens;
-
-    /* text: the answer (no trailing </s>) and chat.py's full text_output */
+lisa_status lisa_result_set_text(const lisa_model *m, lisa_result *res, const lisa_prepared *pr) {
+    const int32_t eos = lisa_tokenizer_eos_id(m->tok);
+    lisa_status s;
     int32_t n_ans = res->n_tokens - (res->n_tokens > 0 && res->tokens[res->n_tokens - 1] == eos ? 1 : 0);
     res->answer = decode_text(m->tok, res->tokens, n_ans, &s);
     if (s != LISA_OK) return s;
-    int32_t *all = malloc((size_t)(r->n_ids + res->n_tokens) * sizeof(int32_t));
+    /* chat.py: output_ids without IMAGE_TOKEN_INDEX, decoded with skip_special_tokens=False */
+    int32_t *all = malloc((size_t)(pr->n_ids + res->n_tokens) * sizeof(int32_t));
     if (!all) return lisa_fail(LISA_ERR_OOM, "out of memory");
     int32_t na = 0;
-    for (int32_t i = 0; i < r->n_ids; i++)
-        if (r->ids[i] != LISA_IMAGE_TOKEN_INDEX) all[na++] = r->ids[i];
+    for (int32_t i = 0; i < pr->n_ids; i++)
+        if (pr->ids[i] != LISA_IMAGE_TOKEN_INDEX) all[na++] = pr->ids[i];
     memcpy(all + na, res->tokens, (size_t)res->n_tokens * sizeof(int32_t));
     res->text_output = decode_text(m->tok, all, na + res->n_tokens, &s);
     free(all);
-    if (s != LISA_OK) return s;
-
-    /* masks: one per [SEG], in generation order */
-    res->n_masks = r->n_seg;
-    res->h = r->H0;
-    res->w = r->W0;
-    if (r->n_seg == 0) return LISA_OK; /* no [SEG]: no mask (spec §1), SAM is not needed */
-    const size_t plane = (size_t)r->H0 * r->W0;
-    res->masks = malloc((size_t)r->n_seg * plane);
-    res->scores = malloc((size_t)r->n_seg * sizeof(float));
-    if (p->keep_logits) res->logits = malloc((size_t)r->n_seg * plane * sizeof(float));
-    if (!res->masks || !res->scores || (p->keep_logits && !res->logits)) return lisa_fail(LISA_ERR_OOM, "out of memory");
-    r->seg_hidden.shape[0] = r->n_seg; /* the gathered rows */
-    LISA_TRY(lisa_tensor_alloc(&r->pred, LISA_DTYPE_F32, 2, (int64_t[]){r->n_seg, m->cfg.out_dim}));
-    double t3 = now_ms();
-    const int64_t G = m->sam->enc.grid;
-    r->emb = lisa_tensor_view(NULL, LISA_DTYPE_F32, 4, (int64_t[]){1, m->cfg.out_dim, G, G});
-    LISA_TRY(m->be->mem_alloc(m->be, lisa_tensor_nbytes(&r->emb), &r->emb_mem));
-    r->emb.data = r->emb_mem;
-    r->emb.device = m->be->device;
-    r->emb.device_id = m->be->device_id;
-    LISA_TRY(run_stage(m, embed_graph, r, hooks));
-    res->t.sam_encoder_ms = now_ms() - t3;
-    double t4 = now_ms();
-    for (r->chunk0 = 0; r->chunk0 < r->n_seg; r->chunk0 += r->chunk_n) {
-        r->chunk_n = r->n_seg - r->chunk0 < MASK_DECODER_CHUNK ? r->n_seg - r->chunk0 : MASK_DECODER_CHUNK;
-        lisa_tensor_free(&r->logits);
-        lisa_tensor_free(&r->iou);
-        LISA_TRY(lisa_tensor_alloc(&r->logits, LISA_DTYPE_F32, 3, (int64_t[]){r->chunk_n, r->H0, r->W0}));
-        LISA_TRY(lisa_tensor_alloc(&r->iou, LISA_DTYPE_F32, 2, (int64_t[]){r->chunk_n, 1}));
-        /* taps see whole-request tensors only when one chunk holds every mask */
-        LISA_TRY(run_stage(m, masks_graph, r, r->chunk0 == 0 && r->chunk_n == r->n_seg ? hooks : NULL));
-        const float *lg = r->logits.data;
-        for (size_t i = 0; i < (size_t)r->chunk_n * plane; i++) res->masks[r->chunk0 * plane + i] = lg[i] > 0.0f;
-        if (res->logits) memcpy(res->logits + r->chunk0 * plane, lg, (size_t)r->chunk_n * plane * sizeof(float));
-        memcpy(res->scores + r->chunk0, r->iou.data, (size_t)r->chunk_n * sizeof(float));
-    }
-    res->t.sam_decoder_ms = now_ms() - t4; /* prompt encoder + mask decoder + postprocess */
-    return LISA_OK;
-}
-
-lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
-                           const lisa_segment_params *p, const lisa_run_hooks *hooks, lisa_result **out) {
-    *out = NULL;
-    lisa_segment_params dp = lisa_segment_default_params();
-    if (!p) p = &dp;
-    if (!rgb || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
-    if (p->max_image_pixels > 0 && (int64_t)h * w > p->max_image_pixels)
-        return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
-                         (long long)p->max_image_pixels);
-    LISA_TRY(check_query(query, p));
-    lisa_result *res = calloc(1, sizeof *res);
-    if (!res) return lisa_fail(LISA_ERR_OOM, "out of memory");
-    double t0 = now_ms();
-    req r = {.m = m, .H0 = h, .W0 = w};
-    lisa_status s = run_request(m, &r, rgb, query, p, hooks, res);
-    lisa_kv_cache_free(&r.kv);
-    free(r.ids);
-    lisa_tensor_free(&r.clip_px);
-    lisa_tensor_free(&r.sam_px);
-    lisa_tensor_free(&r.step_ids);
-    lisa_tensor_free(&r.next_id);
-    lisa_tensor_free(&r.hidden_row);
-    lisa_tensor_free(&r.seg_hidden);
-    lisa_tensor_free(&r.pred);
-    lisa_tensor_free(&r.logits);
-    lisa_tensor_free(&r.iou);
-    if (r.emb_mem) m->be->mem_free(m->be, r.emb_mem);
-    if (s != LISA_OK) {
-        lisa_result_free(res);
-        return s;
-    }
-    res->t.total_ms = now_ms() - t0;
-    *out = res;
-    return LISA_OK;
-}
-
-lisa_status lisa_segment(lisa_model *m, const uint8_t *rgb, int32_t height, int32_t width, const char *query,
-                         const lisa_segment_params *p, lisa_result **out) {
-    return lisa_model_run(m, rgb, height, width, query, p, NULL, out);
-}
-
-lisa_status lisa_segment_file(lisa_model *m, const char *image_path, const char *query, const lisa_segment_params *p,
-                              lisa_result **out) {
-    *out = NULL;
-    lisa_segment_params dp = lisa_segment_default_params();
-    if (!p) p = &dp;
-    lisa_image_limits lim = lisa_image_default_limits();
-    if (p->max_image_pixels > 0) lim.max_pixels = p->max_image_pixels;
-    lisa_image img;
-    LISA_TRY(lisa_image_load(&img, image_path, &lim));
-    lisa_status s = lisa_model_run(m, img.data, img.h, img.w, query, p, NULL, out);
-    lisa_image_free(&img);
     return s;
 }
 

@@ -53,18 +53,71 @@ struct lisa_model {
     lisa_sam_preprocess_params sam_pp;
 };
 
-/* A parity/debug hook for lisa_model_run: graphs call it at the spec §8 tap points
- * ("clip_l23", "mm_proj", "prefill_logits_last", "seg_hidden", "pred_emb", "sam_img_emb",
- * "lowres_logits", ...). */
+/* A parity/debug hook: graphs call it at the spec §8 tap points ("clip_l23", "mm_proj",
+ * "prefill_logits_last", "seg_hidden", "pred_emb", "sam_img_emb", "lowres_logits", ...). */
 typedef struct lisa_run_hooks {
     void (*tap)(void *ctx, const char *name, const T *t);
     void *ctx;
 } lisa_run_hooks;
 
+/* The outcome of one request (public accessors in include/lisa.h). Owns every array. */
+struct lisa_result {
+    lisa_status status;  /* LISA_OK, or why the request failed */
+    char error[1024];
+    uint64_t id, user_data;
+    char *answer, *text_output;
+    int32_t n_tokens;
+    int32_t *tokens;
+    int32_t n_masks, h, w;
+    uint8_t *masks;  /* [n_masks, h, w] */
+    float *logits;   /* [n_masks, h, w] or NULL */
+    float *scores;   /* [n_masks] */
+    lisa_timings t;
+};
+
+/* A request after its CPU work (prompt, tokenizer_image_token, bit-exact preprocessing): what the
+ * GPU/CPU stages consume. Owns ids and both pixel tensors. */
+typedef struct lisa_prepared {
+    int32_t *ids;        /* prompt ids with the -200 placeholder */
+    int32_t n_ids;
+    int32_t placeholder; /* index of -200 in ids */
+    int32_t L0;          /* expanded prompt length: n_ids - 1 + n_patches */
+    int32_t max_new;     /* generation limit, clamped so that L0 + max_new <= max_position_embeddings */
+    int32_t H0, W0, h_r, w_r;
+    lisa_tensor clip_px; /* host F32 [1, 3, 224, 224] */
+    lisa_tensor sam_px;  /* host F32 [1, 3, 1024, 1024] */
+    bool keep_logits;
+    double preprocess_ms;
+} lisa_prepared;
+
 lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_params *p, lisa_backend *be,
                                          lisa_model **out);
 
-/* Runs one request on decoded RGB pixels (see lisa_segment). hooks may be NULL. */
+/* Request validation (empty / over-long query, "<image>" in the query). */
+lisa_status lisa_check_query(const char *query, const lisa_segment_params *p);
+/* CPU-side preparation of one request; thread-safe for a loaded model. */
+lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
+                         const lisa_segment_params *p, lisa_prepared *out);
+void lisa_prepared_free(lisa_prepared *p);
+
+lisa_result *lisa_result_new(void);
+/* answer (generated ids without a final </s>) and chat.py's text_output, both with chat.py's cleanup */
+lisa_status lisa_result_set_text(const lisa_model *m, lisa_result *res, const lisa_prepared *pr);
+
+/* Graph pieces shared by the engine's stages:
+ *   CLIP (layer -2, no CLS) + mm_projector: px [B, 3, S, S] -> [B, P, C]; tap "mm_proj".
+ *   text_hidden_fcs: [SEG] states [N, C] -> prompt embeddings [N, out_dim]; taps. */
+T *lisa_graph_vision(lisa_graph *g, const lisa_model *m, const T *clip_px);
+T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hidden);
+
+/* The mask stage of one finished request: text_hidden_fcs on its n_seg [SEG] states (host F32
+ * [n_seg, C]), SAM's prompt encoder + mask decoder against its image embedding `emb` (backend
+ * tensor [1, out, G, G]), postprocess to the original size; fills res's masks/scores/logits.
+ * Each stage's arena is sized by a counting pass and freed at the end (per-request lifetime). */
+lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb, const float *seg_hidden, int32_t n_seg,
+                           lisa_result *res, const lisa_run_hooks *hooks);
+
+/* One request through a private single-request engine (see runtime/engine.h); hooks may be NULL. */
 lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
                            const lisa_segment_params *p, const lisa_run_hooks *hooks, lisa_result **out);
 

@@ -1,0 +1,1081 @@
+/* runtime/engine.c — the batching engine behind include/lisa.h.
+ *
+ * A request moves through:  submitted -> (worker pool) prepared -> (scheduler) admitted ->
+ * vision (CLIP + projector, SAM encoder; batched over the images admitted in a step) -> prefill
+ * (packed varlen over the admitted prompts, paged KV) -> decode steps (batched over every running
+ * sequence) -> masks (text_hidden_fcs + SAM decoder + postprocess, per finished request) -> result.
+ *
+ * Scheduling (one step):
+ *   1. admission, FIFO: a ready request is admitted when a sequence slot is free, the step's image
+ *      and prefill-row budgets allow it, and the KV pool can reserve its whole context (prompt +
+ *      max_new_tokens). A request that does not fit waits; nothing is dropped or failed for lack
+ *      of memory, and later requests never overtake it.
+ *   2. vision + prefill of the admitted requests; each gets its first token from the prefill.
+ *   3. one decode step for every running sequence.
+ *   4. requests that hit EOS or max_new_tokens get their masks and are published.
+ * The system-prompt prefix (every id before the image placeholder) is prefilled once at creation;
+ * its full pages are shared read-only by every request (runtime/kv_cache.h).
+ *
+ * Batch invariance: every per-sequence computation (attention, norms, the row groups that GEMMs
+ * are split into on the CPU, see lisa_graph.row_indptr) depends only on that sequence, so a
+ * request gives bit-identical results alone or in any batch on the CPU backend.
+ *
+ * Memory: the KV pool, the SAM-embedding slots, the projector buffer and the step arena are
+ * allocated once at creation (the arena sized by counting passes over the worst-case step shapes);
+ * nothing is allocated in the decode loop. The mask stage sizes its arena per finished request
+ * (its outputs scale with the request's image size).
+ *
+ * Threads: submit/poll/wait may be called from any thread (one mutex guards the queues); the
+ * workers prepare requests; exactly one thread steps the scheduler (the engine thread in background
+ * mode, else callers of lisa_engine_step/lisa_engine_wait, serialized by step_mu).
+ *
+ * Ownership: a lisa_engine borrows the model; it owns its threads, pool, buffers, queued requests
+ * and unclaimed results, all released by lisa_engine_free. A result handed out belongs to the
+ * caller (lisa_result_free).
+ */
+#include "runtime/engine.h"
+
+#include "loader/image.h"
+#include "runtime/error.h"
+#include "runtime/kv_cache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+typedef struct eng_req {
+    struct eng_req *next;      /* queue link (prep or ready) */
+    struct eng_req *all_next;  /* list of unfinished requests */
+    uint64_t id;
+    lisa_segment_params params;
+    /* owned input copies */
+    void *image_data;
+    size_t image_size;
+    char *image_path;
+    uint8_t *rgb;
+    int32_t h, w;
+    char *query;
+    /* prepared by a worker */
+    lisa_prepared prep;
+    lisa_result *res;          /* created at submit; handed out when done */
+    /* running (scheduler thread only) */
+    int32_t slot;              /* SAM embedding slot */
+    lisa_kv_seq kv;
+    int32_t start;             /* first position this request prefills (after the shared prefix) */
+    float *seg_hidden;         /* [max_new, C] host */
+    int32_t n_seg;
+    bool finished;
+    double t_submit;
+} eng_req;
+
+struct lisa_engine {
+    lisa_model *m;
+    lisa_backend *be;
+    lisa_engine_params p;
+    lisa_run_hooks hooks;
+    bool batch_invariant_gemm; /* split GEMMs per sequence/image (CPU: OpenBLAS) */
+    int32_t C, P, V;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, sched_cv, done_cv;
+    pthread_mutex_t step_mu;
+    pthread_t *workers;
+    int32_t n_workers;
+    pthread_t sched;
+    bool sched_started, stop;
+
+    /* under mu */
+    eng_req *prep_head, *prep_tail, *ready_head, *ready_tail, *all;
+    int32_t n_prep, n_preparing, n_ready, n_unfinished;
+    lisa_result **done;
+    int32_t n_done, cap_done;
+    uint64_t next_id;
+    int64_t completed, failed, steps;
+    int32_t last_batch, n_running_pub;
+
+    /* scheduler state (stepping thread only) */
+    eng_req **running;         /* [max_batch] */
+    int32_t n_running;
+    int32_t *free_slots, n_free_slots;
+    lisa_kv_pool pool;
+    lisa_kv_seq prefix;        /* holds the shared prefix pages */
+    int32_t *prefix_ids, n_prefix_ids, n_prefix_pages;
+    void *emb_mem, *proj_mem;
+    lisa_tensor *emb;          /* [max_batch] views [1, out, G, G] */
+    lisa_tensor proj_buf;      /* [max_images, P, C] */
+    void *act_mem;
+    lisa_arena act, meta;
+    /* host staging, sized at creation */
+    lisa_tensor clip_host, sam_host;   /* [max_images, 3, S, S] */
+    int32_t *h_qo, *h_pos, *h_slots, *h_kvp, *h_idx, *h_kvl, *h_ids, *h_rows, *h_next;
+    float *h_hidden;           /* [max(max_batch, max_images), C] */
+    int32_t cap_rows, cap_idx;
+    /* the step in flight */
+    eng_req **batch;
+    int32_t n_batch, n_text;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------------- */
+
+static void fail_result(lisa_result *res, lisa_status s, const char *msg) {
+    res->status = s;
+    snprintf(res->error, sizeof res->error, "%s", msg && *msg ? msg : lisa_status_name(s));
+}
+
+static void free_req(eng_req *r) {
+    if (!r) return;
+    free(r->image_data);
+    free(r->image_path);
+    free(r->rgb);
+    free(r->query);
+    lisa_prepared_free(&r->prep);
+    free(r->seg_hidden);
+    lisa_result_free(r->res);
+    free(r);
+}
+
+/* under mu */
+static lisa_status push_done(lisa_engine *e, lisa_result *res) {
+    if (e->n_done == e->cap_done) {
+        int32_t cap = e->cap_done ? e->cap_done * 2 : 64;
+        lisa_result **nd = realloc(e->done, (size_t)cap * sizeof *nd);
+        if (!nd) return LISA_ERR_OOM;
+        e->done = nd;
+        e->cap_done = cap;
+    }
+    e->done[e->n_done++] = res;
+    return LISA_OK;
+}
+
+/* under mu: the request is finished (its result published or failed); unlink and free it */
+static void retire_locked(lisa_engine *e, eng_req *r) {
+    lisa_result *res = r->res;
+    r->res = NULL;
+    if (res->status == LISA_OK) e->completed++;
+    else e->failed++;
+    if (push_done(e, res) != LISA_OK) lisa_result_free(res); /* out of memory: nothing better to do */
+    for (eng_req **pp = &e->all; *pp; pp = &(*pp)->all_next)
+        if (*pp == r) {
+            *pp = r->all_next;
+            break;
+        }
+    e->n_unfinished--;
+    free_req(r);
+    pthread_cond_broadcast(&e->done_cv);
+}
+
+/* ---- workers: decode + preprocess + tokenize -------------------------------------------------- */
+
+static void prepare_one(lisa_engine *e, eng_req *r) {
+    lisa_image img = {0};
+    lisa_status s = LISA_OK;
+    const uint8_t *rgb = r->rgb;
+    int32_t h = r->h, w = r->w;
+    lisa_image_limits lim = lisa_image_default_limits();
+    if (r->params.max_image_pixels > 0) lim.max_pixels = r->params.max_image_pixels;
+    if (r->image_path) s = lisa_image_load(&img, r->image_path, &lim);
+    else if (r->image_data) s = lisa_image_decode(&img, r->image_data, r->image_size, "request image", &lim);
+    if (s == LISA_OK && (r->image_path || r->image_data)) {
+        rgb = img.data;
+        h = img.h;
+        w = img.w;
+    }
+    if (s == LISA_OK) s = lisa_prepare(e->m, rgb, h, w, r->query, &r->params, &r->prep);
+    if (s == LISA_OK && r->prep.L0 > e->p.max_prefill_tokens)
+        s = lisa_fail(LISA_ERR_LIMIT, "prompt of %d positions exceeds the engine's prefill budget of %d",
+                      r->prep.L0, e->p.max_prefill_tokens);
+    if (s == LISA_OK && lisa_kv_pages_for(&e->pool, r->prep.L0 + r->prep.max_new) > e->pool.n_pages - e->n_prefix_pages)
+        s = lisa_fail(LISA_ERR_LIMIT, "request needs %d KV pages, the pool has %d", 
+                      lisa_kv_pages_for(&e->pool, r->prep.L0 + r->prep.max_new), e->pool.n_pages - e->n_prefix_pages);
+    if (s == LISA_OK && !(r->seg_hidden = malloc((size_t)r->prep.max_new * e->C * sizeof(float))))
+        s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK && !(r->res->tokens = malloc((size_t)r->prep.max_new * sizeof(int32_t))))
+        s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s != LISA_OK) fail_result(r->res, s, lisa_last_error());
+    else r->res->t.preprocess_ms = r->prep.preprocess_ms;
+    lisa_image_free(&img);
+    /* the inputs are no longer needed */
+    free(r->image_data);
+    free(r->rgb);
+    r->image_data = NULL;
+    r->rgb = NULL;
+}
+
+static void *worker_main(void *arg) {
+    lisa_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->stop && !e->prep_head) pthread_cond_wait(&e->work_cv, &e->mu);
+        if (e->stop) break;
+        eng_req *r = e->prep_head;
+        e->prep_head = r->next;
+        if (!e->prep_head) e->prep_tail = NULL;
+        e->n_prep--;
+        e->n_preparing++;
+        pthread_mutex_unlock(&e->mu);
+        prepare_one(e, r);
+        pthread_mutex_lock(&e->mu);
+        e->n_preparing--;
+        if (r->res->status != LISA_OK) {
+            retire_locked(e, r);
+        } else {
+            r->next = NULL;
+            if (e->ready_tail) e->ready_tail->next = r;
+            else e->ready_head = r;
+            e->ready_tail = r;
+            e->n_ready++;
+            pthread_cond_broadcast(&e->sched_cv);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* ---- stage graphs ----------------------------------------------------------------------------- */
+
+static void set_groups(lisa_graph *g, const lisa_engine *e, const int32_t *indptr, int32_t n, int32_t split) {
+    if (!e->batch_invariant_gemm) return;
+    g->row_indptr = indptr;
+    g->n_row_groups = n;
+    g->row_split = split;
+}
+
+/* vision: CLIP + projector over the batch's images into proj_buf; SAM encoder into each slot */
+static void vision_graph(lisa_graph *g, void *ctx) {
+    lisa_engine *e = ctx;
+    const int64_t nb = e->n_batch, CS = e->clip_host.shape[2], S = e->sam_host.shape[2];
+    set_groups(g, e, NULL, 0, (int32_t)nb);
+    T *cpx = g_upload(g, g_reshape(g, g_narrow(g, &e->clip_host, 0, 0, nb), 4, nb, 3, CS, CS));
+    g_copy_to(g, g_narrow(g, &e->proj_buf, 0, 0, nb), lisa_graph_vision(g, e->m, cpx));
+    lisa_graph_mark mk = g_mark(g);
+    T *spx = g_upload(g, g_reshape(g, g_narrow(g, &e->sam_host, 0, 0, nb), 4, nb, 3, S, S));
+    T *emb = lisa_sam_encode(g, e->m->sam, spx);
+    g_tap(g, emb, "sam_img_emb");
+    for (int64_t b = 0; b < nb; b++) {
+        const int32_t slot = e->batch ? e->batch[b]->slot : (int32_t)b;
+        g_copy_to(g, &e->emb[slot], g_narrow(g, emb, 0, b, 1));
+    }
+    g_reset(g, mk);
+}
+
+/* rows [r0, r0+n) of x <- rows [s0, s0+n) of src */
+static void copy_rows(lisa_graph *g, T *x, int64_t r0, const T *src, int64_t s0, int64_t n) {
+    if (n > 0) g_copy_to(g, g_narrow(g, x, 0, r0, n), g_narrow(g, src, 0, s0, n));
+}
+
+/* The last rows of each sequence of h [R, C] -> logits -> argmax, downloaded with the rows. */
+static void finish_rows(lisa_graph *g, lisa_engine *e, const T *h, int32_t nb, const int32_t *last_rows, bool prefill) {
+    T *hl = g_new(g, g->act_dtype, 2, nb, e->C, 0, 0);
+    for (int32_t b = 0; b < nb; b++) copy_rows(g, hl, b, h, last_rows[b], 1);
+    set_groups(g, e, e->h_rows, nb, 0); /* one GEMM row per sequence */
+    T *logits = lisa_llama_logits(g, e->m->llm, hl);
+    if (prefill) g_tap(g, logits, "prefill_logits_last");
+    lisa_tensor next = lisa_tensor_view(e->h_next, LISA_DTYPE_I32, 1, (int64_t[]){nb});
+    lisa_tensor hid = lisa_tensor_view(e->h_hidden, LISA_DTYPE_F32, 2, (int64_t[]){nb, e->C});
+    g_download(g, &next, g_argmax(g, logits));
+    g_download(g, &hid, hl);
+}
+
+static lisa_llama_batch make_batch(lisa_engine *e, int32_t nb, int32_t rows) {
+    lisa_llama_batch bt = {.n_seqs = nb, .n_rows = rows, .qo_indptr = e->h_qo, .positions = e->h_pos,
+                           .slots = e->h_slots, .kv_indptr = e->h_kvp, .kv_indices = e->h_idx, .kv_len = e->h_kvl,
+                           .page_size = e->pool.page_size, .k_pages = e->pool.k, .v_pages = e->pool.v};
+    return bt;
+}
+
+/* prefill of the batch: x = [text before the image, projected image, text after] per sequence,
+ * from each request's `start` position (after the shared prefix) */
+static void prefill_graph(lisa_graph *g, void *ctx) {
+    lisa_engine *e = ctx;
+    const int32_t nb = e->n_batch, R = e->h_qo[nb];
+    lisa_tensor tid = lisa_tensor_view(e->h_ids, LISA_DTYPE_I32, 1, (int64_t[]){e->n_text});
+    T *emb = g_embedding(g, &e->m->llm->embed, g_upload(g, &tid));                     /* [n_text, C] */
+    T *x = g_new(g, g->act_dtype, 2, R, e->C, 0, 0);
+    int64_t t = 0;
+    for (int32_t b = 0; b < nb; b++) {
+        const lisa_prepared *pr = e->batch ? &e->batch[b]->prep : NULL;
+        const int32_t start = e->batch ? e->batch[b]->start : 0;
+        const int32_t k = pr ? pr->placeholder : 1, n_ids = pr ? pr->n_ids : R / nb - e->P + 1;
+        const int64_t r0 = e->h_qo[b];
+        const int64_t na = k - start, nafter = n_ids - 1 - k;
+        copy_rows(g, x, r0, emb, t, na);
+        copy_rows(g, x, r0 + na, g_reshape(g, g_narrow(g, &e->proj_buf, 0, b, 1), 2, e->P, e->C, 0, 0), 0, e->P);
+        copy_rows(g, x, r0 + na + e->P, emb, t + na, nafter);
+        t += na + nafter;
+    }
+    lisa_llama_batch bt = make_batch(e, nb, R);
+    set_groups(g, e, e->h_qo, nb, 0);
+    T *h = lisa_llama_forward_batch(g, e->m->llm, &bt, x);
+    for (int32_t b = 0; b < nb; b++) e->h_rows[b] = e->h_qo[b + 1] - 1;
+    int32_t last[256];
+    LISA_ASSERT(nb <= 256);
+    memcpy(last, e->h_rows, (size_t)nb * sizeof(int32_t));
+    for (int32_t b = 0; b <= nb; b++) e->h_rows[b] = b; /* identity groups for the logits */
+    finish_rows(g, e, h, nb, last, true);
+}
+
+/* one decode step over nb sequences, one row each (the token fed is in h_ids) */
+static void decode_graph(lisa_graph *g, void *ctx) {
+    lisa_engine *e = ctx;
+    const int32_t nb = e->n_batch;
+    lisa_tensor tid = lisa_tensor_view(e->h_ids, LISA_DTYPE_I32, 1, (int64_t[]){nb});
+    T *x = g_embedding(g, &e->m->llm->embed, g_upload(g, &tid));
+    lisa_llama_batch bt = make_batch(e, nb, nb);
+    set_groups(g, e, e->h_qo, nb, 0);
+    T *h = lisa_llama_forward_batch(g, e->m->llm, &bt, x);
+    for (int32_t b = 0; b <= nb; b++) e->h_rows[b] = b;
+    int32_t last[256];
+    LISA_ASSERT(nb <= 256);
+    for (int32_t b = 0; b < nb; b++) last[b] = b;
+    finish_rows(g, e, h, nb, last, false);
+}
+
+/* Runs a stage graph in the step arena (reset first). */
+static lisa_status run_graph(lisa_engine *e, lisa_graph_fn fn) {
+    lisa_arena_reset(&e->act, 0);
+    lisa_arena_reset(&e->meta, 0);
+    lisa_graph g;
+    lisa_graph_init(&g, e->be, &e->act, &e->meta, LISA_DTYPE_F32);
+    g.tap = e->hooks.tap;
+    g.tap_ctx = e->hooks.ctx;
+    fn(&g, e);
+    return g.status;
+}
+
+/* ---- step pieces ------------------------------------------------------------------------------ */
+
+/* KV plan for the batch: prefill rows [start, L0) or one decode row at kv.len. */
+static void plan_rows(lisa_engine *e, bool prefill) {
+    int32_t rows = 0, pages = 0;
+    e->h_qo[0] = 0;
+    e->h_kvp[0] = 0;
+    for (int32_t b = 0; b < e->n_batch; b++) {
+        eng_req *r = e->batch[b];
+        const int32_t p0 = prefill ? r->start : r->kv.len, p1 = prefill ? r->prep.L0 : r->kv.len + 1;
+        for (int32_t p = p0; p < p1; p++, rows++) {
+            e->h_pos[rows] = p;
+            e->h_slots[rows] = lisa_kv_seq_slot(&e->pool, &r->kv, p);
+        }
+        e->h_qo[b + 1] = rows;
+        for (int32_t i = 0; i < r->kv.n_pages; i++) e->h_idx[pages++] = r->kv.pages[i];
+        e->h_kvp[b + 1] = pages;
+        e->h_kvl[b] = p1;
+    }
+}
+
+/* Appends the step's token to each request; marks finished ones. */
+static void take_tokens(lisa_engine *e) {
+    const int32_t eos = lisa_tokenizer_eos_id(e->m->tok);
+    for (int32_t b = 0; b < e->n_batch; b++) {
+        eng_req *r = e->batch[b];
+        lisa_result *res = r->res;
+        const int32_t tok = e->h_next[b];
+        res->tokens[res->n_tokens++] = tok;
+        /* §4.4: the state of the position that predicted [SEG] */
+        if (tok == e->m->seg_id) memcpy(r->seg_hidden + (size_t)r->n_seg++ * e->C, e->h_hidden + (size_t)b * e->C,
+                                        (size_t)e->C * sizeof(float));
+        if (tok == eos || res->n_tokens >= r->prep.max_new) r->finished = true;
+    }
+}
+
+static void fail_batch(lisa_engine *e, lisa_status s) {
+    const char *msg = lisa_last_error();
+    for (int32_t b = 0; b < e->n_batch; b++) {
+        fail_result(e->batch[b]->res, s, msg);
+        e->batch[b]->finished = true;
+    }
+}
+
+static bool same_prefix(const lisa_engine *e, const lisa_prepared *pr) {
+    return e->n_prefix_pages > 0 && pr->placeholder >= e->n_prefix_ids &&
+           memcmp(pr->ids, e->prefix_ids, (size_t)e->n_prefix_ids * sizeof(int32_t)) == 0;
+}
+
+/* admission under mu; returns the number admitted into e->batch */
+static int32_t admit_locked(lisa_engine *e) {
+    int32_t nb = 0, rows = 0;
+    while (e->ready_head && e->n_running + nb < e->p.max_batch && nb < e->p.max_images && e->n_free_slots > 0) {
+        eng_req *r = e->ready_head;
+        const bool shared = same_prefix(e, &r->prep);
+        const int32_t start = shared ? e->n_prefix_pages * e->pool.page_size : 0;
+        if (nb > 0 && rows + (r->prep.L0 - start) > e->p.max_prefill_tokens) break;
+        if (lisa_kv_seq_init(&e->pool, &r->kv, shared ? e->prefix.pages : NULL, shared ? e->n_prefix_pages : 0) !=
+            LISA_OK)
+            break;
+        if (lisa_kv_seq_reserve(&e->pool, &r->kv, r->prep.L0 + r->prep.max_new) != LISA_OK) {
+            lisa_kv_seq_release(&e->pool, &r->kv); /* wait for pages: FIFO, nobody overtakes */
+            break;
+        }
+        r->start = start;
+        r->slot = e->free_slots[--e->n_free_slots];
+        e->ready_head = r->next;
+        if (!e->ready_head) e->ready_tail = NULL;
+        e->n_ready--;
+        e->batch[nb++] = r;
+        rows += r->prep.L0 - start;
+    }
+    return nb;
+}
+
+static void release_running(lisa_engine *e, eng_req *r) {
+    lisa_kv_seq_release(&e->pool, &r->kv);
+    e->free_slots[e->n_free_slots++] = r->slot;
+}
+
+static void vision_and_prefill(lisa_engine *e, int32_t nb) {
+    e->n_batch = nb;
+    const size_t clip_sz = lisa_tensor_nbytes(&e->batch[0]->prep.clip_px);
+    const size_t sam_sz = lisa_tensor_nbytes(&e->batch[0]->prep.sam_px);
+    for (int32_t b = 0; b < nb; b++) {
+        memcpy((char *)e->clip_host.data + b * clip_sz, e->batch[b]->prep.clip_px.data, clip_sz);
+        memcpy((char *)e->sam_host.data + b * sam_sz, e->batch[b]->prep.sam_px.data, sam_sz);
+    }
+    double t0 = now_ms();
+    lisa_status s = run_graph(e, vision_graph);
+    double t1 = now_ms();
+    for (int32_t b = 0; b < nb; b++) e->batch[b]->res->t.clip_ms = e->batch[b]->res->t.sam_encoder_ms = t1 - t0;
+    if (s != LISA_OK) {
+        fail_batch(e, s);
+        return;
+    }
+    /* text ids of the rows each request prefills: ids[start:k] and ids[k+1:] */
+    int32_t t = 0;
+    for (int32_t b = 0; b < nb; b++) {
+        const lisa_prepared *pr = &e->batch[b]->prep;
+        for (int32_t i = e->batch[b]->start; i < pr->n_ids; i++)
+            if (i != pr->placeholder) e->h_ids[t++] = pr->ids[i];
+    }
+    e->n_text = t;
+    plan_rows(e, true);
+    s = run_graph(e, prefill_graph);
+    double t2 = now_ms();
+    if (s != LISA_OK) {
+        fail_batch(e, s);
+        return;
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        e->batch[b]->kv.len = e->batch[b]->prep.L0;
+        e->batch[b]->res->t.prefill_ms = t2 - t1;
+        e->batch[b]->res->t.n_prompt_tokens = e->batch[b]->prep.L0;
+    }
+    take_tokens(e);
+}
+
+static void decode_step(lisa_engine *e) {
+    int32_t nb = 0;
+    for (int32_t i = 0; i < e->n_running; i++)
+        if (!e->running[i]->finished) e->batch[nb++] = e->running[i];
+    if (nb == 0) return;
+    e->n_batch = nb;
+    for (int32_t b = 0; b < nb; b++) e->h_ids[b] = e->batch[b]->res->tokens[e->batch[b]->res->n_tokens - 1];
+    plan_rows(e, false);
+    double t0 = now_ms();
+    lisa_status s = run_graph(e, decode_graph);
+    double dt = now_ms() - t0;
+    e->last_batch = nb;
+    if (s != LISA_OK) {
+        fail_batch(e, s);
+        return;
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        e->batch[b]->kv.len++;
+        e->batch[b]->res->t.decode_ms += dt;
+    }
+    take_tokens(e);
+}
+
+static void finish_request(lisa_engine *e, eng_req *r) {
+    lisa_result *res = r->res;
+    if (res->status == LISA_OK) {
+        double t0 = now_ms();
+        lisa_status s = lisa_masks_run(e->m, &r->prep, &e->emb[r->slot], r->seg_hidden, r->n_seg, res,
+                                       e->hooks.tap ? &e->hooks : NULL);
+        res->t.sam_decoder_ms = now_ms() - t0;
+        if (s == LISA_OK) s = lisa_result_set_text(e->m, res, &r->prep);
+        if (s != LISA_OK) fail_result(res, s, lisa_last_error());
+        res->t.n_generated = res->n_tokens;
+    }
+    res->t.total_ms = now_ms() - r->t_submit;
+    release_running(e, r);
+    pthread_mutex_lock(&e->mu);
+    retire_locked(e, r);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static lisa_status step_impl(lisa_engine *e, bool *busy) {
+    pthread_mutex_lock(&e->mu);
+    int32_t nb = admit_locked(e);
+    e->steps++;
+    pthread_mutex_unlock(&e->mu);
+    for (int32_t b = 0; b < nb; b++) e->running[e->n_running++] = e->batch[b];
+    if (nb > 0) vision_and_prefill(e, nb);
+    decode_step(e);
+    /* publish finished requests (keeping the others in order) */
+    int32_t kept = 0;
+    for (int32_t i = 0; i < e->n_running; i++) {
+        eng_req *r = e->running[i];
+        if (r->finished) finish_request(e, r);
+        else e->running[kept++] = r;
+    }
+    e->n_running = kept;
+    pthread_mutex_lock(&e->mu);
+    e->n_running_pub = e->n_running;
+    *busy = e->n_running > 0 || e->n_ready > 0 || e->n_prep > 0 || e->n_preparing > 0;
+    pthread_mutex_unlock(&e->mu);
+    return LISA_OK;
+}
+
+lisa_status lisa_engine_step(lisa_engine *e, bool *busy) {
+    bool b = false;
+    if (e->p.background) {
+        /* the engine thread steps; report the state only */
+        pthread_mutex_lock(&e->mu);
+        b = e->n_unfinished > 0;
+        pthread_mutex_unlock(&e->mu);
+    } else {
+        pthread_mutex_lock(&e->step_mu);
+        lisa_status s = step_impl(e, &b);
+        pthread_mutex_unlock(&e->step_mu);
+        if (s != LISA_OK) return s;
+    }
+    if (busy) *busy = b;
+    return LISA_OK;
+}
+
+static void *sched_main(void *arg) {
+    lisa_engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        while (!e->stop && !e->ready_head && e->n_running_pub == 0) pthread_cond_wait(&e->sched_cv, &e->mu);
+        bool stop = e->stop;
+        pthread_mutex_unlock(&e->mu);
+        if (stop) break;
+        bool busy;
+        pthread_mutex_lock(&e->step_mu);
+        step_impl(e, &busy);
+        pthread_mutex_unlock(&e->step_mu);
+    }
+    return NULL;
+}
+
+/* ---- creation ------------------------------------------------------------------------------- */
+
+lisa_engine_params lisa_engine_default_params(void) {
+    lisa_engine_params p = {.max_batch = 16, .max_prefill_tokens = 2048, .max_images = 8, .page_size = 16,
+                            .kv_cache_bytes = 0, .max_queue = 1024, .n_workers = 0, .share_prefix = true,
+                            .background = true};
+    return p;
+}
+
+lisa_request lisa_request_default(void) {
+    lisa_request r;
+    memset(&r, 0, sizeof r);
+    r.params = lisa_segment_default_params();
+    return r;
+}
+
+/* Counting passes over the worst-case shapes of every step graph; sizes the step arena. */
+static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_bytes) {
+    size_t a = 0, mb = 0, ta, tm;
+    lisa_status s = LISA_OK;
+    e->batch = NULL; /* counting mode: the graphs use synthetic per-sequence layouts */
+    const int32_t R = e->p.max_prefill_tokens;
+    /* vision with max_images; prefill of R rows over 1 and over max_images sequences; decode of
+     * max_batch rows (host plan arrays hold any values: nothing executes) */
+    for (int pass = 0; pass < 4 && s == LISA_OK; pass++) {
+        lisa_graph_fn fn = pass == 0 ? vision_graph : pass == 3 ? decode_graph : prefill_graph;
+        int32_t nb = pass == 0 ? e->p.max_images : pass == 1 ? 1 : pass == 2 ? e->p.max_images : e->p.max_batch;
+        if (pass == 2 && (R / nb) < e->P + 1) nb = R / (e->P + 1) > 0 ? R / (e->P + 1) : 1;
+        e->n_batch = nb;
+        const int32_t rows = pass == 3 ? nb : (R / nb) * nb;
+        for (int32_t b = 0; b <= nb; b++) e->h_qo[b] = (pass == 3 ? 1 : R / nb) * b;
+        for (int32_t i = 0; i < rows; i++) e->h_pos[i] = e->h_slots[i] = 0;
+        for (int32_t b = 0; b <= nb; b++) e->h_kvp[b] = 0;
+        for (int32_t b = 0; b < nb; b++) e->h_kvl[b] = 1;
+        e->n_text = pass == 3 ? nb : rows - nb * e->P + nb * 0;
+        if (pass != 3 && pass != 0) e->n_text = rows - nb * (e->P - 1) - nb; /* n_ids-1-... per synthetic seq */
+        (void)rows;
+        s = lisa_graph_measure(e->be, LISA_DTYPE_F32, fn, e, &ta, &tm);
+        if (ta > a) a = ta;
+        if (tm > mb) mb = tm;
+    }
+    *act_bytes = a;
+    *meta_bytes = mb;
+    return s;
+}
+
+static lisa_status create_buffers(lisa_engine *e) {
+    const lisa_model *m = e->m;
+    const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size, G = m->sam->enc.grid, O = m->cfg.out_dim;
+    const int32_t MB = e->p.max_batch, MI = e->p.max_images;
+    /* KV pool */
+    const lisa_llama_config *lc = &m->cfg.llm;
+    const size_t page_bytes = lisa_kv_page_bytes(lc->n_layers, e->p.page_size, lc->n_kv_heads, lc->head_dim, LISA_DTYPE_F32);
+    int64_t budget = e->p.kv_cache_bytes;
+    if (budget <= 0) budget = (int64_t)(MB * ((1024 + e->p.page_size - 1) / e->p.page_size) + 64) * (int64_t)page_bytes;
+    int32_t n_pages = (int32_t)(budget / (int64_t)page_bytes);
+    if (n_pages < 2) return lisa_fail(LISA_ERR_INVALID_ARG, "engine: kv_cache_bytes %lld holds %d pages of %zu bytes",
+                                      (long long)budget, n_pages, page_bytes);
+    LISA_TRY(lisa_kv_pool_init(&e->pool, e->be, lc->n_layers, n_pages, e->p.page_size, lc->n_kv_heads, lc->head_dim,
+                               LISA_DTYPE_F32));
+    /* embedding slots and the projector buffer */
+    const size_t emb_bytes = (size_t)O * G * G * sizeof(float);
+    LISA_TRY(e->be->mem_alloc(e->be, emb_bytes * MB, &e->emb_mem));
+    if (!(e->emb = calloc((size_t)MB, sizeof *e->emb))) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+    for (int32_t i = 0; i < MB; i++) {
+        e->emb[i] = lisa_tensor_view((char *)e->emb_mem + emb_bytes * i, LISA_DTYPE_F32, 4, (int64_t[]){1, O, G, G});
+        e->emb[i].device = e->be->device;
+    }
+    e->proj_buf = lisa_tensor_view(NULL, LISA_DTYPE_F32, 3, (int64_t[]){MI, e->P, e->C});
+    LISA_TRY(e->be->mem_alloc(e->be, lisa_tensor_nbytes(&e->proj_buf), &e->proj_mem));
+    e->proj_buf.data = e->proj_mem;
+    e->proj_buf.device = e->be->device;
+    /* host staging */
+    LISA_TRY(lisa_tensor_alloc(&e->clip_host, LISA_DTYPE_F32, 4, (int64_t[]){MI, 3, CS, CS}));
+    LISA_TRY(lisa_tensor_alloc(&e->sam_host, LISA_DTYPE_F32, 4, (int64_t[]){MI, 3, S, S}));
+    e->cap_rows = e->p.max_prefill_tokens > MB ? e->p.max_prefill_tokens : MB;
+    /* concatenated page tables repeat the shared prefix pages once per sequence */
+    e->cap_idx = n_pages + (MB + 1) * (lisa_kv_pages_for(&e->pool, lc->max_pos) + 1);
+    const int32_t nseq = (MB > MI ? MB : MI) + 1;
+    e->h_qo = malloc((size_t)nseq * sizeof(int32_t));
+    e->h_kvp = malloc((size_t)nseq * sizeof(int32_t));
+    e->h_kvl = malloc((size_t)nseq * sizeof(int32_t));
+    e->h_rows = malloc((size_t)nseq * sizeof(int32_t));
+    e->h_next = malloc((size_t)nseq * sizeof(int32_t));
+    e->h_pos = malloc((size_t)e->cap_rows * sizeof(int32_t));
+    e->h_slots = malloc((size_t)e->cap_rows * sizeof(int32_t));
+    e->h_ids = malloc((size_t)e->cap_rows * sizeof(int32_t));
+    e->h_idx = malloc((size_t)e->cap_idx * sizeof(int32_t));
+    e->h_hidden = malloc((size_t)nseq * e->C * sizeof(float));
+    e->running = calloc((size_t)MB, sizeof *e->running);
+    e->batch = calloc((size_t)nseq, sizeof *e->batch);
+    e->free_slots = malloc((size_t)MB * sizeof(int32_t));
+    if (!e->h_qo || !e->h_kvp || !e->h_kvl || !e->h_rows || !e->h_next || !e->h_pos || !e->h_slots || !e->h_ids ||
+        !e->h_idx || !e->h_hidden || !e->running || !e->batch || !e->free_slots)
+        return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+    for (int32_t i = 0; i < MB; i++) e->free_slots[i] = MB - 1 - i;
+    e->n_free_slots = MB;
+    /* the step arena: counting passes over the worst case */
+    eng_req **saved = e->batch;
+    size_t act_bytes = 0, meta_bytes = 0;
+    lisa_status s = size_arena(e, &act_bytes, &meta_bytes);
+    e->batch = saved;
+    if (s != LISA_OK) return lisa_fail_context(s, "engine: sizing the step arena");
+    LISA_TRY(e->be->mem_alloc(e->be, act_bytes ? act_bytes : 1, &e->act_mem));
+    lisa_arena_init_external(&e->act, "engine activations", e->act_mem, act_bytes);
+    LISA_TRY(lisa_arena_init(&e->meta, "engine descriptors", meta_bytes));
+    return LISA_OK;
+}
+
+/* Prefills the system-prompt prefix once (every id before the image placeholder) and keeps its
+ * full pages for sharing. */
+static lisa_status build_prefix(lisa_engine *e) {
+    const lisa_model *m = e->m;
+    lisa_segment_params sp = lisa_segment_default_params();
+    uint8_t px[3] = {0, 0, 0};
+    lisa_prepared pr;
+    LISA_TRY(lisa_prepare(e->m, px, 1, 1, "x", &sp, &pr));
+    const int32_t k = pr.placeholder, full = k / e->pool.page_size;
+    lisa_status s = LISA_OK;
+    if (full > 0) {
+        e->n_prefix_ids = k;
+        e->prefix_ids = malloc((size_t)k * sizeof(int32_t));
+        if (!e->prefix_ids) s = lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+        if (s == LISA_OK) {
+            memcpy(e->prefix_ids, pr.ids, (size_t)k * sizeof(int32_t));
+            s = lisa_kv_seq_init(&e->pool, &e->prefix, NULL, 0);
+        }
+        if (s == LISA_OK && lisa_kv_seq_reserve(&e->pool, &e->prefix, full * e->pool.page_size) != LISA_OK)
+            s = lisa_fail(LISA_ERR_OOM, "engine: the KV pool cannot hold the shared prefix");
+        if (s == LISA_OK) {
+            /* a decode-shaped pass per token would work too; one prefill over the prefix rows */
+            const int32_t rows = full * e->pool.page_size;
+            e->n_batch = 1;
+            e->h_qo[0] = 0;
+            e->h_qo[1] = rows;
+            e->h_kvp[0] = 0;
+            e->h_kvp[1] = e->prefix.n_pages;
+            memcpy(e->h_idx, e->prefix.pages, (size_t)e->prefix.n_pages * sizeof(int32_t));
+            e->h_kvl[0] = rows;
+            for (int32_t p = 0; p < rows; p++) {
+                e->h_pos[p] = p;
+                e->h_slots[p] = lisa_kv_seq_slot(&e->pool, &e->prefix, p);
+                e->h_ids[p] = pr.ids[p];
+            }
+            e->n_text = rows;
+            lisa_arena_reset(&e->act, 0);
+            lisa_arena_reset(&e->meta, 0);
+            lisa_graph g;
+            lisa_graph_init(&g, e->be, &e->act, &e->meta, LISA_DTYPE_F32);
+            lisa_tensor tid = lisa_tensor_view(e->h_ids, LISA_DTYPE_I32, 1, (int64_t[]){rows});
+            T *x = g_embedding(&g, &m->llm->embed, g_upload(&g, &tid));
+            lisa_llama_batch bt = make_batch(e, 1, rows);
+            set_groups(&g, e, e->h_qo, 1, 0);
+            lisa_llama_forward_batch(&g, m->llm, &bt, x);
+            s = g.status;
+            e->prefix.len = rows;
+            e->n_prefix_pages = full;
+        }
+    }
+    lisa_prepared_free(&pr);
+    return s;
+}
+
+static lisa_status engine_init(lisa_engine *e) {
+    lisa_status s = create_buffers(e);
+    if (s == LISA_OK && e->p.share_prefix) s = build_prefix(e);
+    if (s != LISA_OK) return s;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->step_mu, NULL);
+    pthread_cond_init(&e->work_cv, NULL);
+    pthread_cond_init(&e->sched_cv, NULL);
+    pthread_cond_init(&e->done_cv, NULL);
+    int32_t nw = e->p.n_workers;
+    if (nw <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nw = n > 0 ? (int32_t)n : 1;
+    }
+    e->workers = calloc((size_t)nw, sizeof *e->workers);
+    if (!e->workers) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+    for (int32_t i = 0; i < nw; i++) {
+        if (pthread_create(&e->workers[i], NULL, worker_main, e) != 0)
+            return lisa_fail(LISA_ERR_INTERNAL, "engine: cannot start worker thread %d", i);
+        e->n_workers++;
+    }
+    if (e->p.background) {
+        if (pthread_create(&e->sched, NULL, sched_main, e) != 0)
+            return lisa_fail(LISA_ERR_INTERNAL, "engine: cannot start the scheduler thread");
+        e->sched_started = true;
+    }
+    return LISA_OK;
+}
+
+lisa_status lisa_engine_create_ex(lisa_model *m, const lisa_engine_params *pp, const lisa_run_hooks *hooks,
+                                  lisa_engine **out) {
+    *out = NULL;
+    lisa_engine_params p = pp ? *pp : lisa_engine_default_params();
+    if (p.max_batch < 1 || p.max_batch > 256 || p.max_images < 1 || p.max_images > 64 || p.page_size < 1 ||
+        p.max_prefill_tokens < 1 || p.max_queue < 1)
+        return lisa_fail(LISA_ERR_INVALID_ARG,
+                         "engine params: max_batch %d (1..256), max_images %d (1..64), page_size %d, "
+                         "max_prefill_tokens %d, max_queue %d",
+                         p.max_batch, p.max_images, p.page_size, p.max_prefill_tokens, p.max_queue);
+    if (p.max_images > p.max_batch) p.max_images = p.max_batch;
+    lisa_engine *e = calloc(1, sizeof *e);
+    if (!e) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+    e->m = m;
+    e->be = m->be;
+    e->p = p;
+    if (hooks) e->hooks = *hooks;
+    e->batch_invariant_gemm = m->be->device == LISA_DEVICE_CPU;
+    e->C = m->cfg.llm.hidden;
+    e->P = m->n_patches;
+    e->V = m->cfg.llm.vocab;
+    e->next_id = 1;
+    if (p.max_prefill_tokens < e->P + 2) {
+        const int32_t need = e->P + 2;
+        free(e);
+        return lisa_fail(LISA_ERR_INVALID_ARG, "engine params: max_prefill_tokens %d is below one image (%d tokens)",
+                         p.max_prefill_tokens, need);
+    }
+    lisa_status s = engine_init(e);
+    if (s != LISA_OK) {
+        lisa_engine_free(e);
+        return s;
+    }
+    *out = e;
+    return LISA_OK;
+}
+
+lisa_status lisa_engine_create(lisa_model *m, const lisa_engine_params *p, lisa_engine **out) {
+    return lisa_engine_create_ex(m, p, NULL, out);
+}
+
+void lisa_engine_free(lisa_engine *e) {
+    if (!e) return;
+    if (e->workers || e->sched_started) {
+        pthread_mutex_lock(&e->mu);
+        e->stop = true;
+        pthread_cond_broadcast(&e->work_cv);
+        pthread_cond_broadcast(&e->sched_cv);
+        pthread_cond_broadcast(&e->done_cv);
+        pthread_mutex_unlock(&e->mu);
+        for (int32_t i = 0; i < e->n_workers; i++) pthread_join(e->workers[i], NULL);
+        if (e->sched_started) pthread_join(e->sched, NULL);
+    }
+    /* drop unfinished requests and unclaimed results */
+    for (int32_t i = 0; i < e->n_running; i++) lisa_kv_seq_release(&e->pool, &e->running[i]->kv);
+    while (e->all) {
+        eng_req *r = e->all;
+        e->all = r->all_next;
+        free_req(r);
+    }
+    for (int32_t i = 0; i < e->n_done; i++) lisa_result_free(e->done[i]);
+    free(e->done);
+    if (e->prefix.pages) lisa_kv_seq_release(&e->pool, &e->prefix);
+    free(e->prefix_ids);
+    if (e->pool.mem) lisa_kv_pool_free(&e->pool);
+    if (e->emb_mem) e->be->mem_free(e->be, e->emb_mem);
+    if (e->proj_mem) e->be->mem_free(e->be, e->proj_mem);
+    if (e->act_mem) e->be->mem_free(e->be, e->act_mem);
+    lisa_arena_free(&e->meta);
+    lisa_tensor_free(&e->clip_host);
+    lisa_tensor_free(&e->sam_host);
+    free(e->emb);
+    free(e->h_qo);
+    free(e->h_kvp);
+    free(e->h_kvl);
+    free(e->h_rows);
+    free(e->h_next);
+    free(e->h_pos);
+    free(e->h_slots);
+    free(e->h_ids);
+    free(e->h_idx);
+    free(e->h_hidden);
+    free(e->running);
+    free(e->batch);
+    free(e->free_slots);
+    free(e->workers);
+    if (e->n_workers || e->sched_started) {
+        pthread_mutex_destroy(&e->mu);
+        pthread_mutex_destroy(&e->step_mu);
+        pthread_cond_destroy(&e->work_cv);
+        pthread_cond_destroy(&e->sched_cv);
+        pthread_cond_destroy(&e->done_cv);
+    }
+    free(e);
+}
+
+/* ---- submission and results ------------------------------------------------------------------- */
+
+static void *dup_bytes(const void *src, size_t n) {
+    void *d = malloc(n ? n : 1);
+    if (d && n) memcpy(d, src, n);
+    return d;
+}
+
+lisa_status lisa_engine_submit(lisa_engine *e, const lisa_request *rq, uint64_t *id) {
+    if (id) *id = 0;
+    if (!rq || !rq->query) return lisa_fail(LISA_ERR_INVALID_ARG, "request: query is NULL");
+    const int n_images = (rq->image_data != NULL) + (rq->image_path != NULL) + (rq->rgb != NULL);
+    if (n_images != 1)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "request: give exactly one of image_data, image_path, rgb (got %d)",
+                         n_images);
+    if (rq->rgb && (rq->height < 1 || rq->width < 1))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "request: rgb image of %d x %d", rq->width, rq->height);
+    if (rq->image_data && rq->image_size == 0) return lisa_fail(LISA_ERR_INVALID_ARG, "request: image_data is empty");
+    eng_req *r = calloc(1, sizeof *r);
+    if (!r || !(r->res = lisa_result_new())) {
+        free(r);
+        return lisa_fail(LISA_ERR_OOM, "out of memory");
+    }
+    r->params = rq->params;
+    r->query = strdup(rq->query);
+    bool ok = r->query != NULL;
+    if (rq->image_data) ok = ok && (r->image_data = dup_bytes(rq->image_data, rq->image_size));
+    r->image_size = rq->image_size;
+    if (rq->image_path) ok = ok && (r->image_path = strdup(rq->image_path));
+    if (rq->rgb) ok = ok && (r->rgb = dup_bytes(rq->rgb, (size_t)rq->height * rq->width * 3));
+    r->h = rq->height;
+    r->w = rq->width;
+    r->res->user_data = rq->user_data;
+    r->t_submit = now_ms();
+    if (!ok) {
+        free_req(r);
+        return lisa_fail(LISA_ERR_OOM, "out of memory");
+    }
+    pthread_mutex_lock(&e->mu);
+    if (e->stop || e->n_unfinished >= e->p.max_queue) {
+        int32_t n = e->n_unfinished;
+        pthread_mutex_unlock(&e->mu);
+        free_req(r);
+        return lisa_fail(LISA_ERR_BUSY, "engine queue is full (%d unfinished requests)", n);
+    }
+    r->id = r->res->id = e->next_id++;
+    r->all_next = e->all;
+    e->all = r;
+    e->n_unfinished++;
+    if (e->prep_tail) e->prep_tail->next = r;
+    else e->prep_head = r;
+    e->prep_tail = r;
+    e->n_prep++;
+    if (id) *id = r->id;
+    pthread_cond_signal(&e->work_cv);
+    pthread_mutex_unlock(&e->mu);
+    return LISA_OK;
+}
+
+/* under mu: take a finished result (id 0 = the oldest) */
+static lisa_result *take_done_locked(lisa_engine *e, uint64_t id) {
+    for (int32_t i = 0; i < e->n_done; i++) {
+        if (id != 0 && e->done[i]->id != id) continue;
+        lisa_result *r = e->done[i];
+        memmove(e->done + i, e->done + i + 1, (size_t)(e->n_done - i - 1) * sizeof *e->done);
+        e->n_done--;
+        return r;
+    }
+    return NULL;
+}
+
+static bool in_flight_locked(const lisa_engine *e, uint64_t id) {
+    for (const eng_req *r = e->all; r; r = r->all_next)
+        if (id == 0 || r->id == id) return true;
+    return false;
+}
+
+lisa_status lisa_engine_poll(lisa_engine *e, lisa_result **out) {
+    pthread_mutex_lock(&e->mu);
+    *out = take_done_locked(e, 0);
+    pthread_mutex_unlock(&e->mu);
+    return *out ? LISA_OK : LISA_ERR_NOT_FOUND;
+}
+
+lisa_status lisa_engine_wait(lisa_engine *e, uint64_t id, lisa_result **out) {
+    *out = NULL;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        lisa_result *r = take_done_locked(e, id);
+        if (r) {
+            pthread_mutex_unlock(&e->mu);
+            *out = r;
+            return LISA_OK;
+        }
+        if (!in_flight_locked(e, id) || e->stop) {
+            pthread_mutex_unlock(&e->mu);
+            return lisa_fail(LISA_ERR_NOT_FOUND, "engine: no request %llu in flight", (unsigned long long)id);
+        }
+        if (e->p.background) {
+            pthread_cond_wait(&e->done_cv, &e->mu);
+        } else {
+            /* caller-driven: step (or, while a worker prepares, wait for it) */
+            bool have_work = e->ready_head || e->n_running_pub > 0;
+            pthread_mutex_unlock(&e->mu);
+            if (have_work) {
+                bool busy;
+                lisa_engine_step(e, &busy);
+                pthread_mutex_lock(&e->mu);
+            } else {
+                pthread_mutex_lock(&e->mu);
+                if (!e->ready_head && !e->n_running_pub && e->n_done == 0) {
+                    struct timespec ts;
+                    clock_gettime(CLOCK_REALTIME, &ts);
+                    ts.tv_nsec += 2000000;
+                    if (ts.tv_nsec >= 1000000000) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000;
+                    }
+                    pthread_cond_timedwait(&e->sched_cv, &e->mu, &ts);
+                }
+            }
+        }
+    }
+}
+
+lisa_engine_stats lisa_engine_get_stats(lisa_engine *e) {
+    lisa_engine_stats st;
+    memset(&st, 0, sizeof st);
+    pthread_mutex_lock(&e->mu);
+    st.queued = e->n_prep + e->n_preparing;
+    st.ready = e->n_ready;
+    st.running = e->n_running_pub;
+    st.results = e->n_done;
+    st.kv_pages_total = e->pool.n_pages;
+    st.kv_pages_used = e->pool.n_pages - e->pool.n_free;
+    st.kv_prefix_pages = e->n_prefix_pages;
+    st.completed = e->completed;
+    st.failed = e->failed;
+    st.steps = e->steps;
+    st.last_batch = e->last_batch;
+    pthread_mutex_unlock(&e->mu);
+    return st;
+}
+
+/* ---- single requests: a private engine sized for one ------------------------------------------ */
+
+static lisa_status run_one(lisa_model *m, const lisa_request *rq, const lisa_run_hooks *hooks, lisa_result **out) {
+    *out = NULL;
+    lisa_engine_params p = lisa_engine_default_params();
+    p.max_batch = 1;
+    p.max_images = 1;
+    p.n_workers = 1;
+    p.background = false;
+    p.max_prefill_tokens = m->cfg.llm.max_pos;
+    /* room for one full context */
+    const lisa_llama_config *lc = &m->cfg.llm;
+    p.kv_cache_bytes = (int64_t)(lisa_kv_pages_for(&(lisa_kv_pool){.page_size = p.page_size}, lc->max_pos) + 2) *
+                       (int64_t)lisa_kv_page_bytes(lc->n_layers, p.page_size, lc->n_kv_heads, lc->head_dim,
+                                                   LISA_DTYPE_F32);
+    lisa_engine *e = NULL;
+    LISA_TRY(lisa_engine_create_ex(m, &p, hooks, &e));
+    uint64_t id = 0;
+    lisa_status s = lisa_engine_submit(e, rq, &id);
+    lisa_result *res = NULL;
+    if (s == LISA_OK) s = lisa_engine_wait(e, id, &res);
+    lisa_engine_free(e);
+    if (s != LISA_OK) return s;
+    if (res->status != LISA_OK) {
+        s = lisa_fail(res->status, "%s", res->error);
+        lisa_result_free(res);
+        return s;
+    }
+    *out = res;
+    return LISA_OK;
+}
+
+lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
+                           const lisa_segment_params *p, const lisa_run_hooks *hooks, lisa_result **out) {
+    *out = NULL;
+    lisa_request rq = lisa_request_default();
+    if (p) rq.params = *p;
+    if (!rgb || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
+    if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
+    LISA_TRY(lisa_check_query(query, &rq.params));
+    if (rq.params.max_image_pixels > 0 && (int64_t)h * w > rq.params.max_image_pixels)
+        return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
+                         (long long)rq.params.max_image_pixels);
+    rq.rgb = rgb;
+    rq.height = h;
+    rq.width = w;
+    rq.query = query;
+    return run_one(m, &rq, hooks, out);
+}
+
+lisa_status lisa_segment(lisa_model *m, const uint8_t *rgb, int32_t height, int32_t width, const char *query,
+                         const lisa_segment_params *p, lisa_result **out) {
+    return lisa_model_run(m, rgb, height, width, query, p, NULL, out);
+}
+
+lisa_status lisa_segment_file(lisa_model *m, const char *image_path, const char *query, const lisa_segment_params *p,
+                              lisa_result **out) {
+    *out = NULL;
+    lisa_request rq = lisa_request_default();
+    if (p) rq.params = *p;
+    if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
+    LISA_TRY(lisa_check_query(query, &rq.params));
+    /* decode here so that a bad file is reported before an engine is built */
+    lisa_image_limits lim = lisa_image_default_limits();
+    if (rq.params.max_image_pixels > 0) lim.max_pixels = rq.params.max_image_pixels;
+    lisa_image img;
+    LISA_TRY(lisa_image_load(&img, image_path, &lim));
+    rq.rgb = img.data;
+    rq.height = img.h;
+    rq.width = img.w;
+    rq.query = query;
+    lisa_status s = run_one(m, &rq, NULL, out);
+    lisa_image_free(&img);
+    return s;
+}
+
+/* result accessors that belong to the engine's fields */
+lisa_status lisa_result_status(const lisa_result *r) { return r->status; }
+const char *lisa_result_error(const lisa_result *r) { return r->error; }
+uint64_t lisa_result_id(const lisa_result *r) { return r->id; }
+uint64_t lisa_result_user_data(const lisa_result *r) { return r->user_data; }
