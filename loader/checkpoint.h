@@ -114,6 +114,11 @@ void lisa_ckpt_name_diff_free(lisa_ckpt_name_diff *d);
 /* The pattern rule above, for other callers (manifest). */
 bool lisa_name_matches(const char *pattern, const char *name);
 
+/* LISA_OK when `b` holds exactly the tensors of `a` (same names, shapes, and bytes; with `cast` !=
+ * LISA_DTYPE_COUNT, a's float tensors cast to `cast` as the writers cast them); otherwise
+ * LISA_ERR_FORMAT naming the first difference. */
+lisa_status lisa_checkpoint_compare(const lisa_checkpoint *a, const lisa_checkpoint *b, lisa_dtype cast);
+
 /* ---- writing ------------------------------------------------------------------------------- */
 
 typedef struct lisa_st_write_item {

@@ -73,6 +73,37 @@ bool lisa_ckpt_emit(FILE *f, const lisa_tensor *t, lisa_dtype out, uint32_t *crc
     return ok;
 }
 
+lisa_status lisa_checkpoint_compare(const lisa_checkpoint *a, const lisa_checkpoint *b, lisa_dtype cast) {
+    const char *A = lisa_checkpoint_path(a), *B = lisa_checkpoint_path(b);
+    for (int64_t i = 0; i < lisa_checkpoint_count(b); i++)
+        if (!lisa_checkpoint_find(a, lisa_checkpoint_at(b, i)->name))
+            return lisa_fail(LISA_ERR_FORMAT, "%s has tensor '%s', which %s lacks", B, lisa_checkpoint_at(b, i)->name, A);
+    unsigned char *buf = NULL;
+    lisa_status s = LISA_OK;
+    for (int64_t i = 0; s == LISA_OK && i < lisa_checkpoint_count(a); i++) {
+        const lisa_ckpt_tensor *x = lisa_checkpoint_at(a, i), *y = lisa_checkpoint_find(b, x->name);
+        lisa_dtype want = lisa_ckpt_out_dtype(x->dtype, cast);
+        bool ok = y && y->dtype == want && y->n_dims == x->n_dims;
+        for (int d = 0; ok && d < x->n_dims; d++) ok = x->shape[d] == y->shape[d];
+        if (ok && want == x->dtype) {
+            ok = x->nbytes == y->nbytes && (x->nbytes == 0 || memcmp(x->data, y->data, x->nbytes) == 0);
+        } else if (ok) {
+            if (!buf && !(buf = malloc(CAST_CHUNK * 4))) return lisa_fail(LISA_ERR_OOM, "%s: out of memory", B);
+            size_t n = x->nbytes / lisa_dtype_size(x->dtype), ss = lisa_dtype_size(x->dtype), ds = lisa_dtype_size(want);
+            for (size_t k = 0; ok && k < n; k += CAST_CHUNK) {
+                size_t c = n - k < CAST_CHUNK ? n - k : CAST_CHUNK;
+                lisa_ckpt_cast(buf, want, (const unsigned char *)x->data + k * ss, x->dtype, c);
+                ok = memcmp(buf, (const unsigned char *)y->data + k * ds, c * ds) == 0;
+            }
+        }
+        if (!ok)
+            s = lisa_fail(LISA_ERR_FORMAT, "tensor '%s' of %s %s in %s", x->name, A,
+                          y ? "differs (dtype, shape or bytes)" : "is missing", B);
+    }
+    free(buf);
+    return s;
+}
+
 /* ---- torch.save writer ----------------------------------------------------------------------- */
 
 typedef struct bytes {
