@@ -214,43 +214,88 @@ static int64_t count_indexed(const lisa_checkpoint *ck, const char *prefix, cons
 
 static bool is_global(const lisa_sam_dims *s, int64_t b) { return (s->global_mask[b / 64] >> (b % 64)) & 1u; }
 
+/* First usable dim among alternative anchors, so that one missing tensor does not throw every
+ * other SAM shape back to the ViT-H defaults (and bury the real problem under false ones). */
+typedef struct anchor {
+    const char *name;
+    int32_t nd;
+    int k;
+} anchor;
+
+static int64_t first_dim(const lisa_checkpoint *ck, const anchor *a, int n, int64_t def) {
+    for (int i = 0; i < n; i++) {
+        int64_t v = shape_of(ck, a[i].name, a[i].nd, a[i].k, 0);
+        if (v > 0) return v;
+    }
+    return def;
+}
+
+static bool has_prefix(const lisa_checkpoint *ck, const char *prefix) {
+    size_t n = strlen(prefix);
+    for (int64_t i = 0; i < lisa_checkpoint_count(ck); i++)
+        if (strncmp(lisa_checkpoint_at(ck, i)->name, prefix, n) == 0) return true;
+    return false;
+}
+
+#define ENC SAM_PREFIX "image_encoder."
+#define DEC SAM_PREFIX "mask_decoder."
+
 static void sam_infer(lisa_sam_dims *s, const lisa_checkpoint *ck) {
     sam_defaults_vit_h(s);
-    if (!ck || !lisa_checkpoint_find(ck, SAM_PREFIX "image_encoder.patch_embed.proj.weight")) return;
+    if (!ck || !has_prefix(ck, SAM_PREFIX)) return;
     s->inferred = true;
-    const char *pe = SAM_PREFIX "image_encoder.patch_embed.proj.weight";
-    s->embed = shape_of(ck, pe, 4, 0, s->embed);
-    s->patch = shape_of(ck, pe, 4, 2, s->patch);
-    s->grid = shape_of(ck, SAM_PREFIX "image_encoder.pos_embed", 4, 1, s->grid);
+    static const anchor embed[] = {{ENC "patch_embed.proj.weight", 4, 0}, {ENC "pos_embed", 4, 3},
+                                   {ENC "blocks.0.norm1.weight", 1, 0}, {ENC "neck.0.weight", 4, 1}};
+    static const anchor patch[] = {{ENC "patch_embed.proj.weight", 4, 2}, {ENC "patch_embed.proj.weight", 4, 3}};
+    static const anchor grid[] = {{ENC "pos_embed", 4, 1}, {ENC "pos_embed", 4, 2}};
+    static const anchor mlp[] = {{ENC "blocks.0.mlp.lin1.weight", 2, 0}, {ENC "blocks.0.mlp.lin2.weight", 2, 1},
+                                 {ENC "blocks.1.mlp.lin1.weight", 2, 0}};
+    static const anchor out[] = {{ENC "neck.0.weight", 4, 0}, {ENC "neck.2.weight", 4, 0}, {ENC "neck.1.weight", 1, 0}};
+    static const anchor dd[] = {{DEC "iou_token.weight", 2, 1}, {DEC "mask_tokens.weight", 2, 1},
+                                {SAM_PREFIX "prompt_encoder.no_mask_embed.weight", 2, 1},
+                                {DEC "transformer.norm_final_attn.weight", 1, 0}};
+    static const anchor tok[] = {{DEC "mask_tokens.weight", 2, 0}};
+    static const anchor dmlp[] = {{DEC "transformer.layers.0.mlp.lin1.weight", 2, 0},
+                                  {DEC "transformer.layers.0.mlp.lin2.weight", 2, 1}};
+    static const anchor inner[] = {{DEC "transformer.layers.0.cross_attn_token_to_image.q_proj.weight", 2, 0},
+                                   {DEC "transformer.final_attn_token_to_image.q_proj.weight", 2, 0}};
+    static const anchor iou[] = {{DEC "iou_prediction_head.layers.0.weight", 2, 0}};
+    static const anchor mic[] = {{SAM_PREFIX "prompt_encoder.mask_downscaling.3.weight", 4, 0}};
+    s->embed = first_dim(ck, embed, 4, s->embed);
+    s->patch = first_dim(ck, patch, 2, s->patch);
+    s->grid = first_dim(ck, grid, 2, s->grid);
     s->img = s->grid * s->patch;
-    int64_t depth = count_indexed(ck, SAM_PREFIX "image_encoder.blocks.", "norm1.weight");
+    int64_t depth = count_indexed(ck, ENC "blocks.", "norm1.weight");
     if (depth > 0) s->depth = depth;
-    s->mlp = shape_of(ck, SAM_PREFIX "image_encoder.blocks.0.mlp.lin1.weight", 2, 0, s->mlp);
-    s->out_chans = shape_of(ck, SAM_PREFIX "image_encoder.neck.0.weight", 4, 0, s->out_chans);
+    s->mlp = first_dim(ck, mlp, 3, s->mlp);
+    s->out_chans = first_dim(ck, out, 3, s->out_chans);
     /* Global-attention blocks carry rel-pos tables of the whole grid (2*grid-1 rows); windowed
      * blocks of one window (2*window-1). */
     memset(s->global_mask, 0, sizeof s->global_mask);
     int64_t window = 0, head_dim = 0;
     for (int64_t b = 0; b < s->depth; b++) {
         char name[256];
-        snprintf(name, sizeof name, SAM_PREFIX "image_encoder.blocks.%lld.attn.rel_pos_h", (long long)b);
-        int64_t len = shape_of(ck, name, 2, 0, 0);
-        if (!head_dim) head_dim = shape_of(ck, name, 2, 1, 0);
-        if (len == 2 * s->grid - 1) s->global_mask[b / 64] |= 1ull << (b % 64);
-        else if (len > 0 && !window) window = (len + 1) / 2;
+        for (int hw = 0; hw < 2; hw++) {
+            snprintf(name, sizeof name, ENC "blocks.%lld.attn.rel_pos_%c", (long long)b, hw ? 'w' : 'h');
+            int64_t len = shape_of(ck, name, 2, 0, 0);
+            if (!len) continue;
+            if (!head_dim) head_dim = shape_of(ck, name, 2, 1, 0);
+            if (len == 2 * s->grid - 1) s->global_mask[b / 64] |= 1ull << (b % 64);
+            else if (!window) window = (len + 1) / 2;
+            break;
+        }
     }
     if (window) s->window = window;
     if (head_dim) s->head_dim = head_dim;
-    s->dec_dim = shape_of(ck, SAM_PREFIX "mask_decoder.iou_token.weight", 2, 1, s->dec_dim);
-    s->n_mask_tokens = shape_of(ck, SAM_PREFIX "mask_decoder.mask_tokens.weight", 2, 0, s->n_mask_tokens);
-    int64_t dd = count_indexed(ck, SAM_PREFIX "mask_decoder.transformer.layers.", "norm1.weight");
-    if (dd > 0) s->dec_depth = dd;
-    s->dec_mlp = shape_of(ck, SAM_PREFIX "mask_decoder.transformer.layers.0.mlp.lin1.weight", 2, 0, s->dec_mlp);
-    int64_t internal = shape_of(ck, SAM_PREFIX "mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight",
-                                2, 0, s->dec_dim / s->dec_downsample);
-    if (internal > 0 && s->dec_dim % internal == 0) s->dec_downsample = s->dec_dim / internal;
-    s->iou_hidden = shape_of(ck, SAM_PREFIX "mask_decoder.iou_prediction_head.layers.0.weight", 2, 0, s->iou_hidden);
-    s->mask_in_chans = shape_of(ck, SAM_PREFIX "prompt_encoder.mask_downscaling.3.weight", 4, 0, s->mask_in_chans);
+    s->dec_dim = first_dim(ck, dd, 4, s->dec_dim);
+    s->n_mask_tokens = first_dim(ck, tok, 1, s->n_mask_tokens);
+    int64_t ddepth = count_indexed(ck, DEC "transformer.layers.", "norm1.weight");
+    if (ddepth > 0) s->dec_depth = ddepth;
+    s->dec_mlp = first_dim(ck, dmlp, 2, s->dec_mlp);
+    int64_t in = first_dim(ck, inner, 2, 0);
+    if (in > 0 && s->dec_dim % in == 0) s->dec_downsample = s->dec_dim / in;
+    s->iou_hidden = first_dim(ck, iou, 1, s->iou_hidden);
+    s->mask_in_chans = first_dim(ck, mic, 1, s->mask_in_chans);
 }
 
 static lisa_status add_attention(lisa_manifest *m, const char *base, int64_t D, int64_t inner) {
