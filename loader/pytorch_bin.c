@@ -137,8 +137,17 @@ static lisa_status parse(lisa_checkpoint *ck, int32_t file, lisa_zip *z, lisa_pi
     for (int64_t i = 0; i < sd->n_tensors; i++) {
         const lisa_pickle_tensor *t = &sd->tensors[i];
         if (t->contiguous) continue;
-        uint64_t n = lisa_dtype_size(sd->storages[t->storage].dtype);
-        for (int d = 0; d < t->n_dims; d++) n *= (uint64_t)t->shape[d]; /* bounded by the storage (checked) */
+        const lisa_pickle_storage *st = &sd->storages[t->storage];
+        uint64_t n = 1;
+        for (int d = 0; d < t->n_dims; d++) n *= (uint64_t)t->shape[d]; /* no overflow: checked by the unpickler */
+        /* A permuted or sliced view is never larger than its storage; only views that overlap
+         * themselves (stride 0, expand()) are, and no state dict holds one. Refusing them keeps
+         * the copies bounded by the file size. */
+        if (n > (uint64_t)st->numel)
+            return lisa_fail(LISA_ERR_UNSUPPORTED,
+                             "%s: tensor '%s' has %llu elements on a storage of %lld (an expanded/overlapping view)", P,
+                             t->name, (unsigned long long)n, (long long)st->numel);
+        n *= lisa_dtype_size(st->dtype);
         need += (n + 63) & ~(uint64_t)63;
     }
     unsigned char *buf = NULL;

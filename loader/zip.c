@@ -274,6 +274,13 @@ lisa_status lisa_zip_open(lisa_zip *z, const void *data, size_t size, const char
                           e->name, method);
             goto done;
         }
+        /* deflate expands at most ~1032:1; anything claiming more is a zip bomb or corrupt, and
+         * would make callers allocate the claimed size */
+        if (method == LISA_ZIP_DEFLATED && e->size / 1032 > e->comp_size + 1) {
+            s = lisa_fail(LISA_ERR_FORMAT, "%s: entry '%s' claims %llu bytes from %llu compressed (impossible ratio)", P,
+                          e->name, (unsigned long long)e->size, (unsigned long long)e->comp_size);
+            goto done;
+        }
         if (method == LISA_ZIP_STORED && e->comp_size != e->size) {
             s = lisa_fail(LISA_ERR_FORMAT, "%s: stored entry '%s' has compressed size %llu != size %llu", P, e->name,
                           (unsigned long long)e->comp_size, (unsigned long long)e->size);

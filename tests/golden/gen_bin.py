@@ -304,6 +304,8 @@ torch.save({"x": torch.zeros(1, 2, 1, 2, 1)}, os.path.join(bad, "five_dims.bin")
 expect("five_dims.bin", "LISA_ERR_UNSUPPORTED", "5 dims")
 torch.save({"x": torch.zeros(2), "n": 5}, os.path.join(bad, "not_tensor.bin"))
 expect("not_tensor.bin", "LISA_ERR_FORMAT", "'n' is a int, not a tensor")
+torch.save({"x": torch.arange(3.0).expand(4, 3)}, os.path.join(bad, "expanded.bin"))
+expect("expanded.bin", "LISA_ERR_UNSUPPORTED", "expanded/overlapping view")
 torch.save([torch.zeros(2)], os.path.join(bad, "list.bin"))
 expect("list.bin", "LISA_ERR_FORMAT", "EMPTY_LIST")
 torch.save({"model": {"x": torch.zeros(2)}}, os.path.join(bad, "nested.bin"))
@@ -342,6 +344,18 @@ bad_zip("negative_size.bin", p_state([("w", p_tensor("FloatStorage", "0", 6, 0, 
         {"0": f32(0, 1, 2, 3, 4, 5)}, "LISA_ERR_FORMAT", "negative size or stride")
 bad_zip("wrong_arity.bin", p_state([("w", b"ctorch._utils\n_rebuild_tensor_v2\n(K\x01t" + b"R")]), {},
         "LISA_ERR_FORMAT", "6 or 7 arguments")
+# a deflated entry claiming more than deflate can expand to (a zip bomb's header)
+with zipfile.ZipFile(os.path.join(bad, "zip_bomb.bin"), "w", zipfile.ZIP_DEFLATED) as z:
+    zi = zipfile.ZipInfo("archive/data/0", date_time=(1980, 1, 1, 0, 0, 0))
+    zi.compress_type = zipfile.ZIP_DEFLATED
+    z.writestr(zi, b"\0" * 4096)
+bomb = bytearray(open(os.path.join(bad, "zip_bomb.bin"), "rb").read())
+cdo = bomb.rfind(b"PK\x01\x02")
+bomb[cdo + 24: cdo + 28] = struct.pack("<I", 0x7FFFFFFF)  # uncompressed size in the directory
+lho = 0
+bomb[lho + 22: lho + 26] = struct.pack("<I", 0x7FFFFFFF)  # and in the local header
+open(os.path.join(bad, "zip_bomb.bin"), "wb").write(bytes(bomb))
+expect("zip_bomb.bin", "LISA_ERR_FORMAT", "impossible ratio")
 # shard indexes
 for dname, wm, shards in (
         ("index_missing_shard", {"a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"},
