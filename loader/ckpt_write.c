@@ -498,6 +498,7 @@ lisa_status lisa_checkpoint_write_dir(const char *dir, const lisa_st_write_item 
     }
     static const char *const st_meta[] = {"format", "pt"}; /* transformers refuses safetensors without it */
     char path[8192], fname[256];
+    int32_t written = 0;
     for (int32_t k = 0; s == LISA_OK && k < n_shards; k++) {
         int64_t m = 0;
         for (int64_t i = 0; i < n; i++)
@@ -507,16 +508,33 @@ lisa_status lisa_checkpoint_write_dir(const char *dir, const lisa_st_write_item 
         snprintf(path, sizeof path, "%s/%s", dir, fname);
         s = bin ? lisa_torch_save_write(path, sub, m, p->cast)
                 : lisa_safetensors_write_cast(path, sub, m, st_meta, 1, p->cast);
+        if (s == LISA_OK) written++;
         for (int64_t i = 0; s == LISA_OK && wm && i < m; i++) cJSON_AddStringToObject(wm, sub[i].name, fname);
     }
     if (s == LISA_OK && index) {
+        /* the index last, through a temporary file: a directory with an index is complete */
         char *text = cJSON_Print(index);
+        char tmp[8300];
         snprintf(path, sizeof path, "%s/%s.index.json", dir, bin ? "pytorch_model.bin" : "model.safetensors");
-        FILE *f = text ? fopen(path, "wb") : NULL;
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = text ? fopen(tmp, "wb") : NULL;
         bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
         if (f) ok = fclose(f) == 0 && ok;
-        if (!ok) s = lisa_fail(text ? LISA_ERR_IO : LISA_ERR_OOM, "%s: cannot write: %s", path, strerror(errno));
+        ok = ok && rename(tmp, path) == 0;
+        if (!ok) {
+            s = lisa_fail(text ? LISA_ERR_IO : LISA_ERR_OOM, "%s: cannot write: %s", path, strerror(errno));
+            unlink(tmp);
+        }
         free(text);
+    }
+    if (s != LISA_OK) {
+        /* no partial model directory: remove the shards written before the failure */
+        for (int32_t k = 0; k < written; k++) {
+            if (n_shards == 1) snprintf(fname, sizeof fname, "%s", single);
+            else snprintf(fname, sizeof fname, "%s-%05d-of-%05d.%s", stem, k + 1, n_shards, ext);
+            snprintf(path, sizeof path, "%s/%s", dir, fname);
+            unlink(path);
+        }
     }
     cJSON_Delete(index);
     free(sub);

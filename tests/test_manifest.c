@@ -53,10 +53,10 @@ Test(manifest, tiny_lisa_matches_the_reference_module_tree) {
         const lisa_sam_dims *d = &m.sam;
         cr_expect(d->inferred);
         cr_expect(d->embed == 16 && d->patch == 8 && d->grid == 4 && d->img == 32 && d->depth == 2);
-        cr_expect(d->head_dim == 8 && d->mlp == 32 && d->out_chans == 8 && d->window == 2);
+        cr_expect(d->head_dim == 8 && d->mlp == 32 && d->out_chans == 16 && d->window == 2);
         cr_expect_eq(d->global_mask[0], 2u, "global_attn_indexes=[1]");
-        cr_expect(d->dec_dim == 8 && d->dec_depth == 2 && d->dec_mlp == 16 && d->dec_downsample == 2);
-        cr_expect(d->n_mask_tokens == 4 && d->iou_hidden == 8 && d->mask_in_chans == 16);
+        cr_expect(d->dec_dim == 16 && d->dec_depth == 2 && d->dec_mlp == 32 && d->dec_downsample == 2);
+        cr_expect(d->n_mask_tokens == 4 && d->iou_hidden == 16 && d->mask_in_chans == 16);
         /* every stored element is accounted for, part by part */
         uint64_t want[LISA_PART_COUNT];
         ck_numel(ck, want);
@@ -153,7 +153,7 @@ Test(manifest, reports_every_mismatch_at_once) {
     cr_assert_eq(lisa_checkpoint_open(&ck, dir), LISA_OK, "%s", lisa_last_error());
     lisa_manifest m;
     cr_assert_eq(lisa_manifest_from_dir(&m, dir, ck), LISA_OK, "%s", lisa_last_error());
-    cr_expect_eq(m.sam.dec_dim, 8, "decoder dim still inferred without iou_token");
+    cr_expect_eq(m.sam.dec_dim, 16, "decoder dim still inferred without iou_token");
     lisa_manifest_report r;
     cr_expect_eq(lisa_manifest_check(&m, ck, &r), LISA_ERR_SHAPE);
     const char *msg = lisa_last_error();
@@ -162,7 +162,7 @@ Test(manifest, reports_every_mismatch_at_once) {
     cr_expect_eq(r.n_dtype, 1, "%s", r.text);
     cr_expect_eq(r.n_unexpected, 1, "%s", r.text);
     const char *needles[] = {"missing     model.norm.weight  expected [16]",
-                             "missing     model.visual_model.mask_decoder.iou_token.weight  expected [1, 8]",
+                             "missing     model.visual_model.mask_decoder.iou_token.weight  expected [1, 16]",
                              "shape       model.layers.0.mlp.up_proj.weight  expected [40, 16]  found [41, 16] BF16",
                              "dtype       model.text_hidden_fcs.0.0.bias  expected a float dtype  found [16] I64",
                              "unexpected  model.extra.weight  found [3] F32",

@@ -331,3 +331,30 @@ Test(pytorch_bin, directory_preference) {
     cr_expect_eq(lisa_checkpoint_open(&none, BIN_DIR "/bad"), LISA_ERR_NOT_FOUND);
     cr_expect(strstr(lisa_last_error(), "pytorch_model.bin"), "%s", lisa_last_error());
 }
+
+/* The model loaders (models/) take .bin directories exactly as safetensors ones: the tiny LISA
+ * checkpoint's LLaMA and SAM, and the tiny CLIP directory's vision tower. */
+#include "loader/json.h"
+#include "models/clip.h"
+#include "models/llama.h"
+#include "models/sam.h"
+
+Test(pytorch_bin, model_loaders_accept_bin_directories) {
+    lisa_backend *be = tu_cpu_backend();
+    lisa_checkpoint *ck = open_ok(BIN_DIR "/tiny-lisa");
+    cJSON *cfg;
+    cr_assert_eq(lisa_json_load_file(BIN_DIR "/tiny-lisa/config.json", 0, &cfg), LISA_OK);
+    lisa_llama_config lc;
+    cr_assert_eq(lisa_llama_config_parse(&lc, cfg, "config.json"), LISA_OK, "%s", lisa_last_error());
+    lisa_llama *llm = NULL;
+    cr_expect_eq(lisa_llama_load(&llm, be, ck, &lc), LISA_OK, "%s", lisa_last_error());
+    lisa_llama_free(llm);
+    lisa_sam *sam = NULL;
+    cr_expect_eq(lisa_sam_load(&sam, be, ck), LISA_OK, "%s", lisa_last_error());
+    lisa_sam_free(sam);
+    lisa_clip *clip = NULL;
+    cr_expect_eq(lisa_clip_load(&clip, be, BIN_DIR "/clip", -2), LISA_OK, "%s", lisa_last_error());
+    lisa_clip_free(clip);
+    cJSON_Delete(cfg);
+    lisa_checkpoint_close(ck);
+}

@@ -95,7 +95,7 @@ same(torch.load(single), twin, "single")
 from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-C, MM, OUT = 16, 8, 8
+C, MM, OUT = 16, 8, 16  # OUT = SAM prompt dim = decoder dim: 8 heads x 2 (build_sam's num_heads=8)
 lcfg = LlamaConfig(hidden_size=C, intermediate_size=40, num_hidden_layers=2, num_attention_heads=2,
                    num_key_value_heads=2, vocab_size=40, max_position_embeddings=64, rms_norm_eps=1e-6,
                    torch_dtype="bfloat16", use_cache=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -118,7 +118,7 @@ enc = ImageEncoderViT(depth=2, embed_dim=16, img_size=32, mlp_ratio=2.0,
                       qkv_bias=True, use_rel_pos=True, global_attn_indexes=[1], window_size=2, out_chans=OUT)
 pe = PromptEncoder(embed_dim=OUT, image_embedding_size=(4, 4), input_image_size=(32, 32), mask_in_chans=16)
 dec = MaskDecoder(num_multimask_outputs=3,
-                  transformer=TwoWayTransformer(depth=2, embedding_dim=OUT, mlp_dim=16, num_heads=2),
+                  transformer=TwoWayTransformer(depth=2, embedding_dim=OUT, mlp_dim=32, num_heads=8),
                   transformer_dim=OUT, iou_head_depth=3, iou_head_hidden_dim=OUT)
 sam = Sam(enc, pe, dec, pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
 proj = torch.nn.Linear(MM, C).to(torch.bfloat16)
