@@ -460,7 +460,7 @@ static lisa_status push_str(vm *m, size_t len) {
 
 static lisa_status make_tuple_from(vm *m, int32_t start) {
     int32_t n = m->sp - start, t;
-    LISA_TRY(new_tuple(m, m->stack + start, n, &t));
+    LISA_TRY(new_tuple(m, n ? m->stack + start : NULL, n, &t)); /* the stack may not exist yet */
     m->sp = start;
     return push(m, t);
 }

@@ -221,6 +221,8 @@ Test(pickle, refusals) {
     CASE(LISA_ERR_UNSUPPORTED, "pickle protocol 1", lit(&p, "\x80\x01}."));
     CASE(LISA_ERR_FORMAT, "truncated", lit(&p, "\x80\x02X\xff\x00\x00\x00ab."));
     CASE(LISA_ERR_FORMAT, "ends without STOP", lit(&p, ""));
+    /* found by fuzz_pickle (clang UBSan: NULL + 0 before the first push) */
+    CASE(LISA_ERR_FORMAT, "holds a tuple, not a dict", lit(&p, "\x80\x02(t."));
 #undef CASE
     /* nesting and memo bounds */
     memset(&p, 0, sizeof p);
