@@ -1,5 +1,5 @@
-/* loader/checkpoint.c — the checkpoint container: files, entries, lookup, and path dispatch
- * (single safetensors file, HF shard index, or a model directory). */
+/* loader/checkpoint.c — the checkpoint container: files, entries, lookup, name diffs, and path
+ * dispatch (a single safetensors or .bin file, an HF shard index of either, or a model directory). */
 #include "loader/checkpoint_impl.h"
 
 #include "runtime/error.h"
@@ -139,8 +139,23 @@ lisa_status lisa_ckpt_finalize(lisa_checkpoint *ck) {
     return LISA_OK;
 }
 
+lisa_status lisa_ckpt_alloc(lisa_checkpoint *ck, size_t size, void **out) {
+    *out = NULL;
+    void **no = realloc(ck->owned, (size_t)(ck->n_owned + 1) * sizeof *no);
+    if (!no) return lisa_fail(LISA_ERR_OOM, "%s: out of memory", ck->path);
+    ck->owned = no;
+    size_t rounded = (size + 63) & ~(size_t)63;
+    void *p = rounded >= size ? aligned_alloc(64, rounded ? rounded : 64) : NULL;
+    if (!p) return lisa_fail(LISA_ERR_OOM, "%s: cannot allocate %zu bytes", ck->path, size);
+    ck->owned[ck->n_owned++] = p;
+    *out = p;
+    return LISA_OK;
+}
+
 void lisa_checkpoint_close(lisa_checkpoint *ck) {
     if (!ck) return;
+    for (int32_t i = 0; i < ck->n_owned; i++) free(ck->owned[i]);
+    free(ck->owned);
     for (int32_t i = 0; i < ck->n_files; i++) {
         if (ck->files[i].mapped) munmap((void *)ck->files[i].data, ck->files[i].size);
         free(ck->files[i].path);
@@ -190,6 +205,18 @@ int32_t lisa_checkpoint_file_count(const lisa_checkpoint *ck) { return ck->n_fil
 const char *lisa_checkpoint_file_path(const lisa_checkpoint *ck, int32_t file) {
     LISA_ASSERT(file >= 0 && file < ck->n_files);
     return ck->files[file].path;
+}
+
+lisa_ckpt_format lisa_checkpoint_file_format(const lisa_checkpoint *ck, int32_t file) {
+    LISA_ASSERT(file >= 0 && file < ck->n_files);
+    return ck->files[file].format;
+}
+
+uint64_t lisa_checkpoint_bytes(const lisa_checkpoint *ck, lisa_dtype dtype) {
+    uint64_t b = 0;
+    for (int64_t i = 0; i < ck->n_entries; i++)
+        if (ck->entries[i].dtype == dtype) b += ck->entries[i].nbytes;
+    return b;
 }
 
 const char *lisa_checkpoint_metadata(const lisa_checkpoint *ck, const char *key) {
@@ -257,10 +284,25 @@ static char *read_small_file(const char *path, size_t limit, size_t *len, lisa_s
     return buf;
 }
 
+/* Format by name, then by content: `.safetensors` is safetensors; a zip signature or a PyTorch
+ * extension is a torch.save archive; anything else is tried as safetensors (whose parser gives
+ * the more specific errors for arbitrary bytes). */
+static lisa_status parse_file(lisa_checkpoint *ck, int32_t idx) {
+    lisa_ckpt_file *f = &ck->files[idx];
+    bool zip = f->size >= 4 && memcmp(f->data, "PK\x03\x04", 4) == 0;
+    if (!ends_with(f->path, ".safetensors") &&
+        (zip || ends_with(f->path, ".bin") || ends_with(f->path, ".pt") || ends_with(f->path, ".pth"))) {
+        f->format = LISA_CKPT_TORCH_BIN;
+        return lisa_pytorch_bin_parse(ck, idx);
+    }
+    f->format = LISA_CKPT_SAFETENSORS;
+    return lisa_safetensors_parse(ck, idx);
+}
+
 static lisa_status open_single(lisa_checkpoint *ck, const char *file) {
     int32_t idx;
     LISA_TRY(lisa_ckpt_map_file(ck, file, &idx));
-    return lisa_safetensors_parse(ck, idx);
+    return parse_file(ck, idx);
 }
 
 /* HF shard index: {"metadata": {...}, "weight_map": {"tensor": "file", ...}}. */
@@ -333,25 +375,32 @@ static lisa_status open_index(lisa_checkpoint *ck, const char *index_path) {
     return s;
 }
 
-lisa_status lisa_checkpoint_open(lisa_checkpoint **out, const char *path) {
+lisa_status lisa_checkpoint_open_ex(lisa_checkpoint **out, const char *path, const lisa_checkpoint_options *opt) {
     *out = NULL;
     lisa_checkpoint *ck;
     LISA_TRY(lisa_ckpt_new(&ck, path));
+    if (opt) ck->opt = *opt;
     lisa_status s;
     char buf[8192];
     if (is_dir(path)) {
-        snprintf(buf, sizeof buf, "%s/model.safetensors.index.json", path);
-        if (is_file(buf)) {
+        /* HF's own order of preference (transformers modeling_utils: safetensors first). */
+        static const char *const names[] = {"model.safetensors.index.json", "model.safetensors",
+                                            "pytorch_model.bin.index.json", "pytorch_model.bin"};
+        int found = -1;
+        for (int i = 0; i < 4 && found < 0; i++) {
+            snprintf(buf, sizeof buf, "%s/%s", path, names[i]);
+            if (is_file(buf)) found = i;
+        }
+        if (found < 0) {
+            s = lisa_fail(LISA_ERR_NOT_FOUND,
+                          "%s: no model.safetensors.index.json, model.safetensors, pytorch_model.bin.index.json or "
+                          "pytorch_model.bin in this directory",
+                          path);
+        } else if (found == 0 || found == 2) {
             s = open_index(ck, buf);
         } else {
-            snprintf(buf, sizeof buf, "%s/model.safetensors", path);
-            if (is_file(buf)) {
-                s = open_single(ck, buf);
-                if (s == LISA_OK) s = lisa_ckpt_finalize(ck);
-            } else {
-                s = lisa_fail(LISA_ERR_NOT_FOUND,
-                              "%s: no model.safetensors.index.json or model.safetensors in this directory", path);
-            }
+            s = open_single(ck, buf);
+            if (s == LISA_OK) s = lisa_ckpt_finalize(ck);
         }
     } else if (ends_with(path, ".json")) {
         s = open_index(ck, path);
@@ -369,14 +418,19 @@ lisa_status lisa_checkpoint_open(lisa_checkpoint **out, const char *path) {
     return LISA_OK;
 }
 
-lisa_status lisa_checkpoint_open_safetensors_memory(lisa_checkpoint **out, const void *data, size_t size,
-                                                    const char *name) {
+lisa_status lisa_checkpoint_open(lisa_checkpoint **out, const char *path) { return lisa_checkpoint_open_ex(out, path, NULL); }
+
+static lisa_status open_memory(lisa_checkpoint **out, const void *data, size_t size, const char *name,
+                               lisa_ckpt_format format) {
     *out = NULL;
     lisa_checkpoint *ck;
     LISA_TRY(lisa_ckpt_new(&ck, name));
     int32_t idx;
     lisa_status s = lisa_ckpt_add_borrowed_file(ck, name, data, size, &idx);
-    if (s == LISA_OK) s = lisa_safetensors_parse(ck, idx);
+    if (s == LISA_OK) {
+        ck->files[idx].format = format;
+        s = format == LISA_CKPT_TORCH_BIN ? lisa_pytorch_bin_parse(ck, idx) : lisa_safetensors_parse(ck, idx);
+    }
     if (s == LISA_OK) s = lisa_ckpt_finalize(ck);
     if (s != LISA_OK) {
         lisa_checkpoint_close(ck);
@@ -384,4 +438,61 @@ lisa_status lisa_checkpoint_open_safetensors_memory(lisa_checkpoint **out, const
     }
     *out = ck;
     return LISA_OK;
+}
+
+lisa_status lisa_checkpoint_open_bin_memory(lisa_checkpoint **out, const void *data, size_t size, const char *name) {
+    return open_memory(out, data, size, name, LISA_CKPT_TORCH_BIN);
+}
+
+lisa_status lisa_checkpoint_open_safetensors_memory(lisa_checkpoint **out, const void *data, size_t size,
+                                                    const char *name) {
+    return open_memory(out, data, size, name, LISA_CKPT_SAFETENSORS);
+}
+
+/* ---- name diffs ------------------------------------------------------------------------------ */
+
+bool lisa_name_matches(const char *pattern, const char *name) {
+    size_t n = strlen(pattern);
+    if (n && pattern[n - 1] == '*') return strncmp(pattern, name, n - 1) == 0;
+    return strcmp(pattern, name) == 0;
+}
+
+static int cmp_str_ptr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+lisa_status lisa_checkpoint_diff_names(const lisa_checkpoint *ck, const char *const *expected, int64_t n_expected,
+                                       const char *const *allow, int64_t n_allow, lisa_ckpt_name_diff *out) {
+    memset(out, 0, sizeof *out);
+    out->missing = malloc((size_t)(n_expected ? n_expected : 1) * sizeof *out->missing);
+    out->unexpected = malloc((size_t)(ck->n_entries ? ck->n_entries : 1) * sizeof *out->unexpected);
+    const char **sorted = malloc((size_t)(n_expected ? n_expected : 1) * sizeof *sorted);
+    if (!out->missing || !out->unexpected || !sorted) {
+        free(sorted);
+        lisa_ckpt_name_diff_free(out);
+        return lisa_fail(LISA_ERR_OOM, "%s: out of memory", ck->path);
+    }
+    for (int64_t i = 0; i < n_expected; i++) {
+        sorted[i] = expected[i];
+        if (!lisa_checkpoint_find(ck, expected[i])) {
+            bool dup = false; /* report a repeated expected name once */
+            for (int64_t j = 0; j < out->n_missing && !dup; j++) dup = strcmp(out->missing[j], expected[i]) == 0;
+            if (!dup) out->missing[out->n_missing++] = expected[i];
+        }
+    }
+    if (n_expected > 1) qsort(sorted, (size_t)n_expected, sizeof *sorted, cmp_str_ptr);
+    for (int64_t i = 0; i < ck->n_entries; i++) {
+        const char *name = ck->entries[i].name;
+        if (n_expected && bsearch(&name, sorted, (size_t)n_expected, sizeof *sorted, cmp_str_ptr)) continue;
+        bool ok = false;
+        for (int64_t a = 0; a < n_allow && !ok; a++) ok = lisa_name_matches(allow[a], name);
+        if (!ok) out->unexpected[out->n_unexpected++] = name;
+    }
+    free(sorted);
+    return LISA_OK;
+}
+
+void lisa_ckpt_name_diff_free(lisa_ckpt_name_diff *d) {
+    if (!d) return;
+    free(d->missing);
+    free(d->unexpected);
+    memset(d, 0, sizeof *d);
 }

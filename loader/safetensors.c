@@ -212,6 +212,13 @@ static bool write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrit
 
 lisa_status lisa_safetensors_write(const char *path, const lisa_st_write_item *items, int64_t n,
                                    const char *const *meta_kv, int32_t n_meta) {
+    return lisa_safetensors_write_cast(path, items, n, meta_kv, n_meta, LISA_DTYPE_COUNT);
+}
+
+lisa_status lisa_safetensors_write_cast(const char *path, const lisa_st_write_item *items, int64_t n,
+                                        const char *const *meta_kv, int32_t n_meta, lisa_dtype cast) {
+    if (cast != LISA_DTYPE_COUNT && cast != LISA_DTYPE_F32 && cast != LISA_DTYPE_F16 && cast != LISA_DTYPE_BF16)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: cast to %s (only float dtypes)", path, lisa_dtype_name(cast));
     cJSON *root = cJSON_CreateObject();
     if (!root) return lisa_fail(LISA_ERR_OOM, "%s: out of memory", path);
     lisa_status s = LISA_OK;
@@ -230,11 +237,12 @@ lisa_status lisa_safetensors_write(const char *path, const lisa_st_write_item *i
             s = lisa_fail(LISA_ERR_INVALID_ARG, "%s: tensor name '%s' given twice", path, items[i].name);
             break;
         }
+        lisa_dtype dt = lisa_ckpt_out_dtype(t->dtype, cast);
         cJSON *e = cJSON_AddObjectToObject(root, items[i].name);
-        cJSON_AddStringToObject(e, "dtype", lisa_dtype_name(t->dtype));
+        cJSON_AddStringToObject(e, "dtype", lisa_dtype_name(dt));
         cJSON *shape = cJSON_AddArrayToObject(e, "shape");
         for (int d = 0; d < t->n_dims; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-        uint64_t nb = lisa_tensor_nbytes(t);
+        uint64_t nb = (uint64_t)lisa_tensor_numel(t) * lisa_dtype_size(dt);
         cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
         cJSON_AddItemToArray(off, cJSON_CreateNumber((double)offset));
         cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(offset + nb)));
@@ -259,7 +267,8 @@ lisa_status lisa_safetensors_write(const char *path, const lisa_st_write_item *i
     bool ok = write_all(f, len8, 8) && write_all(f, header, hl);
     for (size_t i = hl; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
     free(header);
-    for (int64_t i = 0; ok && i < n; i++) ok = write_all(f, items[i].tensor.data, lisa_tensor_nbytes(&items[i].tensor));
+    for (int64_t i = 0; ok && i < n; i++)
+        ok = lisa_ckpt_emit(f, &items[i].tensor, lisa_ckpt_out_dtype(items[i].tensor.dtype, cast), NULL);
     ok = fflush(f) == 0 && ok;
     ok = fsync(fileno(f)) == 0 && ok;
     ok = fclose(f) == 0 && ok;
