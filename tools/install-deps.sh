@@ -9,7 +9,6 @@ PACKAGES=(
   libcjson-dev                                # JSON: configs, safetensors headers, CLI I/O
   libcriterion-dev                            # unit tests
   libpng-dev libjpeg62-turbo-dev zlib1g-dev   # image decode/encode; zlib: .bin deflate + CRC-32
-  libzip-dev                                  # PyTorch .bin checkpoints (zip)
   clang                                       # libFuzzer targets
 )
 
