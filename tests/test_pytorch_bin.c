@@ -357,4 +357,5 @@ Test(pytorch_bin, model_loaders_accept_bin_directories) {
     lisa_clip_free(clip);
     cJSON_Delete(cfg);
     lisa_checkpoint_close(ck);
+    lisa_backend_free(be);
 }
