@@ -325,10 +325,9 @@ typedef struct req {
     bool tap_lowres;
 } req;
 
-/* prefill: CLIP -> projector -> splice -> LLaMA over the whole prompt; the last position's
- * final-normed state decides generated token 1 (§4.4). */
-static void prefill_graph(lisa_graph *g, void *ctx) {
-    req *r = ctx;
+/* CLIP -> projector -> splice at the placeholder -> LLaMA over r->step_ids (the prompt ids
+ * without the placeholder); returns the final-normed states [L0, C]. */
+static T *splice_forward(lisa_graph *g, req *r) {
     lisa_model *m = r->m;
     const int64_t C = m->cfg.llm.hidden, P = m->n_patches, k = r->placeholder;
     T *feats = lisa_clip_encode(g, m->clip, g_upload(g, &r->clip_px));              /* [1, P, mm] */
@@ -342,7 +341,15 @@ static void prefill_graph(lisa_graph *g, void *ctx) {
     g_copy_to(g, g_narrow(g, x, 0, k, P), g_reshape(g, proj, 2, P, C, 0, 0));
     if (r->n_ids - 1 - k > 0)
         g_copy_to(g, g_narrow(g, x, 0, k + P, r->n_ids - 1 - k), g_narrow(g, emb, 0, k, r->n_ids - 1 - k));
-    T *h = lisa_llama_forward(g, m->llm, &r->kv, x);
+    return lisa_llama_forward(g, m->llm, &r->kv, x);
+}
+
+/* prefill: CLIP -> projector -> splice -> LLaMA over the whole prompt; the last position's
+ * final-normed state decides generated token 1 (§4.4). */
+static void prefill_graph(lisa_graph *g, void *ctx) {
+    req *r = ctx;
+    lisa_model *m = r->m;
+    T *h = splice_forward(g, r);
     T *last = g_narrow(g, h, 0, r->L0 - 1, 1);
     T *logits = lisa_llama_logits(g, m->llm, g_contiguous(g, last));                 /* [1, V] */
     g_tap(g, logits, "prefill_logits_last");
@@ -358,6 +365,23 @@ static void decode_graph(lisa_graph *g, void *ctx) {
     T *h = lisa_llama_forward(g, m->llm, &r->kv, x);
     g_download(g, &r->next_id, g_argmax(g, lisa_llama_logits(g, m->llm, h)));
     g_download(g, &r->hidden_row, h);
+}
+
+/* Teacher forcing (spec §9): one forward over the whole conversation, answer included; the
+ * final-normed states at the expanded positions before each [SEG] are gathered into rows. */
+typedef struct forced_req {
+    req r;                /* first member: the stage functions take it as req */
+    const int32_t *pos;   /* [n] expanded positions to gather */
+    int32_t n;
+    lisa_tensor rows;     /* host F32 [n, C] */
+} forced_req;
+
+static void forced_graph(lisa_graph *g, void *ctx) {
+    forced_req *f = ctx;
+    T *h = splice_forward(g, &f->r);                                                  /* [L0, C] */
+    T *rows = g_new(g, g->act_dtype, 2, f->n, f->r.m->cfg.llm.hidden, 0, 0);
+    for (int32_t j = 0; j < f->n; j++) g_copy_to(g, g_narrow(g, rows, 0, j, 1), g_narrow(g, h, 0, f->pos[j], 1));
+    g_download(g, &f->rows, rows);
 }
 
 /* text_hidden_fcs on the gathered [SEG] states (§4.5) and SAM's image encoder, once per image */
@@ -440,6 +464,54 @@ static lisa_status check_query(const char *query, const lisa_segment_params *p) 
     return LISA_OK;
 }
 
+/* CLIP and SAM pixel inputs of one image (bit-exact, spec §2) into r->clip_px, r->sam_px. */
+static lisa_status preprocess_image(lisa_model *m, req *r, const uint8_t *rgb) {
+    const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size;
+    LISA_TRY(lisa_tensor_alloc(&r->clip_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, CS, CS}));
+    LISA_TRY(lisa_tensor_alloc(&r->sam_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, S, S}));
+    size_t ws_n = lisa_clip_preprocess_workspace_size(&m->clip_pp, r->H0, r->W0);
+    size_t ws_s = lisa_sam_preprocess_workspace_size(&m->sam_pp, r->H0, r->W0);
+    void *ws = malloc(ws_n > ws_s ? ws_n : ws_s);
+    if (!ws) return lisa_fail(LISA_ERR_OOM, "out of memory");
+    lisa_status s = lisa_clip_preprocess(&r->clip_px, rgb, r->H0, r->W0, &m->clip_pp, ws, ws_n);
+    if (s == LISA_OK) s = lisa_sam_preprocess(&r->sam_px, &r->h_r, &r->w_r, rgb, r->H0, r->W0, &m->sam_pp, ws, ws_s);
+    free(ws);
+    return s;
+}
+
+/* Builds the prompt `prefix_fn(query)` + suffix and runs tokenizer_image_token on it into a malloc'd
+ * *ids (caller frees); *placeholder = index of the -200 entry. */
+static lisa_status tokenize_prompt(lisa_model *m, const char *query, const char *suffix, int32_t **ids, int32_t *n_ids,
+                                   int32_t *placeholder) {
+    *ids = NULL;
+    size_t plen = 0, slen = strlen(suffix), pcap = strlen(query) + slen + 1024;
+    char *prompt = malloc(pcap);
+    if (!prompt) return lisa_fail(LISA_ERR_OOM, "out of memory");
+    lisa_status s = lisa_prompt_llava_v1(prompt, pcap, query, m->cfg.use_im_start_end, &plen);
+    if (s == LISA_OK) {
+        memcpy(prompt + plen, suffix, slen + 1);
+        plen += slen;
+    }
+    int32_t n = 0;
+    if (s == LISA_OK) {
+        s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, NULL, 0, &n);
+        if (s == LISA_ERR_LIMIT && n > 0) s = LISA_OK; /* sizing call */
+    }
+    if (s == LISA_OK && !(*ids = malloc((size_t)n * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK) s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, *ids, n, n_ids);
+    free(prompt);
+    if (s != LISA_OK) {
+        free(*ids);
+        *ids = NULL;
+        return s;
+    }
+    *placeholder = -1;
+    for (int32_t i = 0; i < *n_ids; i++)
+        if ((*ids)[i] == LISA_IMAGE_TOKEN_INDEX) *placeholder = i;
+    LISA_ASSERT(*placeholder >= 0); /* the template always holds one <image> */
+    return LISA_OK;
+}
+
 static lisa_status run_request(lisa_model *m, req *r, const uint8_t *rgb, const char *query,
                                const lisa_segment_params *p, const lisa_run_hooks *hooks, lisa_result *res) {
     const int32_t C = m->cfg.llm.hidden, eos = lisa_tokenizer_eos_id(m->tok);
@@ -471,17 +543,7 @@ static lisa_status run_request(lisa_model *m, req *r, const uint8_t *rgb, const 
     if (r->L0 + max_new > m->cfg.llm.max_pos) max_new = m->cfg.llm.max_pos - r->L0;
 
     /* preprocessing (bit-exact, spec §2) */
-    const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size;
-    LISA_TRY(lisa_tensor_alloc(&r->clip_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, CS, CS}));
-    LISA_TRY(lisa_tensor_alloc(&r->sam_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, S, S}));
-    size_t ws_n = lisa_clip_preprocess_workspace_size(&m->clip_pp, r->H0, r->W0);
-    size_t ws_s = lisa_sam_preprocess_workspace_size(&m->sam_pp, r->H0, r->W0);
-    void *ws = malloc(ws_n > ws_s ? ws_n : ws_s);
-    if (!ws) return lisa_fail(LISA_ERR_OOM, "out of memory");
-    s = lisa_clip_preprocess(&r->clip_px, rgb, r->H0, r->W0, &m->clip_pp, ws, ws_n);
-    if (s == LISA_OK) s = lisa_sam_preprocess(&r->sam_px, &r->h_r, &r->w_r, rgb, r->H0, r->W0, &m->sam_pp, ws, ws_s);
-    free(ws);
-    if (s != LISA_OK) return s;
+    LISA_TRY(preprocess_image(m, r, rgb));
     res->t.preprocess_ms = now_ms() - t0;
 
     /* prefill */
@@ -623,6 +685,207 @@ lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t
     res->t.total_ms = now_ms() - t0;
     *out = res;
     return LISA_OK;
+}
+
+/* ---- teacher-forced evaluation (spec §9) ---------------------------------------------------- */
+
+static lisa_status run_teacher_forced(forced_req *f, const uint8_t *rgb, int32_t n_q, const char *const *queries,
+                                      const char *answer, const lisa_segment_params *p, const lisa_run_hooks *hooks,
+                                      lisa_result **res) {
+    req *r = &f->r;
+    lisa_model *m = r->m;
+    const int32_t C = m->cfg.llm.hidden, P = m->n_patches;
+    double t0 = now_ms();
+    /* ValDataset: conv.append_message(roles[1], answer); get_prompt() (SeparatorStyle.TWO) ends
+     * the assistant turn with sep2 = "</s>": "... ASSISTANT: [SEG].</s>" */
+    const size_t alen = strlen(answer);
+    char *suffix = malloc(alen + 8);
+    if (!suffix) return lisa_fail(LISA_ERR_OOM, "out of memory");
+    snprintf(suffix, alen + 8, " %s</s>", answer);
+    int32_t **ids = calloc((size_t)n_q, sizeof *ids), *n_ids = calloc((size_t)n_q, sizeof *n_ids);
+    int32_t *ph = calloc((size_t)n_q, sizeof *ph), *n_seg = calloc((size_t)n_q, sizeof *n_seg);
+    int32_t *pos = NULL;
+    lisa_status s = (ids && n_ids && ph && n_seg) ? LISA_OK : lisa_fail(LISA_ERR_OOM, "out of memory");
+    int32_t max_L = 0, n_total = 0, max_n = 0;
+    for (int32_t q = 0; q < n_q && s == LISA_OK; q++) {
+        s = tokenize_prompt(m, queries[q], suffix, &ids[q], &n_ids[q], &ph[q]);
+        if (s != LISA_OK) break;
+        const int32_t L = n_ids[q] - 1 + P;
+        if (L > m->cfg.llm.max_pos)
+            s = lisa_fail(LISA_ERR_LIMIT, "query %d: sequence of %d positions (with %d image tokens) exceeds the model's %d",
+                          q, L, P, m->cfg.llm.max_pos);
+        /* model_forward: seg_token_mask = input_ids[:, 1:] == seg, i.e. the token before each
+         * [SEG]; its expanded position is i - 1 + 255 after the image (255 = P - 1) */
+        for (int32_t i = 1; i < n_ids[q]; i++)
+            if (ids[q][i] == m->seg_id && i - 1 > ph[q]) n_seg[q]++;
+        if (L > max_L) max_L = L;
+        if (n_seg[q] > max_n) max_n = n_seg[q];
+        n_total += n_seg[q];
+    }
+    free(suffix);
+    if (s == LISA_OK) s = preprocess_image(m, r, rgb);
+    double t1 = now_ms();
+    if (s == LISA_OK) s = lisa_kv_cache_init(&r->kv, m->be, &m->cfg.llm, max_L, LISA_DTYPE_F32);
+    if (s == LISA_OK) s = lisa_tensor_alloc(&r->seg_hidden, LISA_DTYPE_F32, 2, (int64_t[]){n_total > 0 ? n_total : 1, C});
+    if (s == LISA_OK && !(pos = malloc((size_t)(max_n > 0 ? max_n : 1) * sizeof *pos)))
+        s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    /* one forward per query over its whole sequence (the reference batches an image's queries
+     * with right padding; causal attention makes the gathered states the same) */
+    for (int32_t q = 0; q < n_q && s == LISA_OK; q++) {
+        if (n_seg[q] == 0) continue; /* nothing to gather: no mask (the reference would misalign) */
+        r->ids = ids[q];
+        r->n_ids = n_ids[q];
+        r->placeholder = ph[q];
+        r->L0 = n_ids[q] - 1 + P;
+        r->kv.len = 0;
+        lisa_tensor_free(&r->step_ids);
+        s = lisa_tensor_alloc(&r->step_ids, LISA_DTYPE_I32, 1, (int64_t[]){r->n_ids - 1});
+        if (s != LISA_OK) break;
+        for (int32_t i = 0, j = 0; i < r->n_ids; i++)
+            if (i != r->placeholder) ((int32_t *)r->step_ids.data)[j++] = r->ids[i];
+        f->n = 0;
+        for (int32_t i = 1; i < n_ids[q]; i++)
+            if (ids[q][i] == m->seg_id && i - 1 > ph[q]) pos[f->n++] = i - 1 + P - 1;
+        f->pos = pos;
+        lisa_tensor_free(&f->rows);
+        s = lisa_tensor_alloc(&f->rows, LISA_DTYPE_F32, 2, (int64_t[]){f->n, C});
+        if (s == LISA_OK) s = run_stage(m, forced_graph, f, hooks);
+        if (s == LISA_OK) {
+            memcpy((float *)r->seg_hidden.data + (size_t)r->n_seg * C, f->rows.data, (size_t)f->n * C * sizeof(float));
+            r->n_seg += f->n;
+        }
+    }
+    r->ids = NULL;
+    const double prefill_ms = now_ms() - t1;
+    /* text_hidden_fcs, SAM image encoder once, mask decoder per chunk of [SEG]s, postprocess */
+    const size_t plane = (size_t)r->H0 * r->W0;
+    uint8_t *masks = NULL;
+    float *logits = NULL, *scores = NULL;
+    double t3 = now_ms(), t4 = t3;
+    if (s == LISA_OK && n_total > 0) {
+        masks = malloc((size_t)n_total * plane);
+        scores = malloc((size_t)n_total * sizeof(float));
+        if (p->keep_logits) logits = malloc((size_t)n_total * plane * sizeof(float));
+        if (!masks || !scores || (p->keep_logits && !logits)) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+        r->seg_hidden.shape[0] = n_total;
+        if (s == LISA_OK) s = lisa_tensor_alloc(&r->pred, LISA_DTYPE_F32, 2, (int64_t[]){n_total, m->cfg.out_dim});
+        const int64_t G = m->sam->enc.grid;
+        r->emb = lisa_tensor_view(NULL, LISA_DTYPE_F32, 4, (int64_t[]){1, m->cfg.out_dim, G, G});
+        if (s == LISA_OK) s = m->be->mem_alloc(m->be, lisa_tensor_nbytes(&r->emb), &r->emb_mem);
+        if (s == LISA_OK) {
+            r->emb.data = r->emb_mem;
+            r->emb.device = m->be->device;
+            r->emb.device_id = m->be->device_id;
+            s = run_stage(m, embed_graph, r, hooks);
+        }
+        t4 = now_ms();
+        for (r->chunk0 = 0; s == LISA_OK && r->chunk0 < n_total; r->chunk0 += r->chunk_n) {
+            r->chunk_n = n_total - r->chunk0 < MASK_DECODER_CHUNK ? n_total - r->chunk0 : MASK_DECODER_CHUNK;
+            lisa_tensor_free(&r->logits);
+            lisa_tensor_free(&r->iou);
+            s = lisa_tensor_alloc(&r->logits, LISA_DTYPE_F32, 3, (int64_t[]){r->chunk_n, r->H0, r->W0});
+            if (s == LISA_OK) s = lisa_tensor_alloc(&r->iou, LISA_DTYPE_F32, 2, (int64_t[]){r->chunk_n, 1});
+            if (s == LISA_OK) s = run_stage(m, masks_graph, r, r->chunk0 == 0 && r->chunk_n == n_total ? hooks : NULL);
+            if (s != LISA_OK) break;
+            const float *lg = r->logits.data;
+            for (size_t i = 0; i < (size_t)r->chunk_n * plane; i++) masks[r->chunk0 * plane + i] = lg[i] > 0.0f;
+            if (logits) memcpy(logits + r->chunk0 * plane, lg, (size_t)r->chunk_n * plane * sizeof(float));
+            memcpy(scores + r->chunk0, r->iou.data, (size_t)r->chunk_n * sizeof(float));
+        }
+    }
+    const double t5 = now_ms();
+    /* one result per query: the forced answer, the whole forced sequence as tokens, its masks */
+    for (int32_t q = 0, k = 0; q < n_q && s == LISA_OK; k += n_seg[q], q++) {
+        lisa_result *o = res[q];
+        int32_t na = 0;
+        if (!(o->answer = strdup(answer)) || !(o->tokens = malloc((size_t)n_ids[q] * sizeof(int32_t)))) {
+            s = lisa_fail(LISA_ERR_OOM, "out of memory");
+            break;
+        }
+        for (int32_t i = 0; i < n_ids[q]; i++)
+            if (ids[q][i] != LISA_IMAGE_TOKEN_INDEX) o->tokens[na++] = ids[q][i];
+        o->n_tokens = na;
+        o->text_output = decode_text(m->tok, o->tokens, na, &s);
+        if (s != LISA_OK) break;
+        o->n_masks = n_seg[q];
+        o->h = r->H0;
+        o->w = r->W0;
+        if (n_seg[q] > 0) {
+            o->masks = malloc((size_t)n_seg[q] * plane);
+            o->scores = malloc((size_t)n_seg[q] * sizeof(float));
+            if (logits) o->logits = malloc((size_t)n_seg[q] * plane * sizeof(float));
+            if (!o->masks || !o->scores || (logits && !o->logits)) {
+                s = lisa_fail(LISA_ERR_OOM, "out of memory");
+                break;
+            }
+            memcpy(o->masks, masks + (size_t)k * plane, (size_t)n_seg[q] * plane);
+            memcpy(o->scores, scores + k, (size_t)n_seg[q] * sizeof(float));
+            if (logits) memcpy(o->logits, logits + (size_t)k * plane, (size_t)n_seg[q] * plane * sizeof(float));
+        }
+        /* timings are those of the whole call (all queries) */
+        o->t.preprocess_ms = t1 - t0;
+        o->t.prefill_ms = prefill_ms;
+        o->t.sam_encoder_ms = t4 - t3;
+        o->t.sam_decoder_ms = t5 - t4;
+        o->t.n_prompt_tokens = n_ids[q] - 1 + P;
+    }
+    free(masks);
+    free(logits);
+    free(scores);
+    free(pos);
+    for (int32_t q = 0; ids && q < n_q; q++) free(ids[q]);
+    free(ids);
+    free(n_ids);
+    free(ph);
+    free(n_seg);
+    return s;
+}
+
+lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, int32_t n_queries,
+                                          const char *const *queries, const char *answer, const lisa_segment_params *p,
+                                          const lisa_run_hooks *hooks, lisa_result **out) {
+    for (int32_t q = 0; q < n_queries; q++) out[q] = NULL;
+    lisa_segment_params dp = lisa_segment_default_params();
+    if (!p) p = &dp;
+    if (!answer) answer = "[SEG].";
+    if (!rgb || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
+    if (n_queries < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "teacher-forced run: %d queries", n_queries);
+    if (p->max_image_pixels > 0 && (int64_t)h * w > p->max_image_pixels)
+        return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
+                         (long long)p->max_image_pixels);
+    for (int32_t q = 0; q < n_queries; q++) {
+        lisa_status qs = check_query(queries[q], p);
+        if (qs != LISA_OK) return lisa_fail_context(qs, "query %d", q);
+    }
+    if (strlen(answer) > 4096) return lisa_fail(LISA_ERR_LIMIT, "teacher-forced answer of %zu bytes", strlen(answer));
+    lisa_result **res = calloc((size_t)n_queries, sizeof *res);
+    lisa_status s = res ? LISA_OK : lisa_fail(LISA_ERR_OOM, "out of memory");
+    for (int32_t q = 0; q < n_queries && s == LISA_OK; q++)
+        if (!(res[q] = calloc(1, sizeof **res))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    double t0 = now_ms();
+    forced_req f = {.r = {.m = m, .H0 = h, .W0 = w}};
+    req *r = &f.r;
+    if (s == LISA_OK) s = run_teacher_forced(&f, rgb, n_queries, queries, answer, p, hooks, res);
+    lisa_kv_cache_free(&r->kv);
+    lisa_tensor_free(&r->clip_px);
+    lisa_tensor_free(&r->sam_px);
+    lisa_tensor_free(&r->step_ids);
+    lisa_tensor_free(&r->seg_hidden);
+    lisa_tensor_free(&r->pred);
+    lisa_tensor_free(&r->logits);
+    lisa_tensor_free(&r->iou);
+    lisa_tensor_free(&f.rows);
+    if (r->emb_mem) m->be->mem_free(m->be, r->emb_mem);
+    for (int32_t q = 0; res && q < n_queries; q++) {
+        if (s != LISA_OK) {
+            lisa_result_free(res[q]);
+        } else {
+            res[q]->t.total_ms = now_ms() - t0;
+            out[q] = res[q];
+        }
+    }
+    free(res);
+    return s;
 }
 
 lisa_status lisa_segment(lisa_model *m, const uint8_t *rgb, int32_t height, int32_t width, const char *query,

@@ -399,7 +399,7 @@ lisa_status lisa_reasonseg_mask(uint8_t *mask, int32_t h, int32_t w, const lisa_
     memset(mask, 0, plane);
     if (n == 0) return LISA_OK;
     uint8_t *tmp = scratch ? scratch : malloc(plane);
-    uint64_t *area = malloc((size_t)n * sizeof *area);
+    uint64_t *area = calloc((size_t)n, sizeof *area);
     int64_t *order = malloc((size_t)n * sizeof *order);
     lisa_status s = LISA_OK;
     if (!tmp || !area || !order) s = lisa_fail(LISA_ERR_OOM, "ReasonSeg mask: out of memory (%d x %d)", w, h);
