@@ -40,7 +40,7 @@ void lisa_cv_polylines_closed(uint8_t *img, int32_t h, int32_t w, const lisa_pt 
 void lisa_cv_line(uint8_t *img, int32_t h, int32_t w, lisa_pt p0, lisa_pt p1, uint8_t value);
 
 /* numpy.argsort(keys) with the default kind (numpy 1.24 introsort: median-of-3 quicksort,
- * insertion sort below 17 elements, heapsort fallback): writes the permutation into idx[n]. */
+ * insertion sort for up to 16 elements, heapsort fallback): writes the permutation into idx[n]. */
 void lisa_np_argsort_u64(int64_t *idx, const uint64_t *keys, int64_t n);
 
 /* One labelme shape of a ReasonSeg JSON, points already converted to int32. */

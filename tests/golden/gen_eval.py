@@ -128,6 +128,11 @@ def raster_cases():
         cases.append(("fill_random%d" % k, 12, 16, "fill", [("target", pts)]))
         if k < 8:
             cases.append(("lines_random%d" % k, 12, 16, "lines", [("target", pts)]))
+    for k in range(60):  # far outside too: the clipped-edge rule of CollectPolyEdges
+        n = int(rng.randint(3, 9))
+        lo, hi = (-6, 22) if k < 40 else (-40, 60)
+        pts = [[int(rng.randint(lo, hi)), int(rng.randint(lo - 2, hi - 4))] for _ in range(n)]
+        cases.append(("fill_wide%d" % k, 12, 16, "fill", [("target", pts)]))
     # get_mask_from_json: float points (numpy int32 truncation), labels, sorting, ties
     json_sets = [
         ("json_rects", [("target", [[2.9, 2.2], [7.7, 2], [7, 5.99], [2, 5]]),
