@@ -36,7 +36,7 @@ static void usage(FILE *f) {
             "usage: lisa eval --model DIR [--vision-tower DIR] --dataset reasonseg|refcoco|refcoco+|refcocog\n"
             "                 --data ROOT --split SPLIT [--mode teacher-forced|generate] [--limit N]\n"
             "                 [--shard K/N] [--out results.json] [--records FILE] [--dump-masks DIR]\n"
-            "                 [--resume] [--split-by unc|umd|google] [--threads N]\n"
+            "                 [--resume] [--split-by unc|umd|google] [--threads N] [--max-new-tokens N]\n"
             "       lisa eval --merge RECORDS... [--out results.json]\n"
             "\n"
             "Evaluates LISA as the reference (train_ds.py --eval_only) does and prints gIoU / cIoU.\n"
@@ -52,14 +52,15 @@ static void usage(FILE *f) {
             "  --records FILE  the resumable per-query record file (default: <out>.records.jsonl, or\n"
             "                  lisa-eval-<dataset>-<split>[-K-of-N].records.jsonl)\n"
             "  --resume        continue an interrupted run from its record file\n"
-            "  --dump-masks D  write each predicted mask as D/<image>_q<k>.png (0/255)\n");
+            "  --dump-masks D  write each predicted mask as D/<image>_q<k>.png (0/255)\n"
+            "  --max-new-tokens N  generate mode: generation limit (default 512, as chat.py)\n");
 }
 
 /* ---- options --------------------------------------------------------------------------------- */
 
 typedef struct opts {
     const char *model, *vision_tower, *dataset, *data, *split, *mode, *out, *records, *dump, *split_by;
-    int32_t limit, shard_k, shard_n, threads;
+    int32_t limit, shard_k, shard_n, threads, max_new_tokens;
     bool resume, generate;
     const char **merge;
     int n_merge;
@@ -99,8 +100,9 @@ static int parse_opts(opts *o, int argc, char **argv) {
         TAKE("--dump-masks", dump)
         TAKE("--split-by", split_by)
 #undef TAKE
-        if (!strcmp(a, "--limit") || !strcmp(a, "--threads")) {
-            if (!v || parse_int(v, !strcmp(a, "--limit") ? &o->limit : &o->threads))
+        if (!strcmp(a, "--limit") || !strcmp(a, "--threads") || !strcmp(a, "--max-new-tokens")) {
+            int32_t *dst = !strcmp(a, "--limit") ? &o->limit : !strcmp(a, "--threads") ? &o->threads : &o->max_new_tokens;
+            if (!v || parse_int(v, dst))
                 return fprintf(stderr, "lisa eval: %s needs a non-negative integer\n", a), -1;
             i++;
         } else if (!strcmp(a, "--shard")) {
@@ -504,6 +506,7 @@ int lisa_cmd_eval(int argc, char **argv) {
     cJSON_AddStringToObject(header, "mode", o.mode);
     cJSON_AddStringToObject(header, "shard", shard);
     cJSON_AddNumberToObject(header, "limit", o.limit);
+    if (o.generate) cJSON_AddNumberToObject(header, "max_new_tokens", o.max_new_tokens > 0 ? o.max_new_tokens : 512);
     cJSON_AddStringToObject(header, "model", model_abs);
     run_ctx c = {.o = &o, .t0 = t0, .tty = isatty(2) != 0, .last_pct = -10};
     int rc = 0;
@@ -518,6 +521,7 @@ int lisa_cmd_eval(int argc, char **argv) {
         rc = 1;
     }
     predictor P = {.generate = o.generate, .sp = lisa_segment_default_params()};
+    if (o.max_new_tokens > 0) P.sp.max_new_tokens = o.max_new_tokens;
     if (rc == 0) {
         lisa_model_params mp = lisa_model_default_params();
         mp.vision_tower = o.vision_tower;
