@@ -9,7 +9,11 @@
  * skips the queries already there (a torn last line is redone), --merge combines the record
  * files of several shards. The metrics (gIoU, cIoU; ReasonSeg also by short/long query) are
  * always computed from the records, so a resumed or merged run reports the same numbers as an
- * uninterrupted one. Exit: 0 ok, 1 failure, 2 usage.
+ * uninterrupted one. The record file's header (dataset, split, mode, shard, model) must match on
+ * --resume; --limit may change between runs. Queries that failed (bad item, decode error, ...)
+ * are recorded as errors, reported, left out of gIoU/cIoU and not retried by --resume (delete
+ * their lines to retry them). Under srun/mpirun without --shard, the rank and size pick the
+ * shard. Exit: 0 ok, 1 failure, 2 usage.
  */
 #include "lisa.h"
 #include "loader/dataset.h"
@@ -48,7 +52,9 @@ static void usage(FILE *f) {
             "                  refCOCOg: val | test (--split-by umd, the default for refcocog)\n"
             "  --mode          teacher-forced (default; the paper's numbers: answer fixed to \"[SEG].\",\n"
             "                  one forward) or generate (greedy chat, first [SEG]'s mask; none = empty)\n"
-            "  --shard K/N     images with index %% N == K (0 <= K < N); merge the record files after\n"
+            "  --shard K/N     images with index %% N == K (0 <= K < N); merge the record files after.\n"
+            "                  Default under srun/mpirun: the rank and size (SLURM_PROCID/NTASKS,\n"
+            "                  OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE)\n"
             "  --records FILE  the resumable per-query record file (default: <out>.records.jsonl, or\n"
             "                  lisa-eval-<dataset>-<split>[-K-of-N].records.jsonl)\n"
             "  --resume        continue an interrupted run from its record file\n"
@@ -79,6 +85,7 @@ static int parse_opts(opts *o, int argc, char **argv) {
     memset(o, 0, sizeof *o);
     o->shard_n = 1;
     o->mode = "teacher-forced";
+    bool shard_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -109,6 +116,7 @@ static int parse_opts(opts *o, int argc, char **argv) {
             if (!v || sscanf(v, "%d/%d", &o->shard_k, &o->shard_n) != 2 || o->shard_n < 1 || o->shard_k < 0 ||
                 o->shard_k >= o->shard_n)
                 return fprintf(stderr, "lisa eval: --shard K/N with 0 <= K < N (got %s)\n", v ? v : "nothing"), -1;
+            shard_given = true;
             i++;
         } else if (!strcmp(a, "--resume")) {
             o->resume = true;
@@ -124,6 +132,20 @@ static int parse_opts(opts *o, int argc, char **argv) {
         }
     }
     if (o->merge) return 0;
+    if (!shard_given) { /* launched by srun / mpirun: one shard per rank, as annotate does */
+        static const char *env[][2] = {{"SLURM_PROCID", "SLURM_NTASKS"},
+                                       {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+                                       {"PMI_RANK", "PMI_SIZE"}};
+        for (size_t k = 0; k < 3; k++) {
+            const char *r = getenv(env[k][0]), *n = getenv(env[k][1]);
+            int32_t rk, nn;
+            if (r && n && !parse_int(r, &rk) && !parse_int(n, &nn) && nn > 1 && rk < nn) {
+                o->shard_k = rk;
+                o->shard_n = nn;
+                break;
+            }
+        }
+    }
     if (!o->model || !o->dataset || !o->data || !o->split)
         return fprintf(stderr, "lisa eval: --model, --dataset, --data and --split are required\n"), -1;
     if (strcmp(o->dataset, "reasonseg") && strcmp(o->dataset, "refcoco") && strcmp(o->dataset, "refcoco+") &&
@@ -328,16 +350,16 @@ static double num(const cJSON *o, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 static void summarize(summary *S, cJSON *const *recs, size_t n) {
-    const char *prev_image = NULL;
+    const char **images = malloc((n ? n : 1) * sizeof *images);
+    size_t n_img = 0;
     for (size_t i = 0; i < n; i++) {
         const cJSON *r = recs[i];
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "status");
         const cJSON *im = cJSON_GetObjectItemCaseSensitive(r, "image");
-        if (cJSON_IsString(im) && (!prev_image || strcmp(prev_image, im->valuestring))) {
-            S->n_images++;
-            prev_image = im->valuestring;
-        }
+        if (images && cJSON_IsString(im)) images[n_img++] = im->valuestring;
         if (!cJSON_IsString(st) || strcmp(st->valuestring, "ok")) {
             S->n_errors++;
             continue;
@@ -347,6 +369,9 @@ static void summarize(summary *S, cJSON *const *recs, size_t n) {
         lisa_eval_acc_add(&S->by_len[cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "is_sentence")) ? 1 : 0], I, U);
         S->n_no_seg += num(r, "n_seg") == 0;
     }
+    if (n_img) qsort(images, n_img, sizeof *images, cmp_cstr); /* distinct images */
+    for (size_t i = 0; i < n_img; i++) S->n_images += i == 0 || strcmp(images[i], images[i - 1]) != 0;
+    free(images);
 }
 
 static cJSON *acc_json(const lisa_eval_acc *a) {
@@ -505,7 +530,6 @@ int lisa_cmd_eval(int argc, char **argv) {
     if (strcmp(o.dataset, "reasonseg")) cJSON_AddStringToObject(header, "split_by", o.split_by);
     cJSON_AddStringToObject(header, "mode", o.mode);
     cJSON_AddStringToObject(header, "shard", shard);
-    cJSON_AddNumberToObject(header, "limit", o.limit);
     if (o.generate) cJSON_AddNumberToObject(header, "max_new_tokens", o.max_new_tokens > 0 ? o.max_new_tokens : 512);
     cJSON_AddStringToObject(header, "model", model_abs);
     run_ctx c = {.o = &o, .t0 = t0, .tty = isatty(2) != 0, .last_pct = -10};
