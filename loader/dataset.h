@@ -47,23 +47,23 @@ typedef struct lisa_gt_part {
 } lisa_gt_part;
 
 typedef struct lisa_ds_query {
-    char *text;           /* the text ValDataset puts into the prompt template */
-    bool is_sentence;     /* ReasonSeg "is_sentence" (long query); always false for refCOCO */
-    int32_t n_parts;      /* refCOCO: the annotation's segmentation parts (0 = empty mask) */
+    char *text;       /* the text ValDataset puts into the prompt template */
+    bool is_sentence; /* ReasonSeg "is_sentence" (long query); always false for refCOCO */
+    int32_t n_parts;  /* refCOCO: the annotation's segmentation parts (0 = empty mask) */
     lisa_gt_part *parts;
-    char *error;          /* this query cannot be evaluated (why), or NULL */
+    char *error; /* this query cannot be evaluated (why), or NULL */
 } lisa_ds_query;
 
 typedef struct lisa_ds_image {
-    char *path;           /* the image file */
-    char *id;             /* stable name of the item (file name) */
-    int32_t h, w;         /* refCOCO: the size in instances.json (the GT size); 0 for ReasonSeg */
-    int32_t n_shapes;     /* ReasonSeg shapes, "flag" removed, in file order */
+    char *path;       /* the image file */
+    char *id;         /* stable name of the item (file name) */
+    int32_t h, w;     /* refCOCO: the size in instances.json (the GT size); 0 for ReasonSeg */
+    int32_t n_shapes; /* ReasonSeg shapes, "flag" removed, in file order */
     lisa_rs_shape *shapes;
-    lisa_pt *pts;         /* the shapes' points (one block) */
+    lisa_pt *pts; /* the shapes' points (one block) */
     int32_t n_queries;
     lisa_ds_query *queries;
-    char *error;          /* the item cannot be evaluated (corrupt JSON ...), or NULL */
+    char *error; /* the item cannot be evaluated (corrupt JSON ...), or NULL */
 } lisa_ds_image;
 
 typedef enum lisa_ds_kind { LISA_DS_REASONSEG = 0, LISA_DS_REFER = 1 } lisa_ds_kind;

@@ -26,11 +26,14 @@ static bool py_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\
 
 char *lisa_ds_strip(const char *s, bool lower) {
     size_t a = 0, b = strlen(s);
-    while (a < b && py_space((unsigned char)s[a])) a++;
-    while (b > a && py_space((unsigned char)s[b - 1])) b--;
+    while (a < b && py_space((unsigned char)s[a]))
+        a++;
+    while (b > a && py_space((unsigned char)s[b - 1]))
+        b--;
     char *o = malloc(b - a + 1);
     if (!o) return NULL;
-    for (size_t i = a; i < b; i++) o[i - a] = (lower && s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+    for (size_t i = a; i < b; i++)
+        o[i - a] = (lower && s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
     o[b - a] = '\0';
     return o;
 }
@@ -137,7 +140,8 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 /* str.replace(".jpg", ".json") on the whole path, as ValDataset does */
 static char *json_path_of(const char *img) {
     size_t n = strlen(img), hits = 0;
-    for (const char *p = img; (p = strstr(p, ".jpg")); p += 4) hits++;
+    for (const char *p = img; (p = strstr(p, ".jpg")); p += 4)
+        hits++;
     char *o = malloc(n + hits + 1);
     if (!o) return NULL;
     size_t m = 0;
@@ -162,7 +166,8 @@ static lisa_status parse_item(lisa_ds_image *im, const char *jpath) {
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
     const cJSON *is_sent = cJSON_GetObjectItemCaseSensitive(root, "is_sentence");
     const cJSON *shapes = cJSON_GetObjectItemCaseSensitive(root, "shapes");
-    if (!cJSON_IsArray(shapes)) s = lisa_fail(LISA_ERR_FORMAT, "%s: \"shapes\" is missing or not a list", jpath);
+    if (!cJSON_IsArray(shapes))
+        s = lisa_fail(LISA_ERR_FORMAT, "%s: \"shapes\" is missing or not a list", jpath);
     else if (!cJSON_IsArray(text) || cJSON_GetArraySize(text) < 1 || !cJSON_IsString(cJSON_GetArrayItem(text, 0)))
         s = lisa_fail(LISA_ERR_FORMAT, "%s: \"text\" is missing or not a non-empty list of strings", jpath);
     else if (!cJSON_IsBool(is_sent) && !cJSON_IsNumber(is_sent))
@@ -188,7 +193,8 @@ static lisa_status parse_item(lisa_ds_image *im, const char *jpath) {
             bool flag = true;
             const char *L = label->valuestring;
             if (strlen(L) != 4) flag = false;
-            for (int c = 0; flag && c < 4; c++) flag = (L[c] | 0x20) == "flag"[c];
+            for (int c = 0; flag && c < 4; c++)
+                flag = (L[c] | 0x20) == "flag"[c];
             free(low);
             if (!flag) {
                 const int np = cJSON_GetArraySize(pts);
@@ -215,7 +221,8 @@ static lisa_status parse_item(lisa_ds_image *im, const char *jpath) {
             const char *L = cJSON_GetObjectItemCaseSensitive(sh, "label")->valuestring;
             const cJSON *pts = cJSON_GetObjectItemCaseSensitive(sh, "points");
             bool flag = strlen(L) == 4;
-            for (int c = 0; flag && c < 4; c++) flag = (L[c] | 0x20) == "flag"[c];
+            for (int c = 0; flag && c < 4; c++)
+                flag = (L[c] | 0x20) == "flag"[c];
             if (flag) {
                 idx++;
                 continue;
@@ -238,9 +245,11 @@ static lisa_status parse_item(lisa_ds_image *im, const char *jpath) {
                 const cJSON *x = cJSON_GetArrayItem(pt, 0), *y = cJSON_GetArrayItem(pt, 1);
                 int32_t xi, yi;
                 if (!cJSON_IsArray(pt) || cJSON_GetArraySize(pt) != 2 || !cJSON_IsNumber(x) || !cJSON_IsNumber(y) ||
-                    !lisa_ds_to_int32(x->valuedouble, &xi) || !lisa_ds_to_int32(y->valuedouble, &yi)) {
-                    s = lisa_fail(LISA_ERR_FORMAT, "%s: shape %d point %d is not [x, y] with int32-range numbers", jpath,
-                                  idx, k);
+                    !lisa_ds_to_int32(x->valuedouble, &xi) || !lisa_ds_to_int32(y->valuedouble, &yi) ||
+                    xi < -(1 << 20) || xi > (1 << 20) || yi < -(1 << 20) || yi > (1 << 20)) {
+                    /* (OpenCV scans every row from the top vertex: beyond +-2^20 it only gets slow) */
+                    s = lisa_fail(LISA_ERR_FORMAT, "%s: shape %d point %d is not [x, y] with numbers within +-2^20",
+                                  jpath, idx, k);
                     break;
                 }
                 im->pts[off + k] = (lisa_pt){xi, yi};
@@ -256,8 +265,10 @@ static lisa_status parse_item(lisa_ds_image *im, const char *jpath) {
         lisa_ds_query *q = &im->queries[0];
         q->text = lisa_ds_strip(cJSON_GetArrayItem(text, 0)->valuestring, false);
         q->is_sentence = cJSON_IsBool(is_sent) ? cJSON_IsTrue(is_sent) : is_sent->valuedouble != 0;
-        if (!q->text) s = lisa_fail(LISA_ERR_OOM, "out of memory");
-        else im->n_queries = 1;
+        if (!q->text)
+            s = lisa_fail(LISA_ERR_OOM, "out of memory");
+        else
+            im->n_queries = 1;
     }
     cJSON_Delete(root);
     return s;
@@ -292,7 +303,8 @@ lisa_status lisa_dataset_load_reasonseg(lisa_dataset *ds, const char *split_dir)
     }
     closedir(d);
     if (s == LISA_OK && n) qsort(names, n, sizeof *names, cmp_str);
-    if (s == LISA_OK && !(ds->images = calloc(n ? n : 1, sizeof *ds->images))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK && !(ds->images = calloc(n ? n : 1, sizeof *ds->images)))
+        s = lisa_fail(LISA_ERR_OOM, "out of memory");
     for (size_t i = 0; i < n && s == LISA_OK; i++) {
         lisa_ds_image *im = &ds->images[ds->n_images++];
         char path[4096];
@@ -321,7 +333,8 @@ lisa_status lisa_dataset_load_reasonseg(lisa_dataset *ds, const char *split_dir)
             if (!(im->error = strdup(lisa_last_error()))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
         }
     }
-    for (size_t i = 0; i < n; i++) free(names[i]);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
     free(names);
     if (s != LISA_OK) lisa_dataset_free(ds);
     return s;

@@ -103,19 +103,22 @@ static lisa_status parse_segmentation(lisa_ds_query *q, const cJSON *seg, const 
         /* frPyObjects: len(pyobj[0]) == 4 takes the bbox path (TypeError on a list in pycocotools
          * 2.0.x), > 4 the polygon path */
         if (cJSON_GetArraySize(first) <= 4)
-            return lisa_fail(LISA_ERR_FORMAT, "%s: first polygon has %d numbers; pycocotools frPyObjects needs > 4", what,
-                             cJSON_GetArraySize(first));
+            return lisa_fail(LISA_ERR_FORMAT, "%s: first polygon has %d numbers; pycocotools frPyObjects needs > 4",
+                             what, cJSON_GetArraySize(first));
         const cJSON *poly;
         cJSON_ArrayForEach(poly, seg) {
             lisa_gt_part *p = &q->parts[q->n_parts++];
             p->kind = LISA_GT_POLYGON;
-            if (!cJSON_IsArray(poly)) return lisa_fail(LISA_ERR_FORMAT, "%s: polygon %d is not a list", what, q->n_parts - 1);
+            if (!cJSON_IsArray(poly))
+                return lisa_fail(LISA_ERR_FORMAT, "%s: polygon %d is not a list", what, q->n_parts - 1);
             p->n = cJSON_GetArraySize(poly);
-            if (!(p->xy = malloc((size_t)(p->n ? p->n : 1) * sizeof *p->xy))) return lisa_fail(LISA_ERR_OOM, "out of memory");
+            if (!(p->xy = malloc((size_t)(p->n ? p->n : 1) * sizeof *p->xy)))
+                return lisa_fail(LISA_ERR_OOM, "out of memory");
             int64_t i = 0;
             const cJSON *v;
             cJSON_ArrayForEach(v, poly) {
-                if (!cJSON_IsNumber(v)) return lisa_fail(LISA_ERR_FORMAT, "%s: polygon %d has a non-number", what, q->n_parts - 1);
+                if (!cJSON_IsNumber(v))
+                    return lisa_fail(LISA_ERR_FORMAT, "%s: polygon %d has a non-number", what, q->n_parts - 1);
                 p->xy[i++] = v->valuedouble;
             }
         }
@@ -177,14 +180,17 @@ lisa_status lisa_dataset_load_refer(lisa_dataset *ds, const char *refer_root, co
                                     const char *split) {
     memset(ds, 0, sizeof *ds);
     ds->kind = LISA_DS_REFER;
-    if (!known_split(split)) return lisa_fail(LISA_ERR_INVALID_ARG, "refer split '%s' (REFER: \"No such split\")", split);
+    if (!known_split(split))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "refer split '%s' (REFER: \"No such split\")", split);
     char dir[4096], refs_path[4200], inst_path[4200], img_dir[4200], name[64];
     struct stat st;
-    if (!lisa_path_join(dir, sizeof dir, refer_root, dataset) || !lisa_path_join(inst_path, sizeof inst_path, dir, "instances.json") ||
+    if (!lisa_path_join(dir, sizeof dir, refer_root, dataset) ||
+        !lisa_path_join(inst_path, sizeof inst_path, dir, "instances.json") ||
         !lisa_path_join(img_dir, sizeof img_dir, refer_root, "images/mscoco/images/train2014"))
         return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %s", refer_root);
     snprintf(name, sizeof name, "refs(%s).p", split_by);
-    if (!lisa_path_join(refs_path, sizeof refs_path, dir, name)) return lisa_fail(LISA_ERR_INVALID_ARG, "path too long");
+    if (!lisa_path_join(refs_path, sizeof refs_path, dir, name))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "path too long");
     cJSON *refs = NULL, *inst = NULL;
     lisa_status s;
     if (stat(refs_path, &st) == 0) {
@@ -227,7 +233,8 @@ lisa_status lisa_dataset_load_refer(lisa_dataset *ds, const char *refer_root, co
     }
     if (s == LISA_OK && n_sel) qsort(sel, (size_t)n_sel, sizeof *sel, cmp_ref);
     int n_imgs = 0;
-    for (int i = 0; i < n_sel; i++) n_imgs += i == 0 || sel[i].image_id != sel[i - 1].image_id;
+    for (int i = 0; i < n_sel; i++)
+        n_imgs += i == 0 || sel[i].image_id != sel[i - 1].image_id;
     if (s == LISA_OK && !(ds->images = calloc((size_t)(n_imgs ? n_imgs : 1), sizeof *ds->images)))
         s = lisa_fail(LISA_ERR_OOM, "out of memory");
     for (int i = 0; i < n_sel && s == LISA_OK;) {
@@ -247,7 +254,8 @@ lisa_status lisa_dataset_load_refer(lisa_dataset *ds, const char *refer_root, co
             h > 1e6 || w > 1e6) {
             im->id = strdup(idbuf);
             char msg[4400];
-            snprintf(msg, sizeof msg, "%s: %s has no entry with file_name/height/width in \"images\"", inst_path, idbuf);
+            snprintf(msg, sizeof msg, "%s: %s has no entry with file_name/height/width in \"images\"", inst_path,
+                     idbuf);
             im->error = strdup(msg);
             if (!im->id || !im->error) s = lisa_fail(LISA_ERR_OOM, "out of memory");
             i = j;
@@ -278,15 +286,19 @@ lisa_status lisa_dataset_load_refer(lisa_dataset *ds, const char *refer_root, co
                 snprintf(what, sizeof what, "%s: annotation %.0f (ref of %s)", inst_path, ann_id, im->id);
                 lisa_status qs = LISA_OK;
                 /* ValDataset: sent["sent"].strip().lower(), then .strip() again */
-                if (!cJSON_IsString(st_)) qs = lisa_fail(LISA_ERR_FORMAT, "%s: a sentence has no \"sent\" string", refs_path);
-                else if (!(q->text = lisa_ds_strip(st_->valuestring, true))) qs = lisa_fail(LISA_ERR_OOM, "out of memory");
+                if (!cJSON_IsString(st_))
+                    qs = lisa_fail(LISA_ERR_FORMAT, "%s: a sentence has no \"sent\" string", refs_path);
+                else if (!(q->text = lisa_ds_strip(st_->valuestring, true)))
+                    qs = lisa_fail(LISA_ERR_OOM, "out of memory");
                 if (qs == LISA_OK && !ann) qs = lisa_fail(LISA_ERR_FORMAT, "%s: not in \"annotations\"", what);
-                if (qs == LISA_OK) qs = parse_segmentation(q, cJSON_GetObjectItemCaseSensitive(ann, "segmentation"), what);
+                if (qs == LISA_OK)
+                    qs = parse_segmentation(q, cJSON_GetObjectItemCaseSensitive(ann, "segmentation"), what);
                 if (qs == LISA_OK)
                     for (int32_t p = 0; p < q->n_parts && qs == LISA_OK; p++)
-                        if (q->parts[p].kind != LISA_GT_POLYGON && (q->parts[p].rle_h != im->h || q->parts[p].rle_w != im->w))
-                            qs = lisa_fail(LISA_ERR_FORMAT, "%s: RLE size %d x %d differs from the image's %d x %d", what,
-                                           q->parts[p].rle_h, q->parts[p].rle_w, im->h, im->w);
+                        if (q->parts[p].kind != LISA_GT_POLYGON &&
+                            (q->parts[p].rle_h != im->h || q->parts[p].rle_w != im->w))
+                            qs = lisa_fail(LISA_ERR_FORMAT, "%s: RLE size %d x %d differs from the image's %d x %d",
+                                           what, q->parts[p].rle_h, q->parts[p].rle_w, im->h, im->w);
                 if (qs == LISA_ERR_OOM) {
                     s = qs;
                     break;

@@ -54,7 +54,8 @@ static lisa_status parse_all(lisa_eval_records *r, const char *buf, size_t len, 
         if (!j || !cJSON_IsObject(j)) {
             cJSON_Delete(j);
             if (last) break; /* a torn last line that happens to end in '\n' */
-            return lisa_fail(LISA_ERR_FORMAT, "%s: line %zu is not a JSON object (corrupt record file)", r->path, line_no);
+            return lisa_fail(LISA_ERR_FORMAT, "%s: line %zu is not a JSON object (corrupt record file)", r->path,
+                             line_no);
         }
         if (line_no == 1) {
             if (!cJSON_GetObjectItemCaseSensitive(j, "lisa_eval_records")) {
@@ -150,7 +151,8 @@ lisa_status lisa_eval_records_open(lisa_eval_records *r, const char *path, const
         }
         r->fd = open(path, O_WRONLY | O_CLOEXEC);
         lisa_status s = LISA_OK;
-        if (r->fd < 0) s = lisa_fail(LISA_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+        if (r->fd < 0)
+            s = lisa_fail(LISA_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
         else if (r->torn_bytes && ftruncate(r->fd, st.st_size - (off_t)r->torn_bytes) != 0)
             s = lisa_fail(LISA_ERR_IO, "%s: cannot cut the torn last line: %s", path, strerror(errno));
         else if (lseek(r->fd, 0, SEEK_END) < 0)
@@ -219,7 +221,8 @@ bool lisa_eval_records_has(lisa_eval_records *r, const char *id) {
 void lisa_eval_records_close(lisa_eval_records *r) {
     if (!r) return;
     if (r->fd >= 0) close(r->fd);
-    for (size_t i = 0; i < r->n; i++) cJSON_Delete(r->recs[i]);
+    for (size_t i = 0; i < r->n; i++)
+        cJSON_Delete(r->recs[i]);
     free(r->recs);
     free(r->ids);
     cJSON_Delete(r->header);

@@ -24,11 +24,11 @@ extern "C" {
 
 typedef struct lisa_eval_records {
     char *path;
-    int fd;           /* open for appending, or -1 (read-only) */
+    int fd; /* open for appending, or -1 (read-only) */
     cJSON *header;
-    cJSON **recs;     /* the query records read back or appended, in file order */
+    cJSON **recs; /* the query records read back or appended, in file order */
     size_t n, cap;
-    char **ids;       /* sorted copy of the record ids (for done()) */
+    char **ids; /* sorted copy of the record ids (for done()) */
     size_t n_ids;
     bool ids_sorted;
     size_t torn_bytes; /* bytes cut from the end on open (a torn last line) */

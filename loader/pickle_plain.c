@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* Owns every cJSON node on the stack and in `dead` (popped nodes that the memo may still name);
  * the memo only borrows. */
 typedef struct pk {
@@ -24,19 +23,20 @@ typedef struct pk {
     size_t n_memo, cap_memo;
     cJSON **dead;
     size_t n_dead, cap_dead;
+    size_t copied; /* nodes created by DUP / GET copies (a sharing pickle can double per byte) */
     lisa_status s;
 } pk;
 
 static lisa_status pk_fail(pk *k, lisa_status s, const char *what) {
-    if (k->s == LISA_OK)
-        k->s = lisa_fail(s, "%s: pickle: %s at byte %zu", k->name, what, (size_t)(k->p - k->start));
+    if (k->s == LISA_OK) k->s = lisa_fail(s, "%s: pickle: %s at byte %zu", k->name, what, (size_t)(k->p - k->start));
     return k->s;
 }
 
 static bool grow(void **arr, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return true;
     size_t nc = *cap ? *cap * 2 : 64;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     void *na = realloc(*arr, nc * elem);
     if (!na) return false;
     *arr = na;
@@ -44,13 +44,31 @@ static bool grow(void **arr, size_t *cap, size_t need, size_t elem) {
     return true;
 }
 
+/* Nesting needs stack entries or marks (or copies, bounded below), so these bound the depth of
+ * the tree, which cJSON walks recursively. Real pickles batch 1000 items per APPENDS/SETITEMS. */
+#define PK_MAX_STACK ((size_t)1 << 14)
+#define PK_MAX_MARKS ((size_t)1 << 12)
+
 static bool push(pk *k, cJSON *v) {
+    if (v && k->n >= PK_MAX_STACK) {
+        cJSON_Delete(v);
+        pk_fail(k, LISA_ERR_LIMIT, "stack deeper than 2^14");
+        return false;
+    }
     if (!v || !grow((void **)&k->stack, &k->cap, k->n + 1, sizeof *k->stack)) {
         cJSON_Delete(v);
         pk_fail(k, LISA_ERR_OOM, "out of memory");
         return false;
     }
     k->stack[k->n++] = v;
+    return true;
+}
+
+/* items above the topmost MARK (CPython's unpickler starts a fresh stack at each MARK) */
+static size_t frame_items(const pk *k) { return k->n - (k->n_marks ? k->marks[k->n_marks - 1] : 0); }
+
+static bool need_items(pk *k, size_t m) {
+    if (frame_items(k) < m) return pk_fail(k, LISA_ERR_FORMAT, "stack underflow"), false;
     return true;
 }
 
@@ -72,22 +90,38 @@ static void bury(pk *k, cJSON *v) {
 }
 
 static bool memo_put(pk *k, size_t idx) {
-    if (k->n == 0) {
-        pk_fail(k, LISA_ERR_FORMAT, "PUT on an empty stack");
-        return false;
-    }
-    if (idx > (1u << 28)) {
-        pk_fail(k, LISA_ERR_LIMIT, "memo index too large");
+    if (!need_items(k, 1)) return false;
+    /* picklers number memo entries 0, 1, 2, ...: more than the input has bytes is not one of them */
+    if (idx > (size_t)(k->end - k->start) + 1024) {
+        pk_fail(k, LISA_ERR_FORMAT, "memo index beyond the input size");
         return false;
     }
     if (!grow((void **)&k->memo, &k->cap_memo, idx + 1, sizeof *k->memo)) {
         pk_fail(k, LISA_ERR_OOM, "out of memory");
         return false;
     }
-    for (size_t i = k->n_memo; i <= idx; i++) k->memo[i] = NULL;
+    for (size_t i = k->n_memo; i <= idx; i++)
+        k->memo[i] = NULL;
     if (idx + 1 > k->n_memo) k->n_memo = idx + 1;
     k->memo[idx] = k->stack[k->n - 1];
     return true;
+}
+
+#define PK_MAX_COPIED_NODES ((size_t)1 << 24)
+
+static size_t count_nodes(const cJSON *v, size_t limit) {
+    size_t n = 1;
+    for (const cJSON *c = v->child; c && n <= limit; c = c->next)
+        n += count_nodes(c, limit);
+    return n;
+}
+
+/* a deep copy of v (shared references are copied, so their total size is bounded) */
+static bool push_copy(pk *k, const cJSON *v) {
+    k->copied += count_nodes(v, PK_MAX_COPIED_NODES);
+    if (k->copied > PK_MAX_COPIED_NODES)
+        return pk_fail(k, LISA_ERR_LIMIT, "shared objects expand to more than 2^24 values"), false;
+    return push(k, cJSON_Duplicate(v, 1));
 }
 
 static bool memo_get(pk *k, size_t idx) {
@@ -95,7 +129,7 @@ static bool memo_get(pk *k, size_t idx) {
         pk_fail(k, LISA_ERR_FORMAT, "GET of an unknown memo entry");
         return false;
     }
-    return push(k, cJSON_Duplicate(k->memo[idx], 1));
+    return push_copy(k, k->memo[idx]);
 }
 
 static bool need(pk *k, size_t n) {
@@ -108,7 +142,8 @@ static bool need(pk *k, size_t n) {
 
 static uint64_t le(const uint8_t *p, int n) {
     uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -157,7 +192,10 @@ static void put_utf8(char *o, size_t *n, uint32_t c) {
 }
 
 static int hexval(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* a string node from raw bytes (no NUL allowed inside: cJSON strings end there) */
@@ -203,7 +241,8 @@ static bool push_repr(pk *k, const char *s, size_t n) {
         default:
             if (c >= '0' && c <= '7') {
                 int v = c - '0', d = 1;
-                while (d < 3 && i + 2 < n && s[i + 1] >= '0' && s[i + 1] <= '7') v = v * 8 + (s[++i] - '0'), d++;
+                while (d < 3 && i + 2 < n && s[i + 1] >= '0' && s[i + 1] <= '7')
+                    v = v * 8 + (s[++i] - '0'), d++;
                 o[m++] = (char)v;
             } else {
                 o[m++] = '\\', o[m++] = c;
@@ -256,7 +295,8 @@ static size_t mark_top(pk *k) {
 
 static bool add_items(pk *k, cJSON *list, size_t from) {
     if (!cJSON_IsArray(list)) return pk_fail(k, LISA_ERR_UNSUPPORTED, "APPEND to a non-list"), false;
-    for (size_t i = from; i < k->n; i++) cJSON_AddItemToArray(list, k->stack[i]);
+    for (size_t i = from; i < k->n; i++)
+        cJSON_AddItemToArray(list, k->stack[i]);
     k->n = from;
     return true;
 }
@@ -274,11 +314,13 @@ static bool set_items(pk *k, cJSON *dict, size_t from) {
             snprintf(kb, sizeof kb, "%.17g", key->valuedouble);
             ks = kb;
         } else {
-            for (size_t j = i; j < k->n; j++) bury(k, k->stack[j]);
+            for (size_t j = i; j < k->n; j++)
+                bury(k, k->stack[j]);
             k->n = from;
             return pk_fail(k, LISA_ERR_UNSUPPORTED, "dict key that is not a string or int"), false;
         }
-        cJSON_DeleteItemFromObjectCaseSensitive(dict, ks); /* later keys win, as in Python */
+        cJSON *prev = cJSON_DetachItemFromObjectCaseSensitive(dict, ks); /* later keys win, as in Python */
+        if (prev) bury(k, prev);                                         /* the memo may still name it */
         cJSON_AddItemToObject(dict, ks, val);
         bury(k, key);
     }
@@ -289,7 +331,8 @@ static bool set_items(pk *k, cJSON *dict, size_t from) {
 static bool make_tuple(pk *k, size_t from) {
     cJSON *a = cJSON_CreateArray();
     if (!a) return pk_fail(k, LISA_ERR_OOM, "out of memory"), false;
-    for (size_t i = from; i < k->n; i++) cJSON_AddItemToArray(a, k->stack[i]);
+    for (size_t i = from; i < k->n; i++)
+        cJSON_AddItemToArray(a, k->stack[i]);
     k->n = from;
     return push(k, a);
 }
@@ -316,6 +359,7 @@ static bool run(pk *k, cJSON **out) {
             *out = k->stack[--k->n];
             return true;
         case '(':
+            if (k->n_marks >= PK_MAX_MARKS) return pk_fail(k, LISA_ERR_LIMIT, "more than 2^12 open MARKs"), false;
             if (!grow((void **)&k->marks, &k->cap_marks, k->n_marks + 1, sizeof *k->marks))
                 return pk_fail(k, LISA_ERR_OOM, "out of memory"), false;
             k->marks[k->n_marks++] = k->n;
@@ -329,17 +373,24 @@ static bool run(pk *k, cJSON **out) {
         case '1': { /* POP_MARK */
             size_t from = mark_top(k);
             if (from == SIZE_MAX) return false;
-            for (size_t i = from; i < k->n; i++) bury(k, k->stack[i]);
+            for (size_t i = from; i < k->n; i++)
+                bury(k, k->stack[i]);
             k->n = from;
             break;
         }
         case '2': /* DUP */
-            if (!k->n) return pk_fail(k, LISA_ERR_FORMAT, "DUP on an empty stack"), false;
-            if (!push(k, cJSON_Duplicate(k->stack[k->n - 1], 1))) return false;
+            if (!need_items(k, 1)) return false;
+            if (!push_copy(k, k->stack[k->n - 1])) return false;
             break;
-        case 'N': if (!push(k, cJSON_CreateNull())) return false; break;
-        case 0x88: if (!push(k, cJSON_CreateTrue())) return false; break;
-        case 0x89: if (!push(k, cJSON_CreateFalse())) return false; break;
+        case 'N':
+            if (!push(k, cJSON_CreateNull())) return false;
+            break;
+        case 0x88:
+            if (!push(k, cJSON_CreateTrue())) return false;
+            break;
+        case 0x89:
+            if (!push(k, cJSON_CreateFalse())) return false;
+            break;
         case 'I':
             if (!(s = line(k, &n))) return false;
             if (n == 2 && s[0] == '0' && (s[1] == '0' || s[1] == '1')) {
@@ -366,7 +417,8 @@ static bool run(pk *k, cJSON **out) {
             k->p += 2;
             if (!push_num(k, (double)iv)) return false;
             break;
-        case 0x8a: case 0x8b: { /* LONG1, LONG4: little-endian two's complement */
+        case 0x8a:
+        case 0x8b: { /* LONG1, LONG4: little-endian two's complement */
             const int w = op == 0x8a ? 1 : 4;
             if (!need(k, (size_t)w)) return false;
             n = (size_t)le(k->p, w);
@@ -393,7 +445,8 @@ static bool run(pk *k, cJSON **out) {
         case 'G': { /* BINFLOAT: big-endian double */
             if (!need(k, 8)) return false;
             uint64_t u = 0;
-            for (int i = 0; i < 8; i++) u = (u << 8) | k->p[i];
+            for (int i = 0; i < 8; i++)
+                u = (u << 8) | k->p[i];
             k->p += 8;
             double d;
             memcpy(&d, &u, sizeof d);
@@ -406,7 +459,14 @@ static bool run(pk *k, cJSON **out) {
         case 'V':
             if (!(s = line(k, &n)) || !push_raw_unicode(k, s, n)) return false;
             break;
-        case 'T': case 'X': case 'B': case 'U': case 'C': case 0x8c: case 0x8d: case 0x8e: {
+        case 'T':
+        case 'X':
+        case 'B':
+        case 'U':
+        case 'C':
+        case 0x8c:
+        case 0x8d:
+        case 0x8e: {
             const int w = (op == 'U' || op == 'C' || op == 0x8c) ? 1 : (op == 0x8d || op == 0x8e) ? 8 : 4;
             if (!need(k, (size_t)w)) return false;
             const uint64_t len = le(k->p, w);
@@ -416,18 +476,26 @@ static bool run(pk *k, cJSON **out) {
             k->p += len;
             break;
         }
-        case ']': if (!push(k, cJSON_CreateArray())) return false; break;
-        case ')': if (!push(k, cJSON_CreateArray())) return false; break;
-        case '}': if (!push(k, cJSON_CreateObject())) return false; break;
-        case 'l': case 't': { /* LIST, TUPLE from the mark */
+        case ']':
+            if (!push(k, cJSON_CreateArray())) return false;
+            break;
+        case ')':
+            if (!push(k, cJSON_CreateArray())) return false;
+            break;
+        case '}':
+            if (!push(k, cJSON_CreateObject())) return false;
+            break;
+        case 'l':
+        case 't': { /* LIST, TUPLE from the mark */
             size_t from = mark_top(k);
             if (from == SIZE_MAX || !make_tuple(k, from)) return false;
             break;
         }
-        case 0x85: case 0x86: case 0x87: { /* TUPLE1..3 */
+        case 0x85:
+        case 0x86:
+        case 0x87: { /* TUPLE1..3 */
             const size_t m = (size_t)(op - 0x84);
-            if (k->n < m || (k->n_marks && k->marks[k->n_marks - 1] > k->n - m))
-                return pk_fail(k, LISA_ERR_FORMAT, "stack underflow"), false;
+            if (!need_items(k, m)) return false;
             if (!make_tuple(k, k->n - m)) return false;
             break;
         }
@@ -444,22 +512,28 @@ static bool run(pk *k, cJSON **out) {
             break;
         }
         case 'a': { /* APPEND */
-            if (k->n < 2) return pk_fail(k, LISA_ERR_FORMAT, "stack underflow"), false;
+            if (!need_items(k, 2)) return false;
             if (!add_items(k, k->stack[k->n - 2], k->n - 1)) return false;
             break;
         }
         case 'e': { /* APPENDS */
             size_t from = mark_top(k);
-            if (from == SIZE_MAX || from == 0 || !add_items(k, k->stack[from - 1], from)) return false;
+            if (from == SIZE_MAX) return false;
+            if (from < 1 + (k->n_marks ? k->marks[k->n_marks - 1] : 0))
+                return pk_fail(k, LISA_ERR_FORMAT, "APPENDS without a list"), false;
+            if (!add_items(k, k->stack[from - 1], from)) return false;
             break;
         }
         case 's': /* SETITEM */
-            if (k->n < 3) return pk_fail(k, LISA_ERR_FORMAT, "stack underflow"), false;
+            if (!need_items(k, 3)) return false;
             if (!set_items(k, k->stack[k->n - 3], k->n - 2)) return false;
             break;
         case 'u': { /* SETITEMS */
             size_t from = mark_top(k);
-            if (from == SIZE_MAX || from == 0 || !set_items(k, k->stack[from - 1], from)) return false;
+            if (from == SIZE_MAX) return false;
+            if (from < 1 + (k->n_marks ? k->marks[k->n_marks - 1] : 0))
+                return pk_fail(k, LISA_ERR_FORMAT, "SETITEMS without a dict"), false;
+            if (!set_items(k, k->stack[from - 1], from)) return false;
             break;
         }
         case 'p':
@@ -468,12 +542,14 @@ static bool run(pk *k, cJSON **out) {
         case 'g':
             if (!(s = line(k, &n)) || !parse_int_line(k, s, n, &iv) || iv < 0 || !memo_get(k, (size_t)iv)) return false;
             break;
-        case 'q': case 'h':
+        case 'q':
+        case 'h':
             if (!need(k, 1)) return false;
             n = *k->p++;
             if (!(op == 'q' ? memo_put(k, n) : memo_get(k, n))) return false;
             break;
-        case 'r': case 'j':
+        case 'r':
+        case 'j':
             if (!need(k, 4)) return false;
             n = (size_t)le(k->p, 4);
             k->p += 4;
@@ -485,8 +561,7 @@ static bool run(pk *k, cJSON **out) {
         default: {
             char what[96];
             snprintf(what, sizeof what, "opcode 0x%02x (%s) is not plain data", op,
-                     strchr("cRbiPQo\x81\x82\x83\x84\x92\x93\x90\x91\x96\x97\x98", op) ? "code or objects"
-                                                                                  : "unknown");
+                     strchr("cRbiPQo\x81\x82\x83\x84\x92\x93\x90\x91\x96\x97\x98", op) ? "code or objects" : "unknown");
             return pk_fail(k, LISA_ERR_UNSUPPORTED, what), false;
         }
         }
@@ -499,8 +574,10 @@ lisa_status lisa_pickle_plain_parse(cJSON **out, const void *buf, size_t len, co
     pk k = {.start = buf, .p = buf, .end = (const uint8_t *)buf + len, .name = name ? name : "<memory>"};
     cJSON *root = NULL;
     bool ok = run(&k, &root);
-    for (size_t i = 0; i < k.n; i++) cJSON_Delete(k.stack[i]);
-    for (size_t i = 0; i < k.n_dead; i++) cJSON_Delete(k.dead[i]);
+    for (size_t i = 0; i < k.n; i++)
+        cJSON_Delete(k.stack[i]);
+    for (size_t i = 0; i < k.n_dead; i++)
+        cJSON_Delete(k.dead[i]);
     free(k.stack);
     free(k.marks);
     free(k.memo);

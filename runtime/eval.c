@@ -15,12 +15,13 @@
 lisa_status lisa_eval_query_prompt(char *buf, size_t cap, const char *text, bool is_sentence) {
     const int n = is_sentence ? snprintf(buf, cap, " %s Please output segmentation mask.", text)
                               : snprintf(buf, cap, " What is %s in this image? Please output segmentation mask.", text);
-    if (n < 0 || (size_t)n >= cap) return lisa_fail(LISA_ERR_LIMIT, "query text of %zu bytes is too long", strlen(text));
+    if (n < 0 || (size_t)n >= cap)
+        return lisa_fail(LISA_ERR_LIMIT, "query text of %zu bytes is too long", strlen(text));
     return LISA_OK;
 }
 
-lisa_status lisa_eval_gt_mask(uint8_t *mask, lisa_ds_kind kind, const lisa_ds_image *im, int32_t q, int32_t h, int32_t w,
-                              uint8_t *scratch) {
+lisa_status lisa_eval_gt_mask(uint8_t *mask, lisa_ds_kind kind, const lisa_ds_image *im, int32_t q, int32_t h,
+                              int32_t w, uint8_t *scratch) {
     if (kind == LISA_DS_REASONSEG) return lisa_reasonseg_mask(mask, h, w, im->shapes, im->n_shapes, scratch);
     memset(mask, 0, (size_t)h * w);
     const lisa_ds_query *qq = &im->queries[q];
@@ -77,7 +78,8 @@ static lisa_status ev_reserve(ev_bufs *b, int32_t n_q, size_t plane) {
         if (!b->gt || !b->scratch) return lisa_fail(LISA_ERR_OOM, "out of memory for a %zu-pixel mask", plane);
     }
     if (n_q > b->q_cap) {
-        for (int32_t i = 0; i < b->q_cap; i++) free(b->prompts[i]);
+        for (int32_t i = 0; i < b->q_cap; i++)
+            free(b->prompts[i]);
         free(b->prompts);
         free(b->preds);
         free(b->qidx);
@@ -94,7 +96,8 @@ static void ev_free(ev_bufs *b) {
     free(b->pred);
     free(b->gt);
     free(b->scratch);
-    for (int32_t i = 0; b->prompts && i < b->q_cap; i++) free(b->prompts[i]);
+    for (int32_t i = 0; b->prompts && i < b->q_cap; i++)
+        free(b->prompts[i]);
     free(b->prompts);
     free(b->preds);
     free(b->qidx);
@@ -157,7 +160,8 @@ static lisa_status eval_image(const lisa_eval_params *p, const lisa_ds_image *im
     /* queries the reference could not evaluate are errors; the rest go to the model together */
     int32_t n_run = 0;
     int32_t *run_q = NULL;
-    if (s == LISA_OK && !(run_q = malloc((size_t)n_pending * sizeof *run_q))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK && !(run_q = malloc((size_t)n_pending * sizeof *run_q)))
+        s = lisa_fail(LISA_ERR_OOM, "out of memory");
     for (int32_t k = 0; k < n_pending && s == LISA_OK; k++) {
         const int32_t q = b->qidx[k];
         query_id(id, sizeof id, im, q);

@@ -34,9 +34,9 @@ extern "C" {
  * zeroed before the call: write 0/1 (the first [SEG]'s mask); leave it zero when there is none. */
 typedef struct lisa_eval_pred {
     uint8_t *mask;
-    int32_t n_seg;       /* [SEG]s the model produced for the query (0: no mask) */
-    char answer[256];    /* the answer text (truncated), for the record */
-    lisa_status status;  /* a per-query failure (message in `error`) */
+    int32_t n_seg;      /* [SEG]s the model produced for the query (0: no mask) */
+    char answer[256];   /* the answer text (truncated), for the record */
+    lisa_status status; /* a per-query failure (message in `error`) */
     char error[512];
 } lisa_eval_pred;
 
@@ -49,11 +49,11 @@ typedef lisa_status (*lisa_eval_predict_fn)(void *ctx, const uint8_t *rgb, int32
 typedef struct lisa_eval_result {
     const char *id, *image, *text;
     bool is_sentence;
-    bool ok;                 /* false: error holds why (the query counts as failed) */
+    bool ok; /* false: error holds why (the query counts as failed) */
     const char *error;
-    int64_t inter, uni;      /* foreground intersection / union (ignore pixels excluded) */
-    int64_t pred_px, gt_px;  /* foreground pixels of the prediction (non-ignored) and of the GT */
-    double iou;              /* lisa_eval_query_iou(inter, uni) */
+    int64_t inter, uni;     /* foreground intersection / union (ignore pixels excluded) */
+    int64_t pred_px, gt_px; /* foreground pixels of the prediction (non-ignored) and of the GT */
+    double iou;             /* lisa_eval_query_iou(inter, uni) */
     int32_t n_seg;
     const char *answer;
     const uint8_t *pred, *gt; /* [h, w] masks (NULL on errors) */
@@ -62,9 +62,9 @@ typedef struct lisa_eval_result {
 
 typedef struct lisa_eval_params {
     const lisa_dataset *ds;
-    int32_t shard_k, shard_n;   /* 0 <= k < n; n = 1: everything */
-    int32_t limit;              /* images of the shard to run; <= 0: all */
-    int64_t max_image_pixels;   /* decode limit (<= 0: the default) */
+    int32_t shard_k, shard_n; /* 0 <= k < n; n = 1: everything */
+    int32_t limit;            /* images of the shard to run; <= 0: all */
+    int64_t max_image_pixels; /* decode limit (<= 0: the default) */
     lisa_eval_predict_fn predict;
     void *predict_ctx;
     /* resume: true when the query id already has a record (may be NULL) */
@@ -73,7 +73,7 @@ typedef struct lisa_eval_params {
     lisa_status (*sink)(void *ctx, const lisa_eval_result *r);
     /* after each image (may be NULL): images of the shard done so far / in total */
     void (*progress)(void *ctx, int32_t images_done, int32_t images_total);
-    void *ctx;                  /* for done / sink / progress */
+    void *ctx; /* for done / sink / progress */
 } lisa_eval_params;
 
 /* Runs the evaluation; returns the first sink failure (or OOM), else LISA_OK. */
@@ -84,8 +84,8 @@ lisa_status lisa_eval_query_prompt(char *buf, size_t cap, const char *text, bool
 
 /* The GT mask [h, w] of query q of image im (values 0, 1, 255; refCOCO overlapping parts sum).
  * scratch: NULL or h*w bytes. */
-lisa_status lisa_eval_gt_mask(uint8_t *mask, lisa_ds_kind kind, const lisa_ds_image *im, int32_t q, int32_t h, int32_t w,
-                              uint8_t *scratch);
+lisa_status lisa_eval_gt_mask(uint8_t *mask, lisa_ds_kind kind, const lisa_ds_image *im, int32_t q, int32_t h,
+                              int32_t w, uint8_t *scratch);
 
 /* Number of images of the shard (after the limit). */
 int32_t lisa_eval_shard_size(const lisa_dataset *ds, int32_t shard_k, int32_t shard_n, int32_t limit);

@@ -38,9 +38,9 @@ void lisa_eval_iu_compute(lisa_eval_iu *out, const uint8_t *pred, const uint8_t 
 double lisa_eval_query_iou(int64_t inter_fg, int64_t union_fg);
 
 typedef struct lisa_eval_acc {
-    int64_t n;              /* queries */
-    double sum_iou;         /* sum of per-query IoU (foreground) */
-    int64_t sum_i, sum_u;   /* sum of foreground intersections / unions */
+    int64_t n;            /* queries */
+    double sum_iou;       /* sum of per-query IoU (foreground) */
+    int64_t sum_i, sum_u; /* sum of foreground intersections / unions */
 } lisa_eval_acc;
 
 void lisa_eval_acc_add(lisa_eval_acc *a, int64_t inter_fg, int64_t union_fg);

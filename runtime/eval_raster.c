@@ -135,9 +135,10 @@ typedef struct poly_edge {
 static int32_t collect_edges(uint8_t *img, int32_t h, int32_t w, const lisa_pt *v, int32_t n, poly_edge *edges,
                              uint8_t value) {
     int32_t ne = 0;
-    int64_t p0x = (int64_t)v[n - 1].x << XY_SHIFT, p0y = v[n - 1].y;
+    /* x << XY_SHIFT, written as a product: negative coordinates are valid */
+    int64_t p0x = (int64_t)v[n - 1].x * XY_ONE, p0y = v[n - 1].y;
     for (int32_t i = 0; i < n; i++) {
-        const int64_t p1x = (int64_t)v[i].x << XY_SHIFT, p1y = v[i].y;
+        const int64_t p1x = (int64_t)v[i].x * XY_ONE, p1y = v[i].y;
         int64_t p0cy = p0y, p1cy = p1y;
         int64_t t0x = (p0x + (XY_ONE >> 1)) >> XY_SHIFT, t0y = p0y;
         int64_t t1x = (p1x + (XY_ONE >> 1)) >> XY_SHIFT, t1y = p1y;
@@ -150,8 +151,8 @@ static int32_t collect_edges(uint8_t *img, int32_t h, int32_t w, const lisa_pt *
             if (t0y != t1y) {
                 p0cy = t0y;
                 p1cy = t1y;
-                p0cx = t0x << XY_SHIFT;
-                p1cx = t1x << XY_SHIFT;
+                p0cx = t0x * XY_ONE;
+                p1cx = t1x * XY_ONE;
             }
         } else {
             p0cx += XY_ONE >> 1;
@@ -206,7 +207,7 @@ static void fill_edges(uint8_t *img, int32_t h, int32_t w, poly_edge *edges, int
         if (x1 < x_min) x_min = x1;
         if (x1 > x_max) x_max = x1;
     }
-    if (y_max < 0 || y_min >= h || x_max < 0 || x_min >= ((int64_t)w << XY_SHIFT)) return;
+    if (y_max < 0 || y_min >= h || x_max < 0 || x_min >= (int64_t)w * XY_ONE) return;
     qsort(edges, (size_t)total, sizeof *edges, cmp_edges);
     poly_edge tmp = {.y0 = INT_MAX, .next = NULL};
     edges[total] = tmp; /* sentinel */
@@ -297,7 +298,7 @@ lisa_status lisa_cv_fill_poly(uint8_t *img, int32_t h, int32_t w, const lisa_pt 
 /* ---- numpy argsort ------------------------------------------------------------------------- */
 
 #define NP_SMALL_QUICKSORT 15 /* npysort_common.h */
-#define NP_QS_STACK 128
+#define NP_QS_STACK        128
 
 static void np_aheapsort_u64(const uint64_t *v, int64_t *tosort, int64_t n) {
     int64_t *a = tosort - 1; /* 1-based heap indexing, as numpy */
@@ -334,21 +335,23 @@ static void np_aheapsort_u64(const uint64_t *v, int64_t *tosort, int64_t n) {
     }
 }
 
-#define IDX_SWAP(a, b)                                                                             \
-    do {                                                                                           \
-        int64_t t_ = (a);                                                                          \
-        (a) = (b);                                                                                 \
-        (b) = t_;                                                                                  \
+#define IDX_SWAP(a, b)                                                                                                 \
+    do {                                                                                                               \
+        int64_t t_ = (a);                                                                                              \
+        (a) = (b);                                                                                                     \
+        (b) = t_;                                                                                                      \
     } while (0)
 
 void lisa_np_argsort_u64(int64_t *idx, const uint64_t *v, int64_t num) {
-    for (int64_t k = 0; k < num; k++) idx[k] = k;
+    for (int64_t k = 0; k < num; k++)
+        idx[k] = k;
     if (num < 2) return;
     int64_t *pl = idx, *pr = idx + num - 1;
     int64_t *stack[NP_QS_STACK], **sptr = stack;
     int depth[NP_QS_STACK], *psdepth = depth;
     int cdepth = 0;
-    for (uint64_t u = (uint64_t)num; u >>= 1;) cdepth++; /* npy_get_msb */
+    for (uint64_t u = (uint64_t)num; u >>= 1;)
+        cdepth++; /* npy_get_msb */
     cdepth *= 2;
     int64_t *pm, *pi, *pj, *pk, vi;
     uint64_t vp;
@@ -367,9 +370,11 @@ void lisa_np_argsort_u64(int64_t *idx, const uint64_t *v, int64_t num) {
             pj = pr - 1;
             IDX_SWAP(*pm, *pj);
             for (;;) {
-                do ++pi;
+                do
+                    ++pi;
                 while (v[*pi] < vp);
-                do --pj;
+                do
+                    --pj;
                 while (vp < v[*pj]);
                 if (pi >= pj) break;
                 IDX_SWAP(*pi, *pj);
@@ -392,7 +397,8 @@ void lisa_np_argsort_u64(int64_t *idx, const uint64_t *v, int64_t num) {
             vp = v[vi];
             pj = pi;
             pk = pi - 1;
-            while (pj > pl && vp < v[*pk]) *pj-- = *pk--;
+            while (pj > pl && vp < v[*pk])
+                *pj-- = *pk--;
             *pj = vi;
         }
     stack_pop:
@@ -421,7 +427,8 @@ lisa_status lisa_reasonseg_mask(uint8_t *mask, int32_t h, int32_t w, const lisa_
         lisa_cv_polylines_closed(tmp, h, w, shapes[i].pts, shapes[i].n, 1);
         s = lisa_cv_fill_poly(tmp, h, w, shapes[i].pts, shapes[i].n, 1);
         uint64_t a = 0;
-        for (size_t k = 0; k < plane; k++) a += tmp[k];
+        for (size_t k = 0; k < plane; k++)
+            a += tmp[k];
         area[i] = a;
     }
     /* np.argsort(area_list)[::-1]: largest first, drawn first; later (smaller) shapes overwrite */

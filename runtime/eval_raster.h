@@ -30,7 +30,8 @@ typedef struct lisa_pt {
 } lisa_pt;
 
 /* cv2.fillPoly(img, [pts], value): img u8 [h, w] row-major. n >= 1 (cv2 asserts on 0 points).
- * Allocates the edge table (n + 1 entries); LISA_ERR_OOM on failure. */
+ * Allocates the edge table (n + 1 entries); LISA_ERR_OOM on failure. Like OpenCV it walks every
+ * row from the topmost vertex, so keep |coordinates| small (the ReasonSeg reader allows 2^20). */
 lisa_status lisa_cv_fill_poly(uint8_t *img, int32_t h, int32_t w, const lisa_pt *pts, int32_t n, uint8_t value);
 
 /* cv2.polylines(img, [pts], True, value, 1): closed, thickness 1, LINE_8. n == 0 draws nothing. */
@@ -45,8 +46,8 @@ void lisa_np_argsort_u64(int64_t *idx, const uint64_t *keys, int64_t n);
 
 /* One labelme shape of a ReasonSeg JSON, points already converted to int32. */
 typedef struct lisa_rs_shape {
-    uint8_t value;        /* 1 (target) or 255 ("ignore" in the label) */
-    int32_t n;            /* number of points (>= 1) */
+    uint8_t value; /* 1 (target) or 255 ("ignore" in the label) */
+    int32_t n;     /* number of points (>= 1) */
     const lisa_pt *pts;
 } lisa_rs_shape;
 

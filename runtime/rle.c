@@ -95,14 +95,17 @@ lisa_status lisa_rle_from_poly(lisa_rle *r, const double *xy, int64_t k, int32_t
         goto done;
     }
     /* upsample and get discrete points densely along the entire boundary */
-    for (int64_t j = 0; j < k; j++) x[j] = (int)(scale * xy[j * 2 + 0] + .5);
-    for (int64_t j = 0; j < k; j++) y[j] = (int)(scale * xy[j * 2 + 1] + .5);
+    for (int64_t j = 0; j < k; j++)
+        x[j] = (int)(scale * xy[j * 2 + 0] + .5);
+    for (int64_t j = 0; j < k; j++)
+        y[j] = (int)(scale * xy[j * 2 + 1] + .5);
     if (k > 0) {
         x[k] = x[0];
         y[k] = y[0];
     }
     int64_t m = 0;
-    for (int64_t j = 0; j < k; j++) m += umax32((uint32_t)abs(x[j] - x[j + 1]), (uint32_t)abs(y[j] - y[j + 1])) + 1;
+    for (int64_t j = 0; j < k; j++)
+        m += umax32((uint32_t)abs(x[j] - x[j + 1]), (uint32_t)abs(y[j] - y[j + 1])) + 1;
     u = malloc(sizeof(int) * (size_t)(m ? m : 1));
     v = malloc(sizeof(int) * (size_t)(m ? m : 1));
     if (!u || !v) {
@@ -169,7 +172,8 @@ lisa_status lisa_rle_from_poly(lisa_rle *r, const double *xy, int64_t k, int32_t
         s = lisa_fail(LISA_ERR_OOM, "%s: out of memory", what);
         goto done;
     }
-    for (int64_t j = 0; j < nb; j++) a[j] = (uint32_t)(u[j] * (int)h + v[j]);
+    for (int64_t j = 0; j < nb; j++)
+        a[j] = (uint32_t)(u[j] * (int)h + v[j]);
     int64_t na = nb;
     a[na++] = (uint32_t)((uint32_t)h * (uint32_t)w);
     qsort(a, (size_t)na, sizeof(uint32_t), cmp_u32);

@@ -32,8 +32,7 @@ typedef struct lisa_rle {
 lisa_status lisa_rle_from_string(lisa_rle *r, const char *s, int32_t h, int32_t w, const char *what);
 
 /* Uncompressed counts (iscrowd-style "counts": [ints]), taken as they are. */
-lisa_status lisa_rle_from_counts(lisa_rle *r, const int64_t *counts, int64_t m, int32_t h, int32_t w,
-                                 const char *what);
+lisa_status lisa_rle_from_counts(lisa_rle *r, const int64_t *counts, int64_t m, int32_t h, int32_t w, const char *what);
 
 /* rleFrPoly: polygon xy[2k] (x, y pairs, image coordinates) -> RLE, with pycocotools' 5x
  * upsampled boundary walk and rounding. Coordinates must be finite with |v| <= 1e6. */

@@ -49,8 +49,10 @@ static cJSON *read_records(const char *path, cJSON **header) {
         cJSON *j = cJSON_Parse(l);
         cr_assert(j, "%s: line %d is not JSON", path, line_no + 1);
         if (line_no == 0) {
-            if (header) *header = j;
-            else cJSON_Delete(j);
+            if (header)
+                *header = j;
+            else
+                cJSON_Delete(j);
         } else {
             cJSON_AddItemToArray(arr, j);
         }
@@ -175,7 +177,8 @@ Test(eval_cli, teacher_forced_refcoco_resume_and_dump, .timeout = 600) {
         cr_expect_eq(img.h, 12);
         cr_expect_eq(img.w, 16);
         long on = 0;
-        for (int i = 0; i < img.h * img.w; i++) on += img.data[3 * i] == 255;
+        for (int i = 0; i < img.h * img.w; i++)
+            on += img.data[3 * i] == 255;
         cr_expect_eq(on, (long)num(r, "pred_pixels"), "%s", png); /* no ignore pixels in refCOCO */
         lisa_image_free(&img);
     }
@@ -189,11 +192,13 @@ Test(eval_cli, teacher_forced_refcoco_resume_and_dump, .timeout = 600) {
     /* interruption: the last record was never written and the one before is torn mid-line */
     size_t n;
     char *txt = tu_read_file(rec, &n);
-    char *last_nl = txt + n - 1;                   /* the final '\n' */
+    char *last_nl = txt + n - 1; /* the final '\n' */
     char *prev = last_nl - 1;
-    while (*prev != '\n') prev--;                  /* end of the 2nd-to-last record */
+    while (*prev != '\n')
+        prev--; /* end of the 2nd-to-last record */
     char *prev2 = prev - 1;
-    while (*prev2 != '\n') prev2--;                /* end of the 3rd-to-last */
+    while (*prev2 != '\n')
+        prev2--; /* end of the 3rd-to-last */
     const size_t keep = (size_t)(prev2 - txt) + 1 + (size_t)(prev - prev2) / 2;
     cr_assert(tu_write_file(rec, txt, keep));
     free(txt);

@@ -30,7 +30,8 @@ static void load(lisa_dataset *ds, const char *dataset, const char *split) {
         snprintf(dir, sizeof dir, "%s/reason_seg/ReasonSeg/%s", EVAL_DIR, split);
         s = lisa_dataset_load_reasonseg(ds, dir);
     } else {
-        s = lisa_dataset_load_refer(ds, EVAL_DIR "/refer_seg", dataset, !strcmp(dataset, "refcocog") ? "umd" : "unc", split);
+        s = lisa_dataset_load_refer(ds, EVAL_DIR "/refer_seg", dataset, !strcmp(dataset, "refcocog") ? "umd" : "unc",
+                                    split);
     }
     cr_assert_eq(s, LISA_OK, "%s/%s: %s", dataset, split, lisa_last_error());
 }
@@ -61,7 +62,8 @@ Test(eval_data, queries_and_gt_masks_match_valdataset) {
         }
         /* advance to the next query of the dataset (images and queries in order) */
         q_i++;
-        while (img_i < ds.n_images && q_i >= ds.images[img_i].n_queries) img_i++, q_i = 0;
+        while (img_i < ds.n_images && q_i >= ds.images[img_i].n_queries)
+            img_i++, q_i = 0;
         cr_assert_lt(img_i, ds.n_images, "%s: more golden queries than loaded", key);
         const lisa_ds_image *im = &ds.images[img_i];
         cr_assert_null(im->error, "%s", im->error);
@@ -77,7 +79,8 @@ Test(eval_data, queries_and_gt_masks_match_valdataset) {
         }
         cr_assert_eq(lisa_eval_gt_mask(got, ds.kind, im, q_i, h, w, NULL), LISA_OK, "%s", lisa_last_error());
         int bad = 0;
-        for (int i = 0; i < h * w; i++) bad += got[i] != want[i];
+        for (int i = 0; i < h * w; i++)
+            bad += got[i] != want[i];
         cr_expect_eq(bad, 0, "%s %s '%s': %d pixels differ", key, image, want_text, bad);
         n_checked++;
         free(want);
@@ -112,13 +115,14 @@ Test(eval_data, refer_splits) {
     struct {
         const char *ds, *split;
         int images, queries;
-    } cases[] = {{"refcoco", "val", 2, 5},   {"refcoco", "testA", 1, 2}, {"refcoco", "testB", 1, 1},
-                 {"refcoco", "test", 2, 3},  {"refcoco", "train", 1, 1}, {"refcoco+", "val", 2, 5},
+    } cases[] = {{"refcoco", "val", 2, 5},   {"refcoco", "testA", 1, 2},  {"refcoco", "testB", 1, 1},
+                 {"refcoco", "test", 2, 3},  {"refcoco", "train", 1, 1},  {"refcoco+", "val", 2, 5},
                  {"refcocog", "test", 2, 3}, {"refcocog", "testAB", 0, 0}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         load(&ds, cases[i].ds, cases[i].split);
         int nq = 0;
-        for (int k = 0; k < ds.n_images; k++) nq += ds.images[k].n_queries;
+        for (int k = 0; k < ds.n_images; k++)
+            nq += ds.images[k].n_queries;
         cr_expect_eq(ds.n_images, cases[i].images, "%s/%s", cases[i].ds, cases[i].split);
         cr_expect_eq(nq, cases[i].queries, "%s/%s", cases[i].ds, cases[i].split);
         lisa_dataset_free(&ds);
@@ -131,15 +135,15 @@ Test(eval_data, refer_splits) {
 /* ---- metric arithmetic with an oracle model --------------------------------------------------- */
 
 typedef struct box {
-    const char *key; /* a substring of the query text */
+    const char *key;    /* a substring of the query text */
     int x0, y0, x1, y1; /* inclusive; x0 < 0: empty prediction */
 } box;
 
 static const box kOracle[] = {
-    {"the red box", 4, 2, 9, 5},          {"sit on here", 0, 0, 1, 1},    {"rain out", -1, 0, 0, 0},
-    {"the lamp", 0, 6, 5, 11},            {"door handle", 0, 0, 15, 11},  {"the left box", 2, 2, 7, 5},
-    {"box on the left", 0, 0, 3, 3},      {"blob at the bottom", -1, 0, 0, 0}, {"nothing at all", -1, 0, 0, 0},
-    {"two parts", 1, 1, 9, 7},            {"top right", 10, 0, 15, 4},    {"corner", -1, 0, 0, 0},
+    {"the red box", 4, 2, 9, 5},     {"sit on here", 0, 0, 1, 1},         {"rain out", -1, 0, 0, 0},
+    {"the lamp", 0, 6, 5, 11},       {"door handle", 0, 0, 15, 11},       {"the left box", 2, 2, 7, 5},
+    {"box on the left", 0, 0, 3, 3}, {"blob at the bottom", -1, 0, 0, 0}, {"nothing at all", -1, 0, 0, 0},
+    {"two parts", 1, 1, 9, 7},       {"top right", 10, 0, 15, 4},         {"corner", -1, 0, 0, 0},
     {"top left", 0, 0, 3, 2},
 };
 
@@ -156,7 +160,8 @@ static lisa_status oracle(void *ctx, const uint8_t *rgb, int32_t h, int32_t w, i
         snprintf(preds[i].answer, sizeof preds[i].answer, "[SEG].");
         if (b->x0 < 0) continue;
         for (int y = b->y0; y <= b->y1; y++)
-            for (int x = b->x0; x <= b->x1; x++) preds[i].mask[y * w + x] = 1;
+            for (int x = b->x0; x <= b->x1; x++)
+                preds[i].mask[y * w + x] = 1;
     }
     (void)h;
     return LISA_OK;
@@ -198,7 +203,8 @@ static collected run_oracle(const char *dataset, const char *split) {
 static void expect_iu(const collected *c, int n, const int64_t *I, const int64_t *U) {
     cr_assert_eq(c->n, n);
     for (int i = 0; i < n; i++) {
-        cr_expect_eq(c->I[i], I[i], "query %d: intersection %lld, by hand %lld", i, (long long)c->I[i], (long long)I[i]);
+        cr_expect_eq(c->I[i], I[i], "query %d: intersection %lld, by hand %lld", i, (long long)c->I[i],
+                     (long long)I[i]);
         cr_expect_eq(c->U[i], U[i], "query %d: union %lld, by hand %lld", i, (long long)c->U[i], (long long)U[i]);
     }
 }
@@ -243,8 +249,9 @@ Test(eval_data, metrics_by_hand_refcoco) {
      *   U = 63 + 42 - 42 = 63. */
     collected v = run_oracle("refcoco", "val");
     expect_iu(&v, 5, (int64_t[]){24, 4, 0, 0, 42}, (int64_t[]){24, 36, 24, 0, 63});
-    const double g = ((((24 / (24 + 1e-5) + 4 / (36 + 1e-5)) + 0 / (24 + 1e-5)) + (0 / (0 + 1e-5) + 1)) +
-                      42 / (63 + 1e-5)) / (5 + 1e-5);
+    const double g =
+        ((((24 / (24 + 1e-5) + 4 / (36 + 1e-5)) + 0 / (24 + 1e-5)) + (0 / (0 + 1e-5) + 1)) + 42 / (63 + 1e-5)) /
+        (5 + 1e-5);
     cr_expect_eq(lisa_eval_giou(&v.all), g, "%.17g vs %.17g", lisa_eval_giou(&v.all), g);
     cr_expect_eq(lisa_eval_ciou(&v.all), 70 / (147 + 1e-10));
     /* refCOCO+ (protocol-0 pickle) has the same refs: the same numbers */
@@ -297,7 +304,8 @@ Test(eval_data, bad_items_are_errors_and_the_run_goes_on) {
     snprintf(p, sizeof p, "%s/e_nopoints.jpg", dir);
     copy_file(EVAL_DIR "/reason_seg/ReasonSeg/val/vis_a.jpg", p);
     snprintf(q, sizeof q, "%s/e_nopoints.json", dir);
-    const char np[] = "{\"text\": [\"x\"], \"is_sentence\": false, \"shapes\": [{\"label\": \"target\", \"points\": []}]}";
+    const char np[] =
+        "{\"text\": [\"x\"], \"is_sentence\": false, \"shapes\": [{\"label\": \"target\", \"points\": []}]}";
     cr_assert(tu_write_file(q, np, sizeof np - 1));
 
     lisa_dataset ds;
@@ -318,7 +326,8 @@ Test(eval_data, bad_items_are_errors_and_the_run_goes_on) {
     int saw_image = 0;
     for (int i = 0; i < c.n_err && i < 8; i++)
         saw_image += strstr(c.errors[i], "c_garbage.jpg#0: ") && strstr(c.errors[i], "/c_garbage.jpg:");
-    cr_expect_eq(saw_image, 1, "the garbage image's error names it: %s | %s | %s", c.errors[0], c.errors[1], c.errors[2]);
+    cr_expect_eq(saw_image, 1, "the garbage image's error names it: %s | %s | %s", c.errors[0], c.errors[1],
+                 c.errors[2]);
     lisa_dataset_free(&ds);
     tu_remove_tree(dir);
     free(dir);
@@ -360,9 +369,11 @@ Test(eval_data, pickle_plain_data_only) {
     cr_expect_str_eq(cJSON_GetArrayItem(j, 1)->valuestring, "it's A"); /* memo GET: a copy */
     cJSON_Delete(j);
     /* code is refused: GLOBAL os.system + REDUCE */
-    const char evil[] = "\x80\x02" "cos\nsystem\nq\x00X\x02\x00\x00\x00lsq\x01\x85q\x02Rq\x03.";
+    const char evil[] = "\x80\x02"
+                        "cos\nsystem\nq\x00X\x02\x00\x00\x00lsq\x01\x85q\x02Rq\x03.";
     cr_expect_eq(lisa_pickle_plain_parse(&j, evil, sizeof evil - 1, "evil"), LISA_ERR_UNSUPPORTED);
-    cr_expect(strstr(lisa_last_error(), "evil") && strstr(lisa_last_error(), "not plain data"), "%s", lisa_last_error());
+    cr_expect(strstr(lisa_last_error(), "evil") && strstr(lisa_last_error(), "not plain data"), "%s",
+              lisa_last_error());
     cr_expect_null(j);
     /* truncated and empty */
     cr_expect_eq(lisa_pickle_plain_parse(&j, p0, 20, "t"), LISA_ERR_FORMAT);
@@ -381,7 +392,8 @@ Test(eval_data, records_resume_and_torn_lines) {
     cr_assert_eq(lisa_eval_records_open(&r, path, h, false), LISA_OK, "%s", lisa_last_error());
     const char l1[] = "{\"id\":\"a#0\",\"status\":\"ok\"}\n{\"id\":\"b#0\",\"status\":\"ok\"}\n";
     cr_assert_eq(lisa_eval_records_append(&r, l1, sizeof l1 - 1), LISA_OK);
-    cr_expect(lisa_eval_records_has(&r, "a#0") && lisa_eval_records_has(&r, "b#0") && !lisa_eval_records_has(&r, "c#0"));
+    cr_expect(lisa_eval_records_has(&r, "a#0") && lisa_eval_records_has(&r, "b#0") &&
+              !lisa_eval_records_has(&r, "c#0"));
     lisa_eval_records_close(&r);
     /* a torn line at the end (killed mid-write) */
     FILE *f = fopen(path, "a");
@@ -399,7 +411,8 @@ Test(eval_data, records_resume_and_torn_lines) {
     size_t n;
     char *txt = tu_read_file(path, &n);
     int lines = 0;
-    for (size_t i = 0; i < n; i++) lines += txt[i] == '\n';
+    for (size_t i = 0; i < n; i++)
+        lines += txt[i] == '\n';
     cr_expect_eq(lines, 4); /* header + a, b, c: the torn bytes are gone */
     cr_expect(strstr(txt, "\"sta{") == NULL);
     free(txt);

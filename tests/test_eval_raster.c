@@ -20,9 +20,7 @@
 
 #define EVAL_DIR LISA_TESTDATA_DIR "/eval"
 
-static uint8_t row_char_value(char c) {
-    return c == '.' ? 0 : c == '1' ? 1 : c == 'X' ? 255 : (uint8_t)(c - '0');
-}
+static uint8_t row_char_value(char c) { return c == '.' ? 0 : c == '1' ? 1 : c == 'X' ? 255 : (uint8_t)(c - '0'); }
 
 /* Reads `h` mask rows from the cursor into want[h*w]. */
 static void read_rows(char **cur, uint8_t *want, int h, int w, const char *name) {
@@ -30,7 +28,8 @@ static void read_rows(char **cur, uint8_t *want, int h, int w, const char *name)
         char *nl = strchr(*cur, '\n');
         cr_assert(nl, "%s: missing mask row %d", name, y);
         cr_assert_eq(nl - *cur, w, "%s: row %d has %d chars", name, y, (int)(nl - *cur));
-        for (int x = 0; x < w; x++) want[y * w + x] = row_char_value((*cur)[x]);
+        for (int x = 0; x < w; x++)
+            want[y * w + x] = row_char_value((*cur)[x]);
         *cur = nl + 1;
     }
 }
@@ -48,8 +47,7 @@ static int compare_masks(const char *name, const uint8_t *got, const uint8_t *wa
     int bad = 0;
     for (int i = 0; i < h * w; i++) {
         if (got[i] != want[i]) {
-            if (bad < 3)
-                cr_log_error("%s: pixel (x=%d, y=%d) = %d, reference %d", name, i % w, i / w, got[i], want[i]);
+            if (bad < 3) cr_log_error("%s: pixel (x=%d, y=%d) = %d, reference %d", name, i % w, i / w, got[i], want[i]);
             bad++;
         }
     }
@@ -83,7 +81,8 @@ Test(eval_raster, opencv_fillpoly_polylines_and_get_mask_from_json) {
             }
             /* labels as get_mask_from_json reads them: "flag" (lower) skipped, "ignore" in lower -> 255 */
             char low[64];
-            for (int c = 0; c <= (int)strlen(label); c++) low[c] = (char)((label[c] >= 'A' && label[c] <= 'Z') ? label[c] + 32 : label[c]);
+            for (int c = 0; c <= (int)strlen(label); c++)
+                low[c] = (char)((label[c] >= 'A' && label[c] <= 'Z') ? label[c] + 32 : label[c]);
             if (!strcmp(kind, "json") && !strcmp(low, "flag")) continue;
             shapes[n_kept] = (lisa_rs_shape){.value = strstr(low, "ignore") ? 255 : 1, .n = np, .pts = pts[n_kept]};
             n_kept++;
@@ -162,7 +161,8 @@ Test(eval_raster, pycocotools_polygons_and_rle) {
         cr_assert(seg);
         uint8_t *want = malloc((size_t)h * w), *got = malloc((size_t)h * w);
         read_rows(&cur, want, h, w, name);
-        cr_assert_eq(coco_mask(got, seg, h, w, !strcmp(kind, "uncompressed")), LISA_OK, "%s: %s", name, lisa_last_error());
+        cr_assert_eq(coco_mask(got, seg, h, w, !strcmp(kind, "uncompressed")), LISA_OK, "%s: %s", name,
+                     lisa_last_error());
         n_bad += compare_masks(name, got, want, h, w) > 0;
         n_cases++;
         cJSON_Delete(seg);
@@ -188,7 +188,8 @@ Test(eval_raster, rle_rejects_garbage) {
     cr_assert_eq(lisa_rle_from_poly(&r, bad, 0, 4, 4, "x"), LISA_OK);
     memset(m, 7, sizeof m);
     cr_assert_eq(lisa_rle_decode_add(m, &r, "x"), LISA_OK);
-    for (int i = 0; i < 16; i++) cr_expect_eq(m[i], 7);
+    for (int i = 0; i < 16; i++)
+        cr_expect_eq(m[i], 7);
     lisa_rle_free(&r);
 }
 
@@ -198,7 +199,8 @@ Test(eval_raster, numpy_argsort) {
     for (int n = 1; n <= 16; n++) {
         uint64_t keys[17];
         int64_t idx[17];
-        for (int i = 0; i < n; i++) keys[i] = tu_next_u64(&rng) % 4;
+        for (int i = 0; i < n; i++)
+            keys[i] = tu_next_u64(&rng) % 4;
         lisa_np_argsort_u64(idx, keys, n);
         for (int i = 1; i < n; i++) {
             cr_assert(keys[idx[i - 1]] <= keys[idx[i]]);
@@ -210,7 +212,8 @@ Test(eval_raster, numpy_argsort) {
         uint64_t *keys = malloc((size_t)n * sizeof *keys);
         int64_t *idx = malloc((size_t)n * sizeof *idx);
         char *seen = calloc((size_t)n, 1);
-        for (int i = 0; i < n; i++) keys[i] = tu_next_u64(&rng) % 7;
+        for (int i = 0; i < n; i++)
+            keys[i] = tu_next_u64(&rng) % 7;
         lisa_np_argsort_u64(idx, keys, n);
         for (int i = 0; i < n; i++) {
             cr_assert(idx[i] >= 0 && idx[i] < n && !seen[idx[i]]);

@@ -36,30 +36,29 @@
 #include <unistd.h>
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: lisa eval --model DIR [--vision-tower DIR] --dataset reasonseg|refcoco|refcoco+|refcocog\n"
-            "                 --data ROOT --split SPLIT [--mode teacher-forced|generate] [--limit N]\n"
-            "                 [--shard K/N] [--out results.json] [--records FILE] [--dump-masks DIR]\n"
-            "                 [--resume] [--split-by unc|umd|google] [--threads N] [--max-new-tokens N]\n"
-            "       lisa eval --merge RECORDS... [--out results.json]\n"
-            "\n"
-            "Evaluates LISA as the reference (train_ds.py --eval_only) does and prints gIoU / cIoU.\n"
-            "  --data ROOT     the LISA dataset root: ROOT/reason_seg/ReasonSeg/<split>/*.jpg + .json, or\n"
-            "                  ROOT/refer_seg/<dataset>/{instances.json, refs(unc|umd).p} with images in\n"
-            "                  ROOT/refer_seg/images/mscoco/images/train2014 (ROOT may also be the\n"
-            "                  ReasonSeg or refer_seg directory itself)\n"
-            "  --split         ReasonSeg: val | test (| train); refCOCO(+): val | testA | testB;\n"
-            "                  refCOCOg: val | test (--split-by umd, the default for refcocog)\n"
-            "  --mode          teacher-forced (default; the paper's numbers: answer fixed to \"[SEG].\",\n"
-            "                  one forward) or generate (greedy chat, first [SEG]'s mask; none = empty)\n"
-            "  --shard K/N     images with index %% N == K (0 <= K < N); merge the record files after.\n"
-            "                  Default under srun/mpirun: the rank and size (SLURM_PROCID/NTASKS,\n"
-            "                  OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE)\n"
-            "  --records FILE  the resumable per-query record file (default: <out>.records.jsonl, or\n"
-            "                  lisa-eval-<dataset>-<split>[-K-of-N].records.jsonl)\n"
-            "  --resume        continue an interrupted run from its record file\n"
-            "  --dump-masks D  write each predicted mask as D/<image>_q<k>.png (0/255)\n"
-            "  --max-new-tokens N  generate mode: generation limit (default 512, as chat.py)\n");
+    fprintf(f, "usage: lisa eval --model DIR [--vision-tower DIR] --dataset reasonseg|refcoco|refcoco+|refcocog\n"
+               "                 --data ROOT --split SPLIT [--mode teacher-forced|generate] [--limit N]\n"
+               "                 [--shard K/N] [--out results.json] [--records FILE] [--dump-masks DIR]\n"
+               "                 [--resume] [--split-by unc|umd|google] [--threads N] [--max-new-tokens N]\n"
+               "       lisa eval --merge RECORDS... [--out results.json]\n"
+               "\n"
+               "Evaluates LISA as the reference (train_ds.py --eval_only) does and prints gIoU / cIoU.\n"
+               "  --data ROOT     the LISA dataset root: ROOT/reason_seg/ReasonSeg/<split>/*.jpg + .json, or\n"
+               "                  ROOT/refer_seg/<dataset>/{instances.json, refs(unc|umd).p} with images in\n"
+               "                  ROOT/refer_seg/images/mscoco/images/train2014 (ROOT may also be the\n"
+               "                  ReasonSeg or refer_seg directory itself)\n"
+               "  --split         ReasonSeg: val | test (| train); refCOCO(+): val | testA | testB;\n"
+               "                  refCOCOg: val | test (--split-by umd, the default for refcocog)\n"
+               "  --mode          teacher-forced (default; the paper's numbers: answer fixed to \"[SEG].\",\n"
+               "                  one forward) or generate (greedy chat, first [SEG]'s mask; none = empty)\n"
+               "  --shard K/N     images with index %% N == K (0 <= K < N); merge the record files after.\n"
+               "                  Default under srun/mpirun: the rank and size (SLURM_PROCID/NTASKS,\n"
+               "                  OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE)\n"
+               "  --records FILE  the resumable per-query record file (default: <out>.records.jsonl, or\n"
+               "                  lisa-eval-<dataset>-<split>[-K-of-N].records.jsonl)\n"
+               "  --resume        continue an interrupted run from its record file\n"
+               "  --dump-masks D  write each predicted mask as D/<image>_q<k>.png (0/255)\n"
+               "  --max-new-tokens N  generate mode: generation limit (default 512, as chat.py)\n");
 }
 
 /* ---- options --------------------------------------------------------------------------------- */
@@ -89,12 +88,12 @@ static int parse_opts(opts *o, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKE(name, field)                                                                          \
-    if (!strcmp(a, name)) {                                                                        \
-        if (!v) return fprintf(stderr, "lisa eval: %s needs a value\n", name), -1;                 \
-        o->field = v;                                                                              \
-        i++;                                                                                       \
-        continue;                                                                                  \
+#define TAKE(name, field)                                                                                              \
+    if (!strcmp(a, name)) {                                                                                            \
+        if (!v) return fprintf(stderr, "lisa eval: %s needs a value\n", name), -1;                                     \
+        o->field = v;                                                                                                  \
+        i++;                                                                                                           \
+        continue;                                                                                                      \
     }
         TAKE("--model", model)
         TAKE("--vision-tower", vision_tower)
@@ -108,9 +107,10 @@ static int parse_opts(opts *o, int argc, char **argv) {
         TAKE("--split-by", split_by)
 #undef TAKE
         if (!strcmp(a, "--limit") || !strcmp(a, "--threads") || !strcmp(a, "--max-new-tokens")) {
-            int32_t *dst = !strcmp(a, "--limit") ? &o->limit : !strcmp(a, "--threads") ? &o->threads : &o->max_new_tokens;
-            if (!v || parse_int(v, dst))
-                return fprintf(stderr, "lisa eval: %s needs a non-negative integer\n", a), -1;
+            int32_t *dst = !strcmp(a, "--limit")     ? &o->limit
+                           : !strcmp(a, "--threads") ? &o->threads
+                                                     : &o->max_new_tokens;
+            if (!v || parse_int(v, dst)) return fprintf(stderr, "lisa eval: %s needs a non-negative integer\n", a), -1;
             i++;
         } else if (!strcmp(a, "--shard")) {
             if (!v || sscanf(v, "%d/%d", &o->shard_k, &o->shard_n) != 2 || o->shard_n < 1 || o->shard_k < 0 ||
@@ -122,7 +122,8 @@ static int parse_opts(opts *o, int argc, char **argv) {
             o->resume = true;
         } else if (!strcmp(a, "--merge")) {
             o->merge = (const char **)argv + i + 1;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) i++, o->n_merge++;
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+                i++, o->n_merge++;
             if (!o->n_merge) return fprintf(stderr, "lisa eval: --merge needs record files\n"), -1;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -150,7 +151,8 @@ static int parse_opts(opts *o, int argc, char **argv) {
         return fprintf(stderr, "lisa eval: --model, --dataset, --data and --split are required\n"), -1;
     if (strcmp(o->dataset, "reasonseg") && strcmp(o->dataset, "refcoco") && strcmp(o->dataset, "refcoco+") &&
         strcmp(o->dataset, "refcocog"))
-        return fprintf(stderr, "lisa eval: --dataset '%s' (reasonseg, refcoco, refcoco+ or refcocog)\n", o->dataset), -1;
+        return fprintf(stderr, "lisa eval: --dataset '%s' (reasonseg, refcoco, refcoco+ or refcocog)\n", o->dataset),
+               -1;
     if (strcmp(o->mode, "teacher-forced") && strcmp(o->mode, "generate"))
         return fprintf(stderr, "lisa eval: --mode '%s' (teacher-forced or generate)\n", o->mode), -1;
     o->generate = !strcmp(o->mode, "generate");
@@ -169,12 +171,13 @@ static lisa_status load_dataset(lisa_dataset *ds, const opts *o) {
         /* ROOT/reason_seg/ReasonSeg/<split>, ROOT/ReasonSeg/<split> or ROOT/<split> */
         const char *cands[] = {"reason_seg/ReasonSeg", "ReasonSeg", ""};
         for (size_t i = 0; i < 3; i++) {
-            if (lisa_path_join(q, sizeof q, o->data, cands[i]) && lisa_path_join(p, sizeof p, q[0] ? q : o->data, o->split) &&
-                is_dir(p))
+            if (lisa_path_join(q, sizeof q, o->data, cands[i]) &&
+                lisa_path_join(p, sizeof p, q[0] ? q : o->data, o->split) && is_dir(p))
                 return lisa_dataset_load_reasonseg(ds, p);
         }
-        return lisa_fail(LISA_ERR_NOT_FOUND, "ReasonSeg split '%s' not found under %s (expected %s/reason_seg/ReasonSeg/%s)",
-                         o->split, o->data, o->data, o->split);
+        return lisa_fail(LISA_ERR_NOT_FOUND,
+                         "ReasonSeg split '%s' not found under %s (expected %s/reason_seg/ReasonSeg/%s)", o->split,
+                         o->data, o->data, o->split);
     }
     const char *root = o->data;
     if (lisa_path_join(p, sizeof p, o->data, "refer_seg") && is_dir(p)) root = p;
@@ -203,8 +206,8 @@ static void take_result(lisa_eval_pred *p, const lisa_result *r, bool last_mask,
 
 /* teacher-forced: all queries of the image in one call (SAM encoder once); on failure, one by
  * one, so that a bad query fails alone. The answer's [SEG] is the last of the sequence. */
-static lisa_status predict_cb(void *ctx, const uint8_t *rgb, int32_t h, int32_t w, int32_t n, const char *const *queries,
-                              lisa_eval_pred *preds) {
+static lisa_status predict_cb(void *ctx, const uint8_t *rgb, int32_t h, int32_t w, int32_t n,
+                              const char *const *queries, lisa_eval_pred *preds) {
     predictor *P = ctx;
     if (n > P->res_cap) {
         lisa_result **nr = realloc(P->res, (size_t)n * sizeof *nr);
@@ -225,9 +228,9 @@ static lisa_status predict_cb(void *ctx, const uint8_t *rgb, int32_t h, int32_t 
     }
     for (int32_t i = 0; i < n; i++) {
         lisa_result *r = NULL;
-        lisa_status s = P->generate ? lisa_segment(P->m, rgb, h, w, queries[i], &P->sp, &r)
-                                    : lisa_model_run_teacher_forced(P->m, rgb, h, w, 1, &queries[i], "[SEG].", &P->sp,
-                                                                    NULL, &r);
+        lisa_status s =
+            P->generate ? lisa_segment(P->m, rgb, h, w, queries[i], &P->sp, &r)
+                        : lisa_model_run_teacher_forced(P->m, rgb, h, w, 1, &queries[i], "[SEG].", &P->sp, NULL, &r);
         if (s == LISA_ERR_OOM) return s;
         if (s != LISA_OK) {
             preds[i].status = s;
@@ -271,10 +274,12 @@ static lisa_status dump_mask(const char *dir, const lisa_eval_result *r) {
         }
     }
     memcpy(name + k, ".png", 5);
-    if (!lisa_path_join(path, sizeof path, dir, name)) return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %s", name);
+    if (!lisa_path_join(path, sizeof path, dir, name))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %s", name);
     lisa_image img;
     LISA_TRY(lisa_image_alloc(&img, r->h, r->w, 1));
-    for (size_t i = 0; i < (size_t)r->h * r->w; i++) img.data[i] = r->pred[i] ? 255 : 0;
+    for (size_t i = 0; i < (size_t)r->h * r->w; i++)
+        img.data[i] = r->pred[i] ? 255 : 0;
     lisa_status s = lisa_image_write_png(path, &img);
     lisa_image_free(&img);
     return s;
@@ -370,7 +375,8 @@ static void summarize(summary *S, cJSON *const *recs, size_t n) {
         S->n_no_seg += num(r, "n_seg") == 0;
     }
     if (n_img) qsort(images, n_img, sizeof *images, cmp_cstr); /* distinct images */
-    for (size_t i = 0; i < n_img; i++) S->n_images += i == 0 || strcmp(images[i], images[i - 1]) != 0;
+    for (size_t i = 0; i < n_img; i++)
+        S->n_images += i == 0 || strcmp(images[i], images[i - 1]) != 0;
     free(images);
 }
 
@@ -402,13 +408,14 @@ static int report(const summary *S, const cJSON *header, const char *out, const 
             printf("%-24s %8lld %7s %8.2f %8.2f\n", lab[k], (long long)S->by_len[k].n, "",
                    100 * lisa_eval_giou(&S->by_len[k]), 100 * lisa_eval_ciou(&S->by_len[k]));
     }
-    printf("mode %s; %lld images; %lld answers without [SEG] (empty masks)%s\n", cJSON_IsString(md) ? md->valuestring : "?",
-           (long long)S->n_images, (long long)S->n_no_seg,
+    printf("mode %s; %lld images; %lld answers without [SEG] (empty masks)%s\n",
+           cJSON_IsString(md) ? md->valuestring : "?", (long long)S->n_images, (long long)S->n_no_seg,
            S->n_errors ? "; failed queries are left out of gIoU/cIoU (see the records)" : "");
     if (!out) return 0;
     cJSON *j = cJSON_CreateObject();
     const cJSON *k;
-    cJSON_ArrayForEach(k, header) if (strcmp(k->string, "lisa_eval_records")) cJSON_AddItemToObject(j, k->string, cJSON_Duplicate(k, 1));
+    cJSON_ArrayForEach(k, header) if (strcmp(k->string, "lisa_eval_records"))
+        cJSON_AddItemToObject(j, k->string, cJSON_Duplicate(k, 1));
     cJSON_AddNumberToObject(j, "images", (double)S->n_images);
     cJSON_AddNumberToObject(j, "queries", (double)S->all.n);
     cJSON_AddNumberToObject(j, "errors", (double)S->n_errors);
@@ -496,7 +503,8 @@ static int run_merge(const opts *o) {
         summarize(&S, all, n_all);
         rc = report(&S, header, o->out, NULL, -1);
     }
-    for (int i = 0; recs && i < o->n_merge; i++) lisa_eval_records_close(&recs[i]);
+    for (int i = 0; recs && i < o->n_merge; i++)
+        lisa_eval_records_close(&recs[i]);
     free(recs);
     free(all);
     return rc;
@@ -516,11 +524,15 @@ int lisa_cmd_eval(int argc, char **argv) {
         return 1;
     }
     char rec_path[4200], model_abs[4096], shard[32];
-    if (o.records) snprintf(rec_path, sizeof rec_path, "%s", o.records);
-    else if (o.out) snprintf(rec_path, sizeof rec_path, "%s.records.jsonl", o.out);
+    if (o.records)
+        snprintf(rec_path, sizeof rec_path, "%s", o.records);
+    else if (o.out)
+        snprintf(rec_path, sizeof rec_path, "%s.records.jsonl", o.out);
     else if (o.shard_n > 1)
-        snprintf(rec_path, sizeof rec_path, "lisa-eval-%s-%s-%d-of-%d.records.jsonl", o.dataset, o.split, o.shard_k, o.shard_n);
-    else snprintf(rec_path, sizeof rec_path, "lisa-eval-%s-%s.records.jsonl", o.dataset, o.split);
+        snprintf(rec_path, sizeof rec_path, "lisa-eval-%s-%s-%d-of-%d.records.jsonl", o.dataset, o.split, o.shard_k,
+                 o.shard_n);
+    else
+        snprintf(rec_path, sizeof rec_path, "lisa-eval-%s-%s.records.jsonl", o.dataset, o.split);
     if (!realpath(o.model, model_abs)) snprintf(model_abs, sizeof model_abs, "%s", o.model);
     snprintf(shard, sizeof shard, "%d/%d", o.shard_k, o.shard_n);
     cJSON *header = cJSON_CreateObject();
@@ -539,7 +551,8 @@ int lisa_cmd_eval(int argc, char **argv) {
         rc = 1;
     }
     if (rc == 0 && c.rec.torn_bytes)
-        fprintf(stderr, "lisa eval: %s: cut a torn last line (%zu bytes); that query is redone\n", rec_path, c.rec.torn_bytes);
+        fprintf(stderr, "lisa eval: %s: cut a torn last line (%zu bytes); that query is redone\n", rec_path,
+                c.rec.torn_bytes);
     if (rc == 0 && o.dump && mkdir(o.dump, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "lisa eval: cannot create %s: %s\n", o.dump, strerror(errno));
         rc = 1;
