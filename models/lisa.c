@@ -518,6 +518,177 @@ lisa_status lisa_result_set_text(const lisa_model *m, lisa_result *res, const li
     return s;
 }
 
+/* ---- teacher-forced evaluation (spec §9) ------------------------------------------------------ */
+
+typedef struct forced_job {
+    lisa_model *m;
+    const lisa_prepared *pr;   /* pixels of the image */
+    const int32_t *ids;        /* the forced sequence, with the -200 placeholder */
+    int32_t n_ids, placeholder, L;
+    const int32_t *pos;        /* expanded positions whose states are gathered */
+    int32_t n_pos;
+    lisa_tensor rows;          /* host F32 [n_pos, C] */
+    lisa_tensor text;          /* host I32 [n_ids - 1]: ids without the placeholder */
+    lisa_kv_cache kv;
+    lisa_tensor emb;           /* backend [1, out, G, G] (SAM stage) */
+} forced_job;
+
+/* CLIP -> projector -> splice -> one LLaMA forward over the whole forced sequence; gather rows */
+static void forced_graph(lisa_graph *g, void *ctx) {
+    forced_job *f = ctx;
+    const int64_t C = f->m->cfg.llm.hidden, P = f->m->n_patches, k = f->placeholder, n_after = f->n_ids - 1 - k;
+    T *proj = lisa_graph_vision(g, f->m, g_upload(g, &f->pr->clip_px));                /* [1, P, C] */
+    T *emb = g_embedding(g, &f->m->llm->embed, g_upload(g, &f->text));
+    T *x = g_new(g, g->act_dtype, 2, f->L, C, 0, 0);
+    if (k > 0) g_copy_to(g, g_narrow(g, x, 0, 0, k), g_narrow(g, emb, 0, 0, k));
+    g_copy_to(g, g_narrow(g, x, 0, k, P), g_reshape(g, proj, 2, P, C, 0, 0));
+    if (n_after > 0) g_copy_to(g, g_narrow(g, x, 0, k + P, n_after), g_narrow(g, emb, 0, k, n_after));
+    lisa_kv_cache saved = f->kv;
+    T *h = lisa_llama_forward(g, f->m->llm, &f->kv, x);
+    if (g_measuring(g)) f->kv = saved;
+    T *rows = g_new(g, g->act_dtype, 2, f->n_pos, C, 0, 0);
+    for (int32_t j = 0; j < f->n_pos; j++) g_copy_to(g, g_narrow(g, rows, 0, j, 1), g_narrow(g, h, 0, f->pos[j], 1));
+    g_download(g, &f->rows, rows);
+}
+
+static void forced_sam_graph(lisa_graph *g, void *ctx) {
+    forced_job *f = ctx;
+    T *emb = lisa_sam_encode(g, f->m->sam, g_upload(g, &f->pr->sam_px));
+    g_tap(g, emb, "sam_img_emb");
+    g_copy_to(g, &f->emb, emb);
+}
+
+/* ValDataset: conv.append_message(roles[1], answer); get_prompt() (SeparatorStyle.TWO) ends the
+ * assistant turn with sep2 "</s>": "... ASSISTANT: {answer}</s>". */
+static lisa_status forced_ids(lisa_model *m, const char *query, const char *answer, int32_t **ids, int32_t *n_ids,
+                              int32_t *placeholder) {
+    *ids = NULL;
+    const size_t alen = strlen(answer), pcap = strlen(query) + alen + 1100;
+    size_t plen = 0;
+    char *prompt = malloc(pcap);
+    if (!prompt) return lisa_fail(LISA_ERR_OOM, "out of memory");
+    lisa_status s = lisa_prompt_llava_v1(prompt, pcap, query, m->cfg.use_im_start_end, &plen);
+    if (s == LISA_OK) plen += (size_t)snprintf(prompt + plen, pcap - plen, " %s</s>", answer);
+    int32_t n = 0;
+    if (s == LISA_OK) {
+        s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, NULL, 0, &n);
+        if (s == LISA_ERR_LIMIT && n > 0) s = LISA_OK; /* sizing call */
+    }
+    if (s == LISA_OK && !(*ids = malloc((size_t)n * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK) s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, *ids, n, n_ids);
+    free(prompt);
+    if (s != LISA_OK) {
+        free(*ids);
+        *ids = NULL;
+        return s;
+    }
+    *placeholder = -1;
+    for (int32_t i = 0; i < *n_ids; i++)
+        if ((*ids)[i] == LISA_IMAGE_TOKEN_INDEX) *placeholder = i;
+    LISA_ASSERT(*placeholder >= 0);
+    return LISA_OK;
+}
+
+static lisa_status run_forced_query(lisa_model *m, forced_job *f, const char *query, const char *answer,
+                                    const lisa_run_hooks *hooks, lisa_result *res) {
+    const int32_t C = m->cfg.llm.hidden, P = m->n_patches;
+    int32_t *ids = NULL, n_ids = 0, ph = -1;
+    LISA_TRY(forced_ids(m, query, answer, &ids, &n_ids, &ph));
+    lisa_status s = LISA_OK;
+    int32_t *pos = malloc((size_t)n_ids * sizeof(int32_t));
+    float *seg = NULL;
+    f->ids = ids;
+    f->n_ids = n_ids;
+    f->placeholder = ph;
+    f->L = n_ids - 1 + P;
+    f->n_pos = 0;
+    if (!pos) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK && f->L > m->cfg.llm.max_pos)
+        s = lisa_fail(LISA_ERR_LIMIT, "sequence of %d positions (with %d image tokens) exceeds the model's %d", f->L, P,
+                      m->cfg.llm.max_pos);
+    /* model_forward(inference=True): seg_token_mask = input_ids[:, 1:] == seg, i.e. the token
+     * before each [SEG]; its expanded position is (i - 1) + (P - 1) after the image */
+    for (int32_t i = 1; s == LISA_OK && i < n_ids; i++)
+        if (ids[i] == m->seg_id && i - 1 > ph) pos[f->n_pos++] = i - 1 + P - 1;
+    f->pos = pos;
+    if (s == LISA_OK && f->n_pos > 0) {
+        s = lisa_tensor_alloc(&f->text, LISA_DTYPE_I32, 1, (int64_t[]){n_ids - 1});
+        for (int32_t i = 0, j = 0; s == LISA_OK && i < n_ids; i++)
+            if (i != ph) ((int32_t *)f->text.data)[j++] = ids[i];
+        if (s == LISA_OK) s = lisa_tensor_alloc(&f->rows, LISA_DTYPE_F32, 2, (int64_t[]){f->n_pos, C});
+        if (s == LISA_OK) s = lisa_kv_cache_init(&f->kv, m->be, &m->cfg.llm, f->L, LISA_DTYPE_F32);
+        if (s == LISA_OK) s = run_stage(m, forced_graph, f, hooks);
+        seg = f->rows.data;
+    }
+    double t0 = now_ms();
+    if (s == LISA_OK) s = lisa_masks_run(m, f->pr, &f->emb, seg, f->n_pos, res, hooks);
+    res->t.sam_decoder_ms = now_ms() - t0;
+    /* the result: the forced answer, the forced sequence (placeholder removed) as tokens */
+    if (s == LISA_OK && !(res->answer = strdup(answer))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK && !(res->tokens = malloc((size_t)n_ids * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK) {
+        for (int32_t i = 0; i < n_ids; i++)
+            if (ids[i] != LISA_IMAGE_TOKEN_INDEX) res->tokens[res->n_tokens++] = ids[i];
+        res->text_output = decode_text(m->tok, res->tokens, res->n_tokens, &s);
+        res->t.n_prompt_tokens = f->L;
+    }
+    lisa_kv_cache_free(&f->kv);
+    lisa_tensor_free(&f->text);
+    lisa_tensor_free(&f->rows);
+    free(pos);
+    free(ids);
+    return s;
+}
+
+lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, int32_t n_queries,
+                                          const char *const *queries, const char *answer, const lisa_segment_params *p,
+                                          const lisa_run_hooks *hooks, lisa_result **out) {
+    for (int32_t q = 0; q < n_queries; q++) out[q] = NULL;
+    lisa_segment_params dp = lisa_segment_default_params();
+    if (!p) p = &dp;
+    if (!answer) answer = "[SEG].";
+    if (n_queries < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "teacher-forced run: %d queries", n_queries);
+    if (strlen(answer) > 4096) return lisa_fail(LISA_ERR_LIMIT, "teacher-forced answer of %zu bytes", strlen(answer));
+    for (int32_t q = 0; q < n_queries; q++) {
+        lisa_status qs = lisa_check_query(queries[q], p);
+        if (qs != LISA_OK) return lisa_fail_context(qs, "query %d", q);
+    }
+    double t0 = now_ms();
+    /* the image once: CLIP and SAM pixels (lisa_prepare's token ids are not used here) */
+    lisa_prepared pr;
+    LISA_TRY(lisa_prepare(m, rgb, h, w, queries[0], p, &pr));
+    forced_job f = {.m = m, .pr = &pr};
+    const int64_t G = m->sam->enc.grid;
+    void *emb_mem = NULL;
+    f.emb = lisa_tensor_view(NULL, LISA_DTYPE_F32, 4, (int64_t[]){1, m->cfg.out_dim, G, G});
+    lisa_status s = m->be->mem_alloc(m->be, lisa_tensor_nbytes(&f.emb), &emb_mem);
+    f.emb.data = emb_mem;
+    f.emb.device = m->be->device;
+    double t1 = now_ms();
+    if (s == LISA_OK) s = run_stage(m, forced_sam_graph, &f, hooks);
+    double t2 = now_ms();
+    for (int32_t q = 0; q < n_queries && s == LISA_OK; q++) {
+        if (!(out[q] = lisa_result_new())) {
+            s = lisa_fail(LISA_ERR_OOM, "out of memory");
+            break;
+        }
+        double tq = now_ms();
+        s = run_forced_query(m, &f, queries[q], answer, hooks, out[q]);
+        out[q]->t.preprocess_ms = pr.preprocess_ms;
+        out[q]->t.sam_encoder_ms = t2 - t1;
+        out[q]->t.prefill_ms = now_ms() - tq - out[q]->t.sam_decoder_ms;
+        out[q]->t.total_ms = now_ms() - t0;
+    }
+    if (emb_mem) m->be->mem_free(m->be, emb_mem);
+    lisa_prepared_free(&pr);
+    if (s != LISA_OK)
+        for (int32_t q = 0; q < n_queries; q++) {
+            lisa_result_free(out[q]);
+            out[q] = NULL;
+        }
+    return s;
+}
+
 /* ---- result accessors ---------------------------------------------------------------------- */
 
 const char *lisa_result_answer(const lisa_result *r) { return r->answer; }

@@ -121,6 +121,20 @@ lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb,
 lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
                            const lisa_segment_params *p, const lisa_run_hooks *hooks, lisa_result **out);
 
+/* Teacher-forced evaluation of n_queries queries on one image (spec §9; LISA utils/dataset.py
+ * ValDataset + model/LISA.py model_forward(inference=True), as train_ds.py validate() runs it):
+ * each query's conversation has the assistant turn fixed to `answer` (NULL: "[SEG]."), i.e. the
+ * sequence "{system} USER: <im_start><image><im_end>\n{query} ASSISTANT: {answer}</s>"; one
+ * forward over the whole sequence, no generation; the [SEG] states are the final-normed states at
+ * the positions before each [SEG] token (ids[1:] == seg, + 255 image offset); then
+ * text_hidden_fcs and SAM, whose image encoder (like CLIP's preprocessing) runs once for all the
+ * queries. out[n_queries] receives one result per query: answer = `answer`, tokens = the whole
+ * forced sequence (placeholder removed), one mask per [SEG] of that sequence (normally one), and
+ * the timings of the whole call. On failure every out[i] is NULL. */
+lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, int32_t n_queries,
+                                          const char *const *queries, const char *answer, const lisa_segment_params *p,
+                                          const lisa_run_hooks *hooks, lisa_result **out);
+
 #ifdef __cplusplus
 }
 #endif
