@@ -958,41 +958,44 @@ static void remove_tmp_tree(const char *dir) {
 }
 
 static lisa_status check_params(const lisa_tiny_params *p) {
-#define RANGE(v, lo, hi)                                                                                   \
-    if ((v) < (lo) || (v) > (hi))                                                                          \
-        return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: " #v " = %lld is outside %lld..%lld", (long long)(v), \
+#define RANGE(f, lo, hi)                                                                                   \
+    if (p->f < (lo) || p->f > (hi))                                                                        \
+        return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: " #f " = %lld is outside %lld..%lld", (long long)p->f, \
                          (long long)(lo), (long long)(hi));
 #define DIVIDES(a, b)                                                                                      \
-    if ((b) % (a))                                                                                         \
-        return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: " #a " = %d does not divide " #b " = %d", (int)(a), (int)(b));
-    RANGE(p->llm_hidden, 2, MAX_DIM);
-    RANGE(p->llm_layers, 1, MAX_LAYERS);
-    RANGE(p->llm_heads, 1, MAX_DIM);
-    RANGE(p->llm_kv_heads, 1, MAX_DIM);
-    RANGE(p->llm_inter, 1, 4 * MAX_DIM);
-    RANGE(p->llm_max_pos, 512, 1 << 20);
-    DIVIDES(p->llm_heads, p->llm_hidden);
-    DIVIDES(p->llm_kv_heads, p->llm_heads);
+    if (p->b % p->a)                                                                                       \
+        return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: " #a " = %d does not divide " #b " = %d", (int)p->a, (int)p->b);
+    RANGE(llm_hidden, 2, MAX_DIM);
+    RANGE(llm_layers, 1, MAX_LAYERS);
+    RANGE(llm_heads, 1, MAX_DIM);
+    RANGE(llm_kv_heads, 1, MAX_DIM);
+    RANGE(llm_inter, 1, 4 * MAX_DIM);
+    RANGE(llm_max_pos, 512, 1 << 20);
+    DIVIDES(llm_heads, llm_hidden);
+    DIVIDES(llm_kv_heads, llm_heads);
     if ((p->llm_hidden / p->llm_heads) % 2)
         return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: the LLM head dim %d must be even (RoPE)",
                          p->llm_hidden / p->llm_heads);
-    RANGE(p->clip_hidden, 1, MAX_DIM);
-    RANGE(p->clip_layers, 2, MAX_LAYERS); /* LISA reads hidden_states[-2] */
-    RANGE(p->clip_heads, 1, MAX_DIM);
-    RANGE(p->clip_mlp, 1, 4 * MAX_DIM);
-    DIVIDES(p->clip_heads, p->clip_hidden);
-    RANGE(p->sam_embed, 1, MAX_DIM);
-    RANGE(p->sam_depth, 1, MAX_LAYERS);
-    RANGE(p->sam_heads, 1, MAX_DIM);
-    RANGE(p->sam_window, 1, SAM_GRID - 1);
-    DIVIDES(p->sam_heads, p->sam_embed);
-    RANGE(p->n_sam_global, 0, LISA_TINY_MAX_GLOBAL);
-    for (int32_t i = 0; i < p->n_sam_global; i++) RANGE(p->sam_global[i], 0, p->sam_depth - 1);
-    RANGE(p->out_dim, 16, MAX_DIM);
+    RANGE(clip_hidden, 1, MAX_DIM);
+    RANGE(clip_layers, 2, MAX_LAYERS); /* LISA reads hidden_states[-2] */
+    RANGE(clip_heads, 1, MAX_DIM);
+    RANGE(clip_mlp, 1, 4 * MAX_DIM);
+    DIVIDES(clip_heads, clip_hidden);
+    RANGE(sam_embed, 1, MAX_DIM);
+    RANGE(sam_depth, 1, MAX_LAYERS);
+    RANGE(sam_heads, 1, MAX_DIM);
+    RANGE(sam_window, 1, SAM_GRID - 1);
+    DIVIDES(sam_heads, sam_embed);
+    RANGE(n_sam_global, 0, LISA_TINY_MAX_GLOBAL);
+    for (int32_t i = 0; i < p->n_sam_global; i++)
+        if (p->sam_global[i] < 0 || p->sam_global[i] >= p->sam_depth)
+            return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: global block %d is outside 0..%d (sam_depth %d)",
+                             p->sam_global[i], p->sam_depth - 1, p->sam_depth);
+    RANGE(out_dim, 16, MAX_DIM);
     if (p->out_dim % 16)
         return lisa_fail(LISA_ERR_INVALID_ARG,
                          "make-tiny: out_dim = %d must be a multiple of 16 (8 decoder heads over out_dim/2)", p->out_dim);
-    RANGE(p->max_shard_bytes, 1, INT64_MAX);
+    RANGE(max_shard_bytes, 1, INT64_MAX);
     if (!p->answer) return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: answer is NULL (use \"\" for no shaping)");
     return LISA_OK;
 #undef RANGE
