@@ -46,6 +46,12 @@ static run_out run(const char *dir, const char *fmt, ...) {
     r.err = tu_read_file(e, &n);
     if (!r.out) r.out = strdup("");
     if (!r.err) r.err = strdup("");
+    /* a sanitizer report of the tool lands in its captured stderr: repeat it where CTest looks, and
+     * fail (an ASan error would otherwise hide behind an expected exit status 1) */
+    if (strstr(r.err, "Sanitizer") || strstr(r.err, "runtime error:")) {
+        fputs(r.err, stderr);
+        cr_expect(false, "sanitizer report from: lisa %s", args);
+    }
     return r;
 }
 
