@@ -40,7 +40,8 @@ static double encoder_gflop(const cfg *c) {
     double f = 2 * N * E * (3 * 16 * 16);
     for (int i = 0; i < c->depth; i++) {
         bool global = false;
-        for (int k = 0; k < c->n_global; k++) global |= c->global[k] == i;
+        for (int k = 0; k < c->n_global; k++)
+            global |= c->global[k] == i;
         const double T = global ? N : Np, L = global ? N : w * w, s = global ? G : w;
         f += 2 * T * E * 3 * E + 2 * T * E * E; /* qkv, proj */
         f += 4 * T * L * E;                     /* QK^T, AV */
@@ -91,10 +92,11 @@ static int bench(const cfg *c, int runs, int threads, double peak) {
         fprintf(stderr, "bench_sam_encoder: %s: %s\n", lisa_status_name(s), lisa_last_error());
     } else {
         const lisa_sam_encoder_params *e = &lisa_sam_predictor_model(pr)->enc;
-        printf("%-6s E=%-4d depth=%-2d heads=%-2d window=%-2d global=%d out=%-3d  %8.2f GFLOP  %10.1f ms best  %10.1f ms "
-               "mean (%d run%s)  %7.2f GFLOP/s",
-               c->name, e->embed, e->depth, e->heads, c->window, c->n_global, e->out_chans, gf, best, sum / runs, runs,
-               runs == 1 ? "" : "s", gf / (best * 1e-3));
+        printf(
+            "%-6s E=%-4d depth=%-2d heads=%-2d window=%-2d global=%d out=%-3d  %8.2f GFLOP  %10.1f ms best  %10.1f ms "
+            "mean (%d run%s)  %7.2f GFLOP/s",
+            c->name, e->embed, e->depth, e->heads, c->window, c->n_global, e->out_chans, gf, best, sum / runs, runs,
+            runs == 1 ? "" : "s", gf / (best * 1e-3));
         if (peak > 0) printf("  %5.1f%% of peak", 100.0 * gf / (best * 1e-3) / peak);
         printf("\n");
     }
@@ -123,13 +125,14 @@ int main(int argc, char **argv) {
         }
     }
     const cfg cfgs[] = {
-        {"tiny", 16, 4, 2, 14, 32, {1, 3}, 2, 3},              /* tests/data/tiny-lisa */
+        {"tiny", 16, 4, 2, 14, 32, {1, 3}, 2, 3},             /* tests/data/tiny-lisa */
         {"vit-b", 768, 12, 12, 14, 256, {2, 5, 8, 11}, 4, 1}, /* segment-anything build_sam_vit_b */
     };
     printf("SAM image encoder, CPU backend, 1024x1024 input, threads=%d (0 = all), FLOP per the formula in "
            "bench/bench_sam_encoder.c (2 per multiply-add; qkv/proj/attention on window-padded tokens)\n",
            threads);
     int rc = 0;
-    for (size_t k = 0; k < (quick ? 1u : 2u); k++) rc |= bench(&cfgs[k], runs > 0 ? runs : cfgs[k].runs, threads, peak);
+    for (size_t k = 0; k < (quick ? 1u : 2u); k++)
+        rc |= bench(&cfgs[k], runs > 0 ? runs : cfgs[k].runs, threads, peak);
     return rc;
 }

@@ -33,7 +33,8 @@ void lisa_json_float_repr(char *buf, size_t cap, double v) {
     for (; *p && *p != 'e'; p++)
         if (*p != '.') digits[nd++] = *p;
     const int exp10 = atoi(p + 1);
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     digits[nd] = '\0';
     const bool zero = nd == 1 && digits[0] == '0';
     const int decpt = zero ? 1 : exp10 + 1; /* v = 0.digits * 10^decpt */
@@ -52,7 +53,8 @@ void lisa_json_float_repr(char *buf, size_t cap, double v) {
     if (decpt <= 0) {
         buf[n++] = '0';
         buf[n++] = '.';
-        for (int i = 0; i < -decpt; i++) buf[n++] = '0';
+        for (int i = 0; i < -decpt; i++)
+            buf[n++] = '0';
         memcpy(buf + n, digits, (size_t)nd);
         n += (size_t)nd;
     } else if (decpt < nd) {
@@ -64,7 +66,8 @@ void lisa_json_float_repr(char *buf, size_t cap, double v) {
     } else {
         memcpy(buf + n, digits, (size_t)nd);
         n += (size_t)nd;
-        for (int i = nd; i < decpt; i++) buf[n++] = '0';
+        for (int i = nd; i < decpt; i++)
+            buf[n++] = '0';
         buf[n++] = '.';
         buf[n++] = '0';
     }
@@ -88,7 +91,8 @@ static void put(sbuf *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (b->n + n + 1 > cap) cap *= 2;
+        while (b->n + n + 1 > cap)
+            cap *= 2;
         char *ns = realloc(b->s, cap);
         if (!ns) {
             b->oom = true;
@@ -105,7 +109,8 @@ static void put(sbuf *b, const char *s, size_t n) {
 static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
 
 static void indent(sbuf *b, int level) {
-    for (int i = 0; i < level; i++) put(b, "  ", 2);
+    for (int i = 0; i < level; i++)
+        put(b, "  ", 2);
 }
 
 static void put_string(sbuf *b, const char *s) {
@@ -169,7 +174,8 @@ static void put_value(sbuf *b, const cJSON *v, int level) {
             return;
         }
         int i = 0;
-        for (const cJSON *c = v->child; c; c = c->next) items[i++] = c;
+        for (const cJSON *c = v->child; c; c = c->next)
+            items[i++] = c;
         if (obj) qsort(items, (size_t)n, sizeof *items, cmp_keys);
         puts_(b, obj ? "{\n" : "[\n");
         for (i = 0; i < n; i++) {

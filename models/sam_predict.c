@@ -165,7 +165,8 @@ lisa_status lisa_sam_predictor_predict(lisa_sam_masks *out, lisa_sam_predictor *
         if (s == LISA_OK) s = run_stage(p->be, decode_graph, p);
         if (s == LISA_OK) {
             const float *lg = p->logits.data;
-            for (size_t i = 0; i < (size_t)p->chunk_n * plane; i++) out->masks[p->chunk0 * plane + i] = lg[i] > 0.0f;
+            for (size_t i = 0; i < (size_t)p->chunk_n * plane; i++)
+                out->masks[p->chunk0 * plane + i] = lg[i] > 0.0f;
             if (out->logits) memcpy(out->logits + p->chunk0 * plane, lg, (size_t)p->chunk_n * plane * sizeof(float));
             memcpy(out->scores + p->chunk0, p->iou.data, (size_t)p->chunk_n * sizeof(float));
         }

@@ -28,10 +28,10 @@ extern "C" {
 typedef struct lisa_sam_predictor lisa_sam_predictor;
 
 typedef struct lisa_sam_masks {
-    int32_t n, h, w;  /* n prompts, original image size */
-    uint8_t *masks;   /* [n, h, w] 0/1 */
-    float *scores;    /* [n] IoU prediction of mask 0 */
-    float *logits;    /* [n, h, w] or NULL (keep_logits) */
+    int32_t n, h, w; /* n prompts, original image size */
+    uint8_t *masks;  /* [n, h, w] 0/1 */
+    float *scores;   /* [n] IoU prediction of mask 0 */
+    float *logits;   /* [n, h, w] or NULL (keep_logits) */
 } lisa_sam_masks;
 
 typedef struct lisa_sam_timings {

@@ -26,30 +26,42 @@
 #define LISA_DEFAULT_SP_MODEL "tests/data/tokenizer/llama-spm.model"
 #endif
 
-#define CLIP_IMAGE 224
-#define CLIP_PATCH 14
-#define CLIP_PROJ 16 /* projection_dim of the tiny CLIP config (unused by LISA) */
-#define SAM_IMAGE 1024
-#define SAM_PATCH 16
-#define SAM_GRID (SAM_IMAGE / SAM_PATCH)
-#define SAM_MASK_IN_CHANS 16 /* PromptEncoder mask_in_chans (16 in every SAM) */
-#define SAM_DEC_DEPTH 2      /* TwoWayTransformer depth (2 in every SAM) */
-#define SAM_MASK_TOKENS 4    /* num_multimask_outputs 3 + 1 */
-#define RESID_GAIN 0.35      /* o_proj / down_proj gain (gen_golden.py build_llm) */
-#define HYPER_OUT_GAIN 12.0  /* hypernetwork output layers (gen_golden.py build_sam_weights) */
-#define LM_HEAD_STD 0.02
-#define TARGET_LOGIT 16.0    /* planned successor's logit at an expected state */
-#define MIN_MARGIN 8.0       /* required top-1 minus top-2 at the expected states after BF16 rounding */
-#define MAX_DIM 16384
-#define MAX_LAYERS 256
+#define CLIP_IMAGE        224
+#define CLIP_PATCH        14
+#define CLIP_PROJ         16 /* projection_dim of the tiny CLIP config (unused by LISA) */
+#define SAM_IMAGE         1024
+#define SAM_PATCH         16
+#define SAM_GRID          (SAM_IMAGE / SAM_PATCH)
+#define SAM_MASK_IN_CHANS 16   /* PromptEncoder mask_in_chans (16 in every SAM) */
+#define SAM_DEC_DEPTH     2    /* TwoWayTransformer depth (2 in every SAM) */
+#define SAM_MASK_TOKENS   4    /* num_multimask_outputs 3 + 1 */
+#define RESID_GAIN        0.35 /* o_proj / down_proj gain (gen_golden.py build_llm) */
+#define HYPER_OUT_GAIN    12.0 /* hypernetwork output layers (gen_golden.py build_sam_weights) */
+#define LM_HEAD_STD       0.02
+#define TARGET_LOGIT      16.0 /* planned successor's logit at an expected state */
+#define MIN_MARGIN        8.0  /* required top-1 minus top-2 at the expected states after BF16 rounding */
+#define MAX_DIM           16384
+#define MAX_LAYERS        256
 
 lisa_tiny_params lisa_tiny_default_params(void) {
     lisa_tiny_params p = {
         .seed = 0,
-        .llm_hidden = 32, .llm_layers = 2, .llm_heads = 4, .llm_kv_heads = 4, .llm_inter = 64, .llm_max_pos = 2048,
-        .clip_hidden = 32, .clip_layers = 3, .clip_heads = 2, .clip_mlp = 64,
-        .sam_embed = 16, .sam_depth = 4, .sam_heads = 2, .sam_window = 14,
-        .sam_global = {1, 3}, .n_sam_global = 2,
+        .llm_hidden = 32,
+        .llm_layers = 2,
+        .llm_heads = 4,
+        .llm_kv_heads = 4,
+        .llm_inter = 64,
+        .llm_max_pos = 2048,
+        .clip_hidden = 32,
+        .clip_layers = 3,
+        .clip_heads = 2,
+        .clip_mlp = 64,
+        .sam_embed = 16,
+        .sam_depth = 4,
+        .sam_heads = 2,
+        .sam_window = 14,
+        .sam_global = {1, 3},
+        .n_sam_global = 2,
         .out_dim = 32,
         .answer = LISA_TINY_DEFAULT_ANSWER,
         .sp_model = NULL,
@@ -76,7 +88,8 @@ static uint64_t rng_next(rng *r) { /* splitmix64 */
  * depend on which other tensors exist. */
 static rng rng_for(uint64_t seed, const char *name) {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (const unsigned char *c = (const unsigned char *)name; *c; c++) h = (h ^ *c) * 0x100000001b3ull;
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        h = (h ^ *c) * 0x100000001b3ull;
     rng r = {h ^ (seed * 0xd1b54a32d192ed03ull)};
     rng_next(&r);
     return r;
@@ -157,7 +170,8 @@ static void fill_normal(tlist *L, tt *e, double mean, double std) {
     rng r = rng_for(L->seed, e->name);
     float *x = e->t.data;
     const int64_t n = lisa_tensor_numel(&e->t);
-    for (int64_t i = 0; i < n; i++) x[i] = (float)(mean + std * rng_normal(&r));
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)(mean + std * rng_normal(&r));
 }
 
 /* Tensor names are short by construction; a truncated one would be a bug. */
@@ -225,10 +239,10 @@ static void gen_sam(tlist *L, const lisa_tiny_params *p, const char *pre) {
     for (int32_t i = 0; i < p->sam_depth; i++) {
         const int64_t size = is_global(p, i) ? SAM_GRID : p->sam_window;
         w_norm(L, NAME(b, "%simage_encoder.blocks.%d.norm1", pre, i), LISA_DTYPE_F32, E, true);
-        w_normal(L, NAME(nm, "%simage_encoder.blocks.%d.attn.rel_pos_h", pre, i), LISA_DTYPE_F32, 2, 2 * size - 1, hd, 0,
-                 0, 0.3);
-        w_normal(L, NAME(nm, "%simage_encoder.blocks.%d.attn.rel_pos_w", pre, i), LISA_DTYPE_F32, 2, 2 * size - 1, hd, 0,
-                 0, 0.3);
+        w_normal(L, NAME(nm, "%simage_encoder.blocks.%d.attn.rel_pos_h", pre, i), LISA_DTYPE_F32, 2, 2 * size - 1, hd,
+                 0, 0, 0.3);
+        w_normal(L, NAME(nm, "%simage_encoder.blocks.%d.attn.rel_pos_w", pre, i), LISA_DTYPE_F32, 2, 2 * size - 1, hd,
+                 0, 0, 0.3);
         w_linear(L, NAME(b, "%simage_encoder.blocks.%d.attn.qkv", pre, i), LISA_DTYPE_F32, 3 * E, E, 1.0, true);
         w_linear(L, NAME(b, "%simage_encoder.blocks.%d.attn.proj", pre, i), LISA_DTYPE_F32, E, E, 1.0, true);
         w_norm(L, NAME(b, "%simage_encoder.blocks.%d.norm2", pre, i), LISA_DTYPE_F32, E, true);
@@ -245,7 +259,8 @@ static void gen_sam(tlist *L, const lisa_tiny_params *p, const char *pre) {
     w_normal(L, NAME(nm, "%sprompt_encoder.pe_layer.positional_encoding_gaussian_matrix", pre), LISA_DTYPE_F32, 2, 2,
              O / 2, 0, 0, 1.0);
     for (int k = 0; k < 4; k++)
-        w_normal(L, NAME(nm, "%sprompt_encoder.point_embeddings.%d.weight", pre, k), LISA_DTYPE_F32, 2, 1, O, 0, 0, 1.0);
+        w_normal(L, NAME(nm, "%sprompt_encoder.point_embeddings.%d.weight", pre, k), LISA_DTYPE_F32, 2, 1, O, 0, 0,
+                 1.0);
     w_normal(L, NAME(nm, "%sprompt_encoder.not_a_point_embed.weight", pre), LISA_DTYPE_F32, 2, 1, O, 0, 0, 1.0);
     w_conv(L, NAME(b, "%sprompt_encoder.mask_downscaling.0", pre), MIC / 4, 1, 2, false, true);
     w_norm(L, NAME(b, "%sprompt_encoder.mask_downscaling.1", pre), LISA_DTYPE_F32, MIC / 4, true);
@@ -334,7 +349,8 @@ static void gen_clip(tlist *L, const lisa_tiny_params *p) {
     w_normal(L, "vision_model.embeddings.position_embedding.weight", F, 2, P, E, 0, 0, 0.5);
     /* older transformers (which wrote the real file) saved the position_ids buffer */
     tt *ids = tl_new(L, "vision_model.embeddings.position_ids", LISA_DTYPE_I64, 2, 1, P, 0, 0);
-    for (int64_t i = 0; ids && i < P; i++) ((int64_t *)ids->t.data)[i] = i;
+    for (int64_t i = 0; ids && i < P; i++)
+        ((int64_t *)ids->t.data)[i] = i;
     w_norm(L, "vision_model.pre_layrnorm", F, E, true);
     for (int32_t i = 0; i < p->clip_layers; i++) {
         w_linear(L, NAME(b, "vision_model.encoder.layers.%d.self_attn.k_proj", i), F, E, E, 1.0, true);
@@ -354,7 +370,8 @@ static void round_bf16(tlist *L) {
     for (int32_t i = 0; i < L->n; i++) {
         if (L->v[i].dtype != LISA_DTYPE_BF16) continue;
         float *x = L->v[i].t.data;
-        for (int64_t j = 0, n = lisa_tensor_numel(&L->v[i].t); j < n; j++) x[j] = lisa_bf16_to_f32(lisa_f32_to_bf16(x[j]));
+        for (int64_t j = 0, n = lisa_tensor_numel(&L->v[i].t); j < n; j++)
+            x[j] = lisa_bf16_to_f32(lisa_f32_to_bf16(x[j]));
     }
 }
 
@@ -384,12 +401,15 @@ static bool solve(double *G, double *B, int n, int m) {
             if (r == c) continue;
             const double f = G[r * n + c] / G[c * n + c];
             if (f == 0.0) continue;
-            for (int k = 0; k < n; k++) G[r * n + k] -= f * G[c * n + k];
-            for (int k = 0; k < m; k++) B[r * m + k] -= f * B[c * m + k];
+            for (int k = 0; k < n; k++)
+                G[r * n + k] -= f * G[c * n + k];
+            for (int k = 0; k < m; k++)
+                B[r * m + k] -= f * B[c * m + k];
         }
     }
     for (int r = 0; r < n; r++)
-        for (int k = 0; k < m; k++) B[r * m + k] /= G[r * n + r];
+        for (int k = 0; k < m; k++)
+            B[r * m + k] /= G[r * n + r];
     return true;
 }
 
@@ -410,7 +430,8 @@ static lisa_status shape_answer(tlist *L, const lisa_tiny_params *p, const lisa_
     LISA_TRY(lisa_tokenizer_encode_image_prompt(tok, prompt, strlen(prompt), pids, 512, &n_p));
     /* plan: ":" -> answer ids -> </s> */
     int32_t plan[LISA_TINY_MAX_ANSWER + 2], n_a = 0;
-    lisa_status s = lisa_tokenizer_encode(tok, p->answer, strlen(p->answer), false, plan + 1, LISA_TINY_MAX_ANSWER, &n_a);
+    lisa_status s =
+        lisa_tokenizer_encode(tok, p->answer, strlen(p->answer), false, plan + 1, LISA_TINY_MAX_ANSWER, &n_a);
     if (s == LISA_ERR_LIMIT)
         return lisa_fail(LISA_ERR_LIMIT, "make-tiny: answer of %d tokens; at most %d can be planned", n_a,
                          LISA_TINY_MAX_ANSWER);
@@ -425,7 +446,8 @@ static lisa_status shape_answer(tlist *L, const lisa_tiny_params *p, const lisa_
     int32_t cur[LISA_TINY_MAX_ANSWER + 1], nxt[LISA_TINY_MAX_ANSWER + 1], P = 0;
     for (int32_t j = 0; j + 1 < n_plan; j++) {
         int32_t k = 0;
-        while (k < P && cur[k] != plan[j]) k++;
+        while (k < P && cur[k] != plan[j])
+            k++;
         if (k < P) {
             if (nxt[k] != plan[j + 1]) {
                 char a[64], b[64], c[64], a0[64];
@@ -453,7 +475,8 @@ static lisa_status shape_answer(tlist *L, const lisa_tiny_params *p, const lisa_
     int32_t rows[LISA_TINY_MAX_ANSWER + 1], R = 0;
     for (int32_t k = 0; k < P; k++) {
         int32_t r = 0;
-        while (r < R && rows[r] != nxt[k]) r++;
+        while (r < R && rows[r] != nxt[k])
+            r++;
         if (r == R) rows[R++] = nxt[k];
     }
     tt *emb = tl_find(L, "model.embed_tokens.weight"), *gw = tl_find(L, "model.norm.weight"),
@@ -472,9 +495,11 @@ static lisa_status shape_answer(tlist *L, const lisa_tiny_params *p, const lisa_
     for (int32_t k = 0; k < P; k++) {
         const float *x = E + (size_t)cur[k] * C;
         double ms = 0;
-        for (int32_t c = 0; c < C; c++) ms += (double)x[c] * x[c];
+        for (int32_t c = 0; c < C; c++)
+            ms += (double)x[c] * x[c];
         const double inv = 1.0 / sqrt(ms / C + 1e-6);
-        for (int32_t c = 0; c < C; c++) S[(size_t)k * C + c] = (double)g[c] * (x[c] * inv);
+        for (int32_t c = 0; c < C; c++)
+            S[(size_t)k * C + c] = (double)g[c] * (x[c] * inv);
     }
     float margin = 0;
     s = LISA_OK;
@@ -483,13 +508,15 @@ static lisa_status shape_answer(tlist *L, const lisa_tiny_params *p, const lisa_
         for (int32_t a = 0; a < P; a++)
             for (int32_t b = 0; b < P; b++) {
                 double d = 0;
-                for (int32_t c = 0; c < C; c++) d += S[(size_t)a * C + c] * S[(size_t)b * C + c];
+                for (int32_t c = 0; c < C; c++)
+                    d += S[(size_t)a * C + c] * S[(size_t)b * C + c];
                 G[a * P + b] = d;
             }
         for (int32_t k = 0; k < P; k++)
             for (int32_t r = 0; r < R; r++) {
                 double d = 0;
-                for (int32_t c = 0; c < C; c++) d += (double)W[(size_t)rows[r] * C + c] * S[(size_t)k * C + c];
+                for (int32_t c = 0; c < C; c++)
+                    d += (double)W[(size_t)rows[r] * C + c] * S[(size_t)k * C + c];
                 B[k * R + r] = (nxt[k] == rows[r] ? TARGET_LOGIT : 0.0) - d;
             }
         if (!solve(G, B, P, R)) {
@@ -499,7 +526,8 @@ static lisa_status shape_answer(tlist *L, const lisa_tiny_params *p, const lisa_
         for (int32_t r = 0; r < R; r++)
             for (int32_t c = 0; c < C; c++) {
                 double d = 0;
-                for (int32_t k = 0; k < P; k++) d += B[k * R + r] * S[(size_t)k * C + c];
+                for (int32_t k = 0; k < P; k++)
+                    d += B[k * R + r] * S[(size_t)k * C + c];
                 float *w = &W[(size_t)rows[r] * C + c];
                 *w = lisa_bf16_to_f32(lisa_f32_to_bf16((float)(*w + d)));
             }
@@ -510,7 +538,8 @@ static lisa_status shape_answer(tlist *L, const lisa_tiny_params *p, const lisa_
             int64_t arg = -1;
             for (int64_t v = 0; v < V; v++) {
                 double d = 0;
-                for (int32_t c = 0; c < C; c++) d += (double)W[(size_t)v * C + c] * S[(size_t)k * C + c];
+                for (int32_t c = 0; c < C; c++)
+                    d += (double)W[(size_t)v * C + c] * S[(size_t)k * C + c];
                 if (d > best) {
                     second = best;
                     best = d;
@@ -538,11 +567,11 @@ static lisa_status shape_answer(tlist *L, const lisa_tiny_params *p, const lisa_
 
 /* ---- JSON files ----------------------------------------------------------------------------- */
 
-#define J_INT(o, k, v) cJSON_AddItemToObject(o, k, cJSON_CreateNumber((double)(v)))
-#define J_FLT(o, k, v) cJSON_AddItemToObject(o, k, lisa_json_float(v))
-#define J_STR(o, k, v) cJSON_AddItemToObject(o, k, cJSON_CreateString(v))
+#define J_INT(o, k, v)  cJSON_AddItemToObject(o, k, cJSON_CreateNumber((double)(v)))
+#define J_FLT(o, k, v)  cJSON_AddItemToObject(o, k, lisa_json_float(v))
+#define J_STR(o, k, v)  cJSON_AddItemToObject(o, k, cJSON_CreateString(v))
 #define J_BOOL(o, k, v) cJSON_AddItemToObject(o, k, cJSON_CreateBool(v))
-#define J_NULL(o, k) cJSON_AddItemToObject(o, k, cJSON_CreateNull())
+#define J_NULL(o, k)    cJSON_AddItemToObject(o, k, cJSON_CreateNull())
 
 static lisa_status write_json(const char *dir, const char *name, cJSON *root) {
     char path[4096];
@@ -835,7 +864,8 @@ static lisa_status write_shard(const char *path, tlist *L, int32_t a, int32_t b)
             if (s != LISA_OK) break;
             const float *x = e->t.data;
             uint16_t *y = conv[i].data;
-            for (int64_t j = 0, m = lisa_tensor_numel(&e->t); j < m; j++) y[j] = lisa_f32_to_bf16(x[j]);
+            for (int64_t j = 0, m = lisa_tensor_numel(&e->t); j < m; j++)
+                y[j] = lisa_f32_to_bf16(x[j]);
             items[i].tensor = conv[i];
         } else {
             items[i].tensor = e->t;
@@ -846,7 +876,8 @@ static lisa_status write_shard(const char *path, tlist *L, int32_t a, int32_t b)
         const char *meta[2] = {"format", "pt"};
         s = lisa_safetensors_write(path, items, n, meta, 1);
     }
-    for (int32_t i = 0; conv && i < n; i++) lisa_tensor_free(&conv[i]);
+    for (int32_t i = 0; conv && i < n; i++)
+        lisa_tensor_free(&conv[i]);
     free(conv);
     free(items);
     return s;
@@ -861,7 +892,8 @@ static lisa_status write_sharded(const char *dir, tlist *L, int64_t max_bytes, l
         const int64_t sz = (int64_t)stored_bytes(&L->v[i]);
         if (n_shards == 0 || (cur > 0 && cur + sz > max_bytes)) {
             if (n_shards == 4096)
-                return lisa_fail(LISA_ERR_LIMIT, "make-tiny: more than 4096 shards of %lld bytes", (long long)max_bytes);
+                return lisa_fail(LISA_ERR_LIMIT, "make-tiny: more than 4096 shards of %lld bytes",
+                                 (long long)max_bytes);
             starts[n_shards++] = i;
             cur = 0;
         }
@@ -886,7 +918,8 @@ static lisa_status write_sharded(const char *dir, tlist *L, int64_t max_bytes, l
                 s = lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: path too long: %.200s", dir);
             else
                 s = write_shard(path, L, starts[k], starts[k + 1]);
-            for (int32_t i = starts[k]; i < starts[k + 1]; i++) J_STR(map, L->v[i].name, fname);
+            for (int32_t i = starts[k]; i < starts[k + 1]; i++)
+                J_STR(map, L->v[i].name, fname);
         }
         if (s != LISA_OK) {
             cJSON_Delete(idx);
@@ -958,13 +991,14 @@ static void remove_tmp_tree(const char *dir) {
 }
 
 static lisa_status check_params(const lisa_tiny_params *p) {
-#define RANGE(f, lo, hi)                                                                                   \
-    if (p->f < (lo) || p->f > (hi))                                                                        \
-        return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: " #f " = %lld is outside %lld..%lld", (long long)p->f, \
+#define RANGE(f, lo, hi)                                                                                               \
+    if (p->f < (lo) || p->f > (hi))                                                                                    \
+        return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: " #f " = %lld is outside %lld..%lld", (long long)p->f,      \
                          (long long)(lo), (long long)(hi));
-#define DIVIDES(a, b)                                                                                      \
-    if (p->b % p->a)                                                                                       \
-        return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: " #a " = %d does not divide " #b " = %d", (int)p->a, (int)p->b);
+#define DIVIDES(a, b)                                                                                                  \
+    if (p->b % p->a)                                                                                                   \
+        return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: " #a " = %d does not divide " #b " = %d", (int)p->a,        \
+                         (int)p->b);
     RANGE(llm_hidden, 2, MAX_DIM);
     RANGE(llm_layers, 1, MAX_LAYERS);
     RANGE(llm_heads, 1, MAX_DIM);
@@ -994,7 +1028,8 @@ static lisa_status check_params(const lisa_tiny_params *p) {
     RANGE(out_dim, 16, MAX_DIM);
     if (p->out_dim % 16)
         return lisa_fail(LISA_ERR_INVALID_ARG,
-                         "make-tiny: out_dim = %d must be a multiple of 16 (8 decoder heads over out_dim/2)", p->out_dim);
+                         "make-tiny: out_dim = %d must be a multiple of 16 (8 decoder heads over out_dim/2)",
+                         p->out_dim);
     RANGE(max_shard_bytes, 1, INT64_MAX);
     if (!p->answer) return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: answer is NULL (use \"\" for no shaping)");
     return LISA_OK;
@@ -1045,7 +1080,8 @@ static lisa_status build(const lisa_tiny_params *p, const char *tmp, lisa_tiny_r
     LISA_TRY(s);
 
     if (p->write_clip) {
-        if (mkdir(clip_dir, 0755) != 0) return lisa_fail(LISA_ERR_IO, "make-tiny: mkdir %s: %s", clip_dir, strerror(errno));
+        if (mkdir(clip_dir, 0755) != 0)
+            return lisa_fail(LISA_ERR_IO, "make-tiny: mkdir %s: %s", clip_dir, strerror(errno));
         LISA_TRY(write_json(clip_dir, "config.json", clip_config(p)));
         LISA_TRY(write_json(clip_dir, "preprocessor_config.json", clip_preprocessor_config()));
         tlist Lc = {.seed = p->seed};

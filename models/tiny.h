@@ -41,8 +41,8 @@
 extern "C" {
 #endif
 
-#define LISA_TINY_MAX_GLOBAL 16
-#define LISA_TINY_MAX_ANSWER 256 /* planned answer tokens */
+#define LISA_TINY_MAX_GLOBAL     16
+#define LISA_TINY_MAX_ANSWER     256 /* planned answer tokens */
 #define LISA_TINY_DEFAULT_ANSWER "Sure, [SEG]."
 
 typedef struct lisa_tiny_params {
@@ -57,10 +57,10 @@ typedef struct lisa_tiny_params {
     int32_t n_sam_global;
     /* SAM prompt dim = LISA out_dim = the encoder's out_chans; multiple of 16 (8 decoder heads) */
     int32_t out_dim;
-    const char *answer;         /* planned greedy answer; "" = pure random lm_head */
-    const char *sp_model;       /* tokenizer.model to copy; NULL = LISA_DEFAULT_SP_MODEL (build tree) */
-    int64_t max_shard_bytes;    /* shard when the tensors exceed this (transformers' rule) */
-    bool write_clip;            /* also write <out>/clip-vit-large-patch14 */
+    const char *answer;      /* planned greedy answer; "" = pure random lm_head */
+    const char *sp_model;    /* tokenizer.model to copy; NULL = LISA_DEFAULT_SP_MODEL (build tree) */
+    int64_t max_shard_bytes; /* shard when the tensors exceed this (transformers' rule) */
+    bool write_clip;         /* also write <out>/clip-vit-large-patch14 */
 } lisa_tiny_params;
 
 /* The dims of tests/data/tiny-lisa: LLM 32/2 layers/4 heads/4 kv/64, CLIP 32/3/2/64, SAM 16/4/2
@@ -70,13 +70,13 @@ lisa_tiny_params lisa_tiny_default_params(void);
 
 /* What lisa_make_tiny wrote. */
 typedef struct lisa_tiny_report {
-    int32_t n_tensors;       /* in the LISA checkpoint */
-    int64_t total_bytes;     /* their data bytes (the index's total_size) */
+    int32_t n_tensors;   /* in the LISA checkpoint */
+    int64_t total_bytes; /* their data bytes (the index's total_size) */
     int32_t n_shards;
-    int32_t vocab;           /* vocab_size: tokenizer pieces + the 4 added tokens */
-    int32_t n_answer;        /* planned answer ids (</s> included); 0 without shaping */
+    int32_t vocab;    /* vocab_size: tokenizer pieces + the 4 added tokens */
+    int32_t n_answer; /* planned answer ids (</s> included); 0 without shaping */
     int32_t answer_ids[LISA_TINY_MAX_ANSWER + 1];
-    float min_margin;        /* smallest top-1 minus top-2 logit at the shaped states (BF16 weights) */
+    float min_margin; /* smallest top-1 minus top-2 logit at the shaped states (BF16 weights) */
 } lisa_tiny_report;
 
 /* Writes the checkpoint directory `out_dir` (which must not exist; an empty directory is replaced).

@@ -115,13 +115,13 @@ lisa_status lisa_rle_from_string(lisa_rle *out, const char *s, int32_t h, int32_
             const int ch = (unsigned char)s[p];
             if (ch < 48 || ch > 48 + 63) {
                 free(c);
-                return lisa_fail(LISA_ERR_FORMAT, "RLE string: character 0x%02x at offset %zu is outside '0'..'o'",
-                                 ch, p);
+                return lisa_fail(LISA_ERR_FORMAT, "RLE string: character 0x%02x at offset %zu is outside '0'..'o'", ch,
+                                 p);
             }
             if (k >= 7) {
                 free(c);
-                return lisa_fail(LISA_ERR_FORMAT, "RLE string: value starting at offset %zu is longer than 7 characters",
-                                 start);
+                return lisa_fail(LISA_ERR_FORMAT,
+                                 "RLE string: value starting at offset %zu is longer than 7 characters", start);
             }
             const int v = ch - 48;
             x |= (int64_t)(v & 0x1f) << (5 * k);
@@ -151,7 +151,8 @@ lisa_status lisa_rle_from_string(lisa_rle *out, const char *s, int32_t h, int32_
 
 uint64_t lisa_rle_area(const lisa_rle *r) {
     uint64_t s = 0;
-    for (int64_t j = 1; j < r->n; j += 2) s += r->counts[j];
+    for (int64_t j = 1; j < r->n; j += 2)
+        s += r->counts[j];
     return s;
 }
 
@@ -205,5 +206,6 @@ void lisa_mask_overlay_red(uint8_t *out, const uint8_t *rgb, const uint8_t *mask
 
 void lisa_mask_to_gray(uint8_t *out, const uint8_t *mask, int32_t h, int32_t w, uint8_t on) {
     const size_t n = (size_t)h * (size_t)w;
-    for (size_t i = 0; i < n; i++) out[i] = mask[i] ? on : 0;
+    for (size_t i = 0; i < n; i++)
+        out[i] = mask[i] ? on : 0;
 }

@@ -121,7 +121,8 @@ static long golden_mask_diff(const char *golden, int i, const uint8_t *m, int32_
     cr_assert(t.n_dims == 3 && t.shape[1] == h && t.shape[2] == w, "%s mask shape", golden);
     const uint8_t *ref = (const uint8_t *)t.data + (size_t)i * h * w;
     long bad = 0;
-    for (size_t k = 0; k < (size_t)h * w; k++) bad += ref[k] != m[k];
+    for (size_t k = 0; k < (size_t)h * w; k++)
+        bad += ref[k] != m[k];
     lisa_checkpoint_close(g);
     return bad;
 }
@@ -176,8 +177,9 @@ Test(cli, segment_masks_overlay_json, .timeout = 600) {
     cr_assert_eq(mkdir(outdir, 0755), 0);
     snprintf(mask_path, sizeof mask_path, "%s/chelsea_mask.png", outdir);
     snprintf(ov_path, sizeof ov_path, "%s/chelsea_overlay.png", outdir);
-    r = run(tmp, "segment --model '%s/model' --image '%s/chelsea.png' --query 'Can you segment the cat in this image?' "
-                 "--out '%s' --overlay '%s' --json --threads 2",
+    r = run(tmp,
+            "segment --model '%s/model' --image '%s/chelsea.png' --query 'Can you segment the cat in this image?' "
+            "--out '%s' --overlay '%s' --json --threads 2",
             tmp, IMAGES_DIR, mask_path, ov_path);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cJSON *j = parse_json(r.out);
@@ -186,7 +188,8 @@ Test(cli, segment_masks_overlay_json, .timeout = 600) {
     const cJSON *toks = cJSON_GetObjectItem(j, "tokens");
     const int want[] = {18585, 29892, 32003, 869, 2};
     cr_assert_eq(cJSON_GetArraySize(toks), 5);
-    for (int i = 0; i < 5; i++) cr_expect_eq((int)cJSON_GetArrayItem(toks, i)->valuedouble, want[i]);
+    for (int i = 0; i < 5; i++)
+        cr_expect_eq((int)cJSON_GetArrayItem(toks, i)->valuedouble, want[i]);
     cr_expect_eq((int)cJSON_GetObjectItem(j, "seg_token_id")->valuedouble, 32003);
     const cJSON *masks = cJSON_GetObjectItem(j, "masks");
     cr_assert_eq(cJSON_GetArraySize(masks), 1);
@@ -211,12 +214,14 @@ Test(cli, segment_masks_overlay_json, .timeout = 600) {
     lisa_rle_decode(from_rle, &dec);
     cr_expect(memcmp(from_rle, png, (size_t)h * w) == 0, "the JSON RLE does not decode to the PNG mask");
     size_t area = 0;
-    for (size_t k = 0; k < (size_t)h * w; k++) area += png[k];
+    for (size_t k = 0; k < (size_t)h * w; k++)
+        area += png[k];
     cr_expect(area > 0 && area < (size_t)h * w);
     cr_expect_eq((size_t)cJSON_GetObjectItem(m0, "area")->valuedouble, area);
     double bb[4];
     lisa_rle_bbox(bb, &dec);
-    for (int k = 0; k < 4; k++) cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(m0, "bbox"), k)->valuedouble, bb[k]);
+    for (int k = 0; k < 4; k++)
+        cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(m0, "bbox"), k)->valuedouble, bb[k]);
     /* the overlay is chat.py's red tint of the decoded photo on that mask */
     lisa_image photo, ov;
     cr_assert_eq(lisa_image_load(&photo, IMAGES_DIR "/chelsea.png", NULL), LISA_OK);
@@ -272,10 +277,11 @@ Test(cli, segment_two_masks_match_the_reference, .timeout = 600) {
 
 Test(cli, segment_without_seg_writes_nothing, .timeout = 300) {
     char *tmp = tu_make_tmpdir("lisa-cli");
-    run_out r = run(tmp,
-                    "segment --model '%s' --vision-tower '%s' --image '%s/chelsea.png' --query 'What is the animal in "
-                    "this image? Please output segmentation mask.' --max-new-tokens 2 --out '%s/m.png' --overlay '%s/o.png'",
-                    TINY_LISA_DIR, TINY_CLIP_DIR, IMAGES_DIR, tmp, tmp);
+    run_out r =
+        run(tmp,
+            "segment --model '%s' --vision-tower '%s' --image '%s/chelsea.png' --query 'What is the animal in "
+            "this image? Please output segmentation mask.' --max-new-tokens 2 --out '%s/m.png' --overlay '%s/o.png'",
+            TINY_LISA_DIR, TINY_CLIP_DIR, IMAGES_DIR, tmp, tmp);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_str_eq(r.out, "Sure,\n");
     cr_expect(strstr(r.err, "no mask was produced"), "%s", r.err);
@@ -289,7 +295,8 @@ Test(cli, segment_errors, .timeout = 300) {
     char *tmp = tu_make_tmpdir("lisa-cli");
     char model[1200];
     snprintf(model, sizeof model, "--model '%s' --vision-tower '%s'", TINY_LISA_DIR, TINY_CLIP_DIR);
-    run_out r = run(tmp, "segment %s --image '%s/no-such.png' --query 'what?' --out '%s/m.png'", model, IMAGES_DIR, tmp);
+    run_out r =
+        run(tmp, "segment %s --image '%s/no-such.png' --query 'what?' --out '%s/m.png'", model, IMAGES_DIR, tmp);
     cr_expect_eq(r.status, 1);
     cr_expect(strstr(r.err, "LISA_ERR_IO") && strstr(r.err, "no-such.png"), "%s", r.err);
     run_free(&r);
@@ -309,7 +316,8 @@ Test(cli, segment_errors, .timeout = 300) {
     char *longq = malloc(5001);
     memset(longq, 'a', 5000);
     longq[5000] = '\0';
-    r = run(tmp, "segment %s --image '%s/chelsea_tiny.png' --query '%s' --out '%s/m.png'", model, IMAGES_DIR, longq, tmp);
+    r = run(tmp, "segment %s --image '%s/chelsea_tiny.png' --query '%s' --out '%s/m.png'", model, IMAGES_DIR, longq,
+            tmp);
     cr_expect_eq(r.status, 1);
     cr_expect(strstr(r.err, "LISA_ERR_LIMIT: query of 5000 bytes exceeds the limit of 4096 bytes"), "%s", r.err);
     run_free(&r);
@@ -341,8 +349,9 @@ Test(cli, segment_errors, .timeout = 300) {
 
 Test(cli, sam_matches_the_reference, .timeout = 300) {
     char *tmp = tu_make_tmpdir("lisa-cli");
-    run_out r = run(tmp, "sam --model '%s' --image '%s/chelsea_tiny.png' --text-embedding '%s/sam_chelsea_tiny.safetensors' "
-                         "--out '%s/s.png' --overlay '%s/o.png' --json --threads 2",
+    run_out r = run(tmp,
+                    "sam --model '%s' --image '%s/chelsea_tiny.png' --text-embedding '%s/sam_chelsea_tiny.safetensors' "
+                    "--out '%s/s.png' --overlay '%s/o.png' --json --threads 2",
                     TINY_LISA_DIR, IMAGES_DIR, GOLDEN_DIR, tmp, tmp);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cJSON *j = parse_json(r.out);
@@ -372,8 +381,9 @@ Test(cli, sam_matches_the_reference, .timeout = 300) {
     cJSON_Delete(j);
     run_free(&r);
     /* errors: a file without text_embeds, a wrong prompt width */
-    r = run(tmp, "sam --model '%s' --image '%s/chelsea_tiny.png' --text-embedding '%s/lisa_chelsea.safetensors' --out "
-                 "'%s/x.png'",
+    r = run(tmp,
+            "sam --model '%s' --image '%s/chelsea_tiny.png' --text-embedding '%s/lisa_chelsea.safetensors' --out "
+            "'%s/x.png'",
             TINY_LISA_DIR, IMAGES_DIR, GOLDEN_DIR, tmp);
     cr_expect_eq(r.status, 1);
     cr_expect(strstr(r.err, "no tensor 'text_embeds'"), "%s", r.err);

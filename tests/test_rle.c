@@ -51,7 +51,8 @@ static uint8_t *case_mask(const cJSON *c, int h, int w) {
     } else {
         const char *s = jstr(c, "mask");
         cr_assert_eq(strlen(s), (size_t)h * w);
-        for (size_t i = 0; i < (size_t)h * w; i++) m[i] = s[i] == '1';
+        for (size_t i = 0; i < (size_t)h * w; i++)
+            m[i] = s[i] == '1';
     }
     return m;
 }
@@ -104,9 +105,7 @@ Test(rle, matches_pycocotools) {
 
 Test(rle, large_counts_round_trip) {
     /* values that need 6-7 characters, positive and negative deltas; h*w = 4294901760 < 2^32 */
-    const uint32_t sets[][4] = {{0, 2147483648u, 2147418112u, 0},
-                                {5, 4294901750u, 3, 2},
-                                {4294901759u, 1, 0, 0}};
+    const uint32_t sets[][4] = {{0, 2147483648u, 2147418112u, 0}, {5, 4294901750u, 3, 2}, {4294901759u, 1, 0, 0}};
     const int64_t ns[] = {3, 4, 2};
     for (int k = 0; k < 3; k++) {
         lisa_rle r = {.h = 65536, .w = 65535, .n = ns[k], .counts = (uint32_t *)sets[k]};
@@ -115,7 +114,8 @@ Test(rle, large_counts_round_trip) {
         lisa_rle b;
         cr_assert_eq(lisa_rle_from_string(&b, s, 65536, 65535), LISA_OK, "%s: %s", s, lisa_last_error());
         cr_expect_eq(b.n, ns[k]);
-        for (int64_t i = 0; i < b.n && i < ns[k]; i++) cr_expect_eq(b.counts[i], sets[k][i], "set %d run %lld", k, (long long)i);
+        for (int64_t i = 0; i < b.n && i < ns[k]; i++)
+            cr_expect_eq(b.counts[i], sets[k][i], "set %d run %lld", k, (long long)i);
         lisa_rle_free(&b);
         free(s);
     }
@@ -128,9 +128,9 @@ Test(rle, malformed_strings_are_format_errors) {
         int h, w;
         const char *msg;
     } bad[] = {
-        {"0P", 3, 4, "truncated"},           /* 'P' = 32: continuation bit set, then the end */
-        {"0 1", 3, 4, "outside"},            /* a space */
-        {"0\x7f", 3, 4, "outside"},          /* above 'o' */
+        {"0P", 3, 4, "truncated"},  /* 'P' = 32: continuation bit set, then the end */
+        {"0 1", 3, 4, "outside"},   /* a space */
+        {"0\x7f", 3, 4, "outside"}, /* above 'o' */
         {"P", 1, 1, "truncated"},
         {"3", 3, 4, "cover"},                /* 3 of 12 pixels */
         {"L", 3, 4, "outside 0.."},          /* 'L' = 28: sign bit -> 28 - 32 = -4 */
@@ -177,12 +177,14 @@ Test(rle, overlay_matches_chat_py) {
         uint8_t *m = case_mask(c, h, w), *got = malloc(3 * np), *gray = malloc(np);
         lisa_mask_overlay_red(got, rgb, m, h, w);
         size_t bad = 0;
-        for (size_t i = 0; i < 3 * np; i++) bad += got[i] != want[i];
+        for (size_t i = 0; i < 3 * np; i++)
+            bad += got[i] != want[i];
         cr_expect_eq(bad, 0, "%s: %zu bytes differ from numpy", jstr(c, "name"), bad);
         lisa_mask_overlay_red(rgb, rgb, m, h, w); /* in place */
         cr_expect(memcmp(rgb, want, 3 * np) == 0, "%s: in-place overlay differs", jstr(c, "name"));
         lisa_mask_to_gray(gray, m, h, w, 255);
-        for (size_t i = 0; i < np; i++) cr_expect_eq(gray[i], m[i] ? 255 : 0);
+        for (size_t i = 0; i < np; i++)
+            cr_expect_eq(gray[i], m[i] ? 255 : 0);
         free(rgb), free(want), free(m), free(got), free(gray);
         n++;
     }

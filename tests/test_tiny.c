@@ -83,7 +83,8 @@ static void expect_same_tensors(const char *got_path, const char *want_path, con
         if (!g) continue;
         cr_expect_eq(g->dtype, w->dtype, "%s dtype", w->name);
         cr_expect_eq(g->n_dims, w->n_dims, "%s rank", w->name);
-        for (int d = 0; d < w->n_dims; d++) cr_expect_eq(g->shape[d], w->shape[d], "%s dim %d", w->name, d);
+        for (int d = 0; d < w->n_dims; d++)
+            cr_expect_eq(g->shape[d], w->shape[d], "%s dim %d", w->name, d);
     }
     for (int64_t i = 0; i < lisa_checkpoint_count(got); i++)
         n_got += !prefix || !strncmp(lisa_checkpoint_at(got, i)->name, prefix, strlen(prefix));
@@ -98,7 +99,8 @@ Test(tiny, default_layout_equals_the_golden_generator) {
     lisa_tiny_params p = lisa_tiny_default_params();
     lisa_tiny_report rep;
     char *out = make(&p, tmp, "m", &rep);
-    const char *files[] = {"config.json", "generation_config.json", "added_tokens.json", "special_tokens_map.json",
+    const char *files[] = {"config.json",           "generation_config.json",
+                           "added_tokens.json",     "special_tokens_map.json",
                            "tokenizer_config.json", "tokenizer.model"};
     char a[4096], b[4096];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -164,7 +166,8 @@ static void expect_answers(const char *dir, const lisa_tiny_report *rep, const c
     mp.n_threads = 2;
     lisa_model *m = NULL;
     cr_assert_eq(lisa_model_load(dir, &mp, &m), LISA_OK, "%s", lisa_last_error());
-    static const char *images[] = {"chelsea.png", "rocket.jpg", "coffee.png", "rocket_portrait.jpg", "chelsea_tiny.png"};
+    static const char *images[] = {"chelsea.png", "rocket.jpg", "coffee.png", "rocket_portrait.jpg",
+                                   "chelsea_tiny.png"};
     static const char *queries[] = {
         "Can you segment the cat in this image?",
         "What is the object that people drink from? Please output segmentation mask.",
@@ -173,7 +176,8 @@ static void expect_answers(const char *dir, const lisa_tiny_report *rep, const c
         "about the picture, its colours, its left and right halves, and what a curious human might ask about it.",
     };
     int n_seg = 0;
-    for (size_t k = 0; k < strlen(want_answer); k++) n_seg += !strncmp(want_answer + k, "[SEG]", 5);
+    for (size_t k = 0; k < strlen(want_answer); k++)
+        n_seg += !strncmp(want_answer + k, "[SEG]", 5);
     lisa_segment_params sp = lisa_segment_default_params();
     sp.max_new_tokens = rep->n_answer + 8;
     for (int c = 0; c < n_cases; c++) {
@@ -192,7 +196,8 @@ static void expect_answers(const char *dir, const lisa_tiny_report *rep, const c
             int32_t h, w;
             const uint8_t *mk = lisa_result_mask(r, i, &h, &w);
             size_t area = 0;
-            for (size_t k = 0; k < (size_t)h * w; k++) area += mk[k];
+            for (size_t k = 0; k < (size_t)h * w; k++)
+                area += mk[k];
             cr_expect(area > 0 && area < (size_t)h * w, "mask %d of %s is all %s", i, images[c % 5], area ? "1" : "0");
         }
         lisa_result_free(r);
@@ -208,7 +213,8 @@ Test(tiny, engine_answers_the_planned_text, .timeout = 600) {
     char *out = make(&p, tmp, "m", &rep);
     const int32_t want[] = {18585, 29892, 32003, 869, 2}; /* ▁Sure , [SEG] ▁. </s> */
     cr_assert_eq(rep.n_answer, 5);
-    for (int i = 0; i < 5; i++) cr_expect_eq(rep.answer_ids[i], want[i]);
+    for (int i = 0; i < 5; i++)
+        cr_expect_eq(rep.answer_ids[i], want[i]);
     cr_expect_geq(rep.min_margin, 8.0);
     expect_answers(out, &rep, "Sure, [SEG] .", 7);
     tu_remove_tree(tmp);
@@ -329,14 +335,16 @@ Test(tiny, sam_alone_stock_names, .timeout = 300) {
     lisa_sam_masks mk;
     float prompts[3 * 32];
     tu_rng r = tu_rng_seed(5);
-    for (int i = 0; i < 3 * 32; i++) prompts[i] = (float)tu_normal(&r);
+    for (int i = 0; i < 3 * 32; i++)
+        prompts[i] = (float)tu_normal(&r);
     cr_expect_eq(lisa_sam_predictor_predict(&mk, sp, prompts, 3, false), LISA_ERR_INVALID_ARG); /* no image yet */
     cr_assert_eq(lisa_sam_predictor_set_image(sp, img.data, img.h, img.w, NULL), LISA_OK, "%s", lisa_last_error());
     cr_assert_eq(lisa_sam_predictor_predict(&mk, sp, prompts, 3, true), LISA_OK, "%s", lisa_last_error());
     cr_expect_eq(mk.n, 3);
     cr_expect_eq(mk.h, img.h);
     cr_expect_eq(mk.w, img.w);
-    for (size_t i = 0; i < (size_t)3 * img.h * img.w; i++) cr_assert_eq(mk.masks[i], mk.logits[i] > 0.0f);
+    for (size_t i = 0; i < (size_t)3 * img.h * img.w; i++)
+        cr_assert_eq(mk.masks[i], mk.logits[i] > 0.0f);
     lisa_sam_masks_free(&mk);
     lisa_sam_predictor_free(sp);
     lisa_image_free(&img);

@@ -41,7 +41,8 @@ bool cli_output_dir_ok(const char *cmd, const char *path) {
 }
 
 void cli_written_remove_all(cli_written *w) {
-    for (int32_t i = 0; i < w->n; i++) unlink(w->paths[i]);
+    for (int32_t i = 0; i < w->n; i++)
+        unlink(w->paths[i]);
     w->n = 0;
 }
 
@@ -68,15 +69,17 @@ static lisa_status write_png(cli_written *w, const char *path, const lisa_image 
     return s;
 }
 
-lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const uint8_t *rgb, const uint8_t *mask,
-                           int32_t h, int32_t w_px, int32_t i, char *mask_path, char *overlay_path) {
+lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const uint8_t *rgb,
+                           const uint8_t *mask, int32_t h, int32_t w_px, int32_t i, char *mask_path,
+                           char *overlay_path) {
     char path[CLI_PATH_MAX];
     lisa_image img = {0};
     lisa_status s = LISA_OK;
     if (mask_path) mask_path[0] = '\0';
     if (overlay_path) overlay_path[0] = '\0';
     if (out) {
-        if (!cli_numbered_path(path, sizeof path, out, i)) return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %.200s", out);
+        if (!cli_numbered_path(path, sizeof path, out, i))
+            return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %.200s", out);
         s = lisa_image_alloc(&img, h, w_px, 1);
         if (s == LISA_OK) {
             lisa_mask_to_gray(img.data, mask, h, w_px, 255);
@@ -118,7 +121,8 @@ lisa_status cli_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w) {
     cJSON_AddItemToArray(size, cJSON_CreateNumber(w));
     cJSON_AddStringToObject(rle, "counts", counts);
     cJSON *bbox = cJSON_AddArrayToObject(obj, "bbox");
-    for (int k = 0; k < 4; k++) cJSON_AddItemToArray(bbox, cJSON_CreateNumber(bb[k]));
+    for (int k = 0; k < 4; k++)
+        cJSON_AddItemToArray(bbox, cJSON_CreateNumber(bb[k]));
     cJSON_AddNumberToObject(obj, "area", (double)lisa_rle_area(&r));
     free(counts);
     lisa_rle_free(&r);

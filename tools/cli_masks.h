@@ -33,8 +33,9 @@ void cli_written_free(cli_written *w);
  * set, and chat.py's red overlay on rgb [h, w, 3] to cli_numbered_path(overlay, i) when overlay is
  * set. The written paths are appended to w and, when the pointers are given, copied to
  * mask_path / overlay_path ("" when not written). */
-lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const uint8_t *rgb, const uint8_t *mask,
-                           int32_t h, int32_t w_px, int32_t i, char *mask_path, char *overlay_path);
+lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const uint8_t *rgb,
+                           const uint8_t *mask, int32_t h, int32_t w_px, int32_t i, char *mask_path,
+                           char *overlay_path);
 
 /* {"size": [h, w], "counts": "..."} plus "bbox" and "area" added to obj (pycocotools' forms). */
 lisa_status cli_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w);

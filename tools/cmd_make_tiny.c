@@ -33,10 +33,9 @@ static void usage(FILE *f) {
             "  --sam-embed N (%d) --sam-depth N (%d) --sam-heads N (%d) --sam-window N (%d)\n"
             "  --sam-global I,J,... (%d,%d; global-attention blocks) --out-dim N (%d; multiple of 16)\n"
             "Random weights give meaningless masks; the model exists to exercise the real code paths.\n",
-            (unsigned long long)d.seed, d.answer, (long long)d.max_shard_bytes, d.llm_hidden, d.llm_layers,
-            d.llm_heads, d.llm_kv_heads, d.llm_inter, d.llm_max_pos, d.clip_hidden, d.clip_layers, d.clip_heads,
-            d.clip_mlp, d.sam_embed, d.sam_depth, d.sam_heads, d.sam_window, d.sam_global[0], d.sam_global[1],
-            d.out_dim);
+            (unsigned long long)d.seed, d.answer, (long long)d.max_shard_bytes, d.llm_hidden, d.llm_layers, d.llm_heads,
+            d.llm_kv_heads, d.llm_inter, d.llm_max_pos, d.clip_hidden, d.clip_layers, d.clip_heads, d.clip_mlp,
+            d.sam_embed, d.sam_depth, d.sam_heads, d.sam_window, d.sam_global[0], d.sam_global[1], d.out_dim);
 }
 
 static bool parse_i64(const char *s, long long lo, long long hi, long long *out) {
@@ -69,11 +68,11 @@ int lisa_cmd_make_tiny(int argc, char **argv) {
         const char *flag;
         int32_t *dst;
     } dims[] = {
-        {"--llm-hidden", &p.llm_hidden},   {"--llm-layers", &p.llm_layers},     {"--llm-heads", &p.llm_heads},
+        {"--llm-hidden", &p.llm_hidden},     {"--llm-layers", &p.llm_layers},      {"--llm-heads", &p.llm_heads},
         {"--llm-kv-heads", &p.llm_kv_heads}, {"--llm-intermediate", &p.llm_inter}, {"--llm-max-pos", &p.llm_max_pos},
-        {"--clip-hidden", &p.clip_hidden}, {"--clip-layers", &p.clip_layers},   {"--clip-heads", &p.clip_heads},
-        {"--clip-mlp", &p.clip_mlp},       {"--sam-embed", &p.sam_embed},       {"--sam-depth", &p.sam_depth},
-        {"--sam-heads", &p.sam_heads},     {"--sam-window", &p.sam_window},     {"--out-dim", &p.out_dim},
+        {"--clip-hidden", &p.clip_hidden},   {"--clip-layers", &p.clip_layers},    {"--clip-heads", &p.clip_heads},
+        {"--clip-mlp", &p.clip_mlp},         {"--sam-embed", &p.sam_embed},        {"--sam-depth", &p.sam_depth},
+        {"--sam-heads", &p.sam_heads},       {"--sam-window", &p.sam_window},      {"--out-dim", &p.out_dim},
     };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -142,7 +141,8 @@ int lisa_cmd_make_tiny(int argc, char **argv) {
            p.write_clip ? ", vision tower in clip-vit-large-patch14/" : "");
     if (rep.n_answer > 0) {
         printf("greedy answer shaped to \"%s\" + </s>: ids", p.answer);
-        for (int32_t i = 0; i < rep.n_answer; i++) printf(" %d", rep.answer_ids[i]);
+        for (int32_t i = 0; i < rep.n_answer; i++)
+            printf(" %d", rep.answer_ids[i]);
         printf(" (min logit margin %.2f)\n", rep.min_margin);
     } else {
         printf("no answer shaping: the LM head is random\n");

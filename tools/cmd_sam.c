@@ -16,19 +16,18 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: lisa sam --model PATH --image FILE --text-embedding FILE [--out mask.png] [--overlay FILE]\n"
-            "                [--json] [--threads N]\n"
-            "\n"
-            "Runs SAM alone: image encoder, prompt encoder with each text embedding as the sparse prompt,\n"
-            "mask decoder (mask 0), postprocess to the image size; mask = logit > 0.\n"
-            "  --model PATH            a LISA checkpoint directory (model.visual_model.*) or a segment-anything\n"
-            "                          safetensors file (image_encoder.*, prompt_encoder.*, mask_decoder.*)\n"
-            "  --text-embedding FILE   safetensors with `text_embeds` F32 [N, 1, D] or [N, D]\n"
-            "  --out FILE              mask i as a 0/255 PNG: FILE, then <stem>_1.png, ...\n"
-            "  --overlay FILE          the image with mask i tinted red (chat.py), numbered the same way\n"
-            "  --json                  print {masks: [{rle: {size, counts}, bbox, area, score}], timings}\n"
-            "  --threads N             CPU threads (default: all cores)\n");
+    fprintf(f, "usage: lisa sam --model PATH --image FILE --text-embedding FILE [--out mask.png] [--overlay FILE]\n"
+               "                [--json] [--threads N]\n"
+               "\n"
+               "Runs SAM alone: image encoder, prompt encoder with each text embedding as the sparse prompt,\n"
+               "mask decoder (mask 0), postprocess to the image size; mask = logit > 0.\n"
+               "  --model PATH            a LISA checkpoint directory (model.visual_model.*) or a segment-anything\n"
+               "                          safetensors file (image_encoder.*, prompt_encoder.*, mask_decoder.*)\n"
+               "  --text-embedding FILE   safetensors with `text_embeds` F32 [N, 1, D] or [N, D]\n"
+               "  --out FILE              mask i as a 0/255 PNG: FILE, then <stem>_1.png, ...\n"
+               "  --overlay FILE          the image with mask i tinted red (chat.py), numbered the same way\n"
+               "  --json                  print {masks: [{rle: {size, counts}, bbox, area, score}], timings}\n"
+               "  --threads N             CPU threads (default: all cores)\n");
 }
 
 static int fail(lisa_status s) {
@@ -50,11 +49,13 @@ static int read_embeds(const char *path, int32_t dim, float **out, int32_t *n) {
         fprintf(stderr, "lisa sam: LISA_ERR_FORMAT: %s: text_embeds is %s, F32 expected\n", path,
                 lisa_dtype_name(t->dtype));
         rc = 1;
-    } else if (!((t->n_dims == 3 && t->shape[1] == 1 && t->shape[2] == dim) || (t->n_dims == 2 && t->shape[1] == dim)) ||
+    } else if (!((t->n_dims == 3 && t->shape[1] == 1 && t->shape[2] == dim) ||
+                 (t->n_dims == 2 && t->shape[1] == dim)) ||
                t->shape[0] < 1 || t->shape[0] > 4096) {
         lisa_tensor v = lisa_ckpt_tensor_view(t);
         char buf[96];
-        fprintf(stderr, "lisa sam: LISA_ERR_SHAPE: %s: text_embeds is %s; [N, 1, %d] or [N, %d] with 1 <= N <= 4096 expected\n",
+        fprintf(stderr,
+                "lisa sam: LISA_ERR_SHAPE: %s: text_embeds is %s; [N, 1, %d] or [N, %d] with 1 <= N <= 4096 expected\n",
                 path, lisa_tensor_shape_str(&v, buf, sizeof buf), dim, dim);
         rc = 1;
     } else {
@@ -159,7 +160,8 @@ int lisa_cmd_sam(int argc, char **argv) {
                 if (paths[i][1][0]) cJSON_AddStringToObject(o, "overlay", paths[i][1]);
             } else {
                 size_t area = 0;
-                for (size_t k = 0; k < (size_t)mk.h * mk.w; k++) area += m[k] != 0;
+                for (size_t k = 0; k < (size_t)mk.h * mk.w; k++)
+                    area += m[k] != 0;
                 printf("mask %d: %zu of %d x %d pixels (%.1f%%), score %.3f%s%s%s%s\n", i, area, mk.w, mk.h,
                        100.0 * (double)area / ((double)mk.h * mk.w), mk.scores[i], paths[i][0][0] ? ", " : "",
                        paths[i][0], paths[i][1][0] ? ", overlay " : "", paths[i][1]);
@@ -170,8 +172,10 @@ int lisa_cmd_sam(int argc, char **argv) {
             cJSON_AddNumberToObject(tj, "preprocess_ms", t.preprocess_ms);
             cJSON_AddNumberToObject(tj, "encoder_ms", t.encoder_ms);
             char *txt = cJSON_PrintUnformatted(root);
-            if (txt) printf("%s\n", txt);
-            else rc = fail(LISA_ERR_OOM);
+            if (txt)
+                printf("%s\n", txt);
+            else
+                rc = fail(LISA_ERR_OOM);
             free(txt);
         }
         if (rc != 0) cli_written_remove_all(&written);

@@ -20,21 +20,20 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: lisa segment --model DIR --image FILE --query TEXT [--out mask.png] [--overlay overlay.png]\n"
-            "                    [--json] [--vision-tower DIR] [--max-new-tokens N] [--backend cpu] [--threads N]\n"
-            "\n"
-            "Runs LISA on one image (PNG or JPEG) and one query, greedy decoding as chat.py does.\n"
-            "  --model DIR          a LISA checkpoint directory (config.json, tokenizer files, weights)\n"
-            "  --vision-tower DIR   the CLIP directory (default: config.json's vision_tower, found as a\n"
-            "                       directory, inside DIR, or in the Hugging Face cache)\n"
-            "  --out FILE           write each [SEG]'s mask as a 0/255 PNG: FILE, then <stem>_1.png, ...\n"
-            "  --overlay FILE       write the image with each mask tinted red (chat.py): FILE, <stem>_1.png, ...\n"
-            "  --json               print one JSON object: answer, text_output, token ids, masks as COCO RLE\n"
-            "                       ({rle: {size, counts}, bbox, area, score}), timings\n"
-            "  --max-new-tokens N   generation limit (default 512, as chat.py)\n"
-            "  --backend cpu        compute backend (cpu; auto picks the best available)\n"
-            "  --threads N          CPU threads (default: all cores)\n");
+    fprintf(f, "usage: lisa segment --model DIR --image FILE --query TEXT [--out mask.png] [--overlay overlay.png]\n"
+               "                    [--json] [--vision-tower DIR] [--max-new-tokens N] [--backend cpu] [--threads N]\n"
+               "\n"
+               "Runs LISA on one image (PNG or JPEG) and one query, greedy decoding as chat.py does.\n"
+               "  --model DIR          a LISA checkpoint directory (config.json, tokenizer files, weights)\n"
+               "  --vision-tower DIR   the CLIP directory (default: config.json's vision_tower, found as a\n"
+               "                       directory, inside DIR, or in the Hugging Face cache)\n"
+               "  --out FILE           write each [SEG]'s mask as a 0/255 PNG: FILE, then <stem>_1.png, ...\n"
+               "  --overlay FILE       write the image with each mask tinted red (chat.py): FILE, <stem>_1.png, ...\n"
+               "  --json               print one JSON object: answer, text_output, token ids, masks as COCO RLE\n"
+               "                       ({rle: {size, counts}, bbox, area, score}), timings\n"
+               "  --max-new-tokens N   generation limit (default 512, as chat.py)\n"
+               "  --backend cpu        compute backend (cpu; auto picks the best available)\n"
+               "  --threads N          CPU threads (default: all cores)\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out) {
@@ -143,7 +142,8 @@ int lisa_cmd_segment(int argc, char **argv) {
         cJSON_AddStringToObject(root, "text_output", lisa_result_text_output(r));
         cJSON *ids = cJSON_AddArrayToObject(root, "tokens");
         const int32_t *t = lisa_result_tokens(r);
-        for (int32_t i = 0; i < lisa_result_n_tokens(r); i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(t[i]));
+        for (int32_t i = 0; i < lisa_result_n_tokens(r); i++)
+            cJSON_AddItemToArray(ids, cJSON_CreateNumber(t[i]));
         cJSON_AddNumberToObject(root, "seg_token_id", lisa_model_seg_token_id(m));
         cJSON *im = cJSON_AddObjectToObject(root, "image");
         cJSON_AddStringToObject(im, "path", image);
@@ -175,7 +175,8 @@ int lisa_cmd_segment(int argc, char **argv) {
             if (opath[0]) cJSON_AddStringToObject(o, "overlay", opath);
         } else {
             size_t area = 0;
-            for (size_t k = 0; k < (size_t)h * w; k++) area += mask[k] != 0;
+            for (size_t k = 0; k < (size_t)h * w; k++)
+                area += mask[k] != 0;
             printf("mask %d: %zu of %d x %d pixels (%.1f%%), score %.3f%s%s%s%s\n", i, area, w, h,
                    100.0 * (double)area / ((double)h * w), lisa_result_mask_score(r, i), mpath[0] ? ", " : "", mpath,
                    opath[0] ? ", overlay " : "", opath);

@@ -18,7 +18,8 @@ static const struct {
 /* Command names are C identifiers in commands.def (make_tiny); users type them with '-' (make-tiny). */
 static void dashed(char *out, size_t cap, const char *name) {
     size_t i = 0;
-    for (; name[i] && i + 1 < cap; i++) out[i] = name[i] == '_' ? '-' : name[i];
+    for (; name[i] && i + 1 < cap; i++)
+        out[i] = name[i] == '_' ? '-' : name[i];
     out[i] = '\0';
 }
 

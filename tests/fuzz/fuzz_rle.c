@@ -18,7 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lisa_rle r;
     if (lisa_rle_from_string(&r, s, h, w) == LISA_OK) {
         uint64_t total = 0;
-        for (int64_t i = 0; i < r.n; i++) total += r.counts[i];
+        for (int64_t i = 0; i < r.n; i++)
+            total += r.counts[i];
         if (total != (uint64_t)h * (uint64_t)w) abort();
         uint8_t *m = malloc((size_t)h * w + 1), *m2 = malloc((size_t)h * w + 1);
         lisa_rle_decode(m, &r);
