@@ -1101,6 +1101,11 @@ lisa_status lisa_make_tiny(const lisa_tiny_params *p, const char *out_dir, lisa_
     memset(rep, 0, sizeof *rep);
     LISA_TRY(check_params(p));
     if (!out_dir || !out_dir[0]) return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: no output directory");
+    char out[4000];
+    if (snprintf(out, sizeof out, "%s", out_dir) >= (int)sizeof out)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: path too long: %.200s", out_dir);
+    for (size_t n = strlen(out); n > 1 && out[n - 1] == '/'; n--) out[n - 1] = '\0'; /* "dir/" -> "dir" */
+    out_dir = out;
     struct stat st;
     if (lstat(out_dir, &st) == 0) {
         /* only an empty directory may be replaced; never delete a user's files */
