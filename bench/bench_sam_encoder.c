@@ -128,8 +128,10 @@ int main(int argc, char **argv) {
         {"tiny", 16, 4, 2, 14, 32, {1, 3}, 2, 3},             /* tests/data/tiny-lisa */
         {"vit-b", 768, 12, 12, 14, 256, {2, 5, 8, 11}, 4, 1}, /* segment-anything build_sam_vit_b */
     };
-    printf("SAM image encoder, CPU backend, 1024x1024 input, threads=%d (0 = all), FLOP per the formula in "
-           "bench/bench_sam_encoder.c (2 per multiply-add; qkv/proj/attention on window-padded tokens)\n",
+    printf("SAM image encoder, CPU backend, 1024x1024 input, threads=%d (0 = all)\n"
+           "FLOP per image (2 per multiply-add; G=64, N=G^2, E embed, w window, Np=N padded to whole windows,\n"
+           "O out_chans; T = Np and L = w^2 in windowed blocks, T = L = N and s = G in global ones):\n"
+           "  2*N*E*768 + sum over blocks [2*T*E*3E + 2*T*E*E + 4*T*L*E + 2*T*2s*E + 16*N*E^2] + 2*N*E*O + 18*N*O^2\n",
            threads);
     int rc = 0;
     for (size_t k = 0; k < (quick ? 1u : 2u); k++)
