@@ -153,6 +153,14 @@ Test(cli, make_tiny_exit_codes_and_same_bytes, .timeout = 300) {
     r = run(tmp, "make-tiny --seed 1");
     cr_expect_eq(r.status, 2);
     run_free(&r);
+    r = run(tmp, "--help"); /* commands are listed with dashes */
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, "make-tiny") && strstr(r.out, "segment") && strstr(r.out, "sam"), "%s", r.out);
+    run_free(&r);
+    r = run(tmp, "make-tiny --help");
+    cr_expect_eq(r.status, 0);
+    cr_expect(strstr(r.out, "--sam-global"), "%s", r.out);
+    run_free(&r);
     r = run(tmp, "make-tiny --out '%s/c' --llm-heads four", tmp);
     cr_expect_eq(r.status, 2);
     run_free(&r);
