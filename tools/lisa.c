@@ -15,11 +15,22 @@ static const struct {
 #undef LISA_CMD
 };
 
+/* Command names are C identifiers in commands.def (make_tiny); users type them with '-' (make-tiny). */
+static void dashed(char *out, size_t cap, const char *name) {
+    size_t i = 0;
+    for (; name[i] && i + 1 < cap; i++)
+        out[i] = name[i] == '_' ? '-' : name[i];
+    out[i] = '\0';
+}
+
 static void usage(FILE *f) {
     fprintf(f, "lisa %s — LISA reasoning-segmentation engine\n\nusage: lisa <command> [options]\n\ncommands:\n",
             lisa_version());
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char name[64];
+        dashed(name, sizeof name, commands[i].name);
+        fprintf(f, "  %-12s %s\n", name, commands[i].help);
+    }
     fprintf(f, "\n'lisa <command> --help' describes each command.\n");
 }
 
@@ -32,8 +43,11 @@ int main(int argc, char **argv) {
         printf("lisa %s\n", lisa_version());
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char name[64];
+        dashed(name, sizeof name, commands[i].name);
+        if (!strcmp(argv[1], name)) return commands[i].run(argc - 1, argv + 1);
+    }
     fprintf(stderr, "lisa: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -1,0 +1,130 @@
+/* tools/cli_masks.c — see cli_masks.h. */
+#include "tools/cli_masks.h"
+
+#include "loader/image.h"
+#include "runtime/error.h"
+#include "runtime/mask.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+bool cli_numbered_path(char *out, size_t cap, const char *path, int32_t i) {
+    if (i == 0) return (size_t)snprintf(out, cap, "%s", path) < cap;
+    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+    if (dot && (slash && dot < slash)) dot = NULL;
+    if (dot && (dot == path || (slash && dot == slash + 1))) dot = NULL; /* ".png" alone is a name */
+    const size_t stem = dot ? (size_t)(dot - path) : strlen(path);
+    return (size_t)snprintf(out, cap, "%.*s_%d%s", (int)stem, path, i, dot ? dot : "") < cap;
+}
+
+bool cli_output_dir_ok(const char *cmd, const char *path) {
+    char dir[CLI_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash) return true;
+    if ((size_t)(slash - path) >= sizeof dir) {
+        fprintf(stderr, "lisa %s: output path too long: %.200s\n", cmd, path);
+        return false;
+    }
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    if (!dir[0]) return true; /* "/x.png" */
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "lisa %s: LISA_ERR_IO: output directory %s does not exist\n", cmd, dir);
+        return false;
+    }
+    return true;
+}
+
+void cli_written_remove_all(cli_written *w) {
+    for (int32_t i = 0; i < w->n; i++)
+        unlink(w->paths[i]);
+    w->n = 0;
+}
+
+void cli_written_free(cli_written *w) {
+    free(w->paths);
+    memset(w, 0, sizeof *w);
+}
+
+static lisa_status remember(cli_written *w, const char *path) {
+    if (w->n == w->cap) {
+        const int32_t cap = w->cap ? 2 * w->cap : 8;
+        char(*np)[CLI_PATH_MAX] = realloc(w->paths, (size_t)cap * sizeof *np);
+        if (!np) return lisa_fail(LISA_ERR_OOM, "out of memory");
+        w->paths = np;
+        w->cap = cap;
+    }
+    snprintf(w->paths[w->n++], CLI_PATH_MAX, "%s", path);
+    return LISA_OK;
+}
+
+static lisa_status write_png(cli_written *w, const char *path, const lisa_image *img) {
+    lisa_status s = lisa_image_write_png(path, img);
+    if (s == LISA_OK && (s = remember(w, path)) != LISA_OK) unlink(path);
+    return s;
+}
+
+lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const uint8_t *rgb,
+                           const uint8_t *mask, int32_t h, int32_t w_px, int32_t i, char *mask_path,
+                           char *overlay_path) {
+    char path[CLI_PATH_MAX];
+    lisa_image img = {0};
+    lisa_status s = LISA_OK;
+    if (mask_path) mask_path[0] = '\0';
+    if (overlay_path) overlay_path[0] = '\0';
+    if (out) {
+        if (!cli_numbered_path(path, sizeof path, out, i))
+            return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %.200s", out);
+        s = lisa_image_alloc(&img, h, w_px, 1);
+        if (s == LISA_OK) {
+            lisa_mask_to_gray(img.data, mask, h, w_px, 255);
+            s = write_png(w, path, &img);
+        }
+        lisa_image_free(&img);
+        if (s != LISA_OK) return s;
+        if (mask_path) snprintf(mask_path, CLI_PATH_MAX, "%s", path);
+    }
+    if (overlay && rgb) {
+        if (!cli_numbered_path(path, sizeof path, overlay, i))
+            return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %.200s", overlay);
+        s = lisa_image_alloc(&img, h, w_px, 3);
+        if (s == LISA_OK) {
+            lisa_mask_overlay_red(img.data, rgb, mask, h, w_px);
+            s = write_png(w, path, &img);
+        }
+        lisa_image_free(&img);
+        if (s != LISA_OK) return s;
+        if (overlay_path) snprintf(overlay_path, CLI_PATH_MAX, "%s", path);
+    }
+    return LISA_OK;
+}
+
+lisa_status cli_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w) {
+    lisa_rle r;
+    lisa_status s = lisa_rle_encode(&r, mask, h, w);
+    if (s != LISA_OK) return s;
+    char *counts = lisa_rle_to_string(&r);
+    if (!counts) {
+        lisa_rle_free(&r);
+        return LISA_ERR_OOM; /* message recorded by lisa_rle_to_string */
+    }
+    double bb[4];
+    lisa_rle_bbox(bb, &r);
+    cJSON *rle = cJSON_AddObjectToObject(obj, "rle");
+    cJSON *size = cJSON_AddArrayToObject(rle, "size");
+    cJSON_AddItemToArray(size, cJSON_CreateNumber(h));
+    cJSON_AddItemToArray(size, cJSON_CreateNumber(w));
+    cJSON_AddStringToObject(rle, "counts", counts);
+    cJSON *bbox = cJSON_AddArrayToObject(obj, "bbox");
+    for (int k = 0; k < 4; k++)
+        cJSON_AddItemToArray(bbox, cJSON_CreateNumber(bb[k]));
+    cJSON_AddNumberToObject(obj, "area", (double)lisa_rle_area(&r));
+    free(counts);
+    lisa_rle_free(&r);
+    return LISA_OK;
+}
