@@ -31,12 +31,14 @@ lisa_status lisa_eval_gt_mask(uint8_t *mask, lisa_ds_kind kind, const lisa_ds_im
         const lisa_gt_part *part = &qq->parts[p];
         lisa_rle r = {0};
         lisa_status s;
-        if (part->kind == LISA_GT_POLYGON)
+        if (part->kind == LISA_GT_POLYGON) {
             s = lisa_rle_from_poly(&r, part->xy, part->n / 2, h, w, what); /* int(len(p)/2) points */
-        else if (part->kind == LISA_GT_RLE_STRING)
-            s = lisa_rle_from_string(&r, part->counts_str, part->rle_h, part->rle_w, what);
-        else
+        } else if (part->kind == LISA_GT_RLE_STRING) {
+            s = lisa_rle_from_string(&r, part->counts_str, part->rle_h, part->rle_w);
+            if (s != LISA_OK) lisa_fail_context(s, "%s", what);
+        } else {
             s = lisa_rle_from_counts(&r, part->counts, part->n, part->rle_h, part->rle_w, what);
+        }
         if (s == LISA_OK && (r.h != h || r.w != w))
             s = lisa_fail(LISA_ERR_FORMAT, "%s: RLE of %d x %d for a %d x %d image", what, r.h, r.w, h, w);
         if (s == LISA_OK) s = lisa_rle_decode_add(mask, &r, what);

@@ -135,7 +135,7 @@ static lisa_status coco_mask(uint8_t *m, const cJSON *seg, int h, int w, bool un
             cJSON_ArrayForEach(v, part) xy[n++] = v->valuedouble;
             LISA_TRY(lisa_rle_from_poly(&r, xy, n / 2, h, w, "test"));
         } else {
-            LISA_TRY(lisa_rle_from_string(&r, cJSON_GetObjectItem(part, "counts")->valuestring, h, w, "test"));
+            LISA_TRY(lisa_rle_from_string(&r, cJSON_GetObjectItem(part, "counts")->valuestring, h, w));
         }
         lisa_status s = lisa_rle_decode_add(m, &r, "test");
         lisa_rle_free(&r);
@@ -176,8 +176,8 @@ Test(eval_raster, pycocotools_polygons_and_rle) {
 
 Test(eval_raster, rle_rejects_garbage) {
     lisa_rle r;
-    cr_expect_eq(lisa_rle_from_string(&r, "ab\x01", 4, 4, "x"), LISA_ERR_FORMAT);
-    cr_expect_eq(lisa_rle_from_string(&r, "o", 4, 4, "x"), LISA_ERR_FORMAT); /* continuation bit, then end */
+    cr_expect_eq(lisa_rle_from_string(&r, "ab\x01", 4, 4), LISA_ERR_FORMAT);
+    cr_expect_eq(lisa_rle_from_string(&r, "o", 4, 4), LISA_ERR_FORMAT); /* continuation bit, then end */
     cr_assert_eq(lisa_rle_from_counts(&r, (int64_t[]){3, 10, 5}, 3, 4, 4, "x"), LISA_OK);
     uint8_t m[16] = {0};
     cr_expect_eq(lisa_rle_decode_add(m, &r, "x"), LISA_ERR_FORMAT); /* 18 > 16 pixels */
