@@ -167,7 +167,7 @@ static uint64_t rd_le(const unsigned char *p, int k) {
 }
 
 static lisa_status new_tuple(vm *m, const int32_t *items, int32_t n, int32_t *out) {
-    int32_t t;
+    int32_t t = 0;
     LISA_TRY(new_obj(m, K_TUPLE, &t));
     if (!grow((void **)&m->cells, &m->cap_cells, m->n_cells + n, sizeof *m->cells))
         return FAIL(m, LISA_ERR_OOM, "out of memory");
@@ -308,7 +308,7 @@ static lisa_status rebuild_tensor_v2(vm *m, int32_t args, int32_t *out) {
     LISA_TRY(int_tuple(m, stride, t.stride, &t.n_stride, "stride"));
     if (!grow((void **)&m->tensors, &m->cap_tensors, m->n_tensors + 1, sizeof *m->tensors))
         return FAIL(m, LISA_ERR_OOM, "out of memory");
-    int32_t o;
+    int32_t o = 0;
     LISA_TRY(new_obj(m, K_TENSOR, &o));
     m->objs[o].i = m->n_tensors;
     m->tensors[m->n_tensors++] = t;
@@ -317,7 +317,7 @@ static lisa_status rebuild_tensor_v2(vm *m, int32_t args, int32_t *out) {
 }
 
 static lisa_status op_reduce(vm *m) {
-    int32_t args, fn;
+    int32_t args = 0, fn = 0;
     LISA_TRY(pop(m, &args));
     LISA_TRY(pop(m, &fn));
     if (m->objs[fn].kind != K_GLOBAL)
@@ -347,7 +347,7 @@ static lisa_status op_reduce(vm *m) {
 
 /* ('storage', storage_type, key, location, numel) -> a storage (deduplicated by key). */
 static lisa_status op_binpersid(vm *m) {
-    int32_t pid;
+    int32_t pid = 0;
     LISA_TRY(pop(m, &pid));
     const obj *t = &m->objs[pid];
     if (t->kind != K_TUPLE || t->count != 5 || !str_eq(m, tuple_item(m, pid, 0), "storage"))
@@ -398,7 +398,7 @@ static lisa_status op_binpersid(vm *m) {
 }
 
 static lisa_status op_build(vm *m) {
-    int32_t state, target;
+    int32_t state = 0, target = 0;
     LISA_TRY(pop(m, &state));
     LISA_TRY(pop(m, &target));
     if (m->objs[target].kind != K_DICT || !m->objs[target].ordered)
@@ -442,7 +442,7 @@ static lisa_status memo_get(vm *m, uint64_t idx) {
 }
 
 static lisa_status push_int(vm *m, int64_t v) {
-    int32_t o;
+    int32_t o = 0;
     LISA_TRY(new_obj(m, K_INT, &o));
     m->objs[o].i = v;
     return push(m, o);
@@ -450,7 +450,7 @@ static lisa_status push_int(vm *m, int64_t v) {
 
 static lisa_status push_str(vm *m, size_t len) {
     LISA_TRY(need_bytes(m, len));
-    int32_t o;
+    int32_t o = 0;
     LISA_TRY(new_obj(m, K_STR, &o));
     m->objs[o].str_off = m->pos;
     m->objs[o].str_len = len;
@@ -459,7 +459,7 @@ static lisa_status push_str(vm *m, size_t len) {
 }
 
 static lisa_status make_tuple_from(vm *m, int32_t start) {
-    int32_t n = m->sp - start, t;
+    int32_t n = m->sp - start, t = 0;
     LISA_TRY(new_tuple(m, n ? m->stack + start : NULL, n, &t)); /* the stack may not exist yet */
     m->sp = start;
     return push(m, t);
@@ -492,14 +492,14 @@ static lisa_status run(vm *m, int32_t *result) {
             m->marks[m->n_marks++] = m->sp;
             break;
         case 'N': {
-            int32_t o;
+            int32_t o = 0;
             LISA_TRY(new_obj(m, K_NONE, &o));
             LISA_TRY(push(m, o));
             break;
         }
         case 0x88:
         case 0x89: {
-            int32_t o;
+            int32_t o = 0;
             LISA_TRY(new_obj(m, K_BOOL, &o));
             m->objs[o].i = op == 0x88;
             LISA_TRY(push(m, o));
@@ -542,7 +542,7 @@ static lisa_status run(vm *m, int32_t *result) {
             LISA_TRY(push_str(m, m->p[m->pos - 1]));
             break;
         case ')': {
-            int32_t t;
+            int32_t t = 0;
             LISA_TRY(new_tuple(m, NULL, 0, &t));
             LISA_TRY(push(m, t));
             break;
@@ -568,7 +568,7 @@ static lisa_status run(vm *m, int32_t *result) {
             break;
         }
         case 's': {
-            int32_t k, v;
+            int32_t k = 0, v = 0;
             LISA_TRY(pop(m, &v));
             LISA_TRY(pop(m, &k));
             if (m->sp <= floor_sp(m)) return FAIL(m, LISA_ERR_FORMAT, "stack underflow");
@@ -618,7 +618,7 @@ static lisa_status run(vm *m, int32_t *result) {
             break;
         }
         case 0x93: { /* STACK_GLOBAL */
-            int32_t mod, name;
+            int32_t mod = 0, name = 0;
             LISA_TRY(pop(m, &name));
             LISA_TRY(pop(m, &mod));
             if (m->objs[mod].kind != K_STR || m->objs[name].kind != K_STR)

@@ -99,7 +99,7 @@ static lisa_status parse_root(lisa_clip_preprocess_params *p, const cJSON *root,
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "resample");
     if (v && !cJSON_IsNull(v)) {
-        int32_t r;
+        int32_t r = 0;
         LISA_TRY(get_int(&r, v, name, "resample"));
         if (r != LISA_RESAMPLE_BILINEAR && r != LISA_RESAMPLE_BICUBIC)
             return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: \"resample\" %d (only 2 = BILINEAR and 3 = BICUBIC)", name,

@@ -68,7 +68,7 @@ static lisa_status pb_key(pb_reader *r, uint32_t *field_no, int *wire, const cha
 
 /* Reads the payload of a length-delimited field into *sub (a reader over those bytes). */
 static lisa_status pb_len(pb_reader *r, pb_reader *sub, const char *field) {
-    uint64_t n;
+    uint64_t n = 0;
     const size_t at = pb_off(r);
     LISA_TRY(pb_varint(r, &n, field));
     if (n > (uint64_t)(r->end - r->p))
@@ -139,8 +139,8 @@ static lisa_status parse_piece(pb_reader *r, lisa_spm_piece *pc, text_buf *t, in
     pc->score = 0.0f;
     pc->type = LISA_SPM_NORMAL;
     while (r->p < r->end) {
-        uint32_t f;
-        int w;
+        uint32_t f = 0;
+        int w = 0;
         LISA_TRY(pb_key(r, &f, &w, msg));
         if (f == 1 && w == WT_LEN) {
             pb_reader s;
@@ -168,8 +168,8 @@ static lisa_status parse_trainer(pb_reader *r, lisa_spm_model *m, text_buf *t) {
     const char *msg = "ModelProto.trainer_spec";
     m->has_trainer_spec = true;
     while (r->p < r->end) {
-        uint32_t f;
-        int w;
+        uint32_t f = 0;
+        int w = 0;
         LISA_TRY(pb_key(r, &f, &w, msg));
         uint64_t v = 0;
         if (w == WT_VARINT && (f == 3 || f == 4 || f == 24 || f == 25 || f == 35 || (f >= 40 && f <= 43))) {
@@ -207,8 +207,8 @@ static lisa_status parse_normalizer(pb_reader *r, lisa_spm_model *m, text_buf *t
     else
         m->has_normalizer_spec = true;
     while (r->p < r->end) {
-        uint32_t f;
-        int w;
+        uint32_t f = 0;
+        int w = 0;
         LISA_TRY(pb_key(r, &f, &w, msg));
         if (f == 1 && w == WT_LEN) {
             pb_reader s;
@@ -270,8 +270,8 @@ lisa_status lisa_spm_model_parse(lisa_spm_model *out, const void *data, size_t l
     {
         pb_reader r = {bytes, bytes, bytes + len, name};
         while (r.p < r.end) {
-            uint32_t f;
-            int w;
+            uint32_t f = 0;
+            int w = 0;
             LISA_TRY(pb_key(&r, &f, &w, "ModelProto"));
             if (f == 1 && w == WT_LEN) {
                 pb_reader s;
@@ -320,8 +320,8 @@ lisa_status lisa_spm_model_parse(lisa_spm_model *out, const void *data, size_t l
     lisa_status st = LISA_OK;
     pb_reader r = {bytes, bytes, bytes + len, name};
     while (st == LISA_OK && r.p < r.end) {
-        uint32_t f;
-        int w;
+        uint32_t f = 0;
+        int w = 0;
         st = pb_key(&r, &f, &w, "ModelProto");
         if (st != LISA_OK) break;
         pb_reader s;

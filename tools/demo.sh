@@ -17,10 +17,7 @@ bash tools/install-deps.sh
 export PATH="$PATH:/usr/local/cuda/bin"
 BUILD_DIR=${BUILD_DIR:-build-release}
 OUT=${DEMO_OUT:-demo-out}
-# GCC 12 at -O3 reports false "may be used uninitialized" warnings (values set through a status
-# out-parameter) in loader/spm_model.c and loader/preprocessor_config.c; -Werror would stop the
-# Release build on them, so they stay warnings here (the RelWithDebInfo test build is clean).
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS="-Wno-error=maybe-uninitialized" >/dev/null
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)" --target lisa_cli
 LISA="$BUILD_DIR/bin/lisa"
 

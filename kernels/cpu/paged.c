@@ -30,7 +30,7 @@ static lisa_status check_pool(const char *op, const char *what, const lisa_tenso
 lisa_status lisa_cpu_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_tensor *v_pages, const lisa_tensor *k,
                                const lisa_tensor *v, const lisa_tensor *slots) {
     char s1[96], s2[96];
-    int64_t NP, PS, HKV, D, NP2, PS2, HKV2, D2;
+    int64_t NP = 0, PS = 0, HKV = 0, D = 0, NP2 = 0, PS2 = 0, HKV2 = 0, D2 = 0;
     LISA_TRY(check_pool("kv_append", "k_pages", k_pages, &NP, &PS, &HKV, &D));
     LISA_TRY(check_pool("kv_append", "v_pages", v_pages, &NP2, &PS2, &HKV2, &D2));
     LISA_TRY(lisa_cpu_check_f32("kv_append", "k", k, false));
@@ -66,7 +66,7 @@ lisa_status lisa_cpu_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_tens
 lisa_status lisa_cpu_paged_attention(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k_pages,
                                      const lisa_tensor *v_pages, const lisa_paged_params *p) {
     char s1[96], s2[96];
-    int64_t NP, PS, HKV, D, NP2, PS2, HKV2, D2;
+    int64_t NP = 0, PS = 0, HKV = 0, D = 0, NP2 = 0, PS2 = 0, HKV2 = 0, D2 = 0;
     if (!p || !p->host_qo_indptr || !p->host_kv_indptr || !p->host_kv_indices || !p->host_kv_len)
         return lisa_fail(LISA_ERR_INVALID_ARG, "paged_attention: the plan's host index arrays are required");
     LISA_TRY(check_pool("paged_attention", "k_pages", k_pages, &NP, &PS, &HKV, &D));
