@@ -50,43 +50,70 @@ lisa_status lisa_llama_config_parse(lisa_llama_config *c, const cJSON *root, con
     return LISA_OK;
 }
 
+/* Column-parallel weights are this rank's rows, row-parallel ones its columns (models/tp.h). */
 static void load_weights(lisa_weights *w, void *ctx) {
     lisa_llama *m = ctx;
     const lisa_llama_config *c = &m->cfg;
-    const int64_t C = c->hidden, I = c->intermediate, KV = (int64_t)c->n_kv_heads * c->head_dim;
-    lisa_w_get(w, &m->embed, 2, c->vocab, C, 0, 0, "model.embed_tokens.weight");
+    const lisa_tp_shard *t = &m->tp;
+    const int64_t C = c->hidden, I = c->intermediate, D = c->head_dim, KV = (int64_t)c->n_kv_heads * D;
+    const int64_t q0 = (int64_t)t->head0 * D, nq = (int64_t)t->n_heads * D;
+    const int64_t k0 = (int64_t)t->kv_head0 * D, nk = (int64_t)t->n_kv_heads * D;
+    lisa_w_get_slice(w, &m->embed, 0, t->vocab0, t->n_vocab, 2, c->vocab, C, 0, 0, "model.embed_tokens.weight");
     lisa_w_get(w, &m->norm, 1, C, 0, 0, 0, "model.norm.weight");
-    lisa_w_get(w, &m->lm_head, 2, c->vocab, C, 0, 0, "lm_head.weight");
+    lisa_w_get_slice(w, &m->lm_head, 0, t->vocab0, t->n_vocab, 2, c->vocab, C, 0, 0, "lm_head.weight");
     for (int i = 0; i < c->n_layers; i++) {
         lisa_llama_layer *L = &m->layers[i];
         lisa_w_get(w, &L->attn_norm, 1, C, 0, 0, 0, "model.layers.%d.input_layernorm.weight", i);
-        lisa_w_get(w, &L->wq, 2, C, C, 0, 0, "model.layers.%d.self_attn.q_proj.weight", i);
-        lisa_w_get(w, &L->wk, 2, KV, C, 0, 0, "model.layers.%d.self_attn.k_proj.weight", i);
-        lisa_w_get(w, &L->wv, 2, KV, C, 0, 0, "model.layers.%d.self_attn.v_proj.weight", i);
-        lisa_w_get(w, &L->wo, 2, C, C, 0, 0, "model.layers.%d.self_attn.o_proj.weight", i);
+        lisa_w_get_slice(w, &L->wq, 0, q0, nq, 2, C, C, 0, 0, "model.layers.%d.self_attn.q_proj.weight", i);
+        lisa_w_get_slice(w, &L->wk, 0, k0, nk, 2, KV, C, 0, 0, "model.layers.%d.self_attn.k_proj.weight", i);
+        lisa_w_get_slice(w, &L->wv, 0, k0, nk, 2, KV, C, 0, 0, "model.layers.%d.self_attn.v_proj.weight", i);
+        lisa_w_get_slice(w, &L->wo, 1, q0, nq, 2, C, C, 0, 0, "model.layers.%d.self_attn.o_proj.weight", i);
         lisa_w_get(w, &L->mlp_norm, 1, C, 0, 0, 0, "model.layers.%d.post_attention_layernorm.weight", i);
-        lisa_w_get(w, &L->w_gate, 2, I, C, 0, 0, "model.layers.%d.mlp.gate_proj.weight", i);
-        lisa_w_get(w, &L->w_up, 2, I, C, 0, 0, "model.layers.%d.mlp.up_proj.weight", i);
-        lisa_w_get(w, &L->w_down, 2, C, I, 0, 0, "model.layers.%d.mlp.down_proj.weight", i);
+        lisa_w_get_slice(w, &L->w_gate, 0, t->inter0, t->n_inter, 2, I, C, 0, 0, "model.layers.%d.mlp.gate_proj.weight",
+                         i);
+        lisa_w_get_slice(w, &L->w_up, 0, t->inter0, t->n_inter, 2, I, C, 0, 0, "model.layers.%d.mlp.up_proj.weight", i);
+        lisa_w_get_slice(w, &L->w_down, 1, t->inter0, t->n_inter, 2, C, I, 0, 0, "model.layers.%d.mlp.down_proj.weight",
+                         i);
     }
 }
 
-lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg) {
+lisa_status lisa_llama_load_tp(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck,
+                               const lisa_llama_config *cfg, lisa_comm *comm) {
     *out = NULL;
+    const bool tp = comm && comm->size > 1;
+    if (tp && comm->device_memory != (be->device != LISA_DEVICE_CPU))
+        return lisa_fail(LISA_ERR_UNSUPPORTED,
+                         "tensor parallelism: the %s communicator works on %s memory but the %s backend on %s memory "
+                         "(MPI goes with the CPU backend, NCCL with CUDA)",
+                         comm->name, comm->device_memory ? "device" : "host", be->name,
+                         be->device == LISA_DEVICE_CPU ? "host" : "device");
+    lisa_tp_shard shard;
+    LISA_TRY(lisa_tp_shard_make(&shard, cfg, tp ? comm->size : 1, tp ? comm->rank : 0));
     lisa_llama *m = calloc(1, sizeof *m);
     if (!m || !(m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers))) {
         free(m);
         return lisa_fail(LISA_ERR_OOM, "LLaMA: out of memory");
     }
     m->cfg = *cfg;
+    m->tp = shard;
+    m->comm = tp ? comm : NULL;
+    m->local = *cfg;
+    m->local.n_heads = shard.n_heads;
+    m->local.n_kv_heads = shard.n_kv_heads;
+    m->local.intermediate = shard.n_inter;
+    m->local.vocab = shard.n_vocab;
     lisa_weights_init(&m->weights, be, ck, LISA_DTYPE_BF16);
     lisa_status s = lisa_weights_load(&m->weights, "LLaMA", load_weights, m);
     if (s != LISA_OK) {
         lisa_llama_free(m);
-        return s;
+        return tp ? lisa_fail_context(s, "TP rank %d of %d", comm->rank, comm->size) : s;
     }
     *out = m;
     return LISA_OK;
+}
+
+lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg) {
+    return lisa_llama_load_tp(out, be, ck, cfg, NULL);
 }
 
 void lisa_llama_free(lisa_llama *m) {
@@ -134,9 +161,18 @@ void lisa_kv_cache_free(lisa_kv_cache *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
+/* y = x · Wᵀ for a row-parallel weight (o_proj, down_proj): this rank's partial sum, then one
+ * all-reduce (Megatron: one per sublayer); the plain linear without TP. */
+static T *row_parallel(lisa_graph *g, const lisa_llama *m, const T *x, const T *w) {
+    T *y = g_linear(g, x, w, NULL);
+    lisa_tp_all_reduce(g, m->comm, y);
+    return y;
+}
+
 T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, const T *x_in) {
     const lisa_llama_config *c = &m->cfg;
-    const int64_t Tn = x_in->shape[0], C = c->hidden, H = c->n_heads, HKV = c->n_kv_heads, D = c->head_dim;
+    /* H, HKV: this rank's heads (all of them without TP) */
+    const int64_t Tn = x_in->shape[0], C = c->hidden, H = m->local.n_heads, HKV = m->local.n_kv_heads, D = c->head_dim;
     if (!g_ok(g)) return &g->error_tensor;
     if (x_in->n_dims != 2 || x_in->shape[1] != C)
         return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA: input must be [T, %lld]", (long long)C));
@@ -179,11 +215,11 @@ T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, con
         g_copy_to(g, g_reshape(g, g_narrow(g, &kv->v[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), v);
         T *kc = g_narrow(g, &kv->k[l], 1, 0, Tk), *vc = g_narrow(g, &kv->v[l], 1, 0, Tk);
         T *a = g_attention(g, g_reshape(g, q, 4, 1, Tn, H, D), kc, vc, &ap);
-        g_add_to(g, x, x, g_linear(g, g_reshape(g, a, 2, Tn, C, 0, 0), &L->wo, NULL));
+        g_add_to(g, x, x, row_parallel(g, m, g_reshape(g, a, 2, Tn, H * D, 0, 0), &L->wo));
         /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n2 = RMSNorm(x) */
         T *n2 = g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
         T *hmid = g_silu_mul(g, g_linear(g, n2, &L->w_gate, NULL), g_linear(g, n2, &L->w_up, NULL));
-        g_add_to(g, x, x, g_linear(g, hmid, &L->w_down, NULL));
+        g_add_to(g, x, x, row_parallel(g, m, hmid, &L->w_down));
         g_reset(g, ml);
         g_tap(g, x, "llm.layer.%d", l);
     }
@@ -202,7 +238,8 @@ static T *upload_i32(lisa_graph *g, const int32_t *a, int64_t n) {
 
 T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama_batch *bt, const T *x_in) {
     const lisa_llama_config *c = &m->cfg;
-    const int64_t R = bt->n_rows, C = c->hidden, H = c->n_heads, HKV = c->n_kv_heads, D = c->head_dim;
+    /* H, HKV: this rank's heads (all of them without TP) */
+    const int64_t R = bt->n_rows, C = c->hidden, H = m->local.n_heads, HKV = m->local.n_kv_heads, D = c->head_dim;
     if (!g_ok(g)) return &g->error_tensor;
     if (x_in->n_dims != 2 || x_in->shape[0] != R || x_in->shape[1] != C || bt->n_seqs < 1 ||
         bt->qo_indptr[bt->n_seqs] != R)
@@ -234,11 +271,11 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
         T *v = g_reshape(g, g_linear(g, n1, &L->wv, NULL), 3, R, HKV, D, 0);
         g_kv_append(g, &bt->k_pages[l], &bt->v_pages[l], k, v, slots);
         T *a = g_paged_attention(g, q, &bt->k_pages[l], &bt->v_pages[l], &pp);
-        g_add_to(g, x, x, g_linear(g, g_reshape(g, a, 2, R, C, 0, 0), &L->wo, NULL));
+        g_add_to(g, x, x, row_parallel(g, m, g_reshape(g, a, 2, R, H * D, 0, 0), &L->wo));
         /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n2 = RMSNorm(x) */
         T *n2 = g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
         T *hmid = g_silu_mul(g, g_linear(g, n2, &L->w_gate, NULL), g_linear(g, n2, &L->w_up, NULL));
-        g_add_to(g, x, x, g_linear(g, hmid, &L->w_down, NULL));
+        g_add_to(g, x, x, row_parallel(g, m, hmid, &L->w_down));
         g_reset(g, ml);
         g_tap(g, x, "llm.layer.%d", l);
     }
@@ -247,4 +284,10 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
     return out;
 }
 
-T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h) { return g_linear(g, h, &m->lm_head, NULL); }
+T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h) {
+    return lisa_tp_gather_vocab(g, m->comm, &m->tp, m->cfg.vocab, g_linear(g, h, &m->lm_head, NULL));
+}
+
+T *lisa_llama_embed(lisa_graph *g, const lisa_llama *m, const int32_t *ids, int64_t n) {
+    return lisa_tp_embedding(g, m->comm, &m->tp, m->cfg.vocab, &m->embed, ids, n);
+}

@@ -7,14 +7,20 @@
  * num_attention_heads, num_key_value_heads (absent = MHA), rms_norm_eps, vocab_size,
  * max_position_embeddings, rope_theta (absent = 10000)).
  *
- * Ownership: a lisa_llama owns its layer array and weight bindings; it borrows the backend and the
- * checkpoint (which must outlive it). A lisa_kv_cache owns one block of backend memory holding K
+ * Tensor parallelism (models/tp.h): a model loaded with a communicator of size > 1 holds only its
+ * rank's shard; every rank runs the same graph calls and gets the same final-normed states and
+ * full logits. `local` gives this rank's head / KV-head / intermediate / vocab counts (size the KV
+ * cache with it); without TP it equals `cfg`.
+ *
+ * Ownership: a lisa_llama owns its layer array and weight bindings; it borrows the backend, the
+ * checkpoint (which must outlive it) and the communicator (likewise). A lisa_kv_cache owns one block of backend memory holding K
  * and V for every layer.
  */
 #ifndef LISA_MODELS_LLAMA_H
 #define LISA_MODELS_LLAMA_H
 
 #include "models/graph.h"
+#include "models/tp.h"
 #include "models/weights.h"
 
 #include <cjson/cJSON.h>
@@ -37,13 +43,20 @@ typedef struct lisa_llama_layer {
 } lisa_llama_layer;
 
 typedef struct lisa_llama {
-    lisa_llama_config cfg;
+    lisa_llama_config cfg;   /* the whole model's config */
+    lisa_llama_config local; /* this rank's share: n_heads, n_kv_heads, intermediate, vocab local */
+    lisa_tp_shard tp;
+    lisa_comm *comm;         /* borrowed; NULL = no tensor parallelism */
     lisa_weights weights;
     T embed, norm, lm_head;
     lisa_llama_layer *layers; /* [cfg.n_layers], owned */
 } lisa_llama;
 
 lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg);
+/* Loads this rank's shard for tensor parallelism over `comm` (NULL or size 1: the whole model).
+ * LISA_ERR_INVALID_ARG when the config does not split over comm->size ranks (models/tp.h). */
+lisa_status lisa_llama_load_tp(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck,
+                               const lisa_llama_config *cfg, lisa_comm *comm);
 void lisa_llama_free(lisa_llama *m);
 
 /* Contiguous KV cache for one sequence (the paged, batched cache lives in runtime/).
@@ -86,8 +99,12 @@ typedef struct lisa_llama_batch {
  * caller sets g->row_indptr = qo_indptr for batch-invariant GEMMs on the CPU). */
 T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama_batch *bt, const T *x);
 
-/* logits [R, V] = lm_head(h) for the rows h [R, C] (only where needed: the last position). */
+/* logits [R, V] = lm_head(h) for the rows h [R, C] (only where needed: the last position); the full
+ * vocabulary on every rank under TP (gathered). */
 T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h);
+
+/* Input embeddings [n, C] of the host token ids[n] (embed_tokens; vocab-split under TP). */
+T *lisa_llama_embed(lisa_graph *g, const lisa_llama *m, const int32_t *ids, int64_t n);
 
 #ifdef __cplusplus
 }

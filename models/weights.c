@@ -49,13 +49,21 @@ bool lisa_w_has(const lisa_weights *w, const char *fmt, ...) {
 
 static bool is_float(lisa_dtype t) { return t == LISA_DTYPE_F32 || t == LISA_DTYPE_BF16 || t == LISA_DTYPE_F16; }
 
-bool lisa_w_get(lisa_weights *w, lisa_tensor *out, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-                const char *fmt, ...) {
+/* Copies the strided slice t into the contiguous dst, keeping the dtype. */
+static void copy_slice(void *dst, const lisa_tensor *t) {
+    const size_t es = lisa_dtype_size(t->dtype);
+    const int64_t rows = t->n_dims >= 2 ? lisa_tensor_numel(t) / t->shape[t->n_dims - 1] : 1;
+    const int64_t cols = t->n_dims >= 1 ? t->shape[t->n_dims - 1] : 1;
+    LISA_ASSERT(t->n_dims <= 2 && (t->n_dims < 1 || t->stride[t->n_dims - 1] == 1));
+    for (int64_t r = 0; r < rows; r++)
+        memcpy((char *)dst + (size_t)(r * cols) * es, (const char *)t->data + (size_t)(r * t->stride[0]) * es,
+               (size_t)cols * es);
+}
+
+static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t start, int64_t len, int32_t n_dims,
+                 int64_t d0, int64_t d1, int64_t d2, int64_t d3, const char *fmt, va_list ap) {
     char name[512], full[640], sb[96];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
     snprintf(full, sizeof full, "%s%s", w->prefix, name);
     *out = lisa_tensor_view(NULL, LISA_DTYPE_F32, 0, NULL);
     const lisa_ckpt_tensor *e = lisa_checkpoint_find(w->ck, full);
@@ -84,8 +92,38 @@ bool lisa_w_get(lisa_weights *w, lisa_tensor *out, int32_t n_dims, int64_t d0, i
         lisa_w_error(w, LISA_ERR_SHAPE, "tensor '%s': expected a float dtype, found %s", full, lisa_dtype_name(t.dtype));
         return false;
     }
+    if (slice_dim >= 0) {
+        if (slice_dim >= t.n_dims || start < 0 || len < 1 || start + len > t.shape[slice_dim]) {
+            lisa_w_error(w, LISA_ERR_SHAPE, "tensor '%s' %s: no slice [%lld, %lld) along dim %d", full,
+                         lisa_tensor_shape_str(&t, sb, sizeof sb), (long long)start, (long long)(start + len),
+                         slice_dim);
+            return false;
+        }
+        lisa_tensor v;
+        LISA_ASSERT(lisa_tensor_narrow(&v, &t, slice_dim, start, len) == LISA_OK);
+        t = v;
+    }
     if (w->be->device == LISA_DEVICE_CPU) {
-        *out = t;
+        if (lisa_tensor_is_contiguous(&t)) { /* whole tensors and row slices: views of the mapping */
+            *out = t;
+            return true;
+        }
+        /* column slices (tensor parallelism): one contiguous copy in the checkpoint's dtype, so
+         * that only this rank's share is materialized */
+        const size_t bytes = lisa_tensor_nbytes(&t);
+        if (w->counting) {
+            w->bytes_needed += (bytes + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
+            *out = t;
+            return true;
+        }
+        void *dst = NULL;
+        lisa_status s = lisa_arena_alloc(&w->device_arena, bytes, &dst);
+        if (s != LISA_OK) {
+            lisa_w_error(w, s, "tensor '%s': %s", full, lisa_last_error());
+            return false;
+        }
+        copy_slice(dst, &t);
+        *out = lisa_tensor_view(dst, t.dtype, t.n_dims, t.shape);
         return true;
     }
     /* Device backend: matrices in device_dtype, vectors (norms, biases) in F32. */
@@ -131,19 +169,36 @@ bool lisa_w_get(lisa_weights *w, lisa_tensor *out, int32_t n_dims, int64_t d0, i
     return true;
 }
 
+bool lisa_w_get(lisa_weights *w, lisa_tensor *out, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    bool ok = vget(w, out, -1, 0, 0, n_dims, d0, d1, d2, d3, fmt, ap);
+    va_end(ap);
+    return ok;
+}
+
+bool lisa_w_get_slice(lisa_weights *w, lisa_tensor *out, int32_t dim, int64_t start, int64_t len, int32_t n_dims,
+                      int64_t d0, int64_t d1, int64_t d2, int64_t d3, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    bool ok = vget(w, out, dim, start, len, n_dims, d0, d1, d2, d3, fmt, ap);
+    va_end(ap);
+    return ok;
+}
+
 lisa_status lisa_weights_load(lisa_weights *w, const char *what, lisa_weights_fn load, void *ctx) {
     w->n_errors = 0;
     w->errors[0] = '\0';
-    if (w->be->device != LISA_DEVICE_CPU) {
-        w->counting = true;
-        w->bytes_needed = 0;
-        load(w, ctx);
-        w->counting = false;
-        if (w->n_errors == 0) {
-            lisa_status s = w->be->mem_alloc(w->be, w->bytes_needed ? w->bytes_needed : 1, &w->device_block);
-            if (s != LISA_OK) return lisa_fail_context(s, "%s weights (%zu bytes)", what, w->bytes_needed);
-            lisa_arena_init_external(&w->device_arena, "weights", w->device_block, w->bytes_needed);
-        }
+    /* counting pass: device backends place every weight; the CPU places only column slices */
+    w->counting = true;
+    w->bytes_needed = 0;
+    load(w, ctx);
+    w->counting = false;
+    if (w->n_errors == 0 && (w->be->device != LISA_DEVICE_CPU || w->bytes_needed > 0)) {
+        lisa_status s = w->be->mem_alloc(w->be, w->bytes_needed ? w->bytes_needed : 1, &w->device_block);
+        if (s != LISA_OK) return lisa_fail_context(s, "%s weights (%zu bytes)", what, w->bytes_needed);
+        lisa_arena_init_external(&w->device_arena, "weights", w->device_block, w->bytes_needed);
     }
     if (w->n_errors == 0) load(w, ctx);
     if (w->n_errors == 0) return LISA_OK;

@@ -5,11 +5,12 @@
  * and reported together once the load function returns, so a user sees every mismatch at once.
  *
  * Placement: on the CPU backend a weight is a zero-copy view of the mapped checkpoint (any float
- * dtype; ops widen per tile). On a device backend lisa_weights_load() runs the load function twice:
+ * dtype; ops widen per tile), except column slices (lisa_w_get_slice), copied into an owned block. On a device backend lisa_weights_load() runs the load function twice:
  * a counting pass that sums the bytes, one device allocation, then a pass that uploads each weight
  * (converted to `device_dtype` for float weights of 2+ dims; norms/biases keep F32).
  *
- * Ownership: a lisa_weights owns the device block holding uploaded weights (none on the CPU) and
+ * Ownership: a lisa_weights owns the device block holding uploaded weights (on the CPU: the column
+ * slices, if any) and
  * borrows the checkpoint, which must outlive it on the CPU backend (views point into its mapping).
  */
 #ifndef LISA_MODELS_WEIGHTS_H
@@ -46,6 +47,13 @@ void lisa_weights_free(lisa_weights *w);
  * (*out becomes an empty tensor) and returns false. */
 bool lisa_w_get(lisa_weights *w, lisa_tensor *out, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
                 const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+/* Same for the slice [start, start+len) along dim `dim` of the weight (whose full shape is checked
+ * as above): tensor parallelism. A contiguous slice (rows of a [N, K] matrix) stays a view of the
+ * mapping on the CPU; a strided one (columns) is copied once into the weights' own block, in the
+ * stored dtype, so that a rank materializes only its share. */
+bool lisa_w_get_slice(lisa_weights *w, lisa_tensor *out, int32_t dim, int64_t start, int64_t len, int32_t n_dims,
+                      int64_t d0, int64_t d1, int64_t d2, int64_t d3, const char *fmt, ...)
+    __attribute__((format(printf, 11, 12)));
 /* True when the (prefixed) name exists. */
 bool lisa_w_has(const lisa_weights *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Records a model-level problem (e.g. inconsistent hyper-parameters). */

@@ -10,6 +10,7 @@ PACKAGES=(
   libcriterion-dev                            # unit tests
   libpng-dev libjpeg62-turbo-dev zlib1g-dev   # image decode/encode; zlib: .bin deflate + CRC-32
   clang                                       # libFuzzer targets
+  libopenmpi-dev openmpi-bin                  # MPI: CPU tensor parallelism + multi-rank tests (mpirun)
 )
 
 missing=()
