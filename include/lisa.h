@@ -69,6 +69,8 @@ typedef struct lisa_model_params {
     lisa_backend_kind backend;
     int32_t device;            /* CUDA device ordinal */
     int32_t n_threads;         /* CPU threads; 0 = all cores */
+    int32_t tensor_parallel;   /* 0 or 1: off; N > 1: split the LLM over N MPI ranks (launch with
+                                  mpirun/srun; consecutive ranks form a group; see lisa_model_tp_follow) */
 } lisa_model_params;
 
 LISA_API lisa_model_params lisa_model_default_params(void);
@@ -197,6 +199,24 @@ typedef struct lisa_engine_stats {
 } lisa_engine_stats;
 
 LISA_API lisa_engine_stats lisa_engine_get_stats(lisa_engine *e);
+
+/* ---- tensor parallelism ----------------------------------------------------------------------
+ * With lisa_model_params.tensor_parallel = N every MPI rank loads the model: ranks form groups of N
+ * consecutive ranks (the world size must be a multiple of N); within a group rank 0 (the leader)
+ * is the model the API serves, and ranks 1..N-1 (followers) hold only their LLM shard and must
+ * call lisa_model_tp_follow. Results equal the unsplit model's (CPU: logits within 1e-5, tokens
+ * identical). Groups are independent: data parallelism over them is up to the caller (e.g. one
+ * manifest shard per group, lisa_model_tp_group). */
+
+/* This process's rank in its TP group (0 = leader; 0 without TP) and the group size (1). */
+LISA_API int32_t lisa_model_tp_rank(const lisa_model *m);
+LISA_API int32_t lisa_model_tp_size(const lisa_model *m);
+/* This TP group's index among *n_groups (0 of 1 without TP). */
+LISA_API int32_t lisa_model_tp_group(const lisa_model *m, int32_t *n_groups);
+/* On a follower: serves the leader's engines (every engine the leader creates, lisa_segment calls
+ * included) until the leader frees its model; then returns LISA_OK (free the model after). On a
+ * leader or without TP: LISA_ERR_INVALID_ARG. */
+LISA_API lisa_status lisa_model_tp_follow(lisa_model *m);
 
 #ifdef __cplusplus
 }

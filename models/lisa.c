@@ -9,6 +9,7 @@
 #include "loader/image.h"
 #include "loader/json.h"
 #include "loader/preprocessor_config.h"
+#include "runtime/engine_tp.h"
 #include "runtime/error.h"
 #include "runtime/path.h"
 
@@ -31,7 +32,8 @@ static double now_ms(void) {
 /* ---- parameters ---------------------------------------------------------------------------- */
 
 lisa_model_params lisa_model_default_params(void) {
-    lisa_model_params p = {.vision_tower = NULL, .backend = LISA_BACKEND_AUTO, .device = 0, .n_threads = 0};
+    lisa_model_params p = {.vision_tower = NULL, .backend = LISA_BACKEND_AUTO, .device = 0, .n_threads = 0,
+                           .tensor_parallel = 0};
     return p;
 }
 
@@ -172,6 +174,23 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
     m->be = be;
     char clip_dir[4096];
     lisa_status s = parse_config(&m->cfg, path);
+    if (s == LISA_OK && p->tensor_parallel > 1) {
+        /* TP group of tensor_parallel consecutive MPI ranks; its rank 0 leads (runtime/engine_tp.h) */
+        s = lisa_comm_mpi_create(&m->tp_comm, p->tensor_parallel, &m->tp_group, &m->tp_groups);
+        if (s == LISA_OK) m->tp_follower = m->tp_comm->rank != 0;
+    } else if (s == LISA_OK && p->tensor_parallel < 0) {
+        s = lisa_fail(LISA_ERR_INVALID_ARG, "tensor_parallel %d (0 or 1: off; N: N MPI ranks)", p->tensor_parallel);
+    }
+    if (s == LISA_OK && m->tp_follower) { /* a follower holds its LLM shard only */
+        s = lisa_checkpoint_open(&m->ck, path);
+        if (s == LISA_OK) s = lisa_llama_load_tp(&m->llm, be, m->ck, &m->cfg.llm, m->tp_comm);
+        if (s != LISA_OK) {
+            lisa_model_free(m);
+            return s;
+        }
+        *out = m;
+        return LISA_OK;
+    }
     if (s == LISA_OK) {
         if (p->vision_tower) {
             if (!lisa_path_join(clip_dir, sizeof clip_dir, "", p->vision_tower) || !has_config(clip_dir))
@@ -193,7 +212,7 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
                           m->cfg.llm.vocab);
     }
     if (s == LISA_OK) s = lisa_checkpoint_open(&m->ck, path);
-    if (s == LISA_OK) s = lisa_llama_load(&m->llm, be, m->ck, &m->cfg.llm);
+    if (s == LISA_OK) s = lisa_llama_load_tp(&m->llm, be, m->ck, &m->cfg.llm, m->tp_comm);
     if (s == LISA_OK) s = lisa_sam_load(&m->sam, be, m->ck);
     if (s == LISA_OK && m->sam->dec.dim != m->cfg.out_dim)
         s = lisa_fail(LISA_ERR_SHAPE, "%s: out_dim %d does not match SAM's prompt dim %d", path, m->cfg.out_dim,
@@ -249,6 +268,8 @@ lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_m
 
 void lisa_model_free(lisa_model *m) {
     if (!m) return;
+    /* a TP leader releases its followers from lisa_model_tp_follow */
+    if (m->tp_comm && !m->tp_follower) lisa_tp_send(m->tp_comm, LISA_TP_SHUTDOWN, NULL);
     lisa_weights_free(&m->glue);
     lisa_clip_free(m->clip);
     lisa_sam_free(m->sam);
@@ -256,9 +277,17 @@ void lisa_model_free(lisa_model *m) {
     lisa_checkpoint_close(m->ck);
     lisa_tokenizer_free(m->tok);
     if (m->owns_be) lisa_backend_free(m->be);
+    lisa_comm_free(m->tp_comm);
     free(m->clip_dir);
     free(m->dir);
     free(m);
+}
+
+int32_t lisa_model_tp_rank(const lisa_model *m) { return m->tp_comm ? m->tp_comm->rank : 0; }
+int32_t lisa_model_tp_size(const lisa_model *m) { return m->tp_comm ? m->tp_comm->size : 1; }
+int32_t lisa_model_tp_group(const lisa_model *m, int32_t *n_groups) {
+    if (n_groups) *n_groups = m->tp_comm ? m->tp_groups : 1;
+    return m->tp_comm ? m->tp_group : 0;
 }
 
 int32_t lisa_model_seg_token_id(const lisa_model *m) { return m->seg_id; }
@@ -644,6 +673,9 @@ lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int
                                           const char *const *queries, const char *answer, const lisa_segment_params *p,
                                           const lisa_run_hooks *hooks, lisa_result **out) {
     for (int32_t q = 0; q < n_queries; q++) out[q] = NULL;
+    if (m->tp_comm)
+        return lisa_fail(LISA_ERR_UNSUPPORTED,
+                         "teacher-forced evaluation runs without tensor parallelism (use --mode generate, or TP 1)");
     lisa_segment_params dp = lisa_segment_default_params();
     if (!p) p = &dp;
     if (!answer) answer = "[SEG].";

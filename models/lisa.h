@@ -5,7 +5,7 @@
  * for single requests; the batching engine (runtime/) reuses the stage functions.
  *
  * Ownership: a lisa_model owns its backend (when it created it), checkpoint, tokenizer, the three
- * sub-models and the glue weight bindings; all live until lisa_model_free.
+ * sub-models, the glue weight bindings and its TP communicator; all live until lisa_model_free.
  */
 #ifndef LISA_MODELS_LISA_H
 #define LISA_MODELS_LISA_H
@@ -16,6 +16,7 @@
 #include "models/graph.h"
 #include "models/llama.h"
 #include "models/sam.h"
+#include "runtime/comm.h"
 #include "runtime/preprocess.h"
 #include "runtime/tokenizer.h"
 
@@ -51,6 +52,11 @@ struct lisa_model {
     int32_t n_patches;      /* CLIP patch tokens spliced per image (256) */
     lisa_clip_preprocess_params clip_pp;
     lisa_sam_preprocess_params sam_pp;
+    /* tensor parallelism (runtime/engine_tp.h): the TP group's communicator (owned; NULL = off);
+     * a follower (rank >= 1) holds only cfg, ck and its LLM shard */
+    lisa_comm *tp_comm;
+    bool tp_follower;
+    int32_t tp_group, tp_groups; /* this group's index and the number of groups (data parallelism) */
 };
 
 /* A parity/debug hook: graphs call it at the spec §8 tap points ("clip_l23", "mm_proj",

@@ -29,13 +29,18 @@
  * workers prepare requests; exactly one thread steps the scheduler (the engine thread in background
  * mode, else callers of lisa_engine_step/lisa_engine_wait, serialized by step_mu).
  *
- * Ownership: a lisa_engine borrows the model; it owns its threads, pool, buffers, queued requests
- * and unclaimed results, all released by lisa_engine_free. A result handed out belongs to the
+ * Tensor parallelism (runtime/engine_tp.h): on a TP leader every LLM graph is preceded by a
+ * broadcast of its plan (run_graph); a follower engine (lisa_engine_tp_follower_create) has no
+ * requests, threads, CLIP/SAM buffers: it receives plans and runs the same graph functions.
+ *
+ * Ownership: a lisa_engine borrows the model (and its TP communicator); it owns its threads, pool,
+ * buffers, queued requests and unclaimed results, all released by lisa_engine_free. A result handed out belongs to the
  * caller (lisa_result_free).
  */
 #include "runtime/engine.h"
 
 #include "loader/image.h"
+#include "runtime/engine_tp.h"
 #include "runtime/error.h"
 #include "runtime/kv_cache.h"
 
@@ -121,6 +126,11 @@ struct lisa_engine {
     /* the step in flight */
     eng_req **batch;
     int32_t n_batch, n_text;
+    int32_t *h_seq;            /* [nseq][3]: start, placeholder, n_ids of each prefilled sequence */
+    /* tensor parallelism (NULL / false without) */
+    lisa_comm *tp;             /* the model's TP group (borrowed) */
+    bool follower, tp_created; /* a follower's engine; the leader told the followers it exists */
+    lisa_tp_plan plan;         /* points at the h_* arrays; plan.buf owned */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
@@ -296,14 +306,13 @@ static lisa_llama_batch make_batch(lisa_engine *e, int32_t nb, int32_t rows) {
 static void prefill_graph(lisa_graph *g, void *ctx) {
     lisa_engine *e = ctx;
     const int32_t nb = e->n_batch, R = e->h_qo[nb];
-    lisa_tensor tid = lisa_tensor_view(e->h_ids, LISA_DTYPE_I32, 1, (int64_t[]){e->n_text});
-    T *emb = g_embedding(g, &e->m->llm->embed, g_upload(g, &tid));                     /* [n_text, C] */
+    /* TP: the leader's projected image rows to every rank (followers run no CLIP) */
+    lisa_tp_broadcast(g, e->tp, g_narrow(g, &e->proj_buf, 0, 0, nb), 0);
+    T *emb = lisa_llama_embed(g, e->m->llm, e->h_ids, e->n_text);                   /* [n_text, C] */
     T *x = g_new(g, g->act_dtype, 2, R, e->C, 0, 0);
     int64_t t = 0;
     for (int32_t b = 0; b < nb; b++) {
-        const lisa_prepared *pr = e->batch ? &e->batch[b]->prep : NULL;
-        const int32_t start = e->batch ? e->batch[b]->start : 0;
-        const int32_t k = pr ? pr->placeholder : 1, n_ids = pr ? pr->n_ids : R / nb - e->P + 1;
+        const int32_t start = e->h_seq[3 * b], k = e->h_seq[3 * b + 1], n_ids = e->h_seq[3 * b + 2];
         const int64_t r0 = e->h_qo[b];
         const int64_t na = k - start, nafter = n_ids - 1 - k;
         copy_rows(g, x, r0, emb, t, na);
@@ -326,8 +335,7 @@ static void prefill_graph(lisa_graph *g, void *ctx) {
 static void decode_graph(lisa_graph *g, void *ctx) {
     lisa_engine *e = ctx;
     const int32_t nb = e->n_batch;
-    lisa_tensor tid = lisa_tensor_view(e->h_ids, LISA_DTYPE_I32, 1, (int64_t[]){nb});
-    T *x = g_embedding(g, &e->m->llm->embed, g_upload(g, &tid));
+    T *x = lisa_llama_embed(g, e->m->llm, e->h_ids, nb);
     lisa_llama_batch bt = make_batch(e, nb, nb);
     set_groups(g, e, e->h_qo, nb, 0);
     T *h = lisa_llama_forward_batch(g, e->m->llm, &bt, x);
@@ -338,14 +346,38 @@ static void decode_graph(lisa_graph *g, void *ctx) {
     finish_rows(g, e, h, nb, last, false);
 }
 
-/* Runs a stage graph in the step arena (reset first). */
+/* the shared system-prompt prefix (build_prefix): its rows, no image */
+static void prefix_graph(lisa_graph *g, void *ctx) {
+    lisa_engine *e = ctx;
+    const int32_t rows = e->h_qo[1];
+    T *x = lisa_llama_embed(g, e->m->llm, e->h_ids, rows);
+    lisa_llama_batch bt = make_batch(e, 1, rows);
+    set_groups(g, e, e->h_qo, 1, 0);
+    lisa_llama_forward_batch(g, e->m->llm, &bt, x);
+}
+
+static lisa_graph_fn graph_of(int32_t kind) {
+    return kind == LISA_TP_PREFIX ? prefix_graph : kind == LISA_TP_PREFILL ? prefill_graph : decode_graph;
+}
+
+/* Runs a stage graph in the step arena (reset first). On a TP leader, an LLM graph's plan goes to
+ * the followers first, who run the same graph (runtime/engine_tp.h). */
 static lisa_status run_graph(lisa_engine *e, lisa_graph_fn fn) {
+    if (e->tp && !e->follower && fn != vision_graph) {
+        e->plan.kind = fn == prefix_graph ? LISA_TP_PREFIX : fn == prefill_graph ? LISA_TP_PREFILL : LISA_TP_DECODE;
+        e->plan.n_batch = e->n_batch;
+        e->plan.n_rows = e->h_qo[e->n_batch];
+        e->plan.n_text = e->n_text;
+        LISA_TRY(lisa_tp_plan_bcast(e->tp, &e->plan));
+    }
     lisa_arena_reset(&e->act, 0);
     lisa_arena_reset(&e->meta, 0);
     lisa_graph g;
     lisa_graph_init(&g, e->be, &e->act, &e->meta, LISA_DTYPE_F32);
-    g.tap = e->hooks.tap;
-    g.tap_ctx = e->hooks.ctx;
+    if (fn != prefix_graph) { /* the prefix is no request's: no taps */
+        g.tap = e->hooks.tap;
+        g.tap_ctx = e->hooks.ctx;
+    }
     fn(&g, e);
     return g.status;
 }
@@ -450,6 +482,9 @@ static void vision_and_prefill(lisa_engine *e, int32_t nb) {
     int32_t t = 0;
     for (int32_t b = 0; b < nb; b++) {
         const lisa_prepared *pr = &e->batch[b]->prep;
+        e->h_seq[3 * b] = e->batch[b]->start;
+        e->h_seq[3 * b + 1] = pr->placeholder;
+        e->h_seq[3 * b + 2] = pr->n_ids;
         for (int32_t i = e->batch[b]->start; i < pr->n_ids; i++)
             if (i != pr->placeholder) e->h_ids[t++] = pr->ids[i];
     }
@@ -590,7 +625,7 @@ static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_by
     const int32_t R = e->p.max_prefill_tokens;
     /* vision with max_images; prefill of R rows over 1 and over max_images sequences; decode of
      * max_batch rows (host plan arrays hold any values: nothing executes) */
-    for (int pass = 0; pass < 4 && s == LISA_OK; pass++) {
+    for (int pass = e->follower ? 1 : 0; pass < 4 && s == LISA_OK; pass++) { /* followers: no vision */
         lisa_graph_fn fn = pass == 0 ? vision_graph : pass == 3 ? decode_graph : prefill_graph;
         int32_t nb = pass == 0 ? e->p.max_images : pass == 1 ? 1 : pass == 2 ? e->p.max_images : e->p.max_batch;
         if (pass == 2 && (R / nb) < e->P + 1) nb = R / (e->P + 1) > 0 ? R / (e->P + 1) : 1;
@@ -599,7 +634,12 @@ static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_by
         for (int32_t b = 0; b <= nb; b++) e->h_qo[b] = (pass == 3 ? 1 : R / nb) * b;
         for (int32_t i = 0; i < rows; i++) e->h_pos[i] = e->h_slots[i] = 0;
         for (int32_t b = 0; b <= nb; b++) e->h_kvp[b] = 0;
-        for (int32_t b = 0; b < nb; b++) e->h_kvl[b] = 1;
+        for (int32_t b = 0; b < nb; b++) {
+            e->h_kvl[b] = 1;
+            e->h_seq[3 * b] = 0;                      /* start */
+            e->h_seq[3 * b + 1] = 1;                  /* placeholder */
+            e->h_seq[3 * b + 2] = R / nb - e->P + 1;  /* n_ids */
+        }
         e->n_text = pass == 3 ? nb : rows - nb * e->P + nb * 0;
         if (pass != 3 && pass != 0) e->n_text = rows - nb * (e->P - 1) - nb; /* n_ids-1-... per synthetic seq */
         (void)rows;
@@ -612,21 +652,52 @@ static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_by
     return s;
 }
 
+static lisa_status create_vision_buffers(lisa_engine *e);
+static lisa_status create_host_arrays(lisa_engine *e, int32_t n_pages);
+
 static lisa_status create_buffers(lisa_engine *e) {
+    const lisa_model *m = e->m;
+    const int32_t MB = e->p.max_batch, MI = e->p.max_images;
+    /* KV pool: this rank's KV heads (all without TP); a follower takes the leader's page count */
+    const lisa_llama_config *lc = &m->cfg.llm;
+    const int32_t n_kv = m->llm->local.n_kv_heads;
+    const size_t page_bytes = lisa_kv_page_bytes(lc->n_layers, e->p.page_size, n_kv, lc->head_dim, LISA_DTYPE_F32);
+    int64_t budget = e->p.kv_cache_bytes;
+    if (budget <= 0) budget = (int64_t)(MB * ((1024 + e->p.page_size - 1) / e->p.page_size) + 64) * (int64_t)page_bytes;
+    int32_t n_pages = e->follower ? e->plan.args[4] : (int32_t)(budget / (int64_t)page_bytes);
+    if (n_pages < 2) return lisa_fail(LISA_ERR_INVALID_ARG, "engine: kv_cache_bytes %lld holds %d pages of %zu bytes",
+                                      (long long)budget, n_pages, page_bytes);
+    if (e->tp && !e->follower) { /* the followers build the same buffers meanwhile */
+        const int32_t args[6] = {MB, e->p.max_prefill_tokens, MI, e->p.page_size, n_pages, e->P};
+        LISA_TRY(lisa_tp_send(e->tp, LISA_TP_CREATE, args));
+        e->tp_created = true;
+    }
+    LISA_TRY(lisa_kv_pool_init(&e->pool, e->be, lc->n_layers, n_pages, e->p.page_size, n_kv, lc->head_dim,
+                               LISA_DTYPE_F32));
+    /* the projector buffer (followers: the leader's rows arrive there) */
+    e->proj_buf = lisa_tensor_view(NULL, LISA_DTYPE_F32, 3, (int64_t[]){MI, e->P, e->C});
+    LISA_TRY(e->be->mem_alloc(e->be, lisa_tensor_nbytes(&e->proj_buf), &e->proj_mem));
+    e->proj_buf.data = e->proj_mem;
+    e->proj_buf.device = e->be->device;
+    if (!e->follower) LISA_TRY(create_vision_buffers(e));
+    LISA_TRY(create_host_arrays(e, n_pages));
+    /* the step arena: counting passes over the worst case */
+    eng_req **saved = e->batch;
+    size_t act_bytes = 0, meta_bytes = 0;
+    lisa_status s = size_arena(e, &act_bytes, &meta_bytes);
+    e->batch = saved;
+    if (s != LISA_OK) return lisa_fail_context(s, "engine: sizing the step arena");
+    LISA_TRY(e->be->mem_alloc(e->be, act_bytes ? act_bytes : 1, &e->act_mem));
+    lisa_arena_init_external(&e->act, "engine activations", e->act_mem, act_bytes);
+    LISA_TRY(lisa_arena_init(&e->meta, "engine descriptors", meta_bytes));
+    return LISA_OK;
+}
+
+/* SAM-embedding slots and the image staging buffers (leader / no TP only). */
+static lisa_status create_vision_buffers(lisa_engine *e) {
     const lisa_model *m = e->m;
     const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size, G = m->sam->enc.grid, O = m->cfg.out_dim;
     const int32_t MB = e->p.max_batch, MI = e->p.max_images;
-    /* KV pool */
-    const lisa_llama_config *lc = &m->cfg.llm;
-    const size_t page_bytes = lisa_kv_page_bytes(lc->n_layers, e->p.page_size, lc->n_kv_heads, lc->head_dim, LISA_DTYPE_F32);
-    int64_t budget = e->p.kv_cache_bytes;
-    if (budget <= 0) budget = (int64_t)(MB * ((1024 + e->p.page_size - 1) / e->p.page_size) + 64) * (int64_t)page_bytes;
-    int32_t n_pages = (int32_t)(budget / (int64_t)page_bytes);
-    if (n_pages < 2) return lisa_fail(LISA_ERR_INVALID_ARG, "engine: kv_cache_bytes %lld holds %d pages of %zu bytes",
-                                      (long long)budget, n_pages, page_bytes);
-    LISA_TRY(lisa_kv_pool_init(&e->pool, e->be, lc->n_layers, n_pages, e->p.page_size, lc->n_kv_heads, lc->head_dim,
-                               LISA_DTYPE_F32));
-    /* embedding slots and the projector buffer */
     const size_t emb_bytes = (size_t)O * G * G * sizeof(float);
     LISA_TRY(e->be->mem_alloc(e->be, emb_bytes * MB, &e->emb_mem));
     if (!(e->emb = calloc((size_t)MB, sizeof *e->emb))) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
@@ -634,13 +705,15 @@ static lisa_status create_buffers(lisa_engine *e) {
         e->emb[i] = lisa_tensor_view((char *)e->emb_mem + emb_bytes * i, LISA_DTYPE_F32, 4, (int64_t[]){1, O, G, G});
         e->emb[i].device = e->be->device;
     }
-    e->proj_buf = lisa_tensor_view(NULL, LISA_DTYPE_F32, 3, (int64_t[]){MI, e->P, e->C});
-    LISA_TRY(e->be->mem_alloc(e->be, lisa_tensor_nbytes(&e->proj_buf), &e->proj_mem));
-    e->proj_buf.data = e->proj_mem;
-    e->proj_buf.device = e->be->device;
     /* host staging */
     LISA_TRY(lisa_tensor_alloc(&e->clip_host, LISA_DTYPE_F32, 4, (int64_t[]){MI, 3, CS, CS}));
-    LISA_TRY(lisa_tensor_alloc(&e->sam_host, LISA_DTYPE_F32, 4, (int64_t[]){MI, 3, S, S}));
+    return lisa_tensor_alloc(&e->sam_host, LISA_DTYPE_F32, 4, (int64_t[]){MI, 3, S, S});
+}
+
+/* The step plan's host arrays (and the TP plan buffer over them). */
+static lisa_status create_host_arrays(lisa_engine *e, int32_t n_pages) {
+    const lisa_llama_config *lc = &e->m->cfg.llm;
+    const int32_t MB = e->p.max_batch, MI = e->p.max_images;
     e->cap_rows = e->p.max_prefill_tokens > MB ? e->p.max_prefill_tokens : MB;
     /* concatenated page tables repeat the shared prefix pages once per sequence */
     e->cap_idx = n_pages + (MB + 1) * (lisa_kv_pages_for(&e->pool, lc->max_pos) + 1);
@@ -655,30 +728,29 @@ static lisa_status create_buffers(lisa_engine *e) {
     e->h_ids = malloc((size_t)e->cap_rows * sizeof(int32_t));
     e->h_idx = malloc((size_t)e->cap_idx * sizeof(int32_t));
     e->h_hidden = malloc((size_t)nseq * e->C * sizeof(float));
+    e->h_seq = malloc((size_t)nseq * 3 * sizeof(int32_t));
     e->running = calloc((size_t)MB, sizeof *e->running);
     e->batch = calloc((size_t)nseq, sizeof *e->batch);
     e->free_slots = malloc((size_t)MB * sizeof(int32_t));
     if (!e->h_qo || !e->h_kvp || !e->h_kvl || !e->h_rows || !e->h_next || !e->h_pos || !e->h_slots || !e->h_ids ||
-        !e->h_idx || !e->h_hidden || !e->running || !e->batch || !e->free_slots)
+        !e->h_idx || !e->h_hidden || !e->h_seq || !e->running || !e->batch || !e->free_slots)
         return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
     for (int32_t i = 0; i < MB; i++) e->free_slots[i] = MB - 1 - i;
     e->n_free_slots = MB;
-    /* the step arena: counting passes over the worst case */
-    eng_req **saved = e->batch;
-    size_t act_bytes = 0, meta_bytes = 0;
-    lisa_status s = size_arena(e, &act_bytes, &meta_bytes);
-    e->batch = saved;
-    if (s != LISA_OK) return lisa_fail_context(s, "engine: sizing the step arena");
-    LISA_TRY(e->be->mem_alloc(e->be, act_bytes ? act_bytes : 1, &e->act_mem));
-    lisa_arena_init_external(&e->act, "engine activations", e->act_mem, act_bytes);
-    LISA_TRY(lisa_arena_init(&e->meta, "engine descriptors", meta_bytes));
+    if (e->tp) {
+        lisa_tp_plan *pl = &e->plan;
+        pl->qo = e->h_qo, pl->pos = e->h_pos, pl->slots = e->h_slots, pl->kvp = e->h_kvp, pl->idx = e->h_idx;
+        pl->kvl = e->h_kvl, pl->ids = e->h_ids, pl->seq = e->h_seq;
+        pl->cap_seqs = nseq - 1, pl->cap_rows = e->cap_rows, pl->cap_idx = e->cap_idx;
+        if (!(pl->buf = malloc(lisa_tp_plan_buf_len(nseq, e->cap_rows, e->cap_idx) * sizeof(int32_t))))
+            return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+    }
     return LISA_OK;
 }
 
 /* Prefills the system-prompt prefix once (every id before the image placeholder) and keeps its
  * full pages for sharing. */
 static lisa_status build_prefix(lisa_engine *e) {
-    const lisa_model *m = e->m;
     lisa_segment_params sp = lisa_segment_default_params();
     uint8_t px[3] = {0, 0, 0};
     lisa_prepared pr;
@@ -711,16 +783,7 @@ static lisa_status build_prefix(lisa_engine *e) {
                 e->h_ids[p] = pr.ids[p];
             }
             e->n_text = rows;
-            lisa_arena_reset(&e->act, 0);
-            lisa_arena_reset(&e->meta, 0);
-            lisa_graph g;
-            lisa_graph_init(&g, e->be, &e->act, &e->meta, LISA_DTYPE_F32);
-            lisa_tensor tid = lisa_tensor_view(e->h_ids, LISA_DTYPE_I32, 1, (int64_t[]){rows});
-            T *x = g_embedding(&g, &m->llm->embed, g_upload(&g, &tid));
-            lisa_llama_batch bt = make_batch(e, 1, rows);
-            set_groups(&g, e, e->h_qo, 1, 0);
-            lisa_llama_forward_batch(&g, m->llm, &bt, x);
-            s = g.status;
+            s = run_graph(e, prefix_graph);
             e->prefix.len = rows;
             e->n_prefix_pages = full;
         }
@@ -780,6 +843,12 @@ lisa_status lisa_engine_create_ex(lisa_model *m, const lisa_engine_params *pp, c
     e->P = m->n_patches;
     e->V = m->cfg.llm.vocab;
     e->next_id = 1;
+    e->tp = m->tp_comm;
+    if (m->tp_follower) {
+        free(e);
+        return lisa_fail(LISA_ERR_INVALID_ARG, "engine: TP rank %d follows rank 0's engine: call lisa_model_tp_follow",
+                         m->tp_comm->rank);
+    }
     if (p.max_prefill_tokens < e->P + 2) {
         const int32_t need = e->P + 2;
         free(e);
@@ -811,6 +880,8 @@ void lisa_engine_free(lisa_engine *e) {
         for (int32_t i = 0; i < e->n_workers; i++) pthread_join(e->workers[i], NULL);
         if (e->sched_started) pthread_join(e->sched, NULL);
     }
+    /* the followers free theirs (nothing to do if the message cannot go: the job is failing) */
+    if (e->tp_created) lisa_tp_send(e->tp, LISA_TP_FREE, NULL);
     /* drop unfinished requests and unclaimed results */
     for (int32_t i = 0; i < e->n_running; i++) lisa_kv_seq_release(&e->pool, &e->running[i]->kv);
     while (e->all) {
@@ -840,6 +911,8 @@ void lisa_engine_free(lisa_engine *e) {
     free(e->h_ids);
     free(e->h_idx);
     free(e->h_hidden);
+    free(e->h_seq);
+    free(e->plan.buf);
     free(e->running);
     free(e->batch);
     free(e->free_slots);
@@ -852,6 +925,43 @@ void lisa_engine_free(lisa_engine *e) {
         pthread_cond_destroy(&e->done_cv);
     }
     free(e);
+}
+
+/* ---- tensor-parallel followers (runtime/engine_tp.h; the loop is lisa_model_tp_follow) -------- */
+
+lisa_status lisa_engine_tp_follower_create(lisa_model *m, const int32_t args[6], lisa_engine **out) {
+    *out = NULL;
+    lisa_engine *e = calloc(1, sizeof *e);
+    if (!e) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+    e->m = m;
+    e->be = m->be;
+    e->p = lisa_engine_default_params();
+    e->p.max_batch = args[0];
+    e->p.max_prefill_tokens = args[1];
+    e->p.max_images = args[2];
+    e->p.page_size = args[3];
+    e->plan.args[4] = args[4]; /* n_pages */
+    e->P = args[5];
+    e->batch_invariant_gemm = m->be->device == LISA_DEVICE_CPU;
+    e->C = m->cfg.llm.hidden;
+    e->V = m->cfg.llm.vocab;
+    e->tp = m->tp_comm;
+    e->follower = true;
+    lisa_status s = create_buffers(e);
+    if (s != LISA_OK) {
+        lisa_engine_free(e);
+        return lisa_fail_context(s, "TP rank %d", m->tp_comm->rank);
+    }
+    *out = e;
+    return LISA_OK;
+}
+
+lisa_tp_plan *lisa_engine_tp_plan(lisa_engine *e) { return &e->plan; }
+
+lisa_status lisa_engine_tp_follower_step(lisa_engine *e) {
+    e->n_batch = e->plan.n_batch;
+    e->n_text = e->plan.n_text;
+    return run_graph(e, graph_of(e->plan.kind));
 }
 
 /* ---- submission and results ------------------------------------------------------------------- */
