@@ -23,6 +23,7 @@
 #include "runtime/error.h"
 #include "runtime/eval.h"
 #include "runtime/eval_metrics.h"
+#include "runtime/launch.h"
 #include "runtime/path.h"
 #include "tools/commands.h"
 
@@ -39,7 +40,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: lisa eval --model DIR [--vision-tower DIR] --dataset reasonseg|refcoco|refcoco+|refcocog\n"
                "                 --data ROOT --split SPLIT [--mode teacher-forced|generate] [--limit N]\n"
                "                 [--shard K/N] [--out results.json] [--records FILE] [--dump-masks DIR]\n"
-               "                 [--resume] [--split-by unc|umd|google] [--threads N] [--max-new-tokens N]\n"
+               "                 [--resume] [--split-by unc|umd|google] [--threads N] [--max-new-tokens N] [--tp T]\n"
                "       lisa eval --merge RECORDS... [--out results.json]\n"
                "\n"
                "Evaluates LISA as the reference (train_ds.py --eval_only) does and prints gIoU / cIoU.\n"
@@ -53,7 +54,10 @@ static void usage(FILE *f) {
                "                  one forward) or generate (greedy chat, first [SEG]'s mask; none = empty)\n"
                "  --shard K/N     images with index %% N == K (0 <= K < N); merge the record files after.\n"
                "                  Default under srun/mpirun: the rank and size (SLURM_PROCID/NTASKS,\n"
-               "                  OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE)\n"
+               "                  OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE); with --tp T, one shard per\n"
+               "                  group of T consecutive ranks\n"
+               "  --tp T          tensor parallelism: split the LLM over T MPI ranks (mpirun -np T*G runs G\n"
+               "                  groups, each on its own shard; generate mode)\n"
                "  --records FILE  the resumable per-query record file (default: <out>.records.jsonl, or\n"
                "                  lisa-eval-<dataset>-<split>[-K-of-N].records.jsonl)\n"
                "  --resume        continue an interrupted run from its record file\n"
@@ -65,7 +69,7 @@ static void usage(FILE *f) {
 
 typedef struct opts {
     const char *model, *vision_tower, *dataset, *data, *split, *mode, *out, *records, *dump, *split_by;
-    int32_t limit, shard_k, shard_n, threads, max_new_tokens;
+    int32_t limit, shard_k, shard_n, threads, max_new_tokens, tp;
     bool resume, generate;
     const char **merge;
     int n_merge;
@@ -106,9 +110,10 @@ static int parse_opts(opts *o, int argc, char **argv) {
         TAKE("--dump-masks", dump)
         TAKE("--split-by", split_by)
 #undef TAKE
-        if (!strcmp(a, "--limit") || !strcmp(a, "--threads") || !strcmp(a, "--max-new-tokens")) {
+        if (!strcmp(a, "--limit") || !strcmp(a, "--threads") || !strcmp(a, "--max-new-tokens") || !strcmp(a, "--tp")) {
             int32_t *dst = !strcmp(a, "--limit")     ? &o->limit
                            : !strcmp(a, "--threads") ? &o->threads
+                           : !strcmp(a, "--tp")      ? &o->tp
                                                      : &o->max_new_tokens;
             if (!v || parse_int(v, dst)) return fprintf(stderr, "lisa eval: %s needs a non-negative integer\n", a), -1;
             i++;
@@ -133,20 +138,10 @@ static int parse_opts(opts *o, int argc, char **argv) {
         }
     }
     if (o->merge) return 0;
-    if (!shard_given) { /* launched by srun / mpirun: one shard per rank, as annotate does */
-        static const char *env[][2] = {{"SLURM_PROCID", "SLURM_NTASKS"},
-                                       {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-                                       {"PMI_RANK", "PMI_SIZE"}};
-        for (size_t k = 0; k < 3; k++) {
-            const char *r = getenv(env[k][0]), *n = getenv(env[k][1]);
-            int32_t rk, nn;
-            if (r && n && !parse_int(r, &rk) && !parse_int(n, &nn) && nn > 1 && rk < nn) {
-                o->shard_k = rk;
-                o->shard_n = nn;
-                break;
-            }
-        }
-    }
+    if (!shard_given) /* launched by srun / mpirun: one shard per rank (per TP group), as annotate does */
+        lisa_launch_shard(o->tp, &o->shard_k, &o->shard_n);
+    if (o->tp > 1 && strcmp(o->mode, "generate"))
+        return fprintf(stderr, "lisa eval: --tp needs --mode generate (teacher-forced runs without TP)\n"), -1;
     if (!o->model || !o->dataset || !o->data || !o->split)
         return fprintf(stderr, "lisa eval: --model, --dataset, --data and --split are required\n"), -1;
     if (strcmp(o->dataset, "reasonseg") && strcmp(o->dataset, "refcoco") && strcmp(o->dataset, "refcoco+") &&
@@ -518,9 +513,29 @@ int lisa_cmd_eval(int argc, char **argv) {
     }
     if (o.merge) return run_merge(&o);
     double t0 = now_s();
+    predictor P = {.generate = o.generate, .sp = lisa_segment_default_params()};
+    if (o.tp > 1) {
+        /* every rank of a TP group loads its shard; the followers serve the leader's steps and
+         * touch no file (the leader writes the group's records) */
+        lisa_model_params mp = lisa_model_default_params();
+        mp.vision_tower = o.vision_tower;
+        mp.n_threads = o.threads;
+        mp.tensor_parallel = o.tp;
+        if (lisa_model_load(o.model, &mp, &P.m) != LISA_OK) {
+            fprintf(stderr, "lisa eval: %s\n", lisa_last_error());
+            return 1;
+        }
+        if (lisa_model_tp_rank(P.m) != 0) {
+            lisa_status s = lisa_model_tp_follow(P.m);
+            if (s != LISA_OK) fprintf(stderr, "lisa eval: TP rank %d: %s\n", lisa_model_tp_rank(P.m), lisa_last_error());
+            lisa_model_free(P.m);
+            return s == LISA_OK ? 0 : 1;
+        }
+    }
     lisa_dataset ds;
     if (load_dataset(&ds, &o) != LISA_OK) {
         fprintf(stderr, "lisa eval: %s\n", lisa_last_error());
+        lisa_model_free(P.m); /* TP: releases the followers */
         return 1;
     }
     char rec_path[4200], model_abs[4096], shard[32];
@@ -557,9 +572,8 @@ int lisa_cmd_eval(int argc, char **argv) {
         fprintf(stderr, "lisa eval: cannot create %s: %s\n", o.dump, strerror(errno));
         rc = 1;
     }
-    predictor P = {.generate = o.generate, .sp = lisa_segment_default_params()};
     if (o.max_new_tokens > 0) P.sp.max_new_tokens = o.max_new_tokens;
-    if (rc == 0) {
+    if (rc == 0 && !P.m) {
         lisa_model_params mp = lisa_model_default_params();
         mp.vision_tower = o.vision_tower;
         mp.n_threads = o.threads;
