@@ -86,39 +86,51 @@ LISA_GLOBAL void lk_copy_raw(const lk_ew_desc d, void *y, const void *a, int ele
 }
 
 /* ---- RoPE, rotate-half form (HF LLaMA, spec §4.3) ------------------------------------------ */
+/* One tensor of a RoPE launch: x[B, T, H, D] (row strides below, D contiguous) -> y, same shape. */
+typedef struct lk_rope_slot {
+    const void *x;
+    void *y;
+    int64_t x_bs, x_ts, x_hs, y_bs, y_ts, y_hs;
+    int32_t H, xdt, ydt;
+} lk_rope_slot;
+
 typedef struct lk_rope_params {
-    const void *x; /* [B, T, H, D] (B = 1 for 3-D), row strides below, D contiguous */
-    void *y;       /* same shape */
-    const int32_t *pos; /* [B, T] (pos_bs = 0 when [T]) */
-    int64_t x_bs, x_ts, x_hs, y_bs, y_ts, y_hs, pos_bs;
-    int32_t B, T, H, D, xdt, ydt;
+    lk_rope_slot s[2];  /* q and k of the QKV path (n_slots = 2), or one tensor */
+    int32_t n_slots;
+    const int32_t *pos; /* [B, T] (pos_bs = 0 for [T]) */
+    int64_t pos_bs;
+    int32_t B, T, D;
     float theta;
 } lk_rope_params;
 
-/* grid-stride over B·T·H·(D/2) rotation pairs. Angles as HF computes them in fp32:
+/* grid-stride over every rotation pair of the slots. Angles as HF computes them in fp32:
  * inv_freq = 1 / theta^(2i/D), θ = pos·inv_freq; the cos/sin tables and the products are rounded
  * to the run dtype (identity for F32), as the bf16 reference does. In-place (y == x) is safe: a
  * pair is read and written by one thread. */
 LISA_GLOBAL void lk_rope(const lk_rope_params p) {
     const int half = p.D / 2;
-    const int64_t n = (int64_t)p.B * p.T * p.H * half;
+    const int64_t n0 = (int64_t)p.B * p.T * p.s[0].H * half;
+    const int64_t n = n0 + (p.n_slots > 1 ? (int64_t)p.B * p.T * p.s[1].H * half : 0);
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
-        int i = (int)(idx % half);
-        int64_t r = idx / half;
-        int h = (int)(r % p.H);
-        r /= p.H;
+        const bool second = idx >= n0;
+        const lk_rope_slot &sl = second ? p.s[1] : p.s[0];
+        const int64_t j = second ? idx - n0 : idx;
+        int i = (int)(j % half);
+        int64_t r = j / half;
+        int h = (int)(r % sl.H);
+        r /= sl.H;
         int t = (int)(r % p.T);
         int b = (int)(r / p.T);
         float inv_freq = 1.0f / powf(p.theta, (float)(2 * i) / (float)p.D);
         float ang = (float)p.pos[(int64_t)b * p.pos_bs + t] * inv_freq;
-        float cs = lk_round_to(p.ydt, cosf(ang)), sn = lk_round_to(p.ydt, sinf(ang));
-        int64_t xo = (int64_t)b * p.x_bs + (int64_t)t * p.x_ts + (int64_t)h * p.x_hs;
-        int64_t yo = (int64_t)b * p.y_bs + (int64_t)t * p.y_ts + (int64_t)h * p.y_hs;
-        float x1 = lk_load(p.x, p.xdt, xo + i), x2 = lk_load(p.x, p.xdt, xo + i + half);
-        float y1 = lk_round_to(p.ydt, x1 * cs) + lk_round_to(p.ydt, -x2 * sn);
-        float y2 = lk_round_to(p.ydt, x2 * cs) + lk_round_to(p.ydt, x1 * sn);
-        lk_store(p.y, p.ydt, yo + i, y1);
-        lk_store(p.y, p.ydt, yo + i + half, y2);
+        float cs = lk_round_to(sl.ydt, cosf(ang)), sn = lk_round_to(sl.ydt, sinf(ang));
+        int64_t xo = (int64_t)b * sl.x_bs + (int64_t)t * sl.x_ts + (int64_t)h * sl.x_hs;
+        int64_t yo = (int64_t)b * sl.y_bs + (int64_t)t * sl.y_ts + (int64_t)h * sl.y_hs;
+        float x1 = lk_load(sl.x, sl.xdt, xo + i), x2 = lk_load(sl.x, sl.xdt, xo + i + half);
+        float y1 = lk_round_to(sl.ydt, x1 * cs) + lk_round_to(sl.ydt, -x2 * sn);
+        float y2 = lk_round_to(sl.ydt, x2 * cs) + lk_round_to(sl.ydt, x1 * sn);
+        lk_store(sl.y, sl.ydt, yo + i, y1);
+        lk_store(sl.y, sl.ydt, yo + i + half, y2);
     }
 }
 

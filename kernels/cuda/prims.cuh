@@ -34,7 +34,8 @@ enum { LK_F32 = 0, LK_F16 = 1, LK_BF16 = 2, LK_I32 = 3, LK_I64 = 4 };
 /* ============================== device (nvcc) ============================================== */
 #define LISA_DEV __device__ __forceinline__
 #define LISA_HD __host__ __device__ __forceinline__
-#define LISA_GLOBAL __global__
+/* Kernels have internal linkage: each kernels/cuda/NAME.cuh is included by one .cu file. */
+#define LISA_GLOBAL static __global__
 #define LISA_SHARED __shared__
 #define LISA_UNROLL _Pragma("unroll")
 
@@ -105,7 +106,7 @@ LISA_DEV lk_u4 lk_ld16(const void *p) {
 /* ============================== host emulation (tests/gpu/emu) ============================ */
 #define LISA_DEV inline
 #define LISA_HD inline
-#define LISA_GLOBAL
+#define LISA_GLOBAL static
 /* The emulator runs one block at a time, so a function-static variable is exactly the block's
  * shared variable (all of the block's threads see the same object). */
 #define LISA_SHARED static

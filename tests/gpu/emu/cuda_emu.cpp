@@ -1,9 +1,19 @@
-/* tests/gpu/emu/cuda_emu.cpp — the emulator behind kernels/cuda/prims.cuh (see cuda_emu.hpp). */
+/* tests/gpu/emu/cuda_emu.cpp — the emulator behind kernels/cuda/prims.cuh (see cuda_emu.hpp).
+ *
+ * Execution model: blocks run one after another; each warp of a block is a host thread (so warps
+ * really run concurrently and a missing __syncthreads shows up as a race or a wrong result); the
+ * 32 lanes of a warp are fibers (ucontext) switched only at warp collectives and barriers, which
+ * keeps the emulation fast and independent of the OS scheduler.
+ *
+ * A warp collective is one barrier: every lane writes its operands into the slot set of the
+ * current barrier generation (two sets, alternating), waits until all live lanes arrived, then
+ * reads. A lane can only overwrite a slot set two collectives later, after every lane has passed
+ * the collective in between, i.e. after everyone read it.
+ */
 #include "cuda_emu.hpp"
 
 #include <atomic>
 #include <chrono>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -14,7 +24,15 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
 
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
@@ -28,10 +46,9 @@ namespace {
     abort();
 }
 
-/* A barrier over the live threads of a group; a thread that returns from the kernel drops out.
- * Bookkeeping under a mutex; waiters sleep on the generation word with a raw futex, so a release
- * wakes them without a convoy on the mutex (the emulator's run time is mostly these barriers). */
-struct Barrier {
+/* Block barrier among the warp threads of a block (a warp whose lanes all returned drops out).
+ * Bookkeeping under a mutex; waiters sleep on the generation word with a raw futex. */
+struct OsBarrier {
     std::mutex mu;
     int expected = 0, arrived = 0;
     std::atomic<uint32_t> gen{0};
@@ -52,15 +69,11 @@ struct Barrier {
             }
         }
         auto t0 = std::chrono::steady_clock::now();
-        for (int spin = 0; gen.load(std::memory_order_acquire) == g; spin++) {
-            if (spin < 4) {
-                sched_yield();
-                continue;
-            }
+        while (gen.load(std::memory_order_acquire) == g) {
             struct timespec ts = {1, 0};
             syscall(SYS_futex, (uint32_t *)&gen, FUTEX_WAIT_PRIVATE, g, &ts, nullptr, 0);
             if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(60))
-                emu_die("deadlock: %s never completed (a thread skipped it?)", what);
+                emu_die("deadlock: %s never completed (a warp skipped it?)", what);
         }
     }
     void drop() {
@@ -70,42 +83,136 @@ struct Barrier {
     }
 };
 
+struct PendingCopy {
+    void *dst;
+    const void *src;
+    bool valid;
+};
+
+enum LaneState { RUNNABLE, WAIT_WARP, WAIT_BLOCK, DONE };
+
+struct Lane {
+    ucontext_t ctx;
+    unsigned char *stack = nullptr;
+    LaneState state = RUNNABLE;
+    std::vector<std::vector<PendingCopy>> groups; /* committed cp.async groups */
+    std::vector<PendingCopy> open;                /* not yet committed */
+};
+
+struct Block;
+
+/* One warp: its lanes (fibers) and the scheduler context of its host thread. */
 struct Warp {
-    Barrier bar;
-    std::mutex mu;
-    uint32_t live_mask = 0;
-    uint64_t slot[32][8];
-    const void *addr[32];
+    Block *block = nullptr;
+    int id = 0;
+    Lane lanes[32];
+    ucontext_t sched;
+    const void *sched_stack_bottom = nullptr; /* for AddressSanitizer's fiber switches */
+    size_t sched_stack_size = 0;
+    int cur = 0;
+    int live = 32, arrived = 0;
+    uint32_t gen = 0;
+    bool full[2] = {true, true}; /* per slot set: did all 32 lanes take part in that collective? */
+    const char *waiting_for = "";
+    uint64_t slot[2][32][6];
+    const void *addr[2][32];
+    const std::function<void()> *fn = nullptr;
 };
 
 struct Block {
-    Barrier bar;
-    std::unique_ptr<Warp[]> warps;
+    OsBarrier bar;
     unsigned char *smem = nullptr;
     size_t smem_bytes = 0;
 };
 
 Block *g_block = nullptr;
 EmuCopyMode g_mode = EmuCopyMode::LAZY;
+thread_local Warp *t_warp = nullptr;
 
-struct PendingCopy {
-    void *dst;
-    const void *src;
-    bool valid;
-};
-thread_local std::vector<std::vector<PendingCopy>> t_groups;
-thread_local std::vector<PendingCopy> t_open;
-thread_local int t_lane = 0, t_warp = 0;
+#if EMU_ASAN
+const size_t kStack = 512 * 1024;
+#else
+const size_t kStack = 128 * 1024;
+#endif
 
-Warp &my_warp() { return g_block->warps[t_warp]; }
+Lane &me() { return t_warp->lanes[t_warp->cur]; }
+int my_lane() { return t_warp->cur; }
 
-void require_full_warp(Warp &w, const char *what) {
-    uint32_t live;
-    {
-        std::lock_guard<std::mutex> lk(w.mu);
-        live = w.live_mask;
+/* lane -> scheduler */
+void to_scheduler(bool final_exit) {
+    Warp *w = t_warp;
+    Lane &l = w->lanes[w->cur];
+#if EMU_ASAN
+    void *fake = nullptr;
+    __sanitizer_start_switch_fiber(final_exit ? nullptr : &fake, w->sched_stack_bottom, w->sched_stack_size);
+    swapcontext(&l.ctx, &w->sched);
+    __sanitizer_finish_switch_fiber(fake, &w->sched_stack_bottom, &w->sched_stack_size);
+#else
+    (void)final_exit;
+    swapcontext(&l.ctx, &w->sched);
+#endif
+}
+
+/* scheduler -> lane i */
+void to_lane(Warp *w, int i) {
+    w->cur = i;
+    threadIdx = dim3((unsigned)(w->id * 32 + i), 0, 0);
+#if EMU_ASAN
+    void *fake = nullptr;
+    __sanitizer_start_switch_fiber(&fake, w->lanes[i].stack, kStack);
+    swapcontext(&w->sched, &w->lanes[i].ctx);
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+    swapcontext(&w->sched, &w->lanes[i].ctx);
+#endif
+}
+
+/* Completes the current warp barrier generation. */
+void release_warp(Warp *w) {
+    w->full[w->gen & 1] = w->live == 32;
+    w->arrived = 0;
+    w->gen++;
+    for (Lane &o : w->lanes)
+        if (o.state == WAIT_WARP) o.state = RUNNABLE;
+}
+
+/* Warp barrier: returns once every live lane of the warp has called it. */
+void warp_wait(const char *what) {
+    Warp *w = t_warp;
+    Lane &l = me();
+    w->waiting_for = what;
+    l.state = WAIT_WARP;
+    if (++w->arrived == w->live) {
+        release_warp(w);
+        return;
     }
-    if (live != 0xffffffffu) emu_die("%s with exited lanes (PTX requires all 32 lanes)", what);
+    to_scheduler(false);
+}
+
+void lane_exit_bookkeeping(Warp *w) {
+    Lane &l = w->lanes[w->cur];
+    if (!l.groups.empty() || !l.open.empty()) emu_die("%s", "thread exited with cp.async copies never waited for");
+    l.state = DONE;
+    w->live--;
+    if (w->arrived > 0 && w->arrived == w->live) { /* the lanes left waiting may proceed */
+        release_warp(w);
+    }
+}
+
+void lane_main() {
+    Warp *w = t_warp;
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &w->sched_stack_bottom, &w->sched_stack_size);
+#endif
+    (*w->fn)();
+    lane_exit_bookkeeping(w);
+    to_scheduler(true);
+    emu_die("%s", "a finished lane was resumed");
+}
+
+/* After the barrier of a collective that used slot set p: all 32 lanes must have taken part. */
+void require_full_warp(int p, const char *what) {
+    if (!t_warp->full[p]) emu_die("%s with exited lanes (PTX requires all 32 lanes)", what);
 }
 
 void check_smem(const void *p, size_t n, const char *what) {
@@ -122,79 +229,116 @@ void do_copy(const PendingCopy &c) {
         memset(c.dst, 0, 16);
 }
 
+/* Runs the warp's lanes until all returned; called on the warp's host thread. */
+void run_warp(Warp *w) {
+    t_warp = w;
+    for (int i = 0; i < 32; i++) {
+        Lane &l = w->lanes[i];
+        l.state = RUNNABLE;
+        l.groups.clear();
+        l.open.clear();
+        getcontext(&l.ctx);
+        l.ctx.uc_stack.ss_sp = l.stack;
+        l.ctx.uc_stack.ss_size = kStack;
+        l.ctx.uc_link = nullptr;
+        makecontext(&l.ctx, lane_main, 0);
+    }
+    w->live = 32, w->arrived = 0, w->gen = 0, w->full[0] = w->full[1] = true;
+    for (;;) {
+        bool ran = false;
+        for (int i = 0; i < 32; i++)
+            if (w->lanes[i].state == RUNNABLE) {
+                to_lane(w, i);
+                ran = true;
+            }
+        if (w->live == 0) break;
+        if (ran) continue;
+        /* nobody runnable: every live lane waits; at a block barrier they must all be there */
+        int at_block = 0;
+        for (Lane &l : w->lanes) at_block += l.state == WAIT_BLOCK;
+        if (at_block != w->live) {
+            threadIdx = dim3((unsigned)(w->id * 32), 0, 0);
+            emu_die("deadlock: lanes of one warp wait at different barriers (%s vs __syncthreads)", w->waiting_for);
+        }
+        g_block->bar.wait("__syncthreads");
+        for (Lane &l : w->lanes)
+            if (l.state == WAIT_BLOCK) l.state = RUNNABLE;
+    }
+    g_block->bar.drop();
+}
+
 } // namespace
 
 void emu_set_copy_mode(EmuCopyMode m) { g_mode = m; }
 
-void lk_syncthreads() { g_block->bar.wait("__syncthreads"); }
-
-void lk_syncwarp() { my_warp().bar.wait("__syncwarp"); }
-
-static uint64_t xchg(uint64_t mine, int src_lane, const char *what) {
-    Warp &w = my_warp();
-    w.slot[t_lane][0] = mine;
-    w.bar.wait(what);
-    require_full_warp(w, what);
-    uint64_t r = w.slot[src_lane & 31][0];
-    w.bar.wait(what);
-    return r;
+void lk_syncthreads() {
+    me().state = WAIT_BLOCK;
+    to_scheduler(false);
 }
 
-float lk_shfl_xor(float v, int m) { return lk_bits_f32((uint32_t)xchg(lk_f32_bits(v), t_lane ^ m, "shfl.xor")); }
-int lk_shfl_xor_i(int v, int m) { return (int)(uint32_t)xchg((uint32_t)v, t_lane ^ m, "shfl.xor"); }
+void lk_syncwarp() { warp_wait("__syncwarp"); }
+
+static uint64_t xchg(uint64_t mine, int src_lane, const char *what) {
+    Warp *w = t_warp;
+    const int p = w->gen & 1;
+    w->slot[p][my_lane()][0] = mine;
+    warp_wait(what);
+    require_full_warp(p, what);
+    return w->slot[p][src_lane & 31][0];
+}
+
+float lk_shfl_xor(float v, int m) { return lk_bits_f32((uint32_t)xchg(lk_f32_bits(v), my_lane() ^ m, "shfl.xor")); }
+int lk_shfl_xor_i(int v, int m) { return (int)(uint32_t)xchg((uint32_t)v, my_lane() ^ m, "shfl.xor"); }
 float lk_shfl(float v, int src) { return lk_bits_f32((uint32_t)xchg(lk_f32_bits(v), src, "shfl.idx")); }
 
 unsigned char *lk_dyn_smem() { return g_block->smem; }
 
 void lk_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-    Warp &w = my_warp();
-    for (int i = 0; i < 4; i++) w.slot[t_lane][i] = a[i];
-    w.slot[t_lane][4] = b[0];
-    w.slot[t_lane][5] = b[1];
-    w.bar.wait("mma.sync");
-    require_full_warp(w, "mma.sync");
+    Warp *w = t_warp;
+    const int p = w->gen & 1, L = my_lane();
+    for (int i = 0; i < 4; i++) w->slot[p][L][i] = a[i];
+    w->slot[p][L][4] = b[0];
+    w->slot[p][L][5] = b[1];
+    warp_wait("mma.sync");
+    require_full_warp(p, "mma.sync");
     /* A[r][k]: lane (r%8)*4 + (k%8)/2, register (r>=8) + 2*(k>=8), half k%2.
      * B[k][n]: lane n*4 + (k%8)/2, register 4 + (k>=8), half k%2. */
     auto A = [&](int r, int k) {
-        uint32_t reg = (uint32_t)w.slot[(r % 8) * 4 + (k % 8) / 2][(r >= 8) + 2 * (k >= 8)];
+        uint32_t reg = (uint32_t)w->slot[p][(r % 8) * 4 + (k % 8) / 2][(r >= 8) + 2 * (k >= 8)];
         return lk_bf16_to_f32((uint16_t)(reg >> (16 * (k % 2))));
     };
     auto B = [&](int k, int n) {
-        uint32_t reg = (uint32_t)w.slot[n * 4 + (k % 8) / 2][4 + (k >= 8)];
+        uint32_t reg = (uint32_t)w->slot[p][n * 4 + (k % 8) / 2][4 + (k >= 8)];
         return lk_bf16_to_f32((uint16_t)(reg >> (16 * (k % 2))));
     };
-    int g = t_lane >> 2, t = t_lane & 3;
+    const int g = L >> 2, t = L & 3;
     const int rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
-    float out[4];
     for (int i = 0; i < 4; i++) {
         float acc = d[i];
         for (int k = 0; k < 16; k++) acc += A(rows[i], k) * B(k, cols[i]);
-        out[i] = acc;
+        d[i] = acc;
     }
-    w.bar.wait("mma.sync");
-    for (int i = 0; i < 4; i++) d[i] = out[i];
 }
 
 static void ldmatrix(uint32_t r[4], const void *row, bool trans) {
-    Warp &w = my_warp();
+    Warp *w = t_warp;
+    const int p = w->gen & 1, L = my_lane();
     check_smem(row, 16, "ldmatrix");
-    w.addr[t_lane] = row;
-    w.bar.wait("ldmatrix");
-    require_full_warp(w, "ldmatrix");
-    const int L = t_lane;
+    w->addr[p][L] = row;
+    warp_wait("ldmatrix");
+    require_full_warp(p, "ldmatrix");
     for (int i = 0; i < 4; i++) {
         uint16_t lo, hi;
         if (!trans) {
-            const uint16_t *p = (const uint16_t *)w.addr[i * 8 + (L >> 2)];
-            lo = p[2 * (L & 3)];
-            hi = p[2 * (L & 3) + 1];
+            const uint16_t *q = (const uint16_t *)w->addr[p][i * 8 + (L >> 2)];
+            lo = q[2 * (L & 3)];
+            hi = q[2 * (L & 3) + 1];
         } else {
-            lo = ((const uint16_t *)w.addr[i * 8 + 2 * (L & 3)])[L >> 2];
-            hi = ((const uint16_t *)w.addr[i * 8 + 2 * (L & 3) + 1])[L >> 2];
+            lo = ((const uint16_t *)w->addr[p][i * 8 + 2 * (L & 3)])[L >> 2];
+            hi = ((const uint16_t *)w->addr[p][i * 8 + 2 * (L & 3) + 1])[L >> 2];
         }
         r[i] = (uint32_t)lo | ((uint32_t)hi << 16);
     }
-    w.bar.wait("ldmatrix");
 }
 
 void lk_ldmatrix_x4(uint32_t r[4], const void *smem_row) { ldmatrix(r, smem_row, false); }
@@ -207,74 +351,21 @@ void lk_cp_async_16(void *smem, const void *gmem, bool valid) {
     if (g_mode == EmuCopyMode::EAGER)
         do_copy(c);
     else
-        t_open.push_back(c);
+        me().open.push_back(c);
 }
 
 void lk_cp_async_commit() {
-    t_groups.push_back(t_open);
-    t_open.clear();
+    Lane &l = me();
+    l.groups.push_back(l.open);
+    l.open.clear();
 }
 
 void lk_cp_async_wait_n(int n) {
-    while ((int)t_groups.size() > n) {
-        for (const PendingCopy &c : t_groups.front()) do_copy(c);
-        t_groups.erase(t_groups.begin());
+    Lane &l = me();
+    while ((int)l.groups.size() > n) {
+        for (const PendingCopy &c : l.groups.front()) do_copy(c);
+        l.groups.erase(l.groups.begin());
     }
-}
-
-void emu_launch_fn(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()> &fn) {
-    unsigned nthreads = block.x * block.y * block.z;
-    if (nthreads == 0 || nthreads % 32 != 0 || nthreads > 1024) {
-        fprintf(stderr, "cuda emu: block of %u threads (must be a multiple of 32, <= 1024)\n", nthreads);
-        abort();
-    }
-    if (block.y != 1 || block.z != 1) {
-        fprintf(stderr, "cuda emu: only 1-D blocks are emulated\n");
-        abort();
-    }
-    gridDim = grid;
-    blockDim = block;
-    unsigned nwarps = nthreads / 32;
-    for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
-                Block b;
-                b.bar.expected = (int)nthreads;
-                b.warps.reset(new Warp[nwarps]);
-                for (unsigned w = 0; w < nwarps; w++) {
-                    b.warps[w].bar.expected = 32;
-                    b.warps[w].live_mask = 0xffffffffu;
-                }
-                b.smem_bytes = smem_bytes;
-                b.smem = (unsigned char *)malloc(smem_bytes ? smem_bytes : 1);
-                memset(b.smem, 0xFF, smem_bytes);
-                g_block = &b;
-                std::vector<std::thread> threads;
-                threads.reserve(nthreads);
-                for (unsigned t = 0; t < nthreads; t++) {
-                    threads.emplace_back([&, t, bx, by, bz]() {
-                        threadIdx = dim3(t, 0, 0);
-                        blockIdx = dim3(bx, by, bz);
-                        t_lane = (int)(t & 31);
-                        t_warp = (int)(t >> 5);
-                        t_groups.clear();
-                        t_open.clear();
-                        fn();
-                        if (!t_groups.empty() || !t_open.empty())
-                            emu_die("%s", "thread exited with cp.async copies never waited for");
-                        Warp &w = my_warp();
-                        {
-                            std::lock_guard<std::mutex> lk(w.mu);
-                            w.live_mask &= ~(1u << t_lane);
-                        }
-                        w.bar.drop();
-                        g_block->bar.drop();
-                    });
-                }
-                for (auto &th : threads) th.join();
-                free(b.smem);
-                g_block = nullptr;
-            }
 }
 
 lk_u4 lk_ld16(const void *p) {
@@ -282,4 +373,44 @@ lk_u4 lk_ld16(const void *p) {
     lk_u4 r;
     memcpy(r.w, p, 16);
     return r;
+}
+
+void emu_launch_fn(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()> &fn) {
+    unsigned nthreads = block.x * block.y * block.z;
+    if (nthreads == 0 || nthreads % 32 != 0 || nthreads > 1024 || block.y != 1 || block.z != 1) {
+        fprintf(stderr, "cuda emu: block of %u threads (1-D, a multiple of 32, <= 1024)\n", nthreads);
+        abort();
+    }
+    gridDim = grid;
+    blockDim = block;
+    const unsigned nwarps = nthreads / 32;
+    std::unique_ptr<Warp[]> warps(new Warp[nwarps]);
+    for (unsigned w = 0; w < nwarps; w++) {
+        warps[w].id = (int)w;
+        warps[w].fn = &fn;
+        for (Lane &l : warps[w].lanes) l.stack = (unsigned char *)malloc(kStack);
+    }
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                Block b;
+                b.bar.expected = (int)nwarps;
+                b.smem_bytes = smem_bytes;
+                b.smem = (unsigned char *)malloc(smem_bytes ? smem_bytes : 1);
+                memset(b.smem, 0xFF, smem_bytes);
+                g_block = &b;
+                std::vector<std::thread> threads;
+                for (unsigned w = 0; w < nwarps; w++) {
+                    warps[w].block = &b;
+                    threads.emplace_back([&, w, bx, by, bz]() {
+                        blockIdx = dim3(bx, by, bz);
+                        run_warp(&warps[w]);
+                    });
+                }
+                for (auto &th : threads) th.join();
+                free(b.smem);
+                g_block = nullptr;
+            }
+    for (unsigned w = 0; w < nwarps; w++)
+        for (Lane &l : warps[w].lanes) free(l.stack);
 }
