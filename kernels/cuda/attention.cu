@@ -58,7 +58,7 @@ bool rows16(const View4 &v) {
 struct Rel {
     const void *h = nullptr, *w = nullptr;
     int32_t dt = 0, kh = 0, kw = 0;
-    int64_t hbs = 0, hhs = 0, hrs = 0, wbs = 0, whs = 0, wrs = 0;
+    int64_t hbs = 0, hhs = 0, hrs = 0, hcs = 1, wbs = 0, whs = 0, wrs = 0, wcs = 1;
 };
 
 lisa_status rel_view(const lisa_attn_params *p, const View4 &q, int64_t Tk, Rel *r) {
@@ -70,15 +70,14 @@ lisa_status rel_view(const lisa_attn_params *p, const View4 &q, int64_t Tk, Rel 
     const lisa_tensor *h = p->rel_h, *w = p->rel_w;
     bool ok = h->n_dims == 4 && w->n_dims == 4 && h->dtype == w->dtype && h->shape[0] == q.B && w->shape[0] == q.B &&
               h->shape[1] == q.H && w->shape[1] == q.H && h->shape[2] == q.T && w->shape[2] == q.T &&
-              h->shape[3] * w->shape[3] == Tk && (h->shape[3] == 1 || h->stride[3] == 1) &&
-              (w->shape[3] == 1 || w->stride[3] == 1);
+              h->shape[3] * w->shape[3] == Tk;
     if (!ok)
         return lisa_fail(LISA_ERR_SHAPE, "attention: rel_h %s / rel_w %s must be [B, H, Tq, k_h] / [B, H, Tq, k_w] with "
                                          "k_h·k_w = Tk = %lld",
                          lisa_tensor_shape_str(h, b1, sizeof b1), lisa_tensor_shape_str(w, b2, sizeof b2), (long long)Tk);
     r->h = h->data, r->w = w->data, r->dt = h->dtype, r->kh = (int32_t)h->shape[3], r->kw = (int32_t)w->shape[3];
-    r->hbs = h->stride[0], r->hhs = h->stride[1], r->hrs = h->stride[2];
-    r->wbs = w->stride[0], r->whs = w->stride[1], r->wrs = w->stride[2];
+    r->hbs = h->stride[0], r->hhs = h->stride[1], r->hrs = h->stride[2], r->hcs = h->stride[3];
+    r->wbs = w->stride[0], r->whs = w->stride[1], r->wrs = w->stride[2], r->wcs = w->stride[3];
     return LISA_OK;
 }
 
@@ -100,18 +99,13 @@ lisa_status launch_flash(lisa_backend *be, lk_flash_params &fp, int64_t max_tq, 
     return LISA_OK;
 }
 
-/* Splits the keys so that the grid has about two blocks per SM, at least 256 keys per split. */
-void plan_splits(const lisa_backend *be, int64_t blocks, int64_t max_tk, int32_t *n_split, int32_t *kps) {
-    const int64_t target = 2 * (int64_t)lisa_cuda_impl_of(be)->num_sms;
-    int64_t s = (target + blocks - 1) / (blocks > 0 ? blocks : 1);
-    int64_t s_max = (max_tk + 255) / 256;
-    if (s > s_max) s = s_max;
-    if (s < 1) s = 1;
-    int64_t per = (max_tk + s - 1) / s;
-    per = (per + 31) / 32 * 32;
-    if (per < 32) per = 32;
-    *kps = (int32_t)per;
-    *n_split = (int32_t)((max_tk + per - 1) / per);
+/* Fixed 256-key splits: a sequence's split points (and so its result, bit for bit) depend only on
+ * its own key count, never on the rest of the batch (ops.def PAGED_ATTENTION asks batch
+ * invariance). 256 keys = 2 chunks of 32 per warp; decode at 1K context already gives
+ * 4 splits x 32 heads = 128 blocks for batch 1. */
+void plan_splits(int64_t max_tk, int32_t *n_split, int32_t *kps) {
+    *kps = LK_SPLITKV_KEYS;
+    *n_split = (int32_t)((max_tk + LK_SPLITKV_KEYS - 1) / LK_SPLITKV_KEYS);
     if (*n_split < 1) *n_split = 1;
 }
 
@@ -128,8 +122,9 @@ template <typename T> cudaError_t splitkv_run(const lk_splitkv_params &sp, cudaS
 
 lisa_status launch_splitkv(lisa_backend *be, lk_splitkv_params &sp, lisa_dtype dt, int64_t max_tk) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
-    if (sp.B > 65535 || sp.Hq > 65535) return lisa_fail(LISA_ERR_UNSUPPORTED, "split-KV attention: grid too large");
-    plan_splits(be, (int64_t)sp.B * sp.Hq, max_tk, &sp.n_split, &sp.keys_per_split);
+    if (sp.B > 65535 || sp.Hq > 65535 || max_tk > INT32_MAX - LK_SPLITKV_KEYS)
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "split-KV attention: grid too large");
+    plan_splits(max_tk, &sp.n_split, &sp.keys_per_split);
     const size_t mark = lisa_arena_mark(&be->scratch);
     if (sp.n_split > 1) {
         const size_t rows = (size_t)sp.B * sp.Hq * sp.n_split * sp.Tq;
@@ -156,6 +151,40 @@ lisa_status launch_splitkv(lisa_backend *be, lk_splitkv_params &sp, lisa_dtype d
         s = lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, "split-KV attention launch", cudaGetErrorString(e));
     lisa_arena_reset(&be->scratch, mark);
     return s;
+}
+
+/* One layer's KV pool: k_pages = v_pages [n_pages, page_size, Hkv, D], contiguous, 16-byte aligned;
+ * when q is given, D and GQA must agree with q[.., Hq, D]. */
+struct Pool {
+    int64_t NP, PS, Hkv, D;
+};
+
+lisa_status pool_check(const char *op, const lisa_tensor *kp, const lisa_tensor *vp, const lisa_tensor *q, Pool *pool) {
+    char b1[96], b2[96];
+    LISA_TRY(lisa_cuda_check_dense(op, "k_pages", kp));
+    LISA_TRY(lisa_cuda_check_dense(op, "v_pages", vp));
+    if (kp->n_dims != 4 || !lisa_tensor_same_shape(kp, vp) || kp->dtype != vp->dtype || kp->shape[2] == 0 ||
+        (q && (q->shape[q->n_dims - 1] != kp->shape[3] || q->shape[q->n_dims - 2] % kp->shape[2] != 0)))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: pages %s / q %s: need pools [n_pages, page_size, Hkv, D] and q[.., Hq, D] "
+                                         "with Hq %% Hkv == 0",
+                         op, lisa_tensor_shape_str(kp, b1, sizeof b1), q ? lisa_tensor_shape_str(q, b2, sizeof b2) : "-");
+    pool->NP = kp->shape[0], pool->PS = kp->shape[1], pool->Hkv = kp->shape[2], pool->D = kp->shape[3];
+    const int64_t row_bytes = pool->D * (int64_t)lisa_dtype_size(kp->dtype);
+    if (q && (((uintptr_t)kp->data & 15u) != 0 || ((uintptr_t)vp->data & 15u) != 0 || row_bytes % 16 != 0 ||
+              pool->D > LK_SPLITKV_MAXD))
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: the cuda kernels need 16-byte aligned page rows and head dim <= %d "
+                                               "(got %lld)",
+                         op, LK_SPLITKV_MAXD, (long long)pool->D);
+    return LISA_OK;
+}
+
+/* A contiguous device I32 vector of n entries (n < 0: any length). */
+lisa_status index_check(const char *op, const char *what, const lisa_tensor *t, int64_t n) {
+    if (!t || t->device != LISA_DEVICE_CUDA || t->dtype != LISA_DTYPE_I32 || t->n_dims != 1 ||
+        !lisa_tensor_is_contiguous(t) || (n >= 0 && t->shape[0] != n) || (!t->data && t->shape[0] > 0))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be a contiguous device I32 vector%s", op, what,
+                         n >= 0 ? " of the batch's size (+1 for an indptr)" : "");
+    return LISA_OK;
 }
 
 } // namespace
@@ -190,19 +219,25 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
     const int64_t B = Q.B, Tq = Q.T, Tk = K.T, Hq = Q.H, Hkv = K.H, D = Q.D;
     Rel rel;
     LISA_TRY(rel_view(p, Q, Tk, &rel));
+    if (p->causal && Tk < Tq)
+        return lisa_fail(LISA_ERR_SHAPE, "attention: causal with q %s longer than k %s leaves queries without keys",
+                         lisa_tensor_shape_str(q, b1, sizeof b1), lisa_tensor_shape_str(k, b2, sizeof b2));
+    /* bias [Tq, Tk], [H|1, Tq, Tk] or [B|1, H|1, Tq, Tk], F32, any strides (ops.def) */
     const lisa_tensor *bias = p->bias;
-    int64_t bias_bs = 0, bias_hs = 0, bias_rs = 0;
+    int64_t bst[4] = {0, 0, 0, 0};
     if (bias) {
         LISA_TRY(lisa_cuda_check_float("attention", "bias", bias));
-        bool ok = bias->dtype == LISA_DTYPE_F32 && bias->n_dims == 4 && (bias->shape[0] == B || bias->shape[0] == 1) &&
-                  (bias->shape[1] == Hq || bias->shape[1] == 1) && bias->shape[2] == Tq && bias->shape[3] == Tk &&
-                  (Tk <= 1 || bias->stride[3] == 1);
+        const int64_t want[4] = {B, Hq, Tq, Tk};
+        bool ok = bias->dtype == LISA_DTYPE_F32 && bias->n_dims >= 2 && bias->n_dims <= 4;
+        for (int d = 0; d < 4 && ok; d++) {
+            const int id = d - (4 - bias->n_dims);
+            const int64_t n = id >= 0 ? bias->shape[id] : 1;
+            ok = n == want[d] || (d < 2 && n == 1);
+            bst[d] = id >= 0 && n != 1 ? bias->stride[id] : 0;
+        }
         if (!ok)
-            return lisa_fail(LISA_ERR_SHAPE, "attention: bias %s must be F32 [B or 1, H or 1, %lld, %lld]",
+            return lisa_fail(LISA_ERR_SHAPE, "attention: bias %s must be F32 [B|1, H|1, %lld, %lld] (or [H|1, Tq, Tk], [Tq, Tk])",
                              lisa_tensor_shape_str(bias, b1, sizeof b1), (long long)Tq, (long long)Tk);
-        bias_bs = bias->shape[0] == 1 ? 0 : bias->stride[0];
-        bias_hs = bias->shape[1] == 1 ? 0 : bias->stride[1];
-        bias_rs = bias->stride[2];
     }
     if (B * Tq * Hq == 0 || D == 0) return LISA_OK;
     if (B > INT32_MAX || Tq > INT32_MAX || Tk > INT32_MAX || Hq > INT32_MAX)
@@ -237,7 +272,8 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
         fp.B = (int32_t)B, fp.Tq = (int32_t)Tq, fp.Tk = (int32_t)Tk, fp.Hq = (int32_t)Hq, fp.Hkv = (int32_t)Hkv;
         fp.scale_log2 = p->scale * LK_LOG2E, fp.causal = p->causal;
         fp.rel_h = rel.h, fp.rel_w = rel.w, fp.rel_dtype = rel.dt, fp.k_h = rel.kh, fp.k_w = rel.kw;
-        fp.rh_bs = rel.hbs, fp.rh_hs = rel.hhs, fp.rh_rs = rel.hrs, fp.rw_bs = rel.wbs, fp.rw_hs = rel.whs, fp.rw_rs = rel.wrs;
+        fp.rh_bs = rel.hbs, fp.rh_hs = rel.hhs, fp.rh_rs = rel.hrs, fp.rh_cs = rel.hcs;
+        fp.rw_bs = rel.wbs, fp.rw_hs = rel.whs, fp.rw_rs = rel.wrs, fp.rw_cs = rel.wcs;
         return launch_flash(be, fp, Tq, (int)D);
     }
     if (path == LISA_CUDA_ATTN_SPLITKV) {
@@ -263,9 +299,11 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
     rp.v_bs = V.bs, rp.v_rs = V.ts, rp.v_hs = V.hs, rp.o_bs = Y.bs, rp.o_rs = Y.ts, rp.o_hs = Y.hs;
     rp.B = (int32_t)B, rp.Tq = (int32_t)Tq, rp.Tk = (int32_t)Tk, rp.Hq = (int32_t)Hq, rp.Hkv = (int32_t)Hkv, rp.D = (int32_t)D;
     rp.scale = p->scale, rp.causal = p->causal;
-    rp.bias = bias ? (const float *)bias->data : nullptr, rp.bias_bs = bias_bs, rp.bias_hs = bias_hs, rp.bias_rs = bias_rs;
+    rp.bias = bias ? (const float *)bias->data : nullptr;
+    rp.bias_bs = bst[0], rp.bias_hs = bst[1], rp.bias_rs = bst[2], rp.bias_js = bst[3];
     rp.rel_h = rel.h, rp.rel_w = rel.w, rp.rel_dtype = rel.dt, rp.k_h = rel.kh, rp.k_w = rel.kw;
-    rp.rh_bs = rel.hbs, rp.rh_hs = rel.hhs, rp.rh_rs = rel.hrs, rp.rw_bs = rel.wbs, rp.rw_hs = rel.whs, rp.rw_rs = rel.wrs;
+    rp.rh_bs = rel.hbs, rp.rh_hs = rel.hhs, rp.rh_rs = rel.hrs, rp.rh_cs = rel.hcs;
+    rp.rw_bs = rel.wbs, rp.rw_hs = rel.whs, rp.rw_rs = rel.wrs, rp.rw_cs = rel.wcs;
     const int64_t rows = B * Tq * Hq;
     if ((rows + 3) / 4 > INT32_MAX) return lisa_fail(LISA_ERR_UNSUPPORTED, "attention: too many rows");
     lk_attn_ref<<<(unsigned)((rows + 3) / 4), 128, 0, im->stream>>>(rp);
@@ -313,48 +351,160 @@ lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const 
 lisa_status lisa_cuda_attn_decode_paged(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
                                         const lisa_tensor *k_pages, const lisa_tensor *v_pages,
                                         const lisa_tensor *kv_indptr, const lisa_tensor *kv_indices,
-                                        const lisa_tensor *kv_last_page_len, int32_t max_kv_len, float scale) {
+                                        const lisa_tensor *kv_len, int32_t max_kv_len, float scale) {
     const char *op = "attn_decode_paged";
     char b1[96], b2[96];
     LISA_TRY(lisa_cuda_check_float(op, "q", q));
     LISA_TRY(lisa_cuda_check_float(op, "y", y));
-    LISA_TRY(lisa_cuda_check_dense(op, "k_pages", k_pages));
-    LISA_TRY(lisa_cuda_check_dense(op, "v_pages", v_pages));
-    if (q->n_dims != 3 || !lisa_tensor_same_shape(y, q) || k_pages->n_dims != 4 || !lisa_tensor_same_shape(k_pages, v_pages) ||
-        k_pages->shape[3] != q->shape[2] || k_pages->shape[2] == 0 || q->shape[1] % k_pages->shape[2] != 0 ||
-        (q->shape[2] > 1 && (q->stride[2] != 1 || y->stride[2] != 1)))
-        return lisa_fail(LISA_ERR_SHAPE, "%s: q %s / k_pages %s: need q[B, Hq, D], pages [n_pages, page_size, Hkv, D]", op,
-                         lisa_tensor_shape_str(q, b1, sizeof b1), lisa_tensor_shape_str(k_pages, b2, sizeof b2));
+    if (q->n_dims != 3 || !lisa_tensor_same_shape(y, q) || (q->shape[2] > 1 && (q->stride[2] != 1 || y->stride[2] != 1)))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: q %s / y %s: need [B, Hq, D] with a contiguous D", op,
+                         lisa_tensor_shape_str(q, b1, sizeof b1), lisa_tensor_shape_str(y, b2, sizeof b2));
     const int64_t B = q->shape[0];
-    struct {
-        const lisa_tensor *t;
-        const char *name;
-        int64_t n;
-    } idx[3] = {{kv_indptr, "kv_indptr", B + 1}, {kv_indices, "kv_indices", -1}, {kv_last_page_len, "kv_last_page_len", B}};
-    for (auto &e : idx)
-        if (!e.t || e.t->device != LISA_DEVICE_CUDA || e.t->dtype != LISA_DTYPE_I32 || e.t->n_dims != 1 ||
-            !lisa_tensor_is_contiguous(e.t) || (e.n >= 0 && e.t->shape[0] != e.n))
-            return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be a contiguous device I32 vector%s", op, e.name,
-                             e.n >= 0 ? " of the batch's size (+1 for indptr)" : "");
-    const lisa_dtype dt = q->dtype;
-    const int64_t D = q->shape[2];
-    const int vec = 16 / (int)lisa_dtype_size(dt);
-    if (k_pages->dtype != dt || y->dtype != dt || D > LK_SPLITKV_MAXD || D % vec != 0 ||
-        ((uintptr_t)k_pages->data & 15u) != 0 || ((uintptr_t)v_pages->data & 15u) != 0)
-        return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: needs one dtype for q/pages/y, head dim <= %d and a multiple of %d "
-                                               "(got %lld), 16-byte aligned pages",
-                         op, LK_SPLITKV_MAXD, vec, (long long)D);
+    Pool pool;
+    LISA_TRY(pool_check(op, k_pages, v_pages, q, &pool));
+    LISA_TRY(index_check(op, "kv_indptr", kv_indptr, B + 1));
+    LISA_TRY(index_check(op, "kv_indices", kv_indices, -1));
+    LISA_TRY(index_check(op, "kv_len", kv_len, B));
+    if (y->dtype != q->dtype || k_pages->dtype != q->dtype)
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: q, y and the pages must share a dtype", op);
     if (max_kv_len < 0) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: max_kv_len %d", op, max_kv_len);
     if (B == 0) return LISA_OK;
     lk_splitkv_params sp = {};
     sp.q = q->data, sp.q_bs = q->stride[0], sp.q_rs = 0, sp.q_hs = q->stride[1];
-    sp.k = k_pages->data, sp.v = v_pages->data;
+    sp.k = k_pages->data, sp.v = v_pages->data, sp.k_rs = sp.v_rs = pool.Hkv * pool.D, sp.k_hs = sp.v_hs = pool.D;
     sp.kv_indptr = (const int32_t *)kv_indptr->data, sp.kv_indices = (const int32_t *)kv_indices->data;
-    sp.kv_last_page_len = (const int32_t *)kv_last_page_len->data, sp.page_size = (int32_t)k_pages->shape[1];
+    sp.kv_len = (const int32_t *)kv_len->data, sp.page_size = (int32_t)pool.PS;
     sp.o = y->data, sp.o_bs = y->stride[0], sp.o_rs = 0, sp.o_hs = y->stride[1];
-    sp.B = (int32_t)B, sp.Tq = 1, sp.Tk = max_kv_len, sp.Hq = (int32_t)q->shape[1], sp.Hkv = (int32_t)k_pages->shape[2];
-    sp.D = (int32_t)D, sp.scale_log2 = scale * LK_LOG2E;
-    return launch_splitkv(be, sp, dt, max_kv_len);
+    sp.B = (int32_t)B, sp.Tq = 1, sp.Tk = max_kv_len, sp.Hq = (int32_t)q->shape[1], sp.Hkv = (int32_t)pool.Hkv;
+    sp.D = (int32_t)pool.D, sp.scale_log2 = scale * LK_LOG2E;
+    return launch_splitkv(be, sp, q->dtype, max_kv_len);
+}
+
+lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
+                                         const lisa_tensor *k_pages, const lisa_tensor *v_pages, int32_t batch,
+                                         int32_t page_size, float scale, bool causal, const lisa_tensor *qo_indptr,
+                                         const lisa_tensor *kv_indptr, const lisa_tensor *kv_indices,
+                                         const lisa_tensor *kv_len, const int32_t *host_qo_indptr,
+                                         const int32_t *host_kv_indptr, const int32_t *host_kv_indices,
+                                         const int32_t *host_kv_len) {
+    const char *op = "paged_attention";
+    char b1[96], b2[96];
+    if (!host_qo_indptr || !host_kv_indptr || !host_kv_indices || !host_kv_len)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: the plan's host index arrays are required", op);
+    LISA_TRY(lisa_cuda_check_float(op, "q", q));
+    LISA_TRY(lisa_cuda_check_float(op, "y", y));
+    if (q->n_dims != 3 || !lisa_tensor_same_shape(y, q) || (q->shape[2] > 1 && (q->stride[2] != 1 || y->stride[2] != 1)))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: q %s / y %s: need packed [T, Hq, D] with a contiguous D", op,
+                         lisa_tensor_shape_str(q, b1, sizeof b1), lisa_tensor_shape_str(y, b2, sizeof b2));
+    Pool pool;
+    LISA_TRY(pool_check(op, k_pages, v_pages, q, &pool));
+    if (pool.PS != page_size)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: page_size %d but the pool's pages hold %lld tokens", op, page_size,
+                         (long long)pool.PS);
+    const int64_t B = batch, T = q->shape[0], Hq = q->shape[1];
+    if (B < 0) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: batch %d", op, batch);
+    LISA_TRY(index_check(op, "qo_indptr", qo_indptr, B + 1));
+    LISA_TRY(index_check(op, "kv_indptr", kv_indptr, B + 1));
+    LISA_TRY(index_check(op, "kv_indices", kv_indices, -1));
+    LISA_TRY(index_check(op, "kv_len", kv_len, B));
+    /* validate the plan on the host (the device copies hold the same values) */
+    if (host_qo_indptr[0] != 0 || host_qo_indptr[B] != T)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: qo_indptr covers [%d, %d) but q has %lld rows", op, host_qo_indptr[0],
+                         host_qo_indptr[B], (long long)T);
+    int64_t max_q = 0, max_tk = 0;
+    bool any_long = false, any_short = false;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t qlen = host_qo_indptr[b + 1] - host_qo_indptr[b], tk = host_kv_len[b];
+        const int64_t npg = host_kv_indptr[b + 1] - host_kv_indptr[b];
+        if (qlen < 0 || tk < qlen || (tk + pool.PS - 1) / pool.PS > npg)
+            return lisa_fail(LISA_ERR_SHAPE, "%s: sequence %lld has %lld queries, %lld keys and %lld pages (page_size %lld)",
+                             op, (long long)b, (long long)qlen, (long long)tk, (long long)npg, (long long)pool.PS);
+        for (int64_t j = host_kv_indptr[b]; j < host_kv_indptr[b + 1]; j++)
+            if (host_kv_indices[j] < 0 || host_kv_indices[j] >= pool.NP)
+                return lisa_fail(LISA_ERR_INVALID_ARG, "%s: page id %d outside the pool of %lld pages", op,
+                                 host_kv_indices[j], (long long)pool.NP);
+        max_q = qlen > max_q ? qlen : max_q;
+        max_tk = tk > max_tk ? tk : max_tk;
+        any_long |= qlen > LK_SPLITKV_MAXQ;
+        any_short |= qlen > 0 && qlen <= LK_SPLITKV_MAXQ;
+    }
+    if (T == 0 || max_tk == 0) return LISA_OK;
+    if (y->dtype != q->dtype || k_pages->dtype != q->dtype)
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: q, y and the pages must share a dtype", op);
+    /* Each sequence goes to one kernel by its own query count: > 8 rows (prefill chunks) to flash,
+     * 1..8 rows (decode) to split-KV. Both launches skip the other class's sequences. */
+    if (any_long) {
+        const int D = (int)pool.D;
+        const bool ok = q->dtype == LISA_DTYPE_BF16 && (D == 64 || D == 80 || D == 128) &&
+                        ((uintptr_t)q->data & 15u) == 0 && (q->stride[0] * 2) % 16 == 0 && (q->stride[1] * 2) % 16 == 0 &&
+                        ((uintptr_t)y->data & 3u) == 0 && y->stride[0] % 2 == 0 && y->stride[1] % 2 == 0;
+        if (!ok)
+            return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: query chunks longer than %d rows need BF16, head dim 64/80/128 "
+                                                   "(got %d) and 16-byte aligned rows on the cuda backend",
+                             op, LK_SPLITKV_MAXQ, D);
+        lk_flash_params fp = {};
+        fp.q = (const lisa_bf16_t *)q->data, fp.k = (const lisa_bf16_t *)k_pages->data, fp.v = (const lisa_bf16_t *)v_pages->data;
+        fp.o = y->data;
+        fp.q_rs = q->stride[0], fp.q_hs = q->stride[1], fp.o_rs = y->stride[0], fp.o_hs = y->stride[1];
+        fp.k_rs = fp.v_rs = pool.Hkv * pool.D, fp.k_hs = fp.v_hs = pool.D;
+        fp.cu_seqlens_q = (const int32_t *)qo_indptr->data;
+        fp.kv_indptr = (const int32_t *)kv_indptr->data, fp.kv_indices = (const int32_t *)kv_indices->data;
+        fp.kv_len = (const int32_t *)kv_len->data, fp.page_size = (int32_t)pool.PS, fp.q_min = LK_SPLITKV_MAXQ + 1;
+        fp.B = (int32_t)B, fp.Tq = (int32_t)max_q, fp.Hq = (int32_t)Hq, fp.Hkv = (int32_t)pool.Hkv;
+        fp.scale_log2 = scale * LK_LOG2E, fp.causal = causal;
+        LISA_TRY(launch_flash(be, fp, max_q, D));
+    }
+    if (any_short) {
+        lk_splitkv_params sp = {};
+        sp.q = q->data, sp.q_rs = q->stride[0], sp.q_hs = q->stride[1], sp.qo_indptr = (const int32_t *)qo_indptr->data;
+        sp.k = k_pages->data, sp.v = v_pages->data, sp.k_rs = sp.v_rs = pool.Hkv * pool.D, sp.k_hs = sp.v_hs = pool.D;
+        sp.kv_indptr = (const int32_t *)kv_indptr->data, sp.kv_indices = (const int32_t *)kv_indices->data;
+        sp.kv_len = (const int32_t *)kv_len->data, sp.page_size = (int32_t)pool.PS;
+        sp.o = y->data, sp.o_rs = y->stride[0], sp.o_hs = y->stride[1];
+        sp.B = (int32_t)B, sp.Tq = (int32_t)(max_q < (int64_t)LK_SPLITKV_MAXQ ? max_q : (int64_t)LK_SPLITKV_MAXQ), sp.Tk = (int32_t)max_tk;
+        sp.Hq = (int32_t)Hq, sp.Hkv = (int32_t)pool.Hkv, sp.D = (int32_t)pool.D;
+        sp.scale_log2 = scale * LK_LOG2E, sp.causal = causal;
+        LISA_TRY(launch_splitkv(be, sp, q->dtype, max_tk));
+    }
+    return LISA_OK;
+}
+
+lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_tensor *v_pages, const lisa_tensor *k,
+                                const lisa_tensor *v, const lisa_tensor *slots) {
+    const char *op = "kv_append";
+    char b1[96], b2[96];
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    LISA_TRY(lisa_cuda_check_float(op, "k", k));
+    LISA_TRY(lisa_cuda_check_float(op, "v", v));
+    Pool pool;
+    LISA_TRY(pool_check(op, k_pages, v_pages, NULL, &pool));
+    if (k->n_dims != 3 || !lisa_tensor_same_shape(k, v) || k->dtype != v->dtype || k->shape[1] != pool.Hkv ||
+        k->shape[2] != pool.D || (pool.D > 1 && (k->stride[2] != 1 || v->stride[2] != 1)))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: k %s / pool %s do not agree (want k = v [T, Hkv, D], D contiguous)", op,
+                         lisa_tensor_shape_str(k, b1, sizeof b1), lisa_tensor_shape_str(k_pages, b2, sizeof b2));
+    LISA_TRY(index_check(op, "slots", slots, k->shape[0]));
+    const int64_t T = k->shape[0], n = T * pool.Hkv * pool.D, n_slots = pool.NP * pool.PS;
+    if (n == 0) return LISA_OK;
+    if (T > INT32_MAX) return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: %lld rows", op, (long long)T);
+    const unsigned grid = lisa_cuda_grid_1d(be, n, 256);
+    if (im->sync_checks) { /* every slot is checked before anything is written (as the CPU backend) */
+        *im->flag_host = INT64_MIN;
+        CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
+        lk_kv_slots_check<<<lisa_cuda_grid_1d(be, T, 256), 256, 0, im->stream>>>((const int32_t *)slots->data, (int32_t)T,
+                                                                                 n_slots, im->flag);
+        CUDA_CHECK_LAUNCH();
+        CUDA_CHECK(cudaMemcpyAsync(im->flag_host, im->flag, sizeof(int64_t), cudaMemcpyDeviceToHost, im->stream));
+        CUDA_CHECK(cudaStreamSynchronize(im->stream));
+        if (*im->flag_host != INT64_MIN)
+            return lisa_fail(LISA_ERR_INVALID_ARG, "%s: slot %lld is outside the pool of %lld slots", op,
+                             (long long)*im->flag_host, (long long)n_slots);
+    }
+    lk_kv_append<<<grid, 256, 0, im->stream>>>(k_pages->data, v_pages->data, k_pages->dtype, k->data, v->data, k->dtype,
+                                               k->stride[0], k->stride[1], v->stride[0], v->stride[1],
+                                               (const int32_t *)slots->data, (int32_t)T, (int32_t)pool.Hkv,
+                                               (int32_t)pool.D, n_slots);
+    CUDA_CHECK_LAUNCH();
+    return LISA_OK;
 }
 
 } /* extern "C" */

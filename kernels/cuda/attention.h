@@ -11,14 +11,17 @@
  * lisa_cuda_attention_path forces one (for lisa-check and benchmarks); a path that cannot take
  * the call returns LISA_ERR_UNSUPPORTED naming the reason.
  *
- * Paged KV cache (FlashInfer's "NHD" page layout; the runtime's KV pool adopts it):
- *   k_pages, v_pages   [n_pages, page_size, n_kv_heads, head_dim]   BF16 (or F16/F32), contiguous
- *   kv_indptr          [B + 1]  I32: request b owns kv_indices[kv_indptr[b] .. kv_indptr[b+1])
- *   kv_indices         [nnz]    I32: page ids, in token order
- *   kv_last_page_len   [B]      I32: tokens in b's last page (1..page_size)
- *   => kv_len[b] = (kv_indptr[b+1] − kv_indptr[b] − 1)·page_size + kv_last_page_len[b].
- * The host plans (fills the three index arrays), kernels only read them. The new token's K/V must
- * already be in the cache: decode attends to all kv_len[b] keys.
+ * Paged KV cache (runtime/kv_cache.h; FlashInfer page.cuh's CSR plan, vLLM block tables):
+ *   k_pages, v_pages   [n_pages, page_size, n_kv_heads, head_dim]   one layer's pool, contiguous
+ *   kv_indptr          [B + 1]  I32: sequence b owns kv_indices[kv_indptr[b] .. kv_indptr[b+1])
+ *   kv_indices         [nnz]    I32: page ids, in token order (token j: page j / page_size, slot
+ *                               j % page_size; KV slot = page·page_size + slot)
+ *   kv_len             [B]      I32: keys of sequence b (this step's appended ones included)
+ *   qo_indptr          [B + 1]  I32: query rows of sequence b in the packed q / y (paged attention)
+ * (FlashInfer's last_page_len[b] = kv_len[b] − (pages_b − 1)·page_size.) The host plans (fills
+ * the index arrays), kernels only read them; KV_APPEND writes the new rows before attention runs.
+ * Split-KV uses fixed 256-key splits, so a sequence's output never depends on the rest of the
+ * batch (bit-identical to running it alone).
  */
 #ifndef LISA_KERNELS_CUDA_ATTENTION_H
 #define LISA_KERNELS_CUDA_ATTENTION_H
@@ -52,11 +55,33 @@ lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const 
                                         const lisa_tensor *cu_seqlens_k, int32_t max_seqlen_q, float scale, bool causal);
 
 /* Decode over the paged KV cache above: q[B, Hq, D] (one new token per request), y like q.
- * max_kv_len (host, >= every kv_len[b]) sizes the split-K. D <= 128, D a multiple of 8. */
+ * max_kv_len (host, >= every kv_len[b]) sizes the split-K. D <= 128 with 16-byte rows. */
 lisa_status lisa_cuda_attn_decode_paged(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
                                         const lisa_tensor *k_pages, const lisa_tensor *v_pages,
                                         const lisa_tensor *kv_indptr, const lisa_tensor *kv_indices,
-                                        const lisa_tensor *kv_last_page_len, int32_t max_kv_len, float scale);
+                                        const lisa_tensor *kv_len, int32_t max_kv_len, float scale);
+
+/* PAGED_ATTENTION (main's ops.def, with lisa_paged_params unpacked): packed variable-length queries
+ * q, y [T, Hq, D] — sequence b owns rows qo_indptr[b] .. qo_indptr[b+1] — over the paged cache;
+ * causal: local query row i of b sits at position kv_len[b] − qlen_b + i and sees keys 0 .. that
+ * position. The host_* arrays hold the same values as the device index tensors (validation and
+ * launch planning). Sequences with more than 8 query rows (prefill chunks) run in the flash kernel
+ * (BF16, D 64/80/128), the others (decode) in split-KV (F32/BF16/F16, D <= 128); each sequence is
+ * computed independently of the others. */
+lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
+                                         const lisa_tensor *k_pages, const lisa_tensor *v_pages, int32_t batch,
+                                         int32_t page_size, float scale, bool causal, const lisa_tensor *qo_indptr,
+                                         const lisa_tensor *kv_indptr, const lisa_tensor *kv_indices,
+                                         const lisa_tensor *kv_len, const int32_t *host_qo_indptr,
+                                         const int32_t *host_kv_indptr, const int32_t *host_kv_indices,
+                                         const int32_t *host_kv_len);
+
+/* KV_APPEND (main's ops.def, same signature): k_pages/v_pages[slot] = k/v[t] for slots[t] >= 0
+ * (I32 [T] = page·page_size + offset, -1 = padding); k, v [T, Hkv, D] with strided rows, converted
+ * to the pool's dtype. A slot outside the pool is LISA_ERR_INVALID_ARG and nothing is written
+ * (that check syncs; with lisa_cuda_set_sync_checks off, bad slots are skipped). */
+lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_tensor *v_pages, const lisa_tensor *k,
+                                const lisa_tensor *v, const lisa_tensor *slots);
 
 /* RoPE (ops.def ROPE semantics) applied in place to q and k in one launch: q[.., T, Hq, D] and
  * k[.., T, Hkv, D] are typically strided views of the fused QKV projection's output, so this is

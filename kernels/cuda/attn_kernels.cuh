@@ -12,18 +12,21 @@
  *      - LLaMA causal prefill, D = 128, dense batches or variable lengths via cu_seqlens (one
  *        launch for many sequences, FlashAttention's varlen convention);
  *      - CLIP ViT-L/14 (D = 64) and any other dense bf16 attention.
+ *    With paged K/V (runtime/kv_cache.h) it is PAGED_ATTENTION's prefill-chunk path.
  * 2. lk_attn_splitkv<T> + lk_attn_combine: few queries (Tq <= 8) against many keys, the key range
- *    split across blocks (split-K / flash-decoding) and merged by a second kernel. Covers decode
- *    over a contiguous or paged KV cache and the two-way transformer's token->image attention
- *    (6 queries x 4096 keys).
+ *    split into fixed 256-key chunks across blocks (split-K / flash-decoding) and merged by a
+ *    second kernel in split order. Covers decode over a contiguous or paged KV cache (packed
+ *    per-sequence queries) and the two-way transformer's token->image attention (6 queries x
+ *    4096 keys). Fixed chunks make a sequence's result independent of the rest of the batch.
  * 3. lk_attn_ref<...>: one warp per query row, scalar fp32 math, any float dtype, D <= 256, an
  *    additive bias, rel-pos, causal, GQA, arbitrary strides. The reference-quality fallback for
  *    everything else; it is also the fast path when keys are few (the two-way transformer's
  *    image->token attention, 4096 queries x 6 keys).
  *
  * Dimension letters: B batch, Tq/Tk query/key length, Hq/Hkv heads (GQA: Hq % Hkv == 0), D head dim.
- * Scores live in the log2 domain (s·log2 e) so that exp2 can be used; -inf marks a masked key and
- * a row that saw no key at all outputs zeros.
+ * Scores live in the log2 domain (s·log2 e) so that exp2 can be used; -inf marks a masked key. A
+ * row without any key of finite score (Tk = 0, or every key masked by the bias) is NaN, as
+ * torch.softmax gives (ops.def ATTENTION).
  */
 #ifndef LISA_KERNELS_CUDA_ATTN_KERNELS_CUH
 #define LISA_KERNELS_CUDA_ATTN_KERNELS_CUH
@@ -47,8 +50,14 @@ typedef struct lk_flash_params {
     int64_t v_bs, v_rs, v_hs;
     int64_t o_bs, o_rs, o_hs;
     const int32_t *cu_seqlens_q; /* [B+1] row offsets of each sequence, or NULL (dense) */
-    const int32_t *cu_seqlens_k; /* [B+1], NULL iff cu_seqlens_q is */
-    int32_t B, Tq, Tk;           /* with cu_seqlens: Tq = max query length (grid), Tk unused */
+    const int32_t *cu_seqlens_k; /* [B+1] (packed k/v), or NULL (dense, or paged below) */
+    /* Paged K/V (kv_indices != NULL; runtime/kv_cache.h): k/v are pools [n_pages, page_size, Hkv, D]
+     * with slot stride k_rs (= Hkv·D) and head stride k_hs; key j of sequence b is in page
+     * kv_indices[kv_indptr[b] + j / page_size], slot j % page_size; kv_len[b] keys. */
+    const int32_t *kv_indptr, *kv_indices, *kv_len;
+    int32_t page_size;
+    int32_t q_min; /* sequences with fewer query rows are skipped (the split-KV kernel takes them) */
+    int32_t B, Tq, Tk; /* with cu_seqlens: Tq = max query length (grid), Tk unused */
     int32_t Hq, Hkv;
     float scale_log2; /* softmax scale · log2(e) */
     bool causal;      /* query i sees keys j <= i + (Tk - Tq), per sequence */
@@ -57,8 +66,8 @@ typedef struct lk_flash_params {
      * j = ky·k_w + kx, so Tk == k_h·k_w. F32 or BF16 (rel_dtype). */
     const void *rel_h, *rel_w;
     int32_t rel_dtype, k_h, k_w;
-    int64_t rh_bs, rh_hs, rh_rs;
-    int64_t rw_bs, rw_hs, rw_rs;
+    int64_t rh_bs, rh_hs, rh_rs, rh_cs;
+    int64_t rw_bs, rw_hs, rw_rs, rw_cs;
 } lk_flash_params;
 
 enum { LK_FLASH_BM = 64, LK_FLASH_BN = 64, LK_FLASH_THREADS = 128 };
@@ -70,15 +79,15 @@ LISA_HD size_t lk_flash_smem_bytes(int D, int k_h, int k_w) {
     return 5 * tile + (size_t)LK_FLASH_BM * (size_t)(k_h + k_w) * 4;
 }
 
-/* Copies rows [row0, row0+64) of a [T, D] slice (row stride rs) into a padded smem tile with
- * 16-byte cp.async; rows >= T are zero-filled. 128 threads. */
-template <int D>
-LISA_DEV void lk_flash_load_tile(lisa_bf16_t *tile, const lisa_bf16_t *g, int64_t rs, int row0, int T) {
+/* Copies rows [row0, row0+64) into a padded smem tile with 16-byte cp.async; row r's address is
+ * row_ptr(r); rows >= T are zero-filled. 128 threads. */
+template <int D, typename RowPtr>
+LISA_DEV void lk_flash_load_tile(lisa_bf16_t *tile, const RowPtr &row_ptr, int row0, int T) {
     constexpr int DP = D + 8, CPR = D / 8; /* 16-byte chunks per row */
     for (int i = (int)threadIdx.x; i < LK_FLASH_BM * CPR; i += LK_FLASH_THREADS) {
         int r = i / CPR, c = i % CPR;
         bool valid = row0 + r < T;
-        const lisa_bf16_t *src = valid ? g + (int64_t)(row0 + r) * rs + c * 8 : g;
+        const lisa_bf16_t *src = row_ptr(valid ? row0 + r : 0) + (valid ? c * 8 : 0);
         lk_cp_async_16(tile + r * DP + c * 8, src, valid);
     }
 }
@@ -104,16 +113,29 @@ __launch_bounds__(LK_FLASH_THREADS)
     if (p.cu_seqlens_q) {
         qrow0 = p.cu_seqlens_q[b];
         Tq = p.cu_seqlens_q[b + 1] - p.cu_seqlens_q[b];
+    }
+    if (p.cu_seqlens_k) {
         krow0 = p.cu_seqlens_k[b];
         Tk = p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b];
     }
-    if (m0 >= Tq) return; /* uniform over the block, before any barrier */
+    if (p.kv_indices) Tk = p.kv_len[b];
+    if (m0 >= Tq || Tq < p.q_min) return; /* uniform over the block, before any barrier */
     const int hk = h / (p.Hq / p.Hkv);
-    const int64_t bq = p.cu_seqlens_q ? 0 : (int64_t)b;
+    const int64_t bq = p.cu_seqlens_q ? 0 : (int64_t)b, bk = p.cu_seqlens_k || p.kv_indices ? 0 : (int64_t)b;
 
     const lisa_bf16_t *qg = p.q + bq * p.q_bs + qrow0 * p.q_rs + (int64_t)h * p.q_hs;
-    const lisa_bf16_t *kg = p.k + bq * p.k_bs + krow0 * p.k_rs + (int64_t)hk * p.k_hs;
-    const lisa_bf16_t *vg = p.v + bq * p.v_bs + krow0 * p.v_rs + (int64_t)hk * p.v_hs;
+    const lisa_bf16_t *kg = p.k + bk * p.k_bs + krow0 * p.k_rs + (int64_t)hk * p.k_hs;
+    const lisa_bf16_t *vg = p.v + bk * p.v_bs + krow0 * p.v_rs + (int64_t)hk * p.v_hs;
+    /* key row j -> its slot: j itself, or through the page table */
+    const int32_t *pages = p.kv_indices ? p.kv_indices + p.kv_indptr[b] : nullptr;
+    const int ps = p.page_size;
+    auto slot = [pages, ps](int j) -> int64_t {
+        return pages ? (int64_t)pages[j / ps] * ps + j % ps : (int64_t)j;
+    };
+    const int64_t k_rs = p.k_rs, v_rs = p.v_rs, q_rs = p.q_rs;
+    auto q_row = [qg, q_rs](int r) { return qg + (int64_t)r * q_rs; };
+    auto k_row = [kg, k_rs, slot](int j) { return kg + slot(j) * k_rs; };
+    auto v_row = [vg, v_rs, slot](int j) { return vg + slot(j) * v_rs; };
 
     lisa_bf16_t *Qs = (lisa_bf16_t *)lk_dyn_smem();
     lisa_bf16_t *Ks = Qs + BM * DP; /* [2][BN][DP] */
@@ -131,11 +153,11 @@ __launch_bounds__(LK_FLASH_THREADS)
     }
     const int n_tiles = n_end > 0 ? (n_end + BN - 1) / BN : 0;
 
-    lk_flash_load_tile<D>(Qs, qg, p.q_rs, m0, Tq);
+    lk_flash_load_tile<D>(Qs, q_row, m0, Tq);
     lk_cp_async_commit();
     if (n_tiles > 0) {
-        lk_flash_load_tile<D>(Ks, kg, p.k_rs, 0, Tk);
-        lk_flash_load_tile<D>(Vs, vg, p.v_rs, 0, Tk);
+        lk_flash_load_tile<D>(Ks, k_row, 0, Tk);
+        lk_flash_load_tile<D>(Vs, v_row, 0, Tk);
     }
     lk_cp_async_commit();
     if (rel) { /* ordinary loads; visible to all after the first barrier below */
@@ -143,11 +165,13 @@ __launch_bounds__(LK_FLASH_THREADS)
         const int64_t wb = (int64_t)b * p.rw_bs + (int64_t)h * p.rw_hs;
         for (int i = tid; i < BM * p.k_h; i += LK_FLASH_THREADS) {
             int r = i / p.k_h, c = i % p.k_h;
-            relh_s[i] = m0 + r < Tq ? lk_load(p.rel_h, p.rel_dtype, hb + (int64_t)(m0 + r) * p.rh_rs + c) * LK_LOG2E : 0.0f;
+            relh_s[i] = m0 + r < Tq ? lk_load(p.rel_h, p.rel_dtype, hb + (int64_t)(m0 + r) * p.rh_rs + c * p.rh_cs) * LK_LOG2E
+                                    : 0.0f;
         }
         for (int i = tid; i < BM * p.k_w; i += LK_FLASH_THREADS) {
             int r = i / p.k_w, c = i % p.k_w;
-            relw_s[i] = m0 + r < Tq ? lk_load(p.rel_w, p.rel_dtype, wb + (int64_t)(m0 + r) * p.rw_rs + c) * LK_LOG2E : 0.0f;
+            relw_s[i] = m0 + r < Tq ? lk_load(p.rel_w, p.rel_dtype, wb + (int64_t)(m0 + r) * p.rw_rs + c * p.rw_cs) * LK_LOG2E
+                                    : 0.0f;
         }
     }
     lk_cp_async_wait<1>(); /* the Q tile has landed (this thread's part) */
@@ -175,8 +199,8 @@ __launch_bounds__(LK_FLASH_THREADS)
     for (int t = 0; t < n_tiles; t++) {
         const int buf = t & 1, n0 = t * BN;
         if (t + 1 < n_tiles) { /* prefetch the next K/V tile into the other buffer */
-            lk_flash_load_tile<D>(Ks + (buf ^ 1) * BN * DP, kg, p.k_rs, n0 + BN, Tk);
-            lk_flash_load_tile<D>(Vs + (buf ^ 1) * BN * DP, vg, p.v_rs, n0 + BN, Tk);
+            lk_flash_load_tile<D>(Ks + (buf ^ 1) * BN * DP, k_row, n0 + BN, Tk);
+            lk_flash_load_tile<D>(Vs + (buf ^ 1) * BN * DP, v_row, n0 + BN, Tk);
             lk_cp_async_commit();
             lk_cp_async_wait<1>();
         } else {
@@ -279,7 +303,7 @@ __launch_bounds__(LK_FLASH_THREADS)
         float l = l_i[r];
         l += lk_shfl_xor(l, 1);
         l += lk_shfl_xor(l, 2);
-        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const float inv = l > 0.0f ? 1.0f / l : NAN; /* no key at all (Tk = 0): NaN, as torch */
         if (qi[r] >= Tq) continue;
         const int64_t ob = (p.cu_seqlens_q ? 0 : (int64_t)b * p.o_bs) + (qrow0 + qi[r]) * p.o_rs + (int64_t)h * p.o_hs;
         LISA_UNROLL
@@ -301,46 +325,56 @@ __launch_bounds__(LK_FLASH_THREADS)
  * 2. Split-KV attention for few queries (decode, two-way token->image)
  * ============================================================================================ */
 
-enum { LK_SPLITKV_MAXQ = 8, LK_SPLITKV_MAXD = 128, LK_SPLITKV_WARPS = 4 };
+enum { LK_SPLITKV_MAXQ = 8, LK_SPLITKV_MAXD = 128, LK_SPLITKV_WARPS = 4, LK_SPLITKV_KEYS = 256 };
 
 typedef struct lk_splitkv_params {
-    const void *q; /* [B, Tq, Hq, D] */
+    const void *q; /* [B, Tq, Hq, D], or packed [total, Hq, D] with qo_indptr */
     int64_t q_bs, q_rs, q_hs;
+    const int32_t *qo_indptr; /* [B+1] query rows of each sequence (packed q and o), or NULL */
     /* Contiguous KV: k/v [B, Tk, Hkv, D] with strides; per-batch lengths seqlens_k[b] (NULL: Tk). */
     const void *k, *v;
     int64_t k_bs, k_rs, k_hs, v_bs, v_rs, v_hs;
     const int32_t *seqlens_k;
-    /* Paged KV (when kv_indptr != NULL), FlashInfer's layout (see kernels/cuda/attention.h):
-     * k/v are pages [n_pages, page_size, Hkv, D]; request b owns pages
-     * kv_indices[kv_indptr[b] .. kv_indptr[b+1]), the last holding kv_last_page_len[b] tokens. */
-    const int32_t *kv_indptr, *kv_indices, *kv_last_page_len;
+    /* Paged KV (kv_indices != NULL; runtime/kv_cache.h, FlashInfer's CSR plan): k/v are pools
+     * [n_pages, page_size, Hkv, D] (slot stride k_rs, head stride k_hs); sequence b owns pages
+     * kv_indices[kv_indptr[b] .. kv_indptr[b+1]) and kv_len[b] keys. */
+    const int32_t *kv_indptr, *kv_indices, *kv_len;
     int32_t page_size;
-    void *o; /* [B, Tq, Hq, D] */
+    void *o; /* like q */
     int64_t o_bs, o_rs, o_hs;
     float *part_o;  /* [B, Hq, n_split, Tq, D] unnormalized partial outputs (n_split > 1) */
     float *part_ml; /* [B, Hq, n_split, Tq, 2] running max (log2 domain) and sum */
-    int32_t B, Tq, Tk, Hq, Hkv, D, n_split, keys_per_split;
+    int32_t B, Tq, Tk, Hq, Hkv, D, n_split, keys_per_split; /* Tq: rows per sequence (max with qo_indptr) */
     float scale_log2;
-    bool causal; /* query r sees keys j <= r + (Tk_b - Tq) */
+    bool causal; /* query r sees keys j <= r + (Tk_b - Tq_b) */
 } lk_splitkv_params;
 
-/* Keys of batch b (contiguous: seqlens_k or Tk; paged: from the page table). */
+/* Keys of batch b (contiguous: seqlens_k or Tk; paged: kv_len). */
 LISA_DEV int lk_splitkv_len(const lk_splitkv_params &p, int b) {
-    if (p.kv_indptr) {
-        int np = p.kv_indptr[b + 1] - p.kv_indptr[b];
-        return np > 0 ? (np - 1) * p.page_size + p.kv_last_page_len[b] : 0;
-    }
+    if (p.kv_indices) return p.kv_len[b];
     return p.seqlens_k ? p.seqlens_k[b] : p.Tk;
 }
 
-/* Element offset of key j's row for kv head hk (k and v share page tables and, when paged,
- * strides: pages are [n_pages, page_size, Hkv, D] contiguous). */
+/* Element offset of key j's row for kv head hk. */
 LISA_DEV int64_t lk_splitkv_row(const lk_splitkv_params &p, int b, int j, int hk, int64_t bs, int64_t rs, int64_t hs) {
-    if (p.kv_indptr) {
+    if (p.kv_indices) {
         int page = p.kv_indices[p.kv_indptr[b] + j / p.page_size];
-        return ((int64_t)page * p.page_size + j % p.page_size) * p.Hkv * p.D + (int64_t)hk * p.D;
+        return ((int64_t)page * p.page_size + j % p.page_size) * rs + (int64_t)hk * hs;
     }
     return (int64_t)b * bs + (int64_t)j * rs + (int64_t)hk * hs;
+}
+
+/* First q/o row of sequence b and its row count. */
+LISA_DEV void lk_splitkv_rows(const lk_splitkv_params &p, int b, int64_t *q0, int64_t *o0, int *nq) {
+    if (p.qo_indptr) {
+        *q0 = (int64_t)p.qo_indptr[b] * p.q_rs;
+        *o0 = (int64_t)p.qo_indptr[b] * p.o_rs;
+        *nq = p.qo_indptr[b + 1] - p.qo_indptr[b];
+    } else {
+        *q0 = (int64_t)b * p.q_bs;
+        *o0 = (int64_t)b * p.o_bs;
+        *nq = p.Tq;
+    }
 }
 
 /* Loads D elements (D % (16/sizeof(T)) == 0, 16-byte aligned row) as floats. */
@@ -374,7 +408,11 @@ template <typename T> LISA_GLOBAL void lk_attn_splitkv(const lk_splitkv_params p
 
     const int split = (int)blockIdx.x, h = (int)blockIdx.y, b = (int)blockIdx.z;
     const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int D = p.D, Tq = p.Tq;
+    const int D = p.D;
+    int64_t q0, o0;
+    int Tq;
+    lk_splitkv_rows(p, b, &q0, &o0, &Tq);
+    if (Tq == 0 || Tq > LK_SPLITKV_MAXQ) return; /* uniform: longer sequences go to the flash kernel */
     const int hk = h / (p.Hq / p.Hkv);
     const int Tk = lk_splitkv_len(p, b);
     const int kbeg = split * p.keys_per_split;
@@ -382,7 +420,7 @@ template <typename T> LISA_GLOBAL void lk_attn_splitkv(const lk_splitkv_params p
 
     for (int i = tid; i < Tq * D; i += LK_SPLITKV_WARPS * 32) {
         int r = i / D, d = i % D;
-        qs[r][d] = lk_to_f32(((const T *)p.q)[(int64_t)b * p.q_bs + (int64_t)r * p.q_rs + (int64_t)h * p.q_hs + d]);
+        qs[r][d] = lk_to_f32(((const T *)p.q)[q0 + (int64_t)r * p.q_rs + (int64_t)h * p.q_hs + d]);
     }
     lk_syncthreads();
 
@@ -482,10 +520,9 @@ template <typename T> LISA_GLOBAL void lk_attn_splitkv(const lk_splitkv_params p
             }
         }
         if (p.n_split == 1) {
-            ((T *)p.o)[(int64_t)b * p.o_bs + (int64_t)r * p.o_rs + (int64_t)h * p.o_hs + d] =
-                lk_from_f32<T>(L > 0.0f ? O / L : 0.0f);
+            ((T *)p.o)[o0 + (int64_t)r * p.o_rs + (int64_t)h * p.o_hs + d] = lk_from_f32<T>(L > 0.0f ? O / L : NAN);
         } else {
-            const int64_t pi = (((int64_t)b * p.Hq + h) * p.n_split + split) * Tq + r;
+            const int64_t pi = (((int64_t)b * p.Hq + h) * p.n_split + split) * p.Tq + r;
             p.part_o[pi * D + d] = O;
             if (d == 0) {
                 p.part_ml[pi * 2] = M;
@@ -495,25 +532,53 @@ template <typename T> LISA_GLOBAL void lk_attn_splitkv(const lk_splitkv_params p
     }
 }
 
-/* grid (Hq, B), block 128: merges the n_split partials of each (b, h, query row). */
+/* grid (Hq, B), block 128: merges the n_split partials of each (b, h, query row), in split order. */
 template <typename T> LISA_GLOBAL void lk_attn_combine(const lk_splitkv_params p) {
-    const int h = (int)blockIdx.x, b = (int)blockIdx.y, D = p.D, Tq = p.Tq, S = p.n_split;
+    const int h = (int)blockIdx.x, b = (int)blockIdx.y, D = p.D, S = p.n_split;
+    int64_t q0, o0;
+    int Tq;
+    lk_splitkv_rows(p, b, &q0, &o0, &Tq);
+    if (Tq > LK_SPLITKV_MAXQ) return;
     for (int i = (int)threadIdx.x; i < Tq * D; i += (int)blockDim.x) {
         const int r = i / D, d = i % D;
-        const int64_t base = ((int64_t)b * p.Hq + h) * S * Tq;
+        const int64_t base = ((int64_t)b * p.Hq + h) * S * p.Tq;
         float M = -INFINITY;
-        for (int s = 0; s < S; s++) M = fmaxf(M, p.part_ml[(base + (int64_t)s * Tq + r) * 2]);
+        for (int s = 0; s < S; s++) M = fmaxf(M, p.part_ml[(base + (int64_t)s * p.Tq + r) * 2]);
         float L = 0.0f, O = 0.0f;
         if (M != -INFINITY) {
             for (int s = 0; s < S; s++) {
-                const int64_t pi = base + (int64_t)s * Tq + r;
+                const int64_t pi = base + (int64_t)s * p.Tq + r;
                 const float f = lk_exp2(p.part_ml[pi * 2] - M);
                 L += p.part_ml[pi * 2 + 1] * f;
                 O += p.part_o[pi * D + d] * f;
             }
         }
-        ((T *)p.o)[(int64_t)b * p.o_bs + (int64_t)r * p.o_rs + (int64_t)h * p.o_hs + d] =
-            lk_from_f32<T>(L > 0.0f ? O / L : 0.0f);
+        ((T *)p.o)[o0 + (int64_t)r * p.o_rs + (int64_t)h * p.o_hs + d] = lk_from_f32<T>(L > 0.0f ? O / L : NAN);
+    }
+}
+
+/* KV_APPEND's slot check: stores a slot outside [-1, n_slots) into *bad (grid-stride over T). */
+LISA_GLOBAL void lk_kv_slots_check(const int32_t *slots, int32_t T, int64_t n_slots, int64_t *bad) {
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x)
+        if (slots[t] < -1 || slots[t] >= n_slots) *bad = slots[t];
+}
+
+/* KV_APPEND: k_pages/v_pages[slot, h, :] = k/v[t, h, :] for slots[t] >= 0 (-1 = padding). Pools
+ * [n_pages·page_size, Hkv, D] contiguous; k/v [T, Hkv, D] strided (D contiguous); any float dtypes
+ * (converted). Slots outside the pool are skipped (lk_kv_slots_check reports them first).
+ * grid-stride over T·Hkv·D. */
+LISA_GLOBAL void lk_kv_append(void *kp, void *vp, int pdt, const void *k, const void *v, int kdt, int64_t k_ts,
+                              int64_t k_hs, int64_t v_ts, int64_t v_hs, const int32_t *slots, int32_t T, int32_t Hkv,
+                              int32_t D, int64_t n_slots) {
+    const int64_t n = (int64_t)T * Hkv * D;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int d = (int)(i % D), h = (int)((i / D) % Hkv);
+        const int64_t t = i / ((int64_t)D * Hkv);
+        const int64_t sl = slots[t];
+        if (sl < 0 || sl >= n_slots) continue;
+        const int64_t dst = (sl * Hkv + h) * D + d;
+        lk_store(kp, pdt, dst, lk_load(k, kdt, t * k_ts + (int64_t)h * k_hs + d));
+        lk_store(vp, pdt, dst, lk_load(v, kdt, t * v_ts + (int64_t)h * v_hs + d));
     }
 }
 
@@ -530,10 +595,10 @@ typedef struct lk_attn_ref_params {
     float scale;
     bool causal;
     const float *bias; /* [.., .., Tq, Tk] F32; a zero stride broadcasts */
-    int64_t bias_bs, bias_hs, bias_rs;
+    int64_t bias_bs, bias_hs, bias_rs, bias_js;
     const void *rel_h, *rel_w;
     int32_t rel_dtype, k_h, k_w;
-    int64_t rh_bs, rh_hs, rh_rs, rw_bs, rw_hs, rw_rs;
+    int64_t rh_bs, rh_hs, rh_rs, rh_cs, rw_bs, rw_hs, rw_rs, rw_cs;
 } lk_attn_ref_params;
 
 /* grid ceil(B·Tq·Hq / 4), block 128: warp w handles row ((b·Tq + i)·Hq + h). Natural-log domain
@@ -567,11 +632,11 @@ LISA_GLOBAL void lk_attn_ref(const lk_attn_ref_params p) {
             if (d < p.D) dot += q[s] * lk_load(p.k, p.k_dt, ko + d);
         }
         float x = lk_warp_sum(dot) * p.scale;
-        if (p.bias) x += p.bias[(int64_t)b * p.bias_bs + (int64_t)h * p.bias_hs + (int64_t)i * p.bias_rs + j];
+        if (p.bias) x += p.bias[(int64_t)b * p.bias_bs + (int64_t)h * p.bias_hs + (int64_t)i * p.bias_rs + j * p.bias_js];
         if (p.rel_h) {
             int ky = j / p.k_w, kx = j % p.k_w;
-            x += lk_load(p.rel_h, p.rel_dtype, (int64_t)b * p.rh_bs + (int64_t)h * p.rh_hs + (int64_t)i * p.rh_rs + ky);
-            x += lk_load(p.rel_w, p.rel_dtype, (int64_t)b * p.rw_bs + (int64_t)h * p.rw_hs + (int64_t)i * p.rw_rs + kx);
+            x += lk_load(p.rel_h, p.rel_dtype, (int64_t)b * p.rh_bs + (int64_t)h * p.rh_hs + (int64_t)i * p.rh_rs + ky * p.rh_cs);
+            x += lk_load(p.rel_w, p.rel_dtype, (int64_t)b * p.rw_bs + (int64_t)h * p.rw_hs + (int64_t)i * p.rw_rs + kx * p.rw_cs);
         }
         if (x == -INFINITY) continue; /* uniform: x is the same on every lane */
         const float m_new = fmaxf(m, x);
@@ -585,7 +650,7 @@ LISA_GLOBAL void lk_attn_ref(const lk_attn_ref_params p) {
         }
         m = m_new;
     }
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const float inv = l > 0.0f ? 1.0f / l : NAN; /* every key masked (or none): NaN, as torch */
     const int64_t oo = (int64_t)b * p.o_bs + (int64_t)i * p.o_rs + (int64_t)h * p.o_hs;
     LISA_UNROLL
     for (int s = 0; s < 8; s++) {

@@ -8,7 +8,7 @@
 
 /* The kernels take runtime dtype codes equal to lisa_dtype (prims.cuh LK_*). */
 _Static_assert(LISA_DTYPE_F32 == 0 && LISA_DTYPE_F16 == 1 && LISA_DTYPE_BF16 == 2 && LISA_DTYPE_I32 == 3 &&
-                   LISA_DTYPE_I64 == 4,
+                   LISA_DTYPE_I64 == 4 && LISA_DTYPE_U8 == 5 && LISA_DTYPE_BOOL == 6,
                "prims.cuh LK_* dtype codes must match lisa_dtype");
 
 #define LISA_CUDA_DEFAULT_SCRATCH ((size_t)256 << 20)

@@ -117,27 +117,44 @@ lisa_status launch_rope(lisa_backend *be, const lk_rope_params &p) {
     return LISA_OK;
 }
 
+/* Byte range [lo, hi) a strided tensor touches (non-negative strides). */
+void byte_range(const lisa_tensor *t, uintptr_t *lo, uintptr_t *hi) {
+    int64_t last = 0;
+    for (int d = 0; d < t->n_dims; d++) last += (t->shape[d] - 1) * t->stride[d];
+    *lo = (uintptr_t)t->data;
+    *hi = *lo + (uintptr_t)((last + 1) * (int64_t)lisa_dtype_size(t->dtype));
+}
+
 } // namespace
 
 extern "C" {
 
 lisa_status lisa_cuda_copy(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x) {
+    char a[96], b[96];
     LISA_TRY(check_device("copy", "y", y));
     LISA_TRY(check_device("copy", "x", x));
+    const bool xf = is_float(x->dtype), yf = is_float(y->dtype);
+    if (xf != yf)
+        return lisa_fail(LISA_ERR_SHAPE, "copy: cannot convert %s to %s (float <-> integer)",
+                         lisa_tensor_shape_str(x, a, sizeof a), lisa_tensor_shape_str(y, b, sizeof b));
     lk_ew_desc d;
     LISA_TRY(make_desc("copy", &d, y, x, nullptr));
     if (d.n == 0) return LISA_OK;
+    bool same = x->data == y->data && x->dtype == y->dtype;
+    for (int k = 0; same && k < x->n_dims; k++) same = x->shape[k] == 1 || x->stride[k] == y->stride[k];
+    if (same) return LISA_OK; /* y is x */
+    uintptr_t xl, xh, yl, yh;
+    byte_range(x, &xl, &xh);
+    byte_range(y, &yl, &yh);
+    if (yl < xh && xl < yh) return lisa_fail(LISA_ERR_INVALID_ARG, "copy: output overlaps the input");
     cudaStream_t st = lisa_cuda_impl_of(be)->stream;
-    if (y->dtype == x->dtype) { /* bit copy, NaN payloads and integers included */
-        lk_copy_raw<<<lisa_cuda_grid_1d(be, d.n, kThreads), kThreads, 0, st>>>(d, y->data, x->data,
-                                                                                (int)lisa_dtype_size(x->dtype));
-    } else if (is_float(y->dtype) && is_float(x->dtype)) {
-        lk_ew<<<lisa_cuda_grid_1d(be, d.n, kThreads), kThreads, 0, st>>>(d, y->data, (int)y->dtype, x->data, (int)x->dtype,
-                                                                          nullptr, 0, LK_EW_COPY, 0.f, 0.f);
-    } else {
-        return lisa_fail(LISA_ERR_UNSUPPORTED, "copy: %s -> %s is not supported by the cuda backend",
-                         lisa_dtype_name(x->dtype), lisa_dtype_name(y->dtype));
-    }
+    const unsigned grid = lisa_cuda_grid_1d(be, d.n, kThreads);
+    if (y->dtype == x->dtype) /* bit copy: NaN payloads and integers unchanged */
+        lk_copy_raw<<<grid, kThreads, 0, st>>>(d, y->data, x->data, (int)lisa_dtype_size(x->dtype));
+    else if (xf)
+        lk_ew<<<grid, kThreads, 0, st>>>(d, y->data, (int)y->dtype, x->data, (int)x->dtype, nullptr, 0, LK_EW_COPY, 0.f, 0.f);
+    else
+        lk_copy_int<<<grid, kThreads, 0, st>>>(d, y->data, (int)y->dtype, x->data, (int)x->dtype);
     CUDA_CHECK_LAUNCH();
     return LISA_OK;
 }
@@ -210,21 +227,22 @@ lisa_status lisa_cuda_embedding(lisa_backend *be, lisa_tensor *y, const lisa_ten
                          lisa_tensor_shape_str(ids, b3, sizeof b3));
     const int64_t T = y->shape[0], C = y->shape[1];
     if (T == 0 || C == 0) return LISA_OK;
-    if (im->sync_checks) {
+    const bool i64 = ids->dtype == LISA_DTYPE_I64;
+    if (im->sync_checks) { /* validate every id first: a bad id leaves y untouched (ops.def) */
         *im->flag_host = INT64_MIN;
         CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
-    }
-    lk_embedding<<<lisa_cuda_grid_1d(be, T * C, kThreads), kThreads, 0, im->stream>>>(
-        y->data, (int)y->dtype, table->data, (int)table->dtype, ids->data, ids->dtype == LISA_DTYPE_I64, (int32_t)T,
-        (int32_t)C, table->shape[0], im->flag);
-    CUDA_CHECK_LAUNCH();
-    if (im->sync_checks) {
+        lk_embedding_check<<<lisa_cuda_grid_1d(be, T, kThreads), kThreads, 0, im->stream>>>(ids->data, i64, (int32_t)T,
+                                                                                           table->shape[0], im->flag);
+        CUDA_CHECK_LAUNCH();
         CUDA_CHECK(cudaMemcpyAsync(im->flag_host, im->flag, sizeof(int64_t), cudaMemcpyDeviceToHost, im->stream));
         CUDA_CHECK(cudaStreamSynchronize(im->stream));
         if (*im->flag_host != INT64_MIN)
-            return lisa_fail(LISA_ERR_INVALID_ARG, "embedding: token id %lld outside [0, %lld)", (long long)*im->flag_host,
-                             (long long)table->shape[0]);
+            return lisa_fail(LISA_ERR_INVALID_ARG, "embedding: token id %lld is outside the table's %lld rows",
+                             (long long)*im->flag_host, (long long)table->shape[0]);
     }
+    lk_embedding<<<lisa_cuda_grid_1d(be, T * C, kThreads), kThreads, 0, im->stream>>>(
+        y->data, (int)y->dtype, table->data, (int)table->dtype, ids->data, i64, (int32_t)T, (int32_t)C, table->shape[0]);
+    CUDA_CHECK_LAUNCH();
     return LISA_OK;
 }
 

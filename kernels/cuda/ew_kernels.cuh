@@ -85,6 +85,26 @@ LISA_GLOBAL void lk_copy_raw(const lk_ew_desc d, void *y, const void *a, int ele
     }
 }
 
+/* Integer conversion among I32/I64/U8/BOOL (codes 3, 4, 5, 6): as the CPU backend, values are
+ * widened to int64 and narrowed by truncation; BOOL stores v != 0. */
+LISA_GLOBAL void lk_copy_int(const lk_ew_desc d, void *y, int ydt, const void *a, int adt) {
+    for (int32_t i = (int32_t)(blockIdx.x * blockDim.x + threadIdx.x); i < d.n; i += (int32_t)(gridDim.x * blockDim.x)) {
+        int64_t yo, ao, bo;
+        lk_ew_offsets(d, i, &yo, &ao, &bo);
+        int64_t v = adt == LK_I32 ? (int64_t)((const int32_t *)a)[ao]
+                    : adt == LK_I64 ? ((const int64_t *)a)[ao]
+                                    : (int64_t)((const uint8_t *)a)[ao];
+        if (ydt == LK_I32)
+            ((int32_t *)y)[yo] = (int32_t)v;
+        else if (ydt == LK_I64)
+            ((int64_t *)y)[yo] = v;
+        else if (ydt == LK_BOOL)
+            ((uint8_t *)y)[yo] = v != 0;
+        else
+            ((uint8_t *)y)[yo] = (uint8_t)v;
+    }
+}
+
 /* ---- RoPE, rotate-half form (HF LLaMA, spec §4.3) ------------------------------------------ */
 /* One tensor of a RoPE launch: x[B, T, H, D] (row strides below, D contiguous) -> y, same shape. */
 typedef struct lk_rope_slot {
@@ -135,20 +155,24 @@ LISA_GLOBAL void lk_rope(const lk_rope_params p) {
 }
 
 /* ---- embedding gather ------------------------------------------------------------------------ */
-/* grid-stride over T·C: y[t, c] = table[ids[t], c]. An id outside [0, rows) writes zeros and
- * stores the id into *bad (checked by the launcher). ids I32 or I64 (ids_i64). */
+/* grid-stride over T: stores an id outside [0, rows) into *bad (the launcher checks it before the
+ * gather, so that a bad id leaves y untouched, ops.def). */
+LISA_GLOBAL void lk_embedding_check(const void *ids, bool ids_i64, int32_t T, int64_t rows, int64_t *bad) {
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t id = ids_i64 ? ((const int64_t *)ids)[t] : (int64_t)((const int32_t *)ids)[t];
+        if (id < 0 || id >= rows) *bad = id;
+    }
+}
+
+/* grid-stride over T·C: y[t, c] = table[ids[t], c]; an id out of range (only possible with the
+ * host-side check off, lisa_cuda_set_sync_checks) gives a zero row. ids I32 or I64. */
 LISA_GLOBAL void lk_embedding(void *y, int ydt, const void *table, int tdt, const void *ids, bool ids_i64, int32_t T,
-                              int32_t C, int64_t rows, int64_t *bad) {
+                              int32_t C, int64_t rows) {
     const int64_t n = (int64_t)T * C;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t t = i / C, c = i % C;
         int64_t id = ids_i64 ? ((const int64_t *)ids)[t] : (int64_t)((const int32_t *)ids)[t];
-        if (id < 0 || id >= rows) {
-            *bad = id;
-            lk_store(y, ydt, i, 0.0f);
-        } else {
-            lk_store(y, ydt, i, lk_load(table, tdt, id * C + c));
-        }
+        lk_store(y, ydt, i, id < 0 || id >= rows ? 0.0f : lk_load(table, tdt, id * C + c));
     }
 }
 

@@ -28,7 +28,7 @@ typedef struct lisa_f16_t {
 } lisa_f16_t;
 
 /* Runtime dtype codes as in runtime/tensor.h (kept numerically equal; checked in backend_cuda.c). */
-enum { LK_F32 = 0, LK_F16 = 1, LK_BF16 = 2, LK_I32 = 3, LK_I64 = 4 };
+enum { LK_F32 = 0, LK_F16 = 1, LK_BF16 = 2, LK_I32 = 3, LK_I64 = 4, LK_U8 = 5, LK_BOOL = 6 };
 
 #if defined(__CUDACC__) && !defined(LISA_CUDA_EMU)
 /* ============================== device (nvcc) ============================================== */
@@ -106,7 +106,7 @@ LISA_DEV lk_u4 lk_ld16(const void *p) {
 /* ============================== host emulation (tests/gpu/emu) ============================ */
 #define LISA_DEV inline
 #define LISA_HD inline
-#define LISA_GLOBAL static
+#define LISA_GLOBAL static inline
 /* The emulator runs one block at a time, so a function-static variable is exactly the block's
  * shared variable (all of the block's threads see the same object). */
 #define LISA_SHARED static

@@ -495,6 +495,7 @@ void ck_cases_ops(ck_ctx *c) {
 /* COPY across dtypes through a transposed view (F32 -> BF16 / F16 and back), exact to RNE; argmax
  * over bf16 values (many ties: the first index must win); embedding ids out of range. */
 void ck_cases_casts_and_errors(ck_ctx *c) {
+    if (c->self_test) return; /* BF16/F16 device tensors and CUDA-only messages */
     if (ck_selected(c, "copy", "casts")) {
         const int64_t shp[2] = {37, 19};
         lisa_tensor h = ck_host(LISA_DTYPE_F32, 2, shp);
@@ -563,9 +564,14 @@ void ck_cases_casts_and_errors(ck_ctx *c) {
         lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_F32, 2, ys);
         lisa_clear_error();
         lisa_status s = lisa_op_embedding(c->gpu, &y, &dtab, &dids);
-        bool ok = s == LISA_ERR_INVALID_ARG && strstr(lisa_last_error(), "10") != NULL;
-        ck_record(c, "embedding", "id 10 of 10 rows is an error", "F32", ok ? 0 : 1, 0, 0, -1, "got %s: %s",
-                  lisa_status_name(s), lisa_last_error());
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", lisa_last_error());
+        bool ok = s == LISA_ERR_INVALID_ARG && strstr(msg, "10") != NULL;
+        lisa_tensor got = ck_download(c, &y); /* ops.def: a bad id leaves y untouched (still NaN) */
+        for (int64_t i = 0; i < lisa_tensor_numel(&got); i++) ok = ok && isnan(((float *)got.data)[i]);
+        lisa_tensor_free(&got);
+        ck_record(c, "embedding", "id 10 of 10 rows: error, y untouched", "F32", ok ? 0 : 1, 0, 0, -1, "got %s: %s",
+                  lisa_status_name(s), msg);
         ck_free_case(c);
         lisa_tensor_free(&tab);
         lisa_tensor_free(&ids);
@@ -805,7 +811,7 @@ static void llama_decode(ck_ctx *c, int64_t B, int64_t kv_len) {
     lisa_tensor kp = ck_host(LISA_DTYPE_F32, 4, pshape), vp = ck_host(LISA_DTYPE_F32, 4, pshape);
     ck_fill(c, &kp, -1, 1, false), ck_fill(c, &vp, -1, 1, false);
     const int64_t s1[1] = {B * per}, s2[1] = {B + 1}, s3[1] = {B};
-    lisa_tensor idx = ck_host(LISA_DTYPE_I32, 1, s1), indptr = ck_host(LISA_DTYPE_I32, 1, s2), last = ck_host(LISA_DTYPE_I32, 1, s3);
+    lisa_tensor idx = ck_host(LISA_DTYPE_I32, 1, s1), indptr = ck_host(LISA_DTYPE_I32, 1, s2), lens = ck_host(LISA_DTYPE_I32, 1, s3);
     int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_pages);
     for (int64_t i = 0; i < n_pages; i++) perm[i] = (int32_t)i;
     for (int64_t i = n_pages - 1; i > 0; i--) {
@@ -815,7 +821,7 @@ static void llama_decode(ck_ctx *c, int64_t B, int64_t kv_len) {
     }
     for (int64_t b = 0; b < B; b++) {
         ((int32_t *)indptr.data)[b] = (int32_t)(b * per);
-        ((int32_t *)last.data)[b] = (int32_t)(kv_len - (per - 1) * PS);
+        ((int32_t *)lens.data)[b] = (int32_t)kv_len;
         for (int64_t pg = 0; pg < per; pg++) ((int32_t *)idx.data)[b * per + pg] = perm[b * per + pg];
         for (int64_t t = 0; t < kv_len; t++) {
             const int64_t page = perm[b * per + t / PS], slot = t % PS;
@@ -829,13 +835,13 @@ static void llama_decode(ck_ctx *c, int64_t B, int64_t kv_len) {
     free(perm);
     lisa_tensor dkp = ck_dev_from(c, &kp, LISA_DTYPE_BF16, false), dvp = ck_dev_from(c, &vp, LISA_DTYPE_BF16, false);
     lisa_tensor didx = ck_dev_from(c, &idx, LISA_DTYPE_I32, false), dptr = ck_dev_from(c, &indptr, LISA_DTYPE_I32, false),
-                dlast = ck_dev_from(c, &last, LISA_DTYPE_I32, false);
+                dlen = ck_dev_from(c, &lens, LISA_DTYPE_I32, false);
     lisa_tensor q3, y3;
     const int64_t qs3[3] = {B, H, D};
     lisa_tensor_reshape(&q3, &dq, 3, qs3);
     lisa_tensor yp = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ys);
     lisa_tensor_reshape(&y3, &yp, 3, qs3);
-    s = lisa_cuda_attn_decode_paged(c->gpu, &y3, &q3, &dkp, &dvp, &dptr, &didx, &dlast, (int32_t)kv_len, scale);
+    s = lisa_cuda_attn_decode_paged(c->gpu, &y3, &q3, &dkp, &dvp, &dptr, &didx, &dlen, (int32_t)kv_len, scale);
     if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
     snprintf(nm, sizeof nm, "%s paged/16", name);
     if (s != LISA_OK)
@@ -844,7 +850,7 @@ static void llama_decode(ck_ctx *c, int64_t B, int64_t kv_len) {
         compare_rows(c, nm, &yp, 0, 0, B, &ref, how);
     ck_free_case(c);
     lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v), lisa_tensor_free(&ref);
-    lisa_tensor_free(&kp), lisa_tensor_free(&vp), lisa_tensor_free(&idx), lisa_tensor_free(&indptr), lisa_tensor_free(&last);
+    lisa_tensor_free(&kp), lisa_tensor_free(&vp), lisa_tensor_free(&idx), lisa_tensor_free(&indptr), lisa_tensor_free(&lens);
 }
 
 /* Two-way transformer (8 heads): token->image q[N, 6, 8, 16] vs k/v[N, 4096, 8, 16] (split-KV),
@@ -881,8 +887,119 @@ static void two_way(ck_ctx *c, int64_t N) {
     }
 }
 
+/* PAGED_ATTENTION over one layer's pool (LLaMA-7B heads, 16-token pages, shuffled page ids) for a
+ * batch mixing a fresh 330-token prefill, a 64-row chunk after a 136-token cached prefix, and
+ * decode rows at 1024 and 17 keys; then KV_APPEND of new rows into the pool. The reference gathers
+ * each sequence's pages on the host and runs the dense attention (causal: the chunk's rows sit at
+ * the end of its keys). */
+static void paged(ck_ctx *c) {
+    const int64_t H = 32, D = 128, PS = 16;
+    const int B = 4;
+    const int32_t qlen[4] = {330, 64, 1, 1}, kvlen[4] = {330, 200, 1024, 17};
+    const char *name = "paged LLaMA-7B: prefill 330, chunk 64@200, decode @1024/@17";
+    if (!ck_selected(c, "paged_attention", name)) return;
+    int32_t qo[5] = {0}, ptr[5] = {0};
+    for (int b = 0; b < B; b++) qo[b + 1] = qo[b] + qlen[b], ptr[b + 1] = ptr[b] + (kvlen[b] + (int32_t)PS - 1) / (int32_t)PS;
+    const int64_t T = qo[B], n_pages = ptr[B] + 3;
+    int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_pages);
+    for (int64_t i = 0; i < n_pages; i++) perm[i] = (int32_t)i;
+    for (int64_t i = n_pages - 1; i > 0; i--) {
+        int64_t j = (int64_t)(ck_next(&c->rng) % (uint64_t)(i + 1));
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    lisa_tensor q = rand16(c, 3, T, H, D, 0, -1, 1), kp = rand16(c, 4, n_pages, PS, H, D, -1, 1),
+                vp = rand16(c, 4, n_pages, PS, H, D, -1, 1);
+    const int64_t sb1[1] = {B + 1}, sb[1] = {B}, sn[1] = {ptr[B]};
+    lisa_tensor hqo = ck_host(LISA_DTYPE_I32, 1, sb1), hptr = ck_host(LISA_DTYPE_I32, 1, sb1), hlen = ck_host(LISA_DTYPE_I32, 1, sb),
+                hidx = ck_host(LISA_DTYPE_I32, 1, sn);
+    memcpy(hqo.data, qo, sizeof qo), memcpy(hptr.data, ptr, sizeof ptr), memcpy(hlen.data, kvlen, sizeof kvlen);
+    memcpy(hidx.data, perm, sizeof(int32_t) * (size_t)ptr[B]);
+    lisa_tensor dq = ck_dev_from(c, &q, LISA_DTYPE_BF16, false), dkp = ck_dev_from(c, &kp, LISA_DTYPE_BF16, false),
+                dvp = ck_dev_from(c, &vp, LISA_DTYPE_BF16, false), dqo = ck_dev_from(c, &hqo, LISA_DTYPE_I32, false),
+                dptr = ck_dev_from(c, &hptr, LISA_DTYPE_I32, false), dlen = ck_dev_from(c, &hlen, LISA_DTYPE_I32, false),
+                didx = ck_dev_from(c, &hidx, LISA_DTYPE_I32, false);
+    const int64_t ys[3] = {T, H, D};
+    lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 3, ys);
+    const float scale = 1.0f / sqrtf((float)D);
+    lisa_status s = lisa_cuda_paged_attention_ex(c->gpu, &y, &dq, &dkp, &dvp, B, (int32_t)PS, scale, true, &dqo, &dptr, &didx,
+                                                 &dlen, qo, ptr, perm, kvlen);
+    if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
+    if (s != LISA_OK) {
+        ck_record(c, "paged_attention", name, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
+    } else {
+        for (int b = 0; b < B; b++) {
+            /* gather the sequence's keys, then its last (up to 64) query rows */
+            const int64_t tk = kvlen[b], n = qlen[b] < 64 ? qlen[b] : 64, r0 = qo[b] + qlen[b] - n;
+            const int64_t s4k[4] = {1, tk, H, D}, s4q[4] = {1, n, H, D};
+            lisa_tensor k4 = ck_host(LISA_DTYPE_F32, 4, s4k), v4 = ck_host(LISA_DTYPE_F32, 4, s4k);
+            for (int64_t j = 0; j < tk; j++) {
+                const int64_t page = perm[ptr[b] + j / PS], slot = j % PS;
+                memcpy((float *)k4.data + j * H * D, (float *)kp.data + (page * PS + slot) * H * D, sizeof(float) * (size_t)(H * D));
+                memcpy((float *)v4.data + j * H * D, (float *)vp.data + (page * PS + slot) * H * D, sizeof(float) * (size_t)(H * D));
+            }
+            lisa_tensor qs = host_slice(&q, 0, r0, n), q4;
+            lisa_tensor_reshape(&q4, &qs, 4, s4q);
+            lisa_tensor ref = ck_host(LISA_DTYPE_F32, 4, s4q), ref3;
+            const char *how = cpu_attention(c, &ref, &q4, &k4, &v4, NULL, NULL, scale, true);
+            const int64_t s3[3] = {n, H, D};
+            lisa_tensor_reshape(&ref3, &ref, 3, s3);
+            char nm[240];
+            snprintf(nm, sizeof nm, "paged seq %d: %d rows @ %d keys", b, qlen[b], kvlen[b]);
+            lisa_tensor got_all = ck_download(c, &y), got = host_slice(&got_all, 0, r0, n);
+            if (!ck_compare(c, "paged_attention", nm, "BF16", &got, &ref3, 1e-2, 1.0 / 64, NULL, NULL))
+                fprintf(stderr, "    (%s)\n", how);
+            lisa_tensor_free(&got), lisa_tensor_free(&got_all), lisa_tensor_free(&ref), lisa_tensor_free(&qs);
+            lisa_tensor_free(&k4), lisa_tensor_free(&v4);
+        }
+    }
+    /* KV_APPEND: three new F32 rows (one padding) into the BF16 pool, exact after rounding */
+    if (ck_selected(c, "kv_append", "F32 rows into BF16 pages")) {
+        const int64_t ss[1] = {3};
+        lisa_tensor kn = rand16(c, 3, 3, H, D, 0, -1, 1), vn = rand16(c, 3, 3, H, D, 0, -1, 1), sl = ck_host(LISA_DTYPE_I32, 1, ss);
+        const int32_t slots[3] = {perm[0] * (int32_t)PS + 5, -1, perm[ptr[B] - 1] * (int32_t)PS + 15};
+        memcpy(sl.data, slots, sizeof slots);
+        lisa_tensor dkn = ck_dev_from(c, &kn, LISA_DTYPE_F32, true), dvn = ck_dev_from(c, &vn, LISA_DTYPE_F32, true),
+                    dsl = ck_dev_from(c, &sl, LISA_DTYPE_I32, false);
+        s = lisa_cuda_kv_append(c->gpu, &dkp, &dvp, &dkn, &dvn, &dsl);
+        if (s != LISA_OK) {
+            ck_record(c, "kv_append", "F32 rows into BF16 pages", "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
+        } else {
+            for (int k = 0; k < 3; k += 2) { /* pool rows vs the new rows; row 1 was padding */
+                const int64_t slot = slots[k];
+                lisa_tensor pk = ck_download(c, &dkp), pv = ck_download(c, &dvp);
+                lisa_tensor gk = host_slice(&pk, 0, slot / PS, 1), gv = host_slice(&pv, 0, slot / PS, 1);
+                lisa_tensor gk1 = host_slice(&gk, 1, slot % PS, 1), gv1 = host_slice(&gv, 1, slot % PS, 1);
+                lisa_tensor wk = host_slice(&kn, 0, k, 1), wv = host_slice(&vn, 0, k, 1), wk4, wv4;
+                const int64_t s4[4] = {1, 1, H, D};
+                lisa_tensor_reshape(&wk4, &wk, 4, s4), lisa_tensor_reshape(&wv4, &wv, 4, s4);
+                char nm[64];
+                snprintf(nm, sizeof nm, "F32 rows into BF16 pages, row %d (k)", k);
+                ck_compare(c, "kv_append", nm, "BF16", &gk1, &wk4, 0, 0, NULL, NULL);
+                snprintf(nm, sizeof nm, "F32 rows into BF16 pages, row %d (v)", k);
+                ck_compare(c, "kv_append", nm, "BF16", &gv1, &wv4, 0, 0, NULL, NULL);
+                lisa_tensor_free(&pk), lisa_tensor_free(&pv), lisa_tensor_free(&gk), lisa_tensor_free(&gv);
+                lisa_tensor_free(&gk1), lisa_tensor_free(&gv1), lisa_tensor_free(&wk), lisa_tensor_free(&wv);
+            }
+            /* a slot past the pool: LISA_ERR_INVALID_ARG */
+            ((int32_t *)sl.data)[1] = (int32_t)(n_pages * PS);
+            lisa_tensor dsl2 = ck_dev_from(c, &sl, LISA_DTYPE_I32, false);
+            lisa_clear_error();
+            s = lisa_cuda_kv_append(c->gpu, &dkp, &dvp, &dkn, &dvn, &dsl2);
+            ck_record(c, "kv_append", "slot past the pool is an error", "-", s == LISA_ERR_INVALID_ARG ? 0 : 1, 0, 0, -1,
+                      "got %s: %s", lisa_status_name(s), lisa_last_error());
+        }
+        lisa_tensor_free(&kn), lisa_tensor_free(&vn), lisa_tensor_free(&sl);
+    }
+    ck_free_case(c);
+    free(perm);
+    lisa_tensor_free(&q), lisa_tensor_free(&kp), lisa_tensor_free(&vp);
+    lisa_tensor_free(&hqo), lisa_tensor_free(&hptr), lisa_tensor_free(&hlen), lisa_tensor_free(&hidx);
+}
+
 void ck_cases_attention(ck_ctx *c) {
     const bool q = c->quick;
+    if (c->self_test) return; /* the CUDA launchers (varlen, paged, forced paths) */
     sam_attention(c, false, q ? 25 : 50); /* 1 or 2 images of 25 windows (the benchmark times batch 8) */
     sam_attention(c, true, q ? 1 : 2);
     const int64_t lens_q[1] = {330}, lens[4] = {330, 1, 129, 64};
@@ -890,6 +1007,7 @@ void ck_cases_attention(ck_ctx *c) {
     llama_decode(c, 2, 1024);
     if (!q) llama_decode(c, 1, 4096);
     two_way(c, q ? 1 : 3);
+    paged(c);
 }
 
 /* ---- models (TODO) -------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ typedef struct ck_ctx {
     lisa_backend *cpu, *gpu;
     ck_rng rng;
     bool quick, verbose;
+    bool self_test; /* `gpu` is a second CPU backend: exercises the harness without a GPU (F32 only) */
     const char *filter;
     ck_result results[CK_MAX_RESULTS];
     int n_results, failures, skipped, passed;

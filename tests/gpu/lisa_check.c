@@ -1,6 +1,6 @@
 /* tests/gpu/lisa_check.c — `lisa-check`: the CUDA backend against the CPU backend.
  *
- * usage: lisa-check [--quick] [--filter TEXT] [--json FILE] [--device N] [--seed N] [--strict]
+ * usage: lisa-check [--quick] [--filter TEXT] [--json FILE] [--device N] [--seed N] [--strict] [--self-test]
  *
  * Runs every op of kernels/ops.def on random awkward shapes (rows 1/3/7/19/733, widths
  * 37/769/5125, strided inputs, in-place calls, F32 and BF16 activations, poisoned outputs), the
@@ -12,6 +12,8 @@
  * device: skipped"), 1 failures, 2 usage or setup error. --json writes
  * {"check_failures": N, "check_skipped": M, "check_passed": P, "device": ..., "results": [...]}.
  * Builds without Criterion, so that it runs on a lent GPU machine (bench/gpu/suite.sh).
+ * --self-test runs the op cases with a second CPU backend in the GPU's place (F32, contiguous):
+ * no GPU needed, it checks the harness itself (CI runs it).
  */
 #include "check_util.h"
 
@@ -23,7 +25,7 @@
 #include <time.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: lisa-check [--quick] [--filter TEXT] [--json FILE] [--device N] [--seed N] [--strict]\n"
+    fprintf(f, "usage: lisa-check [--quick] [--filter TEXT] [--json FILE] [--device N] [--seed N] [--strict] [--self-test]\n"
                "  CUDA backend vs CPU backend: every op, fused launchers, attention at LISA shapes.\n");
 }
 
@@ -93,6 +95,8 @@ int main(int argc, char **argv) {
             c.quick = true;
         else if (!strcmp(a, "--strict"))
             strict = true;
+        else if (!strcmp(a, "--self-test"))
+            c.self_test = true;
         else if (!strcmp(a, "--skip-if-no-device"))
             ; /* the default; accepted for the ctest registration's readability */
         else if (!strcmp(a, "--filter") && i + 1 < argc)
@@ -114,8 +118,8 @@ int main(int argc, char **argv) {
     }
     c.rng.s = seed * 0x9e3779b97f4a7c15ull + 1;
 
-    lisa_status s = lisa_backend_cuda_create(&c.gpu, device, 0);
-    if (s == LISA_ERR_UNSUPPORTED && lisa_cuda_device_count() == 0) {
+    lisa_status s = c.self_test ? lisa_backend_cpu_create(&c.gpu, 0, 0) : lisa_backend_cuda_create(&c.gpu, device, 0);
+    if (!c.self_test && s == LISA_ERR_UNSUPPORTED && lisa_cuda_device_count() == 0) {
         printf("no CUDA device: skipped\n  (%s)\n", lisa_last_error());
         return json ? write_json(json, &c, "none", 0, true) : 0;
     }
@@ -128,7 +132,7 @@ int main(int argc, char **argv) {
         lisa_backend_free(c.gpu);
         return 2;
     }
-    const char *dev = lisa_cuda_device_name(c.gpu);
+    const char *dev = c.self_test ? "cpu (self-test)" : lisa_cuda_device_name(c.gpu);
     printf("lisa-check: CUDA %s vs CPU (%d threads)%s%s%s\n", dev, c.cpu->n_threads, c.quick ? ", quick" : "",
            c.filter ? ", filter " : "", c.filter ? c.filter : "");
     struct timespec t0, t1;
@@ -137,7 +141,7 @@ int main(int argc, char **argv) {
     ck_cases_casts_and_errors(&c);
     ck_cases_attention(&c);
     ck_cases_models(&c);
-    if (!c.filter) { /* every op of ops.def must have been exercised (STYLE.md §15) */
+    if (!c.filter && !c.self_test) { /* every op of ops.def must have been exercised (STYLE.md §15) */
         for (int op = 0; op < LISA_OP_COUNT; op++) {
             const char *name = lisa_op_name((lisa_op)op);
             bool seen = false;

@@ -57,7 +57,7 @@ static std::vector<double> ref_attention(int B, const std::vector<int> &Tq, cons
                 for (int d = 0; d < D; d++) {
                     double o = 0;
                     for (int j = 0; j < kmax; j++) o += s[j] * v(b, j, hk, d);
-                    out[(((size_t)row0 + i) * Hq + h) * D + d] = kmax ? o / sum : 0.0;
+                    out[(((size_t)row0 + i) * Hq + h) * D + d] = sum > 0 ? o / sum : NAN; /* as torch */
                 }
             }
         row0 += Tq[b];
@@ -89,6 +89,7 @@ static void flash_sam(int S, int nwin, int H, uint64_t seed, EmuCopyMode mode) {
     p.scale_log2 = (float)scale * LK_LOG2E;
     p.rel_h = relh.p, p.rel_w = relw.p, p.rel_dtype = LK_F32, p.k_h = S, p.k_w = S;
     p.rh_bs = p.rw_bs = (int64_t)H * T * S, p.rh_hs = p.rw_hs = (int64_t)T * S, p.rh_rs = p.rw_rs = S;
+    p.rh_cs = p.rw_cs = 1;
     emu_set_copy_mode(mode);
     emu_launch(dim3((T + 63) / 64, H, nwin), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, S, S), lk_flash_fwd<80>, p);
 
@@ -223,10 +224,10 @@ static void splitkv_paged(const std::vector<int> &lens, int H, int D, int n_spli
     std::vector<int> perm(n_pages);
     std::iota(perm.begin(), perm.end(), 0);
     for (int i = n_pages - 1; i > 0; i--) std::swap(perm[i], perm[r.next() % (uint64_t)(i + 1)]);
-    Buf<int32_t> d_indptr(B + 1), d_idx(indptr[B]), d_last(B);
+    Buf<int32_t> d_indptr(B + 1), d_idx(indptr[B]), d_len(B);
     for (int b = 0; b <= B; b++) d_indptr[b] = indptr[b];
     for (int i = 0; i < indptr[B]; i++) d_idx[i] = perm[i];
-    for (int b = 0; b < B; b++) d_last[b] = lens[b] - (indptr[b + 1] - indptr[b] - 1) * PS;
+    for (int b = 0; b < B; b++) d_len[b] = lens[b];
     Buf<lisa_bf16_t> q((size_t)B * H * D), kp((size_t)n_pages * PS * H * D), vp((size_t)n_pages * PS * H * D),
         o((size_t)B * H * D);
     auto qv = fill_bf16(q, r, -1, 1), kv = fill_bf16(kp, r, -1, 1), vv = fill_bf16(vp, r, -1, 1);
@@ -236,7 +237,8 @@ static void splitkv_paged(const std::vector<int> &lens, int H, int D, int n_spli
     lk_splitkv_params p = {};
     p.q = q.p, p.q_bs = (int64_t)H * D, p.q_rs = 0, p.q_hs = D;
     p.k = kp.p, p.v = vp.p;
-    p.kv_indptr = d_indptr.p, p.kv_indices = d_idx.p, p.kv_last_page_len = d_last.p, p.page_size = PS;
+    p.kv_indptr = d_indptr.p, p.kv_indices = d_idx.p, p.kv_len = d_len.p, p.page_size = PS;
+    p.k_rs = p.v_rs = (int64_t)H * D, p.k_hs = p.v_hs = D;
     p.o = o.p, p.o_bs = (int64_t)H * D, p.o_rs = 0, p.o_hs = D;
     p.part_o = po.p, p.part_ml = pml.p;
     p.B = B, p.Tq = 1, p.Tk = Tk, p.Hq = H, p.Hkv = H, p.D = D, p.n_split = n_split, p.keys_per_split = kps;
@@ -258,6 +260,102 @@ static void splitkv_paged(const std::vector<int> &lens, int H, int D, int n_spli
                [&](size_t i) { return ref[i]; });
 }
 
+/* ---- PAGED_ATTENTION: packed queries (prefill chunks and decode rows) over one paged pool -------
+ * Sequence b: qlen[b] new queries at the end of kv_len[b] keys (causal), pages shuffled. Chunks
+ * longer than 8 rows go through the flash kernel (paged K/V, q_min 9), the rest through split-KV
+ * (packed rows) — as lisa_cuda_paged_attention_ex launches them. */
+static void paged_mixed(const std::vector<int> &qlen, const std::vector<int> &kvlen, int Hq, int Hkv, uint64_t seed) {
+    const int D = 128, B = (int)qlen.size(), PS = 16;
+    Rng r(seed);
+    std::vector<int> qo(B + 1, 0), indptr(B + 1, 0);
+    for (int b = 0; b < B; b++) qo[b + 1] = qo[b] + qlen[b], indptr[b + 1] = indptr[b] + (kvlen[b] + PS - 1) / PS;
+    const int T = qo[B], n_pages = indptr[B] + 2;
+    std::vector<int> perm(n_pages);
+    std::iota(perm.begin(), perm.end(), 0);
+    for (int i = n_pages - 1; i > 0; i--) std::swap(perm[i], perm[r.next() % (uint64_t)(i + 1)]);
+    Buf<int32_t> d_qo(B + 1), d_ptr(B + 1), d_idx(indptr[B]), d_len(B);
+    for (int b = 0; b <= B; b++) d_qo[b] = qo[b], d_ptr[b] = indptr[b];
+    for (int i = 0; i < indptr[B]; i++) d_idx[i] = perm[i];
+    for (int b = 0; b < B; b++) d_len[b] = kvlen[b];
+    Buf<lisa_bf16_t> q((size_t)T * Hq * D), kp((size_t)n_pages * PS * Hkv * D), vp(kp.n), o((size_t)T * Hq * D);
+    auto qv = fill_bf16(q, r, -1, 1), kv = fill_bf16(kp, r, -1, 1), vv = fill_bf16(vp, r, -1, 1);
+    const double scale = 1.0 / sqrt((double)D);
+    int maxq = 0, maxk = 0;
+    for (int b = 0; b < B; b++) maxq = std::max(maxq, qlen[b]), maxk = std::max(maxk, kvlen[b]);
+    /* flash for chunks > 8 rows */
+    lk_flash_params fp = {};
+    fp.q = q.p, fp.k = kp.p, fp.v = vp.p, fp.o = o.p;
+    fp.q_rs = Hq * D, fp.q_hs = D, fp.o_rs = Hq * D, fp.o_hs = D, fp.k_rs = fp.v_rs = Hkv * D, fp.k_hs = fp.v_hs = D;
+    fp.cu_seqlens_q = d_qo.p, fp.kv_indptr = d_ptr.p, fp.kv_indices = d_idx.p, fp.kv_len = d_len.p, fp.page_size = PS;
+    fp.q_min = LK_SPLITKV_MAXQ + 1, fp.B = B, fp.Tq = maxq, fp.Hq = Hq, fp.Hkv = Hkv, fp.causal = true;
+    fp.scale_log2 = (float)scale * LK_LOG2E;
+    emu_set_copy_mode(EmuCopyMode::LAZY);
+    emu_launch(dim3((maxq + 63) / 64, Hq, B), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, 0, 0), lk_flash_fwd<128>, fp);
+    /* split-KV for 1..8 rows, fixed 256-key splits */
+    const int n_split = (maxk + LK_SPLITKV_KEYS - 1) / LK_SPLITKV_KEYS, TqMax = std::min(maxq, (int)LK_SPLITKV_MAXQ);
+    Buf<float> po((size_t)B * Hq * n_split * TqMax * D), pml((size_t)B * Hq * n_split * TqMax * 2);
+    lk_splitkv_params sp = {};
+    sp.q = q.p, sp.q_rs = Hq * D, sp.q_hs = D, sp.qo_indptr = d_qo.p;
+    sp.k = kp.p, sp.v = vp.p, sp.k_rs = sp.v_rs = Hkv * D, sp.k_hs = sp.v_hs = D;
+    sp.kv_indptr = d_ptr.p, sp.kv_indices = d_idx.p, sp.kv_len = d_len.p, sp.page_size = PS;
+    sp.o = o.p, sp.o_rs = Hq * D, sp.o_hs = D, sp.part_o = po.p, sp.part_ml = pml.p;
+    sp.B = B, sp.Tq = TqMax, sp.Tk = maxk, sp.Hq = Hq, sp.Hkv = Hkv, sp.D = D, sp.n_split = n_split;
+    sp.keys_per_split = LK_SPLITKV_KEYS, sp.scale_log2 = (float)scale * LK_LOG2E, sp.causal = true;
+    emu_launch(dim3(n_split, Hq, B), dim3(128), 0, lk_attn_splitkv<lisa_bf16_t>, sp);
+    if (n_split > 1) emu_launch(dim3(Hq, B), dim3(128), 0, lk_attn_combine<lisa_bf16_t>, sp);
+    auto accq = [&](int b, int t, int h, int d) { return qv[(((size_t)qo[b] + t) * Hq + h) * D + d]; };
+    auto paged = [&](const std::vector<double> &x) {
+        return [&](int b, int t, int h, int d) {
+            int page = perm[indptr[b] + t / PS];
+            return x[(((size_t)page * PS + t % PS) * Hkv + h) * D + d];
+        };
+    };
+    auto ref = ref_attention(B, qlen, kvlen, Hq, Hkv, D, scale, true, accq, paged(kv), paged(vv), nullptr);
+    char name[96];
+    snprintf(name, sizeof name, "paged attention: %d seqs (flash + split-KV) Hq %d Hkv %d", B, Hq, Hkv);
+    check_bf16(name, ref.size(), [&](size_t i) { return (double)lk_bf16_to_f32(o[i].bits); }, [&](size_t i) { return ref[i]; });
+}
+
+/* KV_APPEND scatter: rows into slots, -1 skipped, an out-of-pool slot flagged and skipped. */
+static void kv_append(uint64_t seed) {
+    const int T = 5, Hkv = 2, D = 16, NP = 3, PS = 4;
+    Rng r(seed);
+    Buf<float> k((size_t)T * Hkv * D), v(k.n);
+    auto kv = fill_f32(k, r, -1, 1), vv = fill_f32(v, r, -1, 1);
+    Buf<lisa_bf16_t> kp((size_t)NP * PS * Hkv * D), vp(kp.n);
+    for (size_t i = 0; i < kp.n; i++) kp[i].bits = vp[i].bits = 0x7fc0; /* NaN: untouched slots stay NaN */
+    Buf<int32_t> slots(T);
+    const int sl[T] = {7, -1, 0, 11, 5};
+    for (int t = 0; t < T; t++) slots[t] = sl[t];
+    Buf<int64_t> bad(1);
+    bad[0] = INT64_MIN;
+    emu_launch(dim3(2), dim3(64), 0, lk_kv_append, (void *)kp.p, (void *)vp.p, (int)LK_BF16, (const void *)k.p,
+               (const void *)v.p, (int)LK_F32, (int64_t)(Hkv * D), (int64_t)D, (int64_t)(Hkv * D), (int64_t)D,
+               (const int32_t *)slots.p, T, Hkv, D, (int64_t)(NP * PS));
+    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), bad.p);
+    size_t wrong = 0;
+    for (int s2 = 0; s2 < NP * PS; s2++)
+        for (int e = 0; e < Hkv * D; e++) {
+            int t = -1;
+            for (int tt = 0; tt < T; tt++)
+                if (sl[tt] == s2) t = tt;
+            const size_t i = (size_t)s2 * Hkv * D + e;
+            if (t < 0) {
+                wrong += kp[i].bits != 0x7fc0 || vp[i].bits != 0x7fc0;
+            } else {
+                wrong += kp[i].bits != lk_f32_to_bf16((float)kv[(size_t)t * Hkv * D + e]);
+                wrong += vp[i].bits != lk_f32_to_bf16((float)vv[(size_t)t * Hkv * D + e]);
+            }
+        }
+    bool ok = wrong == 0 && bad[0] == INT64_MIN;
+    slots[1] = 12; /* one past the pool */
+    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), bad.p);
+    ok = ok && bad[0] == 12;
+    printf("%-58s %s  (%zu wrong elements)\n", "kv_append: F32 rows -> bf16 pages, -1 skipped, bad slot flagged",
+           ok ? "ok  " : "FAIL", wrong);
+    if (!ok) g_failures++;
+}
+
 /* ---- reference fallback kernel --------------------------------------------------------------- */
 static void attn_ref_f32_bias(int B, int Tq, int Tk, int Hq, int Hkv, int D, bool causal, uint64_t seed) {
     Rng r(seed);
@@ -265,6 +363,7 @@ static void attn_ref_f32_bias(int B, int Tq, int Tk, int Hq, int Hkv, int D, boo
         o((size_t)B * Tq * Hq * D), bias((size_t)Hq * Tq * Tk);
     auto qv = fill_f32(q, r, -1, 1), kv = fill_f32(k, r, -1, 1), vv = fill_f32(v, r, -1, 1), bv = fill_f32(bias, r, -3, 3);
     for (int i = 0; i < Tk; i += 5) bv[i] = bias[i] = -INFINITY; /* some masked keys in head 0, row 0 */
+    for (int i = 0; i < Tk; i++) bv[Tk + i] = bias[Tk + i] = -INFINITY; /* head 0, row 1: all masked -> NaN */
     lk_attn_ref_params p = {};
     p.q = q.p, p.k = k.p, p.v = v.p, p.o = o.p, p.q_dt = p.k_dt = p.v_dt = p.o_dt = LK_F32;
     p.q_bs = (int64_t)Tq * Hq * D, p.q_rs = Hq * D, p.q_hs = D;
@@ -272,7 +371,7 @@ static void attn_ref_f32_bias(int B, int Tq, int Tk, int Hq, int Hkv, int D, boo
     p.o_bs = p.q_bs, p.o_rs = p.q_rs, p.o_hs = D;
     p.B = B, p.Tq = Tq, p.Tk = Tk, p.Hq = Hq, p.Hkv = Hkv, p.D = D, p.causal = causal;
     p.scale = (float)(1.0 / sqrt((double)D));
-    p.bias = bias.p, p.bias_bs = 0, p.bias_hs = (int64_t)Tq * Tk, p.bias_rs = Tk;
+    p.bias = bias.p, p.bias_bs = 0, p.bias_hs = (int64_t)Tq * Tk, p.bias_rs = Tk, p.bias_js = 1;
     emu_launch(dim3((unsigned)((B * Tq * Hq + 3) / 4)), dim3(128), 0, lk_attn_ref, p);
     auto acc = [&](const std::vector<double> &x, int T, int H) {
         return [&, T, H](int b, int t, int h, int d) { return x[(((size_t)b * T + t) * H + h) * D + d]; };
@@ -301,7 +400,7 @@ static void attn_ref_bf16_relpos(int S, int H, uint64_t seed) {
     p.B = 1, p.Tq = T, p.Tk = T, p.Hq = H, p.Hkv = H, p.D = D;
     p.scale = (float)(1.0 / sqrt((double)D));
     p.rel_h = rh.p, p.rel_w = rw.p, p.rel_dtype = LK_BF16, p.k_h = S, p.k_w = S;
-    p.rh_bs = p.rw_bs = 0, p.rh_hs = p.rw_hs = (int64_t)T * S, p.rh_rs = p.rw_rs = S;
+    p.rh_bs = p.rw_bs = 0, p.rh_hs = p.rw_hs = (int64_t)T * S, p.rh_rs = p.rw_rs = S, p.rh_cs = p.rw_cs = 1;
     emu_launch(dim3((unsigned)((T * H + 3) / 4)), dim3(128), 0, lk_attn_ref, p);
     auto acc = [&](const std::vector<double> &x) {
         return [&](int, int t, int h, int d) { return x[((size_t)t * H + h) * D + d]; };
@@ -330,13 +429,15 @@ int main(void) {
     TIMED(flash_varlen({1, 70, 130}, 2, 1, 4)); /* GQA 2:1, tail tiles, a 1-token sequence */
     TIMED(flash_dense<128>(1, 20, 100, 2, true, false, 5)); /* causal with a 80-token KV prefix */
     TIMED(flash_dense<64>(2, 65, 33, 3, false, true, 6)); /* CLIP head dim, F32 output */
-    TIMED(flash_dense<128>(1, 3, 0, 1, false, false, 7)); /* no keys at all: zeros */
+    TIMED(flash_dense<128>(1, 3, 0, 1, false, false, 7)); /* no keys at all: NaN, as torch */
     TIMED(splitkv_contig<lisa_bf16_t>(2, 1, {300, 57}, 4, 2, 128, 3, false, 8)); /* decode, GQA, split 3 */
     TIMED(splitkv_contig<float>(2, 6, {200, 200}, 2, 2, 16, 1, false, 9)); /* two-way token->image */
     TIMED(splitkv_contig<float>(1, 4, {50}, 2, 1, 32, 2, true, 10)); /* causal few-query */
     TIMED(splitkv_contig<lisa_f16_t>(1, 8, {70}, 1, 1, 64, 2, false, 11));
     TIMED(splitkv_paged({1, 40, 100}, 2, 64, 2, 12));
     TIMED(splitkv_paged({33}, 1, 128, 1, 13));
+    TIMED(paged_mixed({70, 1, 3, 9}, {100, 300, 40, 9}, 4, 2, 17)); /* prefill chunks + decode rows */
+    TIMED(kv_append(18));
     TIMED(attn_ref_f32_bias(2, 7, 19, 4, 2, 37, true, 14));
     TIMED(attn_ref_f32_bias(1, 5, 40, 1, 1, 200, false, 15));
     TIMED(attn_ref_bf16_relpos(7, 2, 16));

@@ -113,6 +113,18 @@ static void ew_copy() {
     emu_launch(dim3(3), dim3(32), 0, lk_copy_raw, desc4(sh, ys, xs, xs), (void *)yi.p, (const void *)xi.p, 4);
     check_close("copy raw I32 transpose", (size_t)A * Bd, [&](size_t i) { return (double)yi[i]; },
                 [&](size_t i) { return (double)xi[(i % A) * Bd + i / A]; }, 0, 0);
+    /* integer conversions as the CPU backend: I32 -> U8 truncates, -> BOOL is v != 0, -> I64 widens */
+    Buf<uint8_t> yu((size_t)A * Bd), yb((size_t)A * Bd);
+    Buf<int64_t> yl((size_t)A * Bd);
+    emu_launch(dim3(3), dim3(32), 0, lk_copy_int, desc4(sh, ys, xs, xs), (void *)yu.p, (int)LK_U8, (const void *)xi.p, (int)LK_I32);
+    emu_launch(dim3(3), dim3(32), 0, lk_copy_int, desc4(sh, ys, xs, xs), (void *)yb.p, (int)LK_BOOL, (const void *)xi.p, (int)LK_I32);
+    emu_launch(dim3(3), dim3(32), 0, lk_copy_int, desc4(sh, ys, xs, xs), (void *)yl.p, (int)LK_I64, (const void *)xi.p, (int)LK_I32);
+    check_close("copy I32 -> U8 (truncating)", (size_t)A * Bd, [&](size_t i) { return (double)yu[i]; },
+                [&](size_t i) { return (double)(uint8_t)xi[(i % A) * Bd + i / A]; }, 0, 0);
+    check_close("copy I32 -> BOOL", (size_t)A * Bd, [&](size_t i) { return (double)yb[i]; },
+                [&](size_t i) { return (double)(xi[(i % A) * Bd + i / A] != 0); }, 0, 0);
+    check_close("copy I32 -> I64", (size_t)A * Bd, [&](size_t i) { return (double)yl[i]; },
+                [&](size_t i) { return (double)xi[(i % A) * Bd + i / A]; }, 0, 0);
 }
 
 /* RoPE on q[B, T, 2, D] and k[B, T, 1, D] viewed inside one packed qkv row (the fused QKV path),
@@ -168,15 +180,16 @@ static void embedding_argmax() {
     for (int i = 0; i < T; i++) ids[i] = idv[i];
     bad[0] = INT64_MIN;
     Buf<float> y((size_t)T * C);
+    emu_launch(dim3(1), dim3(32), 0, lk_embedding_check, (const void *)ids.p, true, T, (int64_t)rows, bad.p);
     emu_launch(dim3(2), dim3(64), 0, lk_embedding, (void *)y.p, (int)LK_F32, (const void *)table.p, (int)LK_BF16,
-               (const void *)ids.p, true, T, C, (int64_t)rows, bad.p);
+               (const void *)ids.p, true, T, C, (int64_t)rows);
     check_close("embedding bf16 table, I64 ids", (size_t)T * C, [&](size_t i) { return (double)y[i]; },
                 [&](size_t i) { return tv[idv[i / C] * C + i % C]; }, 0, 0);
+    bool ok0 = bad[0] == INT64_MIN;
     ids[2] = 50;
-    emu_launch(dim3(2), dim3(64), 0, lk_embedding, (void *)y.p, (int)LK_F32, (const void *)table.p, (int)LK_BF16,
-               (const void *)ids.p, true, T, C, (int64_t)rows, bad.p);
-    printf("%-58s %s\n", "embedding reports an id out of range", bad[0] == 50 ? "ok" : "FAIL");
-    if (bad[0] != 50) g_failures++;
+    emu_launch(dim3(1), dim3(32), 0, lk_embedding_check, (const void *)ids.p, true, T, (int64_t)rows, bad.p);
+    printf("%-58s %s\n", "embedding check flags exactly the id out of range", ok0 && bad[0] == 50 ? "ok" : "FAIL");
+    if (!(ok0 && bad[0] == 50)) g_failures++;
 
     const int R = 5, N = 5125;
     Buf<float> x((size_t)R * N);
