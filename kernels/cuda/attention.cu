@@ -348,38 +348,6 @@ lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const 
     return launch_flash(be, fp, max_seqlen_q, (int)Q.D);
 }
 
-lisa_status lisa_cuda_attn_decode_paged(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
-                                        const lisa_tensor *k_pages, const lisa_tensor *v_pages,
-                                        const lisa_tensor *kv_indptr, const lisa_tensor *kv_indices,
-                                        const lisa_tensor *kv_len, int32_t max_kv_len, float scale) {
-    const char *op = "attn_decode_paged";
-    char b1[96], b2[96];
-    LISA_TRY(lisa_cuda_check_float(op, "q", q));
-    LISA_TRY(lisa_cuda_check_float(op, "y", y));
-    if (q->n_dims != 3 || !lisa_tensor_same_shape(y, q) || (q->shape[2] > 1 && (q->stride[2] != 1 || y->stride[2] != 1)))
-        return lisa_fail(LISA_ERR_SHAPE, "%s: q %s / y %s: need [B, Hq, D] with a contiguous D", op,
-                         lisa_tensor_shape_str(q, b1, sizeof b1), lisa_tensor_shape_str(y, b2, sizeof b2));
-    const int64_t B = q->shape[0];
-    Pool pool;
-    LISA_TRY(pool_check(op, k_pages, v_pages, q, &pool));
-    LISA_TRY(index_check(op, "kv_indptr", kv_indptr, B + 1));
-    LISA_TRY(index_check(op, "kv_indices", kv_indices, -1));
-    LISA_TRY(index_check(op, "kv_len", kv_len, B));
-    if (y->dtype != q->dtype || k_pages->dtype != q->dtype)
-        return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: q, y and the pages must share a dtype", op);
-    if (max_kv_len < 0) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: max_kv_len %d", op, max_kv_len);
-    if (B == 0) return LISA_OK;
-    lk_splitkv_params sp = {};
-    sp.q = q->data, sp.q_bs = q->stride[0], sp.q_rs = 0, sp.q_hs = q->stride[1];
-    sp.k = k_pages->data, sp.v = v_pages->data, sp.k_rs = sp.v_rs = pool.Hkv * pool.D, sp.k_hs = sp.v_hs = pool.D;
-    sp.kv_indptr = (const int32_t *)kv_indptr->data, sp.kv_indices = (const int32_t *)kv_indices->data;
-    sp.kv_len = (const int32_t *)kv_len->data, sp.page_size = (int32_t)pool.PS;
-    sp.o = y->data, sp.o_bs = y->stride[0], sp.o_rs = 0, sp.o_hs = y->stride[1];
-    sp.B = (int32_t)B, sp.Tq = 1, sp.Tk = max_kv_len, sp.Hq = (int32_t)q->shape[1], sp.Hkv = (int32_t)pool.Hkv;
-    sp.D = (int32_t)pool.D, sp.scale_log2 = scale * LK_LOG2E;
-    return launch_splitkv(be, sp, q->dtype, max_kv_len);
-}
-
 lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
                                          const lisa_tensor *k_pages, const lisa_tensor *v_pages, int32_t batch,
                                          int32_t page_size, float scale, bool causal, const lisa_tensor *qo_indptr,

@@ -54,13 +54,6 @@ lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const 
                                         const lisa_tensor *v, const lisa_tensor *cu_seqlens_q,
                                         const lisa_tensor *cu_seqlens_k, int32_t max_seqlen_q, float scale, bool causal);
 
-/* Decode over the paged KV cache above: q[B, Hq, D] (one new token per request), y like q.
- * max_kv_len (host, >= every kv_len[b]) sizes the split-K. D <= 128 with 16-byte rows. */
-lisa_status lisa_cuda_attn_decode_paged(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
-                                        const lisa_tensor *k_pages, const lisa_tensor *v_pages,
-                                        const lisa_tensor *kv_indptr, const lisa_tensor *kv_indices,
-                                        const lisa_tensor *kv_len, int32_t max_kv_len, float scale);
-
 /* PAGED_ATTENTION (main's ops.def, with lisa_paged_params unpacked): packed variable-length queries
  * q, y [T, Hq, D] — sequence b owns rows qo_indptr[b] .. qo_indptr[b+1] — over the paged cache;
  * causal: local query row i of b sits at position kv_len[b] − qlen_b + i and sees keys 0 .. that

@@ -836,13 +836,20 @@ static void llama_decode(ck_ctx *c, int64_t B, int64_t kv_len) {
     lisa_tensor dkp = ck_dev_from(c, &kp, LISA_DTYPE_BF16, false), dvp = ck_dev_from(c, &vp, LISA_DTYPE_BF16, false);
     lisa_tensor didx = ck_dev_from(c, &idx, LISA_DTYPE_I32, false), dptr = ck_dev_from(c, &indptr, LISA_DTYPE_I32, false),
                 dlen = ck_dev_from(c, &lens, LISA_DTYPE_I32, false);
+    /* one query row per sequence: qo_indptr = 0, 1, .., B (the decode step of PAGED_ATTENTION) */
     lisa_tensor q3, y3;
-    const int64_t qs3[3] = {B, H, D};
+    const int64_t qs3[3] = {B, H, D}, sq[1] = {B + 1};
     lisa_tensor_reshape(&q3, &dq, 3, qs3);
     lisa_tensor yp = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ys);
     lisa_tensor_reshape(&y3, &yp, 3, qs3);
-    s = lisa_cuda_attn_decode_paged(c->gpu, &y3, &q3, &dkp, &dvp, &dptr, &didx, &dlen, (int32_t)kv_len, scale);
+    lisa_tensor qo = ck_host(LISA_DTYPE_I32, 1, sq);
+    for (int64_t b = 0; b <= B; b++) ((int32_t *)qo.data)[b] = (int32_t)b;
+    lisa_tensor dqo = ck_dev_from(c, &qo, LISA_DTYPE_I32, false);
+    s = lisa_cuda_paged_attention_ex(c->gpu, &y3, &q3, &dkp, &dvp, (int32_t)B, (int32_t)PS, scale, true, &dqo, &dptr, &didx,
+                                     &dlen, (const int32_t *)qo.data, (const int32_t *)indptr.data,
+                                     (const int32_t *)idx.data, (const int32_t *)lens.data);
     if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
+    lisa_tensor_free(&qo);
     snprintf(nm, sizeof nm, "%s paged/16", name);
     if (s != LISA_OK)
         ck_record(c, "attention", nm, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
