@@ -12,13 +12,13 @@
 #      need models/ (not yet written); their keys are null;
 #   6. merge into $OUT/results.json (card, date, commit, check_failures, ...) and print one table.
 # Each step has its own timeout; the whole run stays under 8 minutes. Files land in $OUT (the device
-# tool's folder; ./suite-out when unset): at most 8 files (the tool's limit).
+# tool's folder; build-gpu/suite-out when unset): at most 8 files (the tool's limit).
 #
 # usage: bash bench/gpu/suite.sh [--quick] [--build]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-OUT=${OUT:-$ROOT/suite-out}
+OUT=${OUT:-$ROOT/build-gpu/suite-out} # the device tool sets OUT; build*/ is git-ignored
 mkdir -p "$OUT"
 QUICK=0
 BUILD=0

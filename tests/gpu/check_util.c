@@ -1,4 +1,5 @@
-/* tests/gpu/check_util.c — see check_util.h. */
+/* tests/gpu/check_util.c — see check_util.h. The RNG and fill helpers repeat tests/common/testutil.c
+ * (same splitmix64) because testutil.c includes Criterion, which lisa-check must build without. */
 #include "check_util.h"
 
 #include "runtime/error.h"
