@@ -1,0 +1,331 @@
+/* bench/bench_gpu_kernels.c — times the CUDA attention kernels and cuBLASLt GEMMs at LISA's shapes.
+ *
+ * usage: bench_gpu_kernels [--quick] [--json FILE] [--device N]
+ *
+ * Method (STYLE.md §9, METHOD.md): bf16 inputs from a fixed random stream (never zeros), three
+ * warm-up calls, then the median of N timed calls, each timed with CUDA events after an L2 flush
+ * (a memset of a buffer of 4x the L2 size). Rates from written formulas:
+ *   attention FLOP = 4·B·H·Tq·Tk·D (QKᵀ and PV, 2 FLOP per MAC), halved for causal (Tq = Tk);
+ *   the rel-pos terms add B·H·Tq·Tk (not counted); decode is memory-bound: bytes = K + V read;
+ *   GEMM FLOP = 2·M·N·K. % of peak against 989 TFLOP/s (H100/H200 SXM dense bf16, datasheet;
+ *   measured 790-800 on random data here, KINDS.md) and 4.8 / 3.35 TB/s (H200 / H100).
+ * JSON keys (as in bench/results/DATE-CARD.json): attn_sam_window_tflops, attn_sam_global_tflops (batch 8, rel-pos
+ * fused), and the other rows under their names. Prints "no CUDA device: skipped" without a GPU.
+ */
+#include <stdio.h>
+
+#ifndef LISA_HAVE_CUDA
+int main(void) {
+    printf("bench_gpu_kernels: built without CUDA: skipped\n");
+    return 0;
+}
+#else
+
+#include "kernels/cuda/cuda.h"
+#include "runtime/error.h"
+#include "runtime/half.h"
+
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct row {
+    char key[64];
+    char shape[80];
+    double ms, tflops, gbps;
+} row;
+
+static row rows[64];
+static int n_rows;
+static lisa_backend *be;
+static void *flush_buf;
+static size_t flush_bytes;
+static int reps = 20;
+static double peak_tflops, peak_gbps;
+
+#define CU(x)                                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (x);                                                                      \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));    \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static void check(lisa_status s, const char *what) {
+    if (s != LISA_OK) {
+        fprintf(stderr, "bench_gpu_kernels: %s: %s: %s\n", what, lisa_status_name(s), lisa_last_error());
+        exit(1);
+    }
+}
+
+/* Device BF16 tensor of random values in [-1, 1) (xorshift; never zeros, METHOD.md). */
+static lisa_tensor dev_rand(int32_t n, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    lisa_tensor t = lisa_tensor_view4(NULL, LISA_DTYPE_BF16, n, d0, d1, d2, d3);
+    const size_t count = (size_t)lisa_tensor_numel(&t), bytes = count * 2;
+    check(be->mem_alloc(be, bytes, &t.data), "alloc");
+    t.device = LISA_DEVICE_CUDA;
+    t.device_id = be->device_id;
+    uint16_t *h = malloc(bytes ? bytes : 2);
+    uint64_t s = 0x9e3779b97f4a7c15ull ^ bytes;
+    for (size_t i = 0; i < count; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        h[i] = lisa_f32_to_bf16((float)((double)(s >> 11) * (2.0 / 9007199254740992.0) - 1.0));
+    }
+    check(be->upload(be, t.data, h, bytes), "upload");
+    free(h);
+    return t;
+}
+
+typedef void (*bench_fn)(void *arg);
+
+/* Median milliseconds of fn over `reps` calls, each after an L2 flush. */
+static double time_ms(bench_fn fn, void *arg) {
+    cudaStream_t st = (cudaStream_t)lisa_cuda_stream(be);
+    cudaEvent_t a, b;
+    CU(cudaEventCreate(&a));
+    CU(cudaEventCreate(&b));
+    for (int i = 0; i < 3; i++) fn(arg);
+    double *t = malloc(sizeof(double) * (size_t)reps);
+    for (int i = 0; i < reps; i++) {
+        CU(cudaMemsetAsync(flush_buf, i & 0xff, flush_bytes, st));
+        CU(cudaEventRecord(a, st));
+        fn(arg);
+        CU(cudaEventRecord(b, st));
+        CU(cudaEventSynchronize(b));
+        float ms;
+        CU(cudaEventElapsedTime(&ms, a, b));
+        t[i] = ms;
+    }
+    check(be->synchronize(be), "sync");
+    for (int i = 1; i < reps; i++) /* insertion sort */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1], t[j - 1] = x;
+        }
+    double med = t[reps / 2];
+    free(t);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return med;
+}
+
+static void report(const char *key, const char *shape, double ms, double flop, double bytes) {
+    row *r = &rows[n_rows++];
+    snprintf(r->key, sizeof r->key, "%s", key);
+    snprintf(r->shape, sizeof r->shape, "%s", shape);
+    r->ms = ms;
+    r->tflops = flop > 0 ? flop / (ms * 1e-3) / 1e12 : NAN;
+    r->gbps = bytes > 0 ? bytes / (ms * 1e-3) / 1e9 : NAN;
+    char pct[32] = "";
+    if (flop > 0 && peak_tflops > 0) snprintf(pct, sizeof pct, "%5.1f%% of peak", 100 * r->tflops / peak_tflops);
+    if (bytes > 0 && peak_gbps > 0) snprintf(pct, sizeof pct, "%5.1f%% of peak BW", 100 * r->gbps / peak_gbps);
+    if (flop > 0)
+        printf("%-34s %-44s %9.3f ms %8.1f TFLOP/s  %s\n", key, shape, ms, r->tflops, pct);
+    else
+        printf("%-34s %-44s %9.3f ms %8.1f GB/s     %s\n", key, shape, ms, r->gbps, pct);
+    fflush(stdout);
+}
+
+/* ---- attention -------------------------------------------------------------------------------- */
+typedef struct attn_job {
+    lisa_tensor y, q, k, v, rh, rw;
+    lisa_attn_params p;
+    lisa_cuda_attn_path path;
+    /* varlen */
+    lisa_tensor cu;
+    int32_t max_q;
+    bool varlen;
+} attn_job;
+
+static void run_attn(void *a) {
+    attn_job *j = a;
+    if (j->varlen)
+        check(lisa_cuda_flash_attn_varlen(be, &j->y, &j->q, &j->k, &j->v, &j->cu, &j->cu, j->max_q, j->p.scale, true),
+              "varlen");
+    else
+        check(lisa_cuda_attention_path(be, &j->y, &j->q, &j->k, &j->v, &j->p, j->path), "attention");
+}
+
+static void free_t(lisa_tensor *t) {
+    if (t->data) be->mem_free(be, t->data);
+    t->data = NULL;
+}
+
+/* SAM: B windows/images, T tokens of an S x S grid, 16 heads x 80, rel-pos fused (or not). */
+static void bench_sam(const char *key, int64_t B, int64_t S, bool rel) {
+    const int64_t T = S * S, H = 16, D = 80;
+    attn_job j = {0};
+    j.q = dev_rand(4, B, T, H, D);
+    j.k = dev_rand(4, B, T, H, D);
+    j.v = dev_rand(4, B, T, H, D);
+    j.y = dev_rand(4, B, T, H, D);
+    j.p.scale = 1.0f / sqrtf((float)D);
+    if (rel) {
+        j.rh = dev_rand(4, B, H, T, S);
+        j.rw = dev_rand(4, B, H, T, S);
+        j.p.rel_h = &j.rh, j.p.rel_w = &j.rw;
+    }
+    j.path = LISA_CUDA_ATTN_FLASH;
+    double ms = time_ms(run_attn, &j);
+    char shape[80];
+    snprintf(shape, sizeof shape, "B%lld T%lld H16 D80%s", (long long)B, (long long)T, rel ? " rel-pos" : "");
+    report(key, shape, ms, 4.0 * B * H * T * T * D, 0);
+    free_t(&j.q), free_t(&j.k), free_t(&j.v), free_t(&j.y), free_t(&j.rh), free_t(&j.rw);
+}
+
+/* LLaMA-7B prefill attention: nseq x len tokens, 32 x 128, causal, one varlen launch. */
+static void bench_prefill(int nseq, int len) {
+    const int64_t H = 32, D = 128, total = (int64_t)nseq * len;
+    attn_job j = {0};
+    j.q = dev_rand(3, total, H, D, 0);
+    j.k = dev_rand(3, total, H, D, 0);
+    j.v = dev_rand(3, total, H, D, 0);
+    j.y = dev_rand(3, total, H, D, 0);
+    int32_t *cu = malloc(sizeof(int32_t) * (size_t)(nseq + 1));
+    for (int i = 0; i <= nseq; i++) cu[i] = i * len;
+    j.cu = lisa_tensor_view4(NULL, LISA_DTYPE_I32, 1, nseq + 1, 0, 0, 0);
+    check(be->mem_alloc(be, sizeof(int32_t) * (size_t)(nseq + 1), &j.cu.data), "alloc");
+    j.cu.device = LISA_DEVICE_CUDA;
+    check(be->upload(be, j.cu.data, cu, sizeof(int32_t) * (size_t)(nseq + 1)), "upload");
+    free(cu);
+    j.varlen = true, j.max_q = len, j.p.scale = 1.0f / sqrtf((float)D);
+    double ms = time_ms(run_attn, &j);
+    char shape[80];
+    snprintf(shape, sizeof shape, "%d x %d tokens H32 D128 causal varlen", nseq, len);
+    report("attn_llama_prefill_tflops", shape, ms, 4.0 * nseq * H * (double)len * len * D / 2, 0);
+    free_t(&j.q), free_t(&j.k), free_t(&j.v), free_t(&j.y), free_t(&j.cu);
+}
+
+/* Decode attention: B requests, one query each, over kv tokens (contiguous cache, split-K). */
+static void bench_decode(int64_t B, int64_t kv) {
+    const int64_t H = 32, D = 128;
+    attn_job j = {0};
+    j.q = dev_rand(4, B, 1, H, D);
+    j.k = dev_rand(4, B, kv, H, D);
+    j.v = dev_rand(4, B, kv, H, D);
+    j.y = dev_rand(4, B, 1, H, D);
+    j.p.scale = 1.0f / sqrtf((float)D);
+    j.path = LISA_CUDA_ATTN_SPLITKV;
+    double ms = time_ms(run_attn, &j);
+    char key[64], shape[80];
+    snprintf(key, sizeof key, "attn_decode_b%lld_kv%lld_gbps", (long long)B, (long long)kv);
+    snprintf(shape, sizeof shape, "B%lld kv %lld H32 D128 (K+V bytes)", (long long)B, (long long)kv);
+    report(key, shape, ms, 0, 2.0 * B * kv * H * D * 2);
+    free_t(&j.q), free_t(&j.k), free_t(&j.v), free_t(&j.y);
+}
+
+/* Two-way transformer token->image: N masks x 6 tokens vs 4096 keys, 8 heads x 16. */
+static void bench_two_way(int64_t N) {
+    attn_job j = {0};
+    j.q = dev_rand(4, N, 6, 8, 16);
+    j.k = dev_rand(4, N, 4096, 8, 16);
+    j.v = dev_rand(4, N, 4096, 8, 16);
+    j.y = dev_rand(4, N, 6, 8, 16);
+    j.p.scale = 0.25f;
+    j.path = LISA_CUDA_ATTN_AUTO;
+    double ms = time_ms(run_attn, &j);
+    char shape[80];
+    snprintf(shape, sizeof shape, "N%lld 6 x 4096 H8 D16 (split-KV)", (long long)N);
+    report("attn_two_way_t2i_ms", shape, ms, 4.0 * N * 8 * 6 * 4096 * 16, 0);
+    free_t(&j.q), free_t(&j.k), free_t(&j.v), free_t(&j.y);
+}
+
+/* ---- GEMM ------------------------------------------------------------------------------------- */
+typedef struct gemm_job {
+    lisa_tensor y, x, w, b;
+    lisa_cuda_act act;
+} gemm_job;
+
+static void run_gemm(void *a) {
+    gemm_job *j = a;
+    check(lisa_cuda_linear_ex(be, &j->y, &j->x, &j->w, j->b.data ? &j->b : NULL, NULL, j->act), "linear");
+}
+
+static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bias, lisa_cuda_act act) {
+    gemm_job j = {0};
+    j.x = dev_rand(2, M, K, 0, 0);
+    j.w = dev_rand(2, N, K, 0, 0);
+    j.y = dev_rand(2, M, N, 0, 0);
+    if (bias) j.b = dev_rand(1, N, 0, 0, 0);
+    j.act = act;
+    double ms = time_ms(run_gemm, &j);
+    char shape[80];
+    snprintf(shape, sizeof shape, "M%lld K%lld N%lld%s%s", (long long)M, (long long)K, (long long)N, bias ? " +bias" : "",
+             act == LISA_CUDA_ACT_GELU_ERF ? " +gelu(erf)" : "");
+    /* small M: weight-streaming, so report GB/s of weights read instead of TFLOP/s */
+    report(key, shape, ms, M <= 16 ? 0 : 2.0 * M * N * K, M <= 16 ? (double)N * K * 2 : 0);
+    free_t(&j.x), free_t(&j.w), free_t(&j.y), free_t(&j.b);
+}
+
+int main(int argc, char **argv) {
+    const char *json = NULL;
+    int device = 0;
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = true;
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc)
+            json = argv[++i];
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc)
+            device = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_gpu_kernels [--quick] [--json FILE] [--device N]\n");
+            return 2;
+        }
+    }
+    lisa_status s = lisa_backend_cuda_create(&be, device, (size_t)512 << 20);
+    if (s == LISA_ERR_UNSUPPORTED && lisa_cuda_device_count() == 0) {
+        printf("no CUDA device: skipped\n");
+        return 0;
+    }
+    check(s, "cuda backend");
+    const char *name = lisa_cuda_device_name(be);
+    peak_tflops = strstr(name, "H100") || strstr(name, "H200") ? 989.0 : 0;
+    peak_gbps = strstr(name, "H200") ? 4800.0 : strstr(name, "H100") ? 3350.0 : 0;
+    if (quick) reps = 7;
+    int l2 = 0;
+    cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device);
+    flush_bytes = (size_t)(l2 > 0 ? l2 : 64 << 20) * 4;
+    CU(cudaMalloc(&flush_buf, flush_bytes));
+    printf("bench_gpu_kernels on %s: median of %d calls after an L2 flush (%zu MiB)\n", name, reps, flush_bytes >> 20);
+
+    /* attention: SAM at batch 8 (200 windows; 8 global images), rel-pos fused; and without */
+    bench_sam("attn_sam_window_tflops", 8 * 25, 14, true);
+    bench_sam("attn_sam_global_tflops", 8, 64, true);
+    bench_sam("attn_sam_window_norel_tflops", 8 * 25, 14, false);
+    bench_sam("attn_sam_global_norel_tflops", 8, 64, false);
+    bench_prefill(8, 330);
+    bench_decode(1, 1024);
+    bench_decode(16, 1024);
+    if (!quick) bench_decode(1, 4096);
+    bench_two_way(8);
+    /* GEMMs: LLaMA-7B prefill (8 x 330 tokens) and decode, SAM ViT-H at batch 8 (32768 tokens) */
+    bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_CUDA_ACT_NONE);
+    bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_CUDA_ACT_NONE);
+    bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE);
+    bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_CUDA_ACT_NONE);
+    bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_CUDA_ACT_GELU_ERF);
+    if (!quick) bench_gemm("gemm_sam_mlp2_tflops", 32768, 5120, 1280, true, LISA_CUDA_ACT_NONE);
+
+    if (json) {
+        FILE *f = fopen(json, "w");
+        if (!f) {
+            fprintf(stderr, "bench_gpu_kernels: cannot write %s\n", json);
+            return 1;
+        }
+        fprintf(f, "{\n  \"kernel_bench_device\": \"%s\"", name);
+        for (int i = 0; i < n_rows; i++) {
+            double v = isfinite(rows[i].tflops) ? rows[i].tflops : rows[i].gbps;
+            if (strstr(rows[i].key, "_ms")) v = rows[i].ms;
+            fprintf(f, ",\n  \"%s\": %.4g", rows[i].key, v);
+        }
+        fprintf(f, "\n}\n");
+        fclose(f);
+    }
+    cudaFree(flush_buf);
+    lisa_backend_free(be);
+    return 0;
+}
+#endif

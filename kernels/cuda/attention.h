@@ -1,0 +1,88 @@
+/* kernels/cuda/attention.h — attention launchers beyond the ops-table ATTENTION op
+ * (kernels/cuda/attention.cu; kernel bodies in attn_kernels.cuh).
+ *
+ * The op (lisa_cuda_attention) picks a kernel per call:
+ *   FLASH     q/k/v BF16, D in {64, 80, 128}, no additive bias, 16-byte aligned rows, Tq > 8:
+ *             tensor-core flash attention (mma.sync m16n8k16), rel-pos and causal fused;
+ *   SPLITKV   Tq <= 8, D <= 128, no bias or rel-pos: split-K over the keys + a combine kernel
+ *             (decode; the two-way transformer's 6 tokens -> 4096 image keys);
+ *   REFERENCE everything else with D <= 256 (F32 activations, an additive bias, odd head dims,
+ *             Tk small such as 4096 image queries -> 6 tokens): one warp per query row, fp32.
+ * lisa_cuda_attention_path forces one (for lisa-check and benchmarks); a path that cannot take
+ * the call returns LISA_ERR_UNSUPPORTED naming the reason.
+ *
+ * Paged KV cache (runtime/kv_cache.h; FlashInfer page.cuh's CSR plan, vLLM block tables):
+ *   k_pages, v_pages   [n_pages, page_size, n_kv_heads, head_dim]   one layer's pool, contiguous
+ *   kv_indptr          [B + 1]  I32: sequence b owns kv_indices[kv_indptr[b] .. kv_indptr[b+1])
+ *   kv_indices         [nnz]    I32: page ids, in token order (token j: page j / page_size, slot
+ *                               j % page_size; KV slot = page·page_size + slot)
+ *   kv_len             [B]      I32: keys of sequence b (this step's appended ones included)
+ *   qo_indptr          [B + 1]  I32: query rows of sequence b in the packed q / y (paged attention)
+ * (FlashInfer's last_page_len[b] = kv_len[b] − (pages_b − 1)·page_size.) The host plans (fills
+ * the index arrays), kernels only read them; KV_APPEND writes the new rows before attention runs.
+ * Split-KV uses fixed 256-key splits, so a sequence's output never depends on the rest of the
+ * batch (bit-identical to running it alone).
+ */
+#ifndef LISA_KERNELS_CUDA_ATTENTION_H
+#define LISA_KERNELS_CUDA_ATTENTION_H
+
+#include "kernels/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum lisa_cuda_attn_path {
+    LISA_CUDA_ATTN_AUTO = 0,
+    LISA_CUDA_ATTN_FLASH,
+    LISA_CUDA_ATTN_SPLITKV,
+    LISA_CUDA_ATTN_REFERENCE,
+} lisa_cuda_attn_path;
+
+const char *lisa_cuda_attn_path_name(lisa_cuda_attn_path p);
+
+/* ops.def ATTENTION with a forced kernel (AUTO = the op). */
+lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                     const lisa_tensor *v, const lisa_attn_params *p, lisa_cuda_attn_path path);
+
+/* Variable-length (packed) flash attention, FlashAttention's varlen convention: sequence b is rows
+ * [cu_seqlens_q[b], cu_seqlens_q[b+1]) of q[total_q, Hq, D] and rows [cu_seqlens_k[b], ..) of
+ * k/v[total_k, Hkv, D]; y[total_q, Hq, D]. cu_seqlens_* are device I32 [B+1]; max_seqlen_q (host)
+ * sizes the grid. BF16, D in {64, 80, 128}. Causal: query i of a sequence sees keys
+ * j <= i + (len_k − len_q). One launch for all sequences (LLaMA prefill of a batch). */
+lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                        const lisa_tensor *v, const lisa_tensor *cu_seqlens_q,
+                                        const lisa_tensor *cu_seqlens_k, int32_t max_seqlen_q, float scale, bool causal);
+
+/* PAGED_ATTENTION (main's ops.def, with lisa_paged_params unpacked): packed variable-length queries
+ * q, y [T, Hq, D] — sequence b owns rows qo_indptr[b] .. qo_indptr[b+1] — over the paged cache;
+ * causal: local query row i of b sits at position kv_len[b] − qlen_b + i and sees keys 0 .. that
+ * position. The host_* arrays hold the same values as the device index tensors (validation and
+ * launch planning). Sequences with more than 8 query rows (prefill chunks) run in the flash kernel
+ * (BF16, D 64/80/128), the others (decode) in split-KV (F32/BF16/F16, D <= 128); each sequence is
+ * computed independently of the others. */
+lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
+                                         const lisa_tensor *k_pages, const lisa_tensor *v_pages, int32_t batch,
+                                         int32_t page_size, float scale, bool causal, const lisa_tensor *qo_indptr,
+                                         const lisa_tensor *kv_indptr, const lisa_tensor *kv_indices,
+                                         const lisa_tensor *kv_len, const int32_t *host_qo_indptr,
+                                         const int32_t *host_kv_indptr, const int32_t *host_kv_indices,
+                                         const int32_t *host_kv_len);
+
+/* KV_APPEND (main's ops.def, same signature): k_pages/v_pages[slot] = k/v[t] for slots[t] >= 0
+ * (I32 [T] = page·page_size + offset, -1 = padding); k, v [T, Hkv, D] with strided rows, converted
+ * to the pool's dtype. A slot outside the pool is LISA_ERR_INVALID_ARG and nothing is written
+ * (that check syncs; with lisa_cuda_set_sync_checks off, bad slots are skipped). */
+lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_tensor *v_pages, const lisa_tensor *k,
+                                const lisa_tensor *v, const lisa_tensor *slots);
+
+/* RoPE (ops.def ROPE semantics) applied in place to q and k in one launch: q[.., T, Hq, D] and
+ * k[.., T, Hkv, D] are typically strided views of the fused QKV projection's output, so this is
+ * the "RoPE fused into the QKV path" step between the QKV GEMM and attention. */
+lisa_status lisa_cuda_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *pos, float theta);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

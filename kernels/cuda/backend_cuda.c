@@ -1,0 +1,265 @@
+/* kernels/cuda/backend_cuda.c — the CUDA backend: creation, memory hooks, the ops table, and the
+ * argument checks shared by the op files. */
+#include "kernels/cuda/cuda_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The kernels take runtime dtype codes equal to lisa_dtype (prims.cuh LK_*). */
+_Static_assert(LISA_DTYPE_F32 == 0 && LISA_DTYPE_F16 == 1 && LISA_DTYPE_BF16 == 2 && LISA_DTYPE_I32 == 3 &&
+                   LISA_DTYPE_I64 == 4 && LISA_DTYPE_U8 == 5 && LISA_DTYPE_BOOL == 6,
+               "prims.cuh LK_* dtype codes must match lisa_dtype");
+
+#define LISA_CUDA_DEFAULT_SCRATCH ((size_t)256 << 20)
+#define LISA_CUDA_LT_WORKSPACE ((size_t)32 << 20) /* cuBLASLt: 32 MiB suits Hopper's split-K/stream-K */
+
+static const lisa_ops cuda_ops = {
+#define LISA_OP(E, n, params, args) .n = lisa_cuda_##n,
+#include "kernels/ops.def"
+#undef LISA_OP
+};
+
+/* ---- memory hooks --------------------------------------------------------------------------- */
+
+static lisa_status cuda_mem_alloc(lisa_backend *be, size_t bytes, void **out) {
+    *out = NULL;
+    cudaError_t e = cudaMalloc(out, bytes ? bytes : 1); /* 256-byte aligned (LISA_ARENA_ALIGN) */
+    if (e != cudaSuccess) {
+        *out = NULL;
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        (void)cudaGetLastError();
+        return lisa_fail(e == cudaErrorMemoryAllocation ? LISA_ERR_OOM : LISA_ERR_BACKEND,
+                         "cuda backend: cudaMalloc(%zu bytes) failed: %s (%zu of %zu bytes free on device %d)", bytes,
+                         cudaGetErrorString(e), free_b, total_b, be->device_id);
+    }
+    return LISA_OK;
+}
+
+static void cuda_mem_free(lisa_backend *be, void *p) {
+    (void)be;
+    if (p) cudaFree(p);
+}
+
+/* Host <-> device copies: enqueued on the backend's stream, then waited for (the host buffer may
+ * be reused as soon as the call returns; these are not on any hot path). */
+static lisa_status cuda_upload(lisa_backend *be, void *dst, const void *src, size_t bytes) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (!bytes) return LISA_OK;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream));
+    CUDA_CHECK(cudaStreamSynchronize(im->stream));
+    return LISA_OK;
+}
+
+static lisa_status cuda_download(lisa_backend *be, void *dst, const void *src, size_t bytes) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (!bytes) return LISA_OK;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, im->stream));
+    CUDA_CHECK(cudaStreamSynchronize(im->stream));
+    return LISA_OK;
+}
+
+static lisa_status cuda_synchronize(lisa_backend *be) {
+    CUDA_CHECK(cudaStreamSynchronize(lisa_cuda_impl_of(be)->stream));
+    return LISA_OK;
+}
+
+static void cuda_destroy(lisa_backend *be) {
+    if (!be) return;
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (im) {
+        if (im->stream) cudaStreamSynchronize(im->stream);
+        lisa_cuda_gemm_cache_destroy(be);
+        if (im->lt) cublasLtDestroy(im->lt);
+        if (im->blas) cublasDestroy(im->blas);
+        cudaFree(im->lt_ws);
+        cudaFree(im->scratch_base);
+        cudaFree(im->flag);
+        cudaFreeHost(im->flag_host);
+        if (im->stream) cudaStreamDestroy(im->stream);
+        free(im);
+    }
+    lisa_arena_free(&be->scratch); /* external arena: frees nothing, clears the struct */
+    free(be);
+}
+
+int32_t lisa_cuda_device_count(void) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+/* Undoes a partial create; returns s. */
+static lisa_status create_fail(lisa_backend *be, lisa_status s) {
+    cuda_destroy(be);
+    return s;
+}
+
+#define CREATE_CHECK(expr)                                                                         \
+    do {                                                                                           \
+        cudaError_t e_ = (expr);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return create_fail(be, lisa_check_gen(e_ == cudaErrorMemoryAllocation ? LISA_ERR_OOM : LISA_ERR_BACKEND, \
+                                                  __FILE__, __LINE__, #expr, cudaGetErrorString(e_))); \
+    } while (0)
+#define CREATE_CHECK_BLAS(expr)                                                                    \
+    do {                                                                                           \
+        cublasStatus_t s_ = (expr);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                           \
+            return create_fail(be, lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, #expr, cublasGetStatusString(s_))); \
+    } while (0)
+
+lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t scratch_bytes) {
+    *out = NULL;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        const char *why = e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices";
+        (void)cudaGetLastError();
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "no CUDA device: %s", why);
+    }
+    if (device < 0 || device >= n)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "cuda backend: device %d out of range (%d devices)", device, n);
+
+    lisa_backend *be = calloc(1, sizeof *be);
+    lisa_cuda_impl *im = calloc(1, sizeof *im);
+    if (!be || !im) {
+        free(be);
+        free(im);
+        return lisa_fail(LISA_ERR_OOM, "cuda backend: out of host memory");
+    }
+    be->impl = im;
+    be->name = "cuda";
+    be->device = LISA_DEVICE_CUDA;
+    be->device_id = device;
+    be->ops = &cuda_ops;
+    be->n_threads = 1;
+    be->mem_alloc = cuda_mem_alloc;
+    be->mem_free = cuda_mem_free;
+    be->upload = cuda_upload;
+    be->download = cuda_download;
+    be->synchronize = cuda_synchronize;
+    be->destroy = cuda_destroy;
+    im->device = device;
+    im->sync_checks = true;
+
+    CREATE_CHECK(cudaSetDevice(device));
+    struct cudaDeviceProp prop;
+    CREATE_CHECK(cudaGetDeviceProperties(&prop, device));
+    im->num_sms = prop.multiProcessorCount;
+    im->cc_major = prop.major;
+    im->cc_minor = prop.minor;
+    im->smem_optin = prop.sharedMemPerBlockOptin;
+    im->l2_bytes = (size_t)prop.l2CacheSize;
+    snprintf(im->name, sizeof im->name, "%s (sm_%d%d, %d SMs, %.1f GiB)", prop.name, prop.major, prop.minor,
+             prop.multiProcessorCount, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    if (prop.major < 8)
+        return create_fail(be, lisa_fail(LISA_ERR_UNSUPPORTED,
+                                         "cuda backend: %s is sm_%d%d; the kernels need sm_80 or newer (bf16 mma.sync, "
+                                         "cp.async)",
+                                         prop.name, prop.major, prop.minor));
+
+    CREATE_CHECK(cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking));
+    CREATE_CHECK_BLAS(cublasCreate(&im->blas));
+    CREATE_CHECK_BLAS(cublasSetStream(im->blas, im->stream));
+    /* No TF32 for F32 GEMMs: they exist for exact checks. */
+    CREATE_CHECK_BLAS(cublasSetMathMode(im->blas, CUBLAS_DEFAULT_MATH));
+    CREATE_CHECK_BLAS(cublasLtCreate(&im->lt));
+    im->lt_ws_bytes = LISA_CUDA_LT_WORKSPACE;
+    CREATE_CHECK(cudaMalloc(&im->lt_ws, im->lt_ws_bytes));
+    /* cuBLAS (non-Lt) calls share the workspace, so it never allocates inside a model run. */
+    CREATE_CHECK_BLAS(cublasSetWorkspace(im->blas, im->lt_ws, im->lt_ws_bytes));
+    CREATE_CHECK(cudaMalloc((void **)&im->flag, sizeof(int64_t)));
+    CREATE_CHECK(cudaMallocHost((void **)&im->flag_host, sizeof(int64_t)));
+
+    size_t sb = scratch_bytes ? scratch_bytes : LISA_CUDA_DEFAULT_SCRATCH;
+    sb = (sb + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
+    CREATE_CHECK(cudaMalloc(&im->scratch_base, sb));
+    lisa_arena_init_external(&be->scratch, "cuda scratch", im->scratch_base, sb);
+
+    lisa_status s = lisa_cuda_gemm_cache_create(be);
+    if (s != LISA_OK) return create_fail(be, s);
+    *out = be;
+    return LISA_OK;
+}
+
+const char *lisa_cuda_device_name(const lisa_backend *be) { return lisa_cuda_impl_of(be)->name; }
+
+void lisa_cuda_set_sync_checks(lisa_backend *be, bool on) { lisa_cuda_impl_of(be)->sync_checks = on; }
+
+const lisa_ops *lisa_cuda_ops_table(void) { return &cuda_ops; }
+
+void *lisa_cuda_stream(const lisa_backend *be) { return (void *)lisa_cuda_impl_of(be)->stream; }
+
+/* ---- shared helpers ------------------------------------------------------------------------- */
+
+unsigned lisa_cuda_grid_1d(const lisa_backend *be, int64_t n, int threads) {
+    int64_t blocks = (n + threads - 1) / threads;
+    int64_t cap = (int64_t)lisa_cuda_impl_of(be)->num_sms * 32; /* grid-stride beyond this */
+    if (blocks > cap) blocks = cap;
+    return blocks < 1 ? 1u : (unsigned)blocks;
+}
+
+lisa_status lisa_cuda_scratch(lisa_backend *be, size_t bytes, void **out) {
+    lisa_status s = lisa_arena_alloc(&be->scratch, bytes, out);
+    if (s != LISA_OK) return lisa_fail_context(s, "cuda backend (raise scratch_bytes in lisa_backend_cuda_create)");
+    return LISA_OK;
+}
+
+lisa_status lisa_cuda_check_float(const char *op, const char *what, const lisa_tensor *t) {
+    char b[96];
+    if (!t) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
+    if (!t->data && lisa_tensor_numel(t) > 0) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s has no data", op, what);
+    if (t->device != LISA_DEVICE_CUDA)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s %s is not a device tensor (the cuda backend needs device memory)",
+                         op, what, lisa_tensor_shape_str(t, b, sizeof b));
+    if (t->dtype != LISA_DTYPE_F32 && t->dtype != LISA_DTYPE_BF16 && t->dtype != LISA_DTYPE_F16)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be F32, BF16 or F16, got %s", op, what,
+                         lisa_tensor_shape_str(t, b, sizeof b));
+    return LISA_OK;
+}
+
+lisa_status lisa_cuda_check_dense(const char *op, const char *what, const lisa_tensor *t) {
+    char b[96];
+    LISA_TRY(lisa_cuda_check_float(op, what, t));
+    if (!lisa_tensor_is_contiguous(t))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be contiguous, got %s", op, what, lisa_tensor_shape_str(t, b, sizeof b));
+    return LISA_OK;
+}
+
+lisa_status lisa_cuda_check_same_shape(const char *op, const lisa_tensor *y, const lisa_tensor *x) {
+    char a[96], b[96];
+    if (!lisa_tensor_same_shape(y, x))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: output %s does not match input %s", op, lisa_tensor_shape_str(y, a, sizeof a),
+                         lisa_tensor_shape_str(x, b, sizeof b));
+    return LISA_OK;
+}
+
+lisa_status lisa_cuda_rows(const char *op, const char *what, const lisa_tensor *t, int64_t *rows, int64_t *row_stride) {
+    char b[96];
+    if (t->n_dims < 1) return lisa_fail(LISA_ERR_SHAPE, "%s: %s is a scalar", op, what);
+    int64_t C = t->shape[t->n_dims - 1];
+    if (C > 1 && t->stride[t->n_dims - 1] != 1)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: %s %s needs a unit stride in its last dim", op, what,
+                         lisa_tensor_shape_str(t, b, sizeof b));
+    int64_t r = 1, rs = C, expect = -1;
+    /* leading dims (size-1 dims ignored) must collapse into one row index with a single stride */
+    for (int d = t->n_dims - 2; d >= 0; d--) {
+        if (t->shape[d] == 1) continue;
+        if (expect < 0)
+            rs = t->stride[d];
+        else if (t->stride[d] != expect)
+            return lisa_fail(LISA_ERR_SHAPE, "%s: %s %s: leading dims do not collapse into rows", op, what,
+                             lisa_tensor_shape_str(t, b, sizeof b));
+        expect = t->stride[d] * t->shape[d];
+        r *= t->shape[d];
+    }
+    *rows = r;
+    *row_stride = rs;
+    return LISA_OK;
+}
