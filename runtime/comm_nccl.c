@@ -14,7 +14,7 @@
 
 #ifdef LISA_HAVE_NCCL
 
-#include <cuda_runtime.h>
+#include <cuda_runtime_api.h>
 #include <nccl.h>
 #include <stdlib.h>
 #include <string.h>

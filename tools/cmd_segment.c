@@ -21,7 +21,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: lisa segment --model DIR --image FILE --query TEXT [--out mask.png] [--overlay overlay.png]\n"
-               "                    [--json] [--vision-tower DIR] [--max-new-tokens N] [--backend cpu] [--threads N]\n"
+               "                    [--json] [--vision-tower DIR] [--max-new-tokens N] [--backend cpu] [--threads N] [--tp N]\n"
                "\n"
                "Runs LISA on one image (PNG or JPEG) and one query, greedy decoding as chat.py does.\n"
                "  --model DIR          a LISA checkpoint directory (config.json, tokenizer files, weights)\n"
@@ -33,7 +33,9 @@ static void usage(FILE *f) {
                "                       ({rle: {size, counts}, bbox, area, score}), timings\n"
                "  --max-new-tokens N   generation limit (default 512, as chat.py)\n"
                "  --backend cpu        compute backend (cpu; auto picks the best available)\n"
-               "  --threads N          CPU threads (default: all cores)\n");
+               "  --threads N          CPU threads (default: all cores)\n"
+               "  --tp N               tensor parallelism over N MPI ranks (mpirun -np N lisa segment --tp N ...);\n"
+               "                       rank 0 writes the outputs\n");
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out) {
@@ -83,6 +85,12 @@ int lisa_cmd_segment(int argc, char **argv) {
                 return 2;
             }
             sp.max_new_tokens = v;
+        } else if (!strcmp(a, "--tp") && has) {
+            if (!parse_int(argv[++i], 1, 4096, &v)) {
+                fprintf(stderr, "lisa segment: --tp needs an integer >= 1\n");
+                return 2;
+            }
+            mp.tensor_parallel = v;
         } else if (!strcmp(a, "--threads") && has) {
             if (!parse_int(argv[++i], 0, 4096, &v)) {
                 fprintf(stderr, "lisa segment: --threads needs an integer >= 0\n");
@@ -125,6 +133,12 @@ int lisa_cmd_segment(int argc, char **argv) {
     if (s != LISA_OK) {
         lisa_image_free(&img);
         return fail(NULL, s);
+    }
+    if (lisa_model_tp_rank(m) != 0) { /* a TP follower: serves rank 0's steps, writes nothing */
+        lisa_image_free(&img);
+        s = lisa_model_tp_follow(m);
+        lisa_model_free(m);
+        return s == LISA_OK ? 0 : fail(NULL, s);
     }
     lisa_result *r = NULL;
     s = lisa_segment(m, img.data, img.h, img.w, query, &sp, &r);

@@ -8,7 +8,8 @@
 #   3. bench_gpu_kernels: attention TFLOP/s (SAM windows/global at batch 8 with rel-pos fused,
 #      LLaMA prefill, decode) and cuBLASLt GEMMs at LISA shapes -> kernels.json;
 #   4. .peer/torch_peer.py (if carried): the PyTorch peer on the same card -> peer.json (_torch keys);
-#   5. model benchmarks (SAM ViT-H img/s, LLaMA-7B prefill/decode, LISA-7B samples/s): TODO, they
+#   5. TP=2 when the machine has 2+ GPUs (mpirun -np 2 tp-nccl-check), else "1 GPU: TP=2 skipped";
+#      model benchmarks (SAM ViT-H img/s, LLaMA-7B prefill/decode, LISA-7B samples/s): TODO, they
 #      need models/ (not yet written); their keys are null;
 #   6. merge into $OUT/results.json (card, date, commit, check_failures, ...) and print one table.
 # Each step has its own timeout; the whole run stays under 8 minutes. Files land in $OUT (the device
@@ -109,6 +110,23 @@ if [ -f .peer/torch_peer.py ]; then
   fi
 else
   step "torch peer: .peer/torch_peer.py not carried (bench/gpu/prepare.sh copies it): _torch keys null"
+fi
+
+# TP=2 (issue #10): the NCCL communicator on two GPUs (tests/gpu/tp_nccl_check.c), when the lent
+# machine has them; today's lent machines have one. Output on stdout only (the file limit).
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+if [ "$NGPU" -lt 2 ]; then
+  step "$NGPU GPU: TP=2 skipped"
+elif [ ! -x $BIN/tp-nccl-check ] || ! command -v mpirun >/dev/null; then
+  step "TP=2 skipped: $BIN/tp-nccl-check or mpirun missing (build with NCCL and MPI: -DLISA_NCCL=ON -DLISA_MPI=ON)"
+else
+  step "TP=2: tp-nccl-check on 2 of $NGPU GPUs"
+  TP_T=$(( $(left) - 10 )); [ $TP_T -gt 90 ] && TP_T=90
+  if [ $TP_T -gt 20 ]; then
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout $TP_T mpirun -np 2 $BIN/tp-nccl-check 2>&1 | tail -6
+  else
+    echo "no time left for TP=2"
+  fi
 fi
 
 step "model benchmarks: SAM ViT-H, LLaMA-7B, LISA-7B need models/ (not yet written): keys null"

@@ -17,11 +17,11 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 fail() { echo "FAILED: $*"; echo "0 passed, 1 failed"; exit 1; }
 
-# a ReasonSeg split of 6 images: the test images under new names
+# a ReasonSeg split of 4 images (2 per shard): the test images under new names
 mkdir -p ds/ReasonSeg/val
 src=("$DATA"/eval/reason_seg/ReasonSeg/val/vis_a "$DATA"/eval/reason_seg/ReasonSeg/val/vis_b
      "$DATA"/eval/reason_seg/ReasonSeg/test/tst_c "$DATA"/eval/reason_seg/ReasonSeg/test/tst_d)
-for i in 0 1 2 3 4 5; do
+for i in 0 1 2 3; do
   s=${src[$((i % 4))]}
   cp "$s.jpg" "ds/ReasonSeg/val/img_$i.jpg"
   cp "$s.json" "ds/ReasonSeg/val/img_$i.json"
