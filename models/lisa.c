@@ -32,8 +32,8 @@ static double now_ms(void) {
 /* ---- parameters ---------------------------------------------------------------------------- */
 
 lisa_model_params lisa_model_default_params(void) {
-    lisa_model_params p = {.vision_tower = NULL, .backend = LISA_BACKEND_AUTO, .device = 0, .n_threads = 0,
-                           .tensor_parallel = 0};
+    lisa_model_params p = {
+        .vision_tower = NULL, .backend = LISA_BACKEND_AUTO, .device = 0, .n_threads = 0, .tensor_parallel = 0};
     return p;
 }
 

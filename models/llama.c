@@ -112,7 +112,8 @@ lisa_status lisa_llama_load_tp(lisa_llama **out, lisa_backend *be, const lisa_ch
     return LISA_OK;
 }
 
-lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg) {
+lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck,
+                            const lisa_llama_config *cfg) {
     return lisa_llama_load_tp(out, be, ck, cfg, NULL);
 }
 

@@ -13,8 +13,8 @@
  * cache with it); without TP it equals `cfg`.
  *
  * Ownership: a lisa_llama owns its layer array and weight bindings; it borrows the backend, the
- * checkpoint (which must outlive it) and the communicator (likewise). A lisa_kv_cache owns one block of backend memory holding K
- * and V for every layer.
+ * checkpoint (which must outlive it) and the communicator (likewise). A lisa_kv_cache owns one
+ * block of backend memory holding K and V for every layer.
  */
 #ifndef LISA_MODELS_LLAMA_H
 #define LISA_MODELS_LLAMA_H

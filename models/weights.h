@@ -5,13 +5,15 @@
  * and reported together once the load function returns, so a user sees every mismatch at once.
  *
  * Placement: on the CPU backend a weight is a zero-copy view of the mapped checkpoint (any float
- * dtype; ops widen per tile), except column slices (lisa_w_get_slice), copied into an owned block. On a device backend lisa_weights_load() runs the load function twice:
- * a counting pass that sums the bytes, one device allocation, then a pass that uploads each weight
- * (converted to `device_dtype` for float weights of 2+ dims; norms/biases keep F32).
+ * dtype; ops widen per tile), except column slices (lisa_w_get_slice), copied once into an owned
+ * block. On a device backend lisa_weights_load() runs the load function twice: a counting pass
+ * that sums the bytes, one device allocation, then a pass that uploads each weight (converted to
+ * `device_dtype` for float weights of 2+ dims; norms/biases keep F32). The CPU runs the counting
+ * pass too, for the column slices.
  *
  * Ownership: a lisa_weights owns the device block holding uploaded weights (on the CPU: the column
- * slices, if any) and
- * borrows the checkpoint, which must outlive it on the CPU backend (views point into its mapping).
+ * slices, if any) and borrows the checkpoint, which must outlive it on the CPU backend (views
+ * point into its mapping).
  */
 #ifndef LISA_MODELS_WEIGHTS_H
 #define LISA_MODELS_WEIGHTS_H

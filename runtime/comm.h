@@ -44,9 +44,9 @@ extern "C" {
 typedef struct lisa_comm lisa_comm;
 
 struct lisa_comm {
-    const char *name;    /* "single", "mpi", "nccl" */
-    int32_t rank, size;  /* within this communicator (a TP group) */
-    bool device_memory;  /* buffers are device pointers (NCCL) rather than host memory */
+    const char *name;   /* "single", "mpi", "nccl" */
+    int32_t rank, size; /* within this communicator (a TP group) */
+    bool device_memory; /* buffers are device pointers (NCCL) rather than host memory */
     /* buf[n] <- the sum over ranks of buf[n] (in place; same bits on every rank). */
     lisa_status (*all_reduce_sum_f32)(lisa_comm *c, float *buf, size_t n);
     /* recv[size][bytes] <- every rank's send[bytes], in rank order (send may not overlap recv). */

@@ -13,8 +13,8 @@
 #include <string.h>
 
 typedef struct mpi_impl {
-    MPI_Comm comm;   /* owned (MPI_Comm_split of the world) */
-    float *scratch;  /* all-reduce receive buffer [size][chunk], grown on demand, owned */
+    MPI_Comm comm;  /* owned (MPI_Comm_split of the world) */
+    float *scratch; /* all-reduce receive buffer [size][chunk], grown on demand, owned */
     size_t scratch_n;
     int *counts, *displs; /* [size] each, owned */
 } mpi_impl;
@@ -46,7 +46,8 @@ static lisa_status mpi_err(int code, const char *what) {
     char msg[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     if (code > 0) MPI_Error_string(code, msg, &len);
-    return lisa_fail(LISA_ERR_BACKEND, "MPI: %s failed: %s", what, code > 0 ? msg : "MPI_THREAD_SERIALIZED not provided");
+    return lisa_fail(LISA_ERR_BACKEND, "MPI: %s failed: %s", what,
+                     code > 0 ? msg : "MPI_THREAD_SERIALIZED not provided");
 }
 
 bool lisa_comm_mpi_available(void) { return true; }
@@ -93,7 +94,8 @@ static lisa_status mpi_all_reduce(lisa_comm *c, float *buf, size_t n) {
     float *dst = buf + my0;
     for (size_t k = 0; k < my_n; k++) {
         float acc = m->scratch[k];
-        for (int i = 1; i < P; i++) acc += m->scratch[my_n * (size_t)i + k];
+        for (int i = 1; i < P; i++)
+            acc += m->scratch[my_n * (size_t)i + k];
         dst[k] = acc;
     }
     /* all-gather of the summed chunks, in place */
@@ -193,7 +195,8 @@ bool lisa_comm_mpi_available(void) { return false; }
 lisa_status lisa_mpi_world(int32_t *rank, int32_t *size) {
     if (rank) *rank = 0;
     if (size) *size = 1;
-    return lisa_fail(LISA_ERR_UNSUPPORTED, "this build has no MPI (install libopenmpi-dev and rebuild with -DLISA_MPI=ON)");
+    return lisa_fail(LISA_ERR_UNSUPPORTED,
+                     "this build has no MPI (install libopenmpi-dev and rebuild with -DLISA_MPI=ON)");
 }
 
 lisa_status lisa_comm_mpi_create(lisa_comm **out, int32_t group_size, int32_t *group, int32_t *n_groups) {

@@ -19,25 +19,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CUDA_CHECK(x)                                                                              \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess)                                                                     \
-            return lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+#define CUDA_CHECK(x)                                                                                                  \
+    do {                                                                                                               \
+        cudaError_t e_ = (x);                                                                                          \
+        if (e_ != cudaSuccess)                                                                                         \
+            return lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, #x, cudaGetErrorString(e_));                   \
     } while (0)
-#define NCCL_CHECK(x)                                                                              \
-    do {                                                                                           \
-        ncclResult_t r_ = (x);                                                                     \
-        if (r_ != ncclSuccess)                                                                     \
-            return lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, #x, ncclGetErrorString(r_)); \
+#define NCCL_CHECK(x)                                                                                                  \
+    do {                                                                                                               \
+        ncclResult_t r_ = (x);                                                                                         \
+        if (r_ != ncclSuccess)                                                                                         \
+            return lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, #x, ncclGetErrorString(r_));                   \
     } while (0)
 
 typedef struct nccl_impl {
-    ncclComm_t comm;          /* owned */
+    ncclComm_t comm; /* owned */
     int device;
-    cudaStream_t compute;     /* borrowed: the model's stream (NULL = legacy default stream) */
-    cudaStream_t stream;      /* owned: collectives run here */
-    cudaEvent_t ready, done;  /* owned: compute -> comm, comm -> compute */
+    cudaStream_t compute;    /* borrowed: the model's stream (NULL = legacy default stream) */
+    cudaStream_t stream;     /* owned: collectives run here */
+    cudaEvent_t ready, done; /* owned: compute -> comm, comm -> compute */
 } nccl_impl;
 
 /* the compute stream's work so far happens before the collective */
@@ -86,8 +86,8 @@ static lisa_status nccl_barrier(lisa_comm *c) {
     lisa_status s = enter(m);
     if (s == LISA_OK) {
         ncclResult_t r = ncclAllReduce(d, d, 1, ncclFloat32, ncclSum, m->comm, m->stream);
-        if (r != ncclSuccess) s = lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, "ncclAllReduce (barrier)",
-                                                 ncclGetErrorString(r));
+        if (r != ncclSuccess)
+            s = lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, "ncclAllReduce (barrier)", ncclGetErrorString(r));
     }
     if (s == LISA_OK) {
         cudaError_t e = cudaStreamSynchronize(m->stream);

@@ -126,7 +126,7 @@ struct lisa_engine {
     /* the step in flight */
     eng_req **batch;
     int32_t n_batch, n_text;
-    int32_t *h_seq;            /* [nseq][3]: start, placeholder, n_ids of each prefilled sequence */
+    int32_t *h_seq; /* [nseq][3]: start, placeholder, n_ids of each prefilled sequence */
     /* tensor parallelism (NULL / false without) */
     lisa_comm *tp;             /* the model's TP group (borrowed) */
     bool follower, tp_created; /* a follower's engine; the leader told the followers it exists */
@@ -308,7 +308,7 @@ static void prefill_graph(lisa_graph *g, void *ctx) {
     const int32_t nb = e->n_batch, R = e->h_qo[nb];
     /* TP: the leader's projected image rows to every rank (followers run no CLIP) */
     lisa_tp_broadcast(g, e->tp, g_narrow(g, &e->proj_buf, 0, 0, nb), 0);
-    T *emb = lisa_llama_embed(g, e->m->llm, e->h_ids, e->n_text);                   /* [n_text, C] */
+    T *emb = lisa_llama_embed(g, e->m->llm, e->h_ids, e->n_text); /* [n_text, C] */
     T *x = g_new(g, g->act_dtype, 2, R, e->C, 0, 0);
     int64_t t = 0;
     for (int32_t b = 0; b < nb; b++) {
@@ -636,9 +636,9 @@ static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_by
         for (int32_t b = 0; b <= nb; b++) e->h_kvp[b] = 0;
         for (int32_t b = 0; b < nb; b++) {
             e->h_kvl[b] = 1;
-            e->h_seq[3 * b] = 0;                      /* start */
-            e->h_seq[3 * b + 1] = 1;                  /* placeholder */
-            e->h_seq[3 * b + 2] = R / nb - e->P + 1;  /* n_ids */
+            e->h_seq[3 * b] = 0;                     /* start */
+            e->h_seq[3 * b + 1] = 1;                 /* placeholder */
+            e->h_seq[3 * b + 2] = R / nb - e->P + 1; /* n_ids */
         }
         e->n_text = pass == 3 ? nb : rows - nb * e->P + nb * 0;
         if (pass != 3 && pass != 0) e->n_text = rows - nb * (e->P - 1) - nb; /* n_ids-1-... per synthetic seq */
@@ -672,8 +672,8 @@ static lisa_status create_buffers(lisa_engine *e) {
         LISA_TRY(lisa_tp_send(e->tp, LISA_TP_CREATE, args));
         e->tp_created = true;
     }
-    LISA_TRY(lisa_kv_pool_init(&e->pool, e->be, lc->n_layers, n_pages, e->p.page_size, n_kv, lc->head_dim,
-                               LISA_DTYPE_F32));
+    LISA_TRY(
+        lisa_kv_pool_init(&e->pool, e->be, lc->n_layers, n_pages, e->p.page_size, n_kv, lc->head_dim, LISA_DTYPE_F32));
     /* the projector buffer (followers: the leader's rows arrive there) */
     e->proj_buf = lisa_tensor_view(NULL, LISA_DTYPE_F32, 3, (int64_t[]){MI, e->P, e->C});
     LISA_TRY(e->be->mem_alloc(e->be, lisa_tensor_nbytes(&e->proj_buf), &e->proj_mem));

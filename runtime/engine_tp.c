@@ -13,7 +13,9 @@ size_t lisa_tp_plan_buf_len(int32_t cap_seqs, int32_t cap_rows, int32_t cap_idx)
     return (size_t)HDR + 6 * ((size_t)cap_seqs + 1) + 3 * (size_t)cap_rows + (size_t)cap_idx;
 }
 
-static bool is_step(int32_t kind) { return kind == LISA_TP_PREFIX || kind == LISA_TP_PREFILL || kind == LISA_TP_DECODE; }
+static bool is_step(int32_t kind) {
+    return kind == LISA_TP_PREFIX || kind == LISA_TP_PREFILL || kind == LISA_TP_DECODE;
+}
 
 lisa_status lisa_tp_plan_bcast(lisa_comm *c, lisa_tp_plan *p) {
     int32_t *h = p->buf;
@@ -27,8 +29,8 @@ lisa_status lisa_tp_plan_bcast(lisa_comm *c, lisa_tp_plan *p) {
     memcpy(p->args, h + H_ARGS, sizeof p->args);
     if (!is_step(p->kind)) return LISA_OK;
     const int32_t B = p->n_batch, R = p->n_rows, n_idx = h[H_IDX];
-    if (B < 1 || B > p->cap_seqs || R < 1 || R > p->cap_rows || p->n_text < 0 || p->n_text > p->cap_rows ||
-        n_idx < 0 || n_idx > p->cap_idx)
+    if (B < 1 || B > p->cap_seqs || R < 1 || R > p->cap_rows || p->n_text < 0 || p->n_text > p->cap_rows || n_idx < 0 ||
+        n_idx > p->cap_idx)
         return lisa_fail(LISA_ERR_INTERNAL,
                          "TP plan of %d sequences, %d rows, %d page ids exceeds this rank's buffers (%d, %d, %d)", B, R,
                          n_idx, p->cap_seqs, p->cap_rows, p->cap_idx);

@@ -40,11 +40,11 @@ typedef enum lisa_tp_kind {
  * LISA_ERR_INTERNAL, a bug). For CREATE, `args` holds the six values listed above. */
 typedef struct lisa_tp_plan {
     int32_t kind;
-    int32_t n_batch, n_rows, n_text;  /* n_idx = kv_indptr[n_batch] */
+    int32_t n_batch, n_rows, n_text; /* n_idx = kv_indptr[n_batch] */
     int32_t args[6];
     int32_t *qo, *pos, *slots, *kvp, *idx, *kvl, *ids, *seq; /* seq: [n_batch][3] */
     int32_t cap_seqs, cap_rows, cap_idx;
-    int32_t *buf;                      /* packing buffer, lisa_tp_plan_buf_len() ints */
+    int32_t *buf; /* packing buffer, lisa_tp_plan_buf_len() ints */
 } lisa_tp_plan;
 
 size_t lisa_tp_plan_buf_len(int32_t cap_seqs, int32_t cap_rows, int32_t cap_idx);

@@ -16,9 +16,8 @@ static bool env_int(const char *name, int32_t *out) {
 }
 
 bool lisa_launch_rank(int32_t *rank, int32_t *size) {
-    static const char *env[][2] = {{"SLURM_PROCID", "SLURM_NTASKS"},
-                                   {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-                                   {"PMI_RANK", "PMI_SIZE"}};
+    static const char *env[][2] = {
+        {"SLURM_PROCID", "SLURM_NTASKS"}, {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"}, {"PMI_RANK", "PMI_SIZE"}};
     *rank = 0;
     *size = 1;
     for (size_t k = 0; k < sizeof env / sizeof env[0]; k++) {

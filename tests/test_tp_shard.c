@@ -13,8 +13,14 @@
 #include <string.h>
 
 static lisa_llama_config cfg(int32_t heads, int32_t kv, int32_t inter, int32_t vocab) {
-    lisa_llama_config c = {.hidden = heads * 128, .intermediate = inter, .n_layers = 1, .n_heads = heads,
-                           .n_kv_heads = kv, .head_dim = 128, .vocab = vocab, .max_pos = 4096};
+    lisa_llama_config c = {.hidden = heads * 128,
+                           .intermediate = inter,
+                           .n_layers = 1,
+                           .n_heads = heads,
+                           .n_kv_heads = kv,
+                           .head_dim = 128,
+                           .vocab = vocab,
+                           .max_pos = 4096};
     return c;
 }
 
@@ -53,7 +59,8 @@ Test(tp_shard, uneven_vocab_and_intermediate_tile_the_range) {
             for (int32_t r = 0; r < tp; r++) {
                 lisa_tp_shard s;
                 cr_assert_eq(lisa_tp_shard_make(&s, &c, tp, r), LISA_OK, "%s", lisa_last_error());
-                cr_expect_eq(s.vocab0, next_v, "vocab %d on %d ranks: rank %d starts at %d", vocabs[k], tp, r, s.vocab0);
+                cr_expect_eq(s.vocab0, next_v, "vocab %d on %d ranks: rank %d starts at %d", vocabs[k], tp, r,
+                             s.vocab0);
                 cr_expect_eq(s.inter0, next_i);
                 next_v = s.vocab0 + s.n_vocab;
                 next_i = s.inter0 + s.n_inter;

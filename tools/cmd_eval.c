@@ -527,7 +527,8 @@ int lisa_cmd_eval(int argc, char **argv) {
         }
         if (lisa_model_tp_rank(P.m) != 0) {
             lisa_status s = lisa_model_tp_follow(P.m);
-            if (s != LISA_OK) fprintf(stderr, "lisa eval: TP rank %d: %s\n", lisa_model_tp_rank(P.m), lisa_last_error());
+            if (s != LISA_OK)
+                fprintf(stderr, "lisa eval: TP rank %d: %s\n", lisa_model_tp_rank(P.m), lisa_last_error());
             lisa_model_free(P.m);
             return s == LISA_OK ? 0 : 1;
         }

@@ -21,7 +21,8 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: lisa segment --model DIR --image FILE --query TEXT [--out mask.png] [--overlay overlay.png]\n"
-               "                    [--json] [--vision-tower DIR] [--max-new-tokens N] [--backend cpu] [--threads N] [--tp N]\n"
+               "                    [--json] [--vision-tower DIR] [--max-new-tokens N] [--backend cpu] [--threads N]\n"
+               "                    [--tp N]\n"
                "\n"
                "Runs LISA on one image (PNG or JPEG) and one query, greedy decoding as chat.py does.\n"
                "  --model DIR          a LISA checkpoint directory (config.json, tokenizer files, weights)\n"

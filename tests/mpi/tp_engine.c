@@ -18,24 +18,25 @@
 
 static int n_pass, n_fail;
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) n_pass++;                                                                        \
-        else {                                                                                     \
-            n_fail++;                                                                              \
-            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                    \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-        }                                                                                          \
+#define CHECK(cond, ...)                                                                                               \
+    do {                                                                                                               \
+        if (cond)                                                                                                      \
+            n_pass++;                                                                                                  \
+        else {                                                                                                         \
+            n_fail++;                                                                                                  \
+            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                                         \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fprintf(stderr, "\n");                                                                                     \
+        }                                                                                                              \
     } while (0)
 
-#define MUST(expr)                                                                                 \
-    do {                                                                                           \
-        lisa_status s_ = (expr);                                                                   \
-        if (s_ != LISA_OK) {                                                                       \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lisa_last_error());      \
-            exit(2);                                                                               \
-        }                                                                                          \
+#define MUST(expr)                                                                                                     \
+    do {                                                                                                               \
+        lisa_status s_ = (expr);                                                                                       \
+        if (s_ != LISA_OK) {                                                                                           \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lisa_last_error());                          \
+            exit(2);                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 typedef struct item {
@@ -83,7 +84,8 @@ static void run_batched(lisa_model *m, lisa_result **out) {
         rq.params.keep_logits = true;
         MUST(lisa_engine_submit(e, &rq, &ids[i]));
     }
-    for (int i = 0; i < N_ITEMS; i++) MUST(lisa_engine_wait(e, ids[i], &out[i]));
+    for (int i = 0; i < N_ITEMS; i++)
+        MUST(lisa_engine_wait(e, ids[i], &out[i]));
     lisa_engine_free(e);
 }
 
@@ -112,7 +114,8 @@ static void compare(const lisa_result *a, const lisa_result *b, const char *what
             bad_logit += d > 1e-4 * (1.0 + fabs(la[k]));
             bad_px += ma[k] != mb[k] && fabs(la[k]) > 1e-3;
         }
-        CHECK(bad_logit == 0, "%s mask %d: %lld logits off (worst relative %.3g)", what, i, (long long)bad_logit, worst);
+        CHECK(bad_logit == 0, "%s mask %d: %lld logits off (worst relative %.3g)", what, i, (long long)bad_logit,
+              worst);
         CHECK(bad_px == 0, "%s mask %d: %lld pixels differ away from the threshold", what, i, (long long)bad_px);
         CHECK(fabs(lisa_result_mask_score(a, i) - lisa_result_mask_score(b, i)) <= 1e-4, "%s: score %d", what, i);
     }
@@ -154,7 +157,8 @@ int main(void) {
     }
     /* a follower cannot create engines; the leader cannot follow */
     CHECK(lisa_model_tp_follow(tp) == LISA_ERR_INVALID_ARG, "leader follow: %s", lisa_last_error());
-    for (int i = 0; i < N_ITEMS; i++) lisa_result_free(want[i]);
+    for (int i = 0; i < N_ITEMS; i++)
+        lisa_result_free(want[i]);
     lisa_model_free(ref);
     lisa_model_free(tp); /* releases the followers */
     printf("TP=%d engine\n%d passed, %d failed\n", size, n_pass, n_fail);

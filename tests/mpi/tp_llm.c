@@ -23,24 +23,25 @@
 
 static int n_pass, n_fail, my_rank;
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) n_pass++;                                                                        \
-        else {                                                                                     \
-            n_fail++;                                                                              \
-            fprintf(stderr, "[rank %d] %s:%d: FAILED: %s: ", my_rank, __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-        }                                                                                          \
+#define CHECK(cond, ...)                                                                                               \
+    do {                                                                                                               \
+        if (cond)                                                                                                      \
+            n_pass++;                                                                                                  \
+        else {                                                                                                         \
+            n_fail++;                                                                                                  \
+            fprintf(stderr, "[rank %d] %s:%d: FAILED: %s: ", my_rank, __FILE__, __LINE__, #cond);                      \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fprintf(stderr, "\n");                                                                                     \
+        }                                                                                                              \
     } while (0)
 
-#define MUST(expr)                                                                                 \
-    do {                                                                                           \
-        lisa_status s_ = (expr);                                                                   \
-        if (s_ != LISA_OK) {                                                                       \
-            fprintf(stderr, "[rank %d] %s:%d: %s: %s\n", my_rank, __FILE__, __LINE__, #expr, lisa_last_error()); \
-            exit(2);                                                                               \
-        }                                                                                          \
+#define MUST(expr)                                                                                                     \
+    do {                                                                                                               \
+        lisa_status s_ = (expr);                                                                                       \
+        if (s_ != LISA_OK) {                                                                                           \
+            fprintf(stderr, "[rank %d] %s:%d: %s: %s\n", my_rank, __FILE__, __LINE__, #expr, lisa_last_error());       \
+            exit(2);                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 /* |got - ref| <= 1e-5 (1 + |ref|) everywhere; reports the worst element */
@@ -97,18 +98,21 @@ static float val(int rank, int64_t i) { return (float)sin(0.37 * (double)(rank +
 static void test_comm(lisa_comm *c) {
     const int64_t n = 1003; /* not a multiple of the rank count: uneven chunks */
     float *x = malloc(n * sizeof *x), *all = malloc((size_t)c->size * n * sizeof *all);
-    for (int64_t i = 0; i < n; i++) x[i] = val(c->rank, i);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = val(c->rank, i);
     MUST(c->all_reduce_sum_f32(c, x, (size_t)n));
     bool exact = true;
     for (int64_t i = 0; i < n; i++) {
         float want = val(0, i);
-        for (int r = 1; r < c->size; r++) want += val(r, i); /* rank order, float */
+        for (int r = 1; r < c->size; r++)
+            want += val(r, i); /* rank order, float */
         exact = exact && memcmp(&want, &x[i], sizeof want) == 0;
     }
     CHECK(exact, "all-reduce differs from the rank-order float sum");
     MUST(c->all_gather(c, all, x, (size_t)n * sizeof *x));
     bool same = true;
-    for (int r = 0; r < c->size; r++) same = same && memcmp(all + (size_t)r * n, x, (size_t)n * sizeof *x) == 0;
+    for (int r = 0; r < c->size; r++)
+        same = same && memcmp(all + (size_t)r * n, x, (size_t)n * sizeof *x) == 0;
     CHECK(same, "ranks hold different all-reduce bits");
     int32_t token[4] = {c->rank, 7, 8, 9};
     MUST(c->broadcast(c, token, sizeof token, c->size - 1));
@@ -144,8 +148,7 @@ static void test_embedding(lisa_backend *be, const lisa_llama *ref, const lisa_l
     int32_t bad = V;
     emb_ctx ec = {tp, &bad, 1, b};
     lisa_status s = run_graph(be, emb_graph, &ec);
-    CHECK(s == LISA_ERR_INVALID_ARG && strstr(lisa_last_error(), "outside"), "bad id: %s",
-          lisa_last_error());
+    CHECK(s == LISA_ERR_INVALID_ARG && strstr(lisa_last_error(), "outside"), "bad id: %s", lisa_last_error());
     free(a);
     free(b);
 }
@@ -198,7 +201,8 @@ static void test_contiguous(lisa_backend *be, const lisa_llama *ref, const lisa_
     const int G = (int)want_gen.shape[0];
     int32_t *ids = malloc((size_t)n * sizeof *ids), *gen_ref = malloc((size_t)G * sizeof(int32_t)),
             *gen_tp = malloc((size_t)G * sizeof(int32_t));
-    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)((const int64_t *)in.data)[i];
+    for (int64_t i = 0; i < n; i++)
+        ids[i] = (int32_t)((const int64_t *)in.data)[i];
     const size_t rows = (size_t)(n + G - 1);
     float *lr = malloc(rows * V * sizeof(float)), *lt = malloc(rows * V * sizeof(float));
     greedy(be, ref, ids, n, G, gen_ref, lr);
@@ -206,12 +210,15 @@ static void test_contiguous(lisa_backend *be, const lisa_llama *ref, const lisa_
     /* against PyTorch: prefill logits, |d| <= 1e-5 max|ref| + 1e-4 |ref| (the TP = 1 parity test's bound) */
     const float *gl = want_logits.data;
     double gmax = 0;
-    for (int64_t i = 0; i < n * V; i++) gmax = fmax(gmax, fabs(gl[i]));
+    for (int64_t i = 0; i < n * V; i++)
+        gmax = fmax(gmax, fabs(gl[i]));
     int64_t bad = 0;
-    for (int64_t i = 0; i < n * V; i++) bad += !(fabs((double)lt[i] - gl[i]) <= 1e-5 * gmax + 1e-4 * fabs(gl[i]));
+    for (int64_t i = 0; i < n * V; i++)
+        bad += !(fabs((double)lt[i] - gl[i]) <= 1e-5 * gmax + 1e-4 * fabs(gl[i]));
     CHECK(bad == 0, "%lld prefill logits off PyTorch's", (long long)bad);
     bool gen_ok = true;
-    for (int j = 0; j < G; j++) gen_ok = gen_ok && gen_tp[j] == (int32_t)((const int64_t *)want_gen.data)[j];
+    for (int j = 0; j < G; j++)
+        gen_ok = gen_ok && gen_tp[j] == (int32_t)((const int64_t *)want_gen.data)[j];
     CHECK(gen_ok, "greedy tokens differ from PyTorch's");
     CHECK(memcmp(gen_ref, gen_tp, (size_t)G * sizeof(int32_t)) == 0, "greedy tokens: TP differs from TP=1");
     CHECK(close_f32("contiguous logits (prefill + decode)", lt, lr, (int64_t)rows * V, max_err), "TP vs TP=1");
@@ -238,7 +245,8 @@ static void batch_graph(lisa_graph *g, void *p) {
     const int64_t C = b->m->cfg.hidden;
     T *h = lisa_llama_forward_batch(g, b->m, &b->bt, lisa_llama_embed(g, b->m, b->ids, b->bt.n_rows));
     T *hl = g_new(g, g->act_dtype, 2, NSEQ, C, 0, 0);
-    for (int i = 0; i < NSEQ; i++) g_copy_to(g, g_narrow(g, hl, 0, i, 1), g_narrow(g, h, 0, b->last[i], 1));
+    for (int i = 0; i < NSEQ; i++)
+        g_copy_to(g, g_narrow(g, hl, 0, i, 1), g_narrow(g, h, 0, b->last[i], 1));
     lisa_tensor host = lisa_tensor_view(b->logits, LISA_DTYPE_F32, 2, (int64_t[]){NSEQ, b->m->cfg.vocab});
     g_download(g, &host, lisa_llama_logits(g, b->m, hl));
 }
@@ -265,25 +273,37 @@ static void paged_run(lisa_backend *be, const lisa_llama *m, int n_dec, int32_t 
                 pos[rows] = p;
                 slots[rows] = lisa_kv_seq_slot(&pool, &seq[i], p);
                 /* prompt ids spread over the vocabulary (every rank's shard is hit) */
-                ids[rows] = step ? tokens[i * (n_dec + 1) + step - 1] : (int32_t)((7919u * (unsigned)(p + 31 * i)) % (unsigned)V);
+                ids[rows] = step ? tokens[i * (n_dec + 1) + step - 1]
+                                 : (int32_t)((7919u * (unsigned)(p + 31 * i)) % (unsigned)V);
             }
             qo[i + 1] = rows;
-            for (int k = 0; k < seq[i].n_pages; k++) idx[np++] = seq[i].pages[k];
+            for (int k = 0; k < seq[i].n_pages; k++)
+                idx[np++] = seq[i].pages[k];
             kvp[i + 1] = np;
             kvl[i] = p1;
         }
         batch_ctx b = {.m = m, .ids = ids, .logits = logits + (size_t)step * NSEQ * V};
-        b.bt = (lisa_llama_batch){.n_seqs = NSEQ, .n_rows = rows, .qo_indptr = qo, .positions = pos, .slots = slots,
-                                  .kv_indptr = kvp, .kv_indices = idx, .kv_len = kvl, .page_size = PS,
-                                  .k_pages = pool.k, .v_pages = pool.v};
-        for (int i = 0; i < NSEQ; i++) b.last[i] = qo[i + 1] - 1;
+        b.bt = (lisa_llama_batch){.n_seqs = NSEQ,
+                                  .n_rows = rows,
+                                  .qo_indptr = qo,
+                                  .positions = pos,
+                                  .slots = slots,
+                                  .kv_indptr = kvp,
+                                  .kv_indices = idx,
+                                  .kv_len = kvl,
+                                  .page_size = PS,
+                                  .k_pages = pool.k,
+                                  .v_pages = pool.v};
+        for (int i = 0; i < NSEQ; i++)
+            b.last[i] = qo[i + 1] - 1;
         MUST(run_graph(be, batch_graph, &b));
         for (int i = 0; i < NSEQ; i++) {
             seq[i].len = kvl[i];
             tokens[i * (n_dec + 1) + step] = argmax(b.logits + (size_t)i * V, V);
         }
     }
-    for (int i = 0; i < NSEQ; i++) lisa_kv_seq_release(&pool, &seq[i]);
+    for (int i = 0; i < NSEQ; i++)
+        lisa_kv_seq_release(&pool, &seq[i]);
     lisa_kv_pool_free(&pool);
 }
 
@@ -352,7 +372,8 @@ int main(void) {
     int32_t mine[2] = {n_pass, n_fail}, *all = malloc(sizeof mine * (size_t)c->size);
     MUST(c->all_gather(c, all, mine, sizeof mine));
     int tp_pass = 0, tp_fail = 0;
-    for (int r = 0; r < c->size; r++) tp_pass += all[2 * r], tp_fail += all[2 * r + 1];
+    for (int r = 0; r < c->size; r++)
+        tp_pass += all[2 * r], tp_fail += all[2 * r + 1];
     if (c->rank == 0) {
         printf("TP=%d: max relative logit difference vs TP=1: %.3g\n", c->size, max_err);
         printf("%d passed, %d failed\n", tp_pass, tp_fail);
