@@ -12,6 +12,9 @@
 #include "runtime/engine_tp.h"
 #include "runtime/error.h"
 #include "runtime/path.h"
+#ifdef LISA_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 #include <dirent.h>
 #include <math.h>
@@ -161,6 +164,18 @@ static void load_glue(lisa_weights *w, void *ctx) {
     lisa_w_get(w, &m->fc2_b, 1, O, 0, 0, 0, "model.text_hidden_fcs.0.2.bias");
 }
 
+/* The communicator of the LLM's tensors: NCCL on a device backend, else the MPI one. */
+static lisa_comm *tp_data(lisa_model *m) { return m->tp_device ? m->tp_device : m->tp_comm; }
+
+static lisa_status create_device_comm(lisa_model *m, lisa_backend *be) {
+#ifdef LISA_HAVE_CUDA
+    return lisa_comm_nccl_create(&m->tp_device, m->tp_comm, be->device_id, lisa_cuda_stream(be));
+#else
+    return lisa_fail(LISA_ERR_UNSUPPORTED, "tensor parallelism on the %s backend needs a CUDA build with NCCL",
+                     be->name);
+#endif
+}
+
 lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_params *p, lisa_backend *be,
                                          lisa_model **out) {
     *out = NULL;
@@ -178,12 +193,15 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
         /* TP group of tensor_parallel consecutive MPI ranks; its rank 0 leads (runtime/engine_tp.h) */
         s = lisa_comm_mpi_create(&m->tp_comm, p->tensor_parallel, &m->tp_group, &m->tp_groups);
         if (s == LISA_OK) m->tp_follower = m->tp_comm->rank != 0;
+        /* tensors move over NCCL on GPUs (bootstrapped through MPI; plans stay on MPI), over MPI on
+         * the CPU */
+        if (s == LISA_OK && be->device != LISA_DEVICE_CPU) s = create_device_comm(m, be);
     } else if (s == LISA_OK && p->tensor_parallel < 0) {
         s = lisa_fail(LISA_ERR_INVALID_ARG, "tensor_parallel %d (0 or 1: off; N: N MPI ranks)", p->tensor_parallel);
     }
     if (s == LISA_OK && m->tp_follower) { /* a follower holds its LLM shard only */
         s = lisa_checkpoint_open(&m->ck, path);
-        if (s == LISA_OK) s = lisa_llama_load_tp(&m->llm, be, m->ck, &m->cfg.llm, m->tp_comm);
+        if (s == LISA_OK) s = lisa_llama_load_tp(&m->llm, be, m->ck, &m->cfg.llm, tp_data(m));
         if (s != LISA_OK) {
             lisa_model_free(m);
             return s;
@@ -212,7 +230,7 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
                           m->cfg.llm.vocab);
     }
     if (s == LISA_OK) s = lisa_checkpoint_open(&m->ck, path);
-    if (s == LISA_OK) s = lisa_llama_load_tp(&m->llm, be, m->ck, &m->cfg.llm, m->tp_comm);
+    if (s == LISA_OK) s = lisa_llama_load_tp(&m->llm, be, m->ck, &m->cfg.llm, tp_data(m));
     if (s == LISA_OK) s = lisa_sam_load(&m->sam, be, m->ck);
     if (s == LISA_OK && m->sam->dec.dim != m->cfg.out_dim)
         s = lisa_fail(LISA_ERR_SHAPE, "%s: out_dim %d does not match SAM's prompt dim %d", path, m->cfg.out_dim,
@@ -276,8 +294,9 @@ void lisa_model_free(lisa_model *m) {
     lisa_llama_free(m->llm);
     lisa_checkpoint_close(m->ck);
     lisa_tokenizer_free(m->tok);
-    if (m->owns_be) lisa_backend_free(m->be);
+    lisa_comm_free(m->tp_device); /* before the backend whose stream it waits on */
     lisa_comm_free(m->tp_comm);
+    if (m->owns_be) lisa_backend_free(m->be);
     free(m->clip_dir);
     free(m->dir);
     free(m);

@@ -52,9 +52,11 @@ struct lisa_model {
     int32_t n_patches;      /* CLIP patch tokens spliced per image (256) */
     lisa_clip_preprocess_params clip_pp;
     lisa_sam_preprocess_params sam_pp;
-    /* tensor parallelism (runtime/engine_tp.h): the TP group's communicator (owned; NULL = off);
-     * a follower (rank >= 1) holds only cfg, ck and its LLM shard */
+    /* tensor parallelism (runtime/engine_tp.h): the TP group's host communicator (MPI: plans, and
+     * the tensors on the CPU; owned; NULL = off); a follower (rank >= 1) holds only cfg, ck and its
+     * LLM shard */
     lisa_comm *tp_comm;
+    lisa_comm *tp_device; /* owned: NCCL over the same ranks on a CUDA backend (NULL on the CPU) */
     bool tp_follower;
     int32_t tp_group, tp_groups; /* this group's index and the number of groups (data parallelism) */
 };

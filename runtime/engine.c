@@ -306,8 +306,9 @@ static lisa_llama_batch make_batch(lisa_engine *e, int32_t nb, int32_t rows) {
 static void prefill_graph(lisa_graph *g, void *ctx) {
     lisa_engine *e = ctx;
     const int32_t nb = e->n_batch, R = e->h_qo[nb];
-    /* TP: the leader's projected image rows to every rank (followers run no CLIP) */
-    lisa_tp_broadcast(g, e->tp, g_narrow(g, &e->proj_buf, 0, 0, nb), 0);
+    /* TP: the leader's projected image rows to every rank (followers run no CLIP), over the LLM's
+     * communicator (device memory with NCCL) */
+    lisa_tp_broadcast(g, e->m->llm->comm, g_narrow(g, &e->proj_buf, 0, 0, nb), 0);
     T *emb = lisa_llama_embed(g, e->m->llm, e->h_ids, e->n_text); /* [n_text, C] */
     T *x = g_new(g, g->act_dtype, 2, R, e->C, 0, 0);
     int64_t t = 0;
