@@ -7,6 +7,9 @@
 #include "models/lisa.h"
 
 #include "loader/image.h"
+#ifdef LISA_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 #include "loader/json.h"
 #include "loader/preprocessor_config.h"
 #include "runtime/error.h"
@@ -233,11 +236,17 @@ lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_m
     lisa_model_params dp = lisa_model_default_params();
     if (!p) p = &dp;
     lisa_backend *be = NULL;
-    lisa_status s;
-    if (p->backend == LISA_BACKEND_CUDA)
-        return lisa_fail(LISA_ERR_UNSUPPORTED, "the CUDA backend does not run whole models yet; use the CPU backend");
-    s = lisa_backend_cpu_create(&be, 0, p->n_threads);
-    if (s != LISA_OK) return s;
+    lisa_status s = LISA_ERR_UNSUPPORTED;
+    if (p->backend == LISA_BACKEND_CUDA || p->backend == LISA_BACKEND_AUTO) {
+#ifdef LISA_HAVE_CUDA
+        s = lisa_backend_cuda_create(&be, p->device, 0);
+        if (s != LISA_OK && p->backend == LISA_BACKEND_CUDA) return s; /* AUTO falls back to the CPU */
+#else
+        if (p->backend == LISA_BACKEND_CUDA)
+            return lisa_fail(LISA_ERR_UNSUPPORTED, "this build has no CUDA backend (configure with -DLISA_CUDA=ON)");
+#endif
+    }
+    if (s != LISA_OK) LISA_TRY(lisa_backend_cpu_create(&be, 0, p->n_threads));
     s = lisa_model_load_with_backend(path, p, be, out);
     if (s != LISA_OK) {
         lisa_backend_free(be);
