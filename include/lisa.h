@@ -70,7 +70,8 @@ typedef struct lisa_model_params {
     int32_t device;            /* CUDA device ordinal */
     int32_t n_threads;         /* CPU threads; 0 = all cores */
     int32_t tensor_parallel;   /* 0 or 1: off; N > 1: split the LLM over N MPI ranks (launch with
-                                  mpirun/srun; consecutive ranks form a group; see lisa_model_tp_follow) */
+                                  mpirun/srun; consecutive ranks form a group; see lisa_model_tp_follow);
+                                  on GPUs each rank takes device `device` + its rank on the node */
 } lisa_model_params;
 
 LISA_API lisa_model_params lisa_model_default_params(void);

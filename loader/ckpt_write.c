@@ -1,6 +1,7 @@
 /* loader/ckpt_write.c — writing checkpoints: dtype casting on the way out, the torch.save-
  * compatible .bin writer, and HF model directories (one file or shards + index) in either format. */
 #include "loader/checkpoint_impl.h"
+#include "loader/json_write.h"
 #include "loader/zip.h"
 
 #include "runtime/error.h"
@@ -512,20 +513,10 @@ lisa_status lisa_checkpoint_write_dir(const char *dir, const lisa_st_write_item 
         for (int64_t i = 0; s == LISA_OK && wm && i < m; i++) cJSON_AddStringToObject(wm, sub[i].name, fname);
     }
     if (s == LISA_OK && index) {
-        /* the index last, through a temporary file: a directory with an index is complete */
-        char *text = cJSON_Print(index);
-        char tmp[8300];
+        /* the index last (atomically): a directory with an index is complete. Written as
+         * transformers does (json.dumps(indent=2, sort_keys=True) + newline). */
         snprintf(path, sizeof path, "%s/%s.index.json", dir, bin ? "pytorch_model.bin" : "model.safetensors");
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = text ? fopen(tmp, "wb") : NULL;
-        bool ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-        if (f) ok = fclose(f) == 0 && ok;
-        ok = ok && rename(tmp, path) == 0;
-        if (!ok) {
-            s = lisa_fail(text ? LISA_ERR_IO : LISA_ERR_OOM, "%s: cannot write: %s", path, strerror(errno));
-            unlink(tmp);
-        }
-        free(text);
+        s = lisa_json_write_file(path, index);
     }
     if (s != LISA_OK) {
         /* no partial model directory: remove the shards written before the failure */

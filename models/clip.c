@@ -64,7 +64,7 @@ static void load_weights(lisa_weights *w, void *ctx) {
     const int64_t E = c->hidden, I = c->intermediate, P = (c->image_size / c->patch) * (c->image_size / c->patch);
     lisa_w_get(w, &m->patch_w, 4, E, 3, c->patch, c->patch, "vision_model.embeddings.patch_embedding.weight");
     lisa_w_get(w, &m->class_emb, 1, E, 0, 0, 0, "vision_model.embeddings.class_embedding");
-    lisa_w_get(w, &m->pos_emb, 2, P + 1, E, 0, 0, "vision_model.embeddings.position_embedding.weight");
+    lisa_w_get_act(w, &m->pos_emb, 2, P + 1, E, 0, 0, "vision_model.embeddings.position_embedding.weight");
     lisa_w_get(w, &m->pre_ln_w, 1, E, 0, 0, 0, "vision_model.pre_layrnorm.weight");
     lisa_w_get(w, &m->pre_ln_b, 1, E, 0, 0, 0, "vision_model.pre_layrnorm.bias");
     for (int i = 0; i < c->n_run; i++) {

@@ -7,14 +7,15 @@
 #include "models/lisa.h"
 
 #include "loader/image.h"
+#ifdef LISA_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 #include "loader/json.h"
 #include "loader/preprocessor_config.h"
 #include "runtime/engine_tp.h"
 #include "runtime/error.h"
+#include "runtime/launch.h"
 #include "runtime/path.h"
-#ifdef LISA_HAVE_CUDA
-#include "kernels/cuda/cuda.h"
-#endif
 
 #include <dirent.h>
 #include <math.h>
@@ -270,11 +271,19 @@ lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_m
     lisa_model_params dp = lisa_model_default_params();
     if (!p) p = &dp;
     lisa_backend *be = NULL;
-    lisa_status s;
-    if (p->backend == LISA_BACKEND_CUDA)
-        return lisa_fail(LISA_ERR_UNSUPPORTED, "the CUDA backend does not run whole models yet; use the CPU backend");
-    s = lisa_backend_cpu_create(&be, 0, p->n_threads);
-    if (s != LISA_OK) return s;
+    lisa_status s = LISA_ERR_UNSUPPORTED;
+    if (p->backend == LISA_BACKEND_CUDA || p->backend == LISA_BACKEND_AUTO) {
+#ifdef LISA_HAVE_CUDA
+        /* tensor parallelism on GPUs: one device per rank of the node (device + local rank) */
+        const int32_t dev = p->device + (p->tensor_parallel > 1 ? lisa_launch_local_rank() : 0);
+        s = lisa_backend_cuda_create(&be, dev, 0);
+        if (s != LISA_OK && p->backend == LISA_BACKEND_CUDA) return s; /* AUTO falls back to the CPU */
+#else
+        if (p->backend == LISA_BACKEND_CUDA)
+            return lisa_fail(LISA_ERR_UNSUPPORTED, "this build has no CUDA backend (configure with -DLISA_CUDA=ON)");
+#endif
+    }
+    if (s != LISA_OK) LISA_TRY(lisa_backend_cpu_create(&be, 0, p->n_threads));
     s = lisa_model_load_with_backend(path, p, be, out);
     if (s != LISA_OK) {
         lisa_backend_free(be);

@@ -41,9 +41,9 @@ void lisa_sam_load_decoder(lisa_weights *w, lisa_sam *m) {
     /* SAM's decoder uses 8 heads at every size (build_sam: TwoWayTransformer(num_heads=8)); the
      * head count is not recoverable from shapes, so it is fixed here as in the reference. */
     d->heads = 8;
-    lisa_w_get(w, &d->iou_token, 2, 1, C, 0, 0, "mask_decoder.iou_token.weight");
+    lisa_w_get_act(w, &d->iou_token, 2, 1, C, 0, 0, "mask_decoder.iou_token.weight");
     T mt;
-    if (!lisa_w_get(w, &mt, 2, -1, C, 0, 0, "mask_decoder.mask_tokens.weight")) return;
+    if (!lisa_w_get_act(w, &mt, 2, -1, C, 0, 0, "mask_decoder.mask_tokens.weight")) return;
     d->mask_tokens = mt;
     d->n_mask_tokens = (int32_t)mt.shape[0];
     if (d->n_mask_tokens < 1 || d->n_mask_tokens > LISA_SAM_MAX_MASK_TOKENS) {

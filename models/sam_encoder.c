@@ -24,7 +24,7 @@ static void load_encoder(lisa_weights *w, lisa_sam *m) {
     p->patch = (int32_t)pw.shape[2];
     if (pw.shape[3] != p->patch) lisa_w_error(w, LISA_ERR_SHAPE, "image_encoder.patch_embed.proj.weight: non-square patch");
     T pos;
-    if (!lisa_w_get(w, &pos, 4, 1, -1, -1, p->embed, "image_encoder.pos_embed")) return;
+    if (!lisa_w_get_act(w, &pos, 4, 1, -1, -1, p->embed, "image_encoder.pos_embed")) return;
     p->grid = (int32_t)pos.shape[1];
     if (pos.shape[2] != p->grid) lisa_w_error(w, LISA_ERR_SHAPE, "image_encoder.pos_embed: non-square grid");
     p->img_size = p->grid * p->patch;
@@ -102,7 +102,7 @@ static void load_all(lisa_weights *w, void *ctx) {
     if (m->enc.out_chans <= 0) return; /* the decoder's dims come from the neck */
     const int64_t O = m->enc.out_chans;
     lisa_w_get(w, &m->pe_gaussian, 2, 2, O / 2, 0, 0, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
-    lisa_w_get(w, &m->no_mask_embed, 2, 1, O, 0, 0, "prompt_encoder.no_mask_embed.weight");
+    lisa_w_get_act(w, &m->no_mask_embed, 2, 1, O, 0, 0, "prompt_encoder.no_mask_embed.weight");
     lisa_sam_load_decoder(w, m);
 }
 

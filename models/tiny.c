@@ -840,18 +840,9 @@ static cJSON *clip_preprocessor_config(void) {
 
 /* ---- safetensors shards --------------------------------------------------------------------- */
 
-static int cmp_items(const void *a, const void *b) {
-    /* data ordered by (element size descending, name): every tensor aligned to its element size */
-    const lisa_st_write_item *x = a, *y = b;
-    const size_t sx = lisa_dtype_size(x->tensor.dtype), sy = lisa_dtype_size(y->tensor.dtype);
-    if (sx != sy) return sx > sy ? -1 : 1;
-    return strcmp(x->name, y->name);
-}
-
-static size_t stored_bytes(const tt *e) { return (size_t)lisa_tensor_numel(&e->t) * lisa_dtype_size(e->dtype); }
-
-/* Writes L->v[a, b) as one safetensors file (metadata {"format": "pt"}), converting to stored dtypes. */
-static lisa_status write_shard(const char *path, tlist *L, int32_t a, int32_t b) {
+/* The tensors [a, b) of L as write items in their stored dtypes (BF16 tensors are built in F32
+ * and rounded here); *conv holds the converted copies (free with free_items). */
+static lisa_status stored_items(tlist *L, int32_t a, int32_t b, lisa_st_write_item **items_out, lisa_tensor **conv_out) {
     const int32_t n = b - a;
     lisa_st_write_item *items = calloc((size_t)(n ? n : 1), sizeof *items);
     lisa_tensor *conv = calloc((size_t)(n ? n : 1), sizeof *conv);
@@ -859,73 +850,60 @@ static lisa_status write_shard(const char *path, tlist *L, int32_t a, int32_t b)
     for (int32_t i = 0; i < n && s == LISA_OK; i++) {
         tt *e = &L->v[a + i];
         items[i].name = e->name;
-        if (e->dtype == LISA_DTYPE_BF16) {
-            s = lisa_tensor_alloc(&conv[i], LISA_DTYPE_BF16, e->t.n_dims, e->t.shape);
-            if (s != LISA_OK) break;
-            const float *x = e->t.data;
-            uint16_t *y = conv[i].data;
-            for (int64_t j = 0, m = lisa_tensor_numel(&e->t); j < m; j++)
-                y[j] = lisa_f32_to_bf16(x[j]);
-            items[i].tensor = conv[i];
-        } else {
-            items[i].tensor = e->t;
-        }
+        items[i].tensor = e->t;
+        if (e->dtype != LISA_DTYPE_BF16) continue;
+        s = lisa_tensor_alloc(&conv[i], LISA_DTYPE_BF16, e->t.n_dims, e->t.shape);
+        if (s != LISA_OK) break;
+        const float *x = e->t.data;
+        uint16_t *y = conv[i].data;
+        for (int64_t j = 0, m = lisa_tensor_numel(&e->t); j < m; j++) y[j] = lisa_f32_to_bf16(x[j]);
+        items[i].tensor = conv[i];
     }
-    if (s == LISA_OK) {
-        qsort(items, (size_t)n, sizeof *items, cmp_items);
-        const char *meta[2] = {"format", "pt"};
-        s = lisa_safetensors_write(path, items, n, meta, 1);
-    }
-    for (int32_t i = 0; conv && i < n; i++)
-        lisa_tensor_free(&conv[i]);
-    free(conv);
-    free(items);
+    *items_out = items;
+    *conv_out = conv;
     return s;
 }
 
-/* transformers' shard_checkpoint: walk in state_dict order; a tensor that would push a non-empty
- * shard over the limit starts the next one. One shard = model.safetensors without an index. */
-static lisa_status write_sharded(const char *dir, tlist *L, int64_t max_bytes, lisa_tiny_report *rep) {
-    int32_t starts[4097], n_shards = 0;
-    int64_t cur = 0, total = 0;
-    for (int32_t i = 0; i < L->n; i++) {
+static void free_items(lisa_st_write_item *items, lisa_tensor *conv, int32_t n) {
+    for (int32_t i = 0; conv && i < n; i++) lisa_tensor_free(&conv[i]);
+    free(conv);
+    free(items);
+}
+
+static size_t stored_bytes(const tt *e) { return (size_t)lisa_tensor_numel(&e->t) * lisa_dtype_size(e->dtype); }
+
+/* Writes L->v[a, b) as one safetensors file (metadata {"format": "pt"}). */
+static lisa_status write_shard(const char *path, tlist *L, int32_t a, int32_t b) {
+    lisa_st_write_item *items = NULL;
+    lisa_tensor *conv = NULL;
+    lisa_status s = stored_items(L, a, b, &items, &conv);
+    const char *meta[2] = {"format", "pt"};
+    if (s == LISA_OK) s = lisa_safetensors_write(path, items, b - a, meta, 1);
+    free_items(items, conv, b - a);
+    return s;
+}
+
+/* The checkpoint's weights in state_dict order: one file, or transformers' shards + index
+ * (lisa_checkpoint_write_dir), as safetensors or as torch.save .bin files. */
+static lisa_status write_sharded(const char *dir, tlist *L, int64_t max_bytes, lisa_ckpt_format format,
+                                 lisa_tiny_report *rep) {
+    lisa_st_write_item *items = NULL;
+    lisa_tensor *conv = NULL;
+    lisa_status s = stored_items(L, 0, L->n, &items, &conv);
+    const lisa_ckpt_write_params wp = {.format = format, .shard_size = (uint64_t)max_bytes, .cast = LISA_DTYPE_COUNT};
+    if (s == LISA_OK) s = lisa_checkpoint_write_dir(dir, items, L->n, &wp);
+    free_items(items, conv, L->n);
+    if (s != LISA_OK) return s;
+    int64_t total = 0, cur = 0;
+    int32_t n_shards = 0;
+    for (int32_t i = 0; i < L->n; i++) { /* the same split lisa_checkpoint_write_dir made */
         const int64_t sz = (int64_t)stored_bytes(&L->v[i]);
-        if (n_shards == 0 || (cur > 0 && cur + sz > max_bytes)) {
-            if (n_shards == 4096)
-                return lisa_fail(LISA_ERR_LIMIT, "make-tiny: more than 4096 shards of %lld bytes",
-                                 (long long)max_bytes);
-            starts[n_shards++] = i;
+        if (n_shards == 0 || (max_bytes > 0 && cur > 0 && cur + sz > max_bytes)) {
+            n_shards++;
             cur = 0;
         }
         cur += sz;
         total += sz;
-    }
-    starts[n_shards] = L->n;
-    char path[4096], fname[64];
-    if (n_shards == 1) {
-        if (!lisa_path_join(path, sizeof path, dir, "model.safetensors"))
-            return lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: path too long: %.200s", dir);
-        LISA_TRY(write_shard(path, L, 0, L->n));
-    } else {
-        cJSON *idx = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *map = cJSON_CreateObject();
-        cJSON_AddItemToObject(idx, "metadata", meta);
-        cJSON_AddItemToObject(idx, "weight_map", map);
-        J_INT(meta, "total_size", total);
-        lisa_status s = LISA_OK;
-        for (int32_t k = 0; k < n_shards && s == LISA_OK; k++) {
-            snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", k + 1, n_shards);
-            if (!lisa_path_join(path, sizeof path, dir, fname))
-                s = lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: path too long: %.200s", dir);
-            else
-                s = write_shard(path, L, starts[k], starts[k + 1]);
-            for (int32_t i = starts[k]; i < starts[k + 1]; i++)
-                J_STR(map, L->v[i].name, fname);
-        }
-        if (s != LISA_OK) {
-            cJSON_Delete(idx);
-            return s;
-        }
-        LISA_TRY(write_json(dir, "model.safetensors.index.json", idx));
     }
     if (rep) {
         rep->n_tensors = L->n;
@@ -1075,7 +1053,7 @@ static lisa_status build(const lisa_tiny_params *p, const char *tmp, lisa_tiny_r
         if (s == LISA_OK) s = shape_answer(&L, p, tok, rep);
         lisa_tokenizer_free(tok);
     }
-    if (s == LISA_OK) s = write_sharded(tmp, &L, p->max_shard_bytes, rep);
+    if (s == LISA_OK) s = write_sharded(tmp, &L, p->max_shard_bytes, p->format, rep);
     tl_free(&L);
     LISA_TRY(s);
 

@@ -33,6 +33,7 @@
 #define LISA_MODELS_TINY_H
 
 #include "lisa.h"
+#include "loader/checkpoint.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,6 +62,7 @@ typedef struct lisa_tiny_params {
     const char *sp_model;    /* tokenizer.model to copy; NULL = LISA_DEFAULT_SP_MODEL (build tree) */
     int64_t max_shard_bytes; /* shard when the tensors exceed this (transformers' rule) */
     bool write_clip;         /* also write <out>/clip-vit-large-patch14 */
+    lisa_ckpt_format format; /* weights as safetensors (default) or torch.save .bin, as published */
 } lisa_tiny_params;
 
 /* The dims of tests/data/tiny-lisa: LLM 32/2 layers/4 heads/4 kv/64, CLIP 32/3/2/64, SAM 16/4/2

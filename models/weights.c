@@ -2,9 +2,11 @@
 #include "models/weights.h"
 
 #include "runtime/error.h"
+#include "runtime/half.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void lisa_weights_init(lisa_weights *w, lisa_backend *be, const lisa_checkpoint *ck, lisa_dtype device_dtype) {
@@ -45,6 +47,16 @@ bool lisa_w_has(const lisa_weights *w, const char *fmt, ...) {
     va_end(ap);
     snprintf(full, sizeof full, "%s%s", w->prefix, name);
     return lisa_checkpoint_find(w->ck, full) != NULL;
+}
+
+/* Widens n contiguous elements of a float tensor starting at element i0. */
+static void lisa_weights_widen(float *dst, const lisa_tensor *t, int64_t i0, int64_t n) {
+    const void *p = (const char *)t->data + (size_t)i0 * lisa_dtype_size(t->dtype);
+    if (t->dtype == LISA_DTYPE_F32) memcpy(dst, p, (size_t)n * sizeof(float));
+    else if (t->dtype == LISA_DTYPE_BF16)
+        for (int64_t i = 0; i < n; i++) dst[i] = lisa_bf16_to_f32(((const uint16_t *)p)[i]);
+    else
+        for (int64_t i = 0; i < n; i++) dst[i] = lisa_f16_to_f32(((const uint16_t *)p)[i]);
 }
 
 static bool is_float(lisa_dtype t) { return t == LISA_DTYPE_F32 || t == LISA_DTYPE_BF16 || t == LISA_DTYPE_F16; }
@@ -126,9 +138,10 @@ static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t s
         *out = lisa_tensor_view(dst, t.dtype, t.n_dims, t.shape);
         return true;
     }
-    /* Device backend: matrices in device_dtype, vectors (norms, biases) in F32. */
-    lisa_tensor d = t;
-    d.dtype = t.n_dims >= 2 ? w->device_dtype : LISA_DTYPE_F32;
+    /* Device backend: matrices in device_dtype, vectors (norms, biases) in F32; contiguous (a
+     * column slice is gathered on the host first). */
+    lisa_tensor d = lisa_tensor_view(NULL, t.n_dims >= 2 && !w->force_f32 ? w->device_dtype : LISA_DTYPE_F32, t.n_dims,
+                                     t.shape);
     size_t bytes = lisa_tensor_nbytes(&d);
     if (w->counting) {
         w->bytes_needed += (bytes + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
@@ -145,22 +158,40 @@ static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t s
     d.data = dst;
     d.device = w->be->device;
     d.device_id = w->be->device_id;
-    /* Convert on the host through the CPU copy op semantics, then upload. */
-    lisa_tensor host;
-    s = lisa_tensor_alloc(&host, d.dtype, d.n_dims, d.shape);
-    if (s == LISA_OK) {
-        int64_t idx[4] = {0, 0, 0, 0}, n = lisa_tensor_numel(&t);
-        for (int64_t i = 0; i < n; i++) {
-            int64_t rem = i;
-            for (int k = t.n_dims - 1; k >= 0; k--) {
-                idx[k] = rem % t.shape[k];
-                rem /= t.shape[k];
-            }
-            lisa_tensor_set(&host, idx, lisa_tensor_get(&t, idx));
+    void *gathered = NULL; /* tensor parallelism: this rank's columns, contiguous (load time only) */
+    if (!lisa_tensor_is_contiguous(&t)) {
+        if (!(gathered = malloc(lisa_tensor_nbytes(&t)))) {
+            lisa_w_error(w, LISA_ERR_OOM, "tensor '%s': out of memory", full);
+            return false;
         }
-        s = w->be->upload(w->be, dst, host.data, bytes);
-        lisa_tensor_free(&host);
+        copy_slice(gathered, &t);
+        t = lisa_tensor_view(gathered, t.dtype, t.n_dims, t.shape);
     }
+    /* Same dtype: upload straight from the mapping. Else convert on the host in chunks (BF16/F16
+     * round to nearest even, as the CPU copy op) and upload each chunk. */
+    if (t.dtype == d.dtype) {
+        s = w->be->upload(w->be, dst, t.data, bytes);
+    } else {
+        enum { CHUNK = 1 << 20 };
+        const int64_t n = lisa_tensor_numel(&t);
+        const size_t osz = lisa_dtype_size(d.dtype);
+        void *buf = malloc(CHUNK * osz);
+        float *tmp = malloc(CHUNK * sizeof(float));
+        if (!buf || !tmp) s = lisa_fail(LISA_ERR_OOM, "tensor '%s': out of memory", full);
+        for (int64_t i0 = 0; s == LISA_OK && i0 < n; i0 += CHUNK) {
+            const int64_t k = n - i0 < CHUNK ? n - i0 : CHUNK;
+            lisa_weights_widen(tmp, &t, i0, k);
+            for (int64_t i = 0; i < k; i++) {
+                if (d.dtype == LISA_DTYPE_F32) ((float *)buf)[i] = tmp[i];
+                else if (d.dtype == LISA_DTYPE_BF16) ((uint16_t *)buf)[i] = lisa_f32_to_bf16(tmp[i]);
+                else ((uint16_t *)buf)[i] = lisa_f32_to_f16(tmp[i]);
+            }
+            s = w->be->upload(w->be, (char *)dst + (size_t)i0 * osz, buf, (size_t)k * osz);
+        }
+        free(buf);
+        free(tmp);
+    }
+    free(gathered);
     if (s != LISA_OK) {
         lisa_w_error(w, s, "tensor '%s': upload failed: %s", full, lisa_last_error());
         return false;

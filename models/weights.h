@@ -36,6 +36,7 @@ typedef struct lisa_weights {
     void *device_block;       /* owned (be->mem_free) */
     lisa_arena device_arena;  /* over device_block */
     const char *prefix;       /* prepended to every name, e.g. "model.visual_model." */
+    bool force_f32;           /* device backends: keep the next weights F32 (see lisa_w_get_act) */
     int32_t n_errors;
     lisa_status first_error;
     char errors[1024 * 8];    /* one line per problem, reported together */
@@ -56,6 +57,14 @@ bool lisa_w_get(lisa_weights *w, lisa_tensor *out, int32_t n_dims, int64_t d0, i
 bool lisa_w_get_slice(lisa_weights *w, lisa_tensor *out, int32_t dim, int64_t start, int64_t len, int32_t n_dims,
                       int64_t d0, int64_t d1, int64_t d2, int64_t d3, const char *fmt, ...)
     __attribute__((format(printf, 11, 12)));
+/* As lisa_w_get, for weights used as activations (added, copied or concatenated: positional
+ * embeddings, learned tokens): kept F32 on device backends instead of device_dtype. */
+#define lisa_w_get_act(w, ...)                                                                      \
+    ((w)->force_f32 = true, lisa_w_get_act_done_((w), lisa_w_get((w), __VA_ARGS__)))
+static inline bool lisa_w_get_act_done_(lisa_weights *w, bool ok) {
+    w->force_f32 = false;
+    return ok;
+}
 /* True when the (prefixed) name exists. */
 bool lisa_w_has(const lisa_weights *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Records a model-level problem (e.g. inconsistent hyper-parameters). */

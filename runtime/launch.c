@@ -41,3 +41,11 @@ bool lisa_launch_shard(int32_t tp, int32_t *k, int32_t *n) {
     *n = s / tp;
     return true;
 }
+
+int32_t lisa_launch_local_rank(void) {
+    static const char *env[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
+    int32_t r;
+    for (size_t k = 0; k < sizeof env / sizeof env[0]; k++)
+        if (env_int(env[k], &r)) return r;
+    return 0;
+}

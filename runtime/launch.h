@@ -23,6 +23,10 @@ bool lisa_launch_rank(int32_t *rank, int32_t *size);
  * *k = rank / tp, *n = size / tp. False (and 0 of 1) outside a launcher or when size % tp != 0. */
 bool lisa_launch_shard(int32_t tp, int32_t *k, int32_t *n);
 
+/* This process's rank among the launcher's processes on this node (OMPI_COMM_WORLD_LOCAL_RANK,
+ * SLURM_LOCALID, MPI_LOCALRANKID); 0 outside a launcher. GPU ranks use it to pick their device. */
+int32_t lisa_launch_local_rank(void);
+
 #ifdef __cplusplus
 }
 #endif

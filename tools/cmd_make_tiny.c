@@ -26,6 +26,8 @@ static void usage(FILE *f) {
             "                            tests/data/tokenizer/llama-spm.model)\n"
             "  --max-shard-bytes N       split the weights into shards of at most N bytes (default %lld)\n"
             "  --no-clip                 do not write DIR/clip-vit-large-patch14\n"
+            "  --format safetensors|bin  weight files: safetensors (default) or torch.save .bin shards with\n"
+            "                            pytorch_model.bin.index.json, as the released LISA checkpoints\n"
             "dims (defaults = tests/data/tiny-lisa):\n"
             "  --llm-hidden N (%d) --llm-layers N (%d) --llm-heads N (%d) --llm-kv-heads N (%d)\n"
             "  --llm-intermediate N (%d) --llm-max-pos N (%d)\n"
@@ -119,6 +121,16 @@ int lisa_cmd_make_tiny(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--no-clip")) {
             p.write_clip = false;
+        } else if (!strcmp(a, "--format") && has) {
+            const char *f = argv[++i];
+            if (!strcmp(f, "safetensors")) {
+                p.format = LISA_CKPT_SAFETENSORS;
+            } else if (!strcmp(f, "bin")) {
+                p.format = LISA_CKPT_TORCH_BIN;
+            } else {
+                fprintf(stderr, "lisa make-tiny: --format is safetensors or bin, not '%s'\n", f);
+                return 2;
+            }
         } else {
             fprintf(stderr, "lisa make-tiny: unknown or incomplete option '%s'\n\n", a);
             usage(stderr);

@@ -136,19 +136,7 @@ lisa_status lisa_cpu_attention(lisa_backend *be, lisa_tensor *y, const lisa_tens
                                 for (int64_t kx = 0; kx < k_w; kx++)
                                     s[ky * k_w + kx] = (s[ky * k_w + kx] + rh[ky * rhs[3]]) + rw[kx * rws[3]];
                         }
-                        int64_t n_vis = Tk;
-                        if (p->causal) n_vis = i + Tk - Tq + 1;
-                        double mx = -INFINITY, sum = 0;
-                        for (int64_t j = 0; j < n_vis; j++)
-                            if (s[j] > mx) mx = s[j];
-                        for (int64_t j = 0; j < n_vis; j++) {
-                            double e = exp((double)s[j] - mx);
-                            sum += e;
-                            s[j] = (float)e;
-                        }
-                        const double inv = 1.0 / sum;
-                        for (int64_t j = 0; j < n_vis; j++) s[j] = (float)(s[j] * inv);
-                        for (int64_t j = n_vis; j < Tk; j++) s[j] = 0.0f;
+                        lisa_cpu_softmax_row(s, p->causal ? i + Tk - Tq + 1 : Tk, Tk);
                     }
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)D, (int)Tk, 1.0f, sb, (int)Tk, vb,
                                 (int)D, 0.0f, (float *)y->data + (b * Tq + q0) * ldy + h * D, (int)ldy);

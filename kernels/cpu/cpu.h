@@ -9,6 +9,8 @@
 
 #include "kernels/ops.h"
 
+#include <math.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -22,6 +24,23 @@ lisa_status lisa_cpu_check_f32(const char *op, const char *what, const lisa_tens
 /* Parameter tensors: F32, BF16 or F16, contiguous. */
 lisa_status lisa_cpu_check_param(const char *op, const char *what, const lisa_tensor *t);
 lisa_status lisa_cpu_check_same_shape(const char *op, const lisa_tensor *y, const lisa_tensor *x);
+
+/* Attention's softmax over one score row s[0..n): the first n_vis entries (max-subtracted, exp and
+ * sum in double), zeros for the masked rest (causal). Shared by ATTENTION and PAGED_ATTENTION so
+ * that both compute the same bits. */
+static inline void lisa_cpu_softmax_row(float *s, int64_t n_vis, int64_t n) {
+    double mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < n_vis; j++)
+        if (s[j] > mx) mx = s[j];
+    for (int64_t j = 0; j < n_vis; j++) {
+        double e = exp((double)s[j] - mx);
+        sum += e;
+        s[j] = (float)e;
+    }
+    const double inv = 1.0 / sum;
+    for (int64_t j = 0; j < n_vis; j++) s[j] = (float)(s[j] * inv);
+    for (int64_t j = n_vis; j < n; j++) s[j] = 0.0f;
+}
 
 /* Widens `n` contiguous elements of a parameter tensor starting at element `offset` into dst. */
 void lisa_cpu_load_f32(float *dst, const lisa_tensor *t, int64_t offset, int64_t n);

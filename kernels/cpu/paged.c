@@ -141,18 +141,7 @@ lisa_status lisa_cpu_paged_attention(lisa_backend *be, lisa_tensor *y, const lis
                                 kb, (int)D, 0.0f, sb, (int)Tk);
                     for (int64_t r = 0; r < nq; r++) {
                         float *s = sb + r * Tk;
-                        const int64_t n_vis = p->causal ? Tk - qlen + i0 + r + 1 : Tk;
-                        double mx = -INFINITY, sum = 0;
-                        for (int64_t j = 0; j < n_vis; j++)
-                            if (s[j] > mx) mx = s[j];
-                        for (int64_t j = 0; j < n_vis; j++) {
-                            double e = exp((double)s[j] - mx);
-                            sum += e;
-                            s[j] = (float)e;
-                        }
-                        const double inv = 1.0 / sum;
-                        for (int64_t j = 0; j < n_vis; j++) s[j] = (float)(s[j] * inv);
-                        for (int64_t j = n_vis; j < Tk; j++) s[j] = 0.0f;
+                        lisa_cpu_softmax_row(s, p->causal ? Tk - qlen + i0 + r + 1 : Tk, Tk);
                     }
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)D, (int)Tk, 1.0f, sb, (int)Tk, vb,
                                 (int)D, 0.0f, (float *)y->data + (q0s + i0) * HQ * D + h * D, (int)(HQ * D));
