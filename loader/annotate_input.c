@@ -112,7 +112,8 @@ static lisa_status parse_obj(lisa_ann_item *it, const cJSON *j, const char *base
     const size_t cap = strlen(base_dir) + strlen(im->valuestring) + 2;
     if (!(it->image = malloc(cap))) return lisa_fail(LISA_ERR_OOM, "out of memory");
     lisa_path_join(it->image, cap, im->valuestring[0] == '/' ? "" : base_dir, im->valuestring);
-    const cJSON *qs = cJSON_GetObjectItemCaseSensitive(j, "queries"), *q1 = cJSON_GetObjectItemCaseSensitive(j, "query");
+    const cJSON *qs = cJSON_GetObjectItemCaseSensitive(j, "queries"),
+                *q1 = cJSON_GetObjectItemCaseSensitive(j, "query");
     if (qs && q1) {
         bad(it, LISA_ERR_FORMAT, where, line, "id %.200s: give \"queries\" or \"query\", not both", ids);
         return LISA_OK;
@@ -156,7 +157,8 @@ lisa_status lisa_ann_parse_line(lisa_ann_item *it, const char *text, size_t len,
 
 lisa_status lisa_ann_source_open_manifest(lisa_ann_source *s, const char *path) {
     memset(s, 0, sizeof *s);
-    if (!(s->f = fopen(path, "rb"))) return lisa_fail(LISA_ERR_IO, "%s: cannot open the manifest: %s", path, strerror(errno));
+    if (!(s->f = fopen(path, "rb")))
+        return lisa_fail(LISA_ERR_IO, "%s: cannot open the manifest: %s", path, strerror(errno));
     s->path = strdup(path);
     const char *slash = strrchr(path, '/');
     s->base_dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup("");
@@ -195,8 +197,10 @@ lisa_status lisa_ann_source_open_dir(lisa_ann_source *s, const char *dir, const 
             }
             s->files = nf;
         }
-        if (!(s->files[s->n_files] = strdup(e->d_name))) st = lisa_fail(LISA_ERR_OOM, "out of memory");
-        else s->n_files++;
+        if (!(s->files[s->n_files] = strdup(e->d_name)))
+            st = lisa_fail(LISA_ERR_OOM, "out of memory");
+        else
+            s->n_files++;
     }
     closedir(d);
     if (st == LISA_OK && s->n_files == 0)

@@ -32,15 +32,15 @@ extern "C" {
 #endif
 
 #define LISA_ANN_MAX_ID_BYTES 1024
-#define LISA_ANN_MAX_QUERIES 4096
+#define LISA_ANN_MAX_QUERIES  4096
 
 typedef struct lisa_ann_item {
-    int64_t index;      /* 0-based ordinal among the input's items */
-    int64_t line;       /* manifest line (1-based); 0 for a folder */
-    char *id;           /* NULL when the line has no usable id */
-    char *image;        /* the path to open (joined to the manifest's directory); NULL if absent */
-    char *image_field;  /* "image" as written in the manifest (the folder: the file name) */
-    char **queries;     /* [n_queries] */
+    int64_t index;     /* 0-based ordinal among the input's items */
+    int64_t line;      /* manifest line (1-based); 0 for a folder */
+    char *id;          /* NULL when the line has no usable id */
+    char *image;       /* the path to open (joined to the manifest's directory); NULL if absent */
+    char *image_field; /* "image" as written in the manifest (the folder: the file name) */
+    char **queries;    /* [n_queries] */
     int32_t n_queries;
     lisa_status status; /* LISA_OK, or why the line is malformed (message in error) */
     char error[600];

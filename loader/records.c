@@ -51,8 +51,10 @@ static lisa_status scan_stream(FILE *f, const char *path, const char *magic, cJS
                               magic);
                 break;
             }
-            if (header) *header = j;
-            else cJSON_Delete(j);
+            if (header)
+                *header = j;
+            else
+                cJSON_Delete(j);
         } else {
             s = fn ? fn(ctx, line, len, &j, line_no) : LISA_OK;
             cJSON_Delete(j);
@@ -126,7 +128,8 @@ lisa_status lisa_records_read(lisa_records *r, const char *path, const lisa_reco
     size_t good = 0;
     lisa_status s = scan_stream(f, path, kind->magic, &r->header, keep_visit, r, &good);
     struct stat st;
-    if (s == LISA_OK && fstat(fileno(f), &st) == 0 && (size_t)st.st_size > good) r->torn_bytes = (size_t)st.st_size - good;
+    if (s == LISA_OK && fstat(fileno(f), &st) == 0 && (size_t)st.st_size > good)
+        r->torn_bytes = (size_t)st.st_size - good;
     fclose(f);
     if (s == LISA_OK && !r->header) s = lisa_fail(LISA_ERR_FORMAT, "%s: empty record file (no header line)", path);
     if (s != LISA_OK) lisa_records_close(r);
@@ -223,7 +226,9 @@ lisa_status lisa_records_append(lisa_records *r, const char *lines, size_t len) 
     return LISA_OK;
 }
 
-bool lisa_records_has(const lisa_records *r, const char *key, size_t len) { return lisa_keyset_has(&r->keys, key, len); }
+bool lisa_records_has(const lisa_records *r, const char *key, size_t len) {
+    return lisa_keyset_has(&r->keys, key, len);
+}
 
 void lisa_records_close(lisa_records *r) {
     if (!r) return;
@@ -264,7 +269,9 @@ lisa_status lisa_records_scan(const char *path, const char *magic, cJSON **heade
         *torn = (size_t)st.st_size - good;
     fclose(f);
     if (s == LISA_OK && !h) s = lisa_fail(LISA_ERR_FORMAT, "%s: empty record file (no header line)", path);
-    if (s == LISA_OK && header) *header = h;
-    else cJSON_Delete(h);
+    if (s == LISA_OK && header)
+        *header = h;
+    else
+        cJSON_Delete(h);
     return s;
 }

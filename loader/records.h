@@ -45,8 +45,8 @@ typedef struct lisa_records {
     int fd; /* open for appending (and locked), or -1 (read-only) */
     const lisa_records_kind *kind;
     cJSON *header;
-    size_t n;      /* records in the file (read back + appended) */
-    cJSON **recs;  /* [n] when kind->keep, in file order; else NULL */
+    size_t n;     /* records in the file (read back + appended) */
+    cJSON **recs; /* [n] when kind->keep, in file order; else NULL */
     size_t cap;
     lisa_keyset keys;
     size_t torn_bytes; /* bytes cut from the end on open (a torn last line) */

@@ -41,7 +41,8 @@ static double now_s(void) {
 
 /* ---- walking the shard's items ---------------------------------------------------------------- */
 
-/* The shard's items in order, malformed ones included; duplicates of an earlier id flagged. */
+/* The shard's items in order, malformed ones included; duplicates of an earlier id flagged.
+ * Borrows the source; owns the current item and the set of ids seen, until walker_free. */
 typedef struct walker {
     lisa_ann_source *src;
     int32_t k, n;
@@ -134,8 +135,10 @@ static void slot_clear(slot *s) {
 }
 
 static void add_where(cJSON *j, const char *id, int32_t qi, int64_t line, const char *query, const char *image) {
-    if (id) cJSON_AddStringToObject(j, "id", id);
-    else cJSON_AddNullToObject(j, "id");
+    if (id)
+        cJSON_AddStringToObject(j, "id", id);
+    else
+        cJSON_AddNullToObject(j, "id");
     if (qi >= 0) cJSON_AddNumberToObject(j, "query_index", qi);
     if (line > 0) cJSON_AddNumberToObject(j, "line", (double)line);
     if (query) cJSON_AddStringToObject(j, "query", query);
@@ -186,8 +189,10 @@ static lisa_status write_error(const lisa_annotate_params *p, lisa_annotate_stat
     if (s == LISA_OK) {
         st->written++;
         st->errors++;
-        if (qi >= 0) notice(p, "%s #%d: %s: %s", id ? id : "?", (int)qi, lisa_status_name(code), msg);
-        else notice(p, "%s: %s", lisa_status_name(code), msg);
+        if (qi >= 0)
+            notice(p, "%s #%d: %s: %s", id ? id : "?", (int)qi, lisa_status_name(code), msg);
+        else
+            notice(p, "%s: %s", lisa_status_name(code), msg);
     }
     return s;
 }
@@ -248,6 +253,7 @@ static lisa_status write_result(const lisa_annotate_params *p, lisa_annotate_sta
 
 /* ---- the loop ----------------------------------------------------------------------------------- */
 
+/* One lisa_annotate_run. Owns the slots and the walker; borrows everything in p. */
 typedef struct run {
     const lisa_annotate_params *p;
     lisa_annotate_stats *st;
@@ -361,7 +367,8 @@ static lisa_status fill(run *R) {
 lisa_status lisa_annotate_run(const lisa_annotate_params *p, lisa_annotate_stats *st) {
     memset(st, 0, sizeof *st);
     if (!p->engine || !p->src || !p->out || p->max_in_flight < 1)
-        return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_annotate_run: engine, input, output and max_in_flight >= 1 needed");
+        return lisa_fail(LISA_ERR_INVALID_ARG,
+                         "lisa_annotate_run: engine, input, output and max_in_flight >= 1 needed");
     run R = {.p = p, .st = st, .t0 = now_s()};
     lisa_status s = walker_init(&R.w, p->src, p->shard_k, p->shard_n, p->limit);
     R.slots = calloc((size_t)p->max_in_flight, sizeof *R.slots);

@@ -54,24 +54,24 @@ lisa_status lisa_annotate_plan_run(lisa_annotate_plan *pl, lisa_ann_source *src,
                                    int32_t shard_k, int32_t shard_n, int64_t limit);
 
 typedef struct lisa_annotate_stats {
-    int64_t skipped;        /* records already in the file (resume) */
-    int64_t written;        /* records appended by this run ... */
-    int64_t errors;         /* ... of which error records */
-    int64_t duplicates;     /* items skipped for a repeated id */
-    int32_t queued, running;/* engine: queued + ready, admitted (at the last progress call) */
-    int64_t in_flight;      /* submitted, not yet written */
-    double seconds;         /* since lisa_annotate_run started */
-    lisa_timings sum;       /* summed over this run's successful records */
+    int64_t skipped;         /* records already in the file (resume) */
+    int64_t written;         /* records appended by this run ... */
+    int64_t errors;          /* ... of which error records */
+    int64_t duplicates;      /* items skipped for a repeated id */
+    int32_t queued, running; /* engine: queued + ready, admitted (at the last progress call) */
+    int64_t in_flight;       /* submitted, not yet written */
+    double seconds;          /* since lisa_annotate_run started */
+    lisa_timings sum;        /* summed over this run's successful records */
     int64_t n_ok;
 } lisa_annotate_stats;
 
 typedef struct lisa_annotate_params {
-    lisa_engine *engine;    /* borrowed */
-    lisa_ann_source *src;   /* borrowed; read from its first item */
-    lisa_records *out;      /* borrowed, open for appending (lisa_annotate_records) */
+    lisa_engine *engine;  /* borrowed */
+    lisa_ann_source *src; /* borrowed; read from its first item */
+    lisa_records *out;    /* borrowed, open for appending (lisa_annotate_records) */
     int32_t shard_k, shard_n;
-    int64_t limit;          /* items of the shard to run; <= 0: all */
-    int32_t max_in_flight;  /* requests submitted and not yet written; >= 1 */
+    int64_t limit;         /* items of the shard to run; <= 0: all */
+    int32_t max_in_flight; /* requests submitted and not yet written; >= 1 */
     lisa_segment_params seg;
     /* Each successful record before it is appended (may add fields, e.g. mask file names to
      * rec's "masks"[i]); image_path is the file the engine read. A non-OK return stops the run

@@ -64,8 +64,8 @@ double lisa_flops_mask_decoder(const lisa_sam_dims *s) {
     return f;
 }
 
-void lisa_flops_request(lisa_flops *f, const lisa_flop_dims *d, int64_t n_prompt, int64_t n_cached,
-                        int64_t n_generated, int64_t n_masks) {
+void lisa_flops_request(lisa_flops *f, const lisa_flop_dims *d, int64_t n_prompt, int64_t n_cached, int64_t n_generated,
+                        int64_t n_masks) {
     memset(f, 0, sizeof *f);
     const double g = (double)(d->clip.image / (d->clip.patch > 0 ? d->clip.patch : 1)), P = g * g;
     const double C = (double)d->llm.hidden, H = (double)d->llm.mm_hidden;
@@ -87,8 +87,11 @@ lisa_status lisa_flop_dims_from_model(lisa_flop_dims *d, const lisa_model *m) {
     d->sam = mf.sam;
     lisa_manifest_free(&mf);
     const lisa_clip_config *c = &m->clip->cfg;
-    d->clip = (lisa_clip_dims){.hidden = c->hidden, .intermediate = c->intermediate, .n_layers = c->n_layers,
-                               .image = c->image_size, .patch = c->patch};
+    d->clip = (lisa_clip_dims){.hidden = c->hidden,
+                               .intermediate = c->intermediate,
+                               .n_layers = c->n_layers,
+                               .image = c->image_size,
+                               .patch = c->patch};
     d->clip_layers = c->n_run;
     return LISA_OK;
 }

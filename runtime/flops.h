@@ -65,8 +65,8 @@ double lisa_flops_mask_decoder(const lisa_sam_dims *s);
 
 /* A request with an expanded prompt of n_prompt positions (image patches included) of which the
  * first n_cached came from the shared KV prefix, n_generated tokens, n_masks [SEG] masks. */
-void lisa_flops_request(lisa_flops *f, const lisa_flop_dims *d, int64_t n_prompt, int64_t n_cached,
-                        int64_t n_generated, int64_t n_masks);
+void lisa_flops_request(lisa_flops *f, const lisa_flop_dims *d, int64_t n_prompt, int64_t n_cached, int64_t n_generated,
+                        int64_t n_masks);
 
 /* The dims of a loaded model (config.json, SAM inferred from its checkpoint, CLIP's config). */
 lisa_status lisa_flop_dims_from_model(lisa_flop_dims *d, const lisa_model *m);

@@ -32,7 +32,8 @@ static size_t find(const lisa_keyset *s, uint64_t h, const void *key, size_t len
 
 static lisa_status grow(lisa_keyset *s) {
     const size_t cap = s->cap ? s->cap * 2 : 1024;
-    lisa_keyset t = {.slots = calloc(cap, sizeof(char *)), .hash = malloc(cap * sizeof(uint64_t)), .n = s->n, .cap = cap};
+    lisa_keyset t = {
+        .slots = calloc(cap, sizeof(char *)), .hash = malloc(cap * sizeof(uint64_t)), .n = s->n, .cap = cap};
     if (!t.slots || !t.hash) {
         free(t.slots);
         free(t.hash);
@@ -41,7 +42,8 @@ static lisa_status grow(lisa_keyset *s) {
     for (size_t i = 0; i < s->cap; i++) {
         if (!s->slots[i]) continue;
         size_t j = (size_t)s->hash[i] & (cap - 1);
-        while (t.slots[j]) j = (j + 1) & (cap - 1);
+        while (t.slots[j])
+            j = (j + 1) & (cap - 1);
         t.slots[j] = s->slots[i];
         t.hash[j] = s->hash[i];
     }

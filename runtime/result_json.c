@@ -35,10 +35,10 @@ lisa_status lisa_timings_json_add(cJSON *obj, const lisa_timings *t) {
     const struct {
         const char *k;
         double v;
-    } f[] = {{"preprocess_ms", t->preprocess_ms},   {"clip_ms", t->clip_ms},
-             {"prefill_ms", t->prefill_ms},         {"decode_ms", t->decode_ms},
-             {"sam_encoder_ms", t->sam_encoder_ms}, {"sam_decoder_ms", t->sam_decoder_ms},
-             {"postprocess_ms", t->postprocess_ms}, {"total_ms", t->total_ms},
+    } f[] = {{"preprocess_ms", t->preprocess_ms},     {"clip_ms", t->clip_ms},
+             {"prefill_ms", t->prefill_ms},           {"decode_ms", t->decode_ms},
+             {"sam_encoder_ms", t->sam_encoder_ms},   {"sam_decoder_ms", t->sam_decoder_ms},
+             {"postprocess_ms", t->postprocess_ms},   {"total_ms", t->total_ms},
              {"n_prompt_tokens", t->n_prompt_tokens}, {"n_generated", t->n_generated}};
     bool ok = tj != NULL;
     for (size_t i = 0; i < sizeof f / sizeof f[0] && ok; i++)

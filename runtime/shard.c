@@ -28,9 +28,8 @@ bool lisa_shard_parse(const char *s, int32_t *k, int32_t *n) {
 }
 
 bool lisa_shard_from_env(int32_t *k, int32_t *n, const char **source) {
-    static const char *env[][2] = {{"SLURM_PROCID", "SLURM_NTASKS"},
-                                   {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-                                   {"PMI_RANK", "PMI_SIZE"}};
+    static const char *env[][2] = {
+        {"SLURM_PROCID", "SLURM_NTASKS"}, {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"}, {"PMI_RANK", "PMI_SIZE"}};
     for (size_t i = 0; i < sizeof env / sizeof env[0]; i++) {
         const char *r = getenv(env[i][0]), *s = getenv(env[i][1]);
         int32_t rk, nn;

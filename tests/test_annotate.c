@@ -90,8 +90,10 @@ static recs read_records(const char *path) {
         *nl = '\0';
         cJSON *j = cJSON_Parse(p);
         cr_assert(j && cJSON_IsObject(j), "%s line %d is not a JSON object: %.200s", path, line + 1, p);
-        if (line++ == 0) R.header = j;
-        else R.r[R.n++] = j;
+        if (line++ == 0)
+            R.header = j;
+        else
+            R.r[R.n++] = j;
     }
     free(txt);
     cr_assert(R.header && cJSON_GetObjectItemCaseSensitive(R.header, "lisa_annotate"), "%s: no header", path);
@@ -214,8 +216,10 @@ Test(annotate, manifest_lines_and_malformed_ones) {
         cr_expect_eq(it.index, i);
         cr_expect_eq(it.line, want[i].line, "item %d: line %lld", i, (long long)it.line);
         cr_expect_eq(it.status, want[i].st, "line %ld: %s", want[i].line, it.error);
-        if (want[i].id) cr_expect(it.id && !strcmp(it.id, want[i].id), "line %ld: id %s", want[i].line, it.id);
-        else cr_expect_null(it.id);
+        if (want[i].id)
+            cr_expect(it.id && !strcmp(it.id, want[i].id), "line %ld: id %s", want[i].line, it.id);
+        else
+            cr_expect_null(it.id);
         cr_expect_eq(it.n_queries, want[i].nq, "line %ld", want[i].line);
         if (want[i].msg) {
             cr_expect(strstr(it.error, want[i].msg) != NULL, "line %ld: %s", want[i].line, it.error);
@@ -308,7 +312,10 @@ Test(annotate, records_keys_torn_line_and_lock) {
     char k[64];
     cr_expect(lisa_records_has(&r, k, (size_t)snprintf(k, sizeof k, "l7")));
     /* ids are not confused with each other's prefixes */
-    cr_expect(!has_key(&r, "a\x1f" "0", 0));
+    cr_expect(!has_key(&r,
+                       "a\x1f"
+                       "0",
+                       0));
     lisa_records_close(&r);
     /* killed mid-write: a torn last line, without and then with a newline */
     for (int pass = 0; pass < 2; pass++) {
@@ -520,8 +527,9 @@ Test(annotate, bad_items_are_error_records_and_the_run_goes_on, .timeout = 600) 
              "{\"id\": \"corrupt\", \"image\": \"%s/bad/truncated.png\", \"query\": \"x\"}\n",
              IMAGES_DIR);
     write_text(p, man);
-    run_out r = run(dir, "annotate " TOOL_ARGS " --manifest '%s/m.jsonl' --out '%s/out.jsonl' --masks-dir '%s/masks' "
-                         "--overlays --max-batch 2",
+    run_out r = run(dir,
+                    "annotate " TOOL_ARGS " --manifest '%s/m.jsonl' --out '%s/out.jsonl' --masks-dir '%s/masks' "
+                    "--overlays --max-batch 2",
                     dir, dir, dir);
     cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
     snprintf(p, sizeof p, "%s/out.jsonl", dir);
@@ -584,7 +592,8 @@ static char *cut_line(const char *path, const char *needle) {
     char *hit = strstr(t, needle);
     cr_assert(hit, "%s not in %s", needle, path);
     char *a = hit, *b = strchr(hit, '\n');
-    while (a > t && a[-1] != '\n') a--;
+    while (a > t && a[-1] != '\n')
+        a--;
     char *line = strndup(a, (size_t)(b - a + 1));
     memmove(a, b + 1, strlen(b + 1) + 1);
     cr_assert(tu_write_file(path, t, strlen(t)));
@@ -612,8 +621,9 @@ Test(annotate, shards_are_disjoint_complete_and_merge, .timeout = 600) {
     snprintf(p, sizeof p, "%s/m.jsonl", dir);
     write_text(p, man);
     for (int k = 0; k < 2; k++) {
-        run_out r = run(dir, "annotate " TOOL_ARGS " --manifest '%s/m.jsonl' --out '%s/out.jsonl' --shard %d/2 "
-                             "--max-batch 2",
+        run_out r = run(dir,
+                        "annotate " TOOL_ARGS " --manifest '%s/m.jsonl' --out '%s/out.jsonl' --shard %d/2 "
+                        "--max-batch 2",
                         dir, dir, k);
         cr_assert_eq(r.status, 0, "shard %d: exit %d: %s", k, r.status, r.err);
         run_free(&r);
@@ -774,18 +784,20 @@ Test(annotate, sigkill_at_random_points_loses_and_duplicates_nothing, .timeout =
     char man[1200], out[1200];
     snprintf(man, sizeof man, "%s/m.jsonl", dir);
     snprintf(out, sizeof out, "%s/out.jsonl", dir);
-    /* 14 items over 3 (image, query) pairs, so that every copy of a pair can be compared */
+    /* 12 items over 3 (image, query) pairs, so that every copy of a pair can be compared */
     const char *pairs[3][2] = {{"chelsea_tiny.png", "the cat"},
                                {"rocket_portrait.jpg", "What is flying? Please output segmentation mask."},
                                {"coffee.png", "the cup"}};
-    enum { N_ITEMS = 14 };
+    enum { N_ITEMS = 12 };
     FILE *f = fopen(man, "w");
     for (int i = 0; i < N_ITEMS; i++)
         fprintf(f, "{\"id\": \"item-%02d\", \"image\": \"%s/%s\", \"query\": \"%s\"}\n", i, IMAGES_DIR, pairs[i % 3][0],
                 pairs[i % 3][1]);
     fclose(f);
-    char *argv[] = {"lisa", "annotate", "--model", TINY_LISA_DIR, "--vision-tower", TINY_CLIP_DIR, "--manifest", man,
-                    "--out", out, "--max-new-tokens", "6", "--max-batch", "2", "--threads", "2", NULL};
+    char *argv[] = {
+        "lisa",  "annotate", "--model",          TINY_LISA_DIR, "--vision-tower", TINY_CLIP_DIR, "--manifest", man,
+        "--out", out,        "--max-new-tokens", "6",           "--max-batch",    "2",           "--threads",  "2",
+        NULL};
     tu_rng rng = tu_rng_seed(20240808);
     int kills_landed = 0, prev = 0, attempts = 0;
     for (;; attempts++) {
@@ -822,8 +834,10 @@ Test(annotate, sigkill_at_random_points_loses_and_duplicates_nothing, .timeout =
         snprintf(id, sizeof id, "item-%02d", i);
         const cJSON *rec = find(&R, id, 0);
         cr_expect_null(error_code(rec), "%s", id);
-        if (!first[i % 3]) first[i % 3] = rec;
-        else cr_expect(same_result(first[i % 3], rec), "%s differs from the first copy of its pair", id);
+        if (!first[i % 3])
+            first[i % 3] = rec;
+        else
+            cr_expect(same_result(first[i % 3], rec), "%s differs from the first copy of its pair", id);
     }
     fprintf(stderr, "sigkill test: %d runs, %d kills landed, %d records\n", attempts + 1, kills_landed, R.n);
     recs_free(&R);

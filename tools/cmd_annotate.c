@@ -131,8 +131,7 @@ static int parse_opts(opts *o, int argc, char **argv) {
             o->overlays = true;
         } else if (!strcmp(a, "--shard")) {
             if (!v || !lisa_shard_parse(v, &o->shard_k, &o->shard_n))
-                return fprintf(stderr, "lisa annotate: --shard K/N with 0 <= K < N (got %s)\n", v ? v : "nothing"),
-                       -1;
+                return fprintf(stderr, "lisa annotate: --shard K/N with 0 <= K < N (got %s)\n", v ? v : "nothing"), -1;
             shard_given = true;
             i++;
         } else if (!strcmp(a, "--log-every")) {
@@ -143,10 +142,14 @@ static int parse_opts(opts *o, int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--backend")) {
             if (!v) return fprintf(stderr, "lisa annotate: --backend needs a value\n"), -1;
-            if (!strcmp(v, "cpu")) o->backend = LISA_BACKEND_CPU;
-            else if (!strcmp(v, "cuda")) o->backend = LISA_BACKEND_CUDA;
-            else if (!strcmp(v, "auto")) o->backend = LISA_BACKEND_AUTO;
-            else return fprintf(stderr, "lisa annotate: --backend cpu, cuda or auto (got '%s')\n", v), -1;
+            if (!strcmp(v, "cpu"))
+                o->backend = LISA_BACKEND_CPU;
+            else if (!strcmp(v, "cuda"))
+                o->backend = LISA_BACKEND_CUDA;
+            else if (!strcmp(v, "auto"))
+                o->backend = LISA_BACKEND_AUTO;
+            else
+                return fprintf(stderr, "lisa annotate: --backend cpu, cuda or auto (got '%s')\n", v), -1;
             i++;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -189,8 +192,8 @@ static void safe_name(char *out, size_t cap, const char *id) {
             changed = true;
             break;
         }
-        const bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-                        *c == '.' || *c == '_' || *c == '-';
+        const bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+                        *c == '_' || *c == '-';
         out[k] = ok && !(k == 0 && *c == '.') ? *c : '_'; /* no hidden files */
         changed |= out[k] != *c;
         k++;
@@ -204,6 +207,7 @@ static void safe_name(char *out, size_t cap, const char *id) {
     }
 }
 
+/* The tool's callbacks' state. Borrows the options; holds no memory. */
 typedef struct ann_ctx {
     const opts *o;
     lisa_segment_params seg;
@@ -253,9 +257,12 @@ static lisa_status on_result(void *ctx, const lisa_result *r, const char *id, in
 /* ---- progress and summary ------------------------------------------------------------------- */
 
 static void fmt_eta(char *buf, size_t cap, double s) {
-    if (!(s >= 0) || s > 1e8) snprintf(buf, cap, "?");
-    else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
-    else snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    if (!(s >= 0) || s > 1e8)
+        snprintf(buf, cap, "?");
+    else if (s >= 3600)
+        snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+    else
+        snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
 }
 
 static void on_progress(void *ctx, const lisa_annotate_stats *st) {
@@ -272,9 +279,9 @@ static void on_progress(void *ctx, const lisa_annotate_stats *st) {
         for (int i = 0; i < bar; i++)
             b[i] = i < fill ? '#' : '.';
         b[bar] = '\0';
-        int n = snprintf(line, sizeof line, "\r[%s] %lld/%lld queries, %lld errors, %.2f/s, ETA %s, queued %d running %d",
-                         b, (long long)shown, (long long)c->plan.records, (long long)st->errors, rate, eta, st->queued,
-                         st->running);
+        int n = snprintf(
+            line, sizeof line, "\r[%s] %lld/%lld queries, %lld errors, %.2f/s, ETA %s, queued %d running %d", b,
+            (long long)shown, (long long)c->plan.records, (long long)st->errors, rate, eta, st->queued, st->running);
         fprintf(stderr, "%s%*s", line, n < c->last_len ? c->last_len - n : 0, "");
         c->last_len = n;
         fflush(stderr);
@@ -283,7 +290,8 @@ static void on_progress(void *ctx, const lisa_annotate_stats *st) {
     const double t = now_s();
     if (done > 0 && done < todo && t - c->last_log < c->o->log_every) return;
     c->last_log = t;
-    fprintf(stderr, "[annotate] %lld/%lld queries (%lld done before), %lld errors, %.2f/s, ETA %s, queued %d, running %d\n",
+    fprintf(stderr,
+            "[annotate] %lld/%lld queries (%lld done before), %lld errors, %.2f/s, ETA %s, queued %d, running %d\n",
             (long long)shown, (long long)c->plan.records, (long long)c->plan.done, (long long)st->errors, rate, eta,
             st->queued, st->running);
 }
@@ -364,7 +372,8 @@ static int run(const opts *o) {
     if (rc == 0 && lisa_annotate_plan_run(&c.plan, &src, &rec, o->shard_k, o->shard_n, o->limit) != LISA_OK)
         rc = fail("reading the input");
     if (rc == 0)
-        fprintf(stderr, "lisa annotate: shard %d/%d: %lld items, %lld queries (%lld malformed lines), %lld already in %s\n",
+        fprintf(stderr,
+                "lisa annotate: shard %d/%d: %lld items, %lld queries (%lld malformed lines), %lld already in %s\n",
                 (int)o->shard_k, (int)o->shard_n, (long long)c.plan.items, (long long)c.plan.records,
                 (long long)c.plan.malformed, (long long)c.plan.done, out_path);
     lisa_model *m = NULL;
@@ -415,6 +424,7 @@ static int run(const opts *o) {
 
 /* ---- --merge ------------------------------------------------------------------------------------ */
 
+/* --merge: owns the merged file being written and the set of keys seen, until run_merge returns. */
 typedef struct merge_ctx {
     FILE *f;
     const char *path;
@@ -432,9 +442,11 @@ static lisa_status merge_visit(void *ctx, const char *line, size_t len, const cJ
     bool added;
     LISA_TRY(lisa_keyset_add(&m->seen, key, kl, &added));
     if (!added) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id"), *qi = cJSON_GetObjectItemCaseSensitive(rec, "query_index");
-        return lisa_fail(LISA_ERR_FORMAT, "%s line %lld: the record of id %s query %d is already in an earlier line or shard",
-                         m->path, (long long)line_no, cJSON_IsString(id) ? id->valuestring : "null",
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id"),
+                    *qi = cJSON_GetObjectItemCaseSensitive(rec, "query_index");
+        return lisa_fail(LISA_ERR_FORMAT,
+                         "%s line %lld: the record of id %s query %d is already in an earlier line or shard", m->path,
+                         (long long)line_no, cJSON_IsString(id) ? id->valuestring : "null",
                          cJSON_IsNumber(qi) ? qi->valueint : -1);
     }
     m->n++;
@@ -448,13 +460,17 @@ static lisa_status merge_visit(void *ctx, const char *line, size_t len, const cJ
 static lisa_status check_complete(const cJSON *h, const lisa_keyset *seen, int64_t *missing, bool *checked) {
     *missing = 0;
     *checked = false;
-    const cJSON *man = cJSON_GetObjectItemCaseSensitive(h, "manifest"), *img = cJSON_GetObjectItemCaseSensitive(h, "images");
+    const cJSON *man = cJSON_GetObjectItemCaseSensitive(h, "manifest"),
+                *img = cJSON_GetObjectItemCaseSensitive(h, "images");
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(h, "query");
     lisa_ann_source src;
     lisa_status s;
-    if (cJSON_IsString(man)) s = lisa_ann_source_open_manifest(&src, man->valuestring);
-    else if (cJSON_IsString(img) && cJSON_IsString(q)) s = lisa_ann_source_open_dir(&src, img->valuestring, q->valuestring);
-    else return LISA_OK;
+    if (cJSON_IsString(man))
+        s = lisa_ann_source_open_manifest(&src, man->valuestring);
+    else if (cJSON_IsString(img) && cJSON_IsString(q))
+        s = lisa_ann_source_open_dir(&src, img->valuestring, q->valuestring);
+    else
+        return LISA_OK;
     if (s != LISA_OK) return LISA_OK; /* the input is not reachable from here: no check */
     lisa_records view;
     memset(&view, 0, sizeof view);
@@ -500,7 +516,8 @@ static int run_merge(const opts *o) {
                               cJSON_IsString(sh) ? sh->valuestring : "?", want);
         }
         if (s == LISA_OK && torn)
-            s = lisa_fail(LISA_ERR_FORMAT, "%s: ends in a torn line: the shard was interrupted; rerun it to finish", path);
+            s = lisa_fail(LISA_ERR_FORMAT, "%s: ends in a torn line: the shard was interrupted; rerun it to finish",
+                          path);
         if (s == LISA_OK && !first) {
             first = cJSON_Duplicate(h, 1);
             cJSON_ReplaceItemInObjectCaseSensitive(first, "shard", cJSON_CreateString("merged"));
@@ -521,18 +538,24 @@ static int run_merge(const opts *o) {
         cJSON_Delete(h);
         const int64_t n0 = m.n, e0 = m.errors;
         if (s == LISA_OK) s = lisa_records_scan(path, lisa_annotate_records.magic, NULL, merge_visit, &m, NULL);
-        if (s != LISA_OK) rc = fail(NULL);
-        else printf("  %s: %lld records (%lld errors)\n", path, (long long)(m.n - n0), (long long)(m.errors - e0));
+        if (s != LISA_OK)
+            rc = fail(NULL);
+        else
+            printf("  %s: %lld records (%lld errors)\n", path, (long long)(m.n - n0), (long long)(m.errors - e0));
     }
     if (rc == 0) {
         int64_t missing = 0;
         bool checked = false;
-        if (check_complete(first, &m.seen, &missing, &checked) != LISA_OK) rc = fail("checking against the input");
-        else if (!checked) fprintf(stderr, "lisa annotate: the input named in the headers is not readable here: "
-                                           "completeness not checked\n");
+        if (check_complete(first, &m.seen, &missing, &checked) != LISA_OK)
+            rc = fail("checking against the input");
+        else if (!checked)
+            fprintf(stderr, "lisa annotate: the input named in the headers is not readable here: "
+                            "completeness not checked\n");
         else if (missing > 0) {
-            fprintf(stderr, "lisa annotate: %lld records of the input are in no shard (a shard ran with --limit, or "
-                            "has not finished)\n", (long long)missing);
+            fprintf(stderr,
+                    "lisa annotate: %lld records of the input are in no shard (a shard ran with --limit, or "
+                    "has not finished)\n",
+                    (long long)missing);
             rc = 1;
         }
     }
@@ -545,9 +568,11 @@ static int run_merge(const opts *o) {
         fprintf(stderr, "lisa annotate: cannot rename %s to %s: %s\n", tmp, o->merge, strerror(errno));
         rc = 1;
     }
-    if (rc != 0) remove(tmp);
-    else printf("lisa annotate: merged %d shards into %s: %lld records (%lld errors)\n", (int)N, o->merge,
-                (long long)m.n, (long long)m.errors);
+    if (rc != 0)
+        remove(tmp);
+    else
+        printf("lisa annotate: merged %d shards into %s: %lld records (%lld errors)\n", (int)N, o->merge,
+               (long long)m.n, (long long)m.errors);
     lisa_keyset_free(&m.seen);
     cJSON_Delete(first);
     return rc;

@@ -125,10 +125,14 @@ static int parse_opts(opts *o, int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--backend")) {
             if (!v) return fprintf(stderr, "lisa bench: --backend needs a value\n"), -1;
-            if (!strcmp(v, "cpu")) o->backend = LISA_BACKEND_CPU;
-            else if (!strcmp(v, "cuda")) o->backend = LISA_BACKEND_CUDA;
-            else if (!strcmp(v, "auto")) o->backend = LISA_BACKEND_AUTO;
-            else return fprintf(stderr, "lisa bench: --backend cpu, cuda or auto (got '%s')\n", v), -1;
+            if (!strcmp(v, "cpu"))
+                o->backend = LISA_BACKEND_CPU;
+            else if (!strcmp(v, "cuda"))
+                o->backend = LISA_BACKEND_CUDA;
+            else if (!strcmp(v, "auto"))
+                o->backend = LISA_BACKEND_AUTO;
+            else
+                return fprintf(stderr, "lisa bench: --backend cpu, cuda or auto (got '%s')\n", v), -1;
             i++;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -153,7 +157,7 @@ static double now_ms(void) {
 
 /* What requests are made of. Owns every string and the synthetic picture. */
 typedef struct workload {
-    uint8_t *rgb;          /* synthetic [h, w, 3] or NULL */
+    uint8_t *rgb; /* synthetic [h, w, 3] or NULL */
     int32_t h, w;
     char **paths, **queries; /* [n] pairs (manifest / --image) */
     int32_t n;
@@ -249,6 +253,7 @@ static double pct(const double *v, int64_t n, double p) {
     return v[k];
 }
 
+/* Measurements of one run_requests call; `lat` [requests] is owned by the caller (NULL: not kept). */
 typedef struct run_stats {
     int64_t n, n_ok, n_failed, masks;
     double wall_ms, *lat; /* [requests] */
@@ -439,7 +444,9 @@ int lisa_cmd_bench(int argc, char **argv) {
         } else {
             printf("lisa bench: %lld requests (%lld failed), concurrency %lld, max batch %lld, %s backend, %s images\n",
                    (long long)rs.n, (long long)rs.n_failed, (long long)o.concurrency, (long long)o.max_batch, backend,
-                   wl.rgb ? "synthetic" : o.image ? "file" : "manifest");
+                   wl.rgb    ? "synthetic"
+                   : o.image ? "file"
+                             : "manifest");
             if (rs.n_failed) printf("  first failure: %s\n", rs.first_error);
             printf("  %.2f samples/s over %.2f s (after %lld warm-up)\n", sps, secs, (long long)o.warmup);
             printf("  latency ms: p50 %.1f  p99 %.1f  mean %.1f  max %.1f\n", pct(rs.lat, rs.n, 50),
