@@ -194,6 +194,8 @@ typedef struct lisa_engine_stats {
     int32_t kv_pages_used, kv_pages_total, kv_prefix_pages;
     int64_t completed, failed, steps;
     int32_t last_batch;    /* sequences in the last decode step */
+    int64_t decode_steps;  /* decode steps run so far ... */
+    int64_t decode_rows;   /* ... and the sequences they decoded: mean decode batch = rows / steps */
 } lisa_engine_stats;
 
 LISA_API lisa_engine_stats lisa_engine_get_stats(lisa_engine *e);
