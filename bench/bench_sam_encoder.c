@@ -7,7 +7,7 @@
  * which takes tens of seconds per image on 2 cores). --peak: the machine's peak GFLOP/s, to print %.
  * Weights come from lisa_tiny_write_sam (a temporary safetensors file, deleted afterwards).
  *
- * FLOP formula (multiply-add = 2 FLOP; G = 64 grid, N = G² tokens, E embed, w window, Np = N padded
+ * FLOP formula (runtime/flops.h, lisa_flops_sam_encoder; multiply-add = 2 FLOP; G = 64 grid, N = G² tokens, E embed, w window, Np = N padded
  * to whole windows = (ceil(G/w)·w)², O = out_chans; norms, GELU, softmax, adds not counted):
  *   patch embed        2·N·E·(3·16·16)
  *   per block          qkv 2·T·E·3E + proj 2·T·E·E   (T = Np for windowed blocks: SAM partitions before
@@ -21,6 +21,7 @@
 #include "models/sam_predict.h"
 #include "models/tiny.h"
 #include "runtime/error.h"
+#include "runtime/flops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,22 +35,13 @@ typedef struct cfg {
     int runs;
 } cfg;
 
+/* the formula lives in runtime/flops.c (one implementation for this bench and `lisa bench`) */
 static double encoder_gflop(const cfg *c) {
-    const double G = 64, N = G * G, E = c->embed, O = c->out, w = c->window;
-    const double side = (double)((64 + c->window - 1) / c->window) * w, Np = side * side;
-    double f = 2 * N * E * (3 * 16 * 16);
-    for (int i = 0; i < c->depth; i++) {
-        bool global = false;
-        for (int k = 0; k < c->n_global; k++)
-            global |= c->global[k] == i;
-        const double T = global ? N : Np, L = global ? N : w * w, s = global ? G : w;
-        f += 2 * T * E * 3 * E + 2 * T * E * E; /* qkv, proj */
-        f += 4 * T * L * E;                     /* QK^T, AV */
-        f += 2 * T * (2 * s) * E;               /* rel-pos */
-        f += 2 * N * E * 4 * E * 2;             /* MLP */
-    }
-    f += 2 * N * E * O + 2 * N * O * O * 9;
-    return f * 1e-9;
+    lisa_sam_dims d = {.img = 1024, .patch = 16, .grid = 64, .embed = c->embed, .depth = c->depth,
+                       .head_dim = c->embed / c->heads, .mlp = 4 * c->embed, .out_chans = c->out, .window = c->window};
+    for (int k = 0; k < c->n_global; k++)
+        d.global_mask[c->global[k] / 64] |= 1ull << (c->global[k] % 64);
+    return lisa_flops_sam_encoder(&d) * 1e-9;
 }
 
 static int bench(const cfg *c, int runs, int threads, double peak) {

@@ -67,11 +67,12 @@ typedef enum lisa_backend_kind {
 typedef struct lisa_model_params {
     const char *vision_tower;  /* CLIP directory; NULL: resolved from config.json (see lisa_model_load) */
     lisa_backend_kind backend;
-    int32_t device;            /* CUDA device ordinal */
+    int32_t device;            /* CUDA device ordinal; under mpirun/srun task r of a node takes
+                                  device + r (one process per GPU), unless CUDA_VISIBLE_DEVICES
+                                  names a single device */
     int32_t n_threads;         /* CPU threads; 0 = all cores */
     int32_t tensor_parallel;   /* 0 or 1: off; N > 1: split the LLM over N MPI ranks (launch with
-                                  mpirun/srun; consecutive ranks form a group; see lisa_model_tp_follow);
-                                  on GPUs each rank takes device `device` + its rank on the node */
+                                  mpirun/srun; consecutive ranks form a group; see lisa_model_tp_follow) */
 } lisa_model_params;
 
 LISA_API lisa_model_params lisa_model_default_params(void);
@@ -197,6 +198,8 @@ typedef struct lisa_engine_stats {
     int32_t kv_pages_used, kv_pages_total, kv_prefix_pages;
     int64_t completed, failed, steps;
     int32_t last_batch;    /* sequences in the last decode step */
+    int64_t decode_steps;  /* decode steps run so far ... */
+    int64_t decode_rows;   /* ... and the sequences they decoded: mean decode batch = rows / steps */
 } lisa_engine_stats;
 
 LISA_API lisa_engine_stats lisa_engine_get_stats(lisa_engine *e);

@@ -14,7 +14,7 @@
 #include "loader/preprocessor_config.h"
 #include "runtime/engine_tp.h"
 #include "runtime/error.h"
-#include "runtime/launch.h"
+#include "runtime/shard.h"
 #include "runtime/path.h"
 
 #include <dirent.h>
@@ -266,6 +266,16 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
     return LISA_OK;
 }
 
+#ifdef LISA_HAVE_CUDA
+/* Under mpirun/srun one process per GPU: task r of a node takes device `device` + r, unless the
+ * launcher already gave each task its own GPU (CUDA_VISIBLE_DEVICES naming one device). */
+static int32_t device_offset(void) {
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    if (vis && *vis && !strchr(vis, ',')) return 0;
+    return lisa_shard_local_rank();
+}
+#endif
+
 lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_model **out) {
     *out = NULL;
     lisa_model_params dp = lisa_model_default_params();
@@ -274,8 +284,7 @@ lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_m
     lisa_status s = LISA_ERR_UNSUPPORTED;
     if (p->backend == LISA_BACKEND_CUDA || p->backend == LISA_BACKEND_AUTO) {
 #ifdef LISA_HAVE_CUDA
-        /* tensor parallelism on GPUs: one device per rank of the node (device + local rank) */
-        const int32_t dev = p->device + (p->tensor_parallel > 1 ? lisa_launch_local_rank() : 0);
+        const int32_t dev = p->device + device_offset();
         s = lisa_backend_cuda_create(&be, dev, 0);
         if (s != LISA_OK && p->backend == LISA_BACKEND_CUDA) return s; /* AUTO falls back to the CPU */
 #else

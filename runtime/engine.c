@@ -103,7 +103,7 @@ struct lisa_engine {
     lisa_result **done;
     int32_t n_done, cap_done;
     uint64_t next_id;
-    int64_t completed, failed, steps;
+    int64_t completed, failed, steps, decode_steps, decode_rows;
     int32_t last_batch, n_running_pub;
 
     /* scheduler state (stepping thread only) */
@@ -505,11 +505,12 @@ static void vision_and_prefill(lisa_engine *e, int32_t nb) {
     take_tokens(e);
 }
 
-static void decode_step(lisa_engine *e) {
+/* returns the number of sequences decoded */
+static int32_t decode_step(lisa_engine *e) {
     int32_t nb = 0;
     for (int32_t i = 0; i < e->n_running; i++)
         if (!e->running[i]->finished) e->batch[nb++] = e->running[i];
-    if (nb == 0) return;
+    if (nb == 0) return 0;
     e->n_batch = nb;
     for (int32_t b = 0; b < nb; b++) e->h_ids[b] = e->batch[b]->res->tokens[e->batch[b]->res->n_tokens - 1];
     plan_rows(e, false);
@@ -519,13 +520,14 @@ static void decode_step(lisa_engine *e) {
     e->last_batch = nb;
     if (s != LISA_OK) {
         fail_batch(e, s);
-        return;
+        return 0;
     }
     for (int32_t b = 0; b < nb; b++) {
         e->batch[b]->kv.len++;
         e->batch[b]->res->t.decode_ms += dt;
     }
     take_tokens(e);
+    return nb;
 }
 
 static void finish_request(lisa_engine *e, eng_req *r) {
@@ -553,7 +555,7 @@ static lisa_status step_impl(lisa_engine *e, bool *busy) {
     pthread_mutex_unlock(&e->mu);
     for (int32_t b = 0; b < nb; b++) e->running[e->n_running++] = e->batch[b];
     if (nb > 0) vision_and_prefill(e, nb);
-    decode_step(e);
+    const int32_t decoded = decode_step(e);
     /* publish finished requests (keeping the others in order) */
     int32_t kept = 0;
     for (int32_t i = 0; i < e->n_running; i++) {
@@ -564,6 +566,10 @@ static lisa_status step_impl(lisa_engine *e, bool *busy) {
     e->n_running = kept;
     pthread_mutex_lock(&e->mu);
     e->n_running_pub = e->n_running;
+    if (decoded > 0) {
+        e->decode_steps++;
+        e->decode_rows += decoded;
+    }
     *busy = e->n_running > 0 || e->n_ready > 0 || e->n_prep > 0 || e->n_preparing > 0;
     pthread_mutex_unlock(&e->mu);
     return LISA_OK;
@@ -1105,6 +1111,8 @@ lisa_engine_stats lisa_engine_get_stats(lisa_engine *e) {
     st.failed = e->failed;
     st.steps = e->steps;
     st.last_batch = e->last_batch;
+    st.decode_steps = e->decode_steps;
+    st.decode_rows = e->decode_rows;
     pthread_mutex_unlock(&e->mu);
     return st;
 }

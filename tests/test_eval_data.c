@@ -8,7 +8,7 @@
  *     summing to 2, several queries per image, short/long);
  *   - bad items (corrupt JSON, undecodable image, cp1252 JSON) and the pickle reader's refusals. */
 #include "loader/dataset.h"
-#include "loader/eval_records.h"
+#include "loader/records.h"
 #include "loader/pickle_plain.h"
 #include "runtime/error.h"
 #include "runtime/eval.h"
@@ -383,31 +383,41 @@ Test(eval_data, pickle_plain_data_only) {
 
 /* ---- record files ----------------------------------------------------------------------------- */
 
+static size_t id_key(char *buf, size_t cap, const cJSON *rec) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id");
+    if (!cJSON_IsString(id)) return 0;
+    const size_t n = strlen(id->valuestring);
+    if (n < cap) memcpy(buf, id->valuestring, n);
+    return n;
+}
+static const lisa_records_kind KIND = {.magic = "lisa_eval_records", .key = id_key, .keep = true};
+#define HAS(r, k) lisa_records_has(r, k, strlen(k))
+
 Test(eval_data, records_resume_and_torn_lines) {
     char *dir = tu_make_tmpdir("lisa-eval-rec");
     char path[1024];
     snprintf(path, sizeof path, "%s/r.jsonl", dir);
     cJSON *h = cJSON_Parse("{\"lisa_eval_records\":1,\"dataset\":\"reasonseg\",\"split\":\"val\"}");
-    lisa_eval_records r;
-    cr_assert_eq(lisa_eval_records_open(&r, path, h, false), LISA_OK, "%s", lisa_last_error());
+    lisa_records r;
+    cr_assert_eq(lisa_records_open(&r, path, &KIND, h, false), LISA_OK, "%s", lisa_last_error());
     const char l1[] = "{\"id\":\"a#0\",\"status\":\"ok\"}\n{\"id\":\"b#0\",\"status\":\"ok\"}\n";
-    cr_assert_eq(lisa_eval_records_append(&r, l1, sizeof l1 - 1), LISA_OK);
-    cr_expect(lisa_eval_records_has(&r, "a#0") && lisa_eval_records_has(&r, "b#0") &&
-              !lisa_eval_records_has(&r, "c#0"));
-    lisa_eval_records_close(&r);
+    cr_assert_eq(lisa_records_append(&r, l1, sizeof l1 - 1), LISA_OK);
+    cr_expect(HAS(&r, "a#0") && HAS(&r, "b#0") &&
+              !HAS(&r, "c#0"));
+    lisa_records_close(&r);
     /* a torn line at the end (killed mid-write) */
     FILE *f = fopen(path, "a");
     fputs("{\"id\":\"c#0\",\"sta", f);
     fclose(f);
-    cr_expect_eq(lisa_eval_records_open(&r, path, h, false), LISA_ERR_INVALID_ARG); /* needs --resume */
+    cr_expect_eq(lisa_records_open(&r, path, &KIND, h, false), LISA_ERR_INVALID_ARG); /* needs --resume */
     cr_expect(strstr(lisa_last_error(), "--resume") != NULL);
-    cr_assert_eq(lisa_eval_records_open(&r, path, h, true), LISA_OK, "%s", lisa_last_error());
+    cr_assert_eq(lisa_records_open(&r, path, &KIND, h, true), LISA_OK, "%s", lisa_last_error());
     cr_expect_eq(r.n, 2);
     cr_expect_gt(r.torn_bytes, 0);
-    cr_expect(!lisa_eval_records_has(&r, "c#0"));
+    cr_expect(!HAS(&r, "c#0"));
     const char l2[] = "{\"id\":\"c#0\",\"status\":\"ok\"}\n";
-    cr_assert_eq(lisa_eval_records_append(&r, l2, sizeof l2 - 1), LISA_OK);
-    lisa_eval_records_close(&r);
+    cr_assert_eq(lisa_records_append(&r, l2, sizeof l2 - 1), LISA_OK);
+    lisa_records_close(&r);
     size_t n;
     char *txt = tu_read_file(path, &n);
     int lines = 0;
@@ -418,13 +428,13 @@ Test(eval_data, records_resume_and_torn_lines) {
     free(txt);
     /* another run's file is refused */
     cJSON *h2 = cJSON_Parse("{\"lisa_eval_records\":1,\"dataset\":\"reasonseg\",\"split\":\"test\"}");
-    cr_expect_eq(lisa_eval_records_open(&r, path, h2, true), LISA_ERR_INVALID_ARG);
+    cr_expect_eq(lisa_records_open(&r, path, &KIND, h2, true), LISA_ERR_INVALID_ARG);
     cr_expect(strstr(lisa_last_error(), "split") != NULL, "%s", lisa_last_error());
     /* a corrupt line in the middle is an error, not silently skipped */
     f = fopen(path, "a");
     fputs("garbage\n{\"id\":\"d#0\",\"status\":\"ok\"}\n", f);
     fclose(f);
-    cr_expect_eq(lisa_eval_records_open(&r, path, h, true), LISA_ERR_FORMAT);
+    cr_expect_eq(lisa_records_open(&r, path, &KIND, h, true), LISA_ERR_FORMAT);
     cJSON_Delete(h);
     cJSON_Delete(h2);
     tu_remove_tree(dir);

@@ -37,7 +37,4 @@ lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay,
                            const uint8_t *mask, int32_t h, int32_t w_px, int32_t i, char *mask_path,
                            char *overlay_path);
 
-/* {"size": [h, w], "counts": "..."} plus "bbox" and "area" added to obj (pycocotools' forms). */
-lisa_status cli_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w);
-
 #endif

@@ -17,14 +17,14 @@
  */
 #include "lisa.h"
 #include "loader/dataset.h"
-#include "loader/eval_records.h"
+#include "loader/records.h"
 #include "loader/image.h"
 #include "models/lisa.h"
 #include "runtime/error.h"
 #include "runtime/eval.h"
 #include "runtime/eval_metrics.h"
-#include "runtime/launch.h"
 #include "runtime/path.h"
+#include "runtime/shard.h"
 #include "tools/commands.h"
 
 #include <cjson/cJSON.h>
@@ -118,8 +118,7 @@ static int parse_opts(opts *o, int argc, char **argv) {
             if (!v || parse_int(v, dst)) return fprintf(stderr, "lisa eval: %s needs a non-negative integer\n", a), -1;
             i++;
         } else if (!strcmp(a, "--shard")) {
-            if (!v || sscanf(v, "%d/%d", &o->shard_k, &o->shard_n) != 2 || o->shard_n < 1 || o->shard_k < 0 ||
-                o->shard_k >= o->shard_n)
+            if (!v || !lisa_shard_parse(v, &o->shard_k, &o->shard_n))
                 return fprintf(stderr, "lisa eval: --shard K/N with 0 <= K < N (got %s)\n", v ? v : "nothing"), -1;
             shard_given = true;
             i++;
@@ -138,8 +137,8 @@ static int parse_opts(opts *o, int argc, char **argv) {
         }
     }
     if (o->merge) return 0;
-    if (!shard_given) /* launched by srun / mpirun: one shard per rank (per TP group), as annotate does */
-        lisa_launch_shard(o->tp, &o->shard_k, &o->shard_n);
+    /* launched by srun / mpirun: one shard per rank (per TP group), as annotate does */
+    if (!shard_given) lisa_shard_from_env_tp(o->tp, &o->shard_k, &o->shard_n, NULL);
     if (o->tp > 1 && strcmp(o->mode, "generate"))
         return fprintf(stderr, "lisa eval: --tp needs --mode generate (teacher-forced runs without TP)\n"), -1;
     if (!o->model || !o->dataset || !o->data || !o->split)
@@ -242,7 +241,7 @@ static lisa_status predict_cb(void *ctx, const uint8_t *rgb, int32_t h, int32_t 
 
 typedef struct run_ctx {
     const opts *o;
-    lisa_eval_records rec;
+    lisa_records rec;
     int32_t new_queries, new_errors;
     double t0;
     bool tty;
@@ -255,7 +254,18 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static bool done_cb(void *ctx, const char *id) { return lisa_eval_records_has(&((run_ctx *)ctx)->rec, id); }
+/* Eval records are keyed by their query id ("<image id>#<query index>"). */
+static size_t eval_key(char *buf, size_t cap, const cJSON *rec) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id");
+    if (!cJSON_IsString(id)) return 0;
+    const size_t n = strlen(id->valuestring);
+    if (n < cap) memcpy(buf, id->valuestring, n);
+    return n;
+}
+
+static const lisa_records_kind EVAL_RECORDS = {.magic = "lisa_eval_records", .key = eval_key, .keep = true};
+
+static bool done_cb(void *ctx, const char *id) { return lisa_records_has(&((run_ctx *)ctx)->rec, id, strlen(id)); }
 
 static lisa_status dump_mask(const char *dir, const lisa_eval_result *r) {
     char name[1200], path[4096];
@@ -313,7 +323,7 @@ static lisa_status sink_cb(void *ctx, const lisa_eval_result *r) {
     buf[n + 1] = '\0';
     lisa_status s = LISA_OK;
     if (r->ok && c->o->dump) s = dump_mask(c->o->dump, r);
-    if (s == LISA_OK) s = lisa_eval_records_append(&c->rec, buf, n + 1);
+    if (s == LISA_OK) s = lisa_records_append(&c->rec, buf, n + 1);
     free(buf);
     c->new_queries++;
     c->new_errors += !r->ok;
@@ -446,10 +456,10 @@ static int run_merge(const opts *o) {
     cJSON *header = NULL;
     cJSON **all = NULL;
     size_t n_all = 0;
-    lisa_eval_records *recs = calloc((size_t)o->n_merge, sizeof *recs);
+    lisa_records *recs = calloc((size_t)o->n_merge, sizeof *recs);
     int rc = recs ? 0 : 1;
     for (int i = 0; i < o->n_merge && rc == 0; i++) {
-        if (lisa_eval_records_read(&recs[i], o->merge[i]) != LISA_OK) {
+        if (lisa_records_read(&recs[i], o->merge[i], &EVAL_RECORDS) != LISA_OK) {
             fprintf(stderr, "lisa eval: %s\n", lisa_last_error());
             rc = 1;
             break;
@@ -472,34 +482,27 @@ static int run_merge(const opts *o) {
         n_all += recs[i].n;
     }
     if (rc == 0) { /* a query in two shards would be counted twice */
-        lisa_eval_records dup = {0};
+        lisa_keyset seen = {0};
         for (size_t i = 0; i < n_all && rc == 0; i++) {
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(all[i], "id");
             if (!cJSON_IsString(id)) continue;
-            if (i > 0 && lisa_eval_records_has(&dup, id->valuestring)) {
+            bool added = false;
+            if (lisa_keyset_add(&seen, id->valuestring, strlen(id->valuestring), &added) != LISA_OK) {
+                fprintf(stderr, "lisa eval: %s\n", lisa_last_error());
+                rc = 1;
+            } else if (!added) {
                 fprintf(stderr, "lisa eval: query %s appears in more than one record\n", id->valuestring);
                 rc = 1;
             }
-            if (dup.n_ids == dup.cap) {
-                dup.cap = dup.cap ? dup.cap * 2 : 1024;
-                char **ni = realloc(dup.ids, dup.cap * sizeof *ni);
-                if (!ni) {
-                    rc = 1;
-                    break;
-                }
-                dup.ids = ni;
-            }
-            dup.ids[dup.n_ids++] = id->valuestring;
-            dup.ids_sorted = false;
         }
-        free(dup.ids);
+        lisa_keyset_free(&seen);
     }
     if (rc == 0) {
         summarize(&S, all, n_all);
         rc = report(&S, header, o->out, NULL, -1);
     }
     for (int i = 0; recs && i < o->n_merge; i++)
-        lisa_eval_records_close(&recs[i]);
+        lisa_records_close(&recs[i]);
     free(recs);
     free(all);
     return rc;
@@ -562,7 +565,7 @@ int lisa_cmd_eval(int argc, char **argv) {
     cJSON_AddStringToObject(header, "model", model_abs);
     run_ctx c = {.o = &o, .t0 = t0, .tty = isatty(2) != 0, .last_pct = -10};
     int rc = 0;
-    if (lisa_eval_records_open(&c.rec, rec_path, header, o.resume) != LISA_OK) {
+    if (lisa_records_open(&c.rec, rec_path, &EVAL_RECORDS, header, o.resume) != LISA_OK) {
         fprintf(stderr, "lisa eval: %s\n", lisa_last_error());
         rc = 1;
     }
@@ -606,7 +609,7 @@ int lisa_cmd_eval(int argc, char **argv) {
     }
     free(P.res);
     lisa_model_free(P.m);
-    lisa_eval_records_close(&c.rec);
+    lisa_records_close(&c.rec);
     cJSON_Delete(header);
     lisa_dataset_free(&ds);
     return rc;

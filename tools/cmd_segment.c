@@ -10,6 +10,7 @@
  * Exit: 0 ok, 1 runtime failure (the library's message on stderr), 2 usage error. */
 #include "lisa.h"
 #include "loader/image.h"
+#include "runtime/result_json.h"
 #include "tools/cli_masks.h"
 #include "tools/commands.h"
 
@@ -184,7 +185,7 @@ int lisa_cmd_segment(int argc, char **argv) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddItemToArray(masks, o);
             cJSON_AddNumberToObject(o, "index", i);
-            s = cli_add_rle(o, mask, h, w);
+            s = lisa_rle_json_add(o, mask, h, w);
             cJSON_AddNumberToObject(o, "score", lisa_result_mask_score(r, i));
             if (mpath[0]) cJSON_AddStringToObject(o, "file", mpath);
             if (opath[0]) cJSON_AddStringToObject(o, "overlay", opath);
@@ -204,17 +205,7 @@ int lisa_cmd_segment(int argc, char **argv) {
         rc = fail("writing the masks", s);
     } else if (root) {
         lisa_timings t = lisa_result_timings(r);
-        cJSON *tj = cJSON_AddObjectToObject(root, "timings");
-        cJSON_AddNumberToObject(tj, "preprocess_ms", t.preprocess_ms);
-        cJSON_AddNumberToObject(tj, "clip_ms", t.clip_ms);
-        cJSON_AddNumberToObject(tj, "prefill_ms", t.prefill_ms);
-        cJSON_AddNumberToObject(tj, "decode_ms", t.decode_ms);
-        cJSON_AddNumberToObject(tj, "sam_encoder_ms", t.sam_encoder_ms);
-        cJSON_AddNumberToObject(tj, "sam_decoder_ms", t.sam_decoder_ms);
-        cJSON_AddNumberToObject(tj, "postprocess_ms", t.postprocess_ms);
-        cJSON_AddNumberToObject(tj, "total_ms", t.total_ms);
-        cJSON_AddNumberToObject(tj, "n_prompt_tokens", t.n_prompt_tokens);
-        cJSON_AddNumberToObject(tj, "n_generated", t.n_generated);
+        lisa_timings_json_add(root, &t);
         char *txt = cJSON_PrintUnformatted(root);
         if (!txt) {
             cli_written_remove_all(&written);
