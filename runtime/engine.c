@@ -34,8 +34,8 @@
  * requests, threads, CLIP/SAM buffers: it receives plans and runs the same graph functions.
  *
  * Ownership: a lisa_engine borrows the model (and its TP communicator); it owns its threads, pool,
- * buffers, queued requests and unclaimed results, all released by lisa_engine_free. A result handed out belongs to the
- * caller (lisa_result_free).
+ * buffers, queued requests and unclaimed results, all released by lisa_engine_free. A result
+ * handed out belongs to the caller (lisa_result_free).
  */
 #include "runtime/engine.h"
 
