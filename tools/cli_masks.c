@@ -103,28 +103,3 @@ lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay,
     }
     return LISA_OK;
 }
-
-lisa_status cli_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w) {
-    lisa_rle r;
-    lisa_status s = lisa_rle_encode(&r, mask, h, w);
-    if (s != LISA_OK) return s;
-    char *counts = lisa_rle_to_string(&r);
-    if (!counts) {
-        lisa_rle_free(&r);
-        return LISA_ERR_OOM; /* message recorded by lisa_rle_to_string */
-    }
-    double bb[4];
-    lisa_rle_bbox(bb, &r);
-    cJSON *rle = cJSON_AddObjectToObject(obj, "rle");
-    cJSON *size = cJSON_AddArrayToObject(rle, "size");
-    cJSON_AddItemToArray(size, cJSON_CreateNumber(h));
-    cJSON_AddItemToArray(size, cJSON_CreateNumber(w));
-    cJSON_AddStringToObject(rle, "counts", counts);
-    cJSON *bbox = cJSON_AddArrayToObject(obj, "bbox");
-    for (int k = 0; k < 4; k++)
-        cJSON_AddItemToArray(bbox, cJSON_CreateNumber(bb[k]));
-    cJSON_AddNumberToObject(obj, "area", (double)lisa_rle_area(&r));
-    free(counts);
-    lisa_rle_free(&r);
-    return LISA_OK;
-}

@@ -1,12 +1,11 @@
 /* tools/cli_masks.h — mask outputs shared by `lisa segment` and `lisa sam`: file naming, PNG
- * writing with clean-up on failure, and the COCO-RLE JSON form of a mask. The pixel work (gray
- * mask, overlay, RLE) is the library's (runtime/mask.h, loader/image.h). */
+ * writing with clean-up on failure. The pixel work (gray mask, overlay, RLE) and the JSON form of
+ * results and masks are the library's (runtime/mask.h, loader/image.h, runtime/result_json.h). */
 #ifndef LISA_TOOLS_CLI_MASKS_H
 #define LISA_TOOLS_CLI_MASKS_H
 
 #include "lisa.h"
 
-#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,8 +35,5 @@ void cli_written_free(cli_written *w);
 lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const uint8_t *rgb,
                            const uint8_t *mask, int32_t h, int32_t w_px, int32_t i, char *mask_path,
                            char *overlay_path);
-
-/* {"size": [h, w], "counts": "..."} plus "bbox" and "area" added to obj (pycocotools' forms). */
-lisa_status cli_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w);
 
 #endif
