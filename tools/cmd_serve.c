@@ -1,0 +1,195 @@
+/* tools/cmd_serve.c — `lisa serve`: loads a model and serves it over HTTP/JSON until SIGTERM or
+ * SIGINT, then shuts down gracefully (server/server.h): no new connections, every request already
+ * received is answered, exit 0.
+ * Exit: 0 after a clean shutdown, 1 runtime failure (model, port), 2 usage error. */
+#include "lisa.h"
+#include "tools/commands.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef LISA_HAVE_SERVER
+int lisa_cmd_serve(int argc, char **argv) {
+    fprintf(stderr, "lisa serve: this build has no server (configure with -DLISA_SERVER=ON and libmicrohttpd-dev)\n");
+    return 1;
+}
+#else
+#include "server/server.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: lisa serve --model DIR [--vision-tower DIR] [--host ADDR] [--port N] [limits...]\n"
+            "\n"
+            "Serves LISA over HTTP/1.1 (JSON) through the continuous-batching engine:\n"
+            "  POST /v1/segment   multipart/form-data (image file, query[, options]) or JSON\n"
+            "                     {\"image\": base64, \"query\": \"...\", \"options\": {...}} -> answer, masks (COCO RLE)\n"
+            "  GET  /health, GET /metrics (Prometheus), GET / (a demo page)\n"
+            "SIGTERM or Ctrl-C: stop accepting, finish the requests in flight, exit 0.\n"
+            "\n"
+            "  --model DIR            a LISA checkpoint directory\n"
+            "  --vision-tower DIR     the CLIP directory (default: as `lisa segment`)\n"
+            "  --host ADDR            bind address (default 127.0.0.1; 0.0.0.0 or :: exposes it to the network)\n"
+            "  --port N               TCP port (default 8080; 0 = any free port, printed at start)\n"
+            "  --max-body-bytes N     larger bodies are answered 413 (default 33554432)\n"
+            "  --max-image-pixels N   decoded width x height limit, 400 beyond (default 16777216)\n"
+            "  --max-query-tokens N   query length in tokens, 400 beyond (default 512)\n"
+            "  --max-query-bytes N    query length in bytes, 400 beyond (default 4096)\n"
+            "  --max-new-tokens N     default and cap of options.max_new_tokens (default 512, as chat.py)\n"
+            "  --max-queue N          unfinished requests accepted; 503 + Retry-After beyond (default 64)\n"
+            "  --timeout SEC          no result after SEC seconds: 504 (default 300)\n"
+            "  --max-connections N    concurrent connections (default 128)\n"
+            "  --max-batch N          sequences decoded together (default 16)\n"
+            "  --kv-cache-mib N       KV-cache pool (default: room for max-batch requests of 1024 tokens)\n"
+            "  --workers N            image decode + preprocessing threads (default: all cores)\n"
+            "  --allow-paths DIR      JSON requests may name a server-side file under DIR (\"image_path\")\n"
+            "  --quiet                no log line per request\n"
+            "  --backend cpu|cuda|auto, --threads N   as `lisa segment`\n");
+}
+
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig) {
+    const unsigned char b = (unsigned char)sig;
+    const ssize_t n = write(stop_pipe[1], &b, 1); /* async-signal-safe */
+    (void)n;
+}
+
+static bool parse_ll(const char *s, long long lo, long long hi, long long *out) {
+    char *end = NULL;
+    errno = 0;
+    const long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+int lisa_cmd_serve(int argc, char **argv) {
+    const char *model_dir = NULL;
+    lisa_model_params mp = lisa_model_default_params();
+    lisa_server_options o = lisa_server_default_options();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const bool has = i + 1 < argc;
+        long long v = 0;
+#define INT_OPT(flag, lo, hi, dst)                                                                 \
+    else if (!strcmp(a, flag) && has) {                                                            \
+        if (!parse_ll(argv[++i], lo, hi, &v)) {                                                    \
+            fprintf(stderr, "lisa serve: %s needs an integer in %lld..%lld (got '%s')\n", flag,     \
+                    (long long)(lo), (long long)(hi), argv[i]);                                    \
+            return 2;                                                                              \
+        }                                                                                          \
+        dst = v;                                                                                   \
+    }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--model") && has) {
+            model_dir = argv[++i];
+        } else if (!strcmp(a, "--vision-tower") && has) {
+            mp.vision_tower = argv[++i];
+        } else if (!strcmp(a, "--host") && has) {
+            o.host = argv[++i];
+        } else if (!strcmp(a, "--allow-paths") && has) {
+            o.allow_paths = argv[++i];
+        } else if (!strcmp(a, "--quiet")) {
+            o.log_requests = false;
+        } else if (!strcmp(a, "--timeout") && has) {
+            char *end = NULL;
+            const double t = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !(t > 0) || t > 86400) {
+                fprintf(stderr, "lisa serve: --timeout needs seconds in (0, 86400] (got '%s')\n", argv[i]);
+                return 2;
+            }
+            o.timeout_s = t;
+        } else if (!strcmp(a, "--backend") && has) {
+            const char *b = argv[++i];
+            if (!strcmp(b, "cpu")) mp.backend = LISA_BACKEND_CPU;
+            else if (!strcmp(b, "cuda")) mp.backend = LISA_BACKEND_CUDA;
+            else if (!strcmp(b, "auto")) mp.backend = LISA_BACKEND_AUTO;
+            else {
+                fprintf(stderr, "lisa serve: --backend must be cpu, cuda or auto (got '%s')\n", b);
+                return 2;
+            }
+        }
+        INT_OPT("--port", 0, 65535, o.port)
+        INT_OPT("--max-body-bytes", 1, 1ll << 40, o.max_body_bytes)
+        INT_OPT("--max-image-pixels", 1, 1ll << 40, o.max_image_pixels)
+        INT_OPT("--max-query-tokens", 1, 1 << 20, o.max_query_tokens)
+        INT_OPT("--max-query-bytes", 1, 1 << 24, o.max_query_bytes)
+        INT_OPT("--max-new-tokens", 1, 1 << 20, o.max_new_tokens)
+        INT_OPT("--max-queue", 1, 1 << 20, o.engine.max_queue)
+        INT_OPT("--max-connections", 1, 1 << 16, o.max_connections)
+        INT_OPT("--max-batch", 1, 256, o.engine.max_batch)
+        INT_OPT("--kv-cache-mib", 1, 1 << 24, o.engine.kv_cache_bytes)
+        INT_OPT("--workers", 0, 4096, o.engine.n_workers)
+        INT_OPT("--threads", 0, 4096, mp.n_threads)
+        else {
+            fprintf(stderr, "lisa serve: unknown or incomplete option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+#undef INT_OPT
+        if (!strcmp(a, "--kv-cache-mib")) o.engine.kv_cache_bytes <<= 20;
+    }
+    if (!model_dir) {
+        fprintf(stderr, "lisa serve: --model is required\n\n");
+        usage(stderr);
+        return 2;
+    }
+    if (o.engine.max_images > o.engine.max_batch) o.engine.max_images = o.engine.max_batch;
+
+    /* SIGTERM / SIGINT: the handler writes the signal number to a pipe that the main thread reads.
+     * Threads started below (engine, HTTP) inherit a mask that blocks both, so that the signal
+     * does not interrupt their system calls; threads that exist before main (OpenBLAS starts its
+     * pool in a constructor) may run the handler, which is harmless. */
+    if (pipe(stop_pipe) != 0) {
+        fprintf(stderr, "lisa serve: pipe: %s\n", strerror(errno));
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    lisa_model *m = NULL;
+    lisa_status s = lisa_model_load(model_dir, &mp, &m);
+    if (s != LISA_OK) {
+        fprintf(stderr, "lisa serve: %s: %s\n", lisa_status_name(s), lisa_last_error());
+        return 1;
+    }
+    lisa_server *srv = NULL;
+    s = lisa_server_start(&srv, m, &o);
+    if (s != LISA_OK) {
+        fprintf(stderr, "lisa serve: %s: %s\n", lisa_status_name(s), lisa_last_error());
+        lisa_model_free(m);
+        return 1;
+    }
+    const int ipv6 = strchr(o.host, ':') != NULL;
+    printf("lisa serve: listening on http://%s%s%s:%d/\n", ipv6 ? "[" : "", o.host, ipv6 ? "]" : "",
+           lisa_server_port(srv));
+    fflush(stdout);
+    pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
+    unsigned char sig = 0;
+    while (read(stop_pipe[0], &sig, 1) < 0 && errno == EINTR) continue;
+    fprintf(stderr, "lisa serve: %s: finishing the requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    lisa_server_drain(srv);
+    lisa_server_free(srv);
+    lisa_model_free(m);
+    fprintf(stderr, "lisa serve: stopped\n");
+    return 0;
+}
+#endif
