@@ -281,9 +281,20 @@ static enum MHD_Result begin_segment(srv_conn *q, struct MHD_Connection *c, cons
         char *end = NULL;
         errno = 0;
         const unsigned long long n = strtoull(cl, &end, 10);
-        if (!errno && end != cl && (long long)n > s->o.max_body_bytes && n > 0)
-            return reply_error(q, c, 413, "body_too_large", "the body of %llu bytes exceeds the limit of %lld bytes", n,
-                               (long long)s->o.max_body_bytes);
+        if (!errno && end != cl && (long long)n > s->o.max_body_bytes) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the body of %llu bytes exceeds the limit of %lld bytes", n,
+                     (long long)s->o.max_body_bytes);
+            /* Answer before the body when the client waits for "100 Continue" (curl does for large
+             * bodies) or the body is huge. Otherwise the body is already on its way: read and drop
+             * it, then answer, because closing a socket with unread data resets the connection and
+             * the client may lose the 413. */
+            const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+            if ((expect && !strcasecmp(expect, "100-continue")) || (long long)n > 2 * s->o.max_body_bytes + (1 << 20))
+                return reply_error(q, c, 413, "body_too_large", "%s", msg);
+            set_error(q, 413, "body_too_large", msg);
+            return MHD_YES;
+        }
     }
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (ct && has_prefix_ci(ct, "application/json")) {
@@ -302,15 +313,17 @@ static enum MHD_Result begin_segment(srv_conn *q, struct MHD_Connection *c, cons
 
 static enum MHD_Result receive_segment(srv_conn *q, struct MHD_Connection *c, const char *data, size_t n) {
     lisa_server *s = q->srv;
-    if (q->err_status) return MHD_YES; /* discarding the rest */
     q->received += n;
     if ((long long)q->received > s->o.max_body_bytes) {
-        /* a chunked body (no Content-Length) over the limit: answer now; MHD closes the connection
-         * after the response instead of reading the rest */
-        set_error(q, 413, "body_too_large", "");
-        snprintf(q->err_msg, sizeof q->err_msg, "the body exceeds the limit of %lld bytes", (long long)s->o.max_body_bytes);
-        return reply_error(q, c, 413, "body_too_large", "%s", q->err_msg) == MHD_YES ? MHD_YES : MHD_NO;
+        /* a chunked body (no Content-Length) over the limit. libmicrohttpd 0.9.75 cannot queue a
+         * response in the middle of an upload, so the rest is read and dropped and 413 goes out at
+         * its end; a client that sends on and on past twice the limit is disconnected. */
+        char msg[128];
+        snprintf(msg, sizeof msg, "the body exceeds the limit of %lld bytes", (long long)s->o.max_body_bytes);
+        set_error(q, 413, "body_too_large", msg);
+        return (long long)q->received > 2 * s->o.max_body_bytes + (1 << 20) ? MHD_NO : MHD_YES;
     }
+    if (q->err_status) return MHD_YES; /* an earlier error: drop the rest */
     if (q->body == BODY_JSON) {
         if (q->json_len + n + 1 > q->json_cap) {
             size_t cap = q->json_cap ? q->json_cap : 4096;
