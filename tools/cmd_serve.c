@@ -6,6 +6,9 @@
 #include "tools/commands.h"
 
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -165,6 +168,14 @@ int lisa_cmd_serve(int argc, char **argv) {
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
+#if defined(__GLIBC__)
+    /* Every request allocates and frees buffers of megabytes (the encoded and decoded image, SAM's
+     * 1024 x 1024 input, the mask stage's arena). glibc raises its mmap threshold to the size of
+     * the first such block freed, after which they come from per-thread heaps that keep the memory:
+     * the tiny model's server then settles at ~4x its working set. A fixed threshold hands large
+     * blocks back to the kernel on free, so the resident size follows the load (and a leak shows). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
     lisa_model *m = NULL;
     lisa_status s = lisa_model_load(model_dir, &mp, &m);
     if (s != LISA_OK) {
