@@ -10,6 +10,9 @@ PACKAGES=(
   libcriterion-dev                            # unit tests
   libpng-dev libjpeg62-turbo-dev zlib1g-dev   # image decode/encode; zlib: .bin deflate + CRC-32
   clang                                       # libFuzzer targets
+  libmicrohttpd-dev                           # `lisa serve` (HTTP/1.1 server)
+  python3 python3-pytest                      # the Python binding's test (python/tests)
+  chromium                                    # the demo page's browser test (headless)
 )
 
 missing=()
