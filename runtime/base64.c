@@ -46,7 +46,9 @@ static int sym(unsigned char c) {
     return -1;
 }
 
-static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 lisa_status lisa_base64_decode(void **out, size_t *out_len, const char *in, size_t len, const char *what) {
     *out = NULL;
@@ -56,7 +58,7 @@ lisa_status lisa_base64_decode(void **out, size_t *out_len, const char *in, size
     uint8_t *buf = malloc(len / 4 * 3 + 3);
     if (!buf) return lisa_fail(LISA_ERR_OOM, "%s: out of memory decoding %zu base64 characters", what, len);
     uint32_t acc = 0;
-    int nsym = 0;   /* symbols in the current quantum */
+    int nsym = 0; /* symbols in the current quantum */
     size_t o = 0, pad_at = 0;
     int npad = 0;
     for (size_t i = 0; i < len; i++) {

@@ -13,9 +13,9 @@
 static lisa_status oom(void) { return lisa_fail(LISA_ERR_OOM, "out of memory building the result JSON"); }
 
 /* cJSON's Add* functions return NULL when out of memory (and then own nothing) */
-#define JTRY(expr)                                                                                 \
-    do {                                                                                           \
-        if (!(expr)) return oom();                                                                 \
+#define JTRY(expr)                                                                                                     \
+    do {                                                                                                               \
+        if (!(expr)) return oom();                                                                                     \
     } while (0)
 
 lisa_status lisa_json_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w) {
@@ -70,7 +70,8 @@ static lisa_status add_timings(cJSON *root, const lisa_timings *t) {
              {"sam_encoder_ms", t->sam_encoder_ms},   {"sam_decoder_ms", t->sam_decoder_ms},
              {"postprocess_ms", t->postprocess_ms},   {"total_ms", t->total_ms},
              {"n_prompt_tokens", t->n_prompt_tokens}, {"n_generated", t->n_generated}};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) JTRY(cJSON_AddNumberToObject(tj, f[i].k, f[i].v));
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        JTRY(cJSON_AddNumberToObject(tj, f[i].k, f[i].v));
     return LISA_OK;
 }
 
@@ -89,7 +90,8 @@ static lisa_status build(cJSON *root, const lisa_result *r, uint32_t flags) {
         cJSON *ids = cJSON_AddArrayToObject(root, "tokens");
         JTRY(ids);
         const int32_t *t = lisa_result_tokens(r);
-        for (int32_t i = 0; i < lisa_result_n_tokens(r); i++) JTRY(cJSON_AddItemToArray(ids, cJSON_CreateNumber(t[i])));
+        for (int32_t i = 0; i < lisa_result_n_tokens(r); i++)
+            JTRY(cJSON_AddItemToArray(ids, cJSON_CreateNumber(t[i])));
     }
     if (flags & LISA_JSON_TEXT_OUTPUT) JTRY(cJSON_AddStringToObject(root, "text_output", text ? text : ""));
     cJSON *masks = cJSON_AddArrayToObject(root, "masks");

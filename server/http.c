@@ -55,7 +55,8 @@ struct lisa_server {
     pthread_cond_t idle_cv;    /* in_flight dropped to 0 */
     pthread_cond_t collect_cv; /* n_outstanding > 0, or stop_collector */
     /* under mu */
-    int32_t in_flight; /* HTTP requests whose first byte was handled and whose completion was not */
+    int32_t in_flight;  /* HTTP requests begun and not completed (response sent or connection gone) */
+    int32_t unanswered; /* HTTP requests begun and without a queued response (the metrics gauge) */
     bool draining, drained;
     srv_pending *pending;
     int32_t n_outstanding; /* submitted, result not yet claimed from the engine */
@@ -129,12 +130,18 @@ static enum MHD_Result queue(srv_conn *q, struct MHD_Connection *c, unsigned sta
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    for (const char *const *h = headers; h && h[0]; h += 2) MHD_add_response_header(r, h[0], h[1]);
+    for (const char *const *h = headers; h && h[0]; h += 2)
+        MHD_add_response_header(r, h[0], h[1]);
     const enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     if (ret == MHD_YES) {
         q->responded = true;
         q->status = status;
+        /* counted when queued, not when sent: a client that has its response sees it counted */
+        srv_metrics_request(&q->srv->metrics, q->route, status, now_s() - q->t0);
+        pthread_mutex_lock(&q->srv->mu);
+        q->srv->unanswered--;
+        pthread_mutex_unlock(&q->srv->mu);
     }
     return ret;
 }
@@ -170,9 +177,12 @@ static enum MHD_Result reply_error(srv_conn *q, struct MHD_Connection *c, unsign
     const char *h405seg[] = {MHD_HTTP_HEADER_ALLOW, "POST", NULL};
     const char *h405get[] = {MHD_HTTP_HEADER_ALLOW, "GET, HEAD", NULL};
     const char *const *h = NULL;
-    if (!strcmp(code, "shutting_down")) h = hclose;
-    else if (status == 503) h = h503;
-    else if (status == 405) h = q->route == SRV_ROUTE_SEGMENT ? h405seg : h405get;
+    if (!strcmp(code, "shutting_down"))
+        h = hclose;
+    else if (status == 503)
+        h = h503;
+    else if (status == 405)
+        h = q->route == SRV_ROUTE_SEGMENT ? h405seg : h405get;
     return queue_json(q, c, status, root, h);
 }
 
@@ -207,7 +217,8 @@ static void *collector_main(void *arg) {
     lisa_server *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->stop_collector && s->n_outstanding == 0) pthread_cond_wait(&s->collect_cv, &s->mu);
+        while (!s->stop_collector && s->n_outstanding == 0)
+            pthread_cond_wait(&s->collect_cv, &s->mu);
         const bool stop = s->stop_collector;
         pthread_mutex_unlock(&s->mu);
         if (stop) break;
@@ -221,7 +232,8 @@ static void *collector_main(void *arg) {
         pthread_mutex_lock(&s->mu);
         s->n_outstanding--;
         srv_pending *p = s->pending;
-        while (p && p->id != lisa_result_id(r)) p = p->next;
+        while (p && p->id != lisa_result_id(r))
+            p = p->next;
         if (!p) {
             lisa_result_free(r);
         } else if (p->abandoned) {
@@ -327,7 +339,8 @@ static enum MHD_Result receive_segment(srv_conn *q, struct MHD_Connection *c, co
     if (q->body == BODY_JSON) {
         if (q->json_len + n + 1 > q->json_cap) {
             size_t cap = q->json_cap ? q->json_cap : 4096;
-            while (cap < q->json_len + n + 1) cap *= 2;
+            while (cap < q->json_len + n + 1)
+                cap *= 2;
             char *nb = realloc(q->json, cap);
             if (!nb) {
                 set_error(q, 500, "internal", "out of memory receiving the body");
@@ -394,7 +407,8 @@ static enum MHD_Result finish_segment(srv_conn *q, struct MHD_Connection *c) {
     } else {
         const enum MHD_Result ok = MHD_destroy_post_processor(q->pp);
         q->pp = NULL;
-        if (ok != MHD_YES) return reply_error(q, c, 400, "invalid_form", "truncated or malformed multipart/form-data body");
+        if (ok != MHD_YES)
+            return reply_error(q, c, 400, "invalid_form", "truncated or malformed multipart/form-data body");
         st = srv_form_finish(in, s->o.max_new_tokens);
         if (st != LISA_OK) return reply_error(q, c, 400, "invalid_form", "%s", lisa_last_error());
     }
@@ -520,7 +534,7 @@ static enum MHD_Result reply_metrics(srv_conn *q, struct MHD_Connection *c) {
     g.engine = lisa_engine_get_stats(s->e);
     g.max_queue = s->o.engine.max_queue;
     pthread_mutex_lock(&s->mu);
-    g.http_in_flight = s->in_flight - 1; /* not counting this scrape */
+    g.http_in_flight = s->unanswered - 1; /* not counting this scrape */
     pthread_mutex_unlock(&s->mu);
     g.rss_bytes = srv_rss_bytes();
     g.backend = backend_name(s);
@@ -561,6 +575,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = q;
         pthread_mutex_lock(&s->mu);
         s->in_flight++;
+        s->unanswered++;
         const bool draining = s->draining;
         pthread_mutex_unlock(&s->mu);
         if (draining) return reply_error(q, c, 503, "shutting_down", "the server is shutting down");
@@ -591,7 +606,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     srv_conn *q = *con_cls;
     if (!q) return;
     const double dt = now_s() - q->t0;
-    srv_metrics_request(&s->metrics, q->route, q->responded ? q->status : 0, dt);
+    const bool q_responded = q->responded;
+    if (!q_responded) srv_metrics_request(&s->metrics, q->route, 0, dt); /* closed without a response */
     if (s->o.log_requests)
         fprintf(stderr, "lisa serve: %s %s %u %.1f ms%s\n", q->method, q->url, q->responded ? q->status : 0, dt * 1e3,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed before the response was sent)");
@@ -601,6 +617,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     free(q);
     *con_cls = NULL;
     pthread_mutex_lock(&s->mu);
+    if (!q_responded) s->unanswered--;
     if (--s->in_flight == 0) pthread_cond_broadcast(&s->idle_cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -618,7 +635,8 @@ lisa_status lisa_server_start(lisa_server **out, lisa_model *m, const lisa_serve
     *out = NULL;
     lisa_server_options o = opts ? *opts : lisa_server_default_options();
     if (!o.host || !*o.host) o.host = "127.0.0.1";
-    if (o.port < 0 || o.port > 65535) return lisa_fail(LISA_ERR_INVALID_ARG, "serve: port %d is not in 0..65535", o.port);
+    if (o.port < 0 || o.port > 65535)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "serve: port %d is not in 0..65535", o.port);
     if (o.max_body_bytes < 1 || o.max_query_tokens < 1 || o.max_new_tokens < 1 || !(o.timeout_s > 0) ||
         o.max_connections < 1)
         return lisa_fail(LISA_ERR_INVALID_ARG,
@@ -673,13 +691,14 @@ lisa_status lisa_server_start(lisa_server **out, lisa_model *m, const lisa_serve
         /* idle keep-alive connections close after this; it must exceed the request timeout because
          * a handler waiting for its result is not socket activity */
         const unsigned idle_s = (unsigned)(o.timeout_s + 60);
-        s->d = MHD_start_daemon(flags, (uint16_t)o.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-                                on_mhd_log, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
-                                on_completed, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)o.max_connections,
-                                MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                (size_t)(128 * 1024), MHD_OPTION_END);
-        if (!s->d) st = lisa_fail(LISA_ERR_IO, "serve: cannot listen on %s port %d (in use, or not an address here)",
-                                  o.host, o.port);
+        s->d =
+            MHD_start_daemon(flags, (uint16_t)o.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+                             s, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                             idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+        if (!s->d)
+            st = lisa_fail(LISA_ERR_IO, "serve: cannot listen on %s port %d (in use, or not an address here)", o.host,
+                           o.port);
     }
     if (ai) freeaddrinfo(ai);
     if (st != LISA_OK) {

@@ -14,7 +14,7 @@ const char *const srv_stage_names[SRV_N_STAGES] = {"preprocess",  "clip",       
 
 /* seconds: 1 ms .. 10 min, roughly x2.5 apart (tiny CPU models take ~1 s, 7B on a GPU ~0.1 s) */
 static const double LATENCY_LE[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                    1,     2.5,    5,     10,   25,    60,   120, 300, 600};
+                                    1,     2.5,    5,     10,   25,    60,   120, 300,  600};
 #define N_LATENCY ((int32_t)(sizeof LATENCY_LE / sizeof LATENCY_LE[0]))
 
 void srv_buf_printf(srv_buf *b, const char *fmt, ...) {
@@ -34,7 +34,8 @@ void srv_buf_printf(srv_buf *b, const char *fmt, ...) {
             return;
         }
         size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + (size_t)n + 1) cap *= 2;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
         char *np = realloc(b->p, cap);
         if (!np) {
             b->oom = true;
@@ -58,17 +59,22 @@ void srv_hist_init(srv_hist *h, const double *le, int32_t n) {
 
 void srv_hist_observe(srv_hist *h, double v) {
     int32_t i = 0;
-    while (i < h->n && !(v <= h->le[i])) i++;
+    while (i < h->n && !(v <= h->le[i]))
+        i++;
     h->counts[i]++;
     h->sum += v;
     h->count++;
 }
 
 void srv_write_value(srv_buf *b, double v) {
-    if (isinf(v)) srv_buf_printf(b, v > 0 ? "+Inf" : "-Inf");
-    else if (isnan(v)) srv_buf_printf(b, "NaN");
-    else if (v == floor(v) && fabs(v) < 1e15) srv_buf_printf(b, "%.0f", v);
-    else srv_buf_printf(b, "%.17g", v);
+    if (isinf(v))
+        srv_buf_printf(b, v > 0 ? "+Inf" : "-Inf");
+    else if (isnan(v))
+        srv_buf_printf(b, "NaN");
+    else if (v == floor(v) && fabs(v) < 1e15)
+        srv_buf_printf(b, "%.0f", v);
+    else
+        srv_buf_printf(b, "%.17g", v);
 }
 
 void srv_hist_write(srv_buf *b, const char *name, const char *labels, const srv_hist *h) {
@@ -90,8 +96,10 @@ void srv_hist_write(srv_buf *b, const char *name, const char *labels, const srv_
 void srv_metrics_init(srv_metrics *m) {
     memset(m, 0, sizeof *m);
     pthread_mutex_init(&m->mu, NULL);
-    for (int32_t r = 0; r < SRV_N_ROUTES; r++) srv_hist_init(&m->http_seconds[r], LATENCY_LE, N_LATENCY);
-    for (int32_t s = 0; s < SRV_N_STAGES; s++) srv_hist_init(&m->stage_seconds[s], LATENCY_LE, N_LATENCY);
+    for (int32_t r = 0; r < SRV_N_ROUTES; r++)
+        srv_hist_init(&m->http_seconds[r], LATENCY_LE, N_LATENCY);
+    for (int32_t s = 0; s < SRV_N_STAGES; s++)
+        srv_hist_init(&m->stage_seconds[s], LATENCY_LE, N_LATENCY);
 }
 
 void srv_metrics_destroy(srv_metrics *m) { pthread_mutex_destroy(&m->mu); }
@@ -100,7 +108,8 @@ void srv_metrics_request(srv_metrics *m, int32_t route, uint32_t code, double se
     if (route < 0 || route >= SRV_N_ROUTES) route = SRV_ROUTE_OTHER;
     pthread_mutex_lock(&m->mu);
     int32_t i = 0;
-    while (i < m->n_codes[route] && m->requests[route][i].code != code) i++;
+    while (i < m->n_codes[route] && m->requests[route][i].code != code)
+        i++;
     if (i == m->n_codes[route] && i < SRV_MAX_CODES) {
         m->requests[route][i].code = code;
         m->n_codes[route]++;
@@ -114,7 +123,8 @@ void srv_metrics_stages(srv_metrics *m, const lisa_timings *t) {
     const double ms[SRV_N_STAGES] = {t->preprocess_ms,  t->clip_ms,        t->prefill_ms,     t->decode_ms,
                                      t->sam_encoder_ms, t->sam_decoder_ms, t->postprocess_ms, t->total_ms};
     pthread_mutex_lock(&m->mu);
-    for (int32_t s = 0; s < SRV_N_STAGES; s++) srv_hist_observe(&m->stage_seconds[s], ms[s] / 1e3);
+    for (int32_t s = 0; s < SRV_N_STAGES; s++)
+        srv_hist_observe(&m->stage_seconds[s], ms[s] / 1e3);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -139,12 +149,14 @@ void srv_metrics_render(srv_buf *b, srv_metrics *m, const srv_gauges *g) {
     const lisa_engine_stats *st = &g->engine;
     char labels[128];
     pthread_mutex_lock(&m->mu);
-    family(b, "lisa_http_requests_total", "counter", "HTTP requests answered, by path and status code (0: no response).");
+    family(b, "lisa_http_requests_total", "counter",
+           "HTTP requests answered, by path and status code (0: no response).");
     for (int32_t r = 0; r < SRV_N_ROUTES; r++)
         for (int32_t i = 0; i < m->n_codes[r]; i++)
             srv_buf_printf(b, "lisa_http_requests_total{path=\"%s\",code=\"%u\"} %llu\n", srv_route_names[r],
                            m->requests[r][i].code, (unsigned long long)m->requests[r][i].n);
-    family(b, "lisa_http_request_duration_seconds", "histogram", "Time from the request line to the response, by path.");
+    family(b, "lisa_http_request_duration_seconds", "histogram",
+           "Time from the request line to the response being queued, by path.");
     for (int32_t r = 0; r < SRV_N_ROUTES; r++) {
         snprintf(labels, sizeof labels, "path=\"%s\"", srv_route_names[r]);
         srv_hist_write(b, "lisa_http_request_duration_seconds", labels, &m->http_seconds[r]);
@@ -179,14 +191,16 @@ void srv_metrics_render(srv_buf *b, srv_metrics *m, const srv_gauges *g) {
         srv_buf_printf(b, "lisa_decode_batch_size_bucket{le=\"%d\"} %llu\n", 1 << k, (unsigned long long)cum);
     }
     srv_buf_printf(b, "lisa_decode_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)st->decode_steps);
-    srv_buf_printf(b, "lisa_decode_batch_size_sum %lld\nlisa_decode_batch_size_count %lld\n", (long long)st->decode_rows,
-                   (long long)st->decode_steps);
+    srv_buf_printf(b, "lisa_decode_batch_size_sum %lld\nlisa_decode_batch_size_count %lld\n",
+                   (long long)st->decode_rows, (long long)st->decode_steps);
     gauge(b, "lisa_kv_pages_used", "KV-cache pages in use (the shared prefix included).", st->kv_pages_used);
     gauge(b, "lisa_kv_pages_total", "KV-cache pages in the pool.", st->kv_pages_total);
     gauge(b, "lisa_kv_prefix_pages", "KV-cache pages holding the shared system-prompt prefix.", st->kv_prefix_pages);
     gauge(b, "lisa_gpu_memory_used_bytes", "Device memory in use (0 on the CPU backend).", (double)g->gpu_used_bytes);
-    gauge(b, "lisa_gpu_memory_total_bytes", "Device memory in total (0 on the CPU backend).", (double)g->gpu_total_bytes);
-    if (g->rss_bytes >= 0) gauge(b, "process_resident_memory_bytes", "Resident memory size in bytes.", (double)g->rss_bytes);
+    gauge(b, "lisa_gpu_memory_total_bytes", "Device memory in total (0 on the CPU backend).",
+          (double)g->gpu_total_bytes);
+    if (g->rss_bytes >= 0)
+        gauge(b, "process_resident_memory_bytes", "Resident memory size in bytes.", (double)g->rss_bytes);
     gauge(b, "lisa_uptime_seconds", "Seconds since the server started.", g->uptime_s);
     family(b, "lisa_build_info", "gauge", "Version and backend of this server.");
     srv_buf_printf(b, "lisa_build_info{version=\"%s\",backend=\"%s\"} 1\n", lisa_version(), g->backend);

@@ -73,8 +73,8 @@ typedef struct srv_metrics {
     int32_t n_codes[SRV_N_ROUTES];
     srv_hist http_seconds[SRV_N_ROUTES];
     srv_hist stage_seconds[SRV_N_STAGES];
-    uint64_t timeouts;       /* requests answered 504 */
-    uint64_t rejected_full;  /* requests answered 503 because the queue was full */
+    uint64_t timeouts;      /* requests answered 504 */
+    uint64_t rejected_full; /* requests answered 503 because the queue was full */
 } srv_metrics;
 
 void srv_metrics_init(srv_metrics *m);
@@ -88,9 +88,9 @@ typedef struct srv_gauges {
     lisa_engine_stats engine;
     int32_t max_queue;
     int32_t http_in_flight;
-    int64_t rss_bytes;           /* process resident set size (-1: unknown) */
+    int64_t rss_bytes; /* process resident set size (-1: unknown) */
     int64_t gpu_used_bytes, gpu_total_bytes;
-    const char *backend;         /* "cpu", "cuda" */
+    const char *backend; /* "cpu", "cuda" */
     double uptime_s;
 } srv_gauges;
 

@@ -67,7 +67,8 @@ static lisa_status parse_options_obj(srv_input *in, const cJSON *o, int32_t cap)
             if (!cJSON_IsNumber(it)) return lisa_fail(LISA_ERR_FORMAT, "options.max_new_tokens must be a number");
             LISA_TRY(set_max_new(in, it->valuedouble, cap));
         } else {
-            if (!cJSON_IsBool(it)) return lisa_fail(LISA_ERR_FORMAT, "options.%s must be true or false", SMALL_NAMES[k]);
+            if (!cJSON_IsBool(it))
+                return lisa_fail(LISA_ERR_FORMAT, "options.%s must be true or false", SMALL_NAMES[k]);
             LISA_TRY(option_bool(in, k, cJSON_IsTrue(it)));
         }
     }
@@ -100,7 +101,8 @@ lisa_status srv_parse_json(srv_input *in, const char *body, size_t len, int32_t 
     /* cJSON stops at the end of the value: anything but whitespace after it is malformed */
     for (const char *p = end; s == LISA_OK && p < body + len; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
-            s = lisa_fail(LISA_ERR_FORMAT, "malformed JSON body: data after the object at byte %zu", (size_t)(p - body));
+            s = lisa_fail(LISA_ERR_FORMAT, "malformed JSON body: data after the object at byte %zu",
+                          (size_t)(p - body));
     if (s == LISA_OK && !cJSON_IsObject(root)) s = lisa_fail(LISA_ERR_FORMAT, "the JSON body must be an object");
     static const char *const names[] = {"query", "image", "image_path", "options"};
     for (const cJSON *it = s == LISA_OK ? root->child : NULL; it && s == LISA_OK; it = it->next) {
@@ -148,7 +150,8 @@ lisa_status srv_parse_json(srv_input *in, const char *body, size_t len, int32_t 
 static lisa_status append(char **buf, size_t *len, size_t *cap, const char *data, size_t size) {
     if (*len + size + 1 > *cap) {
         size_t c = *cap ? *cap : 256;
-        while (c < *len + size + 1) c *= 2;
+        while (c < *len + size + 1)
+            c *= 2;
         char *nb = realloc(*buf, c);
         if (!nb) return lisa_fail(LISA_ERR_OOM, "out of memory receiving %zu bytes", *len + size);
         *buf = nb;
@@ -162,10 +165,14 @@ static lisa_status append(char **buf, size_t *len, size_t *cap, const char *data
 
 lisa_status srv_form_chunk(srv_input *in, const char *key, const char *data, uint64_t off, size_t size) {
     int f = -1;
-    if (key && !strcmp(key, "query")) f = F_QUERY;
-    else if (key && !strcmp(key, "image")) f = F_IMAGE;
-    else if (key && !strcmp(key, "options")) f = F_OPTIONS;
-    else if (key && small_index(key) >= 0) f = F_SMALL0 + small_index(key);
+    if (key && !strcmp(key, "query"))
+        f = F_QUERY;
+    else if (key && !strcmp(key, "image"))
+        f = F_IMAGE;
+    else if (key && !strcmp(key, "options"))
+        f = F_OPTIONS;
+    else if (key && small_index(key) >= 0)
+        f = F_SMALL0 + small_index(key);
     if (f < 0)
         return lisa_fail(LISA_ERR_INVALID_ARG,
                          "unknown form field \"%.64s\" (known: image, query, options, max_new_tokens, png, tokens, "
@@ -176,13 +183,11 @@ lisa_status srv_form_chunk(srv_input *in, const char *key, const char *data, uin
         in->seen |= 1u << f;
     }
     switch (f) {
-    case F_QUERY:
-        return append(&in->query, &in->query_len, &in->query_cap, data, size);
+    case F_QUERY: return append(&in->query, &in->query_len, &in->query_cap, data, size);
     case F_IMAGE:
         in->have_image = true;
         return append((char **)&in->image, &in->image_size, &in->image_cap, data, size);
-    case F_OPTIONS:
-        return append(&in->options_text, &in->options_len, &in->options_cap, data, size);
+    case F_OPTIONS: return append(&in->options_text, &in->options_len, &in->options_cap, data, size);
     default: {
         const int k = f - F_SMALL0;
         if (in->small_len[k] + size >= sizeof in->small[k])
@@ -221,7 +226,8 @@ lisa_status srv_form_finish(srv_input *in, int32_t cap) {
         } else if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "off")) {
             LISA_TRY(option_bool(in, k, false));
         } else {
-            return lisa_fail(LISA_ERR_FORMAT, "form field \"%s\" must be 1/0/true/false (got \"%s\")", SMALL_NAMES[k], v);
+            return lisa_fail(LISA_ERR_FORMAT, "form field \"%s\" must be 1/0/true/false (got \"%s\")", SMALL_NAMES[k],
+                             v);
         }
     }
     return LISA_OK;

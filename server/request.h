@@ -31,19 +31,19 @@ typedef struct srv_options {
 
 /* One parsed request. Owns every buffer (srv_input_free); lives for one HTTP request. */
 typedef struct srv_input {
-    uint8_t *image;         /* encoded image bytes (multipart file or decoded base64) */
+    uint8_t *image; /* encoded image bytes (multipart file or decoded base64) */
     size_t image_size;
-    bool have_image;        /* the "image" part/member was present (possibly empty) */
-    char *image_path;       /* JSON "image_path" */
-    char *query;            /* NUL-terminated; NULL when absent */
+    bool have_image;  /* the "image" part/member was present (possibly empty) */
+    char *image_path; /* JSON "image_path" */
+    char *query;      /* NUL-terminated; NULL when absent */
     srv_options opt;
     /* multipart accumulation */
     size_t query_len, query_cap, image_cap;
-    char *options_text;     /* the "options" part */
+    char *options_text; /* the "options" part */
     size_t options_len, options_cap;
-    char small[5][32];      /* max_new_tokens, png, tokens, text_output, timings parts */
+    char small[5][32]; /* max_new_tokens, png, tokens, text_output, timings parts */
     uint8_t small_len[5];
-    uint32_t seen;          /* bit per field, for duplicates */
+    uint32_t seen; /* bit per field, for duplicates */
 } srv_input;
 
 /* Errors are LISA_ERR_FORMAT (malformed JSON / base64 / option value, the message says where) or

@@ -20,7 +20,8 @@ static void ref_encode(char *out, const uint8_t *in, size_t n) {
         }
         out[o++] = A[v];
     }
-    while (o % 4) out[o++] = '=';
+    while (o % 4)
+        out[o++] = '=';
     out[o] = '\0';
 }
 
@@ -62,7 +63,8 @@ Test(base64, random_round_trips) {
     uint8_t in[300] = {0};
     char enc[420], ref[420];
     for (size_t n = 0; n < sizeof in; n++) {
-        for (size_t i = 0; i < n; i++) in[i] = (uint8_t)tu_next_u64(&r);
+        for (size_t i = 0; i < n; i++)
+            in[i] = (uint8_t)tu_next_u64(&r);
         lisa_base64_encode(enc, in, n);
         ref_encode(ref, in, n);
         cr_assert_str_eq(enc, ref, "n = %zu", n);
@@ -70,7 +72,8 @@ Test(base64, random_round_trips) {
     }
     /* every byte value, including the ones that map to '+' and '/' */
     uint8_t all[256];
-    for (int i = 0; i < 256; i++) all[i] = (uint8_t)i;
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
     char e[400];
     lisa_base64_encode(e, all, 256);
     cr_expect(strchr(e, '+') && strchr(e, '/'));
@@ -80,14 +83,14 @@ Test(base64, random_round_trips) {
 Test(base64, lenient_layout) {
     expect_decodes("Zm9v\r\nYmFy\n", "foobar", 6); /* MIME line breaks */
     expect_decodes(" Zm 9v YmE= ", "fooba", 5);
-    expect_decodes("Zg", "f", 1);                  /* padding omitted */
+    expect_decodes("Zg", "f", 1); /* padding omitted */
     expect_decodes("Zm8", "fo", 2);
     expect_decodes("Zm9vYg", "foob", 4);
 }
 
 Test(base64, rejections) {
     expect_rejected("Zm9v!", "invalid base64 character 0x21 at offset 4");
-    expect_rejected("Zm-v", "0x2d");   /* base64url alphabet is not accepted */
+    expect_rejected("Zm-v", "0x2d"); /* base64url alphabet is not accepted */
     expect_rejected("Zm9vY", "lone final symbol");
     expect_rejected("Zg=", "padding");
     expect_rejected("Zg===", "padding");

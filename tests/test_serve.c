@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #define T_REQ 240.0 /* seconds; generous: sanitizer builds on 2 busy cores */
-#define CAT IMAGES_DIR "/chelsea_tiny.png"
+#define CAT   IMAGES_DIR "/chelsea_tiny.png"
 #define QUERY "What is the cat doing? Please output segmentation mask."
 
 static char *tmpdir;
@@ -187,7 +187,8 @@ static void expect_result(tu_http_resp *r, const ref_result *ref, bool want_png,
         cr_assert(img.h == ref->h && img.w == ref->w);
         bool same = true;
         for (int i = 0; i < ref->h * ref->w; i++)
-            for (int c = 0; c < 3; c++) same &= img.data[3 * i + c] == (ref->mask[i] ? 255 : 0);
+            for (int c = 0; c < 3; c++)
+                same &= img.data[3 * i + c] == (ref->mask[i] ? 255 : 0);
         cr_expect(same, "%s: the PNG mask differs from the reference", what);
         lisa_image_free(&img);
         free(bytes);

@@ -28,9 +28,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CAT IMAGES_DIR "/chelsea_tiny.png"
-#define QUERY "What is the cat doing? Please output segmentation mask."
-#define T_STEP 60.0
+#define CAT       IMAGES_DIR "/chelsea_tiny.png"
+#define QUERY     "What is the cat doing? Please output segmentation mask."
+#define T_STEP    60.0
 #define T_SEGMENT 300.0
 
 static bool find_browser(char *out, size_t cap) {
@@ -82,7 +82,8 @@ static bool cdp_start(cdp *c, const char *browser, const char *dir) {
         if (r < 0 || w < 0 || logfd < 0 || dup2(r, 3) < 0 || dup2(w, 4) < 0) _exit(126);
         dup2(logfd, 1);
         dup2(logfd, 2);
-        for (int fd = 5; fd < 1024; fd++) close(fd);
+        for (int fd = 5; fd < 1024; fd++)
+            close(fd);
         execl(browser, browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
               "--no-default-browser-check", "--disable-extensions", "--disable-dev-shm-usage", "--no-proxy-server",
               "--remote-debugging-pipe", profile, "about:blank", (char *)NULL);
@@ -205,7 +206,8 @@ static void cdp_stop(cdp *c) {
         }
         int st;
         const double until = tu_now() + 20;
-        while (tu_now() < until && waitpid(c->pid, &st, WNOHANG) == 0) usleep(50000);
+        while (tu_now() < until && waitpid(c->pid, &st, WNOHANG) == 0)
+            usleep(50000);
         if (waitpid(c->pid, &st, WNOHANG) == 0) {
             kill(c->pid, SIGKILL);
             waitpid(c->pid, &st, 0);
@@ -221,7 +223,8 @@ Test(serve_browser, pick_image_type_query_see_overlay, .timeout = 900) {
     char browser[1024];
     if (!find_browser(browser, sizeof browser)) {
         const char *req = getenv("LISA_REQUIRE_BROWSER");
-        cr_assert(!(req && !strcmp(req, "1")), "LISA_REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)");
+        cr_assert(!(req && !strcmp(req, "1")),
+                  "LISA_REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)");
         cr_skip_test("no chromium on PATH (apt-get install chromium); set LISA_CHROMIUM to use another");
     }
     char *dir = tu_make_tmpdir("lisa-browser");
@@ -247,7 +250,8 @@ Test(serve_browser, pick_image_type_query_see_overlay, .timeout = 900) {
     uint8_t *want = malloc((size_t)h * w * 3);
     lisa_mask_overlay_red(want, img.data, mask, h, w);
     long area = 0;
-    for (int i = 0; i < h * w; i++) area += mask[i] != 0;
+    for (int i = 0; i < h * w; i++)
+        area += mask[i] != 0;
     cr_assert_gt(area, 0, "the reference mask is empty");
 
     cdp c;
@@ -295,8 +299,9 @@ Test(serve_browser, pick_image_type_query_see_overlay, .timeout = 900) {
     cr_assert(cdp_wait_true(&c, session, "['done', 'error'].includes(document.getElementById('result').dataset.state)",
                             T_SEGMENT),
               "no answer on the page");
-    char *state = cdp_eval(&c, session, "document.getElementById('result').dataset.state + ': ' + "
-                                        "document.getElementById('status').textContent");
+    char *state = cdp_eval(&c, session,
+                           "document.getElementById('result').dataset.state + ': ' + "
+                           "document.getElementById('status').textContent");
     cr_assert(!strncmp(state, "\"done", 5), "page state %s", state);
     free(state);
     char *answer = cdp_eval(&c, session, "document.getElementById('answer').textContent");

@@ -21,11 +21,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CAT IMAGES_DIR "/chelsea_tiny.png"
-#define QUERY "Where is the cat? Please output segmentation mask."
+#define CAT         IMAGES_DIR "/chelsea_tiny.png"
+#define QUERY       "Where is the cat? Please output segmentation mask."
 #define MAX_CLIENTS 16
-#define N_ABUSE 2 /* clients that send malformed requests only (cheap: hundreds per second) */
-#define T_REQ 240.0
+#define N_ABUSE     2 /* clients that send malformed requests only (cheap: hundreds per second) */
+#define T_REQ       240.0
 
 static tu_server srv;
 static char *tmpdir;
@@ -91,8 +91,10 @@ static void send_kind(int kind, tu_http_resp *r) {
     if (kind == K_FORM || kind == K_NOT_IMAGE || kind == K_EMPTY_QUERY) {
         tu_form f;
         tu_form_init(&f);
-        if (kind == K_NOT_IMAGE) tu_form_add(&f, "image", "x.png", "image/png", "GIF89a not really", 17);
-        else tu_form_add(&f, "image", "c.png", "image/png", img, img_len);
+        if (kind == K_NOT_IMAGE)
+            tu_form_add(&f, "image", "x.png", "image/png", "GIF89a not really", 17);
+        else
+            tu_form_add(&f, "image", "c.png", "image/png", img, img_len);
         tu_form_text(&f, "query", kind == K_EMPTY_QUERY ? "" : QUERY);
         tu_form_end(&f);
         tu_http(r, srv.port, "POST", "/v1/segment", f.content_type, f.data, f.len, T_REQ);
@@ -122,8 +124,10 @@ static void *client_main(void *p) {
         send_kind(kind, &r);
         st->sent[kind]++;
         char why[600];
-        if (check(kind, &r, why, sizeof why)) st->ok[kind]++;
-        else if (st->wrong++ == 0) snprintf(st->first_wrong, sizeof st->first_wrong, "%.500s", why);
+        if (check(kind, &r, why, sizeof why))
+            st->ok[kind]++;
+        else if (st->wrong++ == 0)
+            snprintf(st->first_wrong, sizeof st->first_wrong, "%.500s", why);
         tu_http_free(&r);
     }
     return NULL;
@@ -156,7 +160,8 @@ static int env_int(const char *name, int def, int lo, int hi) {
 }
 
 Test(serve_load, concurrent_clients_abuse_rss_and_shutdown, .timeout = 900) {
-    const int seconds = env_int("LISA_LOAD_SECONDS", 20, 3, 3600), n_clients = env_int("LISA_LOAD_CLIENTS", 4, 1, MAX_CLIENTS);
+    const int seconds = env_int("LISA_LOAD_SECONDS", 20, 3, 3600),
+              n_clients = env_int("LISA_LOAD_CLIENTS", 4, 1, MAX_CLIENTS);
     tmpdir = tu_make_tmpdir("lisa-load");
     img = (uint8_t *)tu_read_file(CAT, &img_len);
     cr_assert(img);
@@ -200,14 +205,16 @@ Test(serve_load, concurrent_clients_abuse_rss_and_shutdown, .timeout = 900) {
 
     const double t0 = tu_now();
     t_end = t0 + seconds;
-    for (int c = 0; c < n_threads; c++) pthread_create(&th[c], NULL, client_main, &st[c]);
+    for (int c = 0; c < n_threads; c++)
+        pthread_create(&th[c], NULL, client_main, &st[c]);
     long long rss_max = 0;
     while (tu_now() < t_end) {
         const long long rss = server_rss();
         if (rss > rss_max) rss_max = rss;
         usleep(200000);
     }
-    for (int c = 0; c < n_threads; c++) pthread_join(th[c], NULL);
+    for (int c = 0; c < n_threads; c++)
+        pthread_join(th[c], NULL);
     usleep(500000);
     const long long rss_after = server_rss();
 
@@ -220,16 +227,18 @@ Test(serve_load, concurrent_clients_abuse_rss_and_shutdown, .timeout = 900) {
         wrong += st[c].wrong;
         if (st[c].wrong) fprintf(stderr, "client %d: %d wrong answers, first: %s\n", c, st[c].wrong, st[c].first_wrong);
     }
-    fprintf(stderr,
-            "load: %d s, %d + %d clients: %d valid (%d ok), %d malformed (%d answered with their 4xx), RSS idle %.1f MiB "
-            "before -> %.1f MiB after, %.1f MiB at most\n",
-            seconds, n_clients, N_ABUSE, sent[K_FORM] + sent[K_JSON], ok[K_FORM] + ok[K_JSON],
-            sent[K_NOT_IMAGE] + sent[K_BAD_JSON] + sent[K_EMPTY_QUERY] + sent[K_TOO_LARGE] + sent[K_NOT_FOUND] +
-                sent[K_WRONG_METHOD],
-            ok[K_NOT_IMAGE] + ok[K_BAD_JSON] + ok[K_EMPTY_QUERY] + ok[K_TOO_LARGE] + ok[K_NOT_FOUND] + ok[K_WRONG_METHOD],
-            rss_before / 1048576.0, rss_after / 1048576.0, rss_max / 1048576.0);
+    fprintf(
+        stderr,
+        "load: %d s, %d + %d clients: %d valid (%d ok), %d malformed (%d answered with their 4xx), RSS idle %.1f MiB "
+        "before -> %.1f MiB after, %.1f MiB at most\n",
+        seconds, n_clients, N_ABUSE, sent[K_FORM] + sent[K_JSON], ok[K_FORM] + ok[K_JSON],
+        sent[K_NOT_IMAGE] + sent[K_BAD_JSON] + sent[K_EMPTY_QUERY] + sent[K_TOO_LARGE] + sent[K_NOT_FOUND] +
+            sent[K_WRONG_METHOD],
+        ok[K_NOT_IMAGE] + ok[K_BAD_JSON] + ok[K_EMPTY_QUERY] + ok[K_TOO_LARGE] + ok[K_NOT_FOUND] + ok[K_WRONG_METHOD],
+        rss_before / 1048576.0, rss_after / 1048576.0, rss_max / 1048576.0);
     cr_expect_eq(wrong, 0, "%d requests answered wrongly", wrong);
-    for (int k = 0; k < K_KINDS; k++) cr_expect_gt(sent[k], 0, "kind %d never sent: run longer", k);
+    for (int k = 0; k < K_KINDS; k++)
+        cr_expect_gt(sent[k], 0, "kind %d never sent: run longer", k);
     cr_expect_geq(sent[K_FORM] + sent[K_JSON], n_clients, "too few valid requests to mean anything");
 #if defined(__SANITIZE_ADDRESS__)
     /* ASan's quarantine holds freed memory: RSS grows by design; LeakSanitizer checks at exit */
@@ -242,7 +251,8 @@ Test(serve_load, concurrent_clients_abuse_rss_and_shutdown, .timeout = 900) {
 #endif
 
     /* shutdown with one request per client in flight: none may be lost */
-    for (int c = 0; c < n_clients; c++) pthread_create(&th[c], NULL, final_request, &st[c]);
+    for (int c = 0; c < n_clients; c++)
+        pthread_create(&th[c], NULL, final_request, &st[c]);
     double inflight = 0;
     const double until = tu_now() + 60;
     while (inflight < n_clients && tu_now() < until) {

@@ -61,10 +61,10 @@ Test(serve_request, json_rejections) {
     expect_json_error("{\"query\": \"q\", \"image\": \"Zg==\", \"options\": 3}", LISA_ERR_FORMAT, "JSON object");
     expect_json_error("{\"query\": \"q\", \"image\": \"Zg==\", \"options\": {\"max_new_tokens\": 0}}", LISA_ERR_FORMAT,
                       "1..100");
-    expect_json_error("{\"query\": \"q\", \"image\": \"Zg==\", \"options\": {\"max_new_tokens\": 101}}", LISA_ERR_FORMAT,
-                      "1..100");
-    expect_json_error("{\"query\": \"q\", \"image\": \"Zg==\", \"options\": {\"max_new_tokens\": 2.5}}", LISA_ERR_FORMAT,
-                      "integer");
+    expect_json_error("{\"query\": \"q\", \"image\": \"Zg==\", \"options\": {\"max_new_tokens\": 101}}",
+                      LISA_ERR_FORMAT, "1..100");
+    expect_json_error("{\"query\": \"q\", \"image\": \"Zg==\", \"options\": {\"max_new_tokens\": 2.5}}",
+                      LISA_ERR_FORMAT, "integer");
     expect_json_error("{\"query\": \"q\", \"image\": \"Zg==\", \"options\": {\"png\": 1}}", LISA_ERR_FORMAT,
                       "true or false");
     expect_json_error("{\"query\": \"q\", \"image\": \"Zg==\", \"options\": {\"mask\": true}}", LISA_ERR_INVALID_ARG,
@@ -139,7 +139,8 @@ Test(serve_metrics, histogram_text) {
     srv_hist h;
     srv_hist_init(&h, le, 3);
     const double obs[] = {0.1, 0.5, 0.7, 1, 3, 100, 2.5};
-    for (size_t i = 0; i < sizeof obs / sizeof obs[0]; i++) srv_hist_observe(&h, obs[i]);
+    for (size_t i = 0; i < sizeof obs / sizeof obs[0]; i++)
+        srv_hist_observe(&h, obs[i]);
     srv_buf b = {0};
     srv_hist_write(&b, "x_seconds", "stage=\"a\"", &h);
     cr_assert(!b.oom);
@@ -221,8 +222,10 @@ Test(serve_metrics, exposition) {
         char *nl = strchr(line, '\n');
         cr_assert(nl, "unterminated last line");
         *nl = '\0';
-        if (!strncmp(line, "# TYPE ", 7)) n_type++;
-        else if (!strncmp(line, "# HELP ", 7)) n_help++;
+        if (!strncmp(line, "# TYPE ", 7))
+            n_type++;
+        else if (!strncmp(line, "# HELP ", 7))
+            n_help++;
         else {
             char *sp = strrchr(line, ' ');
             cr_assert(sp && sp[1], "no value: %s", line);

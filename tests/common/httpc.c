@@ -65,7 +65,8 @@ static const char *find_header(const char *head, const char *name, size_t *vlen)
         const char *l = line + 2;
         if (strncasecmp(l, name, n) == 0 && l[n] == ':') {
             const char *v = l + n + 1;
-            while (*v == ' ' || *v == '\t') v++;
+            while (*v == ' ' || *v == '\t')
+                v++;
             const char *e = strstr(v, "\r\n");
             *vlen = e ? (size_t)(e - v) : strlen(v);
             return v;
@@ -180,7 +181,8 @@ bool tu_http(tu_http_resp *out, int port, const char *method, const char *path, 
 
 static void form_put(tu_form *f, const void *p, size_t n) {
     if (f->len + n > f->cap) {
-        while (f->len + n > f->cap) f->cap = f->cap ? 2 * f->cap : 4096;
+        while (f->len + n > f->cap)
+            f->cap = f->cap ? 2 * f->cap : 4096;
         f->data = realloc(f->data, f->cap);
         if (!f->data) abort();
     }
@@ -209,7 +211,9 @@ void tu_form_add(tu_form *f, const char *name, const char *filename, const char 
     form_put(f, "\r\n", 2);
 }
 
-void tu_form_text(tu_form *f, const char *name, const char *value) { tu_form_add(f, name, NULL, NULL, value, strlen(value)); }
+void tu_form_text(tu_form *f, const char *name, const char *value) {
+    tu_form_add(f, name, NULL, NULL, value, strlen(value));
+}
 
 void tu_form_end(tu_form *f) {
     char h[96];
@@ -231,9 +235,10 @@ bool tu_server_start(tu_server *s, const char *dir, const char *extra, double ti
     snprintf(s->out, sizeof s->out, "%s/serve-%d.out", dir, (int)getpid());
     char cmd[4096];
     /* exec: the child's pid is the server's, for signals; 2 BLAS threads keep 2-core CI honest */
-    snprintf(cmd, sizeof cmd,
-             "exec '%s' serve --model '%s/tiny-lisa' --vision-tower '%s/tiny-clip' --threads 2 --port 0 %s > '%s' 2> '%s'",
-             LISA_TOOL_PATH, LISA_TESTDATA_DIR, LISA_TESTDATA_DIR, extra ? extra : "", s->out, s->log);
+    snprintf(
+        cmd, sizeof cmd,
+        "exec '%s' serve --model '%s/tiny-lisa' --vision-tower '%s/tiny-clip' --threads 2 --port 0 %s > '%s' 2> '%s'",
+        LISA_TOOL_PATH, LISA_TESTDATA_DIR, LISA_TESTDATA_DIR, extra ? extra : "", s->out, s->log);
     const pid_t pid = fork();
     if (pid < 0) return false;
     if (pid == 0) {

@@ -10,8 +10,8 @@
 
 /* One response. Owns head and body (tu_http_free). body is NUL-terminated. */
 typedef struct tu_http_resp {
-    int status;   /* 0: no response (connection failed, closed or timed out) */
-    char *head;   /* status line + headers */
+    int status; /* 0: no response (connection failed, closed or timed out) */
+    char *head; /* status line + headers */
     char *body;
     size_t body_len;
 } tu_http_resp;
