@@ -539,7 +539,9 @@ static enum MHD_Result reply_metrics(srv_conn *q, struct MHD_Connection *c) {
     g.rss_bytes = srv_rss_bytes();
     g.backend = backend_name(s);
     g.uptime_s = now_s() - s->t_start;
-    /* device memory: the backend has no query for it yet; 0 on the CPU backend */
+    /* device memory: 0 on the CPU backend; the backend has no query for a GPU's yet, so the gauges
+     * are left out there rather than reading 0 */
+    g.gpu_used_bytes = g.gpu_total_bytes = s->m->be->device == LISA_DEVICE_CPU ? 0 : -1;
     srv_buf b = {0};
     srv_metrics_render(&b, &s->metrics, &g);
     if (b.oom) {

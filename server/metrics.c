@@ -196,9 +196,12 @@ void srv_metrics_render(srv_buf *b, srv_metrics *m, const srv_gauges *g) {
     gauge(b, "lisa_kv_pages_used", "KV-cache pages in use (the shared prefix included).", st->kv_pages_used);
     gauge(b, "lisa_kv_pages_total", "KV-cache pages in the pool.", st->kv_pages_total);
     gauge(b, "lisa_kv_prefix_pages", "KV-cache pages holding the shared system-prompt prefix.", st->kv_prefix_pages);
-    gauge(b, "lisa_gpu_memory_used_bytes", "Device memory in use (0 on the CPU backend).", (double)g->gpu_used_bytes);
-    gauge(b, "lisa_gpu_memory_total_bytes", "Device memory in total (0 on the CPU backend).",
-          (double)g->gpu_total_bytes);
+    if (g->gpu_used_bytes >= 0)
+        gauge(b, "lisa_gpu_memory_used_bytes", "Device memory in use (0 on the CPU backend).",
+              (double)g->gpu_used_bytes);
+    if (g->gpu_total_bytes >= 0)
+        gauge(b, "lisa_gpu_memory_total_bytes", "Device memory in total (0 on the CPU backend).",
+              (double)g->gpu_total_bytes);
     if (g->rss_bytes >= 0)
         gauge(b, "process_resident_memory_bytes", "Resident memory size in bytes.", (double)g->rss_bytes);
     gauge(b, "lisa_uptime_seconds", "Seconds since the server started.", g->uptime_s);

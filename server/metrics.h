@@ -88,9 +88,9 @@ typedef struct srv_gauges {
     lisa_engine_stats engine;
     int32_t max_queue;
     int32_t http_in_flight;
-    int64_t rss_bytes; /* process resident set size (-1: unknown) */
-    int64_t gpu_used_bytes, gpu_total_bytes;
-    const char *backend; /* "cpu", "cuda" */
+    int64_t rss_bytes;                       /* process resident set size (-1: unknown) */
+    int64_t gpu_used_bytes, gpu_total_bytes; /* -1: unknown (left out) */
+    const char *backend;                     /* "cpu", "cuda" */
     double uptime_s;
 } srv_gauges;
 

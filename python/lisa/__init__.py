@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import weakref
 from collections import namedtuple
 
 __all__ = ["Error", "Model", "Engine", "Result", "Mask", "version"]
@@ -228,6 +229,7 @@ class Model:
         self._h = _c.c_void_p()
         _check(_model_load(os.fsencode(path), _c.byref(p), _c.byref(self._h)))
         self._engine = None
+        self._engines = weakref.WeakSet()  # engines borrow the model: closed before it
 
     @property
     def seg_token_id(self):
@@ -254,9 +256,10 @@ class Model:
         return self._engine.wait(self._engine.submit(image, query, **params), png=png)
 
     def close(self):
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        """Frees the model, closing the engines over it first."""
+        for e in list(getattr(self, "_engines", ())):
+            e.close()
+        self._engine = None
         if self._h:
             _model_free(self._h)
             self._h = _c.c_void_p()
@@ -289,9 +292,12 @@ class Engine:
         if p.max_images > p.max_batch:
             p.max_images = p.max_batch
         p.background = True
+        if not model._h:
+            raise ValueError("the model is closed")
         self._model = model  # the engine borrows the model: keep it alive
         self._h = _c.c_void_p()
         _check(_engine_create(model._h, _c.byref(p), _c.byref(self._h)))
+        model._engines.add(self)
 
     def submit(self, image, query, *, height=None, width=None, user_data=0, **params):
         """Queues a request (inputs are copied) and returns its id. image as in Model.segment.

@@ -144,3 +144,12 @@ def test_engine_batches(model):
         assert r.answer == single.answer and r.masks == single.masks  # bit-identical in a batch
     assert stats["completed"] == 4 and stats["failed"] == 1
     assert stats["decode_steps"] == sum(stats["decode_batch_hist"]) > 0
+
+
+def test_close_order():
+    m = lisa.Model(os.path.join(DATA, "tiny-lisa"), vision_tower=os.path.join(DATA, "tiny-clip"), backend="cpu")
+    eng = lisa.Engine(m, max_batch=1)
+    m.close()  # closes the engine first: no use after free
+    with pytest.raises(ValueError):
+        lisa.Engine(m)
+    eng.close()  # a second close is a no-op
