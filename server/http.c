@@ -119,6 +119,42 @@ lisa_server_options lisa_server_default_options(void) {
     return o;
 }
 
+/* Length of the RFC 3629 UTF-8 sequence at s (no overlongs, no surrogates, <= U+10FFFF), 0 if
+ * invalid. */
+static int utf8_seq(const unsigned char *s) {
+    const unsigned c = *s;
+    const int n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
+    if (n < 0 || (n == 1 && c < 0xc2) || (n == 3 && c > 0xf4)) return 0;
+    uint32_t cp = n == 0 ? c : n == 1 ? c & 0x1f : n == 2 ? c & 0x0f : c & 0x07;
+    for (int k = 1; k <= n; k++) {
+        if ((s[k] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[k] & 0x3f);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n + 1;
+}
+
+static bool valid_utf8(const unsigned char *s) {
+    for (int n; *s; s += n)
+        if (!(n = utf8_seq(s))) return false;
+    return true;
+}
+
+/* Error messages echo request bytes (field names, paths) and may cut a sequence: replace every
+ * invalid byte by '?' so that the JSON answer is valid UTF-8. */
+static void sanitize_utf8(char *msg) {
+    unsigned char *s = (unsigned char *)msg;
+    while (*s) {
+        const int n = utf8_seq(s);
+        if (n) {
+            s += n;
+        } else {
+            *s++ = '?';
+        }
+    }
+}
+
 /* ---- responses ------------------------------------------------------------------------------- */
 
 static enum MHD_Result queue(srv_conn *q, struct MHD_Connection *c, unsigned status, const char *type, void *body,
@@ -166,6 +202,7 @@ static enum MHD_Result reply_error(srv_conn *q, struct MHD_Connection *c, unsign
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    sanitize_utf8(msg);
     cJSON *root = cJSON_CreateObject(), *e = root ? cJSON_AddObjectToObject(root, "error") : NULL;
     if (e) {
         cJSON_AddStringToObject(e, "code", code);
@@ -253,24 +290,6 @@ static void *collector_main(void *arg) {
 /* ---- POST /v1/segment ------------------------------------------------------------------------- */
 
 static bool has_prefix_ci(const char *s, const char *prefix) { return strncasecmp(s, prefix, strlen(prefix)) == 0; }
-
-/* RFC 3629 UTF-8 (no overlongs, no surrogates, <= U+10FFFF) */
-static bool valid_utf8(const unsigned char *s) {
-    while (*s) {
-        const unsigned c = *s;
-        int n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
-        if (n < 0 || (n == 1 && c < 0xc2) || (n == 3 && c > 0xf4)) return false;
-        uint32_t cp = n == 0 ? c : n == 1 ? c & 0x1f : n == 2 ? c & 0x0f : c & 0x07;
-        for (int k = 1; k <= n; k++) {
-            if ((s[k] & 0xc0) != 0x80) return false;
-            cp = cp << 6 | (s[k] & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return false;
-        s += n + 1;
-    }
-    return true;
-}
 
 static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
                                     const char *content_type, const char *transfer_encoding, const char *data,

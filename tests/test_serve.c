@@ -83,9 +83,35 @@ static char *b64(const void *p, size_t n) {
     return s;
 }
 
-/* the error body: {"error": {"code", "status", "message"}} */
+/* well-formed UTF-8 (RFC 3629), checked byte by byte against the ranges of its table 3-7 */
+static bool utf8_ok(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        const unsigned char c = s[i];
+        size_t len;
+        unsigned char lo = 0x80, hi = 0xbf;
+        if (c < 0x80)
+            len = 1;
+        else if (c >= 0xc2 && c <= 0xdf)
+            len = 2;
+        else if (c >= 0xe0 && c <= 0xef)
+            len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        else if (c >= 0xf0 && c <= 0xf4)
+            len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        else
+            return false;
+        if (i + len > n) return false;
+        for (size_t k = 1; k < len; k++)
+            if (s[i + k] < (k == 1 ? lo : 0x80) || s[i + k] > (k == 1 ? hi : 0xbf)) return false;
+        i += len;
+    }
+    return true;
+}
+
+/* the error body: {"error": {"code", "status", "message"}}, valid UTF-8 */
 static void expect_error(tu_http_resp *r, int status, const char *code, const char *what) {
     cr_expect_eq(r->status, status, "%s: HTTP %d, want %d: %s", what, r->status, status, r->body ? r->body : "");
+    cr_expect(r->body && utf8_ok((const unsigned char *)r->body, r->body_len), "%s: the body is not UTF-8", what);
     cJSON *j = r->body ? cJSON_Parse(r->body) : NULL;
     cJSON *e = cJSON_GetObjectItem(j, "error");
     cr_expect(cJSON_IsObject(e), "%s: no JSON error object: %s", what, r->body ? r->body : "(none)");
@@ -345,6 +371,8 @@ Test(serve, bad_requests_get_their_4xx) {
         {"[\"query\"]", "invalid_json", "an array"},
         {"{\"query\": \"x\", \"image\": \"Zm9v!!\"}", "invalid_json", "bad base64"},
         {"{\"query\": \"x\", \"image\": \"Zm9v\", \"extra\": 1}", "invalid_json", "unknown member"},
+        {"{\"query\": \"x\", \"image\": \"Zm9v\", \"\xff\xe2\x82\": 1}", "invalid_json",
+         "unknown member named in invalid UTF-8 (echoed in the message)"},
         {"{\"query\": 5, \"image\": \"Zm9v\"}", "invalid_json", "query not a string"},
         {"{\"query\": \"x\", \"image\": \"Zm9v\", \"options\": {\"max_new_tokens\": -1}}", "invalid_json",
          "max_new_tokens < 1"},
