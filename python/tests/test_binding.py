@@ -133,6 +133,9 @@ def test_engine_batches(model):
         ids = [eng.submit(png, QUERY, user_data=10 + i) for i in range(3)]
         ids.append(eng.submit(CAT, QUERY, user_data=13))
         bad = eng.submit(b"not an image", QUERY)
+        with pytest.raises(lisa.Error) as e:
+            eng.wait(ids[0], timeout=0.001)  # far less than one request takes
+        assert e.value.status == "LISA_ERR_BUSY"
         results = [eng.wait(i) for i in ids]
         with pytest.raises(lisa.Error) as e:
             eng.wait(bad)
