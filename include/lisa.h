@@ -134,6 +134,22 @@ LISA_API uint64_t lisa_result_id(const lisa_result *r);
 LISA_API uint64_t lisa_result_user_data(const lisa_result *r);
 LISA_API void lisa_result_free(lisa_result *r);
 
+/* The JSON form of a result (what `lisa serve` answers and `lisa segment --json` prints):
+ *   {"answer", "n_tokens", "tokens"?, "text_output"?, "masks": [{"index", "rle": {"size": [h, w],
+ *    "counts"}, "bbox": [x, y, w, h], "area", "score", "png"?}], "timings"?}
+ * with masks as COCO RLE exactly as pycocotools' mask.encode / toBbox / area give them; the
+ * optional members are selected by `flags`. A failed result gives {"error": {"status", "message"}}.
+ * *out is a NUL-terminated UTF-8 string owned by the caller (lisa_free). */
+enum {
+    LISA_JSON_TOKENS = 1u << 0,      /* "tokens": the generated ids */
+    LISA_JSON_TEXT_OUTPUT = 1u << 1, /* "text_output": chat.py's printed string (prompt + answer) */
+    LISA_JSON_MASK_PNG = 1u << 2,    /* masks[i].png: base64 of the mask as a 0/255 gray PNG */
+    LISA_JSON_TIMINGS = 1u << 3,     /* "timings": per-stage milliseconds and token counts */
+};
+LISA_API lisa_status lisa_result_to_json(const lisa_result *r, uint32_t flags, char **out);
+/* Frees memory the library handed to the caller (lisa_result_to_json strings). NULL is a no-op. */
+LISA_API void lisa_free(void *p);
+
 /* ---- the batching engine ---------------------------------------------------------------------
  * Continuous batching over requests: images are decoded and preprocessed on a worker pool; CLIP
  * and the SAM encoder run batched per step; LLM prefill and decode steps run batched over requests
@@ -187,9 +203,13 @@ LISA_API lisa_status lisa_engine_poll(lisa_engine *e, lisa_result **out);
 /* Blocks until request `id` (or, with id 0, any request) finishes and returns its result; steps the
  * scheduler itself when the engine is not in background mode. LISA_ERR_NOT_FOUND for an unknown id. */
 LISA_API lisa_status lisa_engine_wait(lisa_engine *e, uint64_t id, lisa_result **out);
+/* Same, giving up after timeout_ms milliseconds (< 0: never): LISA_ERR_BUSY then, and the request
+ * keeps running (wait again, or claim its result later; the engine cannot cancel a request). */
+LISA_API lisa_status lisa_engine_wait_timeout(lisa_engine *e, uint64_t id, int64_t timeout_ms, lisa_result **out);
 /* One scheduler iteration (caller-driven mode). *busy tells whether work remains. */
 LISA_API lisa_status lisa_engine_step(lisa_engine *e, bool *busy);
 
+#define LISA_ENGINE_BATCH_BUCKETS 9 /* batch sizes 1, 2, 3-4, ..., 129-256 (max_batch <= 256) */
 typedef struct lisa_engine_stats {
     int32_t queued;        /* submitted, waiting for preprocessing */
     int32_t ready;         /* preprocessed, waiting for admission (e.g. KV pages) */
@@ -198,8 +218,10 @@ typedef struct lisa_engine_stats {
     int32_t kv_pages_used, kv_pages_total, kv_prefix_pages;
     int64_t completed, failed, steps;
     int32_t last_batch;    /* sequences in the last decode step */
-    int64_t decode_steps;  /* decode steps run so far ... */
-    int64_t decode_rows;   /* ... and the sequences they decoded: mean decode batch = rows / steps */
+    int64_t decode_steps;  /* decode steps run (one token for every running sequence) */
+    int64_t decode_rows;   /* sequences summed over the decode steps (mean batch = rows / steps) */
+    /* decode steps by batch size b: bucket 0 holds b = 1, bucket k holds 2^(k-1) < b <= 2^k */
+    int64_t decode_batch_hist[LISA_ENGINE_BATCH_BUCKETS];
 } lisa_engine_stats;
 
 LISA_API lisa_engine_stats lisa_engine_get_stats(lisa_engine *e);

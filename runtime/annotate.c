@@ -234,7 +234,7 @@ static lisa_status write_result(const lisa_annotate_params *p, lisa_annotate_sta
             s = lisa_fail(LISA_ERR_OOM, "annotate: out of memory");
             break;
         }
-        s = lisa_rle_json_add(o, m, h, w);
+        s = lisa_json_add_rle(o, m, h, w);
         if (s == LISA_OK && !cJSON_AddNumberToObject(o, "score", lisa_result_mask_score(r, i)))
             s = lisa_fail(LISA_ERR_OOM, "annotate: out of memory");
     }

@@ -103,8 +103,9 @@ struct lisa_engine {
     lisa_result **done;
     int32_t n_done, cap_done;
     uint64_t next_id;
-    int64_t completed, failed, steps, decode_steps, decode_rows;
+    int64_t completed, failed, steps;
     int32_t last_batch, n_running_pub;
+    int64_t decode_steps, decode_rows, decode_hist[LISA_ENGINE_BATCH_BUCKETS];
 
     /* scheduler state (stepping thread only) */
     eng_req **running;         /* [max_batch] */
@@ -517,7 +518,14 @@ static int32_t decode_step(lisa_engine *e) {
     double t0 = now_ms();
     lisa_status s = run_graph(e, decode_graph);
     double dt = now_ms() - t0;
+    int32_t bucket = 0; /* for lisa_engine_get_stats: 1, 2, 3-4, 5-8, ... */
+    while (bucket < LISA_ENGINE_BATCH_BUCKETS - 1 && (1 << bucket) < nb) bucket++;
+    pthread_mutex_lock(&e->mu);
     e->last_batch = nb;
+    e->decode_steps++;
+    e->decode_rows += nb;
+    e->decode_hist[bucket]++;
+    pthread_mutex_unlock(&e->mu);
     if (s != LISA_OK) {
         fail_batch(e, s);
         return 0;
@@ -555,7 +563,7 @@ static lisa_status step_impl(lisa_engine *e, bool *busy) {
     pthread_mutex_unlock(&e->mu);
     for (int32_t b = 0; b < nb; b++) e->running[e->n_running++] = e->batch[b];
     if (nb > 0) vision_and_prefill(e, nb);
-    const int32_t decoded = decode_step(e);
+    decode_step(e);
     /* publish finished requests (keeping the others in order) */
     int32_t kept = 0;
     for (int32_t i = 0; i < e->n_running; i++) {
@@ -566,10 +574,6 @@ static lisa_status step_impl(lisa_engine *e, bool *busy) {
     e->n_running = kept;
     pthread_mutex_lock(&e->mu);
     e->n_running_pub = e->n_running;
-    if (decoded > 0) {
-        e->decode_steps++;
-        e->decode_rows += decoded;
-    }
     *busy = e->n_running > 0 || e->n_ready > 0 || e->n_prep > 0 || e->n_preparing > 0;
     pthread_mutex_unlock(&e->mu);
     return LISA_OK;
@@ -1055,8 +1059,25 @@ lisa_status lisa_engine_poll(lisa_engine *e, lisa_result **out) {
     return *out ? LISA_OK : LISA_ERR_NOT_FOUND;
 }
 
+static void add_ms(struct timespec *ts, int64_t ms) {
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 lisa_status lisa_engine_wait(lisa_engine *e, uint64_t id, lisa_result **out) {
+    return lisa_engine_wait_timeout(e, id, -1, out);
+}
+
+lisa_status lisa_engine_wait_timeout(lisa_engine *e, uint64_t id, int64_t timeout_ms, lisa_result **out) {
     *out = NULL;
+    /* condition variables time out against CLOCK_REALTIME (their default clock) */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms >= 0) add_ms(&deadline, timeout_ms);
     pthread_mutex_lock(&e->mu);
     for (;;) {
         lisa_result *r = take_done_locked(e, id);
@@ -1069,8 +1090,18 @@ lisa_status lisa_engine_wait(lisa_engine *e, uint64_t id, lisa_result **out) {
             pthread_mutex_unlock(&e->mu);
             return lisa_fail(LISA_ERR_NOT_FOUND, "engine: no request %llu in flight", (unsigned long long)id);
         }
+        if (timeout_ms >= 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            if (now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
+                pthread_mutex_unlock(&e->mu);
+                return lisa_fail(LISA_ERR_BUSY, "engine: request %llu not finished after %lld ms",
+                                 (unsigned long long)id, (long long)timeout_ms);
+            }
+        }
         if (e->p.background) {
-            pthread_cond_wait(&e->done_cv, &e->mu);
+            if (timeout_ms >= 0) pthread_cond_timedwait(&e->done_cv, &e->mu, &deadline);
+            else pthread_cond_wait(&e->done_cv, &e->mu);
         } else {
             /* caller-driven: step (or, while a worker prepares, wait for it) */
             bool have_work = e->ready_head || e->n_running_pub > 0;
@@ -1084,11 +1115,7 @@ lisa_status lisa_engine_wait(lisa_engine *e, uint64_t id, lisa_result **out) {
                 if (!e->ready_head && !e->n_running_pub && e->n_done == 0) {
                     struct timespec ts;
                     clock_gettime(CLOCK_REALTIME, &ts);
-                    ts.tv_nsec += 2000000;
-                    if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
-                    }
+                    add_ms(&ts, 2);
                     pthread_cond_timedwait(&e->sched_cv, &e->mu, &ts);
                 }
             }
@@ -1113,6 +1140,7 @@ lisa_engine_stats lisa_engine_get_stats(lisa_engine *e) {
     st.last_batch = e->last_batch;
     st.decode_steps = e->decode_steps;
     st.decode_rows = e->decode_rows;
+    memcpy(st.decode_batch_hist, e->decode_hist, sizeof st.decode_batch_hist);
     pthread_mutex_unlock(&e->mu);
     return st;
 }

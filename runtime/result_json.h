@@ -1,6 +1,16 @@
-/* runtime/result_json.h — the JSON forms of a result's parts, shared by `lisa segment --json`,
- * `lisa sam --json` and the records of `lisa annotate`: a mask as COCO RLE (pycocotools'
- * `mask.encode` + `toBbox` + `area`, runtime/rle.h) and the per-stage timings. */
+/* runtime/result_json.h — the JSON form of a result, shared by `lisa segment --json`, `lisa serve`
+ * and embedders (lisa_result_to_json in include/lisa.h is the string form of lisa_result_json).
+ *
+ *   {"answer": "Sure, [SEG] .", "n_tokens": 5,
+ *    "tokens": [...],                       (LISA_JSON_TOKENS)
+ *    "text_output": "...",                  (LISA_JSON_TEXT_OUTPUT; chat.py's printed string)
+ *    "masks": [{"index": 0, "rle": {"size": [h, w], "counts": "..."}, "bbox": [x, y, w, h],
+ *               "area": n, "score": s,
+ *               "png": "<base64>"}],        (LISA_JSON_MASK_PNG; the 0/255 gray PNG)
+ *    "timings": {"preprocess_ms": ..., ..., "n_prompt_tokens": L0, "n_generated": n}}  (LISA_JSON_TIMINGS)
+ * Masks are COCO RLE as pycocotools 2.0 writes them (mask.encode, toBbox, area; runtime/rle.h).
+ * A failed result is {"error": {"status": "LISA_ERR_...", "message": "..."}}.
+ */
 #ifndef LISA_RUNTIME_RESULT_JSON_H
 #define LISA_RUNTIME_RESULT_JSON_H
 
@@ -13,13 +23,19 @@
 extern "C" {
 #endif
 
-/* Adds "rle": {"size": [h, w], "counts": "<compressed string>"}, "bbox": [x, y, w, h] and "area"
- * to obj, for mask [h, w] (row-major, nonzero = foreground). */
-lisa_status lisa_rle_json_add(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w);
+/* Builds the object above into *out (caller: cJSON_Delete). flags: LISA_JSON_* of lisa.h. */
+lisa_status lisa_result_json(cJSON **out, const lisa_result *r, uint32_t flags);
+
+/* Adds {"rle": {"size": [h, w], "counts": "..."}, "bbox": [x, y, w, h], "area": n} to obj for mask
+ * [h, w] (row-major, nonzero = foreground). */
+lisa_status lisa_json_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w);
 
 /* Adds "timings": {preprocess_ms, clip_ms, prefill_ms, decode_ms, sam_encoder_ms, sam_decoder_ms,
- * postprocess_ms, total_ms, n_prompt_tokens, n_generated} to obj. */
+ * postprocess_ms, total_ms, n_prompt_tokens, n_generated} to obj (also used by `lisa annotate`). */
 lisa_status lisa_timings_json_add(cJSON *obj, const lisa_timings *t);
+
+/* Adds "png": base64 of the mask as a 0/255 gray PNG. */
+lisa_status lisa_json_add_mask_png(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w);
 
 #ifdef __cplusplus
 }

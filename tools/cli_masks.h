@@ -1,12 +1,11 @@
 /* tools/cli_masks.h — mask outputs shared by `lisa segment` and `lisa sam`: file naming, PNG
- * writing with clean-up on failure, and the COCO-RLE JSON form of a mask. The pixel work (gray
- * mask, overlay, RLE) is the library's (runtime/mask.h, loader/image.h). */
+ * writing with clean-up on failure. The pixel work (gray mask, overlay, RLE) and the JSON form of
+ * results and masks are the library's (runtime/mask.h, loader/image.h, runtime/result_json.h). */
 #ifndef LISA_TOOLS_CLI_MASKS_H
 #define LISA_TOOLS_CLI_MASKS_H
 
 #include "lisa.h"
 
-#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -155,7 +155,7 @@ int lisa_cmd_sam(int argc, char **argv) {
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddItemToArray(masks, o);
                 cJSON_AddNumberToObject(o, "index", i);
-                if (lisa_rle_json_add(o, m, mk.h, mk.w) != LISA_OK) rc = fail(LISA_ERR_OOM);
+                if ((s = lisa_json_add_rle(o, m, mk.h, mk.w)) != LISA_OK) rc = fail(s);
                 cJSON_AddNumberToObject(o, "score", mk.scores[i]);
                 if (paths[i][0][0]) cJSON_AddStringToObject(o, "file", paths[i][0]);
                 if (paths[i][1][0]) cJSON_AddStringToObject(o, "overlay", paths[i][1]);

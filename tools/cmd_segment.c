@@ -152,20 +152,19 @@ int lisa_cmd_segment(int argc, char **argv) {
 
     const int32_t n = lisa_result_n_masks(r);
     cli_written written = {0};
-    cJSON *root = json ? cJSON_CreateObject() : NULL, *masks = NULL;
-    if (root) {
-        cJSON_AddStringToObject(root, "answer", lisa_result_answer(r));
-        cJSON_AddStringToObject(root, "text_output", lisa_result_text_output(r));
-        cJSON *ids = cJSON_AddArrayToObject(root, "tokens");
-        const int32_t *t = lisa_result_tokens(r);
-        for (int32_t i = 0; i < lisa_result_n_tokens(r); i++)
-            cJSON_AddItemToArray(ids, cJSON_CreateNumber(t[i]));
-        cJSON_AddNumberToObject(root, "seg_token_id", lisa_model_seg_token_id(m));
-        cJSON *im = cJSON_AddObjectToObject(root, "image");
-        cJSON_AddStringToObject(im, "path", image);
-        cJSON_AddNumberToObject(im, "height", img.h);
-        cJSON_AddNumberToObject(im, "width", img.w);
-        masks = cJSON_AddArrayToObject(root, "masks");
+    /* the library's JSON (answer, tokens, text_output, masks as COCO RLE, timings), plus the CLI's
+     * own members: seg_token_id, image, and each mask's file / overlay */
+    cJSON *root = NULL, *masks = NULL;
+    if (json) {
+        s = lisa_result_json(&root, r, LISA_JSON_TOKENS | LISA_JSON_TEXT_OUTPUT | LISA_JSON_TIMINGS);
+        if (s == LISA_OK) {
+            cJSON_AddNumberToObject(root, "seg_token_id", lisa_model_seg_token_id(m));
+            cJSON *im = cJSON_AddObjectToObject(root, "image");
+            cJSON_AddStringToObject(im, "path", image);
+            cJSON_AddNumberToObject(im, "height", img.h);
+            cJSON_AddNumberToObject(im, "width", img.w);
+            masks = cJSON_GetObjectItemCaseSensitive(root, "masks");
+        }
     } else {
         printf("%s\n", lisa_result_answer(r));
     }
@@ -182,11 +181,7 @@ int lisa_cmd_segment(int argc, char **argv) {
         const uint8_t *mask = lisa_result_mask(r, i, &h, &w);
         const char *mpath = paths[i][0], *opath = paths[i][1];
         if (root) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddItemToArray(masks, o);
-            cJSON_AddNumberToObject(o, "index", i);
-            s = lisa_rle_json_add(o, mask, h, w);
-            cJSON_AddNumberToObject(o, "score", lisa_result_mask_score(r, i));
+            cJSON *o = cJSON_GetArrayItem(masks, i);
             if (mpath[0]) cJSON_AddStringToObject(o, "file", mpath);
             if (opath[0]) cJSON_AddStringToObject(o, "overlay", opath);
         } else {
@@ -204,8 +199,6 @@ int lisa_cmd_segment(int argc, char **argv) {
         cli_written_remove_all(&written);
         rc = fail("writing the masks", s);
     } else if (root) {
-        lisa_timings t = lisa_result_timings(r);
-        lisa_timings_json_add(root, &t);
         char *txt = cJSON_PrintUnformatted(root);
         if (!txt) {
             cli_written_remove_all(&written);

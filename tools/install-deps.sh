@@ -11,6 +11,9 @@ PACKAGES=(
   libpng-dev libjpeg62-turbo-dev zlib1g-dev   # image decode/encode; zlib: .bin deflate + CRC-32
   clang                                       # libFuzzer targets
   libopenmpi-dev openmpi-bin                  # MPI: CPU tensor parallelism + multi-rank tests (mpirun)
+  libmicrohttpd-dev                           # `lisa serve` (HTTP/1.1 server)
+  python3 python3-pytest                      # the Python binding's test (python/tests)
+  chromium                                    # the demo page's browser test (headless)
 )
 
 missing=()

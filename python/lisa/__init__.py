@@ -1,0 +1,362 @@
+"""A thin ctypes binding over liblisa.so (the C API of include/lisa.h): no compiled extension, no
+numpy. Results are plain Python values: str, int, float, bytes, lists and dicts.
+
+    import lisa
+    model = lisa.Model("LISA-7B-v1", vision_tower="clip-vit-large-patch14")
+    r = model.segment("photo.jpg", "What would keep me dry? Please output segmentation mask.")
+    print(r.answer)                 # "Sure, [SEG] ."
+    m = r.masks[0]                  # Mask(height, width, data=bytes of 0/1, row-major, score)
+    r.json["masks"][0]["rle"]       # COCO RLE {"size": [h, w], "counts": "..."} (pycocotools' form)
+
+    with lisa.Engine(model, max_batch=8) as engine:   # continuous batching, thread-safe submit
+        ids = [engine.submit(open(p, "rb").read(), q) for p, q in jobs]
+        results = [engine.wait(i) for i in ids]
+
+The library is found as $LISA_LIBRARY (a path), else as "lisa" on the system library path
+(ctypes.util.find_library; e.g. after `cmake --install`), else liblisa.so.0 / liblisa.so.
+Every failure raises lisa.Error with the library's status name and message.
+"""
+
+import ctypes
+import ctypes.util
+import json
+import os
+import weakref
+from collections import namedtuple
+
+__all__ = ["Error", "Model", "Engine", "Result", "Mask", "version"]
+
+_c = ctypes
+_i32, _i64, _u32, _u64, _u8 = _c.c_int32, _c.c_int64, _c.c_uint32, _c.c_uint64, _c.c_uint8
+
+
+def _load():
+    path = os.environ.get("LISA_LIBRARY")
+    candidates = [path] if path else []
+    found = ctypes.util.find_library("lisa")
+    if found:
+        candidates.append(found)
+    candidates += ["liblisa.so.0", "liblisa.so"]
+    errors = []
+    for cand in candidates:
+        try:
+            return _c.CDLL(cand)
+        except OSError as e:
+            errors.append(f"{cand}: {e}")
+    raise ImportError("cannot load liblisa (set LISA_LIBRARY to the path of liblisa.so): " + "; ".join(errors))
+
+
+_lib = _load()
+
+
+# ---- the structs of lisa.h, field for field ----------------------------------------------------
+
+class _ModelParams(_c.Structure):
+    _fields_ = [("vision_tower", _c.c_char_p), ("backend", _c.c_int), ("device", _i32), ("n_threads", _i32)]
+
+
+class _SegmentParams(_c.Structure):
+    _fields_ = [("max_new_tokens", _i32), ("max_query_bytes", _i32), ("max_image_pixels", _i64),
+                ("keep_logits", _c.c_bool)]
+
+
+class _Timings(_c.Structure):
+    _fields_ = [(n, _c.c_double) for n in ("preprocess_ms", "clip_ms", "prefill_ms", "decode_ms", "sam_encoder_ms",
+                                          "sam_decoder_ms", "postprocess_ms", "total_ms")] + \
+               [("n_prompt_tokens", _i32), ("n_generated", _i32)]
+
+
+class _EngineParams(_c.Structure):
+    _fields_ = [("max_batch", _i32), ("max_prefill_tokens", _i32), ("max_images", _i32), ("page_size", _i32),
+                ("kv_cache_bytes", _i64), ("max_queue", _i32), ("n_workers", _i32), ("share_prefix", _c.c_bool),
+                ("background", _c.c_bool)]
+
+
+class _Request(_c.Structure):
+    _fields_ = [("image_data", _c.c_void_p), ("image_size", _c.c_size_t), ("image_path", _c.c_char_p),
+                ("rgb", _c.POINTER(_u8)), ("height", _i32), ("width", _i32), ("query", _c.c_char_p),
+                ("params", _SegmentParams), ("user_data", _u64)]
+
+
+_BATCH_BUCKETS = 9  # LISA_ENGINE_BATCH_BUCKETS
+
+
+class _EngineStats(_c.Structure):
+    _fields_ = [("queued", _i32), ("ready", _i32), ("running", _i32), ("results", _i32), ("kv_pages_used", _i32),
+                ("kv_pages_total", _i32), ("kv_prefix_pages", _i32), ("completed", _i64), ("failed", _i64),
+                ("steps", _i64), ("last_batch", _i32), ("decode_steps", _i64), ("decode_rows", _i64),
+                ("decode_batch_hist", _i64 * _BATCH_BUCKETS)]
+
+
+_P = _c.c_void_p
+_PP = _c.POINTER(_c.c_void_p)
+
+
+def _fn(name, restype, *argtypes):
+    f = getattr(_lib, name)
+    f.restype = restype
+    f.argtypes = list(argtypes)
+    return f
+
+
+_status_name = _fn("lisa_status_name", _c.c_char_p, _c.c_int)
+_last_error = _fn("lisa_last_error", _c.c_char_p)
+_version = _fn("lisa_version", _c.c_char_p)
+_model_default_params = _fn("lisa_model_default_params", _ModelParams)
+_model_load = _fn("lisa_model_load", _c.c_int, _c.c_char_p, _c.POINTER(_ModelParams), _PP)
+_model_free = _fn("lisa_model_free", None, _P)
+_model_seg_token_id = _fn("lisa_model_seg_token_id", _i32, _P)
+_segment_default_params = _fn("lisa_segment_default_params", _SegmentParams)
+_segment = _fn("lisa_segment", _c.c_int, _P, _c.POINTER(_u8), _i32, _i32, _c.c_char_p, _c.POINTER(_SegmentParams), _PP)
+_segment_file = _fn("lisa_segment_file", _c.c_int, _P, _c.c_char_p, _c.c_char_p, _c.POINTER(_SegmentParams), _PP)
+_r_answer = _fn("lisa_result_answer", _c.c_char_p, _P)
+_r_text_output = _fn("lisa_result_text_output", _c.c_char_p, _P)
+_r_n_tokens = _fn("lisa_result_n_tokens", _i32, _P)
+_r_tokens = _fn("lisa_result_tokens", _c.POINTER(_i32), _P)
+_r_n_masks = _fn("lisa_result_n_masks", _i32, _P)
+_r_mask = _fn("lisa_result_mask", _c.POINTER(_u8), _P, _i32, _c.POINTER(_i32), _c.POINTER(_i32))
+_r_mask_score = _fn("lisa_result_mask_score", _c.c_float, _P, _i32)
+_r_timings = _fn("lisa_result_timings", _Timings, _P)
+_r_status = _fn("lisa_result_status", _c.c_int, _P)
+_r_error = _fn("lisa_result_error", _c.c_char_p, _P)
+_r_id = _fn("lisa_result_id", _u64, _P)
+_r_user_data = _fn("lisa_result_user_data", _u64, _P)
+_r_free = _fn("lisa_result_free", None, _P)
+_r_to_json = _fn("lisa_result_to_json", _c.c_int, _P, _u32, _PP)
+_free = _fn("lisa_free", None, _P)
+_engine_default_params = _fn("lisa_engine_default_params", _EngineParams)
+_engine_create = _fn("lisa_engine_create", _c.c_int, _P, _c.POINTER(_EngineParams), _PP)
+_engine_free = _fn("lisa_engine_free", None, _P)
+_request_default = _fn("lisa_request_default", _Request)
+_engine_submit = _fn("lisa_engine_submit", _c.c_int, _P, _c.POINTER(_Request), _c.POINTER(_u64))
+_engine_poll = _fn("lisa_engine_poll", _c.c_int, _P, _PP)
+_engine_wait_timeout = _fn("lisa_engine_wait_timeout", _c.c_int, _P, _u64, _i64, _PP)
+_engine_get_stats = _fn("lisa_engine_get_stats", _EngineStats, _P)
+
+_JSON_TOKENS, _JSON_TEXT_OUTPUT, _JSON_MASK_PNG, _JSON_TIMINGS = 1, 2, 4, 8
+_OK, _ERR_NOT_FOUND, _ERR_BUSY = 0, 8, 10
+_BACKENDS = {"auto": 0, "cpu": 1, "cuda": 2}
+
+
+class Error(Exception):
+    """A failed library call: .status is the lisa_status name ("LISA_ERR_FORMAT"), .code its value."""
+
+    def __init__(self, code, message):
+        self.code = code
+        self.status = _status_name(code).decode()
+        super().__init__(f"{self.status}: {message}")
+
+
+def _check(code):
+    if code != _OK:
+        raise Error(code, _last_error().decode("utf-8", "replace"))
+
+
+def version():
+    """The library version ("0.1.0")."""
+    return _version().decode()
+
+
+Mask = namedtuple("Mask", "height width data score")
+Mask.__doc__ = "One [SEG]'s mask: data is height*width bytes, 0 or 1, row-major; score is SAM's IoU prediction."
+
+
+class Result:
+    """The outcome of one request, copied out of the library: answer (str), text_output (chat.py's
+    printed string), tokens (list of ids), masks (list of Mask), timings (dict), id, user_data, and
+    json: the dict of lisa_result_to_json (masks as COCO RLE with bbox and area; "png" per mask when
+    asked for)."""
+
+    def __init__(self, handle, png=False):
+        try:
+            code = _r_status(handle)
+            if code != _OK:
+                raise Error(code, _r_error(handle).decode("utf-8", "replace"))
+            self.id = _r_id(handle)
+            self.user_data = _r_user_data(handle)
+            self.answer = (_r_answer(handle) or b"").decode("utf-8", "replace")
+            self.text_output = (_r_text_output(handle) or b"").decode("utf-8", "replace")
+            n = _r_n_tokens(handle)
+            self.tokens = _r_tokens(handle)[:n] if n else []
+            self.masks = []
+            for i in range(_r_n_masks(handle)):
+                h, w = _i32(), _i32()
+                p = _r_mask(handle, i, _c.byref(h), _c.byref(w))
+                self.masks.append(Mask(h.value, w.value, _c.string_at(p, h.value * w.value),
+                                       float(_r_mask_score(handle, i))))
+            t = _r_timings(handle)
+            self.timings = {name: getattr(t, name) for name, _ in _Timings._fields_}
+            text = _c.c_void_p()
+            flags = _JSON_TOKENS | _JSON_TEXT_OUTPUT | _JSON_TIMINGS | (_JSON_MASK_PNG if png else 0)
+            _check(_r_to_json(handle, flags, _c.byref(text)))
+            try:
+                self.json = json.loads(_c.string_at(text).decode("utf-8"))
+            finally:
+                _free(text)
+        finally:
+            _r_free(handle)
+
+    def __repr__(self):
+        return f"<lisa.Result id={self.id} answer={self.answer!r} masks={len(self.masks)}>"
+
+
+def _segment_params(max_new_tokens=None, max_query_bytes=None, max_image_pixels=None):
+    p = _segment_default_params()
+    if max_new_tokens is not None:
+        p.max_new_tokens = max_new_tokens
+    if max_query_bytes is not None:
+        p.max_query_bytes = max_query_bytes
+    if max_image_pixels is not None:
+        p.max_image_pixels = max_image_pixels
+    return p
+
+
+def _rgb_buffer(rgb, height, width):
+    if len(rgb) != height * width * 3:
+        raise ValueError(f"rgb holds {len(rgb)} bytes, not height*width*3 = {height * width * 3}")
+    return (_u8 * len(rgb)).from_buffer_copy(rgb)
+
+
+class Model:
+    """A loaded LISA checkpoint directory (lisa_model_load). backend: "auto", "cpu" or "cuda"."""
+
+    def __init__(self, path, vision_tower=None, backend="auto", device=0, threads=0):
+        p = _model_default_params()
+        p.vision_tower = os.fsencode(vision_tower) if vision_tower else None
+        p.backend = _BACKENDS[backend]
+        p.device = device
+        p.n_threads = threads
+        self._h = _c.c_void_p()
+        _check(_model_load(os.fsencode(path), _c.byref(p), _c.byref(self._h)))
+        self._engine = None
+        self._engines = weakref.WeakSet()  # engines borrow the model: closed before it
+
+    @property
+    def seg_token_id(self):
+        return _model_seg_token_id(self._h)
+
+    def segment(self, image, query, *, height=None, width=None, png=False, **params):
+        """One request, chat.py semantics. image: a path (str or os.PathLike), encoded PNG/JPEG bytes,
+        or raw RGB bytes with height= and width= ([height, width, 3], row-major). params:
+        max_new_tokens, max_query_bytes, max_image_pixels. png=True adds each mask's PNG (base64) to
+        Result.json."""
+        sp = _segment_params(**params)
+        q = query.encode("utf-8")
+        out = _c.c_void_p()
+        if isinstance(image, (str, os.PathLike)):
+            _check(_segment_file(self._h, os.fsencode(image), q, _c.byref(sp), _c.byref(out)))
+            return Result(out, png)
+        if height is not None or width is not None:
+            buf = _rgb_buffer(image, height, width)
+            _check(_segment(self._h, buf, height, width, q, _c.byref(sp), _c.byref(out)))
+            return Result(out, png)
+        # encoded bytes: through a one-slot engine, kept for the next call
+        if self._engine is None:
+            self._engine = Engine(self, max_batch=1, max_queue=1)
+        return self._engine.wait(self._engine.submit(image, query, **params), png=png)
+
+    def close(self):
+        """Frees the model, closing the engines over it first."""
+        for e in list(getattr(self, "_engines", ())):
+            e.close()
+        self._engine = None
+        if self._h:
+            _model_free(self._h)
+            self._h = _c.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Engine:
+    """The continuous-batching engine over a model (lisa_engine_create, background mode). submit()
+    is thread-safe; results come back by id (wait) or in completion order (poll / wait())."""
+
+    def __init__(self, model, *, max_batch=None, max_queue=None, max_images=None, kv_cache_bytes=None,
+                 max_prefill_tokens=None, workers=None, share_prefix=None):
+        p = _engine_default_params()
+        for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_images", max_images),
+                            ("kv_cache_bytes", kv_cache_bytes), ("max_prefill_tokens", max_prefill_tokens),
+                            ("n_workers", workers), ("share_prefix", share_prefix)):
+            if value is not None:
+                setattr(p, name, value)
+        if p.max_images > p.max_batch:
+            p.max_images = p.max_batch
+        p.background = True
+        if not model._h:
+            raise ValueError("the model is closed")
+        self._model = model  # the engine borrows the model: keep it alive
+        self._h = _c.c_void_p()
+        _check(_engine_create(model._h, _c.byref(p), _c.byref(self._h)))
+        model._engines.add(self)
+
+    def submit(self, image, query, *, height=None, width=None, user_data=0, **params):
+        """Queues a request (inputs are copied) and returns its id. image as in Model.segment.
+        Raises Error LISA_ERR_BUSY when max_queue requests are unfinished."""
+        r = _request_default()
+        r.params = _segment_params(**params)
+        r.query = query.encode("utf-8")
+        r.user_data = user_data
+        keep = None
+        if isinstance(image, (str, os.PathLike)):
+            r.image_path = os.fsencode(image)
+        elif height is not None or width is not None:
+            keep = _rgb_buffer(image, height, width)
+            r.rgb, r.height, r.width = keep, height, width
+        else:
+            keep = (_c.c_char * len(image)).from_buffer_copy(image)
+            r.image_data = _c.cast(keep, _c.c_void_p)
+            r.image_size = len(image)
+        rid = _u64()
+        _check(_engine_submit(self._h, _c.byref(r), _c.byref(rid)))
+        return rid.value
+
+    def wait(self, request_id=0, timeout=None, png=False):
+        """The result of request_id (0: the next one to finish). timeout in seconds (None: no limit);
+        raises Error LISA_ERR_BUSY when it passes (the request keeps running). A failed request
+        raises Error with its status."""
+        out = _c.c_void_p()
+        ms = -1 if timeout is None else int(timeout * 1000)
+        _check(_engine_wait_timeout(self._h, request_id, ms, _c.byref(out)))
+        return Result(out, png)
+
+    def poll(self, png=False):
+        """A finished result if one is ready, else None."""
+        out = _c.c_void_p()
+        code = _engine_poll(self._h, _c.byref(out))
+        if code == _ERR_NOT_FOUND:
+            return None
+        _check(code)
+        return Result(out, png)
+
+    def stats(self):
+        s = _engine_get_stats(self._h)
+        d = {name: getattr(s, name) for name, _ in _EngineStats._fields_ if name != "decode_batch_hist"}
+        d["decode_batch_hist"] = list(s.decode_batch_hist)
+        return d
+
+    def close(self):
+        if self._h:
+            _engine_free(self._h)
+            self._h = _c.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,9 @@
+# cmake -DIN=file -DOUT=file.c -DNAME=symbol -P embed.cmake
+# Writes `const unsigned char NAME[]` (the bytes of IN plus a NUL) and `const size_t NAME_len`.
+file(READ ${IN} hex HEX)
+string(LENGTH "${hex}" n)
+math(EXPR len "${n} / 2")
+string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+string(REGEX REPLACE "(0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,)" "\\1\n" bytes "${bytes}")
+file(WRITE ${OUT} "/* generated from ${IN} by server/embed.cmake */\n#include <stddef.h>\n"
+  "const unsigned char ${NAME}[] = {\n${bytes}0x00};\nconst size_t ${NAME}_len = ${len};\n")
