@@ -72,6 +72,11 @@ static void load_weights(lisa_weights *w, void *ctx) {
 }
 
 lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg) {
+    return lisa_llama_load_ex(out, be, ck, cfg, LISA_DTYPE_BF16);
+}
+
+lisa_status lisa_llama_load_ex(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg,
+                               lisa_dtype weight_dtype) {
     *out = NULL;
     lisa_llama *m = calloc(1, sizeof *m);
     if (!m || !(m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers))) {
@@ -79,7 +84,7 @@ lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_check
         return lisa_fail(LISA_ERR_OOM, "LLaMA: out of memory");
     }
     m->cfg = *cfg;
-    lisa_weights_init(&m->weights, be, ck, LISA_DTYPE_BF16);
+    lisa_weights_init(&m->weights, be, ck, weight_dtype);
     lisa_status s = lisa_weights_load(&m->weights, "LLaMA", load_weights, m);
     if (s != LISA_OK) {
         lisa_llama_free(m);
@@ -247,4 +252,12 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
     return out;
 }
 
-T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h) { return g_linear(g, h, &m->lm_head, NULL); }
+T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h) {
+    /* F32 logits whatever the activation dtype: greedy argmax then compares fp32 values, as the fp32
+     * reference does (bf16 logits would create ties the fp32 reference does not have) */
+    if (!g_ok(g)) return &g->error_tensor;
+    if (h->n_dims != 2) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA logits: states must be [R, C]"));
+    T *y = g_new(g, LISA_DTYPE_F32, 2, h->shape[0], m->lm_head.shape[0], 0, 0);
+    g_linear_to(g, y, h, &m->lm_head, NULL);
+    return y;
+}

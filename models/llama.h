@@ -44,6 +44,10 @@ typedef struct lisa_llama {
 } lisa_llama;
 
 lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg);
+/* Same, with the storage dtype of weight matrices on device backends (BF16 above; F32 for exact
+ * checks). The CPU backend ignores it (zero-copy views of the checkpoint). */
+lisa_status lisa_llama_load_ex(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg,
+                               lisa_dtype weight_dtype);
 void lisa_llama_free(lisa_llama *m);
 
 /* Contiguous KV cache for one sequence (the paged, batched cache lives in runtime/).
@@ -86,7 +90,7 @@ typedef struct lisa_llama_batch {
  * caller sets g->row_indptr = qo_indptr for batch-invariant GEMMs on the CPU). */
 T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama_batch *bt, const T *x);
 
-/* logits [R, V] = lm_head(h) for the rows h [R, C] (only where needed: the last position). */
+/* logits [R, V] (F32) = lm_head(h) for the rows h [R, C] (only where needed: the last position). */
 T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h);
 
 #ifdef __cplusplus

@@ -23,7 +23,8 @@
  * Memory: the KV pool, the SAM-embedding slots, the projector buffer and the step arena are
  * allocated once at creation (the arena sized by counting passes over the worst-case step shapes);
  * nothing is allocated in the decode loop. The mask stage sizes its arena per finished request
- * (its outputs scale with the request's image size).
+ * (its outputs scale with the request's image size). Device-side buffers hold the model's
+ * activation dtype (lisa_model.act_dtype: F32 on the CPU, BF16 on CUDA); host staging is F32.
  *
  * Threads: submit/poll/wait may be called from any thread (one mutex guards the queues); the
  * workers prepare requests; exactly one thread steps the scheduler (the engine thread in background
@@ -82,6 +83,7 @@ struct lisa_engine {
     lisa_engine_params p;
     lisa_run_hooks hooks;
     bool batch_invariant_gemm; /* split GEMMs per sequence/image (CPU: OpenBLAS) */
+    lisa_dtype act_dtype;      /* the model's: step arena, KV pool, embedding slots, projector buffer */
     int32_t C, P, V;
 
     pthread_mutex_t mu;
@@ -343,7 +345,7 @@ static lisa_status run_graph(lisa_engine *e, lisa_graph_fn fn) {
     lisa_arena_reset(&e->act, 0);
     lisa_arena_reset(&e->meta, 0);
     lisa_graph g;
-    lisa_graph_init(&g, e->be, &e->act, &e->meta, LISA_DTYPE_F32);
+    lisa_graph_init(&g, e->be, &e->act, &e->meta, e->act_dtype);
     g.tap = e->hooks.tap;
     g.tap_ctx = e->hooks.ctx;
     fn(&g, e);
@@ -603,7 +605,7 @@ static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_by
         e->n_text = pass == 3 ? nb : rows - nb * e->P + nb * 0;
         if (pass != 3 && pass != 0) e->n_text = rows - nb * (e->P - 1) - nb; /* n_ids-1-... per synthetic seq */
         (void)rows;
-        s = lisa_graph_measure(e->be, LISA_DTYPE_F32, fn, e, &ta, &tm);
+        s = lisa_graph_measure(e->be, e->act_dtype, fn, e, &ta, &tm);
         if (ta > a) a = ta;
         if (tm > mb) mb = tm;
     }
@@ -618,23 +620,23 @@ static lisa_status create_buffers(lisa_engine *e) {
     const int32_t MB = e->p.max_batch, MI = e->p.max_images;
     /* KV pool */
     const lisa_llama_config *lc = &m->cfg.llm;
-    const size_t page_bytes = lisa_kv_page_bytes(lc->n_layers, e->p.page_size, lc->n_kv_heads, lc->head_dim, LISA_DTYPE_F32);
+    const size_t page_bytes = lisa_kv_page_bytes(lc->n_layers, e->p.page_size, lc->n_kv_heads, lc->head_dim, e->act_dtype);
     int64_t budget = e->p.kv_cache_bytes;
     if (budget <= 0) budget = (int64_t)(MB * ((1024 + e->p.page_size - 1) / e->p.page_size) + 64) * (int64_t)page_bytes;
     int32_t n_pages = (int32_t)(budget / (int64_t)page_bytes);
     if (n_pages < 2) return lisa_fail(LISA_ERR_INVALID_ARG, "engine: kv_cache_bytes %lld holds %d pages of %zu bytes",
                                       (long long)budget, n_pages, page_bytes);
     LISA_TRY(lisa_kv_pool_init(&e->pool, e->be, lc->n_layers, n_pages, e->p.page_size, lc->n_kv_heads, lc->head_dim,
-                               LISA_DTYPE_F32));
+                               e->act_dtype));
     /* embedding slots and the projector buffer */
-    const size_t emb_bytes = (size_t)O * G * G * sizeof(float);
+    const size_t emb_bytes = (size_t)O * G * G * lisa_dtype_size(e->act_dtype);
     LISA_TRY(e->be->mem_alloc(e->be, emb_bytes * MB, &e->emb_mem));
     if (!(e->emb = calloc((size_t)MB, sizeof *e->emb))) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
     for (int32_t i = 0; i < MB; i++) {
-        e->emb[i] = lisa_tensor_view((char *)e->emb_mem + emb_bytes * i, LISA_DTYPE_F32, 4, (int64_t[]){1, O, G, G});
+        e->emb[i] = lisa_tensor_view((char *)e->emb_mem + emb_bytes * i, e->act_dtype, 4, (int64_t[]){1, O, G, G});
         e->emb[i].device = e->be->device;
     }
-    e->proj_buf = lisa_tensor_view(NULL, LISA_DTYPE_F32, 3, (int64_t[]){MI, e->P, e->C});
+    e->proj_buf = lisa_tensor_view(NULL, e->act_dtype, 3, (int64_t[]){MI, e->P, e->C});
     LISA_TRY(e->be->mem_alloc(e->be, lisa_tensor_nbytes(&e->proj_buf), &e->proj_mem));
     e->proj_buf.data = e->proj_mem;
     e->proj_buf.device = e->be->device;
@@ -714,7 +716,7 @@ static lisa_status build_prefix(lisa_engine *e) {
             lisa_arena_reset(&e->act, 0);
             lisa_arena_reset(&e->meta, 0);
             lisa_graph g;
-            lisa_graph_init(&g, e->be, &e->act, &e->meta, LISA_DTYPE_F32);
+            lisa_graph_init(&g, e->be, &e->act, &e->meta, e->act_dtype);
             lisa_tensor tid = lisa_tensor_view(e->h_ids, LISA_DTYPE_I32, 1, (int64_t[]){rows});
             T *x = g_embedding(&g, &m->llm->embed, g_upload(&g, &tid));
             lisa_llama_batch bt = make_batch(e, 1, rows);
@@ -776,6 +778,7 @@ lisa_status lisa_engine_create_ex(lisa_model *m, const lisa_engine_params *pp, c
     e->p = p;
     if (hooks) e->hooks = *hooks;
     e->batch_invariant_gemm = m->be->device == LISA_DEVICE_CPU;
+    e->act_dtype = m->act_dtype;
     e->C = m->cfg.llm.hidden;
     e->P = m->n_patches;
     e->V = m->cfg.llm.vocab;
@@ -1012,7 +1015,7 @@ static lisa_status run_one(lisa_model *m, const lisa_request *rq, const lisa_run
     const lisa_llama_config *lc = &m->cfg.llm;
     p.kv_cache_bytes = (int64_t)(lisa_kv_pages_for(&(lisa_kv_pool){.page_size = p.page_size}, lc->max_pos) + 2) *
                        (int64_t)lisa_kv_page_bytes(lc->n_layers, p.page_size, lc->n_kv_heads, lc->head_dim,
-                                                   LISA_DTYPE_F32);
+                                                   m->act_dtype);
     lisa_engine *e = NULL;
     LISA_TRY(lisa_engine_create_ex(m, &p, hooks, &e));
     uint64_t id = 0;
