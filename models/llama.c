@@ -222,7 +222,8 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
     T *x = g_new(g, g->act_dtype, 2, R, C, 0, 0);
     g_copy_to(g, x, x_in);
     T *pos = upload_i32(g, bt->positions, R), *slots = upload_i32(g, bt->slots, R);
-    const int32_t B = bt->n_seqs, n_idx = bt->kv_indptr[B];
+    const int32_t B = bt->n_seqs;
+    const int32_t n_idx = bt->n_indices_upload > bt->kv_indptr[B] ? bt->n_indices_upload : bt->kv_indptr[B];
     T *qo = upload_i32(g, bt->qo_indptr, B + 1), *kvp = upload_i32(g, bt->kv_indptr, B + 1);
     T *idx = upload_i32(g, bt->kv_indices, n_idx), *kvl = upload_i32(g, bt->kv_len, B);
     const lisa_paged_params pp = {.batch = B, .page_size = bt->page_size, .scale = 1.0f / sqrtf((float)D),

@@ -81,6 +81,8 @@ typedef struct lisa_llama_batch {
     const int32_t *kv_indptr;  /* [n_seqs+1] into kv_indices */
     const int32_t *kv_indices; /* page tables, concatenated */
     const int32_t *kv_len;     /* [n_seqs] tokens per sequence after this step */
+    int32_t n_indices_upload;  /* kv_indices entries to upload when more than kv_indptr[n_seqs] (0: those):
+                                  a fixed count keeps a captured CUDA graph's copy valid as tables change */
     int32_t page_size;
     T *k_pages, *v_pages;      /* [n_layers] */
 } lisa_llama_batch;

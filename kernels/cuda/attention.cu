@@ -122,6 +122,7 @@ template <typename T> cudaError_t splitkv_run(const lk_splitkv_params &sp, cudaS
 
 lisa_status launch_splitkv(lisa_backend *be, lk_splitkv_params &sp, lisa_dtype dt, int64_t max_tk) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (im->capturing && im->capture_kv_keys > max_tk) max_tk = im->capture_kv_keys; /* a graph outlives this call */
     if (sp.B > 65535 || sp.Hq > 65535 || max_tk > INT32_MAX - LK_SPLITKV_KEYS)
         return lisa_fail(LISA_ERR_UNSUPPORTED, "split-KV attention: grid too large");
     plan_splits(max_tk, &sp.n_split, &sp.keys_per_split);
@@ -525,7 +526,7 @@ lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_ten
     if (n == 0) return LISA_OK;
     if (T > INT32_MAX) return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: %lld rows", op, (long long)T);
     const unsigned grid = lisa_cuda_grid_1d(be, n, 256);
-    if (im->sync_checks) { /* every slot is checked before anything is written (as the CPU backend) */
+    if (im->sync_checks && !im->capturing) { /* every slot is checked before anything is written (as the CPU backend) */
         *im->flag_host = INT64_MIN;
         CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
         lk_kv_slots_check<<<lisa_cuda_grid_1d(be, T, 256), 256, 0, im->stream>>>((const int32_t *)slots->data, (int32_t)T,

@@ -139,7 +139,10 @@ static void run_free(run_out *o) {
     memset(o, 0, sizeof *o);
 }
 
-static void run_model(run_out *o, lisa_model *m, const lisa_image *img, const char *query, int32_t max_new) {
+/* One request through lisa_model_run, with taps (the engine then runs every step eagerly) or without
+ * (on CUDA its decode steps are then captured into CUDA graphs and replayed, runtime/engine.c). */
+static void run_model_ex(run_out *o, lisa_model *m, const lisa_image *img, const char *query, int32_t max_new,
+                         bool taps) {
     memset(o, 0, sizeof *o);
     o->be = m->be;
     lisa_segment_params sp = lisa_segment_default_params();
@@ -148,9 +151,13 @@ static void run_model(run_out *o, lisa_model *m, const lisa_image *img, const ch
     lisa_run_hooks hooks = {.tap = tap_cb, .ctx = o};
     const double t0 = now_ms();
     lisa_clear_error();
-    o->s = lisa_model_run(m, img->data, img->h, img->w, query, &sp, &hooks, &o->r);
+    o->s = lisa_model_run(m, img->data, img->h, img->w, query, &sp, taps ? &hooks : NULL, &o->r);
     if (o->s == LISA_OK && m->be->synchronize) o->s = m->be->synchronize(m->be);
     o->ms = now_ms() - t0;
+}
+
+static void run_model(run_out *o, lisa_model *m, const lisa_image *img, const char *query, int32_t max_new) {
+    run_model_ex(o, m, img, query, max_new, true);
 }
 
 /* ---- comparisons ---------------------------------------------------------------------------------- */
@@ -535,6 +542,13 @@ static void real_dims(ck_ctx *c, bool full) {
     if (m16) {
         snprintf(nm, sizeof nm, "%s gpu BF16 vs %s", full ? "7B" : "7B dims", with_cpu ? "cpu" : "gpu F32");
         compare_runs(c, nm, "BF16", &runs[2], ref, IOU_BF16, LOGIT_RTOL_BF16, full ? 0.15 : 0.05);
+        /* the same request without taps: decode steps replayed from CUDA graphs (bit-identical
+         * kernels and split points, so the expected difference is 0) */
+        run_out plain;
+        run_model_ex(&plain, m16, &img, long_query, 8, false);
+        snprintf(nm, sizeof nm, "%s gpu BF16 CUDA-graph decode vs eager", full ? "7B" : "7B dims");
+        compare_runs(c, nm, "BF16", &plain, &runs[2], IOU_ENGINE, 1e-3, 0);
+        run_free(&plain);
     }
     for (int k = 0; k < 3; k++)
         run_free(&runs[k]);
