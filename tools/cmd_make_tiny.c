@@ -26,6 +26,9 @@ static void usage(FILE *f) {
             "                            tests/data/tokenizer/llama-spm.model)\n"
             "  --max-shard-bytes N       split the weights into shards of at most N bytes (default %lld)\n"
             "  --no-clip                 do not write DIR/clip-vit-large-patch14\n"
+            "  --synthetic               shapes only: each safetensors file lists the tensors and their\n"
+            "                            N(mean, std), its data is a hole; the weights are drawn at load on\n"
+            "                            the backend (benchmarks, real-dims checks; no --answer shaping)\n"
             "dims (defaults = tests/data/tiny-lisa):\n"
             "  --llm-hidden N (%d) --llm-layers N (%d) --llm-heads N (%d) --llm-kv-heads N (%d)\n"
             "  --llm-intermediate N (%d) --llm-max-pos N (%d)\n"
@@ -119,6 +122,8 @@ int lisa_cmd_make_tiny(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--no-clip")) {
             p.write_clip = false;
+        } else if (!strcmp(a, "--synthetic")) {
+            p.synthetic = true;
         } else {
             fprintf(stderr, "lisa make-tiny: unknown or incomplete option '%s'\n\n", a);
             usage(stderr);

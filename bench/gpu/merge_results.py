@@ -56,6 +56,9 @@ def main():
         r["check_failures"] = check["check_failures"]
         r["check_skipped"] = check.get("check_skipped")
         r["check_passed"] = check.get("check_passed")
+        if check.get("complete") is False:
+            r["check_note"] = (f"lisa-check stopped before the end (exit {a.check_rc}; 124 = timeout): "
+                               f"failures counted among the {len(check.get('results', []))} results it wrote")
     else:
         r["check_failures"] = None  # lisa-check did not finish
         r["check_note"] = f"lisa-check exited {a.check_rc} without writing its JSON (124 = timeout)"

@@ -43,7 +43,8 @@ typedef struct ck_result {
 #define CK_MAX_RESULTS 1024
 #define CK_MAX_DEV 64
 
-typedef struct ck_ctx {
+typedef struct ck_ctx ck_ctx;
+struct ck_ctx {
     lisa_backend *cpu, *gpu;
     ck_rng rng;
     bool quick, verbose;
@@ -56,7 +57,8 @@ typedef struct ck_ctx {
     int n_results, failures, skipped, passed;
     void *dev[CK_MAX_DEV]; /* device buffers of the current case */
     int n_dev;
-} ck_ctx;
+    void (*on_record)(ck_ctx *c); /* called after every result (lisa_check.c: the partial --json) */
+};
 
 /* ---- tensors ---------------------------------------------------------------------------------- */
 enum ck_kind {

@@ -58,16 +58,21 @@ static void json_num(FILE *f, double v) {
         fprintf(f, "null");
 }
 
-static int write_json(const char *path, const ck_ctx *c, const char *device, int failures, bool no_device) {
-    FILE *f = fopen(path, "w");
+/* Writes path atomically (a temporary file renamed); complete = false while the checks still run,
+ * so that a run stopped by a timeout leaves the results so far (bench/gpu/suite.sh). */
+static int write_json(const char *path, const ck_ctx *c, const char *device, int failures, bool no_device, bool complete) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
     if (!f) {
-        fprintf(stderr, "lisa-check: cannot write %s\n", path);
+        fprintf(stderr, "lisa-check: cannot write %s\n", tmp);
         return 2;
     }
     fprintf(f, "{\n  \"check_failures\": %d,\n  \"check_skipped\": %d,\n  \"check_passed\": %d,\n  \"device\": ", failures,
             c->skipped, c->passed);
     json_str(f, device);
-    fprintf(f, ",\n  \"no_device\": %s,\n  \"results\": [", no_device ? "true" : "false");
+    fprintf(f, ",\n  \"no_device\": %s,\n  \"complete\": %s,\n  \"results\": [", no_device ? "true" : "false",
+            complete ? "true" : "false");
     static const char *st[3] = {"pass", "fail", "skip"};
     for (int i = 0; i < c->n_results; i++) {
         const ck_result *r = &c->results[i];
@@ -88,7 +93,14 @@ static int write_json(const char *path, const ck_ctx *c, const char *device, int
         fprintf(f, "}");
     }
     fprintf(f, "\n  ]\n}\n");
-    return fclose(f) == 0 ? 0 : 2;
+    if (fclose(f) != 0 || rename(tmp, path) != 0) return 2;
+    return 0;
+}
+
+static const char *g_json, *g_device; /* for the partial JSON after each result */
+
+static void partial_json(ck_ctx *c) {
+    if (g_json) write_json(g_json, c, g_device, c->failures, false, false);
 }
 
 int main(int argc, char **argv) {
@@ -139,7 +151,7 @@ int main(int argc, char **argv) {
     lisa_status s = c.self_test ? lisa_backend_cpu_create(&c.gpu, 0, 0) : lisa_backend_cuda_create(&c.gpu, device, 0);
     if (!c.self_test && s == LISA_ERR_UNSUPPORTED && lisa_cuda_device_count() == 0) {
         printf("no CUDA device: skipped\n  (%s)\n", lisa_last_error());
-        return json ? write_json(json, &c, "none", 0, true) : 0;
+        return json ? write_json(json, &c, "none", 0, true, true) : 0;
     }
     if (s != LISA_OK) {
         fprintf(stderr, "lisa-check: cuda backend: %s: %s\n", lisa_status_name(s), lisa_last_error());
@@ -151,6 +163,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *dev = c.self_test ? "cpu (self-test)" : lisa_cuda_device_name(c.gpu);
+    g_json = json, g_device = dev;
+    c.on_record = partial_json;
     printf("lisa-check: CUDA %s vs CPU (%d threads)%s%s%s\n", dev, c.cpu->n_threads, c.quick ? ", quick" : "",
            c.filter ? ", filter " : "", c.filter ? c.filter : "");
     struct timespec t0, t1;
@@ -172,7 +186,7 @@ int main(int argc, char **argv) {
     printf("\nlisa-check: %d passed, %d FAILED, %d skipped (no CPU reference yet) in %.1f s on %s\n", c.passed, c.failures,
            c.skipped, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), dev);
     int rc = failures ? 1 : 0;
-    if (json && write_json(json, &c, dev, failures, false) != 0) rc = 2;
+    if (json && write_json(json, &c, dev, failures, false, true) != 0) rc = 2;
     lisa_backend_free(c.cpu);
     lisa_backend_free(c.gpu);
     return rc;
