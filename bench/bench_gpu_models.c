@@ -54,6 +54,7 @@ int main(void) {
 
 #include <ftw.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -85,12 +86,31 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* A failure inside a benchmark section abandons that section only (its keys stay null; what it
+ * allocated leaks, the process is about to end); elsewhere it ends the program. */
+static jmp_buf section_jmp;
+static bool in_section;
+static int failed_sections;
+
 static void check(lisa_status s, const char *what) {
     if (s != LISA_OK) {
         fprintf(stderr, "bench_gpu_models: %s: %s: %s\n", what, lisa_status_name(s), lisa_last_error());
+        if (in_section) longjmp(section_jmp, 1);
         exit(1);
     }
 }
+
+#define SECTION(call)                                                                                                  \
+    do {                                                                                                               \
+        in_section = true;                                                                                             \
+        if (setjmp(section_jmp) == 0) {                                                                                \
+            call;                                                                                                      \
+        } else {                                                                                                       \
+            failed_sections++;                                                                                         \
+            fprintf(stderr, "bench_gpu_models: section %s abandoned\n", #call);                                        \
+        }                                                                                                              \
+        in_section = false;                                                                                            \
+    } while (0)
 
 static int cmp_d(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -465,6 +485,14 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
     return remove(p);
 }
 
+/* The timed sections (a separate function: setjmp's caller keeps no locals across a longjmp). */
+static void run_sections(int32_t n_requests) {
+    SECTION(bench_sam(1));
+    SECTION(bench_sam(self_test ? 2 : 8));
+    SECTION(bench_llm());
+    SECTION(bench_lisa(n_requests));
+}
+
 int main(int argc, char **argv) {
     const char *json = NULL, *data = NULL, *keep = NULL;
     int device = 0;
@@ -547,10 +575,7 @@ int main(int argc, char **argv) {
     check(lisa_tiny_steer(m, "Sure, it is [SEG] in the picture.", &margin, NULL, NULL), "steer");
     printf("steered to answer \"Sure, it is [SEG] in the picture.\" (planned-row margin %.1f)\n", margin);
 
-    bench_sam(1);
-    bench_sam(self_test ? 2 : 8);
-    bench_llm();
-    bench_lisa(self_test ? 3 : quick ? 8 : 24);
+    run_sections(self_test ? 3 : quick ? 8 : 24);
 
     if (json) {
         FILE *f = fopen(json, "w");
@@ -568,9 +593,11 @@ int main(int argc, char **argv) {
         fprintf(f, "\n}\n");
         fclose(f);
     }
-    lisa_model_free(m);
-    lisa_backend_free(be);
+    if (!failed_sections) {
+        lisa_model_free(m);
+        lisa_backend_free(be);
+    }
     if (!keep) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    return 0;
+    return failed_sections ? 1 : 0;
 }
 #endif

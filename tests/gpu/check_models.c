@@ -104,6 +104,7 @@ typedef struct run_out {
     int n_taps;
     lisa_result *r;
     lisa_status s;
+    char err[400]; /* the failure's message (lisa_last_error right after it) */
     double ms;
 } run_out;
 
@@ -153,6 +154,7 @@ static void run_model_ex(run_out *o, lisa_model *m, const lisa_image *img, const
     lisa_clear_error();
     o->s = lisa_model_run(m, img->data, img->h, img->w, query, &sp, taps ? &hooks : NULL, &o->r);
     if (o->s == LISA_OK && m->be->synchronize) o->s = m->be->synchronize(m->be);
+    if (o->s != LISA_OK) snprintf(o->err, sizeof o->err, "%s: %s", lisa_status_name(o->s), lisa_last_error());
     o->ms = now_ms() - t0;
 }
 
@@ -205,8 +207,8 @@ static void compare_runs(ck_ctx *c, const char *name, const char *dtype, const r
     char nm[112], why[160];
     if (got->s != LISA_OK || ref->s != LISA_OK) {
         snprintf(nm, sizeof nm, "%s", name);
-        ck_record(c, "e2e", nm, dtype, 1, NAN, 0, -1, "run failed: %s",
-                  got->s != LISA_OK ? "this run" : "the reference");
+        ck_record(c, "e2e", nm, dtype, 1, NAN, 0, -1, "%s failed: %s", got->s != LISA_OK ? "this run" : "the reference",
+                  got->s != LISA_OK ? got->err : ref->err);
         return;
     }
     snprintf(nm, sizeof nm, "%s: tokens", name);
@@ -334,8 +336,7 @@ static void tiny_models(ck_ctx *c) {
         for (int64_t i = 0; ok && i < ids.shape[0]; i++)
             ok = ((const int64_t *)ids.data)[i] == lisa_result_tokens(g->cpu.r)[i];
         snprintf(nm, sizeof nm, "%s: cpu ids = golden ids", golden_cases[k]);
-        ck_record(c, "e2e", nm, "F32", ok ? 0 : 1, 0, 0, -1, "%s %.0f ms", g->cpu.s == LISA_OK ? "" : lisa_last_error(),
-                  g->cpu.ms);
+        ck_record(c, "e2e", nm, "F32", ok ? 0 : 1, 0, 0, -1, "%s %.0f ms", g->cpu.err, g->cpu.ms);
         run_model(&g->f32, m32, &g->img, g->query, g->max_new);
         snprintf(nm, sizeof nm, "tiny %s gpu F32 vs cpu", golden_cases[k] + 5);
         compare_runs(c, nm, "F32", &g->f32, &g->cpu, IOU_F32, LOGIT_RTOL_F32, 1e-3);
@@ -412,6 +413,7 @@ static void tiny_models(ck_ctx *c) {
             s = lisa_engine_wait(e, id[k], &got.r);
             if (s != LISA_OK) break;
             got.s = lisa_result_status(got.r);
+            snprintf(got.err, sizeof got.err, "%s", lisa_result_error(got.r));
             lisa_engine_stats st = lisa_engine_get_stats(e);
             if (st.last_batch > max_batch) max_batch = st.last_batch;
             char nm[112];
@@ -523,7 +525,7 @@ static void real_dims(ck_ctx *c, bool full) {
         printf("      %s on %s: %.0f ms, prompt %d positions, %d tokens, %d masks (steering margin %.1f)\n", label,
                who[k], runs[k].ms, L0, runs[k].r ? lisa_result_n_tokens(runs[k].r) : -1,
                runs[k].r ? lisa_result_n_masks(runs[k].r) : -1, margin);
-        if (runs[k].s != LISA_OK) printf("      (%s)\n", lisa_last_error());
+        if (runs[k].s != LISA_OK) printf("      (%s)\n", runs[k].err);
         char nm[112];
         snprintf(nm, sizeof nm, "%s %s: steered answer", full ? "7B" : "7B dims", who[k]);
         bool ok = runs[k].s == LISA_OK && lisa_result_n_tokens(runs[k].r) == n_ids && L0 >= 330;
