@@ -119,6 +119,7 @@ static int cmp_d(const void *a, const void *b) {
 
 /* ---- graphs in one arena sized by a counting pass --------------------------------------------- */
 
+/* Owns its activation block (backend memory) and descriptor arena until stage_free. */
 typedef struct stage {
     lisa_graph_fn fn;
     void *ctx;
@@ -166,6 +167,7 @@ static double stage_time(stage *st, int n_warm, int n_reps) {
 
 /* ---- SAM ViT-H encoder ------------------------------------------------------------------------- */
 
+/* Owns px's device memory (freed by bench_sam). */
 typedef struct sam_ctx {
     lisa_tensor px; /* device BF16 [B, 3, S, S] */
 } sam_ctx;
@@ -215,8 +217,9 @@ static void bench_sam(int64_t B) {
 #define CTX     330
 #define MAX_SEQ 16
 
-/* Pinned when captured into a CUDA graph (lisa_cuda_host_alloc): the replays read the plan arrays
- * and write `next`. */
+/* The LLaMA benchmark's plan: owns the host arrays pos/slots/ids/idx and the sequences' page tables
+ * (bench_llm frees them); borrows the pool. Pinned (lisa_cuda_host_alloc), struct included, because
+ * the CUDA-graph replays read the plan arrays and write `next`. */
 typedef struct llm_ctx {
     lisa_kv_pool *pool;
     int32_t nb, rows;

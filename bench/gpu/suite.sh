@@ -41,6 +41,15 @@ step() { echo; echo "== [$((SECONDS - T0)) s] $*"; }
 left() { echo $((470 - (SECONDS - T0))); } # seconds left of the ~8 minute budget
 clamp() { local v=$1; [ "$v" -gt "$3" ] && v=$3; [ "$v" -lt "$2" ] && v=$2; echo "$v"; } # clamp V LO HI
 
+# Large carried libraries come xz-compressed (prepare.sh); unpack them once (python3's lzma if no xz).
+for f in .devlibs/*.xz; do
+  [ -e "$f" ] || continue
+  out=${f%.xz}
+  [ -e "$out" ] && continue
+  xz -dc "$f" >"$out.tmp" 2>/dev/null ||
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$f" "$out.tmp"
+  mv "$out.tmp" "$out"
+done
 # Libraries: carried ones first, then the toolkit, then the CUDA wheels of the device's PyTorch.
 export LD_LIBRARY_PATH="$ROOT/.devlibs:$ROOT/.devlibs/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
 NVLIB=$(python3 - <<'PY' 2>/dev/null

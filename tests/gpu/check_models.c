@@ -92,12 +92,14 @@ static float *host_f32(lisa_backend *be, const lisa_tensor *t, int64_t *n_out) {
 }
 
 #define MAX_TAPS 6
+/* Owns v (malloc) until run_free. */
 typedef struct tap_rec {
     const char *name;
     float *v; /* the last tensor tapped under this name (host F32), owned */
     int64_t n;
 } tap_rec;
 
+/* One model run: owns its result and tap copies until run_free; borrows the backend. */
 typedef struct run_out {
     lisa_backend *be;
     tap_rec taps[MAX_TAPS];
@@ -295,6 +297,7 @@ static bool load_image(ck_ctx *c, lisa_image *img, const char *name) {
 
 static const char *const golden_cases[3] = {"lisa_chelsea_tiny", "lisa_rocket_portrait", "lisa_chelsea"};
 
+/* Owns the golden file, the image and the three runs until the end of tiny_models. */
 typedef struct golden_case {
     lisa_checkpoint *g;
     lisa_image img;
