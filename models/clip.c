@@ -92,6 +92,11 @@ static void load_weights(lisa_weights *w, void *ctx) {
 }
 
 lisa_status lisa_clip_load(lisa_clip **out, lisa_backend *be, const char *dir, int32_t select_layer) {
+    return lisa_clip_load_ex(out, be, dir, select_layer, LISA_DTYPE_BF16);
+}
+
+lisa_status lisa_clip_load_ex(lisa_clip **out, lisa_backend *be, const char *dir, int32_t select_layer,
+                              lisa_dtype weight_dtype) {
     *out = NULL;
     lisa_clip *m = calloc(1, sizeof *m);
     if (!m) return lisa_fail(LISA_ERR_OOM, "CLIP: out of memory");
@@ -100,7 +105,7 @@ lisa_status lisa_clip_load(lisa_clip **out, lisa_backend *be, const char *dir, i
     if (s == LISA_OK && m->cfg.n_run > 0 && !(m->layers = calloc((size_t)m->cfg.n_run, sizeof *m->layers)))
         s = lisa_fail(LISA_ERR_OOM, "CLIP: out of memory");
     if (s == LISA_OK) {
-        lisa_weights_init(&m->weights, be, m->ck, LISA_DTYPE_BF16);
+        lisa_weights_init(&m->weights, be, m->ck, weight_dtype);
         s = lisa_weights_load(&m->weights, "CLIP vision tower", load_weights, m);
     }
     if (s != LISA_OK) {

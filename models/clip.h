@@ -46,6 +46,10 @@ typedef struct lisa_clip {
 
 /* dir: the CLIP directory (config.json + weights). select_layer: LLaVA's mm_vision_select_layer. */
 lisa_status lisa_clip_load(lisa_clip **out, lisa_backend *be, const char *dir, int32_t select_layer);
+/* Same, with the storage dtype of weight matrices on device backends (BF16 above; F32 for exact
+ * checks). The CPU backend ignores it. */
+lisa_status lisa_clip_load_ex(lisa_clip **out, lisa_backend *be, const char *dir, int32_t select_layer,
+                              lisa_dtype weight_dtype);
 void lisa_clip_free(lisa_clip *m);
 
 /* px [B, 3, S, S] -> patch features [B, P, hidden] (P = (S/patch)², CLS dropped).

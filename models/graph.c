@@ -143,14 +143,20 @@ T *g_contiguous(lisa_graph *g, const T *x) {
 
 void g_copy_to(lisa_graph *g, T *y, const T *x) { G_RUN(g, lisa_op_copy(g->be, y, x)); }
 
+static bool is_float_dtype(lisa_dtype t) {
+    return t == LISA_DTYPE_F32 || t == LISA_DTYPE_BF16 || t == LISA_DTYPE_F16;
+}
+
 T *g_upload(lisa_graph *g, const T *host) {
     G_LIVE(g);
-    if (g->be->device == LISA_DEVICE_CPU) return g_wrap(g, host);
+    /* float inputs enter the graph in its activation dtype (spec §8: "f32 preprocessing -> bf16") */
+    const bool cast = is_float_dtype(host->dtype) && host->dtype != g->act_dtype;
+    if (g->be->device == LISA_DEVICE_CPU) return cast ? g_cast(g, host, g->act_dtype) : g_wrap(g, host);
     if (!lisa_tensor_is_contiguous(host))
         return g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "upload: host tensor must be contiguous"));
     T *t = alloc_shape(g, host->dtype, host->n_dims, host->shape);
     G_RUN(g, g->be->upload(g->be, t->data, host->data, lisa_tensor_nbytes(host)));
-    return t;
+    return cast ? g_cast(g, t, g->act_dtype) : t;
 }
 
 void g_download(lisa_graph *g, T *host_dst, const T *x) {
@@ -383,7 +389,7 @@ T *g_bilinear(lisa_graph *g, const T *x, int64_t out_h, int64_t out_w) {
     memcpy(shape, x->shape, sizeof shape);
     shape[x->n_dims - 2] = out_h;
     shape[x->n_dims - 1] = out_w;
-    T *y = alloc_shape(g, g->act_dtype, x->n_dims, shape);
+    T *y = alloc_shape(g, x->dtype, x->n_dims, shape); /* x's dtype: the mask postprocess is F32 (spec §8) */
     G_RUN(g, lisa_op_bilinear(g->be, y, x));
     return y;
 }

@@ -34,7 +34,7 @@ typedef struct lisa_graph {
     lisa_backend *be;
     lisa_arena *act;    /* activation data, in the backend's memory */
     lisa_arena *meta;   /* host memory for tensor descriptors */
-    lisa_dtype act_dtype; /* activation dtype: F32 on the CPU backend */
+    lisa_dtype act_dtype; /* activation dtype: F32 on the CPU backend, BF16 (or F32 for checks) on CUDA */
     lisa_status status; /* first failure (message in lisa_last_error()) */
     T error_tensor;     /* returned by helpers after a failure */
     /* Optional parity hook: graphs call g_tap(g, "enc.block.3", x) at the spec's tap points
@@ -80,7 +80,8 @@ T *g_contiguous(lisa_graph *g, const T *x);
 T *g_cast(lisa_graph *g, const T *x, lisa_dtype dt);
 void g_copy_to(lisa_graph *g, T *y, const T *x);
 /* Host <-> backend transfers inside a graph. g_upload returns a backend tensor holding a copy of
- * the contiguous host tensor `host` (on the CPU backend: the host tensor itself, zero copy).
+ * the contiguous host tensor `host`, float data converted to the graph's act_dtype (on the CPU
+ * backend with an F32 graph: the host tensor itself, zero copy); integer tensors keep their dtype.
  * g_download converts `x` to host_dst's dtype and copies it into the contiguous host tensor. */
 T *g_upload(lisa_graph *g, const T *host);
 void g_download(lisa_graph *g, T *host_dst, const T *x);
@@ -115,6 +116,7 @@ T *g_window_partition(lisa_graph *g, const T *x, int32_t window);
 T *g_window_unpartition(lisa_graph *g, const T *x, int32_t window, int64_t h, int64_t w);
 T *g_conv2d(lisa_graph *g, const T *x, const T *w, const T *b, int32_t stride, int32_t pad);
 T *g_conv_transpose2d_k2s2(lisa_graph *g, const T *x, const T *w, const T *b);
+/* Bilinear resize; the output keeps x's dtype (not act_dtype). */
 T *g_bilinear(lisa_graph *g, const T *x, int64_t out_h, int64_t out_w);
 T *g_embedding(lisa_graph *g, const T *table, const T *ids);
 T *g_argmax(lisa_graph *g, const T *x);

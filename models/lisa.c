@@ -177,9 +177,23 @@ static lisa_status create_device_comm(lisa_model *m, lisa_backend *be) {
 #endif
 }
 
+lisa_dtype lisa_default_act_dtype(const lisa_backend *be) {
+    return be->device == LISA_DEVICE_CPU ? LISA_DTYPE_F32 : LISA_DTYPE_BF16;
+}
+
 lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_params *p, lisa_backend *be,
                                          lisa_model **out) {
+    return lisa_model_load_precision(path, p, be, lisa_default_act_dtype(be), out);
+}
+
+lisa_status lisa_model_load_precision(const char *path, const lisa_model_params *p, lisa_backend *be,
+                                      lisa_dtype act_dtype, lisa_model **out) {
     *out = NULL;
+    if (be->device == LISA_DEVICE_CPU ? act_dtype != LISA_DTYPE_F32
+                                      : act_dtype != LISA_DTYPE_F32 && act_dtype != LISA_DTYPE_BF16)
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: %s activations on the %s backend (the CPU computes in F32; devices "
+                                               "in BF16 or F32)",
+                         path, lisa_dtype_name(act_dtype), be->name);
     lisa_model_params dp = lisa_model_default_params();
     if (!p) p = &dp;
     lisa_model *m = calloc(1, sizeof *m);
@@ -188,6 +202,7 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
         return lisa_fail(LISA_ERR_OOM, "%s: out of memory", path);
     }
     m->be = be;
+    m->act_dtype = act_dtype;
     char clip_dir[4096];
     lisa_status s = parse_config(&m->cfg, path);
     if (s == LISA_OK && p->tensor_parallel > 1) {
@@ -202,7 +217,7 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
     }
     if (s == LISA_OK && m->tp_follower) { /* a follower holds its LLM shard only */
         s = lisa_checkpoint_open(&m->ck, path);
-        if (s == LISA_OK) s = lisa_llama_load_tp(&m->llm, be, m->ck, &m->cfg.llm, tp_data(m));
+        if (s == LISA_OK) s = lisa_llama_load_ex(&m->llm, be, m->ck, &m->cfg.llm, act_dtype, tp_data(m));
         if (s != LISA_OK) {
             lisa_model_free(m);
             return s;
@@ -231,17 +246,18 @@ lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_para
                           m->cfg.llm.vocab);
     }
     if (s == LISA_OK) s = lisa_checkpoint_open(&m->ck, path);
-    if (s == LISA_OK) s = lisa_llama_load_tp(&m->llm, be, m->ck, &m->cfg.llm, tp_data(m));
-    if (s == LISA_OK) s = lisa_sam_load(&m->sam, be, m->ck);
+    /* device weight matrices are stored in the activation dtype (BF16, or F32 for exact checks) */
+    if (s == LISA_OK) s = lisa_llama_load_ex(&m->llm, be, m->ck, &m->cfg.llm, act_dtype, tp_data(m));
+    if (s == LISA_OK) s = lisa_sam_load_ex(&m->sam, be, m->ck, act_dtype);
     if (s == LISA_OK && m->sam->dec.dim != m->cfg.out_dim)
         s = lisa_fail(LISA_ERR_SHAPE, "%s: out_dim %d does not match SAM's prompt dim %d", path, m->cfg.out_dim,
                       m->sam->dec.dim);
-    if (s == LISA_OK) s = lisa_clip_load(&m->clip, be, clip_dir, m->cfg.select_layer);
+    if (s == LISA_OK) s = lisa_clip_load_ex(&m->clip, be, clip_dir, m->cfg.select_layer, act_dtype);
     if (s == LISA_OK && m->clip->cfg.hidden != m->cfg.mm_hidden)
         s = lisa_fail(LISA_ERR_SHAPE, "vision tower %s: hidden size %d, but mm_hidden_size is %d", clip_dir,
                       m->clip->cfg.hidden, m->cfg.mm_hidden);
     if (s == LISA_OK) {
-        lisa_weights_init(&m->glue, be, m->ck, LISA_DTYPE_BF16);
+        lisa_weights_init(&m->glue, be, m->ck, act_dtype);
         s = lisa_weights_load(&m->glue, "LISA projector / text_hidden_fcs", load_glue, m);
     }
     if (s == LISA_OK) {
@@ -439,7 +455,7 @@ T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hi
 /* Runs fn once counting and once for real in an arena of the measured size (freed afterwards). */
 static lisa_status run_stage(lisa_model *m, lisa_graph_fn fn, void *ctx, const lisa_run_hooks *hooks) {
     size_t act_bytes = 0, meta_bytes = 0;
-    LISA_TRY(lisa_graph_measure(m->be, LISA_DTYPE_F32, fn, ctx, &act_bytes, &meta_bytes));
+    LISA_TRY(lisa_graph_measure(m->be, m->act_dtype, fn, ctx, &act_bytes, &meta_bytes));
     void *mem = NULL;
     LISA_TRY(m->be->mem_alloc(m->be, act_bytes ? act_bytes : 1, &mem));
     lisa_arena act, meta;
@@ -447,7 +463,7 @@ static lisa_status run_stage(lisa_model *m, lisa_graph_fn fn, void *ctx, const l
     lisa_status s = lisa_arena_init(&meta, "descriptors", meta_bytes);
     if (s == LISA_OK) {
         lisa_graph g;
-        lisa_graph_init(&g, m->be, &act, &meta, LISA_DTYPE_F32);
+        lisa_graph_init(&g, m->be, &act, &meta, m->act_dtype);
         if (hooks) {
             g.tap = hooks->tap;
             g.tap_ctx = hooks->ctx;
@@ -682,7 +698,7 @@ static lisa_status run_forced_query(lisa_model *m, forced_job *f, const char *qu
         for (int32_t i = 0, j = 0; s == LISA_OK && i < n_ids; i++)
             if (i != ph) ((int32_t *)f->text.data)[j++] = ids[i];
         if (s == LISA_OK) s = lisa_tensor_alloc(&f->rows, LISA_DTYPE_F32, 2, (int64_t[]){f->n_pos, C});
-        if (s == LISA_OK) s = lisa_kv_cache_init(&f->kv, m->be, &m->cfg.llm, f->L, LISA_DTYPE_F32);
+        if (s == LISA_OK) s = lisa_kv_cache_init(&f->kv, m->be, &m->cfg.llm, f->L, m->act_dtype);
         if (s == LISA_OK) s = run_stage(m, forced_graph, f, hooks);
         seg = f->rows.data;
     }
@@ -729,7 +745,7 @@ lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int
     forced_job f = {.m = m, .pr = &pr};
     const int64_t G = m->sam->enc.grid;
     void *emb_mem = NULL;
-    f.emb = lisa_tensor_view(NULL, LISA_DTYPE_F32, 4, (int64_t[]){1, m->cfg.out_dim, G, G});
+    f.emb = lisa_tensor_view(NULL, m->act_dtype, 4, (int64_t[]){1, m->cfg.out_dim, G, G});
     lisa_status s = m->be->mem_alloc(m->be, lisa_tensor_nbytes(&f.emb), &emb_mem);
     f.emb.data = emb_mem;
     f.emb.device = m->be->device;

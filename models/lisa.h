@@ -37,6 +37,8 @@ typedef struct lisa_model_config {
 struct lisa_model {
     lisa_backend *be;
     bool owns_be;
+    lisa_dtype act_dtype; /* activations, KV cache and device weight matrices: F32 on the CPU backend;
+                             BF16 on CUDA by default (spec §8), F32 there for exact checks */
     char *dir;
     char *clip_dir;
     lisa_model_config cfg;
@@ -100,6 +102,13 @@ typedef struct lisa_prepared {
 
 lisa_status lisa_model_load_with_backend(const char *path, const lisa_model_params *p, lisa_backend *be,
                                          lisa_model **out);
+/* The default activation dtype of a backend: F32 on the CPU, BF16 on devices. */
+lisa_dtype lisa_default_act_dtype(const lisa_backend *be);
+/* lisa_model_load_with_backend with an explicit activation dtype (lisa_model.act_dtype): F32 on the
+ * CPU backend; BF16 or F32 on a device (F32 keeps weights F32 too: the exact-check path). Engines
+ * created on the model use it for their arenas, KV pool and buffers. */
+lisa_status lisa_model_load_precision(const char *path, const lisa_model_params *p, lisa_backend *be,
+                                      lisa_dtype act_dtype, lisa_model **out);
 
 /* Request validation (empty / over-long query, "<image>" in the query). */
 lisa_status lisa_check_query(const char *query, const lisa_segment_params *p);

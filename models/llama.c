@@ -77,8 +77,17 @@ static void load_weights(lisa_weights *w, void *ctx) {
     }
 }
 
+lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg) {
+    return lisa_llama_load_ex(out, be, ck, cfg, LISA_DTYPE_BF16, NULL);
+}
+
 lisa_status lisa_llama_load_tp(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck,
                                const lisa_llama_config *cfg, lisa_comm *comm) {
+    return lisa_llama_load_ex(out, be, ck, cfg, LISA_DTYPE_BF16, comm);
+}
+
+lisa_status lisa_llama_load_ex(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg,
+                               lisa_dtype weight_dtype, lisa_comm *comm) {
     *out = NULL;
     const bool tp = comm && comm->size > 1;
     if (tp && comm->device_memory != (be->device != LISA_DEVICE_CPU))
@@ -102,7 +111,7 @@ lisa_status lisa_llama_load_tp(lisa_llama **out, lisa_backend *be, const lisa_ch
     m->local.n_kv_heads = shard.n_kv_heads;
     m->local.intermediate = shard.n_inter;
     m->local.vocab = shard.n_vocab;
-    lisa_weights_init(&m->weights, be, ck, LISA_DTYPE_BF16);
+    lisa_weights_init(&m->weights, be, ck, weight_dtype);
     lisa_status s = lisa_weights_load(&m->weights, "LLaMA", load_weights, m);
     if (s != LISA_OK) {
         lisa_llama_free(m);
@@ -110,11 +119,6 @@ lisa_status lisa_llama_load_tp(lisa_llama **out, lisa_backend *be, const lisa_ch
     }
     *out = m;
     return LISA_OK;
-}
-
-lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck,
-                            const lisa_llama_config *cfg) {
-    return lisa_llama_load_tp(out, be, ck, cfg, NULL);
 }
 
 void lisa_llama_free(lisa_llama *m) {
@@ -255,7 +259,8 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
     T *x = g_new(g, g->act_dtype, 2, R, C, 0, 0);
     g_copy_to(g, x, x_in);
     T *pos = upload_i32(g, bt->positions, R), *slots = upload_i32(g, bt->slots, R);
-    const int32_t B = bt->n_seqs, n_idx = bt->kv_indptr[B];
+    const int32_t B = bt->n_seqs;
+    const int32_t n_idx = bt->n_indices_upload > bt->kv_indptr[B] ? bt->n_indices_upload : bt->kv_indptr[B];
     T *qo = upload_i32(g, bt->qo_indptr, B + 1), *kvp = upload_i32(g, bt->kv_indptr, B + 1);
     T *idx = upload_i32(g, bt->kv_indices, n_idx), *kvl = upload_i32(g, bt->kv_len, B);
     const lisa_paged_params pp = {.batch = B, .page_size = bt->page_size, .scale = 1.0f / sqrtf((float)D),
@@ -286,7 +291,14 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
 }
 
 T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h) {
-    return lisa_tp_gather_vocab(g, m->comm, &m->tp, m->cfg.vocab, g_linear(g, h, &m->lm_head, NULL));
+    /* F32 logits whatever the activation dtype: greedy argmax then compares fp32 values, as the fp32
+     * reference does (bf16 logits would create ties the fp32 reference does not have); under tensor
+     * parallelism each rank's vocabulary slice, gathered to the full vocabulary on every rank */
+    if (!g_ok(g)) return &g->error_tensor;
+    if (h->n_dims != 2) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA logits: states must be [R, C]"));
+    T *y = g_new(g, LISA_DTYPE_F32, 2, h->shape[0], m->lm_head.shape[0], 0, 0);
+    g_linear_to(g, y, h, &m->lm_head, NULL);
+    return lisa_tp_gather_vocab(g, m->comm, &m->tp, m->cfg.vocab, y);
 }
 
 T *lisa_llama_embed(lisa_graph *g, const lisa_llama *m, const int32_t *ids, int64_t n) {

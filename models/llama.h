@@ -57,6 +57,10 @@ lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_check
  * LISA_ERR_INVALID_ARG when the config does not split over comm->size ranks (models/tp.h). */
 lisa_status lisa_llama_load_tp(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck,
                                const lisa_llama_config *cfg, lisa_comm *comm);
+/* Both: the storage dtype of weight matrices on device backends (BF16 above; F32 for exact checks;
+ * the CPU backend keeps zero-copy views of the checkpoint) and an optional TP communicator. */
+lisa_status lisa_llama_load_ex(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg,
+                               lisa_dtype weight_dtype, lisa_comm *comm);
 void lisa_llama_free(lisa_llama *m);
 
 /* Contiguous KV cache for one sequence (the paged, batched cache lives in runtime/).
@@ -90,6 +94,8 @@ typedef struct lisa_llama_batch {
     const int32_t *kv_indptr;  /* [n_seqs+1] into kv_indices */
     const int32_t *kv_indices; /* page tables, concatenated */
     const int32_t *kv_len;     /* [n_seqs] tokens per sequence after this step */
+    int32_t n_indices_upload;  /* kv_indices entries to upload when more than kv_indptr[n_seqs] (0: those):
+                                  a fixed count keeps a captured CUDA graph's copy valid as tables change */
     int32_t page_size;
     T *k_pages, *v_pages;      /* [n_layers] */
 } lisa_llama_batch;
@@ -99,8 +105,8 @@ typedef struct lisa_llama_batch {
  * caller sets g->row_indptr = qo_indptr for batch-invariant GEMMs on the CPU). */
 T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama_batch *bt, const T *x);
 
-/* logits [R, V] = lm_head(h) for the rows h [R, C] (only where needed: the last position); the full
- * vocabulary on every rank under TP (gathered). */
+/* logits [R, V] (F32) = lm_head(h) for the rows h [R, C] (only where needed: the last position); the
+ * full vocabulary on every rank under TP (gathered). */
 T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h);
 
 /* Input embeddings [n, C] of the host token ids[n] (embed_tokens; vocab-split under TP). */

@@ -83,6 +83,9 @@ typedef struct lisa_sam {
 /* Loads SAM from a checkpoint (LISA or stock names, detected). All shape problems are reported
  * together. */
 lisa_status lisa_sam_load(lisa_sam **out, lisa_backend *be, const lisa_checkpoint *ck);
+/* Same, with the storage dtype of weight matrices on device backends (BF16 above; F32 for exact
+ * checks). The CPU backend ignores it. */
+lisa_status lisa_sam_load_ex(lisa_sam **out, lisa_backend *be, const lisa_checkpoint *ck, lisa_dtype weight_dtype);
 void lisa_sam_free(lisa_sam *m);
 
 /* Image encoder: px [B, 3, S, S] (normalized, padded; S = enc.img_size) -> [B, out, grid, grid].
@@ -95,8 +98,9 @@ T *lisa_sam_encode(lisa_graph *g, const lisa_sam *m, const T *px);
  * Taps: "decoder_hs" [N, 5+n_sparse, dim], "lowres_logits". */
 void lisa_sam_decode(lisa_graph *g, const lisa_sam *m, const T *image_emb, const T *sparse, T **lowres, T **iou);
 
-/* Postprocess (spec §5.4): F32 logits [N, 1, h, w] -> bilinear to img_size², crop to
- * (h_r, w_r), bilinear to (H0, W0) -> [N, H0, W0]. Threshold > 0 gives the mask. */
+/* Postprocess (spec §5.4): logits [N, 1, h, w] (any float dtype, cast to F32 first as the
+ * reference does) -> bilinear to img_size², crop to (h_r, w_r), bilinear to (H0, W0) -> F32
+ * [N, H0, W0]. Threshold > 0 gives the mask. */
 T *lisa_sam_postprocess(lisa_graph *g, const lisa_sam *m, const T *lowres, int32_t h_r, int32_t w_r, int32_t H0,
                         int32_t W0);
 

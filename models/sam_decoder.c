@@ -241,10 +241,13 @@ T *lisa_sam_postprocess(lisa_graph *g, const lisa_sam *m, const T *lowres, int32
         return g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "SAM postprocess: bad sizes (resized %dx%d, original %dx%d)",
                                    h_r, w_r, H0, W0));
     const int64_t N = lowres->shape[0];
-    T *out = g_new(g, g->act_dtype, 4, N, 1, H0, W0);
+    /* postprocess_masks casts the logits to F32 first (spec §8): the resizes run in F32 whatever
+     * the activation dtype */
+    T *out = g_new(g, LISA_DTYPE_F32, 4, N, 1, H0, W0);
     lisa_graph_mark m0 = g_mark(g);
+    const T *low32 = lowres->dtype == LISA_DTYPE_F32 ? lowres : g_cast(g, lowres, LISA_DTYPE_F32);
     /* F.interpolate(-> S x S) ; crop [:h_r, :w_r] ; F.interpolate(-> H0 x W0); two separate passes. */
-    T *full = g_bilinear(g, lowres, S, S);
+    T *full = g_bilinear(g, low32, S, S);
     T *crop = g_contiguous(g, g_narrow(g, g_narrow(g, full, 2, 0, h_r), 3, 0, w_r));
     T *res = g_bilinear(g, crop, H0, W0);
     g_copy_to(g, out, res);

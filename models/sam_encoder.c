@@ -161,11 +161,15 @@ static lisa_status compute_dense_pe(lisa_sam *m) {
 }
 
 lisa_status lisa_sam_load(lisa_sam **out, lisa_backend *be, const lisa_checkpoint *ck) {
+    return lisa_sam_load_ex(out, be, ck, LISA_DTYPE_BF16);
+}
+
+lisa_status lisa_sam_load_ex(lisa_sam **out, lisa_backend *be, const lisa_checkpoint *ck, lisa_dtype weight_dtype) {
     *out = NULL;
     lisa_sam *m = calloc(1, sizeof *m);
     if (!m) return lisa_fail(LISA_ERR_OOM, "SAM: out of memory");
     m->be = be;
-    lisa_weights_init(&m->weights, be, ck, LISA_DTYPE_BF16);
+    lisa_weights_init(&m->weights, be, ck, weight_dtype);
     if (lisa_checkpoint_find(ck, "model.visual_model.image_encoder.patch_embed.proj.weight"))
         m->weights.prefix = "model.visual_model.";
     else if (lisa_checkpoint_find(ck, "visual_model.image_encoder.patch_embed.proj.weight"))

@@ -5,6 +5,7 @@
 #include "models/tiny.h"
 
 #include "loader/checkpoint.h"
+#include "models/lisa.h"
 #include "loader/json_write.h"
 #include "runtime/error.h"
 #include "runtime/half.h"
@@ -113,13 +114,15 @@ static double rng_normal(rng *r) {
 typedef struct tt {
     char *name;
     lisa_dtype dtype; /* stored dtype */
-    lisa_tensor t;    /* owner; F32 or I64 */
+    lisa_tensor t;    /* owner; F32 or I64 (synthetic: shape only, no data) */
+    double mean, std; /* the distribution it was drawn from (recorded for synthetic checkpoints) */
 } tt;
 
 typedef struct tlist {
     tt *v;
     int32_t n, cap;
     uint64_t seed;
+    bool synthetic; /* shapes and distributions only: nothing is drawn (lisa_tiny_params.synthetic) */
     lisa_status st;
 } tlist;
 
@@ -149,8 +152,9 @@ static tt *tl_new(tlist *L, const char *name, lisa_dtype dtype, int nd, int64_t 
     memset(e, 0, sizeof *e);
     const int64_t shape[4] = {d0, d1, d2, d3};
     e->dtype = dtype;
-    if (!(e->name = strdup(name)) ||
-        lisa_tensor_alloc(&e->t, dtype == LISA_DTYPE_I64 ? LISA_DTYPE_I64 : LISA_DTYPE_F32, nd, shape) != LISA_OK) {
+    const lisa_dtype held = dtype == LISA_DTYPE_I64 ? LISA_DTYPE_I64 : LISA_DTYPE_F32;
+    if (L->synthetic) e->t = lisa_tensor_view(NULL, held, nd, shape); /* shape only */
+    if (!(e->name = strdup(name)) || (!L->synthetic && lisa_tensor_alloc(&e->t, held, nd, shape) != LISA_OK)) {
         free(e->name);
         L->st = lisa_fail(LISA_ERR_OOM, "make-tiny: out of memory for %s", name);
         return NULL;
@@ -167,6 +171,9 @@ static tt *tl_find(tlist *L, const char *name) {
 
 static void fill_normal(tlist *L, tt *e, double mean, double std) {
     if (!e) return;
+    e->mean = mean;
+    e->std = std;
+    if (!e->t.data) return; /* synthetic: drawn at load (models/weights.h) */
     rng r = rng_for(L->seed, e->name);
     float *x = e->t.data;
     const int64_t n = lisa_tensor_numel(&e->t);
@@ -310,23 +317,26 @@ static void gen_sam(tlist *L, const lisa_tiny_params *p, const char *pre) {
 static void gen_lisa(tlist *L, const lisa_tiny_params *p, int32_t vocab) {
     const int64_t C = p->llm_hidden, I = p->llm_inter, hd = p->llm_hidden / p->llm_heads, KV = p->llm_kv_heads * hd;
     const lisa_dtype BF = LISA_DTYPE_BF16;
+    /* synthetic models keep the residual stream's layer contributions at the 2-layer level at any
+     * depth (tiny.h); drawn models keep gen_golden.py's gain */
+    const double rg = L->synthetic ? RESID_GAIN * sqrt(2.0 / p->llm_layers) : RESID_GAIN;
     char nm[256], b[256];
     w_normal(L, "model.embed_tokens.weight", BF, 2, vocab, C, 0, 0, 1.0);
     for (int32_t i = 0; i < p->llm_layers; i++) {
         w_linear(L, NAME(b, "model.layers.%d.self_attn.q_proj", i), BF, C, C, 1.0, false);
         w_linear(L, NAME(b, "model.layers.%d.self_attn.k_proj", i), BF, KV, C, 1.0, false);
         w_linear(L, NAME(b, "model.layers.%d.self_attn.v_proj", i), BF, KV, C, 1.0, false);
-        w_linear(L, NAME(b, "model.layers.%d.self_attn.o_proj", i), BF, C, C, RESID_GAIN, false);
+        w_linear(L, NAME(b, "model.layers.%d.self_attn.o_proj", i), BF, C, C, rg, false);
         /* transformers 4.31 saves rotary_emb.inv_freq (a persistent buffer), BF16 like the model;
          * the engine recomputes it. 1 / 10000^(2j/hd) in f32 as torch builds it. */
         tt *e = tl_new(L, NAME(nm, "model.layers.%d.self_attn.rotary_emb.inv_freq", i), BF, 1, hd / 2, 0, 0, 0);
-        for (int64_t j = 0; e && j < hd / 2; j++) {
+        for (int64_t j = 0; e && e->t.data && j < hd / 2; j++) {
             const float x = (float)(2 * j) / (float)hd;
             ((float *)e->t.data)[j] = 1.0f / (float)pow(10000.0, (double)x);
         }
         w_linear(L, NAME(b, "model.layers.%d.mlp.gate_proj", i), BF, I, C, 1.0, false);
         w_linear(L, NAME(b, "model.layers.%d.mlp.up_proj", i), BF, I, C, 1.0, false);
-        w_linear(L, NAME(b, "model.layers.%d.mlp.down_proj", i), BF, C, I, RESID_GAIN, false);
+        w_linear(L, NAME(b, "model.layers.%d.mlp.down_proj", i), BF, C, I, rg, false);
         w_norm(L, NAME(b, "model.layers.%d.input_layernorm", i), BF, C, false);
         w_norm(L, NAME(b, "model.layers.%d.post_attention_layernorm", i), BF, C, false);
     }
@@ -349,7 +359,7 @@ static void gen_clip(tlist *L, const lisa_tiny_params *p) {
     w_normal(L, "vision_model.embeddings.position_embedding.weight", F, 2, P, E, 0, 0, 0.5);
     /* older transformers (which wrote the real file) saved the position_ids buffer */
     tt *ids = tl_new(L, "vision_model.embeddings.position_ids", LISA_DTYPE_I64, 2, 1, P, 0, 0);
-    for (int64_t i = 0; ids && i < P; i++)
+    for (int64_t i = 0; ids && ids->t.data && i < P; i++)
         ((int64_t *)ids->t.data)[i] = i;
     w_norm(L, "vision_model.pre_layrnorm", F, E, true);
     for (int32_t i = 0; i < p->clip_layers; i++) {
@@ -913,6 +923,80 @@ static lisa_status write_sharded(const char *dir, tlist *L, int64_t max_bytes, l
     return LISA_OK;
 }
 
+/* Synthetic checkpoints (lisa_tiny_params.synthetic): one safetensors file whose header names every
+ * tensor (dtype, shape, offsets; data ordered as write_shard orders it) with the metadata
+ * {"format": "pt", "lisa_synthetic": "<seed>", "lisa_synthetic_init": "{name: [mean, std], ...}"}
+ * and whose data region is a hole (ftruncate): nothing is drawn or written, so a LISA-7B-sized
+ * checkpoint takes no time and no disk. The loader draws the weights (models/weights.h). */
+static int cmp_tt(const void *a, const void *b) {
+    const tt *x = *(const tt *const *)a, *y = *(const tt *const *)b;
+    const size_t sx = lisa_dtype_size(x->dtype), sy = lisa_dtype_size(y->dtype);
+    if (sx != sy) return sx > sy ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static lisa_status write_synthetic(const char *path, tlist *L, uint64_t seed, lisa_tiny_report *rep) {
+    tt **order = malloc((size_t)(L->n ? L->n : 1) * sizeof *order);
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *init = cJSON_CreateObject();
+    char *init_s = NULL, *header = NULL;
+    lisa_status s = order && root && meta && init ? LISA_OK : lisa_fail(LISA_ERR_OOM, "make-tiny: out of memory");
+    uint64_t off = 0;
+    if (s == LISA_OK) {
+        for (int32_t i = 0; i < L->n; i++) order[i] = &L->v[i];
+        qsort(order, (size_t)L->n, sizeof *order, cmp_tt);
+        for (int32_t i = 0; i < L->n; i++) {
+            const tt *e = order[i];
+            const uint64_t bytes = stored_bytes(e);
+            cJSON *o = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *offs = cJSON_CreateArray(),
+                  *ms = cJSON_CreateArray();
+            for (int32_t d = 0; d < e->t.n_dims; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)e->t.shape[d]));
+            cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+            cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
+            J_STR(o, "dtype", lisa_dtype_name(e->dtype));
+            cJSON_AddItemToObject(o, "shape", shape);
+            cJSON_AddItemToObject(o, "data_offsets", offs);
+            cJSON_AddItemToObject(root, e->name, o);
+            cJSON_AddItemToArray(ms, cJSON_CreateNumber(e->mean));
+            cJSON_AddItemToArray(ms, cJSON_CreateNumber(e->std));
+            cJSON_AddItemToObject(init, e->name, ms);
+            off += bytes;
+        }
+        char seed_s[32];
+        snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seed);
+        init_s = cJSON_PrintUnformatted(init);
+        J_STR(meta, "format", "pt");
+        J_STR(meta, "lisa_synthetic", seed_s);
+        J_STR(meta, "lisa_synthetic_init", init_s ? init_s : "");
+        cJSON_AddItemToObject(root, "__metadata__", meta);
+        meta = NULL;
+        header = cJSON_PrintUnformatted(root);
+        if (!init_s || !header) s = lisa_fail(LISA_ERR_OOM, "make-tiny: out of memory");
+    }
+    if (s == LISA_OK) {
+        const size_t hlen = strlen(header), padded = (hlen + 7) / 8 * 8;
+        uint8_t len8[8];
+        for (int k = 0; k < 8; k++) len8[k] = (uint8_t)((uint64_t)padded >> (8 * k));
+        FILE *f = fopen(path, "wb");
+        bool ok = f && fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
+        for (size_t k = hlen; ok && k < padded; k++) ok = fputc(' ', f) != EOF;
+        ok = ok && fflush(f) == 0 && ftruncate(fileno(f), (off_t)(8 + padded + off)) == 0;
+        if (f && fclose(f) != 0) ok = false;
+        if (!ok) s = lisa_fail(LISA_ERR_IO, "make-tiny: writing %s: %s", path, strerror(errno));
+    }
+    if (rep) {
+        rep->n_tensors += L->n;
+        rep->total_bytes += (int64_t)off;
+        rep->n_shards = 1;
+    }
+    free(header);
+    free(init_s);
+    cJSON_Delete(meta);
+    cJSON_Delete(init);
+    cJSON_Delete(root);
+    free(order);
+    return s;
+}
+
 /* ---- directory handling ----------------------------------------------------------------------- */
 
 static lisa_status copy_file(const char *dst, const char *src) {
@@ -1044,16 +1128,23 @@ static lisa_status build(const lisa_tiny_params *p, const char *tmp, lisa_tiny_r
     LISA_TRY(write_json(tmp, "special_tokens_map.json", special_tokens_map()));
     LISA_TRY(write_json(tmp, "tokenizer_config.json", tokenizer_config()));
 
-    tlist L = {.seed = p->seed};
+    tlist L = {.seed = p->seed, .synthetic = p->synthetic};
     gen_lisa(&L, p, vocab);
     lisa_status s = L.st;
-    if (s == LISA_OK) round_bf16(&L);
-    if (s == LISA_OK && p->answer[0]) {
+    if (s == LISA_OK && !p->synthetic) round_bf16(&L);
+    if (s == LISA_OK && p->answer[0] && !p->synthetic) {
         s = lisa_tokenizer_load(&tok, tmp); /* the full tokenizer, [SEG] included */
         if (s == LISA_OK) s = shape_answer(&L, p, tok, rep);
         lisa_tokenizer_free(tok);
     }
-    if (s == LISA_OK) s = write_sharded(tmp, &L, p->max_shard_bytes, p->format, rep);
+    if (s == LISA_OK && p->synthetic) {
+        if (!lisa_path_join(path, sizeof path, tmp, "model.safetensors"))
+            s = lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: path too long: %.200s", tmp);
+        else
+            s = write_synthetic(path, &L, p->seed, rep);
+    } else if (s == LISA_OK) {
+        s = write_sharded(tmp, &L, p->max_shard_bytes, p->format, rep);
+    }
     tl_free(&L);
     LISA_TRY(s);
 
@@ -1062,12 +1153,12 @@ static lisa_status build(const lisa_tiny_params *p, const char *tmp, lisa_tiny_r
             return lisa_fail(LISA_ERR_IO, "make-tiny: mkdir %s: %s", clip_dir, strerror(errno));
         LISA_TRY(write_json(clip_dir, "config.json", clip_config(p)));
         LISA_TRY(write_json(clip_dir, "preprocessor_config.json", clip_preprocessor_config()));
-        tlist Lc = {.seed = p->seed};
+        tlist Lc = {.seed = p->seed, .synthetic = p->synthetic};
         gen_clip(&Lc, p);
         s = Lc.st;
         if (s == LISA_OK && !lisa_path_join(path, sizeof path, clip_dir, "model.safetensors"))
             s = lisa_fail(LISA_ERR_INVALID_ARG, "make-tiny: path too long");
-        if (s == LISA_OK) s = write_shard(path, &Lc, 0, Lc.n);
+        if (s == LISA_OK) s = p->synthetic ? write_synthetic(path, &Lc, p->seed, NULL) : write_shard(path, &Lc, 0, Lc.n);
         tl_free(&Lc);
     }
     return s;
@@ -1105,10 +1196,116 @@ lisa_status lisa_make_tiny(const lisa_tiny_params *p, const char *out_dir, lisa_
 
 lisa_status lisa_tiny_write_sam(const lisa_tiny_params *p, const char *path) {
     LISA_TRY(check_params(p));
-    tlist L = {.seed = p->seed};
+    tlist L = {.seed = p->seed, .synthetic = p->synthetic};
     gen_sam(&L, p, "");
     lisa_status s = L.st;
-    if (s == LISA_OK) s = write_shard(path, &L, 0, L.n);
+    if (s == LISA_OK) s = p->synthetic ? write_synthetic(path, &L, p->seed, NULL) : write_shard(path, &L, 0, L.n);
     tl_free(&L);
+    return s;
+}
+
+/* ---- steering a loaded model -------------------------------------------------------------------- */
+
+#define STEER_TARGET 24.0 /* planned logit at its expected state (make-tiny's TARGET_LOGIT is 16 at 2 layers) */
+
+/* Row `r` of a 2-D backend weight as F32 (converted from its dtype). */
+static lisa_status read_row(lisa_backend *be, const lisa_tensor *w, int64_t r, float *out, void *buf) {
+    const int64_t C = w->shape[1];
+    const size_t es = lisa_dtype_size(w->dtype);
+    LISA_TRY(be->download(be, buf, (const char *)w->data + (size_t)(r * C) * es, (size_t)C * es));
+    for (int64_t c = 0; c < C; c++)
+        out[c] = w->dtype == LISA_DTYPE_F32    ? ((const float *)buf)[c]
+                 : w->dtype == LISA_DTYPE_BF16 ? lisa_bf16_to_f32(((const uint16_t *)buf)[c])
+                                               : lisa_f16_to_f32(((const uint16_t *)buf)[c]);
+    return LISA_OK;
+}
+
+lisa_status lisa_tiny_steer(lisa_model *m, const char *answer, float *margin_out, int32_t *ids_out, int32_t *n_ids_out) {
+    const lisa_llama *llm = m->llm;
+    const int32_t C = m->cfg.llm.hidden, eos = lisa_tokenizer_eos_id(m->tok);
+    lisa_backend *be = m->be;
+    if (!llm->weights.device_block)
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "steer: the model's weights are views of its checkpoint (CPU backend, "
+                                               "not synthetic); steering writes lm_head rows, which needs a device "
+                                               "backend or a synthetic checkpoint");
+    if (llm->norm.n_dims != 1 || llm->embed.n_dims != 2 || llm->lm_head.n_dims != 2)
+        return lisa_fail(LISA_ERR_SHAPE, "steer: unexpected LLaMA weight shapes");
+    /* plan: the prompt's last token (":" of "ASSISTANT:") -> answer ids -> </s> */
+    char prompt[1024];
+    int32_t pids[512], n_p = 0, plan[LISA_TINY_MAX_ANSWER + 2], n_a = 0;
+    LISA_TRY(lisa_prompt_llava_v1(prompt, sizeof prompt, "x", m->cfg.use_im_start_end, NULL));
+    LISA_TRY(lisa_tokenizer_encode_image_prompt(m->tok, prompt, strlen(prompt), pids, 512, &n_p));
+    lisa_status s = lisa_tokenizer_encode(m->tok, answer, strlen(answer), false, plan + 1, LISA_TINY_MAX_ANSWER, &n_a);
+    if (s == LISA_ERR_LIMIT) return lisa_fail(LISA_ERR_LIMIT, "steer: answer of %d tokens (at most %d)", n_a, LISA_TINY_MAX_ANSWER);
+    LISA_TRY(s);
+    if (n_a == 0) return lisa_fail(LISA_ERR_INVALID_ARG, "steer: answer \"%s\" encodes to no tokens", answer);
+    plan[0] = pids[n_p - 1];
+    plan[n_a + 1] = eos;
+    const int32_t n_dec = n_a + 1; /* decisions plan[k] -> plan[k+1] */
+    for (int32_t a = 0; a <= n_a + 1; a++)
+        for (int32_t b = a + 1; b <= n_a + 1; b++)
+            if (plan[a] == plan[b])
+                return lisa_fail(LISA_ERR_INVALID_ARG, "steer: token %d appears twice in the plan of \"%s\" (the "
+                                                       "steering keys on the current token only)",
+                                 plan[a], answer);
+    const size_t es_max = 4;
+    float *g = malloc((size_t)C * sizeof(float)), *E = malloc((size_t)n_dec * C * sizeof(float));
+    float *R = malloc((size_t)n_dec * C * sizeof(float));
+    void *buf = malloc((size_t)C * es_max);
+    if (!g || !E || !R || !buf) s = lisa_fail(LISA_ERR_OOM, "steer: out of memory");
+    /* the norm gain is 1-D: read it as a [1, C] row */
+    lisa_tensor g2 = llm->norm;
+    g2.n_dims = 2, g2.shape[0] = 1, g2.shape[1] = C;
+    if (s == LISA_OK) s = read_row(be, &g2, 0, g, buf);
+    for (int32_t k = 0; s == LISA_OK && k < n_dec; k++) {
+        float *e = E + (size_t)k * C;
+        s = read_row(be, &llm->embed, plan[k], e, buf);
+        double ms = 0, nn = 0;
+        for (int32_t c = 0; s == LISA_OK && c < C; c++) ms += (double)e[c] * e[c];
+        const double inv = 1.0 / sqrt(ms / C + m->cfg.llm.rms_eps);
+        for (int32_t c = 0; c < C; c++) {
+            e[c] = (float)(g[c] * (e[c] * inv));
+            nn += (double)e[c] * e[c];
+        }
+        /* row of the successor: TARGET·e/|e|², rounded as the lm_head stores it */
+        float *r = R + (size_t)k * C;
+        for (int32_t c = 0; c < C; c++) {
+            const float v = (float)(STEER_TARGET * e[c] / (nn > 0 ? nn : 1.0));
+            r[c] = llm->lm_head.dtype == LISA_DTYPE_BF16 ? lisa_bf16_to_f32(lisa_f32_to_bf16(v))
+                   : llm->lm_head.dtype == LISA_DTYPE_F16 ? lisa_f16_to_f32(lisa_f32_to_f16(v))
+                                                          : v;
+        }
+    }
+    /* write the rows */
+    const size_t hes = lisa_dtype_size(llm->lm_head.dtype);
+    for (int32_t k = 0; s == LISA_OK && k < n_dec; k++) {
+        const float *r = R + (size_t)k * C;
+        for (int32_t c = 0; c < C; c++) {
+            if (llm->lm_head.dtype == LISA_DTYPE_F32) ((float *)buf)[c] = r[c];
+            else if (llm->lm_head.dtype == LISA_DTYPE_BF16) ((uint16_t *)buf)[c] = lisa_f32_to_bf16(r[c]);
+            else ((uint16_t *)buf)[c] = lisa_f32_to_f16(r[c]);
+        }
+        s = be->upload(be, (char *)llm->lm_head.data + (size_t)plan[k + 1] * C * hes, buf, (size_t)C * hes);
+    }
+    /* margins among the planned rows at the expected states */
+    double margin = INFINITY;
+    for (int32_t k = 0; s == LISA_OK && k < n_dec; k++) {
+        const float *e = E + (size_t)k * C;
+        double want = 0, other = -INFINITY;
+        for (int32_t j = 0; j < n_dec; j++) {
+            double d = 0;
+            for (int32_t c = 0; c < C; c++) d += (double)R[(size_t)j * C + c] * e[c];
+            if (j == k) want = d;
+            else if (d > other) other = d;
+        }
+        if (want - other < margin) margin = want - other;
+    }
+    if (s == LISA_OK) {
+        if (margin_out) *margin_out = (float)margin;
+        if (ids_out)
+            for (int32_t k = 0; k <= n_a; k++) ids_out[k] = plan[k + 1];
+        if (n_ids_out) *n_ids_out = n_a + 1;
+    }
+    free(g), free(E), free(R), free(buf);
     return s;
 }

@@ -63,6 +63,14 @@ typedef struct lisa_tiny_params {
     int64_t max_shard_bytes; /* shard when the tensors exceed this (transformers' rule) */
     bool write_clip;         /* also write <out>/clip-vit-large-patch14 */
     lisa_ckpt_format format; /* weights as safetensors (default) or torch.save .bin, as published */
+    /* Shapes only (for benchmarks and real-dims checks): each checkpoint is one safetensors file
+     * whose header lists every tensor plus its [mean, std] (metadata "lisa_synthetic_init") and
+     * whose data is a hole; the loader draws the values on the backend (models/weights.h), so a
+     * LISA-7B-sized model is written instantly and takes no disk. No answer shaping (use
+     * lisa_tiny_steer on the loaded model); o_proj/down_proj get a gain of 0.35·sqrt(2/llm_layers)
+     * (0.35 at 2 layers, as the drawn models) so that the residual stream stays dominated by the
+     * token embedding at any depth, which is what lisa_tiny_steer relies on. */
+    bool synthetic;
 } lisa_tiny_params;
 
 /* The dims of tests/data/tiny-lisa: LLM 32/2 layers/4 heads/4 kv/64, CLIP 32/3/2/64, SAM 16/4/2
@@ -87,9 +95,21 @@ typedef struct lisa_tiny_report {
 lisa_status lisa_make_tiny(const lisa_tiny_params *p, const char *out_dir, lisa_tiny_report *report);
 
 /* SAM alone (stock segment-anything names: image_encoder.*, prompt_encoder.*, mask_decoder.*) with
- * p's SAM dims and seed, as one F32 safetensors file at `path` (written atomically). For benches and
- * `lisa sam` tests. */
+ * p's SAM dims and seed, as one F32 safetensors file at `path` (written atomically; synthetic:
+ * shapes only, see above). For benches and `lisa sam` tests. */
 lisa_status lisa_tiny_write_sam(const lisa_tiny_params *p, const char *path);
+
+/* Steers a loaded model (any backend) so that greedy decoding answers `answer` and then </s> for any
+ * image and query, as make-tiny's shaping does for drawn checkpoints: for each planned step
+ * cur -> next (the prompt's last token ":", then the answer's tokens; each may appear once), the
+ * lm_head row of `next` becomes TARGET·e/|e|² with e = norm.weight ⊙ emb[cur] / rms(emb[cur]), the
+ * final-normed state the step sees when the residual stream is dominated by the token embedding
+ * (true for make-tiny models, synthetic ones included). Rows are read back from and written to the
+ * backend. *margin (may be NULL) receives the smallest gap between the planned logit and the other
+ * planned rows' logits at the expected states. *n_ids (may be NULL) receives the planned ids
+ * (</s> included) in ids[0..LISA_TINY_MAX_ANSWER]. Meant for synthetic models, whose random
+ * lm_head would otherwise answer noise (no [SEG], so no mask stage to measure or check). */
+lisa_status lisa_tiny_steer(lisa_model *m, const char *answer, float *margin, int32_t *ids, int32_t *n_ids);
 
 #ifdef __cplusplus
 }

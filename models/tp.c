@@ -57,10 +57,17 @@ lisa_status lisa_tp_shard_make(lisa_tp_shard *s, const lisa_llama_config *c, int
 static bool active(const lisa_graph *g, const lisa_comm *c) { return c && c->size > 1 && g_ok(g); }
 
 void lisa_tp_all_reduce(lisa_graph *g, lisa_comm *c, T *x) {
-    if (!active(g, c) || g_measuring(g)) return;
-    LISA_ASSERT(x->dtype == LISA_DTYPE_F32 && lisa_tensor_is_contiguous(x));
-    lisa_status s = c->all_reduce_sum_f32(c, x->data, (size_t)lisa_tensor_numel(x));
-    if (s != LISA_OK) g_fail(g, s);
+    if (!active(g, c)) return;
+    LISA_ASSERT(lisa_tensor_is_contiguous(x));
+    /* The communicators sum F32; BF16 activations (GPU) go through an F32 copy and back. */
+    lisa_graph_mark mk = g_mark(g);
+    T *f = x->dtype == LISA_DTYPE_F32 ? x : g_cast(g, x, LISA_DTYPE_F32);
+    if (g_ok(g) && !g_measuring(g)) {
+        lisa_status s = c->all_reduce_sum_f32(c, f->data, (size_t)lisa_tensor_numel(f));
+        if (s != LISA_OK) g_fail(g, s);
+    }
+    if (f != x) g_copy_to(g, x, f);
+    g_reset(g, mk);
 }
 
 void lisa_tp_broadcast(lisa_graph *g, lisa_comm *c, T *x, int32_t root) {
@@ -108,12 +115,12 @@ T *lisa_tp_gather_vocab(lisa_graph *g, lisa_comm *c, const lisa_tp_shard *s, int
     if (!c || c->size == 1) return (T *)local;
     const int64_t R = local->shape[0], VP = s->vocab_pad, P = c->size;
     LISA_ASSERT(local->n_dims == 2 && local->shape[1] == s->n_vocab);
-    T *out = g_new(g, g->act_dtype, 2, R, vocab, 0, 0);
+    T *out = g_new(g, local->dtype, 2, R, vocab, 0, 0); /* the logits' dtype (F32) */
     lisa_graph_mark mk = g_mark(g);
     /* every shard padded to vocab_pad columns so that the gather has equal sizes; the padding is
      * never read */
-    T *send = g_new(g, g->act_dtype, 2, R, VP, 0, 0);
-    T *recv = g_new(g, g->act_dtype, 3, P, R, VP, 0);
+    T *send = g_new(g, local->dtype, 2, R, VP, 0, 0);
+    T *recv = g_new(g, local->dtype, 3, P, R, VP, 0);
     g_copy_to(g, g_narrow(g, send, 1, 0, s->n_vocab), local);
     if (g_ok(g) && !g_measuring(g)) {
         lisa_status st = c->all_gather(c, recv->data, send->data, lisa_tensor_nbytes(send));

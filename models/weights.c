@@ -4,6 +4,7 @@
 #include "runtime/error.h"
 #include "runtime/half.h"
 
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,115 @@ static void lisa_weights_widen(float *dst, const lisa_tensor *t, int64_t i0, int
 
 static bool is_float(lisa_dtype t) { return t == LISA_DTYPE_F32 || t == LISA_DTYPE_BF16 || t == LISA_DTYPE_F16; }
 
+/* ---- synthetic checkpoints (see weights.h) ---------------------------------------------------- */
+
+#define SYNTH_PERIOD ((int64_t)1 << 20) /* pattern values; the buffer holds two periods */
+#define SYNTH_CHUNK ((int64_t)1 << 30)  /* elements per op call (the CUDA elementwise kernels take < 2^31) */
+
+static uint64_t synth_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t synth_hash(const char *name, uint64_t seed) { /* FNV-1a, seeded */
+    uint64_t h = 0xcbf29ce484222325ull ^ (seed * 0xd1b54a32d192ed03ull);
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) h = (h ^ *c) * 0x100000001b3ull;
+    return h;
+}
+
+static bool placed(const lisa_weights *w) { return w->be->device != LISA_DEVICE_CPU || w->synth_init != NULL; }
+
+static lisa_tensor backend_view(const lisa_weights *w, void *data, lisa_dtype dt, int32_t n_dims, const int64_t *shape) {
+    lisa_tensor t = lisa_tensor_view(data, dt, n_dims, shape);
+    t.device = w->be->device;
+    t.device_id = w->be->device_id;
+    return t;
+}
+
+/* Reads the synthetic metadata (if any) and uploads the N(0, 1) pattern: Irwin-Hall normals from
+ * splitmix64 (integer arithmetic, identical on every machine), two periods back to back so that any
+ * start offset < SYNTH_PERIOD has SYNTH_PERIOD contiguous values after it. */
+static lisa_status synth_begin(lisa_weights *w) {
+    const char *init = lisa_checkpoint_metadata(w->ck, "lisa_synthetic_init");
+    if (!init) return LISA_OK;
+    const char *seed = lisa_checkpoint_metadata(w->ck, "lisa_synthetic");
+    cJSON *j = cJSON_Parse(init);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return lisa_fail(LISA_ERR_FORMAT, "%s: synthetic checkpoint: metadata lisa_synthetic_init is not a JSON object",
+                         lisa_checkpoint_path(w->ck));
+    }
+    w->synth_init = j;
+    w->synth_seed = seed ? strtoull(seed, NULL, 10) : 0;
+    const int64_t n = 2 * SYNTH_PERIOD;
+    float *h = malloc((size_t)n * sizeof(float));
+    if (!h) return lisa_fail(LISA_ERR_OOM, "synthetic weights: out of memory");
+    uint64_t s = w->synth_seed ^ 0x5851f42d4c957f2dull;
+    for (int64_t i = 0; i < SYNTH_PERIOD; i++) {
+        int64_t sum = 0;
+        for (int k = 0; k < 3; k++) {
+            const uint64_t u = synth_next(&s);
+            sum += (int64_t)(u & 0xffff) + (int64_t)((u >> 16) & 0xffff) + (int64_t)((u >> 32) & 0xffff) +
+                   (int64_t)(u >> 48);
+        }
+        h[i] = h[i + SYNTH_PERIOD] = (float)(((double)sum - 393210.0) / 65536.0);
+    }
+    void *mem = NULL;
+    lisa_status st = w->be->mem_alloc(w->be, (size_t)n * sizeof(float), &mem);
+    if (st == LISA_OK) st = w->be->upload(w->be, mem, h, (size_t)n * sizeof(float));
+    free(h);
+    if (st != LISA_OK) {
+        if (mem) w->be->mem_free(w->be, mem);
+        return lisa_fail_context(st, "synthetic weights: pattern");
+    }
+    w->synth_pattern = backend_view(w, mem, LISA_DTYPE_F32, 1, &n);
+    return LISA_OK;
+}
+
+static void synth_end(lisa_weights *w) {
+    if (w->synth_pattern.data) {
+        if (w->be->synchronize) w->be->synchronize(w->be); /* the fills read the pattern */
+        w->be->mem_free(w->be, w->synth_pattern.data);
+    }
+    w->synth_pattern.data = NULL;
+    cJSON_Delete(w->synth_init);
+    w->synth_init = NULL;
+}
+
+/* d (backend memory, contiguous) <- mean + std * pattern[off + i mod period]. */
+static lisa_status synth_fill(lisa_weights *w, lisa_tensor *d, const char *full) {
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive((cJSON *)w->synth_init, full);
+    if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(ms, 0)) ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(ms, 1)))
+        return lisa_fail(LISA_ERR_FORMAT, "synthetic checkpoint %s: no [mean, std] for tensor '%s'",
+                         lisa_checkpoint_path(w->ck), full);
+    const float mean = (float)cJSON_GetArrayItem(ms, 0)->valuedouble, sd = (float)cJSON_GetArrayItem(ms, 1)->valuedouble;
+    const int64_t n = lisa_tensor_numel(d), off = (int64_t)(synth_hash(full, w->synth_seed) % (uint64_t)SYNTH_PERIOD);
+    const size_t es = lisa_dtype_size(d->dtype);
+    for (int64_t i0 = 0; i0 < n; i0 += SYNTH_CHUNK) {
+        const int64_t m = n - i0 < SYNTH_CHUNK ? n - i0 : SYNTH_CHUNK, reps = m / SYNTH_PERIOD, tail = m % SYNTH_PERIOD;
+        char *base = (char *)d->data + (size_t)i0 * es;
+        const float *src = (const float *)w->synth_pattern.data + off;
+        if (reps > 0) { /* [reps, period] <- the pattern broadcast over rows (row stride 0) */
+            const int64_t shp[2] = {reps, SYNTH_PERIOD};
+            lisa_tensor y = backend_view(w, base, d->dtype, 2, shp), x = backend_view(w, (void *)src, LISA_DTYPE_F32, 2, shp);
+            x.stride[0] = 0;
+            LISA_TRY(lisa_op_copy(w->be, &y, &x));
+        }
+        if (tail > 0) {
+            lisa_tensor y = backend_view(w, base + (size_t)(reps * SYNTH_PERIOD) * es, d->dtype, 1, &tail);
+            lisa_tensor x = backend_view(w, (void *)src, LISA_DTYPE_F32, 1, &tail);
+            LISA_TRY(lisa_op_copy(w->be, &y, &x));
+        }
+        lisa_tensor all = backend_view(w, base, d->dtype, 1, &m);
+        LISA_TRY(lisa_op_scale(w->be, &all, &all, sd, 0.0f));
+        if (mean != 0.0f) LISA_TRY(lisa_op_scale(w->be, &all, &all, 1.0f, mean));
+    }
+    return LISA_OK;
+}
+
 /* Copies the strided slice t into the contiguous dst, keeping the dtype. */
 static void copy_slice(void *dst, const lisa_tensor *t) {
     const size_t es = lisa_dtype_size(t->dtype);
@@ -115,7 +225,7 @@ static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t s
         LISA_ASSERT(lisa_tensor_narrow(&v, &t, slice_dim, start, len) == LISA_OK);
         t = v;
     }
-    if (w->be->device == LISA_DEVICE_CPU) {
+    if (w->be->device == LISA_DEVICE_CPU && !w->synth_init) {
         if (lisa_tensor_is_contiguous(&t)) { /* whole tensors and row slices: views of the mapping */
             *out = t;
             return true;
@@ -139,9 +249,12 @@ static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t s
         return true;
     }
     /* Device backend: matrices in device_dtype, vectors (norms, biases) in F32; contiguous (a
-     * column slice is gathered on the host first). */
-    lisa_tensor d = lisa_tensor_view(NULL, t.n_dims >= 2 && !w->force_f32 ? w->device_dtype : LISA_DTYPE_F32, t.n_dims,
-                                     t.shape);
+     * column slice is gathered on the host first). Synthetic weights on the CPU backend: F32 (its
+     * ops take F32). A sliced synthetic tensor is generated from its own name (so under tensor
+     * parallelism its shards are not slices of the TP=1 tensor: synthetic models are for benches). */
+    lisa_tensor d = lisa_tensor_view(
+        NULL, t.n_dims >= 2 && !w->force_f32 && w->be->device != LISA_DEVICE_CPU ? w->device_dtype : LISA_DTYPE_F32,
+        t.n_dims, t.shape);
     size_t bytes = lisa_tensor_nbytes(&d);
     if (w->counting) {
         w->bytes_needed += (bytes + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
@@ -159,7 +272,7 @@ static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t s
     d.device = w->be->device;
     d.device_id = w->be->device_id;
     void *gathered = NULL; /* tensor parallelism: this rank's columns, contiguous (load time only) */
-    if (!lisa_tensor_is_contiguous(&t)) {
+    if (!w->synth_init && !lisa_tensor_is_contiguous(&t)) {
         if (!(gathered = malloc(lisa_tensor_nbytes(&t)))) {
             lisa_w_error(w, LISA_ERR_OOM, "tensor '%s': out of memory", full);
             return false;
@@ -167,9 +280,11 @@ static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t s
         copy_slice(gathered, &t);
         t = lisa_tensor_view(gathered, t.dtype, t.n_dims, t.shape);
     }
-    /* Same dtype: upload straight from the mapping. Else convert on the host in chunks (BF16/F16
-     * round to nearest even, as the CPU copy op) and upload each chunk. */
-    if (t.dtype == d.dtype) {
+    /* Synthetic: generated in place. Same dtype: upload straight from the mapping. Else convert on
+     * the host in chunks (BF16/F16 round to nearest even, as the CPU copy op) and upload each chunk. */
+    if (w->synth_init) {
+        s = synth_fill(w, &d, full);
+    } else if (t.dtype == d.dtype) {
         s = w->be->upload(w->be, dst, t.data, bytes);
     } else {
         enum { CHUNK = 1 << 20 };
@@ -193,7 +308,7 @@ static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t s
     }
     free(gathered);
     if (s != LISA_OK) {
-        lisa_w_error(w, s, "tensor '%s': upload failed: %s", full, lisa_last_error());
+        lisa_w_error(w, s, "tensor '%s': %s failed: %s", full, w->synth_init ? "generation" : "upload", lisa_last_error());
         return false;
     }
     *out = d;
@@ -221,17 +336,23 @@ bool lisa_w_get_slice(lisa_weights *w, lisa_tensor *out, int32_t dim, int64_t st
 lisa_status lisa_weights_load(lisa_weights *w, const char *what, lisa_weights_fn load, void *ctx) {
     w->n_errors = 0;
     w->errors[0] = '\0';
-    /* counting pass: device backends place every weight; the CPU places only column slices */
+    LISA_TRY(synth_begin(w));
+    /* counting pass: device backends and synthetic checkpoints place every weight; the CPU places
+     * only column slices */
     w->counting = true;
     w->bytes_needed = 0;
     load(w, ctx);
     w->counting = false;
-    if (w->n_errors == 0 && (w->be->device != LISA_DEVICE_CPU || w->bytes_needed > 0)) {
+    if (w->n_errors == 0 && (placed(w) || w->bytes_needed > 0)) {
         lisa_status s = w->be->mem_alloc(w->be, w->bytes_needed ? w->bytes_needed : 1, &w->device_block);
-        if (s != LISA_OK) return lisa_fail_context(s, "%s weights (%zu bytes)", what, w->bytes_needed);
+        if (s != LISA_OK) {
+            synth_end(w);
+            return lisa_fail_context(s, "%s weights (%zu bytes)", what, w->bytes_needed);
+        }
         lisa_arena_init_external(&w->device_arena, "weights", w->device_block, w->bytes_needed);
     }
     if (w->n_errors == 0) load(w, ctx);
+    synth_end(w);
     if (w->n_errors == 0) return LISA_OK;
     return lisa_fail(w->first_error, "%s: %d problem%s in checkpoint %s:\n%s%s", what, w->n_errors,
                      w->n_errors == 1 ? "" : "s", lisa_checkpoint_path(w->ck), w->errors,

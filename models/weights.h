@@ -11,9 +11,17 @@
  * `device_dtype` for float weights of 2+ dims; norms/biases keep F32). The CPU runs the counting
  * pass too, for the column slices.
  *
- * Ownership: a lisa_weights owns the device block holding uploaded weights (on the CPU: the column
- * slices, if any) and borrows the checkpoint, which must outlive it on the CPU backend (views
- * point into its mapping).
+ * Synthetic checkpoints (`lisa make-tiny --synthetic`, models/tiny.h): the safetensors metadata
+ * holds "lisa_synthetic" (the seed) and "lisa_synthetic_init" (a JSON object: tensor name ->
+ * [mean, std]); the file's data region is a hole and is never read. Every backend then gets one
+ * owned block (F32 on the CPU), and each weight is generated in place by backend ops: a copy from
+ * a 2^20-value N(0, 1) pattern (seeded; the start offset hashed from the name; repeated), then
+ * x·std and x + mean (two SCALE ops, so the CPU and CUDA backends round alike). Deterministic and
+ * fast at any size (LLaMA-7B in well under a second on a GPU): for benchmarks and real-dims checks.
+ *
+ * Ownership: a lisa_weights owns the block holding uploaded or generated weights (on the CPU: the
+ * column slices of tensor parallelism, if any, or the generated synthetic weights) and borrows the
+ * checkpoint, which must outlive it on the CPU backend (views point into its mapping).
  */
 #ifndef LISA_MODELS_WEIGHTS_H
 #define LISA_MODELS_WEIGHTS_H
@@ -37,6 +45,10 @@ typedef struct lisa_weights {
     lisa_arena device_arena;  /* over device_block */
     const char *prefix;       /* prepended to every name, e.g. "model.visual_model." */
     bool force_f32;           /* device backends: keep the next weights F32 (see lisa_w_get_act) */
+    void *synth_init;         /* synthetic checkpoint: its parsed "lisa_synthetic_init" (cJSON *), else NULL */
+    lisa_tensor synth_pattern;/* synthetic: [2 * 2^20] F32 N(0, 1) values in the backend's memory (owned
+                                 during lisa_weights_load) */
+    uint64_t synth_seed;
     int32_t n_errors;
     lisa_status first_error;
     char errors[1024 * 8];    /* one line per problem, reported together */

@@ -23,7 +23,16 @@
  * Memory: the KV pool, the SAM-embedding slots, the projector buffer and the step arena are
  * allocated once at creation (the arena sized by counting passes over the worst-case step shapes);
  * nothing is allocated in the decode loop. The mask stage sizes its arena per finished request
- * (its outputs scale with the request's image size).
+ * (its outputs scale with the request's image size). Device-side buffers hold the model's
+ * activation dtype (lisa_model.act_dtype: F32 on the CPU, BF16 on CUDA); host staging is F32.
+ *
+ * CUDA graphs: on the CUDA backend (without taps, unless LISA_CUDA_GRAPHS=0) a decode step of nb
+ * sequences runs eagerly the first time, is captured the second time and replayed after that
+ * (lisa_cuda_capture_begin: split-KV planned for max_position_embeddings keys, so the graph stays
+ * valid as sequences grow; the page tables uploaded at their capacity; the plan arrays and the
+ * token/hidden-state outputs live in pinned host memory that every replay reads and writes). One
+ * graph per batch size, at most GRAPH_CACHE of them; any capture failure turns graphs off and the
+ * step runs eagerly.
  *
  * Threads: submit/poll/wait may be called from any thread (one mutex guards the queues); the
  * workers prepare requests; exactly one thread steps the scheduler (the engine thread in background
@@ -39,6 +48,9 @@
  */
 #include "runtime/engine.h"
 
+#ifdef LISA_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 #include "loader/image.h"
 #include "runtime/engine_tp.h"
 #include "runtime/error.h"
@@ -87,6 +99,16 @@ struct lisa_engine {
     lisa_engine_params p;
     lisa_run_hooks hooks;
     bool batch_invariant_gemm; /* split GEMMs per sequence/image (CPU: OpenBLAS) */
+    lisa_dtype act_dtype;      /* the model's: step arena, KV pool, embedding slots, projector buffer */
+    bool graphs;               /* decode steps replay CUDA graphs (see the file comment) */
+    bool graphs_pinned;        /* the h_* arrays are pinned (lisa_cuda_host_alloc) */
+    struct {
+        int32_t nb, seen;      /* batch size; steps seen (captured on the second) */
+        void *graph;           /* lisa_cuda_graph * */
+        uint64_t used;
+    } gcache[16];
+    int32_t n_gcache;
+    uint64_t gclock;
     int32_t C, P, V;
 
     pthread_mutex_t mu;
@@ -299,6 +321,7 @@ static lisa_llama_batch make_batch(lisa_engine *e, int32_t nb, int32_t rows) {
     lisa_llama_batch bt = {.n_seqs = nb, .n_rows = rows, .qo_indptr = e->h_qo, .positions = e->h_pos,
                            .slots = e->h_slots, .kv_indptr = e->h_kvp, .kv_indices = e->h_idx, .kv_len = e->h_kvl,
                            .page_size = e->pool.page_size, .k_pages = e->pool.k, .v_pages = e->pool.v};
+    if (e->graphs) bt.n_indices_upload = e->cap_idx; /* one copy size for every step of a graph */
     return bt;
 }
 
@@ -375,7 +398,7 @@ static lisa_status run_graph(lisa_engine *e, lisa_graph_fn fn) {
     lisa_arena_reset(&e->act, 0);
     lisa_arena_reset(&e->meta, 0);
     lisa_graph g;
-    lisa_graph_init(&g, e->be, &e->act, &e->meta, LISA_DTYPE_F32);
+    lisa_graph_init(&g, e->be, &e->act, &e->meta, e->act_dtype);
     if (fn != prefix_graph) { /* the prefix is no request's: no taps */
         g.tap = e->hooks.tap;
         g.tap_ctx = e->hooks.ctx;
@@ -506,6 +529,52 @@ static void vision_and_prefill(lisa_engine *e, int32_t nb) {
     take_tokens(e);
 }
 
+#ifdef LISA_HAVE_CUDA
+#define GRAPH_CACHE 16
+
+static void graphs_off(lisa_engine *e) {
+    for (int32_t i = 0; i < e->n_gcache; i++) lisa_cuda_graph_free(e->gcache[i].graph);
+    e->n_gcache = 0;
+    e->graphs = false;
+}
+
+/* The decode step through the graph cache (see the file comment). */
+static lisa_status run_decode_graphed(lisa_engine *e) {
+    const int32_t nb = e->n_batch;
+    int32_t k = 0;
+    while (k < e->n_gcache && e->gcache[k].nb != nb) k++;
+    if (k == e->n_gcache) { /* a new batch size: a slot (the least recently used when full) */
+        if (e->n_gcache == GRAPH_CACHE) {
+            k = 0;
+            for (int32_t i = 1; i < e->n_gcache; i++)
+                if (e->gcache[i].used < e->gcache[k].used) k = i;
+            lisa_cuda_graph_free(e->gcache[k].graph);
+        } else {
+            k = e->n_gcache++;
+        }
+        e->gcache[k].nb = nb, e->gcache[k].seen = 0, e->gcache[k].graph = NULL;
+    }
+    e->gcache[k].used = ++e->gclock;
+    if (!e->gcache[k].graph && e->gcache[k].seen++ == 0)
+        return run_graph(e, decode_graph); /* first time eager: GEMM plans built, the step validated */
+    if (!e->gcache[k].graph) {
+        lisa_status s = lisa_cuda_capture_begin(e->be, e->m->cfg.llm.max_pos);
+        if (s == LISA_OK) s = run_graph(e, decode_graph);
+        lisa_cuda_graph *g = NULL;
+        if (s == LISA_OK) s = lisa_cuda_capture_end(e->be, &g);
+        else lisa_cuda_capture_abort(e->be);
+        if (s != LISA_OK) { /* not capturable after all: eager from now on */
+            fprintf(stderr, "lisa engine: CUDA graph capture failed (%s); decode steps run eagerly\n", lisa_last_error());
+            graphs_off(e);
+            return run_graph(e, decode_graph);
+        }
+        e->gcache[k].graph = g;
+    }
+    LISA_TRY(lisa_cuda_graph_launch(e->be, e->gcache[k].graph));
+    return e->be->synchronize(e->be); /* h_next and h_hidden are written by the replay */
+}
+#endif
+
 /* returns the number of sequences decoded */
 static int32_t decode_step(lisa_engine *e) {
     int32_t nb = 0;
@@ -516,7 +585,11 @@ static int32_t decode_step(lisa_engine *e) {
     for (int32_t b = 0; b < nb; b++) e->h_ids[b] = e->batch[b]->res->tokens[e->batch[b]->res->n_tokens - 1];
     plan_rows(e, false);
     double t0 = now_ms();
+#ifdef LISA_HAVE_CUDA
+    lisa_status s = e->graphs ? run_decode_graphed(e) : run_graph(e, decode_graph);
+#else
     lisa_status s = run_graph(e, decode_graph);
+#endif
     double dt = now_ms() - t0;
     int32_t bucket = 0; /* for lisa_engine_get_stats: 1, 2, 3-4, 5-8, ... */
     while (bucket < LISA_ENGINE_BATCH_BUCKETS - 1 && (1 << bucket) < nb) bucket++;
@@ -628,6 +701,28 @@ lisa_request lisa_request_default(void) {
     return r;
 }
 
+/* Host plan/result arrays: pinned when decode steps are captured into CUDA graphs (their copies
+ * are replayed), plain malloc otherwise. */
+static void *host_buf(lisa_engine *e, size_t bytes) {
+#ifdef LISA_HAVE_CUDA
+    if (e->graphs) {
+        void *p = NULL;
+        return lisa_cuda_host_alloc(bytes, &p) == LISA_OK ? p : NULL;
+    }
+#endif
+    return malloc(bytes ? bytes : 1);
+}
+
+static void host_buf_free(const lisa_engine *e, void *p) {
+#ifdef LISA_HAVE_CUDA
+    if (e->graphs_pinned) {
+        lisa_cuda_host_free(p);
+        return;
+    }
+#endif
+    free(p);
+}
+
 /* Counting passes over the worst-case shapes of every step graph; sizes the step arena. */
 static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_bytes) {
     size_t a = 0, mb = 0, ta, tm;
@@ -654,7 +749,7 @@ static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_by
         e->n_text = pass == 3 ? nb : rows - nb * e->P + nb * 0;
         if (pass != 3 && pass != 0) e->n_text = rows - nb * (e->P - 1) - nb; /* n_ids-1-... per synthetic seq */
         (void)rows;
-        s = lisa_graph_measure(e->be, LISA_DTYPE_F32, fn, e, &ta, &tm);
+        s = lisa_graph_measure(e->be, e->act_dtype, fn, e, &ta, &tm);
         if (ta > a) a = ta;
         if (tm > mb) mb = tm;
     }
@@ -672,7 +767,7 @@ static lisa_status create_buffers(lisa_engine *e) {
     /* KV pool: this rank's KV heads (all without TP); a follower takes the leader's page count */
     const lisa_llama_config *lc = &m->cfg.llm;
     const int32_t n_kv = m->llm->local.n_kv_heads;
-    const size_t page_bytes = lisa_kv_page_bytes(lc->n_layers, e->p.page_size, n_kv, lc->head_dim, LISA_DTYPE_F32);
+    const size_t page_bytes = lisa_kv_page_bytes(lc->n_layers, e->p.page_size, n_kv, lc->head_dim, e->act_dtype);
     int64_t budget = e->p.kv_cache_bytes;
     if (budget <= 0) budget = (int64_t)(MB * ((1024 + e->p.page_size - 1) / e->p.page_size) + 64) * (int64_t)page_bytes;
     int32_t n_pages = e->follower ? e->plan.args[4] : (int32_t)(budget / (int64_t)page_bytes);
@@ -684,9 +779,9 @@ static lisa_status create_buffers(lisa_engine *e) {
         e->tp_created = true;
     }
     LISA_TRY(
-        lisa_kv_pool_init(&e->pool, e->be, lc->n_layers, n_pages, e->p.page_size, n_kv, lc->head_dim, LISA_DTYPE_F32));
+        lisa_kv_pool_init(&e->pool, e->be, lc->n_layers, n_pages, e->p.page_size, n_kv, lc->head_dim, e->act_dtype));
     /* the projector buffer (followers: the leader's rows arrive there) */
-    e->proj_buf = lisa_tensor_view(NULL, LISA_DTYPE_F32, 3, (int64_t[]){MI, e->P, e->C});
+    e->proj_buf = lisa_tensor_view(NULL, e->act_dtype, 3, (int64_t[]){MI, e->P, e->C});
     LISA_TRY(e->be->mem_alloc(e->be, lisa_tensor_nbytes(&e->proj_buf), &e->proj_mem));
     e->proj_buf.data = e->proj_mem;
     e->proj_buf.device = e->be->device;
@@ -709,11 +804,11 @@ static lisa_status create_vision_buffers(lisa_engine *e) {
     const lisa_model *m = e->m;
     const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size, G = m->sam->enc.grid, O = m->cfg.out_dim;
     const int32_t MB = e->p.max_batch, MI = e->p.max_images;
-    const size_t emb_bytes = (size_t)O * G * G * sizeof(float);
+    const size_t emb_bytes = (size_t)O * G * G * lisa_dtype_size(e->act_dtype);
     LISA_TRY(e->be->mem_alloc(e->be, emb_bytes * MB, &e->emb_mem));
     if (!(e->emb = calloc((size_t)MB, sizeof *e->emb))) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
     for (int32_t i = 0; i < MB; i++) {
-        e->emb[i] = lisa_tensor_view((char *)e->emb_mem + emb_bytes * i, LISA_DTYPE_F32, 4, (int64_t[]){1, O, G, G});
+        e->emb[i] = lisa_tensor_view((char *)e->emb_mem + emb_bytes * i, e->act_dtype, 4, (int64_t[]){1, O, G, G});
         e->emb[i].device = e->be->device;
     }
     /* host staging */
@@ -729,16 +824,17 @@ static lisa_status create_host_arrays(lisa_engine *e, int32_t n_pages) {
     /* concatenated page tables repeat the shared prefix pages once per sequence */
     e->cap_idx = n_pages + (MB + 1) * (lisa_kv_pages_for(&e->pool, lc->max_pos) + 1);
     const int32_t nseq = (MB > MI ? MB : MI) + 1;
-    e->h_qo = malloc((size_t)nseq * sizeof(int32_t));
-    e->h_kvp = malloc((size_t)nseq * sizeof(int32_t));
-    e->h_kvl = malloc((size_t)nseq * sizeof(int32_t));
-    e->h_rows = malloc((size_t)nseq * sizeof(int32_t));
-    e->h_next = malloc((size_t)nseq * sizeof(int32_t));
-    e->h_pos = malloc((size_t)e->cap_rows * sizeof(int32_t));
-    e->h_slots = malloc((size_t)e->cap_rows * sizeof(int32_t));
-    e->h_ids = malloc((size_t)e->cap_rows * sizeof(int32_t));
-    e->h_idx = malloc((size_t)e->cap_idx * sizeof(int32_t));
-    e->h_hidden = malloc((size_t)nseq * e->C * sizeof(float));
+    e->h_qo = host_buf(e, (size_t)nseq * sizeof(int32_t));
+    e->h_kvp = host_buf(e, (size_t)nseq * sizeof(int32_t));
+    e->h_kvl = host_buf(e, (size_t)nseq * sizeof(int32_t));
+    e->h_rows = host_buf(e, (size_t)nseq * sizeof(int32_t));
+    e->h_next = host_buf(e, (size_t)nseq * sizeof(int32_t));
+    e->h_pos = host_buf(e, (size_t)e->cap_rows * sizeof(int32_t));
+    e->h_slots = host_buf(e, (size_t)e->cap_rows * sizeof(int32_t));
+    e->h_ids = host_buf(e, (size_t)e->cap_rows * sizeof(int32_t));
+    e->h_idx = host_buf(e, (size_t)e->cap_idx * sizeof(int32_t));
+    e->h_hidden = host_buf(e, (size_t)nseq * e->C * sizeof(float));
+    if (e->h_idx) memset(e->h_idx, 0, (size_t)e->cap_idx * sizeof(int32_t)); /* uploaded at capacity */
     e->h_seq = malloc((size_t)nseq * 3 * sizeof(int32_t));
     e->running = calloc((size_t)MB, sizeof *e->running);
     e->batch = calloc((size_t)nseq, sizeof *e->batch);
@@ -850,6 +946,12 @@ lisa_status lisa_engine_create_ex(lisa_model *m, const lisa_engine_params *pp, c
     e->p = p;
     if (hooks) e->hooks = *hooks;
     e->batch_invariant_gemm = m->be->device == LISA_DEVICE_CPU;
+    e->act_dtype = m->act_dtype;
+#ifdef LISA_HAVE_CUDA
+    const char *gv = getenv("LISA_CUDA_GRAPHS");
+    e->graphs = m->be->device == LISA_DEVICE_CUDA && !(hooks && hooks->tap) && !(gv && !strcmp(gv, "0"));
+    e->graphs_pinned = e->graphs;
+#endif
     e->C = m->cfg.llm.hidden;
     e->P = m->n_patches;
     e->V = m->cfg.llm.vocab;
@@ -912,16 +1014,19 @@ void lisa_engine_free(lisa_engine *e) {
     lisa_tensor_free(&e->clip_host);
     lisa_tensor_free(&e->sam_host);
     free(e->emb);
-    free(e->h_qo);
-    free(e->h_kvp);
-    free(e->h_kvl);
-    free(e->h_rows);
-    free(e->h_next);
-    free(e->h_pos);
-    free(e->h_slots);
-    free(e->h_ids);
-    free(e->h_idx);
-    free(e->h_hidden);
+#ifdef LISA_HAVE_CUDA
+    graphs_off(e);
+#endif
+    host_buf_free(e, e->h_qo);
+    host_buf_free(e, e->h_kvp);
+    host_buf_free(e, e->h_kvl);
+    host_buf_free(e, e->h_rows);
+    host_buf_free(e, e->h_next);
+    host_buf_free(e, e->h_pos);
+    host_buf_free(e, e->h_slots);
+    host_buf_free(e, e->h_ids);
+    host_buf_free(e, e->h_idx);
+    host_buf_free(e, e->h_hidden);
     free(e->h_seq);
     free(e->plan.buf);
     free(e->running);
@@ -1159,7 +1264,7 @@ static lisa_status run_one(lisa_model *m, const lisa_request *rq, const lisa_run
     const lisa_llama_config *lc = &m->cfg.llm;
     p.kv_cache_bytes = (int64_t)(lisa_kv_pages_for(&(lisa_kv_pool){.page_size = p.page_size}, lc->max_pos) + 2) *
                        (int64_t)lisa_kv_page_bytes(lc->n_layers, p.page_size, lc->n_kv_heads, lc->head_dim,
-                                                   LISA_DTYPE_F32);
+                                                   m->act_dtype);
     lisa_engine *e = NULL;
     LISA_TRY(lisa_engine_create_ex(m, &p, hooks, &e));
     uint64_t id = 0;

@@ -28,6 +28,9 @@ static void usage(FILE *f) {
             "  --no-clip                 do not write DIR/clip-vit-large-patch14\n"
             "  --format safetensors|bin  weight files: safetensors (default) or torch.save .bin shards with\n"
             "                            pytorch_model.bin.index.json, as the released LISA checkpoints\n"
+            "  --synthetic               shapes only: each safetensors file lists the tensors and their\n"
+            "                            N(mean, std), its data is a hole; the weights are drawn at load on\n"
+            "                            the backend (benchmarks, real-dims checks; no --answer shaping)\n"
             "dims (defaults = tests/data/tiny-lisa):\n"
             "  --llm-hidden N (%d) --llm-layers N (%d) --llm-heads N (%d) --llm-kv-heads N (%d)\n"
             "  --llm-intermediate N (%d) --llm-max-pos N (%d)\n"
@@ -131,6 +134,8 @@ int lisa_cmd_make_tiny(int argc, char **argv) {
                 fprintf(stderr, "lisa make-tiny: --format is safetensors or bin, not '%s'\n", f);
                 return 2;
             }
+        } else if (!strcmp(a, "--synthetic")) {
+            p.synthetic = true;
         } else {
             fprintf(stderr, "lisa make-tiny: unknown or incomplete option '%s'\n\n", a);
             usage(stderr);

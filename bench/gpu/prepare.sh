@@ -3,7 +3,7 @@
 # binaries for Hopper (sm_90a) into build-gpu/, stages what the device machine lacks, and prints the
 # carry list for the device tool's `run` call (see bench/gpu/README.md).
 #
-#   build-gpu/bin/   lisa-check, bench_gpu_kernels          (carried: build-gpu/bin)
+#   build-gpu/bin/   lisa-check, bench_gpu_kernels, bench_gpu_models   (carried: build-gpu/bin)
 #   .devlibs/        shared libraries the binaries need that are not core system or CUDA-toolkit
 #                    libraries (found by ldd, so libcjson/libopenblas/... appear once the library
 #                    uses them), libcudart, the commit id, and headers+libs for an on-device build
@@ -18,7 +18,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 echo "== configure + build build-gpu for sm_${ARCH}"
 cmake -S . -B build-gpu -DLISA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DLISA_TESTS=OFF -DLISA_NCCL=OFF \
       -DLISA_MPI=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-gpu -j"$JOBS" --target lisa_check bench_gpu_kernels
+cmake --build build-gpu -j"$JOBS" --target lisa_check bench_gpu_kernels bench_gpu_models
 
 echo "== stage .peer/ and .devlibs/"
 mkdir -p .peer .devlibs/lib .devlibs/include
@@ -27,7 +27,7 @@ if [ -f "$PEER_SRC" ]; then cp "$PEER_SRC" .peer/torch_peer.py; else echo "warni
 # Runtime libraries: everything ldd resolves except the core C/C++ runtime (the device's are newer),
 # the CUDA driver and cuBLAS/cuBLASLt (hundreds of MiB; the device's CUDA 13 toolkit has them).
 core='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libgcc_s\.so|libstdc\+\+\.so|libcuda\.so|libcublas\.so|libcublasLt\.so|libresolv\.so|libutil\.so)'
-for bin in build-gpu/bin/lisa-check build-gpu/bin/bench_gpu_kernels; do
+for bin in build-gpu/bin/lisa-check build-gpu/bin/bench_gpu_kernels build-gpu/bin/bench_gpu_models; do
   ldd "$bin" | awk '/=> \//{print $1" "$3}' | while read -r name path; do
     if ! echo "$name" | grep -Eq "$core"; then cp -L "$path" ".devlibs/$name"; fi
   done
@@ -57,6 +57,13 @@ stage_lib libpng16.so
 stage_lib libz.so
 stage_lib libjpeg.so
 if [ -e .devlibs/libopenblas.so.0 ]; then ln -sf ../libopenblas.so.0 .devlibs/lib/libopenblas.so; fi
+# Large libraries travel xz-compressed (OpenBLAS: 36 MiB -> ~5 MiB, since the CPU backend that
+# lisa-check compares against uses it); suite.sh unpacks them before anything runs.
+for f in .devlibs/*.so*; do
+  if [ -f "$f" ] && [ ! -L "$f" ] && [ "$(stat -c %s "$f")" -gt $((8 << 20)) ]; then
+    xz -T0 -6 -f "$f" && echo "compressed $f -> $f.xz ($(du -h "$f.xz" | cut -f1))"
+  fi
+done
 ( git rev-parse HEAD; git diff --quiet HEAD -- . ':!bench/results' || echo dirty ) | paste -sd- > .devlibs/commit
 echo "sm_${ARCH} $(date -u +%Y-%m-%dT%H:%M:%SZ) $(nvcc --version | tail -1)" > .devlibs/build-info
 

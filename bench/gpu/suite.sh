@@ -4,16 +4,20 @@
 #   1. binaries: the prebuilt build-gpu/bin carried from the build machine (bench/gpu/prepare.sh,
 #      recommended), or with --build (or when build-gpu/bin is missing) a CMake build on the device
 #      for the card's architecture, with .devlibs/ supplying what the device lacks (cJSON);
-#   2. lisa-check: every op CUDA vs CPU + attention at real LISA shapes -> check.json;
+#   2. lisa-check: every op CUDA vs CPU, attention at real LISA shapes, then whole models end to end
+#      (tiny LISA golden cases on CPU / CUDA F32 / CUDA BF16, the engine, LISA-7B dims) -> check.json;
 #   3. bench_gpu_kernels: attention TFLOP/s (SAM windows/global at batch 8 with rel-pos fused,
-#      LLaMA prefill, decode) and cuBLASLt GEMMs at LISA shapes -> kernels.json;
-#   4. .peer/torch_peer.py (if carried): the PyTorch peer on the same card -> peer.json (_torch keys);
-#   5. TP=2 when the machine has 2+ GPUs (mpirun -np 2 tp-nccl-check), else "1 GPU: TP=2 skipped";
-#      model benchmarks (SAM ViT-H img/s, LLaMA-7B prefill/decode, LISA-7B samples/s): TODO, they
-#      need models/ (not yet written); their keys are null;
+#      LLaMA prefill, decode) and cuBLASLt GEMMs at LISA shapes;
+#   4. bench_gpu_models: SAM ViT-H img/s (batch 1, 8), LLaMA-7B prefill 8 x 330 and decode ms/step
+#      (batch 1, 16), LISA-7B samples/s through the engine, on a synthetic LISA-7B drawn on the GPU;
+#   5. .peer/torch_peer.py (if carried): the PyTorch peer on the same card (_torch keys);
+#   5b. TP=2 when the machine has 2+ GPUs (mpirun -np 2 tp-nccl-check), else "1 GPU: TP=2 skipped";
 #   6. merge into $OUT/results.json (card, date, commit, check_failures, ...) and print one table.
-# Each step has its own timeout; the whole run stays under 8 minutes. Files land in $OUT (the device
-# tool's folder; build-gpu/suite-out when unset): at most 8 files (the tool's limit).
+# Each step has its own timeout from what is left of a 470 s budget (under 8 minutes with the
+# machine's own overhead): lisa-check <= 180 s, kernels <= 70 s, models <= 110 s, peer <= 200 s.
+# Files land in $OUT (the device tool's folder; build-gpu/suite-out when unset): results.json,
+# check.json, check.log, bench.log (kernels, models and peer output) and build.log with --build;
+# the tool returns at most 8 files.
 #
 # usage: bash bench/gpu/suite.sh [--quick] [--build]
 set -uo pipefail
@@ -36,7 +40,17 @@ QFLAG=""
 T0=$SECONDS
 step() { echo; echo "== [$((SECONDS - T0)) s] $*"; }
 left() { echo $((470 - (SECONDS - T0))); } # seconds left of the ~8 minute budget
+clamp() { local v=$1; [ "$v" -gt "$3" ] && v=$3; [ "$v" -lt "$2" ] && v=$2; echo "$v"; } # clamp V LO HI
 
+# Large carried libraries come xz-compressed (prepare.sh); unpack them once (python3's lzma if no xz).
+for f in .devlibs/*.xz; do
+  [ -e "$f" ] || continue
+  out=${f%.xz}
+  [ -e "$out" ] && continue
+  xz -dc "$f" >"$out.tmp" 2>/dev/null ||
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$f" "$out.tmp"
+  mv "$out.tmp" "$out"
+done
 # Libraries: carried ones first, then the toolkit, then the CUDA wheels of the device's PyTorch.
 export LD_LIBRARY_PATH="$ROOT/.devlibs:$ROOT/.devlibs/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
 NVLIB=$(python3 - <<'PY' 2>/dev/null
@@ -74,7 +88,7 @@ if [ $BUILD = 1 ] || [ ! -x $BIN/lisa-check ]; then
   command -v ninja >/dev/null && GEN="-G Ninja"
   { timeout 120 cmake -S . -B build-dev $GEN -DLISA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DLISA_TESTS=OFF \
       -DLISA_NCCL=OFF -DLISA_MPI=OFF -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$ROOT/.devlibs" &&
-    timeout 300 cmake --build build-dev -j"$(nproc)" --target lisa_check bench_gpu_kernels; } >"$OUT/build.log" 2>&1 ||
+    timeout 300 cmake --build build-dev -j"$(nproc)" --target lisa_check bench_gpu_kernels bench_gpu_models; } >"$OUT/build.log" 2>&1 ||
     { echo "build failed:"; tail -25 "$OUT/build.log"; }
   BIN=build-dev/bin
   COMMIT=$(git rev-parse HEAD 2>/dev/null || echo "$COMMIT")
@@ -88,23 +102,31 @@ if ldd $BIN/lisa-check | grep -q "not found"; then
 fi
 
 step "lisa-check $QFLAG (check.log, check.json)"
-CHECK_T=$(( $(left) - 300 )); [ $CHECK_T -gt 200 ] && CHECK_T=200; [ $CHECK_T -lt 60 ] && CHECK_T=60
+CHECK_T=$(clamp $(( $(left) - 290 )) 60 180)
 timeout $CHECK_T $BIN/lisa-check $QFLAG --json "$OUT/check.json" >"$OUT/check.log" 2>&1
 CHECK_RC=$?
 grep -E "^(FAIL|SKIP|TODO)" "$OUT/check.log" | head -40
 grep -A4 "mismatch" "$OUT/check.log" | head -20
+grep -E "^      (loaded|LISA|engine)" "$OUT/check.log" | head -20
 tail -2 "$OUT/check.log"
 [ $CHECK_RC = 124 ] && echo "lisa-check timed out after ${CHECK_T}s"
 
-step "bench_gpu_kernels $QFLAG (kernels.log, kernels.json)"
-BENCH_T=$(( $(left) - 200 )); [ $BENCH_T -gt 120 ] && BENCH_T=120; [ $BENCH_T -lt 30 ] && BENCH_T=30
-timeout $BENCH_T $BIN/bench_gpu_kernels $QFLAG --json "$OUT/kernels.json" 2>&1 | tee "$OUT/kernels.log"
+: >"$OUT/bench.log"
+step "bench_gpu_kernels $QFLAG (bench.log)"
+BENCH_T=$(clamp $(( $(left) - 230 )) 30 70)
+{ echo "== bench_gpu_kernels"; timeout $BENCH_T $BIN/bench_gpu_kernels $QFLAG --json "$OUT/kernels.json" 2>&1; } | tee -a "$OUT/bench.log"
+
+step "bench_gpu_models $QFLAG (bench.log)"
+MODELS_T=$(clamp $(( $(left) - 140 )) 40 110)
+{ echo "== bench_gpu_models"; timeout $MODELS_T $BIN/bench_gpu_models $QFLAG --json "$OUT/models.json" 2>&1; } |
+  tee -a "$OUT/bench.log"
 
 if [ -f .peer/torch_peer.py ]; then
-  step "torch peer (peer.log, peer.json)"
-  PEER_T=$(( $(left) - 15 )); [ $PEER_T -gt 240 ] && PEER_T=240
+  step "torch peer (bench.log)"
+  PEER_T=$(clamp $(( $(left) - 10 )) 0 200)
   if [ $PEER_T -gt 30 ]; then
-    PYTHONUNBUFFERED=1 timeout $PEER_T python3 .peer/torch_peer.py --quick --out "$OUT/peer.json" 2>&1 | tee "$OUT/peer.log"
+    { echo "== torch_peer.py"; PYTHONUNBUFFERED=1 timeout $PEER_T python3 .peer/torch_peer.py --quick --out "$OUT/peer.json" 2>&1; } |
+      tee -a "$OUT/bench.log"
   else
     echo "no time left for the torch peer"
   fi
@@ -129,10 +151,9 @@ else
   fi
 fi
 
-step "model benchmarks: SAM ViT-H, LLaMA-7B, LISA-7B need models/ (not yet written): keys null"
-
 step "results ($OUT/results.json)"
 python3 bench/gpu/merge_results.py --out "$OUT/results.json" --card "$CARD" --commit "$COMMIT" \
-  --check "$OUT/check.json" --check-rc $CHECK_RC --kernels "$OUT/kernels.json" --peer "$OUT/peer.json" \
-  --gpu-csv "$OUT/gpu.csv" --elapsed $((SECONDS - T0))
-rm -f "$OUT/gpu.csv" # folded into results.json (the tool returns at most 8 files)
+  --check "$OUT/check.json" --check-rc $CHECK_RC --kernels "$OUT/kernels.json" --models "$OUT/models.json" \
+  --peer "$OUT/peer.json" --gpu-csv "$OUT/gpu.csv" --elapsed $((SECONDS - T0))
+# folded into results.json (the tool returns at most 8 files)
+rm -f "$OUT/gpu.csv" "$OUT/kernels.json" "$OUT/models.json" "$OUT/peer.json"

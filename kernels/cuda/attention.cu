@@ -122,6 +122,7 @@ template <typename T> cudaError_t splitkv_run(const lk_splitkv_params &sp, cudaS
 
 lisa_status launch_splitkv(lisa_backend *be, lk_splitkv_params &sp, lisa_dtype dt, int64_t max_tk) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (im->capturing && im->capture_kv_keys > max_tk) max_tk = im->capture_kv_keys; /* a graph outlives this call */
     if (sp.B > 65535 || sp.Hq > 65535 || max_tk > INT32_MAX - LK_SPLITKV_KEYS)
         return lisa_fail(LISA_ERR_UNSUPPORTED, "split-KV attention: grid too large");
     plan_splits(max_tk, &sp.n_split, &sp.keys_per_split);
@@ -178,12 +179,80 @@ lisa_status pool_check(const char *op, const lisa_tensor *kp, const lisa_tensor 
     return LISA_OK;
 }
 
+/* A contiguous device tensor [1, T, H, D]. */
+lisa_tensor dev_view4(void *data, lisa_dtype dt, int64_t T, int64_t H, int64_t D, int dev) {
+    lisa_tensor t = lisa_tensor_view4(data, dt, 4, 1, T, H, D);
+    t.device = LISA_DEVICE_CUDA;
+    t.device_id = dev;
+    return t;
+}
+
 /* A contiguous device I32 vector of n entries (n < 0: any length). */
 lisa_status index_check(const char *op, const char *what, const lisa_tensor *t, int64_t n) {
     if (!t || t->device != LISA_DEVICE_CUDA || t->dtype != LISA_DTYPE_I32 || t->n_dims != 1 ||
         !lisa_tensor_is_contiguous(t) || (n >= 0 && t->shape[0] != n) || (!t->data && t->shape[0] > 0))
         return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be a contiguous device I32 vector%s", op, what,
                          n >= 0 ? " of the batch's size (+1 for an indptr)" : "");
+    return LISA_OK;
+}
+
+/* q or y [T, H, D] rows [r0, r0 + n) as a [1, n, H, D] view. */
+lisa_tensor rows_view(const lisa_tensor *t, int64_t r0, int64_t n) {
+    lisa_tensor v = *t;
+    v.data = (char *)t->data + (size_t)(r0 * t->stride[0]) * lisa_dtype_size(t->dtype);
+    v.n_dims = 4;
+    v.shape[0] = 1, v.shape[1] = n, v.shape[2] = t->shape[1], v.shape[3] = t->shape[2];
+    v.stride[0] = n * t->stride[0], v.stride[1] = t->stride[0], v.stride[2] = t->stride[1], v.stride[3] = t->stride[2];
+    v.owner = false;
+    return v;
+}
+
+/* PAGED_ATTENTION for the sequences with more than LK_SPLITKV_MAXQ query rows, without the paged
+ * flash kernel: per sequence, its kv_len keys are copied page by page (runs of consecutive page
+ * ids in one copy) into contiguous scratch [1, Tk, Hkv, D] and the ATTENTION op runs on them
+ * (causal there means key j <= i + (Tk − Tq): the paged convention). Slow but general: F32, any
+ * head dim <= 256. Reads the host plan only (no sync), so it can be captured in a CUDA graph. */
+lisa_status paged_gather_attention(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k_pages,
+                                   const lisa_tensor *v_pages, const Pool &pool, int64_t B, float scale, bool causal,
+                                   const int32_t *qo, const int32_t *kv_indptr, const int32_t *kv_indices,
+                                   const int32_t *kv_len) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    const size_t es = lisa_dtype_size(k_pages->dtype), page_bytes = (size_t)(pool.PS * pool.Hkv * pool.D) * es;
+    const size_t row_bytes = (size_t)(pool.Hkv * pool.D) * es;
+    lisa_attn_params ap = {};
+    ap.scale = scale, ap.causal = causal;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t qlen = qo[b + 1] - qo[b], tk = kv_len[b];
+        if (qlen <= LK_SPLITKV_MAXQ) continue; /* split-KV takes it */
+        const size_t mark = lisa_arena_mark(&be->scratch);
+        void *kbuf = nullptr, *vbuf = nullptr;
+        lisa_status s = lisa_cuda_scratch(be, (size_t)tk * row_bytes, &kbuf);
+        if (s == LISA_OK) s = lisa_cuda_scratch(be, (size_t)tk * row_bytes, &vbuf);
+        const int32_t *pages = kv_indices + kv_indptr[b];
+        const int64_t n_pages = (tk + pool.PS - 1) / pool.PS;
+        for (int64_t j = 0; s == LISA_OK && j < n_pages;) {
+            int64_t run = 1; /* consecutive page ids: one copy */
+            while (j + run < n_pages && pages[j + run] == pages[j] + run) run++;
+            const int64_t tok0 = j * pool.PS, ntok = (j + run) * pool.PS < tk ? run * pool.PS : tk - tok0;
+            const size_t off = (size_t)pages[j] * page_bytes, bytes = (size_t)ntok * row_bytes;
+            cudaError_t e = cudaMemcpyAsync((char *)kbuf + (size_t)tok0 * row_bytes, (const char *)k_pages->data + off, bytes,
+                                            cudaMemcpyDeviceToDevice, im->stream);
+            if (e == cudaSuccess)
+                e = cudaMemcpyAsync((char *)vbuf + (size_t)tok0 * row_bytes, (const char *)v_pages->data + off, bytes,
+                                    cudaMemcpyDeviceToDevice, im->stream);
+            if (e != cudaSuccess)
+                s = lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, "paged gather copy", cudaGetErrorString(e));
+            j += run;
+        }
+        if (s == LISA_OK) {
+            lisa_tensor kt = dev_view4(kbuf, k_pages->dtype, tk, pool.Hkv, pool.D, be->device_id);
+            lisa_tensor vt = dev_view4(vbuf, k_pages->dtype, tk, pool.Hkv, pool.D, be->device_id);
+            lisa_tensor qv = rows_view(q, qo[b], qlen), yv = rows_view(y, qo[b], qlen);
+            s = lisa_cuda_attention_path(be, &yv, &qv, &kt, &vt, &ap, LISA_CUDA_ATTN_AUTO);
+        }
+        lisa_arena_reset(&be->scratch, mark);
+        if (s != LISA_OK) return lisa_fail_context(s, "paged attention (gathered) of sequence %lld", (long long)b);
+    }
     return LISA_OK;
 }
 
@@ -401,15 +470,17 @@ lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const
         return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: q, y and the pages must share a dtype", op);
     /* Each sequence goes to one kernel by its own query count: > 8 rows (prefill chunks) to flash,
      * 1..8 rows (decode) to split-KV. Both launches skip the other class's sequences. */
-    if (any_long) {
-        const int D = (int)pool.D;
-        const bool ok = q->dtype == LISA_DTYPE_BF16 && (D == 64 || D == 80 || D == 128) &&
-                        ((uintptr_t)q->data & 15u) == 0 && (q->stride[0] * 2) % 16 == 0 && (q->stride[1] * 2) % 16 == 0 &&
-                        ((uintptr_t)y->data & 3u) == 0 && y->stride[0] % 2 == 0 && y->stride[1] % 2 == 0;
-        if (!ok)
-            return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: query chunks longer than %d rows need BF16, head dim 64/80/128 "
-                                                   "(got %d) and 16-byte aligned rows on the cuda backend",
-                             op, LK_SPLITKV_MAXQ, D);
+    const int D = (int)pool.D;
+    const bool flash_ok = q->dtype == LISA_DTYPE_BF16 && (D == 64 || D == 80 || D == 128) &&
+                          ((uintptr_t)q->data & 15u) == 0 && (q->stride[0] * 2) % 16 == 0 &&
+                          (q->stride[1] * 2) % 16 == 0 && ((uintptr_t)y->data & 3u) == 0 && y->stride[0] % 2 == 0 &&
+                          y->stride[1] % 2 == 0;
+    if (any_long && !flash_ok) {
+        /* F32 activations (exact checks) or head dims the flash kernel lacks (tiny test models):
+         * gather each long sequence's keys into scratch and run the dense ATTENTION op on them. */
+        LISA_TRY(paged_gather_attention(be, y, q, k_pages, v_pages, pool, B, scale, causal, host_qo_indptr, host_kv_indptr,
+                                        host_kv_indices, host_kv_len));
+    } else if (any_long) {
         lk_flash_params fp = {};
         fp.q = (const lisa_bf16_t *)q->data, fp.k = (const lisa_bf16_t *)k_pages->data, fp.v = (const lisa_bf16_t *)v_pages->data;
         fp.o = y->data;
@@ -455,7 +526,7 @@ lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_ten
     if (n == 0) return LISA_OK;
     if (T > INT32_MAX) return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: %lld rows", op, (long long)T);
     const unsigned grid = lisa_cuda_grid_1d(be, n, 256);
-    if (im->sync_checks) { /* every slot is checked before anything is written (as the CPU backend) */
+    if (im->sync_checks && !im->capturing) { /* every slot is checked before anything is written (as the CPU backend) */
         *im->flag_host = INT64_MIN;
         CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
         lk_kv_slots_check<<<lisa_cuda_grid_1d(be, T, 256), 256, 0, im->stream>>>((const int32_t *)slots->data, (int32_t)T,

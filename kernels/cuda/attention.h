@@ -59,8 +59,9 @@ lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const 
  * causal: local query row i of b sits at position kv_len[b] − qlen_b + i and sees keys 0 .. that
  * position. The host_* arrays hold the same values as the device index tensors (validation and
  * launch planning). Sequences with more than 8 query rows (prefill chunks) run in the flash kernel
- * (BF16, D 64/80/128), the others (decode) in split-KV (F32/BF16/F16, D <= 128); each sequence is
- * computed independently of the others. */
+ * (BF16, D 64/80/128; otherwise — F32 checks, tiny head dims — their keys are gathered page by page
+ * into scratch and the ATTENTION op runs on them), the others (decode) in split-KV (F32/BF16/F16,
+ * D <= 128); each sequence is computed independently of the others. */
 lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
                                          const lisa_tensor *k_pages, const lisa_tensor *v_pages, int32_t batch,
                                          int32_t page_size, float scale, bool causal, const lisa_tensor *qo_indptr,

@@ -43,12 +43,13 @@ static void cuda_mem_free(lisa_backend *be, void *p) {
 }
 
 /* Host <-> device copies: enqueued on the backend's stream, then waited for (the host buffer may
- * be reused as soon as the call returns; these are not on any hot path). */
+ * be reused as soon as the call returns). While a graph is captured they are recorded and not
+ * waited for: the host buffer is read (written) at every replay and must be pinned (graph.c). */
 static lisa_status cuda_upload(lisa_backend *be, void *dst, const void *src, size_t bytes) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (!bytes) return LISA_OK;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream));
-    CUDA_CHECK(cudaStreamSynchronize(im->stream));
+    if (!im->capturing) CUDA_CHECK(cudaStreamSynchronize(im->stream));
     return LISA_OK;
 }
 
@@ -56,11 +57,12 @@ static lisa_status cuda_download(lisa_backend *be, void *dst, const void *src, s
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (!bytes) return LISA_OK;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, im->stream));
-    CUDA_CHECK(cudaStreamSynchronize(im->stream));
+    if (!im->capturing) CUDA_CHECK(cudaStreamSynchronize(im->stream));
     return LISA_OK;
 }
 
 static lisa_status cuda_synchronize(lisa_backend *be) {
+    if (lisa_cuda_impl_of(be)->capturing) return LISA_OK; /* recorded work has not run: nothing to wait for */
     CUDA_CHECK(cudaStreamSynchronize(lisa_cuda_impl_of(be)->stream));
     return LISA_OK;
 }
@@ -69,6 +71,7 @@ static void cuda_destroy(lisa_backend *be) {
     if (!be) return;
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (im) {
+        if (im->capturing) lisa_cuda_capture_abort(be);
         if (im->stream) cudaStreamSynchronize(im->stream);
         lisa_cuda_gemm_cache_destroy(be);
         if (im->lt) cublasLtDestroy(im->lt);

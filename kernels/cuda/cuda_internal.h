@@ -38,6 +38,8 @@ typedef struct lisa_cuda_impl {
     size_t smem_optin; /* max dynamic shared memory per block after opting in */
     size_t l2_bytes;
     bool sync_checks;
+    bool capturing;          /* a graph capture is in progress (graph.c): no host waits */
+    int64_t capture_kv_keys; /* while capturing: split-KV plans its grid for at least this many keys */
     char name[320];
     void *gemm_cache; /* kernels/cuda/gemm.cu */
 } lisa_cuda_impl;

@@ -228,7 +228,7 @@ lisa_status lisa_cuda_embedding(lisa_backend *be, lisa_tensor *y, const lisa_ten
     const int64_t T = y->shape[0], C = y->shape[1];
     if (T == 0 || C == 0) return LISA_OK;
     const bool i64 = ids->dtype == LISA_DTYPE_I64;
-    if (im->sync_checks) { /* validate every id first: a bad id leaves y untouched (ops.def) */
+    if (im->sync_checks && !im->capturing) { /* validate every id first: a bad id leaves y untouched (ops.def) */
         *im->flag_host = INT64_MIN;
         CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
         lk_embedding_check<<<lisa_cuda_grid_1d(be, T, kThreads), kThreads, 0, im->stream>>>(ids->data, i64, (int32_t)T,

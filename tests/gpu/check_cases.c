@@ -1016,14 +1016,3 @@ void ck_cases_attention(ck_ctx *c) {
     two_way(c, q ? 1 : 3);
     paged(c);
 }
-
-/* ---- models (TODO) -------------------------------------------------------------------------------
- * End-to-end checks need models/ (SAM, CLIP, LLaMA graphs), which do not exist yet. When they land:
- *  1. the committed tiny LISA checkpoints end to end on both backends: same greedy tokens, mask
- *     IoU >= 0.99 (thresholded logits > 0), max |logit| error reported;
- *  2. random-weight models at the real LISA-7B dims (SAM ViT-H, CLIP-L/14, LLaMA-7B) for a few
- *     decode steps, CUDA vs CPU on a slice, to catch size-dependent bugs (int32 offsets, grids). */
-void ck_cases_models(ck_ctx *c) {
-    printf("TODO  models                 tiny LISA end to end and real-dims models: need models/ (not yet written)\n");
-    (void)c;
-}

@@ -177,6 +177,7 @@ void ck_record(ck_ctx *c, const char *op, const char *name, const char *dtype, i
         r->status = status, r->max_abs_err = err, r->tol_err = tol, r->naive_err = naive;
         snprintf(r->note, sizeof r->note, "%s", note);
     }
+    if (c->on_record) c->on_record(c);
 }
 
 static bool next_index2(const lisa_tensor *t, int64_t *idx) { return next_index(t, idx); }

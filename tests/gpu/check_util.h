@@ -43,17 +43,22 @@ typedef struct ck_result {
 #define CK_MAX_RESULTS 1024
 #define CK_MAX_DEV 64
 
-typedef struct ck_ctx {
+typedef struct ck_ctx ck_ctx;
+struct ck_ctx {
     lisa_backend *cpu, *gpu;
     ck_rng rng;
     bool quick, verbose;
     bool self_test; /* `gpu` is a second CPU backend: exercises the harness without a GPU (F32 only) */
+    bool full;      /* --full: also the whole LISA-7B (32 layers) end to end, CUDA BF16 vs CUDA F32 */
+    bool real_dims; /* --real-dims: the real-dims model checks in a self-test too (slow on a CPU) */
+    const char *data_dir; /* tests/data (tiny models, golden files, images, tokenizer) */
     const char *filter;
     ck_result results[CK_MAX_RESULTS];
     int n_results, failures, skipped, passed;
     void *dev[CK_MAX_DEV]; /* device buffers of the current case */
     int n_dev;
-} ck_ctx;
+    void (*on_record)(ck_ctx *c); /* called after every result (lisa_check.c: the partial --json) */
+};
 
 /* ---- tensors ---------------------------------------------------------------------------------- */
 enum ck_kind {
@@ -126,6 +131,6 @@ void ck_run_case(ck_ctx *c, const ck_case *cs);
 void ck_cases_ops(ck_ctx *c);
 void ck_cases_casts_and_errors(ck_ctx *c);
 void ck_cases_attention(ck_ctx *c);
-void ck_cases_models(ck_ctx *c);
+void ck_cases_models(ck_ctx *c); /* check_models.c */
 
 #endif

@@ -1,0 +1,606 @@
+/* bench/bench_gpu_models.c — whole-model numbers of the CUDA backend at LISA-7B's dimensions: SAM
+ * ViT-H encoder img/s (batch 1 and 8), LLaMA-7B prefill of 8 x 330 tokens over the paged KV cache,
+ * LLaMA-7B decode ms/step at batch 1 and 16, and LISA-7B samples/s end to end through the engine.
+ *
+ * usage: bench_gpu_models [--quick] [--json FILE] [--device N] [--data DIR] [--keep DIR] [--self-test]
+ *
+ * --self-test runs every step on the CPU backend with a small synthetic model (F32, batch 2 SAM,
+ * 3 engine requests): no GPU needed; it checks the benchmark code itself (CI runs it).
+ *
+ * Model: a synthetic LISA-7B written by make-tiny (`synthetic`: shapes only, the file's data is a
+ * hole) at the published dims — LLaMA-7B (4096, 32 layers, 32 heads, 11008, vocab 32004), SAM ViT-H
+ * (1280, 32 blocks, 16 heads, window 14, global 7/15/23/31, out 256), CLIP ViT-L/14 (1024, 24 layers,
+ * 23 run) — whose weights are drawn on the GPU at load (models/weights.h: N(mean, std) per tensor,
+ * make-tiny's scales; never zeros), stored BF16, BF16 activations (lisa_model.act_dtype). The model
+ * is steered (lisa_tiny_steer) to answer "Sure, it is [SEG] in the picture." + </s>: 10 generated
+ * tokens and one [SEG] (so one mask decode + postprocess) per request, a typical LISA answer.
+ *
+ * Method (STYLE.md §9): every number is the median of N timed runs after warm-up runs, timed on the
+ * host around the whole call with a device synchronize at the end (what a caller of the engine
+ * sees: graph building, plan uploads and launches included). No L2 flush: a model step's working
+ * set (weights) is far larger than L2.
+ *   - SAM: lisa_sam_encode on a device BF16 batch [B, 3, 1024, 1024] (input already on the GPU, as
+ *     the PyTorch peer's); img/s = B / time.
+ *   - prefill: 8 sequences of 330 tokens in one packed step (lisa_llama_forward_batch over a 16-token
+ *     paged pool: embedding, 32 layers with flash attention over the pages, final norm), then the
+ *     logits of each sequence's last row and their argmax, downloaded. (The peer's HF forward also
+ *     computes the logits of all 2640 rows: ~0.7 TFLOP more.)
+ *   - decode: one token per sequence against 330+ cached tokens (the pool filled by real prefills),
+ *     embedding -> 32 layers (split-KV paged attention) -> logits -> argmax -> download, i.e. the
+ *     engine's decode step; ms per step, replayed from a CUDA graph as the engine does
+ *     (llama7b_decode_b*_ms) and launched op by op (llama7b_decode_b*_eager_ms).
+ *   - LISA-7B: lisa_engine (background scheduler, max_batch 8, max_images 8) serves N requests
+ *     (640x480 synthetic images, realistic 20-30-word queries: prompts of ~320-340 positions) after
+ *     2 warm-up requests; samples/s = N / wall time from the first submit to the last result.
+ *     Preprocessing runs on the engine's CPU workers, overlapped with the GPU.
+ * JSON keys (bench/results/DATE-CARD.json): sam_vit_h_b1_img_per_s, sam_vit_h_b8_img_per_s,
+ * llama7b_prefill_8x330_ms, llama7b_decode_b1_ms, llama7b_decode_b16_ms, lisa7b_samples_per_s and
+ * details (lisa7b_*, model_load_s). Prints "no CUDA device: skipped" without a GPU.
+ */
+#include <stdio.h>
+
+#ifndef LISA_HAVE_CUDA
+int main(void) {
+    printf("bench_gpu_models: built without CUDA: skipped\n");
+    return 0;
+}
+#else
+
+#include "kernels/cuda/cuda.h"
+#include "models/lisa.h"
+#include "models/tiny.h"
+#include "runtime/error.h"
+#include "runtime/kv_cache.h"
+
+#include <ftw.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static lisa_backend *be;
+static lisa_model *m;
+static int reps = 5, warm = 2;
+static bool self_test;
+
+typedef struct kv {
+    char key[64];
+    double v;
+} kv;
+static kv results[32];
+static int n_results;
+
+static void put(const char *key, double v) {
+    if (n_results < 32) {
+        snprintf(results[n_results].key, sizeof results[n_results].key, "%s", key);
+        results[n_results++].v = v;
+    }
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* A failure inside a benchmark section abandons that section only (its keys stay null; what it
+ * allocated leaks, the process is about to end); elsewhere it ends the program. */
+static jmp_buf section_jmp;
+static bool in_section;
+static int failed_sections;
+
+static void check(lisa_status s, const char *what) {
+    if (s != LISA_OK) {
+        fprintf(stderr, "bench_gpu_models: %s: %s: %s\n", what, lisa_status_name(s), lisa_last_error());
+        if (in_section) longjmp(section_jmp, 1);
+        exit(1);
+    }
+}
+
+#define SECTION(call)                                                                                                  \
+    do {                                                                                                               \
+        in_section = true;                                                                                             \
+        if (setjmp(section_jmp) == 0) {                                                                                \
+            call;                                                                                                      \
+        } else {                                                                                                       \
+            failed_sections++;                                                                                         \
+            fprintf(stderr, "bench_gpu_models: section %s abandoned\n", #call);                                        \
+        }                                                                                                              \
+        in_section = false;                                                                                            \
+    } while (0)
+
+static int cmp_d(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- graphs in one arena sized by a counting pass --------------------------------------------- */
+
+/* Owns its activation block (backend memory) and descriptor arena until stage_free. */
+typedef struct stage {
+    lisa_graph_fn fn;
+    void *ctx;
+    void *mem;
+    lisa_arena act, meta;
+} stage;
+
+static void stage_init(stage *st, lisa_graph_fn fn, void *ctx) {
+    size_t a = 0, mb = 0;
+    st->fn = fn, st->ctx = ctx;
+    check(lisa_graph_measure(be, m->act_dtype, fn, ctx, &a, &mb), "measure");
+    check(be->mem_alloc(be, a ? a : 1, &st->mem), "arena");
+    lisa_arena_init_external(&st->act, "bench activations", st->mem, a);
+    check(lisa_arena_init(&st->meta, "bench descriptors", mb), "descriptors");
+}
+
+static void stage_free(stage *st) {
+    be->synchronize(be);
+    be->mem_free(be, st->mem);
+    lisa_arena_free(&st->meta);
+}
+
+static double stage_run(stage *st) {
+    const double t0 = now_ms();
+    lisa_arena_reset(&st->act, 0);
+    lisa_arena_reset(&st->meta, 0);
+    lisa_graph g;
+    lisa_graph_init(&g, be, &st->act, &st->meta, m->act_dtype);
+    st->fn(&g, st->ctx);
+    check(g.status, "graph");
+    check(be->synchronize(be), "synchronize");
+    return now_ms() - t0;
+}
+
+/* median of reps timed runs after warm-up runs */
+static double stage_time(stage *st, int n_warm, int n_reps) {
+    double t[64];
+    for (int i = 0; i < n_warm; i++)
+        stage_run(st);
+    for (int i = 0; i < n_reps && i < 64; i++)
+        t[i] = stage_run(st);
+    qsort(t, (size_t)n_reps, sizeof *t, cmp_d);
+    return t[n_reps / 2];
+}
+
+/* ---- SAM ViT-H encoder ------------------------------------------------------------------------- */
+
+/* Owns px's device memory (freed by bench_sam). */
+typedef struct sam_ctx {
+    lisa_tensor px; /* device BF16 [B, 3, S, S] */
+} sam_ctx;
+
+static void sam_graph(lisa_graph *g, void *ctx) {
+    sam_ctx *c = ctx;
+    lisa_sam_encode(g, m->sam, &c->px);
+}
+
+static void bench_sam(int64_t B) {
+    const int64_t S = m->sam->enc.img_size;
+    sam_ctx c;
+    c.px = lisa_tensor_view4(NULL, m->act_dtype, 4, B, 3, S, S);
+    const size_t n = (size_t)lisa_tensor_numel(&c.px);
+    check(be->mem_alloc(be, lisa_tensor_nbytes(&c.px), &c.px.data), "pixels");
+    c.px.device = be->device, c.px.device_id = be->device_id;
+    /* normalized-pixel-like values in [-2, 2], converted to the activation dtype by the COPY op */
+    float *h = malloc(n * sizeof(float));
+    uint64_t s = 88172645463325252ull;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        h[i] = (float)((double)(s >> 11) * (4.0 / 9007199254740992.0) - 2.0);
+    }
+    void *tmp = NULL;
+    check(be->mem_alloc(be, n * sizeof(float), &tmp), "staging");
+    check(be->upload(be, tmp, h, n * sizeof(float)), "upload");
+    lisa_tensor src = lisa_tensor_view4(tmp, LISA_DTYPE_F32, 4, B, 3, S, S);
+    src.device = be->device, src.device_id = be->device_id;
+    check(lisa_op_copy(be, &c.px, &src), "cast");
+    check(be->synchronize(be), "synchronize");
+    be->mem_free(be, tmp);
+    free(h);
+    stage st;
+    stage_init(&st, sam_graph, &c);
+    const double ms = stage_time(&st, warm, reps);
+    const double ips = (double)B * 1e3 / ms;
+    printf("SAM ViT-H encoder, batch %lld: %.1f ms -> %.2f img/s\n", (long long)B, ms, ips);
+    char key[64];
+    snprintf(key, sizeof key, "sam_vit_h_b%lld_img_per_s", (long long)B);
+    put(key, ips);
+    stage_free(&st);
+    be->mem_free(be, c.px.data);
+}
+
+/* ---- LLaMA-7B prefill and decode over the paged cache ------------------------------------------ */
+
+#define CTX     330
+#define MAX_SEQ 16
+
+/* The LLaMA benchmark's plan: owns the host arrays pos/slots/ids/idx and the sequences' page tables
+ * (bench_llm frees them); borrows the pool. Pinned (lisa_cuda_host_alloc), struct included, because
+ * the CUDA-graph replays read the plan arrays and write `next`. */
+typedef struct llm_ctx {
+    lisa_kv_pool *pool;
+    int32_t nb, rows;
+    int32_t qo[MAX_SEQ + 1], kvp[MAX_SEQ + 1], kvl[MAX_SEQ], next[MAX_SEQ];
+    int32_t *pos, *slots, *ids, *idx;
+    lisa_kv_seq seq[MAX_SEQ];
+} llm_ctx;
+
+/* The step of sequences first..first+nb: prefill rows [0, CTX) when prefill, else one decode row at
+ * position len (the engine's plan_rows). */
+static void plan(llm_ctx *c, int32_t first, int32_t nb, bool prefill, int32_t len) {
+    int32_t rows = 0, pages = 0;
+    c->qo[0] = c->kvp[0] = 0;
+    uint64_t s = 0x2545f4914f6cdd1dull ^ (uint64_t)len;
+    for (int32_t b = 0; b < nb; b++) {
+        const lisa_kv_seq *q = &c->seq[first + b];
+        const int32_t p0 = prefill ? 0 : len, p1 = prefill ? CTX : len + 1;
+        for (int32_t p = p0; p < p1; p++, rows++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            c->pos[rows] = p;
+            c->slots[rows] = lisa_kv_seq_slot(c->pool, q, p);
+            c->ids[rows] = 3 + (int32_t)(s % 31990);
+        }
+        c->qo[b + 1] = rows;
+        for (int32_t i = 0; i < q->n_pages; i++)
+            c->idx[pages++] = q->pages[i];
+        c->kvp[b + 1] = pages;
+        c->kvl[b] = p1;
+    }
+    c->nb = nb, c->rows = rows;
+}
+
+static void llm_graph(lisa_graph *g, void *ctx) {
+    llm_ctx *c = ctx;
+    const int64_t C = m->cfg.llm.hidden;
+    lisa_tensor tid = lisa_tensor_view(c->ids, LISA_DTYPE_I32, 1, (int64_t[]){c->rows});
+    T *x = g_embedding(g, &m->llm->embed, g_upload(g, &tid));
+    lisa_llama_batch bt = {.n_seqs = c->nb,
+                           .n_rows = c->rows,
+                           .qo_indptr = c->qo,
+                           .positions = c->pos,
+                           .slots = c->slots,
+                           .kv_indptr = c->kvp,
+                           .kv_indices = c->idx,
+                           .kv_len = c->kvl,
+                           .page_size = c->pool->page_size,
+                           .k_pages = c->pool->k,
+                           .v_pages = c->pool->v};
+    T *h = lisa_llama_forward_batch(g, m->llm, &bt, x);
+    T *last = g_new(g, g->act_dtype, 2, c->nb, C, 0, 0);
+    for (int32_t b = 0; b < c->nb; b++)
+        g_copy_to(g, g_narrow(g, last, 0, b, 1), g_narrow(g, h, 0, c->qo[b + 1] - 1, 1));
+    lisa_tensor next = lisa_tensor_view(c->next, LISA_DTYPE_I32, 1, (int64_t[]){c->nb});
+    g_download(g, &next, g_argmax(g, lisa_llama_logits(g, m->llm, last)));
+}
+
+static void *pinned(size_t bytes) {
+    void *p = NULL;
+    if (self_test)
+        p = calloc(1, bytes);
+    else
+        check(lisa_cuda_host_alloc(bytes, &p), "pinned memory");
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void pinned_free(void *p) {
+    if (self_test)
+        free(p);
+    else
+        lisa_cuda_host_free(p);
+}
+
+/* median ms per decode step over n steps after warm ones, graph != NULL: replays */
+static double decode_steps(stage *st, llm_ctx *c, int32_t nb, int32_t first_pos, lisa_cuda_graph *graph, int n) {
+    double t[64];
+    for (int i = 0; i < warm + n; i++) {
+        plan(c, 0, nb, false, first_pos + i);
+        double dt;
+        if (graph) {
+            const double t0 = now_ms();
+            check(lisa_cuda_graph_launch(be, graph), "graph launch");
+            check(be->synchronize(be), "synchronize");
+            dt = now_ms() - t0;
+        } else {
+            dt = stage_run(st);
+        }
+        if (i >= warm) t[i - warm] = dt;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_d);
+    return t[n / 2];
+}
+
+static void bench_llm(void) {
+    const lisa_llama_config *lc = &m->cfg.llm;
+    const int n_dec = reps * 3 < 30 ? reps * 3 : 30;
+    const int32_t PS = 16, steps = 2 * (n_dec + warm) + 2, per_seq = (CTX + steps + 2 + PS - 1) / PS;
+    lisa_kv_pool pool;
+    check(lisa_kv_pool_init(&pool, be, lc->n_layers, MAX_SEQ * per_seq, PS, lc->n_kv_heads, lc->head_dim, m->act_dtype),
+          "KV pool");
+    llm_ctx *c = pinned(sizeof *c);
+    c->pool = &pool;
+    const int32_t cap_rows = 8 * CTX;
+    c->pos = pinned(cap_rows * sizeof(int32_t));
+    c->slots = pinned(cap_rows * sizeof(int32_t));
+    c->ids = pinned(cap_rows * sizeof(int32_t));
+    c->idx = pinned(MAX_SEQ * per_seq * sizeof(int32_t));
+    for (int32_t b = 0; b < MAX_SEQ; b++) {
+        check(lisa_kv_seq_init(&pool, &c->seq[b], NULL, 0), "sequence");
+        check(lisa_kv_seq_reserve(&pool, &c->seq[b], per_seq * PS), "pages");
+    }
+    /* prefill: 8 x 330 (also fills sequences 0-7), then 8-15 once (decode at batch 16 reads them) */
+    plan(c, 0, 8, true, 0);
+    stage st;
+    stage_init(&st, llm_graph, c);
+    const double ms = stage_time(&st, warm, reps);
+    printf("LLaMA-7B prefill 8 x %d tokens (paged, 16-token pages): %.1f ms (%.0f tokens/s)\n", CTX, ms,
+           8 * CTX * 1e3 / ms);
+    put("llama7b_prefill_8x330_ms", ms);
+    plan(c, 8, 8, true, 0);
+    stage_run(&st);
+    stage_free(&st);
+    /* decode: one row per sequence at positions CTX, CTX+1, ...: op by op, then replaying a CUDA
+     * graph captured once per batch size (split-KV planned for max_position_embeddings keys, as the
+     * engine captures it) */
+    const int32_t bs[2] = {1, 16};
+    for (int k = 0; k < 2; k++) {
+        plan(c, 0, bs[k], false, CTX);
+        stage_init(&st, llm_graph, c);
+        const double eager = decode_steps(&st, c, bs[k], CTX, NULL, n_dec);
+        double graphed = NAN;
+        lisa_cuda_graph *graph = NULL;
+        if (!self_test) {
+            plan(c, 0, bs[k], false, CTX + n_dec + warm);
+            lisa_status s = lisa_cuda_capture_begin(be, lc->max_pos);
+            if (s == LISA_OK) {
+                lisa_arena_reset(&st.act, 0);
+                lisa_arena_reset(&st.meta, 0);
+                lisa_graph g;
+                lisa_graph_init(&g, be, &st.act, &st.meta, m->act_dtype);
+                st.fn(&g, st.ctx);
+                s = g.status;
+                if (s == LISA_OK)
+                    s = lisa_cuda_capture_end(be, &graph);
+                else
+                    lisa_cuda_capture_abort(be);
+            }
+            if (s == LISA_OK)
+                graphed = decode_steps(&st, c, bs[k], CTX + n_dec + warm, graph, n_dec);
+            else
+                fprintf(stderr, "decode batch %d: CUDA graph capture failed: %s\n", bs[k], lisa_last_error());
+            lisa_cuda_graph_free(graph);
+        }
+        const double best = isfinite(graphed) ? graphed : eager;
+        printf("LLaMA-7B decode, batch %d at %d+ cached tokens: %.2f ms/step with a CUDA graph, %.2f op by op "
+               "(%.0f tokens/s)\n",
+               bs[k], CTX, graphed, eager, bs[k] * 1e3 / best);
+        char key[64];
+        snprintf(key, sizeof key, "llama7b_decode_b%d_ms", bs[k]);
+        put(key, best);
+        snprintf(key, sizeof key, "llama7b_decode_b%d_eager_ms", bs[k]);
+        put(key, eager);
+        stage_free(&st);
+    }
+    for (int32_t b = 0; b < MAX_SEQ; b++)
+        lisa_kv_seq_release(&pool, &c->seq[b]);
+    lisa_kv_pool_free(&pool);
+    pinned_free(c->pos);
+    pinned_free(c->slots);
+    pinned_free(c->ids);
+    pinned_free(c->idx);
+    pinned_free(c);
+}
+
+/* ---- LISA-7B end to end through the engine ----------------------------------------------------- */
+
+static const char *const queries[8] = {
+    "Please segment the cup that is closest to the left edge of the table in this image, and explain briefly why.",
+    "What object in this picture would a tired person most likely use to rest after a long day? Please output the "
+    "mask.",
+    "Can you segment the part of the image that shows where the light is coming from in this room, please?",
+    "Which item on the shelf is the most fragile one? Please give a segmentation mask for it and nothing else.",
+    "Segment the animal that looks the most relaxed in this photograph, the one that seems to be sleeping soundly.",
+    "Where should a visitor put their wet umbrella when they enter this place? Please respond with a mask of it.",
+    "Please find and segment the thing in this scene that can tell us what time it is right now, if any exists.",
+    "In this image, which object would keep food cold for a few days? Output a segmentation mask of the object.",
+};
+
+static void synthetic_rgb(uint8_t *rgb, int32_t h, int32_t w, uint64_t seed) {
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (int32_t y = 0; y < h; y++)
+        for (int32_t x = 0; x < w; x++)
+            for (int k = 0; k < 3; k++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                const int v = ((x * (k + 1) + y * (3 - k) + (int)seed * 40) % 256) / 2 + (int)((s >> 58) & 63);
+                rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)(v > 255 ? 255 : v);
+            }
+}
+
+static void bench_lisa(int32_t n_req) {
+    const int32_t H = 480, W = 640;
+    lisa_engine_params ep = lisa_engine_default_params();
+    ep.max_batch = 8, ep.max_images = 8, ep.background = true, ep.max_prefill_tokens = 8 * 360;
+    lisa_engine *e = NULL;
+    const double t_create = now_ms();
+    check(lisa_engine_create(m, &ep, &e), "engine");
+    printf("engine created in %.1f s (max_batch %d, max_images %d)\n", (now_ms() - t_create) / 1e3, ep.max_batch,
+           ep.max_images);
+    uint8_t *rgb = malloc((size_t)H * W * 3);
+    uint64_t *ids = calloc((size_t)n_req + 2, sizeof *ids);
+    lisa_request rq = lisa_request_default();
+    rq.rgb = rgb, rq.height = H, rq.width = W, rq.params.max_new_tokens = 32;
+    /* warm-up: two requests (CUDA contexts of the workers, GEMM plans, first-touch of the pool) */
+    for (int i = 0; i < 2; i++) {
+        synthetic_rgb(rgb, H, W, 1000 + (uint64_t)i);
+        rq.query = queries[i];
+        check(lisa_engine_submit(e, &rq, &ids[i]), "submit");
+    }
+    for (int i = 0; i < 2; i++) {
+        lisa_result *r = NULL;
+        check(lisa_engine_wait(e, ids[i], &r), "warm-up");
+        check(lisa_result_status(r), "warm-up request");
+        lisa_result_free(r);
+    }
+    double tokens = 0, masks = 0, prompt = 0, dec = 0;
+    const double t0 = now_ms();
+    for (int32_t i = 0; i < n_req; i++) {
+        synthetic_rgb(rgb, H, W, (uint64_t)i);
+        rq.query = queries[i % 8];
+        check(lisa_engine_submit(e, &rq, &ids[i]), "submit");
+    }
+    int failed = 0;
+    for (int32_t i = 0; i < n_req; i++) {
+        lisa_result *r = NULL;
+        check(lisa_engine_wait(e, ids[i], &r), "wait");
+        if (lisa_result_status(r) != LISA_OK) {
+            if (!failed) fprintf(stderr, "request failed: %s\n", lisa_result_error(r));
+            failed++;
+        }
+        tokens += lisa_result_n_tokens(r);
+        masks += lisa_result_n_masks(r);
+        prompt += lisa_result_timings(r).n_prompt_tokens;
+        dec += lisa_result_timings(r).decode_ms;
+        lisa_result_free(r);
+    }
+    const double sec = (now_ms() - t0) / 1e3;
+    const lisa_engine_stats stt = lisa_engine_get_stats(e);
+    printf("LISA-7B end to end: %d requests in %.2f s -> %.2f samples/s (%.1f tokens, %.2f masks, %.0f prompt "
+           "positions per request; %lld engine steps; %d failed)\n",
+           n_req, sec, n_req / sec, tokens / n_req, masks / n_req, prompt / n_req, (long long)stt.steps, failed);
+    put("lisa7b_samples_per_s", failed ? NAN : n_req / sec);
+    put("lisa7b_requests", n_req);
+    put("lisa7b_max_batch", ep.max_batch);
+    put("lisa7b_tokens_per_sample", tokens / n_req);
+    put("lisa7b_masks_per_sample", masks / n_req);
+    put("lisa7b_prompt_positions", prompt / n_req);
+    lisa_engine_free(e);
+    free(rgb);
+    free(ids);
+}
+
+/* ---- main ------------------------------------------------------------------------------------------ */
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+/* The timed sections (a separate function: setjmp's caller keeps no locals across a longjmp). */
+static void run_sections(int32_t n_requests) {
+    SECTION(bench_sam(1));
+    SECTION(bench_sam(self_test ? 2 : 8));
+    SECTION(bench_llm());
+    SECTION(bench_lisa(n_requests));
+}
+
+int main(int argc, char **argv) {
+    const char *json = NULL, *data = NULL, *keep = NULL;
+    int device = 0;
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = true;
+        else if (!strcmp(argv[i], "--self-test"))
+            self_test = true;
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc)
+            json = argv[++i];
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc)
+            device = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--data") && i + 1 < argc)
+            data = argv[++i];
+        else if (!strcmp(argv[i], "--keep") && i + 1 < argc)
+            keep = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_gpu_models [--quick] [--json FILE] [--device N] [--data DIR] [--keep DIR] "
+                            "[--self-test]\n");
+            return 2;
+        }
+    }
+    lisa_status s =
+        self_test ? lisa_backend_cpu_create(&be, 0, 0) : lisa_backend_cuda_create(&be, device, (size_t)512 << 20);
+    if (!self_test && s == LISA_ERR_UNSUPPORTED && lisa_cuda_device_count() == 0) {
+        printf("no CUDA device: skipped\n");
+        return 0;
+    }
+    check(s, self_test ? "cpu backend" : "cuda backend");
+    if (quick) reps = 3, warm = 1;
+    if (self_test) reps = 1, warm = 1;
+    struct stat st;
+    if (!data) data = stat("tests/data/tokenizer/llama-spm.model", &st) == 0 ? "tests/data" : LISA_BENCH_DATA_DIR;
+    char dir[4200], model[4300], clip[4400], sp[4300];
+    if (keep) {
+        snprintf(dir, sizeof dir, "%s", keep);
+        mkdir(dir, 0755);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/lisa-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(dir)) check(lisa_fail(LISA_ERR_IO, "mkdtemp %s", dir), "temp dir");
+    }
+    snprintf(model, sizeof model, "%s/lisa-7b-synthetic", dir);
+    snprintf(clip, sizeof clip, "%s/clip-vit-large-patch14", model);
+    snprintf(sp, sizeof sp, "%s/tokenizer/llama-spm.model", data);
+    if (stat(model, &st) != 0) {
+        lisa_tiny_params p = lisa_tiny_default_params();
+        p.seed = 7, p.synthetic = true, p.sp_model = sp, p.answer = "";
+        p.llm_hidden = 4096, p.llm_heads = 32, p.llm_kv_heads = 32, p.llm_inter = 11008, p.llm_layers = 32;
+        p.llm_max_pos = 2048;
+        p.clip_hidden = 1024, p.clip_heads = 16, p.clip_mlp = 4096, p.clip_layers = 24;
+        p.sam_embed = 1280, p.sam_heads = 16, p.sam_window = 14, p.sam_depth = 32, p.out_dim = 256;
+        const int32_t gl[4] = {7, 15, 23, 31};
+        memcpy(p.sam_global, gl, sizeof gl);
+        p.n_sam_global = 4;
+        if (self_test) { /* small: the code paths, not the numbers */
+            p.llm_hidden = 128, p.llm_heads = 4, p.llm_kv_heads = 2, p.llm_inter = 256, p.llm_layers = 4;
+            p.clip_hidden = 64, p.clip_heads = 2, p.clip_mlp = 128, p.clip_layers = 3;
+            p.sam_embed = 32, p.sam_heads = 2, p.sam_depth = 4, p.out_dim = 32, p.sam_global[0] = 1,
+            p.sam_global[1] = 3;
+            p.n_sam_global = 2;
+        }
+        lisa_tiny_report rep;
+        check(lisa_make_tiny(&p, model, &rep), "make-tiny (synthetic LISA-7B)");
+        printf("synthetic LISA-7B: %d tensors, %.2f GB (a hole: nothing written)\n", rep.n_tensors,
+               (double)rep.total_bytes / 1e9);
+    }
+    const char *dev = self_test ? "cpu (self-test)" : lisa_cuda_device_name(be);
+    printf("bench_gpu_models on %s (%s)\n", dev, quick ? "quick" : "full");
+    lisa_model_params mp = lisa_model_default_params();
+    mp.vision_tower = clip;
+    double t0 = now_ms();
+    check(lisa_model_load_precision(model, &mp, be, self_test ? LISA_DTYPE_F32 : LISA_DTYPE_BF16, &m), "load");
+    check(be->synchronize(be), "load");
+    const double load_s = (now_ms() - t0) / 1e3;
+    printf("loaded in %.1f s (weights drawn on the %s backend)\n", load_s, be->name);
+    put("model_load_s", load_s);
+    float margin = 0;
+    check(lisa_tiny_steer(m, "Sure, it is [SEG] in the picture.", &margin, NULL, NULL), "steer");
+    printf("steered to answer \"Sure, it is [SEG] in the picture.\" (planned-row margin %.1f)\n", margin);
+
+    run_sections(self_test ? 3 : quick ? 8 : 24);
+
+    if (json) {
+        FILE *f = fopen(json, "w");
+        if (!f) {
+            fprintf(stderr, "bench_gpu_models: cannot write %s\n", json);
+            return 1;
+        }
+        fprintf(f, "{\n  \"model_bench_device\": \"%s\"", dev);
+        for (int i = 0; i < n_results; i++) {
+            if (isfinite(results[i].v))
+                fprintf(f, ",\n  \"%s\": %.4g", results[i].key, results[i].v);
+            else
+                fprintf(f, ",\n  \"%s\": null", results[i].key);
+        }
+        fprintf(f, "\n}\n");
+        fclose(f);
+    }
+    if (!failed_sections) {
+        lisa_model_free(m);
+        lisa_backend_free(be);
+    }
+    if (!keep) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return failed_sections ? 1 : 0;
+}
+#endif
