@@ -377,7 +377,7 @@ static lisa_status open_index(lisa_checkpoint *ck, const char *index_path) {
 
 lisa_status lisa_checkpoint_open_ex(lisa_checkpoint **out, const char *path, const lisa_checkpoint_options *opt) {
     *out = NULL;
-    lisa_checkpoint *ck;
+    lisa_checkpoint *ck = NULL;
     LISA_TRY(lisa_ckpt_new(&ck, path));
     if (opt) ck->opt = *opt;
     lisa_status s;
@@ -423,7 +423,7 @@ lisa_status lisa_checkpoint_open(lisa_checkpoint **out, const char *path) { retu
 static lisa_status open_memory(lisa_checkpoint **out, const void *data, size_t size, const char *name,
                                lisa_ckpt_format format) {
     *out = NULL;
-    lisa_checkpoint *ck;
+    lisa_checkpoint *ck = NULL;
     LISA_TRY(lisa_ckpt_new(&ck, name));
     int32_t idx;
     lisa_status s = lisa_ckpt_add_borrowed_file(ck, name, data, size, &idx);

@@ -143,7 +143,7 @@ static void mpi_destroy(lisa_comm *c) {
 
 lisa_status lisa_comm_mpi_create(lisa_comm **out, int32_t group_size, int32_t *group, int32_t *n_groups) {
     *out = NULL;
-    int32_t wr, ws;
+    int32_t wr = 0, ws = 1;
     LISA_TRY(lisa_mpi_world(&wr, &ws));
     if (group_size < 1 || ws % group_size)
         return lisa_fail(LISA_ERR_INVALID_ARG,

@@ -1628,7 +1628,7 @@ lisa_status lisa_tokenizer_decode(const lisa_tokenizer *t, const int32_t *ids, i
         }
         if (is_added_like(t, id)) {
             if (n_sub++) sink_put(&out, " ", 1);
-            size_t l; /* (a piece spelled like an added token is written as that piece) */
+            size_t l = 0; /* (a piece spelled like an added token is written as that piece) */
             const char *s = lisa_tokenizer_id_to_piece(t, id, &l);
             sink_put(&out, s, l);
             i++;
