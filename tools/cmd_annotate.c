@@ -14,6 +14,7 @@
  * from the input) and writes OUT atomically. Exit: 0 ok (error records included), 1 run failure,
  * 2 usage.
  */
+#include "cli_args.h"
 #include "lisa.h"
 #include "loader/annotate_input.h"
 #include "loader/image.h"
@@ -78,15 +79,6 @@ typedef struct opts {
     lisa_backend_kind backend;
 } opts;
 
-static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    char *e = NULL;
-    errno = 0;
-    const long long v = s ? strtoll(s, &e, 10) : 0;
-    if (!s || errno || e == s || *e || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
 static int parse_opts(opts *o, int argc, char **argv) {
     memset(o, 0, sizeof *o);
     o->shard_n = 1;
@@ -106,7 +98,7 @@ static int parse_opts(opts *o, int argc, char **argv) {
     }
 #define INT(name, field, lo, hi)                                                                                       \
     if (!strcmp(a, name)) {                                                                                            \
-        if (!parse_i64(v, lo, hi, &n))                                                                                 \
+        if (!cli_parse_i64(v, lo, hi, &n))                                                                             \
             return fprintf(stderr, "lisa annotate: %s needs an integer in [%lld, %lld]\n", name, (long long)(lo),      \
                            (long long)(hi)),                                                                           \
                    -1;                                                                                                 \
@@ -146,13 +138,7 @@ static int parse_opts(opts *o, int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--backend")) {
             if (!v) return fprintf(stderr, "lisa annotate: --backend needs a value\n"), -1;
-            if (!strcmp(v, "cpu"))
-                o->backend = LISA_BACKEND_CPU;
-            else if (!strcmp(v, "cuda"))
-                o->backend = LISA_BACKEND_CUDA;
-            else if (!strcmp(v, "auto"))
-                o->backend = LISA_BACKEND_AUTO;
-            else
+            if (!cli_parse_backend(v, &o->backend))
                 return fprintf(stderr, "lisa annotate: --backend cpu, cuda or auto (got '%s')\n", v), -1;
             i++;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

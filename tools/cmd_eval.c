@@ -15,6 +15,7 @@
  * their lines to retry them). Under srun/mpirun without --shard, the rank and size pick the
  * shard. Exit: 0 ok, 1 failure, 2 usage.
  */
+#include "cli_args.h"
 #include "lisa.h"
 #include "loader/dataset.h"
 #include "loader/records.h"
@@ -75,11 +76,10 @@ typedef struct opts {
     int n_merge;
 } opts;
 
+/* a non-negative option value (counts, shard numbers); 0 on success as the callers expect */
 static int parse_int(const char *s, int32_t *out) {
-    char *e;
-    errno = 0;
-    long v = strtol(s, &e, 10);
-    if (*e || errno || v < 0 || v > 1000000000) return -1;
+    int64_t v;
+    if (!cli_parse_i64(s, 0, 1000000000, &v)) return -1;
     *out = (int32_t)v;
     return 0;
 }

@@ -24,6 +24,7 @@
  *                             keys/src/pos/attention, upscaled features, full-size mask logits)
  *   B = --batch (default 1), T = --context tokens per sequence (default 1024: a ~330-token prompt
  *   incl. the 255 extra image positions plus generated text, with headroom). */
+#include "cli_args.h"
 #include "loader/checkpoint.h"
 #include "loader/json.h"
 #include "loader/manifest.h"
@@ -47,10 +48,14 @@ static void usage(FILE *f) {
 }
 
 static const char *human(double v, char *buf, size_t cap) {
-    if (v >= 1e9) snprintf(buf, cap, "%.2f B", v / 1e9);
-    else if (v >= 1e6) snprintf(buf, cap, "%.2f M", v / 1e6);
-    else if (v >= 1e3) snprintf(buf, cap, "%.2f k", v / 1e3);
-    else snprintf(buf, cap, "%.0f", v);
+    if (v >= 1e9)
+        snprintf(buf, cap, "%.2f B", v / 1e9);
+    else if (v >= 1e6)
+        snprintf(buf, cap, "%.2f M", v / 1e6);
+    else if (v >= 1e3)
+        snprintf(buf, cap, "%.2f k", v / 1e3);
+    else
+        snprintf(buf, cap, "%.0f", v);
     return buf;
 }
 
@@ -59,14 +64,7 @@ static const char *gib(double v, char *buf, size_t cap) {
     return buf;
 }
 
-static bool parse_pos(const char *s, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v <= 0 || v > (1ll << 32)) return false;
-    *out = v;
-    return true;
-}
+static bool parse_pos(const char *s, int64_t *out) { return cli_parse_i64(s, 1, 1ll << 32, out); }
 
 /* Device bytes of the entries of a part (matrices bf16, vectors f32). `skip_from_layer` >= 0
  * drops CLIP encoder layers with that index or higher (the ones LLaVA never runs). */
@@ -80,7 +78,8 @@ static uint64_t device_bytes(const lisa_manifest *m, lisa_mf_part part, int64_t 
             layer >= skip_from_layer)
             continue;
         uint64_t n = 1;
-        for (int d = 0; d < e->n_dims; d++) n *= (uint64_t)e->shape[d];
+        for (int d = 0; d < e->n_dims; d++)
+            n *= (uint64_t)e->shape[d];
         b += n * (e->n_dims >= 2 ? 2u : 4u);
     }
     return b;
@@ -119,7 +118,8 @@ static void print_tokens(const char *dir, const lisa_manifest *m) {
     }
     if (t && k > 1) qsort(t, (size_t)k, sizeof *t, cmp_added);
     printf("%-22s %lld = %lld base + %d added:", "vocab", (long long)m->llm.vocab, (long long)(m->llm.vocab - k), k);
-    for (int i = 0; i < k; i++) printf(" %s=%lld", t[i].text, (long long)t[i].id);
+    for (int i = 0; i < k; i++)
+        printf(" %s=%lld", t[i].text, (long long)t[i].id);
     printf("\n");
     if (seg >= 0) {
         printf("%-22s %lld%s\n", "seg_token_id", (long long)seg,
@@ -169,7 +169,8 @@ int lisa_cmd_inspect(int argc, char **argv) {
     if (!config_only) {
         lisa_checkpoint_options opt = {.skip_crc = no_crc};
         if (lisa_checkpoint_open_ex(&ck, dir, &opt) != LISA_OK) {
-            fprintf(stderr, "lisa inspect: %s\n(use --config-only to plan from config.json alone)\n", lisa_last_error());
+            fprintf(stderr, "lisa inspect: %s\n(use --config-only to plan from config.json alone)\n",
+                    lisa_last_error());
             return 1;
         }
     }
@@ -220,16 +221,19 @@ int lisa_cmd_inspect(int argc, char **argv) {
 
     /* tensors and parameters */
     int64_t n_req = 0, n_opt = 0;
-    for (int64_t i = 0; i < m.n_entries; i++) *(m.entries[i].optional ? &n_opt : &n_req) += 1;
+    for (int64_t i = 0; i < m.n_entries; i++)
+        *(m.entries[i].optional ? &n_opt : &n_req) += 1;
     if (ck) {
         int32_t nf = lisa_checkpoint_file_count(ck);
-        printf("%-22s %lld in %d file%s (%s)\n", "tensors", (long long)lisa_checkpoint_count(ck), nf, nf == 1 ? "" : "s",
+        printf("%-22s %lld in %d file%s (%s)\n", "tensors", (long long)lisa_checkpoint_count(ck), nf,
+               nf == 1 ? "" : "s",
                lisa_checkpoint_file_format(ck, 0) == LISA_CKPT_TORCH_BIN ? "PyTorch .bin" : "safetensors");
     } else {
-        printf("%-22s %lld expected (%lld used by inference + %lld stored but unused, e.g. rotary inv_freq)\n", "tensors",
-               (long long)(n_req + n_opt), (long long)n_req, (long long)n_opt);
+        printf("%-22s %lld expected (%lld used by inference + %lld stored but unused, e.g. rotary inv_freq)\n",
+               "tensors", (long long)(n_req + n_opt), (long long)n_req, (long long)n_opt);
     }
-    static const lisa_mf_part parts[] = {LISA_PART_LLM, LISA_PART_PROJECTOR, LISA_PART_FCS, LISA_PART_SAM, LISA_PART_CLIP};
+    static const lisa_mf_part parts[] = {LISA_PART_LLM, LISA_PART_PROJECTOR, LISA_PART_FCS, LISA_PART_SAM,
+                                         LISA_PART_CLIP};
     uint64_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         uint64_t n = lisa_manifest_numel(&m, parts[i], true);
@@ -253,7 +257,8 @@ int lisa_cmd_inspect(int argc, char **argv) {
                 const lisa_manifest_entry *e = &m.entries[i];
                 if (e->released != (lisa_dtype)dt || (e->optional && e->part == LISA_PART_LLM)) continue;
                 uint64_t n = 1;
-                for (int d = 0; d < e->n_dims; d++) n *= (uint64_t)e->shape[d];
+                for (int d = 0; d < e->n_dims; d++)
+                    n *= (uint64_t)e->shape[d];
                 b += n * lisa_dtype_size((lisa_dtype)dt);
             }
         }
@@ -271,8 +276,8 @@ int lisa_cmd_inspect(int argc, char **argv) {
             printf("%-22s all %lld expected tensors present with the right shapes\n", "check", (long long)n_req);
         } else {
             printf("%-22s %lld missing, %lld wrong shape, %lld wrong dtype, %lld unexpected:\n%s", "check",
-                   (long long)rep.n_missing, (long long)rep.n_shape, (long long)rep.n_dtype, (long long)rep.n_unexpected,
-                   rep.text ? rep.text : "");
+                   (long long)rep.n_missing, (long long)rep.n_shape, (long long)rep.n_dtype,
+                   (long long)rep.n_unexpected, rep.text ? rep.text : "");
             rc = 1;
         }
         lisa_manifest_report_free(&rep);
@@ -283,7 +288,8 @@ int lisa_cmd_inspect(int argc, char **argv) {
         const lisa_llm_dims *l = &m.llm;
         double B = (double)batch, T = (double)context, C = (double)l->hidden, I = (double)l->intermediate;
         double kv_dim = (double)(l->n_kv_heads * l->head_dim), V = (double)l->vocab;
-        double llm_w = (double)(device_bytes(&m, LISA_PART_LLM, -1) + device_bytes(&m, LISA_PART_PROJECTOR, -1)) / (double)tp;
+        double llm_w =
+            (double)(device_bytes(&m, LISA_PART_LLM, -1) + device_bytes(&m, LISA_PART_PROJECTOR, -1)) / (double)tp;
         double other_w = (double)(device_bytes(&m, LISA_PART_FCS, -1) + device_bytes(&m, LISA_PART_SAM, -1));
         double clip_w = 0, a_clip = 0;
         if (m.family == LISA_FAMILY_LISA) {
@@ -292,13 +298,15 @@ int lisa_cmd_inspect(int argc, char **argv) {
             if (clip_dir) {
                 cs = lisa_manifest_from_dir(&cm, clip_dir, NULL);
             } else {
-                cJSON *c = cJSON_Parse("{\"model_type\":\"clip_vision_model\",\"hidden_size\":1024,\"intermediate_size\":"
-                                       "4096,\"num_hidden_layers\":24,\"image_size\":224,\"patch_size\":14}");
+                cJSON *c =
+                    cJSON_Parse("{\"model_type\":\"clip_vision_model\",\"hidden_size\":1024,\"intermediate_size\":"
+                                "4096,\"num_hidden_layers\":24,\"image_size\":224,\"patch_size\":14}");
                 cs = lisa_manifest_build(&cm, c, "openai/clip-vit-large-patch14 (defaults)", NULL);
                 cJSON_Delete(c);
             }
             if (cs != LISA_OK || cm.family != LISA_FAMILY_CLIP) {
-                fprintf(stderr, "lisa inspect: %s\n", cs != LISA_OK ? lisa_last_error() : "--clip: not a CLIP directory");
+                fprintf(stderr, "lisa inspect: %s\n",
+                        cs != LISA_OK ? lisa_last_error() : "--clip: not a CLIP directory");
                 if (cs == LISA_OK) lisa_manifest_free(&cm);
                 lisa_manifest_free(&m);
                 lisa_checkpoint_close(ck);
@@ -326,8 +334,9 @@ int lisa_cmd_inspect(int argc, char **argv) {
             a_dec = B * (4 * N * (double)s->dec_dim * 4 + 32 * up * up * 4 + (double)(s->img * s->img) * 4);
         }
         double act = a_llm + a_sam + a_clip + a_dec, w = llm_w + other_w + clip_w;
-        printf("%-22s %llu bytes per token  (2 x %lld layers x %lld kv heads x %lld head_dim x 2 B, bf16)\n", "kv_cache",
-               (unsigned long long)kv_token, (long long)l->n_layers, (long long)l->n_kv_heads, (long long)l->head_dim);
+        printf("%-22s %llu bytes per token  (2 x %lld layers x %lld kv heads x %lld head_dim x 2 B, bf16)\n",
+               "kv_cache", (unsigned long long)kv_token, (long long)l->n_layers, (long long)l->n_kv_heads,
+               (long long)l->head_dim);
         printf("%-22s batch %lld, context %lld, tp %lld (per device; see `lisa inspect --help` for the model)\n",
                "memory", (long long)batch, (long long)context, (long long)tp);
         char g[6][32];

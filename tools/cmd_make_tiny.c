@@ -1,5 +1,6 @@
 /* tools/cmd_make_tiny.c — `lisa make-tiny`: a random-weight LISA checkpoint in the published layout
  * (models/tiny.h does the work). */
+#include "cli_args.h"
 #include "lisa.h"
 #include "models/tiny.h"
 #include "tools/commands.h"
@@ -43,15 +44,6 @@ static void usage(FILE *f) {
             d.sam_embed, d.sam_depth, d.sam_heads, d.sam_window, d.sam_global[0], d.sam_global[1], d.out_dim);
 }
 
-static bool parse_i64(const char *s, long long lo, long long hi, long long *out) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
 static bool parse_list(const char *s, int32_t *out, int32_t cap, int32_t *n) {
     *n = 0;
     if (!*s) return true; /* "" = no global blocks */
@@ -59,8 +51,8 @@ static bool parse_list(const char *s, int32_t *out, int32_t cap, int32_t *n) {
     if (strlen(s) >= sizeof buf) return false;
     strcpy(buf, s);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        long long v;
-        if (*n == cap || !parse_i64(tok, 0, 1 << 20, &v)) return false;
+        int64_t v;
+        if (*n == cap || !cli_parse_i64(tok, 0, 1 << 20, &v)) return false;
         out[(*n)++] = (int32_t)v;
     }
     return true;
@@ -82,7 +74,7 @@ int lisa_cmd_make_tiny(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const bool has = i + 1 < argc;
-        long long v;
+        int64_t v;
         bool matched = false;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -91,7 +83,7 @@ int lisa_cmd_make_tiny(int argc, char **argv) {
         for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
             if (strcmp(a, dims[k].flag)) continue;
             matched = true;
-            if (!has || !parse_i64(argv[++i], 0, 1 << 30, &v)) {
+            if (!has || !cli_parse_i64(argv[++i], 0, 1 << 30, &v)) {
                 fprintf(stderr, "lisa make-tiny: %s needs a non-negative integer\n", a);
                 return 2;
             }
@@ -101,7 +93,7 @@ int lisa_cmd_make_tiny(int argc, char **argv) {
         if (!strcmp(a, "--out") && has) {
             out = argv[++i];
         } else if (!strcmp(a, "--seed") && has) {
-            if (!parse_i64(argv[++i], 0, (long long)(~0ull >> 1), &v)) {
+            if (!cli_parse_i64(argv[++i], 0, INT64_MAX, &v)) {
                 fprintf(stderr, "lisa make-tiny: --seed needs a non-negative integer\n");
                 return 2;
             }
@@ -111,7 +103,7 @@ int lisa_cmd_make_tiny(int argc, char **argv) {
         } else if (!strcmp(a, "--tokenizer-model") && has) {
             p.sp_model = argv[++i];
         } else if (!strcmp(a, "--max-shard-bytes") && has) {
-            if (!parse_i64(argv[++i], 1, (long long)(~0ull >> 1), &v)) {
+            if (!cli_parse_i64(argv[++i], 1, INT64_MAX, &v)) {
                 fprintf(stderr, "lisa make-tiny: --max-shard-bytes needs a positive integer\n");
                 return 2;
             }

@@ -2,6 +2,7 @@
  * The embeddings come from a safetensors file holding `text_embeds` F32 [N, 1, D] or [N, D]
  * (D = SAM's prompt dim, LISA's out_dim); one mask per embedding, named as in `lisa segment`
  * (mask.png, mask_1.png, ...). Exit: 0 ok, 1 runtime failure, 2 usage error. */
+#include "cli_args.h"
 #include "lisa.h"
 #include "loader/checkpoint.h"
 #include "loader/image.h"
@@ -96,14 +97,10 @@ int lisa_cmd_sam(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (!strcmp(a, "--threads") && has) {
-            char *end = NULL;
-            errno = 0;
-            long v = strtol(argv[++i], &end, 10);
-            if (errno || !*argv[i] || *end || v < 0 || v > 4096) {
+            if (!cli_parse_int(argv[++i], 0, 4096, &threads)) {
                 fprintf(stderr, "lisa sam: --threads needs an integer >= 0\n");
                 return 2;
             }
-            threads = (int)v;
         } else {
             fprintf(stderr, "lisa sam: unknown or incomplete option '%s'\n\n", a);
             usage(stderr);

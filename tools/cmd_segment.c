@@ -8,6 +8,7 @@
  * 50 % red tint, as PNG. Every file is written atomically; if any write fails the files written so
  * far are removed. With no [SEG] in the answer no file is written (exit 0).
  * Exit: 0 ok, 1 runtime failure (the library's message on stderr), 2 usage error. */
+#include "cli_args.h"
 #include "lisa.h"
 #include "loader/image.h"
 #include "runtime/result_json.h"
@@ -38,15 +39,6 @@ static void usage(FILE *f) {
                "  --threads N          CPU threads (default: all cores)\n"
                "  --tp N               tensor parallelism over N MPI ranks (mpirun -np N lisa segment --tp N ...);\n"
                "                       rank 0 writes the outputs\n");
-}
-
-static bool parse_int(const char *s, int lo, int hi, int *out) {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = (int)v;
-    return true;
 }
 
 static int fail(const char *what, lisa_status s) {
@@ -82,32 +74,26 @@ int lisa_cmd_segment(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (!strcmp(a, "--max-new-tokens") && has) {
-            if (!parse_int(argv[++i], 1, 1 << 20, &v)) {
+            if (!cli_parse_int(argv[++i], 1, 1 << 20, &v)) {
                 fprintf(stderr, "lisa segment: --max-new-tokens needs a positive integer\n");
                 return 2;
             }
             sp.max_new_tokens = v;
         } else if (!strcmp(a, "--tp") && has) {
-            if (!parse_int(argv[++i], 1, 4096, &v)) {
+            if (!cli_parse_int(argv[++i], 1, 4096, &v)) {
                 fprintf(stderr, "lisa segment: --tp needs an integer >= 1\n");
                 return 2;
             }
             mp.tensor_parallel = v;
         } else if (!strcmp(a, "--threads") && has) {
-            if (!parse_int(argv[++i], 0, 4096, &v)) {
+            if (!cli_parse_int(argv[++i], 0, 4096, &v)) {
                 fprintf(stderr, "lisa segment: --threads needs an integer >= 0\n");
                 return 2;
             }
             mp.n_threads = v;
         } else if (!strcmp(a, "--backend") && has) {
             const char *b = argv[++i];
-            if (!strcmp(b, "cpu"))
-                mp.backend = LISA_BACKEND_CPU;
-            else if (!strcmp(b, "auto"))
-                mp.backend = LISA_BACKEND_AUTO;
-            else if (!strcmp(b, "cuda"))
-                mp.backend = LISA_BACKEND_CUDA;
-            else {
+            if (!cli_parse_backend(b, &mp.backend)) {
                 fprintf(stderr, "lisa segment: --backend must be cpu, cuda or auto (got '%s')\n", b);
                 return 2;
             }

@@ -2,6 +2,7 @@
  * SIGINT, then shuts down gracefully (server/server.h): no new connections, every request already
  * received is answered, exit 0.
  * Exit: 0 after a clean shutdown, 1 runtime failure (model, port), 2 usage error. */
+#include "cli_args.h"
 #include "lisa.h"
 #include "tools/commands.h"
 
@@ -63,27 +64,18 @@ static void on_stop_signal(int sig) {
     (void)n;
 }
 
-static bool parse_ll(const char *s, long long lo, long long hi, long long *out) {
-    char *end = NULL;
-    errno = 0;
-    const long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
 int lisa_cmd_serve(int argc, char **argv) {
     const char *model_dir = NULL;
     lisa_model_params mp = lisa_model_default_params();
     lisa_server_options o = lisa_server_default_options();
     /* the integer options: parsed into these, range-checked, assigned after the loop */
-    long long port = o.port, max_body = o.max_body_bytes, max_pixels = o.max_image_pixels,
-              max_qtok = o.max_query_tokens, max_qbytes = o.max_query_bytes, max_new = o.max_new_tokens,
-              max_queue = o.engine.max_queue, max_conn = o.max_connections, max_batch = o.engine.max_batch, kv_mib = 0,
-              workers = o.engine.n_workers, threads = mp.n_threads;
+    int64_t port = o.port, max_body = o.max_body_bytes, max_pixels = o.max_image_pixels, max_qtok = o.max_query_tokens,
+            max_qbytes = o.max_query_bytes, max_new = o.max_new_tokens, max_queue = o.engine.max_queue,
+            max_conn = o.max_connections, max_batch = o.engine.max_batch, kv_mib = 0, workers = o.engine.n_workers,
+            threads = mp.n_threads;
     const struct {
         const char *flag;
-        long long lo, hi, *v;
+        int64_t lo, hi, *v;
     } ints[] = {
         {"--port", 0, 65535, &port},
         {"--max-body-bytes", 1, 1ll << 40, &max_body},
@@ -124,13 +116,7 @@ int lisa_cmd_serve(int argc, char **argv) {
             o.timeout_s = t;
         } else if (!strcmp(a, "--backend") && has) {
             const char *b = argv[++i];
-            if (!strcmp(b, "cpu"))
-                mp.backend = LISA_BACKEND_CPU;
-            else if (!strcmp(b, "cuda"))
-                mp.backend = LISA_BACKEND_CUDA;
-            else if (!strcmp(b, "auto"))
-                mp.backend = LISA_BACKEND_AUTO;
-            else {
+            if (!cli_parse_backend(b, &mp.backend)) {
                 fprintf(stderr, "lisa serve: --backend must be cpu, cuda or auto (got '%s')\n", b);
                 return 2;
             }
@@ -143,9 +129,9 @@ int lisa_cmd_serve(int argc, char **argv) {
                 usage(stderr);
                 return 2;
             }
-            if (!parse_ll(argv[++i], ints[k].lo, ints[k].hi, ints[k].v)) {
-                fprintf(stderr, "lisa serve: %s needs an integer in %lld..%lld (got '%s')\n", a, ints[k].lo, ints[k].hi,
-                        argv[i]);
+            if (!cli_parse_i64(argv[++i], ints[k].lo, ints[k].hi, ints[k].v)) {
+                fprintf(stderr, "lisa serve: %s needs an integer in %lld..%lld (got '%s')\n", a, (long long)ints[k].lo,
+                        (long long)ints[k].hi, argv[i]);
                 return 2;
             }
         }
