@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config git        # toolchain
-  libopenblas-dev                             # CPU sgemm (kernels/cpu)
+  libopenblas-openmp-dev                      # CPU sgemm (kernels/cpu); the OpenMP build: FindOpenBLASLib.cmake says why
   libcjson-dev                                # JSON: configs, safetensors headers, CLI I/O
   libcriterion-dev                            # unit tests
   libpng-dev libjpeg62-turbo-dev zlib1g-dev   # image decode/encode; zlib: .bin deflate + CRC-32

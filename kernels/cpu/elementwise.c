@@ -36,8 +36,8 @@ static lisa_status binary(lisa_backend *be, const char *op, bin_kind kind, lisa_
         ok = bd == ad || bd == 1;
     }
     if (!ok)
-        return lisa_fail(LISA_ERR_SHAPE, "%s: b %s does not broadcast to a %s", op, lisa_tensor_shape_str(b, s1, sizeof s1),
-                         lisa_tensor_shape_str(a, s2, sizeof s2));
+        return lisa_fail(LISA_ERR_SHAPE, "%s: b %s does not broadcast to a %s", op,
+                         lisa_tensor_shape_str(b, s1, sizeof s1), lisa_tensor_shape_str(a, s2, sizeof s2));
     LISA_TRY(check_alias(op, "a", y, a));
     LISA_TRY(check_alias(op, "b", y, b));
     if (lisa_tensor_numel(y) == 0) return LISA_OK;
@@ -60,9 +60,11 @@ static lisa_status binary(lisa_backend *be, const char *op, bin_kind kind, lisa_
         const float *br = bd + i0 * bs[0] + i1 * bs[1] + i2 * bs[2];
         float *yr = yd + r * w;
         if (kind == BIN_ADD)
-            for (int64_t i = 0; i < w; i++) yr[i] = ar[i * as[3]] + br[i * bs[3]];
+            for (int64_t i = 0; i < w; i++)
+                yr[i] = ar[i * as[3]] + br[i * bs[3]];
         else
-            for (int64_t i = 0; i < w; i++) yr[i] = ar[i * as[3]] * br[i * bs[3]];
+            for (int64_t i = 0; i < w; i++)
+                yr[i] = ar[i * as[3]] * br[i * bs[3]];
     }
     return LISA_OK;
 }
@@ -90,7 +92,8 @@ lisa_status lisa_cpu_scale(lisa_backend *be, lisa_tensor *y, const lisa_tensor *
     float *yd = y->data;
     const int64_t n = lisa_tensor_numel(x);
     LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n))
-    for (int64_t i = 0; i < n; i++) yd[i] = xd[i] * s + c; /* two F32 roundings (no FMA) */
+    for (int64_t i = 0; i < n; i++)
+        yd[i] = xd[i] * s + c; /* two F32 roundings (no FMA) */
     return LISA_OK;
 }
 
@@ -117,7 +120,7 @@ lisa_status lisa_cpu_quick_gelu(lisa_backend *be, lisa_tensor *y, const lisa_ten
     LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n * 8))
     for (int64_t i = 0; i < n; i++) {
         double v = xd[i];
-        yd[i] = (float)(v / (1.0 + exp(-1.702 * v)));
+        yd[i] = (float)(v / (1.0 + lisa_cpu_exp(-1.702 * v)));
     }
     return LISA_OK;
 }
@@ -152,7 +155,7 @@ lisa_status lisa_cpu_silu_mul(lisa_backend *be, lisa_tensor *y, const lisa_tenso
     for (int64_t i = 0; i < n; i++) {
         double g = gd[i];
         /* silu rounded to F32 first, then the product, as PyTorch evaluates act(gate) * up */
-        float silu = (float)(g / (1.0 + exp(-g)));
+        float silu = (float)(g / (1.0 + lisa_cpu_exp(-g)));
         yd[i] = silu * ud[i];
     }
     return LISA_OK;

@@ -8,6 +8,7 @@
 #include "kernels/cpu/cpu.h"
 
 #include <math.h>
+#include <string.h>
 
 static lisa_status check_alias(const char *op, const lisa_tensor *y, const lisa_tensor *x) {
     if (y->data == x->data) return LISA_OK; /* in-place: both contiguous and the same shape (checked) */
@@ -63,9 +64,11 @@ lisa_status lisa_cpu_layernorm(lisa_backend *be, lisa_tensor *y, const lisa_tens
             const float *xr = xd + r * C;
             float *yr = yd + r * C;
             double sum = 0, sq = 0;
-            for (int64_t c = 0; c < C; c++) sum += xr[c];
+            for (int64_t c = 0; c < C; c++)
+                sum += xr[c];
             const double mean = sum / (double)C;
-            for (int64_t c = 0; c < C; c++) sq += (xr[c] - mean) * (xr[c] - mean);
+            for (int64_t c = 0; c < C; c++)
+                sq += (xr[c] - mean) * (xr[c] - mean);
             const double rstd = 1.0 / sqrt(sq / (double)C + (double)eps);
             for (int64_t c = 0; c < C; c++) {
                 double v = (xr[c] - mean) * rstd;
@@ -107,19 +110,24 @@ lisa_status lisa_cpu_layernorm2d(lisa_backend *be, lisa_tensor *y, const lisa_te
             const float *xb = xd + bi * C * P + p0;
             float *yb = yd + bi * C * P + p0;
             double mean[PB], rstd[PB];
-            for (int64_t p = 0; p < np; p++) mean[p] = 0, rstd[p] = 0;
+            for (int64_t p = 0; p < np; p++)
+                mean[p] = 0, rstd[p] = 0;
             for (int64_t c = 0; c < C; c++)
-                for (int64_t p = 0; p < np; p++) mean[p] += xb[c * P + p];
-            for (int64_t p = 0; p < np; p++) mean[p] /= (double)C;
+                for (int64_t p = 0; p < np; p++)
+                    mean[p] += xb[c * P + p];
+            for (int64_t p = 0; p < np; p++)
+                mean[p] /= (double)C;
             for (int64_t c = 0; c < C; c++)
                 for (int64_t p = 0; p < np; p++) {
                     double d = xb[c * P + p] - mean[p];
                     rstd[p] += d * d;
                 }
-            for (int64_t p = 0; p < np; p++) rstd[p] = 1.0 / sqrt(rstd[p] / (double)C + (double)eps);
+            for (int64_t p = 0; p < np; p++)
+                rstd[p] = 1.0 / sqrt(rstd[p] / (double)C + (double)eps);
             for (int64_t c = 0; c < C; c++) {
                 const double gc = gv ? gv[c] : 1.0, bc = bv ? bv[c] : 0.0;
-                for (int64_t p = 0; p < np; p++) yb[c * P + p] = (float)((xb[c * P + p] - mean[p]) * rstd[p] * gc + bc);
+                for (int64_t p = 0; p < np; p++)
+                    yb[c * P + p] = (float)((xb[c * P + p] - mean[p]) * rstd[p] * gc + bc);
             }
         }
     }
@@ -147,7 +155,8 @@ lisa_status lisa_cpu_rmsnorm(lisa_backend *be, lisa_tensor *y, const lisa_tensor
             const float *xr = xd + r * C;
             float *yr = yd + r * C;
             double sq = 0;
-            for (int64_t c = 0; c < C; c++) sq += (double)xr[c] * xr[c];
+            for (int64_t c = 0; c < C; c++)
+                sq += (double)xr[c] * xr[c];
             const float var = (float)(sq / (double)C);
             const float rs = (float)(1.0 / sqrt((double)(var + eps)));
             for (int64_t c = 0; c < C; c++) {
@@ -160,7 +169,51 @@ lisa_status lisa_cpu_rmsnorm(lisa_backend *be, lisa_tensor *y, const lisa_tensor
     return st;
 }
 
-/* Softmax over the last dim, max-subtracted, exp and sum in double. Like torch.softmax, a row
+/* The sum runs over 4 interleaved partial sums (a fixed order: the result depends only on the
+ * row, never on threads or batch). */
+static inline __attribute__((always_inline)) void softmax_row_body(float *s, int64_t n_vis, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n_vis; j++)
+        if (s[j] > mx) mx = s[j];
+    const double mxd = mx;
+    for (int64_t j = 0; j < n_vis; j++)
+        s[j] = (float)lisa_cpu_exp((double)s[j] - mxd);
+    double part[4] = {0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 4 <= n_vis; j += 4)
+        for (int k = 0; k < 4; k++)
+            part[k] += s[j + k];
+    for (; j < n_vis; j++)
+        part[0] += s[j];
+    const double inv = 1.0 / ((part[0] + part[1]) + (part[2] + part[3]));
+    for (j = 0; j < n_vis; j++)
+        s[j] = (float)(s[j] * inv);
+    for (j = n_vis; j < n; j++)
+        s[j] = 0.0f;
+}
+
+/* Built twice on x86-64, for AVX2 and for the baseline, picked per call by a CPU check: the exp
+ * loop is most of attention's non-GEMM time and AVX2 doubles its width. Both compute the same
+ * bits: no FMA contraction (-ffp-contract=off; target avx2 does not enable FMA) and the vectorizer
+ * reorders nothing. (Not target_clones: GCC 12 exports its ifunc resolver from liblisa.so.) */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static void softmax_row_avx2(float *s, int64_t n_vis, int64_t n) {
+    softmax_row_body(s, n_vis, n);
+}
+#endif
+
+void lisa_cpu_softmax_row(float *s, int64_t n_vis, int64_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2")) {
+        softmax_row_avx2(s, n_vis, n);
+        return;
+    }
+#endif
+    softmax_row_body(s, n_vis, n);
+}
+
+/* Softmax over the last dim, max-subtracted, exp in double rounded to F32, sum in double
+ * (lisa_cpu_softmax_row). Like torch.softmax, a row
  * whose maximum is −inf (all −inf) or +inf, or that holds a NaN, comes out all NaN
  * (exp(−inf − (−inf)) = exp(NaN)). */
 lisa_status lisa_cpu_softmax(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x) {
@@ -173,25 +226,21 @@ lisa_status lisa_cpu_softmax(lisa_backend *be, lisa_tensor *y, const lisa_tensor
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
         float *yr = yd + r * C;
-        double mx = -INFINITY, sum = 0;
+        double mx = -INFINITY;
         bool has_nan = false;
         for (int64_t c = 0; c < C; c++) {
             if (xr[c] > mx) mx = xr[c];
             has_nan |= isnan(xr[c]);
         }
         if (has_nan || isinf(mx)) {
-            for (int64_t c = 0; c < C; c++) yr[c] = NAN;
+            for (int64_t c = 0; c < C; c++)
+                yr[c] = NAN;
             continue;
         }
-        /* yr holds exp(x − max) rounded to F32 until the division (in-place safe: x[c] is read
-         * before y[c] is written). */
-        for (int64_t c = 0; c < C; c++) {
-            double e = exp((double)xr[c] - mx);
-            sum += e;
-            yr[c] = (float)e;
-        }
-        const double inv = 1.0 / sum;
-        for (int64_t c = 0; c < C; c++) yr[c] = (float)(yr[c] * inv);
+        /* the row's exp(x − max) rounded to F32, then the division; the same code as attention's
+         * softmax (in-place safe: the copy is skipped when y is x) */
+        if (yr != xr) memcpy(yr, xr, (size_t)C * sizeof *yr);
+        lisa_cpu_softmax_row(yr, C, C);
     }
     return LISA_OK;
 }
