@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The README's first command: installs the dependencies, builds the engine (Release), writes a tiny
-# random-weight LISA checkpoint and runs `lisa segment` on the bundled photographs
-# (tests/data/images: CC0 / public domain, see its README.md).
+# random-weight LISA checkpoint, runs `lisa segment` on the bundled photographs (tests/data/images:
+# CC0 / public domain, see its README.md), then annotates all of them as a dataset with
+# `lisa annotate` (the batching engine: the main job).
 #
 # Everything lands in demo-out/ (or $DEMO_OUT):
 #   tiny-lisa/                      the checkpoint (xinlai/LISA-7B-v1 layout, vision tower inside)
 #   <photo>_mask.png                the [SEG] mask, 0/255 gray
 #   <photo>_overlay.png             the photo with the mask tinted red (as LISA's chat.py draws it)
 #   chelsea.json                    `lisa segment --json` output (answer, token ids, COCO RLE mask)
+#   annotations.jsonl               `lisa annotate` records, one per (image, query), masks as COCO RLE
+#   annotations/                    their masks and overlays (<image>_q0.png, <image>_q0_overlay.png)
 #
 # The tiny model has random weights, shaped only so that it answers "Sure, [SEG] ." to anything:
 # its masks are meaningless. To run a real checkpoint, see README.md ("Running a real checkpoint").
@@ -22,7 +25,8 @@ cmake --build "$BUILD_DIR" -j"$(nproc)" --target lisa_cli
 LISA="$BUILD_DIR/bin/lisa"
 
 mkdir -p "$OUT"
-rm -rf "$OUT/tiny-lisa" # this script's own checkpoint from an earlier run
+# this script's own outputs from an earlier run (annotate would resume the old run otherwise)
+rm -rf "$OUT/tiny-lisa" "$OUT/annotations" "$OUT/annotations.jsonl"
 "$LISA" make-tiny --out "$OUT/tiny-lisa"
 echo
 
@@ -44,9 +48,17 @@ done
 "$LISA" segment --model "$OUT/tiny-lisa" --image tests/data/images/chelsea.png \
   --query "Can you segment the cat in this image?" --json > "$OUT/chelsea.json"
 
+echo "== lisa annotate: every photo in tests/data/images as one dataset (continuous batching)"
+"$LISA" annotate --model "$OUT/tiny-lisa" --images tests/data/images \
+  --query "What is the main object in this image? Please output segmentation mask." \
+  --out "$OUT/annotations.jsonl" --masks-dir "$OUT/annotations" --overlays --max-new-tokens 32
+echo "$(($(wc -l < "$OUT/annotations.jsonl") - 1)) records in $OUT/annotations.jsonl (line 1 is the run header)"
+echo
+
 cat <<EOF
 Done. Masks and overlays are in $(cd "$OUT" && pwd)/ (*_mask.png, *_overlay.png; chelsea.json
-holds the --json output with the mask as COCO RLE).
+holds the --json output with the mask as COCO RLE); the annotation run's records are in
+annotations.jsonl and its masks and overlays in annotations/.
 
 These masks are MEANINGLESS: the tiny checkpoint has random weights (only its answer is shaped).
 With a real LISA checkpoint (see README.md, "Running a real checkpoint"):
