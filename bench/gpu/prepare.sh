@@ -52,7 +52,9 @@ stage_lib libcjson.so
 stage_hdr /usr/include/png.h /usr/include/pngconf.h /usr/include/pnglibconf.h /usr/include/zlib.h /usr/include/zconf.h \
           /usr/include/jpeglib.h /usr/include/jerror.h /usr/include/jmorecfg.h /usr/include/x86_64-linux-gnu/jconfig.h \
           /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h \
-          /usr/include/x86_64-linux-gnu/openblas-pthread/openblas_config.h
+          /usr/include/x86_64-linux-gnu/openblas-pthread/openblas_config.h \
+          /usr/include/x86_64-linux-gnu/openblas-openmp/cblas.h \
+          /usr/include/x86_64-linux-gnu/openblas-openmp/openblas_config.h
 stage_lib libpng16.so
 stage_lib libz.so
 stage_lib libjpeg.so
