@@ -89,7 +89,8 @@ static inline int64_t lisa_cpu_offset(const lisa_tensor *t, const int64_t *idx) 
 }
 
 /* Threads for a loop of about `work` element-operations (a transcendental counts ~8): 1 below
- * LISA_CPU_MIN_PARALLEL_WORK (~2 ms of serial work). OpenBLAS's worker threads keep spinning for
+ * LISA_CPU_MIN_PARALLEL_WORK (~2 ms of serial work). With OpenBLAS's pthread build (the fallback;
+ * the OpenMP build is preferred, FindOpenBLASLib.cmake) its worker threads keep spinning for
  * up to ~0.1 s after every sgemm; an OpenMP team started meanwhile shares cores with them, and
  * one preempted member stalls the whole short region for a scheduler quantum. Measured on 2 cores:
  * SAM window attention (per-head softmax regions of ~0.3 ms) ran 5-25x slower with a parallel
