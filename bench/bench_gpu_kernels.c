@@ -22,8 +22,8 @@ int main(void) {
 #else
 
 #include "kernels/cuda/cuda.h"
-#include "runtime/error.h"
-#include "runtime/half.h"
+#include "core/error.h"
+#include "core/half.h"
 
 #include <cuda_runtime_api.h>
 #include <math.h>

@@ -47,9 +47,9 @@ int main(void) {
 #else
 
 #include "kernels/cuda/cuda.h"
-#include "models/lisa.h"
+#include "models/lisa_model.h"
 #include "models/tiny.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "runtime/kv_cache.h"
 
 #include <ftw.h>
@@ -218,7 +218,7 @@ static void bench_sam(int64_t B) {
 #define MAX_SEQ 16
 
 /* The LLaMA benchmark's plan: owns the host arrays pos/slots/ids/idx and the sequences' page tables
- * (bench_llm frees them); borrows the pool. Pinned (lisa_cuda_host_alloc), struct included, because
+ * (bench_llm frees them); borrows the pool. Pinned (the backend's host_alloc), struct included, because
  * the CUDA-graph replays read the plan arrays and write `next`. */
 typedef struct llm_ctx {
     lisa_kv_pool *pool;
@@ -281,7 +281,7 @@ static void *pinned(size_t bytes) {
     if (self_test)
         p = calloc(1, bytes);
     else
-        check(lisa_cuda_host_alloc(bytes, &p), "pinned memory");
+        check(be->host_alloc(be, bytes, &p), "pinned memory");
     memset(p, 0, bytes);
     return p;
 }
@@ -290,18 +290,18 @@ static void pinned_free(void *p) {
     if (self_test)
         free(p);
     else
-        lisa_cuda_host_free(p);
+        be->host_free(be, p);
 }
 
 /* median ms per decode step over n steps after warm ones, graph != NULL: replays */
-static double decode_steps(stage *st, llm_ctx *c, int32_t nb, int32_t first_pos, lisa_cuda_graph *graph, int n) {
+static double decode_steps(stage *st, llm_ctx *c, int32_t nb, int32_t first_pos, lisa_backend_graph *graph, int n) {
     double t[64];
     for (int i = 0; i < warm + n; i++) {
         plan(c, 0, nb, false, first_pos + i);
         double dt;
         if (graph) {
             const double t0 = now_ms();
-            check(lisa_cuda_graph_launch(be, graph), "graph launch");
+            check(be->graph_launch(be, graph), "graph launch");
             check(be->synchronize(be), "synchronize");
             dt = now_ms() - t0;
         } else {
@@ -351,10 +351,10 @@ static void bench_llm(void) {
         stage_init(&st, llm_graph, c);
         const double eager = decode_steps(&st, c, bs[k], CTX, NULL, n_dec);
         double graphed = NAN;
-        lisa_cuda_graph *graph = NULL;
+        lisa_backend_graph *graph = NULL;
         if (!self_test) {
             plan(c, 0, bs[k], false, CTX + n_dec + warm);
-            lisa_status s = lisa_cuda_capture_begin(be, lc->max_pos);
+            lisa_status s = be->graph_capture_begin(be, lc->max_pos);
             if (s == LISA_OK) {
                 lisa_arena_reset(&st.act, 0);
                 lisa_arena_reset(&st.meta, 0);
@@ -363,15 +363,15 @@ static void bench_llm(void) {
                 st.fn(&g, st.ctx);
                 s = g.status;
                 if (s == LISA_OK)
-                    s = lisa_cuda_capture_end(be, &graph);
+                    s = be->graph_capture_end(be, &graph);
                 else
-                    lisa_cuda_capture_abort(be);
+                    be->graph_capture_abort(be);
             }
             if (s == LISA_OK)
                 graphed = decode_steps(&st, c, bs[k], CTX + n_dec + warm, graph, n_dec);
             else
                 fprintf(stderr, "decode batch %d: CUDA graph capture failed: %s\n", bs[k], lisa_last_error());
-            lisa_cuda_graph_free(graph);
+            if (graph) be->graph_free(be, graph);
         }
         const double best = isfinite(graphed) ? graphed : eager;
         printf("LLaMA-7B decode, batch %d at %d+ cached tokens: %.2f ms/step with a CUDA graph, %.2f op by op "

@@ -10,8 +10,8 @@
  * flush the caches; the table shows the median time.
  */
 #include "kernels/ops.h"
-#include "runtime/error.h"
-#include "runtime/half.h"
+#include "core/error.h"
+#include "core/half.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,9 +4,9 @@
  *
  *   ./build/bin/bench_preprocess [repeats]
  */
-#include "runtime/error.h"
-#include "runtime/preprocess.h"
-#include "runtime/tensor.h"
+#include "core/error.h"
+#include "models/preprocess.h"
+#include "core/tensor.h"
 
 #include <stdio.h>
 #include <stdlib.h>

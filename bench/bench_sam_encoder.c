@@ -7,7 +7,7 @@
  * which takes tens of seconds per image on 2 cores). --peak: the machine's peak GFLOP/s, to print %.
  * Weights come from lisa_tiny_write_sam (a temporary safetensors file, deleted afterwards).
  *
- * FLOP formula (runtime/flops.h, lisa_flops_sam_encoder; multiply-add = 2 FLOP; G = 64 grid, N = G² tokens, E embed, w window, Np = N padded
+ * FLOP formula (jobs/flops.h, lisa_flops_sam_encoder; multiply-add = 2 FLOP; G = 64 grid, N = G² tokens, E embed, w window, Np = N padded
  * to whole windows = (ceil(G/w)·w)², O = out_chans; norms, GELU, softmax, adds not counted):
  *   patch embed        2·N·E·(3·16·16)
  *   per block          qkv 2·T·E·3E + proj 2·T·E·E   (T = Np for windowed blocks: SAM partitions before
@@ -20,8 +20,8 @@
 #include "loader/image.h"
 #include "models/sam_predict.h"
 #include "models/tiny.h"
-#include "runtime/error.h"
-#include "runtime/flops.h"
+#include "core/error.h"
+#include "jobs/flops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +35,7 @@ typedef struct cfg {
     int runs;
 } cfg;
 
-/* the formula lives in runtime/flops.c (one implementation for this bench and `lisa bench`) */
+/* the formula lives in jobs/flops.c (one implementation for this bench and `lisa bench`) */
 static double encoder_gflop(const cfg *c) {
     lisa_sam_dims d = {.img = 1024, .patch = 16, .grid = 64, .embed = c->embed, .depth = c->depth,
                        .head_dim = c->embed / c->heads, .mlp = 4 * c->embed, .out_chans = c->out, .window = c->window};

@@ -7,8 +7,8 @@
  *   default: tests/data/tokenizer/llama-spm.model (run from the repository root), max 4 MiB.
  * MB/s = bytes of text / seconds of thread CPU time (best of 3 runs; CPU time so that a busy
  * machine does not distort it); ns per token for the stream. */
-#include "runtime/error.h"
-#include "runtime/tokenizer.h"
+#include "core/error.h"
+#include "models/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

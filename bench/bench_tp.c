@@ -1,5 +1,5 @@
 /* bench/bench_tp.c — what tensor parallelism costs on CPU ranks: the deterministic MPI all-reduce
- * (runtime/comm_mpi.c) at the message sizes TP sends, against the compute it would split.
+ * (kernels/comm_mpi.c) at the message sizes TP sends, against the compute it would split.
  *
  * usage: mpirun -np 2 --oversubscribe build/bin/bench_tp      (1 warm-up + 10 timed calls each)
  *
@@ -8,8 +8,8 @@
  * ViT-H (E = 1280): splitting SAM's heads (and MLP) Megatron-style would need 2 of those per block
  * per image. GB/s = message bytes / time (the algorithm moves ~2x that per rank). Prints, never
  * asserts. */
-#include "runtime/comm.h"
-#include "runtime/error.h"
+#include "kernels/comm.h"
+#include "core/error.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,9 +6,9 @@
 #ifndef LISA_KERNELS_OPS_H
 #define LISA_KERNELS_OPS_H
 
-#include "runtime/arena.h"
-#include "runtime/error.h"
-#include "runtime/tensor.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/tensor.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,6 +18,8 @@ extern "C" {
 #endif
 
 typedef struct lisa_backend lisa_backend;
+/* A step captured by a backend for replay (CUDA: an instantiated CUDA graph). Opaque. */
+typedef struct lisa_backend_graph lisa_backend_graph;
 
 /* Attention options (ops.def ATTENTION). All optional parts NULL/0 when unused. */
 typedef struct lisa_attn_params {
@@ -75,7 +77,29 @@ struct lisa_backend {
     lisa_status (*download)(lisa_backend *be, void *dst, const void *src, size_t bytes);
     lisa_status (*synchronize)(lisa_backend *be);
     void (*destroy)(lisa_backend *be);
+    /* Optional hooks, NULL where the backend has no such thing (the CPU backend has none); callers
+     * test lisa_backend_can_capture and fall back to running the step.
+     * Graph capture: record the launches of one step and replay them (what a capturable step must
+     * satisfy: kernels/cuda/cuda.h). While capturing, uploads/downloads must use host_alloc memory
+     * and split-KV attention plans for max_kv_keys keys. */
+    lisa_status (*graph_capture_begin)(lisa_backend *be, int64_t max_kv_keys);
+    lisa_status (*graph_capture_end)(lisa_backend *be, lisa_backend_graph **out); /* *out: graph_free */
+    void (*graph_capture_abort)(lisa_backend *be);                                /* a failed step */
+    lisa_status (*graph_launch)(lisa_backend *be, const lisa_backend_graph *g);   /* enqueue, no wait */
+    void (*graph_free)(lisa_backend *be, lisa_backend_graph *g);
+    /* Page-locked host memory (what captured copies may read and write). */
+    lisa_status (*host_alloc)(lisa_backend *be, size_t bytes, void **out);
+    void (*host_free)(lisa_backend *be, void *p);
+    /* The backend's compute stream as an opaque handle (CUDA: cudaStream_t) for communicators that
+     * order their collectives on it; NULL on the CPU. */
+    void *stream;
 };
+
+/* True when the backend can capture and replay steps (and so offers pinned host memory). */
+static inline bool lisa_backend_can_capture(const lisa_backend *be) {
+    return be->graph_capture_begin && be->graph_capture_end && be->graph_capture_abort && be->graph_launch &&
+           be->graph_free && be->host_alloc && be->host_free;
+}
 
 const char *lisa_op_name(lisa_op op);
 /* True when the backend implements op. */
@@ -85,6 +109,12 @@ void lisa_backend_free(lisa_backend *be);
 /* CPU reference backend (kernels/cpu). scratch_bytes = 0 picks a default (64 MiB); n_threads = 0
  * uses all cores. */
 lisa_status lisa_backend_cpu_create(lisa_backend **out, size_t scratch_bytes, int32_t n_threads);
+
+/* The backend a model asks for (kernels/backend.c): LISA_BACKEND_CPU, LISA_BACKEND_CUDA (device
+ * `device`; LISA_ERR_UNSUPPORTED when this build has no CUDA or the machine no GPU), or
+ * LISA_BACKEND_AUTO (CUDA when built and a device is present, else the CPU). n_threads: CPU
+ * threads (0 = all cores). Free with lisa_backend_free. */
+lisa_status lisa_backend_create(lisa_backend **out, int32_t kind, int32_t device, int32_t n_threads);
 
 lisa_status lisa_op_unsupported(const lisa_backend *be, const char *op);
 

@@ -13,7 +13,7 @@
 #ifndef LISA_LOADER_CHECKPOINT_H
 #define LISA_LOADER_CHECKPOINT_H
 
-#include "runtime/tensor.h"
+#include "core/tensor.h"
 
 #include <stdbool.h>
 #include <stddef.h>

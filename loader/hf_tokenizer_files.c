@@ -4,7 +4,7 @@
  * models/llama/tokenization_llama.py `LlamaTokenizer.__init__`. */
 #include "loader/hf_tokenizer_files.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

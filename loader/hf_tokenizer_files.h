@@ -15,7 +15,7 @@
  *   4. added_tokens.json {token: id}, sorted by id (stable, JSON order on ties; a repeated key
  *      keeps its first position and last value, like a Python dict).
  * Checking the ids against the vocabulary (consecutive from the SentencePiece size) is done by
- * runtime/tokenizer.c, which knows the vocabulary.
+ * models/tokenizer.c, which knows the vocabulary.
  */
 #ifndef LISA_LOADER_HF_TOKENIZER_FILES_H
 #define LISA_LOADER_HF_TOKENIZER_FILES_H

@@ -12,7 +12,7 @@
  */
 #include "loader/image.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <jpeglib.h>

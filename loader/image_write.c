@@ -6,7 +6,7 @@
  */
 #include "loader/image.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <png.h>

@@ -1,7 +1,7 @@
 /* loader/json.c */
 #include "loader/json.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  *      (format_float_short: repr uses exponent notation when decpt <= -4 or decpt > 16). */
 #include "loader/json_write.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <math.h>

@@ -6,7 +6,7 @@
  * Nothing is ever called: "calling" an allowed global (REDUCE) builds a record. */
 #include "loader/pickle.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <stdio.h>
 #include <stdlib.h>

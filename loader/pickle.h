@@ -28,7 +28,7 @@
 #ifndef LISA_LOADER_PICKLE_H
 #define LISA_LOADER_PICKLE_H
 
-#include "runtime/tensor.h"
+#include "core/tensor.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* loader/pickle_plain.c — see pickle_plain.h. Opcode meanings from CPython Lib/pickletools.py. */
 #include "loader/pickle_plain.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <math.h>

@@ -16,7 +16,7 @@
 #include "loader/pickle.h"
 #include "loader/zip.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <stdio.h>
 #include <stdlib.h>

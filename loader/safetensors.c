@@ -6,7 +6,7 @@
  * size, tensors may not overlap, and every failure names the file and the tensor/field. */
 #include "loader/checkpoint_impl.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <math.h>
@@ -204,106 +204,4 @@ lisa_status lisa_safetensors_parse(lisa_checkpoint *ck, int32_t file) {
     free(spans);
     cJSON_Delete(root);
     return s;
-}
-
-/* ---- writer --------------------------------------------------------------------------------- */
-
-static bool write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n; }
-
-lisa_status lisa_safetensors_write(const char *path, const lisa_st_write_item *items, int64_t n,
-                                   const char *const *meta_kv, int32_t n_meta) {
-    return lisa_safetensors_write_cast(path, items, n, meta_kv, n_meta, LISA_DTYPE_COUNT);
-}
-
-lisa_status lisa_safetensors_write_cast(const char *path, const lisa_st_write_item *items, int64_t n,
-                                        const char *const *meta_kv, int32_t n_meta, lisa_dtype cast) {
-    if (cast != LISA_DTYPE_COUNT && cast != LISA_DTYPE_F32 && cast != LISA_DTYPE_F16 && cast != LISA_DTYPE_BF16)
-        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: cast to %s (only float dtypes)", path, lisa_dtype_name(cast));
-    cJSON *root = cJSON_CreateObject();
-    if (!root) return lisa_fail(LISA_ERR_OOM, "%s: out of memory", path);
-    lisa_status s = LISA_OK;
-    if (n_meta > 0) {
-        cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
-        for (int32_t i = 0; m && i < n_meta; i++) cJSON_AddStringToObject(m, meta_kv[2 * i], meta_kv[2 * i + 1]);
-    }
-    /* Data laid out by element size, largest first (stable): every tensor starts at a multiple of
-     * its element size, so a reader that maps the file gets aligned tensors without copies. The
-     * header lists the tensors in the given order. */
-    int64_t *order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
-    uint64_t *offsets = malloc((size_t)(n > 0 ? n : 1) * sizeof *offsets);
-    if (!order || !offsets) {
-        free(order);
-        free(offsets);
-        cJSON_Delete(root);
-        return lisa_fail(LISA_ERR_OOM, "%s: out of memory", path);
-    }
-    int64_t k = 0;
-    for (size_t esz = 8; esz >= 1; esz /= 2)
-        for (int64_t i = 0; i < n; i++)
-            if (lisa_dtype_size(lisa_ckpt_out_dtype(items[i].tensor.dtype, cast)) == esz) order[k++] = i;
-    LISA_ASSERT(k == n);
-    uint64_t offset = 0;
-    for (int64_t j = 0; j < n; j++) {
-        const lisa_tensor *t = &items[order[j]].tensor;
-        offsets[order[j]] = offset;
-        offset += (uint64_t)lisa_tensor_numel(t) * lisa_dtype_size(lisa_ckpt_out_dtype(t->dtype, cast));
-    }
-    for (int64_t i = 0; i < n && s == LISA_OK; i++) {
-        const lisa_tensor *t = &items[i].tensor;
-        if (!lisa_tensor_is_contiguous(t) || t->device != LISA_DEVICE_CPU) {
-            s = lisa_fail(LISA_ERR_INVALID_ARG, "%s: tensor '%s' must be a contiguous host tensor", path, items[i].name);
-            break;
-        }
-        if (cJSON_GetObjectItemCaseSensitive(root, items[i].name)) {
-            s = lisa_fail(LISA_ERR_INVALID_ARG, "%s: tensor name '%s' given twice", path, items[i].name);
-            break;
-        }
-        lisa_dtype dt = lisa_ckpt_out_dtype(t->dtype, cast);
-        cJSON *e = cJSON_AddObjectToObject(root, items[i].name);
-        cJSON_AddStringToObject(e, "dtype", lisa_dtype_name(dt));
-        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
-        for (int d = 0; d < t->n_dims; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-        uint64_t nb = (uint64_t)lisa_tensor_numel(t) * lisa_dtype_size(dt);
-        cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
-        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)offsets[i]));
-        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(offsets[i] + nb)));
-    }
-    free(offsets);
-    char *header = s == LISA_OK ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    if (s != LISA_OK || !header) {
-        free(order);
-        free(header);
-        return s != LISA_OK ? s : lisa_fail(LISA_ERR_OOM, "%s: out of memory", path);
-    }
-    size_t hl = strlen(header);
-    size_t padded = (hl + 7) & ~(size_t)7; /* data buffer 8-byte aligned, as the reference writer */
-
-    char tmp[8192];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(header);
-        free(order);
-        return lisa_fail(LISA_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    }
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    bool ok = write_all(f, len8, 8) && write_all(f, header, hl);
-    for (size_t i = hl; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
-    free(header);
-    for (int64_t j = 0; ok && j < n; j++) {
-        const lisa_tensor *t = &items[order[j]].tensor;
-        ok = lisa_ckpt_emit(f, t, lisa_ckpt_out_dtype(t->dtype, cast), NULL);
-    }
-    free(order);
-    ok = fflush(f) == 0 && ok;
-    ok = fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return lisa_fail(LISA_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return LISA_OK;
 }

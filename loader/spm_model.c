@@ -14,7 +14,7 @@
  */
 #include "loader/spm_model.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * UNIGRAM = 1). Schema: google/sentencepiece src/sentencepiece_model.proto.
  *
  * The reader only decodes: it does not check that the model is usable (unique pieces, one
- * <unk>, 256 byte pieces ...); runtime/tokenizer.c does that when it builds a tokenizer.
+ * <unk>, 256 byte pieces ...); models/tokenizer.c does that when it builds a tokenizer.
  * Every malformed input (truncated varint or record, length past the end, group wire types,
  * field number 0) returns LISA_ERR_FORMAT naming the field and byte offset.
  */

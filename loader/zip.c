@@ -1,7 +1,7 @@
 /* loader/zip.c — strict read-only zip reader (see zip.h for the format rules and CRC policy). */
 #include "loader/zip.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <stdlib.h>
 #include <string.h>

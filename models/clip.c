@@ -5,7 +5,7 @@
 #include "models/clip.h"
 
 #include "loader/json.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* models/graph.c — graph helpers: output allocation, shape inference, checked op dispatch. */
 #include "models/graph.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -21,8 +21,8 @@
 #define LISA_MODELS_GRAPH_H
 
 #include "kernels/ops.h"
-#include "runtime/arena.h"
-#include "runtime/tensor.h"
+#include "core/arena.h"
+#include "core/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {

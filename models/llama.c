@@ -4,7 +4,7 @@
 #include "models/llama.h"
 
 #include "loader/json.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  *      segment_anything/modeling/sam.py (postprocess_masks). */
 #include "models/sam.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  *      window_partition, window_unpartition, add_decomposed_rel_pos). */
 #include "models/sam.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -4,14 +4,14 @@
 #include "models/sam_predict.h"
 
 #include "loader/checkpoint.h"
-#include "runtime/error.h"
-#include "runtime/preprocess.h"
+#include "core/error.h"
+#include "models/preprocess.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define DECODER_CHUNK 8 /* prompts decoded together (bounds activation memory), as models/lisa.c */
+#define DECODER_CHUNK 8 /* prompts decoded together (bounds activation memory), as models/lisa_model.c */
 
 struct lisa_sam_predictor {
     lisa_backend *be;
@@ -35,7 +35,7 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Runs fn once counting and once for real in an arena of the measured size (models/lisa.c's
+/* Runs fn once counting and once for real in an arena of the measured size (models/lisa_model.c's
  * run_stage, which is private there). */
 static lisa_status run_stage(lisa_backend *be, lisa_graph_fn fn, void *ctx) {
     size_t act_bytes = 0, meta_bytes = 0;

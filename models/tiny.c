@@ -5,13 +5,13 @@
 #include "models/tiny.h"
 
 #include "loader/checkpoint.h"
-#include "models/lisa.h"
+#include "models/lisa_model.h"
 #include "loader/json_write.h"
-#include "runtime/error.h"
-#include "runtime/half.h"
-#include "runtime/path.h"
-#include "runtime/tensor.h"
-#include "runtime/tokenizer.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "core/path.h"
+#include "core/tensor.h"
+#include "models/tokenizer.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -4,7 +4,7 @@
 #include "models/tp.h"
 
 #include "models/llama.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <string.h>
 

@@ -26,7 +26,7 @@
 #define LISA_MODELS_TP_H
 
 #include "models/graph.h"
-#include "runtime/comm.h"
+#include "kernels/comm.h"
 
 #ifdef __cplusplus
 extern "C" {

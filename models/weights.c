@@ -1,8 +1,8 @@
 /* models/weights.c — weight binding with collected errors and device placement. */
 #include "models/weights.h"
 
-#include "runtime/error.h"
-#include "runtime/half.h"
+#include "core/error.h"
+#include "core/half.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>

@@ -26,9 +26,9 @@
  * (its outputs scale with the request's image size). Device-side buffers hold the model's
  * activation dtype (lisa_model.act_dtype: F32 on the CPU, BF16 on CUDA); host staging is F32.
  *
- * CUDA graphs: on the CUDA backend (without taps, unless LISA_CUDA_GRAPHS=0) a decode step of nb
- * sequences runs eagerly the first time, is captured the second time and replayed after that
- * (lisa_cuda_capture_begin: split-KV planned for max_position_embeddings keys, so the graph stays
+ * CUDA graphs: on a backend with graph hooks (CUDA; without taps, unless LISA_CUDA_GRAPHS=0) a
+ * decode step of nb sequences runs eagerly the first time, is captured the second time and replayed
+ * after that (graph_capture_begin: split-KV planned for max_position_embeddings keys, so the graph stays
  * valid as sequences grow; the page tables uploaded at their capacity; the plan arrays and the
  * token/hidden-state outputs live in pinned host memory that every replay reads and writes). One
  * graph per batch size, at most GRAPH_CACHE of them; any capture failure turns graphs off and the
@@ -48,12 +48,9 @@
  */
 #include "runtime/engine.h"
 
-#ifdef LISA_HAVE_CUDA
-#include "kernels/cuda/cuda.h"
-#endif
 #include "loader/image.h"
 #include "runtime/engine_tp.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "runtime/kv_cache.h"
 
 #include <pthread.h>
@@ -101,10 +98,10 @@ struct lisa_engine {
     bool batch_invariant_gemm; /* split GEMMs per sequence/image (CPU: OpenBLAS) */
     lisa_dtype act_dtype;      /* the model's: step arena, KV pool, embedding slots, projector buffer */
     bool graphs;               /* decode steps replay CUDA graphs (see the file comment) */
-    bool graphs_pinned;        /* the h_* arrays are pinned (lisa_cuda_host_alloc) */
+    bool graphs_pinned;        /* the h_* arrays are pinned (the backend's host_alloc hook) */
     struct {
         int32_t nb, seen;      /* batch size; steps seen (captured on the second) */
-        void *graph;           /* lisa_cuda_graph * */
+        lisa_backend_graph *graph;
         uint64_t used;
     } gcache[16];
     int32_t n_gcache;
@@ -529,11 +526,11 @@ static void vision_and_prefill(lisa_engine *e, int32_t nb) {
     take_tokens(e);
 }
 
-#ifdef LISA_HAVE_CUDA
 #define GRAPH_CACHE 16
 
 static void graphs_off(lisa_engine *e) {
-    for (int32_t i = 0; i < e->n_gcache; i++) lisa_cuda_graph_free(e->gcache[i].graph);
+    for (int32_t i = 0; i < e->n_gcache; i++)
+        if (e->gcache[i].graph) e->be->graph_free(e->be, e->gcache[i].graph);
     e->n_gcache = 0;
     e->graphs = false;
 }
@@ -548,7 +545,7 @@ static lisa_status run_decode_graphed(lisa_engine *e) {
             k = 0;
             for (int32_t i = 1; i < e->n_gcache; i++)
                 if (e->gcache[i].used < e->gcache[k].used) k = i;
-            lisa_cuda_graph_free(e->gcache[k].graph);
+            if (e->gcache[k].graph) e->be->graph_free(e->be, e->gcache[k].graph);
         } else {
             k = e->n_gcache++;
         }
@@ -558,22 +555,21 @@ static lisa_status run_decode_graphed(lisa_engine *e) {
     if (!e->gcache[k].graph && e->gcache[k].seen++ == 0)
         return run_graph(e, decode_graph); /* first time eager: GEMM plans built, the step validated */
     if (!e->gcache[k].graph) {
-        lisa_status s = lisa_cuda_capture_begin(e->be, e->m->cfg.llm.max_pos);
+        lisa_status s = e->be->graph_capture_begin(e->be, e->m->cfg.llm.max_pos);
         if (s == LISA_OK) s = run_graph(e, decode_graph);
-        lisa_cuda_graph *g = NULL;
-        if (s == LISA_OK) s = lisa_cuda_capture_end(e->be, &g);
-        else lisa_cuda_capture_abort(e->be);
+        lisa_backend_graph *g = NULL;
+        if (s == LISA_OK) s = e->be->graph_capture_end(e->be, &g);
+        else e->be->graph_capture_abort(e->be);
         if (s != LISA_OK) { /* not capturable after all: eager from now on */
-            fprintf(stderr, "lisa engine: CUDA graph capture failed (%s); decode steps run eagerly\n", lisa_last_error());
+            fprintf(stderr, "lisa engine: graph capture failed (%s); decode steps run eagerly\n", lisa_last_error());
             graphs_off(e);
             return run_graph(e, decode_graph);
         }
         e->gcache[k].graph = g;
     }
-    LISA_TRY(lisa_cuda_graph_launch(e->be, e->gcache[k].graph));
+    LISA_TRY(e->be->graph_launch(e->be, e->gcache[k].graph));
     return e->be->synchronize(e->be); /* h_next and h_hidden are written by the replay */
 }
-#endif
 
 /* returns the number of sequences decoded */
 static int32_t decode_step(lisa_engine *e) {
@@ -585,11 +581,7 @@ static int32_t decode_step(lisa_engine *e) {
     for (int32_t b = 0; b < nb; b++) e->h_ids[b] = e->batch[b]->res->tokens[e->batch[b]->res->n_tokens - 1];
     plan_rows(e, false);
     double t0 = now_ms();
-#ifdef LISA_HAVE_CUDA
     lisa_status s = e->graphs ? run_decode_graphed(e) : run_graph(e, decode_graph);
-#else
-    lisa_status s = run_graph(e, decode_graph);
-#endif
     double dt = now_ms() - t0;
     int32_t bucket = 0; /* for lisa_engine_get_stats: 1, 2, 3-4, 5-8, ... */
     while (bucket < LISA_ENGINE_BATCH_BUCKETS - 1 && (1 << bucket) < nb) bucket++;
@@ -704,22 +696,18 @@ lisa_request lisa_request_default(void) {
 /* Host plan/result arrays: pinned when decode steps are captured into CUDA graphs (their copies
  * are replayed), plain malloc otherwise. */
 static void *host_buf(lisa_engine *e, size_t bytes) {
-#ifdef LISA_HAVE_CUDA
     if (e->graphs) {
         void *p = NULL;
-        return lisa_cuda_host_alloc(bytes, &p) == LISA_OK ? p : NULL;
+        return e->be->host_alloc(e->be, bytes, &p) == LISA_OK ? p : NULL;
     }
-#endif
     return malloc(bytes ? bytes : 1);
 }
 
 static void host_buf_free(const lisa_engine *e, void *p) {
-#ifdef LISA_HAVE_CUDA
     if (e->graphs_pinned) {
-        lisa_cuda_host_free(p);
+        e->be->host_free(e->be, p);
         return;
     }
-#endif
     free(p);
 }
 
@@ -947,11 +935,9 @@ lisa_status lisa_engine_create_ex(lisa_model *m, const lisa_engine_params *pp, c
     if (hooks) e->hooks = *hooks;
     e->batch_invariant_gemm = m->be->device == LISA_DEVICE_CPU;
     e->act_dtype = m->act_dtype;
-#ifdef LISA_HAVE_CUDA
     const char *gv = getenv("LISA_CUDA_GRAPHS");
-    e->graphs = m->be->device == LISA_DEVICE_CUDA && !(hooks && hooks->tap) && !(gv && !strcmp(gv, "0"));
+    e->graphs = lisa_backend_can_capture(m->be) && !(hooks && hooks->tap) && !(gv && !strcmp(gv, "0"));
     e->graphs_pinned = e->graphs;
-#endif
     e->C = m->cfg.llm.hidden;
     e->P = m->n_patches;
     e->V = m->cfg.llm.vocab;
@@ -1014,9 +1000,7 @@ void lisa_engine_free(lisa_engine *e) {
     lisa_tensor_free(&e->clip_host);
     lisa_tensor_free(&e->sam_host);
     free(e->emb);
-#ifdef LISA_HAVE_CUDA
     graphs_off(e);
-#endif
     host_buf_free(e, e->h_qo);
     host_buf_free(e, e->h_kvp);
     host_buf_free(e, e->h_kvl);
@@ -1248,82 +1232,6 @@ lisa_engine_stats lisa_engine_get_stats(lisa_engine *e) {
     memcpy(st.decode_batch_hist, e->decode_hist, sizeof st.decode_batch_hist);
     pthread_mutex_unlock(&e->mu);
     return st;
-}
-
-/* ---- single requests: a private engine sized for one ------------------------------------------ */
-
-static lisa_status run_one(lisa_model *m, const lisa_request *rq, const lisa_run_hooks *hooks, lisa_result **out) {
-    *out = NULL;
-    lisa_engine_params p = lisa_engine_default_params();
-    p.max_batch = 1;
-    p.max_images = 1;
-    p.n_workers = 1;
-    p.background = false;
-    p.max_prefill_tokens = m->cfg.llm.max_pos;
-    /* room for one full context */
-    const lisa_llama_config *lc = &m->cfg.llm;
-    p.kv_cache_bytes = (int64_t)(lisa_kv_pages_for(&(lisa_kv_pool){.page_size = p.page_size}, lc->max_pos) + 2) *
-                       (int64_t)lisa_kv_page_bytes(lc->n_layers, p.page_size, lc->n_kv_heads, lc->head_dim,
-                                                   m->act_dtype);
-    lisa_engine *e = NULL;
-    LISA_TRY(lisa_engine_create_ex(m, &p, hooks, &e));
-    uint64_t id = 0;
-    lisa_status s = lisa_engine_submit(e, rq, &id);
-    lisa_result *res = NULL;
-    if (s == LISA_OK) s = lisa_engine_wait(e, id, &res);
-    lisa_engine_free(e);
-    if (s != LISA_OK) return s;
-    if (res->status != LISA_OK) {
-        s = lisa_fail(res->status, "%s", res->error);
-        lisa_result_free(res);
-        return s;
-    }
-    *out = res;
-    return LISA_OK;
-}
-
-lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
-                           const lisa_segment_params *p, const lisa_run_hooks *hooks, lisa_result **out) {
-    *out = NULL;
-    lisa_request rq = lisa_request_default();
-    if (p) rq.params = *p;
-    if (!rgb || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
-    if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
-    LISA_TRY(lisa_check_query(query, &rq.params));
-    if (rq.params.max_image_pixels > 0 && (int64_t)h * w > rq.params.max_image_pixels)
-        return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
-                         (long long)rq.params.max_image_pixels);
-    rq.rgb = rgb;
-    rq.height = h;
-    rq.width = w;
-    rq.query = query;
-    return run_one(m, &rq, hooks, out);
-}
-
-lisa_status lisa_segment(lisa_model *m, const uint8_t *rgb, int32_t height, int32_t width, const char *query,
-                         const lisa_segment_params *p, lisa_result **out) {
-    return lisa_model_run(m, rgb, height, width, query, p, NULL, out);
-}
-
-lisa_status lisa_segment_file(lisa_model *m, const char *image_path, const char *query, const lisa_segment_params *p,
-                              lisa_result **out) {
-    *out = NULL;
-    lisa_request rq = lisa_request_default();
-    if (p) rq.params = *p;
-    if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
-    LISA_TRY(lisa_check_query(query, &rq.params));
-    /* decode here so that a bad file is reported before an engine is built */
-    lisa_image_limits lim = lisa_image_default_limits();
-    if (rq.params.max_image_pixels > 0) lim.max_pixels = rq.params.max_image_pixels;
-    lisa_image img;
-    LISA_TRY(lisa_image_load(&img, image_path, &lim));
-    rq.rgb = img.data;
-    rq.height = img.h;
-    rq.width = img.w;
-    rq.query = query;
-    lisa_status s = run_one(m, &rq, NULL, out);
-    lisa_image_free(&img);
-    return s;
 }
 
 /* result accessors that belong to the engine's fields */

@@ -4,7 +4,7 @@
 #define LISA_RUNTIME_ENGINE_H
 
 #include "lisa.h"
-#include "models/lisa.h"
+#include "models/lisa_model.h"
 #include "runtime/engine_tp.h"
 
 #ifdef __cplusplus

@@ -2,11 +2,12 @@
  * sizes, args), then for steps one payload with the arrays back to back. */
 #include "runtime/engine_tp.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <string.h>
 
 enum { H_KIND, H_BATCH, H_ROWS, H_TEXT, H_IDX, H_ARGS, HDR = H_ARGS + 6 };
+_Static_assert(HDR == LISA_TP_HEADER_INTS, "engine_tp.h LISA_TP_HEADER_INTS");
 
 size_t lisa_tp_plan_buf_len(int32_t cap_seqs, int32_t cap_rows, int32_t cap_idx) {
     /* qo, kvp: seqs+1; kvl: seqs; seq: 3*seqs; pos, slots, ids: rows; idx */
@@ -54,39 +55,4 @@ lisa_status lisa_tp_send(lisa_comm *c, int32_t kind, const int32_t args[6]) {
     h[H_KIND] = kind;
     if (args) memcpy(h + H_ARGS, args, 6 * sizeof(int32_t));
     return c->broadcast(c, h, sizeof h, 0);
-}
-
-/* ---- the follower loop ------------------------------------------------------------------------ */
-
-#include "runtime/engine.h"
-
-lisa_status lisa_model_tp_follow(lisa_model *m) {
-    if (!m->tp_follower)
-        return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_model_tp_follow: this process is %s",
-                         m->tp_comm ? "the TP group's leader (rank 0)" : "not part of a TP group");
-    lisa_comm *c = m->tp_comm;
-    lisa_engine *e = NULL;
-    int32_t small[HDR];
-    lisa_tp_plan idle = {.buf = small}; /* no engine: only control messages fit (caps 0) */
-    lisa_status s = LISA_OK;
-    for (;;) {
-        lisa_tp_plan *p = e ? lisa_engine_tp_plan(e) : &idle;
-        s = lisa_tp_plan_bcast(c, p);
-        if (s != LISA_OK) break;
-        if (p->kind == LISA_TP_SHUTDOWN) break;
-        if (p->kind == LISA_TP_CREATE && !e) {
-            s = lisa_engine_tp_follower_create(m, p->args, &e);
-        } else if (p->kind == LISA_TP_FREE && e) {
-            lisa_engine_free(e);
-            e = NULL;
-        } else if ((p->kind == LISA_TP_PREFIX || p->kind == LISA_TP_PREFILL || p->kind == LISA_TP_DECODE) && e) {
-            s = lisa_engine_tp_follower_step(e);
-        } else {
-            s = lisa_fail(LISA_ERR_INTERNAL, "TP rank %d: message %d %s an engine", c->rank, p->kind,
-                          e ? "with" : "without");
-        }
-        if (s != LISA_OK) break;
-    }
-    lisa_engine_free(e);
-    return s;
 }

@@ -20,7 +20,7 @@
 #ifndef LISA_RUNTIME_ENGINE_TP_H
 #define LISA_RUNTIME_ENGINE_TP_H
 
-#include "runtime/comm.h"
+#include "kernels/comm.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,6 +46,9 @@ typedef struct lisa_tp_plan {
     int32_t cap_seqs, cap_rows, cap_idx;
     int32_t *buf; /* packing buffer, lisa_tp_plan_buf_len() ints */
 } lisa_tp_plan;
+
+/* ints of a message's fixed header: a buffer this long receives control messages (no engine yet) */
+#define LISA_TP_HEADER_INTS 11
 
 size_t lisa_tp_plan_buf_len(int32_t cap_seqs, int32_t cap_rows, int32_t cap_idx);
 /* Rank 0 sends `p`, the others receive it (same call on every rank of `c`). */

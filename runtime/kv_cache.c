@@ -1,7 +1,7 @@
 /* runtime/kv_cache.c — page pool, reference counts, page tables (layout in kv_cache.h). */
 #include "runtime/kv_cache.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,10 +2,10 @@
 #include "runtime/result_json.h"
 
 #include "loader/image.h"
-#include "runtime/base64.h"
-#include "runtime/error.h"
-#include "runtime/mask.h"
-#include "runtime/rle.h"
+#include "core/base64.h"
+#include "core/error.h"
+#include "core/mask.h"
+#include "core/rle.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  *               "area": n, "score": s,
  *               "png": "<base64>"}],        (LISA_JSON_MASK_PNG; the 0/255 gray PNG)
  *    "timings": {"preprocess_ms": ..., ..., "n_prompt_tokens": L0, "n_generated": n}}  (LISA_JSON_TIMINGS)
- * Masks are COCO RLE as pycocotools 2.0 writes them (mask.encode, toBbox, area; runtime/rle.h).
+ * Masks are COCO RLE as pycocotools 2.0 writes them (mask.encode, toBbox, area; core/rle.h).
  * A failed result is {"error": {"status": "LISA_ERR_...", "message": "..."}}.
  */
 #ifndef LISA_RUNTIME_RESULT_JSON_H

@@ -4,10 +4,10 @@
 #include "server/request.h"
 #include "server/server.h"
 
-#include "models/lisa.h"
-#include "runtime/error.h"
+#include "models/lisa_model.h"
+#include "core/error.h"
 #include "runtime/result_json.h"
-#include "runtime/tokenizer.h"
+#include "models/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -1,8 +1,8 @@
 /* server/request.c — see request.h. */
 #include "server/request.h"
 
-#include "runtime/base64.h"
-#include "runtime/error.h"
+#include "core/base64.h"
+#include "core/error.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

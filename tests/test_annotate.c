@@ -5,13 +5,13 @@
  * line, batching invariance (max batch 1 vs 3: identical records), and SIGKILL at random points
  * with restarts until done: no record lost or duplicated. */
 #include "golden.h"
-#include "loader/annotate_input.h"
+#include "jobs/annotate_input.h"
 #include "loader/image.h"
-#include "loader/records.h"
-#include "runtime/annotate.h"
-#include "runtime/keyset.h"
-#include "runtime/rle.h"
-#include "runtime/shard.h"
+#include "jobs/records.h"
+#include "jobs/annotate.h"
+#include "core/keyset.h"
+#include "core/rle.h"
+#include "core/shard.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

@@ -1,7 +1,7 @@
-/* tests/test_base64.c — runtime/base64: RFC 4648 §10 test vectors, round trips of random data
+/* tests/test_base64.c — core/base64: RFC 4648 §10 test vectors, round trips of random data
  * against a bit-at-a-time reference encoder, the lenient layout (whitespace, missing padding) and
  * every rejection (alphabet, padding, lone symbol, non-canonical pad bits). */
-#include "runtime/base64.h"
+#include "core/base64.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

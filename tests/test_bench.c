@@ -1,11 +1,11 @@
-/* tests/test_bench.c — the FLOP model of runtime/flops.h against the reference modules
+/* tests/test_bench.c — the FLOP model of jobs/flops.h against the reference modules
  * (tests/data/flops/lisa7b_flops.json: every aten matmul/convolution of segment_anything and
  * transformers 4.31 counted on LISA-7B dims by tests/golden/gen_flops.py), against the parameter
  * counts of tests/data/configs/expected_counts.json and against DESIGN.md's table; and `lisa bench
  * --json` on the tiny model (the keys, and numbers that agree with each other). */
 #include "golden.h"
-#include "loader/manifest.h"
-#include "runtime/flops.h"
+#include "models/manifest.h"
+#include "jobs/flops.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

@@ -3,7 +3,7 @@
  * (tests/data/configs/expected_counts.json, from tests/golden/gen_bin.py). */
 #include "loader/checkpoint.h"
 #include "loader/json.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

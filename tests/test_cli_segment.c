@@ -5,7 +5,7 @@
 #include "golden.h"
 #include "loader/checkpoint.h"
 #include "loader/image.h"
-#include "runtime/mask.h"
+#include "core/mask.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

@@ -5,7 +5,7 @@
 #include "loader/image.h"
 #include "runtime/engine.h"
 #include "runtime/kv_cache.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -7,12 +7,12 @@
  *     only inside an ignore region, empty GT vs empty prediction, overlapping refCOCO parts
  *     summing to 2, several queries per image, short/long);
  *   - bad items (corrupt JSON, undecodable image, cp1252 JSON) and the pickle reader's refusals. */
-#include "loader/dataset.h"
-#include "loader/records.h"
+#include "jobs/dataset.h"
+#include "jobs/records.h"
 #include "loader/pickle_plain.h"
-#include "runtime/error.h"
-#include "runtime/eval.h"
-#include "runtime/eval_metrics.h"
+#include "core/error.h"
+#include "jobs/eval.h"
+#include "jobs/eval_metrics.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

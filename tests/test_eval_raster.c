@@ -6,10 +6,10 @@
  *     uncompressed RLE, parts summed into uint8): tests/data/eval/coco.txt;
  *   - numpy's argsort algorithm on inputs with many ties, against a stable-sort reference where
  *     numpy is stable (n <= 16), and as a permutation otherwise. */
-#include "runtime/eval_raster.h"
-#include "runtime/rle.h"
-#include "loader/dataset.h"
-#include "runtime/error.h"
+#include "jobs/eval_raster.h"
+#include "core/rle.h"
+#include "jobs/dataset.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

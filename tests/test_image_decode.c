@@ -11,7 +11,7 @@
  */
 #include "imgtest.h"
 #include "loader/image.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -4,7 +4,7 @@
  * checks against OpenCV. */
 #include "imgtest.h"
 #include "loader/image.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

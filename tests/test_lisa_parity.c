@@ -5,8 +5,8 @@
  * tests/golden/gen_golden.py, cross-checked there against the real dvlab-research/LISA code. */
 #include "golden.h"
 #include "loader/image.h"
-#include "models/lisa.h"
-#include "runtime/error.h"
+#include "models/lisa_model.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -5,7 +5,7 @@
 #include "loader/json.h"
 #include "models/clip.h"
 #include "models/llama.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -5,8 +5,8 @@
  * expected_counts.json), and the all-at-once mismatch report. */
 #include "loader/checkpoint.h"
 #include "loader/json.h"
-#include "loader/manifest.h"
-#include "runtime/error.h"
+#include "models/manifest.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

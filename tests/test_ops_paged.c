@@ -3,7 +3,7 @@
  * chunks with a cached prefix, decode steps), GQA, causal and not; batch invariance (bitwise:
  * a sequence computed in a batch equals the same sequence computed alone); argument errors. */
 #include "kernels/ops.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

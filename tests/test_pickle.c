@@ -3,7 +3,7 @@
  * and random mutations (no crash, no leak: run under ASan/UBSan in CI). */
 #include "loader/pickle.h"
 #include "loader/zip.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

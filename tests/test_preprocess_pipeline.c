@@ -10,9 +10,9 @@
  */
 #include "imgtest.h"
 #include "loader/image.h"
-#include "loader/preprocessor_config.h"
-#include "runtime/error.h"
-#include "runtime/preprocess.h"
+#include "models/preprocessor_config.h"
+#include "core/error.h"
+#include "models/preprocess.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

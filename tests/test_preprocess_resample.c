@@ -8,8 +8,8 @@
  * same-size cases, 0/255 data (bicubic overshoot -> clip), plus LISA-sized shapes.
  */
 #include "imgtest.h"
-#include "runtime/error.h"
-#include "runtime/preprocess.h"
+#include "core/error.h"
+#include "models/preprocess.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -4,7 +4,7 @@
  * tensors); the bad corpus must fail with its status and a message naming the problem; the writers
  * (torch.save-compatible .bin, sharded directories, dtype casts) must round-trip. */
 #include "loader/checkpoint.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -1,9 +1,9 @@
-/* tests/test_rle.c — runtime/mask.c against pycocotools 2.0.7 (COCO RLE counts string, toBbox,
+/* tests/test_rle.c — core/mask.c against pycocotools 2.0.7 (COCO RLE counts string, toBbox,
  * area, decode) and numpy (chat.py's red overlay). Golden data: tests/data/rle/rle_cases.json,
  * written by tests/golden/gen_rle.py; the real SAM/LISA masks it refers to are read from
  * tests/data/golden. */
 #include "golden.h"
-#include "runtime/mask.h"
+#include "core/mask.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

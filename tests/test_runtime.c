@@ -1,8 +1,8 @@
 /* tests/test_runtime.c — status names, last error, tensors, views, arenas, f16/bf16 bit patterns. */
-#include "runtime/arena.h"
-#include "runtime/error.h"
-#include "runtime/half.h"
-#include "runtime/tensor.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "core/tensor.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -2,8 +2,8 @@
  * Python `safetensors` package (tests/golden/gen_safetensors.py), the bad-file corpus, shard
  * indexes, and our writer round-tripping. */
 #include "loader/checkpoint.h"
-#include "runtime/error.h"
-#include "runtime/half.h"
+#include "core/error.h"
+#include "core/half.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -6,8 +6,8 @@
 #include "golden.h"
 #include "loader/image.h"
 #include "models/sam.h"
-#include "runtime/error.h"
-#include "runtime/preprocess.h"
+#include "core/error.h"
+#include "models/preprocess.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -12,8 +12,8 @@
 #include "golden.h"
 #include "httpc.h"
 #include "loader/image.h"
-#include "runtime/base64.h"
-#include "runtime/rle.h"
+#include "core/base64.h"
+#include "core/rle.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

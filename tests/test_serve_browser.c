@@ -11,7 +11,7 @@
 #include "golden.h"
 #include "httpc.h"
 #include "loader/image.h"
-#include "runtime/mask.h"
+#include "core/mask.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

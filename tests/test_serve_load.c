@@ -8,7 +8,7 @@
  * the run; two more clients send malformed requests only. */
 #include "golden.h"
 #include "httpc.h"
-#include "runtime/base64.h"
+#include "core/base64.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

@@ -1,7 +1,7 @@
 /* tests/test_serve_units.c — the server's request parsing (server/request.c) and Prometheus
  * rendering (server/metrics.c), without a socket: every accepted form, every rejection and its
  * message, histogram buckets against hand-counted expectations. */
-#include "runtime/base64.h"
+#include "core/base64.h"
 #include "server/metrics.h"
 #include "server/request.h"
 #include "testutil.h"

@@ -4,9 +4,9 @@
  * (lisa-check's real-dims section, bench_gpu_models). */
 #include "golden.h"
 #include "loader/checkpoint.h"
-#include "models/lisa.h"
+#include "models/lisa_model.h"
 #include "models/tiny.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

@@ -8,7 +8,7 @@
 #include "loader/image.h"
 #include "models/sam_predict.h"
 #include "models/tiny.h"
-#include "runtime/half.h"
+#include "core/half.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

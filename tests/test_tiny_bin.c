@@ -4,7 +4,7 @@
 #include "golden.h"
 #include "loader/checkpoint.h"
 #include "models/tiny.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

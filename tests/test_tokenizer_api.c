@@ -3,8 +3,8 @@
  * streaming decoder's hold-back rules, and the round-trip property on a few thousand random
  * strings (decode(encode(s)) == s for valid UTF-8 without special-token text; the stream equals the
  * full decode) — the same property the libFuzzer target checks, run here without libFuzzer. */
-#include "runtime/error.h"
-#include "runtime/tokenizer.h"
+#include "core/error.h"
+#include "models/tokenizer.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -9,8 +9,8 @@
  *     wire types, field 0, overlong varints, lengths past the end -> LISA_ERR_FORMAT, never a crash;
  *   - models the tokenizer must refuse (no <unk>, duplicates, byte pieces, unsupported types). */
 #include "loader/spm_model.h"
-#include "runtime/error.h"
-#include "runtime/tokenizer.h"
+#include "core/error.h"
+#include "models/tokenizer.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

@@ -7,8 +7,8 @@
  *     encode, tokenizer_image_token, the chat.py prompt, decode (+ chat cleanup), [SEG] id, and
  *     the streaming decoder against the full decode.
  * All checkpoint dirs are paired with the one committed llama-spm.model (params.sp_model_path). */
-#include "runtime/error.h"
-#include "runtime/tokenizer.h"
+#include "core/error.h"
+#include "models/tokenizer.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>

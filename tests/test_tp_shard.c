@@ -6,7 +6,7 @@
 #include "golden.h"
 #include "loader/json.h"
 #include "models/llama.h"
-#include "runtime/comm.h"
+#include "kernels/comm.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -2,7 +2,7 @@
  * (stored and deflated) and by hand with ZIP64 fields everywhere (tests/golden/gen_bin.py), plus
  * structural corruptions built here from a valid archive, and the parallel CRC. */
 #include "loader/zip.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -2,8 +2,8 @@
 #include "tools/cli_masks.h"
 
 #include "loader/image.h"
-#include "runtime/error.h"
-#include "runtime/mask.h"
+#include "core/error.h"
+#include "core/mask.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* tools/cli_masks.h — mask outputs shared by `lisa segment` and `lisa sam`: file naming, PNG
  * writing with clean-up on failure. The pixel work (gray mask, overlay, RLE) and the JSON form of
- * results and masks are the library's (runtime/mask.h, loader/image.h, runtime/result_json.h). */
+ * results and masks are the library's (core/mask.h, loader/image.h, runtime/result_json.h). */
 #ifndef LISA_TOOLS_CLI_MASKS_H
 #define LISA_TOOLS_CLI_MASKS_H
 

@@ -1,12 +1,12 @@
 /* tools/cmd_annotate.c — `lisa annotate`: a dataset through the batching engine, one COCO-RLE record
- * per (item, query), resumable and shardable (issue #8; the loop is runtime/annotate.c).
+ * per (item, query), resumable and shardable (issue #8; the loop is jobs/annotate.c).
  *
  *   lisa annotate --model DIR [--vision-tower DIR] (--manifest FILE.jsonl | --images DIR --query Q)
  *                 --out OUT.jsonl [--masks-dir DIR [--overlays]] [--shard K/N] [--max-new-tokens N]
  *                 [--max-batch N] [--threads N] [--workers N] [--limit N] [--backend cpu|cuda|auto]
  *   lisa annotate --merge OUT.jsonl --shards N
  *
- * OUT is a record file (loader/records.h): a header line naming the run, then one record per query
+ * OUT is a record file (jobs/records.h): a header line naming the run, then one record per query
  * in completion order. Rerunning the same command continues an interrupted run (a torn last line
  * is cut and redone); a run with other inputs/model/shard refuses to touch the file. With
  * --shard K/N (or under srun/mpirun) shard K writes OUT with ".shard-K-of-N" before the extension;
@@ -16,13 +16,13 @@
  */
 #include "cli_args.h"
 #include "lisa.h"
-#include "loader/annotate_input.h"
+#include "jobs/annotate_input.h"
 #include "loader/image.h"
-#include "loader/records.h"
-#include "runtime/annotate.h"
-#include "runtime/error.h"
-#include "runtime/path.h"
-#include "runtime/shard.h"
+#include "jobs/records.h"
+#include "jobs/annotate.h"
+#include "core/error.h"
+#include "core/path.h"
+#include "core/shard.h"
 #include "tools/cli_masks.h"
 #include "tools/commands.h"
 

@@ -7,7 +7,7 @@
  * Submits N requests keeping C in flight (after W warm-up requests that are not measured) and
  * reports samples/s over the measured window, latency (submit -> result, p50/p99/mean/max),
  * the engine's per-stage ms (means of lisa_result_timings), the mean decode batch, and the
- * FLOPs of the requests (runtime/flops.h, from the model's dims and each request's prompt length,
+ * FLOPs of the requests (jobs/flops.h, from the model's dims and each request's prompt length,
  * generated tokens and masks) over the window: achieved TFLOP/s, and MFU = that / peak when a peak
  * is known (--peak-tflops, or 779 = DESIGN.md's H200 bf16 figure on the CUDA backend).
  * Images: synthetic (a deterministic WxH picture, default 640x480, passed as RGB), one file
@@ -16,10 +16,10 @@
  */
 #include "cli_args.h"
 #include "lisa.h"
-#include "loader/annotate_input.h"
-#include "models/lisa.h"
-#include "runtime/error.h"
-#include "runtime/flops.h"
+#include "jobs/annotate_input.h"
+#include "models/lisa_model.h"
+#include "core/error.h"
+#include "jobs/flops.h"
 #include "tools/commands.h"
 
 #include <cjson/cJSON.h>
@@ -39,7 +39,7 @@ static void usage(FILE *f) {
             "\n"
             "Runs N requests (default 16) through the batching engine with C in flight (default 2B; B\n"
             "default 8) after W warm-up requests (default 1), and prints samples/s, latency p50/p99,\n"
-            "per-stage ms, the mean decode batch, achieved TFLOP/s (FLOP model: runtime/flops.h) and MFU\n"
+            "per-stage ms, the mean decode batch, achieved TFLOP/s (FLOP model: jobs/flops.h) and MFU\n"
             "when the peak is known (--peak-tflops; default 779 on CUDA, DESIGN.md's H200 bf16).\n"
             "  --image FILE     every request uses this PNG/JPEG (decoded per request)\n"
             "  --manifest FILE  the (image, query) pairs of a `lisa annotate` manifest, cycled\n"

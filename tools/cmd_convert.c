@@ -5,7 +5,7 @@
  * The output is then reopened and every tensor compared with the input (bit for bit, or with the
  * input cast the same way), unless --no-verify. */
 #include "loader/checkpoint.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "tools/commands.h"
 
 #include <dirent.h>

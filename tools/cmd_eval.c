@@ -17,15 +17,15 @@
  */
 #include "cli_args.h"
 #include "lisa.h"
-#include "loader/dataset.h"
-#include "loader/records.h"
+#include "jobs/dataset.h"
+#include "jobs/records.h"
 #include "loader/image.h"
-#include "models/lisa.h"
-#include "runtime/error.h"
-#include "runtime/eval.h"
-#include "runtime/eval_metrics.h"
-#include "runtime/path.h"
-#include "runtime/shard.h"
+#include "models/lisa_model.h"
+#include "core/error.h"
+#include "jobs/eval.h"
+#include "jobs/eval_metrics.h"
+#include "core/path.h"
+#include "core/shard.h"
 #include "tools/commands.h"
 
 #include <cjson/cJSON.h>

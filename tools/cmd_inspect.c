@@ -27,8 +27,8 @@
 #include "cli_args.h"
 #include "loader/checkpoint.h"
 #include "loader/json.h"
-#include "loader/manifest.h"
-#include "runtime/error.h"
+#include "models/manifest.h"
+#include "core/error.h"
 #include "tools/commands.h"
 
 #include <errno.h>

@@ -13,7 +13,7 @@
  * strings are written whole (NUL as \u0000).
  */
 #include "lisa.h"
-#include "runtime/tokenizer.h"
+#include "models/tokenizer.h"
 #include "tools/commands.h"
 
 #include <cjson/cJSON.h>

@@ -5,7 +5,7 @@
  */
 #include "kernels/cpu/cpu.h"
 
-#include "runtime/half.h"
+#include "core/half.h"
 
 #include <string.h>
 

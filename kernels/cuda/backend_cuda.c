@@ -1,5 +1,5 @@
-/* kernels/cuda/backend_cuda.c — the CUDA backend: creation, memory hooks, the ops table, and the
- * argument checks shared by the op files. */
+/* kernels/cuda/backend_cuda.c — the CUDA backend: creation, memory hooks and the ops table (the op
+ * files' shared checks are in cuda_common.c). */
 #include "kernels/cuda/cuda_internal.h"
 
 #include <stdio.h>
@@ -122,9 +122,11 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
+        /* No driver at all reads as cudaErrorInsufficientDriver ("CUDA driver version is
+         * insufficient"), which misleads on a machine without a GPU: say what is missing first. */
         const char *why = e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices";
         (void)cudaGetLastError();
-        return lisa_fail(LISA_ERR_UNSUPPORTED, "no CUDA device: %s", why);
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "no CUDA device: no NVIDIA driver/GPU found (cudaGetDeviceCount: %s)", why);
     }
     if (device < 0 || device >= n)
         return lisa_fail(LISA_ERR_INVALID_ARG, "cuda backend: device %d out of range (%d devices)", device, n);
@@ -148,6 +150,13 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     be->download = cuda_download;
     be->synchronize = cuda_synchronize;
     be->destroy = cuda_destroy;
+    be->graph_capture_begin = lisa_cuda_capture_begin;
+    be->graph_capture_end = lisa_cuda_capture_end;
+    be->graph_capture_abort = lisa_cuda_capture_abort;
+    be->graph_launch = lisa_cuda_graph_launch;
+    be->graph_free = lisa_cuda_graph_free;
+    be->host_alloc = lisa_cuda_host_alloc;
+    be->host_free = lisa_cuda_host_free;
     im->device = device;
     im->sync_checks = true;
 
@@ -168,6 +177,7 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
                                          prop.name, prop.major, prop.minor));
 
     CREATE_CHECK(cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking));
+    be->stream = (void *)im->stream;
     CREATE_CHECK_BLAS(cublasCreate(&im->blas));
     CREATE_CHECK_BLAS(cublasSetStream(im->blas, im->stream));
     /* No TF32 for F32 GEMMs: they exist for exact checks. */
@@ -198,71 +208,3 @@ void lisa_cuda_set_sync_checks(lisa_backend *be, bool on) { lisa_cuda_impl_of(be
 const lisa_ops *lisa_cuda_ops_table(void) { return &cuda_ops; }
 
 void *lisa_cuda_stream(const lisa_backend *be) { return (void *)lisa_cuda_impl_of(be)->stream; }
-
-/* ---- shared helpers ------------------------------------------------------------------------- */
-
-unsigned lisa_cuda_grid_1d(const lisa_backend *be, int64_t n, int threads) {
-    int64_t blocks = (n + threads - 1) / threads;
-    int64_t cap = (int64_t)lisa_cuda_impl_of(be)->num_sms * 32; /* grid-stride beyond this */
-    if (blocks > cap) blocks = cap;
-    return blocks < 1 ? 1u : (unsigned)blocks;
-}
-
-lisa_status lisa_cuda_scratch(lisa_backend *be, size_t bytes, void **out) {
-    lisa_status s = lisa_arena_alloc(&be->scratch, bytes, out);
-    if (s != LISA_OK) return lisa_fail_context(s, "cuda backend (raise scratch_bytes in lisa_backend_cuda_create)");
-    return LISA_OK;
-}
-
-lisa_status lisa_cuda_check_float(const char *op, const char *what, const lisa_tensor *t) {
-    char b[96];
-    if (!t) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
-    if (!t->data && lisa_tensor_numel(t) > 0) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s has no data", op, what);
-    if (t->device != LISA_DEVICE_CUDA)
-        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s %s is not a device tensor (the cuda backend needs device memory)",
-                         op, what, lisa_tensor_shape_str(t, b, sizeof b));
-    if (t->dtype != LISA_DTYPE_F32 && t->dtype != LISA_DTYPE_BF16 && t->dtype != LISA_DTYPE_F16)
-        return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be F32, BF16 or F16, got %s", op, what,
-                         lisa_tensor_shape_str(t, b, sizeof b));
-    return LISA_OK;
-}
-
-lisa_status lisa_cuda_check_dense(const char *op, const char *what, const lisa_tensor *t) {
-    char b[96];
-    LISA_TRY(lisa_cuda_check_float(op, what, t));
-    if (!lisa_tensor_is_contiguous(t))
-        return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be contiguous, got %s", op, what, lisa_tensor_shape_str(t, b, sizeof b));
-    return LISA_OK;
-}
-
-lisa_status lisa_cuda_check_same_shape(const char *op, const lisa_tensor *y, const lisa_tensor *x) {
-    char a[96], b[96];
-    if (!lisa_tensor_same_shape(y, x))
-        return lisa_fail(LISA_ERR_SHAPE, "%s: output %s does not match input %s", op, lisa_tensor_shape_str(y, a, sizeof a),
-                         lisa_tensor_shape_str(x, b, sizeof b));
-    return LISA_OK;
-}
-
-lisa_status lisa_cuda_rows(const char *op, const char *what, const lisa_tensor *t, int64_t *rows, int64_t *row_stride) {
-    char b[96];
-    if (t->n_dims < 1) return lisa_fail(LISA_ERR_SHAPE, "%s: %s is a scalar", op, what);
-    int64_t C = t->shape[t->n_dims - 1];
-    if (C > 1 && t->stride[t->n_dims - 1] != 1)
-        return lisa_fail(LISA_ERR_SHAPE, "%s: %s %s needs a unit stride in its last dim", op, what,
-                         lisa_tensor_shape_str(t, b, sizeof b));
-    int64_t r = 1, rs = C, expect = -1;
-    /* leading dims (size-1 dims ignored) must collapse into one row index with a single stride */
-    for (int d = t->n_dims - 2; d >= 0; d--) {
-        if (t->shape[d] == 1) continue;
-        if (expect < 0)
-            rs = t->stride[d];
-        else if (t->stride[d] != expect)
-            return lisa_fail(LISA_ERR_SHAPE, "%s: %s %s: leading dims do not collapse into rows", op, what,
-                             lisa_tensor_shape_str(t, b, sizeof b));
-        expect = t->stride[d] * t->shape[d];
-        r *= t->shape[d];
-    }
-    *rows = r;
-    *row_stride = rs;
-    return LISA_OK;
-}

@@ -50,25 +50,17 @@ void *lisa_cuda_stream(const lisa_backend *be);
  * same at every replay (arenas reset to the same mark, deterministic allocation), its host buffers
  * are pinned (lisa_cuda_host_alloc) and stay valid (every replay reads the uploads' sources and
  * writes the downloads' destinations again), and nothing in it waits on the host. */
-typedef struct lisa_cuda_graph lisa_cuda_graph;
-
-/* Starts capturing the backend's stream (thread-local mode: an accidental cudaMalloc or sync on this
- * thread fails the capture instead of corrupting it). While capturing: upload/download enqueue
- * asynchronous copies without waiting (their host memory must be pinned), checks that need a host
- * sync (embedding ids, KV slots) are skipped, and split-KV attention plans its grid for
- * max(max_kv_keys, the keys at hand), so that the graph stays valid while sequences grow up to
- * max_kv_keys (extra splits are empty and change no result bit). */
 lisa_status lisa_cuda_capture_begin(lisa_backend *be, int64_t max_kv_keys);
 /* Ends the capture and instantiates the graph (*out, owned by the caller: lisa_cuda_graph_free). */
-lisa_status lisa_cuda_capture_end(lisa_backend *be, lisa_cuda_graph **out);
+lisa_status lisa_cuda_capture_end(lisa_backend *be, lisa_backend_graph **out);
 /* Ends a capture whose step failed, discarding it; the stream is usable afterwards. */
 void lisa_cuda_capture_abort(lisa_backend *be);
 /* Enqueues one replay on the backend's stream (does not wait). */
-lisa_status lisa_cuda_graph_launch(lisa_backend *be, const lisa_cuda_graph *g);
-void lisa_cuda_graph_free(lisa_cuda_graph *g);
+lisa_status lisa_cuda_graph_launch(lisa_backend *be, const lisa_backend_graph *g);
+void lisa_cuda_graph_free(lisa_backend *be, lisa_backend_graph *g);
 /* Pinned (page-locked) host memory: what captured copies may read and write. */
-lisa_status lisa_cuda_host_alloc(size_t bytes, void **out);
-void lisa_cuda_host_free(void *p);
+lisa_status lisa_cuda_host_alloc(lisa_backend *be, size_t bytes, void **out);
+void lisa_cuda_host_free(lisa_backend *be, void *p);
 
 #ifdef __cplusplus
 }

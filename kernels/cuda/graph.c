@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 /* Owns one instantiated graph; lives until lisa_cuda_graph_free. */
-struct lisa_cuda_graph {
+struct lisa_backend_graph {
     cudaGraphExec_t exec;
 };
 
@@ -28,7 +28,7 @@ void lisa_cuda_capture_abort(lisa_backend *be) {
     im->capture_kv_keys = 0;
 }
 
-lisa_status lisa_cuda_capture_end(lisa_backend *be, lisa_cuda_graph **out) {
+lisa_status lisa_cuda_capture_end(lisa_backend *be, lisa_backend_graph **out) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     *out = NULL;
     if (!im->capturing) return lisa_fail(LISA_ERR_INVALID_ARG, "cuda graph: no capture in progress");
@@ -41,7 +41,7 @@ lisa_status lisa_cuda_capture_end(lisa_backend *be, lisa_cuda_graph **out) {
         (void)cudaGetLastError();
         return lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, "cudaStreamEndCapture", cudaGetErrorString(e));
     }
-    lisa_cuda_graph *cg = calloc(1, sizeof *cg);
+    lisa_backend_graph *cg = calloc(1, sizeof *cg);
     if (!cg) {
         cudaGraphDestroy(g);
         return lisa_fail(LISA_ERR_OOM, "cuda graph: out of host memory");
@@ -57,18 +57,18 @@ lisa_status lisa_cuda_capture_end(lisa_backend *be, lisa_cuda_graph **out) {
     return LISA_OK;
 }
 
-lisa_status lisa_cuda_graph_launch(lisa_backend *be, const lisa_cuda_graph *g) {
+lisa_status lisa_cuda_graph_launch(lisa_backend *be, const lisa_backend_graph *g) {
     CUDA_CHECK(cudaGraphLaunch(g->exec, lisa_cuda_impl_of(be)->stream));
     return LISA_OK;
 }
 
-void lisa_cuda_graph_free(lisa_cuda_graph *g) {
+void lisa_cuda_graph_free(lisa_backend *be, lisa_backend_graph *g) {
     if (!g) return;
     cudaGraphExecDestroy(g->exec);
     free(g);
 }
 
-lisa_status lisa_cuda_host_alloc(size_t bytes, void **out) {
+lisa_status lisa_cuda_host_alloc(lisa_backend *be, size_t bytes, void **out) {
     *out = NULL;
     cudaError_t e = cudaMallocHost(out, bytes ? bytes : 1);
     if (e != cudaSuccess) {
@@ -79,6 +79,6 @@ lisa_status lisa_cuda_host_alloc(size_t bytes, void **out) {
     return LISA_OK;
 }
 
-void lisa_cuda_host_free(void *p) {
+void lisa_cuda_host_free(lisa_backend *be, void *p) {
     if (p) cudaFreeHost(p);
 }

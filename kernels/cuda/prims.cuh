@@ -10,7 +10,7 @@
  *     checked on machines without a GPU (CI), under AddressSanitizer too.
  *
  * Element types: bf16 and f16 are stored as tagged 16-bit words (lisa_bf16_t / lisa_f16_t) and
- * converted with the same round-to-nearest-even bit code as runtime/half.h, so the device, the
+ * converted with the same round-to-nearest-even bit code as core/half.h, so the device, the
  * emulator and the CPU backend round identically.
  */
 #ifndef LISA_KERNELS_CUDA_PRIMS_CUH
@@ -27,7 +27,7 @@ typedef struct lisa_f16_t {
     uint16_t bits;
 } lisa_f16_t;
 
-/* Runtime dtype codes as in runtime/tensor.h (kept numerically equal; checked in backend_cuda.c). */
+/* Runtime dtype codes as in core/tensor.h (kept numerically equal; checked in backend_cuda.c). */
 enum { LK_F32 = 0, LK_F16 = 1, LK_BF16 = 2, LK_I32 = 3, LK_I64 = 4, LK_U8 = 5, LK_BOOL = 6 };
 
 #if defined(__CUDACC__) && !defined(LISA_CUDA_EMU)
@@ -153,7 +153,7 @@ LISA_HD uint32_t lk_f32_bits(float f) {
     return u;
 }
 
-/* bf16 <-> f32, round to nearest even, NaN kept quiet (runtime/half.h). */
+/* bf16 <-> f32, round to nearest even, NaN kept quiet (core/half.h). */
 LISA_HD float lk_bf16_to_f32(uint16_t h) { return lk_bits_f32((uint32_t)h << 16); }
 LISA_HD uint16_t lk_f32_to_bf16(float f) {
     uint32_t u = lk_f32_bits(f);
@@ -166,7 +166,7 @@ LISA_HD uint32_t lk_pack_bf16x2(float lo, float hi) {
     return (uint32_t)lk_f32_to_bf16(lo) | ((uint32_t)lk_f32_to_bf16(hi) << 16);
 }
 
-/* f16 <-> f32 (runtime/half.h, bit for bit). */
+/* f16 <-> f32 (core/half.h, bit for bit). */
 LISA_HD float lk_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;

@@ -1,7 +1,7 @@
 /* tests/common/golden.c */
 #include "golden.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -7,8 +7,8 @@
 #define LISA_OPS_TESTUTIL_H
 
 #include "kernels/ops.h"
-#include "runtime/error.h"
-#include "runtime/tensor.h"
+#include "core/error.h"
+#include "core/tensor.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

@@ -1,7 +1,7 @@
 /* tests/common/testutil.c */
 #include "testutil.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <criterion/criterion.h>
 #include <ftw.h>

@@ -5,7 +5,7 @@
 #define LISA_TESTUTIL_H
 
 #include "kernels/ops.h"
-#include "runtime/tensor.h"
+#include "core/tensor.h"
 
 #include <stdbool.h>
 #include <stddef.h>

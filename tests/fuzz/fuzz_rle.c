@@ -1,8 +1,8 @@
-/* tests/fuzz/fuzz_rle.c — libFuzzer target for the COCO RLE string parser (runtime/mask.h), the
+/* tests/fuzz/fuzz_rle.c — libFuzzer target for the COCO RLE string parser (core/mask.h), the
  * one mask routine that reads untrusted text (annotation files). Input: 2 bytes of mask size
  * (h, w in 0..255), then the counts string. Property: no crash or sanitizer report; a string that
  * parses covers exactly h*w pixels, and decode/encode/stringify/parse round-trips the mask. */
-#include "runtime/mask.h"
+#include "core/mask.h"
 
 #include <stdint.h>
 #include <stdlib.h>

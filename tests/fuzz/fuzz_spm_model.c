@@ -3,7 +3,7 @@
  * sanitizer report; a model that loads can encode and decode (ids in range, no failure).
  * Seeds: tests/data/tokenizer/tiny/ (small valid models). */
 #include "loader/spm_model.h"
-#include "runtime/tokenizer.h"
+#include "models/tokenizer.h"
 
 #include <stdint.h>
 #include <stdio.h>

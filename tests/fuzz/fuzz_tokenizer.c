@@ -7,7 +7,7 @@
  *   odd:  payload is int32 ids (mod vocab). Decode and stream; with skip_special the stream
  *         equals the full decode; tokenizer_image_token on the payload as text.
  */
-#include "runtime/tokenizer.h"
+#include "models/tokenizer.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@ Runs the real PyTorch modules on the `meta` device (shapes only, no arithmetic) 
 TorchDispatchMode that counts every matrix product at the aten level: mm / addmm / bmm
 (2 FLOP per multiply-add: 2*m*k*n) and convolution (2 * output elements * Cin/groups * kh*kw;
 transposed: 2 * input elements * Cout/groups * kh*kw). Norms, softmax, GELU, adds are not
-counted (the same convention as runtime/flops.h). Products are split into "linear" (an operand
+counted (the same convention as jobs/flops.h). Products are split into "linear" (an operand
 is a weight: mm/addmm/convolution) and "attention" (bmm between activations: QK^T, AV, SAM's
 rel-pos einsum).
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Golden data for runtime/mask.c: COCO RLE from pycocotools and chat.py's overlay from numpy.
+"""Golden data for core/mask.c: COCO RLE from pycocotools and chat.py's overlay from numpy.
 
     /usr/bin/python3 tests/golden/gen_rle.py --out tests/data/rle/rle_cases.json
 

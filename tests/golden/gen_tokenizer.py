@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference vectors for the C tokenizer (runtime/tokenizer.c), produced by the real stack.
+"""Reference vectors for the C tokenizer (models/tokenizer.c), produced by the real stack.
 
 Run with Debian's system Python (python3-sentencepiece 0.1.97) plus PyPI transformers==4.31.0:
 

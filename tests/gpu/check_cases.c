@@ -13,8 +13,8 @@
  */
 #include "check_util.h"
 
-#include "runtime/error.h"
-#include "runtime/half.h"
+#include "core/error.h"
+#include "core/half.h"
 
 #include <math.h>
 #include <stdlib.h>

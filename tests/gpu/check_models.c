@@ -35,10 +35,10 @@
 
 #include "loader/checkpoint.h"
 #include "loader/image.h"
-#include "models/lisa.h"
+#include "models/lisa_model.h"
 #include "models/tiny.h"
 #include "runtime/engine.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <ftw.h>
 #include <math.h>

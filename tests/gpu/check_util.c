@@ -2,8 +2,8 @@
  * (same splitmix64) because testutil.c includes Criterion, which lisa-check must build without. */
 #include "check_util.h"
 
-#include "runtime/error.h"
-#include "runtime/half.h"
+#include "core/error.h"
+#include "core/half.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -19,7 +19,7 @@
 
 #include "kernels/cuda/cuda.h"
 #include "kernels/ops.h"
-#include "runtime/tensor.h"
+#include "core/tensor.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -23,7 +23,7 @@
  */
 #include "check_util.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* tests/gpu/tp_nccl_check.c — `tp-nccl-check`: the NCCL communicator (runtime/comm_nccl.c) on the
+/* tests/gpu/tp_nccl_check.c — `tp-nccl-check`: the NCCL communicator (kernels/comm_nccl.c) on the
  * GPUs of one node, for bench/gpu/suite.sh's TP=2 step.
  *
  * usage: mpirun -np N tp-nccl-check [--json FILE]     (one rank per GPU, N >= 2)
@@ -10,8 +10,8 @@
  * a 330-row prefill, the vocab gather), and reports the all-reduce time of each. Prints
  * "N passed, M failed" on rank 0; exit 0 when all passed ("no CUDA device: skipped" counts).
  * CUDA + NCCL + MPI builds only; compile-only in CI (no GPU there). */
-#include "runtime/comm.h"
-#include "runtime/error.h"
+#include "kernels/comm.h"
+#include "core/error.h"
 
 #include <cuda_runtime_api.h>
 #include <math.h>

@@ -8,8 +8,8 @@
  * replicated final-normed hidden states on rank 0 (no gather).
  * Plain program (no Criterion fork under MPI); closing line "N passed, M failed" on rank 0. */
 #include "lisa.h"
-#include "runtime/comm.h"
-#include "runtime/error.h"
+#include "kernels/comm.h"
+#include "core/error.h"
 
 #include <math.h>
 #include <stdio.h>

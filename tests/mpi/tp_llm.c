@@ -12,8 +12,8 @@
  * closing line "N passed, M failed" on rank 0 and exits non-zero when any rank failed. */
 #include "loader/json.h"
 #include "models/llama.h"
-#include "runtime/comm.h"
-#include "runtime/error.h"
+#include "kernels/comm.h"
+#include "core/error.h"
 #include "runtime/kv_cache.h"
 
 #include <math.h>

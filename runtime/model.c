@@ -1,0 +1,165 @@
+/* runtime/model.c — the public lisa_model handle (include/lisa.h): loading with the backend the
+ * caller asks for, freeing (a TP leader releases its followers first), the TP follower loop,
+ * introspection, and single requests (lisa_segment*) through a private one-request engine.
+ * The networks and their stages are models/lisa_model.c; this file adds what needs the engine.
+ */
+#include "runtime/engine.h"
+
+#include "core/error.h"
+#include "core/shard.h"
+#include "loader/image.h"
+#include "runtime/engine_tp.h"
+#include "runtime/kv_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Under mpirun/srun one process per GPU: task r of a node takes device `device` + r, unless the
+ * launcher already gave each task its own GPU (CUDA_VISIBLE_DEVICES naming one device). */
+static int32_t device_offset(void) {
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    if (vis && *vis && !strchr(vis, ',')) return 0;
+    return lisa_shard_local_rank();
+}
+
+lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_model **out) {
+    *out = NULL;
+    lisa_model_params dp = lisa_model_default_params();
+    if (!p) p = &dp;
+    lisa_backend *be = NULL;
+    const int32_t dev = p->backend == LISA_BACKEND_CPU ? 0 : p->device + device_offset();
+    LISA_TRY(lisa_backend_create(&be, p->backend, dev, p->n_threads));
+    lisa_status s;
+    s = lisa_model_load_with_backend(path, p, be, out);
+    if (s != LISA_OK) {
+        lisa_backend_free(be);
+        return s;
+    }
+    (*out)->owns_be = true;
+    return LISA_OK;
+}
+
+void lisa_model_free(lisa_model *m) {
+    if (!m) return;
+    /* a TP leader releases its followers from lisa_model_tp_follow */
+    if (m->tp_comm && !m->tp_follower) lisa_tp_send(m->tp_comm, LISA_TP_SHUTDOWN, NULL);
+    lisa_model_destroy(m);
+}
+
+int32_t lisa_model_tp_rank(const lisa_model *m) { return m->tp_comm ? m->tp_comm->rank : 0; }
+int32_t lisa_model_tp_size(const lisa_model *m) { return m->tp_comm ? m->tp_comm->size : 1; }
+int32_t lisa_model_tp_group(const lisa_model *m, int32_t *n_groups) {
+    if (n_groups) *n_groups = m->tp_comm ? m->tp_groups : 1;
+    return m->tp_comm ? m->tp_group : 0;
+}
+
+int32_t lisa_model_seg_token_id(const lisa_model *m) { return m->seg_id; }
+
+/* ---- TP followers: serve the leader's engines ------------------------------------------------------------------------ */
+
+lisa_status lisa_model_tp_follow(lisa_model *m) {
+    if (!m->tp_follower)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_model_tp_follow: this process is %s",
+                         m->tp_comm ? "the TP group's leader (rank 0)" : "not part of a TP group");
+    lisa_comm *c = m->tp_comm;
+    lisa_engine *e = NULL;
+    int32_t small[LISA_TP_HEADER_INTS];
+    lisa_tp_plan idle = {.buf = small}; /* no engine: only control messages fit (caps 0) */
+    lisa_status s = LISA_OK;
+    for (;;) {
+        lisa_tp_plan *p = e ? lisa_engine_tp_plan(e) : &idle;
+        s = lisa_tp_plan_bcast(c, p);
+        if (s != LISA_OK) break;
+        if (p->kind == LISA_TP_SHUTDOWN) break;
+        if (p->kind == LISA_TP_CREATE && !e) {
+            s = lisa_engine_tp_follower_create(m, p->args, &e);
+        } else if (p->kind == LISA_TP_FREE && e) {
+            lisa_engine_free(e);
+            e = NULL;
+        } else if ((p->kind == LISA_TP_PREFIX || p->kind == LISA_TP_PREFILL || p->kind == LISA_TP_DECODE) && e) {
+            s = lisa_engine_tp_follower_step(e);
+        } else {
+            s = lisa_fail(LISA_ERR_INTERNAL, "TP rank %d: message %d %s an engine", c->rank, p->kind,
+                          e ? "with" : "without");
+        }
+        if (s != LISA_OK) break;
+    }
+    lisa_engine_free(e);
+    return s;
+}
+
+/* ---- single requests: a private engine sized for one ------------------------------------------ */
+
+static lisa_status run_one(lisa_model *m, const lisa_request *rq, const lisa_run_hooks *hooks, lisa_result **out) {
+    *out = NULL;
+    lisa_engine_params p = lisa_engine_default_params();
+    p.max_batch = 1;
+    p.max_images = 1;
+    p.n_workers = 1;
+    p.background = false;
+    p.max_prefill_tokens = m->cfg.llm.max_pos;
+    /* room for one full context */
+    const lisa_llama_config *lc = &m->cfg.llm;
+    p.kv_cache_bytes = (int64_t)(lisa_kv_pages_for(&(lisa_kv_pool){.page_size = p.page_size}, lc->max_pos) + 2) *
+                       (int64_t)lisa_kv_page_bytes(lc->n_layers, p.page_size, lc->n_kv_heads, lc->head_dim,
+                                                   m->act_dtype);
+    lisa_engine *e = NULL;
+    LISA_TRY(lisa_engine_create_ex(m, &p, hooks, &e));
+    uint64_t id = 0;
+    lisa_status s = lisa_engine_submit(e, rq, &id);
+    lisa_result *res = NULL;
+    if (s == LISA_OK) s = lisa_engine_wait(e, id, &res);
+    lisa_engine_free(e);
+    if (s != LISA_OK) return s;
+    if (res->status != LISA_OK) {
+        s = lisa_fail(res->status, "%s", res->error);
+        lisa_result_free(res);
+        return s;
+    }
+    *out = res;
+    return LISA_OK;
+}
+
+lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
+                           const lisa_segment_params *p, const lisa_run_hooks *hooks, lisa_result **out) {
+    *out = NULL;
+    lisa_request rq = lisa_request_default();
+    if (p) rq.params = *p;
+    if (!rgb || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
+    if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
+    LISA_TRY(lisa_check_query(query, &rq.params));
+    if (rq.params.max_image_pixels > 0 && (int64_t)h * w > rq.params.max_image_pixels)
+        return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
+                         (long long)rq.params.max_image_pixels);
+    rq.rgb = rgb;
+    rq.height = h;
+    rq.width = w;
+    rq.query = query;
+    return run_one(m, &rq, hooks, out);
+}
+
+lisa_status lisa_segment(lisa_model *m, const uint8_t *rgb, int32_t height, int32_t width, const char *query,
+                         const lisa_segment_params *p, lisa_result **out) {
+    return lisa_model_run(m, rgb, height, width, query, p, NULL, out);
+}
+
+lisa_status lisa_segment_file(lisa_model *m, const char *image_path, const char *query, const lisa_segment_params *p,
+                              lisa_result **out) {
+    *out = NULL;
+    lisa_request rq = lisa_request_default();
+    if (p) rq.params = *p;
+    if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
+    LISA_TRY(lisa_check_query(query, &rq.params));
+    /* decode here so that a bad file is reported before an engine is built */
+    lisa_image_limits lim = lisa_image_default_limits();
+    if (rq.params.max_image_pixels > 0) lim.max_pixels = rq.params.max_image_pixels;
+    lisa_image img;
+    LISA_TRY(lisa_image_load(&img, image_path, &lim));
+    rq.rgb = img.data;
+    rq.height = img.h;
+    rq.width = img.w;
+    rq.query = query;
+    lisa_status s = run_one(m, &rq, NULL, out);
+    lisa_image_free(&img);
+    return s;
+}
