@@ -256,7 +256,7 @@ static void llm_graph(lisa_graph *g, void *ctx) {
     llm_ctx *c = ctx;
     const int64_t C = m->cfg.llm.hidden;
     lisa_tensor tid = lisa_tensor_view(c->ids, LISA_DTYPE_I32, 1, (int64_t[]){c->rows});
-    T *x = g_embedding(g, &m->llm->embed, g_upload(g, &tid));
+    T *x = lisa_g_embedding(g, &m->llm->embed, lisa_g_upload(g, &tid));
     lisa_llama_batch bt = {.n_seqs = c->nb,
                            .n_rows = c->rows,
                            .qo_indptr = c->qo,
@@ -269,11 +269,11 @@ static void llm_graph(lisa_graph *g, void *ctx) {
                            .k_pages = c->pool->k,
                            .v_pages = c->pool->v};
     T *h = lisa_llama_forward_batch(g, m->llm, &bt, x);
-    T *last = g_new(g, g->act_dtype, 2, c->nb, C, 0, 0);
+    T *last = lisa_g_new(g, g->act_dtype, 2, c->nb, C, 0, 0);
     for (int32_t b = 0; b < c->nb; b++)
-        g_copy_to(g, g_narrow(g, last, 0, b, 1), g_narrow(g, h, 0, c->qo[b + 1] - 1, 1));
+        lisa_g_copy_to(g, lisa_g_narrow(g, last, 0, b, 1), lisa_g_narrow(g, h, 0, c->qo[b + 1] - 1, 1));
     lisa_tensor next = lisa_tensor_view(c->next, LISA_DTYPE_I32, 1, (int64_t[]){c->nb});
-    g_download(g, &next, g_argmax(g, lisa_llama_logits(g, m->llm, last)));
+    lisa_g_download(g, &next, lisa_g_argmax(g, lisa_llama_logits(g, m->llm, last)));
 }
 
 static void *pinned(size_t bytes) {

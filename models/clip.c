@@ -130,43 +130,43 @@ T *lisa_clip_encode(lisa_graph *g, const lisa_clip *m, const T *px) {
     const int64_t H = c->n_heads, D = E / H;
     if (px->n_dims != 4 || px->shape[1] != 3 || px->shape[2] != S || px->shape[3] != S) {
         char sb[96];
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "CLIP: input %s, expected [B, 3, %lld, %lld]",
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "CLIP: input %s, expected [B, 3, %lld, %lld]",
                                    lisa_tensor_shape_str(px, sb, sizeof sb), (long long)S, (long long)S));
     }
-    T *out = g_new(g, g->act_dtype, 3, B, P, E, 0);
-    lisa_graph_mark m0 = g_mark(g);
+    T *out = lisa_g_new(g, g->act_dtype, 3, B, P, E, 0);
+    lisa_graph_mark m0 = lisa_g_mark(g);
     /* embeddings = cat(class, patches) + position; then pre_layrnorm */
-    T *x = g_new(g, g->act_dtype, 3, B, P + 1, E, 0);
-    lisa_graph_mark m1 = g_mark(g);
-    T *pe = g_conv2d(g, px, &m->patch_w, NULL, c->patch, 0);                        /* [B, E, n, n] */
-    g_copy_to(g, g_narrow(g, x, 1, 1, P), g_permute(g, g_reshape(g, pe, 3, B, E, P, 0), 0, 2, 1, 3));
+    T *x = lisa_g_new(g, g->act_dtype, 3, B, P + 1, E, 0);
+    lisa_graph_mark m1 = lisa_g_mark(g);
+    T *pe = lisa_g_conv2d(g, px, &m->patch_w, NULL, c->patch, 0);                        /* [B, E, n, n] */
+    lisa_g_copy_to(g, lisa_g_narrow(g, x, 1, 1, P), lisa_g_permute(g, lisa_g_reshape(g, pe, 3, B, E, P, 0), 0, 2, 1, 3));
     for (int64_t b = 0; b < B; b++)
-        g_copy_to(g, g_narrow(g, g_narrow(g, x, 0, b, 1), 1, 0, 1), g_reshape(g, &m->class_emb, 3, 1, 1, E, 0));
-    g_add_to(g, x, x, &m->pos_emb);
-    g_layernorm_to(g, x, x, &m->pre_ln_w, &m->pre_ln_b, c->ln_eps);
-    g_reset(g, m1);
-    g_tap(g, x, "clip.embed");
+        lisa_g_copy_to(g, lisa_g_narrow(g, lisa_g_narrow(g, x, 0, b, 1), 1, 0, 1), lisa_g_reshape(g, &m->class_emb, 3, 1, 1, E, 0));
+    lisa_g_add_to(g, x, x, &m->pos_emb);
+    lisa_g_layernorm_to(g, x, x, &m->pre_ln_w, &m->pre_ln_b, c->ln_eps);
+    lisa_g_reset(g, m1);
+    lisa_g_tap(g, x, "clip.embed");
 
     const float scale = 1.0f / sqrtf((float)D); /* CLIPAttention: q_proj(x) * head_dim^-0.5 */
     for (int i = 0; i < c->n_run && g_ok(g); i++) {
         const lisa_clip_layer *L = &m->layers[i];
-        lisa_graph_mark ml = g_mark(g);
-        T *h = g_layernorm(g, x, &L->ln1_w, &L->ln1_b, c->ln_eps);
-        T *q = g_reshape(g, g_linear(g, h, &L->q_w, &L->q_b), 4, B, P + 1, H, D);
-        T *k = g_reshape(g, g_linear(g, h, &L->k_w, &L->k_b), 4, B, P + 1, H, D);
-        T *v = g_reshape(g, g_linear(g, h, &L->v_w, &L->v_b), 4, B, P + 1, H, D);
+        lisa_graph_mark ml = lisa_g_mark(g);
+        T *h = lisa_g_layernorm(g, x, &L->ln1_w, &L->ln1_b, c->ln_eps);
+        T *q = lisa_g_reshape(g, lisa_g_linear(g, h, &L->q_w, &L->q_b), 4, B, P + 1, H, D);
+        T *k = lisa_g_reshape(g, lisa_g_linear(g, h, &L->k_w, &L->k_b), 4, B, P + 1, H, D);
+        T *v = lisa_g_reshape(g, lisa_g_linear(g, h, &L->v_w, &L->v_b), 4, B, P + 1, H, D);
         lisa_attn_params p = {.scale = scale};
-        T *a = g_attention(g, q, k, v, &p);
-        g_add_to(g, x, x, g_linear(g, g_reshape(g, a, 3, B, P + 1, E, 0), &L->o_w, &L->o_b));
-        h = g_layernorm(g, x, &L->ln2_w, &L->ln2_b, c->ln_eps);
-        T *f = g_linear(g, h, &L->fc1_w, &L->fc1_b);
-        f = c->quick_gelu ? g_quick_gelu(g, f) : g_gelu(g, f);
-        g_add_to(g, x, x, g_linear(g, f, &L->fc2_w, &L->fc2_b));
-        g_reset(g, ml);
-        g_tap(g, x, "clip.layer.%d", i);
+        T *a = lisa_g_attention(g, q, k, v, &p);
+        lisa_g_add_to(g, x, x, lisa_g_linear(g, lisa_g_reshape(g, a, 3, B, P + 1, E, 0), &L->o_w, &L->o_b));
+        h = lisa_g_layernorm(g, x, &L->ln2_w, &L->ln2_b, c->ln_eps);
+        T *f = lisa_g_linear(g, h, &L->fc1_w, &L->fc1_b);
+        f = c->quick_gelu ? lisa_g_quick_gelu(g, f) : lisa_g_gelu(g, f);
+        lisa_g_add_to(g, x, x, lisa_g_linear(g, f, &L->fc2_w, &L->fc2_b));
+        lisa_g_reset(g, ml);
+        lisa_g_tap(g, x, "clip.layer.%d", i);
     }
-    g_copy_to(g, out, g_narrow(g, x, 1, 1, P)); /* feature_select "patch": drop CLS */
-    g_reset(g, m0);
-    g_tap(g, out, "clip_l23");
+    lisa_g_copy_to(g, out, lisa_g_narrow(g, x, 1, 1, P)); /* feature_select "patch": drop CLS */
+    lisa_g_reset(g, m0);
+    lisa_g_tap(g, out, "clip_l23");
     return out;
 }

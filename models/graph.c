@@ -17,17 +17,17 @@ void lisa_graph_init(lisa_graph *g, lisa_backend *be, lisa_arena *act, lisa_aren
     g->error_tensor = lisa_tensor_view(NULL, act_dtype, 0, NULL);
 }
 
-T *g_fail(lisa_graph *g, lisa_status s) {
+T *lisa_g_fail(lisa_graph *g, lisa_status s) {
     if (g->status == LISA_OK) g->status = s;
     return &g->error_tensor;
 }
 
-lisa_graph_mark g_mark(const lisa_graph *g) {
+lisa_graph_mark lisa_g_mark(const lisa_graph *g) {
     lisa_graph_mark m = {lisa_arena_mark(g->act), lisa_arena_mark(g->meta)};
     return m;
 }
 
-void g_tap(lisa_graph *g, const T *t, const char *fmt, ...) {
+void lisa_g_tap(lisa_graph *g, const T *t, const char *fmt, ...) {
     if (!g->tap || !g_ok(g) || g_measuring(g)) return;
     char name[128];
     va_list ap;
@@ -37,7 +37,7 @@ void g_tap(lisa_graph *g, const T *t, const char *fmt, ...) {
     g->tap(g->tap_ctx, name, t);
 }
 
-void g_reset(lisa_graph *g, lisa_graph_mark m) {
+void lisa_g_reset(lisa_graph *g, lisa_graph_mark m) {
     lisa_arena_reset(g->act, m.act);
     lisa_arena_reset(g->meta, m.meta);
 }
@@ -47,7 +47,7 @@ void g_reset(lisa_graph *g, lisa_graph_mark m) {
     do {                                                                                           \
         if (g_ok(g) && !g_measuring(g)) {                                                          \
             lisa_status g_run_s_ = (call);                                                         \
-            if (g_run_s_ != LISA_OK) g_fail(g, g_run_s_);                                          \
+            if (g_run_s_ != LISA_OK) lisa_g_fail(g, g_run_s_);                                          \
         }                                                                                          \
     } while (0)
 
@@ -59,7 +59,7 @@ void g_reset(lisa_graph *g, lisa_graph_mark m) {
 static T *new_desc(lisa_graph *g) {
     void *p = NULL;
     lisa_status s = lisa_arena_alloc(g->meta, sizeof(T), &p);
-    if (s != LISA_OK) return g_fail(g, s);
+    if (s != LISA_OK) return lisa_g_fail(g, s);
     LISA_ASSERT(p != NULL); /* the descriptor arena is host memory and never measuring */
     return p;
 }
@@ -73,24 +73,24 @@ static T *alloc_shape(lisa_graph *g, lisa_dtype dt, int32_t n_dims, const int64_
     t->device_id = g->be->device_id;
     void *data = NULL;
     lisa_status s = lisa_arena_alloc(g->act, lisa_tensor_nbytes(t), &data);
-    if (s != LISA_OK) return g_fail(g, s);
+    if (s != LISA_OK) return lisa_g_fail(g, s);
     t->data = data;
     return t;
 }
 
-T *g_new(lisa_graph *g, lisa_dtype dt, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+T *lisa_g_new(lisa_graph *g, lisa_dtype dt, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     const int64_t shape[4] = {d0, d1, d2, d3};
     for (int i = 0; i < n_dims; i++)
-        if (shape[i] < 0) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "graph: negative dimension %lld", (long long)shape[i]));
+        if (shape[i] < 0) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "graph: negative dimension %lld", (long long)shape[i]));
     return alloc_shape(g, dt, n_dims, shape);
 }
 
-T *g_new_like(lisa_graph *g, const T *x) {
+T *lisa_g_new_like(lisa_graph *g, const T *x) {
     G_LIVE(g);
     return alloc_shape(g, g->act_dtype, x->n_dims, x->shape);
 }
 
-T *g_wrap(lisa_graph *g, const T *x) {
+T *lisa_g_wrap(lisa_graph *g, const T *x) {
     G_LIVE(g);
     T *t = new_desc(g);
     G_LIVE(g);
@@ -99,77 +99,77 @@ T *g_wrap(lisa_graph *g, const T *x) {
     return t;
 }
 
-T *g_reshape(lisa_graph *g, const T *x, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+T *lisa_g_reshape(lisa_graph *g, const T *x, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     G_LIVE(g);
     const int64_t shape[4] = {d0, d1, d2, d3};
     T *t = new_desc(g);
     G_LIVE(g);
     lisa_status s = lisa_tensor_reshape(t, x, n_dims, shape);
-    if (s != LISA_OK) return g_fail(g, s);
+    if (s != LISA_OK) return lisa_g_fail(g, s);
     t->device = x->device;
     return t;
 }
 
-T *g_permute(lisa_graph *g, const T *x, int32_t p0, int32_t p1, int32_t p2, int32_t p3) {
+T *lisa_g_permute(lisa_graph *g, const T *x, int32_t p0, int32_t p1, int32_t p2, int32_t p3) {
     G_LIVE(g);
     const int32_t perm[4] = {p0, p1, p2, p3};
     T *t = new_desc(g);
     G_LIVE(g);
     lisa_status s = lisa_tensor_permute(t, x, perm);
-    if (s != LISA_OK) return g_fail(g, s);
+    if (s != LISA_OK) return lisa_g_fail(g, s);
     return t;
 }
 
-T *g_narrow(lisa_graph *g, const T *x, int32_t dim, int64_t start, int64_t len) {
+T *lisa_g_narrow(lisa_graph *g, const T *x, int32_t dim, int64_t start, int64_t len) {
     G_LIVE(g);
     T *t = new_desc(g);
     G_LIVE(g);
     lisa_status s = lisa_tensor_narrow(t, x, dim, start, len);
-    if (s != LISA_OK) return g_fail(g, s);
+    if (s != LISA_OK) return lisa_g_fail(g, s);
     return t;
 }
 
-T *g_cast(lisa_graph *g, const T *x, lisa_dtype dt) {
+T *lisa_g_cast(lisa_graph *g, const T *x, lisa_dtype dt) {
     G_LIVE(g);
     T *y = alloc_shape(g, dt, x->n_dims, x->shape);
     G_RUN(g, lisa_op_copy(g->be, y, x));
     return y;
 }
 
-T *g_contiguous(lisa_graph *g, const T *x) {
+T *lisa_g_contiguous(lisa_graph *g, const T *x) {
     G_LIVE(g);
-    return g_cast(g, x, x->dtype);
+    return lisa_g_cast(g, x, x->dtype);
 }
 
-void g_copy_to(lisa_graph *g, T *y, const T *x) { G_RUN(g, lisa_op_copy(g->be, y, x)); }
+void lisa_g_copy_to(lisa_graph *g, T *y, const T *x) { G_RUN(g, lisa_op_copy(g->be, y, x)); }
 
 static bool is_float_dtype(lisa_dtype t) {
     return t == LISA_DTYPE_F32 || t == LISA_DTYPE_BF16 || t == LISA_DTYPE_F16;
 }
 
-T *g_upload(lisa_graph *g, const T *host) {
+T *lisa_g_upload(lisa_graph *g, const T *host) {
     G_LIVE(g);
     /* float inputs enter the graph in its activation dtype (spec §8: "f32 preprocessing -> bf16") */
     const bool cast = is_float_dtype(host->dtype) && host->dtype != g->act_dtype;
-    if (g->be->device == LISA_DEVICE_CPU) return cast ? g_cast(g, host, g->act_dtype) : g_wrap(g, host);
+    if (g->be->device == LISA_DEVICE_CPU) return cast ? lisa_g_cast(g, host, g->act_dtype) : lisa_g_wrap(g, host);
     if (!lisa_tensor_is_contiguous(host))
-        return g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "upload: host tensor must be contiguous"));
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "upload: host tensor must be contiguous"));
     T *t = alloc_shape(g, host->dtype, host->n_dims, host->shape);
     G_RUN(g, g->be->upload(g->be, t->data, host->data, lisa_tensor_nbytes(host)));
-    return cast ? g_cast(g, t, g->act_dtype) : t;
+    return cast ? lisa_g_cast(g, t, g->act_dtype) : t;
 }
 
-void g_download(lisa_graph *g, T *host_dst, const T *x) {
+void lisa_g_download(lisa_graph *g, T *host_dst, const T *x) {
     if (!g_ok(g)) return;
     if (g->be->device == LISA_DEVICE_CPU) {
         G_RUN(g, lisa_op_copy(g->be, host_dst, x));
         return;
     }
     if (!lisa_tensor_is_contiguous(host_dst)) {
-        g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "download: host tensor must be contiguous"));
+        lisa_g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "download: host tensor must be contiguous"));
         return;
     }
-    T *tmp = g_cast(g, x, host_dst->dtype);
+    T *tmp = lisa_g_cast(g, x, host_dst->dtype);
     G_RUN(g, g->be->download(g->be, host_dst->data, tmp->data, lisa_tensor_nbytes(host_dst)));
 }
 
@@ -178,7 +178,7 @@ void g_download(lisa_graph *g, T *host_dst, const T *x) {
 static T *like_with_last(lisa_graph *g, const T *x, int64_t last) {
     int64_t shape[4];
     memcpy(shape, x->shape, sizeof shape);
-    if (x->n_dims == 0) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "graph: scalar input where a vector is needed"));
+    if (x->n_dims == 0) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "graph: scalar input where a vector is needed"));
     shape[x->n_dims - 1] = last;
     return alloc_shape(g, g->act_dtype, x->n_dims, shape);
 }
@@ -208,20 +208,20 @@ static lisa_status linear_grouped(lisa_graph *g, T *y, const T *x, const T *w, c
     return LISA_OK;
 }
 
-T *g_linear(lisa_graph *g, const T *x, const T *w, const T *b) {
+T *lisa_g_linear(lisa_graph *g, const T *x, const T *w, const T *b) {
     G_LIVE(g);
-    if (w->n_dims != 2) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "linear: weight must be 2-D"));
+    if (w->n_dims != 2) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "linear: weight must be 2-D"));
     T *y = like_with_last(g, x, w->shape[0]);
     G_RUN(g, linear_grouped(g, y, x, w, b));
     return y;
 }
 
-void g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b) { G_RUN(g, linear_grouped(g, y, x, w, b)); }
+void lisa_g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b) { G_RUN(g, linear_grouped(g, y, x, w, b)); }
 
-T *g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b) {
+T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b) {
     G_LIVE(g);
     if (a->n_dims < 2 || b->n_dims < 2 || a->n_dims > 3 || b->n_dims > 3)
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "matmul: operands must be 2-D or 3-D"));
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "matmul: operands must be 2-D or 3-D"));
     int64_t m = a->shape[a->n_dims - 2];
     int64_t n = trans_b ? b->shape[b->n_dims - 2] : b->shape[b->n_dims - 1];
     int64_t ba = a->n_dims == 3 ? a->shape[0] : 1, bb = b->n_dims == 3 ? b->shape[0] : 1;
@@ -232,50 +232,50 @@ T *g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b) {
     return y;
 }
 
-T *g_add(lisa_graph *g, const T *a, const T *b) {
+T *lisa_g_add(lisa_graph *g, const T *a, const T *b) {
     G_LIVE(g);
-    T *y = g_new_like(g, a);
+    T *y = lisa_g_new_like(g, a);
     G_RUN(g, lisa_op_add(g->be, y, a, b));
     return y;
 }
 
-void g_add_to(lisa_graph *g, T *y, const T *a, const T *b) { G_RUN(g, lisa_op_add(g->be, y, a, b)); }
+void lisa_g_add_to(lisa_graph *g, T *y, const T *a, const T *b) { G_RUN(g, lisa_op_add(g->be, y, a, b)); }
 
-T *g_mul(lisa_graph *g, const T *a, const T *b) {
+T *lisa_g_mul(lisa_graph *g, const T *a, const T *b) {
     G_LIVE(g);
-    T *y = g_new_like(g, a);
+    T *y = lisa_g_new_like(g, a);
     G_RUN(g, lisa_op_mul(g->be, y, a, b));
     return y;
 }
 
-T *g_scale(lisa_graph *g, const T *x, float s, float c) {
+T *lisa_g_scale(lisa_graph *g, const T *x, float s, float c) {
     G_LIVE(g);
-    T *y = g_new_like(g, x);
+    T *y = lisa_g_new_like(g, x);
     G_RUN(g, lisa_op_scale(g->be, y, x, s, c));
     return y;
 }
 
-T *g_layernorm(lisa_graph *g, const T *x, const T *w, const T *b, float eps) {
+T *lisa_g_layernorm(lisa_graph *g, const T *x, const T *w, const T *b, float eps) {
     G_LIVE(g);
-    T *y = g_new_like(g, x);
+    T *y = lisa_g_new_like(g, x);
     G_RUN(g, lisa_op_layernorm(g->be, y, x, w, b, eps));
     return y;
 }
 
-void g_layernorm_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b, float eps) {
+void lisa_g_layernorm_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b, float eps) {
     G_RUN(g, lisa_op_layernorm(g->be, y, x, w, b, eps));
 }
 
-T *g_layernorm2d(lisa_graph *g, const T *x, const T *w, const T *b, float eps) {
+T *lisa_g_layernorm2d(lisa_graph *g, const T *x, const T *w, const T *b, float eps) {
     G_LIVE(g);
-    T *y = g_new_like(g, x);
+    T *y = lisa_g_new_like(g, x);
     G_RUN(g, lisa_op_layernorm2d(g->be, y, x, w, b, eps));
     return y;
 }
 
-T *g_rmsnorm(lisa_graph *g, const T *x, const T *w, float eps) {
+T *lisa_g_rmsnorm(lisa_graph *g, const T *x, const T *w, float eps) {
     G_LIVE(g);
-    T *y = g_new_like(g, x);
+    T *y = lisa_g_new_like(g, x);
     G_RUN(g, lisa_op_rmsnorm(g->be, y, x, w, eps));
     return y;
 }
@@ -283,46 +283,46 @@ T *g_rmsnorm(lisa_graph *g, const T *x, const T *w, float eps) {
 #define UNARY_HELPER(fn, op)                                                                       \
     T *fn(lisa_graph *g, const T *x) {                                                             \
         G_LIVE(g);                                                                                 \
-        T *y = g_new_like(g, x);                                                                   \
+        T *y = lisa_g_new_like(g, x);                                                                   \
         G_RUN(g, op(g->be, y, x));                                                                 \
         return y;                                                                                  \
     }
-UNARY_HELPER(g_softmax, lisa_op_softmax)
-UNARY_HELPER(g_gelu, lisa_op_gelu)
-UNARY_HELPER(g_quick_gelu, lisa_op_quick_gelu)
-UNARY_HELPER(g_relu, lisa_op_relu)
+UNARY_HELPER(lisa_g_softmax, lisa_op_softmax)
+UNARY_HELPER(lisa_g_gelu, lisa_op_gelu)
+UNARY_HELPER(lisa_g_quick_gelu, lisa_op_quick_gelu)
+UNARY_HELPER(lisa_g_relu, lisa_op_relu)
 
-T *g_silu_mul(lisa_graph *g, const T *gate, const T *up) {
+T *lisa_g_silu_mul(lisa_graph *g, const T *gate, const T *up) {
     G_LIVE(g);
-    T *y = g_new_like(g, gate);
+    T *y = lisa_g_new_like(g, gate);
     G_RUN(g, lisa_op_silu_mul(g->be, y, gate, up));
     return y;
 }
 
-T *g_rope(lisa_graph *g, const T *x, const T *pos, float theta) {
+T *lisa_g_rope(lisa_graph *g, const T *x, const T *pos, float theta) {
     G_LIVE(g);
-    T *y = g_new_like(g, x);
+    T *y = lisa_g_new_like(g, x);
     G_RUN(g, lisa_op_rope(g->be, y, x, pos, theta));
     return y;
 }
 
-T *g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p) {
+T *lisa_g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p) {
     G_LIVE(g);
-    T *y = g_new_like(g, q);
+    T *y = lisa_g_new_like(g, q);
     G_RUN(g, lisa_op_attention(g->be, y, q, k, v, p));
     return y;
 }
 
-void g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos_h, const T *rel_pos_w, int32_t q_h,
+void lisa_g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos_h, const T *rel_pos_w, int32_t q_h,
                int32_t q_w) {
     *rel_h = *rel_w = &g->error_tensor;
     if (!g_ok(g)) return;
     if (q->n_dims != 4) {
-        g_fail(g, lisa_fail(LISA_ERR_SHAPE, "rel_pos: q must be [B, T, H, D]"));
+        lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "rel_pos: q must be [B, T, H, D]"));
         return;
     }
-    T *h = g_new(g, g->act_dtype, 4, q->shape[0], q->shape[2], q->shape[1], q_h);
-    T *w = g_new(g, g->act_dtype, 4, q->shape[0], q->shape[2], q->shape[1], q_w);
+    T *h = lisa_g_new(g, g->act_dtype, 4, q->shape[0], q->shape[2], q->shape[1], q_h);
+    T *w = lisa_g_new(g, g->act_dtype, 4, q->shape[0], q->shape[2], q->shape[1], q_w);
     G_RUN(g, lisa_op_rel_pos(g->be, h, w, q, rel_pos_h, rel_pos_w, q_h, q_w));
     if (g_ok(g)) {
         *rel_h = h;
@@ -330,61 +330,61 @@ void g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos
     }
 }
 
-void g_kv_append(lisa_graph *g, T *k_pages, T *v_pages, const T *k, const T *v, const T *slots) {
+void lisa_g_kv_append(lisa_graph *g, T *k_pages, T *v_pages, const T *k, const T *v, const T *slots) {
     G_RUN(g, lisa_op_kv_append(g->be, k_pages, v_pages, k, v, slots));
 }
 
-T *g_paged_attention(lisa_graph *g, const T *q, const T *k_pages, const T *v_pages, const lisa_paged_params *p) {
+T *lisa_g_paged_attention(lisa_graph *g, const T *q, const T *k_pages, const T *v_pages, const lisa_paged_params *p) {
     G_LIVE(g);
-    T *y = g_new_like(g, q);
+    T *y = lisa_g_new_like(g, q);
     G_RUN(g, lisa_op_paged_attention(g->be, y, q, k_pages, v_pages, p));
     return y;
 }
 
-T *g_window_partition(lisa_graph *g, const T *x, int32_t window) {
+T *lisa_g_window_partition(lisa_graph *g, const T *x, int32_t window) {
     G_LIVE(g);
     if (x->n_dims != 4 || window <= 0)
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "window_partition: x must be [B, H, W, C], window > 0"));
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "window_partition: x must be [B, H, W, C], window > 0"));
     int64_t nh = (x->shape[1] + window - 1) / window, nw = (x->shape[2] + window - 1) / window;
-    T *y = g_new(g, g->act_dtype, 4, x->shape[0] * nh * nw, window, window, x->shape[3]);
+    T *y = lisa_g_new(g, g->act_dtype, 4, x->shape[0] * nh * nw, window, window, x->shape[3]);
     G_RUN(g, lisa_op_window_partition(g->be, y, x, window));
     return y;
 }
 
-T *g_window_unpartition(lisa_graph *g, const T *x, int32_t window, int64_t h, int64_t w) {
+T *lisa_g_window_unpartition(lisa_graph *g, const T *x, int32_t window, int64_t h, int64_t w) {
     G_LIVE(g);
     int64_t nh = (h + window - 1) / window, nw = (w + window - 1) / window;
     if (x->n_dims != 4 || window <= 0 || x->shape[0] % (nh * nw) != 0)
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "window_unpartition: x must be [B*%lld, S, S, C]", (long long)(nh * nw)));
-    T *y = g_new(g, g->act_dtype, 4, x->shape[0] / (nh * nw), h, w, x->shape[3]);
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "window_unpartition: x must be [B*%lld, S, S, C]", (long long)(nh * nw)));
+    T *y = lisa_g_new(g, g->act_dtype, 4, x->shape[0] / (nh * nw), h, w, x->shape[3]);
     G_RUN(g, lisa_op_window_unpartition(g->be, y, x, window));
     return y;
 }
 
-T *g_conv2d(lisa_graph *g, const T *x, const T *w, const T *b, int32_t stride, int32_t pad) {
+T *lisa_g_conv2d(lisa_graph *g, const T *x, const T *w, const T *b, int32_t stride, int32_t pad) {
     G_LIVE(g);
     if (x->n_dims != 4 || w->n_dims != 4 || stride <= 0)
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "conv2d: x [B,C,H,W] and w [O,C,kh,kw] expected"));
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "conv2d: x [B,C,H,W] and w [O,C,kh,kw] expected"));
     int64_t ho = (x->shape[2] + 2 * pad - w->shape[2]) / stride + 1;
     int64_t wo = (x->shape[3] + 2 * pad - w->shape[3]) / stride + 1;
-    if (ho <= 0 || wo <= 0) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "conv2d: kernel larger than the padded input"));
-    T *y = g_new(g, g->act_dtype, 4, x->shape[0], w->shape[0], ho, wo);
+    if (ho <= 0 || wo <= 0) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "conv2d: kernel larger than the padded input"));
+    T *y = lisa_g_new(g, g->act_dtype, 4, x->shape[0], w->shape[0], ho, wo);
     G_RUN(g, lisa_op_conv2d(g->be, y, x, w, b, stride, pad));
     return y;
 }
 
-T *g_conv_transpose2d_k2s2(lisa_graph *g, const T *x, const T *w, const T *b) {
+T *lisa_g_conv_transpose2d_k2s2(lisa_graph *g, const T *x, const T *w, const T *b) {
     G_LIVE(g);
     if (x->n_dims != 4 || w->n_dims != 4)
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "conv_transpose2d: x [B,C,H,W] and w [C,O,2,2] expected"));
-    T *y = g_new(g, g->act_dtype, 4, x->shape[0], w->shape[1], 2 * x->shape[2], 2 * x->shape[3]);
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "conv_transpose2d: x [B,C,H,W] and w [C,O,2,2] expected"));
+    T *y = lisa_g_new(g, g->act_dtype, 4, x->shape[0], w->shape[1], 2 * x->shape[2], 2 * x->shape[3]);
     G_RUN(g, lisa_op_conv_transpose2d_k2s2(g->be, y, x, w, b));
     return y;
 }
 
-T *g_bilinear(lisa_graph *g, const T *x, int64_t out_h, int64_t out_w) {
+T *lisa_g_bilinear(lisa_graph *g, const T *x, int64_t out_h, int64_t out_w) {
     G_LIVE(g);
-    if (x->n_dims < 2) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "bilinear: input needs >= 2 dims"));
+    if (x->n_dims < 2) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "bilinear: input needs >= 2 dims"));
     int64_t shape[4];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->n_dims - 2] = out_h;
@@ -394,20 +394,20 @@ T *g_bilinear(lisa_graph *g, const T *x, int64_t out_h, int64_t out_w) {
     return y;
 }
 
-T *g_embedding(lisa_graph *g, const T *table, const T *ids) {
+T *lisa_g_embedding(lisa_graph *g, const T *table, const T *ids) {
     G_LIVE(g);
     if (table->n_dims != 2 || ids->n_dims != 1)
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "embedding: table [V, C] and ids [T] expected"));
-    T *y = g_new(g, g->act_dtype, 2, ids->shape[0], table->shape[1], 0, 0);
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "embedding: table [V, C] and ids [T] expected"));
+    T *y = lisa_g_new(g, g->act_dtype, 2, ids->shape[0], table->shape[1], 0, 0);
     G_RUN(g, lisa_op_embedding(g->be, y, table, ids));
     return y;
 }
 
-T *g_argmax(lisa_graph *g, const T *x) {
+T *lisa_g_argmax(lisa_graph *g, const T *x) {
     G_LIVE(g);
-    if (x->n_dims < 1) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "argmax: input needs >= 1 dim"));
+    if (x->n_dims < 1) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "argmax: input needs >= 1 dim"));
     int64_t rows = lisa_tensor_numel(x) / (x->shape[x->n_dims - 1] ? x->shape[x->n_dims - 1] : 1);
-    T *y = g_new(g, LISA_DTYPE_I32, 1, rows, 0, 0, 0);
+    T *y = lisa_g_new(g, LISA_DTYPE_I32, 1, rows, 0, 0, 0);
     G_RUN(g, lisa_op_argmax(g->be, y, x));
     return y;
 }

@@ -11,7 +11,7 @@
  * measuring), so running a graph once with a measuring arena gives the exact arena
  * size for the real run (one allocation per lifetime, STYLE.md §10).
  *
- * Scoped temporaries: m = g_mark(g); ...; g_reset(g, m) releases everything allocated since the
+ * Scoped temporaries: m = lisa_g_mark(g); ...; lisa_g_reset(g, m) releases everything allocated since the
  * mark in both arenas (use the *_to helpers to write a result into a tensor allocated earlier).
  *
  * Ownership: a lisa_graph borrows its backend and arenas; tensors it returns live in those arenas
@@ -37,13 +37,13 @@ typedef struct lisa_graph {
     lisa_dtype act_dtype; /* activation dtype: F32 on the CPU backend, BF16 (or F32 for checks) on CUDA */
     lisa_status status; /* first failure (message in lisa_last_error()) */
     T error_tensor;     /* returned by helpers after a failure */
-    /* Optional parity hook: graphs call g_tap(g, "enc.block.3", x) at the spec's tap points
+    /* Optional parity hook: graphs call lisa_g_tap(g, "enc.block.3", x) at the spec's tap points
      * (spec §8); tests compare there against golden data. Not called while measuring. */
     void (*tap)(void *tap_ctx, const char *name, const T *t);
     void *tap_ctx;
     /* Batch invariance. OpenBLAS's sgemm gives a row different bits depending on the other rows of
      * the call (measured: row count and position matter), so a batch of requests would not match
-     * the same requests run alone. When set, g_linear runs one GEMM per row group: the groups of
+     * the same requests run alone. When set, lisa_g_linear runs one GEMM per row group: the groups of
      * row_indptr[0..n_row_groups] when x has row_indptr[n_row_groups] rows (the LLM's packed
      * sequences), else row_split equal parts when the rows divide evenly (images of a batch). */
     const int32_t *row_indptr;
@@ -59,67 +59,67 @@ void lisa_graph_init(lisa_graph *g, lisa_backend *be, lisa_arena *act, lisa_aren
 static inline bool g_ok(const lisa_graph *g) { return g->status == LISA_OK; }
 static inline bool g_measuring(const lisa_graph *g) { return g->act->measuring; }
 /* Records s as the graph's failure (if it is the first) and returns g's error tensor. */
-T *g_fail(lisa_graph *g, lisa_status s);
-lisa_graph_mark g_mark(const lisa_graph *g);
+T *lisa_g_fail(lisa_graph *g, lisa_status s);
+lisa_graph_mark lisa_g_mark(const lisa_graph *g);
 /* Calls g->tap (if set, the graph is healthy and not measuring); the name is printf-formatted. */
-void g_tap(lisa_graph *g, const T *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void g_reset(lisa_graph *g, lisa_graph_mark m);
+void lisa_g_tap(lisa_graph *g, const T *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void lisa_g_reset(lisa_graph *g, lisa_graph_mark m);
 
 /* ---- tensors -------------------------------------------------------------------------------- */
 /* New contiguous tensor (activation arena for data, meta arena for the descriptor). */
-T *g_new(lisa_graph *g, lisa_dtype dt, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
-T *g_new_like(lisa_graph *g, const T *x);
+T *lisa_g_new(lisa_graph *g, lisa_dtype dt, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+T *lisa_g_new_like(lisa_graph *g, const T *x);
 /* A descriptor copy of an existing tensor (e.g. a weight view) living in the meta arena. */
-T *g_wrap(lisa_graph *g, const T *x);
+T *lisa_g_wrap(lisa_graph *g, const T *x);
 /* Views (no data movement). */
-T *g_reshape(lisa_graph *g, const T *x, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
-T *g_permute(lisa_graph *g, const T *x, int32_t p0, int32_t p1, int32_t p2, int32_t p3);
-T *g_narrow(lisa_graph *g, const T *x, int32_t dim, int64_t start, int64_t len);
+T *lisa_g_reshape(lisa_graph *g, const T *x, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+T *lisa_g_permute(lisa_graph *g, const T *x, int32_t p0, int32_t p1, int32_t p2, int32_t p3);
+T *lisa_g_narrow(lisa_graph *g, const T *x, int32_t dim, int64_t start, int64_t len);
 /* Contiguous copy (with dtype conversion when dt differs; pass x->dtype to keep it). */
-T *g_contiguous(lisa_graph *g, const T *x);
-T *g_cast(lisa_graph *g, const T *x, lisa_dtype dt);
-void g_copy_to(lisa_graph *g, T *y, const T *x);
-/* Host <-> backend transfers inside a graph. g_upload returns a backend tensor holding a copy of
+T *lisa_g_contiguous(lisa_graph *g, const T *x);
+T *lisa_g_cast(lisa_graph *g, const T *x, lisa_dtype dt);
+void lisa_g_copy_to(lisa_graph *g, T *y, const T *x);
+/* Host <-> backend transfers inside a graph. lisa_g_upload returns a backend tensor holding a copy of
  * the contiguous host tensor `host`, float data converted to the graph's act_dtype (on the CPU
  * backend with an F32 graph: the host tensor itself, zero copy); integer tensors keep their dtype.
- * g_download converts `x` to host_dst's dtype and copies it into the contiguous host tensor. */
-T *g_upload(lisa_graph *g, const T *host);
-void g_download(lisa_graph *g, T *host_dst, const T *x);
+ * lisa_g_download converts `x` to host_dst's dtype and copies it into the contiguous host tensor. */
+T *lisa_g_upload(lisa_graph *g, const T *host);
+void lisa_g_download(lisa_graph *g, T *host_dst, const T *x);
 
 /* ---- ops (see kernels/ops.def for the exact semantics) ------------------------------------ */
-T *g_linear(lisa_graph *g, const T *x, const T *w, const T *b);
-void g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b);
-T *g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b);
-T *g_add(lisa_graph *g, const T *a, const T *b);
-void g_add_to(lisa_graph *g, T *y, const T *a, const T *b);
-T *g_mul(lisa_graph *g, const T *a, const T *b);
-T *g_scale(lisa_graph *g, const T *x, float s, float c);
-T *g_layernorm(lisa_graph *g, const T *x, const T *w, const T *b, float eps);
-void g_layernorm_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b, float eps);
-T *g_layernorm2d(lisa_graph *g, const T *x, const T *w, const T *b, float eps);
-T *g_rmsnorm(lisa_graph *g, const T *x, const T *w, float eps);
-T *g_softmax(lisa_graph *g, const T *x);
-T *g_gelu(lisa_graph *g, const T *x);
-T *g_quick_gelu(lisa_graph *g, const T *x);
-T *g_relu(lisa_graph *g, const T *x);
-T *g_silu_mul(lisa_graph *g, const T *gate, const T *up);
-T *g_rope(lisa_graph *g, const T *x, const T *pos, float theta);
+T *lisa_g_linear(lisa_graph *g, const T *x, const T *w, const T *b);
+void lisa_g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b);
+T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b);
+T *lisa_g_add(lisa_graph *g, const T *a, const T *b);
+void lisa_g_add_to(lisa_graph *g, T *y, const T *a, const T *b);
+T *lisa_g_mul(lisa_graph *g, const T *a, const T *b);
+T *lisa_g_scale(lisa_graph *g, const T *x, float s, float c);
+T *lisa_g_layernorm(lisa_graph *g, const T *x, const T *w, const T *b, float eps);
+void lisa_g_layernorm_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b, float eps);
+T *lisa_g_layernorm2d(lisa_graph *g, const T *x, const T *w, const T *b, float eps);
+T *lisa_g_rmsnorm(lisa_graph *g, const T *x, const T *w, float eps);
+T *lisa_g_softmax(lisa_graph *g, const T *x);
+T *lisa_g_gelu(lisa_graph *g, const T *x);
+T *lisa_g_quick_gelu(lisa_graph *g, const T *x);
+T *lisa_g_relu(lisa_graph *g, const T *x);
+T *lisa_g_silu_mul(lisa_graph *g, const T *gate, const T *up);
+T *lisa_g_rope(lisa_graph *g, const T *x, const T *pos, float theta);
 /* Attention with q[B,Tq,H,D], k/v[B,Tk,Hkv,D] -> [B,Tq,H,D]. */
-T *g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p);
+T *lisa_g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p);
 /* SAM rel-pos terms: *rel_h [B,H,Tq,q_h], *rel_w [B,H,Tq,q_w]. */
-void g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos_h, const T *rel_pos_w, int32_t q_h,
+void lisa_g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos_h, const T *rel_pos_w, int32_t q_h,
                int32_t q_w);
 /* Paged KV: write k/v rows into their slots; attention of packed queries over the pages. */
-void g_kv_append(lisa_graph *g, T *k_pages, T *v_pages, const T *k, const T *v, const T *slots);
-T *g_paged_attention(lisa_graph *g, const T *q, const T *k_pages, const T *v_pages, const lisa_paged_params *p);
-T *g_window_partition(lisa_graph *g, const T *x, int32_t window);
-T *g_window_unpartition(lisa_graph *g, const T *x, int32_t window, int64_t h, int64_t w);
-T *g_conv2d(lisa_graph *g, const T *x, const T *w, const T *b, int32_t stride, int32_t pad);
-T *g_conv_transpose2d_k2s2(lisa_graph *g, const T *x, const T *w, const T *b);
+void lisa_g_kv_append(lisa_graph *g, T *k_pages, T *v_pages, const T *k, const T *v, const T *slots);
+T *lisa_g_paged_attention(lisa_graph *g, const T *q, const T *k_pages, const T *v_pages, const lisa_paged_params *p);
+T *lisa_g_window_partition(lisa_graph *g, const T *x, int32_t window);
+T *lisa_g_window_unpartition(lisa_graph *g, const T *x, int32_t window, int64_t h, int64_t w);
+T *lisa_g_conv2d(lisa_graph *g, const T *x, const T *w, const T *b, int32_t stride, int32_t pad);
+T *lisa_g_conv_transpose2d_k2s2(lisa_graph *g, const T *x, const T *w, const T *b);
 /* Bilinear resize; the output keeps x's dtype (not act_dtype). */
-T *g_bilinear(lisa_graph *g, const T *x, int64_t out_h, int64_t out_w);
-T *g_embedding(lisa_graph *g, const T *table, const T *ids);
-T *g_argmax(lisa_graph *g, const T *x);
+T *lisa_g_bilinear(lisa_graph *g, const T *x, int64_t out_h, int64_t out_w);
+T *lisa_g_embedding(lisa_graph *g, const T *table, const T *ids);
+T *lisa_g_argmax(lisa_graph *g, const T *x);
 
 /* Runs `fn(g, ctx)` once with measuring arenas and returns the peak activation and descriptor
  * bytes it needs (the count-only pass). */

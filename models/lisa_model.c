@@ -383,17 +383,17 @@ fail:
 
 T *lisa_graph_vision(lisa_graph *g, const lisa_model *m, const T *clip_px) {
     T *feats = lisa_clip_encode(g, m->clip, clip_px);                                  /* [B, P, mm] */
-    T *proj = g_linear(g, feats, &m->proj_w[0], &m->proj_b[0]);                         /* [B, P, C] */
-    if (m->cfg.mlp2x_gelu) proj = g_linear(g, g_gelu(g, proj), &m->proj_w[1], &m->proj_b[1]);
-    g_tap(g, proj, "mm_proj");
+    T *proj = lisa_g_linear(g, feats, &m->proj_w[0], &m->proj_b[0]);                         /* [B, P, C] */
+    if (m->cfg.mlp2x_gelu) proj = lisa_g_linear(g, lisa_g_gelu(g, proj), &m->proj_w[1], &m->proj_b[1]);
+    lisa_g_tap(g, proj, "mm_proj");
     return proj;
 }
 
 /* text_hidden_fcs[0] = Linear(C, C), ReLU, Linear(C, out) (spec §4.5) */
 T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hidden) {
-    g_tap(g, seg_hidden, "seg_hidden");
-    T *pred = g_linear(g, g_relu(g, g_linear(g, seg_hidden, &m->fc1_w, &m->fc1_b)), &m->fc2_w, &m->fc2_b);
-    g_tap(g, pred, "pred_emb");
+    lisa_g_tap(g, seg_hidden, "seg_hidden");
+    T *pred = lisa_g_linear(g, lisa_g_relu(g, lisa_g_linear(g, seg_hidden, &m->fc1_w, &m->fc1_b)), &m->fc2_w, &m->fc2_b);
+    lisa_g_tap(g, pred, "pred_emb");
     return pred;
 }
 
@@ -436,7 +436,7 @@ typedef struct mask_job {
 
 static void pred_graph(lisa_graph *g, void *ctx) {
     mask_job *j = ctx;
-    g_download(g, &j->pred, lisa_graph_seg_embeddings(g, j->m, g_upload(g, &j->seg)));
+    lisa_g_download(g, &j->pred, lisa_graph_seg_embeddings(g, j->m, lisa_g_upload(g, &j->seg)));
 }
 
 /* SAM prompt encoder (sparse = the text embedding, dense = no_mask_embed) + mask decoder +
@@ -444,13 +444,13 @@ static void pred_graph(lisa_graph *g, void *ctx) {
 static void decode_chunk_graph(lisa_graph *g, void *ctx) {
     mask_job *j = ctx;
     const int64_t O = j->m->cfg.out_dim;
-    T *pred = g_upload(g, &j->pred);
-    T *sparse = g_reshape(g, g_contiguous(g, g_narrow(g, pred, 0, j->chunk0, j->chunk_n)), 3, j->chunk_n, 1, O, 0);
+    T *pred = lisa_g_upload(g, &j->pred);
+    T *sparse = lisa_g_reshape(g, lisa_g_contiguous(g, lisa_g_narrow(g, pred, 0, j->chunk0, j->chunk_n)), 3, j->chunk_n, 1, O, 0);
     T *low, *iou;
     lisa_sam_decode(g, j->m->sam, j->emb, sparse, &low, &iou);
     T *ml = lisa_sam_postprocess(g, j->m->sam, low, j->pr->h_r, j->pr->w_r, j->pr->H0, j->pr->W0);
-    g_download(g, &j->logits, ml);
-    g_download(g, &j->iou, iou);
+    lisa_g_download(g, &j->logits, ml);
+    lisa_g_download(g, &j->iou, iou);
 }
 
 lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb, const float *seg_hidden, int32_t n_seg,
@@ -566,25 +566,25 @@ typedef struct forced_job {
 static void forced_graph(lisa_graph *g, void *ctx) {
     forced_job *f = ctx;
     const int64_t C = f->m->cfg.llm.hidden, P = f->m->n_patches, k = f->placeholder, n_after = f->n_ids - 1 - k;
-    T *proj = lisa_graph_vision(g, f->m, g_upload(g, &f->pr->clip_px));                /* [1, P, C] */
-    T *emb = g_embedding(g, &f->m->llm->embed, g_upload(g, &f->text));
-    T *x = g_new(g, g->act_dtype, 2, f->L, C, 0, 0);
-    if (k > 0) g_copy_to(g, g_narrow(g, x, 0, 0, k), g_narrow(g, emb, 0, 0, k));
-    g_copy_to(g, g_narrow(g, x, 0, k, P), g_reshape(g, proj, 2, P, C, 0, 0));
-    if (n_after > 0) g_copy_to(g, g_narrow(g, x, 0, k + P, n_after), g_narrow(g, emb, 0, k, n_after));
+    T *proj = lisa_graph_vision(g, f->m, lisa_g_upload(g, &f->pr->clip_px));                /* [1, P, C] */
+    T *emb = lisa_g_embedding(g, &f->m->llm->embed, lisa_g_upload(g, &f->text));
+    T *x = lisa_g_new(g, g->act_dtype, 2, f->L, C, 0, 0);
+    if (k > 0) lisa_g_copy_to(g, lisa_g_narrow(g, x, 0, 0, k), lisa_g_narrow(g, emb, 0, 0, k));
+    lisa_g_copy_to(g, lisa_g_narrow(g, x, 0, k, P), lisa_g_reshape(g, proj, 2, P, C, 0, 0));
+    if (n_after > 0) lisa_g_copy_to(g, lisa_g_narrow(g, x, 0, k + P, n_after), lisa_g_narrow(g, emb, 0, k, n_after));
     lisa_kv_cache saved = f->kv;
     T *h = lisa_llama_forward(g, f->m->llm, &f->kv, x);
     if (g_measuring(g)) f->kv = saved;
-    T *rows = g_new(g, g->act_dtype, 2, f->n_pos, C, 0, 0);
-    for (int32_t j = 0; j < f->n_pos; j++) g_copy_to(g, g_narrow(g, rows, 0, j, 1), g_narrow(g, h, 0, f->pos[j], 1));
-    g_download(g, &f->rows, rows);
+    T *rows = lisa_g_new(g, g->act_dtype, 2, f->n_pos, C, 0, 0);
+    for (int32_t j = 0; j < f->n_pos; j++) lisa_g_copy_to(g, lisa_g_narrow(g, rows, 0, j, 1), lisa_g_narrow(g, h, 0, f->pos[j], 1));
+    lisa_g_download(g, &f->rows, rows);
 }
 
 static void forced_sam_graph(lisa_graph *g, void *ctx) {
     forced_job *f = ctx;
-    T *emb = lisa_sam_encode(g, f->m->sam, g_upload(g, &f->pr->sam_px));
-    g_tap(g, emb, "sam_img_emb");
-    g_copy_to(g, &f->emb, emb);
+    T *emb = lisa_sam_encode(g, f->m->sam, lisa_g_upload(g, &f->pr->sam_px));
+    lisa_g_tap(g, emb, "sam_img_emb");
+    lisa_g_copy_to(g, &f->emb, emb);
 }
 
 /* ValDataset: conv.append_message(roles[1], answer); get_prompt() (SeparatorStyle.TWO) ends the

@@ -169,7 +169,7 @@ void lisa_kv_cache_free(lisa_kv_cache *kv) {
 /* y = x · Wᵀ for a row-parallel weight (o_proj, down_proj): this rank's partial sum, then one
  * all-reduce (Megatron: one per sublayer); the plain linear without TP. */
 static T *row_parallel(lisa_graph *g, const lisa_llama *m, const T *x, const T *w) {
-    T *y = g_linear(g, x, w, NULL);
+    T *y = lisa_g_linear(g, x, w, NULL);
     lisa_tp_all_reduce(g, m->comm, y);
     return y;
 }
@@ -180,20 +180,20 @@ T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, con
     const int64_t Tn = x_in->shape[0], C = c->hidden, H = m->local.n_heads, HKV = m->local.n_kv_heads, D = c->head_dim;
     if (!g_ok(g)) return &g->error_tensor;
     if (x_in->n_dims != 2 || x_in->shape[1] != C)
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA: input must be [T, %lld]", (long long)C));
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA: input must be [T, %lld]", (long long)C));
     const int64_t pos0 = kv->len, Tk = pos0 + Tn;
     if (Tk > kv->n_ctx)
-        return g_fail(g, lisa_fail(LISA_ERR_LIMIT, "LLaMA: %lld tokens exceed the KV cache of %d", (long long)Tk,
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_LIMIT, "LLaMA: %lld tokens exceed the KV cache of %d", (long long)Tk,
                                    kv->n_ctx));
     if (Tk > c->max_pos)
-        return g_fail(g, lisa_fail(LISA_ERR_LIMIT, "LLaMA: %lld tokens exceed max_position_embeddings %d",
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_LIMIT, "LLaMA: %lld tokens exceed max_position_embeddings %d",
                                    (long long)Tk, c->max_pos));
 
-    T *out = g_new(g, g->act_dtype, 2, Tn, C, 0, 0);
-    lisa_graph_mark m0 = g_mark(g);
-    T *x = g_new(g, g->act_dtype, 2, Tn, C, 0, 0);
-    g_copy_to(g, x, x_in);
-    T *pos = g_new(g, LISA_DTYPE_I32, 1, Tn, 0, 0, 0);
+    T *out = lisa_g_new(g, g->act_dtype, 2, Tn, C, 0, 0);
+    lisa_graph_mark m0 = lisa_g_mark(g);
+    T *x = lisa_g_new(g, g->act_dtype, 2, Tn, C, 0, 0);
+    lisa_g_copy_to(g, x, x_in);
+    T *pos = lisa_g_new(g, LISA_DTYPE_I32, 1, Tn, 0, 0, 0);
     if (g_ok(g) && !g_measuring(g)) {
         /* Position ids pos0..pos0+T-1 (spec §4.2: no gaps), written in chunks from the stack so
          * that the decode loop allocates nothing. */
@@ -202,35 +202,35 @@ T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, con
             int64_t n = Tn - t0 < 256 ? Tn - t0 : 256;
             for (int64_t t = 0; t < n; t++) chunk[t] = (int32_t)(pos0 + t0 + t);
             lisa_status s = g->be->upload(g->be, (int32_t *)pos->data + t0, chunk, (size_t)n * sizeof(int32_t));
-            if (s != LISA_OK) return g_fail(g, s);
+            if (s != LISA_OK) return lisa_g_fail(g, s);
         }
     }
     const lisa_attn_params ap = {.scale = 1.0f / sqrtf((float)D), .causal = true};
 
     for (int l = 0; l < c->n_layers && g_ok(g); l++) {
         const lisa_llama_layer *L = &m->layers[l];
-        lisa_graph_mark ml = g_mark(g);
+        lisa_graph_mark ml = lisa_g_mark(g);
         /* h = x + W_o Attn(RoPE(W_q n1), RoPE(W_k n1), W_v n1),  n1 = RMSNorm(x) */
-        T *n1 = g_rmsnorm(g, x, &L->attn_norm, c->rms_eps);
-        T *q = g_rope(g, g_reshape(g, g_linear(g, n1, &L->wq, NULL), 3, Tn, H, D, 0), pos, c->rope_theta);
-        T *k = g_rope(g, g_reshape(g, g_linear(g, n1, &L->wk, NULL), 3, Tn, HKV, D, 0), pos, c->rope_theta);
-        T *v = g_reshape(g, g_linear(g, n1, &L->wv, NULL), 3, Tn, HKV, D, 0);
+        T *n1 = lisa_g_rmsnorm(g, x, &L->attn_norm, c->rms_eps);
+        T *q = lisa_g_rope(g, lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wq, NULL), 3, Tn, H, D, 0), pos, c->rope_theta);
+        T *k = lisa_g_rope(g, lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wk, NULL), 3, Tn, HKV, D, 0), pos, c->rope_theta);
+        T *v = lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wv, NULL), 3, Tn, HKV, D, 0);
         /* append to the cache, then attend over positions [0, pos0+T) */
-        g_copy_to(g, g_reshape(g, g_narrow(g, &kv->k[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), k);
-        g_copy_to(g, g_reshape(g, g_narrow(g, &kv->v[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), v);
-        T *kc = g_narrow(g, &kv->k[l], 1, 0, Tk), *vc = g_narrow(g, &kv->v[l], 1, 0, Tk);
-        T *a = g_attention(g, g_reshape(g, q, 4, 1, Tn, H, D), kc, vc, &ap);
-        g_add_to(g, x, x, row_parallel(g, m, g_reshape(g, a, 2, Tn, H * D, 0, 0), &L->wo));
+        lisa_g_copy_to(g, lisa_g_reshape(g, lisa_g_narrow(g, &kv->k[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), k);
+        lisa_g_copy_to(g, lisa_g_reshape(g, lisa_g_narrow(g, &kv->v[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), v);
+        T *kc = lisa_g_narrow(g, &kv->k[l], 1, 0, Tk), *vc = lisa_g_narrow(g, &kv->v[l], 1, 0, Tk);
+        T *a = lisa_g_attention(g, lisa_g_reshape(g, q, 4, 1, Tn, H, D), kc, vc, &ap);
+        lisa_g_add_to(g, x, x, row_parallel(g, m, lisa_g_reshape(g, a, 2, Tn, H * D, 0, 0), &L->wo));
         /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n2 = RMSNorm(x) */
-        T *n2 = g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
-        T *hmid = g_silu_mul(g, g_linear(g, n2, &L->w_gate, NULL), g_linear(g, n2, &L->w_up, NULL));
-        g_add_to(g, x, x, row_parallel(g, m, hmid, &L->w_down));
-        g_reset(g, ml);
-        g_tap(g, x, "llm.layer.%d", l);
+        T *n2 = lisa_g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
+        T *hmid = lisa_g_silu_mul(g, lisa_g_linear(g, n2, &L->w_gate, NULL), lisa_g_linear(g, n2, &L->w_up, NULL));
+        lisa_g_add_to(g, x, x, row_parallel(g, m, hmid, &L->w_down));
+        lisa_g_reset(g, ml);
+        lisa_g_tap(g, x, "llm.layer.%d", l);
     }
-    T *h = g_rmsnorm(g, x, &m->norm, c->rms_eps);
-    g_copy_to(g, out, h);
-    g_reset(g, m0);
+    T *h = lisa_g_rmsnorm(g, x, &m->norm, c->rms_eps);
+    lisa_g_copy_to(g, out, h);
+    lisa_g_reset(g, m0);
     if (g_ok(g) && !g_measuring(g)) kv->len = (int32_t)Tk;
     return out;
 }
@@ -238,7 +238,7 @@ T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, con
 /* A host I32 array as a backend tensor for this graph. */
 static T *upload_i32(lisa_graph *g, const int32_t *a, int64_t n) {
     lisa_tensor host = lisa_tensor_view((void *)a, LISA_DTYPE_I32, 1, &n);
-    return g_upload(g, &host);
+    return lisa_g_upload(g, &host);
 }
 
 T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama_batch *bt, const T *x_in) {
@@ -248,16 +248,16 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
     if (!g_ok(g)) return &g->error_tensor;
     if (x_in->n_dims != 2 || x_in->shape[0] != R || x_in->shape[1] != C || bt->n_seqs < 1 ||
         bt->qo_indptr[bt->n_seqs] != R)
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA batch: input must be [%lld, %lld] covering %d sequences",
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA batch: input must be [%lld, %lld] covering %d sequences",
                                    (long long)R, (long long)C, bt->n_seqs));
     for (int64_t r = 0; r < R; r++)
         if (bt->positions[r] >= c->max_pos)
-            return g_fail(g, lisa_fail(LISA_ERR_LIMIT, "LLaMA: position %d exceeds max_position_embeddings %d",
+            return lisa_g_fail(g, lisa_fail(LISA_ERR_LIMIT, "LLaMA: position %d exceeds max_position_embeddings %d",
                                        bt->positions[r], c->max_pos));
-    T *out = g_new(g, g->act_dtype, 2, R, C, 0, 0);
-    lisa_graph_mark m0 = g_mark(g);
-    T *x = g_new(g, g->act_dtype, 2, R, C, 0, 0);
-    g_copy_to(g, x, x_in);
+    T *out = lisa_g_new(g, g->act_dtype, 2, R, C, 0, 0);
+    lisa_graph_mark m0 = lisa_g_mark(g);
+    T *x = lisa_g_new(g, g->act_dtype, 2, R, C, 0, 0);
+    lisa_g_copy_to(g, x, x_in);
     T *pos = upload_i32(g, bt->positions, R), *slots = upload_i32(g, bt->slots, R);
     const int32_t B = bt->n_seqs;
     const int32_t n_idx = bt->n_indices_upload > bt->kv_indptr[B] ? bt->n_indices_upload : bt->kv_indptr[B];
@@ -269,24 +269,24 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
                                   .host_kv_indices = bt->kv_indices, .host_kv_len = bt->kv_len};
     for (int l = 0; l < c->n_layers && g_ok(g); l++) {
         const lisa_llama_layer *L = &m->layers[l];
-        lisa_graph_mark ml = g_mark(g);
+        lisa_graph_mark ml = lisa_g_mark(g);
         /* h = x + W_o Attn(RoPE(W_q n1), RoPE(W_k n1), W_v n1) over the paged cache,  n1 = RMSNorm(x) */
-        T *n1 = g_rmsnorm(g, x, &L->attn_norm, c->rms_eps);
-        T *q = g_rope(g, g_reshape(g, g_linear(g, n1, &L->wq, NULL), 3, R, H, D, 0), pos, c->rope_theta);
-        T *k = g_rope(g, g_reshape(g, g_linear(g, n1, &L->wk, NULL), 3, R, HKV, D, 0), pos, c->rope_theta);
-        T *v = g_reshape(g, g_linear(g, n1, &L->wv, NULL), 3, R, HKV, D, 0);
-        g_kv_append(g, &bt->k_pages[l], &bt->v_pages[l], k, v, slots);
-        T *a = g_paged_attention(g, q, &bt->k_pages[l], &bt->v_pages[l], &pp);
-        g_add_to(g, x, x, row_parallel(g, m, g_reshape(g, a, 2, R, H * D, 0, 0), &L->wo));
+        T *n1 = lisa_g_rmsnorm(g, x, &L->attn_norm, c->rms_eps);
+        T *q = lisa_g_rope(g, lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wq, NULL), 3, R, H, D, 0), pos, c->rope_theta);
+        T *k = lisa_g_rope(g, lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wk, NULL), 3, R, HKV, D, 0), pos, c->rope_theta);
+        T *v = lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wv, NULL), 3, R, HKV, D, 0);
+        lisa_g_kv_append(g, &bt->k_pages[l], &bt->v_pages[l], k, v, slots);
+        T *a = lisa_g_paged_attention(g, q, &bt->k_pages[l], &bt->v_pages[l], &pp);
+        lisa_g_add_to(g, x, x, row_parallel(g, m, lisa_g_reshape(g, a, 2, R, H * D, 0, 0), &L->wo));
         /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n2 = RMSNorm(x) */
-        T *n2 = g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
-        T *hmid = g_silu_mul(g, g_linear(g, n2, &L->w_gate, NULL), g_linear(g, n2, &L->w_up, NULL));
-        g_add_to(g, x, x, row_parallel(g, m, hmid, &L->w_down));
-        g_reset(g, ml);
-        g_tap(g, x, "llm.layer.%d", l);
+        T *n2 = lisa_g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
+        T *hmid = lisa_g_silu_mul(g, lisa_g_linear(g, n2, &L->w_gate, NULL), lisa_g_linear(g, n2, &L->w_up, NULL));
+        lisa_g_add_to(g, x, x, row_parallel(g, m, hmid, &L->w_down));
+        lisa_g_reset(g, ml);
+        lisa_g_tap(g, x, "llm.layer.%d", l);
     }
-    g_copy_to(g, out, g_rmsnorm(g, x, &m->norm, c->rms_eps));
-    g_reset(g, m0);
+    lisa_g_copy_to(g, out, lisa_g_rmsnorm(g, x, &m->norm, c->rms_eps));
+    lisa_g_reset(g, m0);
     return out;
 }
 
@@ -295,9 +295,9 @@ T *lisa_llama_logits(lisa_graph *g, const lisa_llama *m, const T *h) {
      * reference does (bf16 logits would create ties the fp32 reference does not have); under tensor
      * parallelism each rank's vocabulary slice, gathered to the full vocabulary on every rank */
     if (!g_ok(g)) return &g->error_tensor;
-    if (h->n_dims != 2) return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA logits: states must be [R, C]"));
-    T *y = g_new(g, LISA_DTYPE_F32, 2, h->shape[0], m->lm_head.shape[0], 0, 0);
-    g_linear_to(g, y, h, &m->lm_head, NULL);
+    if (h->n_dims != 2) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "LLaMA logits: states must be [R, C]"));
+    T *y = lisa_g_new(g, LISA_DTYPE_F32, 2, h->shape[0], m->lm_head.shape[0], 0, 0);
+    lisa_g_linear_to(g, y, h, &m->lm_head, NULL);
     return lisa_tp_gather_vocab(g, m->comm, &m->tp, m->cfg.vocab, y);
 }
 

@@ -116,19 +116,19 @@ void lisa_sam_load_decoder(lisa_weights *w, lisa_sam *m) {
 static T *dec_attention(lisa_graph *g, const lisa_sam_attention *a, const T *q_in, const T *k_in, const T *v_in) {
     const int64_t N = q_in->shape[0], Tq = q_in->shape[1], Tk = k_in->shape[1];
     const int64_t H = a->heads, D = a->internal_dim / a->heads;
-    T *q = g_reshape(g, g_linear(g, q_in, &a->q_w, &a->q_b), 4, N, Tq, H, D);
-    T *k = g_reshape(g, g_linear(g, k_in, &a->k_w, &a->k_b), 4, N, Tk, H, D);
-    T *v = g_reshape(g, g_linear(g, v_in, &a->v_w, &a->v_b), 4, N, Tk, H, D);
+    T *q = lisa_g_reshape(g, lisa_g_linear(g, q_in, &a->q_w, &a->q_b), 4, N, Tq, H, D);
+    T *k = lisa_g_reshape(g, lisa_g_linear(g, k_in, &a->k_w, &a->k_b), 4, N, Tk, H, D);
+    T *v = lisa_g_reshape(g, lisa_g_linear(g, v_in, &a->v_w, &a->v_b), 4, N, Tk, H, D);
     lisa_attn_params p = {.scale = 1.0f / sqrtf((float)D)};
-    T *o = g_attention(g, q, k, v, &p);
-    return g_linear(g, g_reshape(g, o, 3, N, Tq, H * D, 0), &a->out_w, &a->out_b);
+    T *o = lisa_g_attention(g, q, k, v, &p);
+    return lisa_g_linear(g, lisa_g_reshape(g, o, 3, N, Tq, H * D, 0), &a->out_w, &a->out_b);
 }
 
 /* MLP with ReLU between layers, none after the last (mask_decoder.MLP). */
 static T *dec_mlp3(lisa_graph *g, const T *x, const T *w, const T *b) {
-    T *h = g_relu(g, g_linear(g, x, &w[0], &b[0]));
-    h = g_relu(g, g_linear(g, h, &w[1], &b[1]));
-    return g_linear(g, h, &w[2], &b[2]);
+    T *h = lisa_g_relu(g, lisa_g_linear(g, x, &w[0], &b[0]));
+    h = lisa_g_relu(g, lisa_g_linear(g, h, &w[1], &b[1]));
+    return lisa_g_linear(g, h, &w[2], &b[2]);
 }
 
 /* One TwoWayAttentionBlock; updates *queries and *keys (new tensors). */
@@ -139,22 +139,22 @@ static void twoway_layer(lisa_graph *g, const lisa_sam_twoway_layer *L, T **quer
     if (L->skip_first_layer_pe) {
         q = dec_attention(g, &L->self_attn, q, q, q);
     } else {
-        T *qq = g_add(g, q, qpe);
-        q = g_add(g, q, dec_attention(g, &L->self_attn, qq, qq, q));
+        T *qq = lisa_g_add(g, q, qpe);
+        q = lisa_g_add(g, q, dec_attention(g, &L->self_attn, qq, qq, q));
     }
-    q = g_layernorm(g, q, &L->norm1_w, &L->norm1_b, DEC_LN_EPS);
+    q = lisa_g_layernorm(g, q, &L->norm1_w, &L->norm1_b, DEC_LN_EPS);
     /* (2) tokens attend to the image: queries = norm2(queries + CA(q+qpe, k+kpe, k)) */
-    T *kk = g_add(g, k, kpe);
-    q = g_add(g, q, dec_attention(g, &L->t2i, g_add(g, q, qpe), kk, k));
-    q = g_layernorm(g, q, &L->norm2_w, &L->norm2_b, DEC_LN_EPS);
+    T *kk = lisa_g_add(g, k, kpe);
+    q = lisa_g_add(g, q, dec_attention(g, &L->t2i, lisa_g_add(g, q, qpe), kk, k));
+    q = lisa_g_layernorm(g, q, &L->norm2_w, &L->norm2_b, DEC_LN_EPS);
     /* (3) MLP (ReLU) */
-    T *mlp = g_linear(g, g_relu(g, g_linear(g, q, &L->mlp1_w, &L->mlp1_b)), &L->mlp2_w, &L->mlp2_b);
-    q = g_layernorm(g, g_add(g, q, mlp), &L->norm3_w, &L->norm3_b, DEC_LN_EPS);
+    T *mlp = lisa_g_linear(g, lisa_g_relu(g, lisa_g_linear(g, q, &L->mlp1_w, &L->mlp1_b)), &L->mlp2_w, &L->mlp2_b);
+    q = lisa_g_layernorm(g, lisa_g_add(g, q, mlp), &L->norm3_w, &L->norm3_b, DEC_LN_EPS);
     /* (4) image attends to tokens: keys = norm4(keys + CA(k+kpe, q+qpe, q)) */
-    T *qq = g_add(g, q, qpe);
-    kk = g_add(g, k, kpe);
-    k = g_add(g, k, dec_attention(g, &L->i2t, kk, qq, q));
-    k = g_layernorm(g, k, &L->norm4_w, &L->norm4_b, DEC_LN_EPS);
+    T *qq = lisa_g_add(g, q, qpe);
+    kk = lisa_g_add(g, k, kpe);
+    k = lisa_g_add(g, k, dec_attention(g, &L->i2t, kk, qq, q));
+    k = lisa_g_layernorm(g, k, &L->norm4_w, &L->norm4_b, DEC_LN_EPS);
     *queries = q;
     *keys = k;
 }
@@ -168,67 +168,67 @@ void lisa_sam_decode(lisa_graph *g, const lisa_sam *m, const T *image_emb, const
     char sb[96];
     if (image_emb->n_dims != 4 || image_emb->shape[0] != 1 || image_emb->shape[1] != C || image_emb->shape[2] != G ||
         image_emb->shape[3] != G) {
-        g_fail(g, lisa_fail(LISA_ERR_SHAPE, "SAM decoder: image embedding %s, expected [1, %lld, %lld, %lld]",
+        lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "SAM decoder: image embedding %s, expected [1, %lld, %lld, %lld]",
                             lisa_tensor_shape_str(image_emb, sb, sizeof sb), (long long)C, (long long)G, (long long)G));
         return;
     }
     if (sparse->n_dims != 3 || sparse->shape[2] != C || sparse->shape[0] < 1) {
-        g_fail(g, lisa_fail(LISA_ERR_SHAPE, "SAM decoder: sparse prompt %s, expected [N, n, %lld]",
+        lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "SAM decoder: sparse prompt %s, expected [N, n, %lld]",
                             lisa_tensor_shape_str(sparse, sb, sizeof sb), (long long)C));
         return;
     }
     const int64_t N = sparse->shape[0], NS = sparse->shape[1], NT = 1 + d->n_mask_tokens + NS;
 
     /* Results first, so that the temporaries below can be released at the end. */
-    T *out_masks = g_new(g, g->act_dtype, 4, N, 1, 4 * G, 4 * G);
-    T *out_iou = iou ? g_new(g, g->act_dtype, 2, N, 1, 0, 0) : NULL;
-    lisa_graph_mark m0 = g_mark(g);
+    T *out_masks = lisa_g_new(g, g->act_dtype, 4, N, 1, 4 * G, 4 * G);
+    T *out_iou = iou ? lisa_g_new(g, g->act_dtype, 2, N, 1, 0, 0) : NULL;
+    lisa_graph_mark m0 = lisa_g_mark(g);
 
     /* tokens = [iou_token, mask_tokens, sparse] per prompt: [N, NT, C] */
-    T *tokens = g_new(g, g->act_dtype, 3, N, NT, C, 0);
+    T *tokens = lisa_g_new(g, g->act_dtype, 3, N, NT, C, 0);
     for (int64_t n = 0; n < N; n++) {
-        T *row = g_narrow(g, tokens, 0, n, 1);
-        g_copy_to(g, g_narrow(g, row, 1, 0, 1), g_reshape(g, &d->iou_token, 3, 1, 1, C, 0));
-        g_copy_to(g, g_narrow(g, row, 1, 1, d->n_mask_tokens),
-                  g_reshape(g, &d->mask_tokens, 3, 1, d->n_mask_tokens, C, 0));
+        T *row = lisa_g_narrow(g, tokens, 0, n, 1);
+        lisa_g_copy_to(g, lisa_g_narrow(g, row, 1, 0, 1), lisa_g_reshape(g, &d->iou_token, 3, 1, 1, C, 0));
+        lisa_g_copy_to(g, lisa_g_narrow(g, row, 1, 1, d->n_mask_tokens),
+                  lisa_g_reshape(g, &d->mask_tokens, 3, 1, d->n_mask_tokens, C, 0));
     }
-    g_copy_to(g, g_narrow(g, tokens, 1, 1 + d->n_mask_tokens, NS), sparse);
+    lisa_g_copy_to(g, lisa_g_narrow(g, tokens, 1, 1 + d->n_mask_tokens, NS), sparse);
 
     /* src = image_emb + dense(no_mask_embed), flattened to [1, HW, C]; keys = src per prompt;
      * kpe = dense PE flattened [1, HW, C] (broadcast over prompts). */
-    T *src = g_add(g, image_emb, g_reshape(g, &m->no_mask_embed, 4, 1, C, 1, 1));
-    T *src_t = g_contiguous(g, g_permute(g, g_reshape(g, src, 3, 1, C, HW, 0), 0, 2, 1, 3));
-    T *keys = g_new(g, g->act_dtype, 3, N, HW, C, 0);
-    for (int64_t n = 0; n < N; n++) g_copy_to(g, g_narrow(g, keys, 0, n, 1), src_t);
-    T *kpe = g_contiguous(g, g_permute(g, g_reshape(g, &m->dense_pe, 3, 1, C, HW, 0), 0, 2, 1, 3));
+    T *src = lisa_g_add(g, image_emb, lisa_g_reshape(g, &m->no_mask_embed, 4, 1, C, 1, 1));
+    T *src_t = lisa_g_contiguous(g, lisa_g_permute(g, lisa_g_reshape(g, src, 3, 1, C, HW, 0), 0, 2, 1, 3));
+    T *keys = lisa_g_new(g, g->act_dtype, 3, N, HW, C, 0);
+    for (int64_t n = 0; n < N; n++) lisa_g_copy_to(g, lisa_g_narrow(g, keys, 0, n, 1), src_t);
+    T *kpe = lisa_g_contiguous(g, lisa_g_permute(g, lisa_g_reshape(g, &m->dense_pe, 3, 1, C, HW, 0), 0, 2, 1, 3));
 
     T *queries = tokens;
     for (int l = 0; l < d->depth; l++) twoway_layer(g, &d->layers[l], &queries, &keys, tokens, kpe);
     /* final: queries = norm(queries + CA(q+qpe, k+kpe, k)) */
-    T *qf = dec_attention(g, &d->final_t2i, g_add(g, queries, tokens), g_add(g, keys, kpe), keys);
-    T *hs = g_layernorm(g, g_add(g, queries, qf), &d->norm_final_w, &d->norm_final_b, DEC_LN_EPS);
-    g_tap(g, hs, "decoder_hs");
+    T *qf = dec_attention(g, &d->final_t2i, lisa_g_add(g, queries, tokens), lisa_g_add(g, keys, kpe), keys);
+    T *hs = lisa_g_layernorm(g, lisa_g_add(g, queries, qf), &d->norm_final_w, &d->norm_final_b, DEC_LN_EPS);
+    lisa_g_tap(g, hs, "decoder_hs");
 
     /* upscale keys [N, HW, C] -> [N, C, G, G] -> [N, C/8, 4G, 4G] */
-    T *img = g_reshape(g, g_contiguous(g, g_permute(g, keys, 0, 2, 1, 3)), 4, N, C, G, G);
-    T *up = g_conv_transpose2d_k2s2(g, img, &d->up0_w, &d->up0_b);
-    up = g_gelu(g, g_layernorm2d(g, up, &d->up_ln_w, &d->up_ln_b, UP_LN_EPS));
-    up = g_gelu(g, g_conv_transpose2d_k2s2(g, up, &d->up3_w, &d->up3_b));            /* [N, C/8, 4G, 4G] */
+    T *img = lisa_g_reshape(g, lisa_g_contiguous(g, lisa_g_permute(g, keys, 0, 2, 1, 3)), 4, N, C, G, G);
+    T *up = lisa_g_conv_transpose2d_k2s2(g, img, &d->up0_w, &d->up0_b);
+    up = lisa_g_gelu(g, lisa_g_layernorm2d(g, up, &d->up_ln_w, &d->up_ln_b, UP_LN_EPS));
+    up = lisa_g_gelu(g, lisa_g_conv_transpose2d_k2s2(g, up, &d->up3_w, &d->up3_b));            /* [N, C/8, 4G, 4G] */
 
     /* mask 0 only (multimask_output=False): hyper_0(mask_token_0) · upscaled */
-    T *tok0 = g_contiguous(g, g_narrow(g, hs, 1, 1, 1));                             /* [N, 1, C] */
+    T *tok0 = lisa_g_contiguous(g, lisa_g_narrow(g, hs, 1, 1, 1));                             /* [N, 1, C] */
     T *hyper = dec_mlp3(g, tok0, d->hyper_w[0], d->hyper_b[0]);                       /* [N, 1, C/8] */
-    T *up_flat = g_reshape(g, up, 3, N, C / 8, 16 * HW, 0);
-    T *masks = g_matmul(g, hyper, up_flat, false);                                    /* [N, 1, 16 HW] */
-    g_copy_to(g, out_masks, g_reshape(g, masks, 4, N, 1, 4 * G, 4 * G));
+    T *up_flat = lisa_g_reshape(g, up, 3, N, C / 8, 16 * HW, 0);
+    T *masks = lisa_g_matmul(g, hyper, up_flat, false);                                    /* [N, 1, 16 HW] */
+    lisa_g_copy_to(g, out_masks, lisa_g_reshape(g, masks, 4, N, 1, 4 * G, 4 * G));
     if (out_iou) {
-        T *iou_tok = g_contiguous(g, g_narrow(g, hs, 1, 0, 1));
+        T *iou_tok = lisa_g_contiguous(g, lisa_g_narrow(g, hs, 1, 0, 1));
         T *iou_all = dec_mlp3(g, iou_tok, d->iou_w, d->iou_b);                        /* [N, 1, n_mask_tokens] */
-        g_copy_to(g, out_iou, g_reshape(g, g_contiguous(g, g_narrow(g, iou_all, 2, 0, 1)), 2, N, 1, 0, 0));
+        lisa_g_copy_to(g, out_iou, lisa_g_reshape(g, lisa_g_contiguous(g, lisa_g_narrow(g, iou_all, 2, 0, 1)), 2, N, 1, 0, 0));
     }
-    g_reset(g, m0);
+    lisa_g_reset(g, m0);
     if (!g_ok(g)) return;
-    g_tap(g, out_masks, "lowres_logits");
+    lisa_g_tap(g, out_masks, "lowres_logits");
     *lowres = out_masks;
     if (iou) *iou = out_iou;
 }
@@ -238,19 +238,19 @@ T *lisa_sam_postprocess(lisa_graph *g, const lisa_sam *m, const T *lowres, int32
     const int64_t S = m->enc.img_size;
     if (!g_ok(g)) return &g->error_tensor;
     if (lowres->n_dims != 4 || h_r < 1 || w_r < 1 || h_r > S || w_r > S || H0 < 1 || W0 < 1)
-        return g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "SAM postprocess: bad sizes (resized %dx%d, original %dx%d)",
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "SAM postprocess: bad sizes (resized %dx%d, original %dx%d)",
                                    h_r, w_r, H0, W0));
     const int64_t N = lowres->shape[0];
     /* postprocess_masks casts the logits to F32 first (spec §8): the resizes run in F32 whatever
      * the activation dtype */
-    T *out = g_new(g, LISA_DTYPE_F32, 4, N, 1, H0, W0);
-    lisa_graph_mark m0 = g_mark(g);
-    const T *low32 = lowres->dtype == LISA_DTYPE_F32 ? lowres : g_cast(g, lowres, LISA_DTYPE_F32);
+    T *out = lisa_g_new(g, LISA_DTYPE_F32, 4, N, 1, H0, W0);
+    lisa_graph_mark m0 = lisa_g_mark(g);
+    const T *low32 = lowres->dtype == LISA_DTYPE_F32 ? lowres : lisa_g_cast(g, lowres, LISA_DTYPE_F32);
     /* F.interpolate(-> S x S) ; crop [:h_r, :w_r] ; F.interpolate(-> H0 x W0); two separate passes. */
-    T *full = g_bilinear(g, low32, S, S);
-    T *crop = g_contiguous(g, g_narrow(g, g_narrow(g, full, 2, 0, h_r), 3, 0, w_r));
-    T *res = g_bilinear(g, crop, H0, W0);
-    g_copy_to(g, out, res);
-    g_reset(g, m0);
-    return g_reshape(g, out, 3, N, H0, W0, 0);
+    T *full = lisa_g_bilinear(g, low32, S, S);
+    T *crop = lisa_g_contiguous(g, lisa_g_narrow(g, lisa_g_narrow(g, full, 2, 0, h_r), 3, 0, w_r));
+    T *res = lisa_g_bilinear(g, crop, H0, W0);
+    lisa_g_copy_to(g, out, res);
+    lisa_g_reset(g, m0);
+    return lisa_g_reshape(g, out, 3, N, H0, W0, 0);
 }

@@ -197,9 +197,9 @@ void lisa_sam_free(lisa_sam *m) {
 
 /* View part `which` (0 q, 1 k, 2 v) of a fused qkv [B, N, 3·H·D] as [B, N, H, D] (strided). */
 static T *qkv_part(lisa_graph *g, T *qkv, int which, int64_t B, int64_t N, int64_t H, int64_t D) {
-    T *part = g_narrow(g, qkv, 2, which * H * D, H * D); /* [B, N, H·D], row stride 3·H·D */
+    T *part = lisa_g_narrow(g, qkv, 2, which * H * D, H * D); /* [B, N, H·D], row stride 3·H·D */
     if (!g_ok(g)) return part;
-    T *v = g_wrap(g, part);
+    T *v = lisa_g_wrap(g, part);
     /* split the last dim into (H, D): a view with strides [N·3HD, 3HD, D, 1] */
     v->n_dims = 4;
     v->shape[0] = B, v->shape[1] = N, v->shape[2] = H, v->shape[3] = D;
@@ -212,17 +212,17 @@ static T *qkv_part(lisa_graph *g, T *qkv, int which, int64_t B, int64_t N, int64
 static T *sam_attention(lisa_graph *g, const lisa_sam *m, const lisa_sam_block *b, const T *x) {
     const int64_t B = x->shape[0], h = x->shape[1], w = x->shape[2], E = m->enc.embed;
     const int64_t H = m->enc.heads, D = m->enc.head_dim, N = h * w;
-    T *qkv = g_linear(g, g_reshape(g, x, 3, B, N, E, 0), &b->qkv_w, &b->qkv_b);      /* [B, N, 3E] */
+    T *qkv = lisa_g_linear(g, lisa_g_reshape(g, x, 3, B, N, E, 0), &b->qkv_w, &b->qkv_b);      /* [B, N, 3E] */
     /* q, k, v are strided views of the fused output ([3][H][D] per token); attention takes them
      * as they are (ops.def ATTENTION), rel_pos reads q the same way. */
     T *q = qkv_part(g, qkv, 0, B, N, H, D);
     T *k = qkv_part(g, qkv, 1, B, N, H, D);
     T *v = qkv_part(g, qkv, 2, B, N, H, D);
     T *rel_h, *rel_w;
-    g_rel_pos(g, &rel_h, &rel_w, q, &b->rel_pos_h, &b->rel_pos_w, (int32_t)h, (int32_t)w);
+    lisa_g_rel_pos(g, &rel_h, &rel_w, q, &b->rel_pos_h, &b->rel_pos_w, (int32_t)h, (int32_t)w);
     lisa_attn_params p = {.scale = 1.0f / sqrtf((float)D), .rel_h = rel_h, .rel_w = rel_w};
-    T *o = g_attention(g, q, k, v, &p);                                               /* [B, N, H, D] */
-    return g_linear(g, g_reshape(g, o, 4, B, h, w, E), &b->proj_w, &b->proj_b);
+    T *o = lisa_g_attention(g, q, k, v, &p);                                               /* [B, N, H, D] */
+    return lisa_g_linear(g, lisa_g_reshape(g, o, 4, B, h, w, E), &b->proj_w, &b->proj_b);
 }
 
 T *lisa_sam_encode(lisa_graph *g, const lisa_sam *m, const T *px) {
@@ -230,50 +230,50 @@ T *lisa_sam_encode(lisa_graph *g, const lisa_sam *m, const T *px) {
     const int64_t B = px->shape[0], G = p->grid, E = p->embed;
     if (px->n_dims != 4 || px->shape[1] != 3 || px->shape[2] != p->img_size || px->shape[3] != p->img_size) {
         char sb[96];
-        return g_fail(g, lisa_fail(LISA_ERR_SHAPE, "SAM encoder: input %s, expected [B, 3, %d, %d]",
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "SAM encoder: input %s, expected [B, 3, %d, %d]",
                                    lisa_tensor_shape_str(px, sb, sizeof sb), p->img_size, p->img_size));
     }
     /* The result is allocated first so that all temporaries above it can be released at the end. */
-    T *emb = g_new(g, g->act_dtype, 4, B, p->out_chans, G, G);
-    lisa_graph_mark m0 = g_mark(g);
+    T *emb = lisa_g_new(g, g->act_dtype, 4, B, p->out_chans, G, G);
+    lisa_graph_mark m0 = lisa_g_mark(g);
     /* x = PatchEmbed(px) + pos_embed, channels last [B, G, G, E] */
-    T *x = g_new(g, g->act_dtype, 4, B, G, G, E);
-    lisa_graph_mark m1 = g_mark(g);
-    T *pe = g_conv2d(g, px, &m->patch_w, &m->patch_b, p->patch, 0);                 /* [B, E, G, G] */
-    g_copy_to(g, x, g_permute(g, pe, 0, 2, 3, 1));
-    g_add_to(g, x, x, &m->pos_embed);
-    g_reset(g, m1);
-    g_tap(g, x, "enc.patch_embed");
+    T *x = lisa_g_new(g, g->act_dtype, 4, B, G, G, E);
+    lisa_graph_mark m1 = lisa_g_mark(g);
+    T *pe = lisa_g_conv2d(g, px, &m->patch_w, &m->patch_b, p->patch, 0);                 /* [B, E, G, G] */
+    lisa_g_copy_to(g, x, lisa_g_permute(g, pe, 0, 2, 3, 1));
+    lisa_g_add_to(g, x, x, &m->pos_embed);
+    lisa_g_reset(g, m1);
+    lisa_g_tap(g, x, "enc.patch_embed");
 
     for (int i = 0; i < p->depth && g_ok(g); i++) {
         const lisa_sam_block *b = &m->blocks[i];
-        lisa_graph_mark mb = g_mark(g);
+        lisa_graph_mark mb = lisa_g_mark(g);
         /* x = x + Attn(window(LN1(x))) */
-        T *n1 = g_layernorm(g, x, &b->norm1_w, &b->norm1_b, SAM_LN_EPS);
+        T *n1 = lisa_g_layernorm(g, x, &b->norm1_w, &b->norm1_b, SAM_LN_EPS);
         T *a;
         if (b->window > 0) {
-            T *win = g_window_partition(g, n1, b->window);                           /* [B*nw, S, S, E] */
-            a = g_window_unpartition(g, sam_attention(g, m, b, win), b->window, G, G);
+            T *win = lisa_g_window_partition(g, n1, b->window);                           /* [B*nw, S, S, E] */
+            a = lisa_g_window_unpartition(g, sam_attention(g, m, b, win), b->window, G, G);
         } else {
             a = sam_attention(g, m, b, n1);
         }
-        g_add_to(g, x, x, a);
+        lisa_g_add_to(g, x, x, a);
         /* x = x + lin2(GELU(lin1(LN2(x)))) */
-        T *n2 = g_layernorm(g, x, &b->norm2_w, &b->norm2_b, SAM_LN_EPS);
-        T *mlp = g_linear(g, g_gelu(g, g_linear(g, n2, &b->lin1_w, &b->lin1_b)), &b->lin2_w, &b->lin2_b);
-        g_add_to(g, x, x, mlp);
-        g_reset(g, mb);
-        g_tap(g, x, "enc.block.%d", i);
+        T *n2 = lisa_g_layernorm(g, x, &b->norm2_w, &b->norm2_b, SAM_LN_EPS);
+        T *mlp = lisa_g_linear(g, lisa_g_gelu(g, lisa_g_linear(g, n2, &b->lin1_w, &b->lin1_b)), &b->lin2_w, &b->lin2_b);
+        lisa_g_add_to(g, x, x, mlp);
+        lisa_g_reset(g, mb);
+        lisa_g_tap(g, x, "enc.block.%d", i);
     }
 
     /* neck: Conv1x1 -> LayerNorm2d -> Conv3x3(pad 1) -> LayerNorm2d, on [B, E, G, G] */
-    T *xc = g_contiguous(g, g_permute(g, x, 0, 3, 1, 2));
-    T *y = g_conv2d(g, xc, &m->neck0_w, NULL, 1, 0);
-    y = g_layernorm2d(g, y, &m->neck1_w, &m->neck1_b, SAM_LN_EPS);
-    y = g_conv2d(g, y, &m->neck2_w, NULL, 1, 1);
-    y = g_layernorm2d(g, y, &m->neck3_w, &m->neck3_b, SAM_LN_EPS);
-    g_copy_to(g, emb, y);
-    g_reset(g, m0);
-    g_tap(g, emb, "enc.neck");
+    T *xc = lisa_g_contiguous(g, lisa_g_permute(g, x, 0, 3, 1, 2));
+    T *y = lisa_g_conv2d(g, xc, &m->neck0_w, NULL, 1, 0);
+    y = lisa_g_layernorm2d(g, y, &m->neck1_w, &m->neck1_b, SAM_LN_EPS);
+    y = lisa_g_conv2d(g, y, &m->neck2_w, NULL, 1, 1);
+    y = lisa_g_layernorm2d(g, y, &m->neck3_w, &m->neck3_b, SAM_LN_EPS);
+    lisa_g_copy_to(g, emb, y);
+    lisa_g_reset(g, m0);
+    lisa_g_tap(g, emb, "enc.neck");
     return emb;
 }

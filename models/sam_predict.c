@@ -94,7 +94,7 @@ const lisa_sam *lisa_sam_predictor_model(const lisa_sam_predictor *p) { return p
 
 static void encode_graph(lisa_graph *g, void *ctx) {
     lisa_sam_predictor *p = ctx;
-    g_copy_to(g, &p->emb, lisa_sam_encode(g, p->sam, g_upload(g, &p->px)));
+    lisa_g_copy_to(g, &p->emb, lisa_sam_encode(g, p->sam, lisa_g_upload(g, &p->px)));
 }
 
 lisa_status lisa_sam_predictor_set_image(lisa_sam_predictor *p, const uint8_t *rgb, int32_t h, int32_t w,
@@ -126,12 +126,12 @@ lisa_status lisa_sam_predictor_set_image(lisa_sam_predictor *p, const uint8_t *r
 
 static void decode_graph(lisa_graph *g, void *ctx) {
     lisa_sam_predictor *p = ctx;
-    T *all = g_upload(g, &p->prompts);
-    T *sparse = g_contiguous(g, g_narrow(g, all, 0, p->chunk0, p->chunk_n)); /* [chunk, 1, dim] */
+    T *all = lisa_g_upload(g, &p->prompts);
+    T *sparse = lisa_g_contiguous(g, lisa_g_narrow(g, all, 0, p->chunk0, p->chunk_n)); /* [chunk, 1, dim] */
     T *low, *iou;
     lisa_sam_decode(g, p->sam, &p->emb, sparse, &low, &iou);
-    g_download(g, &p->logits, lisa_sam_postprocess(g, p->sam, low, p->h_r, p->w_r, p->h0, p->w0));
-    g_download(g, &p->iou, iou);
+    lisa_g_download(g, &p->logits, lisa_sam_postprocess(g, p->sam, low, p->h_r, p->w_r, p->h0, p->w0));
+    lisa_g_download(g, &p->iou, iou);
 }
 
 void lisa_sam_masks_free(lisa_sam_masks *m) {

@@ -60,21 +60,21 @@ void lisa_tp_all_reduce(lisa_graph *g, lisa_comm *c, T *x) {
     if (!active(g, c)) return;
     LISA_ASSERT(lisa_tensor_is_contiguous(x));
     /* The communicators sum F32; BF16 activations (GPU) go through an F32 copy and back. */
-    lisa_graph_mark mk = g_mark(g);
-    T *f = x->dtype == LISA_DTYPE_F32 ? x : g_cast(g, x, LISA_DTYPE_F32);
+    lisa_graph_mark mk = lisa_g_mark(g);
+    T *f = x->dtype == LISA_DTYPE_F32 ? x : lisa_g_cast(g, x, LISA_DTYPE_F32);
     if (g_ok(g) && !g_measuring(g)) {
         lisa_status s = c->all_reduce_sum_f32(c, f->data, (size_t)lisa_tensor_numel(f));
-        if (s != LISA_OK) g_fail(g, s);
+        if (s != LISA_OK) lisa_g_fail(g, s);
     }
-    if (f != x) g_copy_to(g, x, f);
-    g_reset(g, mk);
+    if (f != x) lisa_g_copy_to(g, x, f);
+    lisa_g_reset(g, mk);
 }
 
 void lisa_tp_broadcast(lisa_graph *g, lisa_comm *c, T *x, int32_t root) {
     if (!active(g, c) || g_measuring(g)) return;
     LISA_ASSERT(lisa_tensor_is_contiguous(x));
     lisa_status s = c->broadcast(c, x->data, lisa_tensor_nbytes(x), root);
-    if (s != LISA_OK) g_fail(g, s);
+    if (s != LISA_OK) lisa_g_fail(g, s);
 }
 
 T *lisa_tp_embedding(lisa_graph *g, lisa_comm *c, const lisa_tp_shard *s, int32_t vocab, const T *table,
@@ -83,19 +83,19 @@ T *lisa_tp_embedding(lisa_graph *g, lisa_comm *c, const lisa_tp_shard *s, int32_
     const int64_t shape[1] = {n};
     if (!c || c->size == 1) {
         lisa_tensor host = lisa_tensor_view((void *)ids, LISA_DTYPE_I32, 1, shape);
-        return g_embedding(g, table, g_upload(g, &host));
+        return lisa_g_embedding(g, table, lisa_g_upload(g, &host));
     }
     /* local ids (0 where the row is another rank's) and a 0/1 row mask, in host memory from the
      * descriptor arena (never measuring, so the counting pass sizes it too) */
     void *mem = NULL;
     lisa_status st = lisa_arena_alloc(g->meta, (size_t)n * (sizeof(int32_t) + sizeof(float)), &mem);
-    if (st != LISA_OK) return g_fail(g, st);
+    if (st != LISA_OK) return lisa_g_fail(g, st);
     int32_t *lid = mem;
     float *mask = (float *)(lid + n);
     if (!g_measuring(g))
         for (int64_t i = 0; i < n; i++) {
             if (ids[i] < 0 || ids[i] >= vocab)
-                return g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "embedding: token id %d outside the vocabulary of %d",
+                return lisa_g_fail(g, lisa_fail(LISA_ERR_INVALID_ARG, "embedding: token id %d outside the vocabulary of %d",
                                            ids[i], vocab));
             const bool mine = ids[i] >= s->vocab0 && ids[i] < s->vocab0 + s->n_vocab;
             lid[i] = mine ? ids[i] - s->vocab0 : 0;
@@ -105,7 +105,7 @@ T *lisa_tp_embedding(lisa_graph *g, lisa_comm *c, const lisa_tp_shard *s, int32_
     lisa_tensor hmask = lisa_tensor_view(mask, LISA_DTYPE_F32, 2, (int64_t[]){n, 1});
     /* x = Σ_ranks mask_r * table_r[local id]: exactly one rank contributes a non-zero row (the
      * others add ±0), so the sum is the unsplit row bit for bit */
-    T *x = g_mul(g, g_embedding(g, table, g_upload(g, &hid)), g_upload(g, &hmask));
+    T *x = lisa_g_mul(g, lisa_g_embedding(g, table, lisa_g_upload(g, &hid)), lisa_g_upload(g, &hmask));
     lisa_tp_all_reduce(g, c, x);
     return x;
 }
@@ -115,22 +115,22 @@ T *lisa_tp_gather_vocab(lisa_graph *g, lisa_comm *c, const lisa_tp_shard *s, int
     if (!c || c->size == 1) return (T *)local;
     const int64_t R = local->shape[0], VP = s->vocab_pad, P = c->size;
     LISA_ASSERT(local->n_dims == 2 && local->shape[1] == s->n_vocab);
-    T *out = g_new(g, local->dtype, 2, R, vocab, 0, 0); /* the logits' dtype (F32) */
-    lisa_graph_mark mk = g_mark(g);
+    T *out = lisa_g_new(g, local->dtype, 2, R, vocab, 0, 0); /* the logits' dtype (F32) */
+    lisa_graph_mark mk = lisa_g_mark(g);
     /* every shard padded to vocab_pad columns so that the gather has equal sizes; the padding is
      * never read */
-    T *send = g_new(g, local->dtype, 2, R, VP, 0, 0);
-    T *recv = g_new(g, local->dtype, 3, P, R, VP, 0);
-    g_copy_to(g, g_narrow(g, send, 1, 0, s->n_vocab), local);
+    T *send = lisa_g_new(g, local->dtype, 2, R, VP, 0, 0);
+    T *recv = lisa_g_new(g, local->dtype, 3, P, R, VP, 0);
+    lisa_g_copy_to(g, lisa_g_narrow(g, send, 1, 0, s->n_vocab), local);
     if (g_ok(g) && !g_measuring(g)) {
         lisa_status st = c->all_gather(c, recv->data, send->data, lisa_tensor_nbytes(send));
-        if (st != LISA_OK) return g_fail(g, st);
+        if (st != LISA_OK) return lisa_g_fail(g, st);
     }
     for (int32_t r = 0; r < P; r++) {
         const int64_t v0 = (int64_t)vocab * r / P, nv = (int64_t)vocab * (r + 1) / P - v0;
-        T *part = g_narrow(g, g_reshape(g, g_narrow(g, recv, 0, r, 1), 2, R, VP, 0, 0), 1, 0, nv);
-        g_copy_to(g, g_narrow(g, out, 1, v0, nv), part);
+        T *part = lisa_g_narrow(g, lisa_g_reshape(g, lisa_g_narrow(g, recv, 0, r, 1), 2, R, VP, 0, 0), 1, 0, nv);
+        lisa_g_copy_to(g, lisa_g_narrow(g, out, 1, v0, nv), part);
     }
-    g_reset(g, mk);
+    lisa_g_reset(g, mk);
     return out;
 }

@@ -283,35 +283,35 @@ static void vision_graph(lisa_graph *g, void *ctx) {
     lisa_engine *e = ctx;
     const int64_t nb = e->n_batch, CS = e->clip_host.shape[2], S = e->sam_host.shape[2];
     set_groups(g, e, NULL, 0, (int32_t)nb);
-    T *cpx = g_upload(g, g_reshape(g, g_narrow(g, &e->clip_host, 0, 0, nb), 4, nb, 3, CS, CS));
-    g_copy_to(g, g_narrow(g, &e->proj_buf, 0, 0, nb), lisa_graph_vision(g, e->m, cpx));
-    lisa_graph_mark mk = g_mark(g);
-    T *spx = g_upload(g, g_reshape(g, g_narrow(g, &e->sam_host, 0, 0, nb), 4, nb, 3, S, S));
+    T *cpx = lisa_g_upload(g, lisa_g_reshape(g, lisa_g_narrow(g, &e->clip_host, 0, 0, nb), 4, nb, 3, CS, CS));
+    lisa_g_copy_to(g, lisa_g_narrow(g, &e->proj_buf, 0, 0, nb), lisa_graph_vision(g, e->m, cpx));
+    lisa_graph_mark mk = lisa_g_mark(g);
+    T *spx = lisa_g_upload(g, lisa_g_reshape(g, lisa_g_narrow(g, &e->sam_host, 0, 0, nb), 4, nb, 3, S, S));
     T *emb = lisa_sam_encode(g, e->m->sam, spx);
-    g_tap(g, emb, "sam_img_emb");
+    lisa_g_tap(g, emb, "sam_img_emb");
     for (int64_t b = 0; b < nb; b++) {
         const int32_t slot = e->batch ? e->batch[b]->slot : (int32_t)b;
-        g_copy_to(g, &e->emb[slot], g_narrow(g, emb, 0, b, 1));
+        lisa_g_copy_to(g, &e->emb[slot], lisa_g_narrow(g, emb, 0, b, 1));
     }
-    g_reset(g, mk);
+    lisa_g_reset(g, mk);
 }
 
 /* rows [r0, r0+n) of x <- rows [s0, s0+n) of src */
 static void copy_rows(lisa_graph *g, T *x, int64_t r0, const T *src, int64_t s0, int64_t n) {
-    if (n > 0) g_copy_to(g, g_narrow(g, x, 0, r0, n), g_narrow(g, src, 0, s0, n));
+    if (n > 0) lisa_g_copy_to(g, lisa_g_narrow(g, x, 0, r0, n), lisa_g_narrow(g, src, 0, s0, n));
 }
 
 /* The last rows of each sequence of h [R, C] -> logits -> argmax, downloaded with the rows. */
 static void finish_rows(lisa_graph *g, lisa_engine *e, const T *h, int32_t nb, const int32_t *last_rows, bool prefill) {
-    T *hl = g_new(g, g->act_dtype, 2, nb, e->C, 0, 0);
+    T *hl = lisa_g_new(g, g->act_dtype, 2, nb, e->C, 0, 0);
     for (int32_t b = 0; b < nb; b++) copy_rows(g, hl, b, h, last_rows[b], 1);
     set_groups(g, e, e->h_rows, nb, 0); /* one GEMM row per sequence */
     T *logits = lisa_llama_logits(g, e->m->llm, hl);
-    if (prefill) g_tap(g, logits, "prefill_logits_last");
+    if (prefill) lisa_g_tap(g, logits, "prefill_logits_last");
     lisa_tensor next = lisa_tensor_view(e->h_next, LISA_DTYPE_I32, 1, (int64_t[]){nb});
     lisa_tensor hid = lisa_tensor_view(e->h_hidden, LISA_DTYPE_F32, 2, (int64_t[]){nb, e->C});
-    g_download(g, &next, g_argmax(g, logits));
-    g_download(g, &hid, hl);
+    lisa_g_download(g, &next, lisa_g_argmax(g, logits));
+    lisa_g_download(g, &hid, hl);
 }
 
 static lisa_llama_batch make_batch(lisa_engine *e, int32_t nb, int32_t rows) {
@@ -329,16 +329,16 @@ static void prefill_graph(lisa_graph *g, void *ctx) {
     const int32_t nb = e->n_batch, R = e->h_qo[nb];
     /* TP: the leader's projected image rows to every rank (followers run no CLIP), over the LLM's
      * communicator (device memory with NCCL) */
-    lisa_tp_broadcast(g, e->m->llm->comm, g_narrow(g, &e->proj_buf, 0, 0, nb), 0);
+    lisa_tp_broadcast(g, e->m->llm->comm, lisa_g_narrow(g, &e->proj_buf, 0, 0, nb), 0);
     T *emb = lisa_llama_embed(g, e->m->llm, e->h_ids, e->n_text); /* [n_text, C] */
-    T *x = g_new(g, g->act_dtype, 2, R, e->C, 0, 0);
+    T *x = lisa_g_new(g, g->act_dtype, 2, R, e->C, 0, 0);
     int64_t t = 0;
     for (int32_t b = 0; b < nb; b++) {
         const int32_t start = e->h_seq[3 * b], k = e->h_seq[3 * b + 1], n_ids = e->h_seq[3 * b + 2];
         const int64_t r0 = e->h_qo[b];
         const int64_t na = k - start, nafter = n_ids - 1 - k;
         copy_rows(g, x, r0, emb, t, na);
-        copy_rows(g, x, r0 + na, g_reshape(g, g_narrow(g, &e->proj_buf, 0, b, 1), 2, e->P, e->C, 0, 0), 0, e->P);
+        copy_rows(g, x, r0 + na, lisa_g_reshape(g, lisa_g_narrow(g, &e->proj_buf, 0, b, 1), 2, e->P, e->C, 0, 0), 0, e->P);
         copy_rows(g, x, r0 + na + e->P, emb, t + na, nafter);
         t += na + nafter;
     }

@@ -41,9 +41,9 @@ typedef struct llm_step {
 static void llm_step_graph(lisa_graph *g, void *ctx) {
     llm_step *s = ctx;
     lisa_kv_cache saved = *s->kv; /* the counting pass must not advance the cache */
-    T *x = g_embedding(g, &s->m->embed, g_wrap(g, &s->ids));
+    T *x = lisa_g_embedding(g, &s->m->embed, lisa_g_wrap(g, &s->ids));
     T *h = lisa_llama_forward(g, s->m, s->kv, x);
-    g_copy_to(g, &s->logits, lisa_llama_logits(g, s->m, h));
+    lisa_g_copy_to(g, &s->logits, lisa_llama_logits(g, s->m, h));
     if (g_measuring(g)) *s->kv = saved;
 }
 
@@ -139,7 +139,7 @@ typedef struct clip_run {
 
 static void clip_graph(lisa_graph *g, void *ctx) {
     clip_run *c = ctx;
-    g_copy_to(g, &c->out, lisa_clip_encode(g, c->m, g_wrap(g, &c->px)));
+    lisa_g_copy_to(g, &c->out, lisa_clip_encode(g, c->m, lisa_g_wrap(g, &c->px)));
 }
 
 Test(clip_parity, layer_minus_two_without_cls, .timeout = 300) {

@@ -29,14 +29,14 @@ typedef struct sam_case {
 
 static void sam_graph(lisa_graph *g, void *ctx) {
     sam_case *c = ctx;
-    T *emb = lisa_sam_encode(g, c->sam, g_wrap(g, &c->px));
+    T *emb = lisa_sam_encode(g, c->sam, lisa_g_wrap(g, &c->px));
     T *low, *iou;
-    lisa_sam_decode(g, c->sam, emb, g_wrap(g, &c->text), &low, &iou);
+    lisa_sam_decode(g, c->sam, emb, lisa_g_wrap(g, &c->text), &low, &iou);
     T *ml = lisa_sam_postprocess(g, c->sam, low, c->h_r, c->w_r, c->H0, c->W0);
-    g_copy_to(g, &c->emb, emb);
-    g_copy_to(g, &c->lowres, low);
-    g_copy_to(g, &c->iou, iou);
-    g_copy_to(g, &c->logits, ml);
+    lisa_g_copy_to(g, &c->emb, emb);
+    lisa_g_copy_to(g, &c->lowres, low);
+    lisa_g_copy_to(g, &c->iou, iou);
+    lisa_g_copy_to(g, &c->logits, ml);
 }
 
 static lisa_checkpoint *open_tiny_lisa(void) {

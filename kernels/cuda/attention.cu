@@ -33,7 +33,7 @@ struct View4 {
     int64_t B, T, H, D, bs, ts, hs;
 };
 
-lisa_status view4(const char *what, const lisa_tensor *t, View4 *v) {
+static lisa_status view4(const char *what, const lisa_tensor *t, View4 *v) {
     char b[96];
     LISA_TRY(lisa_cuda_check_float("attention", what, t));
     if (t->n_dims != 3 && t->n_dims != 4)
@@ -50,7 +50,7 @@ lisa_status view4(const char *what, const lisa_tensor *t, View4 *v) {
 }
 
 /* 16-byte aligned rows: the base and every stride (in bytes) multiples of 16. */
-bool rows16(const View4 &v) {
+static bool rows16(const View4 &v) {
     const int64_t es = (int64_t)lisa_dtype_size(v.dt);
     return ((uintptr_t)v.data & 15u) == 0 && (v.bs * es) % 16 == 0 && (v.ts * es) % 16 == 0 && (v.hs * es) % 16 == 0;
 }
@@ -61,7 +61,7 @@ struct Rel {
     int64_t hbs = 0, hhs = 0, hrs = 0, hcs = 1, wbs = 0, whs = 0, wrs = 0, wcs = 1;
 };
 
-lisa_status rel_view(const lisa_attn_params *p, const View4 &q, int64_t Tk, Rel *r) {
+static lisa_status rel_view(const lisa_attn_params *p, const View4 &q, int64_t Tk, Rel *r) {
     char b1[96], b2[96];
     if (!p->rel_h && !p->rel_w) return LISA_OK;
     if (!p->rel_h || !p->rel_w) return lisa_fail(LISA_ERR_INVALID_ARG, "attention: rel_h and rel_w come together");
@@ -81,7 +81,7 @@ lisa_status rel_view(const lisa_attn_params *p, const View4 &q, int64_t Tk, Rel 
     return LISA_OK;
 }
 
-lisa_status launch_flash(lisa_backend *be, lk_flash_params &fp, int64_t max_tq, int D) {
+static lisa_status launch_flash(lisa_backend *be, lk_flash_params &fp, int64_t max_tq, int D) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     const size_t smem = lk_flash_smem_bytes(D, fp.k_h, fp.k_w);
     if (smem > im->smem_optin)
@@ -103,14 +103,14 @@ lisa_status launch_flash(lisa_backend *be, lk_flash_params &fp, int64_t max_tq, 
  * its own key count, never on the rest of the batch (ops.def PAGED_ATTENTION asks batch
  * invariance). 256 keys = 2 chunks of 32 per warp; decode at 1K context already gives
  * 4 splits x 32 heads = 128 blocks for batch 1. */
-void plan_splits(int64_t max_tk, int32_t *n_split, int32_t *kps) {
+static void plan_splits(int64_t max_tk, int32_t *n_split, int32_t *kps) {
     *kps = LK_SPLITKV_KEYS;
     *n_split = (int32_t)((max_tk + LK_SPLITKV_KEYS - 1) / LK_SPLITKV_KEYS);
     if (*n_split < 1) *n_split = 1;
 }
 
 /* grid (n_split, Hq, B) split kernel, then (Hq, B) combine when the keys were split. */
-template <typename T> cudaError_t splitkv_run(const lk_splitkv_params &sp, cudaStream_t st) {
+template <typename T> static cudaError_t splitkv_run(const lk_splitkv_params &sp, cudaStream_t st) {
     lk_attn_splitkv<T><<<dim3(sp.n_split, sp.Hq, sp.B), LK_SPLITKV_WARPS * 32, 0, st>>>(sp);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess && sp.n_split > 1) {
@@ -120,7 +120,7 @@ template <typename T> cudaError_t splitkv_run(const lk_splitkv_params &sp, cudaS
     return e;
 }
 
-lisa_status launch_splitkv(lisa_backend *be, lk_splitkv_params &sp, lisa_dtype dt, int64_t max_tk) {
+static lisa_status launch_splitkv(lisa_backend *be, lk_splitkv_params &sp, lisa_dtype dt, int64_t max_tk) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (im->capturing && im->capture_kv_keys > max_tk) max_tk = im->capture_kv_keys; /* a graph outlives this call */
     if (sp.B > 65535 || sp.Hq > 65535 || max_tk > INT32_MAX - LK_SPLITKV_KEYS)
@@ -160,7 +160,7 @@ struct Pool {
     int64_t NP, PS, Hkv, D;
 };
 
-lisa_status pool_check(const char *op, const lisa_tensor *kp, const lisa_tensor *vp, const lisa_tensor *q, Pool *pool) {
+static lisa_status pool_check(const char *op, const lisa_tensor *kp, const lisa_tensor *vp, const lisa_tensor *q, Pool *pool) {
     char b1[96], b2[96];
     LISA_TRY(lisa_cuda_check_dense(op, "k_pages", kp));
     LISA_TRY(lisa_cuda_check_dense(op, "v_pages", vp));
@@ -180,7 +180,7 @@ lisa_status pool_check(const char *op, const lisa_tensor *kp, const lisa_tensor 
 }
 
 /* A contiguous device tensor [1, T, H, D]. */
-lisa_tensor dev_view4(void *data, lisa_dtype dt, int64_t T, int64_t H, int64_t D, int dev) {
+static lisa_tensor dev_view4(void *data, lisa_dtype dt, int64_t T, int64_t H, int64_t D, int dev) {
     lisa_tensor t = lisa_tensor_view4(data, dt, 4, 1, T, H, D);
     t.device = LISA_DEVICE_CUDA;
     t.device_id = dev;
@@ -188,7 +188,7 @@ lisa_tensor dev_view4(void *data, lisa_dtype dt, int64_t T, int64_t H, int64_t D
 }
 
 /* A contiguous device I32 vector of n entries (n < 0: any length). */
-lisa_status index_check(const char *op, const char *what, const lisa_tensor *t, int64_t n) {
+static lisa_status index_check(const char *op, const char *what, const lisa_tensor *t, int64_t n) {
     if (!t || t->device != LISA_DEVICE_CUDA || t->dtype != LISA_DTYPE_I32 || t->n_dims != 1 ||
         !lisa_tensor_is_contiguous(t) || (n >= 0 && t->shape[0] != n) || (!t->data && t->shape[0] > 0))
         return lisa_fail(LISA_ERR_SHAPE, "%s: %s must be a contiguous device I32 vector%s", op, what,
@@ -197,7 +197,7 @@ lisa_status index_check(const char *op, const char *what, const lisa_tensor *t, 
 }
 
 /* q or y [T, H, D] rows [r0, r0 + n) as a [1, n, H, D] view. */
-lisa_tensor rows_view(const lisa_tensor *t, int64_t r0, int64_t n) {
+static lisa_tensor rows_view(const lisa_tensor *t, int64_t r0, int64_t n) {
     lisa_tensor v = *t;
     v.data = (char *)t->data + (size_t)(r0 * t->stride[0]) * lisa_dtype_size(t->dtype);
     v.n_dims = 4;
@@ -212,7 +212,7 @@ lisa_tensor rows_view(const lisa_tensor *t, int64_t r0, int64_t n) {
  * ids in one copy) into contiguous scratch [1, Tk, Hkv, D] and the ATTENTION op runs on them
  * (causal there means key j <= i + (Tk − Tq): the paged convention). Slow but general: F32, any
  * head dim <= 256. Reads the host plan only (no sync), so it can be captured in a CUDA graph. */
-lisa_status paged_gather_attention(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k_pages,
+static lisa_status paged_gather_attention(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k_pages,
                                    const lisa_tensor *v_pages, const Pool &pool, int64_t B, float scale, bool causal,
                                    const int32_t *qo, const int32_t *kv_indptr, const int32_t *kv_indices,
                                    const int32_t *kv_len) {

@@ -11,7 +11,7 @@ const int kThreads = 256;
 
 /* y's iteration space padded to 4 dims, a (same shape as y) and b (NumPy-broadcast against y,
  * right-aligned; size-1 dims get stride 0) strided. */
-lisa_status make_desc(const char *op, lk_ew_desc *d, const lisa_tensor *y, const lisa_tensor *a, const lisa_tensor *b) {
+static lisa_status make_desc(const char *op, lk_ew_desc *d, const lisa_tensor *y, const lisa_tensor *a, const lisa_tensor *b) {
     char s1[96], s2[96];
     *d = lk_ew_desc{};
     int64_t n = lisa_tensor_numel(y);
@@ -45,7 +45,7 @@ lisa_status make_desc(const char *op, lk_ew_desc *d, const lisa_tensor *y, const
     return LISA_OK;
 }
 
-lisa_status launch_ew(lisa_backend *be, const char *op, lisa_tensor *y, const lisa_tensor *a, const lisa_tensor *b,
+static lisa_status launch_ew(lisa_backend *be, const char *op, lisa_tensor *y, const lisa_tensor *a, const lisa_tensor *b,
                       int ew_op, float s, float c) {
     LISA_TRY(lisa_cuda_check_float(op, "y", y));
     LISA_TRY(lisa_cuda_check_float(op, "x", a));
@@ -59,9 +59,9 @@ lisa_status launch_ew(lisa_backend *be, const char *op, lisa_tensor *y, const li
     return LISA_OK;
 }
 
-bool is_float(lisa_dtype t) { return t == LISA_DTYPE_F32 || t == LISA_DTYPE_BF16 || t == LISA_DTYPE_F16; }
+static bool is_float(lisa_dtype t) { return t == LISA_DTYPE_F32 || t == LISA_DTYPE_BF16 || t == LISA_DTYPE_F16; }
 
-lisa_status check_device(const char *op, const char *what, const lisa_tensor *t) {
+static lisa_status check_device(const char *op, const char *what, const lisa_tensor *t) {
     if (!t) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s is NULL", op, what);
     if (t->device != LISA_DEVICE_CUDA) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s is not a device tensor", op, what);
     if (!t->data && lisa_tensor_numel(t) > 0) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s has no data", op, what);
@@ -69,7 +69,7 @@ lisa_status check_device(const char *op, const char *what, const lisa_tensor *t)
 }
 
 /* Fills one RoPE slot from x/y [T, H, D] or [B, T, H, D]. */
-lisa_status rope_slot(const char *op, lk_rope_slot *s, const lisa_tensor *y, const lisa_tensor *x, int32_t *B,
+static lisa_status rope_slot(const char *op, lk_rope_slot *s, const lisa_tensor *y, const lisa_tensor *x, int32_t *B,
                       int32_t *T, int32_t *D) {
     char b1[96];
     LISA_TRY(lisa_cuda_check_float(op, "x", x));
@@ -94,7 +94,7 @@ lisa_status rope_slot(const char *op, lk_rope_slot *s, const lisa_tensor *y, con
     return LISA_OK;
 }
 
-lisa_status rope_pos(const char *op, lk_rope_params *p, const lisa_tensor *pos) {
+static lisa_status rope_pos(const char *op, lk_rope_params *p, const lisa_tensor *pos) {
     char b1[96];
     LISA_TRY(check_device(op, "pos", pos));
     bool ok = pos->dtype == LISA_DTYPE_I32 && lisa_tensor_is_contiguous(pos) &&
@@ -108,7 +108,7 @@ lisa_status rope_pos(const char *op, lk_rope_params *p, const lisa_tensor *pos) 
     return LISA_OK;
 }
 
-lisa_status launch_rope(lisa_backend *be, const lk_rope_params &p) {
+static lisa_status launch_rope(lisa_backend *be, const lk_rope_params &p) {
     int64_t n = 0;
     for (int i = 0; i < p.n_slots; i++) n += (int64_t)p.B * p.T * p.s[i].H * (p.D / 2);
     if (n == 0) return LISA_OK;
@@ -118,7 +118,7 @@ lisa_status launch_rope(lisa_backend *be, const lk_rope_params &p) {
 }
 
 /* Byte range [lo, hi) a strided tensor touches (non-negative strides). */
-void byte_range(const lisa_tensor *t, uintptr_t *lo, uintptr_t *hi) {
+static void byte_range(const lisa_tensor *t, uintptr_t *lo, uintptr_t *hi) {
     int64_t last = 0;
     for (int d = 0; d < t->n_dims; d++) last += (t->shape[d] - 1) * t->stride[d];
     *lo = (uintptr_t)t->data;

@@ -18,7 +18,7 @@ namespace {
 const int kThreads = 256;
 const int kPlanCap = 128;
 
-cudaDataType cuda_type(lisa_dtype t) {
+static cudaDataType cuda_type(lisa_dtype t) {
     switch (t) {
     case LISA_DTYPE_BF16: return CUDA_R_16BF;
     case LISA_DTYPE_F16: return CUDA_R_16F;
@@ -26,7 +26,7 @@ cudaDataType cuda_type(lisa_dtype t) {
     }
 }
 
-unsigned ptr_align(const void *p) {
+static unsigned ptr_align(const void *p) {
     uintptr_t u = (uintptr_t)p;
     return (u & 15u) == 0 ? 16u : (u & 7u) == 0 ? 8u : (u & 3u) == 0 ? 4u : 2u;
 }
@@ -54,7 +54,7 @@ struct GemmCache {
     int n, next;
 };
 
-void plan_release(Plan *p) {
+static void plan_release(Plan *p) {
     if (p->op) cublasLtMatmulDescDestroy(p->op);
     if (p->a) cublasLtMatrixLayoutDestroy(p->a);
     if (p->b) cublasLtMatrixLayoutDestroy(p->b);
@@ -73,7 +73,7 @@ void plan_release(Plan *p) {
     } while (0)
 
 /* Builds the descriptors for `key` and asks the heuristic for the best algorithm. */
-lisa_status plan_build(lisa_cuda_impl *im, Plan *p, const PlanKey &key, const void *bias) {
+static lisa_status plan_build(lisa_cuda_impl *im, Plan *p, const PlanKey &key, const void *bias) {
     memset(p, 0, sizeof *p);
     p->key = key;
     LT_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -110,7 +110,7 @@ lisa_status plan_build(lisa_cuda_impl *im, Plan *p, const PlanKey &key, const vo
     return LISA_OK;
 }
 
-lisa_status plan_get(lisa_backend *be, const PlanKey &key, const void *bias, Plan **out) {
+static lisa_status plan_get(lisa_backend *be, const PlanKey &key, const void *bias, Plan **out) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     GemmCache *c = (GemmCache *)im->gemm_cache;
     for (int i = 0; i < c->n; i++)
@@ -135,7 +135,7 @@ lisa_status plan_get(lisa_backend *be, const PlanKey &key, const void *bias, Pla
 
 /* Row-major strided-batched GEMM on cuBLAS: C[M, N] = op(A)[M, K]·op(B)[K, N] + beta·C, where
  * op(A) = A[M, K] (row stride lda) or, with ta, A[K, M]ᵀ; likewise B. fp32 accumulation. */
-lisa_status gemm_rm(lisa_backend *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
+static lisa_status gemm_rm(lisa_backend *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
                     int64_t sA, const void *B, int64_t ldb, int64_t sB, void *C, int64_t ldc, int64_t sC, int64_t batch,
                     cudaDataType ab, cudaDataType ct, float beta) {
     if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX || ldc > INT32_MAX ||
@@ -150,7 +150,7 @@ lisa_status gemm_rm(lisa_backend *be, bool ta, bool tb, int64_t M, int64_t N, in
     return LISA_OK;
 }
 
-lisa_tensor dev_view(void *data, lisa_dtype dt, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3, int dev) {
+static lisa_tensor dev_view(void *data, lisa_dtype dt, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3, int dev) {
     lisa_tensor t = lisa_tensor_view4(data, dt, n_dims, d0, d1, d2, d3);
     t.device = LISA_DEVICE_CUDA;
     t.device_id = dev;
@@ -159,7 +159,7 @@ lisa_tensor dev_view(void *data, lisa_dtype dt, int32_t n_dims, int64_t d0, int6
 
 /* Converts n contiguous elements of src (dtype sdt) into scratch as dtype dt; *out = src when
  * the dtypes already agree. */
-lisa_status as_dtype(lisa_backend *be, const void *src, lisa_dtype sdt, int64_t n, lisa_dtype dt, const void **out) {
+static lisa_status as_dtype(lisa_backend *be, const void *src, lisa_dtype sdt, int64_t n, lisa_dtype dt, const void **out) {
     if (sdt == dt || n == 0) {
         *out = src;
         return LISA_OK;
@@ -173,14 +173,14 @@ lisa_status as_dtype(lisa_backend *be, const void *src, lisa_dtype sdt, int64_t 
     return LISA_OK;
 }
 
-lisa_status check_param(const char *op, const char *what, const lisa_tensor *t) {
+static lisa_status check_param(const char *op, const char *what, const lisa_tensor *t) {
     return t ? lisa_cuda_check_dense(op, what, t) : LISA_OK;
 }
 
 /* dtype of the GEMM operands for activation dtype xt, and whether y's dtype can be D. */
-bool out_ok(lisa_dtype xt, lisa_dtype yt) { return yt == xt || (xt != LISA_DTYPE_F32 && yt == LISA_DTYPE_F32); }
+static bool out_ok(lisa_dtype xt, lisa_dtype yt) { return yt == xt || (xt != LISA_DTYPE_F32 && yt == LISA_DTYPE_F32); }
 
-lisa_status linear_impl(lisa_backend *be, const char *op, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+static lisa_status linear_impl(lisa_backend *be, const char *op, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
                         const lisa_tensor *b, const lisa_tensor *residual, lisa_cuda_act act) {
     char b1[96], b2[96], b3[96];
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);

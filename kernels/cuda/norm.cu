@@ -8,7 +8,7 @@ namespace {
 const int kRowThreads = 256;
 const int64_t kMaxRowC = 12288; /* row cached in 48 KiB of shared memory */
 
-lisa_status check_param(const char *op, const char *what, const lisa_tensor *t, int64_t C) {
+static lisa_status check_param(const char *op, const char *what, const lisa_tensor *t, int64_t C) {
     char b[96];
     if (!t) return LISA_OK;
     LISA_TRY(lisa_cuda_check_dense(op, what, t));
@@ -19,7 +19,7 @@ lisa_status check_param(const char *op, const char *what, const lisa_tensor *t, 
 }
 
 /* y = norm(x (+ r -> sum)) over rows; common to the ops and the fused launchers. */
-lisa_status rownorm(lisa_backend *be, const char *op, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *r,
+static lisa_status rownorm(lisa_backend *be, const char *op, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *r,
                     lisa_tensor *sum, const lisa_tensor *g, const lisa_tensor *b, float eps, bool rms) {
     char b1[96], b2[96];
     LISA_TRY(lisa_cuda_check_float(op, "x", x));

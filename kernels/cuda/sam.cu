@@ -7,7 +7,7 @@ namespace {
 
 const int kThreads = 256;
 
-lisa_status window_common(const char *op, lk_window_params *p, const lisa_tensor *img, const lisa_tensor *win,
+static lisa_status window_common(const char *op, lk_window_params *p, const lisa_tensor *img, const lisa_tensor *win,
                           int32_t window) {
     char b1[96], b2[96];
     LISA_TRY(lisa_cuda_check_dense(op, "image", img));

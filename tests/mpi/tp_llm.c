@@ -134,7 +134,7 @@ typedef struct emb_ctx {
 static void emb_graph(lisa_graph *g, void *p) {
     emb_ctx *e = p;
     lisa_tensor host = lisa_tensor_view(e->out, LISA_DTYPE_F32, 2, (int64_t[]){e->n, e->m->cfg.hidden});
-    g_download(g, &host, lisa_llama_embed(g, e->m, e->ids, e->n));
+    lisa_g_download(g, &host, lisa_llama_embed(g, e->m, e->ids, e->n));
 }
 
 static void test_embedding(lisa_backend *be, const lisa_llama *ref, const lisa_llama *tp) {
@@ -168,7 +168,7 @@ static void step_graph(lisa_graph *g, void *p) {
     lisa_kv_cache saved = *s->kv;
     T *h = lisa_llama_forward(g, s->m, s->kv, lisa_llama_embed(g, s->m, s->ids, s->n));
     lisa_tensor host = lisa_tensor_view(s->logits, LISA_DTYPE_F32, 2, (int64_t[]){s->n, s->m->cfg.vocab});
-    g_download(g, &host, lisa_llama_logits(g, s->m, h));
+    lisa_g_download(g, &host, lisa_llama_logits(g, s->m, h));
     if (g_measuring(g)) *s->kv = saved;
 }
 
@@ -244,11 +244,11 @@ static void batch_graph(lisa_graph *g, void *p) {
     batch_ctx *b = p;
     const int64_t C = b->m->cfg.hidden;
     T *h = lisa_llama_forward_batch(g, b->m, &b->bt, lisa_llama_embed(g, b->m, b->ids, b->bt.n_rows));
-    T *hl = g_new(g, g->act_dtype, 2, NSEQ, C, 0, 0);
+    T *hl = lisa_g_new(g, g->act_dtype, 2, NSEQ, C, 0, 0);
     for (int i = 0; i < NSEQ; i++)
-        g_copy_to(g, g_narrow(g, hl, 0, i, 1), g_narrow(g, h, 0, b->last[i], 1));
+        lisa_g_copy_to(g, lisa_g_narrow(g, hl, 0, i, 1), lisa_g_narrow(g, h, 0, b->last[i], 1));
     lisa_tensor host = lisa_tensor_view(b->logits, LISA_DTYPE_F32, 2, (int64_t[]){NSEQ, b->m->cfg.vocab});
-    g_download(g, &host, lisa_llama_logits(g, b->m, hl));
+    lisa_g_download(g, &host, lisa_llama_logits(g, b->m, hl));
 }
 
 /* Prompts of different lengths prefilled together, then n_dec decode steps for all; returns the
