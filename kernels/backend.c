@@ -23,3 +23,9 @@ lisa_status lisa_backend_create(lisa_backend **out, int32_t kind, int32_t device
     }
     return lisa_backend_cpu_create(out, 0, n_threads);
 }
+
+lisa_status lisa_backend_fork(const lisa_backend *be, lisa_backend **out) {
+    *out = NULL;
+    if (!be->fork) return lisa_fail(LISA_ERR_UNSUPPORTED, "%s backend: cannot make another execution context", be->name);
+    return be->fork(be, out);
+}

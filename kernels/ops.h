@@ -60,8 +60,15 @@ typedef struct lisa_ops {
 #undef LISA_OP
 } lisa_ops;
 
-/* A compute backend. Owns its ops' workspace (`scratch`, one allocation for its lifetime) and
- * whatever `impl` holds (CUDA streams, cuBLAS handles); lives until lisa_backend_free. */
+/* A compute backend: one execution context on a device. Owns its ops' workspace (`scratch`, one
+ * allocation for its lifetime) and whatever `impl` holds (CUDA stream, cuBLAS handles); lives until
+ * lisa_backend_free.
+ *
+ * Threads: a backend is used by one thread at a time (every op mutates `scratch`; on CUDA the
+ * stream orders its work). Memory from mem_alloc is the device's, not the context's: a model's
+ * weights, allocated through the backend it was loaded with, are read by every context that
+ * lisa_backend_fork makes from it, concurrently (ops never write their inputs). So a loaded model
+ * is shared by giving each engine (or single call) its own fork. */
 struct lisa_backend {
     const char *name;          /* "cpu", "cuda" */
     lisa_device device;
@@ -93,6 +100,8 @@ struct lisa_backend {
     /* The backend's compute stream as an opaque handle (CUDA: cudaStream_t) for communicators that
      * order their collectives on it; NULL on the CPU. */
     void *stream;
+    /* A new context on the same device and settings, with its own scratch (lisa_backend_fork). */
+    lisa_status (*fork)(const lisa_backend *be, lisa_backend **out);
 };
 
 /* True when the backend can capture and replay steps (and so offers pinned host memory). */
@@ -115,6 +124,12 @@ lisa_status lisa_backend_cpu_create(lisa_backend **out, size_t scratch_bytes, in
  * LISA_BACKEND_AUTO (CUDA when built and a device is present, else the CPU). n_threads: CPU
  * threads (0 = all cores). Free with lisa_backend_free. */
 lisa_status lisa_backend_create(lisa_backend **out, int32_t kind, int32_t device, int32_t n_threads);
+
+/* Another execution context on be's device (same kind, device, threads and scratch size) for a
+ * second thread: its own scratch arena (CUDA: also its own stream, cuBLAS handles and workspace),
+ * one allocation for its lifetime. Tensors in memory from either backend's mem_alloc are valid in
+ * both. Free with lisa_backend_free (after freeing what was allocated through it). */
+lisa_status lisa_backend_fork(const lisa_backend *be, lisa_backend **out);
 
 lisa_status lisa_op_unsupported(const lisa_backend *be, const char *op);
 

@@ -399,18 +399,20 @@ T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hi
 
 /* ---- the mask stage ------------------------------------------------------------------------ */
 
-/* Runs fn once counting and once for real in an arena of the measured size (freed afterwards). */
-static lisa_status run_stage(lisa_model *m, lisa_graph_fn fn, void *ctx, const lisa_run_hooks *hooks) {
+/* Runs fn on `be` (the caller's execution context, never the model's own: the model is shared)
+ * once counting and once for real in an arena of the measured size (freed afterwards). */
+static lisa_status run_stage(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx,
+                             const lisa_run_hooks *hooks) {
     size_t act_bytes = 0, meta_bytes = 0;
-    LISA_TRY(lisa_graph_measure(m->be, m->act_dtype, fn, ctx, &act_bytes, &meta_bytes));
+    LISA_TRY(lisa_graph_measure(be, act_dtype, fn, ctx, &act_bytes, &meta_bytes));
     void *mem = NULL;
-    LISA_TRY(m->be->mem_alloc(m->be, act_bytes ? act_bytes : 1, &mem));
+    LISA_TRY(be->mem_alloc(be, act_bytes ? act_bytes : 1, &mem));
     lisa_arena act, meta;
     lisa_arena_init_external(&act, "activations", mem, act_bytes);
     lisa_status s = lisa_arena_init(&meta, "descriptors", meta_bytes);
     if (s == LISA_OK) {
         lisa_graph g;
-        lisa_graph_init(&g, m->be, &act, &meta, m->act_dtype);
+        lisa_graph_init(&g, be, &act, &meta, act_dtype);
         if (hooks) {
             g.tap = hooks->tap;
             g.tap_ctx = hooks->ctx;
@@ -419,12 +421,12 @@ static lisa_status run_stage(lisa_model *m, lisa_graph_fn fn, void *ctx, const l
         s = g.status;
         lisa_arena_free(&meta);
     }
-    m->be->mem_free(m->be, mem);
+    be->mem_free(be, mem);
     return s;
 }
 
 typedef struct mask_job {
-    lisa_model *m;
+    const lisa_model *m;
     const lisa_prepared *pr;
     const T *emb;
     lisa_tensor seg;    /* host F32 [N, C] */
@@ -453,8 +455,8 @@ static void decode_chunk_graph(lisa_graph *g, void *ctx) {
     lisa_g_download(g, &j->iou, iou);
 }
 
-lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb, const float *seg_hidden, int32_t n_seg,
-                           lisa_result *res, const lisa_run_hooks *hooks) {
+lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_prepared *pr, const T *emb,
+                           const float *seg_hidden, int32_t n_seg, lisa_result *res, const lisa_run_hooks *hooks) {
     res->n_masks = n_seg;
     res->h = pr->H0;
     res->w = pr->W0;
@@ -467,7 +469,7 @@ lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb,
     mask_job j = {.m = m, .pr = pr, .emb = emb};
     j.seg = lisa_tensor_view((void *)seg_hidden, LISA_DTYPE_F32, 2, (int64_t[]){n_seg, m->cfg.llm.hidden});
     lisa_status s = lisa_tensor_alloc(&j.pred, LISA_DTYPE_F32, 2, (int64_t[]){n_seg, m->cfg.out_dim});
-    if (s == LISA_OK) s = run_stage(m, pred_graph, &j, hooks);
+    if (s == LISA_OK) s = run_stage(be, m->act_dtype, pred_graph, &j, hooks);
     for (j.chunk0 = 0; s == LISA_OK && j.chunk0 < n_seg; j.chunk0 += j.chunk_n) {
         j.chunk_n = n_seg - j.chunk0 < MASK_DECODER_CHUNK ? n_seg - j.chunk0 : MASK_DECODER_CHUNK;
         lisa_tensor_free(&j.logits);
@@ -475,7 +477,8 @@ lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb,
         s = lisa_tensor_alloc(&j.logits, LISA_DTYPE_F32, 3, (int64_t[]){j.chunk_n, pr->H0, pr->W0});
         if (s == LISA_OK) s = lisa_tensor_alloc(&j.iou, LISA_DTYPE_F32, 2, (int64_t[]){j.chunk_n, 1});
         /* taps see whole-request tensors only when one chunk holds every mask */
-        if (s == LISA_OK) s = run_stage(m, decode_chunk_graph, &j, j.chunk0 == 0 && j.chunk_n == n_seg ? hooks : NULL);
+        if (s == LISA_OK)
+            s = run_stage(be, m->act_dtype, decode_chunk_graph, &j, j.chunk0 == 0 && j.chunk_n == n_seg ? hooks : NULL);
         if (s != LISA_OK) break;
         const float *lg = j.logits.data;
         for (size_t i = 0; i < (size_t)j.chunk_n * plane; i++) res->masks[j.chunk0 * plane + i] = lg[i] > 0.0f;
@@ -550,7 +553,8 @@ lisa_status lisa_result_set_text(const lisa_model *m, lisa_result *res, const li
 /* ---- teacher-forced evaluation (spec §9) ------------------------------------------------------ */
 
 typedef struct forced_job {
-    lisa_model *m;
+    const lisa_model *m;
+    lisa_backend *be;          /* this call's execution context (owned by lisa_model_run_teacher_forced) */
     const lisa_prepared *pr;   /* pixels of the image */
     const int32_t *ids;        /* the forced sequence, with the -200 placeholder */
     int32_t n_ids, placeholder, L;
@@ -645,12 +649,12 @@ static lisa_status run_forced_query(lisa_model *m, forced_job *f, const char *qu
         for (int32_t i = 0, j = 0; s == LISA_OK && i < n_ids; i++)
             if (i != ph) ((int32_t *)f->text.data)[j++] = ids[i];
         if (s == LISA_OK) s = lisa_tensor_alloc(&f->rows, LISA_DTYPE_F32, 2, (int64_t[]){f->n_pos, C});
-        if (s == LISA_OK) s = lisa_kv_cache_init(&f->kv, m->be, &m->cfg.llm, f->L, m->act_dtype);
-        if (s == LISA_OK) s = run_stage(m, forced_graph, f, hooks);
+        if (s == LISA_OK) s = lisa_kv_cache_init(&f->kv, f->be, &m->cfg.llm, f->L, m->act_dtype);
+        if (s == LISA_OK) s = run_stage(f->be, m->act_dtype, forced_graph, f, hooks);
         seg = f->rows.data;
     }
     double t0 = now_ms();
-    if (s == LISA_OK) s = lisa_masks_run(m, f->pr, &f->emb, seg, f->n_pos, res, hooks);
+    if (s == LISA_OK) s = lisa_masks_run(m, f->be, f->pr, &f->emb, seg, f->n_pos, res, hooks);
     res->t.sam_decoder_ms = now_ms() - t0;
     /* the result: the forced answer, the forced sequence (placeholder removed) as tokens */
     if (s == LISA_OK && !(res->answer = strdup(answer))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
@@ -690,14 +694,16 @@ lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int
     lisa_prepared pr;
     LISA_TRY(lisa_prepare(m, rgb, h, w, queries[0], p, &pr));
     forced_job f = {.m = m, .pr = &pr};
+    /* a context of this call's own: the model may be running other calls and engines */
+    lisa_status s = lisa_backend_fork(m->be, &f.be);
     const int64_t G = m->sam->enc.grid;
     void *emb_mem = NULL;
     f.emb = lisa_tensor_view(NULL, m->act_dtype, 4, (int64_t[]){1, m->cfg.out_dim, G, G});
-    lisa_status s = m->be->mem_alloc(m->be, lisa_tensor_nbytes(&f.emb), &emb_mem);
+    if (s == LISA_OK) s = f.be->mem_alloc(f.be, lisa_tensor_nbytes(&f.emb), &emb_mem);
     f.emb.data = emb_mem;
     f.emb.device = m->be->device;
     double t1 = now_ms();
-    if (s == LISA_OK) s = run_stage(m, forced_sam_graph, &f, hooks);
+    if (s == LISA_OK) s = run_stage(f.be, m->act_dtype, forced_sam_graph, &f, hooks);
     double t2 = now_ms();
     for (int32_t q = 0; q < n_queries && s == LISA_OK; q++) {
         if (!(out[q] = lisa_result_new())) {
@@ -711,7 +717,8 @@ lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int
         out[q]->t.prefill_ms = now_ms() - tq - out[q]->t.sam_decoder_ms;
         out[q]->t.total_ms = now_ms() - t0;
     }
-    if (emb_mem) m->be->mem_free(m->be, emb_mem);
+    if (emb_mem) f.be->mem_free(f.be, emb_mem);
+    if (f.be) lisa_backend_free(f.be);
     lisa_prepared_free(&pr);
     if (s != LISA_OK)
         for (int32_t q = 0; q < n_queries; q++) {

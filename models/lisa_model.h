@@ -20,6 +20,8 @@
 #include "models/preprocess.h"
 #include "models/tokenizer.h"
 
+#include <stdatomic.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -34,8 +36,11 @@ typedef struct lisa_model_config {
     char vision_tower[512];  /* config value, e.g. "openai/clip-vit-large-patch14" */
 } lisa_model_config;
 
+/* Immutable once loaded (include/lisa.h "Threads"): every engine and single call runs on an
+ * execution context of its own (lisa_backend_fork of `be`) and only reads the model. The one
+ * mutable member is tp_engine (atomic). */
 struct lisa_model {
-    lisa_backend *be;
+    lisa_backend *be; /* the backend the weights were loaded through; runs use forks of it (TP: itself) */
     bool owns_be;
     lisa_dtype act_dtype; /* activations, KV cache and device weight matrices: F32 on the CPU backend;
                              BF16 on CUDA by default (spec §8), F32 there for exact checks */
@@ -61,6 +66,7 @@ struct lisa_model {
     lisa_comm *tp_device; /* owned: NCCL over the same ranks on a CUDA backend (NULL on the CPU) */
     bool tp_follower;
     int32_t tp_group, tp_groups; /* this group's index and the number of groups (data parallelism) */
+    atomic_bool tp_engine;       /* a TP leader has an engine (the followers serve one at a time) */
 };
 
 /* A parity/debug hook: graphs call it at the spec §8 tap points ("clip_l23", "mm_proj",
@@ -133,9 +139,11 @@ T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hi
 /* The mask stage of one finished request: text_hidden_fcs on its n_seg [SEG] states (host F32
  * [n_seg, C]), SAM's prompt encoder + mask decoder against its image embedding `emb` (backend
  * tensor [1, out, G, G]), postprocess to the original size; fills res's masks/scores/logits.
- * Each stage's arena is sized by a counting pass and freed at the end (per-request lifetime). */
-lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb, const float *seg_hidden, int32_t n_seg,
-                           lisa_result *res, const lisa_run_hooks *hooks);
+ * Runs on `be`, the caller's execution context (a lisa_backend_fork of m->be; never m->be itself,
+ * which other threads may share). Each stage's arena is sized by a counting pass and freed at the
+ * end (per-request lifetime). */
+lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_prepared *pr, const T *emb,
+                           const float *seg_hidden, int32_t n_seg, lisa_result *res, const lisa_run_hooks *hooks);
 
 /* One request through a private single-request engine (see runtime/engine.h); hooks may be NULL. */
 lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,

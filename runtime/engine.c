@@ -92,7 +92,9 @@ typedef struct eng_req {
 
 struct lisa_engine {
     lisa_model *m;
-    lisa_backend *be;
+    lisa_backend *be;          /* this engine's execution context: a fork of the model's backend
+                                  (owned), or the model's own under TP (borrowed, see owns_be) */
+    bool owns_be;
     lisa_engine_params p;
     lisa_run_hooks hooks;
     bool batch_invariant_gemm; /* split GEMMs per sequence/image (CPU: OpenBLAS) */
@@ -124,6 +126,7 @@ struct lisa_engine {
     uint64_t next_id;
     int64_t completed, failed, steps;
     int32_t last_batch, n_running_pub;
+    int32_t kv_used_pub;       /* KV pages in use after the last step (the pool is the stepper's) */
     int64_t decode_steps, decode_rows, decode_hist[LISA_ENGINE_BATCH_BUCKETS];
 
     /* scheduler state (stepping thread only) */
@@ -154,6 +157,14 @@ struct lisa_engine {
 };
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
+
+/* A TP leader's followers serve one engine at a time (lisa_model_tp_follow): claim the model. */
+static bool tp_engine_claim(lisa_model *m) {
+    bool expected = false;
+    return atomic_compare_exchange_strong(&m->tp_engine, &expected, true);
+}
+
+static void tp_engine_release(lisa_model *m) { atomic_store(&m->tp_engine, false); }
 
 static void fail_result(lisa_result *res, lisa_status s, const char *msg) {
     res->status = s;
@@ -607,7 +618,7 @@ static void finish_request(lisa_engine *e, eng_req *r) {
     lisa_result *res = r->res;
     if (res->status == LISA_OK) {
         double t0 = now_ms();
-        lisa_status s = lisa_masks_run(e->m, &r->prep, &e->emb[r->slot], r->seg_hidden, r->n_seg, res,
+        lisa_status s = lisa_masks_run(e->m, e->be, &r->prep, &e->emb[r->slot], r->seg_hidden, r->n_seg, res,
                                        e->hooks.tap ? &e->hooks : NULL);
         res->t.sam_decoder_ms = now_ms() - t0;
         if (s == LISA_OK) s = lisa_result_set_text(e->m, res, &r->prep);
@@ -639,6 +650,7 @@ static lisa_status step_impl(lisa_engine *e, bool *busy) {
     e->n_running = kept;
     pthread_mutex_lock(&e->mu);
     e->n_running_pub = e->n_running;
+    e->kv_used_pub = e->pool.n_pages - e->pool.n_free;
     *busy = e->n_running > 0 || e->n_ready > 0 || e->n_prep > 0 || e->n_preparing > 0;
     pthread_mutex_unlock(&e->mu);
     return LISA_OK;
@@ -891,6 +903,7 @@ static lisa_status engine_init(lisa_engine *e) {
     lisa_status s = create_buffers(e);
     if (s == LISA_OK && e->p.share_prefix) s = build_prefix(e);
     if (s != LISA_OK) return s;
+    e->kv_used_pub = e->pool.n_pages - e->pool.n_free; /* the prefix (no other thread yet) */
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->step_mu, NULL);
     pthread_cond_init(&e->work_cv, NULL);
@@ -927,30 +940,45 @@ lisa_status lisa_engine_create_ex(lisa_model *m, const lisa_engine_params *pp, c
                          "max_prefill_tokens %d, max_queue %d",
                          p.max_batch, p.max_images, p.page_size, p.max_prefill_tokens, p.max_queue);
     if (p.max_images > p.max_batch) p.max_images = p.max_batch;
+    if (m->tp_follower)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "engine: TP rank %d follows rank 0's engine: call lisa_model_tp_follow",
+                         m->tp_comm->rank);
     lisa_engine *e = calloc(1, sizeof *e);
     if (!e) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
     e->m = m;
-    e->be = m->be;
     e->p = p;
+    /* Its own execution context (scratch, CUDA stream): engines and lisa_segment calls on one model
+     * run at once (include/lisa.h "Threads"). Under TP the collectives are ordered on the model's
+     * stream (lisa_comm_nccl_create) and the followers serve one engine at a time: the model's
+     * backend, for one engine at a time (tp_engine_claim). */
+    if (m->tp_comm) {
+        if (!tp_engine_claim(m)) {
+            free(e);
+            return lisa_fail(LISA_ERR_BUSY, "engine: a TP model serves one engine at a time (free the other first)");
+        }
+        e->be = m->be;
+        e->tp = m->tp_comm;
+    } else {
+        lisa_status fs = lisa_backend_fork(m->be, &e->be);
+        if (fs != LISA_OK) {
+            free(e);
+            return fs;
+        }
+        e->owns_be = true;
+    }
     if (hooks) e->hooks = *hooks;
-    e->batch_invariant_gemm = m->be->device == LISA_DEVICE_CPU;
+    e->batch_invariant_gemm = e->be->device == LISA_DEVICE_CPU;
     e->act_dtype = m->act_dtype;
     const char *gv = getenv("LISA_CUDA_GRAPHS");
-    e->graphs = lisa_backend_can_capture(m->be) && !(hooks && hooks->tap) && !(gv && !strcmp(gv, "0"));
+    e->graphs = lisa_backend_can_capture(e->be) && !(hooks && hooks->tap) && !(gv && !strcmp(gv, "0"));
     e->graphs_pinned = e->graphs;
     e->C = m->cfg.llm.hidden;
     e->P = m->n_patches;
     e->V = m->cfg.llm.vocab;
     e->next_id = 1;
-    e->tp = m->tp_comm;
-    if (m->tp_follower) {
-        free(e);
-        return lisa_fail(LISA_ERR_INVALID_ARG, "engine: TP rank %d follows rank 0's engine: call lisa_model_tp_follow",
-                         m->tp_comm->rank);
-    }
     if (p.max_prefill_tokens < e->P + 2) {
         const int32_t need = e->P + 2;
-        free(e);
+        lisa_engine_free(e);
         return lisa_fail(LISA_ERR_INVALID_ARG, "engine params: max_prefill_tokens %d is below one image (%d tokens)",
                          p.max_prefill_tokens, need);
     }
@@ -1017,6 +1045,8 @@ void lisa_engine_free(lisa_engine *e) {
     free(e->batch);
     free(e->free_slots);
     free(e->workers);
+    if (e->owns_be) lisa_backend_free(e->be); /* after everything allocated through it */
+    else if (e->tp && !e->follower) tp_engine_release(e->m);
     if (e->n_workers || e->sched_started) {
         pthread_mutex_destroy(&e->mu);
         pthread_mutex_destroy(&e->step_mu);
@@ -1221,7 +1251,7 @@ lisa_engine_stats lisa_engine_get_stats(lisa_engine *e) {
     st.running = e->n_running_pub;
     st.results = e->n_done;
     st.kv_pages_total = e->pool.n_pages;
-    st.kv_pages_used = e->pool.n_pages - e->pool.n_free;
+    st.kv_pages_used = e->kv_used_pub;
     st.kv_prefix_pages = e->n_prefix_pages;
     st.completed = e->completed;
     st.failed = e->failed;

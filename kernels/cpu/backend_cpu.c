@@ -34,6 +34,10 @@ static void cpu_destroy(lisa_backend *be) {
     free(be);
 }
 
+static lisa_status cpu_fork(const lisa_backend *be, lisa_backend **out) {
+    return lisa_backend_cpu_create(out, be->scratch.cap, be->n_threads);
+}
+
 lisa_status lisa_backend_cpu_create(lisa_backend **out, size_t scratch_bytes, int32_t n_threads) {
     *out = NULL;
     lisa_backend *be = calloc(1, sizeof *be);
@@ -52,6 +56,7 @@ lisa_status lisa_backend_cpu_create(lisa_backend **out, size_t scratch_bytes, in
     be->download = cpu_copy_bytes;
     be->synchronize = cpu_synchronize;
     be->destroy = cpu_destroy;
+    be->fork = cpu_fork;
     lisa_status s = lisa_arena_init(&be->scratch, "cpu scratch", scratch_bytes ? scratch_bytes : (64u << 20));
     if (s != LISA_OK) {
         free(be);

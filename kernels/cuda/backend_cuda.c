@@ -117,6 +117,14 @@ static lisa_status create_fail(lisa_backend *be, lisa_status s) {
             return create_fail(be, lisa_check_gen(LISA_ERR_BACKEND, __FILE__, __LINE__, #expr, cublasGetStatusString(s_))); \
     } while (0)
 
+/* A fork is a whole new backend on the same device: device memory belongs to the CUDA context of
+ * the device (one per process), not to a stream, so the weights stay valid in it. */
+static lisa_status cuda_fork(const lisa_backend *be, lisa_backend **out) {
+    LISA_TRY(lisa_backend_cuda_create(out, be->device_id, be->scratch.cap));
+    lisa_cuda_impl_of(*out)->sync_checks = lisa_cuda_impl_of(be)->sync_checks;
+    return LISA_OK;
+}
+
 lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t scratch_bytes) {
     *out = NULL;
     int n = 0;
@@ -150,6 +158,7 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     be->download = cuda_download;
     be->synchronize = cuda_synchronize;
     be->destroy = cuda_destroy;
+    be->fork = cuda_fork;
     be->graph_capture_begin = lisa_cuda_capture_begin;
     be->graph_capture_end = lisa_cuda_capture_end;
     be->graph_capture_abort = lisa_cuda_capture_abort;
