@@ -4,6 +4,19 @@
  * Conventions (see docs/style.md §17): `lisa_` prefix, opaque handles, status returns, sized ints,
  * `*_default_params()` by value, init/free pairs, no CUDA types. Every pointer a function returns
  * states its lifetime next to the declaration.
+ *
+ * Threads. Every function may be called from any thread; what may run at the same time:
+ *   - lisa_model: immutable once loaded. Any number of threads may call lisa_segment* and create,
+ *     use and free engines on one model at once; each call and each engine computes on an execution
+ *     context of its own (scratch memory; on CUDA its own stream), so results are the same as
+ *     single-threaded ones (CPU: bitwise). lisa_model_free must not overlap any other call on the
+ *     model, and every engine on it must be freed first. Exception, tensor parallelism: a TP
+ *     leader serves one engine at a time (a second lisa_engine_create, also the private engine of
+ *     lisa_segment*, gives LISA_ERR_BUSY until the first is freed).
+ *   - lisa_engine: submit, poll, wait, wait_timeout, step and get_stats may be called from any
+ *     number of threads at once. lisa_engine_free must not overlap any other call on the engine.
+ *   - lisa_result: read-only, so any number of threads may read one; lisa_result_free once.
+ *   - lisa_last_error is per thread.
  */
 #ifndef LISA_H
 #define LISA_H
@@ -86,6 +99,7 @@ LISA_API lisa_model_params lisa_model_default_params(void);
  * Every missing or mis-shaped tensor is reported at once. The model owns everything it loads and
  * lives until lisa_model_free. */
 LISA_API lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_model **out);
+/* After every engine on the model is freed and no call on it is in progress. */
 LISA_API void lisa_model_free(lisa_model *m);
 /* The [SEG] token id (e.g. 32003 for LISA-7B-v1). */
 LISA_API int32_t lisa_model_seg_token_id(const lisa_model *m);
@@ -101,7 +115,8 @@ LISA_API lisa_segment_params lisa_segment_default_params(void);
 
 /* One request: an RGB image (u8, row-major [height, width, 3]) and a query. On success *out holds
  * the answer, the generated token ids and one mask per generated [SEG] (all of them, in order),
- * each at the original image size. The image is borrowed for the call only. */
+ * each at the original image size. The image is borrowed for the call only. Thread-safe: calls on
+ * one model run at once (a private one-request engine each). */
 LISA_API lisa_status lisa_segment(lisa_model *m, const uint8_t *rgb, int32_t height, int32_t width, const char *query,
                                   const lisa_segment_params *p, lisa_result **out);
 /* Same with an encoded PNG or JPEG file (decoded as cv2.imread does: EXIF orientation applied). */
@@ -155,7 +170,8 @@ LISA_API void lisa_free(void *p);
  * and the SAM encoder run batched per step; LLM prefill and decode steps run batched over requests
  * of different lengths against a paged KV cache whose system-prompt prefix is prefilled once and
  * shared; masks are decoded as requests finish. Results are identical whether a request runs
- * alone or in a batch (CPU: bit-identical). Submission is thread-safe. */
+ * alone or in a batch (CPU: bit-identical). Every call but lisa_engine_free is thread-safe (see
+ * "Threads" at the top); several engines may share one model. */
 
 typedef struct lisa_engine lisa_engine;
 
@@ -174,9 +190,11 @@ typedef struct lisa_engine_params {
 
 LISA_API lisa_engine_params lisa_engine_default_params(void);
 
-/* The engine borrows the model (which must outlive it). */
+/* The engine borrows the model (which must outlive it) and computes on an execution context of its
+ * own (on CUDA: its own stream and workspace), so engines on one model run at once. */
 LISA_API lisa_status lisa_engine_create(lisa_model *m, const lisa_engine_params *p, lisa_engine **out);
-/* Stops the engine; unfinished requests are dropped, unclaimed results freed. */
+/* Stops the engine; unfinished requests are dropped, unclaimed results freed. No other call on the
+ * engine may be in progress or follow. */
 LISA_API void lisa_engine_free(lisa_engine *e);
 
 typedef struct lisa_request {

@@ -15,12 +15,17 @@ numpy. Results are plain Python values: str, int, float, bytes, lists and dicts.
 The library is found as $LISA_LIBRARY (a path), else as "lisa" on the system library path
 (ctypes.util.find_library; e.g. after `cmake --install`), else liblisa.so.0 / liblisa.so.
 Every failure raises lisa.Error with the library's status name and message.
+
+Threads: a Model and an Engine may be used from any number of threads at once (the library
+releases the GIL while it computes; include/lisa.h "Threads"). close() waits for the calls in
+progress on that object to return, then frees it; calls after close() raise ValueError.
 """
 
 import ctypes
 import ctypes.util
 import json
 import os
+import threading
 import weakref
 from collections import namedtuple
 
@@ -52,7 +57,8 @@ _lib = _load()
 # ---- the structs of lisa.h, field for field ----------------------------------------------------
 
 class _ModelParams(_c.Structure):
-    _fields_ = [("vision_tower", _c.c_char_p), ("backend", _c.c_int), ("device", _i32), ("n_threads", _i32)]
+    _fields_ = [("vision_tower", _c.c_char_p), ("backend", _c.c_int), ("device", _i32), ("n_threads", _i32),
+                ("tensor_parallel", _i32)]
 
 
 class _SegmentParams(_c.Structure):
@@ -87,6 +93,11 @@ class _EngineStats(_c.Structure):
                 ("steps", _i64), ("last_batch", _i32), ("decode_steps", _i64), ("decode_rows", _i64),
                 ("decode_batch_hist", _i64 * _BATCH_BUCKETS)]
 
+
+# every struct of lisa.h this binding mirrors, by its C name (python/tests/test_abi.py compares
+# their sizes and offsets with the C compiler's)
+_STRUCTS = {"lisa_model_params": _ModelParams, "lisa_segment_params": _SegmentParams, "lisa_timings": _Timings,
+            "lisa_engine_params": _EngineParams, "lisa_request": _Request, "lisa_engine_stats": _EngineStats}
 
 _P = _c.c_void_p
 _PP = _c.POINTER(_c.c_void_p)
@@ -200,6 +211,59 @@ class Result:
         return f"<lisa.Result id={self.id} answer={self.answer!r} masks={len(self.masks)}>"
 
 
+class _Handle:
+    """A library handle shared by threads: calls hold it (use()); close() stops new calls, waits for
+    the ones in progress, then frees it once."""
+
+    def __init__(self, h, free):
+        self.h = h
+        self._free = free
+        self._busy = 0
+        self._closed = False
+        self._cv = threading.Condition()
+
+    def use(self, what):
+        return _Use(self, what)
+
+    def close(self, before_free=None):
+        """Stops new calls, waits for those in progress, runs before_free(), frees (once)."""
+        with self._cv:
+            if self._closed:
+                return
+            self._closed = True
+            while self._busy:
+                self._cv.wait()
+        if before_free:
+            before_free()
+        self._free(self.h)
+        self.h = None
+
+    @property
+    def closed(self):
+        return self._closed
+
+
+class _Use:
+    def __init__(self, handle, what):
+        self._handle = handle
+        self._what = what
+
+    def __enter__(self):
+        hd = self._handle
+        with hd._cv:
+            if hd._closed:
+                raise ValueError(f"the {self._what} is closed")
+            hd._busy += 1
+        return hd.h
+
+    def __exit__(self, *exc):
+        hd = self._handle
+        with hd._cv:
+            hd._busy -= 1
+            if not hd._busy:
+                hd._cv.notify_all()
+
+
 def _segment_params(max_new_tokens=None, max_query_bytes=None, max_image_pixels=None):
     p = _segment_default_params()
     if max_new_tokens is not None:
@@ -218,51 +282,70 @@ def _rgb_buffer(rgb, height, width):
 
 
 class Model:
-    """A loaded LISA checkpoint directory (lisa_model_load). backend: "auto", "cpu" or "cuda"."""
+    """A loaded LISA checkpoint directory (lisa_model_load). backend: "auto", "cpu" or "cuda".
+    Thread-safe: any number of threads may call segment() and run Engines on one Model at once."""
+
+    _SLOT_QUEUE = 64  # requests of segment(bytes) in flight in the private engine; more threads wait
 
     def __init__(self, path, vision_tower=None, backend="auto", device=0, threads=0):
+        self._hd = None
         p = _model_default_params()
         p.vision_tower = os.fsencode(vision_tower) if vision_tower else None
         p.backend = _BACKENDS[backend]
         p.device = device
         p.n_threads = threads
-        self._h = _c.c_void_p()
-        _check(_model_load(os.fsencode(path), _c.byref(p), _c.byref(self._h)))
+        h = _c.c_void_p()
+        _check(_model_load(os.fsencode(path), _c.byref(p), _c.byref(h)))
+        self._hd = _Handle(h, _model_free)
         self._engine = None
+        self._engine_lock = threading.Lock()  # creates the private engine once
+        self._slots = threading.BoundedSemaphore(self._SLOT_QUEUE)
         self._engines = weakref.WeakSet()  # engines borrow the model: closed before it
 
     @property
     def seg_token_id(self):
-        return _model_seg_token_id(self._h)
+        with self._hd.use("model") as h:
+            return _model_seg_token_id(h)
 
     def segment(self, image, query, *, height=None, width=None, png=False, **params):
         """One request, chat.py semantics. image: a path (str or os.PathLike), encoded PNG/JPEG bytes,
         or raw RGB bytes with height= and width= ([height, width, 3], row-major). params:
         max_new_tokens, max_query_bytes, max_image_pixels. png=True adds each mask's PNG (base64) to
-        Result.json."""
+        Result.json. Thread-safe; concurrent calls run at once."""
         sp = _segment_params(**params)
         q = query.encode("utf-8")
         out = _c.c_void_p()
-        if isinstance(image, (str, os.PathLike)):
-            _check(_segment_file(self._h, os.fsencode(image), q, _c.byref(sp), _c.byref(out)))
-            return Result(out, png)
-        if height is not None or width is not None:
-            buf = _rgb_buffer(image, height, width)
-            _check(_segment(self._h, buf, height, width, q, _c.byref(sp), _c.byref(out)))
-            return Result(out, png)
-        # encoded bytes: through a one-slot engine, kept for the next call
-        if self._engine is None:
-            self._engine = Engine(self, max_batch=1, max_queue=1)
-        return self._engine.wait(self._engine.submit(image, query, **params), png=png)
+        with self._hd.use("model") as h:
+            if isinstance(image, (str, os.PathLike)):
+                _check(_segment_file(h, os.fsencode(image), q, _c.byref(sp), _c.byref(out)))
+                return Result(out, png)
+            if height is not None or width is not None:
+                buf = _rgb_buffer(image, height, width)
+                _check(_segment(h, buf, height, width, q, _c.byref(sp), _c.byref(out)))
+                return Result(out, png)
+            # encoded bytes: through a private engine, created once and kept for the next calls;
+            # callers beyond its queue wait for a slot instead of getting LISA_ERR_BUSY
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = Engine(self, max_batch=4, max_queue=self._SLOT_QUEUE)
+                eng = self._engine
+            with self._slots:
+                return eng.wait(eng.submit(image, query, **params), png=png)
 
-    def close(self):
-        """Frees the model, closing the engines over it first."""
-        for e in list(getattr(self, "_engines", ())):
+    def _close_engines(self):
+        for e in list(self._engines):
             e.close()
         self._engine = None
-        if self._h:
-            _model_free(self._h)
-            self._h = _c.c_void_p()
+
+    def close(self):
+        """Frees the model: waits for the calls in progress, closes the engines over it (each waits
+        for its own calls), then frees it."""
+        if self._hd is not None:
+            self._hd.close(before_free=self._close_engines)
+
+    @property
+    def closed(self):
+        return self._hd is None or self._hd.closed
 
     def __enter__(self):
         return self
@@ -278,11 +361,12 @@ class Model:
 
 
 class Engine:
-    """The continuous-batching engine over a model (lisa_engine_create, background mode). submit()
-    is thread-safe; results come back by id (wait) or in completion order (poll / wait())."""
+    """The continuous-batching engine over a model (lisa_engine_create, background mode). Every
+    method is thread-safe; results come back by id (wait) or in completion order (poll / wait())."""
 
     def __init__(self, model, *, max_batch=None, max_queue=None, max_images=None, kv_cache_bytes=None,
                  max_prefill_tokens=None, workers=None, share_prefix=None):
+        self._hd = None
         p = _engine_default_params()
         for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_images", max_images),
                             ("kv_cache_bytes", kv_cache_bytes), ("max_prefill_tokens", max_prefill_tokens),
@@ -292,12 +376,13 @@ class Engine:
         if p.max_images > p.max_batch:
             p.max_images = p.max_batch
         p.background = True
-        if not model._h:
-            raise ValueError("the model is closed")
         self._model = model  # the engine borrows the model: keep it alive
-        self._h = _c.c_void_p()
-        _check(_engine_create(model._h, _c.byref(p), _c.byref(self._h)))
-        model._engines.add(self)
+        h = _c.c_void_p()
+        # registered while the model is held, so that Model.close (which waits for that) sees it
+        with model._hd.use("model") as mh:
+            _check(_engine_create(mh, _c.byref(p), _c.byref(h)))
+            self._hd = _Handle(h, _engine_free)
+            model._engines.add(self)
 
     def submit(self, image, query, *, height=None, width=None, user_data=0, **params):
         """Queues a request (inputs are copied) and returns its id. image as in Model.segment.
@@ -317,7 +402,8 @@ class Engine:
             r.image_data = _c.cast(keep, _c.c_void_p)
             r.image_size = len(image)
         rid = _u64()
-        _check(_engine_submit(self._h, _c.byref(r), _c.byref(rid)))
+        with self._hd.use("engine") as h:
+            _check(_engine_submit(h, _c.byref(r), _c.byref(rid)))
         return rid.value
 
     def wait(self, request_id=0, timeout=None, png=False):
@@ -326,28 +412,32 @@ class Engine:
         raises Error with its status."""
         out = _c.c_void_p()
         ms = -1 if timeout is None else int(timeout * 1000)
-        _check(_engine_wait_timeout(self._h, request_id, ms, _c.byref(out)))
+        with self._hd.use("engine") as h:
+            _check(_engine_wait_timeout(h, request_id, ms, _c.byref(out)))
         return Result(out, png)
 
     def poll(self, png=False):
         """A finished result if one is ready, else None."""
         out = _c.c_void_p()
-        code = _engine_poll(self._h, _c.byref(out))
+        with self._hd.use("engine") as h:
+            code = _engine_poll(h, _c.byref(out))
         if code == _ERR_NOT_FOUND:
             return None
         _check(code)
         return Result(out, png)
 
     def stats(self):
-        s = _engine_get_stats(self._h)
+        with self._hd.use("engine") as h:
+            s = _engine_get_stats(h)
         d = {name: getattr(s, name) for name, _ in _EngineStats._fields_ if name != "decode_batch_hist"}
         d["decode_batch_hist"] = list(s.decode_batch_hist)
         return d
 
     def close(self):
-        if self._h:
-            _engine_free(self._h)
-            self._h = _c.c_void_p()
+        """Waits for the calls in progress on this engine (a wait() returns when its request
+        finishes), then frees it; unclaimed results are dropped."""
+        if self._hd is not None:
+            self._hd.close()
 
     def __enter__(self):
         return self
