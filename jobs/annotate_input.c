@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "core/path.h"
+#include "loader/json.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -104,6 +105,11 @@ static lisa_status parse_obj(lisa_ann_item *it, const cJSON *j, const char *base
     }
     if (!(it->id = strdup(ids))) return lisa_fail(LISA_ERR_OOM, "out of memory");
     const cJSON *im = cJSON_GetObjectItemCaseSensitive(j, "image");
+    if (im && !cJSON_IsString(im)) {
+        bad(it, LISA_ERR_FORMAT, where, line, "id %.200s: \"image\" must be a string (a path relative to the manifest)",
+            ids);
+        return LISA_OK;
+    }
     if (!cJSON_IsString(im) || !im->valuestring[0]) {
         bad(it, LISA_ERR_FORMAT, where, line, "id %.200s: no \"image\" (a path relative to the manifest)", ids);
         return LISA_OK;
@@ -142,6 +148,16 @@ lisa_status lisa_ann_parse_line(lisa_ann_item *it, const char *text, size_t len,
     }
     lisa_status s = parse_obj(it, j, base_dir, where, line);
     cJSON_Delete(j);
+    size_t at = 0;
+    if (s == LISA_OK && lisa_json_has_nul_string(text, len, &at)) {
+        /* "\u0000" in a query would cut it short (strings end at NUL), in the id or the image
+         * name it would name something else: the line is refused, and without the id, which may be
+         * the cut one */
+        free(it->id);
+        it->id = NULL;
+        bad(it, LISA_ERR_FORMAT, where, line,
+            "a NUL character (\\u0000) in a string at byte %zu: refused (the text would end there)", at);
+    }
     if (s == LISA_OK && it->status != LISA_OK) { /* keep the id (for the error record), drop the rest */
         free(it->image);
         free(it->image_field);

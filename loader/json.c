@@ -121,3 +121,27 @@ lisa_status lisa_json_string(const cJSON *obj, const char *file, const char *key
     *out = v->valuestring;
     return LISA_OK;
 }
+
+bool lisa_json_has_nul_string(const char *text, size_t len, size_t *at) {
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        const char c = text[i];
+        if (!in_string) {
+            in_string = c == '"';
+            continue;
+        }
+        if (c == '"') {
+            in_string = false;
+        } else if (c == '\0') {
+            if (at) *at = i;
+            return true;
+        } else if (c == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && !memcmp(text + i + 2, "0000", 4)) {
+                if (at) *at = i;
+                return true;
+            }
+            i++; /* the escaped character (a quote or backslash does not end or start anything) */
+        }
+    }
+    return false;
+}

@@ -21,6 +21,12 @@ extern "C" {
  * (names the line and column of the parse error). */
 lisa_status lisa_json_load_file(const char *path, size_t max_bytes, cJSON **out);
 
+/* cJSON decodes "\u0000" (or a raw NUL byte inside a string) but hands strings out NUL-terminated
+ * without their length, so such a string silently ends early. True when a string literal of the
+ * JSON text[0..len) holds a NUL character; *at: its byte offset in text. The text need not be valid
+ * JSON (call it after a successful parse to attribute nothing wrongly). */
+bool lisa_json_has_nul_string(const char *text, size_t len, size_t *at);
+
 /* Typed getters. `file` is only used in error messages. A present key of the wrong type is always
  * an error (LISA_ERR_FORMAT naming file and key); an absent key gives `def`, or LISA_ERR_FORMAT
  * when `required`. JSON null counts as absent. */

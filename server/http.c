@@ -428,6 +428,11 @@ static enum MHD_Result finish_segment(srv_conn *q, struct MHD_Connection *c) {
         q->pp = NULL;
         if (ok != MHD_YES)
             return reply_error(q, c, 400, "invalid_form", "truncated or malformed multipart/form-data body");
+    }
+    size_t nul_at = 0;
+    if (srv_query_nul(in, &nul_at)) /* a C string would end there: never a shortened prompt */
+        return reply_error(q, c, 400, "invalid_query", "the query contains a NUL byte (U+0000) at byte %zu", nul_at);
+    if (q->body != BODY_JSON) {
         st = srv_form_finish(in, s->o.max_new_tokens);
         if (st != LISA_OK) return reply_error(q, c, 400, "invalid_form", "%s", lisa_last_error());
     }

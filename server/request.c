@@ -77,6 +77,124 @@ static lisa_status parse_options_obj(srv_input *in, const cJSON *o, int32_t cap)
 
 /* ---- JSON bodies ----------------------------------------------------------------------------- */
 
+/* cJSON hands out decoded strings NUL-terminated without their length, so "Segment\u0000 the cat."
+ * would silently become "Segment" (issue 18). The top-level members' string values are therefore
+ * decoded again here from the raw body, with their length: cJSON has validated the syntax by then,
+ * so this decoder only needs to be right on valid JSON (RFC 8259 §7). */
+
+static int hex4(const char *p) {
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        const char c = p[i];
+        v = v * 16 + (c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c - 'A' + 10);
+    }
+    return v;
+}
+
+/* Decodes the raw string literal lit[0..n) (between its quotes) into out (NULL: only count);
+ * returns the decoded length in bytes (UTF-8, as cJSON encodes escapes). */
+static size_t json_unescape(const char *lit, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned cp;
+        if (lit[i] != '\\') {
+            if (out) out[o] = lit[i];
+            o++;
+            continue;
+        }
+        const char e = lit[++i];
+        if (e != 'u') {
+            const char c = e == 'b' ? '\b' : e == 'f' ? '\f' : e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e;
+            if (out) out[o] = c;
+            o++;
+            continue;
+        }
+        cp = (unsigned)hex4(lit + i + 1);
+        i += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 < n && lit[i + 1] == '\\' && lit[i + 2] == 'u') {
+            const unsigned lo = (unsigned)hex4(lit + i + 3);
+            if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                i += 6;
+            }
+        }
+        unsigned char b[4];
+        size_t k;
+        if (cp < 0x80) b[0] = (unsigned char)cp, k = 1;
+        else if (cp < 0x800) b[0] = (unsigned char)(0xC0 | cp >> 6), b[1] = (unsigned char)(0x80 | (cp & 0x3F)), k = 2;
+        else if (cp < 0x10000)
+            b[0] = (unsigned char)(0xE0 | cp >> 12), b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)),
+            b[2] = (unsigned char)(0x80 | (cp & 0x3F)), k = 3;
+        else
+            b[0] = (unsigned char)(0xF0 | cp >> 18), b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F)),
+            b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)), b[3] = (unsigned char)(0x80 | (cp & 0x3F)), k = 4;
+        if (out) memcpy(out + o, b, k);
+        o += k;
+    }
+    return o;
+}
+
+/* The raw literal of a string starting at body[i] == '"': its content span; returns the index after
+ * the closing quote. */
+static size_t skip_string(const char *body, size_t len, size_t i, size_t *lit, size_t *lit_len) {
+    const size_t start = ++i;
+    while (i < len && body[i] != '"') i += body[i] == '\\' ? 2 : 1;
+    *lit = start;
+    *lit_len = (i < len ? i : len) - start;
+    return i + 1;
+}
+
+/* The raw literal of the top-level member `name`'s string value in a valid JSON object body; false
+ * when it has none. Keys are compared decoded (cJSON decodes them too). */
+static bool member_literal(const char *body, size_t len, const char *name, size_t *lit, size_t *lit_len) {
+    int depth = 0;
+    bool want_value = false, in_key_position = false;
+    const size_t name_len = strlen(name);
+    for (size_t i = 0; i < len;) {
+        const char c = body[i];
+        if (c == '{' || c == '[') {
+            depth++;
+            in_key_position = c == '{';
+            i++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+            i++;
+        } else if (c == ',') {
+            in_key_position = depth == 1;
+            i++;
+        } else if (c == '"') {
+            size_t a, n;
+            i = skip_string(body, len, i, &a, &n);
+            if (depth == 1 && in_key_position) {
+                char key[32];
+                want_value = json_unescape(body + a, n, NULL) == name_len && name_len < sizeof key &&
+                             (json_unescape(body + a, n, key), memcmp(key, name, name_len) == 0);
+                in_key_position = false;
+            } else if (depth == 1 && want_value) {
+                *lit = a;
+                *lit_len = n;
+                return true;
+            }
+        } else {
+            if (depth == 1 && c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != ':') want_value = false;
+            i++;
+        }
+    }
+    return false;
+}
+
+/* A string member's decoded bytes and length (NUL bytes included) into *out (malloc'd, with a
+ * terminating NUL after len bytes). */
+static lisa_status member_bytes(const char *body, size_t len, const char *name, char **out, size_t *out_len) {
+    size_t a = 0, n = 0;
+    if (!member_literal(body, len, name, &a, &n)) return lisa_fail(LISA_ERR_INTERNAL, "\"%s\" not found again", name);
+    *out_len = json_unescape(body + a, n, NULL);
+    if (!(*out = malloc(*out_len + 1))) return lisa_fail(LISA_ERR_OOM, "out of memory");
+    json_unescape(body + a, n, *out);
+    (*out)[*out_len] = '\0';
+    return LISA_OK;
+}
+
 /* "data:image/png;base64,AAAA" -> "AAAA"; plain base64 unchanged */
 static lisa_status strip_data_url(const char **s, size_t *len) {
     if (*len < 5 || strncasecmp(*s, "data:", 5) != 0) return LISA_OK;
@@ -130,10 +248,23 @@ lisa_status srv_parse_json(srv_input *in, const char *body, size_t len, int32_t 
         const char *v = it->valuestring;
         size_t n = strlen(v);
         if (f == F_QUERY) {
-            if (!(in->query = strdup(v))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+            /* with its length: a NUL inside is the query's error (invalid_query), seen by the caller */
+            s = member_bytes(body, len, "query", &in->query, &in->query_len);
         } else if (f == F_IMAGE_PATH) {
-            if (!(in->image_path = strdup(v))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+            char *full = NULL;
+            size_t full_len = 0;
+            s = member_bytes(body, len, "image_path", &full, &full_len);
+            if (s == LISA_OK && full_len != n)
+                s = lisa_fail(LISA_ERR_FORMAT, "\"image_path\" contains a NUL byte (\\u0000) at byte %zu", n);
+            if (s == LISA_OK) in->image_path = full;
+            else free(full);
         } else {
+            size_t a = 0, lit_len = 0;
+            if (!member_literal(body, len, "image", &a, &lit_len))
+                s = lisa_fail(LISA_ERR_INTERNAL, "\"image\" not found again");
+            if (s == LISA_OK && json_unescape(body + a, lit_len, NULL) != n)
+                s = lisa_fail(LISA_ERR_FORMAT, "\"image\" contains a NUL byte (\\u0000) at byte %zu", n);
+            if (s != LISA_OK) break;
             in->have_image = true;
             s = strip_data_url(&v, &n);
             void *bytes = NULL;
@@ -231,6 +362,12 @@ lisa_status srv_form_finish(srv_input *in, int32_t cap) {
         }
     }
     return LISA_OK;
+}
+
+bool srv_query_nul(const srv_input *in, size_t *at) {
+    const char *z = in->query ? memchr(in->query, '\0', in->query_len) : NULL;
+    if (z && at) *at = (size_t)(z - in->query);
+    return z != NULL;
 }
 
 lisa_status srv_input_check(const srv_input *in) {

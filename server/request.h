@@ -35,7 +35,7 @@ typedef struct srv_input {
     size_t image_size;
     bool have_image;  /* the "image" part/member was present (possibly empty) */
     char *image_path; /* JSON "image_path" */
-    char *query;      /* NUL-terminated; NULL when absent */
+    char *query;      /* query_len bytes (NUL bytes included: srv_query_nul) + a terminating NUL; NULL when absent */
     srv_options opt;
     /* multipart accumulation */
     size_t query_len, query_cap, image_cap;
@@ -60,6 +60,10 @@ lisa_status srv_parse_json(srv_input *in, const char *body, size_t len, int32_t 
 lisa_status srv_form_chunk(srv_input *in, const char *key, const char *data, uint64_t off, size_t size);
 /* After the last chunk: parses the option parts. */
 lisa_status srv_form_finish(srv_input *in, int32_t max_new_tokens_cap);
+
+/* True when the query holds a NUL byte (JSON "\u0000", or a raw one in a form part), which C
+ * strings would silently cut off: the request is refused (400 invalid_query). *at: its offset. */
+bool srv_query_nul(const srv_input *in, size_t *at);
 
 /* The request names exactly one image (bytes or path) and has a query. */
 lisa_status srv_input_check(const srv_input *in);

@@ -249,6 +249,38 @@ Test(annotate, manifest_lines_and_malformed_ones) {
     free(dir);
 }
 
+/* issue 18: "\u0000" (or a raw NUL) in a string would cut a query short or name another id or
+ * image: the line is an error item; "image": 5 says what is wrong with it */
+Test(annotate, manifest_nul_and_wrong_types) {
+    static const struct {
+        const char *text;
+        size_t len; /* 0: strlen */
+        lisa_status st;
+        const char *msg, *id;
+    } lines[] = {
+        {"{\"id\": \"n\", \"image\": \"n.png\", \"query\": \"Segment\\u0000 the cat.\"}", 0, LISA_ERR_FORMAT,
+         "NUL character", NULL},
+        {"{\"id\": \"n2\", \"image\": \"n.png\", \"queries\": [\"a\", \"b\\u0000c\"]}", 0, LISA_ERR_FORMAT, "NUL", NULL},
+        {"{\"id\": \"n\\u00003\", \"image\": \"n.png\", \"query\": \"q\"}", 0, LISA_ERR_FORMAT, "NUL", NULL},
+        {"{\"id\": \"r\", \"image\": \"n.png\", \"query\": \"a\0b\"}", 45, LISA_ERR_FORMAT, "NUL", NULL},
+        {"{\"id\": \"i\", \"image\": 5, \"query\": \"q\"}", 0, LISA_ERR_FORMAT, "\"image\" must be a string", "i"},
+        /* an escaped backslash before u0000 is text, not a NUL */
+        {"{\"id\": \"t\", \"image\": \"t.png\", \"query\": \"a\\\\u0000\"}", 0, LISA_OK, NULL, "t"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        lisa_ann_item it = {0};
+        const size_t len = lines[i].len ? lines[i].len : strlen(lines[i].text);
+        cr_assert_eq(lisa_ann_parse_line(&it, lines[i].text, len, "", "m.jsonl", 3), LISA_OK);
+        cr_expect_eq(it.status, lines[i].st, "line %zu: %s", i, it.error);
+        if (lines[i].msg) cr_expect(strstr(it.error, lines[i].msg), "line %zu: %s", i, it.error);
+        if (lines[i].id) cr_expect(it.id && !strcmp(it.id, lines[i].id), "line %zu: id %s", i, it.id);
+        else cr_expect_null(it.id, "line %zu: id %s", i, it.id);
+        if (lines[i].st == LISA_OK) cr_expect_str_eq(it.queries[0], "a\\u0000");
+        else cr_expect_eq(it.n_queries, 0);
+        lisa_ann_item_free(&it);
+    }
+}
+
 Test(annotate, folder_input) {
     char *dir = tu_make_tmpdir("lisa-ann-dir");
     char p[1200];

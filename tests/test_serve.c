@@ -349,6 +349,25 @@ Test(serve, bad_requests_get_their_4xx) {
     expect_error(&r, 400, "invalid_query", "<image> in the query");
     r = post_form(img, n, "caf\xc3(", NULL, NULL);
     expect_error(&r, 400, "invalid_query", "invalid UTF-8");
+    {
+        /* issue 18: a NUL must not cut the query short (a 200 for "Segment" alone) */
+        tu_form f;
+        tu_form_init(&f);
+        tu_form_add(&f, "image", "picture.png", "image/png", img, n);
+        tu_form_add(&f, "query", NULL, NULL, "Segment\0 the cat.", 17);
+        tu_form_end(&f);
+        r = (tu_http_resp){0};
+        tu_http(&r, srv.port, "POST", "/v1/segment", f.content_type, f.data, f.len, T_REQ);
+        tu_form_free(&f);
+        expect_error(&r, 400, "invalid_query", "a NUL byte inside the query part");
+        char *b = b64(img, n), *json = malloc(strlen(b) + 100);
+        cr_assert(json);
+        sprintf(json, "{\"query\": \"Segment\\u0000 the cat.\", \"image\": \"%s\"}", b);
+        r = post_json(json);
+        expect_error(&r, 400, "invalid_query", "\\u0000 inside the JSON query");
+        free(json);
+        free(b);
+    }
     /* the form */
     r = post_form(img, n, QUERY, "imagefile", "x");
     expect_error(&r, 400, "invalid_form", "unknown field");

@@ -76,6 +76,44 @@ Test(serve_request, json_rejections) {
                       "not both");
 }
 
+/* issue 18: "\u0000" must not shorten the query (cJSON's strings end at a NUL): the query keeps its
+ * length and srv_query_nul reports it; image / image_path with one are malformed */
+Test(serve_request, json_nul_bytes) {
+    srv_input in;
+    cr_assert_eq(parse(&in, "{\"query\": \"Segment\\u0000 the cat.\", \"image\": \"Zm9v\"}"), LISA_OK, "%s",
+                 lisa_last_error());
+    cr_expect_eq(in.query_len, 17);
+    cr_expect(memcmp(in.query, "Segment\0 the cat.", 18) == 0);
+    size_t at = 99;
+    cr_expect(srv_query_nul(&in, &at));
+    cr_expect_eq(at, 7);
+    srv_input_free(&in);
+    /* the decoded bytes equal cJSON's for every escape (and a raw UTF-8 byte sequence) */
+    cr_assert_eq(parse(&in, "{\"image\": \"Zm9v\", \"qu\\u0065ry\": \"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t "
+                            "\\u00e9\\u20ac\\ud83d\\ude00 caf\xc3\xa9\"}"),
+                 LISA_OK, "%s", lisa_last_error());
+    static const char want[] = "a\"b\\c/d\b\f\n\r\t \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 caf\xc3\xa9";
+    cr_expect_eq(in.query_len, sizeof want - 1);
+    cr_expect(memcmp(in.query, want, sizeof want) == 0, "decoded query: %s", in.query);
+    cr_expect(!srv_query_nul(&in, NULL));
+    srv_input_free(&in);
+    /* a query after a nested options object and an image_path with escapes */
+    cr_assert_eq(parse(&in, "{\"options\": {\"png\": true}, \"image_path\": \"/x/\\u0079.png\", \"query\": \"q\\u0000\"}"),
+                 LISA_OK, "%s", lisa_last_error());
+    cr_expect_str_eq(in.image_path, "/x/y.png");
+    cr_expect(in.query_len == 2 && srv_query_nul(&in, &at) && at == 1);
+    srv_input_free(&in);
+    expect_json_error("{\"query\": \"q\", \"image_path\": \"/etc/passwd\\u0000.png\"}", LISA_ERR_FORMAT,
+                      "\"image_path\" contains a NUL byte");
+    expect_json_error("{\"query\": \"q\", \"image\": \"Zm9v\\u0000Zm9v\"}", LISA_ERR_FORMAT,
+                      "\"image\" contains a NUL byte");
+    /* multipart: the raw byte, with the part's length */
+    srv_input_init(&in);
+    cr_assert_eq(srv_form_chunk(&in, "query", "ab\0c", 0, 4), LISA_OK);
+    cr_expect(srv_query_nul(&in, &at) && at == 2);
+    srv_input_free(&in);
+}
+
 /* feeds a field in chunks of `step` bytes, as the HTTP library does */
 static lisa_status feed(srv_input *in, const char *key, const char *v, size_t step) {
     const size_t n = strlen(v);
