@@ -87,6 +87,15 @@ lisa_status lisa_json_int(const cJSON *obj, const char *file, const char *key, b
     return LISA_OK;
 }
 
+lisa_status lisa_json_int_range(const cJSON *obj, const char *file, const char *key, bool required, int64_t def,
+                                int64_t lo, int64_t hi, int64_t *out) {
+    LISA_TRY(lisa_json_int(obj, file, key, required, def, out));
+    if (*out < lo || *out > hi)
+        return lisa_fail(LISA_ERR_FORMAT, "%s: key '%s' = %lld is out of range (%lld..%lld)", file, key, (long long)*out,
+                         (long long)lo, (long long)hi);
+    return LISA_OK;
+}
+
 lisa_status lisa_json_double(const cJSON *obj, const char *file, const char *key, bool required, double def,
                              double *out) {
     const cJSON *v = lookup(obj, key);

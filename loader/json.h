@@ -32,6 +32,10 @@ bool lisa_json_has_nul_string(const char *text, size_t len, size_t *at);
  * when `required`. JSON null counts as absent. */
 lisa_status lisa_json_int(const cJSON *obj, const char *file, const char *key, bool required, int64_t def,
                           int64_t *out);
+/* lisa_json_int within lo..hi: LISA_ERR_FORMAT "<file>: key '<key>' = <v> is out of range (lo..hi)"
+ * (the check that keeps a config from sizing allocations or overflowing int32 fields). */
+lisa_status lisa_json_int_range(const cJSON *obj, const char *file, const char *key, bool required, int64_t def,
+                                int64_t lo, int64_t hi, int64_t *out);
 lisa_status lisa_json_double(const cJSON *obj, const char *file, const char *key, bool required, double def,
                              double *out);
 lisa_status lisa_json_bool(const cJSON *obj, const char *file, const char *key, bool required, bool def, bool *out);

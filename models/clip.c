@@ -25,12 +25,13 @@ static lisa_status read_config(lisa_clip_config *c, const char *dir, int32_t sel
     const char *act;
     lisa_status s = LISA_OK;
     /* Defaults are CLIPVisionConfig's (transformers 4.31), so a config that only lists overrides works. */
-    if (s == LISA_OK) s = lisa_json_int(v, path, "hidden_size", false, 768, &hidden);
-    if (s == LISA_OK) s = lisa_json_int(v, path, "num_hidden_layers", false, 12, &layers);
-    if (s == LISA_OK) s = lisa_json_int(v, path, "num_attention_heads", false, 12, &heads);
-    if (s == LISA_OK) s = lisa_json_int(v, path, "intermediate_size", false, 3072, &inter);
-    if (s == LISA_OK) s = lisa_json_int(v, path, "image_size", false, 224, &image);
-    if (s == LISA_OK) s = lisa_json_int(v, path, "patch_size", false, 32, &patch);
+    /* bounds as the manifest's (models/manifest.c add_clip), so that inspect and loading agree */
+    if (s == LISA_OK) s = lisa_json_int_range(v, path, "hidden_size", false, 768, 1, 1 << 16, &hidden);
+    if (s == LISA_OK) s = lisa_json_int_range(v, path, "num_hidden_layers", false, 12, 1, 1024, &layers);
+    if (s == LISA_OK) s = lisa_json_int_range(v, path, "num_attention_heads", false, 12, 1, 1024, &heads);
+    if (s == LISA_OK) s = lisa_json_int_range(v, path, "intermediate_size", false, 3072, 1, 1 << 18, &inter);
+    if (s == LISA_OK) s = lisa_json_int_range(v, path, "image_size", false, 224, 1, 1 << 14, &image);
+    if (s == LISA_OK) s = lisa_json_int_range(v, path, "patch_size", false, 32, 1, 1 << 14, &patch);
     if (s == LISA_OK) s = lisa_json_double(v, path, "layer_norm_eps", false, 1e-5, &eps);
     if (s == LISA_OK) s = lisa_json_string(v, path, "hidden_act", false, "quick_gelu", &act);
     if (s == LISA_OK && strcmp(act, "quick_gelu") != 0 && strcmp(act, "gelu") != 0)

@@ -56,11 +56,14 @@ static lisa_status parse_config(lisa_model_config *c, const char *dir) {
     int64_t mm_hidden = 1024, select = -2, out_dim = 256;
     bool start_end = false;
     const char *proj = "linear", *tower = NULL;
-    if (s == LISA_OK) s = lisa_json_int(root, path, "mm_hidden_size", false, 1024, &mm_hidden);
-    if (s == LISA_OK) s = lisa_json_int(root, path, "mm_vision_select_layer", false, -2, &select);
+    /* the same bounds as the manifest (inspect): one validation for every command (issue 18) */
+    if (s == LISA_OK) s = lisa_json_int_range(root, path, "mm_hidden_size", false, 1024, 1, LISA_LLAMA_MAX_WIDTH, &mm_hidden);
+    if (s == LISA_OK)
+        s = lisa_json_int_range(root, path, "mm_vision_select_layer", false, -2, -LISA_LLAMA_MAX_LAYERS,
+                                LISA_LLAMA_MAX_LAYERS, &select);
     if (s == LISA_OK) s = lisa_json_bool(root, path, "mm_use_im_start_end", false, false, &start_end);
     if (s == LISA_OK) s = lisa_json_string(root, path, "mm_projector_type", false, "linear", &proj);
-    if (s == LISA_OK) s = lisa_json_int(root, path, "out_dim", false, 256, &out_dim);
+    if (s == LISA_OK) s = lisa_json_int_range(root, path, "out_dim", false, 256, 1, LISA_LLAMA_MAX_WIDTH, &out_dim);
     if (s == LISA_OK) s = lisa_json_string(root, path, "vision_tower", false, NULL, &tower);
     if (s == LISA_OK && !tower) s = lisa_json_string(root, path, "mm_vision_tower", false, NULL, &tower);
     if (s == LISA_OK && strcmp(proj, "linear") != 0 && strcmp(proj, "mlp2x_gelu") != 0)

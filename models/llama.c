@@ -10,30 +10,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The one validation of the LLaMA fields (issue 18): every command that reads a config.json
+ * (segment, eval, annotate, serve, bench through lisa_model_load; inspect through the manifest)
+ * goes through here, and every bound names the file and the key. The bounds keep the int32 fields
+ * exact and stop a config from sizing absurd allocations (10^6 layers listed 9M missing tensors;
+ * max_position_embeddings 10^12 wrapped to a negative prefill budget). */
 lisa_status lisa_llama_config_parse(lisa_llama_config *c, const cJSON *root, const char *file) {
     int64_t hidden, inter, layers, heads, kv_heads, vocab, max_pos, bos, eos, pad;
     double eps, theta;
-    LISA_TRY(lisa_json_int(root, file, "hidden_size", true, 0, &hidden));
-    LISA_TRY(lisa_json_int(root, file, "intermediate_size", true, 0, &inter));
-    LISA_TRY(lisa_json_int(root, file, "num_hidden_layers", true, 0, &layers));
-    LISA_TRY(lisa_json_int(root, file, "num_attention_heads", true, 0, &heads));
-    LISA_TRY(lisa_json_int(root, file, "num_key_value_heads", false, heads, &kv_heads));
-    LISA_TRY(lisa_json_int(root, file, "vocab_size", true, 0, &vocab));
-    LISA_TRY(lisa_json_int(root, file, "max_position_embeddings", false, 2048, &max_pos));
+    LISA_TRY(lisa_json_int_range(root, file, "hidden_size", true, 0, 1, LISA_LLAMA_MAX_WIDTH, &hidden));
+    LISA_TRY(lisa_json_int_range(root, file, "intermediate_size", true, 0, 1, LISA_LLAMA_MAX_WIDTH, &inter));
+    LISA_TRY(lisa_json_int_range(root, file, "num_hidden_layers", true, 0, 1, LISA_LLAMA_MAX_LAYERS, &layers));
+    LISA_TRY(lisa_json_int_range(root, file, "num_attention_heads", true, 0, 1, LISA_LLAMA_MAX_HEADS, &heads));
+    LISA_TRY(lisa_json_int_range(root, file, "num_key_value_heads", false, heads, 1, LISA_LLAMA_MAX_HEADS, &kv_heads));
+    LISA_TRY(lisa_json_int_range(root, file, "vocab_size", true, 0, 1, LISA_LLAMA_MAX_VOCAB, &vocab));
+    LISA_TRY(lisa_json_int_range(root, file, "max_position_embeddings", false, 2048, 1, LISA_LLAMA_MAX_POSITIONS,
+                                 &max_pos));
     LISA_TRY(lisa_json_double(root, file, "rms_norm_eps", false, 1e-6, &eps));
     LISA_TRY(lisa_json_double(root, file, "rope_theta", false, 10000.0, &theta));
-    LISA_TRY(lisa_json_int(root, file, "bos_token_id", false, 1, &bos));
-    LISA_TRY(lisa_json_int(root, file, "eos_token_id", false, 2, &eos));
-    LISA_TRY(lisa_json_int(root, file, "pad_token_id", false, 0, &pad));
+    LISA_TRY(lisa_json_int_range(root, file, "bos_token_id", false, 1, 0, vocab - 1, &bos));
+    LISA_TRY(lisa_json_int_range(root, file, "eos_token_id", false, 2, 0, vocab - 1, &eos));
+    LISA_TRY(lisa_json_int_range(root, file, "pad_token_id", false, 0, -1, vocab - 1, &pad));
+    if (!(eps > 0 && eps < 1))
+        return lisa_fail(LISA_ERR_FORMAT, "%s: key 'rms_norm_eps' = %g is out of range (0 < eps < 1)", file, eps);
+    if (!(theta > 0 && theta < 1e30))
+        return lisa_fail(LISA_ERR_FORMAT, "%s: key 'rope_theta' = %g is out of range (> 0)", file, theta);
     const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
     if (scaling && !cJSON_IsNull(scaling))
         return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: rope_scaling is not supported (LISA v1 models have none)", file);
-    if (hidden <= 0 || heads <= 0 || hidden % heads || kv_heads <= 0 || heads % kv_heads || layers <= 0 || inter <= 0 ||
-        vocab <= 0 || (hidden / heads) % 2)
+    if (hidden % heads || heads % kv_heads)
         return lisa_fail(LISA_ERR_FORMAT,
-                         "%s: inconsistent LLaMA config (hidden_size %lld, num_attention_heads %lld, "
-                         "num_key_value_heads %lld, num_hidden_layers %lld)",
-                         file, (long long)hidden, (long long)heads, (long long)kv_heads, (long long)layers);
+                         "%s: hidden_size %lld, num_attention_heads %lld, num_key_value_heads %lld do not divide", file,
+                         (long long)hidden, (long long)heads, (long long)kv_heads);
+    if ((hidden / heads) % 2)
+        return lisa_fail(LISA_ERR_FORMAT, "%s: head dimension hidden_size / num_attention_heads = %lld must be even (RoPE)",
+                         file, (long long)(hidden / heads));
     c->hidden = (int32_t)hidden;
     c->intermediate = (int32_t)inter;
     c->n_layers = (int32_t)layers;

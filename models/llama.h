@@ -35,7 +35,15 @@ typedef struct lisa_llama_config {
     int32_t bos_id, eos_id, pad_id;
 } lisa_llama_config;
 
-/* Reads the LLaMA fields of an HF config.json object (`file` names it in errors). */
+/* Bounds of lisa_llama_config_parse (each error names the file and the key). */
+#define LISA_LLAMA_MAX_WIDTH (1 << 20)     /* hidden_size, intermediate_size */
+#define LISA_LLAMA_MAX_LAYERS 4096
+#define LISA_LLAMA_MAX_HEADS 4096
+#define LISA_LLAMA_MAX_VOCAB (1 << 24)
+#define LISA_LLAMA_MAX_POSITIONS (1 << 20) /* max_position_embeddings */
+
+/* Reads and validates the LLaMA fields of an HF config.json object (`file` names it in errors):
+ * the one check of them that every command uses. */
 lisa_status lisa_llama_config_parse(lisa_llama_config *c, const cJSON *root, const char *file);
 
 typedef struct lisa_llama_layer {

@@ -8,6 +8,7 @@
  * transformer.py). tests/test_manifest.c checks them against checkpoints saved from those modules. */
 #include "models/manifest.h"
 
+#include "models/llama.h"
 #include "loader/json.h"
 #include "core/error.h"
 
@@ -80,29 +81,26 @@ static lisa_status add(lisa_manifest *m, lisa_mf_part part, int flags, lisa_dtyp
 
 static lisa_status dim(const cJSON *o, const char *file, const char *key, bool required, int64_t def, int64_t max,
                        int64_t *out) {
-    LISA_TRY(lisa_json_int(o, file, key, required, def, out));
-    if (*out <= 0 || *out > max)
-        return lisa_fail(LISA_ERR_FORMAT, "%s: '%s' = %lld is out of range (1..%lld)", file, key, (long long)*out,
-                         (long long)max);
-    return LISA_OK;
+    return lisa_json_int_range(o, file, key, required, def, 1, max, out);
 }
 
+/* The LLM fields go through lisa_llama_config_parse, the validation loading uses (issue 18: inspect
+ * and segment accept and refuse the same configs, with the same messages). */
 static lisa_status parse_llm(lisa_llm_dims *d, const cJSON *c, const char *file, bool lisa) {
-    const int64_t big = 1 << 20;
-    LISA_TRY(dim(c, file, "hidden_size", true, 0, big, &d->hidden));
-    LISA_TRY(dim(c, file, "intermediate_size", true, 0, big, &d->intermediate));
-    LISA_TRY(dim(c, file, "num_hidden_layers", true, 0, 4096, &d->n_layers));
-    LISA_TRY(dim(c, file, "num_attention_heads", true, 0, 4096, &d->n_heads));
-    LISA_TRY(dim(c, file, "num_key_value_heads", false, d->n_heads, 4096, &d->n_kv_heads));
-    LISA_TRY(dim(c, file, "vocab_size", true, 0, 1 << 24, &d->vocab));
-    if (d->hidden % d->n_heads || d->n_heads % d->n_kv_heads)
-        return lisa_fail(LISA_ERR_FORMAT, "%s: hidden_size %lld, num_attention_heads %lld, num_key_value_heads %lld do "
-                         "not divide", file, (long long)d->hidden, (long long)d->n_heads, (long long)d->n_kv_heads);
-    d->head_dim = d->hidden / d->n_heads;
+    lisa_llama_config lc;
+    LISA_TRY(lisa_llama_config_parse(&lc, c, file));
+    d->hidden = lc.hidden;
+    d->intermediate = lc.intermediate;
+    d->n_layers = lc.n_layers;
+    d->n_heads = lc.n_heads;
+    d->n_kv_heads = lc.n_kv_heads;
+    d->vocab = lc.vocab;
+    d->head_dim = lc.head_dim;
     d->projector_layers = 0;
     if (!lisa) return LISA_OK;
-    LISA_TRY(dim(c, file, "mm_hidden_size", false, 1024, big, &d->mm_hidden)); /* LLaVA default: CLIP ViT-L */
-    LISA_TRY(dim(c, file, "out_dim", false, 256, big, &d->out_dim));
+    /* LLaVA default: CLIP ViT-L; the same bounds as lisa_model_load's config parse */
+    LISA_TRY(dim(c, file, "mm_hidden_size", false, 1024, LISA_LLAMA_MAX_WIDTH, &d->mm_hidden));
+    LISA_TRY(dim(c, file, "out_dim", false, 256, LISA_LLAMA_MAX_WIDTH, &d->out_dim));
     const char *pt;
     LISA_TRY(lisa_json_string(c, file, "mm_projector_type", false, "linear", &pt));
     int n = 0, used = 0;
