@@ -136,6 +136,12 @@ LISA_API const float *lisa_result_mask_logits(const lisa_result *r, int32_t i);
 /* SAM's IoU prediction for mask i. */
 LISA_API float lisa_result_mask_score(const lisa_result *r, int32_t i);
 
+/* Milliseconds per stage of one request, each measured to the end of its device work: preprocess
+ * (decode + resize + normalize, tokenize), clip (CLIP + projector), prefill, decode (all its decode
+ * steps), sam_encoder, sam_decoder (text_hidden_fcs + prompt encoder + mask decoder),
+ * postprocess (masks to the image size, threshold, detokenize); total from submission to result.
+ * The stages sum to at most total (the rest is queueing). In a batch a stage's time is that of
+ * the whole batched step. */
 typedef struct lisa_timings {
     double preprocess_ms, clip_ms, prefill_ms, decode_ms, sam_encoder_ms, sam_decoder_ms, postprocess_ms, total_ms;
     int32_t n_prompt_tokens; /* expanded sequence length L0 (image patches included) */

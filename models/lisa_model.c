@@ -437,6 +437,7 @@ typedef struct mask_job {
     int32_t chunk0, chunk_n;
     lisa_tensor logits; /* host F32 [chunk, H0, W0] */
     lisa_tensor iou;    /* host F32 [chunk, 1] */
+    double t_decoded;   /* when the chunk's mask decoder finished (its postprocess starts) */
 } mask_job;
 
 static void pred_graph(lisa_graph *g, void *ctx) {
@@ -453,6 +454,12 @@ static void decode_chunk_graph(lisa_graph *g, void *ctx) {
     T *sparse = lisa_g_reshape(g, lisa_g_contiguous(g, lisa_g_narrow(g, pred, 0, j->chunk0, j->chunk_n)), 3, j->chunk_n, 1, O, 0);
     T *low, *iou;
     lisa_sam_decode(g, j->m->sam, j->emb, sparse, &low, &iou);
+    /* the decoder's end, for lisa_timings: sam_decoder_ms before it, postprocess_ms after */
+    if (!g_measuring(g) && g_ok(g)) {
+        const lisa_status ss = g->be->synchronize(g->be);
+        if (ss != LISA_OK) lisa_g_fail(g, ss);
+        j->t_decoded = now_ms();
+    }
     T *ml = lisa_sam_postprocess(g, j->m->sam, low, j->pr->h_r, j->pr->w_r, j->pr->H0, j->pr->W0);
     lisa_g_download(g, &j->logits, ml);
     lisa_g_download(g, &j->iou, iou);
@@ -470,6 +477,7 @@ lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_pre
     if (pr->keep_logits) res->logits = malloc((size_t)n_seg * plane * sizeof(float));
     if (!res->masks || !res->scores || (pr->keep_logits && !res->logits)) return lisa_fail(LISA_ERR_OOM, "out of memory");
     mask_job j = {.m = m, .pr = pr, .emb = emb};
+    double t = now_ms(), dec_ms = 0, post_ms = 0;
     j.seg = lisa_tensor_view((void *)seg_hidden, LISA_DTYPE_F32, 2, (int64_t[]){n_seg, m->cfg.llm.hidden});
     lisa_status s = lisa_tensor_alloc(&j.pred, LISA_DTYPE_F32, 2, (int64_t[]){n_seg, m->cfg.out_dim});
     if (s == LISA_OK) s = run_stage(be, m->act_dtype, pred_graph, &j, hooks);
@@ -487,7 +495,15 @@ lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_pre
         for (size_t i = 0; i < (size_t)j.chunk_n * plane; i++) res->masks[j.chunk0 * plane + i] = lg[i] > 0.0f;
         if (res->logits) memcpy(res->logits + j.chunk0 * plane, lg, (size_t)j.chunk_n * plane * sizeof(float));
         memcpy(res->scores + j.chunk0, j.iou.data, (size_t)j.chunk_n * sizeof(float));
+        /* text_hidden_fcs, prompt encoder and mask decoder up to t_decoded; upscaling to the image,
+         * the threshold and the copies after it */
+        const double t_end = now_ms();
+        dec_ms += j.t_decoded - t;
+        post_ms += t_end - j.t_decoded;
+        t = t_end;
     }
+    res->t.sam_decoder_ms += dec_ms;
+    res->t.postprocess_ms += post_ms;
     lisa_tensor_free(&j.pred);
     lisa_tensor_free(&j.logits);
     lisa_tensor_free(&j.iou);
@@ -656,9 +672,7 @@ static lisa_status run_forced_query(lisa_model *m, forced_job *f, const char *qu
         if (s == LISA_OK) s = run_stage(f->be, m->act_dtype, forced_graph, f, hooks);
         seg = f->rows.data;
     }
-    double t0 = now_ms();
-    if (s == LISA_OK) s = lisa_masks_run(m, f->be, f->pr, &f->emb, seg, f->n_pos, res, hooks);
-    res->t.sam_decoder_ms = now_ms() - t0;
+    if (s == LISA_OK) s = lisa_masks_run(m, f->be, f->pr, &f->emb, seg, f->n_pos, res, hooks); /* its timings */
     /* the result: the forced answer, the forced sequence (placeholder removed) as tokens */
     if (s == LISA_OK && !(res->answer = strdup(answer))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
     if (s == LISA_OK && !(res->tokens = malloc((size_t)n_ids * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
@@ -717,7 +731,7 @@ lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int
         s = run_forced_query(m, &f, queries[q], answer, hooks, out[q]);
         out[q]->t.preprocess_ms = pr.preprocess_ms;
         out[q]->t.sam_encoder_ms = t2 - t1;
-        out[q]->t.prefill_ms = now_ms() - tq - out[q]->t.sam_decoder_ms;
+        out[q]->t.prefill_ms = now_ms() - tq - out[q]->t.sam_decoder_ms - out[q]->t.postprocess_ms;
         out[q]->t.total_ms = now_ms() - t0;
     }
     if (emb_mem) f.be->mem_free(f.be, emb_mem);

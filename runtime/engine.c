@@ -289,14 +289,20 @@ static void set_groups(lisa_graph *g, const lisa_engine *e, const int32_t *indpt
     g->row_split = split;
 }
 
-/* vision: CLIP + projector over the batch's images into proj_buf; SAM encoder into each slot */
-static void vision_graph(lisa_graph *g, void *ctx) {
+/* vision, two graphs so that each is timed on its own (lisa_timings clip_ms, sam_encoder_ms): CLIP +
+ * projector over the batch's images into proj_buf; the SAM encoder into each request's slot */
+static void clip_graph(lisa_graph *g, void *ctx) {
     lisa_engine *e = ctx;
-    const int64_t nb = e->n_batch, CS = e->clip_host.shape[2], S = e->sam_host.shape[2];
+    const int64_t nb = e->n_batch, CS = e->clip_host.shape[2];
     set_groups(g, e, NULL, 0, (int32_t)nb);
     T *cpx = lisa_g_upload(g, lisa_g_reshape(g, lisa_g_narrow(g, &e->clip_host, 0, 0, nb), 4, nb, 3, CS, CS));
     lisa_g_copy_to(g, lisa_g_narrow(g, &e->proj_buf, 0, 0, nb), lisa_graph_vision(g, e->m, cpx));
-    lisa_graph_mark mk = lisa_g_mark(g);
+}
+
+static void sam_encoder_graph(lisa_graph *g, void *ctx) {
+    lisa_engine *e = ctx;
+    const int64_t nb = e->n_batch, S = e->sam_host.shape[2];
+    set_groups(g, e, NULL, 0, (int32_t)nb);
     T *spx = lisa_g_upload(g, lisa_g_reshape(g, lisa_g_narrow(g, &e->sam_host, 0, 0, nb), 4, nb, 3, S, S));
     T *emb = lisa_sam_encode(g, e->m->sam, spx);
     lisa_g_tap(g, emb, "sam_img_emb");
@@ -304,7 +310,6 @@ static void vision_graph(lisa_graph *g, void *ctx) {
         const int32_t slot = e->batch ? e->batch[b]->slot : (int32_t)b;
         lisa_g_copy_to(g, &e->emb[slot], lisa_g_narrow(g, emb, 0, b, 1));
     }
-    lisa_g_reset(g, mk);
 }
 
 /* rows [r0, r0+n) of x <- rows [s0, s0+n) of src */
@@ -396,7 +401,7 @@ static lisa_graph_fn graph_of(int32_t kind) {
 /* Runs a stage graph in the step arena (reset first). On a TP leader, an LLM graph's plan goes to
  * the followers first, who run the same graph (runtime/engine_tp.h). */
 static lisa_status run_graph(lisa_engine *e, lisa_graph_fn fn) {
-    if (e->tp && !e->follower && fn != vision_graph) {
+    if (e->tp && !e->follower && fn != clip_graph && fn != sam_encoder_graph) {
         e->plan.kind = fn == prefix_graph ? LISA_TP_PREFIX : fn == prefill_graph ? LISA_TP_PREFILL : LISA_TP_DECODE;
         e->plan.n_batch = e->n_batch;
         e->plan.n_rows = e->h_qo[e->n_batch];
@@ -503,10 +508,19 @@ static void vision_and_prefill(lisa_engine *e, int32_t nb) {
         memcpy((char *)e->clip_host.data + b * clip_sz, e->batch[b]->prep.clip_px.data, clip_sz);
         memcpy((char *)e->sam_host.data + b * sam_sz, e->batch[b]->prep.sam_px.data, sam_sz);
     }
+    /* each stage timed to its end: the device finishes its work before the clock is read (the
+     * backend's synchronize; a no-op on the CPU) */
     double t0 = now_ms();
-    lisa_status s = run_graph(e, vision_graph);
+    lisa_status s = run_graph(e, clip_graph);
+    if (s == LISA_OK) s = e->be->synchronize(e->be);
+    double tc = now_ms();
+    if (s == LISA_OK) s = run_graph(e, sam_encoder_graph);
+    if (s == LISA_OK) s = e->be->synchronize(e->be);
     double t1 = now_ms();
-    for (int32_t b = 0; b < nb; b++) e->batch[b]->res->t.clip_ms = e->batch[b]->res->t.sam_encoder_ms = t1 - t0;
+    for (int32_t b = 0; b < nb; b++) {
+        e->batch[b]->res->t.clip_ms = tc - t0;
+        e->batch[b]->res->t.sam_encoder_ms = t1 - tc;
+    }
     if (s != LISA_OK) {
         fail_batch(e, s);
         return;
@@ -617,17 +631,20 @@ static int32_t decode_step(lisa_engine *e) {
 static void finish_request(lisa_engine *e, eng_req *r) {
     lisa_result *res = r->res;
     if (res->status == LISA_OK) {
-        double t0 = now_ms();
+        /* lisa_masks_run splits its time into sam_decoder_ms and postprocess_ms; detokenizing and
+         * chat.py's cleanup are postprocessing too */
         lisa_status s = lisa_masks_run(e->m, e->be, &r->prep, &e->emb[r->slot], r->seg_hidden, r->n_seg, res,
                                        e->hooks.tap ? &e->hooks : NULL);
-        res->t.sam_decoder_ms = now_ms() - t0;
+        const double t0 = now_ms();
         if (s == LISA_OK) s = lisa_result_set_text(e->m, res, &r->prep);
+        res->t.postprocess_ms += now_ms() - t0;
         if (s != LISA_OK) fail_result(res, s, lisa_last_error());
         res->t.n_generated = res->n_tokens;
     }
     res->t.total_ms = now_ms() - r->t_submit;
     release_running(e, r);
     pthread_mutex_lock(&e->mu);
+    e->kv_used_pub = e->pool.n_pages - e->pool.n_free; /* before the result is seen */
     retire_locked(e, r);
     pthread_mutex_unlock(&e->mu);
 }
@@ -635,6 +652,7 @@ static void finish_request(lisa_engine *e, eng_req *r) {
 static lisa_status step_impl(lisa_engine *e, bool *busy) {
     pthread_mutex_lock(&e->mu);
     int32_t nb = admit_locked(e);
+    e->kv_used_pub = e->pool.n_pages - e->pool.n_free;
     e->steps++;
     pthread_mutex_unlock(&e->mu);
     for (int32_t b = 0; b < nb; b++) e->running[e->n_running++] = e->batch[b];
@@ -731,9 +749,9 @@ static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_by
     const int32_t R = e->p.max_prefill_tokens;
     /* vision with max_images; prefill of R rows over 1 and over max_images sequences; decode of
      * max_batch rows (host plan arrays hold any values: nothing executes) */
-    for (int pass = e->follower ? 1 : 0; pass < 4 && s == LISA_OK; pass++) { /* followers: no vision */
-        lisa_graph_fn fn = pass == 0 ? vision_graph : pass == 3 ? decode_graph : prefill_graph;
-        int32_t nb = pass == 0 ? e->p.max_images : pass == 1 ? 1 : pass == 2 ? e->p.max_images : e->p.max_batch;
+    for (int pass = e->follower ? 1 : -1; pass < 4 && s == LISA_OK; pass++) { /* followers: no vision */
+        lisa_graph_fn fn = pass == -1 ? clip_graph : pass == 0 ? sam_encoder_graph : pass == 3 ? decode_graph : prefill_graph;
+        int32_t nb = pass <= 0 ? e->p.max_images : pass == 1 ? 1 : pass == 2 ? e->p.max_images : e->p.max_batch;
         if (pass == 2 && (R / nb) < e->P + 1) nb = R / (e->P + 1) > 0 ? R / (e->P + 1) : 1;
         e->n_batch = nb;
         const int32_t rows = pass == 3 ? nb : (R / nb) * nb;
