@@ -46,6 +46,7 @@ struct lisa_server {
     lisa_engine *e;
     lisa_server_options o;
     char *allow_root; /* realpath of o.allow_paths, or NULL */
+    char *allow_lex;  /* o.allow_paths made absolute and normalized without the file system, or NULL */
     struct MHD_Daemon *d;
     int32_t port;
     double t_start;
@@ -112,7 +113,9 @@ lisa_server_options lisa_server_default_options(void) {
     o.max_query_bytes = 4096;
     o.max_new_tokens = 512;
     o.timeout_s = 300;
+    o.read_timeout_s = 15;
     o.max_connections = 128;
+    o.max_connections_per_client = 32;
     o.log_requests = true;
     o.engine = lisa_engine_default_params();
     o.engine.max_queue = 64;
@@ -289,6 +292,46 @@ static void *collector_main(void *arg) {
 
 /* ---- POST /v1/segment ------------------------------------------------------------------------- */
 
+/* path made absolute (against the working directory) and normalized by its text alone: ".", ".."
+ * and repeated slashes resolved, no link followed, nothing looked up. False when it does not fit. */
+static bool lexical_abs(const char *path, char *out, size_t cap) {
+    char buf[PATH_MAX * 2];
+    if (path[0] == '/') {
+        if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return false;
+    } else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd) || snprintf(buf, sizeof buf, "%s/%s", cwd, path) >= (int)sizeof buf) return false;
+    }
+    size_t n = 0;
+    out[0] = '\0';
+    for (char *save = NULL, *part = strtok_r(buf, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(part, ".")) continue;
+        if (!strcmp(part, "..")) {
+            while (n > 0 && out[n - 1] != '/') n--;
+            if (n > 0) n--; /* the slash */
+            out[n] = '\0';
+            continue;
+        }
+        const size_t k = strlen(part);
+        if (n + 1 + k + 1 > cap) return false;
+        out[n++] = '/';
+        memcpy(out + n, part, k + 1);
+        n += k;
+    }
+    if (n == 0) {
+        if (cap < 2) return false;
+        out[0] = '/', out[1] = '\0';
+    }
+    return true;
+}
+
+/* true when path is root or below it (both absolute and normalized) */
+static bool path_under(const char *path, const char *root) {
+    const size_t n = strlen(root);
+    if (n == 1 && root[0] == '/') return true;
+    return strncmp(path, root, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
 static bool has_prefix_ci(const char *s, const char *prefix) { return strncasecmp(s, prefix, strlen(prefix)) == 0; }
 
 static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
@@ -305,8 +348,12 @@ static enum MHD_Result on_form_part(void *cls, enum MHD_ValueKind kind, const ch
 
 static enum MHD_Result begin_segment(srv_conn *q, struct MHD_Connection *c, const char *method) {
     lisa_server *s = q->srv;
-    if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
-        return reply_error(q, c, 405, "method_not_allowed", "%s %s: use POST", method, q->url);
+    if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) { /* answered at the end of the request: keep-alive */
+        char msg[220];
+        snprintf(msg, sizeof msg, "%s %s: use POST", method, q->url);
+        set_error(q, 405, "method_not_allowed", msg);
+        return MHD_YES;
+    }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         char *end = NULL;
@@ -438,18 +485,23 @@ static enum MHD_Result finish_segment(srv_conn *q, struct MHD_Connection *c) {
     }
     if (srv_input_check(in) != LISA_OK) return reply_error(q, c, 400, "invalid_request", "%s", lisa_last_error());
 
-    /* a server-side image path: only under --allow-paths, after resolving links and ".." */
-    char resolved[PATH_MAX];
+    /* A server-side image path: only under --allow-paths. Outside is 403 whether or not the file
+     * exists (checked on the text of the path first, so that 400 vs 403 tells nothing about files
+     * outside), then again after resolving links (a link out of the directory is outside too). */
+    char resolved[PATH_MAX], lex[PATH_MAX];
     if (in->image_path) {
         if (!s->allow_root)
             return reply_error(q, c, 403, "path_not_allowed",
                                "\"image_path\" is not allowed on this server (start it with --allow-paths DIR)");
+        if (!lexical_abs(in->image_path, lex, sizeof lex) ||
+            !(path_under(lex, s->allow_root) || (s->allow_lex && path_under(lex, s->allow_lex))))
+            return reply_error(q, c, 403, "path_not_allowed", "image_path %.300s is outside %s", in->image_path,
+                               s->o.allow_paths);
         if (!realpath(in->image_path, resolved))
             return reply_error(q, c, 400, "invalid_image", "image_path %.300s: %s", in->image_path, strerror(errno));
-        const size_t n = strlen(s->allow_root);
-        if (strncmp(resolved, s->allow_root, n) != 0 || (resolved[n] != '/' && !(n == 1 && s->allow_root[0] == '/')))
+        if (!path_under(resolved, s->allow_root))
             return reply_error(q, c, 403, "path_not_allowed", "image_path %.300s is outside %s", in->image_path,
-                               s->allow_root);
+                               s->o.allow_paths);
     }
 
     /* the query: checked here so that its errors are told apart from the image's */
@@ -507,6 +559,9 @@ static enum MHD_Result finish_segment(srv_conn *q, struct MHD_Connection *c) {
     free(q->json);
     q->json = NULL;
 
+    /* waiting for the result is no socket activity: the read timeout (the daemon's connection
+     * timeout) is off until the result is in (setting it again restarts its clock) */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     const struct timespec deadline = mono_deadline(s->o.timeout_s);
     pthread_mutex_lock(&s->mu);
     while (!p->done)
@@ -522,6 +577,7 @@ static enum MHD_Result finish_segment(srv_conn *q, struct MHD_Connection *c) {
         free_pending(p);
     }
     pthread_mutex_unlock(&s->mu);
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->o.read_timeout_s);
     if (!res) {
         srv_metrics_count(&s->metrics, &s->metrics.timeouts);
         return reply_error(q, c, 504, "timeout",
@@ -604,19 +660,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         s->unanswered++;
         const bool draining = s->draining;
         pthread_mutex_unlock(&s->mu);
+        /* "Connection: close" with it: also an idle keep-alive connection's next request */
         if (draining) return reply_error(q, c, 503, "shutting_down", "the server is shutting down");
         if (q->route == SRV_ROUTE_SEGMENT) return begin_segment(q, c, method);
-        if (q->route == SRV_ROUTE_OTHER) return reply_error(q, c, 404, "not_found", "no such path: %.100s", url);
+        /* everything else is answered at the request's last call: libmicrohttpd (0.9.75) closes
+         * the connection after a response queued in the first call ("early"), so answering here
+         * would end every keep-alive connection */
+        return MHD_YES;
+    }
+    if (q->responded) { /* an early answer (413, 415, ...): drop whatever still arrives */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (q->route != SRV_ROUTE_SEGMENT) {
+        if (*upload_data_size) { /* a body where none belongs: dropped */
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        if (q->route == SRV_ROUTE_OTHER) return reply_error(q, c, 404, "not_found", "no such path: %.100s", q->url);
         if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
             return reply_error(q, c, 405, "method_not_allowed", "%s %s: use GET", method, q->url);
         if (q->route == SRV_ROUTE_HEALTH) return reply_health(q, c);
         if (q->route == SRV_ROUTE_METRICS) return reply_metrics(q, c);
         return queue(q, c, 200, "text/html; charset=utf-8", (void *)lisa_web_index_html, lisa_web_index_html_len,
                      MHD_RESPMEM_PERSISTENT, NULL);
-    }
-    if (q->responded) { /* an early answer (413, 405, ...): drop whatever still arrives */
-        *upload_data_size = 0;
-        return MHD_YES;
     }
     if (*upload_data_size) {
         const size_t n = *upload_data_size;
@@ -633,9 +700,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     if (!q) return;
     const double dt = now_s() - q->t0;
     const bool q_responded = q->responded;
-    if (!q_responded) srv_metrics_request(&s->metrics, q->route, 0, dt); /* closed without a response */
+    if (!q_responded) {
+        /* libmicrohttpd answered by itself (a malformed chunked body: 400) or nobody did (the client
+         * went away: 0) */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+        q->status = ci ? ci->http_status : 0;
+        srv_metrics_request(&s->metrics, q->route, q->status, dt);
+    }
     if (s->o.log_requests)
-        fprintf(stderr, "lisa serve: %s %s %u %.1f ms%s\n", q->method, q->url, q->responded ? q->status : 0, dt * 1e3,
+        fprintf(stderr, "lisa serve: %s %s %u %.1f ms%s\n", q->method, q->url, q->status, dt * 1e3,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed before the response was sent)");
     if (q->pp) MHD_destroy_post_processor(q->pp);
     free(q->json);
@@ -664,12 +737,12 @@ lisa_status lisa_server_start(lisa_server **out, lisa_model *m, const lisa_serve
     if (o.port < 0 || o.port > 65535)
         return lisa_fail(LISA_ERR_INVALID_ARG, "serve: port %d is not in 0..65535", o.port);
     if (o.max_body_bytes < 1 || o.max_query_tokens < 1 || o.max_new_tokens < 1 || !(o.timeout_s > 0) ||
-        o.max_connections < 1)
+        o.max_connections < 1 || o.read_timeout_s < 1 || o.max_connections_per_client < 1)
         return lisa_fail(LISA_ERR_INVALID_ARG,
                          "serve: limits must be positive (max_body_bytes %lld, max_query_tokens %d, max_new_tokens %d, "
-                         "timeout %g s, max_connections %d)",
+                         "timeout %g s, read_timeout %d s, max_connections %d, max_connections_per_client %d)",
                          (long long)o.max_body_bytes, o.max_query_tokens, o.max_new_tokens, o.timeout_s,
-                         o.max_connections);
+                         o.read_timeout_s, o.max_connections, o.max_connections_per_client);
     o.engine.background = true;
     lisa_server *s = calloc(1, sizeof *s);
     if (!s) return lisa_fail(LISA_ERR_OOM, "serve: out of memory");
@@ -689,6 +762,8 @@ lisa_status lisa_server_start(lisa_server **out, lisa_model *m, const lisa_serve
         if (!realpath(o.allow_paths, buf) || stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
             st = lisa_fail(LISA_ERR_INVALID_ARG, "serve: --allow-paths %s is not a directory", o.allow_paths);
         else if (!(s->allow_root = strdup(buf)))
+            st = lisa_fail(LISA_ERR_OOM, "serve: out of memory");
+        else if (lexical_abs(o.allow_paths, buf, sizeof buf) && !(s->allow_lex = strdup(buf)))
             st = lisa_fail(LISA_ERR_OOM, "serve: out of memory");
     }
     if (st == LISA_OK) st = lisa_engine_create(m, &o.engine, &s->e);
@@ -714,14 +789,17 @@ lisa_status lisa_server_start(lisa_server **out, lisa_model *m, const lisa_serve
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC | MHD_USE_AUTO |
                          MHD_USE_ERROR_LOG;
         if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-        /* idle keep-alive connections close after this; it must exceed the request timeout because
-         * a handler waiting for its result is not socket activity */
-        const unsigned idle_s = (unsigned)(o.timeout_s + 60);
-        s->d =
-            MHD_start_daemon(flags, (uint16_t)o.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-                             s, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-                             idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+        /* The connection timeout is the read timeout: an idle socket (no request yet, a request or
+         * body stalled, an idle keep-alive connection) is closed after read_timeout_s. A handler
+         * waiting for its result switches it off for the wait (finish_segment). One address holds
+         * at most max_connections_per_client of the max_connections: 128 idle sockets from one
+         * client used to lock every other client out for timeout + 60 s. */
+        s->d = MHD_start_daemon(flags, (uint16_t)o.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                                on_mhd_log, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
+                                on_completed, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)o.max_connections,
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o.max_connections_per_client,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.read_timeout_s,
+                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
         if (!s->d)
             st = lisa_fail(LISA_ERR_IO, "serve: cannot listen on %s port %d (in use, or not an address here)", o.host,
                            o.port);
@@ -790,6 +868,7 @@ void lisa_server_free(lisa_server *s) {
         free_pending(p);
     }
     free(s->allow_root);
+    free(s->allow_lex);
     pthread_cond_destroy(&s->idle_cv);
     pthread_cond_destroy(&s->collect_cv);
     pthread_mutex_destroy(&s->mu);

@@ -15,6 +15,11 @@
  *   GET /metrics       Prometheus text (server/metrics.h)
  *   GET /              the demo page (server/web/index.html, compiled in)
  *
+ * Connections: HTTP/1.1 keep-alive. Idle sockets cannot lock clients out: a connection that sends
+ * nothing for read_timeout_s (before or inside a request, or between requests) is closed, one client
+ * address holds at most max_connections_per_client connections, and /health and /metrics need no
+ * engine slot (so they answer while the queue is full).
+ *
  * Threads: libmicrohttpd runs one thread per connection (bounded by max_connections); a handler
  * submits to the engine and blocks until its result arrives or the timeout passes. One collector
  * thread claims every finished result from the engine (lisa_engine_wait_timeout on id 0) and hands
@@ -41,7 +46,11 @@ typedef struct lisa_server_options {
     int32_t max_query_bytes;   /* default 4096 */
     int32_t max_new_tokens;    /* default and cap of options.max_new_tokens; default 512 (chat.py) */
     double timeout_s;          /* submit to result; 504 beyond; default 300 */
+    int32_t read_timeout_s;    /* a connection idle this long while the server waits for (more of) a request,
+                                  or between keep-alive requests, is closed; default 15. Never applies while
+                                  a request waits for its result (that is timeout_s) */
     int32_t max_connections;   /* concurrent connections (threads); default 128 */
+    int32_t max_connections_per_client; /* concurrent connections from one client address; default 32 */
     const char *allow_paths;   /* JSON "image_path" allowed under this directory; NULL: refused */
     bool log_requests;         /* one line per request on stderr */
     lisa_engine_params engine; /* max_queue is the 503 threshold */

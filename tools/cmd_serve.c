@@ -47,7 +47,11 @@ static void usage(FILE *f) {
         "  --max-new-tokens N     default and cap of options.max_new_tokens (default 512, as chat.py)\n"
         "  --max-queue N          unfinished requests accepted; 503 + Retry-After beyond (default 64)\n"
         "  --timeout SEC          no result after SEC seconds: 504 (default 300)\n"
+        "  --read-timeout SEC     close a connection that sends nothing for SEC seconds while a request\n"
+        "                         is read or between keep-alive requests (default 15; not while a\n"
+        "                         request waits for its result, see --timeout)\n"
         "  --max-connections N    concurrent connections (default 128)\n"
+        "  --max-connections-per-client N   concurrent connections from one client address (default 32)\n"
         "  --max-batch N          sequences decoded together (default 16)\n"
         "  --kv-cache-mib N       KV-cache pool (default: room for max-batch requests of 1024 tokens)\n"
         "  --workers N            image decode + preprocessing threads (default: all cores)\n"
@@ -71,7 +75,8 @@ int lisa_cmd_serve(int argc, char **argv) {
     /* the integer options: parsed into these, range-checked, assigned after the loop */
     int64_t port = o.port, max_body = o.max_body_bytes, max_pixels = o.max_image_pixels, max_qtok = o.max_query_tokens,
             max_qbytes = o.max_query_bytes, max_new = o.max_new_tokens, max_queue = o.engine.max_queue,
-            max_conn = o.max_connections, max_batch = o.engine.max_batch, kv_mib = 0, workers = o.engine.n_workers,
+            max_conn = o.max_connections, max_conn_client = o.max_connections_per_client,
+            read_timeout = o.read_timeout_s, max_batch = o.engine.max_batch, kv_mib = 0, workers = o.engine.n_workers,
             threads = mp.n_threads;
     const struct {
         const char *flag;
@@ -85,6 +90,8 @@ int lisa_cmd_serve(int argc, char **argv) {
         {"--max-new-tokens", 1, 1 << 20, &max_new},
         {"--max-queue", 1, 1 << 20, &max_queue},
         {"--max-connections", 1, 1 << 16, &max_conn},
+        {"--max-connections-per-client", 1, 1 << 16, &max_conn_client},
+        {"--read-timeout", 1, 86400, &read_timeout},
         {"--max-batch", 1, 256, &max_batch},
         {"--kv-cache-mib", 1, 1 << 24, &kv_mib},
         {"--workers", 0, 4096, &workers},
@@ -143,6 +150,8 @@ int lisa_cmd_serve(int argc, char **argv) {
     o.max_query_bytes = (int32_t)max_qbytes;
     o.max_new_tokens = (int32_t)max_new;
     o.max_connections = (int32_t)max_conn;
+    o.max_connections_per_client = (int32_t)max_conn_client;
+    o.read_timeout_s = (int32_t)read_timeout;
     o.engine.max_queue = (int32_t)max_queue;
     o.engine.max_batch = (int32_t)max_batch;
     o.engine.n_workers = (int32_t)workers;
