@@ -143,22 +143,13 @@ static lisa_status resolve_vision_tower(char *out, size_t cap, const char *model
                      tower, model_dir, hub);
 }
 
+/* Binds the rows of models/lisa_tensors.def (mm_projector, text_hidden_fcs). */
 static void load_glue(lisa_weights *w, void *ctx) {
     lisa_model *m = ctx;
-    const int64_t C = m->cfg.llm.hidden, MM = m->cfg.mm_hidden, O = m->cfg.out_dim;
-    if (m->cfg.mlp2x_gelu) {
-        lisa_w_get(w, &m->proj_w[0], 2, C, MM, 0, 0, "model.mm_projector.0.weight");
-        lisa_w_get(w, &m->proj_b[0], 1, C, 0, 0, 0, "model.mm_projector.0.bias");
-        lisa_w_get(w, &m->proj_w[1], 2, C, C, 0, 0, "model.mm_projector.2.weight");
-        lisa_w_get(w, &m->proj_b[1], 1, C, 0, 0, 0, "model.mm_projector.2.bias");
-    } else {
-        lisa_w_get(w, &m->proj_w[0], 2, C, MM, 0, 0, "model.mm_projector.weight");
-        lisa_w_get(w, &m->proj_b[0], 1, C, 0, 0, 0, "model.mm_projector.bias");
-    }
-    lisa_w_get(w, &m->fc1_w, 2, C, C, 0, 0, "model.text_hidden_fcs.0.0.weight");
-    lisa_w_get(w, &m->fc1_b, 1, C, 0, 0, 0, "model.text_hidden_fcs.0.0.bias");
-    lisa_w_get(w, &m->fc2_w, 2, O, C, 0, 0, "model.text_hidden_fcs.0.2.weight");
-    lisa_w_get(w, &m->fc2_b, 1, O, 0, 0, 0, "model.text_hidden_fcs.0.2.bias");
+    const lisa_llm_dims d = {.hidden = m->cfg.llm.hidden, .mm_hidden = m->cfg.mm_hidden, .out_dim = m->cfg.out_dim,
+                             .projector_layers = m->cfg.mlp2x_gelu ? 2 : 1};
+    (void)lisa_glue_tensors_projector(&d, m, lisa_w_bind, w);
+    (void)lisa_glue_tensors_fcs(&d, m, lisa_w_bind, w);
 }
 
 /* The communicator of the LLM's tensors: NCCL on a device backend, else the MPI one. */

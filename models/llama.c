@@ -50,31 +50,38 @@ lisa_status lisa_llama_config_parse(lisa_llama_config *c, const cJSON *root, con
     return LISA_OK;
 }
 
-/* Column-parallel weights are this rank's rows, row-parallel ones its columns (models/tp.h). */
+/* The dims of the tensor table (models/llama_tensors.def) for a config. */
+static lisa_llm_dims table_dims(const lisa_llama_config *c) {
+    return (lisa_llm_dims){.hidden = c->hidden, .intermediate = c->intermediate, .n_layers = c->n_layers,
+                           .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                           .vocab = c->vocab};
+}
+
+/* Binds a row, sliced for tensor parallelism: column-parallel weights are this rank's rows,
+ * row-parallel ones its columns (models/tp.h; the row's tp column says which). */
+static lisa_status bind_row(void *ctx, const lisa_tensor_spec *s) {
+    lisa_llama *m = ctx;
+    lisa_weights *w = &m->weights;
+    const lisa_tp_shard *t = &m->tp;
+    const int64_t D = m->cfg.head_dim;
+    switch (s->tp) {
+    case LISA_TP_NONE: return lisa_w_bind(w, s);
+    case LISA_TP_ROWS_Q: lisa_w_bind_slice(w, s, 0, (int64_t)t->head0 * D, (int64_t)t->n_heads * D); break;
+    case LISA_TP_ROWS_KV: lisa_w_bind_slice(w, s, 0, (int64_t)t->kv_head0 * D, (int64_t)t->n_kv_heads * D); break;
+    case LISA_TP_COLS_Q: lisa_w_bind_slice(w, s, 1, (int64_t)t->head0 * D, (int64_t)t->n_heads * D); break;
+    case LISA_TP_ROWS_INTER: lisa_w_bind_slice(w, s, 0, t->inter0, t->n_inter); break;
+    case LISA_TP_COLS_INTER: lisa_w_bind_slice(w, s, 1, t->inter0, t->n_inter); break;
+    case LISA_TP_ROWS_VOCAB: lisa_w_bind_slice(w, s, 0, t->vocab0, t->n_vocab); break;
+    }
+    return LISA_OK;
+}
+
 static void load_weights(lisa_weights *w, void *ctx) {
     lisa_llama *m = ctx;
-    const lisa_llama_config *c = &m->cfg;
-    const lisa_tp_shard *t = &m->tp;
-    const int64_t C = c->hidden, I = c->intermediate, D = c->head_dim, KV = (int64_t)c->n_kv_heads * D;
-    const int64_t q0 = (int64_t)t->head0 * D, nq = (int64_t)t->n_heads * D;
-    const int64_t k0 = (int64_t)t->kv_head0 * D, nk = (int64_t)t->n_kv_heads * D;
-    lisa_w_get_slice(w, &m->embed, 0, t->vocab0, t->n_vocab, 2, c->vocab, C, 0, 0, "model.embed_tokens.weight");
-    lisa_w_get(w, &m->norm, 1, C, 0, 0, 0, "model.norm.weight");
-    lisa_w_get_slice(w, &m->lm_head, 0, t->vocab0, t->n_vocab, 2, c->vocab, C, 0, 0, "lm_head.weight");
-    for (int i = 0; i < c->n_layers; i++) {
-        lisa_llama_layer *L = &m->layers[i];
-        lisa_w_get(w, &L->attn_norm, 1, C, 0, 0, 0, "model.layers.%d.input_layernorm.weight", i);
-        lisa_w_get_slice(w, &L->wq, 0, q0, nq, 2, C, C, 0, 0, "model.layers.%d.self_attn.q_proj.weight", i);
-        lisa_w_get_slice(w, &L->wk, 0, k0, nk, 2, KV, C, 0, 0, "model.layers.%d.self_attn.k_proj.weight", i);
-        lisa_w_get_slice(w, &L->wv, 0, k0, nk, 2, KV, C, 0, 0, "model.layers.%d.self_attn.v_proj.weight", i);
-        lisa_w_get_slice(w, &L->wo, 1, q0, nq, 2, C, C, 0, 0, "model.layers.%d.self_attn.o_proj.weight", i);
-        lisa_w_get(w, &L->mlp_norm, 1, C, 0, 0, 0, "model.layers.%d.post_attention_layernorm.weight", i);
-        lisa_w_get_slice(w, &L->w_gate, 0, t->inter0, t->n_inter, 2, I, C, 0, 0, "model.layers.%d.mlp.gate_proj.weight",
-                         i);
-        lisa_w_get_slice(w, &L->w_up, 0, t->inter0, t->n_inter, 2, I, C, 0, 0, "model.layers.%d.mlp.up_proj.weight", i);
-        lisa_w_get_slice(w, &L->w_down, 1, t->inter0, t->n_inter, 2, C, I, 0, 0, "model.layers.%d.mlp.down_proj.weight",
-                         i);
-    }
+    (void)w;
+    const lisa_llm_dims d = table_dims(&m->cfg);
+    (void)lisa_llama_tensors_body(&d, m, bind_row, m);
+    (void)lisa_llama_tensors_head(&d, m, bind_row, m);
 }
 
 lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg) {

@@ -333,6 +333,23 @@ bool lisa_w_get_slice(lisa_weights *w, lisa_tensor *out, int32_t dim, int64_t st
     return ok;
 }
 
+lisa_status lisa_w_bind(void *ctx, const lisa_tensor_spec *s) {
+    lisa_weights *w = ctx;
+    if (!s->slot) return LISA_OK;
+    w->force_f32 = (s->flags & LISA_TF_ACT) != 0;
+    lisa_w_get(w, s->slot, s->n_dims, s->shape[0], s->shape[1], s->shape[2], s->shape[3], "%s", s->name);
+    w->force_f32 = false;
+    return LISA_OK;
+}
+
+void lisa_w_bind_slice(lisa_weights *w, const lisa_tensor_spec *s, int32_t dim, int64_t start, int64_t len) {
+    if (!s->slot) return;
+    w->force_f32 = (s->flags & LISA_TF_ACT) != 0;
+    lisa_w_get_slice(w, s->slot, dim, start, len, s->n_dims, s->shape[0], s->shape[1], s->shape[2], s->shape[3], "%s",
+                     s->name);
+    w->force_f32 = false;
+}
+
 lisa_status lisa_weights_load(lisa_weights *w, const char *what, lisa_weights_fn load, void *ctx) {
     w->n_errors = 0;
     w->errors[0] = '\0';
