@@ -44,6 +44,14 @@ typedef struct lisa_paged_params {
     const int32_t *host_qo_indptr, *host_kv_indptr, *host_kv_indices, *host_kv_len;
 } lisa_paged_params;
 
+/* The activation of a LINEAR_EX epilogue (ops.def), each one of the activation ops. */
+typedef enum lisa_act {
+    LISA_ACT_NONE = 0,
+    LISA_ACT_RELU,       /* RELU */
+    LISA_ACT_GELU,       /* GELU, exact erf form (SAM, PyTorch's default) */
+    LISA_ACT_QUICK_GELU, /* QUICK_GELU (CLIP) */
+} lisa_act;
+
 #define LISA_UNPAREN(...) __VA_ARGS__
 
 typedef enum lisa_op {

@@ -133,11 +133,11 @@ T *lisa_clip_encode(lisa_graph *g, const lisa_clip *m, const T *px) {
         T *v = lisa_g_reshape(g, lisa_g_linear(g, h, &L->v_w, &L->v_b), 4, B, P + 1, H, D);
         lisa_attn_params p = {.scale = scale};
         T *a = lisa_g_attention(g, q, k, v, &p);
-        lisa_g_add_to(g, x, x, lisa_g_linear(g, lisa_g_reshape(g, a, 3, B, P + 1, E, 0), &L->o_w, &L->o_b));
+        /* the residual adds in the out_proj and fc2 GEMMs, the activation in fc1's */
+        lisa_g_linear_ex_to(g, x, lisa_g_reshape(g, a, 3, B, P + 1, E, 0), &L->o_w, &L->o_b, x, LISA_ACT_NONE);
         h = lisa_g_layernorm(g, x, &L->ln2_w, &L->ln2_b, c->ln_eps);
-        T *f = lisa_g_linear(g, h, &L->fc1_w, &L->fc1_b);
-        f = c->quick_gelu ? lisa_g_quick_gelu(g, f) : lisa_g_gelu(g, f);
-        lisa_g_add_to(g, x, x, lisa_g_linear(g, f, &L->fc2_w, &L->fc2_b));
+        T *f = lisa_g_linear_ex(g, h, &L->fc1_w, &L->fc1_b, NULL, c->quick_gelu ? LISA_ACT_QUICK_GELU : LISA_ACT_GELU);
+        lisa_g_linear_ex_to(g, x, f, &L->fc2_w, &L->fc2_b, x, LISA_ACT_NONE);
         lisa_g_reset(g, ml);
         lisa_g_tap(g, x, "clip.layer.%d", i);
     }

@@ -374,8 +374,9 @@ fail:
 
 T *lisa_graph_vision(lisa_graph *g, const lisa_model *m, const T *clip_px) {
     T *feats = lisa_clip_encode(g, m->clip, clip_px);                                  /* [B, P, mm] */
-    T *proj = lisa_g_linear(g, feats, &m->proj_w[0], &m->proj_b[0]);                         /* [B, P, C] */
-    if (m->cfg.mlp2x_gelu) proj = lisa_g_linear(g, lisa_g_gelu(g, proj), &m->proj_w[1], &m->proj_b[1]);
+    /* Linear, or Linear-GELU-Linear with the GELU in the first GEMM's epilogue: [B, P, C] */
+    T *proj = lisa_g_linear_ex(g, feats, &m->proj_w[0], &m->proj_b[0], NULL, m->cfg.mlp2x_gelu ? LISA_ACT_GELU : LISA_ACT_NONE);
+    if (m->cfg.mlp2x_gelu) proj = lisa_g_linear(g, proj, &m->proj_w[1], &m->proj_b[1]);
     lisa_g_tap(g, proj, "mm_proj");
     return proj;
 }
@@ -383,7 +384,7 @@ T *lisa_graph_vision(lisa_graph *g, const lisa_model *m, const T *clip_px) {
 /* text_hidden_fcs[0] = Linear(C, C), ReLU, Linear(C, out) (spec §4.5) */
 T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hidden) {
     lisa_g_tap(g, seg_hidden, "seg_hidden");
-    T *pred = lisa_g_linear(g, lisa_g_relu(g, lisa_g_linear(g, seg_hidden, &m->fc1_w, &m->fc1_b)), &m->fc2_w, &m->fc2_b);
+    T *pred = lisa_g_linear(g, lisa_g_linear_ex(g, seg_hidden, &m->fc1_w, &m->fc1_b, NULL, LISA_ACT_RELU), &m->fc2_w, &m->fc2_b);
     lisa_g_tap(g, pred, "pred_emb");
     return pred;
 }

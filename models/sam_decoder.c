@@ -27,10 +27,10 @@ static T *dec_attention(lisa_graph *g, const lisa_sam_attention *a, const T *q_i
     return lisa_g_linear(g, lisa_g_reshape(g, o, 3, N, Tq, H * D, 0), &a->out_w, &a->out_b);
 }
 
-/* MLP with ReLU between layers, none after the last (mask_decoder.MLP). */
+/* MLP with ReLU between layers (in the GEMM epilogues), none after the last (mask_decoder.MLP). */
 static T *dec_mlp3(lisa_graph *g, const T *x, const T *w, const T *b) {
-    T *h = lisa_g_relu(g, lisa_g_linear(g, x, &w[0], &b[0]));
-    h = lisa_g_relu(g, lisa_g_linear(g, h, &w[1], &b[1]));
+    T *h = lisa_g_linear_ex(g, x, &w[0], &b[0], NULL, LISA_ACT_RELU);
+    h = lisa_g_linear_ex(g, h, &w[1], &b[1], NULL, LISA_ACT_RELU);
     return lisa_g_linear(g, h, &w[2], &b[2]);
 }
 
@@ -38,26 +38,27 @@ static T *dec_mlp3(lisa_graph *g, const T *x, const T *w, const T *b) {
 static void twoway_layer(lisa_graph *g, const lisa_sam_twoway_layer *L, T **queries, T **keys, const T *qpe,
                          const T *kpe) {
     T *q = *queries, *k = *keys;
-    /* (1) self-attention: layer 0 has no PE and no residual */
+    /* (1) self-attention: layer 0 has no PE and no residual; each residual add is fused with the
+     * norm after it (ADD_LAYERNORM) */
     if (L->skip_first_layer_pe) {
-        q = dec_attention(g, &L->self_attn, q, q, q);
+        q = lisa_g_layernorm(g, dec_attention(g, &L->self_attn, q, q, q), &L->norm1_w, &L->norm1_b, DEC_LN_EPS);
     } else {
         T *qq = lisa_g_add(g, q, qpe);
-        q = lisa_g_add(g, q, dec_attention(g, &L->self_attn, qq, qq, q));
+        q = lisa_g_add_layernorm(g, NULL, NULL, q, dec_attention(g, &L->self_attn, qq, qq, q), &L->norm1_w, &L->norm1_b,
+                                 DEC_LN_EPS);
     }
-    q = lisa_g_layernorm(g, q, &L->norm1_w, &L->norm1_b, DEC_LN_EPS);
     /* (2) tokens attend to the image: queries = norm2(queries + CA(q+qpe, k+kpe, k)) */
     T *kk = lisa_g_add(g, k, kpe);
-    q = lisa_g_add(g, q, dec_attention(g, &L->t2i, lisa_g_add(g, q, qpe), kk, k));
-    q = lisa_g_layernorm(g, q, &L->norm2_w, &L->norm2_b, DEC_LN_EPS);
-    /* (3) MLP (ReLU) */
-    T *mlp = lisa_g_linear(g, lisa_g_relu(g, lisa_g_linear(g, q, &L->mlp1_w, &L->mlp1_b)), &L->mlp2_w, &L->mlp2_b);
-    q = lisa_g_layernorm(g, lisa_g_add(g, q, mlp), &L->norm3_w, &L->norm3_b, DEC_LN_EPS);
+    q = lisa_g_add_layernorm(g, NULL, NULL, q, dec_attention(g, &L->t2i, lisa_g_add(g, q, qpe), kk, k), &L->norm2_w,
+                             &L->norm2_b, DEC_LN_EPS);
+    /* (3) MLP (ReLU in lin1's epilogue) */
+    T *mlp = lisa_g_linear(g, lisa_g_linear_ex(g, q, &L->mlp1_w, &L->mlp1_b, NULL, LISA_ACT_RELU), &L->mlp2_w, &L->mlp2_b);
+    q = lisa_g_add_layernorm(g, NULL, NULL, q, mlp, &L->norm3_w, &L->norm3_b, DEC_LN_EPS);
     /* (4) image attends to tokens: keys = norm4(keys + CA(k+kpe, q+qpe, q)) */
     T *qq = lisa_g_add(g, q, qpe);
     kk = lisa_g_add(g, k, kpe);
-    k = lisa_g_add(g, k, dec_attention(g, &L->i2t, kk, qq, q));
-    k = lisa_g_layernorm(g, k, &L->norm4_w, &L->norm4_b, DEC_LN_EPS);
+    k = lisa_g_add_layernorm(g, NULL, NULL, k, dec_attention(g, &L->i2t, kk, qq, q), &L->norm4_w, &L->norm4_b,
+                             DEC_LN_EPS);
     *queries = q;
     *keys = k;
 }
@@ -109,7 +110,7 @@ void lisa_sam_decode(lisa_graph *g, const lisa_sam *m, const T *image_emb, const
     for (int l = 0; l < d->depth; l++) twoway_layer(g, &d->layers[l], &queries, &keys, tokens, kpe);
     /* final: queries = norm(queries + CA(q+qpe, k+kpe, k)) */
     T *qf = dec_attention(g, &d->final_t2i, lisa_g_add(g, queries, tokens), lisa_g_add(g, keys, kpe), keys);
-    T *hs = lisa_g_layernorm(g, lisa_g_add(g, queries, qf), &d->norm_final_w, &d->norm_final_b, DEC_LN_EPS);
+    T *hs = lisa_g_add_layernorm(g, NULL, NULL, queries, qf, &d->norm_final_w, &d->norm_final_b, DEC_LN_EPS);
     lisa_g_tap(g, hs, "decoder_hs");
 
     /* upscale keys [N, HW, C] -> [N, C, G, G] -> [N, C/8, 4G, 4G] */

@@ -186,8 +186,9 @@ static T *qkv_part(lisa_graph *g, T *qkv, int which, int64_t B, int64_t N, int64
 }
 
 /* Attention on a grid x [B, h, w, E] with decomposed relative positions (Attention.forward):
- * A = softmax((q·s)kᵀ + rel_h + rel_w) v, rel terms from the unscaled q; then proj. */
-static T *sam_attention(lisa_graph *g, const lisa_sam *m, const lisa_sam_block *b, const T *x) {
+ * A = softmax((q·s)kᵀ + rel_h + rel_w) v, rel terms from the unscaled q; then proj, with the
+ * block's residual added in the GEMM when `residual` (the [B, h, w, E] stream) is given. */
+static T *sam_attention(lisa_graph *g, const lisa_sam *m, const lisa_sam_block *b, const T *x, T *residual) {
     const int64_t B = x->shape[0], h = x->shape[1], w = x->shape[2], E = m->enc.embed;
     const int64_t H = m->enc.heads, D = m->enc.head_dim, N = h * w;
     T *qkv = lisa_g_linear(g, lisa_g_reshape(g, x, 3, B, N, E, 0), &b->qkv_w, &b->qkv_b);      /* [B, N, 3E] */
@@ -199,8 +200,10 @@ static T *sam_attention(lisa_graph *g, const lisa_sam *m, const lisa_sam_block *
     T *rel_h, *rel_w;
     lisa_g_rel_pos(g, &rel_h, &rel_w, q, &b->rel_pos_h, &b->rel_pos_w, (int32_t)h, (int32_t)w);
     lisa_attn_params p = {.scale = 1.0f / sqrtf((float)D), .rel_h = rel_h, .rel_w = rel_w};
-    T *o = lisa_g_attention(g, q, k, v, &p);                                               /* [B, N, H, D] */
-    return lisa_g_linear(g, lisa_g_reshape(g, o, 4, B, h, w, E), &b->proj_w, &b->proj_b);
+    T *o = lisa_g_reshape(g, lisa_g_attention(g, q, k, v, &p), 4, B, h, w, E);             /* [B, h, w, E] */
+    if (!residual) return lisa_g_linear(g, o, &b->proj_w, &b->proj_b);
+    lisa_g_linear_ex_to(g, residual, o, &b->proj_w, &b->proj_b, residual, LISA_ACT_NONE);
+    return residual;
 }
 
 T *lisa_sam_encode(lisa_graph *g, const lisa_sam *m, const T *px) {
@@ -226,20 +229,18 @@ T *lisa_sam_encode(lisa_graph *g, const lisa_sam *m, const T *px) {
     for (int i = 0; i < p->depth && g_ok(g); i++) {
         const lisa_sam_block *b = &m->blocks[i];
         lisa_graph_mark mb = lisa_g_mark(g);
-        /* x = x + Attn(window(LN1(x))) */
-        T *n1 = lisa_g_layernorm(g, x, &b->norm1_w, &b->norm1_b, SAM_LN_EPS);
-        T *a;
+        /* x = x + Attn(window(LN1(x))): the norm fused with the window partition, the shortcut
+         * with the unpartition; global blocks add it in the proj GEMM */
         if (b->window > 0) {
-            T *win = lisa_g_window_partition(g, n1, b->window);                           /* [B*nw, S, S, E] */
-            a = lisa_g_window_unpartition(g, sam_attention(g, m, b, win), b->window, G, G);
+            T *win = lisa_g_layernorm_window_partition(g, x, &b->norm1_w, &b->norm1_b, SAM_LN_EPS, b->window);
+            lisa_g_window_unpartition_add_to(g, x, sam_attention(g, m, b, win, NULL), x, b->window);
         } else {
-            a = sam_attention(g, m, b, n1);
+            sam_attention(g, m, b, lisa_g_layernorm(g, x, &b->norm1_w, &b->norm1_b, SAM_LN_EPS), x);
         }
-        lisa_g_add_to(g, x, x, a);
-        /* x = x + lin2(GELU(lin1(LN2(x)))) */
+        /* x = x + lin2(GELU(lin1(LN2(x)))): GELU in lin1's epilogue, the residual in lin2's */
         T *n2 = lisa_g_layernorm(g, x, &b->norm2_w, &b->norm2_b, SAM_LN_EPS);
-        T *mlp = lisa_g_linear(g, lisa_g_gelu(g, lisa_g_linear(g, n2, &b->lin1_w, &b->lin1_b)), &b->lin2_w, &b->lin2_b);
-        lisa_g_add_to(g, x, x, mlp);
+        T *h = lisa_g_linear_ex(g, n2, &b->lin1_w, &b->lin1_b, NULL, LISA_ACT_GELU);
+        lisa_g_linear_ex_to(g, x, h, &b->lin2_w, &b->lin2_b, x, LISA_ACT_NONE);
         lisa_g_reset(g, mb);
         lisa_g_tap(g, x, "enc.block.%d", i);
     }

@@ -46,6 +46,8 @@ typedef struct lisa_weights {
     lisa_arena device_arena;  /* over device_block */
     const char *prefix;       /* prepended to every name, e.g. "model.visual_model." */
     bool force_f32;           /* device backends: keep the next weights F32 (see lisa_w_get_act) */
+    bool in_reserved;         /* the next weight goes into a reserved matrix (lisa_w_bind_slice_into)... */
+    void *place;              /* ...here (NULL while counting) */
     void *synth_init;         /* synthetic checkpoint: its parsed "lisa_synthetic_init" (cJSON *), else NULL */
     lisa_tensor synth_pattern;/* synthetic: [2 * 2^20] F32 N(0, 1) values in the backend's memory (owned
                                  during lisa_weights_load) */
@@ -90,6 +92,16 @@ void lisa_w_error(lisa_weights *w, lisa_status s, const char *fmt, ...) __attrib
 lisa_status lisa_w_bind(void *w, const lisa_tensor_spec *s);
 /* Same for the slice [start, start+len) along `dim` (tensor parallelism, lisa_w_get_slice). */
 void lisa_w_bind_slice(lisa_weights *w, const lisa_tensor_spec *s, int32_t dim, int64_t start, int64_t len);
+
+/* Reserves a [rows, cols] matrix in the weights' block (device_dtype on device backends, F32 on the
+ * CPU; counted by the counting pass) and returns it in *out; weights bound into its rows with
+ * lisa_w_bind_slice_into are converted and copied there side by side, so that one GEMM multiplies
+ * them all (LLaMA's q/k/v and gate/up projections, concatenated once at load). False (recorded)
+ * when it does not fit. */
+bool lisa_w_reserve(lisa_weights *w, lisa_tensor *out, int64_t rows, int64_t cols);
+/* lisa_w_bind_slice into rows [row0, row0 + its rows) of a reserved matrix. */
+void lisa_w_bind_slice_into(lisa_weights *w, const lisa_tensor_spec *s, int32_t dim, int64_t start, int64_t len,
+                            lisa_tensor *reserved, int64_t row0);
 
 /* Runs load(w, ctx) as described above and returns LISA_OK or the first error, with every recorded
  * problem in lisa_last_error() (prefixed by `what`, e.g. "SAM"). */

@@ -1,5 +1,5 @@
 /* kernels/cuda/elementwise.cu — ops COPY, ADD, MUL, SCALE, GELU, QUICK_GELU, RELU, SILU_MUL,
- * ROPE, EMBEDDING, ARGMAX (+ lisa_cuda_rope_qk) on the GPU. Kernel bodies: ew_kernels.cuh. */
+ * ROPE, ROPE_QK (q and k in one launch), EMBEDDING, ARGMAX on the GPU. Kernel bodies: ew_kernels.cuh. */
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/ew_kernels.cuh"
 

@@ -483,21 +483,6 @@ static void sam_ops() {
                     },
                     0, 0);
     }
-    {   /* dense PE, fp32 path, F = 8 on an 8x6 grid */
-        const int F = 8, h = 8, w = 6;
-        Buf<float> G(2 * F), y((size_t)2 * F * h * w);
-        auto gv = fill_f32(G, r, -2, 2);
-        emu_launch(dim3(2), dim3(64), 0, lk_dense_pe, (void *)y.p, (int)LK_F32, (const void *)G.p, (int)LK_F32, F, h, w, -1);
-        check_close("dense PE fp32 [16, 8, 6]", y.n, [&](size_t i) { return (double)y[i]; },
-                    [&](size_t i) {
-                        int x = (int)(i % w), yy = (int)((i / w) % h), ch = (int)(i / ((size_t)w * h));
-                        int f = ch % F;
-                        double u = 2 * ((x + 0.5) / w) - 1, v = 2 * ((yy + 0.5) / h) - 1;
-                        double z = 2 * M_PI * (u * gv[f] + v * gv[F + f]);
-                        return ch < F ? sin(z) : cos(z);
-                    },
-                    5e-6, 0);
-    }
 }
 
 int main(void) {
