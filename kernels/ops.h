@@ -109,6 +109,12 @@ static inline bool lisa_backend_can_capture(const lisa_backend *be) {
            be->graph_free && be->host_alloc && be->host_free;
 }
 
+/* ROPE_QK's table (ops.def): cos_sin[p·D + i] and cos_sin[p·D + D/2 + i] = the cos and sin of
+ * angle i at position p for p < n_pos, i < D/2, computed exactly as the CPU backend's ROPE computes
+ * them (kernels/cpu/rope.c; it uses this function), so that the table-driven op gives ROPE's bits.
+ * Host memory, F32; D even. */
+void lisa_rope_table(float *cos_sin, int64_t n_pos, int64_t D, float theta);
+
 const char *lisa_op_name(lisa_op op);
 /* True when the backend implements op. */
 bool lisa_backend_supports(const lisa_backend *be, lisa_op op);

@@ -356,8 +356,8 @@ T *lisa_g_rope(lisa_graph *g, const T *x, const T *pos, float theta) {
     return y;
 }
 
-void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, float theta) {
-    G_RUN(g, lisa_op_rope_qk(g->be, q, k, pos, theta));
+void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, const T *cos_sin) {
+    G_RUN(g, lisa_op_rope_qk(g->be, q, k, pos, cos_sin));
 }
 
 T *lisa_g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p) {

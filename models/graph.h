@@ -102,8 +102,8 @@ T *lisa_g_add_layernorm(lisa_graph *g, T *sum, T *y, const T *x, const T *r, con
 /* SAM: the windows of LayerNorm(x), and y = residual + unpartition(x) (y may be residual); */
 T *lisa_g_layernorm_window_partition(lisa_graph *g, const T *x, const T *w, const T *b, float eps, int32_t window);
 void lisa_g_window_unpartition_add_to(lisa_graph *g, T *y, const T *x, const T *residual, int32_t window);
-/* RoPE on q and k in place (strided views allowed). */
-void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, float theta);
+/* RoPE on q and k in place (strided views allowed), angles from a lisa_rope_table table. */
+void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, const T *cos_sin);
 T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b);
 T *lisa_g_add(lisa_graph *g, const T *a, const T *b);
 void lisa_g_add_to(lisa_graph *g, T *y, const T *a, const T *b);

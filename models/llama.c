@@ -110,6 +110,26 @@ static void load_weights(lisa_weights *w, void *ctx) {
     (void)lisa_llama_tensors_head(&d, m, bind_row, m);
 }
 
+/* RoPE's cos/sin for every position up to max_position_embeddings, computed once on the host as
+ * the CPU's ROPE computes them (lisa_rope_table) and placed in the backend's memory: ROPE_QK reads
+ * them instead of evaluating pow, cos and sin per element and step. */
+static lisa_status make_rope_table(lisa_llama *m, lisa_backend *be) {
+    const int64_t shape[2] = {m->cfg.max_pos, m->cfg.head_dim};
+    const size_t bytes = (size_t)(shape[0] * shape[1]) * sizeof(float);
+    float *host = malloc(bytes ? bytes : 1);
+    if (!host) return lisa_fail(LISA_ERR_OOM, "LLaMA: out of memory for the RoPE table");
+    lisa_rope_table(host, shape[0], shape[1], m->cfg.rope_theta);
+    m->be = be;
+    lisa_status s = be->mem_alloc(be, bytes, &m->rope_mem);
+    if (s == LISA_OK) s = be->upload(be, m->rope_mem, host, bytes);
+    free(host);
+    if (s != LISA_OK) return lisa_fail_context(s, "LLaMA: RoPE table of %lld positions", (long long)shape[0]);
+    m->rope_cos_sin = lisa_tensor_view(m->rope_mem, LISA_DTYPE_F32, 2, shape);
+    m->rope_cos_sin.device = be->device;
+    m->rope_cos_sin.device_id = be->device_id;
+    return LISA_OK;
+}
+
 lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg) {
     return lisa_llama_load_ex(out, be, ck, cfg, LISA_DTYPE_BF16, NULL);
 }
@@ -152,6 +172,7 @@ lisa_status lisa_llama_load_fuse(lisa_llama **out, lisa_backend *be, const lisa_
     lisa_weights_init(&m->weights, be, ck, weight_dtype);
     m->fused = fuse;
     lisa_status s = lisa_weights_load(&m->weights, "LLaMA", load_weights, m);
+    if (s == LISA_OK) s = make_rope_table(m, be);
     if (s != LISA_OK) {
         lisa_llama_free(m);
         return tp ? lisa_fail_context(s, "TP rank %d of %d", comm->rank, comm->size) : s;
@@ -162,6 +183,7 @@ lisa_status lisa_llama_load_fuse(lisa_llama **out, lisa_backend *be, const lisa_
 
 void lisa_llama_free(lisa_llama *m) {
     if (!m) return;
+    if (m->rope_mem) m->be->mem_free(m->be, m->rope_mem);
     lisa_weights_free(&m->weights);
     free(m->layers);
     free(m);
@@ -229,7 +251,7 @@ static void qkv_rope(lisa_graph *g, const lisa_llama *m, const lisa_llama_layer 
         *k = lisa_g_reshape(g, lisa_g_linear(g, n, &L->wk, NULL), 3, R, HKV, D, 0);
         *v = lisa_g_reshape(g, lisa_g_linear(g, n, &L->wv, NULL), 3, R, HKV, D, 0);
     }
-    lisa_g_rope_qk(g, *q, *k, pos, m->cfg.rope_theta);
+    lisa_g_rope_qk(g, *q, *k, pos, &m->rope_cos_sin);
 }
 
 /* SiLU(W_gate n2) * W_up n2: one GEMM and SILU_MUL of its halves with fused weights. */

@@ -12,7 +12,7 @@
  * full logits. `local` gives this rank's head / KV-head / intermediate / vocab counts (size the KV
  * cache with it); without TP it equals `cfg`.
  *
- * Ownership: a lisa_llama owns its layer array and weight bindings; it borrows the backend, the
+ * Ownership: a lisa_llama owns its layer array, weight bindings and RoPE table; it borrows the backend, the
  * checkpoint (which must outlive it) and the communicator (likewise). A lisa_kv_cache owns one
  * block of backend memory holding K and V for every layer.
  */
@@ -56,6 +56,9 @@ typedef struct lisa_llama {
     lisa_weights weights;
     bool fused;              /* wqkv / w_gateup in use (device backends; lisa_llama_load_fuse) */
     T embed, norm, lm_head;
+    T rope_cos_sin;          /* F32 [max_pos, head_dim]: RoPE's cos/sin per position (lisa_rope_table) */
+    void *rope_mem;          /* owned (be->mem_free): rope_cos_sin's data */
+    lisa_backend *be;        /* borrowed */
     lisa_llama_layer *layers; /* [cfg.n_layers], owned */
 } lisa_llama;
 

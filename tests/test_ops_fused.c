@@ -233,15 +233,22 @@ Test(ops_fused, window_unpartition_add_is_unpartition_then_add_bitwise) {
 
 /* ---- ROPE_QK ---------------------------------------------------------------------------------------- */
 
-Test(ops_fused, rope_qk_is_two_ropes_bitwise_on_strided_views) {
+static lisa_tensor rope_table(int64_t P, int64_t D, float theta) {
+    lisa_tensor t = tu_tensor(LISA_DTYPE_F32, 2, P, D, 0, 0);
+    lisa_rope_table(t.data, P, D, theta);
+    return t;
+}
+
+Test(ops_fused, rope_qk_from_the_table_is_rope_bitwise_on_strided_views) {
     lisa_backend *be = tu_cpu_backend();
     tu_rng r = tu_rng_seed(95);
     const int64_t cases[][4] = {{7, 4, 2, 16}, {19, 3, 3, 6}, {1, 8, 1, 128}}; /* T, Hq, Hkv, D */
     for (size_t i = 0; i < 3; i++)
         for (int fused = 0; fused < 2; fused++) {
             const int64_t T = cases[i][0], Hq = cases[i][1], Hk = cases[i][2], D = cases[i][3];
+            lisa_tensor table = rope_table(2048, D, 10000.0f);
             lisa_tensor pos = tu_tensor(LISA_DTYPE_I32, 1, T, 0, 0, 0);
-            for (int64_t t = 0; t < T; t++) ((int32_t *)pos.data)[t] = (int32_t)(t * 97 % 2048);
+            for (int64_t t = 0; t < T; t++) ((int32_t *)pos.data)[t] = (int32_t)(t * 97 % 2048 + (t == 0 ? 2047 : 0));
             /* fused: q and k are views of one [T, (Hq + 2·Hkv)·D] projection output, as the device
              * backends' QKV GEMM leaves them */
             lisa_tensor qkv = ot_rand(&r, LISA_DTYPE_F32, 2, T, (Hq + 2 * Hk) * D, 0, 0, -2, 2), q, k, qn, kn;
@@ -263,7 +270,7 @@ Test(ops_fused, rope_qk_is_two_ropes_bitwise_on_strided_views) {
             OT_OK(lisa_op_rope(be, &qr, &qc, &pos, 10000.0f));
             OT_OK(lisa_op_rope(be, &kr, &kc, &pos, 10000.0f));
             lisa_tensor v0 = copy_of(&qkv);
-            OT_OK(lisa_op_rope_qk(be, &q, &k, &pos, 10000.0f));
+            OT_OK(lisa_op_rope_qk(be, &q, &k, &pos, &table));
             OT_OK(lisa_op_copy(be, &qc, &q));
             OT_OK(lisa_op_copy(be, &kc, &k));
             cr_expect(same_bits(&qc, &qr) && same_bits(&kc, &kr), "rope_qk T%lld Hq%lld Hkv%lld D%lld %s", (long long)T,
@@ -276,21 +283,32 @@ Test(ops_fused, rope_qk_is_two_ropes_bitwise_on_strided_views) {
             } else {
                 lisa_tensor_free(&q), lisa_tensor_free(&k);
             }
-            lisa_tensor_free(&pos), lisa_tensor_free(&qkv), lisa_tensor_free(&v0), lisa_tensor_free(&qr);
-            lisa_tensor_free(&kr), lisa_tensor_free(&qc), lisa_tensor_free(&kc);
+            lisa_tensor_free(&table), lisa_tensor_free(&pos), lisa_tensor_free(&qkv), lisa_tensor_free(&v0);
+            lisa_tensor_free(&qr), lisa_tensor_free(&kr), lisa_tensor_free(&qc), lisa_tensor_free(&kc);
         }
-    /* [B, T, H, D] with per-row positions [B, T] */
+    /* [B, T, H, D] with per-row positions [B, T], another theta */
     lisa_tensor q = ot_rand(&r, LISA_DTYPE_F32, 4, 2, 5, 3, 8, -1, 1), k = ot_rand(&r, LISA_DTYPE_F32, 4, 2, 5, 1, 8, -1, 1);
-    lisa_tensor pos = tu_tensor(LISA_DTYPE_I32, 2, 2, 5, 0, 0);
+    lisa_tensor pos = tu_tensor(LISA_DTYPE_I32, 2, 2, 5, 0, 0), table = rope_table(40, 8, 500000.0f);
     for (int i = 0; i < 10; i++) ((int32_t *)pos.data)[i] = 3 * i + 1;
     lisa_tensor qr = tu_tensor(LISA_DTYPE_F32, 4, 2, 5, 3, 8), kr = tu_tensor(LISA_DTYPE_F32, 4, 2, 5, 1, 8);
     OT_OK(lisa_op_rope(be, &qr, &q, &pos, 500000.0f));
     OT_OK(lisa_op_rope(be, &kr, &k, &pos, 500000.0f));
-    OT_OK(lisa_op_rope_qk(be, &q, &k, &pos, 500000.0f));
+    OT_OK(lisa_op_rope_qk(be, &q, &k, &pos, &table));
     cr_expect(same_bits(&q, &qr) && same_bits(&k, &kr), "rope_qk [B, T, H, D]");
-    lisa_tensor k_bad = tu_tensor(LISA_DTYPE_F32, 4, 2, 4, 1, 8);
-    OT_FAILS(lisa_op_rope_qk(be, &q, &k_bad, &pos, 1e4f), LISA_ERR_SHAPE, "rope_qk");
+    /* the table itself: cos^2 + sin^2 = 1 and angle 0 at position 0 */
+    const float *tv = table.data;
+    cr_expect(tv[0] == 1.0f && tv[4] == 0.0f);
+    for (int64_t i = 0; i < 40 * 4; i++) {
+        const double c = tv[(i / 4) * 8 + i % 4], sn = tv[(i / 4) * 8 + 4 + i % 4];
+        cr_expect(fabs(c * c + sn * sn - 1) < 1e-6);
+    }
+    /* errors */
+    lisa_tensor k_bad = tu_tensor(LISA_DTYPE_F32, 4, 2, 4, 1, 8), short_table = rope_table(20, 8, 500000.0f);
+    lisa_tensor wide_table = rope_table(40, 16, 500000.0f);
+    OT_FAILS(lisa_op_rope_qk(be, &q, &k_bad, &pos, &table), LISA_ERR_SHAPE, "rope_qk");
+    OT_FAILS(lisa_op_rope_qk(be, &q, &k, &pos, &short_table), LISA_ERR_INVALID_ARG, "position 22");
+    OT_FAILS(lisa_op_rope_qk(be, &q, &k, &pos, &wide_table), LISA_ERR_SHAPE, "rope_qk");
     lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&pos), lisa_tensor_free(&qr), lisa_tensor_free(&kr);
-    lisa_tensor_free(&k_bad);
+    lisa_tensor_free(&k_bad), lisa_tensor_free(&table), lisa_tensor_free(&short_table), lisa_tensor_free(&wide_table);
     lisa_backend_free(be);
 }

@@ -1,7 +1,8 @@
 /* kernels/cpu/fused.c — the fused ops of ops.def (LINEAR_EX, ADD_RMSNORM, ADD_LAYERNORM,
  * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK) as the compositions of this
  * backend's own ops that ops.def names, so that a model graph calling a fused op gets the very bits
- * of the unfused ops (docs/architecture.md "Numerics": the CPU backend is the reference).
+ * of the unfused ops (docs/architecture.md "Numerics": the CPU backend is the reference). ROPE_QK
+ * is ROPE's arithmetic on a table of ROPE's own angles (kernels/cpu/rope.c fills both).
  *
  * Temporaries: the ops that need one (a residual GEMM whose output is its residual, the norm or
  * unpartition before a copy) take it per band of rows that the composed ops treat independently
@@ -177,31 +178,68 @@ lisa_status lisa_cpu_window_unpartition_add(lisa_backend *be, lisa_tensor *y, co
     return s;
 }
 
-/* ROPE in place on t: directly when contiguous, else through a contiguous copy in scratch. */
-static lisa_status rope_in_place(lisa_backend *be, lisa_tensor *t, const lisa_tensor *pos, float theta) {
-    LISA_TRY(lisa_cpu_check_f32("rope_qk", "q/k", t, false));
-    if (lisa_tensor_is_contiguous(t)) return lisa_cpu_rope(be, t, t, pos, theta);
-    const size_t mark = lisa_arena_mark(&be->scratch);
-    float *tmp = NULL;
-    lisa_status s = lisa_cpu_scratch_f32(be, "rope_qk", lisa_tensor_numel(t), &tmp);
-    lisa_tensor c = host_view(tmp, t->n_dims, t->shape);
-    if (s == LISA_OK) s = lisa_cpu_copy(be, &c, t);
-    if (s == LISA_OK) s = lisa_cpu_rope(be, &c, &c, pos, theta);
-    if (s == LISA_OK) s = lisa_cpu_copy(be, t, &c);
-    lisa_arena_reset(&be->scratch, mark);
-    return s;
+/* ROPE_QK: ROPE's rotation of each (q or k) head with the angles' cos/sin read from the table, which
+ * lisa_rope_table fills with the very values ROPE computes per call (kernels/cpu/rope.c shares the
+ * code), so the result is ROPE's, bit for bit (tests/test_ops_fused.c). */
+static lisa_status rope_slot_check(const lisa_tensor *t, const char *what, int64_t *B, int64_t *T, int64_t *H,
+                                   int64_t *D) {
+    char s1[96];
+    LISA_TRY(lisa_cpu_check_f32("rope_qk", what, t, false));
+    if (t->n_dims != 3 && t->n_dims != 4)
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: %s %s, want [T, H, D] or [B, T, H, D]", what,
+                         lisa_tensor_shape_str(t, s1, sizeof s1));
+    const int o = t->n_dims - 3;
+    *B = o ? t->shape[0] : 1, *T = t->shape[o], *H = t->shape[o + 1], *D = t->shape[o + 2];
+    if (*D % 2 || (*D > 1 && t->stride[o + 2] != 1))
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: %s %s needs an even, contiguous head dim", what,
+                         lisa_tensor_shape_str(t, s1, sizeof s1));
+    return LISA_OK;
 }
 
-lisa_status lisa_cpu_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *pos, float theta) {
+static void rope_rows(lisa_backend *be, lisa_tensor *t, const int32_t *pd, bool pos_batched, const float *cs) {
+    const int o = t->n_dims - 3;
+    const int64_t B = o ? t->shape[0] : 1, T = t->shape[o], H = t->shape[o + 1], D = t->shape[o + 2], D2 = D / 2;
+    const int64_t bs = o ? t->stride[0] : 0, ts = t->stride[o], hs = t->stride[o + 1];
+    float *td = t->data;
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, B * T * H * D))
+    for (int64_t bth = 0; bth < B * T * H; bth++) {
+        const int64_t b = bth / (T * H), tt = (bth / H) % T, h = bth % H;
+        const float *c = cs + (int64_t)pd[pos_batched ? b * T + tt : tt] * D, *s = c + D2;
+        float *xr = td + b * bs + tt * ts + h * hs;
+        for (int64_t i = 0; i < D2; i++) {
+            const float x1 = xr[i], x2 = xr[i + D2]; /* both read before either is written */
+            xr[i] = x1 * c[i] + (-x2) * s[i];
+            xr[i + D2] = x2 * c[i] + x1 * s[i];
+        }
+    }
+}
+
+lisa_status lisa_cpu_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *pos,
+                             const lisa_tensor *cos_sin) {
     char s1[96], s2[96];
-    if (!q || !k) return lisa_fail(LISA_ERR_INVALID_ARG, "rope_qk: q and k are required");
-    const bool same_tokens = q->n_dims == k->n_dims && q->n_dims >= 3 &&
-                             q->shape[q->n_dims - 3] == k->shape[k->n_dims - 3] &&
-                             q->shape[q->n_dims - 1] == k->shape[k->n_dims - 1] &&
-                             (q->n_dims == 3 || q->shape[0] == k->shape[0]);
-    if (!same_tokens)
-        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: q %s and k %s must be [.., T, H, D] with the same T and D",
+    if (!q || !k || !pos || !cos_sin) return lisa_fail(LISA_ERR_INVALID_ARG, "rope_qk: q, k, pos and cos_sin are required");
+    int64_t B, T, H, D, B2, T2, H2, D2;
+    LISA_TRY(rope_slot_check(q, "q", &B, &T, &H, &D));
+    LISA_TRY(rope_slot_check(k, "k", &B2, &T2, &H2, &D2));
+    if (q->n_dims != k->n_dims || B2 != B || T2 != T || D2 != D)
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: q %s and k %s must share B, T and D",
                          lisa_tensor_shape_str(q, s1, sizeof s1), lisa_tensor_shape_str(k, s2, sizeof s2));
-    LISA_TRY(rope_in_place(be, q, pos, theta));
-    return rope_in_place(be, k, pos, theta);
+    LISA_TRY(lisa_cpu_check_f32("rope_qk", "cos_sin", cos_sin, true));
+    if (cos_sin->n_dims != 2 || cos_sin->shape[1] != D)
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: cos_sin %s, want [positions, %lld]",
+                         lisa_tensor_shape_str(cos_sin, s1, sizeof s1), (long long)D);
+    const bool pos_batched = pos->n_dims == 2;
+    if (pos->dtype != LISA_DTYPE_I32 || !lisa_tensor_is_contiguous(pos) ||
+        !((pos->n_dims == 1 && pos->shape[0] == T) || (pos_batched && pos->shape[0] == B && pos->shape[1] == T &&
+                                                         q->n_dims == 4)))
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: pos %s must be contiguous I32 [T] or [B, T] with T = %lld",
+                         lisa_tensor_shape_str(pos, s1, sizeof s1), (long long)T);
+    const int32_t *pd = pos->data;
+    for (int64_t i = 0; i < lisa_tensor_numel(pos); i++)
+        if (pd[i] < 0 || pd[i] >= cos_sin->shape[0])
+            return lisa_fail(LISA_ERR_INVALID_ARG, "rope_qk: position %d is outside the table's %lld rows", pd[i],
+                             (long long)cos_sin->shape[0]);
+    rope_rows(be, q, pd, pos_batched, cos_sin->data);
+    rope_rows(be, k, pd, pos_batched, cos_sin->data);
+    return LISA_OK;
 }

@@ -7,7 +7,8 @@
  *   1e-4 rel (fp32 accumulation order differs from OpenBLAS/double). F32 attention: 2e-5.
  * - F32 RoPE: atol 3e-4 — HF computes the angle pos·inv_freq in fp32 (the CUDA kernel does too),
  *   an error of up to ulp(2047)/2 = 1.2e-4 rad at the largest LLaMA position, while the CPU
- *   reference may use a double angle.
+ *   reference may use a double angle. ROPE_QK reads one host-computed cos/sin table on both
+ *   backends: atol 2e-6 (the products' roundings).
  * - BF16: outputs are bf16 (8 significant bits): rtol 1/64 plus an atol scaled to the op's
  *   magnitude; the binding check is "no worse than 2x the naive bf16 version".
  */
@@ -147,10 +148,25 @@ static lisa_status c_unpartition_add(lisa_backend *be, lisa_tensor *o, lisa_tens
     return lisa_op_window_unpartition_add(be, &o[0], &i[0], &i[1], *(const int32_t *)a);
 }
 static lisa_status c_rope_qk(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
-    /* inputs: q [T, Hq, D], k [T, Hk, D], pos [T]; outputs q', k' (copies roped in place) */
-    LISA_TRY(lisa_op_copy(be, &o[0], &i[0]));
-    LISA_TRY(lisa_op_copy(be, &o[1], &i[1]));
-    return lisa_op_rope_qk(be, &o[0], &o[1], &i[2], 10000.0f);
+    /* inputs: q [T, Hq, D], k [T, Hk, D], pos [T]; outputs q', k' (copies roped in place); the
+     * cos/sin table of 2048 positions is the same host-computed table on both backends */
+    const int64_t shape[2] = {2048, i[0].shape[2]};
+    const size_t bytes = (size_t)(shape[0] * shape[1]) * sizeof(float);
+    float *host = malloc(bytes);
+    if (!host) return lisa_fail(LISA_ERR_OOM, "rope_qk case: out of memory");
+    lisa_rope_table(host, shape[0], shape[1], 10000.0f);
+    void *mem = NULL;
+    lisa_status s = be->mem_alloc(be, bytes, &mem);
+    if (s == LISA_OK) s = be->upload(be, mem, host, bytes);
+    lisa_tensor cs = lisa_tensor_view(mem, LISA_DTYPE_F32, 2, shape);
+    cs.device = be->device, cs.device_id = be->device_id;
+    if (s == LISA_OK) s = lisa_op_copy(be, &o[0], &i[0]);
+    if (s == LISA_OK) s = lisa_op_copy(be, &o[1], &i[1]);
+    if (s == LISA_OK) s = lisa_op_rope_qk(be, &o[0], &o[1], &i[2], &cs);
+    if (s == LISA_OK && be->synchronize) s = be->synchronize(be); /* the kernel reads the table */
+    if (mem) be->mem_free(be, mem);
+    free(host);
+    return s;
 }
 
 /* ---- the op table ------------------------------------------------------------------------------ */
@@ -331,9 +347,10 @@ void ck_cases_ops(ck_ctx *c) {
         r2.in[1] = (ck_tspec){CK_INT32, 2, {2, 19}, 0, 600}, r2.out[0] = (ck_tspec)T_OUT(4, 2, 19, 4, 128);
         r2.strided_in0 = true;
         ck_run_case(c, &r2);
+        /* the angles come from one table on both sides: F32 differs by the products' roundings only */
         ck_case qk = {.op = "rope_qk", .label = "q[19,32,128] k[19,8,128]", .call = c_rope_qk, .n_in = 3, .n_out = 2,
                       .in = {T_ACT(3, -2, 2, 19, 32, 128), T_ACT(3, -2, 2, 19, 8, 128), {CK_INT32, 1, {19}, 0, 2048}},
-                      .out = {T_OUT(3, 19, 32, 128), T_OUT(3, 19, 8, 128)}, .atol32 = 3e-4, .rtol32 = 1e-5,
+                      .out = {T_OUT(3, 19, 32, 128), T_OUT(3, 19, 8, 128)}, .atol32 = 2e-6, .rtol32 = 1e-6,
                       .atol16 = 2e-2, .rtol16 = 1.0 / 64};
         ck_run_case(c, &qk);
     }
