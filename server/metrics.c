@@ -73,8 +73,15 @@ void srv_write_value(srv_buf *b, double v) {
         srv_buf_printf(b, "NaN");
     else if (v == floor(v) && fabs(v) < 1e15)
         srv_buf_printf(b, "%.0f", v);
-    else
-        srv_buf_printf(b, "%.17g", v);
+    else {
+        /* the shortest decimal that reads back as v: le="0.0025", not "0.0025000000000000001" */
+        char t[40];
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(t, sizeof t, "%.*g", prec, v);
+            if (strtod(t, NULL) == v) break;
+        }
+        srv_buf_printf(b, "%s", t);
+    }
 }
 
 void srv_hist_write(srv_buf *b, const char *name, const char *labels, const srv_hist *h) {
@@ -194,7 +201,8 @@ void srv_metrics_render(srv_buf *b, srv_metrics *m, const srv_gauges *g) {
     srv_buf_printf(b, "lisa_decode_batch_size_sum %lld\nlisa_decode_batch_size_count %lld\n",
                    (long long)st->decode_rows, (long long)st->decode_steps);
     gauge(b, "lisa_kv_pages_used", "KV-cache pages in use (the shared prefix included).", st->kv_pages_used);
-    gauge(b, "lisa_kv_pages_total", "KV-cache pages in the pool.", st->kv_pages_total);
+    /* not "_total": that suffix is for counters (promtool check metrics) */
+    gauge(b, "lisa_kv_pages_capacity", "KV-cache pages in the pool.", st->kv_pages_total);
     gauge(b, "lisa_kv_prefix_pages", "KV-cache pages holding the shared system-prompt prefix.", st->kv_prefix_pages);
     if (g->gpu_used_bytes >= 0)
         gauge(b, "lisa_gpu_memory_used_bytes", "Device memory in use (0 on the CPU backend).",

@@ -298,7 +298,7 @@ Test(serve, segment_multipart_json_keepalive_metrics) {
     /* every request decodes ref.n_tokens - 1 times after its prefill token */
     cr_expect_geq(metric(r.body, "lisa_decode_batch_size_sum"), 6 * (ref.n_tokens - 1));
     cr_expect_geq(metric(r.body, "lisa_decode_batch_size_count"), 1);
-    cr_expect_gt(metric(r.body, "lisa_kv_pages_total"), 0);
+    cr_expect_gt(metric(r.body, "lisa_kv_pages_capacity"), 0); /* renamed from _total (a gauge; issue 18) */
     cr_expect_eq(metric(r.body, "lisa_queue_depth"), 0);
     cr_expect_eq(metric(r.body, "lisa_gpu_memory_used_bytes"), 0);
     cr_expect_gt(metric(r.body, "process_resident_memory_bytes"), 1e6);

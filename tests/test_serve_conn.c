@@ -8,7 +8,9 @@
  *   - HTTP/1.1 keep-alive: GETs, errors and segment requests leave the connection open;
  *   - after SIGTERM a request on an idle keep-alive connection gets 503 shutting_down;
  *   - a malformed chunked body is counted as the 400 it got, not as code "0";
- *   - with --allow-paths, a path outside is 403 whether or not it exists.
+ *   - with --allow-paths, a path outside is 403 whether or not it exists;
+ *   - /metrics passes `promtool check metrics` (Debian `prometheus`; skipped without it unless
+ *     LISA_REQUIRE_PROMTOOL=1, which CI sets).
  * The server runs as a child process; its stderr is checked for sanitizer reports. */
 #include "golden.h"
 #include "httpc.h"
@@ -284,5 +286,46 @@ Test(serve_conn, allow_paths_outside_is_403_existing_or_not, .timeout = 600) {
     tu_http(&r, srv.port, "POST", "/v1/segment", "application/json", json, strlen(json), 30);
     cr_expect_eq(r.status, 400, "a missing file inside the directory: %s", r.body ? r.body : "");
     tu_http_free(&r);
+    stop_clean();
+}
+
+Test(serve_conn, metrics_pass_promtool, .timeout = 600) {
+    if (system("command -v promtool > /dev/null 2>&1") != 0) {
+        cr_assert(!getenv("LISA_REQUIRE_PROMTOOL") || strcmp(getenv("LISA_REQUIRE_PROMTOOL"), "1") != 0,
+                  "promtool is required (LISA_REQUIRE_PROMTOOL=1): apt-get install prometheus");
+        cr_skip_test("promtool not installed (Debian package prometheus)");
+    }
+    start("--quiet");
+    /* every family with data: a result (stage histograms), errors, a 404, a scrape */
+    size_t n;
+    char *img = tu_read_file(CAT, &n);
+    tu_form f;
+    tu_form_init(&f);
+    tu_form_add(&f, "image", "cat.png", "image/png", img, n);
+    tu_form_text(&f, "query", QUERY);
+    tu_form_end(&f);
+    tu_http_resp r;
+    tu_http(&r, srv.port, "POST", "/v1/segment", f.content_type, f.data, f.len, T_REQ);
+    cr_expect_eq(r.status, 200);
+    tu_http_free(&r);
+    tu_http(&r, srv.port, "POST", "/v1/segment", "application/json", "{}", 2, 30);
+    tu_http_free(&r);
+    tu_http(&r, srv.port, "GET", "/nope", NULL, NULL, 0, 30);
+    tu_http_free(&r);
+    cr_assert(tu_http(&r, srv.port, "GET", "/metrics", NULL, NULL, 0, 30));
+    cr_assert_eq(r.status, 200);
+    char path[1100], cmd[2400];
+    snprintf(path, sizeof path, "%s/metrics.txt", tmpdir);
+    cr_assert(tu_write_file(path, r.body, r.body_len));
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s.out' 2>&1", path, path);
+    const int rc = system(cmd);
+    snprintf(cmd, sizeof cmd, "%s.out", path);
+    char *out = tu_read_file(cmd, &n);
+    cr_expect_eq(rc, 0, "promtool check metrics:\n%s", out ? out : "");
+    cr_expect(!strstr(r.body, "0000000000"), "a value printed with spurious digits:\n%s", r.body);
+    free(out);
+    tu_http_free(&r);
+    tu_form_free(&f);
+    free(img);
     stop_clean();
 }

@@ -196,6 +196,29 @@ Test(serve_metrics, histogram_text) {
     srv_buf_free(&b);
 }
 
+/* issue 18: bucket bounds print as the shortest decimal that reads back ("0.0025", not
+ * "0.0025000000000000001"); values keep full precision */
+Test(serve_metrics, shortest_decimals) {
+    static const struct {
+        double v;
+        const char *text;
+    } cases[] = {{0.0025, "0.0025"}, {0.001, "0.001"}, {0.1, "0.1"}, {2.5, "2.5"}, {600, "600"},
+                 {1.0 / 3.0, "0.3333333333333333"}, {0.1 + 0.2, "0.30000000000000004"}, {1e300, "1e+300"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        srv_buf b = {0};
+        srv_write_value(&b, cases[i].v);
+        cr_expect_str_eq(b.p, cases[i].text);
+        srv_buf_free(&b);
+    }
+    static const double le[] = {0.001, 0.0025};
+    srv_hist h;
+    srv_hist_init(&h, le, 2);
+    srv_buf b = {0};
+    srv_hist_write(&b, "z", "", &h);
+    cr_expect(strstr(b.p, "z_bucket{le=\"0.0025\"} 0\n"), "%s", b.p);
+    srv_buf_free(&b);
+}
+
 Test(serve_metrics, exposition) {
     srv_metrics m;
     srv_metrics_init(&m);
@@ -247,7 +270,7 @@ Test(serve_metrics, exposition) {
         "lisa_decode_batch_size_sum 29\n",
         "lisa_decode_batch_size_count 6\n",
         "lisa_kv_pages_used 10\n",
-        "lisa_kv_pages_total 64\n",
+        "lisa_kv_pages_capacity 64\n", /* renamed from _total (a gauge; issue 18, promtool) */
         "lisa_gpu_memory_used_bytes 0\n",
         "process_resident_memory_bytes 123456\n",
         "lisa_build_info{version=\"0.1.0\",backend=\"cpu\"} 1\n",

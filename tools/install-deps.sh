@@ -12,6 +12,7 @@ PACKAGES=(
   clang                                       # libFuzzer targets
   libopenmpi-dev openmpi-bin                  # MPI: CPU tensor parallelism + multi-rank tests (mpirun)
   libmicrohttpd-dev                           # `lisa serve` (HTTP/1.1 server)
+  prometheus                                  # promtool: the /metrics test checks a scrape with it
   python3 python3-pytest                      # the Python binding's test (python/tests)
   chromium                                    # the demo page's browser test (headless)
 )
