@@ -99,8 +99,9 @@ lisa_status lisa_annotate_plan_run(lisa_annotate_plan *pl, lisa_ann_source *src,
         s = walk_next(&w, &dup);
         if (s != LISA_OK || w.end) break;
         pl->items++;
-        if (dup) {
+        if (dup) { /* an error record keyed by its line, as a malformed line's */
             pl->duplicates++;
+            pl->done += out && lisa_records_has(out, key, line_key(key, sizeof key, w.it.line));
         } else if (w.it.status != LISA_OK) {
             pl->malformed++;
             pl->records++;
@@ -309,10 +310,17 @@ static lisa_status fill(run *R) {
             LISA_TRY(walk_next(&R->w, &dup));
             if (R->w.end) return LISA_OK;
             const lisa_ann_item *it = &R->w.it;
-            if (dup) {
+            if (dup) { /* its records would collide with the first item's: an error record of its own */
                 R->st->duplicates++;
-                notice(p, "item %lld (line %lld): id %s repeats an earlier item's id: skipped", (long long)it->index,
-                       (long long)it->line, it->id);
+                if (lisa_records_has(p->out, key, line_key(key, sizeof key, it->line))) {
+                    R->st->skipped++;
+                    continue;
+                }
+                char msg[LISA_ANN_MAX_ID_BYTES + 200];
+                snprintf(msg, sizeof msg, "line %lld: id %s repeats an earlier item's id: not run", (long long)it->line,
+                         it->id);
+                LISA_TRY(write_error(p, R->st, it->id, -1, it->line, NULL, it->image_field, LISA_ERR_INVALID_ARG, msg));
+                progress(R);
                 continue;
             }
             if (it->status != LISA_OK) {

@@ -15,8 +15,9 @@
  * Resume: the record file's keys are the done set; items already there are skipped, so a killed
  * run restarted on the same file finishes with every key exactly once (a torn last line is cut
  * and redone by lisa_records_open). Sharding: item i belongs to shard i % N (core/shard.h);
- * --limit counts the shard's items. An id that repeats an earlier item's id in the same shard is
- * skipped with a notice (its keys would collide).
+ * --limit counts the shard's items. An item whose id repeats an earlier item's id in the same
+ * shard is not run (its keys would collide): it gets an error record keyed by its line,
+ *   {"id", "line", "image", "error": {"code": "LISA_ERR_INVALID_ARG", "message": "... repeats ..."}}.
  *
  * Memory stays bounded whatever the input size: the input is streamed, at most max_in_flight
  * requests are submitted and not yet written, and the done/seen sets hold one short key per item.
@@ -45,9 +46,10 @@ size_t lisa_annotate_key(char *buf, size_t cap, const char *id, int32_t query_in
 typedef struct lisa_annotate_plan {
     int64_t items;      /* the shard's items (after the limit), duplicates and malformed lines included */
     int64_t records;    /* records they make: one per query, one per malformed line */
-    int64_t done;       /* ... of which the record file already holds */
+    int64_t done;       /* ... of which (and of the duplicates' records) the record file already holds */
     int64_t malformed;  /* malformed lines */
-    int64_t duplicates; /* items whose id repeats an earlier one (skipped) */
+    int64_t duplicates; /* items whose id repeats an earlier one: not run, one error record each (not
+                           in `records`: the total is records + duplicates) */
 } lisa_annotate_plan;
 
 lisa_status lisa_annotate_plan_run(lisa_annotate_plan *pl, lisa_ann_source *src, const lisa_records *out,
@@ -57,7 +59,7 @@ typedef struct lisa_annotate_stats {
     int64_t skipped;         /* records already in the file (resume) */
     int64_t written;         /* records appended by this run ... */
     int64_t errors;          /* ... of which error records */
-    int64_t duplicates;      /* items skipped for a repeated id */
+    int64_t duplicates;      /* items not run for a repeated id (each an error record) */
     int32_t queued, running; /* engine: queued + ready, admitted (at the last progress call) */
     int64_t in_flight;       /* submitted, not yet written */
     double seconds;          /* since lisa_annotate_run started */

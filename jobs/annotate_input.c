@@ -199,11 +199,27 @@ lisa_status lisa_ann_source_open_dir(lisa_ann_source *s, const char *dir, const 
     lisa_status st = LISA_OK;
     size_t cap = 0;
     if (!(s->dir = strdup(dir)) || !(s->query = strdup(query))) st = lisa_fail(LISA_ERR_OOM, "out of memory");
+    size_t cap_skipped = 0;
     for (struct dirent *e; st == LISA_OK && (e = readdir(d));) {
-        if (!is_image_name(e->d_name)) continue;
         char p[4096];
         struct stat sb;
-        if (!lisa_path_join(p, sizeof p, dir, e->d_name) || stat(p, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        if (e->d_name[0] == '.' || !lisa_path_join(p, sizeof p, dir, e->d_name) || stat(p, &sb) != 0 ||
+            !S_ISREG(sb.st_mode))
+            continue;
+        if (!is_image_name(e->d_name)) { /* listed, so that a folder of .webp files does not look empty */
+            if (s->n_skipped == cap_skipped) {
+                cap_skipped = cap_skipped ? 2 * cap_skipped : 16;
+                char **ns = realloc(s->skipped, cap_skipped * sizeof *ns);
+                if (!ns) {
+                    st = lisa_fail(LISA_ERR_OOM, "out of memory");
+                    break;
+                }
+                s->skipped = ns;
+            }
+            if (!(s->skipped[s->n_skipped] = strdup(e->d_name))) st = lisa_fail(LISA_ERR_OOM, "out of memory");
+            else s->n_skipped++;
+            continue;
+        }
         if (s->n_files == cap) {
             cap = cap ? 2 * cap : 256;
             char **nf = realloc(s->files, cap * sizeof *nf);
@@ -220,12 +236,14 @@ lisa_status lisa_ann_source_open_dir(lisa_ann_source *s, const char *dir, const 
     }
     closedir(d);
     if (st == LISA_OK && s->n_files == 0)
-        st = lisa_fail(LISA_ERR_NOT_FOUND, "%s: no .png / .jpg / .jpeg files in the folder", dir);
+        st = lisa_fail(LISA_ERR_NOT_FOUND, "%s: no .png / .jpg / .jpeg files in the folder (%zu other files)", dir,
+                       s->n_skipped);
     if (st != LISA_OK) {
         lisa_ann_source_close(s);
         return st;
     }
     qsort(s->files, s->n_files, sizeof *s->files, cmp_names);
+    if (s->n_skipped) qsort(s->skipped, s->n_skipped, sizeof *s->skipped, cmp_names);
     return LISA_OK;
 }
 
@@ -297,5 +315,8 @@ void lisa_ann_source_close(lisa_ann_source *s) {
     for (size_t i = 0; i < s->n_files; i++)
         free(s->files[i]);
     free(s->files);
+    for (size_t i = 0; i < s->n_skipped; i++)
+        free(s->skipped[i]);
+    free(s->skipped);
     memset(s, 0, sizeof *s);
 }

@@ -9,7 +9,8 @@
  *    queries, a query that is not a string, ...) is still an item, with status != LISA_OK and a
  *    message naming the manifest and line: the tool writes it as an error record and goes on.
  *  - a folder of images and one query: every regular file whose name ends in .png, .jpg or .jpeg
- *    (any case), not recursive, sorted by name (strcmp); the id is the file name.
+ *    (any case), not recursive, sorted by name (strcmp); the id is the file name. The other regular
+ *    files (other image formats too) are listed in `skipped` for the caller to report.
  *
  * Items are numbered 0, 1, 2, ... in input order (item.index): sharding and --limit count these.
  *
@@ -56,6 +57,8 @@ typedef struct lisa_ann_source {
     char *dir, *query;
     char **files;
     size_t n_files, pos;
+    char **skipped;    /* regular files of the folder that are not read (not .png/.jpg/.jpeg), by name */
+    size_t n_skipped;
     int64_t index, line;
 } lisa_ann_source;
 

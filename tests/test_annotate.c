@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -872,6 +873,117 @@ Test(annotate, sigkill_at_random_points_loses_and_duplicates_nothing, .timeout =
             cr_expect(same_result(first[i % 3], rec), "%s differs from the first copy of its pair", id);
     }
     fprintf(stderr, "sigkill test: %d runs, %d kills landed, %d records\n", attempts + 1, kills_landed, R.n);
+    recs_free(&R);
+    tu_remove_tree(dir);
+    free(dir);
+}
+
+/* issue 18: with --images, masks drop the image extension (x.png -> x_q0.png; x.png and x.jpg keep
+ * theirs apart), the files not read are listed, records name the mask files relative to the
+ * record file's folder (not the working directory), and a killed run's temporary files are
+ * removed on restart (a live writer's are kept) */
+static pid_t dead_pid(void) {
+    for (pid_t p = 4194000; p > 300000; p -= 7)
+        if (kill(p, 0) != 0 && errno == ESRCH) return p;
+    return 0;
+}
+
+Test(annotate, folder_mask_names_record_paths_and_stale_tmp, .timeout = 600) {
+    char *dir = tu_make_tmpdir("lisa-ann-names");
+    char p[1200], q[1200];
+    static const char *const dirs[] = {"imgs", "out", "out/masks"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, dirs[i]);
+        cr_assert_eq(mkdir(p, 0755), 0);
+    }
+    static const char *const files[][2] = {{"chelsea_tiny.png", "a.png"}, {"rocket_portrait.jpg", "b.jpg"},
+                                           {"chelsea_tiny.png", "c.png"}, {"rocket_portrait.jpg", "c.jpg"}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", IMAGES_DIR, files[i][0]);
+        snprintf(q, sizeof q, "%s/imgs/%s", dir, files[i][1]);
+        copy_file(p, q);
+    }
+    snprintf(q, sizeof q, "%s/imgs/notes.txt", dir);
+    write_text(q, "not an image");
+    snprintf(q, sizeof q, "%s/imgs/d.webp", dir);
+    write_text(q, "RIFF....WEBP");
+    const pid_t dead = dead_pid();
+    cr_assert(dead > 0);
+    char stale[1300], live[1300];
+    snprintf(stale, sizeof stale, "%s/out/masks/a_q0.png.tmp.%d", dir, (int)dead);
+    snprintf(live, sizeof live, "%s/out/masks/other.png.tmp.%d", dir, (int)getpid());
+    write_text(stale, "half a png");
+    write_text(live, "another writer's");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && OPENBLAS_NUM_THREADS=1 '%s' annotate " TOOL_ARGS " --images imgs --query 'Segment it.' "
+             "--out out/ann.jsonl --masks-dir out/masks > stdout.txt 2> stderr.txt",
+             dir, LISA_TOOL_PATH);
+    const int rc = system(cmd);
+    snprintf(p, sizeof p, "%s/stderr.txt", dir);
+    size_t n;
+    char *err = tu_read_file(p, &n);
+    cr_assert(err);
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "exit %d: %s", rc, err);
+    cr_expect(strstr(err, "skipped 2 files") && strstr(err, "d.webp") && strstr(err, "notes.txt"), "%s", err);
+    cr_expect(strstr(err, "removed 1 temporary files"), "%s", err);
+    free(err);
+    struct stat st;
+    cr_expect(stat(stale, &st) != 0, "a killed run's %s is still there", stale);
+    cr_expect(stat(live, &st) == 0, "a live writer's %s was removed", live);
+    snprintf(p, sizeof p, "%s/out/ann.jsonl", dir);
+    recs R = read_records(p);
+    cr_expect_eq(R.n, 4);
+    static const struct {
+        const char *id, *file;
+    } want[] = {{"a.png", "masks/a_q0.png"}, {"b.jpg", "masks/b_q0.png"}, {"c.png", "masks/c.png_q0.png"},
+                {"c.jpg", "masks/c.jpg_q0.png"}};
+    for (int k = 0; k < 4; k++) {
+        const cJSON *rec = NULL;
+        for (int i = 0; i < R.n; i++)
+            if (str(R.r[i], "id") && !strcmp(str(R.r[i], "id"), want[k].id)) rec = R.r[i];
+        cr_assert(rec, "no record for %s", want[k].id);
+        const cJSON *m0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rec, "masks"), 0);
+        const char *file = str(m0, "file");
+        cr_expect(file && !strcmp(file, want[k].file), "%s: file %s, want %s (relative to out/)", want[k].id, file,
+                  want[k].file);
+        snprintf(q, sizeof q, "%s/out/%s", dir, want[k].file);
+        cr_expect(stat(q, &st) == 0, "%s does not exist", q);
+    }
+    recs_free(&R);
+    tu_remove_tree(dir);
+    free(dir);
+}
+
+/* issue 18: an item whose id repeats an earlier one gets an error record (keyed by its line), once */
+Test(annotate, repeated_id_is_an_error_record, .timeout = 600) {
+    char *dir = tu_make_tmpdir("lisa-ann-dup");
+    char p[1200];
+    snprintf(p, sizeof p, "%s/m.jsonl", dir);
+    write_text(p, "{\"id\": \"i1\", \"image\": \"none-a.png\", \"query\": \"q\"}\n"
+                  "{\"id\": \"i2\", \"image\": \"none-b.png\", \"query\": \"q\"}\n"
+                  "{\"id\": \"i1\", \"image\": \"none-c.png\", \"query\": \"again\"}\n");
+    for (int pass = 0; pass < 2; pass++) { /* the second pass resumes: nothing is written twice */
+        run_out r = run(dir, "annotate " TOOL_ARGS " --manifest '%s/m.jsonl' --out '%s/out.jsonl'", dir, dir);
+        cr_expect_eq(r.status, 0, "%s", r.err);
+        run_free(&r);
+    }
+    snprintf(p, sizeof p, "%s/out.jsonl", dir);
+    recs R = read_records(p);
+    cr_expect_eq(R.n, 3, "two items' records and the repeat's");
+    int dup = 0;
+    for (int i = 0; i < R.n; i++) {
+        const cJSON *line = cJSON_GetObjectItemCaseSensitive(R.r[i], "line");
+        if (cJSON_IsNumber(line) && line->valueint == 3) {
+            dup++;
+            cr_expect_str_eq(str(R.r[i], "id"), "i1");
+            cr_expect_str_eq(error_code(R.r[i]), "LISA_ERR_INVALID_ARG");
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(R.r[i], "error");
+            cr_expect(strstr(str(e, "message"), "repeats"), "%s", str(e, "message"));
+            cr_expect_null(cJSON_GetObjectItemCaseSensitive(R.r[i], "query_index"));
+        }
+    }
+    cr_expect_eq(dup, 1);
     recs_free(&R);
     tu_remove_tree(dir);
     free(dir);

@@ -27,7 +27,9 @@
 #include "tools/commands.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -53,9 +55,14 @@ static void usage(FILE *f) {
             "order, not input order; (id, query_index) is the key.\n"
             "  --manifest F     JSON lines {\"id\", \"image\" (relative to F's folder), \"queries\": [...]}\n"
             "                   (or \"query\": \"...\")\n"
-            "  --images D       every .png/.jpg/.jpeg in D (sorted by name; id = file name) with --query Q\n"
+            "  --images D       every .png/.jpg/.jpeg in D (sorted by name; id = file name) with --query Q;\n"
+            "                   the files it skips are listed\n"
             "  --out OUT        the record file; rerun the same command to resume after a crash or kill\n"
-            "  --masks-dir D    also write each mask as D/<id>_q<k>.png (0/255; further masks _1, _2, ...)\n"
+            "  --masks-dir D    also write each mask as D/<id>_q<k>.png (0/255; further masks _1, _2, ...;\n"
+            "                   with --images the id without its extension, x.png -> x_q0.png, unless another\n"
+            "                   image in D has that stem); records name the files as D/... when D is\n"
+            "                   absolute, else relative to OUT's folder (absolute when D is outside it).\n"
+            "                   Temporary files of a killed run are removed\n"
             "  --overlays       and the image with the mask tinted red as D/<id>_q<k>_overlay.png\n"
             "  --shard K/N      items with index %% N == K, written to OUT.shard-K-of-N.<ext>. Default under\n"
             "                   srun/mpirun: the rank and size (SLURM_PROCID/NTASKS, OMPI_COMM_WORLD_RANK/SIZE,\n"
@@ -197,9 +204,33 @@ static void safe_name(char *out, size_t cap, const char *id) {
     }
 }
 
+static const char *const IMAGE_EXTS[] = {".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", ".Png", ".Jpg", ".Jpeg"};
+
+/* The name a folder item's masks take: its file name without the extension (x.png -> x), unless
+ * another image of the folder has the same stem (x.png and x.jpg keep theirs apart). */
+static void mask_stem(char *out, size_t cap, const char *id, const char *dir) {
+    snprintf(out, cap, "%s", id);
+    char *dot = strrchr(out, '.');
+    if (!dot || dot == out) return;
+    bool image_ext = false;
+    for (size_t e = 0; e < sizeof IMAGE_EXTS / sizeof IMAGE_EXTS[0]; e++) image_ext |= !strcmp(dot, IMAGE_EXTS[e]);
+    if (!image_ext) return;
+    const size_t stem = (size_t)(dot - out);
+    for (size_t e = 0; e < sizeof IMAGE_EXTS / sizeof IMAGE_EXTS[0]; e++) {
+        char sib[CLI_PATH_MAX];
+        struct stat st;
+        if (strcmp(dot, IMAGE_EXTS[e]) != 0 &&
+            snprintf(sib, sizeof sib, "%s/%.*s%s", dir, (int)stem, id, IMAGE_EXTS[e]) < (int)sizeof sib &&
+            stat(sib, &st) == 0)
+            return; /* a sibling with the same stem */
+    }
+    *dot = '\0';
+}
+
 /* The tool's callbacks' state. Borrows the options; holds no memory. */
 typedef struct ann_ctx {
     const opts *o;
+    char masks_ref[CLI_PATH_MAX]; /* how records name --masks-dir: relative to OUT's folder, or absolute */
     lisa_segment_params seg;
     bool tty;
     double last_log, t0;
@@ -212,8 +243,9 @@ static lisa_status on_result(void *ctx, const lisa_result *r, const char *id, in
     ann_ctx *c = ctx;
     const int32_t n = lisa_result_n_masks(r);
     if (!c->o->masks_dir || n == 0) return LISA_OK;
-    char name[256], base[CLI_PATH_MAX], over[CLI_PATH_MAX], file[64];
-    safe_name(name, sizeof name, id);
+    char name[256], base[CLI_PATH_MAX], over[CLI_PATH_MAX], file[64], stem[256];
+    if (c->o->images) mask_stem(stem, sizeof stem, id, c->o->images);
+    safe_name(name, sizeof name, c->o->images ? stem : id);
     snprintf(file, sizeof file, "_q%d.png", (int)qi);
     strncat(name, file, sizeof name - strlen(name) - 1);
     if (!lisa_path_join(base, sizeof base, c->o->masks_dir, name))
@@ -235,8 +267,12 @@ static lisa_status on_result(void *ctx, const lisa_result *r, const char *id, in
         char mp[CLI_PATH_MAX], op[CLI_PATH_MAX];
         s = cli_write_mask(&written, base, c->o->overlays ? over : NULL, img.data, m, h, w, i, mp, op);
         cJSON *o = cJSON_GetArrayItem(masks, i);
-        if (s == LISA_OK && o && mp[0]) cJSON_AddStringToObject(o, "file", mp);
-        if (s == LISA_OK && o && op[0]) cJSON_AddStringToObject(o, "overlay", op);
+        /* named from the record file's folder (or absolutely), not from the working directory */
+        char ref[2 * CLI_PATH_MAX];
+        if (s == LISA_OK && o && mp[0] && lisa_path_join(ref, sizeof ref, c->masks_ref, strrchr(mp, '/') ? strrchr(mp, '/') + 1 : mp))
+            cJSON_AddStringToObject(o, "file", ref);
+        if (s == LISA_OK && o && op[0] && lisa_path_join(ref, sizeof ref, c->masks_ref, strrchr(op, '/') ? strrchr(op, '/') + 1 : op))
+            cJSON_AddStringToObject(o, "overlay", ref);
     }
     if (s != LISA_OK) cli_written_remove_all(&written);
     cli_written_free(&written);
@@ -297,7 +333,8 @@ static void summary(const char *out, const lisa_annotate_plan *pl, const lisa_an
            "the file now\n",
            out, (long long)st->written, (long long)st->errors, (long long)st->skipped,
            (long long)(st->written + st->skipped), (long long)pl->records);
-    if (st->duplicates) printf("  %lld items skipped: their id repeats an earlier item's\n", (long long)st->duplicates);
+    if (st->duplicates)
+        printf("  %lld items not run: their id repeats an earlier item's (error records)\n", (long long)st->duplicates);
     printf("  %lld queries in %.1f s: %.3f samples/s\n", (long long)st->written, seconds,
            seconds > 0 ? (double)st->written / seconds : 0.0);
     if (st->n_ok > 0) {
@@ -327,6 +364,49 @@ static cJSON *run_header(const opts *o) {
     cJSON_AddNumberToObject(h, "max_new_tokens", o->max_new_tokens);
     cJSON_AddStringToObject(h, "shard", shard);
     return h;
+}
+
+/* How records name files of --masks-dir: as given when absolute; a relative one relative to the
+ * record file's folder when it lies inside it ("" for the same folder), else absolute. Never
+ * relative to the working directory, which a reader of the records does not know. */
+static bool masks_reference(char *out, size_t cap, const char *masks_dir, const char *out_path) {
+    char am[PATH_MAX], ao[PATH_MAX], dir[CLI_PATH_MAX];
+    if (masks_dir[0] == '/') {
+        snprintf(out, cap, "%s", masks_dir);
+        return true;
+    }
+    const char *slash = strrchr(out_path, '/');
+    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - out_path) + (slash == out_path), out_path);
+    else snprintf(dir, sizeof dir, ".");
+    if (!realpath(masks_dir, am) || !realpath(dir, ao)) return false;
+    const size_t n = strlen(ao);
+    if (!strcmp(am, ao)) out[0] = '\0';
+    else if (!strncmp(am, ao, n) && (am[n] == '/' || (n == 1 && ao[0] == '/')))
+        snprintf(out, cap, "%s", am + n + (am[n] == '/'));
+    else
+        snprintf(out, cap, "%s", am);
+    return true;
+}
+
+/* Removes the "<name>.tmp.<pid>" files a killed run left in dir (an atomic write that did not
+ * reach its rename); a live process's (another writer's) are kept. Returns how many went. */
+static int remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        if (!t || t == e->d_name) continue;
+        while (strstr(t + 1, ".tmp.")) t = strstr(t + 1, ".tmp.");
+        char *end = NULL;
+        errno = 0;
+        const long pid = strtol(t + 5, &end, 10);
+        if (errno || end == t + 5 || *end || pid <= 0) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to know) */
+        char p[CLI_PATH_MAX];
+        if (lisa_path_join(p, sizeof p, dir, e->d_name) && unlink(p) == 0) n++;
+    }
+    if (d) closedir(d);
+    return n;
 }
 
 static int fail(const char *what) {
@@ -370,6 +450,16 @@ static int run(const opts *o) {
     }
     ann_ctx c = {.o = o, .tty = isatty(2) != 0, .t0 = t0, .seg = lisa_segment_default_params()};
     c.seg.max_new_tokens = o->max_new_tokens;
+    if (o->masks_dir) {
+        if (!masks_reference(c.masks_ref, sizeof c.masks_ref, o->masks_dir, out_path)) {
+            fprintf(stderr, "lisa annotate: cannot resolve %s or the folder of %s: %s\n", o->masks_dir, out_path,
+                    strerror(errno));
+            lisa_model_free(m);
+            return 1;
+        }
+        const int stale = remove_stale_tmp(o->masks_dir);
+        if (stale) fprintf(stderr, "lisa annotate: removed %d temporary files of a killed run from %s\n", stale, o->masks_dir);
+    }
     lisa_ann_source src;
     lisa_status s = o->manifest ? lisa_ann_source_open_manifest(&src, o->manifest)
                                 : lisa_ann_source_open_dir(&src, o->images, o->query);
@@ -377,6 +467,11 @@ static int run(const opts *o) {
         const int rc = fail(NULL);
         lisa_model_free(m);
         return rc;
+    }
+    if (src.n_skipped) { /* --images: what is not read, by name */
+        fprintf(stderr, "lisa annotate: %s: skipped %zu files that are not .png/.jpg/.jpeg:", o->images, src.n_skipped);
+        for (size_t i = 0; i < src.n_skipped && i < 20; i++) fprintf(stderr, "%s %s", i ? "," : "", src.skipped[i]);
+        fprintf(stderr, "%s\n", src.n_skipped > 20 ? ", ..." : "");
     }
     cJSON *header = run_header(o);
     lisa_records rec;
@@ -387,6 +482,7 @@ static int run(const opts *o) {
                 rec.torn_bytes);
     if (rc == 0 && lisa_annotate_plan_run(&c.plan, &src, &rec, o->shard_k, o->shard_n, o->limit) != LISA_OK)
         rc = fail("reading the input");
+    c.plan.records += c.plan.duplicates; /* each makes an error record too */
     if (rc == 0)
         fprintf(stderr,
                 "lisa annotate: shard %d/%d: %lld items, %lld queries (%lld malformed lines), %lld already in %s\n",
