@@ -366,6 +366,12 @@ lisa_status lisa_spm_model_load(lisa_spm_model *out, const char *path) {
         return lisa_fail(LISA_ERR_LIMIT, "%s: %lld bytes exceeds the tokenizer.model limit of %u bytes", path,
                          (long long)stbuf.st_size, (unsigned)LISA_SPM_MAX_FILE_BYTES);
     }
+    /* an empty protobuf is a valid message with every field at its default (model_type UNIGRAM),
+     * which would be reported as an unsupported model type: say what is wrong with the file */
+    if (stbuf.st_size == 0) {
+        fclose(f);
+        return lisa_fail(LISA_ERR_FORMAT, "%s: empty file (0 bytes), not a SentencePiece model", path);
+    }
     const size_t n = (size_t)stbuf.st_size;
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) {

@@ -119,6 +119,11 @@ lisa_dtype lisa_default_act_dtype(const lisa_backend *be);
 lisa_status lisa_model_load_precision(const char *path, const lisa_model_params *p, lisa_backend *be,
                                       lisa_dtype act_dtype, lisa_model **out);
 
+/* The CLIP directory lisa_model_load would use for model_dir without an explicit vision_tower
+ * (config.json's vision_tower, then inside the model directory, then the Hugging Face cache; see
+ * lisa.h), into out; LISA_ERR_NOT_FOUND when there is none. `lisa inspect` reports that one. */
+lisa_status lisa_model_vision_tower_dir(const char *model_dir, char *out, size_t cap);
+
 /* Request validation (empty / over-long query, "<image>" in the query). */
 lisa_status lisa_check_query(const char *query, const lisa_segment_params *p);
 /* CPU-side preparation of one request; thread-safe for a loaded model. */

@@ -3,7 +3,10 @@
  * serve and bench use), by the manifest (what inspect uses) and by the `lisa segment` and
  * `lisa inspect` commands alike, quickly, with a message naming the file and the key. Before,
  * segment took num_hidden_layers 1000000 and listed 9M missing tensors (1 GB), and
- * max_position_embeddings 10^12 wrapped into a negative prefill budget naming nothing. */
+ * max_position_embeddings 10^12 wrapped into a negative prefill budget naming nothing.
+ * Also the messages and choices around a model directory: an empty tokenizer.model says "empty
+ * file", and `lisa inspect` sizes the CLIP tower the engine would load (the one inside the model
+ * directory), not ViT-L/14's defaults. */
 #include "golden.h"
 #include "httpc.h"
 #include "models/manifest.h"
@@ -49,7 +52,7 @@ static char *model_with(const char *key, const char *value) {
 static char *run_tool(const char *dir, const char *args, int *status) {
     char cmd[4096], err[1024];
     snprintf(err, sizeof err, "%s/stderr.txt", dir);
-    snprintf(cmd, sizeof cmd, "OPENBLAS_NUM_THREADS=1 '%s' %s > /dev/null 2> '%s'", LISA_TOOL_PATH, args, err);
+    snprintf(cmd, sizeof cmd, "OPENBLAS_NUM_THREADS=1 '%s' %s > '%s/stdout.txt' 2> '%s'", LISA_TOOL_PATH, args, dir, err);
     const int rc = system(cmd);
     *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
     size_t n;
@@ -123,4 +126,49 @@ Test(config_check, segment_and_inspect_commands, .timeout = 600) {
         tu_remove_tree(dir);
         free(dir);
     }
+}
+
+/* a copy of tiny-lisa with `name` replaced by `target` (a symlink) or by an empty file (NULL) */
+static char *model_with_file(const char *name, const char *target) {
+    char *dir = model_with("vocab_size", "32004");
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    unlink(p);
+    if (target) cr_assert_eq(symlink(target, p), 0);
+    else cr_assert(tu_write_file(p, "", 0));
+    return dir;
+}
+
+Test(config_check, empty_tokenizer_model_says_so, .timeout = 300) {
+    char *dir = model_with_file("tokenizer.model", NULL);
+    lisa_model_params p = lisa_model_default_params();
+    p.vision_tower = TINY_CLIP_DIR;
+    p.backend = LISA_BACKEND_CPU;
+    lisa_model *m = NULL;
+    cr_expect_neq(lisa_model_load(dir, &p, &m), LISA_OK);
+    cr_expect(strstr(lisa_last_error(), "tokenizer.model") && strstr(lisa_last_error(), "empty file"), "%s",
+              lisa_last_error());
+    lisa_model_free(m);
+    tu_remove_tree(dir);
+    free(dir);
+}
+
+Test(config_check, inspect_sizes_the_clip_tower_the_engine_loads, .timeout = 300) {
+    char *dir = model_with_file("clip-vit-large-patch14", TINY_CLIP_DIR);
+    char args[2048];
+    snprintf(args, sizeof args, "inspect '%s'", dir);
+    int st;
+    char *err = run_tool(dir, args, &st);
+    cr_expect_eq(st, 0, "%s", err);
+    free(err);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/stdout.txt", dir);
+    size_t n;
+    char *out = tu_read_file(p, &n);
+    cr_assert(out);
+    cr_expect(strstr(out, "clip-vit-large-patch14, 2 of 3 layers run"), "inspect did not use the tiny tower:\n%s", out);
+    cr_expect(!strstr(out, "303.18 M"), "inspect sized ViT-L/14 instead of the tiny tower:\n%s", out);
+    free(out);
+    tu_remove_tree(dir);
+    free(dir);
 }

@@ -10,7 +10,8 @@
  * Memory model (per device, bf16 device weights; an estimate, not a measurement):
  *   weights      matrices (2+ dims) in bf16, vectors in f32 (as models/weights.h uploads them);
  *                LLM weights divided by --tp; plus the CLIP vision tower (not in the LISA
- *                checkpoint: openai/clip-vit-large-patch14 dims, or --clip DIR), only the layers
+ *                checkpoint: --clip DIR, else the tower `lisa segment` would load, else
+ *                openai/clip-vit-large-patch14 dims), only the layers
  *                LLaVA runs (mm_vision_select_layer = -2: all but the last).
  *   kv cache     B * T * 2 * layers * kv_heads * head_dim * 2 bytes (bf16 K and V), / tp.
  *   activations  the largest live set of each stage, all counted as if resident together
@@ -27,6 +28,7 @@
 #include "cli_args.h"
 #include "loader/checkpoint.h"
 #include "loader/json.h"
+#include "models/lisa_model.h"
 #include "models/manifest.h"
 #include "core/error.h"
 #include "tools/commands.h"
@@ -43,7 +45,8 @@ static void usage(FILE *f) {
                "  --batch N      sequences/images per step for the memory estimate (default 1)\n"
                "  --context T    tokens per sequence for the KV cache and activations (default 1024)\n"
                "  --tp N         tensor-parallel degree: LLM weights and KV cache split over N devices\n"
-               "  --clip DIR     the CLIP directory (default: openai/clip-vit-large-patch14 dims)\n"
+               "  --clip DIR     the CLIP directory (default: the one `lisa segment` would load: config.json's\n"
+               "                 vision_tower, the model directory, the HF cache; else clip-vit-large-patch14 dims)\n"
                "  --no-crc       skip the CRC check of large .bin entries\n");
 }
 
@@ -295,6 +298,10 @@ int lisa_cmd_inspect(int argc, char **argv) {
         if (m.family == LISA_FAMILY_LISA) {
             lisa_manifest cm;
             lisa_status cs;
+            /* the tower the engine would load (lisa_model_load's search), else ViT-L/14's dims */
+            char found[4096];
+            if (!clip_dir && lisa_model_vision_tower_dir(dir, found, sizeof found) == LISA_OK) clip_dir = found;
+            lisa_clear_error();
             if (clip_dir) {
                 cs = lisa_manifest_from_dir(&cm, clip_dir, NULL);
             } else {
@@ -316,9 +323,10 @@ int lisa_cmd_inspect(int argc, char **argv) {
             double P = (double)((cm.clip.image / cm.clip.patch) * (cm.clip.image / cm.clip.patch) + 1);
             double heads = (double)(cm.clip.hidden / 64 > 0 ? cm.clip.hidden / 64 : 1); /* CLIP head_dim 64 */
             a_clip = B * (P * (6 * (double)cm.clip.hidden + (double)cm.clip.intermediate) * 2 + heads * P * P * 4);
-            printf("%-22s %llu params  (%s; separate directory, %lld of %lld layers run)\n", "params.clip_vision",
+            printf("%-22s %llu params  (%s; %s, %lld of %lld layers run)\n", "params.clip_vision",
                    (unsigned long long)lisa_manifest_numel(&cm, LISA_PART_CLIP, true),
                    human((double)lisa_manifest_numel(&cm, LISA_PART_CLIP, true), h1, sizeof h1),
+                   clip_dir ? clip_dir : "no vision tower found: openai/clip-vit-large-patch14 dims",
                    (long long)(cm.clip.n_layers - 1), (long long)cm.clip.n_layers);
             lisa_manifest_free(&cm);
         }
