@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,8 +193,9 @@ static void form_put(tu_form *f, const void *p, size_t n) {
 
 void tu_form_init(tu_form *f) {
     memset(f, 0, sizeof *f);
-    static unsigned counter;
-    snprintf(f->boundary, sizeof f->boundary, "----lisa-test-boundary-%u-%d", ++counter, (int)getpid());
+    static atomic_uint counter; /* client threads build forms at once (tests/threads/serve_concurrent.c) */
+    snprintf(f->boundary, sizeof f->boundary, "----lisa-test-boundary-%u-%d", atomic_fetch_add(&counter, 1) + 1,
+             (int)getpid());
     snprintf(f->content_type, sizeof f->content_type, "multipart/form-data; boundary=%s", f->boundary);
 }
 

@@ -129,6 +129,12 @@ int main(void) {
     CHECK(atomic_load(&n_bad) == 0, "%d failed requests", atomic_load(&n_bad));
     const int rc = tu_server_stop(&srv, SIGTERM, 300);
     CHECK(rc == 0, "lisa serve exit status %d after SIGTERM", rc);
+    if (rc != 0) { /* what it was doing */
+        size_t n;
+        char *log = tu_read_file(srv.log, &n);
+        fprintf(stderr, "---- %s (last 4000 bytes)\n%s\n----\n", srv.log, log ? log + (n > 4000 ? n - 4000 : 0) : "");
+        free(log);
+    }
     CHECK(!tu_server_log_has_sanitizer_report(&srv), "sanitizer report in %s", srv.log);
     tu_remove_tree(dir);
     free(dir);
