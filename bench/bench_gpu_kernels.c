@@ -1,6 +1,10 @@
 /* bench/bench_gpu_kernels.c — times the CUDA attention kernels and cuBLASLt GEMMs at LISA's shapes.
  *
- * usage: bench_gpu_kernels [--quick] [--json FILE] [--device N]
+ * usage: bench_gpu_kernels [--quick] [--smoke] [--json FILE] [--device N] [--only KEYS] [--after KEY]
+ *
+ * Cases are named by their JSON keys; --only runs the listed ones, --after the ones after KEY (the
+ * suite's resume after a lost context), --smoke one launch of each family in seconds. --json is
+ * rewritten after every case; a failing case is abandoned and the next one runs (see fail_case).
  *
  * Method (docs/style.md §9, docs/gpu-bringup.md "Measuring"): bf16 inputs from a fixed random stream (never zeros), three
  * warm-up calls, then the median of N timed calls, each timed with CUDA events after an L2 flush
@@ -8,7 +12,9 @@
  *   attention FLOP = 4·B·H·Tq·Tk·D (QKᵀ and PV, 2 FLOP per MAC), halved for causal (Tq = Tk);
  *   the rel-pos terms add B·H·Tq·Tk (not counted); decode is memory-bound: bytes = K + V read;
  *   GEMM FLOP = 2·M·N·K. % of peak against 989 TFLOP/s (H100/H200 SXM dense bf16, datasheet;
- *   790-800 measured by others on random data on these cards) and 4.8 / 3.35 TB/s (H200 / H100).
+ *   790-800 measured by others on random data on these cards); memory-bound rows against the
+ *   measured device-to-device copy (copy_gbps, bytes read + written; datasheet 4.8 / 3.35 TB/s
+ *   H200 / H100 when the copy case did not run).
  * JSON keys (as in bench/results/DATE-CARD.json): attn_sam_window_tflops, attn_sam_global_tflops (batch 8, rel-pos
  * fused), and the other rows under their names. Prints "no CUDA device: skipped" without a GPU.
  */
@@ -27,6 +33,7 @@ int main(void) {
 
 #include <cuda_runtime_api.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,19 +51,34 @@ static size_t flush_bytes;
 static int reps = 20;
 static double peak_tflops, peak_gbps;
 
+/* A failing case is abandoned (its key stays absent; what it allocated leaks, the process is about
+ * to end) and the next case runs; when the device cannot synchronize afterwards (a sticky CUDA
+ * error: the context is lost) the program writes its JSON and exits with status 3 naming the case
+ * ("kernel_bench_aborted_after"), and bench/gpu/suite.sh runs the remaining cases in a fresh
+ * process with --after CASE. */
+static jmp_buf case_jmp;
+static const char *in_case;
+static char failed[1024], aborted[64];
+static const char *json_path, *only, *after, *device_name = "unknown";
+
+static void fail_case(void) {
+    if (in_case) longjmp(case_jmp, 1);
+    exit(1);
+}
+
 #define CU(x)                                                                                      \
     do {                                                                                           \
         cudaError_t e_ = (x);                                                                      \
         if (e_ != cudaSuccess) {                                                                   \
             fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));    \
-            exit(1);                                                                               \
+            fail_case();                                                                           \
         }                                                                                          \
     } while (0)
 
 static void check(lisa_status s, const char *what) {
     if (s != LISA_OK) {
         fprintf(stderr, "bench_gpu_kernels: %s: %s: %s\n", what, lisa_status_name(s), lisa_last_error());
-        exit(1);
+        fail_case();
     }
 }
 
@@ -111,7 +133,28 @@ static double time_ms(bench_fn fn, void *arg) {
     return med;
 }
 
+/* Rewrites the JSON (atomically) with every row so far: called after every case. */
+static void write_json(void) {
+    if (!json_path) return;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", json_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "bench_gpu_kernels: cannot write %s\n", tmp);
+        return;
+    }
+    fprintf(f, "{\n  \"kernel_bench_device\": \"%s\"", device_name);
+    for (int i = 0; i < n_rows; i++) {
+        double v = isfinite(rows[i].tflops) ? rows[i].tflops : rows[i].gbps;
+        if (strstr(rows[i].key, "_ms")) v = rows[i].ms;
+        fprintf(f, ",\n  \"%s\": %.4g", rows[i].key, v);
+    }
+    fprintf(f, ",\n  \"kernel_bench_failed\": \"%s\",\n  \"kernel_bench_aborted_after\": \"%s\"\n}\n", failed, aborted);
+    if (fclose(f) == 0) rename(tmp, json_path);
+}
+
 static void report(const char *key, const char *shape, double ms, double flop, double bytes) {
+    if (n_rows == (int)(sizeof rows / sizeof rows[0])) return;
     row *r = &rows[n_rows++];
     snprintf(r->key, sizeof r->key, "%s", key);
     snprintf(r->shape, sizeof r->shape, "%s", shape);
@@ -126,7 +169,51 @@ static void report(const char *key, const char *shape, double ms, double flop, d
     else
         printf("%-34s %-44s %9.3f ms %8.1f GB/s     %s\n", key, shape, ms, r->gbps, pct);
     fflush(stdout);
+    write_json();
 }
+
+/* --only a,b (comma-separated case keys) and --after KEY (skip every case up to and including KEY). */
+static bool case_selected(const char *name) {
+    static bool past_after;
+    if (aborted[0]) return false;
+    if (after && !past_after) {
+        if (!strcmp(after, name)) past_after = true;
+        return false;
+    }
+    if (!only) return true;
+    const size_t n = strlen(name);
+    for (const char *p = only; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return true;
+    return false;
+}
+
+static void case_failed(const char *name) {
+    const size_t n = strlen(failed);
+    snprintf(failed + n, sizeof failed - n, "%s%s", n ? "," : "", name);
+    fprintf(stderr, "bench_gpu_kernels: case %s abandoned\n", name);
+    lisa_clear_error();
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+        snprintf(aborted, sizeof aborted, "%s", name);
+        fprintf(stderr, "bench_gpu_kernels: the device cannot synchronize after %s (%s): the context is lost; rerun with "
+                        "--after %s\n", name, cudaGetErrorString(e), name);
+    }
+    write_json();
+}
+
+/* Runs one case unless deselected; a failure inside abandons the case only. */
+#define CASE(name, call)                                                                           \
+    do {                                                                                           \
+        if (case_selected(name)) {                                                                 \
+            in_case = name;                                                                        \
+            if (setjmp(case_jmp) == 0) {                                                           \
+                call;                                                                              \
+            } else {                                                                               \
+                case_failed(name);                                                                 \
+            }                                                                                      \
+            in_case = NULL;                                                                        \
+        }                                                                                          \
+    } while (0)
 
 /* ---- attention -------------------------------------------------------------------------------- */
 typedef struct attn_job {
@@ -259,19 +346,49 @@ static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bi
     free_t(&j.x), free_t(&j.w), free_t(&j.y), free_t(&j.b);
 }
 
+/* ---- device-to-device copy: the bandwidth ceiling the memory-bound rows are measured against ---- */
+typedef struct copy_job {
+    void *a, *b;
+    size_t bytes;
+} copy_job;
+
+static void run_copy(void *arg) {
+    copy_job *j = arg;
+    CU(cudaMemcpyAsync(j->b, j->a, j->bytes, cudaMemcpyDeviceToDevice, (cudaStream_t)lisa_cuda_stream(be)));
+}
+
+static double copy_gbps;
+
+static void bench_copy(void) {
+    copy_job j = {.bytes = (size_t)1 << 30};
+    CU(cudaMalloc(&j.a, j.bytes));
+    CU(cudaMalloc(&j.b, j.bytes));
+    CU(cudaMemset(j.a, 0x3c, j.bytes));
+    const double ms = time_ms(run_copy, &j);
+    report("copy_gbps", "1 GiB device-to-device (read + written bytes)", ms, 0, 2.0 * (double)j.bytes);
+    copy_gbps = 2.0 * (double)j.bytes / (ms * 1e-3) / 1e9;
+    cudaFree(j.a);
+    cudaFree(j.b);
+}
+
 int main(int argc, char **argv) {
-    const char *json = NULL;
     int device = 0;
-    bool quick = false;
+    volatile bool quick = false, smoke = false; /* read after the CASE longjmps */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = true;
+        else if (!strcmp(argv[i], "--smoke"))
+            smoke = quick = true;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc)
-            json = argv[++i];
+            json_path = argv[++i];
         else if (!strcmp(argv[i], "--device") && i + 1 < argc)
             device = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else if (!strcmp(argv[i], "--after") && i + 1 < argc)
+            after = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gpu_kernels [--quick] [--json FILE] [--device N]\n");
+            fprintf(stderr, "usage: bench_gpu_kernels [--quick] [--smoke] [--json FILE] [--device N] [--only KEYS] [--after KEY]\n");
             return 2;
         }
     }
@@ -282,50 +399,51 @@ int main(int argc, char **argv) {
     }
     check(s, "cuda backend");
     const char *name = lisa_cuda_device_name(be);
+    device_name = name;
     peak_tflops = strstr(name, "H100") || strstr(name, "H200") ? 989.0 : 0;
     peak_gbps = strstr(name, "H200") ? 4800.0 : strstr(name, "H100") ? 3350.0 : 0;
     if (quick) reps = 7;
+    if (smoke) reps = 3;
     int l2 = 0;
     cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device);
     flush_bytes = (size_t)(l2 > 0 ? l2 : 64 << 20) * 4;
     CU(cudaMalloc(&flush_buf, flush_bytes));
     printf("bench_gpu_kernels on %s: median of %d calls after an L2 flush (%zu MiB)\n", name, reps, flush_bytes >> 20);
 
-    /* attention: SAM at batch 8 (200 windows; 8 global images), rel-pos fused; and without */
-    bench_sam("attn_sam_window_tflops", 8 * 25, 14, true);
-    bench_sam("attn_sam_global_tflops", 8, 64, true);
-    bench_sam("attn_sam_window_norel_tflops", 8 * 25, 14, false);
-    bench_sam("attn_sam_global_norel_tflops", 8, 64, false);
-    bench_prefill(8, 330);
-    bench_decode(1, 1024);
-    bench_decode(16, 1024);
-    if (!quick) bench_decode(1, 4096);
-    bench_two_way(8);
-    /* GEMMs: LLaMA-7B prefill (8 x 330 tokens) and decode, SAM ViT-H at batch 8 (32768 tokens) */
-    bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_CUDA_ACT_NONE);
-    bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_CUDA_ACT_NONE);
-    bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE);
-    bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_CUDA_ACT_NONE);
-    bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_CUDA_ACT_GELU_ERF);
-    if (!quick) bench_gemm("gemm_sam_mlp2_tflops", 32768, 5120, 1280, true, LISA_CUDA_ACT_NONE);
-
-    if (json) {
-        FILE *f = fopen(json, "w");
-        if (!f) {
-            fprintf(stderr, "bench_gpu_kernels: cannot write %s\n", json);
-            return 1;
-        }
-        fprintf(f, "{\n  \"kernel_bench_device\": \"%s\"", name);
-        for (int i = 0; i < n_rows; i++) {
-            double v = isfinite(rows[i].tflops) ? rows[i].tflops : rows[i].gbps;
-            if (strstr(rows[i].key, "_ms")) v = rows[i].ms;
-            fprintf(f, ",\n  \"%s\": %.4g", rows[i].key, v);
-        }
-        fprintf(f, "\n}\n");
-        fclose(f);
+    CASE("copy_gbps", bench_copy());
+    if (copy_gbps > 0) {
+        printf("  (memory-bound rows below: %% of the measured copy bandwidth %.0f GB/s)\n", copy_gbps);
+        peak_gbps = copy_gbps;
     }
+    if (smoke) { /* suite.sh's smoke step: one launch of each family, seconds */
+        CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 25, 14, true));
+        CASE("attn_decode_b1_kv1024_gbps", bench_decode(1, 1024));
+        CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE));
+    } else {
+        /* attention: SAM at batch 8 (200 windows; 8 global images), rel-pos fused; and without */
+        CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 8 * 25, 14, true));
+        CASE("attn_sam_global_tflops", bench_sam("attn_sam_global_tflops", 8, 64, true));
+        CASE("attn_sam_window_norel_tflops", bench_sam("attn_sam_window_norel_tflops", 8 * 25, 14, false));
+        CASE("attn_sam_global_norel_tflops", bench_sam("attn_sam_global_norel_tflops", 8, 64, false));
+        CASE("attn_llama_prefill_tflops", bench_prefill(8, 330));
+        CASE("attn_decode_b1_kv1024_gbps", bench_decode(1, 1024));
+        CASE("attn_decode_b16_kv1024_gbps", bench_decode(16, 1024));
+        if (!quick) CASE("attn_decode_b1_kv4096_gbps", bench_decode(1, 4096));
+        CASE("attn_two_way_t2i_ms", bench_two_way(8));
+        /* GEMMs: LLaMA-7B prefill (8 x 330 tokens) and decode, SAM ViT-H at batch 8 (32768 tokens) */
+        CASE("gemm_llama_qkv_tflops", bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_CUDA_ACT_NONE));
+        CASE("gemm_llama_down_tflops", bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_CUDA_ACT_NONE));
+        CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE));
+        CASE("gemm_sam_qkv_tflops", bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_CUDA_ACT_NONE));
+        CASE("gemm_sam_mlp1_gelu_tflops",
+             bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_CUDA_ACT_GELU_ERF));
+        if (!quick)
+            CASE("gemm_sam_mlp2_tflops", bench_gemm("gemm_sam_mlp2_tflops", 32768, 5120, 1280, true, LISA_CUDA_ACT_NONE));
+    }
+    write_json();
+    if (aborted[0]) return 3; /* the context is lost: suite.sh runs the rest with --after */
     cudaFree(flush_buf);
     lisa_backend_free(be);
-    return 0;
+    return failed[0] ? 1 : 0;
 }
 #endif

@@ -67,10 +67,41 @@ static lisa_status cuda_synchronize(lisa_backend *be) {
     return LISA_OK;
 }
 
+/* ---- timer marks for per-op profiles (kernels/profile.h) ------------------------------------ */
+
+static lisa_status cuda_timer_reserve(lisa_backend *be, int32_t n) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (n <= im->n_timer_events) return LISA_OK;
+    cudaEvent_t *ev = realloc(im->timer_events, sizeof(cudaEvent_t) * (size_t)n);
+    if (!ev) return lisa_fail(LISA_ERR_OOM, "cuda backend: %d timer events", n);
+    im->timer_events = ev;
+    for (; im->n_timer_events < n; im->n_timer_events++)
+        CUDA_CHECK(cudaEventCreate(&im->timer_events[im->n_timer_events]));
+    return LISA_OK;
+}
+
+static lisa_status cuda_timer_mark(lisa_backend *be, int32_t i) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (i < 0 || i >= im->n_timer_events)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "cuda backend: timer mark %d of %d reserved", i, im->n_timer_events);
+    CUDA_CHECK(cudaEventRecord(im->timer_events[i], im->stream));
+    return LISA_OK;
+}
+
+static lisa_status cuda_timer_elapsed(lisa_backend *be, int32_t a, int32_t b, float *ms) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (a < 0 || b < 0 || a >= im->n_timer_events || b >= im->n_timer_events)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "cuda backend: timer marks %d, %d of %d reserved", a, b, im->n_timer_events);
+    CUDA_CHECK(cudaEventElapsedTime(ms, im->timer_events[a], im->timer_events[b]));
+    return LISA_OK;
+}
+
 static void cuda_destroy(lisa_backend *be) {
     if (!be) return;
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (im) {
+        for (int32_t i = 0; i < im->n_timer_events; i++) cudaEventDestroy(im->timer_events[i]);
+        free(im->timer_events);
         if (im->capturing) lisa_cuda_capture_abort(be);
         if (im->stream) cudaStreamSynchronize(im->stream);
         lisa_cuda_gemm_cache_destroy(be);
@@ -157,6 +188,9 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     be->graph_free = lisa_cuda_graph_free;
     be->host_alloc = lisa_cuda_host_alloc;
     be->host_free = lisa_cuda_host_free;
+    be->timer_reserve = cuda_timer_reserve;
+    be->timer_mark = cuda_timer_mark;
+    be->timer_elapsed = cuda_timer_elapsed;
     im->device = device;
     im->sync_checks = true;
 

@@ -22,8 +22,8 @@ extern "C" {
 #endif
 
 /* Owns the stream, the cuBLAS and cuBLASLt handles, the cuBLASLt workspace, the device block behind
- * be->scratch, the error-flag word and the GEMM plan cache; all are released by the backend's
- * destroy hook (lisa_backend_free). */
+ * be->scratch, the error-flag word, the GEMM plan cache and the profile's timer events; all are
+ * released by the backend's destroy hook (lisa_backend_free). */
 typedef struct lisa_cuda_impl {
     int device;
     cudaStream_t stream;
@@ -42,6 +42,8 @@ typedef struct lisa_cuda_impl {
     int64_t capture_kv_keys; /* while capturing: split-KV plans its grid for at least this many keys */
     char name[320];
     void *gemm_cache; /* kernels/cuda/gemm.cu */
+    cudaEvent_t *timer_events; /* per-op profile marks (kernels/profile.h), created by timer_reserve */
+    int32_t n_timer_events;
 } lisa_cuda_impl;
 
 static inline lisa_cuda_impl *lisa_cuda_impl_of(const lisa_backend *be) { return (lisa_cuda_impl *)be->impl; }
