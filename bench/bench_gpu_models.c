@@ -508,6 +508,14 @@ static void bench_llm(void) {
     printf("LLaMA-7B prefill 8 x %d tokens (paged, 16-token pages): %.1f ms (%.0f tokens/s)\n", CTX, ms,
            8 * CTX * 1e3 / ms);
     put("llama7b_prefill_8x330_ms", ms);
+    if (!self_test) { /* host waits in one prefill step: the plan uploads and the final download only */
+        const int64_t w0 = lisa_cuda_host_waits(be);
+        stage_run(&st);
+        const int64_t w = lisa_cuda_host_waits(be) - w0;
+        printf("host waits in one prefill step: %lld (uploads of the plan, the download, the bench's synchronize; no op "
+               "waits: tools/check_syncs.py)\n", (long long)w);
+        put("llama7b_prefill_host_waits", (double)w);
+    }
     plan(c, 8, 8, true, 0);
     stage_run(&st);
     stage_free(&st);

@@ -526,22 +526,16 @@ lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_ten
     if (n == 0) return LISA_OK;
     if (T > INT32_MAX) return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: %lld rows", op, (long long)T);
     const unsigned grid = lisa_cuda_grid_1d(be, n, 256);
-    if (im->sync_checks && !im->capturing) { /* every slot is checked before anything is written (as the CPU backend) */
-        *im->flag_host = INT64_MIN;
-        CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
-        lk_kv_slots_check<<<lisa_cuda_grid_1d(be, T, 256), 256, 0, im->stream>>>((const int32_t *)slots->data, (int32_t)T,
-                                                                                 n_slots, im->flag);
-        CUDA_CHECK_LAUNCH();
-        CUDA_CHECK(cudaMemcpyAsync(im->flag_host, im->flag, sizeof(int64_t), cudaMemcpyDeviceToHost, im->stream));
-        CUDA_CHECK(cudaStreamSynchronize(im->stream));
-        if (*im->flag_host != INT64_MIN)
-            return lisa_fail(LISA_ERR_INVALID_ARG, "%s: slot %lld is outside the pool of %lld slots", op,
-                             (long long)*im->flag_host, (long long)n_slots);
-    }
+    /* every slot is checked before anything is written (as the CPU backend), on the device: a bad
+     * slot raises the flag, the append writes nothing, the next wait reports it (cuda.h) */
+    lk_kv_slots_check<<<lisa_cuda_grid_1d(be, T, 256), 256, 0, im->stream>>>((const int32_t *)slots->data, (int32_t)T,
+                                                                             n_slots, im->flag);
+    CUDA_CHECK_LAUNCH();
+    lisa_cuda_flag_armed(be);
     lk_kv_append<<<grid, 256, 0, im->stream>>>(k_pages->data, v_pages->data, k_pages->dtype, k->data, v->data, k->dtype,
                                                k->stride[0], k->stride[1], v->stride[0], v->stride[1],
                                                (const int32_t *)slots->data, (int32_t)T, (int32_t)pool.Hkv,
-                                               (int32_t)pool.D, n_slots);
+                                               (int32_t)pool.D, n_slots, im->flag);
     CUDA_CHECK_LAUNCH();
     return LISA_OK;
 }

@@ -72,8 +72,8 @@ lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const
 
 /* KV_APPEND (main's ops.def, same signature): k_pages/v_pages[slot] = k/v[t] for slots[t] >= 0
  * (I32 [T] = page·page_size + offset, -1 = padding); k, v [T, Hkv, D] with strided rows, converted
- * to the pool's dtype. A slot outside the pool is LISA_ERR_INVALID_ARG and nothing is written
- * (that check syncs; with lisa_cuda_set_sync_checks off, bad slots are skipped). */
+ * to the pool's dtype. A slot outside the pool writes nothing and is LISA_ERR_INVALID_ARG at the
+ * backend's next wait (checked on the device without waiting, cuda.h). */
 lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_tensor *v_pages, const lisa_tensor *k,
                                 const lisa_tensor *v, const lisa_tensor *slots);
 

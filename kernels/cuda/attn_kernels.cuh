@@ -557,19 +557,21 @@ template <typename T> LISA_GLOBAL void lk_attn_combine(const lk_splitkv_params p
     }
 }
 
-/* KV_APPEND's slot check: stores a slot outside [-1, n_slots) into *bad (grid-stride over T). */
-LISA_GLOBAL void lk_kv_slots_check(const int32_t *slots, int32_t T, int64_t n_slots, int64_t *bad) {
+/* KV_APPEND's slot check: raises the device flag (prims.cuh lk_flag_raise) for a slot outside
+ * [-1, n_slots), without a host wait (grid-stride over T). */
+LISA_GLOBAL void lk_kv_slots_check(const int32_t *slots, int32_t T, int64_t n_slots, int64_t *flag) {
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x)
-        if (slots[t] < -1 || slots[t] >= n_slots) *bad = slots[t];
+        if (slots[t] < -1 || slots[t] >= n_slots) lk_flag_raise(flag, LK_FLAG_KV_SLOT, slots[t], n_slots);
 }
 
 /* KV_APPEND: k_pages/v_pages[slot, h, :] = k/v[t, h, :] for slots[t] >= 0 (-1 = padding). Pools
  * [n_pages·page_size, Hkv, D] contiguous; k/v [T, Hkv, D] strided (D contiguous); any float dtypes
- * (converted). Slots outside the pool are skipped (lk_kv_slots_check reports them first).
- * grid-stride over T·Hkv·D. */
+ * (converted). Writes nothing when the device flag is raised (lk_kv_slots_check runs first, so one
+ * bad slot leaves the whole pool untouched, as the CPU backend). grid-stride over T·Hkv·D. */
 LISA_GLOBAL void lk_kv_append(void *kp, void *vp, int pdt, const void *k, const void *v, int kdt, int64_t k_ts,
                               int64_t k_hs, int64_t v_ts, int64_t v_hs, const int32_t *slots, int32_t T, int32_t Hkv,
-                              int32_t D, int64_t n_slots) {
+                              int32_t D, int64_t n_slots, const int64_t *flag) {
+    if (flag[0] != LK_FLAG_NONE) return;
     const int64_t n = (int64_t)T * Hkv * D;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int d = (int)(i % D), h = (int)((i / D) % Hkv);

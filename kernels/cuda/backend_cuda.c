@@ -49,22 +49,19 @@ static lisa_status cuda_upload(lisa_backend *be, void *dst, const void *src, siz
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (!bytes) return LISA_OK;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream));
-    if (!im->capturing) CUDA_CHECK(cudaStreamSynchronize(im->stream));
-    return LISA_OK;
+    return im->capturing ? LISA_OK : lisa_cuda_wait(be);
 }
 
 static lisa_status cuda_download(lisa_backend *be, void *dst, const void *src, size_t bytes) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (!bytes) return LISA_OK;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, im->stream));
-    if (!im->capturing) CUDA_CHECK(cudaStreamSynchronize(im->stream));
-    return LISA_OK;
+    return im->capturing ? LISA_OK : lisa_cuda_wait(be);
 }
 
 static lisa_status cuda_synchronize(lisa_backend *be) {
     if (lisa_cuda_impl_of(be)->capturing) return LISA_OK; /* recorded work has not run: nothing to wait for */
-    CUDA_CHECK(cudaStreamSynchronize(lisa_cuda_impl_of(be)->stream));
-    return LISA_OK;
+    return lisa_cuda_wait(be);
 }
 
 /* ---- timer marks for per-op profiles (kernels/profile.h) ------------------------------------ */
@@ -192,7 +189,6 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     be->timer_mark = cuda_timer_mark;
     be->timer_elapsed = cuda_timer_elapsed;
     im->device = device;
-    im->sync_checks = true;
 
     CREATE_CHECK(cudaSetDevice(device));
     struct cudaDeviceProp prop;
@@ -221,8 +217,9 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     CREATE_CHECK(cudaMalloc(&im->lt_ws, im->lt_ws_bytes));
     /* cuBLAS (non-Lt) calls share the workspace, so it never allocates inside a model run. */
     CREATE_CHECK_BLAS(cublasSetWorkspace(im->blas, im->lt_ws, im->lt_ws_bytes));
-    CREATE_CHECK(cudaMalloc((void **)&im->flag, sizeof(int64_t)));
-    CREATE_CHECK(cudaMallocHost((void **)&im->flag_host, sizeof(int64_t)));
+    CREATE_CHECK(cudaMalloc((void **)&im->flag, 3 * sizeof(int64_t)));
+    CREATE_CHECK(cudaMemset(im->flag, 0, 3 * sizeof(int64_t)));
+    CREATE_CHECK(cudaMallocHost((void **)&im->flag_host, 3 * sizeof(int64_t)));
 
     size_t sb = scratch_bytes ? scratch_bytes : LISA_CUDA_DEFAULT_SCRATCH;
     sb = (sb + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
@@ -237,7 +234,9 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
 
 const char *lisa_cuda_device_name(const lisa_backend *be) { return lisa_cuda_impl_of(be)->name; }
 
-void lisa_cuda_set_sync_checks(lisa_backend *be, bool on) { lisa_cuda_impl_of(be)->sync_checks = on; }
+void lisa_cuda_set_sync_checks(lisa_backend *be, bool on) { (void)be, (void)on; }
+
+int64_t lisa_cuda_host_waits(const lisa_backend *be) { return lisa_cuda_impl_of(be)->host_waits; }
 
 const lisa_ops *lisa_cuda_ops_table(void) { return &cuda_ops; }
 

@@ -32,10 +32,16 @@ int32_t lisa_cuda_device_count(void);
 /* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)". Valid while the backend lives. */
 const char *lisa_cuda_device_name(const lisa_backend *be);
 
-/* Ops that validate device data need a host sync (embedding's id range check). Off: they skip it,
- * so that a step can be captured into a CUDA graph; ids out of range then read as zero rows.
- * Default on. */
+/* Kept for callers of the old switch; does nothing. Ops that validate device data (embedding ids,
+ * KV slots) no longer wait for the device: a check kernel raises a device flag, the op's kernel then
+ * writes nothing, and the error (LISA_ERR_INVALID_ARG naming the value) is returned by the
+ * backend's next wait — upload, download or synchronize — so a step holds no host wait and can be
+ * captured into a CUDA graph with its checks. */
 void lisa_cuda_set_sync_checks(lisa_backend *be, bool on);
+
+/* How many times the host has waited for the backend's stream (every upload, download and
+ * synchronize outside a capture; nothing else waits: tools/check_syncs.py). */
+int64_t lisa_cuda_host_waits(const lisa_backend *be);
 
 /* The CUDA backend's ops table (static; for coverage tests — every entry is non-NULL). */
 const lisa_ops *lisa_cuda_ops_table(void);

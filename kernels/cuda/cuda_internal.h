@@ -32,12 +32,13 @@ typedef struct lisa_cuda_impl {
     void *lt_ws; /* cuBLASLt workspace */
     size_t lt_ws_bytes;
     void *scratch_base; /* device block behind be->scratch */
-    int64_t *flag;      /* device word for errors found by kernels (embedding ids) */
-    int64_t *flag_host; /* pinned mirror */
+    int64_t *flag;      /* device error flag, 3 words (prims.cuh lk_flag_raise): raised by check kernels */
+    int64_t *flag_host; /* pinned mirror, read by lisa_cuda_wait */
+    bool flag_pending;  /* a check (or a graph that may hold one) was enqueued since the flag was last read */
+    int64_t host_waits; /* times the host waited for the stream (lisa_cuda_wait) */
     int num_sms, cc_major, cc_minor;
     size_t smem_optin; /* max dynamic shared memory per block after opting in */
     size_t l2_bytes;
-    bool sync_checks;
     bool capturing;          /* a graph capture is in progress (graph.c): no host waits */
     int64_t capture_kv_keys; /* while capturing: split-KV plans its grid for at least this many keys */
     char name[320];
@@ -79,6 +80,15 @@ unsigned lisa_cuda_grid_1d(const lisa_backend *be, int64_t n, int threads);
 
 /* Device scratch of `bytes` from be->scratch (callers reset to a mark before returning). */
 lisa_status lisa_cuda_scratch(lisa_backend *be, size_t bytes, void **out);
+
+/* The backend's one host wait (tools/check_syncs.py allows it in upload, download and synchronize
+ * only): waits for the stream, counts the wait, and reports an error a check kernel raised on the
+ * device since the last wait (LISA_ERR_INVALID_ARG naming the op, the value and its bound; the flag
+ * is then cleared). Ops never wait: they validate what they can on the host and leave the rest to
+ * the device flag. */
+lisa_status lisa_cuda_wait(lisa_backend *be);
+/* Marks that a check kernel was enqueued: the next lisa_cuda_wait reads the device flag. */
+static inline void lisa_cuda_flag_armed(lisa_backend *be) { ((lisa_cuda_impl *)be->impl)->flag_pending = true; }
 
 /* The ops table entries (kernels/ops.def), one per op, in the family files. */
 #define LISA_OP(E, n, params, args) lisa_status lisa_cuda_##n(lisa_backend *be, LISA_UNPAREN params);

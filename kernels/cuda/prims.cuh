@@ -254,6 +254,19 @@ LISA_HD float lk_round_to(int dt, float v) {
     }
 }
 
+/* The backend's device error flag (lisa_cuda_impl.flag, three int64 words): [0] what went wrong
+ * (LK_FLAG_*; 0 = nothing), [1] the offending value, [2] its bound. Check kernels raise it instead
+ * of making the host wait; the kernel that follows a check reads word 0 and does nothing when it is
+ * set (so a bad input leaves the output untouched, as ops.def asks), and the host reads the flag at
+ * its next wait (lisa_cuda_wait) and reports the error there. Racing raisers each write a
+ * consistent (kind, bound); the value is one of the bad ones. */
+enum { LK_FLAG_NONE = 0, LK_FLAG_EMBEDDING_ID = 1, LK_FLAG_KV_SLOT = 2 };
+LISA_HD void lk_flag_raise(int64_t *flag, int64_t kind, int64_t value, int64_t bound) {
+    flag[1] = value;
+    flag[2] = bound;
+    flag[0] = kind;
+}
+
 /* Warp reductions over all 32 lanes (every lane gets the result). */
 LISA_DEV float lk_warp_sum(float v) {
     LISA_UNROLL

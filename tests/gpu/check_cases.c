@@ -563,7 +563,10 @@ void ck_cases_casts_and_errors(ck_ctx *c) {
         lisa_tensor dtab = ck_dev_from(c, &tab, LISA_DTYPE_F32, false), dids = ck_dev_from(c, &ids, LISA_DTYPE_I32, false);
         lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_F32, 2, ys);
         lisa_clear_error();
+        /* the CUDA backend checks ids on the device without a host wait: the error comes from the op
+         * or from the next wait (kernels/cuda/cuda.h), and clears after it is reported */
         lisa_status s = lisa_op_embedding(c->gpu, &y, &dtab, &dids);
+        if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
         char msg[256];
         snprintf(msg, sizeof msg, "%s", lisa_last_error());
         bool ok = s == LISA_ERR_INVALID_ARG && strstr(msg, "10") != NULL;
@@ -575,6 +578,35 @@ void ck_cases_casts_and_errors(ck_ctx *c) {
         ck_free_case(c);
         lisa_tensor_free(&tab);
         lisa_tensor_free(&ids);
+    }
+    /* No host wait inside a step (tools/check_syncs.py checks the code; this counts on the device):
+     * the ops a prefill layer issues with their checks (embedding ids, KV slots), then one wait. */
+    if (ck_selected(c, "kv_append", "no host wait")) {
+        const int64_t ts[2] = {100, 64}, is[1] = {7}, ps[4] = {6, 4, 2, 32}, ks[3] = {7, 2, 32}, ss[1] = {7};
+        lisa_tensor tab = ck_host(LISA_DTYPE_F32, 2, ts), ids = ck_host(LISA_DTYPE_I32, 1, is), kn = ck_host(LISA_DTYPE_F32, 3, ks),
+                    sl = ck_host(LISA_DTYPE_I32, 1, ss);
+        ck_fill(c, &tab, -1, 1, false), ck_fill(c, &kn, -1, 1, false), ck_fill(c, &ids, 0, 100, true);
+        for (int t = 0; t < 7; t++) ((int32_t *)sl.data)[t] = t == 3 ? -1 : 3 * t;
+        lisa_tensor dtab = ck_dev_from(c, &tab, LISA_DTYPE_BF16, false), dids = ck_dev_from(c, &ids, LISA_DTYPE_I32, false);
+        lisa_tensor dk = ck_dev_from(c, &kn, LISA_DTYPE_BF16, false), dsl = ck_dev_from(c, &sl, LISA_DTYPE_I32, false);
+        lisa_tensor kp = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ps), vp = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ps);
+        const int64_t ys[2] = {7, 64};
+        lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 2, ys);
+        lisa_status s = c->gpu->synchronize(c->gpu);
+        const int64_t w0 = lisa_cuda_host_waits(c->gpu);
+        for (int rep = 0; rep < 4 && s == LISA_OK; rep++) { /* a few layers' worth */
+            s = lisa_op_embedding(c->gpu, &y, &dtab, &dids);
+            if (s == LISA_OK) s = lisa_op_kv_append(c->gpu, &kp, &vp, &dk, &dk, &dsl);
+        }
+        const int64_t w1 = lisa_cuda_host_waits(c->gpu);
+        if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
+        const int64_t w2 = lisa_cuda_host_waits(c->gpu);
+        const bool ok = s == LISA_OK && w1 == w0 && w2 == w0 + 1;
+        ck_record(c, "kv_append", "no host wait in 4 x (embedding + kv_append)", "BF16", ok ? 0 : 1, (double)(w1 - w0), 0, -1,
+                  "%lld waits inside, %lld for the synchronize (want 0 and 1)%s%s", (long long)(w1 - w0), (long long)(w2 - w1),
+                  s == LISA_OK ? "" : "; ", s == LISA_OK ? "" : lisa_last_error());
+        ck_free_case(c);
+        lisa_tensor_free(&tab), lisa_tensor_free(&ids), lisa_tensor_free(&kn), lisa_tensor_free(&sl);
     }
 }
 

@@ -316,7 +316,8 @@ static void paged_mixed(const std::vector<int> &qlen, const std::vector<int> &kv
     check_bf16(name, ref.size(), [&](size_t i) { return (double)lk_bf16_to_f32(o[i].bits); }, [&](size_t i) { return ref[i]; });
 }
 
-/* KV_APPEND scatter: rows into slots, -1 skipped, an out-of-pool slot flagged and skipped. */
+/* KV_APPEND scatter: rows into slots, -1 skipped; an out-of-pool slot raises the device flag and
+ * then nothing at all is written. */
 static void kv_append(uint64_t seed) {
     const int T = 5, Hkv = 2, D = 16, NP = 3, PS = 4;
     Rng r(seed);
@@ -327,12 +328,12 @@ static void kv_append(uint64_t seed) {
     Buf<int32_t> slots(T);
     const int sl[T] = {7, -1, 0, 11, 5};
     for (int t = 0; t < T; t++) slots[t] = sl[t];
-    Buf<int64_t> bad(1);
-    bad[0] = INT64_MIN;
+    Buf<int64_t> flag(3);
+    flag[0] = flag[1] = flag[2] = 0;
+    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), flag.p);
     emu_launch(dim3(2), dim3(64), 0, lk_kv_append, (void *)kp.p, (void *)vp.p, (int)LK_BF16, (const void *)k.p,
                (const void *)v.p, (int)LK_F32, (int64_t)(Hkv * D), (int64_t)D, (int64_t)(Hkv * D), (int64_t)D,
-               (const int32_t *)slots.p, T, Hkv, D, (int64_t)(NP * PS));
-    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), bad.p);
+               (const int32_t *)slots.p, T, Hkv, D, (int64_t)(NP * PS), (const int64_t *)flag.p);
     size_t wrong = 0;
     for (int s2 = 0; s2 < NP * PS; s2++)
         for (int e = 0; e < Hkv * D; e++) {
@@ -347,12 +348,19 @@ static void kv_append(uint64_t seed) {
                 wrong += vp[i].bits != lk_f32_to_bf16((float)vv[(size_t)t * Hkv * D + e]);
             }
         }
-    bool ok = wrong == 0 && bad[0] == INT64_MIN;
-    slots[1] = 12; /* one past the pool */
-    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), bad.p);
-    ok = ok && bad[0] == 12;
-    printf("%-58s %s  (%zu wrong elements)\n", "kv_append: F32 rows -> bf16 pages, -1 skipped, bad slot flagged",
-           ok ? "ok  " : "FAIL", wrong);
+    bool ok = wrong == 0 && flag[0] == LK_FLAG_NONE;
+    /* one slot past the pool: the flag names it, and a fresh pool stays untouched */
+    slots[1] = 12;
+    Buf<lisa_bf16_t> kp2(kp.n), vp2(kp.n); /* poisoned */
+    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), flag.p);
+    emu_launch(dim3(2), dim3(64), 0, lk_kv_append, (void *)kp2.p, (void *)vp2.p, (int)LK_BF16, (const void *)k.p,
+               (const void *)v.p, (int)LK_F32, (int64_t)(Hkv * D), (int64_t)D, (int64_t)(Hkv * D), (int64_t)D,
+               (const int32_t *)slots.p, T, Hkv, D, (int64_t)(NP * PS), (const int64_t *)flag.p);
+    size_t touched = 0;
+    for (size_t i = 0; i < kp2.n; i++) touched += kp2[i].bits != 0xffff || vp2[i].bits != 0xffff;
+    ok = ok && flag[0] == LK_FLAG_KV_SLOT && flag[1] == 12 && flag[2] == NP * PS && touched == 0;
+    printf("%-58s %s  (%zu wrong elements, %zu written after a bad slot)\n",
+           "kv_append: F32 rows -> bf16 pages, -1 skipped, bad slot flagged", ok ? "ok  " : "FAIL", wrong, touched);
     if (!ok) g_failures++;
 }
 
