@@ -15,6 +15,8 @@
  *   790-800 measured by others on random data on these cards); memory-bound rows against the
  *   measured device-to-device copy (copy_gbps, bytes read + written; datasheet 4.8 / 3.35 TB/s
  *   H200 / H100 when the copy case did not run).
+ * Small-M rows (M <= 16: the decode projections, on the small-M kernel gemv_kernels.cuh, and the
+ * same shapes on cuBLASLt as cublaslt_*) report GB/s of weights read and % of copy_gbps.
  * JSON keys (as in bench/results/DATE-CARD.json): attn_sam_window_tflops, attn_sam_global_tflops (batch 8, rel-pos
  * fused), and the other rows under their names. Prints "no CUDA device: skipped" without a GPU.
  */
@@ -419,6 +421,7 @@ int main(int argc, char **argv) {
         CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 25, 14, true));
         CASE("attn_decode_b1_kv1024_gbps", bench_decode(1, 1024));
         CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE));
+        CASE("gemv_b16_down_gbps", bench_gemm("gemv_b16_down_gbps", 16, 11008, 4096, false, LISA_CUDA_ACT_NONE));
     } else {
         /* attention: SAM at batch 8 (200 windows; 8 global images), rel-pos fused; and without */
         CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 8 * 25, 14, true));
@@ -434,6 +437,17 @@ int main(int argc, char **argv) {
         CASE("gemm_llama_qkv_tflops", bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_CUDA_ACT_NONE));
         CASE("gemm_llama_down_tflops", bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_CUDA_ACT_NONE));
         CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE));
+        /* the small-M kernel (gemv_kernels.cuh) at LLaMA-7B's decode shapes, GB/s of weights read and %
+         * of the measured copy bandwidth; then the same shape on cuBLASLt for comparison */
+        CASE("gemv_b1_qkvo_gbps", bench_gemm("gemv_b1_qkvo_gbps", 1, 4096, 4096, false, LISA_CUDA_ACT_NONE));
+        CASE("gemv_b1_down_gbps", bench_gemm("gemv_b1_down_gbps", 1, 11008, 4096, false, LISA_CUDA_ACT_NONE));
+        CASE("gemv_b1_lm_head_gbps", bench_gemm("gemv_b1_lm_head_gbps", 1, 4096, 32004, false, LISA_CUDA_ACT_NONE));
+        CASE("gemv_b16_gate_gbps", bench_gemm("gemv_b16_gate_gbps", 16, 4096, 11008, false, LISA_CUDA_ACT_NONE));
+        CASE("gemv_b16_down_gbps", bench_gemm("gemv_b16_down_gbps", 16, 11008, 4096, false, LISA_CUDA_ACT_NONE));
+        lisa_cuda_set_gemv_max_rows(be, 0);
+        CASE("cublaslt_b1_gate_gbps", bench_gemm("cublaslt_b1_gate_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE));
+        CASE("cublaslt_b16_down_gbps", bench_gemm("cublaslt_b16_down_gbps", 16, 11008, 4096, false, LISA_CUDA_ACT_NONE));
+        lisa_cuda_set_gemv_max_rows(be, 16);
         CASE("gemm_sam_qkv_tflops", bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_CUDA_ACT_NONE));
         CASE("gemm_sam_mlp1_gelu_tflops",
              bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_CUDA_ACT_GELU_ERF));

@@ -107,6 +107,7 @@ static void cuda_destroy(lisa_backend *be) {
         cudaFree(im->lt_ws);
         cudaFree(im->scratch_base);
         cudaFree(im->flag);
+        cudaFree(im->gemv_tickets);
         cudaFreeHost(im->flag_host);
         if (im->stream) cudaStreamDestroy(im->stream);
         free(im);
@@ -220,6 +221,10 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     CREATE_CHECK(cudaMalloc((void **)&im->flag, 3 * sizeof(int64_t)));
     CREATE_CHECK(cudaMemset(im->flag, 0, 3 * sizeof(int64_t)));
     CREATE_CHECK(cudaMallocHost((void **)&im->flag_host, 3 * sizeof(int64_t)));
+    im->gemv_tickets_cap = 16384; /* N up to 524288 outputs */
+    im->gemv_max_rows = 16;
+    CREATE_CHECK(cudaMalloc((void **)&im->gemv_tickets, sizeof(int) * (size_t)im->gemv_tickets_cap));
+    CREATE_CHECK(cudaMemset(im->gemv_tickets, 0, sizeof(int) * (size_t)im->gemv_tickets_cap));
 
     size_t sb = scratch_bytes ? scratch_bytes : LISA_CUDA_DEFAULT_SCRATCH;
     sb = (sb + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);

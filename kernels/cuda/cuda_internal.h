@@ -45,6 +45,9 @@ typedef struct lisa_cuda_impl {
     void *gemm_cache; /* kernels/cuda/gemm.cu */
     cudaEvent_t *timer_events; /* per-op profile marks (kernels/profile.h), created by timer_reserve */
     int32_t n_timer_events;
+    int *gemv_tickets;        /* small-M linear's split tickets (gemv.cu), zero between launches */
+    int32_t gemv_tickets_cap; /* tiles of 32 output rows they cover */
+    int32_t gemv_max_rows;    /* linears with at most this many rows use lk_gemv (0: never) */
 } lisa_cuda_impl;
 
 static inline lisa_cuda_impl *lisa_cuda_impl_of(const lisa_backend *be) { return (lisa_cuda_impl *)be->impl; }
@@ -94,6 +97,15 @@ static inline void lisa_cuda_flag_armed(lisa_backend *be) { ((lisa_cuda_impl *)b
 #define LISA_OP(E, n, params, args) lisa_status lisa_cuda_##n(lisa_backend *be, LISA_UNPAREN params);
 #include "kernels/ops.def"
 #undef LISA_OP
+
+/* The small-M linear (gemv.cu, kernels/cuda/gemv_kernels.cuh): whether it takes y[M, N] =
+ * x[M, K]·w[N, K]ᵀ (x rows of stride lda, y rows of stride ldy), and the launch (act: lisa_cuda_act;
+ * residual rows of stride ldr, y's dtype). */
+bool lisa_cuda_gemv_applies(const lisa_backend *be, const lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+                            int64_t M, int64_t lda, int64_t ldy);
+lisa_status lisa_cuda_gemv(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+                           const lisa_tensor *b, const lisa_tensor *residual, int32_t act, int64_t M, int64_t lda,
+                           int64_t ldy, int64_t ldr);
 
 /* GEMM plan cache (gemm.cu). */
 lisa_status lisa_cuda_gemm_cache_create(lisa_backend *be);

@@ -1,5 +1,5 @@
 /* kernels/cuda/gemm.cu — ops LINEAR, MATMUL, CONV2D, CONV_TRANSPOSE2D_K2S2 and lisa_cuda_linear_ex
- * on cuBLASLt / cuBLAS. im2col and the transposed-conv scatter kernels are in conv_kernels.cuh.
+ * on cuBLASLt / cuBLAS (linears of at most 16 rows on the small-M kernel, gemv.cu). im2col and the transposed-conv scatter kernels are in conv_kernels.cuh.
  *
  * Row-major GEMMs map onto column-major cuBLAS by computing Cᵀ = op(B)ᵀ·op(A)ᵀ: a row-major
  * [R, C] matrix with row stride ld is the column-major C x R matrix with leading dimension ld.
@@ -222,6 +222,9 @@ static lisa_status linear_impl(lisa_backend *be, const char *op, lisa_tensor *y,
     if (K == 0) return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: K = 0", op);
     if (lda < K || ldd < N) return lisa_fail(LISA_ERR_SHAPE, "%s: overlapping rows", op);
 
+    /* decode-sized M: the bandwidth-bound small-M kernel (gemv.cu) */
+    if (lisa_cuda_gemv_applies(be, y, x, w, M, lda, ldd))
+        return lisa_cuda_gemv(be, y, x, w, b, residual, (int32_t)act, M, lda, ldd, ldc);
     const size_t mark = lisa_arena_mark(&be->scratch);
     lisa_status s = LISA_OK;
     const void *bias = nullptr;

@@ -31,6 +31,12 @@ typedef enum lisa_cuda_act {
 lisa_status lisa_cuda_linear_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
                                 const lisa_tensor *b, const lisa_tensor *residual, lisa_cuda_act act);
 
+/* Linears with at most max_rows rows (default 16, at most 16; 0 = never) and BF16 x and w (K a
+ * multiple of 8, 16-byte aligned rows) run in the small-M kernel (kernels/cuda/gemv_kernels.cuh:
+ * tensor cores, weights streamed once with 16-byte loads, deterministic split-K) instead of cuBLASLt:
+ * the decode step's projections. For benchmarks and A/B checks. */
+void lisa_cuda_set_gemv_max_rows(lisa_backend *be, int32_t max_rows);
+
 #ifdef __cplusplus
 }
 #endif

@@ -223,6 +223,12 @@ void ck_cases_ops(ck_ctx *c) {
     linear_case(c, "M733 K37 N5125", 733, 37, 5125, true, false);
     linear_case(c, "M19 K1280 N3840 nobias", 19, 1280, 3840, false, false);
     linear_case(c, "M3 K769 N37", 3, 769, 37, true, true);
+    /* the small-M kernel (kernels/cuda/gemv_kernels.cuh) in the BF16 runs: decode shapes, split-K
+     * with a short last split, 16 rows, strided x */
+    linear_case(c, "gemv M1 K4096 N11008", 1, 4096, 11008, false, false);
+    if (!(c->self_test && q)) linear_case(c, "gemv M16 K11008 N4096", 16, 11008, 4096, false, false);
+    linear_case(c, "gemv M3 K2056 N1000 strided", 3, 2056, 1000, true, true);
+    linear_ex_case(c, "gemv residual M5 K1024 N777", &act_none, 5, 1024, 777);
     linear_ex_case(c, "relu M19 K256 N2048", &act_relu, 19, 256, 2048);
     linear_ex_case(c, "gelu-erf M7 K1280 N5120", &act_gelu, 7, 1280, 5120);
     linear_ex_case(c, "gelu-tanh M7 K769 N37", &act_tanh, 7, 769, 37);
@@ -578,6 +584,37 @@ void ck_cases_casts_and_errors(ck_ctx *c) {
         ck_free_case(c);
         lisa_tensor_free(&tab);
         lisa_tensor_free(&ids);
+    }
+    /* The small-M kernel's batch invariance and determinism on the device: row 0 of a 16-row call is
+     * bit-identical to the same row alone and to a second run (kernels/cuda/gemv_kernels.cuh). */
+    if (ck_selected(c, "linear", "gemv bits")) {
+        const int64_t K = 4096, N = 4104, xs[2] = {16, K}, ws[2] = {N, K};
+        lisa_tensor hx = ck_host(LISA_DTYPE_F32, 2, xs), hw = ck_host(LISA_DTYPE_F32, 2, ws);
+        ck_fill(c, &hx, -1, 1, false), ck_fill(c, &hw, -1, 1, false);
+        lisa_tensor dx = ck_dev_from(c, &hx, LISA_DTYPE_BF16, false), dw = ck_dev_from(c, &hw, LISA_DTYPE_BF16, false);
+        lisa_tensor x1 = dx;
+        x1.shape[0] = 1;
+        const int64_t y16s[2] = {16, N}, y1s[2] = {1, N};
+        lisa_tensor y16 = ck_dev_poison(c, LISA_DTYPE_F32, 2, y16s), y1 = ck_dev_poison(c, LISA_DTYPE_F32, 2, y1s),
+                    y1b = ck_dev_poison(c, LISA_DTYPE_F32, 2, y1s);
+        lisa_status s = lisa_op_linear(c->gpu, &y16, &dx, &dw, NULL);
+        if (s == LISA_OK) s = lisa_op_linear(c->gpu, &y1, &x1, &dw, NULL);
+        if (s == LISA_OK) s = lisa_op_linear(c->gpu, &y1b, &x1, &dw, NULL);
+        if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
+        if (s != LISA_OK) {
+            ck_record(c, "linear", "gemv bits: row 0 of M16 = M1 = M1 again", "BF16", 1, NAN, 0, -1, "%s", lisa_last_error());
+        } else {
+            lisa_tensor g16 = ck_download(c, &y16), g1 = ck_download(c, &y1), g1b = ck_download(c, &y1b);
+            int64_t diff = 0;
+            for (int64_t n = 0; n < N; n++)
+                diff += memcmp((float *)g16.data + n, (float *)g1.data + n, 4) != 0 ||
+                        memcmp((float *)g1b.data + n, (float *)g1.data + n, 4) != 0;
+            ck_record(c, "linear", "gemv bits: row 0 of M16 = M1 = M1 again", "BF16", diff ? 1 : 0, (double)diff, 0, -1,
+                      "%lld of %lld outputs differ in some bit", (long long)diff, (long long)N);
+            lisa_tensor_free(&g16), lisa_tensor_free(&g1), lisa_tensor_free(&g1b);
+        }
+        ck_free_case(c);
+        lisa_tensor_free(&hx), lisa_tensor_free(&hw);
     }
     /* No host wait inside a step (tools/check_syncs.py checks the code; this counts on the device):
      * the ops a prefill layer issues with their checks (embedding ids, KV slots), then one wait. */
