@@ -2,7 +2,8 @@
  * (kernels/cuda/attention.cu; kernel bodies in attn_kernels.cuh).
  *
  * The op (lisa_cuda_attention) picks a kernel per call:
- *   FLASH     q/k/v BF16, D in {64, 80, 128}, no additive bias, 16-byte aligned rows, Tq > 8:
+ *   FLASH     q/k/v BF16, D in {64, 80, 128}, no additive bias, 16-byte aligned rows, Tq > 8, and a
+ *             compiled variant (rel-pos only at D 80 non-causal; attn_kernels.cuh lk_flash_select):
  *             tensor-core flash attention (mma.sync m16n8k16), rel-pos and causal fused;
  *   SPLITKV   Tq <= 8, D <= 128, no bias or rel-pos: split-K over the keys + a combine kernel
  *             (decode; the two-way transformer's 6 tokens -> 4096 image keys);
@@ -58,9 +59,9 @@ lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const 
  * q, y [T, Hq, D] — sequence b owns rows qo_indptr[b] .. qo_indptr[b+1] — over the paged cache;
  * causal: local query row i of b sits at position kv_len[b] − qlen_b + i and sees keys 0 .. that
  * position. The host_* arrays hold the same values as the device index tensors (validation and
- * launch planning). Sequences with more than 8 query rows (prefill chunks) run in the flash kernel
- * (BF16, D 64/80/128; otherwise — F32 checks, tiny head dims — their keys are gathered page by page
- * into scratch and the ATTENTION op runs on them), the others (decode) in split-KV (F32/BF16/F16,
+ * launch planning). Sequences with more than 8 query rows (prefill chunks) run in the paged flash
+ * kernel (BF16, D 128: LLaMA; otherwise — F32 checks, other head dims — their keys are gathered page
+ * by page into scratch and the ATTENTION op runs on them), the others (decode) in split-KV (F32/BF16/F16,
  * D <= 128); each sequence is computed independently of the others. */
 lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
                                          const lisa_tensor *k_pages, const lisa_tensor *v_pages, int32_t batch,
