@@ -324,15 +324,15 @@ static void bench_two_way(int64_t N) {
 /* ---- GEMM ------------------------------------------------------------------------------------- */
 typedef struct gemm_job {
     lisa_tensor y, x, w, b;
-    lisa_cuda_act act;
+    lisa_act act;
 } gemm_job;
 
 static void run_gemm(void *a) {
     gemm_job *j = a;
-    check(lisa_cuda_linear_ex(be, &j->y, &j->x, &j->w, j->b.data ? &j->b : NULL, NULL, j->act), "linear");
+    check(lisa_op_linear_ex(be, &j->y, &j->x, &j->w, j->b.data ? &j->b : NULL, NULL, j->act), "linear");
 }
 
-static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bias, lisa_cuda_act act) {
+static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bias, lisa_act act) {
     gemm_job j = {0};
     j.x = dev_rand(2, M, K, 0, 0);
     j.w = dev_rand(2, N, K, 0, 0);
@@ -342,7 +342,7 @@ static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bi
     double ms = time_ms(run_gemm, &j);
     char shape[80];
     snprintf(shape, sizeof shape, "M%lld K%lld N%lld%s%s", (long long)M, (long long)K, (long long)N, bias ? " +bias" : "",
-             act == LISA_CUDA_ACT_GELU_ERF ? " +gelu(erf)" : "");
+             act == LISA_ACT_GELU ? " +gelu(erf)" : "");
     /* small M: weight-streaming, so report GB/s of weights read instead of TFLOP/s */
     report(key, shape, ms, M <= 16 ? 0 : 2.0 * M * N * K, M <= 16 ? (double)N * K * 2 : 0);
     free_t(&j.x), free_t(&j.w), free_t(&j.y), free_t(&j.b);
@@ -420,8 +420,8 @@ int main(int argc, char **argv) {
     if (smoke) { /* suite.sh's smoke step: one launch of each family, seconds */
         CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 25, 14, true));
         CASE("attn_decode_b1_kv1024_gbps", bench_decode(1, 1024));
-        CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE));
-        CASE("gemv_b16_down_gbps", bench_gemm("gemv_b16_down_gbps", 16, 11008, 4096, false, LISA_CUDA_ACT_NONE));
+        CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_ACT_NONE));
+        CASE("gemv_b16_down_gbps", bench_gemm("gemv_b16_down_gbps", 16, 11008, 4096, false, LISA_ACT_NONE));
     } else {
         /* attention: SAM at batch 8 (200 windows; 8 global images), rel-pos fused; and without */
         CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 8 * 25, 14, true));
@@ -434,25 +434,25 @@ int main(int argc, char **argv) {
         if (!quick) CASE("attn_decode_b1_kv4096_gbps", bench_decode(1, 4096));
         CASE("attn_two_way_t2i_ms", bench_two_way(8));
         /* GEMMs: LLaMA-7B prefill (8 x 330 tokens) and decode, SAM ViT-H at batch 8 (32768 tokens) */
-        CASE("gemm_llama_qkv_tflops", bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_CUDA_ACT_NONE));
-        CASE("gemm_llama_down_tflops", bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_CUDA_ACT_NONE));
-        CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE));
+        CASE("gemm_llama_qkv_tflops", bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_ACT_NONE));
+        CASE("gemm_llama_down_tflops", bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_ACT_NONE));
+        CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_ACT_NONE));
         /* the small-M kernel (gemv_kernels.cuh) at LLaMA-7B's decode shapes, GB/s of weights read and %
          * of the measured copy bandwidth; then the same shape on cuBLASLt for comparison */
-        CASE("gemv_b1_qkvo_gbps", bench_gemm("gemv_b1_qkvo_gbps", 1, 4096, 4096, false, LISA_CUDA_ACT_NONE));
-        CASE("gemv_b1_down_gbps", bench_gemm("gemv_b1_down_gbps", 1, 11008, 4096, false, LISA_CUDA_ACT_NONE));
-        CASE("gemv_b1_lm_head_gbps", bench_gemm("gemv_b1_lm_head_gbps", 1, 4096, 32004, false, LISA_CUDA_ACT_NONE));
-        CASE("gemv_b16_gate_gbps", bench_gemm("gemv_b16_gate_gbps", 16, 4096, 11008, false, LISA_CUDA_ACT_NONE));
-        CASE("gemv_b16_down_gbps", bench_gemm("gemv_b16_down_gbps", 16, 11008, 4096, false, LISA_CUDA_ACT_NONE));
+        CASE("gemv_b1_qkvo_gbps", bench_gemm("gemv_b1_qkvo_gbps", 1, 4096, 4096, false, LISA_ACT_NONE));
+        CASE("gemv_b1_down_gbps", bench_gemm("gemv_b1_down_gbps", 1, 11008, 4096, false, LISA_ACT_NONE));
+        CASE("gemv_b1_lm_head_gbps", bench_gemm("gemv_b1_lm_head_gbps", 1, 4096, 32004, false, LISA_ACT_NONE));
+        CASE("gemv_b16_gate_gbps", bench_gemm("gemv_b16_gate_gbps", 16, 4096, 11008, false, LISA_ACT_NONE));
+        CASE("gemv_b16_down_gbps", bench_gemm("gemv_b16_down_gbps", 16, 11008, 4096, false, LISA_ACT_NONE));
         lisa_cuda_set_gemv_max_rows(be, 0);
-        CASE("cublaslt_b1_gate_gbps", bench_gemm("cublaslt_b1_gate_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE));
-        CASE("cublaslt_b16_down_gbps", bench_gemm("cublaslt_b16_down_gbps", 16, 11008, 4096, false, LISA_CUDA_ACT_NONE));
+        CASE("cublaslt_b1_gate_gbps", bench_gemm("cublaslt_b1_gate_gbps", 1, 4096, 11008, false, LISA_ACT_NONE));
+        CASE("cublaslt_b16_down_gbps", bench_gemm("cublaslt_b16_down_gbps", 16, 11008, 4096, false, LISA_ACT_NONE));
         lisa_cuda_set_gemv_max_rows(be, 16);
-        CASE("gemm_sam_qkv_tflops", bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_CUDA_ACT_NONE));
+        CASE("gemm_sam_qkv_tflops", bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_ACT_NONE));
         CASE("gemm_sam_mlp1_gelu_tflops",
-             bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_CUDA_ACT_GELU_ERF));
+             bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_ACT_GELU));
         if (!quick)
-            CASE("gemm_sam_mlp2_tflops", bench_gemm("gemm_sam_mlp2_tflops", 32768, 5120, 1280, true, LISA_CUDA_ACT_NONE));
+            CASE("gemm_sam_mlp2_tflops", bench_gemm("gemm_sam_mlp2_tflops", 32768, 5120, 1280, true, LISA_ACT_NONE));
     }
     write_json();
     if (aborted[0]) return 3; /* the context is lost: suite.sh runs the rest with --after */

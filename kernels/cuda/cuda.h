@@ -3,8 +3,8 @@
  * The backend implements the ops table of kernels/ops.def on one GPU: bf16 (or f16) storage with
  * fp32 accumulation, fp32 norms and softmax, and F32 activations for exact checks. Tensors passed
  * to its ops must live on the device (device == LISA_DEVICE_CUDA, memory from be->mem_alloc or an
- * arena over it). Extra launchers for fused paths the model graphs use are declared in the family
- * headers included below.
+ * arena over it). Its fused ops (LINEAR_EX, ADD_RMSNORM, ...) are ops of that table too; the
+ * attention launchers that force one kernel (lisa-check, benchmarks) are in attention.h.
  */
 #ifndef LISA_KERNELS_CUDA_H
 #define LISA_KERNELS_CUDA_H
@@ -68,13 +68,16 @@ void lisa_cuda_graph_free(lisa_backend *be, lisa_backend_graph *g);
 lisa_status lisa_cuda_host_alloc(lisa_backend *be, size_t bytes, void **out);
 void lisa_cuda_host_free(lisa_backend *be, void *p);
 
+/* LINEAR / LINEAR_EX with at most max_rows rows (default 16, at most 16; 0 = never) and BF16 x and w
+ * (K a multiple of 8, 16-byte aligned rows) run in the small-M kernel (kernels/cuda/
+ * gemv_kernels.cuh: tensor cores, weights streamed once with 16-byte loads, deterministic split-K)
+ * instead of cuBLASLt: the decode step's projections. For benchmarks and A/B checks. */
+void lisa_cuda_set_gemv_max_rows(lisa_backend *be, int32_t max_rows);
+
 #ifdef __cplusplus
 }
 #endif
 
 #include "kernels/cuda/attention.h"
-#include "kernels/cuda/gemm.h"
-#include "kernels/cuda/norm.h"
-#include "kernels/cuda/sam.h"
 
 #endif

@@ -99,7 +99,7 @@ static inline void lisa_cuda_flag_armed(lisa_backend *be) { ((lisa_cuda_impl *)b
 #undef LISA_OP
 
 /* The small-M linear (gemv.cu, kernels/cuda/gemv_kernels.cuh): whether it takes y[M, N] =
- * x[M, K]·w[N, K]ᵀ (x rows of stride lda, y rows of stride ldy), and the launch (act: lisa_cuda_act;
+ * x[M, K]·w[N, K]ᵀ (x rows of stride lda, y rows of stride ldy), and the launch (act: lisa_act;
  * residual rows of stride ldr, y's dtype). */
 bool lisa_cuda_gemv_applies(const lisa_backend *be, const lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
                             int64_t M, int64_t lda, int64_t ldy);

@@ -20,8 +20,8 @@
  *   them in split order, applies the epilogue and resets the ticket. One launch, deterministic (the
  *   same bits every run), and a row's result depends neither on M nor on the other rows (the
  *   split points depend on K only; mma rows are independent).
- * Epilogue in fp32: + bias[n], activation (ReLU, exact erf GELU, tanh GELU), + residual[m, n]
- * (may alias y), one rounding to y's dtype (BF16 or F32).
+ * Epilogue in fp32 (LINEAR_EX, kernels/ops.def): + bias[n], activation (ReLU, exact erf GELU, quick
+ * GELU), + residual[m, n] (may alias y), one rounding to y's dtype (BF16 or F32).
  */
 #ifndef LISA_KERNELS_CUDA_GEMV_KERNELS_CUH
 #define LISA_KERNELS_CUDA_GEMV_KERNELS_CUH
@@ -37,8 +37,8 @@ enum {
     LK_GEMV_XPAD = 32,     /* bf16 elements (64 bytes) of padding per staged x row */
 };
 
-/* Activations of the epilogue (the values of lisa_cuda_act, kernels/cuda/gemm.h). */
-enum { LK_ACT_NONE = 0, LK_ACT_RELU = 1, LK_ACT_GELU_ERF = 2, LK_ACT_GELU_TANH = 3 };
+/* Activations of the epilogue (the values of lisa_act, kernels/ops.h: LINEAR_EX). */
+enum { LK_ACT_NONE = 0, LK_ACT_RELU = 1, LK_ACT_GELU = 2, LK_ACT_QUICK_GELU = 3 };
 
 typedef struct lk_gemv_params {
     const lisa_bf16_t *x; /* [M, K] rows with stride lda (elements), 16-byte aligned */
@@ -64,10 +64,10 @@ LISA_DEV float lk_gemv_epilogue(const lk_gemv_params &p, int m, int n, float v) 
     if (p.bias) v += lk_load(p.bias, p.bdt, n);
     if (p.act == LK_ACT_RELU) {
         v = v > 0.0f ? v : 0.0f;
-    } else if (p.act == LK_ACT_GELU_ERF) {
+    } else if (p.act == LK_ACT_GELU) { /* exact erf GELU (ops.def GELU) */
         v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    } else if (p.act == LK_ACT_GELU_TANH) {
-        v = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+    } else if (p.act == LK_ACT_QUICK_GELU) { /* x·sigmoid(1.702x) (ops.def QUICK_GELU, CLIP) */
+        v = v / (1.0f + expf(-1.702f * v));
     }
     if (p.res) v += lk_load(p.res, p.ydt, (int64_t)m * p.ldr + n);
     return v;
