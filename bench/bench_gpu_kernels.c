@@ -15,6 +15,8 @@
  *   790-800 measured by others on random data on these cards); memory-bound rows against the
  *   measured device-to-device copy (copy_gbps, bytes read + written; datasheet 4.8 / 3.35 TB/s
  *   H200 / H100 when the copy case did not run).
+ * Convolutions: SAM's neck 3x3 conv and the mask decoder's transposed convs on im2col + GEMM (the
+ * default) and on cuDNN (conv_*_cudnn_*), TFLOP/s of the direct convolution's FLOP.
  * Small-M rows (M <= 16: the decode projections, on the small-M kernel gemv_kernels.cuh, and the
  * same shapes on cuBLASLt as cublaslt_*) report GB/s of weights read and % of copy_gbps.
  * JSON keys (as in bench/results/DATE-CARD.json): attn_sam_window_tflops, attn_sam_global_tflops (batch 8, rel-pos
@@ -194,6 +196,9 @@ static void case_failed(const char *name) {
     snprintf(failed + n, sizeof failed - n, "%s%s", n ? "," : "", name);
     fprintf(stderr, "bench_gpu_kernels: case %s abandoned\n", name);
     lisa_clear_error();
+    lisa_cuda_set_conv_path(be, false, LISA_CUDA_CONV_IM2COL); /* a conv case may have left cuDNN selected */
+    lisa_cuda_set_conv_path(be, true, LISA_CUDA_CONV_IM2COL);
+    lisa_clear_error();
     cudaError_t e = cudaDeviceSynchronize();
     if (e != cudaSuccess) {
         snprintf(aborted, sizeof aborted, "%s", name);
@@ -348,6 +353,46 @@ static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bi
     free_t(&j.x), free_t(&j.w), free_t(&j.y), free_t(&j.b);
 }
 
+/* ---- convolutions: im2col + GEMM vs cuDNN (kernels/cuda/conv_cudnn.c) ---------------------------- */
+typedef struct conv_job {
+    lisa_tensor y, x, w, b;
+    bool transposed;
+} conv_job;
+
+static void run_conv(void *a) {
+    conv_job *j = a;
+    if (j->transposed)
+        check(lisa_op_conv_transpose2d_k2s2(be, &j->y, &j->x, &j->w, &j->b), "conv_transpose2d_k2s2");
+    else
+        check(lisa_op_conv2d(be, &j->y, &j->x, &j->w, NULL, 1, 1), "conv2d");
+}
+
+/* SAM's neck 3x3 conv (transposed = false: x [B, 256, 64, 64], w [256, 256, 3, 3], pad 1) or the mask
+ * decoder's upscaling (transposed: x [B, Ci, H, H] -> [B, Co, 2H, 2H]) on the given path. */
+static void bench_conv(const char *key, bool transposed, int64_t B, int64_t Ci, int64_t Co, int64_t H,
+                       lisa_cuda_conv_path path) {
+    conv_job j = {0};
+    j.transposed = transposed;
+    check(lisa_cuda_set_conv_path(be, transposed, path), "conv path");
+    j.x = dev_rand(4, B, Ci, H, H);
+    if (transposed) {
+        j.w = dev_rand(4, Ci, Co, 2, 2);
+        j.b = dev_rand(1, Co, 0, 0, 0);
+        j.y = dev_rand(4, B, Co, 2 * H, 2 * H);
+    } else {
+        j.w = dev_rand(4, Co, Ci, 3, 3);
+        j.y = dev_rand(4, B, Co, H, H);
+    }
+    const double ms = time_ms(run_conv, &j);
+    check(lisa_cuda_set_conv_path(be, transposed, LISA_CUDA_CONV_IM2COL), "conv path");
+    char shape[80];
+    snprintf(shape, sizeof shape, "%s [%lld,%lld,%lld,%lld] -> %lld (%s)", transposed ? "convT k2s2" : "conv 3x3", (long long)B,
+             (long long)Ci, (long long)H, (long long)H, (long long)Co, path == LISA_CUDA_CONV_CUDNN ? "cuDNN" : "im2col+GEMM");
+    const double flop = transposed ? 2.0 * B * Ci * Co * 4 * H * H : 2.0 * B * Co * Ci * 9 * H * H;
+    report(key, shape, ms, flop, 0);
+    free_t(&j.x), free_t(&j.w), free_t(&j.y), free_t(&j.b);
+}
+
 /* ---- device-to-device copy: the bandwidth ceiling the memory-bound rows are measured against ---- */
 typedef struct copy_job {
     void *a, *b;
@@ -448,6 +493,15 @@ int main(int argc, char **argv) {
         CASE("cublaslt_b1_gate_gbps", bench_gemm("cublaslt_b1_gate_gbps", 1, 4096, 11008, false, LISA_ACT_NONE));
         CASE("cublaslt_b16_down_gbps", bench_gemm("cublaslt_b16_down_gbps", 16, 11008, 4096, false, LISA_ACT_NONE));
         lisa_cuda_set_gemv_max_rows(be, 16);
+        /* SAM neck 3x3 conv (batch 8) and the mask decoder's transposed convs (8 masks): im2col + GEMM
+         * (the default) vs cuDNN, to decide the default on this card */
+        CASE("conv_sam_neck_b8_tflops", bench_conv("conv_sam_neck_b8_tflops", false, 8, 256, 256, 64, LISA_CUDA_CONV_IM2COL));
+        CASE("conv_sam_neck_b8_cudnn_tflops",
+             bench_conv("conv_sam_neck_b8_cudnn_tflops", false, 8, 256, 256, 64, LISA_CUDA_CONV_CUDNN));
+        CASE("convt_dec1_n8_tflops", bench_conv("convt_dec1_n8_tflops", true, 8, 256, 64, 64, LISA_CUDA_CONV_IM2COL));
+        CASE("convt_dec1_n8_cudnn_tflops", bench_conv("convt_dec1_n8_cudnn_tflops", true, 8, 256, 64, 64, LISA_CUDA_CONV_CUDNN));
+        CASE("convt_dec2_n8_tflops", bench_conv("convt_dec2_n8_tflops", true, 8, 64, 32, 128, LISA_CUDA_CONV_IM2COL));
+        CASE("convt_dec2_n8_cudnn_tflops", bench_conv("convt_dec2_n8_cudnn_tflops", true, 8, 64, 32, 128, LISA_CUDA_CONV_CUDNN));
         CASE("gemm_sam_qkv_tflops", bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_ACT_NONE));
         CASE("gemm_sam_mlp1_gelu_tflops",
              bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_ACT_GELU));

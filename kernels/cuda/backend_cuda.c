@@ -102,6 +102,7 @@ static void cuda_destroy(lisa_backend *be) {
         if (im->capturing) lisa_cuda_capture_abort(be);
         if (im->stream) cudaStreamSynchronize(im->stream);
         lisa_cuda_gemm_cache_destroy(be);
+        lisa_cuda_cudnn_free(be);
         if (im->lt) cublasLtDestroy(im->lt);
         if (im->blas) cublasDestroy(im->blas);
         cudaFree(im->lt_ws);
@@ -233,6 +234,12 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
 
     lisa_status s = lisa_cuda_gemm_cache_create(be);
     if (s != LISA_OK) return create_fail(be, s);
+    const char *conv = getenv("LISA_CUDA_CONV"); /* A/B on a GPU without a rebuild (cuda.h) */
+    if (conv && !strcmp(conv, "cudnn")) {
+        s = lisa_cuda_set_conv_path(be, false, LISA_CUDA_CONV_CUDNN);
+        if (s == LISA_OK) s = lisa_cuda_set_conv_path(be, true, LISA_CUDA_CONV_CUDNN);
+        if (s != LISA_OK) return create_fail(be, lisa_fail_context(s, "LISA_CUDA_CONV=cudnn"));
+    }
     *out = be;
     return LISA_OK;
 }

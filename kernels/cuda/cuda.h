@@ -74,6 +74,22 @@ void lisa_cuda_host_free(lisa_backend *be, void *p);
  * instead of cuBLASLt: the decode step's projections. For benchmarks and A/B checks. */
 void lisa_cuda_set_gemv_max_rows(lisa_backend *be, int32_t max_rows);
 
+/* How CONV2D with a kernel larger than 1x1 (transposed = false: SAM's neck 3x3 conv, the patch
+ * embedding) or CONV_TRANSPOSE2D_K2S2 (transposed = true: the mask decoder's upscaling) run on
+ * 16-bit activations: im2col + cuBLAS GEMM (the default, until a GPU run shows cuDNN faster:
+ * bench_gpu_kernels conv_* rows) or cuDNN (loaded at run time, kernels/cuda/conv_cudnn.c; a call
+ * cuDNN cannot take falls back to im2col). LISA_ERR_UNSUPPORTED when cuDNN is not available. The
+ * environment variable LISA_CUDA_CONV=cudnn selects cuDNN for both at backend creation. */
+typedef enum lisa_cuda_conv_path { LISA_CUDA_CONV_IM2COL = 0, LISA_CUDA_CONV_CUDNN = 1 } lisa_cuda_conv_path;
+lisa_status lisa_cuda_set_conv_path(lisa_backend *be, bool transposed, lisa_cuda_conv_path path);
+/* The cuDNN paths themselves (ops.def CONV2D / CONV_TRANSPOSE2D_K2S2 semantics; tensors as the
+ * ops check them), without the fallback: LISA_ERR_UNSUPPORTED when cuDNN cannot be loaded or does
+ * not take the call (F32 activations, y not in x's dtype, no algorithm within the scratch). */
+lisa_status lisa_cuda_conv2d_cudnn(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+                                   const lisa_tensor *b, int32_t stride, int32_t pad);
+lisa_status lisa_cuda_convt_k2s2_cudnn(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+                                       const lisa_tensor *b);
+
 #ifdef __cplusplus
 }
 #endif

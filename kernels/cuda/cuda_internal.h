@@ -48,6 +48,8 @@ typedef struct lisa_cuda_impl {
     int *gemv_tickets;        /* small-M linear's split tickets (gemv.cu), zero between launches */
     int32_t gemv_tickets_cap; /* tiles of 32 output rows they cover */
     int32_t gemv_max_rows;    /* linears with at most this many rows use lk_gemv (0: never) */
+    lisa_cuda_conv_path conv_path, convt_path; /* CONV2D (kernels > 1x1) / CONV_TRANSPOSE2D_K2S2 */
+    void *cudnn;              /* conv_cudnn.c's state (library, handle, plans), created on first use */
 } lisa_cuda_impl;
 
 static inline lisa_cuda_impl *lisa_cuda_impl_of(const lisa_backend *be) { return (lisa_cuda_impl *)be->impl; }
@@ -106,6 +108,9 @@ bool lisa_cuda_gemv_applies(const lisa_backend *be, const lisa_tensor *y, const 
 lisa_status lisa_cuda_gemv(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
                            const lisa_tensor *b, const lisa_tensor *residual, int32_t act, int64_t M, int64_t lda,
                            int64_t ldy, int64_t ldr);
+
+/* conv_cudnn.c's state: released by the backend's destroy. */
+void lisa_cuda_cudnn_free(lisa_backend *be);
 
 /* GEMM plan cache (gemm.cu). */
 lisa_status lisa_cuda_gemm_cache_create(lisa_backend *be);

@@ -121,6 +121,16 @@ static lisa_status c_conv2d(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, co
     const conv_arg *c = a;
     return lisa_op_conv2d(be, &o[0], &i[0], &i[1], c->bias ? &i[2] : NULL, c->stride, c->pad);
 }
+/* the same on the GPU through cuDNN (kernels/cuda/conv_cudnn.c); the CPU runs the op */
+static lisa_status c_conv2d_cudnn(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    const conv_arg *c = a;
+    if (be->device != LISA_DEVICE_CUDA) return lisa_op_conv2d(be, &o[0], &i[0], &i[1], c->bias ? &i[2] : NULL, c->stride, c->pad);
+    return lisa_cuda_conv2d_cudnn(be, &o[0], &i[0], &i[1], c->bias ? &i[2] : NULL, c->stride, c->pad);
+}
+static lisa_status c_convt_cudnn(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    if (be->device != LISA_DEVICE_CUDA) return lisa_op_conv_transpose2d_k2s2(be, &o[0], &i[0], &i[1], &i[2]);
+    return lisa_cuda_convt_k2s2_cudnn(be, &o[0], &i[0], &i[1], &i[2]);
+}
 static lisa_status c_convt(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
     return lisa_op_conv_transpose2d_k2s2(be, &o[0], &i[0], &i[1], &i[2]);
 }
@@ -455,6 +465,37 @@ void ck_cases_ops(ck_ctx *c) {
         ct.in[1] = (ck_tspec)T_PAR(4, -1, 1, 256, 64, 2, 2), ct.in[2] = (ck_tspec)T_PAR(1, -1, 1, 64);
         ct.out[0] = (ck_tspec)T_OUT(4, 1, 64, 32, 32), ct.atol32 = gemm_atol32(256), ct.atol16 = gemm_atol16(256) / 8;
         ck_run_case(c, &ct);
+        /* cuDNN (kernels/cuda/conv_cudnn.c, BF16 only): SAM's neck 3x3 conv and the mask decoder's
+         * two transposed convs at their real shapes (batch 2 / 3 masks), and an awkward one */
+        if (!c->self_test && ck_selected(c, "conv2d", "cudnn")) {
+            if (lisa_cuda_set_conv_path(c->gpu, false, LISA_CUDA_CONV_CUDNN) != LISA_OK) {
+                ck_record(c, "conv2d", "cudnn", "-", 2, 0, 0, -1, "cuDNN not available: %s", lisa_last_error());
+            } else {
+                lisa_cuda_set_conv_path(c->gpu, false, LISA_CUDA_CONV_IM2COL);
+                static const conv_arg neck = {1, 1, false}, c33b = {1, 1, true};
+                ck_case cd = {.op = "conv2d", .label = "cudnn neck 3x3 [2,256,64,64]->256", .call = c_conv2d_cudnn,
+                              .arg = &neck, .n_in = 2, .n_out = 1,
+                              .in = {T_ACT(4, -1, 1, 2, 256, 64, 64), T_PAR(4, -1, 1, 256, 256, 3, 3)},
+                              .out = {T_OUT(4, 2, 256, 64, 64)}, .no_f32 = true, .atol32 = gemm_atol32(2304),
+                              .rtol32 = 1e-4, .atol16 = gemm_atol16(2304) / 8, .rtol16 = 1.0 / 64};
+                ck_run_case(c, &cd);
+                cd.label = "cudnn 3x3/p1 [2,19,13,11]->7 +bias", cd.arg = &c33b, cd.n_in = 3;
+                cd.in[0] = (ck_tspec)T_ACT(4, -1, 1, 2, 19, 13, 11), cd.in[1] = (ck_tspec)T_PAR(4, -1, 1, 7, 19, 3, 3);
+                cd.in[2] = (ck_tspec)T_PAR(1, -1, 1, 7), cd.out[0] = (ck_tspec)T_OUT(4, 2, 7, 13, 11);
+                cd.atol16 = gemm_atol16(171) / 8;
+                ck_run_case(c, &cd);
+                ck_case cdt = {.op = "conv_transpose2d_k2s2", .label = "cudnn [3,256,64,64]->64", .call = c_convt_cudnn,
+                               .n_in = 3, .n_out = 1,
+                               .in = {T_ACT(4, -1, 1, 3, 256, 64, 64), T_PAR(4, -1, 1, 256, 64, 2, 2), T_PAR(1, -1, 1, 64)},
+                               .out = {T_OUT(4, 3, 64, 128, 128)}, .atol32 = gemm_atol32(256), .rtol32 = 1e-4,
+                               .atol16 = gemm_atol16(256) / 8, .rtol16 = 1.0 / 64, .no_f32 = true};
+                ck_run_case(c, &cdt);
+                cdt.label = "cudnn [3,64,128,128]->32", cdt.in[0] = (ck_tspec)T_ACT(4, -1, 1, 3, 64, 128, 128);
+                cdt.in[1] = (ck_tspec)T_PAR(4, -1, 1, 64, 32, 2, 2), cdt.in[2] = (ck_tspec)T_PAR(1, -1, 1, 32);
+                cdt.out[0] = (ck_tspec)T_OUT(4, 3, 32, 256, 256), cdt.atol16 = gemm_atol16(64) / 8;
+                ck_run_case(c, &cdt);
+            }
+        }
     }
     /* BILINEAR: the LISA postprocess 256 -> 1024, up/down awkward sizes */
     {

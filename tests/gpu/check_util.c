@@ -296,7 +296,7 @@ void ck_run_case(ck_ctx *c, const ck_case *cs) {
     const lisa_dtype runs[2] = {LISA_DTYPE_F32, LISA_DTYPE_BF16};
     /* self-test: the CPU backend takes F32 contiguous activations, out of place */
     const bool strided0 = cs->strided_in0 && !c->self_test, inplace = cs->inplace && !c->self_test;
-    for (int ri = 0; ri < (cs->no_bf16 || c->self_test ? 1 : 2); ri++) {
+    for (int ri = cs->no_f32 && !c->self_test ? 1 : 0; ri < (cs->no_bf16 || c->self_test ? 1 : 2); ri++) {
         const lisa_dtype dt = runs[ri];
         const char *dname = lisa_dtype_name(dt);
         for (int i = 0; i < cs->n_in; i++) {

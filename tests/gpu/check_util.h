@@ -128,6 +128,7 @@ typedef struct ck_case {
     bool strided_in0; /* input 0 as a strided view on the GPU */
     bool inplace;     /* output 0 aliases input 0 on the GPU (same shape and dtype) */
     bool no_bf16;     /* F32 run only */
+    bool no_f32;      /* BF16 run only (paths that take 16-bit activations only) */
     double atol32, rtol32, atol16, rtol16;
 } ck_case;
 
