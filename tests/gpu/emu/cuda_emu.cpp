@@ -130,6 +130,10 @@ struct Lane {
     bool wg_fenced = false;
 };
 
+/* What a lane's accumulator registers hold while a wgmma on them is in flight: a signaling NaN
+ * (reads give NaN; any arithmetic on it quiets it, so a write is seen at the wait). */
+const uint32_t kAccPoison = 0x7f80deadu;
+
 /* The accumulator registers of one wgmma chain as the warp sees them (keyed by lane 0's array):
  * the value every lane's d will receive, and how many issued ops each lane has yet to retire. */
 struct WarpAcc {
@@ -705,8 +709,9 @@ uint16_t gmma_elem(uint64_t desc, bool mn_major, int mn, int k) {
 void wg_compute(WgOp &op) {
     WarpAcc &acc = *op.chain;
     const int r0 = 16 * op.warp_in_group;
-    for (int r = 0; r < 16; r++) {
-        float a[16];
+    float a[16][16];
+    static thread_local float b[256][16];
+    for (int r = 0; r < 16; r++)
         for (int k = 0; k < 16; k++) {
             uint16_t bits;
             if (op.a_regs) { /* lane 4(r%8) + (k%8)/2, register (r>=8) + 2(k>=8), half k%2 */
@@ -715,15 +720,17 @@ void wg_compute(WgOp &op) {
             } else {
                 bits = gmma_elem(op.da, op.ta != 0, r0 + r, k);
             }
-            a[k] = lk_bf16_to_f32(bits);
+            a[r][k] = lk_bf16_to_f32(bits);
         }
-        for (int col = 0; col < op.n; col++) {
+    for (int col = 0; col < op.n; col++)
+        for (int k = 0; k < 16; k++) b[col][k] = lk_bf16_to_f32(gmma_elem(op.db, op.tb != 0, col, k));
+    for (int r = 0; r < 16; r++)
+        for (int col = 0; col < op.n; col++) { /* D[r][col]: lane 4(r%8) + (col%8)/2, register col%2 + 2(r>=8) + 4(col/8) */
             const int lane = (r % 8) * 4 + (col % 8) / 2, reg = (col % 2) + 2 * (r >= 8) + 4 * (col / 8);
             float s = op.acc ? acc.val[lane][reg] : 0.0f;
-            for (int k = 0; k < 16; k++) s += a[k] * lk_bf16_to_f32(gmma_elem(op.db, op.tb != 0, col, k));
+            for (int k = 0; k < 16; k++) s += a[r][k] * b[col][k];
             acc.val[lane][reg] = s;
         }
-    }
     op.computed = true;
 }
 
@@ -850,7 +857,7 @@ void lk_wgmma_emu(float *d, int n, const uint32_t *a_regs, uint64_t desc_a, uint
                 slot->pending[i] = 0;
                 for (int r = 0; r < slot->n; r++) {
                     slot->val[i][r] = op->dptr[i][r];
-                    op->dptr[i][r] = NAN;
+                    memcpy(&op->dptr[i][r], &kAccPoison, 4);
                 }
             }
         } else if (slot->n != op->n / 2) {
@@ -881,6 +888,12 @@ void lk_wgmma_wait_n(int n) {
             if (op->a_regs && memcmp(op->aptr[L], op->areg[L], sizeof op->areg[L]) != 0)
                 emu_die("%s", "wgmma: A registers modified before the wgmma completed (wgmma.wait_group)");
             WarpAcc *c = op->chain;
+            for (int r = 0; r < c->n; r++) {
+                uint32_t bits;
+                memcpy(&bits, &op->dptr[L][r], 4);
+                if (bits != kAccPoison)
+                    emu_die("%s", "wgmma: accumulator registers written while the wgmma was in flight (before wgmma.wait_group)");
+            }
             if (--c->pending[L] == 0) {
                 memcpy(op->dptr[L], c->val[L], sizeof(float) * (size_t)c->n);
                 bool all = true;

@@ -27,7 +27,7 @@
  * - wgmma (m64nNk16, bf16 in, f32 accumulators): fragment layouts from the PTX ISA, A from
  *   registers or a descriptor, descriptors with no / 32 / 64 / 128-byte swizzles, K- or MN-major;
  *   computed at wgmma.wait_group from the shared memory of that moment, the accumulators read NaN
- *   until then, A registers changed before the wait, a wgmma without wgmma.fence since the last
+ *   until then; accumulators written or A registers changed before the wait, a wgmma without wgmma.fence since the last
  *   commit_group, or warps of a warpgroup issuing different sequences abort;
  * - the dynamic shared memory starts 16 bytes past a 1024-byte boundary of the shared window, so a
  *   kernel must align its swizzled tiles itself (as on the device, where nothing promises more).

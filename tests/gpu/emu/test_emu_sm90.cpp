@@ -22,8 +22,8 @@
  *      emulator's strictness (a box read before its wait is 0xFF; accumulators read before
  *      wgmma.wait_group are NaN);
  *   6. negative controls: a perturbed CuTe table must disagree (the comparison can fail), and
- *      misuse aborts (fork + SIGABRT): wgmma without wgmma.fence, A registers changed before the
- *      wait, a misaligned swizzled TMA destination, mismatched named-barrier counts, a wait on an
+ *      misuse aborts (fork + SIGABRT): wgmma without wgmma.fence, accumulators written or A
+ *      registers changed before the wait, a misaligned swizzled TMA destination, mismatched named-barrier counts, a wait on an
  *      mbarrier never initialized.
  */
 #include "emu_util.hpp"
@@ -145,6 +145,7 @@ struct WgArgs {
     float *early;     /* [128] first accumulator read before the wait (NaN expected), or NULL */
     int bad_no_fence; /* misuse for the death tests */
     int bad_modify_a;
+    int bad_write_acc;
 };
 
 template <int N> static void wg_kernel(const WgArgs a) {
@@ -183,6 +184,7 @@ template <int N> static void wg_kernel(const WgArgs a) {
     }
     if (a.img_a) lk_wgmma_commit();
     if (a.early) a.early[tid] = d[0];
+    if (a.bad_write_acc) d[1] *= 2.0f;
     lk_wgmma_wait<0>();
     for (int r = 0; r < N / 2; r++) a.out[(size_t)tid * (N / 2) + r] = d[r];
 }
@@ -598,6 +600,10 @@ static void check_misuse(void) {
     WgArgs a = {};
     a.img_a = ia.data(), a.img_b = ib.data(), a.bytes_a = ia.size(), a.bytes_b = ib.size();
     a.desc_a[0] = ta.desc(0, 0), a.desc_b[0] = tb.desc(0, 0), a.ksteps = 1, a.n = 64, a.out = out.data();
+    aborts("accumulators written before wgmma.wait_group", [a]() mutable {
+        a.bad_write_acc = 1;
+        launch_wg(a);
+    });
     aborts("wgmma without wgmma.fence", [a]() mutable {
         a.bad_no_fence = 1;
         launch_wg(a);
