@@ -35,7 +35,8 @@
  * relh[row][ky] = q_row·rel_pos_h[qy(row) - ky + k_h - 1]. Both end in the same shared arrays
  * (fp32, ·log2 e) that the score loop adds in registers; ky = umulhi(key, magic(k_w)).
  *
- * SAM windows (196 tokens): BN = 208 keys per tile covers a window in one tile (12 of 208 key
+ * Key tiles (lk_fa3_key_tile): 128 keys; 112 at head dim 128 (register budget); SAM windows
+ * (196 tokens): BN = 208 keys per tile covers a window in one tile (12 of 208 key
  * slots, 5.8 %, wasted); the query side needs 4 wgmma row tiles of 64 for 196 rows (60 of 256 row
  * slots, 23.4 %, wasted — packing rows of two windows into one tile would need both windows' keys,
  * which costs more than the padding). Useful fraction of the MMA work 196² / (256·208) = 72 %
@@ -130,6 +131,11 @@ LISA_HD size_t lk_fa3_smem_plan(lk_fa3_params *p, int D, int BN, int rel, int q_
     }
     return (size_t)off + 1024;
 }
+
+/* Keys per tile of the variant that runs (D, rel-pos, Tk): SAM windows (rel-pos, Tk <= 208) in one
+ * 208-key tile; head dim 128 in 112-key tiles (with 128 the causal variants spill: S, P and O
+ * would need 64 + 32 + 64 of the consumers' 240 registers); else 128. */
+LISA_HD int lk_fa3_key_tile(int D, int rel, int Tk) { return rel && Tk <= 208 ? 208 : D == 128 ? 112 : 128; }
 
 /* Rows of the rel-pos tables kept in shared memory: 2k - 1 rounded up to 8, at least 32 (one
  * m64n32 wgmma window). */
@@ -282,23 +288,32 @@ LISA_GLOBAL void LK_FA3_BOUNDS lk_fa3_fwd(const LK_GRID_CONST lk_fa3_params p) {
     /* ------------------------------ consumers ---------------------------------------------- */
     lk_setmaxnreg_inc<240>();
     const int cw = wg - 1;                           /* consumer warpgroup 0 or 1: rows 64cw .. */
-    const int t128 = tid % 128, warp = t128 / 32, lane = tid % 32;
-    const int g = lane / 4, t4 = lane % 4;           /* fragment coordinates */
-    const int row_l[2] = {16 * warp + g, 16 * warp + g + 8}; /* this thread's rows in the 64 */
+    const int t128 = tid % 128;
+    const int t4 = tid % 4;                          /* fragment column pair */
     float *relh = (float *)(base + p.off_relh) + cw * 64 * p.ld_h;
     float *relw = (float *)(base + p.off_relw) + cw * 64 * p.ld_w;
     if (cw == 1) lk_named_bar_arrive(LK_FA3_BAR_SCHED + 0, 256); /* consumer 0 issues first */
     if (REL == 2) lk_mbar_wait(rel_full, 0);
 
-    int q_iter = 0, kv_iter = 0;
+    /* pipeline positions, modulo 4 (all that stage and phase need): bits 0-1 the K/V tile, bits 2-3 the
+     * Q tile; one register instead of two counters (the key loop leaves none to spare) */
+    uint32_t pipe = 0;
+#define LK_KV ((int)(pipe & 3u))
+#define LK_QI ((int)((pipe >> 2) & 3u))
+#define LK_KV_NEXT() (pipe = (pipe & ~3u) | ((pipe + 1u) & 3u))
     for (int item = (int)blockIdx.x; item < p.n_items; item += (int)gridDim.x) {
         lk_fa3_item it;
         if (!lk_fa3_item_at<BN, CAUSAL, VARLEN>(p, item, &it)) continue;
-        const int qs = q_iter % p.q_stages;
+        const bool q2 = p.q_stages == 2; /* Q stages: 2, or 1 when shared memory is short */
+        const int qs = q2 ? LK_QI & 1 : 0;
         const uint32_t q_base = sbase + p.off_q + (uint32_t)qs * Q_TILE;
         const int i0 = it.m0 + 64 * cw; /* first query row of this warpgroup */
+        /* this thread's rows in the 64 (fragment row g of its warp, and g + 8), recomputed per item
+         * from an opaque thread index so that they are not held (or spilled) across items */
+        const int tq = lk_opaque(tid) % 128;
+        const int row_l[2] = {16 * (tq / 32) + (tq % 32) / 4, 16 * (tq / 32) + (tq % 32) / 4 + 8};
         const int qi[2] = {i0 + row_l[0], i0 + row_l[1]};
-        lk_mbar_wait(&q_full[qs], (q_iter / p.q_stages) & 1);
+        lk_mbar_wait(&q_full[qs], (q2 ? LK_QI >> 1 : LK_QI) & 1);
 
         if (REL) {
             lk_named_bar_sync(LK_FA3_BAR_WG + cw, 128); /* the previous item's readers are done */
@@ -435,8 +450,8 @@ LISA_GLOBAL void LK_FA3_BOUNDS lk_fa3_fwd(const LK_GRID_CONST lk_fa3_params p) {
             uint32_t pa[C::PVS][4];
             float mx[2], alpha[2], sum[2];
             /* tile 0 */
-            int st = kv_iter % NS;
-            lk_mbar_wait(&k_full[st], (kv_iter / NS) & 1);
+            int st = LK_KV % NS;
+            lk_mbar_wait(&k_full[st], (LK_KV / NS) & 1);
             lk_named_bar_sync(LK_FA3_BAR_SCHED + cw, 256);
             lk_fence_regs(s);
             lk_wgmma_fence();
@@ -450,14 +465,14 @@ LISA_GLOBAL void LK_FA3_BOUNDS lk_fa3_fwd(const LK_GRID_CONST lk_fa3_params p) {
             l_i[0] = sum[0], l_i[1] = sum[1];
             pack(s, pa);
             for (int t = 1; t < it.n_tiles; t++) {
-                const int st2 = (kv_iter + 1) % NS;
-                lk_mbar_wait(&k_full[st2], ((kv_iter + 1) / NS) & 1);
+                const int st2 = ((LK_KV + 1) & 3) % NS;
+                lk_mbar_wait(&k_full[st2], (((LK_KV + 1) & 3) / NS) & 1);
                 lk_named_bar_sync(LK_FA3_BAR_SCHED + cw, 256);
                 lk_fence_regs(s);
                 lk_wgmma_fence();
                 lk_fa3_gemm_qk<C, BN>(s, q_base, BM, 64 * cw, sbase + p.off_k + (uint32_t)st2 * KV_TILE, BN, 0);
                 lk_wgmma_commit();
-                lk_mbar_wait(&v_full[st], (kv_iter / NS) & 1);
+                lk_mbar_wait(&v_full[st], (LK_KV / NS) & 1);
                 lk_fence_regs(o);
                 lk_fence_regs(pa);
                 lk_wgmma_fence();
@@ -472,7 +487,7 @@ LISA_GLOBAL void LK_FA3_BOUNDS lk_fa3_fwd(const LK_GRID_CONST lk_fa3_params p) {
                 lk_fence_regs(o);
                 lk_fence_regs(pa);
                 lk_mbar_arrive(&kv_empty[st]); /* K and V of tile t-1 are no longer read */
-                kv_iter++;
+                LK_KV_NEXT();
                 st = st2;
                 LISA_UNROLL
                 for (int i = 0; i < D / 2; i++) o[i] *= alpha[(i >> 1) & 1];
@@ -480,7 +495,7 @@ LISA_GLOBAL void LK_FA3_BOUNDS lk_fa3_fwd(const LK_GRID_CONST lk_fa3_params p) {
                 l_i[1] = l_i[1] * alpha[1] + sum[1];
                 pack(s, pa);
             }
-            lk_mbar_wait(&v_full[st], (kv_iter / NS) & 1);
+            lk_mbar_wait(&v_full[st], (LK_KV / NS) & 1);
             lk_fence_regs(o);
             lk_fence_regs(pa);
             lk_wgmma_fence();
@@ -489,23 +504,29 @@ LISA_GLOBAL void LK_FA3_BOUNDS lk_fa3_fwd(const LK_GRID_CONST lk_fa3_params p) {
             lk_wgmma_wait<0>();
             lk_fence_regs(o);
             lk_mbar_arrive(&kv_empty[st]);
-            kv_iter++;
+            LK_KV_NEXT();
         }
-        lk_mbar_arrive(&q_empty[qs]);
-        q_iter++;
+        { /* the Q stage again, from an opaque copy: not worth a register through the key loop */
+            const int qi_now = (lk_opaque((int)pipe) >> 2) & 3;
+            lk_mbar_arrive(&q_empty[p.q_stages == 2 ? qi_now & 1 : 0]);
+        }
+        pipe = (pipe + 4u) & 15u; /* next Q tile */
 
-        /* normalize and store: register (v0, v1, v2) is row qi[v1], head-dim column 8 v2 + 2 t4 + v0
-         * (qi recomputed from the thread index: cheaper than keeping it live through the loop) */
+        /* normalize and store: register (v0, v1, v2) is row qi[v1], head-dim column 8 v2 + 2 t4 + v0.
+         * The item's geometry and the rows are recomputed from opaque copies: cheaper than keeping
+         * them live through the key loop. */
+        lk_fa3_item ie;
+        (void)lk_fa3_item_at<BN, CAUSAL, VARLEN>(p, lk_opaque(item), &ie);
+        const int te = lk_opaque(tid);
         LISA_UNROLL
         for (int r = 0; r < 2; r++) {
-            const int qr = it.m0 + 64 * ((int)threadIdx.x / 128 - 1) + 16 * (((int)threadIdx.x % 128) / 32) +
-                           ((int)threadIdx.x % 32) / 4 + 8 * r;
+            const int qr = ie.m0 + 64 * (te / 128 - 1) + 16 * ((te % 128) / 32) + (te % 32) / 4 + 8 * r;
             float l = l_i[r];
             l += lk_shfl_xor(l, 1);
             l += lk_shfl_xor(l, 2);
             const float inv = l > 0.0f ? 1.0f / l : NAN; /* no key at all: NaN, as torch */
-            if (qr >= it.Tq) continue;
-            const int64_t ob = (VARLEN ? 0 : (int64_t)it.b * p.o_bs) + (it.qrow0 + qr) * p.o_rs + (int64_t)it.h * p.o_hs;
+            if (qr >= ie.Tq) continue;
+            const int64_t ob = (VARLEN ? 0 : (int64_t)ie.b * p.o_bs) + (ie.qrow0 + qr) * p.o_rs + (int64_t)ie.h * p.o_hs;
             LISA_UNROLL
             for (int v2 = 0; v2 < D / 8; v2++) {
                 const int d = 8 * v2 + 2 * t4;
@@ -520,6 +541,9 @@ LISA_GLOBAL void LK_FA3_BOUNDS lk_fa3_fwd(const LK_GRID_CONST lk_fa3_params p) {
             }
         }
     }
+#undef LK_KV
+#undef LK_QI
+#undef LK_KV_NEXT
     if (tid < 256) lk_named_bar_sync(LK_FA3_BAR_SCHED + 0, 256); /* consumer 0: consumer 1's last turn signal */
 #endif
 }

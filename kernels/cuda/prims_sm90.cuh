@@ -67,6 +67,13 @@ LISA_HD uint32_t lk_magic_u32(uint32_t d) { return (uint32_t)(0x100000000ull / d
 #endif
 
 LISA_DEV uint32_t lk_umulhi(uint32_t a, uint32_t b) { return __umulhi(a, b); }
+/* x, but opaque to the compiler: values derived from it are recomputed where used instead of being
+ * kept live (or spilled) across a register-hungry loop. */
+LISA_DEV int lk_opaque(int x) {
+    int r;
+    asm volatile("mov.b32 %0, %1;" : "=r"(r) : "r"(x));
+    return r;
+}
 
 #if !defined(__CUDA_ARCH__) || defined(LK_SM90_ENABLED)
 LISA_DEV uint32_t lk_smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
@@ -146,6 +153,7 @@ LISA_DEV void lk_named_bar_arrive(int id, int n) { asm volatile("bar.arrive %0, 
 /* ============================== host emulation (tests/gpu/emu) ============================ */
 #define LK_SM90_ENABLED 1
 inline uint32_t lk_umulhi(uint32_t a, uint32_t b) { return (uint32_t)(((uint64_t)a * b) >> 32); }
+inline int lk_opaque(int x) { return x; }
 uint32_t lk_smem_u32(const void *p);
 void lk_mbar_init(uint64_t *bar, uint32_t count);
 void lk_mbar_fence_init();

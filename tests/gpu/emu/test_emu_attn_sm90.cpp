@@ -21,6 +21,11 @@ static const size_t kSmemMax = 232448; /* H100 / H200 opt-in limit per block */
 template <int D, int BN, int REL, bool CAUSAL, bool VARLEN>
 static bool run_fa3(lk_fa3_args a, EmuCopyMode mode, int n_sms) {
     a.D = D, a.BN = BN, a.n_sms = n_sms, a.smem_max = kSmemMax;
+    if (BN != lk_fa3_key_tile(D, REL, a.Tk)) {
+        fprintf(stderr, "  test asks for %d-key tiles where the launcher would use %d\n", BN, lk_fa3_key_tile(D, REL, a.Tk));
+        g_failures++;
+        return false;
+    }
     lk_fa3_params p;
     lk_tmap_req req[5];
     size_t smem = 0;
@@ -120,7 +125,7 @@ static void dense(int B, int Tq, int Tk, int Hq, int Hkv, bool o_f32, uint64_t s
     a.B = B, a.Tq = Tq, a.Tk = Tk, a.Hq = Hq, a.Hkv = Hkv, a.causal = CAUSAL;
     const double scale = 1.0 / sqrt((double)D);
     a.scale = (float)scale;
-    if (!run_fa3<D, 128, 0, CAUSAL, false>(a, mode, n_sms)) return;
+    if (!run_fa3<D, D == 128 ? 112 : 128, 0, CAUSAL, false>(a, mode, n_sms)) return;
     auto acc = [&](const std::vector<double> &x, int T, int H) {
         return [&, T, H](int b, int t, int h, int d) { return x[(((size_t)b * T + t) * H + h) * D + d]; };
     };
@@ -150,7 +155,7 @@ template <int D, bool CAUSAL> static void varlen(const std::vector<int> &lens, i
     a.B = B, a.Tq = maxlen, a.Tk = 0, a.Hq = Hq, a.Hkv = Hkv, a.causal = CAUSAL;
     const double scale = 1.0 / sqrt((double)D);
     a.scale = (float)scale;
-    if (!run_fa3<D, 128, 0, CAUSAL, true>(a, EmuCopyMode::LAZY, n_sms)) return;
+    if (!run_fa3<D, D == 128 ? 112 : 128, 0, CAUSAL, true>(a, EmuCopyMode::LAZY, n_sms)) return;
     auto acc = [&](const std::vector<double> &x, int H) {
         return [&, H](int b, int t, int h, int d) { return x[(((size_t)cu[b] + t) * H + h) * D + d]; };
     };
