@@ -2,13 +2,13 @@
  *
  * usage: bench_gpu_kernels [--quick] [--json FILE] [--device N]
  *
- * Method (STYLE.md §9, METHOD.md): bf16 inputs from a fixed random stream (never zeros), three
+ * Method (docs/style.md §9, docs/gpu-bringup.md "Measuring"): bf16 inputs from a fixed random stream (never zeros), three
  * warm-up calls, then the median of N timed calls, each timed with CUDA events after an L2 flush
  * (a memset of a buffer of 4x the L2 size). Rates from written formulas:
  *   attention FLOP = 4·B·H·Tq·Tk·D (QKᵀ and PV, 2 FLOP per MAC), halved for causal (Tq = Tk);
  *   the rel-pos terms add B·H·Tq·Tk (not counted); decode is memory-bound: bytes = K + V read;
  *   GEMM FLOP = 2·M·N·K. % of peak against 989 TFLOP/s (H100/H200 SXM dense bf16, datasheet;
- *   measured 790-800 on random data here, KINDS.md) and 4.8 / 3.35 TB/s (H200 / H100).
+ *   790-800 measured by others on random data on these cards) and 4.8 / 3.35 TB/s (H200 / H100).
  * JSON keys (as in bench/results/DATE-CARD.json): attn_sam_window_tflops, attn_sam_global_tflops (batch 8, rel-pos
  * fused), and the other rows under their names. Prints "no CUDA device: skipped" without a GPU.
  * Every attention row of the mma.sync kernel has a twin of the sm_90a wgmma kernel (key suffix
@@ -65,7 +65,7 @@ static void check(lisa_status s, const char *what) {
     }
 }
 
-/* Device BF16 tensor of random values in [-1, 1) (xorshift; never zeros, METHOD.md). */
+/* Device BF16 tensor of random values in [-1, 1) (xorshift; never zeros: docs/gpu-bringup.md). */
 static lisa_tensor dev_rand(int32_t n, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     lisa_tensor t = lisa_tensor_view4(NULL, LISA_DTYPE_BF16, n, d0, d1, d2, d3);
     const size_t count = (size_t)lisa_tensor_numel(&t), bytes = count * 2;

@@ -15,7 +15,7 @@
  * is steered (lisa_tiny_steer) to answer "Sure, it is [SEG] in the picture." + </s>: 10 generated
  * tokens and one [SEG] (so one mask decode + postprocess) per request, a typical LISA answer.
  *
- * Method (STYLE.md §9): every number is the median of N timed runs after warm-up runs, timed on the
+ * Method (docs/style.md §9): every number is the median of N timed runs after warm-up runs, timed on the
  * host around the whole call with a device synchronize at the end (what a caller of the engine
  * sees: graph building, plan uploads and launches included). No L2 flush: a model step's working
  * set (weights) is far larger than L2.

@@ -1,4 +1,4 @@
-/* core/arena.h — bump allocators: one allocation per lifetime (STYLE.md §10).
+/* core/arena.h — bump allocators: one allocation per lifetime (docs/style.md §10).
  *
  * An arena hands out aligned slices of one block and is reset, never freed piecewise. It is sized
  * by a counting pass: create it with lisa_arena_init_measure(), run the same code that will run

@@ -1,4 +1,4 @@
-/* core/error.h — two-tier errors (STYLE.md §14).
+/* core/error.h — two-tier errors (docs/style.md §14).
  *
  * Runtime failures a user can cause return a lisa_status and record a message in the calling
  * thread's last-error buffer via lisa_fail(); bugs (broken invariants) abort via LISA_ASSERT.

@@ -1,7 +1,7 @@
 /* lisa.h — the one public C API of the LISA engine.
  *
  * LISA (reasoning segmentation) = CLIP ViT-L/14 + LLaVA/LLaMA decoder + SAM, joined by [SEG].
- * Conventions (see STYLE.md §17): `lisa_` prefix, opaque handles, status returns, sized ints,
+ * Conventions (see docs/style.md §17): `lisa_` prefix, opaque handles, status returns, sized ints,
  * `*_default_params()` by value, init/free pairs, no CUDA types. Every pointer a function returns
  * states its lifetime next to the declaration.
  */

@@ -1,5 +1,5 @@
 /* jobs/dataset.h — evaluation datasets as LISA's utils/dataset.py ValDataset reads them (spec
- * lisa-inference.md §9), parsed into memory; the masks are drawn later (jobs/eval.c) from the
+ * docs/inference.md §9), parsed into memory; the masks are drawn later (jobs/eval.c) from the
  * parsed shapes, at the decoded image size.
  *
  * ReasonSeg (jobs/dataset_reasonseg.c): <dir>/<name>.jpg (glob of .jpg files) with the JSON at path.replace(".jpg",

@@ -1,4 +1,4 @@
-/* jobs/eval.h — the evaluator behind `lisa eval` (issue #11, spec lisa-inference.md §9).
+/* jobs/eval.h — the evaluator behind `lisa eval` (issue #11, spec docs/inference.md §9).
  *
  * It walks a dataset (jobs/dataset.h) image by image, asks a prediction callback for the masks
  * of the image's pending queries (the model is behind the callback: today the single-request API

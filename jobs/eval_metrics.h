@@ -1,4 +1,4 @@
-/* jobs/eval_metrics.h — LISA's segmentation metrics (spec lisa-inference.md §9; LISA
+/* jobs/eval_metrics.h — LISA's segmentation metrics (spec docs/inference.md §9; LISA
  * utils/utils.py intersectionAndUnionGPU + AverageMeter, train_ds.py validate()).
  *
  * Per query, with K = 2 classes and ignore_index 255: the prediction is set to 255 where the GT

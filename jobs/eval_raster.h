@@ -1,4 +1,4 @@
-/* jobs/eval_raster.h — ground-truth masks for evaluation (spec lisa-inference.md §9), drawn
+/* jobs/eval_raster.h — ground-truth masks for evaluation (spec docs/inference.md §9), drawn
  * exactly as the reference stack draws them:
  *
  *   - OpenCV 4.8 cv2.fillPoly / cv2.polylines (thickness 1, LINE_8, shift 0) on a u8 mask, used

@@ -1,4 +1,4 @@
-/* jobs/flops.h — the FLOP model of one LISA request, from the model's dimensions (DESIGN.md
+/* jobs/flops.h — the FLOP model of one LISA request, from the model's dimensions (docs/architecture.md
  * "Performance model"; `lisa bench` divides it by time for achieved TFLOP/s and MFU).
  *
  * Convention: 2 FLOP per multiply-add of every matrix product and convolution; norms, softmax,
@@ -25,7 +25,7 @@
  * convolution of segment_anything / transformers 4.31 on LISA-7B dims; tests/test_bench.c):
  * SAM ViT-H 5.961 TFLOP, CLIP ViT-L/14 (23 layers) 0.155 TFLOP, LLaMA-7B prefill of 330 rows
  * 4.303 TFLOP (causal; HF computes the full square: 4.331), decode 13.4 GFLOP per row, mask
- * decoder 3.6 GFLOP per [SEG]. DESIGN.md's table says ~6, ~0.15 and ~4.4 TFLOP: its prefill
+ * decoder 3.6 GFLOP per [SEG]. docs/architecture.md's table says ~6, ~0.15 and ~4.4 TFLOP: its prefill
  * figure is 2 × all 6.74 B parameters × 330, i.e. it counts the embedding table (a lookup) and
  * lm_head on every row (the engine computes one row of logits).
  */

@@ -1,4 +1,4 @@
-/* kernels/comm.h — the communicator behind tensor parallelism (STYLE.md §13).
+/* kernels/comm.h — the communicator behind tensor parallelism (docs/style.md §13).
  *
  * One small vtable, three implementations:
  *   "single"  size 1; every collective is a no-op (TP off; the code path is the same).

@@ -3,7 +3,7 @@
  * Compiled only when CMake finds CUDA and NCCL (LISA_HAVE_NCCL); otherwise the entry points return
  * LISA_ERR_UNSUPPORTED. The CI machines have no GPU: this file is compile-only there.
  *
- * Streams (STYLE.md §13): collectives run on the communicator's own stream. Before each one an
+ * Streams (docs/style.md §13): collectives run on the communicator's own stream. Before each one an
  * event recorded on the compute stream is waited for (the inputs are ready); after it an event
  * recorded on the communicator's stream is waited for by the compute stream (later kernels see the
  * result). The host never blocks, except in barrier().

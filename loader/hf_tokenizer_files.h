@@ -1,5 +1,5 @@
 /* loader/hf_tokenizer_files.h — the JSON side of a HF checkpoint's slow LlamaTokenizer:
- * tokenizer_config.json, special_tokens_map.json and added_tokens.json (parity.md §1.5, §1.7).
+ * tokenizer_config.json, special_tokens_map.json and added_tokens.json (docs/parity.md §1.5, §1.7).
  *
  * Reads the three files (each optional) and resolves them the way transformers 4.31
  * `PreTrainedTokenizerBase._from_pretrained` + `LlamaTokenizer.__init__` do:

@@ -1,5 +1,5 @@
 /* loader/image.h — PNG / JPEG decode to RGB u8, behaving like LISA's `cv2.imread(path)` (OpenCV
- * 4.8, IMREAD_COLOR) followed by cv2.cvtColor(BGR2RGB) (spec lisa-inference.md §2.1), and PNG
+ * 4.8, IMREAD_COLOR) followed by cv2.cvtColor(BGR2RGB) (spec docs/inference.md §2.1), and PNG
  * encode for masks and overlays.
  *
  * What "like OpenCV" means here (each point checked against opencv-python-headless 4.8.0.74 by

@@ -1,6 +1,6 @@
 /* loader/spm_model.c — proto2 wire-format reader for SentencePiece ModelProto (see spm_model.h).
  *
- * Wire format (parity.md §1.1): each field is a varint key (field_number << 3 | wire_type);
+ * Wire format (docs/parity.md §1.1): each field is a varint key (field_number << 3 | wire_type);
  * wire types 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32; 3/4 (groups) do not occur in
  * sentencepiece_model.proto and are rejected. Protobuf semantics kept here:
  *   - fields may come in any order; unknown fields are skipped by wire type;

@@ -1,7 +1,7 @@
 /* loader/spm_model.h — reader for SentencePiece `tokenizer.model` files (a protobuf ModelProto).
  *
  * A small hand-written proto2 wire-format reader (no protobuf dependency). It reads the fields the
- * LLaMA/LISA tokenizer needs (parity.md §1.1 table) and skips every other field by its wire type;
+ * LLaMA/LISA tokenizer needs (docs/parity.md §1.1 table) and skips every other field by its wire type;
  * absent fields take their proto2 defaults (remove_extra_whitespaces, add_dummy_prefix and
  * escape_whitespaces default to true, a piece's type defaults to NORMAL = 1, model_type to
  * UNIGRAM = 1). Schema: google/sentencepiece src/sentencepiece_model.proto.

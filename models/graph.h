@@ -1,4 +1,4 @@
-/* models/graph.h — how model graphs are written (STYLE.md §16).
+/* models/graph.h — how model graphs are written (docs/style.md §16).
  *
  * A graph function takes a lisa_graph `g` and tensors, and calls the g_* helpers below, one line
  * per term of the paper's equation. Each helper allocates its output from the activation arena,
@@ -9,7 +9,7 @@
  * Count-only pass: when the activation arena is measuring, helpers allocate no data and run no
  * op, but compute every shape (descriptors still live in the host `meta` arena, which is never
  * measuring), so running a graph once with a measuring arena gives the exact arena
- * size for the real run (one allocation per lifetime, STYLE.md §10).
+ * size for the real run (one allocation per lifetime, docs/style.md §10).
  *
  * Scoped temporaries: m = lisa_g_mark(g); ...; lisa_g_reset(g, m) releases everything allocated since the
  * mark in both arenas (use the *_to helpers to write a result into a tensor allocated earlier).

@@ -7,7 +7,7 @@
  *      `preprocess`; transformers 4.31 models/clip/image_processing_clip.py, image_transforms.py.
  *
  * Numerics: every coefficient is computed in double exactly as Pillow does (same operations, same
- * order); the build uses -ffp-contract=off so no FMA changes a fixed-point coefficient (parity.md
+ * order); the build uses -ffp-contract=off so no FMA changes a fixed-point coefficient (docs/parity.md
  * §2.1 "C pitfalls"). Never build this file with -ffast-math.
  */
 #include "models/preprocess.h"

@@ -1,7 +1,7 @@
 /* models/preprocess.h — bit-exact image preprocessing for the SAM and CLIP branches.
  *
- * Everything here reproduces the reference stack bit for bit (spec lisa-inference.md §2,
- * parity.md §2):
+ * Everything here reproduces the reference stack bit for bit (spec docs/inference.md §2,
+ * docs/parity.md §2):
  *   - lisa_resample_u8: Pillow 9.4 `Image.resize` with BILINEAR / BICUBIC on 8-bit images
  *     (src/libImaging/Resample.c: double coefficients, 22-bit fixed point, horizontal pass into a
  *     u8 intermediate over only the rows the vertical pass needs, then the vertical pass).

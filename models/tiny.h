@@ -1,6 +1,6 @@
 /* models/tiny.h — random-weight LISA checkpoints in the published layouts (`lisa make-tiny`).
  *
- * lisa_make_tiny writes a directory laid out like xinlai/LISA-7B-v1 (spec lisa-inference.md §7):
+ * lisa_make_tiny writes a directory laid out like xinlai/LISA-7B-v1 (spec docs/inference.md §7):
  *   config.json, generation_config.json        (every LISA/LLaVA field, tiny dims)
  *   tokenizer.model                             (the real LLaMA vocabulary, copied)
  *   added_tokens.json, special_tokens_map.json, tokenizer_config.json  (the merge script's forms)

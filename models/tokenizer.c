@@ -1,6 +1,6 @@
 /* models/tokenizer.c — LLaMA/LISA tokenizer, id-exact with transformers 4.31 slow LlamaTokenizer.
  *
- * References (line numbers at the tags named in parity.md §4):
+ * References (line numbers at the tags named in docs/parity.md §4):
  *   sentencepiece v0.1.97  src/normalizer.cc Normalizer::Normalize, NormalizePrefix
  *                          src/bpe_model.cc Model::SampleEncode (alpha = 0)
  *                          src/model_interface.cc InitializePieces, PieceToId
@@ -152,7 +152,7 @@ static inline bool sp_valid_utf8(const uint8_t *p, size_t len, size_t *mblen) {
     return c != 0xFFFD || *mblen == 3;
 }
 
-/* Python str.isspace() / str.strip() whitespace (the 29 code points; parity.md §1.5). */
+/* Python str.isspace() / str.strip() whitespace (the 29 code points; docs/parity.md §1.5). */
 static inline bool py_isspace(uint32_t c) {
     if (c <= 0x20) return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
     if (c < 0x85) return false;
@@ -924,7 +924,7 @@ static inline lisa_status push_id(enc_ws *w, int32_t id) {
     return LISA_OK;
 }
 
-/* Normalizer::Normalize with an empty charsmap (parity.md §1.2). Returns the normalized length. */
+/* Normalizer::Normalize with an empty charsmap (docs/parity.md §1.2). Returns the normalized length. */
 static size_t sp_normalize(const lisa_tokenizer *t, const uint8_t *s, size_t n, uint8_t *out) {
     size_t o = 0, i = 0;
     if (n == 0) return 0;

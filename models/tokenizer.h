@@ -1,5 +1,5 @@
 /* models/tokenizer.h — the LLaMA/LISA tokenizer, id-exact with transformers 4.31's slow
- * LlamaTokenizer over sentencepiece 0.1.97-0.1.99 (spec: parity.md §1, lisa-inference.md §3).
+ * LlamaTokenizer over sentencepiece 0.1.97-0.1.99 (spec: docs/parity.md §1, docs/inference.md §3).
  *
  * Encode = PreTrainedTokenizer.tokenize (split out added/special tokens with HF's Trie, strip
  * whitespace next to plain added tokens, encode each text segment with SentencePiece: identity

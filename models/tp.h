@@ -1,4 +1,4 @@
-/* models/tp.h — tensor parallelism for the LLaMA decoder (Megatron-LM style; STYLE.md §13).
+/* models/tp.h — tensor parallelism for the LLaMA decoder (Megatron-LM style; docs/style.md §13).
  *
  * Split (every rank holds x, the residual stream, whole and identical):
  *   q/k/v_proj, gate/up_proj   column-parallel: the rank's rows of W [N, K] (its heads, its slice

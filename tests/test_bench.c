@@ -1,7 +1,7 @@
 /* tests/test_bench.c — the FLOP model of jobs/flops.h against the reference modules
  * (tests/data/flops/lisa7b_flops.json: every aten matmul/convolution of segment_anything and
  * transformers 4.31 counted on LISA-7B dims by tests/golden/gen_flops.py), against the parameter
- * counts of tests/data/configs/expected_counts.json and against DESIGN.md's table; and `lisa bench
+ * counts of tests/data/configs/expected_counts.json and against docs/architecture.md's table; and `lisa bench
  * --json` on the tiny model (the keys, and numbers that agree with each other). */
 #include "golden.h"
 #include "models/manifest.h"
@@ -92,7 +92,7 @@ Test(bench, flops_match_parameter_counts_and_design_table) {
     const double per_row = lisa_flops_llama_rows(&d.llm, 0, 1, 0) - Ly * 4 * C; /* minus attention to 1 key */
     expect_rel(per_row, 2 * (params - 2 * V * C - (2 * Ly + 1) * C), 1e-12, "2 x decoder parameters per row");
     cJSON_Delete(counts);
-    /* DESIGN.md "Performance model": SAM ~6, CLIP ~0.15, prefill 330 tokens ~4.4 TFLOP. The prefill
+    /* docs/architecture.md "Performance model": SAM ~6, CLIP ~0.15, prefill 330 tokens ~4.4 TFLOP. The prefill
      * figure there is 2 x 6.74 B (all parameters) x 330 = 4.45; the engine does 4.30 (no embedding
      * GEMM, one row of logits, causal attention) */
     expect_rel(lisa_flops_sam_encoder(&d.sam), 6e12, 0.02, "DESIGN: SAM ViT-H ~6 TFLOP");

@@ -1,4 +1,4 @@
-/* tests/test_ops_coverage.c — every op in kernels/ops.def has a test (STYLE.md §15).
+/* tests/test_ops_coverage.c — every op in kernels/ops.def has a test (docs/style.md §15).
  *
  * The op list comes from expanding kernels/ops.def here, so a new LISA_OP without a test fails
  * this file. An op counts as tested when some tests/test_ops_*.c other than this one calls its

@@ -1,6 +1,6 @@
 /* tests/test_ops_resize.c — BILINEAR against (1) values produced by real torch 1.13
  * F.interpolate(mode="bilinear", align_corners=False) on CPU float32 (tests/golden/gen_bilinear.py,
- * committed in tests/data/golden/bilinear.txt), and (2) the parity.md §3 formula evaluated in
+ * committed in tests/data/golden/bilinear.txt), and (2) the docs/parity.md §3 formula evaluated in
  * double here, on more shapes (leading dims, identity axes).
  *
  * Tolerances: vs torch, exact (atol 0, rtol 0) — the op reproduces torch's F32 scale, double source
@@ -52,7 +52,7 @@ Test(ops_resize, matches_torch_1_13) {
     lisa_backend_free(be);
 }
 
-/* parity.md §3 per axis, in double apart from the F32 scale. */
+/* docs/parity.md §3 per axis, in double apart from the F32 scale. */
 static void ref_axis(int64_t in, int64_t out, int64_t d, int64_t *i0, int64_t *i1, double *l1) {
     if (in == out) {
         *i0 = *i1 = d, *l1 = 0;

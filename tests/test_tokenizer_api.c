@@ -152,7 +152,7 @@ Test(tokenizer_api, decode_buffers_and_bad_ids) {
     char buf[64];
     size_t len;
     cr_assert_eq(lisa_tokenizer_decode(t, ids, 6, false, buf, sizeof buf, &len), LISA_OK);
-    cr_expect_str_eq(buf, "<s>Sure, [SEG]  .</s>"); /* parity.md §1.6 */
+    cr_expect_str_eq(buf, "<s>Sure, [SEG]  .</s>"); /* docs/parity.md §1.6 */
     cr_assert_eq(lisa_tokenizer_decode(t, ids, 6, true, buf, sizeof buf, &len), LISA_OK);
     cr_expect_str_eq(buf, "Sure, [SEG] .");
     char small[8];
@@ -186,7 +186,7 @@ Test(tokenizer_api, chat_helpers) {
     cr_expect_gt(len, 100);
     cr_expect_eq(strlen(tiny), 15);
 
-    /* the LISA prompt layout around the image (parity.md §1.5): ... ▁US ER : <im_start> -200 <im_end> ▁What */
+    /* the LISA prompt layout around the image (docs/parity.md §1.5): ... ▁US ER : <im_start> -200 <im_end> ▁What */
     lisa_tokenizer *t = load_dir("lisa13b");
     cr_assert_eq(lisa_prompt_llava_v1(buf, sizeof buf, "What is this?", true, &len), LISA_OK);
     int32_t ids[256], n_ids;

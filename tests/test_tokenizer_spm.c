@@ -1,6 +1,6 @@
 /* tests/test_tokenizer_spm.c — the SentencePiece ModelProto reader (loader/spm_model.c) and the
  * model checks of the tokenizer:
- *   - llama-spm.model: the field values of parity.md §1.1 (proto2 defaults included);
+ *   - llama-spm.model: the field values of docs/parity.md §1.1 (proto2 defaults included);
  *   - tiny hand-built models written by tests/golden/gen_tokenizer.py and read by the real
  *     sentencepiece library (fields out of order, unknown fields of every wire type, absent
  *     normalizer fields, 10-byte negative varints, two-byte keys): pieces/scores/types must match
@@ -38,7 +38,7 @@ Test(tokenizer_spm, llama_model_fields) {
         cr_expect_str_eq(lisa_spm_piece_str(&m, 3 + b), want);
         cr_expect_eq(m.pieces[3 + b].type, LISA_SPM_BYTE);
     }
-    /* normal pieces score -(id - 259); whitespace-only pieces -1e9 (parity.md §1.1) */
+    /* normal pieces score -(id - 259); whitespace-only pieces -1e9 (docs/parity.md §1.1) */
     cr_expect_str_eq(lisa_spm_piece_str(&m, 260), "\xe2\x96\x81t");
     cr_expect_eq(m.pieces[260].score, -1.0f);
     cr_expect_eq(m.pieces[260].type, LISA_SPM_NORMAL);

@@ -9,7 +9,7 @@
  * the engine's per-stage ms (means of lisa_result_timings), the mean decode batch, and the
  * FLOPs of the requests (jobs/flops.h, from the model's dims and each request's prompt length,
  * generated tokens and masks) over the window: achieved TFLOP/s, and MFU = that / peak when a peak
- * is known (--peak-tflops, or 779 = DESIGN.md's H200 bf16 figure on the CUDA backend).
+ * is known (--peak-tflops, or 779 = docs/architecture.md's H200 bf16 figure on the CUDA backend).
  * Images: synthetic (a deterministic WxH picture, default 640x480, passed as RGB), one file
  * (--image, decoded per request like real traffic), or the (image, query) pairs of an annotate
  * manifest, cycled. Exit: 0 ok (failed requests are counted and reported), 1 failure, 2 usage.
@@ -40,7 +40,7 @@ static void usage(FILE *f) {
             "Runs N requests (default 16) through the batching engine with C in flight (default 2B; B\n"
             "default 8) after W warm-up requests (default 1), and prints samples/s, latency p50/p99,\n"
             "per-stage ms, the mean decode batch, achieved TFLOP/s (FLOP model: jobs/flops.h) and MFU\n"
-            "when the peak is known (--peak-tflops; default 779 on CUDA, DESIGN.md's H200 bf16).\n"
+            "when the peak is known (--peak-tflops; default 779 on CUDA, docs/architecture.md's H200 bf16).\n"
             "  --image FILE     every request uses this PNG/JPEG (decoded per request)\n"
             "  --manifest FILE  the (image, query) pairs of a `lisa annotate` manifest, cycled\n"
             "  --size WxH       synthetic RGB images of this size (default 640x480)\n"
@@ -348,7 +348,7 @@ int lisa_cmd_bench(int argc, char **argv) {
     }
     const bool cuda = m->be->device == LISA_DEVICE_CUDA;
     const double peak = o.peak_tflops > 0 ? o.peak_tflops : cuda ? 779.0 : 0;
-    const char *peak_src = o.peak_tflops > 0 ? "--peak-tflops" : cuda ? "DESIGN.md H200 bf16 (779)" : NULL;
+    const char *peak_src = o.peak_tflops > 0 ? "--peak-tflops" : cuda ? "docs/architecture.md H200 bf16 (779)" : NULL;
     run_stats warm = {0}, rs = {0};
     if (o.warmup > 0) s = run_requests(&warm, e, &wl, &o, o.warmup, NULL, 0);
     const lisa_engine_stats st0 = lisa_engine_get_stats(e);

@@ -22,8 +22,10 @@ cmake --build build-gpu -j"$JOBS" --target lisa_check bench_gpu_kernels bench_gp
 
 echo "== stage .peer/ and .devlibs/"
 mkdir -p .peer .devlibs/lib .devlibs/include
-PEER_SRC=${LISA_TORCH_PEER:-/work/shared/bench/torch_peer.py}
-if [ -f "$PEER_SRC" ]; then cp "$PEER_SRC" .peer/torch_peer.py; else echo "warning: $PEER_SRC not found: no torch peer"; fi
+# The PyTorch peer (the reference stack timed on the same card) is not part of this repository:
+# LISA_TORCH_PEER names its script, or it is already in .peer/torch_peer.py (git-ignored).
+if [ -n "${LISA_TORCH_PEER:-}" ] && [ -f "$LISA_TORCH_PEER" ]; then cp "$LISA_TORCH_PEER" .peer/torch_peer.py; fi
+[ -f .peer/torch_peer.py ] || echo "warning: no .peer/torch_peer.py (set LISA_TORCH_PEER=path): no torch peer in this run"
 # Runtime libraries: everything ldd resolves except the core C/C++ runtime (the device's are newer),
 # the CUDA driver and cuBLAS/cuBLASLt (hundreds of MiB; the device's CUDA 13 toolkit has them).
 core='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libgcc_s\.so|libstdc\+\+\.so|libcuda\.so|libcublas\.so|libcublasLt\.so|libresolv\.so|libutil\.so)'

@@ -1,7 +1,7 @@
 /* kernels/cpu/cpu.h — the CPU reference backend's op implementations (one function per ops.def
  * entry, named lisa_cpu_<name>) and helpers shared by its files.
  *
- * CPU numerics (DESIGN.md "Numerics"): F32 activations; parameters F32/BF16/F16 widened on the
+ * CPU numerics (docs/architecture.md "Numerics"): F32 activations; parameters F32/BF16/F16 widened on the
  * fly; reductions accumulate in double unless a comment says otherwise (sgemm via OpenBLAS).
  */
 #ifndef LISA_KERNELS_CPU_H

@@ -2,7 +2,7 @@
  *
  * Dimension letters: M rows of activations, K reduction, N outputs, B batch.
  * BF16/F16 weights are widened to F32 in blocks of rows of W that fit the scratch arena, one
- * sgemm per block (DESIGN.md "Numerics": the CPU backend computes in F32). sgemm accumulates in
+ * sgemm per block (docs/architecture.md "Numerics": the CPU backend computes in F32). sgemm accumulates in
  * F32 like PyTorch's CPU addmm, so results differ from a double reference by ~sqrt(K) ulp.
  */
 #include "kernels/cpu/cpu.h"

@@ -1,13 +1,13 @@
 /* kernels/cpu/resize.c — BILINEAR (ops.def): torch CPU F.interpolate(mode="bilinear",
  * align_corners=False, antialias=False) on float32, reproduced bit for bit (checked against torch
- * 1.13.1 in tests/test_ops_resize.c). Per axis (parity.md §3; ATen/native/UpSample.h
+ * 1.13.1 in tests/test_ops_resize.c). Per axis (docs/parity.md §3; ATen/native/UpSample.h
  * compute_source_index_and_lambda):
  *   scale = (float)in / out                     (F32 division)
  *   src   = scale·(d + 0.5) − 0.5, in double, clamped below at 0
  *   i0 = (int64)src, i1 = i0 + (i0 < in − 1), λ1 = (float)(src − i0), λ0 = 1 − λ1 (F32)
  *   an axis with in == out uses i0 = i1 = d, λ0 = 1, λ1 = 0
  * Per output pixel, what torch 1.13.1 (Debian python3-torch) actually computes — established by
- * matching ~10^4 of its outputs exactly; parity.md §3 says "the sum in float", which misses ~30%
+ * matching ~10^4 of its outputs exactly; docs/parity.md §3 says "the sum in float", which misses ~30%
  * of them by an ulp:
  *   w_ab = λa_h · λb_w                          (F32 products)
  *   out  = (float)(w00·x[i0h][i0w] + w01·x[i0h][i1w] + w10·x[i1h][i0w] + w11·x[i1h][i1w])

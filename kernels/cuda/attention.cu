@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Specialise at one boundary (STYLE.md §7): head dim -> template constant. */
+/* Specialise at one boundary (docs/style.md §7): head dim -> template constant. */
 #define LISA_DISPATCH_HEAD_DIM(d, D_CONST, ...)                                                    \
     switch (d) {                                                                                   \
     case 64: {                                                                                     \

@@ -87,7 +87,7 @@ LISA_GLOBAL void lk_rel_pos(const lk_relpos_params p) {
     }
 }
 
-/* ---- bilinear resize, align_corners=False, no antialias (parity.md §3) ---------------------- */
+/* ---- bilinear resize, align_corners=False, no antialias (docs/parity.md §3) ---------------------- */
 /* PyTorch CUDA's upsample_bilinear2d with float accumulators: scale = (float)in/out,
  * src = scale·(d+0.5)−0.5 clamped at 0, i0 = (int)src, i1 = i0 + (i0 < in−1), λ1 = src − i0. */
 LISA_DEV void lk_bilinear_axis(int d, int in, int out, int *i0, int *i1, float *l0, float *l1) {

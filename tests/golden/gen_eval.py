@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Golden data for `lisa eval` (issue #11, spec lisa-inference.md §9).
+"""Golden data for `lisa eval` (issue #11, spec docs/inference.md §9).
 
 Writes, under --out (tests/data/eval):
 

@@ -4,7 +4,7 @@
 Builds tiny random-weight checkpoints in the exact published layouts
 (xinlai/LISA-7B-v1 and openai/clip-vit-large-patch14), runs the PyTorch
 reference stack on them and dumps every parity tap point (spec
-lisa-inference.md §8) as safetensors files.  See tests/golden/README.md for the
+docs/inference.md §8) as safetensors files.  See tests/golden/README.md for the
 file contract.
 
 Run with the reference stack (Debian python3-torch 1.13.1, transformers 4.31.0,

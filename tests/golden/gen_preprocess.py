@@ -142,7 +142,7 @@ def gen_resample_cases():
             oh, ow = ih, iw  # same size: copy
         pattern = rng.below(3)
         cases.append((filt, ih, iw, oh, ow, c, pattern, 1000 + i))
-    # LISA-sized shapes (parity.md §2.1) on synthetic data
+    # LISA-sized shapes (docs/parity.md §2.1) on synthetic data
     big = [
         (2, 480, 640, 768, 1024, 3, 0, 9001),   # SAM upscale 640x480
         (3, 480, 640, 224, 298, 3, 0, 9002),    # CLIP 640x480

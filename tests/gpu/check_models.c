@@ -28,7 +28,7 @@
  * Why 0.97 for BF16 on the tiny models: the bf16 reference itself (emulated in PyTorch, metadata
  * mask_iou_vs_fp32 of lisa_bf16_rocket_portrait) agrees with the fp32 masks at IoU 0.978; tiny
  * random-weight models have soft mask boundaries (86 pixels within 1e-3 of 0 in rocket_portrait),
- * so bf16 rounding flips more boundary pixels than a trained model would. DESIGN.md's 0.99 is held
+ * so bf16 rounding flips more boundary pixels than a trained model would. docs/architecture.md's 0.99 is held
  * by the F32 path (every kernel and graph at fp32) and by the engine-vs-alone comparison.
  */
 #include "check_util.h"

@@ -234,7 +234,7 @@ bool ck_compare(ck_ctx *c, const char *op, const char *name, const char *dtype, 
         const double floor_ = 1e-6 * (max_ref32 > 1 ? max_ref32 : 1);
         if (err32 > 2 * naive_err + floor_) {
             ck_record(c, op, name, dtype, 1, max_err, atol + rtol * max_ref, naive_err,
-                      "vs fp32: max|err| %.2e above 2x the naive bf16 version's %.2e (STYLE.md §2)", err32, naive_err);
+                      "vs fp32: max|err| %.2e above 2x the naive bf16 version's %.2e (docs/style.md §2)", err32, naive_err);
             return false;
         }
         ck_record(c, op, name, dtype, 0, max_err, atol + rtol * max_ref, naive_err, "vs fp32 %.2e", err32);

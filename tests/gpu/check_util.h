@@ -11,7 +11,7 @@
  *   4. BF16: the kernel's own error, |got − ref16| <= atol16 + rtol16·|ref16| where ref16 is the
  *      CPU op on the same bf16-rounded inputs (so input quantization is not charged to the
  *      kernel), and overall quality, max|got − ref| <= 2·max|naive − ref| + a floor with
- *      naive = bf16(ref16), the naive bf16 version (STYLE.md §2).
+ *      naive = bf16(ref16), the naive bf16 version (docs/style.md §2).
  * Ownership: device buffers of a case are recorded in the context and freed when the case ends.
  */
 #ifndef LISA_CHECK_UTIL_H

@@ -175,7 +175,7 @@ int main(int argc, char **argv) {
     ck_cases_casts_and_errors(&c);
     ck_cases_attention(&c);
     ck_cases_models(&c);
-    if (!c.filter && !c.self_test) { /* every op of ops.def must have been exercised (STYLE.md §15) */
+    if (!c.filter && !c.self_test) { /* every op of ops.def must have been exercised (docs/style.md §15) */
         for (int op = 0; op < LISA_OP_COUNT; op++) {
             const char *name = lisa_op_name((lisa_op)op);
             bool seen = false;

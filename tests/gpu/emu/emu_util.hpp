@@ -114,7 +114,7 @@ inline bool check_close(const char *what, size_t n, const std::function<double(s
 /* ---- attention references (test_emu_attention.cpp, test_emu_attn_sm90.cpp) ---------------- */
 
 /* bf16 outputs: elementwise 1e-2 + 1e-2|ref| (values are O(1)), and a relative L2 error at most
- * twice that of merely storing the exact result in bf16 (STYLE.md §2), plus room for P's bf16
+ * twice that of merely storing the exact result in bf16 (docs/style.md §2), plus room for P's bf16
  * rounding before P·V (flash, as FlashAttention does). */
 inline bool check_bf16(const char *what, size_t n, const std::function<double(size_t)> &got,
                        const std::function<double(size_t)> &ref) {

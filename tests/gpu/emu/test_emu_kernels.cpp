@@ -1,8 +1,8 @@
 /* tests/gpu/emu/test_emu_kernels.cpp — the memory-bound kernels (ew_kernels.cuh, norm_kernels.cuh,
  * sam_kernels.cuh, conv_kernels.cuh) run in the host emulator against double-precision references, at the awkward
- * shapes of STYLE.md §3 (rows 1/3/7/19, widths 37/769/5125, strided and broadcast operands,
+ * shapes of docs/style.md §3 (rows 1/3/7/19, widths 37/769/5125, strided and broadcast operands,
  * in-place calls). F32 tolerances are a few ulps of fp32 (the kernels accumulate in fp32); bf16
- * outputs are also held to twice the error of storing the exact result in bf16 (STYLE.md §2). */
+ * outputs are also held to twice the error of storing the exact result in bf16 (docs/style.md §2). */
 #include "emu_util.hpp"
 #include "kernels/cuda/conv_kernels.cuh"
 #include "kernels/cuda/ew_kernels.cuh"
