@@ -269,7 +269,7 @@ enum AttnClass { CLS_SAM_WINDOW_REL, CLS_SAM_GLOBAL_REL, CLS_DENSE, CLS_CAUSAL, 
  * kernel benchmark (bench/results/<date>-<card>.json: attn_<class>_tflops of the mma.sync kernel
  * against attn_<class>_wgmma_tflops) once lisa-check shows the wgmma kernel correct on the card;
  * no GPU has run it yet, so every class stays on the mma.sync kernel. */
-const lisa_cuda_attn_path k_attn_choice_sm90[CLS_COUNT] = {
+static const lisa_cuda_attn_path k_attn_choice_sm90[CLS_COUNT] = {
     LISA_CUDA_ATTN_FLASH, /* SAM windows 14x14, rel-pos, D 80 (attn_sam_window_*) */
     LISA_CUDA_ATTN_FLASH, /* SAM global 64x64, rel-pos, D 80 (attn_sam_global_*) */
     LISA_CUDA_ATTN_FLASH, /* dense, not causal (CLIP D 64, SAM without rel-pos) */
@@ -371,6 +371,7 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
                                 (D == 64 || D == 80 || D == 128) && !bias && rows16(Q) && rows16(K) && rows16(V) &&
                                 ((uintptr_t)Y.data & 3u) == 0 && Y.bs % 2 == 0 && Y.ts % 2 == 0 && Y.hs % 2 == 0 &&
                                 (!rel.h || D != 128);
+    bool auto_wgmma = false;
     if (path == LISA_CUDA_ATTN_AUTO) {
         path = flash_ok && Tq > LK_SPLITKV_MAXQ ? LISA_CUDA_ATTN_FLASH
                : splitkv_ok                     ? LISA_CUDA_ATTN_SPLITKV
@@ -380,7 +381,7 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
             const AttnClass cls = rel.h ? (Tk <= 256 ? CLS_SAM_WINDOW_REL : CLS_SAM_GLOBAL_REL)
                                   : p->causal ? CLS_CAUSAL
                                               : CLS_DENSE;
-            if (choose_wgmma(be, cls)) path = LISA_CUDA_ATTN_WGMMA;
+            if (choose_wgmma(be, cls)) path = LISA_CUDA_ATTN_WGMMA, auto_wgmma = true;
         }
     }
 
@@ -397,7 +398,10 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
             a.rh_bs = rel.hbs, a.rh_hs = rel.hhs, a.rh_rs = rel.hrs, a.rh_cs = rel.hcs;
             a.rw_bs = rel.wbs, a.rw_hs = rel.whs, a.rw_rs = rel.wrs, a.rw_cs = rel.wcs;
         }
-        return lisa_cuda_fa3_run(be, &a);
+        const lisa_status s = lisa_cuda_fa3_run(be, &a);
+        if (s != LISA_ERR_UNSUPPORTED || !auto_wgmma) return s;
+        lisa_clear_error(); /* chosen by AUTO but no variant fits (shared memory, grid): mma.sync */
+        path = LISA_CUDA_ATTN_FLASH;
     }
 
     if (path == LISA_CUDA_ATTN_FLASH) {
@@ -489,7 +493,8 @@ lisa_status lisa_cuda_flash_attn_varlen_path(lisa_backend *be, lisa_tensor *y, c
     if (max_seqlen_q < 0) return lisa_fail(LISA_ERR_INVALID_ARG, "flash_attn_varlen: max_seqlen_q %d", max_seqlen_q);
     if (path != LISA_CUDA_ATTN_AUTO && path != LISA_CUDA_ATTN_FLASH && path != LISA_CUDA_ATTN_WGMMA)
         return lisa_fail(LISA_ERR_INVALID_ARG, "flash_attn_varlen: path %s (flash, wgmma or auto)", lisa_cuda_attn_path_name(path));
-    if (path == LISA_CUDA_ATTN_AUTO && choose_wgmma(be, CLS_VARLEN)) path = LISA_CUDA_ATTN_WGMMA;
+    const bool auto_wgmma = path == LISA_CUDA_ATTN_AUTO && choose_wgmma(be, CLS_VARLEN);
+    if (auto_wgmma) path = LISA_CUDA_ATTN_WGMMA;
     if (path == LISA_CUDA_ATTN_WGMMA) {
         if (Q.T > INT32_MAX || K.T > INT32_MAX) return lisa_fail(LISA_ERR_UNSUPPORTED, "flash_attn_varlen: rows beyond int32");
         lk_fa3_args a;
@@ -498,7 +503,9 @@ lisa_status lisa_cuda_flash_attn_varlen_path(lisa_backend *be, lisa_tensor *y, c
         a.B = (int32_t)(cu_seqlens_q->shape[0] - 1), a.Tq = max_seqlen_q, a.Tk = 0;
         a.total_q = Q.T, a.total_k = K.T;
         a.q_bs = a.k_bs = a.v_bs = a.o_bs = 0;
-        return lisa_cuda_fa3_run(be, &a);
+        const lisa_status s = lisa_cuda_fa3_run(be, &a);
+        if (s != LISA_ERR_UNSUPPORTED || !auto_wgmma) return s;
+        lisa_clear_error(); /* no variant fits: the mma.sync kernel */
     }
     lk_flash_params fp = {};
     fp.q = (const lisa_bf16_t *)Q.data, fp.k = (const lisa_bf16_t *)K.data, fp.v = (const lisa_bf16_t *)V.data;

@@ -14,10 +14,10 @@ static __device__ const int lk_fa3_built = 1;
 static __device__ const int lk_fa3_built = 0;
 #endif
 
-namespace {
+/* Host helpers are static, not in an anonymous namespace: nvcc gives those external linkage. */
 
 /* cuTensorMapEncodeTiled, looked up once (C++ guarantees one initialization of the static). */
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+static PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
     static PFN_cuTensorMapEncodeTiled_v12000 fn = []() -> PFN_cuTensorMapEncodeTiled_v12000 {
         void *p = nullptr;
         cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
@@ -29,7 +29,7 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
     return fn;
 }
 
-lisa_status encode(lk_tmap *m, const lk_tmap_req &r, const char *what) {
+static lisa_status encode(lk_tmap *m, const lk_tmap_req &r, const char *what) {
     PFN_cuTensorMapEncodeTiled_v12000 fn = encode_fn();
     if (!fn) return lisa_fail(LISA_ERR_UNSUPPORTED, "sm90 attention: the driver has no cuTensorMapEncodeTiled");
     cuuint64_t dims[4], strides[3];
@@ -52,7 +52,7 @@ lisa_status encode(lk_tmap *m, const lk_tmap_req &r, const char *what) {
 }
 
 template <int D, int BN, int REL, bool CAUSAL, bool VARLEN>
-lisa_status launch(const lk_fa3_params &p, size_t smem, unsigned grid, cudaStream_t st) {
+static lisa_status launch(const lk_fa3_params &p, size_t smem, unsigned grid, cudaStream_t st) {
     CUDA_CHECK(cudaFuncSetAttribute(lk_fa3_fwd<D, BN, REL, CAUSAL, VARLEN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)smem));
     lk_fa3_fwd<D, BN, REL, CAUSAL, VARLEN><<<grid, LK_FA3_THREADS, smem, st>>>(p);
@@ -61,7 +61,7 @@ lisa_status launch(const lk_fa3_params &p, size_t smem, unsigned grid, cudaStrea
 }
 
 /* Specialise at one boundary (docs/style.md §7): (D, BN, rel, causal, varlen) -> a kernel. */
-lisa_status dispatch(const lk_fa3_args &a, const lk_fa3_params &p, size_t smem, unsigned grid, cudaStream_t st) {
+static lisa_status dispatch(const lk_fa3_args &a, const lk_fa3_params &p, size_t smem, unsigned grid, cudaStream_t st) {
 #define LK_FA3_CASE(D_, BN_, REL_, C_, V_)                                                         \
     if (a.D == D_ && a.BN == BN_ && a.rel == REL_ && a.causal == C_ && (a.cu_q != nullptr) == V_) \
         return launch<D_, BN_, REL_, C_, V_>(p, smem, grid, st);
@@ -90,8 +90,6 @@ lisa_status dispatch(const lk_fa3_args &a, const lk_fa3_params &p, size_t smem, 
                                            "varlen %d (rel-pos: head dim 64/80, dense, not causal)",
                      a.D, a.BN, a.rel, (int)a.causal, (int)(a.cu_q != nullptr));
 }
-
-} // namespace
 
 extern "C" {
 
