@@ -19,8 +19,8 @@ static const size_t kSmemMax = 232448; /* H100 / H200 opt-in limit per block */
 
 /* Encodes the plan's tensor maps and launches lk_fa3_fwd<D, BN, REL, CAUSAL, VARLEN>. */
 template <int D, int BN, int REL, bool CAUSAL, bool VARLEN>
-static bool run_fa3(lk_fa3_args a, EmuCopyMode mode, int n_sms) {
-    a.D = D, a.BN = BN, a.n_sms = n_sms, a.smem_max = kSmemMax;
+static bool run_fa3(lk_fa3_args a, EmuCopyMode mode, int n_sms, size_t smem_max = kSmemMax, int want_q_stages = 0) {
+    a.D = D, a.BN = BN, a.n_sms = n_sms, a.smem_max = smem_max;
     if (BN != lk_fa3_key_tile(D, REL, a.Tk)) {
         fprintf(stderr, "  test asks for %d-key tiles where the launcher would use %d\n", BN, lk_fa3_key_tile(D, REL, a.Tk));
         g_failures++;
@@ -33,6 +33,11 @@ static bool run_fa3(lk_fa3_args a, EmuCopyMode mode, int n_sms) {
     const char *err = lk_fa3_setup(&a, &p, req, &smem, &grid);
     if (err) {
         fprintf(stderr, "  lk_fa3_setup: %s\n", err);
+        g_failures++;
+        return false;
+    }
+    if (want_q_stages && p.q_stages != want_q_stages) {
+        fprintf(stderr, "  plan has %d Q stages, the case wants %d\n", p.q_stages, want_q_stages);
         g_failures++;
         return false;
     }
@@ -111,7 +116,8 @@ template <int BN, int REL> static void sam(int S, int nwin, int H, uint64_t seed
 
 /* ---- dense batch: optional causal with a KV prefix, GQA, optional F32 output -------------------- */
 template <int D, bool CAUSAL>
-static void dense(int B, int Tq, int Tk, int Hq, int Hkv, bool o_f32, uint64_t seed, EmuCopyMode mode, int n_sms) {
+static void dense(int B, int Tq, int Tk, int Hq, int Hkv, bool o_f32, uint64_t seed, EmuCopyMode mode, int n_sms,
+                  size_t smem_max = kSmemMax, int want_q_stages = 0) {
     Rng r(seed);
     Buf<lisa_bf16_t> q((size_t)B * Tq * Hq * D), k((size_t)B * (Tk ? Tk : 1) * Hkv * D), v(k.n);
     auto qv = fill_bf16(q, r, -1, 1), kv = fill_bf16(k, r, -1, 1), vv = fill_bf16(v, r, -1, 1);
@@ -125,15 +131,16 @@ static void dense(int B, int Tq, int Tk, int Hq, int Hkv, bool o_f32, uint64_t s
     a.B = B, a.Tq = Tq, a.Tk = Tk, a.Hq = Hq, a.Hkv = Hkv, a.causal = CAUSAL;
     const double scale = 1.0 / sqrt((double)D);
     a.scale = (float)scale;
-    if (!run_fa3<D, D == 128 ? 112 : 128, 0, CAUSAL, false>(a, mode, n_sms)) return;
+    if (!run_fa3<D, D == 128 ? 112 : 128, 0, CAUSAL, false>(a, mode, n_sms, smem_max, want_q_stages)) return;
     auto acc = [&](const std::vector<double> &x, int T, int H) {
         return [&, T, H](int b, int t, int h, int d) { return x[(((size_t)b * T + t) * H + h) * D + d]; };
     };
     auto ref = ref_attention(B, std::vector<int>(B, Tq), std::vector<int>(B, Tk), Hq, Hkv, D, scale, CAUSAL,
                              acc(qv, Tq, Hq), acc(kv, Tk, Hkv), acc(vv, Tk, Hkv), nullptr);
     char name[128];
-    snprintf(name, sizeof name, "sm90 D=%d B%d Tq %d Tk %d Hq %d Hkv %d%s%s (%s)", D, B, Tq, Tk, Hq, Hkv,
-             CAUSAL ? " causal" : "", o_f32 ? " f32-out" : "", mode == EmuCopyMode::LAZY ? "lazy" : "eager");
+    snprintf(name, sizeof name, "sm90 D=%d B%d Tq %d Tk %d Hq %d Hkv %d%s%s%s (%s)", D, B, Tq, Tk, Hq, Hkv,
+             CAUSAL ? " causal" : "", o_f32 ? " f32-out" : "", want_q_stages == 1 ? " 1 Q stage" : "",
+             mode == EmuCopyMode::LAZY ? "lazy" : "eager");
     check_bf16(name, ref.size(), [&](size_t i) { return o_f32 ? (double)of[i] : (double)lk_bf16_to_f32(ob[i].bits); },
                [&](size_t i) { return ref[i]; });
 }
@@ -189,6 +196,8 @@ int main(void) {
     TIMED((dense<80, false>(1, 130, 300, 2, 2, false, 8, EmuCopyMode::LAZY, 3)));
     TIMED((dense<128, true>(2, 129, 129, 1, 1, false, 9, EmuCopyMode::EAGER, 3)));
     TIMED((dense<128, false>(1, 3, 0, 1, 1, false, 10, EmuCopyMode::LAZY, 1))); /* no keys: NaN, as torch */
+    /* shared memory for one Q stage only (the plan's fallback): 6 items on 2 CTAs reuse it */
+    TIMED((dense<80, false>(1, 300, 200, 2, 2, false, 13, EmuCopyMode::EAGER, 2, 110000, 1)));
     /* varlen causal prefill (LLaMA, D 128, GQA 2:1), and D 64 with an empty sequence */
     TIMED((varlen<128, true>({1, 70, 130}, 2, 1, 11, 3)));
     TIMED((varlen<64, false>({33, 0, 129}, 2, 2, 12, 2)));
