@@ -50,6 +50,7 @@ typedef struct lisa_cuda_impl {
     int32_t gemv_max_rows;    /* linears with at most this many rows use lk_gemv (0: never) */
     lisa_cuda_conv_path conv_path, convt_path; /* CONV2D (kernels > 1x1) / CONV_TRANSPOSE2D_K2S2 */
     void *cudnn;              /* conv_cudnn.c's state (library, handle, plans), created on first use */
+    int fa3_state;    /* sm_90a attention kernels runnable: 0 not probed yet, 1 yes, 2 no (attn_sm90.cu) */
 } lisa_cuda_impl;
 
 static inline lisa_cuda_impl *lisa_cuda_impl_of(const lisa_backend *be) { return (lisa_cuda_impl *)be->impl; }

@@ -12,6 +12,9 @@
  *      LISA_CUDA_ATTN_REFERENCE: one warp per query row, fp32, F32 output), same tolerances, so that
  *      batch entries and rows the CPU does not check are checked too;
  *   3. (hook) against cuDNN's fused SDPA: not built — see ak_cudnn_peer below for why.
+ * Implementations checked per shape: the mma.sync flash kernel (and the paged decode), and on
+ * Hopper the sm_90a wgmma kernel (attn_sm90.cuh), SAM's rel-pos also computed inside it from the
+ * tables (lisa_cuda_attention_relpos_fused; problems "... tables"); SKIPped elsewhere.
  * and every shape runs twice: flat (q, k, v ~ U(-1, 1)) and peaky (q scaled by 24: the scores'
  * standard deviation is ~8, so one or two keys carry most of each row's weight and a missing or
  * extra key changes the row by O(1)).
@@ -198,7 +201,9 @@ typedef struct ak_problem {
     int64_t lens[4], cu[5];
     float scale;
     bool causal;
+    bool fused;                  /* SAM: rel-pos from tables (rh/rw = the CPU's REL_POS of q and them) */
     lisa_tensor q, k, v, rh, rw; /* host F32, bf16-exact: SAM/DECODE 4-D, VARLEN [total, H, D] */
+    lisa_tensor tab_h, tab_w;    /* fused: the rel-pos tables [2S-1, 80], bf16-exact */
     int64_t R;                   /* output rows (y viewed as [R, H, D]) */
     lisa_tensor ref;             /* [R, H, D]: the CPU op on the rows of cpu_rows, NaN elsewhere */
     lisa_tensor naive;           /* [R, H, D]: the naive kernel (GPU) / double loop (self-test), whole */
@@ -207,8 +212,8 @@ typedef struct ak_problem {
 } ak_problem;
 
 static void ak_free(ak_problem *p) {
-    lisa_tensor *ts[7] = {&p->q, &p->k, &p->v, &p->rh, &p->rw, &p->ref, &p->naive};
-    for (int i = 0; i < 7; i++)
+    lisa_tensor *ts[9] = {&p->q, &p->k, &p->v, &p->rh, &p->rw, &p->ref, &p->naive, &p->tab_h, &p->tab_w};
+    for (int i = 0; i < 9; i++)
         if (ts[i]->data) lisa_tensor_free(ts[i]);
 }
 
@@ -225,19 +230,31 @@ static void put_rows(lisa_tensor *dst, int64_t r0, const lisa_tensor *src, int64
     memcpy((float *)dst->data + r0 * w, src->data, sizeof(float) * (size_t)(n * w));
 }
 
-/* SAM: nb windows (S = 14) or images (S = 64) of 16 heads x 80, rel-pos terms in [-2, 2]. */
-static void ak_make_sam(ck_ctx *c, ak_problem *p, int64_t nb, int64_t S, int64_t H, double qm) {
+/* SAM: nb windows (S = 14) or images (S = 64) of 16 heads x 80, rel-pos terms in [-2, 2]; fused:
+ * the terms come from tables [2S-1, 80] in [-0.3, 0.3] through the CPU's REL_POS of q (what the
+ * sm_90a kernel computes inside, lisa_cuda_attention_relpos_fused). */
+static void ak_make_sam(ck_ctx *c, ak_problem *p, int64_t nb, int64_t S, int64_t H, double qm, bool fused) {
     memset(p, 0, sizeof *p);
-    p->kind = AK_SAM, p->B = nb, p->S = S, p->T = p->Tk = S * S, p->H = H, p->D = 80;
+    p->kind = AK_SAM, p->B = nb, p->S = S, p->T = p->Tk = S * S, p->H = H, p->D = 80, p->fused = fused;
     p->scale = 1.0f / sqrtf(80.0f);
-    snprintf(p->name, sizeof p->name, "SAM %s [%lld,%lld,%lld,80] rel-pos %lldx%lld %s", S == 14 ? "windows" : "global",
-             (long long)nb, (long long)p->T, (long long)H, (long long)S, (long long)S, qm > 1 ? "peaky" : "flat");
+    snprintf(p->name, sizeof p->name, "SAM %s [%lld,%lld,%lld,80] rel-pos %lldx%lld%s %s", S == 14 ? "windows" : "global",
+             (long long)nb, (long long)p->T, (long long)H, (long long)S, (long long)S, fused ? " tables" : "",
+             qm > 1 ? "peaky" : "flat");
     p->q = rand16m(c, 4, nb, p->T, H, 80, -1, 1, qm);
     p->k = rand16(c, 4, nb, p->T, H, 80, -1, 1);
     p->v = rand16(c, 4, nb, p->T, H, 80, -1, 1);
-    p->rh = rand16(c, 4, nb, H, p->T, S, -2, 2);
-    p->rw = rand16(c, 4, nb, H, p->T, S, -2, 2);
     p->R = nb * p->T;
+    if (!fused) {
+        p->rh = rand16(c, 4, nb, H, p->T, S, -2, 2);
+        p->rw = rand16(c, 4, nb, H, p->T, S, -2, 2);
+        return;
+    }
+    p->tab_h = rand16(c, 2, 2 * S - 1, 80, 0, 0, -0.3, 0.3);
+    p->tab_w = rand16(c, 2, 2 * S - 1, 80, 0, 0, -0.3, 0.3);
+    const int64_t rs[4] = {nb, H, p->T, S};
+    p->rh = ck_host(LISA_DTYPE_F32, 4, rs), p->rw = ck_host(LISA_DTYPE_F32, 4, rs);
+    if (lisa_op_rel_pos(c->cpu, &p->rh, &p->rw, &p->q, &p->tab_h, &p->tab_w, (int32_t)S, (int32_t)S) != LISA_OK)
+        fprintf(stderr, "    %s: cpu REL_POS: %s\n", p->name, lisa_last_error());
 }
 
 /* LLaMA prefill: nseq packed causal sequences, H heads x 128. */
@@ -343,12 +360,14 @@ static void ak_double_naive(ak_problem *p) {
 /* ---- the implementations on the GPU ------------------------------------------------------------- */
 
 typedef enum ak_impl {
-    AK_MAIN = 0, /* SAM: flash; VARLEN: flash varlen; DECODE: split-KV over the contiguous cache */
-    AK_PAGED,    /* DECODE: PAGED_ATTENTION over 16-token pages with shuffled page ids */
-    AK_NAIVE,    /* LISA_CUDA_ATTN_REFERENCE (lk_attn_ref), F32 output */
+    AK_MAIN = 0,    /* SAM: flash; VARLEN: flash varlen; DECODE: split-KV over the contiguous cache */
+    AK_PAGED,       /* DECODE: PAGED_ATTENTION over 16-token pages with shuffled page ids */
+    AK_NAIVE,       /* LISA_CUDA_ATTN_REFERENCE (lk_attn_ref), F32 output */
+    AK_WGMMA,       /* SAM, VARLEN: the sm_90a kernel (attn_sm90.cuh; Hopper only) */
+    AK_WGMMA_FUSED, /* SAM with tables: the sm_90a kernel computing the rel-pos terms itself */
 } ak_impl;
 
-static const char *const impl_names[3] = {"", " paged/16", " naive kernel"};
+static const char *const impl_names[5] = {"", " paged/16", " naive kernel", " (wgmma)", " fused (wgmma)"};
 
 static lisa_tensor dev_view(void *data, int32_t n, int64_t d0, int64_t d1, int64_t d2, int64_t d3, lisa_dtype dt, int dev) {
     lisa_tensor t = lisa_tensor_view4(data, dt, n, d0, d1, d2, d3);
@@ -370,7 +389,7 @@ static lisa_tensor dev_rows4(const lisa_tensor *t, int64_t r0, int64_t n) {
 /* Device inputs of a problem (freed with the case). SAM: q/k/v are views of one packed qkv
  * [B·T, 3, H, D] (the layout after SAM's qkv Linear); rel-pos F32. */
 typedef struct ak_dev {
-    lisa_tensor q, k, v, rh, rw, cu;
+    lisa_tensor q, k, v, rh, rw, cu, th, tw;
 } ak_dev;
 
 static void ak_upload(ck_ctx *c, const ak_problem *p, ak_dev *d) {
@@ -396,6 +415,10 @@ static void ak_upload(ck_ctx *c, const ak_problem *p, ak_dev *d) {
         d->v.data = (uint16_t *)d->q.data + 2 * H * D;
         d->rh = ck_dev_from(c, &p->rh, LISA_DTYPE_F32, false);
         d->rw = ck_dev_from(c, &p->rw, LISA_DTYPE_F32, false);
+        if (p->fused) {
+            d->th = ck_dev_from(c, &p->tab_h, LISA_DTYPE_BF16, false);
+            d->tw = ck_dev_from(c, &p->tab_w, LISA_DTYPE_BF16, false);
+        }
         return;
     }
     d->q = ck_dev_from(c, &p->q, LISA_DTYPE_BF16, false);
@@ -466,10 +489,14 @@ static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, a
     lisa_tensor y = ck_dev_poison(c, odt, p->kind == AK_VARLEN ? 3 : 4, ys);
     lisa_status s = LISA_OK;
     lisa_clear_error();
-    if (p->kind == AK_SAM) {
+    if (p->kind == AK_SAM && impl == AK_WGMMA_FUSED) {
+        s = lisa_cuda_attention_relpos_fused(c->gpu, &y, &d->q, &d->k, &d->v, p->scale, &d->th, &d->tw);
+    } else if (p->kind == AK_SAM) {
         lisa_attn_params ap = {.scale = p->scale, .rel_h = &d->rh, .rel_w = &d->rw};
         s = lisa_cuda_attention_path(c->gpu, &y, &d->q, &d->k, &d->v, &ap,
-                                     impl == AK_NAIVE ? LISA_CUDA_ATTN_REFERENCE : LISA_CUDA_ATTN_FLASH);
+                                     impl == AK_NAIVE   ? LISA_CUDA_ATTN_REFERENCE
+                                     : impl == AK_WGMMA ? LISA_CUDA_ATTN_WGMMA
+                                                        : LISA_CUDA_ATTN_FLASH);
     } else if (p->kind == AK_VARLEN) {
         if (impl == AK_NAIVE) {
             lisa_attn_params ap = {.scale = p->scale, .causal = true};
@@ -481,7 +508,8 @@ static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, a
         } else {
             int64_t maxlen = 0;
             for (int i = 0; i < p->nseq; i++) maxlen = p->lens[i] > maxlen ? p->lens[i] : maxlen;
-            s = lisa_cuda_flash_attn_varlen(c->gpu, &y, &d->q, &d->k, &d->v, &d->cu, &d->cu, (int32_t)maxlen, p->scale, true);
+            s = lisa_cuda_flash_attn_varlen_path(c->gpu, &y, &d->q, &d->k, &d->v, &d->cu, &d->cu, (int32_t)maxlen, p->scale,
+                                                 true, impl == AK_WGMMA ? LISA_CUDA_ATTN_WGMMA : LISA_CUDA_ATTN_FLASH);
         }
     } else if (impl == AK_PAGED) {
         s = ak_run_paged(c, p, d, &y);
@@ -731,10 +759,25 @@ static void ak_run_problem(ck_ctx *c, ak_problem *p, ak_catch *catches) {
         ak_stats st = ak_compare(p->naive.data, p->ref.data, p->R * p->H * p->D);
         ak_record(c, "attention", nm, &st, p->how);
     }
-    const int n_impl = p->kind == AK_DECODE ? 2 : 1;
-    for (int im = 0; im < n_impl; im++) {
+    /* the implementations of this kind: the mma.sync kernel (and the paged one for decode), and on
+     * Hopper the sm_90a kernel (rel-pos as terms, and computed inside from the tables) */
+    ak_impl impls[3] = {AK_MAIN, AK_PAGED, AK_WGMMA};
+    int n_impl = 1;
+    if (p->kind == AK_DECODE) n_impl = 2;
+    if (p->kind != AK_DECODE) {
+        if (lisa_cuda_attn_wgmma_available(c->gpu)) {
+            impls[n_impl++] = AK_WGMMA;
+            if (p->fused) impls[n_impl++] = AK_WGMMA_FUSED;
+        } else {
+            char nm[240];
+            snprintf(nm, sizeof nm, "%s (wgmma)", p->name);
+            ck_record(c, "attention", nm, "BF16", 2, 0, 0, -1, "device cannot run the sm_90a kernel");
+        }
+    }
+    for (int ii = 0; ii < n_impl; ii++) {
+        const ak_impl im = impls[ii];
         lisa_tensor got;
-        s = ak_gpu_run(c, p, &d, (ak_impl)im, &got);
+        s = ak_gpu_run(c, p, &d, im, &got);
         if (s != LISA_OK) {
             char nm[240];
             snprintf(nm, sizeof nm, "%s%s", p->name, impl_names[im]);
@@ -921,16 +964,26 @@ void ck_cases_attention(ck_ctx *c) {
         ak_problem p;
         const char *sel[4] = {"SAM windows", "SAM global", "LLaMA prefill", "LLaMA decode"};
         if (ck_selected(c, "attention", sel[0])) {
-            ak_make_sam(c, &p, st ? 2 : (q || peaky ? 25 : 50), 14, H, qm);
+            ak_make_sam(c, &p, st ? 2 : (q || peaky ? 25 : 50), 14, H, qm, false);
             ak_run_problem(c, &p, catches);
             ak_free(&p);
+            if (!st) { /* rel-pos from tables: the sm_90a kernel's fused form too */
+                ak_make_sam(c, &p, 25, 14, H, qm, true);
+                ak_run_problem(c, &p, catches);
+                ak_free(&p);
+            }
         }
         if (ck_selected(c, "attention", sel[1])) {
-            ak_make_sam(c, &p, st || q || peaky ? 1 : 2, st ? 20 : 64, H, qm);
+            ak_make_sam(c, &p, st || q || peaky ? 1 : 2, st ? 20 : 64, H, qm, false);
             if (st) snprintf(p.name, sizeof p.name, "SAM global-like [1,400,%lld,80] rel-pos 20x20 %s", (long long)H,
                              peaky ? "peaky" : "flat");
             ak_run_problem(c, &p, catches);
             ak_free(&p);
+            if (!st) {
+                ak_make_sam(c, &p, 1, 64, H, qm, true);
+                ak_run_problem(c, &p, catches);
+                ak_free(&p);
+            }
         }
         if (ck_selected(c, "attention", sel[2])) {
             ak_make_varlen(c, &p, st ? lens_st : q ? lens_q : lens_full, st || !q ? 4 : 1, HL, qm);

@@ -407,6 +407,24 @@ void ck_cases_ops(ck_ctx *c) {
         static const attn_arg rel_ref = {.scale = 0.1118033989f, .rel = true, .path = LISA_CUDA_ATTN_REFERENCE};
         r.label = "[2,35,2,80] rel-pos 5x7 (reference kernel)", r.arg = &rel_ref;
         ck_run_case(c, &r);
+        /* the sm_90a (wgmma) kernel on the same kinds of problems: CLIP, rel-pos, causal with a KV
+         * prefix and GQA (skipped off Hopper: the self-test runs them on the CPU) */
+        if (c->self_test || lisa_cuda_attn_wgmma_available(c->gpu)) {
+            static const attn_arg clip_w = {.scale = 0.125f, .path = LISA_CUDA_ATTN_WGMMA};
+            f.label = "[2,257,16,64] (CLIP; wgmma)", f.arg = &clip_w;
+            ck_run_case(c, &f);
+            static const attn_arg rel_w = {.scale = 0.1118033989f, .rel = true, .path = LISA_CUDA_ATTN_WGMMA};
+            r.label = "[2,35,2,80] rel-pos 5x7 (wgmma)", r.arg = &rel_w;
+            ck_run_case(c, &r);
+            static const attn_arg causal_w = {.scale = 0.08838834764f, .causal = true, .path = LISA_CUDA_ATTN_WGMMA};
+            ck_case w = a;
+            w.label = "[2,20,4,128] kv[2,100,2,128] causal (wgmma)", w.arg = &causal_w;
+            w.in[0] = (ck_tspec)T_ACT(4, -1, 1, 2, 20, 4, 128), w.in[1] = (ck_tspec)T_ACT(4, -1, 1, 2, 100, 2, 128);
+            w.in[2] = w.in[1], w.out[0] = (ck_tspec)T_OUT(4, 2, 20, 4, 128);
+            ck_run_case(c, &w);
+        } else {
+            ck_record(c, "attention", "wgmma (sm_90a) cases", "-", 2, 0, 0, -1, "device cannot run the sm_90a kernel");
+        }
     }
     /* REL_POS: SAM window grid, strided q */
     {

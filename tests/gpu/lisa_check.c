@@ -13,7 +13,8 @@
  *   attention  the attention kernels at the real LISA shapes (SAM windows and global attention with
  *              rel-pos, LLaMA causal varlen prefill, decode over contiguous and paged caches, the
  *              two-way transformer), flat and peaky softmax, each output against the CPU backend
- *              (sampled rows) and, whole, against the naive on-GPU kernel (check_attn.c);
+ *              (sampled rows) and, whole, against the naive on-GPU kernel (check_attn.c); the sm_90a
+ *              wgmma kernel at the same shapes on H100/H200, SKIPped elsewhere;
  *   e2e        the committed tiny LISA on the golden cases on CPU, CUDA F32 and CUDA BF16, the engine
  *              batched vs alone (check_models.c);
  *   real       LISA-7B dimensions with synthetic weights (--full adds the whole LISA-7B, CUDA BF16
@@ -60,7 +61,9 @@ static void usage(FILE *f) {
                "                  [--section-timeout S] [--rerun-timeout S] [--no-rerun] [--no-fork] [--stop-first]\n"
                "                  [--plant-crash SECTION] [--plant-hang SECTION]\n"
                "  CUDA backend vs CPU backend, one child process per section: smoke (--smoke), ops, attention,\n"
-               "  e2e, real. A failing section is rerun with CUDA_LAUNCH_BLOCKING=1 up to its first failure.\n");
+               "  e2e, real. A failing section is rerun with CUDA_LAUNCH_BLOCKING=1 up to its first failure.\n"
+               "  The attention section runs the mma.sync kernel and, on H100/H200, the sm_90a wgmma kernel\n"
+               "  (--filter wgmma).\n");
 }
 
 typedef struct section {
