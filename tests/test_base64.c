@@ -2,6 +2,7 @@
  * against a bit-at-a-time reference encoder, the lenient layout (whitespace, missing padding) and
  * every rejection (alphabet, padding, lone symbol, non-canonical pad bits). */
 #include "core/base64.h"
+#include "server/base64.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

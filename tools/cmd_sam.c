@@ -7,7 +7,7 @@
 #include "loader/checkpoint.h"
 #include "loader/image.h"
 #include "models/sam_predict.h"
-#include "runtime/result_json.h"
+#include "models/result.h"
 #include "tools/cli_masks.h"
 #include "tools/commands.h"
 

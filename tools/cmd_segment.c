@@ -11,7 +11,7 @@
 #include "cli_args.h"
 #include "lisa.h"
 #include "loader/image.h"
-#include "runtime/result_json.h"
+#include "models/result.h"
 #include "tools/cli_masks.h"
 #include "tools/commands.h"
 

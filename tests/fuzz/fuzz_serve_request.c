@@ -5,6 +5,7 @@
  * report; a parsed request that passes srv_input_check has a NUL-terminated query and exactly one
  * image source; base64 that decodes re-encodes to a string that decodes to the same bytes. */
 #include "core/base64.h"
+#include "server/base64.h"
 #include "server/request.h"
 
 #include <stdint.h>
