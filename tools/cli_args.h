@@ -69,6 +69,7 @@ typedef struct cli_opt {
 /* entries whose default is spelled out rather than read from *dst ("all cores" for 0) */
 #define CLI_STR_D(n, d, a, h, df) {.name = (n), .kind = CLI_KIND_STR, .dst = (d), .arg = (a), .help = (h), .dflt = (df)}
 #define CLI_INT_D(n, d, l, u, a, h, df) {.name = (n), .kind = CLI_KIND_INT, .dst = (d), .arg = (a), .help = (h), .lo = (l), .hi = (u), .dflt = (df)}
+#define CLI_DOUBLE_D(n, d, l, u, a, h, df) {.name = (n), .kind = CLI_KIND_DOUBLE, .dst = (d), .arg = (a), .help = (h), .dlo = (l), .dhi = (u), .dflt = (df)}
 #define CLI_I64_D(n, d, l, u, a, h, df) {.name = (n), .kind = CLI_KIND_I64, .dst = (d), .arg = (a), .help = (h), .lo = (l), .hi = (u), .dflt = (df)}
 
 /* A subcommand: its name, usage line(s), description, option table and notes. Static data. */
