@@ -7,6 +7,7 @@
 #include "runtime/engine.h"
 
 #include "core/error.h"
+#include "core/log.h"
 #include "core/shard.h"
 #include "loader/image.h"
 #include "runtime/engine_tp.h"
@@ -38,6 +39,13 @@ lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_m
         return s;
     }
     (*out)->owns_be = true;
+    lisa_model_info info;
+    memset(&info, 0, sizeof info);
+    info.size = sizeof info;
+    if (lisa_model_get_info(*out, &info) == LISA_OK)
+        lisa_log(LISA_LOG_INFO, "model %s: backend %s (%s), activations %s, weights %.1f MiB, TP rank %d of %d", path,
+                 info.backend_name, info.device_name, info.activation_dtype, (double)info.weight_bytes / 1048576.0,
+                 info.tp_rank, info.tp_size);
     return LISA_OK;
 }
 
