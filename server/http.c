@@ -4,7 +4,6 @@
 #include "server/request.h"
 #include "server/server.h"
 
-
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
