@@ -93,18 +93,25 @@ static void print_usage_lines(const cli_cmd *c, FILE *f) {
     }
 }
 
-/* Prints `text` (lines split at '\n') starting at the help column; `tail` ends the last line. */
+/* Prints `text` (lines split at '\n') starting at the help column; `tail` (" (default: X)") ends
+ * the last line, or takes a line of its own when it would make that line longer than HELP_WIDTH. */
+enum { HELP_WIDTH = 110 };
 static void print_help_text(FILE *f, const char *text, const char *tail) {
     bool first = true;
+    size_t last = 0;
     for (const char *p = text ? text : ""; first || *p; first = false) {
         const size_t n = strcspn(p, "\n");
         if (!first) fprintf(f, "%*s", HELP_COL, "");
         fprintf(f, "%.*s", (int)n, p);
+        last = n;
         p += n;
         if (*p == '\n') p++;
         if (*p) fputc('\n', f);
     }
-    fprintf(f, "%s\n", tail);
+    if (*tail && HELP_COL + last + strlen(tail) > HELP_WIDTH)
+        fprintf(f, "\n%*s%s\n", HELP_COL, "", tail + 1);
+    else
+        fprintf(f, "%s\n", tail);
 }
 
 void cli_print_help(const cli_cmd *c, FILE *f) {

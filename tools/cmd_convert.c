@@ -57,7 +57,8 @@ int lisa_cmd_convert(int argc, char **argv) {
     };
     const cli_cmd cmd = {
         .name = NAME,
-        .usage = "IN OUT [--dtype bf16|f16|f32] [--shard-size 5GB] [--format safetensors|bin] [--no-verify] [--no-crc]",
+        .usage = "IN OUT [--dtype bf16|f16|f32] [--shard-size 5GB] [--format safetensors|bin]\n"
+                 "[--no-verify] [--no-crc]",
         .about = "  IN   checkpoint: a model directory, a .bin/.safetensors file or a *.index.json\n"
                  "  OUT  output directory (created; must be empty if it exists)\n"
                  "Rewrites IN as an HF model directory: the weights as safetensors (or torch.save .bin shards),\n"

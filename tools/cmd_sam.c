@@ -26,13 +26,15 @@ int lisa_cmd_sam(int argc, char **argv) {
         CLI_STR_REQ("text-embedding", &job.text_embedding, "FILE", "safetensors with `text_embeds` F32 [N, 1, D] or [N, D]"),
         CLI_STR("out", &out, "FILE", "mask i as a 0/255 PNG: FILE, then <stem>_1.png, ..."),
         CLI_STR("overlay", &overlay, "FILE", "the image with mask i tinted red (chat.py), numbered the same way"),
-        CLI_FLAG("json", &json, "print {masks: [{index, rle: {size, counts}, bbox, area, score, file, overlay}], timings}"),
+        CLI_FLAG("json", &json,
+                 "print {masks: [{index, rle: {size, counts}, bbox, area, score, file,\noverlay}], timings}"),
         CLI_BACKEND("backend", &job.backend),
         CLI_INT_D("threads", &job.n_threads, 0, 4096, "N", "CPU threads (0: all cores)", "all cores"),
     };
     const cli_cmd cmd = {
         .name = NAME,
-        .usage = "--model PATH --image FILE --text-embedding FILE [--out mask.png] [--overlay FILE] [--json] [options]",
+        .usage = "--model PATH --image FILE --text-embedding FILE [--out mask.png] [--overlay FILE]\n"
+                 "[--json] [options]",
         .about = "Runs SAM alone: image encoder, prompt encoder with each text embedding as the sparse prompt,\n"
                  "mask decoder (mask 0), postprocess to the image size; mask = logit > 0. CPU backend only.",
         .opts = opts,

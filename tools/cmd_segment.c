@@ -26,18 +26,18 @@ int lisa_cmd_segment(int argc, char **argv) {
     lisa_model_params mp = lisa_model_default_params();
     lisa_segment_params sp = lisa_segment_default_params();
     const cli_opt opts[] = {
-        CLI_STR_REQ("model", &model_dir, "DIR", "a LISA checkpoint directory (config.json, tokenizer files, weights)"),
+        CLI_STR_REQ("model", &model_dir, "DIR", "a LISA checkpoint directory (config.json, tokenizer, weights)"),
         CLI_STR_REQ("image", &image, "FILE", "the image (PNG or JPEG; EXIF orientation applied, as cv2.imread)"),
         CLI_STR_REQ("query", &query, "TEXT", "the question or instruction"),
         CLI_STR("out", &out, "FILE", "write each [SEG]'s mask as a 0/255 PNG: FILE, then <stem>_1.png, ..."),
         CLI_STR("overlay", &overlay, "FILE",
-                "write the image with each mask tinted red (chat.py): FILE, then <stem>_1.png, ..."),
+                "write the image with each mask tinted red (chat.py): FILE, then\n<stem>_1.png, ..."),
         CLI_FLAG("json", &json,
                  "print one JSON object: answer, text_output, token ids, masks as COCO RLE\n"
                  "({rle: {size, counts}, bbox, area, score, file, overlay}), timings"),
         CLI_STR_D("vision-tower", &mp.vision_tower, "DIR",
-                  "the CLIP directory (config.json's vision_tower, found as a directory, inside DIR,\n"
-                  "or in the Hugging Face cache)",
+                  "the CLIP directory (default: config.json's vision_tower, found as a\n"
+                  "directory, inside DIR, or in the Hugging Face cache)",
                   ""),
         CLI_INT("max-new-tokens", &sp.max_new_tokens, 1, 1 << 20, "N", "generation limit (as chat.py)"),
         CLI_BACKEND("backend", &mp.backend),
@@ -49,7 +49,8 @@ int lisa_cmd_segment(int argc, char **argv) {
     mp.tensor_parallel = 1;
     const cli_cmd cmd = {
         .name = NAME,
-        .usage = "--model DIR --image FILE --query TEXT [--out mask.png] [--overlay overlay.png] [--json] [options]",
+        .usage = "--model DIR --image FILE --query TEXT [--out mask.png] [--overlay overlay.png]\n"
+                 "[--json] [options]",
         .about = "Runs LISA on one image and one query, greedy decoding as chat.py does; prints the answer and\n"
                  "one line per mask (or --json). An answer without [SEG] writes no file (exit 0).",
         .opts = opts,
