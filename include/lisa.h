@@ -107,7 +107,6 @@ LISA_API void lisa_log_stderr(void *user, lisa_log_level level, const char *mess
 /* Static name of a level: "error", "warning", "info", "debug". */
 LISA_API const char *lisa_log_level_name(lisa_log_level level);
 
-
 /* ---- models -------------------------------------------------------------------------------- */
 
 /* A loaded LISA checkpoint (LLM + CLIP + SAM + tokenizer). Threads: the read-only queries
@@ -155,7 +154,9 @@ LISA_API int32_t lisa_model_seg_token_id(const lisa_model *m);
  * grows at its end in later versions: set `size` to sizeof(lisa_model_info) before the call; the
  * library fills the fields that fit in `size` bytes (older callers keep working). */
 typedef struct lisa_model_info {
-    uint32_t size;                 /* in: sizeof(lisa_model_info) as the caller compiled it */
+    uint32_t size;                 /* in: sizeof(lisa_model_info) as the caller compiled it; out: the
+                                      bytes filled (the smaller of it and the library's sizeof; a
+                                      larger caller's extra tail is zeroed) */
     /* language model (LLaMA, config.json) */
     int32_t llm_hidden, llm_layers, llm_heads, llm_kv_heads, llm_head_dim, llm_intermediate;
     int32_t vocab_size;            /* embedding rows (added tokens, [SEG] included) */
