@@ -13,6 +13,7 @@
 #include "tools/commands.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -151,13 +152,15 @@ int lisa_cmd_eval(int argc, char **argv) {
     int n_pos = 0;
     const int rc = cli_parse(&cmd, argc, argv, &pos, &n_pos);
     if (rc != CLI_RUN) return rc;
-    if (merge) {
-        const char *files[1 + n_pos];
+    if (merge) { /* the files: --merge's value, then the arguments after it */
+        const char **files = malloc((size_t)(1 + n_pos) * sizeof *files);
+        if (!files) return cli_fail(NAME, NULL, lisa_fail(LISA_ERR_OOM, "out of memory"));
         files[0] = merge;
         for (int i = 0; i < n_pos; i++)
             files[1 + i] = pos[i];
         lisa_eval_summary S;
         const lisa_status s = lisa_eval_merge(files, 1 + n_pos, j.out, &S);
+        free(files);
         if (s != LISA_OK) return cli_fail(NAME, NULL, s);
         print_table(&S);
         return 0;
