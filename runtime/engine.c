@@ -205,7 +205,7 @@ static void retire_locked(lisa_engine *e, eng_req *r) {
 /* ---- workers: decode + preprocess + tokenize -------------------------------------------------- */
 
 static void prepare_one(lisa_engine *e, eng_req *r) {
-    lisa_image img = {0};
+    lisa_bitmap img = {0};
     lisa_status s = LISA_OK;
     const uint8_t *rgb = r->rgb;
     int32_t h = r->h, w = r->w;
@@ -231,7 +231,7 @@ static void prepare_one(lisa_engine *e, eng_req *r) {
         s = lisa_fail(LISA_ERR_OOM, "out of memory");
     if (s != LISA_OK) fail_result(r->res, s, lisa_last_error());
     else r->res->t.preprocess_ms = r->prep.preprocess_ms;
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     /* the inputs are no longer needed */
     free(r->image_data);
     free(r->rgb);

@@ -153,13 +153,13 @@ lisa_status lisa_segment_file(lisa_model *m, const char *image_path, const char 
     /* decode here so that a bad file is reported before an engine is built */
     lisa_image_limits lim = lisa_image_default_limits();
     if (rq.params.max_image_pixels > 0) lim.max_pixels = rq.params.max_image_pixels;
-    lisa_image img;
+    lisa_bitmap img;
     LISA_TRY(lisa_image_load(&img, image_path, &lim));
     rq.rgb = img.data;
     rq.height = img.h;
     rq.width = img.w;
     rq.query = query;
     lisa_status s = run_one(m, &rq, NULL, out);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return s;
 }

@@ -42,13 +42,13 @@ lisa_status lisa_json_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_
 }
 
 lisa_status lisa_json_add_mask_png(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w) {
-    lisa_image img;
-    LISA_TRY(lisa_image_alloc(&img, h, w, 1));
+    lisa_bitmap img;
+    LISA_TRY(lisa_bitmap_alloc(&img, h, w, 1));
     lisa_mask_to_gray(img.data, mask, h, w, 255);
     void *png = NULL;
     size_t n = 0;
     lisa_status s = lisa_image_encode_png(&png, &n, &img);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     if (s != LISA_OK) return s;
     char *b64 = malloc(lisa_base64_encoded_len(n) + 1);
     if (b64) lisa_base64_encode(b64, png, n);

@@ -208,7 +208,7 @@ static void expect_result(tu_http_resp *r, const ref_result *ref, bool want_png,
         void *bytes = NULL;
         size_t n = 0;
         cr_assert_eq(lisa_base64_decode(&bytes, &n, png, strlen(png), "png"), LISA_OK);
-        lisa_image img;
+        lisa_bitmap img;
         cr_assert_eq(lisa_image_decode(&img, bytes, n, "mask png", NULL), LISA_OK, "%s", lisa_last_error());
         cr_assert(img.h == ref->h && img.w == ref->w);
         bool same = true;
@@ -216,7 +216,7 @@ static void expect_result(tu_http_resp *r, const ref_result *ref, bool want_png,
             for (int c = 0; c < 3; c++)
                 same &= img.data[3 * i + c] == (ref->mask[i] ? 255 : 0);
         cr_expect(same, "%s: the PNG mask differs from the reference", what);
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         free(bytes);
     }
     free(mk);

@@ -220,7 +220,7 @@ static lisa_status on_result(void *ctx, const lisa_result *r, const char *id, in
         return lisa_fail(LISA_ERR_INVALID_ARG, "mask path too long: %s/%s", c->o->masks_dir, name);
     snprintf(over, sizeof over, "%.*s_overlay.png", (int)(strlen(base) - 4), base);
     /* the overlay needs the pixels: decode the image again (the engine does not keep them) */
-    lisa_image img = {0};
+    lisa_bitmap img = {0};
     if (c->o->overlays) {
         lisa_image_limits lim = lisa_image_default_limits();
         if (c->seg.max_image_pixels > 0) lim.max_pixels = c->seg.max_image_pixels;
@@ -240,7 +240,7 @@ static lisa_status on_result(void *ctx, const lisa_result *r, const char *id, in
     }
     if (s != LISA_OK) cli_written_remove_all(&written);
     cli_written_free(&written);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return s;
 }
 

@@ -114,13 +114,13 @@ int lisa_cmd_sam(int argc, char **argv) {
     }
     if ((out && !cli_output_dir_ok("sam", out)) || (overlay && !cli_output_dir_ok("sam", overlay))) return 1;
 
-    lisa_image img;
+    lisa_bitmap img;
     lisa_status s = lisa_image_load(&img, image, NULL);
     if (s != LISA_OK) return fail(s);
     lisa_sam_predictor *p = NULL;
     s = lisa_sam_predictor_load(&p, model, threads);
     if (s != LISA_OK) {
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         return fail(s);
     }
     float *emb = NULL;
@@ -184,6 +184,6 @@ int lisa_cmd_sam(int argc, char **argv) {
     lisa_sam_masks_free(&mk);
     free(emb);
     lisa_sam_predictor_free(p);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return rc;
 }

@@ -113,17 +113,17 @@ int lisa_cmd_segment(int argc, char **argv) {
     /* the image first: a bad path fails before a (possibly large) model is loaded */
     lisa_image_limits lim = lisa_image_default_limits();
     lim.max_pixels = sp.max_image_pixels;
-    lisa_image img;
+    lisa_bitmap img;
     lisa_status s = lisa_image_load(&img, image, &lim);
     if (s != LISA_OK) return fail(NULL, s);
     lisa_model *m = NULL;
     s = lisa_model_load(model_dir, &mp, &m);
     if (s != LISA_OK) {
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         return fail(NULL, s);
     }
     if (lisa_model_tp_rank(m) != 0) { /* a TP follower: serves rank 0's steps, writes nothing */
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         s = lisa_model_tp_follow(m);
         lisa_model_free(m);
         return s == LISA_OK ? 0 : fail(NULL, s);
@@ -132,7 +132,7 @@ int lisa_cmd_segment(int argc, char **argv) {
     s = lisa_segment(m, img.data, img.h, img.w, query, &sp, &r);
     if (s != LISA_OK) {
         lisa_model_free(m);
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         return fail(NULL, s);
     }
 
@@ -200,6 +200,6 @@ int lisa_cmd_segment(int argc, char **argv) {
     cli_written_free(&written);
     lisa_result_free(r);
     lisa_model_free(m);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return rc;
 }

@@ -144,7 +144,7 @@ static void run_free(run_out *o) {
 
 /* One request through lisa_model_run, with taps (the engine then runs every step eagerly) or without
  * (on CUDA its decode steps are then captured into CUDA graphs and replayed, runtime/engine.c). */
-static void run_model_ex(run_out *o, lisa_model *m, const lisa_image *img, const char *query, int32_t max_new,
+static void run_model_ex(run_out *o, lisa_model *m, const lisa_bitmap *img, const char *query, int32_t max_new,
                          bool taps) {
     memset(o, 0, sizeof *o);
     o->be = m->be;
@@ -160,7 +160,7 @@ static void run_model_ex(run_out *o, lisa_model *m, const lisa_image *img, const
     o->ms = now_ms() - t0;
 }
 
-static void run_model(run_out *o, lisa_model *m, const lisa_image *img, const char *query, int32_t max_new) {
+static void run_model(run_out *o, lisa_model *m, const lisa_bitmap *img, const char *query, int32_t max_new) {
     run_model_ex(o, m, img, query, max_new, true);
 }
 
@@ -283,7 +283,7 @@ static lisa_model *load_model(ck_ctx *c, lisa_backend *be, const char *dir, cons
     return m;
 }
 
-static bool load_image(ck_ctx *c, lisa_image *img, const char *name) {
+static bool load_image(ck_ctx *c, lisa_bitmap *img, const char *name) {
     char path[4200];
     snprintf(path, sizeof path, "%s/images/%s", c->data_dir, name);
     if (lisa_image_load(img, path, NULL) != LISA_OK) {
@@ -300,7 +300,7 @@ static const char *const golden_cases[3] = {"lisa_chelsea_tiny", "lisa_rocket_po
 /* Owns the golden file, the image and the three runs until the end of tiny_models. */
 typedef struct golden_case {
     lisa_checkpoint *g;
-    lisa_image img;
+    lisa_bitmap img;
     const char *query;
     int32_t max_new;
     run_out cpu, f32, bf16;
@@ -432,7 +432,7 @@ static void tiny_models(ck_ctx *c) {
     }
     for (int k = 0; k < 3; k++) {
         run_free(&gc[k].cpu), run_free(&gc[k].f32), run_free(&gc[k].bf16);
-        lisa_image_free(&gc[k].img);
+        lisa_bitmap_free(&gc[k].img);
         lisa_checkpoint_close(gc[k].g);
     }
 done:
@@ -454,7 +454,7 @@ static const char *const long_query =
     "corner, and then segment the single object that a person standing in the room would most likely pick up first "
     "if they wanted to clean the table quickly before their guests arrive for dinner this evening.";
 
-static void synthetic_image(lisa_image *img, int32_t h, int32_t w) {
+static void synthetic_image(lisa_bitmap *img, int32_t h, int32_t w) {
     img->h = h, img->w = w, img->c = 3;
     img->data = malloc((size_t)h * w * 3);
     uint64_t s = 12345;
@@ -512,7 +512,7 @@ static void real_dims(ck_ctx *c, bool full) {
     const char *who[3] = {"cpu", "gpu F32", "gpu BF16"};
     run_out runs[3];
     memset(runs, 0, sizeof runs);
-    lisa_image img;
+    lisa_bitmap img;
     synthetic_image(&img, 480, 640);
     for (int k = 0; k < 3; k++) {
         if (!ms[k]) continue;
@@ -557,7 +557,7 @@ static void real_dims(ck_ctx *c, bool full) {
     }
     for (int k = 0; k < 3; k++)
         run_free(&runs[k]);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     lisa_model_free(m16);
     lisa_model_free(m32);
     lisa_model_free(mc);
