@@ -135,8 +135,9 @@ lisa_status lisa_prefix_tree_seq_init(lisa_prefix_tree *t, const lisa_prefix_nod
         path[depth++] = n;
     }
     const int32_t n_pages = (node->pos1 + ps - 1) / ps;
-    int32_t stack[256], *pages = n_pages <= 256 ? stack : malloc((size_t)n_pages * sizeof(int32_t));
+    int32_t stack[256] = {0}, *pages = n_pages <= 256 ? stack : malloc((size_t)n_pages * sizeof(int32_t));
     if (!pages) return lisa_fail(LISA_ERR_OOM, "KV page table: out of memory");
+    for (int32_t i = 0; i < n_pages; i++) pages[i] = -1;
     for (int32_t d = depth - 1; d >= 0; d--)
         for (int32_t i = 0; i < path[d]->n_pages; i++) pages[path[d]->pos0 / ps + i] = path[d]->pages[i];
     lisa_status st = lisa_kv_seq_init(t->pool, s, pages, n_pages);
