@@ -98,6 +98,7 @@ static lisa_status run_one(lisa_model *m, const lisa_request *rq, const lisa_run
     p.n_workers = 1;
     p.background = false;
     p.max_prefill_tokens = m->cfg.llm.max_pos;
+    p.image_cache_bytes = 0; /* one request: nothing to reuse */
     /* room for one full context */
     const lisa_llama_config *lc = &m->cfg.llm;
     p.kv_cache_bytes = (int64_t)(lisa_kv_pages_for(&(lisa_kv_pool){.page_size = p.page_size}, lc->max_pos) + 2) *
