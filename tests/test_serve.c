@@ -299,6 +299,13 @@ Test(serve, segment_multipart_json_keepalive_metrics) {
     cr_expect_geq(metric(r.body, "lisa_decode_batch_size_sum"), 6 * (ref.n_tokens - 1));
     cr_expect_geq(metric(r.body, "lisa_decode_batch_size_count"), 1);
     cr_expect_gt(metric(r.body, "lisa_kv_pages_total"), 0);
+    /* one picture asked six times: encoded once, its prompt prefix reused five times (issue #17) */
+    cr_expect_eq(metric(r.body, "lisa_image_cache_requests_total{result=\"miss\"}"), 1);
+    cr_expect_eq(metric(r.body, "lisa_image_cache_requests_total{result=\"hit\"}"), 5);
+    cr_expect_eq(metric(r.body, "lisa_image_cache_entries"), 1);
+    cr_expect_gt(metric(r.body, "lisa_image_cache_capacity_bytes"), 0);
+    cr_expect_eq(metric(r.body, "lisa_kv_prefix_hits_total"), 5);
+    cr_expect_eq(metric(r.body, "lisa_kv_prefix_nodes"), 2);
     cr_expect_eq(metric(r.body, "lisa_queue_depth"), 0);
     cr_expect_eq(metric(r.body, "lisa_gpu_memory_used_bytes"), 0);
     cr_expect_gt(metric(r.body, "process_resident_memory_bytes"), 1e6);
