@@ -23,7 +23,8 @@ lisa_status lisa_image_cache_init(lisa_image_cache *c, lisa_backend *be, lisa_dt
                          (long long)cache_bytes, (long long)n_retain, c->entry_bytes, 1 << 20);
     c->n_retain = (int32_t)n_retain;
     c->n_slots = n_inflight + c->n_retain;
-    if (!(c->e = calloc((size_t)c->n_slots, sizeof *c->e))) return lisa_fail(LISA_ERR_OOM, "image cache: out of memory");
+    if (!(c->e = calloc((size_t)c->n_slots, sizeof *c->e)))
+        return lisa_fail(LISA_ERR_OOM, "image cache: out of memory");
     lisa_status s = be->mem_alloc(be, c->entry_bytes * (size_t)c->n_slots, &c->mem);
     if (s != LISA_OK) {
         free(c->e);
@@ -119,11 +120,13 @@ void lisa_image_cache_unpin(lisa_image_cache *c, int32_t slot) {
         return;
     }
     c->n_retained++;
-    while (c->n_retained > c->n_retain) evict(c, lru_retained(c));
+    while (c->n_retained > c->n_retain)
+        evict(c, lru_retained(c));
 }
 
 int64_t lisa_image_cache_bytes(const lisa_image_cache *c) {
     int64_t n = 0;
-    for (int32_t i = 0; i < c->n_slots; i++) n += c->e[i].state != LISA_IMAGE_ENTRY_FREE;
+    for (int32_t i = 0; i < c->n_slots; i++)
+        n += c->e[i].state != LISA_IMAGE_ENTRY_FREE;
     return n * (int64_t)c->entry_bytes;
 }

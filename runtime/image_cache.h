@@ -64,11 +64,11 @@ typedef struct lisa_image_entry {
 
 typedef struct lisa_image_cache {
     lisa_backend *be;
-    void *mem;               /* n_slots entries, each proj then emb */
+    void *mem; /* n_slots entries, each proj then emb */
     size_t entry_bytes;
     int32_t n_slots, n_retain;
-    lisa_image_entry *e;     /* [n_slots] */
-    int32_t n_retained;      /* READY entries with refs == 0 */
+    lisa_image_entry *e; /* [n_slots] */
+    int32_t n_retained;  /* READY entries with refs == 0 */
     uint64_t clock;
     int64_t hits, misses, evictions;
     void (*on_evict)(void *ctx, int32_t slot);

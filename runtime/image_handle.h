@@ -21,7 +21,7 @@ extern "C" {
 
 struct lisa_image {
     atomic_int refs;
-    uint8_t *rgb;      /* [h, w, 3] (owned) */
+    uint8_t *rgb; /* [h, w, 3] (owned) */
     int32_t h, w;
     lisa_hash128 hash; /* of rgb, seeded with lisa_hash_random_seed() (runtime/image_cache.h keys) */
 };

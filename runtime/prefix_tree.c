@@ -26,7 +26,8 @@ static void free_subtree(lisa_prefix_tree *t, lisa_prefix_node *n) {
         n->child = c->next;
         free_subtree(t, c);
     }
-    for (int32_t i = 0; i < n->n_pages; i++) lisa_kv_page_unref(t->pool, n->pages[i]);
+    for (int32_t i = 0; i < n->n_pages; i++)
+        lisa_kv_page_unref(t->pool, n->pages[i]);
     t->n_pages -= n->n_pages;
     t->n_nodes--;
     free(n->pages);
@@ -137,9 +138,11 @@ lisa_status lisa_prefix_tree_seq_init(lisa_prefix_tree *t, const lisa_prefix_nod
     const int32_t n_pages = (node->pos1 + ps - 1) / ps;
     int32_t stack[256] = {0}, *pages = n_pages <= 256 ? stack : malloc((size_t)n_pages * sizeof(int32_t));
     if (!pages) return lisa_fail(LISA_ERR_OOM, "KV page table: out of memory");
-    for (int32_t i = 0; i < n_pages; i++) pages[i] = -1;
+    for (int32_t i = 0; i < n_pages; i++)
+        pages[i] = -1;
     for (int32_t d = depth - 1; d >= 0; d--)
-        for (int32_t i = 0; i < path[d]->n_pages; i++) pages[path[d]->pos0 / ps + i] = path[d]->pages[i];
+        for (int32_t i = 0; i < path[d]->n_pages; i++)
+            pages[path[d]->pos0 / ps + i] = path[d]->pages[i];
     lisa_status st = lisa_kv_seq_init(t->pool, s, pages, n_pages);
     if (pages != stack) free(pages);
     LISA_TRY(st);
@@ -181,8 +184,10 @@ static void drop_image_under(lisa_prefix_tree *t, lisa_prefix_node *n, const lis
     lisa_prefix_node *c = n->child;
     while (c) {
         lisa_prefix_node *next = c->next;
-        if (c->has_image && lisa_image_key_eq(&c->image, image)) drop(t, c);
-        else drop_image_under(t, c, image);
+        if (c->has_image && lisa_image_key_eq(&c->image, image))
+            drop(t, c);
+        else
+            drop_image_under(t, c, image);
         c = next;
     }
 }

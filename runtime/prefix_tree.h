@@ -43,22 +43,22 @@ extern "C" {
 
 typedef struct lisa_prefix_node {
     struct lisa_prefix_node *parent, *child, *next; /* first child, next sibling */
-    int32_t *ids;          /* the segment's prompt ids (owned), the placeholder included if any */
+    int32_t *ids; /* the segment's prompt ids (owned), the placeholder included if any */
     int32_t n_ids;
-    int32_t id_end;        /* prompt ids covered from the root through this node */
+    int32_t id_end; /* prompt ids covered from the root through this node */
     bool has_image;
-    lisa_image_key image;  /* the image spliced at the placeholder (has_image) */
-    int32_t pos0, pos1;    /* positions whose KV this node holds */
-    int32_t *pages;        /* pages covering [pos0, pos1), one reference each (owned array) */
+    lisa_image_key image; /* the image spliced at the placeholder (has_image) */
+    int32_t pos0, pos1;   /* positions whose KV this node holds */
+    int32_t *pages;       /* pages covering [pos0, pos1), one reference each (owned array) */
     int32_t n_pages;
-    int32_t users;         /* running sequences that continue from this node */
-    uint64_t used;         /* LRU clock */
-    bool pinned;           /* never evicted (the system prompt) */
+    int32_t users; /* running sequences that continue from this node */
+    uint64_t used; /* LRU clock */
+    bool pinned;   /* never evicted (the system prompt) */
 } lisa_prefix_node;
 
 typedef struct lisa_prefix_tree {
-    lisa_kv_pool *pool;    /* borrowed */
-    lisa_prefix_node root; /* covers nothing */
+    lisa_kv_pool *pool;       /* borrowed */
+    lisa_prefix_node root;    /* covers nothing */
     int32_t n_nodes, n_pages; /* nodes and pages held (pages of different nodes never coincide) */
     uint64_t clock;
     int64_t evictions;

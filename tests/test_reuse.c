@@ -104,15 +104,18 @@ static void run_jobs(lisa_engine *e, how h, bool all_at_once, lisa_result **out)
         if (!all_at_once) cr_assert_eq(lisa_engine_wait(e, ids[i], &out[i]), LISA_OK, "%s", lisa_last_error());
     }
     if (all_at_once)
-        for (int i = 0; i < N_JOBS; i++) cr_assert_eq(lisa_engine_wait(e, ids[i], &out[i]), LISA_OK, "%s", lisa_last_error());
-    for (int i = 0; i < N_JOBS; i++) cr_expect_eq(lisa_result_user_data(out[i]), 1000 + (uint64_t)i);
+        for (int i = 0; i < N_JOBS; i++)
+            cr_assert_eq(lisa_engine_wait(e, ids[i], &out[i]), LISA_OK, "%s", lisa_last_error());
+    for (int i = 0; i < N_JOBS; i++)
+        cr_expect_eq(lisa_result_user_data(out[i]), 1000 + (uint64_t)i);
 }
 
 static void expect_same(const lisa_result *a, const lisa_result *b, const char *what) {
     cr_assert_eq(lisa_result_status(a), LISA_OK, "%s: %s", what, lisa_result_error(a));
     cr_assert_eq(lisa_result_status(b), LISA_OK, "%s: %s", what, lisa_result_error(b));
     cr_assert_eq(lisa_result_n_tokens(a), lisa_result_n_tokens(b), "%s: token count", what);
-    cr_expect(memcmp(lisa_result_tokens(a), lisa_result_tokens(b), sizeof(int32_t) * (size_t)lisa_result_n_tokens(a)) == 0,
+    cr_expect(memcmp(lisa_result_tokens(a), lisa_result_tokens(b), sizeof(int32_t) * (size_t)lisa_result_n_tokens(a)) ==
+                  0,
               "%s: tokens differ", what);
     cr_expect_str_eq(lisa_result_answer(a), lisa_result_answer(b), "%s", what);
     cr_expect_str_eq(lisa_result_text_output(a), lisa_result_text_output(b), "%s", what);
@@ -122,7 +125,8 @@ static void expect_same(const lisa_result *a, const lisa_result *b, const char *
         const uint8_t *ma = lisa_result_mask(a, i, &h, &w), *mb = lisa_result_mask(b, i, &h2, &w2);
         cr_assert(h == h2 && w == w2);
         cr_expect(memcmp(ma, mb, (size_t)h * w) == 0, "%s: mask %d differs", what, i);
-        cr_expect(memcmp(lisa_result_mask_logits(a, i), lisa_result_mask_logits(b, i), sizeof(float) * (size_t)h * w) == 0,
+        cr_expect(memcmp(lisa_result_mask_logits(a, i), lisa_result_mask_logits(b, i), sizeof(float) * (size_t)h * w) ==
+                      0,
                   "%s: mask logits %d differ (bitwise)", what, i);
         cr_expect(lisa_result_mask_score(a, i) == lisa_result_mask_score(b, i), "%s: score %d", what, i);
     }
@@ -140,7 +144,8 @@ static void expect_all_same(lisa_result **a, lisa_result **b, const char *what) 
 }
 
 static void free_all(lisa_result **r) {
-    for (int i = 0; i < N_JOBS; i++) lisa_result_free(r[i]);
+    for (int i = 0; i < N_JOBS; i++)
+        lisa_result_free(r[i]);
 }
 
 /* the reference: no reuse at all */
@@ -229,10 +234,10 @@ Test(reuse, eviction_under_pressure, .timeout = 1200) {
     p.max_images = 2;
     /* one picture kept beyond those in flight; KV pages for the system prompt and about one and a
      * half requests (~310 prompt tokens + a few new ones: 20 pages each) */
-    p.image_cache_bytes = (int64_t)lisa_image_cache_entry_bytes(LISA_DTYPE_F32, m->n_patches, lc->hidden, m->cfg.out_dim,
-                                                                m->sam->enc.grid);
-    p.kv_cache_bytes = (int64_t)(2 + 32) * (int64_t)lisa_kv_page_bytes(lc->n_layers, 16, lc->n_kv_heads, lc->head_dim,
-                                                                       LISA_DTYPE_F32);
+    p.image_cache_bytes = (int64_t)lisa_image_cache_entry_bytes(LISA_DTYPE_F32, m->n_patches, lc->hidden,
+                                                                m->cfg.out_dim, m->sam->enc.grid);
+    p.kv_cache_bytes =
+        (int64_t)(2 + 32) * (int64_t)lisa_kv_page_bytes(lc->n_layers, 16, lc->n_kv_heads, lc->head_dim, LISA_DTYPE_F32);
     lisa_engine *e = NULL;
     cr_assert_eq(lisa_engine_create(m, &p, &e), LISA_OK, "%s", lisa_last_error());
     run_jobs(e, BY_MIX, true, got);
@@ -260,22 +265,25 @@ Test(reuse, evicted_before_admission, .timeout = 900) {
     p.max_images = 1;
     p.background = false; /* steps happen only in lisa_engine_wait */
     const lisa_llama_config *lc = &m->cfg.llm;
-    p.image_cache_bytes = (int64_t)lisa_image_cache_entry_bytes(LISA_DTYPE_F32, m->n_patches, lc->hidden, m->cfg.out_dim,
-                                                                m->sam->enc.grid);
+    p.image_cache_bytes = (int64_t)lisa_image_cache_entry_bytes(LISA_DTYPE_F32, m->n_patches, lc->hidden,
+                                                                m->cfg.out_dim, m->sam->enc.grid);
     lisa_engine *e = NULL;
     cr_assert_eq(lisa_engine_create(m, &p, &e), LISA_OK, "%s", lisa_last_error());
     lisa_result *first = NULL, *b = NULL, *again = NULL;
     uint64_t id0 = submit_job(e, 0, BY_PATH); /* chelsea: encoded and kept */
     cr_assert_eq(lisa_engine_wait(e, id0, &first), LISA_OK, "%s", lisa_last_error());
     uint64_t idb = submit_job(e, 3, BY_PATH); /* rocket: admitted first, evicts chelsea when done */
-    for (int spin = 0; spin < 20000 && lisa_engine_get_stats(e).ready < 1; spin++) usleep(1000);
+    for (int spin = 0; spin < 20000 && lisa_engine_get_stats(e).ready < 1; spin++)
+        usleep(1000);
     uint64_t ida = submit_job(e, 0, BY_HANDLE); /* chelsea again: its worker sees it cached */
-    for (int spin = 0; spin < 20000 && lisa_engine_get_stats(e).ready < 2; spin++) usleep(1000);
+    for (int spin = 0; spin < 20000 && lisa_engine_get_stats(e).ready < 2; spin++)
+        usleep(1000);
     cr_assert_eq(lisa_engine_get_stats(e).ready, 2, "both prepared, nothing stepped yet");
     cr_assert_eq(lisa_engine_wait(e, idb, &b), LISA_OK, "%s", lisa_last_error());
     cr_assert_eq(lisa_engine_wait(e, ida, &again), LISA_OK, "%s", lisa_last_error());
     lisa_engine_stats st = lisa_engine_get_stats(e);
-    cr_expect_eq(st.image_cache_misses, 3, "chelsea was encoded again (got %lld misses)", (long long)st.image_cache_misses);
+    cr_expect_eq(st.image_cache_misses, 3, "chelsea was encoded again (got %lld misses)",
+                 (long long)st.image_cache_misses);
     cr_expect_gt(st.image_cache_evictions, 0);
     expect_same(first, again, "chelsea before and after its eviction");
     lisa_result_free(first);
