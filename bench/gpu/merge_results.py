@@ -12,6 +12,7 @@ HEADLINE = [
     ("llama7b_prefill_8x330_ms", "LLaMA-7B prefill 8 x 330", "ms", ("<=", 55)),
     ("llama7b_decode_b1_ms", "LLaMA-7B decode, batch 1", "ms/step", ("<=", 3.6)),
     ("lisa7b_samples_per_s", "LISA-7B end to end", "samples/s", None),
+    ("lisa7b_samples_per_s_q4", "LISA-7B end to end, 4 queries/image", "samples/s", None),
 ]
 
 
