@@ -669,16 +669,24 @@ static int32_t admit_locked(lisa_engine *e) {
         lisa_prefix_node *node = e->p.share_prefix ? lisa_prefix_tree_match(&e->tree, r->prep.ids, r->prep.n_ids,
                                                                          hit ? &r->key : NULL, r->prep.L0)
                                                    : NULL;
-        const int32_t start = node ? node->pos1 : 0, img_end = r->prep.placeholder + e->P;
-        LISA_ASSERT(start <= r->prep.placeholder || start == img_end);
-        const bool img_rows = start < img_end;
-        if (nb > 0 && rows + (r->prep.L0 - start) > e->p.max_prefill_tokens) break;
-        if ((img_rows && n_img == e->p.max_images) || (!hit && e->n_enc == e->p.max_images)) break;
-        if (node) node->users++; /* kept while we make room */
-        if (reserve_kv(e, r, node) != LISA_OK) { /* wait for pages: FIFO, nobody overtakes */
-            if (node) node->users--;
-            break;
+        const int32_t img_end = r->prep.placeholder + e->P;
+        int32_t start = 0;
+        bool img_rows = true, admitted = false;
+        /* from the longest kept prefix; if the pool is short even so (that prefix's partial page is
+         * one more page held), from its parent, which lets it be dropped */
+        for (int attempt = 0; attempt < 2 && !admitted; attempt++) {
+            start = node ? node->pos1 : 0;
+            LISA_ASSERT(start <= r->prep.placeholder || start == img_end);
+            img_rows = start < img_end;
+            if (nb > 0 && rows + (r->prep.L0 - start) > e->p.max_prefill_tokens) break;
+            if ((img_rows && n_img == e->p.max_images) || (!hit && e->n_enc == e->p.max_images)) break;
+            if (node) node->users++; /* kept while we make room */
+            admitted = reserve_kv(e, r, node) == LISA_OK;
+            if (node && !admitted) node->users--;
+            if (!admitted && node && node->has_image) node = node->parent != &e->tree.root ? node->parent : NULL;
+            else break;
         }
+        if (!admitted) break; /* wait for pages: FIFO, nobody overtakes */
         /* admitted */
         r->node = node;
         r->start = start;
