@@ -125,6 +125,7 @@ typedef struct lisa_timings {
     double preprocess_ms, clip_ms, prefill_ms, decode_ms, sam_encoder_ms, sam_decoder_ms, postprocess_ms, total_ms;
     int32_t n_prompt_tokens; /* expanded sequence length L0 (image patches included) */
     int32_t n_generated;
+    int32_t n_reused_tokens; /* prompt positions whose KV came from a kept prefix (not prefilled) */
 } lisa_timings;
 LISA_API lisa_timings lisa_result_timings(const lisa_result *r);
 /* LISA_OK, or why this request failed (engine results: a bad image fails its request only). */

@@ -784,6 +784,7 @@ static void vision_and_prefill(lisa_engine *e, int32_t nb) {
         e->batch[b]->kv.len = e->batch[b]->prep.L0;
         e->batch[b]->res->t.prefill_ms = t2 - t1;
         e->batch[b]->res->t.n_prompt_tokens = e->batch[b]->prep.L0;
+        e->batch[b]->res->t.n_reused_tokens = e->batch[b]->start;
     }
     take_tokens(e, nb);
     pthread_mutex_lock(&e->mu);

@@ -69,7 +69,8 @@ lisa_status lisa_timings_json_add(cJSON *root, const lisa_timings *t) {
              {"prefill_ms", t->prefill_ms},           {"decode_ms", t->decode_ms},
              {"sam_encoder_ms", t->sam_encoder_ms},   {"sam_decoder_ms", t->sam_decoder_ms},
              {"postprocess_ms", t->postprocess_ms},   {"total_ms", t->total_ms},
-             {"n_prompt_tokens", t->n_prompt_tokens}, {"n_generated", t->n_generated}};
+             {"n_prompt_tokens", t->n_prompt_tokens}, {"n_generated", t->n_generated},
+             {"n_reused_tokens", t->n_reused_tokens}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         JTRY(cJSON_AddNumberToObject(tj, f[i].k, f[i].v));
     return LISA_OK;

@@ -191,3 +191,25 @@ Test(annotate_reuse, records_equal_without_reuse_and_resume, .timeout = 1200) {
     unlink(manifest), unlink(with), unlink(without), unlink(resumed);
     rmdir(dir);
 }
+
+/* the same through the `lisa annotate` command: --image-cache-mib 0 turns reuse off, the records
+ * stay the same */
+Test(annotate_reuse, cli_image_cache_off_same_records, .timeout = 1200) {
+    char dir[] = "/tmp/lisa_annreuse_XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char manifest[256], with[256], without[256], cmd[2048];
+    snprintf(manifest, sizeof manifest, "%s/m.jsonl", dir);
+    snprintf(with, sizeof with, "%s/with.jsonl", dir);
+    snprintf(without, sizeof without, "%s/without.jsonl", dir);
+    write_manifest(manifest);
+    const char *fmt = "OPENBLAS_NUM_THREADS=1 '%s' annotate --model %s --vision-tower %s --backend cpu --threads 2 "
+                      "--manifest %s --out %s --max-new-tokens 6 --max-batch 4 %s > %s/log.txt 2>&1";
+    snprintf(cmd, sizeof cmd, fmt, LISA_TOOL_PATH, TINY_LISA_DIR, TINY_CLIP_DIR, manifest, without,
+             "--image-cache-mib 0", dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, fmt, LISA_TOOL_PATH, TINY_LISA_DIR, TINY_CLIP_DIR, manifest, with, "", dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    expect_same_records(with, without);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}

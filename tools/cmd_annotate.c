@@ -4,6 +4,7 @@
  *   lisa annotate --model DIR [--vision-tower DIR] (--manifest FILE.jsonl | --images DIR --query Q)
  *                 --out OUT.jsonl [--masks-dir DIR [--overlays]] [--shard K/N] [--max-new-tokens N]
  *                 [--max-batch N] [--threads N] [--workers N] [--limit N] [--backend cpu|cuda|auto]
+ *                 [--image-cache-mib N]
  *   lisa annotate --merge OUT.jsonl --shards N
  *
  * OUT is a record file (jobs/records.h): a header line naming the run, then one record per query
@@ -42,7 +43,7 @@ static void usage(FILE *f) {
             "usage: lisa annotate --model DIR [--vision-tower DIR] (--manifest FILE.jsonl | --images DIR --query Q)\n"
             "                     --out OUT.jsonl [--masks-dir DIR [--overlays]] [--shard K/N] [--limit N]\n"
             "                     [--max-new-tokens N] [--max-batch N] [--threads N] [--workers N]\n"
-            "                     [--backend cpu|cuda|auto] [--log-every SECONDS] [--tp T]\n"
+            "                     [--backend cpu|cuda|auto] [--log-every SECONDS] [--tp T] [--image-cache-mib N]\n"
             "       lisa annotate --merge OUT.jsonl --shards N\n"
             "\n"
             "Runs every (item, query) through LISA with continuous batching and appends one JSON record per\n"
@@ -52,7 +53,8 @@ static void usage(FILE *f) {
             "malformed manifest line). Line 1 of OUT is a header naming the run. Records come in completion\n"
             "order, not input order; (id, query_index) is the key.\n"
             "  --manifest F     JSON lines {\"id\", \"image\" (relative to F's folder), \"queries\": [...]}\n"
-            "                   (or \"query\": \"...\")\n"
+            "                   (or \"query\": \"...\"); an item's image is decoded and encoded once for all\n"
+            "                   its queries, which then prefill only their own tokens\n"
             "  --images D       every .png/.jpg/.jpeg in D (sorted by name; id = file name) with --query Q\n"
             "  --out OUT        the record file; rerun the same command to resume after a crash or kill\n"
             "  --masks-dir D    also write each mask as D/<id>_q<k>.png (0/255; further masks _1, _2, ...)\n"
@@ -67,6 +69,8 @@ static void usage(FILE *f) {
             "  --max-new-tokens N  generation limit (default 512, as chat.py)\n"
             "  --max-batch N    sequences decoded together (default 8); requests in flight: 2N\n"
             "  --threads N      compute threads (default: all cores); --workers N: image decode threads\n"
+            "  --image-cache-mib N  images kept encoded for reuse (default 256; 0: every query encodes its\n"
+            "                   image and prefills its whole prompt; the records are the same)\n"
             "  --log-every S    without a terminal: a progress line every S seconds (default 10)\n");
 }
 
@@ -74,6 +78,7 @@ typedef struct opts {
     const char *model, *vision_tower, *manifest, *images, *query, *out, *masks_dir, *merge;
     bool overlays;
     int32_t shard_k, shard_n, max_new_tokens, max_batch, threads, workers, shards, tp;
+    int64_t image_cache_mib; /* < 0: the engine's default */
     int64_t limit;
     double log_every;
     lisa_backend_kind backend;
@@ -85,6 +90,7 @@ static int parse_opts(opts *o, int argc, char **argv) {
     o->max_new_tokens = 512;
     o->max_batch = 8;
     o->log_every = 10;
+    o->image_cache_mib = -1;
     bool shard_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -118,6 +124,7 @@ static int parse_opts(opts *o, int argc, char **argv) {
         INT("--max-batch", max_batch, 1, 256)
         INT("--threads", threads, 0, 4096)
         INT("--workers", workers, 0, 4096)
+        INT("--image-cache-mib", image_cache_mib, 0, 1 << 24)
         INT("--limit", limit, 0, INT64_MAX)
         INT("--shards", shards, 1, 1000000)
         INT("--tp", tp, 1, 4096)
@@ -408,6 +415,7 @@ static int run(const opts *o) {
         ep.max_images = o->max_batch < 8 ? o->max_batch : 8;
         ep.max_queue = 2 * o->max_batch;
         ep.n_workers = o->workers;
+        if (o->image_cache_mib >= 0) ep.image_cache_bytes = o->image_cache_mib << 20;
         if (lisa_engine_create(m, &ep, &e) != LISA_OK) rc = fail("creating the engine");
     }
     if (rc == 0 && !nothing) {

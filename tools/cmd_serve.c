@@ -50,6 +50,8 @@ static void usage(FILE *f) {
         "  --max-connections N    concurrent connections (default 128)\n"
         "  --max-batch N          sequences decoded together (default 16)\n"
         "  --kv-cache-mib N       KV-cache pool (default: room for max-batch requests of 1024 tokens)\n"
+        "  --image-cache-mib N    images kept encoded for reuse: a further query on the same picture skips\n"
+        "                         its encoding and prefills only its own tokens (default 256; 0: off)\n"
         "  --workers N            image decode + preprocessing threads (default: all cores)\n"
         "  --allow-paths DIR      JSON requests may name a server-side file under DIR (\"image_path\")\n"
         "  --quiet                no log line per request\n"
@@ -72,6 +74,7 @@ int lisa_cmd_serve(int argc, char **argv) {
     int64_t port = o.port, max_body = o.max_body_bytes, max_pixels = o.max_image_pixels, max_qtok = o.max_query_tokens,
             max_qbytes = o.max_query_bytes, max_new = o.max_new_tokens, max_queue = o.engine.max_queue,
             max_conn = o.max_connections, max_batch = o.engine.max_batch, kv_mib = 0, workers = o.engine.n_workers,
+            image_mib = o.engine.image_cache_bytes >> 20,
             threads = mp.n_threads;
     const struct {
         const char *flag;
@@ -87,6 +90,7 @@ int lisa_cmd_serve(int argc, char **argv) {
         {"--max-connections", 1, 1 << 16, &max_conn},
         {"--max-batch", 1, 256, &max_batch},
         {"--kv-cache-mib", 1, 1 << 24, &kv_mib},
+        {"--image-cache-mib", 0, 1 << 24, &image_mib},
         {"--workers", 0, 4096, &workers},
         {"--threads", 0, 4096, &threads},
     };
@@ -147,6 +151,7 @@ int lisa_cmd_serve(int argc, char **argv) {
     o.engine.max_batch = (int32_t)max_batch;
     o.engine.n_workers = (int32_t)workers;
     if (kv_mib > 0) o.engine.kv_cache_bytes = kv_mib << 20;
+    o.engine.image_cache_bytes = image_mib << 20;
     mp.n_threads = (int32_t)threads;
     if (!model_dir) {
         fprintf(stderr, "lisa serve: --model is required\n\n");

@@ -67,7 +67,7 @@ class _SegmentParams(_c.Structure):
 class _Timings(_c.Structure):
     _fields_ = [(n, _c.c_double) for n in ("preprocess_ms", "clip_ms", "prefill_ms", "decode_ms", "sam_encoder_ms",
                                           "sam_decoder_ms", "postprocess_ms", "total_ms")] + \
-               [("n_prompt_tokens", _i32), ("n_generated", _i32)]
+               [("n_prompt_tokens", _i32), ("n_generated", _i32), ("n_reused_tokens", _i32)]
 
 
 class _EngineParams(_c.Structure):
