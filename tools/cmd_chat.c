@@ -120,8 +120,9 @@ int lisa_cmd_chat(int argc, char **argv) {
     lisa_chat_stats st;
     const lisa_status s = lisa_chat_run(&cp, &st);
     if (s != LISA_OK) fprintf(stderr, "lisa chat: %s\n", lisa_last_error());
-    fprintf(stderr, "lisa chat: %lld queries on %lld images (%lld encoded, the rest reused), %lld files written\n",
-            (long long)st.queries, (long long)st.images, (long long)st.encoded, (long long)st.files);
+    fprintf(stderr, "lisa chat: %lld quer%s on %lld image%s (%lld encoded, the rest reused), %lld files written\n",
+            (long long)st.queries, st.queries == 1 ? "y" : "ies", (long long)st.images, st.images == 1 ? "" : "s",
+            (long long)st.encoded, (long long)st.files);
     lisa_engine_free(e);
     lisa_model_free(m);
     return s == LISA_OK ? 0 : 1;
