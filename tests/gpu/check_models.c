@@ -13,7 +13,8 @@
  *    run must produce its ids, and masks at IoU >= 0.95 with its masks (two bf16 pipelines that
  *    round differently, each at 0.978 from fp32).
  * 3. The engine on CUDA BF16: the golden cases submitted together (one prefill batch, batched
- *    decode steps) against each case run alone: same tokens, IoU >= 0.99.
+ *    decode steps) against each case run alone: same tokens, IoU >= 0.99; then the same three again
+ *    on that engine, from its image cache and KV prefixes (issue #17): the same again.
  * 4. Real LISA-7B dimensions with synthetic weights (make-tiny `synthetic`, drawn on each backend):
  *    SAM ViT-H dims with 2 blocks (one windowed, one global) at 1024 px, CLIP-L/14 dims with 2 of 3
  *    layers run, LLaMA-7B dims (4096 wide, 32 heads, 11008, vocab 32004) with 2 layers, the
@@ -428,6 +429,36 @@ static void tiny_models(ck_ctx *c) {
             ck_record(c, "e2e", "engine batched vs alone", dt, 1, NAN, 0, -1, "%s", lisa_last_error());
         else
             printf("      engine: the three requests shared decode steps (largest decode batch seen %d)\n", max_batch);
+        /* 3b: the three again on the same engine: their images' cached embeddings and KV prefixes
+         * through the image (a copy-on-write page each), only the query tokens prefilled (issue #17) */
+        const lisa_engine_stats st0 = lisa_engine_get_stats(e);
+        for (int k = 0; s == LISA_OK && k < 3; k++) {
+            lisa_request rq = lisa_request_default();
+            rq.rgb = gc[k].img.data, rq.height = gc[k].img.h, rq.width = gc[k].img.w, rq.query = gc[k].query;
+            rq.params.max_new_tokens = gc[k].max_new, rq.params.keep_logits = true;
+            s = lisa_engine_submit(e, &rq, &id[k]);
+        }
+        for (int k = 0; s == LISA_OK && k < 3; k++) {
+            run_out got;
+            memset(&got, 0, sizeof got);
+            s = lisa_engine_wait(e, id[k], &got.r);
+            if (s != LISA_OK) break;
+            got.s = lisa_result_status(got.r);
+            snprintf(got.err, sizeof got.err, "%s", lisa_result_error(got.r));
+            char nm[112];
+            snprintf(nm, sizeof nm, "engine reusing its caches vs alone, %s", golden_cases[k] + 5);
+            compare_runs(c, nm, dt, &got, alone[k], IOU_ENGINE, c->self_test ? 0 : LOGIT_RTOL_BF16, 0);
+            run_free(&got);
+        }
+        if (s == LISA_OK) {
+            const lisa_engine_stats st1 = lisa_engine_get_stats(e);
+            const int64_t hits = st1.image_cache_hits - st0.image_cache_hits,
+                          kv = st1.kv_prefix_hits - st0.kv_prefix_hits;
+            ck_record(c, "e2e", "engine reuse: cache hits", dt, hits == 3 && kv == 3 ? 0 : 1, (double)(3 - kv), 0, -1,
+                      "%lld image-cache hits, %lld KV-prefix hits of 3 (need 3 and 3)", (long long)hits, (long long)kv);
+        } else {
+            ck_record(c, "e2e", "engine reusing its caches vs alone", dt, 1, NAN, 0, -1, "%s", lisa_last_error());
+        }
         lisa_engine_free(e);
     }
     for (int k = 0; k < 3; k++) {
