@@ -694,6 +694,8 @@ static int32_t admit_locked(lisa_engine *e) {
         if (hit) {
             lisa_image_cache_pin(&e->ic, ent);
             r->slot = ent;
+            lisa_tensor_free(&r->prep.clip_px); /* prepared before its image was cached: not needed */
+            lisa_tensor_free(&r->prep.sam_px);
         } else {
             r->slot = lisa_image_cache_acquire(&e->ic, &r->key);
             r->enc = e->n_enc;
