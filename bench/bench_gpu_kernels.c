@@ -235,15 +235,15 @@ static void bench_two_way(int64_t N) {
 /* ---- GEMM ------------------------------------------------------------------------------------- */
 typedef struct gemm_job {
     lisa_tensor y, x, w, b;
-    lisa_cuda_act act;
+    lisa_act act;
 } gemm_job;
 
 static void run_gemm(void *a) {
     gemm_job *j = a;
-    check(lisa_cuda_linear_ex(be, &j->y, &j->x, &j->w, j->b.data ? &j->b : NULL, NULL, j->act), "linear");
+    check(lisa_op_linear_ex(be, &j->y, &j->x, &j->w, j->b.data ? &j->b : NULL, NULL, j->act), "linear");
 }
 
-static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bias, lisa_cuda_act act) {
+static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bias, lisa_act act) {
     gemm_job j = {0};
     j.x = dev_rand(2, M, K, 0, 0);
     j.w = dev_rand(2, N, K, 0, 0);
@@ -253,7 +253,7 @@ static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bi
     double ms = time_ms(run_gemm, &j);
     char shape[80];
     snprintf(shape, sizeof shape, "M%lld K%lld N%lld%s%s", (long long)M, (long long)K, (long long)N, bias ? " +bias" : "",
-             act == LISA_CUDA_ACT_GELU_ERF ? " +gelu(erf)" : "");
+             act == LISA_ACT_GELU ? " +gelu(erf)" : "");
     /* small M: weight-streaming, so report GB/s of weights read instead of TFLOP/s */
     report(key, shape, ms, M <= 16 ? 0 : 2.0 * M * N * K, M <= 16 ? (double)N * K * 2 : 0);
     free_t(&j.x), free_t(&j.w), free_t(&j.y), free_t(&j.b);
@@ -302,12 +302,12 @@ int main(int argc, char **argv) {
     if (!quick) bench_decode(1, 4096);
     bench_two_way(8);
     /* GEMMs: LLaMA-7B prefill (8 x 330 tokens) and decode, SAM ViT-H at batch 8 (32768 tokens) */
-    bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_CUDA_ACT_NONE);
-    bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_CUDA_ACT_NONE);
-    bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_CUDA_ACT_NONE);
-    bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_CUDA_ACT_NONE);
-    bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_CUDA_ACT_GELU_ERF);
-    if (!quick) bench_gemm("gemm_sam_mlp2_tflops", 32768, 5120, 1280, true, LISA_CUDA_ACT_NONE);
+    bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_ACT_NONE);
+    bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_ACT_NONE);
+    bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_ACT_NONE);
+    bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_ACT_NONE);
+    bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_ACT_GELU);
+    if (!quick) bench_gemm("gemm_sam_mlp2_tflops", 32768, 5120, 1280, true, LISA_ACT_NONE);
 
     if (json) {
         FILE *f = fopen(json, "w");

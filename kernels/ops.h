@@ -44,6 +44,14 @@ typedef struct lisa_paged_params {
     const int32_t *host_qo_indptr, *host_kv_indptr, *host_kv_indices, *host_kv_len;
 } lisa_paged_params;
 
+/* The activation of a LINEAR_EX epilogue (ops.def), each one of the activation ops. */
+typedef enum lisa_act {
+    LISA_ACT_NONE = 0,
+    LISA_ACT_RELU,       /* RELU */
+    LISA_ACT_GELU,       /* GELU, exact erf form (SAM, PyTorch's default) */
+    LISA_ACT_QUICK_GELU, /* QUICK_GELU (CLIP) */
+} lisa_act;
+
 #define LISA_UNPAREN(...) __VA_ARGS__
 
 typedef enum lisa_op {
@@ -100,6 +108,12 @@ static inline bool lisa_backend_can_capture(const lisa_backend *be) {
     return be->graph_capture_begin && be->graph_capture_end && be->graph_capture_abort && be->graph_launch &&
            be->graph_free && be->host_alloc && be->host_free;
 }
+
+/* ROPE_QK's table (ops.def): cos_sin[p·D + i] and cos_sin[p·D + D/2 + i] = the cos and sin of
+ * angle i at position p for p < n_pos, i < D/2, computed exactly as the CPU backend's ROPE computes
+ * them (kernels/cpu/rope.c; it uses this function), so that the table-driven op gives ROPE's bits.
+ * Host memory, F32; D even. */
+void lisa_rope_table(float *cos_sin, int64_t n_pos, int64_t D, float theta);
 
 const char *lisa_op_name(lisa_op op);
 /* True when the backend implements op. */

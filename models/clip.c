@@ -58,37 +58,13 @@ static lisa_status read_config(lisa_clip_config *c, const char *dir, int32_t sel
     return s;
 }
 
+/* Binds the rows of models/clip_tensors.def for the layers LLaVA runs (cfg.n_run). */
 static void load_weights(lisa_weights *w, void *ctx) {
     lisa_clip *m = ctx;
     const lisa_clip_config *c = &m->cfg;
-    const int64_t E = c->hidden, I = c->intermediate, P = (c->image_size / c->patch) * (c->image_size / c->patch);
-    lisa_w_get(w, &m->patch_w, 4, E, 3, c->patch, c->patch, "vision_model.embeddings.patch_embedding.weight");
-    lisa_w_get(w, &m->class_emb, 1, E, 0, 0, 0, "vision_model.embeddings.class_embedding");
-    lisa_w_get_act(w, &m->pos_emb, 2, P + 1, E, 0, 0, "vision_model.embeddings.position_embedding.weight");
-    lisa_w_get(w, &m->pre_ln_w, 1, E, 0, 0, 0, "vision_model.pre_layrnorm.weight");
-    lisa_w_get(w, &m->pre_ln_b, 1, E, 0, 0, 0, "vision_model.pre_layrnorm.bias");
-    for (int i = 0; i < c->n_run; i++) {
-        lisa_clip_layer *L = &m->layers[i];
-#define CLIP_W(field, nd, d0, d1, name) \
-    lisa_w_get(w, &L->field, nd, d0, d1, 0, 0, "vision_model.encoder.layers.%d." name, i)
-        CLIP_W(ln1_w, 1, E, 0, "layer_norm1.weight");
-        CLIP_W(ln1_b, 1, E, 0, "layer_norm1.bias");
-        CLIP_W(q_w, 2, E, E, "self_attn.q_proj.weight");
-        CLIP_W(q_b, 1, E, 0, "self_attn.q_proj.bias");
-        CLIP_W(k_w, 2, E, E, "self_attn.k_proj.weight");
-        CLIP_W(k_b, 1, E, 0, "self_attn.k_proj.bias");
-        CLIP_W(v_w, 2, E, E, "self_attn.v_proj.weight");
-        CLIP_W(v_b, 1, E, 0, "self_attn.v_proj.bias");
-        CLIP_W(o_w, 2, E, E, "self_attn.out_proj.weight");
-        CLIP_W(o_b, 1, E, 0, "self_attn.out_proj.bias");
-        CLIP_W(ln2_w, 1, E, 0, "layer_norm2.weight");
-        CLIP_W(ln2_b, 1, E, 0, "layer_norm2.bias");
-        CLIP_W(fc1_w, 2, I, E, "mlp.fc1.weight");
-        CLIP_W(fc1_b, 1, I, 0, "mlp.fc1.bias");
-        CLIP_W(fc2_w, 2, E, I, "mlp.fc2.weight");
-        CLIP_W(fc2_b, 1, E, 0, "mlp.fc2.bias");
-#undef CLIP_W
-    }
+    const lisa_clip_dims d = {.hidden = c->hidden, .intermediate = c->intermediate, .n_layers = c->n_layers,
+                              .image = c->image_size, .patch = c->patch};
+    (void)lisa_clip_tensors(&d, m, lisa_w_bind, w);
 }
 
 lisa_status lisa_clip_load(lisa_clip **out, lisa_backend *be, const char *dir, int32_t select_layer) {
@@ -157,11 +133,11 @@ T *lisa_clip_encode(lisa_graph *g, const lisa_clip *m, const T *px) {
         T *v = lisa_g_reshape(g, lisa_g_linear(g, h, &L->v_w, &L->v_b), 4, B, P + 1, H, D);
         lisa_attn_params p = {.scale = scale};
         T *a = lisa_g_attention(g, q, k, v, &p);
-        lisa_g_add_to(g, x, x, lisa_g_linear(g, lisa_g_reshape(g, a, 3, B, P + 1, E, 0), &L->o_w, &L->o_b));
+        /* the residual adds in the out_proj and fc2 GEMMs, the activation in fc1's */
+        lisa_g_linear_ex_to(g, x, lisa_g_reshape(g, a, 3, B, P + 1, E, 0), &L->o_w, &L->o_b, x, LISA_ACT_NONE);
         h = lisa_g_layernorm(g, x, &L->ln2_w, &L->ln2_b, c->ln_eps);
-        T *f = lisa_g_linear(g, h, &L->fc1_w, &L->fc1_b);
-        f = c->quick_gelu ? lisa_g_quick_gelu(g, f) : lisa_g_gelu(g, f);
-        lisa_g_add_to(g, x, x, lisa_g_linear(g, f, &L->fc2_w, &L->fc2_b));
+        T *f = lisa_g_linear_ex(g, h, &L->fc1_w, &L->fc1_b, NULL, c->quick_gelu ? LISA_ACT_QUICK_GELU : LISA_ACT_GELU);
+        lisa_g_linear_ex_to(g, x, f, &L->fc2_w, &L->fc2_b, x, LISA_ACT_NONE);
         lisa_g_reset(g, ml);
         lisa_g_tap(g, x, "clip.layer.%d", i);
     }

@@ -183,40 +183,56 @@ static T *like_with_last(lisa_graph *g, const T *x, int64_t last) {
     return alloc_shape(g, g->act_dtype, x->n_dims, shape);
 }
 
-/* One linear, or one per row group (see lisa_graph.row_indptr). */
-static lisa_status linear_grouped(lisa_graph *g, T *y, const T *x, const T *w, const T *b) {
+/* One LINEAR_EX (LINEAR when plain), or one per row group (see lisa_graph.row_indptr): the CPU
+ * backend's GEMM rows then see only their own group, whatever else is in the batch. */
+static lisa_status linear_grouped(lisa_graph *g, T *y, const T *x, const T *w, const T *b, const T *res, lisa_act act) {
     const int64_t K = x->shape[x->n_dims - 1], N = y->shape[y->n_dims - 1];
     const int64_t R = K ? lisa_tensor_numel(x) / K : 0;
     const int32_t *ip = g->row_indptr;
+    const bool plain = !res && act == LISA_ACT_NONE;
     const bool by_indptr = ip && g->n_row_groups > 0 && R == ip[g->n_row_groups];
     const bool by_split = !by_indptr && g->row_split > 1 && R % g->row_split == 0;
-    if ((!by_indptr && !by_split) || !lisa_tensor_is_contiguous(x) || !lisa_tensor_is_contiguous(y))
-        return lisa_op_linear(g->be, y, x, w, b);
+    if ((!by_indptr && !by_split) || !lisa_tensor_is_contiguous(x) || !lisa_tensor_is_contiguous(y) ||
+        (res && !lisa_tensor_is_contiguous(res)))
+        return plain ? lisa_op_linear(g->be, y, x, w, b) : lisa_op_linear_ex(g->be, y, x, w, b, res, act);
     const int32_t n = by_indptr ? g->n_row_groups : g->row_split;
     lisa_tensor x2 = lisa_tensor_view(x->data, x->dtype, 2, (int64_t[]){R, K});
     lisa_tensor y2 = lisa_tensor_view(y->data, y->dtype, 2, (int64_t[]){R, N});
-    x2.device = y2.device = x->device;
-    x2.device_id = y2.device_id = x->device_id;
+    lisa_tensor r2 = lisa_tensor_view(res ? res->data : NULL, res ? res->dtype : y->dtype, 2, (int64_t[]){R, N});
+    x2.device = y2.device = r2.device = x->device;
+    x2.device_id = y2.device_id = r2.device_id = x->device_id;
     for (int32_t i = 0; i < n; i++) {
         const int64_t r0 = by_indptr ? ip[i] : (R / n) * i, r1 = by_indptr ? ip[i + 1] : (R / n) * (i + 1);
         if (r1 == r0) continue;
-        lisa_tensor xs, ys;
+        lisa_tensor xs, ys, rs;
         LISA_TRY(lisa_tensor_narrow(&xs, &x2, 0, r0, r1 - r0));
         LISA_TRY(lisa_tensor_narrow(&ys, &y2, 0, r0, r1 - r0));
-        LISA_TRY(lisa_op_linear(g->be, &ys, &xs, w, b));
+        LISA_TRY(lisa_tensor_narrow(&rs, &r2, 0, r0, r1 - r0));
+        LISA_TRY(plain ? lisa_op_linear(g->be, &ys, &xs, w, b)
+                       : lisa_op_linear_ex(g->be, &ys, &xs, w, b, res ? &rs : NULL, act));
     }
     return LISA_OK;
 }
 
 T *lisa_g_linear(lisa_graph *g, const T *x, const T *w, const T *b) {
+    return lisa_g_linear_ex(g, x, w, b, NULL, LISA_ACT_NONE);
+}
+
+void lisa_g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b) {
+    G_RUN(g, linear_grouped(g, y, x, w, b, NULL, LISA_ACT_NONE));
+}
+
+T *lisa_g_linear_ex(lisa_graph *g, const T *x, const T *w, const T *b, const T *residual, lisa_act act) {
     G_LIVE(g);
     if (w->n_dims != 2) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "linear: weight must be 2-D"));
     T *y = like_with_last(g, x, w->shape[0]);
-    G_RUN(g, linear_grouped(g, y, x, w, b));
+    G_RUN(g, linear_grouped(g, y, x, w, b, residual, act));
     return y;
 }
 
-void lisa_g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b) { G_RUN(g, linear_grouped(g, y, x, w, b)); }
+void lisa_g_linear_ex_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b, const T *residual, lisa_act act) {
+    G_RUN(g, linear_grouped(g, y, x, w, b, residual, act));
+}
 
 T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b) {
     G_LIVE(g);
@@ -273,10 +289,44 @@ T *lisa_g_layernorm2d(lisa_graph *g, const T *x, const T *w, const T *b, float e
     return y;
 }
 
+void lisa_g_rmsnorm_to(lisa_graph *g, T *y, const T *x, const T *w, float eps) {
+    G_RUN(g, lisa_op_rmsnorm(g->be, y, x, w, eps));
+}
+
+T *lisa_g_split_heads(lisa_graph *g, const T *x, int64_t col0, int64_t heads, int64_t head_dim) {
+    G_LIVE(g);
+    if (x->n_dims != 2 || x->stride[1] != 1 || col0 < 0 || col0 + heads * head_dim > x->shape[1])
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "split_heads: columns %lld + %lld x %lld of a [R, N] matrix",
+                                        (long long)col0, (long long)heads, (long long)head_dim));
+    T *v = lisa_g_narrow(g, x, 1, col0, heads * head_dim); /* [R, heads·D], x's row stride */
+    if (!g_ok(g)) return v;
+    const int64_t rs = v->stride[0];
+    v->n_dims = 3;
+    v->shape[1] = heads, v->shape[2] = head_dim, v->shape[3] = 1;
+    v->stride[0] = rs, v->stride[1] = head_dim, v->stride[2] = 1, v->stride[3] = 1;
+    return v;
+}
+
 T *lisa_g_rmsnorm(lisa_graph *g, const T *x, const T *w, float eps) {
     G_LIVE(g);
     T *y = lisa_g_new_like(g, x);
     G_RUN(g, lisa_op_rmsnorm(g->be, y, x, w, eps));
+    return y;
+}
+
+T *lisa_g_add_rmsnorm(lisa_graph *g, T *sum, T *y, const T *x, const T *r, const T *w, float eps) {
+    G_LIVE(g);
+    if (!sum) sum = lisa_g_new_like(g, x);
+    if (!y) y = lisa_g_new_like(g, x);
+    G_RUN(g, lisa_op_add_rmsnorm(g->be, sum, y, x, r, w, eps));
+    return y;
+}
+
+T *lisa_g_add_layernorm(lisa_graph *g, T *sum, T *y, const T *x, const T *r, const T *w, const T *b, float eps) {
+    G_LIVE(g);
+    if (!sum) sum = lisa_g_new_like(g, x);
+    if (!y) y = lisa_g_new_like(g, x);
+    G_RUN(g, lisa_op_add_layernorm(g->be, sum, y, x, r, w, b, eps));
     return y;
 }
 
@@ -304,6 +354,10 @@ T *lisa_g_rope(lisa_graph *g, const T *x, const T *pos, float theta) {
     T *y = lisa_g_new_like(g, x);
     G_RUN(g, lisa_op_rope(g->be, y, x, pos, theta));
     return y;
+}
+
+void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, const T *cos_sin) {
+    G_RUN(g, lisa_op_rope_qk(g->be, q, k, pos, cos_sin));
 }
 
 T *lisa_g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p) {
@@ -359,6 +413,20 @@ T *lisa_g_window_unpartition(lisa_graph *g, const T *x, int32_t window, int64_t 
     T *y = lisa_g_new(g, g->act_dtype, 4, x->shape[0] / (nh * nw), h, w, x->shape[3]);
     G_RUN(g, lisa_op_window_unpartition(g->be, y, x, window));
     return y;
+}
+
+T *lisa_g_layernorm_window_partition(lisa_graph *g, const T *x, const T *w, const T *b, float eps, int32_t window) {
+    G_LIVE(g);
+    if (x->n_dims != 4 || window <= 0)
+        return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "layernorm_window_partition: x must be [B, H, W, C], window > 0"));
+    int64_t nh = (x->shape[1] + window - 1) / window, nw = (x->shape[2] + window - 1) / window;
+    T *y = lisa_g_new(g, g->act_dtype, 4, x->shape[0] * nh * nw, window, window, x->shape[3]);
+    G_RUN(g, lisa_op_layernorm_window_partition(g->be, y, x, w, b, eps, window));
+    return y;
+}
+
+void lisa_g_window_unpartition_add_to(lisa_graph *g, T *y, const T *x, const T *residual, int32_t window) {
+    G_RUN(g, lisa_op_window_unpartition_add(g->be, y, x, residual, window));
 }
 
 T *lisa_g_conv2d(lisa_graph *g, const T *x, const T *w, const T *b, int32_t stride, int32_t pad) {

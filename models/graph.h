@@ -75,6 +75,9 @@ T *lisa_g_wrap(lisa_graph *g, const T *x);
 T *lisa_g_reshape(lisa_graph *g, const T *x, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 T *lisa_g_permute(lisa_graph *g, const T *x, int32_t p0, int32_t p1, int32_t p2, int32_t p3);
 T *lisa_g_narrow(lisa_graph *g, const T *x, int32_t dim, int64_t start, int64_t len);
+/* Columns [col0, col0 + heads·head_dim) of a row-major [R, N] matrix (a fused projection's output)
+ * as the strided view [R, heads, head_dim]. */
+T *lisa_g_split_heads(lisa_graph *g, const T *x, int64_t col0, int64_t heads, int64_t head_dim);
 /* Contiguous copy (with dtype conversion when dt differs; pass x->dtype to keep it). */
 T *lisa_g_contiguous(lisa_graph *g, const T *x);
 T *lisa_g_cast(lisa_graph *g, const T *x, lisa_dtype dt);
@@ -89,6 +92,18 @@ void lisa_g_download(lisa_graph *g, T *host_dst, const T *x);
 /* ---- ops (see kernels/ops.def for the exact semantics) ------------------------------------ */
 T *lisa_g_linear(lisa_graph *g, const T *x, const T *w, const T *b);
 void lisa_g_linear_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b);
+/* Fused ops (ops.def "fused ops"): y = act(x·wᵀ + b) + residual (residual may be NULL, or y itself
+ * with the _to form: x = x + Linear(h)); */
+T *lisa_g_linear_ex(lisa_graph *g, const T *x, const T *w, const T *b, const T *residual, lisa_act act);
+void lisa_g_linear_ex_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b, const T *residual, lisa_act act);
+/* sum = x + r and y = norm(sum) (sum may be x or r; sum or y NULL: a new tensor), returns y; */
+T *lisa_g_add_rmsnorm(lisa_graph *g, T *sum, T *y, const T *x, const T *r, const T *w, float eps);
+T *lisa_g_add_layernorm(lisa_graph *g, T *sum, T *y, const T *x, const T *r, const T *w, const T *b, float eps);
+/* SAM: the windows of LayerNorm(x), and y = residual + unpartition(x) (y may be residual); */
+T *lisa_g_layernorm_window_partition(lisa_graph *g, const T *x, const T *w, const T *b, float eps, int32_t window);
+void lisa_g_window_unpartition_add_to(lisa_graph *g, T *y, const T *x, const T *residual, int32_t window);
+/* RoPE on q and k in place (strided views allowed), angles from a lisa_rope_table table. */
+void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, const T *cos_sin);
 T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b);
 T *lisa_g_add(lisa_graph *g, const T *a, const T *b);
 void lisa_g_add_to(lisa_graph *g, T *y, const T *a, const T *b);
@@ -98,6 +113,7 @@ T *lisa_g_layernorm(lisa_graph *g, const T *x, const T *w, const T *b, float eps
 void lisa_g_layernorm_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b, float eps);
 T *lisa_g_layernorm2d(lisa_graph *g, const T *x, const T *w, const T *b, float eps);
 T *lisa_g_rmsnorm(lisa_graph *g, const T *x, const T *w, float eps);
+void lisa_g_rmsnorm_to(lisa_graph *g, T *y, const T *x, const T *w, float eps);
 T *lisa_g_softmax(lisa_graph *g, const T *x);
 T *lisa_g_gelu(lisa_graph *g, const T *x);
 T *lisa_g_quick_gelu(lisa_graph *g, const T *x);

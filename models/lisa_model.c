@@ -143,22 +143,13 @@ static lisa_status resolve_vision_tower(char *out, size_t cap, const char *model
                      tower, model_dir, hub);
 }
 
+/* Binds the rows of models/lisa_tensors.def (mm_projector, text_hidden_fcs). */
 static void load_glue(lisa_weights *w, void *ctx) {
     lisa_model *m = ctx;
-    const int64_t C = m->cfg.llm.hidden, MM = m->cfg.mm_hidden, O = m->cfg.out_dim;
-    if (m->cfg.mlp2x_gelu) {
-        lisa_w_get(w, &m->proj_w[0], 2, C, MM, 0, 0, "model.mm_projector.0.weight");
-        lisa_w_get(w, &m->proj_b[0], 1, C, 0, 0, 0, "model.mm_projector.0.bias");
-        lisa_w_get(w, &m->proj_w[1], 2, C, C, 0, 0, "model.mm_projector.2.weight");
-        lisa_w_get(w, &m->proj_b[1], 1, C, 0, 0, 0, "model.mm_projector.2.bias");
-    } else {
-        lisa_w_get(w, &m->proj_w[0], 2, C, MM, 0, 0, "model.mm_projector.weight");
-        lisa_w_get(w, &m->proj_b[0], 1, C, 0, 0, 0, "model.mm_projector.bias");
-    }
-    lisa_w_get(w, &m->fc1_w, 2, C, C, 0, 0, "model.text_hidden_fcs.0.0.weight");
-    lisa_w_get(w, &m->fc1_b, 1, C, 0, 0, 0, "model.text_hidden_fcs.0.0.bias");
-    lisa_w_get(w, &m->fc2_w, 2, O, C, 0, 0, "model.text_hidden_fcs.0.2.weight");
-    lisa_w_get(w, &m->fc2_b, 1, O, 0, 0, 0, "model.text_hidden_fcs.0.2.bias");
+    const lisa_llm_dims d = {.hidden = m->cfg.llm.hidden, .mm_hidden = m->cfg.mm_hidden, .out_dim = m->cfg.out_dim,
+                             .projector_layers = m->cfg.mlp2x_gelu ? 2 : 1};
+    (void)lisa_glue_tensors_projector(&d, m, lisa_w_bind, w);
+    (void)lisa_glue_tensors_fcs(&d, m, lisa_w_bind, w);
 }
 
 /* The communicator of the LLM's tensors: NCCL on a device backend, else the MPI one. */
@@ -430,8 +421,9 @@ uint64_t lisa_model_preprocess_id(const lisa_model *m) {
 
 T *lisa_graph_vision(lisa_graph *g, const lisa_model *m, const T *clip_px) {
     T *feats = lisa_clip_encode(g, m->clip, clip_px);                                  /* [B, P, mm] */
-    T *proj = lisa_g_linear(g, feats, &m->proj_w[0], &m->proj_b[0]);                         /* [B, P, C] */
-    if (m->cfg.mlp2x_gelu) proj = lisa_g_linear(g, lisa_g_gelu(g, proj), &m->proj_w[1], &m->proj_b[1]);
+    /* Linear, or Linear-GELU-Linear with the GELU in the first GEMM's epilogue: [B, P, C] */
+    T *proj = lisa_g_linear_ex(g, feats, &m->proj_w[0], &m->proj_b[0], NULL, m->cfg.mlp2x_gelu ? LISA_ACT_GELU : LISA_ACT_NONE);
+    if (m->cfg.mlp2x_gelu) proj = lisa_g_linear(g, proj, &m->proj_w[1], &m->proj_b[1]);
     lisa_g_tap(g, proj, "mm_proj");
     return proj;
 }
@@ -439,7 +431,7 @@ T *lisa_graph_vision(lisa_graph *g, const lisa_model *m, const T *clip_px) {
 /* text_hidden_fcs[0] = Linear(C, C), ReLU, Linear(C, out) (spec §4.5) */
 T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hidden) {
     lisa_g_tap(g, seg_hidden, "seg_hidden");
-    T *pred = lisa_g_linear(g, lisa_g_relu(g, lisa_g_linear(g, seg_hidden, &m->fc1_w, &m->fc1_b)), &m->fc2_w, &m->fc2_b);
+    T *pred = lisa_g_linear(g, lisa_g_linear_ex(g, seg_hidden, &m->fc1_w, &m->fc1_b, NULL, LISA_ACT_RELU), &m->fc2_w, &m->fc2_b);
     lisa_g_tap(g, pred, "pred_emb");
     return pred;
 }

@@ -7,6 +7,7 @@
 #include "core/error.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,31 +51,83 @@ lisa_status lisa_llama_config_parse(lisa_llama_config *c, const cJSON *root, con
     return LISA_OK;
 }
 
-/* Column-parallel weights are this rank's rows, row-parallel ones its columns (models/tp.h). */
+/* The dims of the tensor table (models/llama_tensors.def) for a config. */
+static lisa_llm_dims table_dims(const lisa_llama_config *c) {
+    return (lisa_llm_dims){.hidden = c->hidden, .intermediate = c->intermediate, .n_layers = c->n_layers,
+                           .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                           .vocab = c->vocab};
+}
+
+/* Binds a row, sliced for tensor parallelism: column-parallel weights are this rank's rows,
+ * row-parallel ones its columns (models/tp.h; the row's tp column says which). On device backends
+ * q/k/v and gate/up go into their layer's concatenated matrix (lisa_llama_layer). */
+static lisa_status bind_row(void *ctx, const lisa_tensor_spec *s) {
+    lisa_llama *m = ctx;
+    lisa_weights *w = &m->weights;
+    const lisa_tp_shard *t = &m->tp;
+    const int64_t D = m->cfg.head_dim, C = m->cfg.hidden;
+    const int64_t nq = (int64_t)t->n_heads * D, nk = (int64_t)t->n_kv_heads * D, ni = t->n_inter;
+    int32_t dim = 0;
+    int64_t start = 0, len = 0;
+    switch (s->tp) {
+    case LISA_TP_NONE: return lisa_w_bind(w, s);
+    case LISA_TP_ROWS_Q: start = (int64_t)t->head0 * D, len = nq; break;
+    case LISA_TP_ROWS_KV: start = (int64_t)t->kv_head0 * D, len = nk; break;
+    case LISA_TP_COLS_Q: dim = 1, start = (int64_t)t->head0 * D, len = nq; break;
+    case LISA_TP_ROWS_INTER: start = t->inter0, len = ni; break;
+    case LISA_TP_COLS_INTER: dim = 1, start = t->inter0, len = ni; break;
+    case LISA_TP_ROWS_VOCAB: start = t->vocab0, len = t->n_vocab; break;
+    }
+    const ptrdiff_t off = s->slot ? (const char *)s->slot - (const char *)m->layers : -1;
+    const bool in_layer = off >= 0 && off < (ptrdiff_t)(m->cfg.n_layers * sizeof *m->layers);
+    if (!m->fused || !in_layer) {
+        lisa_w_bind_slice(w, s, dim, start, len);
+        return LISA_OK;
+    }
+    lisa_llama_layer *L = &m->layers[off / (ptrdiff_t)sizeof *L];
+    const size_t mem = (size_t)(off % (ptrdiff_t)sizeof *L);
+    if (mem == offsetof(lisa_llama_layer, wq)) {
+        if (lisa_w_reserve(w, &L->wqkv, nq + 2 * nk, C)) lisa_w_bind_slice_into(w, s, dim, start, len, &L->wqkv, 0);
+    } else if (mem == offsetof(lisa_llama_layer, wk)) {
+        lisa_w_bind_slice_into(w, s, dim, start, len, &L->wqkv, nq);
+    } else if (mem == offsetof(lisa_llama_layer, wv)) {
+        lisa_w_bind_slice_into(w, s, dim, start, len, &L->wqkv, nq + nk);
+    } else if (mem == offsetof(lisa_llama_layer, w_gate)) {
+        if (lisa_w_reserve(w, &L->w_gateup, 2 * ni, C)) lisa_w_bind_slice_into(w, s, dim, start, len, &L->w_gateup, 0);
+    } else if (mem == offsetof(lisa_llama_layer, w_up)) {
+        lisa_w_bind_slice_into(w, s, dim, start, len, &L->w_gateup, ni);
+    } else {
+        lisa_w_bind_slice(w, s, dim, start, len);
+    }
+    return LISA_OK;
+}
+
 static void load_weights(lisa_weights *w, void *ctx) {
     lisa_llama *m = ctx;
-    const lisa_llama_config *c = &m->cfg;
-    const lisa_tp_shard *t = &m->tp;
-    const int64_t C = c->hidden, I = c->intermediate, D = c->head_dim, KV = (int64_t)c->n_kv_heads * D;
-    const int64_t q0 = (int64_t)t->head0 * D, nq = (int64_t)t->n_heads * D;
-    const int64_t k0 = (int64_t)t->kv_head0 * D, nk = (int64_t)t->n_kv_heads * D;
-    lisa_w_get_slice(w, &m->embed, 0, t->vocab0, t->n_vocab, 2, c->vocab, C, 0, 0, "model.embed_tokens.weight");
-    lisa_w_get(w, &m->norm, 1, C, 0, 0, 0, "model.norm.weight");
-    lisa_w_get_slice(w, &m->lm_head, 0, t->vocab0, t->n_vocab, 2, c->vocab, C, 0, 0, "lm_head.weight");
-    for (int i = 0; i < c->n_layers; i++) {
-        lisa_llama_layer *L = &m->layers[i];
-        lisa_w_get(w, &L->attn_norm, 1, C, 0, 0, 0, "model.layers.%d.input_layernorm.weight", i);
-        lisa_w_get_slice(w, &L->wq, 0, q0, nq, 2, C, C, 0, 0, "model.layers.%d.self_attn.q_proj.weight", i);
-        lisa_w_get_slice(w, &L->wk, 0, k0, nk, 2, KV, C, 0, 0, "model.layers.%d.self_attn.k_proj.weight", i);
-        lisa_w_get_slice(w, &L->wv, 0, k0, nk, 2, KV, C, 0, 0, "model.layers.%d.self_attn.v_proj.weight", i);
-        lisa_w_get_slice(w, &L->wo, 1, q0, nq, 2, C, C, 0, 0, "model.layers.%d.self_attn.o_proj.weight", i);
-        lisa_w_get(w, &L->mlp_norm, 1, C, 0, 0, 0, "model.layers.%d.post_attention_layernorm.weight", i);
-        lisa_w_get_slice(w, &L->w_gate, 0, t->inter0, t->n_inter, 2, I, C, 0, 0, "model.layers.%d.mlp.gate_proj.weight",
-                         i);
-        lisa_w_get_slice(w, &L->w_up, 0, t->inter0, t->n_inter, 2, I, C, 0, 0, "model.layers.%d.mlp.up_proj.weight", i);
-        lisa_w_get_slice(w, &L->w_down, 1, t->inter0, t->n_inter, 2, C, I, 0, 0, "model.layers.%d.mlp.down_proj.weight",
-                         i);
-    }
+    (void)w;
+    const lisa_llm_dims d = table_dims(&m->cfg);
+    (void)lisa_llama_tensors_body(&d, m, bind_row, m);
+    (void)lisa_llama_tensors_head(&d, m, bind_row, m);
+}
+
+/* RoPE's cos/sin for every position up to max_position_embeddings, computed once on the host as
+ * the CPU's ROPE computes them (lisa_rope_table) and placed in the backend's memory: ROPE_QK reads
+ * them instead of evaluating pow, cos and sin per element and step. */
+static lisa_status make_rope_table(lisa_llama *m, lisa_backend *be) {
+    const int64_t shape[2] = {m->cfg.max_pos, m->cfg.head_dim};
+    const size_t bytes = (size_t)(shape[0] * shape[1]) * sizeof(float);
+    float *host = malloc(bytes ? bytes : 1);
+    if (!host) return lisa_fail(LISA_ERR_OOM, "LLaMA: out of memory for the RoPE table");
+    lisa_rope_table(host, shape[0], shape[1], m->cfg.rope_theta);
+    m->be = be;
+    lisa_status s = be->mem_alloc(be, bytes, &m->rope_mem);
+    if (s == LISA_OK) s = be->upload(be, m->rope_mem, host, bytes);
+    free(host);
+    if (s != LISA_OK) return lisa_fail_context(s, "LLaMA: RoPE table of %lld positions", (long long)shape[0]);
+    m->rope_cos_sin = lisa_tensor_view(m->rope_mem, LISA_DTYPE_F32, 2, shape);
+    m->rope_cos_sin.device = be->device;
+    m->rope_cos_sin.device_id = be->device_id;
+    return LISA_OK;
 }
 
 lisa_status lisa_llama_load(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg) {
@@ -88,6 +141,11 @@ lisa_status lisa_llama_load_tp(lisa_llama **out, lisa_backend *be, const lisa_ch
 
 lisa_status lisa_llama_load_ex(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg,
                                lisa_dtype weight_dtype, lisa_comm *comm) {
+    return lisa_llama_load_fuse(out, be, ck, cfg, weight_dtype, comm, be->device != LISA_DEVICE_CPU);
+}
+
+lisa_status lisa_llama_load_fuse(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck,
+                                 const lisa_llama_config *cfg, lisa_dtype weight_dtype, lisa_comm *comm, bool fuse) {
     *out = NULL;
     const bool tp = comm && comm->size > 1;
     if (tp && comm->device_memory != (be->device != LISA_DEVICE_CPU))
@@ -112,7 +170,9 @@ lisa_status lisa_llama_load_ex(lisa_llama **out, lisa_backend *be, const lisa_ch
     m->local.intermediate = shard.n_inter;
     m->local.vocab = shard.n_vocab;
     lisa_weights_init(&m->weights, be, ck, weight_dtype);
+    m->fused = fuse;
     lisa_status s = lisa_weights_load(&m->weights, "LLaMA", load_weights, m);
+    if (s == LISA_OK) s = make_rope_table(m, be);
     if (s != LISA_OK) {
         lisa_llama_free(m);
         return tp ? lisa_fail_context(s, "TP rank %d of %d", comm->rank, comm->size) : s;
@@ -123,6 +183,7 @@ lisa_status lisa_llama_load_ex(lisa_llama **out, lisa_backend *be, const lisa_ch
 
 void lisa_llama_free(lisa_llama *m) {
     if (!m) return;
+    if (m->rope_mem) m->be->mem_free(m->be, m->rope_mem);
     lisa_weights_free(&m->weights);
     free(m->layers);
     free(m);
@@ -174,6 +235,52 @@ static T *row_parallel(lisa_graph *g, const lisa_llama *m, const T *x, const T *
     return y;
 }
 
+/* q, k, v [R, H, D] / [R, HKV, D] of a layer's normed input n [R, C], RoPE applied to q and k in
+ * place (one launch): one GEMM and strided views of its output with fused weights (device
+ * backends), else three GEMMs (the CPU's bits). */
+static void qkv_rope(lisa_graph *g, const lisa_llama *m, const lisa_llama_layer *L, const T *n, const T *pos, T **q,
+                     T **k, T **v) {
+    const int64_t R = n->shape[0], H = m->local.n_heads, HKV = m->local.n_kv_heads, D = m->cfg.head_dim;
+    if (m->fused) {
+        T *qkv = lisa_g_linear(g, n, &L->wqkv, NULL); /* [R, (H + 2·HKV)·D] */
+        *q = lisa_g_split_heads(g, qkv, 0, H, D);
+        *k = lisa_g_split_heads(g, qkv, H * D, HKV, D);
+        *v = lisa_g_split_heads(g, qkv, (H + HKV) * D, HKV, D);
+    } else {
+        *q = lisa_g_reshape(g, lisa_g_linear(g, n, &L->wq, NULL), 3, R, H, D, 0);
+        *k = lisa_g_reshape(g, lisa_g_linear(g, n, &L->wk, NULL), 3, R, HKV, D, 0);
+        *v = lisa_g_reshape(g, lisa_g_linear(g, n, &L->wv, NULL), 3, R, HKV, D, 0);
+    }
+    lisa_g_rope_qk(g, *q, *k, pos, &m->rope_cos_sin);
+}
+
+/* SiLU(W_gate n2) * W_up n2: one GEMM and SILU_MUL of its halves with fused weights. */
+static T *mlp_hidden(lisa_graph *g, const lisa_llama *m, const lisa_llama_layer *L, const T *n2) {
+    if (m->fused) {
+        const int64_t ni = m->local.intermediate;
+        T *gu = lisa_g_linear(g, n2, &L->w_gateup, NULL); /* [R, 2·I] */
+        return lisa_g_silu_mul(g, lisa_g_narrow(g, gu, 1, 0, ni), lisa_g_narrow(g, gu, 1, ni, ni));
+    }
+    return lisa_g_silu_mul(g, lisa_g_linear(g, n2, &L->w_gate, NULL), lisa_g_linear(g, n2, &L->w_up, NULL));
+}
+
+/* The norm that follows layer l's residual stream: the next layer's input_layernorm, or the final
+ * norm after the last layer (both fused with the residual add that precedes them). */
+static const T *next_norm(const lisa_llama *m, int l) {
+    return l + 1 < m->cfg.n_layers ? &m->layers[l + 1].attn_norm : &m->norm;
+}
+
+/* x [T, H, D] (maybe strided) as [1, T, H, D]. */
+static T *batch_of_one(lisa_graph *g, const T *x) {
+    T *v = lisa_g_wrap(g, x);
+    if (!g_ok(g)) return v;
+    for (int d = v->n_dims; d > 0; d--) v->shape[d] = v->shape[d - 1], v->stride[d] = v->stride[d - 1];
+    v->shape[0] = 1;
+    v->stride[0] = x->shape[0] * x->stride[0];
+    v->n_dims++;
+    return v;
+}
+
 T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, const T *x_in) {
     const lisa_llama_config *c = &m->cfg;
     /* H, HKV: this rank's heads (all of them without TP) */
@@ -206,30 +313,31 @@ T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, con
         }
     }
     const lisa_attn_params ap = {.scale = 1.0f / sqrtf((float)D), .causal = true};
+    /* n: the normed residual stream each layer starts from (spec §4.3; the final norm after the
+     * last layer), kept across layers */
+    T *n = lisa_g_new(g, g->act_dtype, 2, Tn, C, 0, 0);
+    lisa_g_rmsnorm_to(g, n, x, &m->layers[0].attn_norm, c->rms_eps);
 
     for (int l = 0; l < c->n_layers && g_ok(g); l++) {
         const lisa_llama_layer *L = &m->layers[l];
         lisa_graph_mark ml = lisa_g_mark(g);
-        /* h = x + W_o Attn(RoPE(W_q n1), RoPE(W_k n1), W_v n1),  n1 = RMSNorm(x) */
-        T *n1 = lisa_g_rmsnorm(g, x, &L->attn_norm, c->rms_eps);
-        T *q = lisa_g_rope(g, lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wq, NULL), 3, Tn, H, D, 0), pos, c->rope_theta);
-        T *k = lisa_g_rope(g, lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wk, NULL), 3, Tn, HKV, D, 0), pos, c->rope_theta);
-        T *v = lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wv, NULL), 3, Tn, HKV, D, 0);
+        /* x = x + W_o Attn(RoPE(W_q n), RoPE(W_k n), W_v n),  n2 = RMSNorm(x) */
+        T *q, *k, *v;
+        qkv_rope(g, m, L, n, pos, &q, &k, &v);
         /* append to the cache, then attend over positions [0, pos0+T) */
         lisa_g_copy_to(g, lisa_g_reshape(g, lisa_g_narrow(g, &kv->k[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), k);
         lisa_g_copy_to(g, lisa_g_reshape(g, lisa_g_narrow(g, &kv->v[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), v);
         T *kc = lisa_g_narrow(g, &kv->k[l], 1, 0, Tk), *vc = lisa_g_narrow(g, &kv->v[l], 1, 0, Tk);
-        T *a = lisa_g_attention(g, lisa_g_reshape(g, q, 4, 1, Tn, H, D), kc, vc, &ap);
-        lisa_g_add_to(g, x, x, row_parallel(g, m, lisa_g_reshape(g, a, 2, Tn, H * D, 0, 0), &L->wo));
-        /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n2 = RMSNorm(x) */
-        T *n2 = lisa_g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
-        T *hmid = lisa_g_silu_mul(g, lisa_g_linear(g, n2, &L->w_gate, NULL), lisa_g_linear(g, n2, &L->w_up, NULL));
-        lisa_g_add_to(g, x, x, row_parallel(g, m, hmid, &L->w_down));
+        T *a = lisa_g_attention(g, batch_of_one(g, q), kc, vc, &ap);
+        T *r = row_parallel(g, m, lisa_g_reshape(g, a, 2, Tn, H * D, 0, 0), &L->wo);
+        T *n2 = lisa_g_add_rmsnorm(g, x, NULL, x, r, &L->mlp_norm, c->rms_eps);
+        /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n = the next norm of x */
+        r = row_parallel(g, m, mlp_hidden(g, m, L, n2), &L->w_down);
+        lisa_g_add_rmsnorm(g, x, n, x, r, next_norm(m, l), c->rms_eps);
         lisa_g_reset(g, ml);
         lisa_g_tap(g, x, "llm.layer.%d", l);
     }
-    T *h = lisa_g_rmsnorm(g, x, &m->norm, c->rms_eps);
-    lisa_g_copy_to(g, out, h);
+    lisa_g_copy_to(g, out, n);
     lisa_g_reset(g, m0);
     if (g_ok(g) && !g_measuring(g)) kv->len = (int32_t)Tk;
     return out;
@@ -243,8 +351,8 @@ static T *upload_i32(lisa_graph *g, const int32_t *a, int64_t n) {
 
 T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama_batch *bt, const T *x_in) {
     const lisa_llama_config *c = &m->cfg;
-    /* H, HKV: this rank's heads (all of them without TP) */
-    const int64_t R = bt->n_rows, C = c->hidden, H = m->local.n_heads, HKV = m->local.n_kv_heads, D = c->head_dim;
+    /* H: this rank's heads (all of them without TP) */
+    const int64_t R = bt->n_rows, C = c->hidden, H = m->local.n_heads, D = c->head_dim;
     if (!g_ok(g)) return &g->error_tensor;
     if (x_in->n_dims != 2 || x_in->shape[0] != R || x_in->shape[1] != C || bt->n_seqs < 1 ||
         bt->qo_indptr[bt->n_seqs] != R)
@@ -267,25 +375,25 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
                                   .causal = true, .qo_indptr = qo, .kv_indptr = kvp, .kv_indices = idx, .kv_len = kvl,
                                   .host_qo_indptr = bt->qo_indptr, .host_kv_indptr = bt->kv_indptr,
                                   .host_kv_indices = bt->kv_indices, .host_kv_len = bt->kv_len};
+    T *n = lisa_g_new(g, g->act_dtype, 2, R, C, 0, 0); /* as in lisa_llama_forward */
+    lisa_g_rmsnorm_to(g, n, x, &m->layers[0].attn_norm, c->rms_eps);
     for (int l = 0; l < c->n_layers && g_ok(g); l++) {
         const lisa_llama_layer *L = &m->layers[l];
         lisa_graph_mark ml = lisa_g_mark(g);
-        /* h = x + W_o Attn(RoPE(W_q n1), RoPE(W_k n1), W_v n1) over the paged cache,  n1 = RMSNorm(x) */
-        T *n1 = lisa_g_rmsnorm(g, x, &L->attn_norm, c->rms_eps);
-        T *q = lisa_g_rope(g, lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wq, NULL), 3, R, H, D, 0), pos, c->rope_theta);
-        T *k = lisa_g_rope(g, lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wk, NULL), 3, R, HKV, D, 0), pos, c->rope_theta);
-        T *v = lisa_g_reshape(g, lisa_g_linear(g, n1, &L->wv, NULL), 3, R, HKV, D, 0);
+        /* x = x + W_o Attn(RoPE(W_q n), RoPE(W_k n), W_v n) over the paged cache,  n2 = RMSNorm(x) */
+        T *q, *k, *v;
+        qkv_rope(g, m, L, n, pos, &q, &k, &v);
         lisa_g_kv_append(g, &bt->k_pages[l], &bt->v_pages[l], k, v, slots);
         T *a = lisa_g_paged_attention(g, q, &bt->k_pages[l], &bt->v_pages[l], &pp);
-        lisa_g_add_to(g, x, x, row_parallel(g, m, lisa_g_reshape(g, a, 2, R, H * D, 0, 0), &L->wo));
-        /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n2 = RMSNorm(x) */
-        T *n2 = lisa_g_rmsnorm(g, x, &L->mlp_norm, c->rms_eps);
-        T *hmid = lisa_g_silu_mul(g, lisa_g_linear(g, n2, &L->w_gate, NULL), lisa_g_linear(g, n2, &L->w_up, NULL));
-        lisa_g_add_to(g, x, x, row_parallel(g, m, hmid, &L->w_down));
+        T *r = row_parallel(g, m, lisa_g_reshape(g, a, 2, R, H * D, 0, 0), &L->wo);
+        T *n2 = lisa_g_add_rmsnorm(g, x, NULL, x, r, &L->mlp_norm, c->rms_eps);
+        /* x = x + W_down(SiLU(W_gate n2) * W_up n2),  n = the next norm of x */
+        r = row_parallel(g, m, mlp_hidden(g, m, L, n2), &L->w_down);
+        lisa_g_add_rmsnorm(g, x, n, x, r, next_norm(m, l), c->rms_eps);
         lisa_g_reset(g, ml);
         lisa_g_tap(g, x, "llm.layer.%d", l);
     }
-    lisa_g_copy_to(g, out, lisa_g_rmsnorm(g, x, &m->norm, c->rms_eps));
+    lisa_g_copy_to(g, out, n);
     lisa_g_reset(g, m0);
     return out;
 }

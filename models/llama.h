@@ -12,7 +12,7 @@
  * full logits. `local` gives this rank's head / KV-head / intermediate / vocab counts (size the KV
  * cache with it); without TP it equals `cfg`.
  *
- * Ownership: a lisa_llama owns its layer array and weight bindings; it borrows the backend, the
+ * Ownership: a lisa_llama owns its layer array, weight bindings and RoPE table; it borrows the backend, the
  * checkpoint (which must outlive it) and the communicator (likewise). A lisa_kv_cache owns one
  * block of backend memory holding K and V for every layer.
  */
@@ -40,6 +40,12 @@ lisa_status lisa_llama_config_parse(lisa_llama_config *c, const cJSON *root, con
 
 typedef struct lisa_llama_layer {
     T attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down;
+    /* Device backends: q/k/v_proj and gate/up_proj concatenated once at load ([q; k; v] rows
+     * [nq + 2·nk, C], [gate; up] [2·I, C]), so that one GEMM computes each group; wq, wk, wv,
+     * w_gate, w_up are views of their rows. Empty (n_dims 0) on the CPU, which keeps separate
+     * GEMMs: OpenBLAS's bits depend on the GEMM's shape, and the CPU is the bitwise reference.
+     * Owned by the weights' block. */
+    T wqkv, w_gateup;
 } lisa_llama_layer;
 
 typedef struct lisa_llama {
@@ -48,7 +54,11 @@ typedef struct lisa_llama {
     lisa_tp_shard tp;
     lisa_comm *comm;         /* borrowed; NULL = no tensor parallelism */
     lisa_weights weights;
+    bool fused;              /* wqkv / w_gateup in use (device backends; lisa_llama_load_fuse) */
     T embed, norm, lm_head;
+    T rope_cos_sin;          /* F32 [max_pos, head_dim]: RoPE's cos/sin per position (lisa_rope_table) */
+    void *rope_mem;          /* owned (be->mem_free): rope_cos_sin's data */
+    lisa_backend *be;        /* borrowed */
     lisa_llama_layer *layers; /* [cfg.n_layers], owned */
 } lisa_llama;
 
@@ -61,6 +71,11 @@ lisa_status lisa_llama_load_tp(lisa_llama **out, lisa_backend *be, const lisa_ch
  * the CPU backend keeps zero-copy views of the checkpoint) and an optional TP communicator. */
 lisa_status lisa_llama_load_ex(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck, const lisa_llama_config *cfg,
                                lisa_dtype weight_dtype, lisa_comm *comm);
+/* The same with the choice of fused q/k/v and gate/up weights (lisa_llama_layer.wqkv) made by the
+ * caller: the forms above fuse on device backends only; fusing on the CPU backend (tests of the
+ * fused graph) gives the unfused results to rounding, not bit for bit. */
+lisa_status lisa_llama_load_fuse(lisa_llama **out, lisa_backend *be, const lisa_checkpoint *ck,
+                                 const lisa_llama_config *cfg, lisa_dtype weight_dtype, lisa_comm *comm, bool fuse);
 void lisa_llama_free(lisa_llama *m);
 
 /* Contiguous KV cache for one sequence (the paged, batched cache lives in runtime/).

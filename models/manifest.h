@@ -1,19 +1,17 @@
 /* models/manifest.h — the tensors a model directory must hold, computed from its config.json.
  *
  * A manifest lists every tensor name with its shape, the model part it belongs to, whether it is
- * a parameter (rotary `inv_freq` is a buffer) and whether inference needs it. It is built
- *  - for LISA (LLaVA-LLaMA + SAM, spec §7.3) from the LLaMA/LLaVA fields of config.json
- *    (hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
- *    num_key_value_heads, vocab_size, mm_hidden_size, mm_projector_type (absent = "linear";
- *    "mlpNx_gelu" = model.mm_projector.{0,2,..}), out_dim) plus SAM under model.visual_model.,
- *    whose dims SAM's own code derives from its builder arguments, not from a config: they are
- *    inferred from the checkpoint's SAM tensors (patch embed, pos embed, block count, rel-pos
- *    lengths (which also mark the global-attention blocks), neck, decoder tokens and layers), or
- *    are the ViT-H defaults (spec §6, `build_sam_vit_h`) when no checkpoint is given;
- *  - for a plain LLaMA (model_type "llama" without LISA fields): the LLM part only;
- *  - for a CLIP directory (openai/clip-vit-large-patch14 layout): `vision_model.*` from
- *    vision_config (text-model keys are allowed, not required).
- * Tensors inference never reads are optional (may be absent; shape-checked when present):
+ * a parameter (rotary `inv_freq` is a buffer) and whether inference needs it: the rows of the
+ * networks' tensor tables (models/tensors.h), expanded with the dims of
+ *  - LISA (LLaVA-LLaMA + SAM, spec §7.3): the LLaMA/LLaVA fields of config.json (hidden_size,
+ *    intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads, vocab_size,
+ *    mm_hidden_size, mm_projector_type (absent = "linear"; "mlpNx_gelu" = model.mm_projector.{0,2,..}),
+ *    out_dim) plus SAM under model.visual_model., whose dims are read off the checkpoint's SAM
+ *    tensors (lisa_sam_dims_infer), or are ViT-H's when no checkpoint is given;
+ *  - a plain LLaMA (model_type "llama" without LISA fields): the LLM part only;
+ *  - a CLIP directory (openai/clip-vit-large-patch14 layout): `vision_model.*` from vision_config
+ *    (text-model keys are allowed, not required).
+ * Optional tensors (the tables' OPT rows) may be absent and are shape-checked when present:
  * `rotary_emb.inv_freq`, SAM point/not-a-point embeddings, mask downscaling, IoU head, CLIP
  * post_layernorm and position_ids.
  *
@@ -23,6 +21,7 @@
 #define LISA_MODELS_MANIFEST_H
 
 #include "loader/checkpoint.h"
+#include "models/tensors.h"
 
 #include <cjson/cJSON.h>
 
@@ -36,15 +35,6 @@ typedef enum lisa_model_family {
     LISA_FAMILY_CLIP = 2,  /* a CLIP (vision) tower */
 } lisa_model_family;
 
-typedef enum lisa_mf_part {
-    LISA_PART_LLM = 0,       /* embed_tokens, layers, norm, lm_head */
-    LISA_PART_PROJECTOR = 1, /* mm_projector */
-    LISA_PART_FCS = 2,       /* text_hidden_fcs */
-    LISA_PART_SAM = 3,       /* model.visual_model.* */
-    LISA_PART_CLIP = 4,      /* vision_model.* */
-    LISA_PART_COUNT
-} lisa_mf_part;
-
 const char *lisa_mf_part_name(lisa_mf_part p);
 
 typedef struct lisa_manifest_entry {
@@ -57,23 +47,6 @@ typedef struct lisa_manifest_entry {
     bool any_dtype;      /* integer allowed (position_ids); otherwise F32/F16/BF16 */
     lisa_dtype released; /* the dtype the released checkpoint stores (spec §7.2, inferred) */
 } lisa_manifest_entry;
-
-typedef struct lisa_llm_dims {
-    int64_t hidden, intermediate, n_layers, n_heads, n_kv_heads, head_dim, vocab;
-    int64_t mm_hidden, out_dim;
-    int32_t projector_layers; /* 0 = identity, 1 = linear, N = mlpNx_gelu */
-} lisa_llm_dims;
-
-typedef struct lisa_sam_dims {
-    int64_t img, patch, grid, embed, depth, head_dim, mlp, out_chans, window;
-    uint64_t global_mask[4]; /* bit b of word b/64: block b uses global attention (depth <= 256) */
-    int64_t dec_dim, dec_depth, dec_mlp, dec_downsample, n_mask_tokens, iou_hidden, mask_in_chans;
-    bool inferred;           /* from the checkpoint (else ViT-H defaults) */
-} lisa_sam_dims;
-
-typedef struct lisa_clip_dims {
-    int64_t hidden, intermediate, n_layers, image, patch;
-} lisa_clip_dims;
 
 typedef struct lisa_manifest {
     lisa_model_family family;

@@ -13,103 +13,6 @@
 #define DEC_LN_EPS 1e-5f /* nn.LayerNorm default in the two-way transformer */
 #define UP_LN_EPS 1e-6f  /* LayerNorm2d in output_upscaling */
 
-/* ---- loading -------------------------------------------------------------------------------- */
-
-static void load_attention(lisa_weights *w, lisa_sam_attention *a, int64_t dim, int32_t heads, const char *name) {
-    T qw;
-    if (!lisa_w_get(w, &qw, 2, -1, dim, 0, 0, "mask_decoder.transformer.%s.q_proj.weight", name)) return;
-    const int64_t d = qw.shape[0];
-    a->q_w = qw;
-    a->heads = heads;
-    a->internal_dim = (int32_t)d;
-    if (d % heads) lisa_w_error(w, LISA_ERR_SHAPE, "mask_decoder.transformer.%s: %lld not divisible by %d heads", name,
-                                (long long)d, heads);
-    lisa_w_get(w, &a->q_b, 1, d, 0, 0, 0, "mask_decoder.transformer.%s.q_proj.bias", name);
-    lisa_w_get(w, &a->k_w, 2, d, dim, 0, 0, "mask_decoder.transformer.%s.k_proj.weight", name);
-    lisa_w_get(w, &a->k_b, 1, d, 0, 0, 0, "mask_decoder.transformer.%s.k_proj.bias", name);
-    lisa_w_get(w, &a->v_w, 2, d, dim, 0, 0, "mask_decoder.transformer.%s.v_proj.weight", name);
-    lisa_w_get(w, &a->v_b, 1, d, 0, 0, 0, "mask_decoder.transformer.%s.v_proj.bias", name);
-    lisa_w_get(w, &a->out_w, 2, dim, d, 0, 0, "mask_decoder.transformer.%s.out_proj.weight", name);
-    lisa_w_get(w, &a->out_b, 1, dim, 0, 0, 0, "mask_decoder.transformer.%s.out_proj.bias", name);
-}
-
-void lisa_sam_load_decoder(lisa_weights *w, lisa_sam *m);
-void lisa_sam_load_decoder(lisa_weights *w, lisa_sam *m) {
-    lisa_sam_decoder *d = &m->dec;
-    const int64_t C = m->enc.out_chans;
-    d->dim = (int32_t)C;
-    /* SAM's decoder uses 8 heads at every size (build_sam: TwoWayTransformer(num_heads=8)); the
-     * head count is not recoverable from shapes, so it is fixed here as in the reference. */
-    d->heads = 8;
-    lisa_w_get_act(w, &d->iou_token, 2, 1, C, 0, 0, "mask_decoder.iou_token.weight");
-    T mt;
-    if (!lisa_w_get_act(w, &mt, 2, -1, C, 0, 0, "mask_decoder.mask_tokens.weight")) return;
-    d->mask_tokens = mt;
-    d->n_mask_tokens = (int32_t)mt.shape[0];
-    if (d->n_mask_tokens < 1 || d->n_mask_tokens > LISA_SAM_MAX_MASK_TOKENS) {
-        lisa_w_error(w, LISA_ERR_SHAPE, "mask_decoder.mask_tokens.weight: %d tokens", d->n_mask_tokens);
-        return;
-    }
-    d->depth = 0;
-    while (lisa_w_has(w, "mask_decoder.transformer.layers.%d.norm1.weight", d->depth)) d->depth++;
-    if (d->depth < 1 || d->depth > LISA_SAM_MAX_DECODER_DEPTH) {
-        lisa_w_error(w, LISA_ERR_SHAPE, "mask_decoder.transformer: %d layers (1..%d supported)", d->depth,
-                     LISA_SAM_MAX_DECODER_DEPTH);
-        return;
-    }
-    char name[96];
-    for (int i = 0; i < d->depth; i++) {
-        lisa_sam_twoway_layer *L = &d->layers[i];
-        L->skip_first_layer_pe = i == 0;
-        snprintf(name, sizeof name, "layers.%d.self_attn", i);
-        load_attention(w, &L->self_attn, C, d->heads, name);
-        snprintf(name, sizeof name, "layers.%d.cross_attn_token_to_image", i);
-        load_attention(w, &L->t2i, C, d->heads, name);
-        snprintf(name, sizeof name, "layers.%d.cross_attn_image_to_token", i);
-        load_attention(w, &L->i2t, C, d->heads, name);
-        T *norms[4][2] = {{&L->norm1_w, &L->norm1_b}, {&L->norm2_w, &L->norm2_b}, {&L->norm3_w, &L->norm3_b},
-                          {&L->norm4_w, &L->norm4_b}};
-        for (int k = 0; k < 4; k++) {
-            lisa_w_get(w, norms[k][0], 1, C, 0, 0, 0, "mask_decoder.transformer.layers.%d.norm%d.weight", i, k + 1);
-            lisa_w_get(w, norms[k][1], 1, C, 0, 0, 0, "mask_decoder.transformer.layers.%d.norm%d.bias", i, k + 1);
-        }
-        T l1;
-        if (!lisa_w_get(w, &l1, 2, -1, C, 0, 0, "mask_decoder.transformer.layers.%d.mlp.lin1.weight", i)) continue;
-        L->mlp1_w = l1;
-        lisa_w_get(w, &L->mlp1_b, 1, l1.shape[0], 0, 0, 0, "mask_decoder.transformer.layers.%d.mlp.lin1.bias", i);
-        lisa_w_get(w, &L->mlp2_w, 2, C, l1.shape[0], 0, 0, "mask_decoder.transformer.layers.%d.mlp.lin2.weight", i);
-        lisa_w_get(w, &L->mlp2_b, 1, C, 0, 0, 0, "mask_decoder.transformer.layers.%d.mlp.lin2.bias", i);
-    }
-    load_attention(w, &d->final_t2i, C, d->heads, "final_attn_token_to_image");
-    lisa_w_get(w, &d->norm_final_w, 1, C, 0, 0, 0, "mask_decoder.transformer.norm_final_attn.weight");
-    lisa_w_get(w, &d->norm_final_b, 1, C, 0, 0, 0, "mask_decoder.transformer.norm_final_attn.bias");
-    /* output_upscaling: ConvT(C, C/4, 2, 2), LayerNorm2d(C/4), GELU, ConvT(C/4, C/8, 2, 2), GELU */
-    lisa_w_get(w, &d->up0_w, 4, C, C / 4, 2, 2, "mask_decoder.output_upscaling.0.weight");
-    lisa_w_get(w, &d->up0_b, 1, C / 4, 0, 0, 0, "mask_decoder.output_upscaling.0.bias");
-    lisa_w_get(w, &d->up_ln_w, 1, C / 4, 0, 0, 0, "mask_decoder.output_upscaling.1.weight");
-    lisa_w_get(w, &d->up_ln_b, 1, C / 4, 0, 0, 0, "mask_decoder.output_upscaling.1.bias");
-    lisa_w_get(w, &d->up3_w, 4, C / 4, C / 8, 2, 2, "mask_decoder.output_upscaling.3.weight");
-    lisa_w_get(w, &d->up3_b, 1, C / 8, 0, 0, 0, "mask_decoder.output_upscaling.3.bias");
-    /* hypernetwork MLPs 256 -> 256 -> 256 -> 32 (C -> C -> C -> C/8) and the IoU head. */
-    for (int t = 0; t < d->n_mask_tokens; t++) {
-        lisa_w_get(w, &d->hyper_w[t][0], 2, C, C, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.0.weight", t);
-        lisa_w_get(w, &d->hyper_b[t][0], 1, C, 0, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.0.bias", t);
-        lisa_w_get(w, &d->hyper_w[t][1], 2, C, C, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.1.weight", t);
-        lisa_w_get(w, &d->hyper_b[t][1], 1, C, 0, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.1.bias", t);
-        lisa_w_get(w, &d->hyper_w[t][2], 2, C / 8, C, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.2.weight", t);
-        lisa_w_get(w, &d->hyper_b[t][2], 1, C / 8, 0, 0, 0, "mask_decoder.output_hypernetworks_mlps.%d.layers.2.bias", t);
-    }
-    T i0;
-    if (!lisa_w_get(w, &i0, 2, -1, C, 0, 0, "mask_decoder.iou_prediction_head.layers.0.weight")) return;
-    const int64_t hid = i0.shape[0];
-    d->iou_w[0] = i0;
-    lisa_w_get(w, &d->iou_b[0], 1, hid, 0, 0, 0, "mask_decoder.iou_prediction_head.layers.0.bias");
-    lisa_w_get(w, &d->iou_w[1], 2, hid, hid, 0, 0, "mask_decoder.iou_prediction_head.layers.1.weight");
-    lisa_w_get(w, &d->iou_b[1], 1, hid, 0, 0, 0, "mask_decoder.iou_prediction_head.layers.1.bias");
-    lisa_w_get(w, &d->iou_w[2], 2, d->n_mask_tokens, hid, 0, 0, "mask_decoder.iou_prediction_head.layers.2.weight");
-    lisa_w_get(w, &d->iou_b[2], 1, d->n_mask_tokens, 0, 0, 0, "mask_decoder.iou_prediction_head.layers.2.bias");
-}
-
 /* ---- the decoder graph ---------------------------------------------------------------------- */
 
 /* Attention.forward: out_proj(softmax(q kᵀ / sqrt(c)) v) over heads, q [N, Tq, C], k/v [N, Tk, C]. */
@@ -124,10 +27,10 @@ static T *dec_attention(lisa_graph *g, const lisa_sam_attention *a, const T *q_i
     return lisa_g_linear(g, lisa_g_reshape(g, o, 3, N, Tq, H * D, 0), &a->out_w, &a->out_b);
 }
 
-/* MLP with ReLU between layers, none after the last (mask_decoder.MLP). */
+/* MLP with ReLU between layers (in the GEMM epilogues), none after the last (mask_decoder.MLP). */
 static T *dec_mlp3(lisa_graph *g, const T *x, const T *w, const T *b) {
-    T *h = lisa_g_relu(g, lisa_g_linear(g, x, &w[0], &b[0]));
-    h = lisa_g_relu(g, lisa_g_linear(g, h, &w[1], &b[1]));
+    T *h = lisa_g_linear_ex(g, x, &w[0], &b[0], NULL, LISA_ACT_RELU);
+    h = lisa_g_linear_ex(g, h, &w[1], &b[1], NULL, LISA_ACT_RELU);
     return lisa_g_linear(g, h, &w[2], &b[2]);
 }
 
@@ -135,26 +38,27 @@ static T *dec_mlp3(lisa_graph *g, const T *x, const T *w, const T *b) {
 static void twoway_layer(lisa_graph *g, const lisa_sam_twoway_layer *L, T **queries, T **keys, const T *qpe,
                          const T *kpe) {
     T *q = *queries, *k = *keys;
-    /* (1) self-attention: layer 0 has no PE and no residual */
+    /* (1) self-attention: layer 0 has no PE and no residual; each residual add is fused with the
+     * norm after it (ADD_LAYERNORM) */
     if (L->skip_first_layer_pe) {
-        q = dec_attention(g, &L->self_attn, q, q, q);
+        q = lisa_g_layernorm(g, dec_attention(g, &L->self_attn, q, q, q), &L->norm1_w, &L->norm1_b, DEC_LN_EPS);
     } else {
         T *qq = lisa_g_add(g, q, qpe);
-        q = lisa_g_add(g, q, dec_attention(g, &L->self_attn, qq, qq, q));
+        q = lisa_g_add_layernorm(g, NULL, NULL, q, dec_attention(g, &L->self_attn, qq, qq, q), &L->norm1_w, &L->norm1_b,
+                                 DEC_LN_EPS);
     }
-    q = lisa_g_layernorm(g, q, &L->norm1_w, &L->norm1_b, DEC_LN_EPS);
     /* (2) tokens attend to the image: queries = norm2(queries + CA(q+qpe, k+kpe, k)) */
     T *kk = lisa_g_add(g, k, kpe);
-    q = lisa_g_add(g, q, dec_attention(g, &L->t2i, lisa_g_add(g, q, qpe), kk, k));
-    q = lisa_g_layernorm(g, q, &L->norm2_w, &L->norm2_b, DEC_LN_EPS);
-    /* (3) MLP (ReLU) */
-    T *mlp = lisa_g_linear(g, lisa_g_relu(g, lisa_g_linear(g, q, &L->mlp1_w, &L->mlp1_b)), &L->mlp2_w, &L->mlp2_b);
-    q = lisa_g_layernorm(g, lisa_g_add(g, q, mlp), &L->norm3_w, &L->norm3_b, DEC_LN_EPS);
+    q = lisa_g_add_layernorm(g, NULL, NULL, q, dec_attention(g, &L->t2i, lisa_g_add(g, q, qpe), kk, k), &L->norm2_w,
+                             &L->norm2_b, DEC_LN_EPS);
+    /* (3) MLP (ReLU in lin1's epilogue) */
+    T *mlp = lisa_g_linear(g, lisa_g_linear_ex(g, q, &L->mlp1_w, &L->mlp1_b, NULL, LISA_ACT_RELU), &L->mlp2_w, &L->mlp2_b);
+    q = lisa_g_add_layernorm(g, NULL, NULL, q, mlp, &L->norm3_w, &L->norm3_b, DEC_LN_EPS);
     /* (4) image attends to tokens: keys = norm4(keys + CA(k+kpe, q+qpe, q)) */
     T *qq = lisa_g_add(g, q, qpe);
     kk = lisa_g_add(g, k, kpe);
-    k = lisa_g_add(g, k, dec_attention(g, &L->i2t, kk, qq, q));
-    k = lisa_g_layernorm(g, k, &L->norm4_w, &L->norm4_b, DEC_LN_EPS);
+    k = lisa_g_add_layernorm(g, NULL, NULL, k, dec_attention(g, &L->i2t, kk, qq, q), &L->norm4_w, &L->norm4_b,
+                             DEC_LN_EPS);
     *queries = q;
     *keys = k;
 }
@@ -206,7 +110,7 @@ void lisa_sam_decode(lisa_graph *g, const lisa_sam *m, const T *image_emb, const
     for (int l = 0; l < d->depth; l++) twoway_layer(g, &d->layers[l], &queries, &keys, tokens, kpe);
     /* final: queries = norm(queries + CA(q+qpe, k+kpe, k)) */
     T *qf = dec_attention(g, &d->final_t2i, lisa_g_add(g, queries, tokens), lisa_g_add(g, keys, kpe), keys);
-    T *hs = lisa_g_layernorm(g, lisa_g_add(g, queries, qf), &d->norm_final_w, &d->norm_final_b, DEC_LN_EPS);
+    T *hs = lisa_g_add_layernorm(g, NULL, NULL, queries, qf, &d->norm_final_w, &d->norm_final_b, DEC_LN_EPS);
     lisa_g_tap(g, hs, "decoder_hs");
 
     /* upscale keys [N, HW, C] -> [N, C, G, G] -> [N, C/8, 4G, 4G] */

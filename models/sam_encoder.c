@@ -11,99 +11,77 @@
 
 #define SAM_LN_EPS 1e-6f /* norm_layer = partial(nn.LayerNorm, eps=1e-6); LayerNorm2d eps 1e-6 */
 
-void lisa_sam_load_decoder(lisa_weights *w, lisa_sam *m); /* sam_decoder.c */
-
 /* ---- loading -------------------------------------------------------------------------------- */
 
-static void load_encoder(lisa_weights *w, lisa_sam *m) {
+/* The dims are read off the checkpoint (models/tensors.h, lisa_sam_dims_infer), checked for what
+ * the graphs need, and every row of models/sam_tensors.def is bound with its full shape, so a
+ * tensor that disagrees with the others is reported by name. */
+static void load_all(lisa_weights *w, void *ctx) {
+    lisa_sam *m = ctx;
+    free(m->blocks); /* the device path runs this twice */
+    m->blocks = NULL;
+    if (!lisa_w_has(w, "image_encoder.patch_embed.proj.weight")) {
+        lisa_w_error(w, LISA_ERR_NOT_FOUND, "missing tensor '%simage_encoder.patch_embed.proj.weight'", w->prefix);
+        return;
+    }
+    lisa_sam_dims d;
+    lisa_sam_dims_infer(&d, w->ck, w->prefix);
+    if (d.head_dim <= 0 || d.embed % d.head_dim) {
+        lisa_w_error(w, LISA_ERR_SHAPE, "rel_pos head dim %lld does not divide embed dim %lld", (long long)d.head_dim,
+                     (long long)d.embed);
+        return;
+    }
+    /* SAM's decoder uses 8 heads at every size (build_sam: TwoWayTransformer(num_heads=8)); the
+     * head count is not recoverable from shapes, so it is fixed here as in the reference. */
+    const int32_t dec_heads = 8;
+    if (d.dec_dim != d.out_chans || d.dec_dim % dec_heads || (d.dec_dim / d.dec_downsample) % dec_heads) {
+        lisa_w_error(w, LISA_ERR_SHAPE, "mask_decoder: dim %lld (inner %lld) with the encoder's out_chans %lld and %d "
+                     "heads", (long long)d.dec_dim, (long long)(d.dec_dim / d.dec_downsample), (long long)d.out_chans,
+                     dec_heads);
+        return;
+    }
+    if (d.n_mask_tokens < 1 || d.n_mask_tokens > LISA_SAM_MAX_MASK_TOKENS) {
+        lisa_w_error(w, LISA_ERR_SHAPE, "mask_decoder.mask_tokens.weight: %lld tokens", (long long)d.n_mask_tokens);
+        return;
+    }
+    if (d.dec_depth < 1 || d.dec_depth > LISA_SAM_MAX_DECODER_DEPTH) {
+        lisa_w_error(w, LISA_ERR_SHAPE, "mask_decoder.transformer: %lld layers (1..%d supported)", (long long)d.dec_depth,
+                     LISA_SAM_MAX_DECODER_DEPTH);
+        return;
+    }
     lisa_sam_encoder_params *p = &m->enc;
-    /* Shapes first from the checkpoint (inference), then every tensor bound with its full shape. */
-    T pw;
-    if (!lisa_w_get(w, &pw, 4, -1, 3, -1, -1, "image_encoder.patch_embed.proj.weight")) return;
-    p->embed = (int32_t)pw.shape[0];
-    p->patch = (int32_t)pw.shape[2];
-    if (pw.shape[3] != p->patch) lisa_w_error(w, LISA_ERR_SHAPE, "image_encoder.patch_embed.proj.weight: non-square patch");
-    T pos;
-    if (!lisa_w_get_act(w, &pos, 4, 1, -1, -1, p->embed, "image_encoder.pos_embed")) return;
-    p->grid = (int32_t)pos.shape[1];
-    if (pos.shape[2] != p->grid) lisa_w_error(w, LISA_ERR_SHAPE, "image_encoder.pos_embed: non-square grid");
-    p->img_size = p->grid * p->patch;
-    p->depth = 0;
-    while (lisa_w_has(w, "image_encoder.blocks.%d.attn.qkv.weight", p->depth)) p->depth++;
-    if (p->depth == 0) {
-        lisa_w_error(w, LISA_ERR_NOT_FOUND, "no image_encoder.blocks.0.* tensors");
-        return;
-    }
-    T r0;
-    if (!lisa_w_get(w, &r0, 2, -1, -1, -1, -1, "image_encoder.blocks.0.attn.rel_pos_h")) return;
-    p->head_dim = (int32_t)r0.shape[1];
-    if (p->head_dim <= 0 || p->embed % p->head_dim) {
-        lisa_w_error(w, LISA_ERR_SHAPE, "rel_pos head dim %d does not divide embed dim %d", p->head_dim, p->embed);
-        return;
-    }
-    p->heads = p->embed / p->head_dim;
-    T l1;
-    if (!lisa_w_get(w, &l1, 2, -1, p->embed, -1, -1, "image_encoder.blocks.0.mlp.lin1.weight")) return;
-    p->mlp = (int32_t)l1.shape[0];
-    T n0;
-    if (!lisa_w_get(w, &n0, 4, -1, p->embed, 1, 1, "image_encoder.neck.0.weight")) return;
-    p->out_chans = (int32_t)n0.shape[0];
-
+    p->img_size = (int32_t)d.img;
+    p->patch = (int32_t)d.patch;
+    p->grid = (int32_t)d.grid;
+    p->embed = (int32_t)d.embed;
+    p->depth = (int32_t)d.depth;
+    p->head_dim = (int32_t)d.head_dim;
+    p->heads = (int32_t)(d.embed / d.head_dim);
+    p->mlp = (int32_t)d.mlp;
+    p->out_chans = (int32_t)d.out_chans;
     m->blocks = calloc((size_t)p->depth, sizeof *m->blocks);
     if (!m->blocks) {
         lisa_w_error(w, LISA_ERR_OOM, "out of memory");
         return;
     }
-    const int64_t E = p->embed, D = p->head_dim;
-    m->patch_w = pw;
-    lisa_w_get(w, &m->patch_b, 1, E, 0, 0, 0, "image_encoder.patch_embed.proj.bias");
-    m->pos_embed = pos;
-    for (int i = 0; i < p->depth; i++) {
-        lisa_sam_block *b = &m->blocks[i];
-        T rh;
-        if (!lisa_w_get(w, &rh, 2, -1, D, 0, 0, "image_encoder.blocks.%d.attn.rel_pos_h", i)) continue;
-        /* rel_pos length 2*size-1: size == grid -> global block, else the window size. */
-        int64_t size = (rh.shape[0] + 1) / 2;
-        if (rh.shape[0] != 2 * size - 1 || size > p->grid) {
-            lisa_w_error(w, LISA_ERR_SHAPE, "image_encoder.blocks.%d.attn.rel_pos_h: length %lld is not 2*window-1", i,
-                         (long long)rh.shape[0]);
-            continue;
-        }
-        b->window = size == p->grid ? 0 : (int32_t)size;
-        b->rel_pos_h = rh;
-        lisa_w_get(w, &b->rel_pos_w, 2, 2 * size - 1, D, 0, 0, "image_encoder.blocks.%d.attn.rel_pos_w", i);
-        lisa_w_get(w, &b->norm1_w, 1, E, 0, 0, 0, "image_encoder.blocks.%d.norm1.weight", i);
-        lisa_w_get(w, &b->norm1_b, 1, E, 0, 0, 0, "image_encoder.blocks.%d.norm1.bias", i);
-        lisa_w_get(w, &b->qkv_w, 2, 3 * E, E, 0, 0, "image_encoder.blocks.%d.attn.qkv.weight", i);
-        lisa_w_get(w, &b->qkv_b, 1, 3 * E, 0, 0, 0, "image_encoder.blocks.%d.attn.qkv.bias", i);
-        lisa_w_get(w, &b->proj_w, 2, E, E, 0, 0, "image_encoder.blocks.%d.attn.proj.weight", i);
-        lisa_w_get(w, &b->proj_b, 1, E, 0, 0, 0, "image_encoder.blocks.%d.attn.proj.bias", i);
-        lisa_w_get(w, &b->norm2_w, 1, E, 0, 0, 0, "image_encoder.blocks.%d.norm2.weight", i);
-        lisa_w_get(w, &b->norm2_b, 1, E, 0, 0, 0, "image_encoder.blocks.%d.norm2.bias", i);
-        lisa_w_get(w, &b->lin1_w, 2, p->mlp, E, 0, 0, "image_encoder.blocks.%d.mlp.lin1.weight", i);
-        lisa_w_get(w, &b->lin1_b, 1, p->mlp, 0, 0, 0, "image_encoder.blocks.%d.mlp.lin1.bias", i);
-        lisa_w_get(w, &b->lin2_w, 2, E, p->mlp, 0, 0, "image_encoder.blocks.%d.mlp.lin2.weight", i);
-        lisa_w_get(w, &b->lin2_b, 1, E, 0, 0, 0, "image_encoder.blocks.%d.mlp.lin2.bias", i);
+    for (int i = 0; i < p->depth; i++) m->blocks[i].window = lisa_sam_dims_global(&d, i) ? 0 : (int32_t)d.window;
+    lisa_sam_decoder *dec = &m->dec;
+    memset(dec, 0, sizeof *dec);
+    dec->dim = (int32_t)d.dec_dim;
+    dec->heads = dec_heads;
+    dec->depth = (int32_t)d.dec_depth;
+    dec->n_mask_tokens = (int32_t)d.n_mask_tokens;
+    const int32_t inner = (int32_t)(d.dec_dim / d.dec_downsample);
+    for (int i = 0; i < dec->depth; i++) {
+        lisa_sam_twoway_layer *L = &dec->layers[i];
+        L->skip_first_layer_pe = i == 0;
+        L->self_attn.internal_dim = dec->dim;
+        L->t2i.internal_dim = L->i2t.internal_dim = inner;
+        L->self_attn.heads = L->t2i.heads = L->i2t.heads = dec_heads;
     }
-    const int64_t O = p->out_chans;
-    m->neck0_w = n0;
-    lisa_w_get(w, &m->neck1_w, 1, O, 0, 0, 0, "image_encoder.neck.1.weight");
-    lisa_w_get(w, &m->neck1_b, 1, O, 0, 0, 0, "image_encoder.neck.1.bias");
-    lisa_w_get(w, &m->neck2_w, 4, O, O, 3, 3, "image_encoder.neck.2.weight");
-    lisa_w_get(w, &m->neck3_w, 1, O, 0, 0, 0, "image_encoder.neck.3.weight");
-    lisa_w_get(w, &m->neck3_b, 1, O, 0, 0, 0, "image_encoder.neck.3.bias");
-}
-
-static void load_all(lisa_weights *w, void *ctx) {
-    lisa_sam *m = ctx;
-    free(m->blocks); /* the device path runs this twice */
-    m->blocks = NULL;
-    load_encoder(w, m);
-    if (m->enc.out_chans <= 0) return; /* the decoder's dims come from the neck */
-    const int64_t O = m->enc.out_chans;
-    lisa_w_get(w, &m->pe_gaussian, 2, 2, O / 2, 0, 0, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
-    lisa_w_get_act(w, &m->no_mask_embed, 2, 1, O, 0, 0, "prompt_encoder.no_mask_embed.weight");
-    lisa_sam_load_decoder(w, m);
+    dec->final_t2i.internal_dim = inner;
+    dec->final_t2i.heads = dec_heads;
+    (void)lisa_sam_tensors(&d, "", m, lisa_w_bind, w);
 }
 
 /* PositionEmbeddingRandom.forward((grid, grid)) in float32 (spec §5.2), [1, dim, grid, grid]:
@@ -208,8 +186,9 @@ static T *qkv_part(lisa_graph *g, T *qkv, int which, int64_t B, int64_t N, int64
 }
 
 /* Attention on a grid x [B, h, w, E] with decomposed relative positions (Attention.forward):
- * A = softmax((q·s)kᵀ + rel_h + rel_w) v, rel terms from the unscaled q; then proj. */
-static T *sam_attention(lisa_graph *g, const lisa_sam *m, const lisa_sam_block *b, const T *x) {
+ * A = softmax((q·s)kᵀ + rel_h + rel_w) v, rel terms from the unscaled q; then proj, with the
+ * block's residual added in the GEMM when `residual` (the [B, h, w, E] stream) is given. */
+static T *sam_attention(lisa_graph *g, const lisa_sam *m, const lisa_sam_block *b, const T *x, T *residual) {
     const int64_t B = x->shape[0], h = x->shape[1], w = x->shape[2], E = m->enc.embed;
     const int64_t H = m->enc.heads, D = m->enc.head_dim, N = h * w;
     T *qkv = lisa_g_linear(g, lisa_g_reshape(g, x, 3, B, N, E, 0), &b->qkv_w, &b->qkv_b);      /* [B, N, 3E] */
@@ -221,8 +200,10 @@ static T *sam_attention(lisa_graph *g, const lisa_sam *m, const lisa_sam_block *
     T *rel_h, *rel_w;
     lisa_g_rel_pos(g, &rel_h, &rel_w, q, &b->rel_pos_h, &b->rel_pos_w, (int32_t)h, (int32_t)w);
     lisa_attn_params p = {.scale = 1.0f / sqrtf((float)D), .rel_h = rel_h, .rel_w = rel_w};
-    T *o = lisa_g_attention(g, q, k, v, &p);                                               /* [B, N, H, D] */
-    return lisa_g_linear(g, lisa_g_reshape(g, o, 4, B, h, w, E), &b->proj_w, &b->proj_b);
+    T *o = lisa_g_reshape(g, lisa_g_attention(g, q, k, v, &p), 4, B, h, w, E);             /* [B, h, w, E] */
+    if (!residual) return lisa_g_linear(g, o, &b->proj_w, &b->proj_b);
+    lisa_g_linear_ex_to(g, residual, o, &b->proj_w, &b->proj_b, residual, LISA_ACT_NONE);
+    return residual;
 }
 
 T *lisa_sam_encode(lisa_graph *g, const lisa_sam *m, const T *px) {
@@ -248,20 +229,18 @@ T *lisa_sam_encode(lisa_graph *g, const lisa_sam *m, const T *px) {
     for (int i = 0; i < p->depth && g_ok(g); i++) {
         const lisa_sam_block *b = &m->blocks[i];
         lisa_graph_mark mb = lisa_g_mark(g);
-        /* x = x + Attn(window(LN1(x))) */
-        T *n1 = lisa_g_layernorm(g, x, &b->norm1_w, &b->norm1_b, SAM_LN_EPS);
-        T *a;
+        /* x = x + Attn(window(LN1(x))): the norm fused with the window partition, the shortcut
+         * with the unpartition; global blocks add it in the proj GEMM */
         if (b->window > 0) {
-            T *win = lisa_g_window_partition(g, n1, b->window);                           /* [B*nw, S, S, E] */
-            a = lisa_g_window_unpartition(g, sam_attention(g, m, b, win), b->window, G, G);
+            T *win = lisa_g_layernorm_window_partition(g, x, &b->norm1_w, &b->norm1_b, SAM_LN_EPS, b->window);
+            lisa_g_window_unpartition_add_to(g, x, sam_attention(g, m, b, win, NULL), x, b->window);
         } else {
-            a = sam_attention(g, m, b, n1);
+            sam_attention(g, m, b, lisa_g_layernorm(g, x, &b->norm1_w, &b->norm1_b, SAM_LN_EPS), x);
         }
-        lisa_g_add_to(g, x, x, a);
-        /* x = x + lin2(GELU(lin1(LN2(x)))) */
+        /* x = x + lin2(GELU(lin1(LN2(x)))): GELU in lin1's epilogue, the residual in lin2's */
         T *n2 = lisa_g_layernorm(g, x, &b->norm2_w, &b->norm2_b, SAM_LN_EPS);
-        T *mlp = lisa_g_linear(g, lisa_g_gelu(g, lisa_g_linear(g, n2, &b->lin1_w, &b->lin1_b)), &b->lin2_w, &b->lin2_b);
-        lisa_g_add_to(g, x, x, mlp);
+        T *h = lisa_g_linear_ex(g, n2, &b->lin1_w, &b->lin1_b, NULL, LISA_ACT_GELU);
+        lisa_g_linear_ex_to(g, x, h, &b->lin2_w, &b->lin2_b, x, LISA_ACT_NONE);
         lisa_g_reset(g, mb);
         lisa_g_tap(g, x, "enc.block.%d", i);
     }

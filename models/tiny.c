@@ -11,12 +11,12 @@
 #include "core/half.h"
 #include "core/path.h"
 #include "core/tensor.h"
+#include "models/tensors.h"
 #include "models/tokenizer.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +37,6 @@
 #define SAM_DEC_DEPTH     2    /* TwoWayTransformer depth (2 in every SAM) */
 #define SAM_MASK_TOKENS   4    /* num_multimask_outputs 3 + 1 */
 #define RESID_GAIN        0.35 /* o_proj / down_proj gain (gen_golden.py build_llm) */
-#define HYPER_OUT_GAIN    12.0 /* hypernetwork output layers (gen_golden.py build_sam_weights) */
-#define LM_HEAD_STD       0.02
 #define TARGET_LOGIT      16.0 /* planned successor's logit at an expected state */
 #define MIN_MARGIN        8.0  /* required top-1 minus top-2 at the expected states after BF16 rounding */
 #define MAX_DIM           16384
@@ -181,198 +179,97 @@ static void fill_normal(tlist *L, tt *e, double mean, double std) {
         x[i] = (float)(mean + std * rng_normal(&r));
 }
 
-/* Tensor names are short by construction; a truncated one would be a bug. */
-static const char *fmt_name(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static const char *fmt_name(char *buf, size_t cap, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    const int n = vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-    LISA_ASSERT(n >= 0 && (size_t)n < cap);
-    return buf;
-}
-#define NAME(buf, ...) fmt_name(buf, sizeof buf, __VA_ARGS__)
+/* ---- the tensors: the networks' tables (models/tensors.h), in state_dict order ---------------- */
 
-static void w_normal(tlist *L, const char *name, lisa_dtype dt, int nd, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-                     double std) {
-    fill_normal(L, tl_new(L, name, dt, nd, d0, d1, d2, d3), 0.0, std);
-}
+typedef struct tiny_gen {
+    tlist *L;
+    double resid_gain; /* o_proj / down_proj (LISA_INIT_RESID) */
+} tiny_gen;
 
-/* norm: weight 1 + N(0, 0.1²), bias N(0, 0.05²) */
-static void w_norm(tlist *L, const char *pre, lisa_dtype dt, int64_t n, bool bias) {
-    char nm[256];
-    fill_normal(L, tl_new(L, NAME(nm, "%s.weight", pre), dt, 1, n, 0, 0, 0), 1.0, 0.1);
-    if (bias) fill_normal(L, tl_new(L, NAME(nm, "%s.bias", pre), dt, 1, n, 0, 0, 0), 0.0, 0.05);
-}
-
-/* Linear [out, in]: N(0, gain²/in); bias N(0, 0.05²) */
-static void w_linear(tlist *L, const char *pre, lisa_dtype dt, int64_t out, int64_t in, double gain, bool bias) {
-    char nm[256];
-    w_normal(L, NAME(nm, "%s.weight", pre), dt, 2, out, in, 0, 0, gain / sqrt((double)in));
-    if (bias) w_normal(L, NAME(nm, "%s.bias", pre), dt, 1, out, 0, 0, 0, 0.05);
-}
-
-/* Conv2d [out, in, k, k]: fan = in*k*k. ConvTranspose2d [in, out, k, k] (transposed = true): fan =
- * in (a k2 s2 transposed conv takes one tap per input channel, as gen_golden.py scales it). */
-static void w_conv(tlist *L, const char *pre, int64_t a, int64_t b, int64_t k, bool transposed, bool bias) {
-    char nm[256];
-    const double fan = transposed ? (double)a : (double)(b * k * k);
-    w_normal(L, NAME(nm, "%s.weight", pre), LISA_DTYPE_F32, 4, a, b, k, k, 1.0 / sqrt(fan));
-    if (bias) w_normal(L, NAME(nm, "%s.bias", pre), LISA_DTYPE_F32, 1, transposed ? b : a, 0, 0, 0, 0.05);
+/* The tensor-table visitor: one tensor per row, drawn as the row's init says (gen_golden.py's
+ * init_module_ scales, see tiny.h). */
+static lisa_status gen_row(void *ctx, const lisa_tensor_spec *sp) {
+    tiny_gen *g = ctx;
+    tlist *L = g->L;
+    const int64_t *d = sp->shape;
+    tt *e = tl_new(L, sp->name, sp->dtype, sp->n_dims, d[0], d[1], d[2], d[3]);
+    if (!e) return L->st;
+    switch (sp->init) {
+    case LISA_INIT_NORMAL: fill_normal(L, e, 0.0, sp->init_arg); break;
+    case LISA_INIT_LINEAR: fill_normal(L, e, 0.0, sp->init_arg / sqrt((double)d[1])); break;
+    case LISA_INIT_RESID: fill_normal(L, e, 0.0, g->resid_gain / sqrt((double)d[1])); break;
+    case LISA_INIT_BIAS: fill_normal(L, e, 0.0, 0.05); break;
+    case LISA_INIT_NORM: fill_normal(L, e, 1.0, 0.1); break;
+    /* a Conv2d's fan is in·kh·kw; a k2 s2 ConvTranspose2d takes one tap per input channel, as
+     * gen_golden.py scales it */
+    case LISA_INIT_CONV: fill_normal(L, e, 0.0, 1.0 / sqrt((double)(d[1] * d[2] * d[3]))); break;
+    case LISA_INIT_CONVT: fill_normal(L, e, 0.0, 1.0 / sqrt((double)d[0])); break;
+    case LISA_INIT_ROTARY: /* 1 / 10000^(2j/hd) in f32 as torch builds it (the engine recomputes it) */
+        for (int64_t j = 0; e->t.data && j < d[0]; j++) {
+            const float x = (float)(2 * j) / (float)(2 * d[0]);
+            ((float *)e->t.data)[j] = 1.0f / (float)pow(10000.0, (double)x);
+        }
+        break;
+    case LISA_INIT_ARANGE:
+        for (int64_t i = 0, n = lisa_tensor_numel(&e->t); e->t.data && i < n; i++) ((int64_t *)e->t.data)[i] = i;
+        break;
+    }
+    return L->st;
 }
 
-/* ---- model parts, in state_dict order -------------------------------------------------------- */
-
-static bool is_global(const lisa_tiny_params *p, int32_t i) {
+/* The tables' dims for make-tiny's parameters: SAM image 1024, patch 16, encoder MLP 4·embed,
+ * decoder dim = out_dim with MLP 2·out_dim, cross attentions at out_dim/2 and an IoU head of
+ * out_dim (SAM: 2048 and 256 at out_dim 256; any width works, the engine reads them off shapes). */
+static lisa_sam_dims tiny_sam_dims(const lisa_tiny_params *p) {
+    lisa_sam_dims d;
+    memset(&d, 0, sizeof d);
+    d.img = SAM_IMAGE;
+    d.patch = SAM_PATCH;
+    d.grid = SAM_GRID;
+    d.embed = p->sam_embed;
+    d.depth = p->sam_depth;
+    d.head_dim = p->sam_embed / p->sam_heads;
+    d.mlp = 4 * (int64_t)p->sam_embed;
+    d.out_chans = p->out_dim;
+    d.window = p->sam_window;
     for (int32_t k = 0; k < p->n_sam_global; k++)
-        if (p->sam_global[k] == i) return true;
-    return false;
-}
-
-static void sam_attention(tlist *L, const char *pre, int64_t dim, int64_t inner) {
-    char nm[320];
-    w_linear(L, NAME(nm, "%s.q_proj", pre), LISA_DTYPE_F32, inner, dim, 1.0, true);
-    w_linear(L, NAME(nm, "%s.k_proj", pre), LISA_DTYPE_F32, inner, dim, 1.0, true);
-    w_linear(L, NAME(nm, "%s.v_proj", pre), LISA_DTYPE_F32, inner, dim, 1.0, true);
-    w_linear(L, NAME(nm, "%s.out_proj", pre), LISA_DTYPE_F32, dim, inner, 1.0, true);
+        d.global_mask[p->sam_global[k] / 64] |= 1ull << (p->sam_global[k] % 64);
+    d.dec_dim = p->out_dim;
+    d.dec_depth = SAM_DEC_DEPTH;
+    d.dec_mlp = 2 * (int64_t)p->out_dim;
+    d.dec_downsample = 2;
+    d.n_mask_tokens = SAM_MASK_TOKENS;
+    d.iou_hidden = p->out_dim;
+    d.mask_in_chans = SAM_MASK_IN_CHANS;
+    return d;
 }
 
 /* segment_anything's Sam minus pixel_mean/std (not persistent); `pre` = "" or "model.visual_model." */
 static void gen_sam(tlist *L, const lisa_tiny_params *p, const char *pre) {
-    const int64_t E = p->sam_embed, hd = p->sam_embed / p->sam_heads, O = p->out_dim, MIC = SAM_MASK_IN_CHANS;
-    char nm[320], b[256];
-    w_normal(L, NAME(nm, "%simage_encoder.pos_embed", pre), LISA_DTYPE_F32, 4, 1, SAM_GRID, SAM_GRID, E, 0.3);
-    w_conv(L, NAME(b, "%simage_encoder.patch_embed.proj", pre), E, 3, SAM_PATCH, false, true);
-    for (int32_t i = 0; i < p->sam_depth; i++) {
-        const int64_t size = is_global(p, i) ? SAM_GRID : p->sam_window;
-        w_norm(L, NAME(b, "%simage_encoder.blocks.%d.norm1", pre, i), LISA_DTYPE_F32, E, true);
-        w_normal(L, NAME(nm, "%simage_encoder.blocks.%d.attn.rel_pos_h", pre, i), LISA_DTYPE_F32, 2, 2 * size - 1, hd,
-                 0, 0, 0.3);
-        w_normal(L, NAME(nm, "%simage_encoder.blocks.%d.attn.rel_pos_w", pre, i), LISA_DTYPE_F32, 2, 2 * size - 1, hd,
-                 0, 0, 0.3);
-        w_linear(L, NAME(b, "%simage_encoder.blocks.%d.attn.qkv", pre, i), LISA_DTYPE_F32, 3 * E, E, 1.0, true);
-        w_linear(L, NAME(b, "%simage_encoder.blocks.%d.attn.proj", pre, i), LISA_DTYPE_F32, E, E, 1.0, true);
-        w_norm(L, NAME(b, "%simage_encoder.blocks.%d.norm2", pre, i), LISA_DTYPE_F32, E, true);
-        w_linear(L, NAME(b, "%simage_encoder.blocks.%d.mlp.lin1", pre, i), LISA_DTYPE_F32, 4 * E, E, 1.0, true);
-        w_linear(L, NAME(b, "%simage_encoder.blocks.%d.mlp.lin2", pre, i), LISA_DTYPE_F32, E, 4 * E, 1.0, true);
-    }
-    w_conv(L, NAME(b, "%simage_encoder.neck.0", pre), O, E, 1, false, false);
-    w_norm(L, NAME(b, "%simage_encoder.neck.1", pre), LISA_DTYPE_F32, O, true);
-    w_conv(L, NAME(b, "%simage_encoder.neck.2", pre), O, O, 3, false, false);
-    w_norm(L, NAME(b, "%simage_encoder.neck.3", pre), LISA_DTYPE_F32, O, true);
-
-    /* prompt encoder: LISA uses the Gaussian PE matrix and no_mask_embed; the point and mask
-     * tensors are unused but present in the real checkpoint */
-    w_normal(L, NAME(nm, "%sprompt_encoder.pe_layer.positional_encoding_gaussian_matrix", pre), LISA_DTYPE_F32, 2, 2,
-             O / 2, 0, 0, 1.0);
-    for (int k = 0; k < 4; k++)
-        w_normal(L, NAME(nm, "%sprompt_encoder.point_embeddings.%d.weight", pre, k), LISA_DTYPE_F32, 2, 1, O, 0, 0,
-                 1.0);
-    w_normal(L, NAME(nm, "%sprompt_encoder.not_a_point_embed.weight", pre), LISA_DTYPE_F32, 2, 1, O, 0, 0, 1.0);
-    w_conv(L, NAME(b, "%sprompt_encoder.mask_downscaling.0", pre), MIC / 4, 1, 2, false, true);
-    w_norm(L, NAME(b, "%sprompt_encoder.mask_downscaling.1", pre), LISA_DTYPE_F32, MIC / 4, true);
-    w_conv(L, NAME(b, "%sprompt_encoder.mask_downscaling.3", pre), MIC, MIC / 4, 2, false, true);
-    w_norm(L, NAME(b, "%sprompt_encoder.mask_downscaling.4", pre), LISA_DTYPE_F32, MIC, true);
-    w_conv(L, NAME(b, "%sprompt_encoder.mask_downscaling.6", pre), O, MIC, 1, false, true);
-    w_normal(L, NAME(nm, "%sprompt_encoder.no_mask_embed.weight", pre), LISA_DTYPE_F32, 2, 1, O, 0, 0, 1.0);
-
-    /* mask decoder: 8 heads, self-attention at O, cross-attention at O/2, MLP 2*O (SAM: 2048 at
-     * O = 256; any width works, the engine reads it from the shapes) */
-    const int64_t MLP = 2 * O, IH = O;
-    for (int32_t i = 0; i < SAM_DEC_DEPTH; i++) {
-        char lp[256];
-        NAME(lp, "%smask_decoder.transformer.layers.%d", pre, i);
-        sam_attention(L, NAME(b, "%s.self_attn", lp), O, O);
-        w_norm(L, NAME(b, "%s.norm1", lp), LISA_DTYPE_F32, O, true);
-        sam_attention(L, NAME(b, "%s.cross_attn_token_to_image", lp), O, O / 2);
-        w_norm(L, NAME(b, "%s.norm2", lp), LISA_DTYPE_F32, O, true);
-        w_linear(L, NAME(b, "%s.mlp.lin1", lp), LISA_DTYPE_F32, MLP, O, 1.0, true);
-        w_linear(L, NAME(b, "%s.mlp.lin2", lp), LISA_DTYPE_F32, O, MLP, 1.0, true);
-        w_norm(L, NAME(b, "%s.norm3", lp), LISA_DTYPE_F32, O, true);
-        w_norm(L, NAME(b, "%s.norm4", lp), LISA_DTYPE_F32, O, true);
-        sam_attention(L, NAME(b, "%s.cross_attn_image_to_token", lp), O, O / 2);
-    }
-    sam_attention(L, NAME(b, "%smask_decoder.transformer.final_attn_token_to_image", pre), O, O / 2);
-    w_norm(L, NAME(b, "%smask_decoder.transformer.norm_final_attn", pre), LISA_DTYPE_F32, O, true);
-    w_normal(L, NAME(nm, "%smask_decoder.iou_token.weight", pre), LISA_DTYPE_F32, 2, 1, O, 0, 0, 1.0);
-    w_normal(L, NAME(nm, "%smask_decoder.mask_tokens.weight", pre), LISA_DTYPE_F32, 2, SAM_MASK_TOKENS, O, 0, 0, 1.0);
-    w_conv(L, NAME(b, "%smask_decoder.output_upscaling.0", pre), O, O / 4, 2, true, true);
-    w_norm(L, NAME(b, "%smask_decoder.output_upscaling.1", pre), LISA_DTYPE_F32, O / 4, true);
-    w_conv(L, NAME(b, "%smask_decoder.output_upscaling.3", pre), O / 4, O / 8, 2, true, true);
-    for (int t = 0; t < SAM_MASK_TOKENS; t++) {
-        w_linear(L, NAME(b, "%smask_decoder.output_hypernetworks_mlps.%d.layers.0", pre, t), LISA_DTYPE_F32, O, O, 1.0,
-                 true);
-        w_linear(L, NAME(b, "%smask_decoder.output_hypernetworks_mlps.%d.layers.1", pre, t), LISA_DTYPE_F32, O, O, 1.0,
-                 true);
-        w_linear(L, NAME(b, "%smask_decoder.output_hypernetworks_mlps.%d.layers.2", pre, t), LISA_DTYPE_F32, O / 8, O,
-                 HYPER_OUT_GAIN, true);
-    }
-    w_linear(L, NAME(b, "%smask_decoder.iou_prediction_head.layers.0", pre), LISA_DTYPE_F32, IH, O, 1.0, true);
-    w_linear(L, NAME(b, "%smask_decoder.iou_prediction_head.layers.1", pre), LISA_DTYPE_F32, IH, IH, 1.0, true);
-    w_linear(L, NAME(b, "%smask_decoder.iou_prediction_head.layers.2", pre), LISA_DTYPE_F32, SAM_MASK_TOKENS, IH, 1.0,
-             true);
+    const lisa_sam_dims d = tiny_sam_dims(p);
+    tiny_gen g = {.L = L, .resid_gain = RESID_GAIN};
+    (void)lisa_sam_tensors(&d, pre, NULL, gen_row, &g);
 }
 
 /* LISAForCausalLM.state_dict(): model.* (LLaMA, mm_projector, visual_model, text_hidden_fcs), lm_head */
 static void gen_lisa(tlist *L, const lisa_tiny_params *p, int32_t vocab) {
-    const int64_t C = p->llm_hidden, I = p->llm_inter, hd = p->llm_hidden / p->llm_heads, KV = p->llm_kv_heads * hd;
-    const lisa_dtype BF = LISA_DTYPE_BF16;
+    const lisa_llm_dims llm = {.hidden = p->llm_hidden, .intermediate = p->llm_inter, .n_layers = p->llm_layers,
+                               .n_heads = p->llm_heads, .n_kv_heads = p->llm_kv_heads,
+                               .head_dim = p->llm_hidden / p->llm_heads, .vocab = vocab,
+                               .mm_hidden = p->clip_hidden, .out_dim = p->out_dim, .projector_layers = 1};
+    const lisa_sam_dims sam = tiny_sam_dims(p);
     /* synthetic models keep the residual stream's layer contributions at the 2-layer level at any
      * depth (tiny.h); drawn models keep gen_golden.py's gain */
-    const double rg = L->synthetic ? RESID_GAIN * sqrt(2.0 / p->llm_layers) : RESID_GAIN;
-    char nm[256], b[256];
-    w_normal(L, "model.embed_tokens.weight", BF, 2, vocab, C, 0, 0, 1.0);
-    for (int32_t i = 0; i < p->llm_layers; i++) {
-        w_linear(L, NAME(b, "model.layers.%d.self_attn.q_proj", i), BF, C, C, 1.0, false);
-        w_linear(L, NAME(b, "model.layers.%d.self_attn.k_proj", i), BF, KV, C, 1.0, false);
-        w_linear(L, NAME(b, "model.layers.%d.self_attn.v_proj", i), BF, KV, C, 1.0, false);
-        w_linear(L, NAME(b, "model.layers.%d.self_attn.o_proj", i), BF, C, C, rg, false);
-        /* transformers 4.31 saves rotary_emb.inv_freq (a persistent buffer), BF16 like the model;
-         * the engine recomputes it. 1 / 10000^(2j/hd) in f32 as torch builds it. */
-        tt *e = tl_new(L, NAME(nm, "model.layers.%d.self_attn.rotary_emb.inv_freq", i), BF, 1, hd / 2, 0, 0, 0);
-        for (int64_t j = 0; e && e->t.data && j < hd / 2; j++) {
-            const float x = (float)(2 * j) / (float)hd;
-            ((float *)e->t.data)[j] = 1.0f / (float)pow(10000.0, (double)x);
-        }
-        w_linear(L, NAME(b, "model.layers.%d.mlp.gate_proj", i), BF, I, C, 1.0, false);
-        w_linear(L, NAME(b, "model.layers.%d.mlp.up_proj", i), BF, I, C, 1.0, false);
-        w_linear(L, NAME(b, "model.layers.%d.mlp.down_proj", i), BF, C, I, rg, false);
-        w_norm(L, NAME(b, "model.layers.%d.input_layernorm", i), BF, C, false);
-        w_norm(L, NAME(b, "model.layers.%d.post_attention_layernorm", i), BF, C, false);
-    }
-    w_norm(L, "model.norm", BF, C, false);
-    w_linear(L, "model.mm_projector", BF, C, p->clip_hidden, 1.0, true);
-    gen_sam(L, p, "model.visual_model.");
-    w_linear(L, "model.text_hidden_fcs.0.0", LISA_DTYPE_F32, C, C, sqrt(2.0), true);
-    w_linear(L, "model.text_hidden_fcs.0.2", LISA_DTYPE_F32, p->out_dim, C, 1.0, true);
-    w_normal(L, "lm_head.weight", BF, 2, vocab, C, 0, 0, LM_HEAD_STD);
+    tiny_gen g = {.L = L, .resid_gain = L->synthetic ? RESID_GAIN * sqrt(2.0 / p->llm_layers) : RESID_GAIN};
+    (void)lisa_lisa_tensors(&llm, &sam, gen_row, &g);
 }
 
 /* CLIPVisionModel's tensors as CLIPModel.state_dict() names them (vision_model.*) */
 static void gen_clip(tlist *L, const lisa_tiny_params *p) {
-    const int64_t E = p->clip_hidden, I = p->clip_mlp, P = (CLIP_IMAGE / CLIP_PATCH) * (CLIP_IMAGE / CLIP_PATCH) + 1;
-    const lisa_dtype F = LISA_DTYPE_F32;
-    char b[256];
-    w_normal(L, "vision_model.embeddings.class_embedding", F, 1, E, 0, 0, 0, 0.5);
-    w_normal(L, "vision_model.embeddings.patch_embedding.weight", F, 4, E, 3, CLIP_PATCH, CLIP_PATCH,
-             1.0 / sqrt(3.0 * CLIP_PATCH * CLIP_PATCH));
-    w_normal(L, "vision_model.embeddings.position_embedding.weight", F, 2, P, E, 0, 0, 0.5);
-    /* older transformers (which wrote the real file) saved the position_ids buffer */
-    tt *ids = tl_new(L, "vision_model.embeddings.position_ids", LISA_DTYPE_I64, 2, 1, P, 0, 0);
-    for (int64_t i = 0; ids && ids->t.data && i < P; i++)
-        ((int64_t *)ids->t.data)[i] = i;
-    w_norm(L, "vision_model.pre_layrnorm", F, E, true);
-    for (int32_t i = 0; i < p->clip_layers; i++) {
-        w_linear(L, NAME(b, "vision_model.encoder.layers.%d.self_attn.k_proj", i), F, E, E, 1.0, true);
-        w_linear(L, NAME(b, "vision_model.encoder.layers.%d.self_attn.v_proj", i), F, E, E, 1.0, true);
-        w_linear(L, NAME(b, "vision_model.encoder.layers.%d.self_attn.q_proj", i), F, E, E, 1.0, true);
-        w_linear(L, NAME(b, "vision_model.encoder.layers.%d.self_attn.out_proj", i), F, E, E, 1.0, true);
-        w_norm(L, NAME(b, "vision_model.encoder.layers.%d.layer_norm1", i), F, E, true);
-        w_linear(L, NAME(b, "vision_model.encoder.layers.%d.mlp.fc1", i), F, I, E, 1.0, true);
-        w_linear(L, NAME(b, "vision_model.encoder.layers.%d.mlp.fc2", i), F, E, I, 1.0, true);
-        w_norm(L, NAME(b, "vision_model.encoder.layers.%d.layer_norm2", i), F, E, true);
-    }
-    w_norm(L, "vision_model.post_layernorm", F, E, true);
+    const lisa_clip_dims d = {.hidden = p->clip_hidden, .intermediate = p->clip_mlp, .n_layers = p->clip_layers,
+                              .image = CLIP_IMAGE, .patch = CLIP_PATCH};
+    tiny_gen g = {.L = L, .resid_gain = RESID_GAIN};
+    (void)lisa_clip_tensors(&d, NULL, gen_row, &g);
 }
 
 /* Rounds every BF16-stored tensor's values to BF16 (what the engine will read back). */

@@ -225,7 +225,7 @@ static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t s
         LISA_ASSERT(lisa_tensor_narrow(&v, &t, slice_dim, start, len) == LISA_OK);
         t = v;
     }
-    if (w->be->device == LISA_DEVICE_CPU && !w->synth_init) {
+    if (w->be->device == LISA_DEVICE_CPU && !w->synth_init && !w->in_reserved) {
         if (lisa_tensor_is_contiguous(&t)) { /* whole tensors and row slices: views of the mapping */
             *out = t;
             return true;
@@ -257,13 +257,13 @@ static bool vget(lisa_weights *w, lisa_tensor *out, int32_t slice_dim, int64_t s
         t.n_dims, t.shape);
     size_t bytes = lisa_tensor_nbytes(&d);
     if (w->counting) {
-        w->bytes_needed += (bytes + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
+        if (!w->in_reserved) w->bytes_needed += (bytes + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
         *out = d;
         out->data = NULL;
         return true;
     }
-    void *dst = NULL;
-    lisa_status s = lisa_arena_alloc(&w->device_arena, bytes, &dst);
+    void *dst = w->place;
+    lisa_status s = dst ? LISA_OK : lisa_arena_alloc(&w->device_arena, bytes, &dst);
     if (s != LISA_OK) {
         lisa_w_error(w, s, "tensor '%s': %s", full, lisa_last_error());
         return false;
@@ -331,6 +331,54 @@ bool lisa_w_get_slice(lisa_weights *w, lisa_tensor *out, int32_t dim, int64_t st
     bool ok = vget(w, out, dim, start, len, n_dims, d0, d1, d2, d3, fmt, ap);
     va_end(ap);
     return ok;
+}
+
+lisa_status lisa_w_bind(void *ctx, const lisa_tensor_spec *s) {
+    lisa_weights *w = ctx;
+    if (!s->slot) return LISA_OK;
+    w->force_f32 = (s->flags & LISA_TF_ACT) != 0;
+    lisa_w_get(w, s->slot, s->n_dims, s->shape[0], s->shape[1], s->shape[2], s->shape[3], "%s", s->name);
+    w->force_f32 = false;
+    return LISA_OK;
+}
+
+void lisa_w_bind_slice(lisa_weights *w, const lisa_tensor_spec *s, int32_t dim, int64_t start, int64_t len) {
+    if (!s->slot) return;
+    w->force_f32 = (s->flags & LISA_TF_ACT) != 0;
+    lisa_w_get_slice(w, s->slot, dim, start, len, s->n_dims, s->shape[0], s->shape[1], s->shape[2], s->shape[3], "%s",
+                     s->name);
+    w->force_f32 = false;
+}
+
+bool lisa_w_reserve(lisa_weights *w, lisa_tensor *out, int64_t rows, int64_t cols) {
+    const int64_t shape[2] = {rows, cols};
+    /* the dtype vget gives a placed matrix: device_dtype on devices, F32 on the CPU */
+    *out = backend_view(w, NULL, w->be->device != LISA_DEVICE_CPU ? w->device_dtype : LISA_DTYPE_F32, 2, shape);
+    const size_t bytes = lisa_tensor_nbytes(out);
+    if (w->counting) {
+        w->bytes_needed += (bytes + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
+        return true;
+    }
+    lisa_status s = lisa_arena_alloc(&w->device_arena, bytes, &out->data);
+    if (s != LISA_OK) lisa_w_error(w, s, "a fused [%lld, %lld] weight: %s", (long long)rows, (long long)cols, lisa_last_error());
+    return s == LISA_OK;
+}
+
+void lisa_w_bind_slice_into(lisa_weights *w, const lisa_tensor_spec *s, int32_t dim, int64_t start, int64_t len,
+                            lisa_tensor *reserved, int64_t row0) {
+    if (!s->slot) return;
+    LISA_ASSERT(s->n_dims == 2 && !(s->flags & LISA_TF_ACT));
+    const int64_t rows = dim == 0 ? len : s->shape[0], cols = dim == 1 ? len : s->shape[1];
+    if (!w->counting && (!reserved->data || row0 + rows > reserved->shape[0] || cols != reserved->shape[1])) {
+        lisa_w_error(w, LISA_ERR_SHAPE, "tensor '%s%s': does not fit rows %lld.. of its fused weight", w->prefix, s->name,
+                     (long long)row0);
+        return;
+    }
+    w->in_reserved = true;
+    w->place = w->counting ? NULL : (char *)reserved->data + (size_t)(row0 * cols) * lisa_dtype_size(reserved->dtype);
+    lisa_w_get_slice(w, s->slot, dim, start, len, s->n_dims, s->shape[0], s->shape[1], 0, 0, "%s", s->name);
+    w->in_reserved = false;
+    w->place = NULL;
 }
 
 lisa_status lisa_weights_load(lisa_weights *w, const char *what, lisa_weights_fn load, void *ctx) {

@@ -1,7 +1,7 @@
 /* models/weights.h — binding checkpoint tensors to model structs, on any backend.
  *
  * A model's load function asks for each weight by name (with the shape it expects, -1 = any) via
- * lisa_w_get(); failures (missing tensor, wrong shape, unsupported dtype) are recorded, all of them,
+ * lisa_w_get(), or walks its tensor table (models/tensors.h) with lisa_w_bind; failures (missing tensor, wrong shape, unsupported dtype) are recorded, all of them,
  * and reported together once the load function returns, so a user sees every mismatch at once.
  *
  * Placement: on the CPU backend a weight is a zero-copy view of the mapped checkpoint (any float
@@ -28,6 +28,7 @@
 
 #include "kernels/ops.h"
 #include "loader/checkpoint.h"
+#include "models/tensors.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,6 +46,8 @@ typedef struct lisa_weights {
     lisa_arena device_arena;  /* over device_block */
     const char *prefix;       /* prepended to every name, e.g. "model.visual_model." */
     bool force_f32;           /* device backends: keep the next weights F32 (see lisa_w_get_act) */
+    bool in_reserved;         /* the next weight goes into a reserved matrix (lisa_w_bind_slice_into)... */
+    void *place;              /* ...here (NULL while counting) */
     void *synth_init;         /* synthetic checkpoint: its parsed "lisa_synthetic_init" (cJSON *), else NULL */
     lisa_tensor synth_pattern;/* synthetic: [2 * 2^20] F32 N(0, 1) values in the backend's memory (owned
                                  during lisa_weights_load) */
@@ -81,6 +84,24 @@ static inline bool lisa_w_get_act_done_(lisa_weights *w, bool ok) {
 bool lisa_w_has(const lisa_weights *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Records a model-level problem (e.g. inconsistent hyper-parameters). */
 void lisa_w_error(lisa_weights *w, lisa_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A tensor-table visitor (models/tensors.h; ctx = the lisa_weights) for the load functions: binds
+ * a row into its slot as lisa_w_get does (lisa_w_get_act for LISA_TF_ACT rows) with the row's full
+ * shape; rows without a slot are skipped. Problems are recorded, so it always returns LISA_OK and
+ * the walk goes on. */
+lisa_status lisa_w_bind(void *w, const lisa_tensor_spec *s);
+/* Same for the slice [start, start+len) along `dim` (tensor parallelism, lisa_w_get_slice). */
+void lisa_w_bind_slice(lisa_weights *w, const lisa_tensor_spec *s, int32_t dim, int64_t start, int64_t len);
+
+/* Reserves a [rows, cols] matrix in the weights' block (device_dtype on device backends, F32 on the
+ * CPU; counted by the counting pass) and returns it in *out; weights bound into its rows with
+ * lisa_w_bind_slice_into are converted and copied there side by side, so that one GEMM multiplies
+ * them all (LLaMA's q/k/v and gate/up projections, concatenated once at load). False (recorded)
+ * when it does not fit. */
+bool lisa_w_reserve(lisa_weights *w, lisa_tensor *out, int64_t rows, int64_t cols);
+/* lisa_w_bind_slice into rows [row0, row0 + its rows) of a reserved matrix. */
+void lisa_w_bind_slice_into(lisa_weights *w, const lisa_tensor_spec *s, int32_t dim, int64_t start, int64_t len,
+                            lisa_tensor *reserved, int64_t row0);
 
 /* Runs load(w, ctx) as described above and returns LISA_OK or the first error, with every recorded
  * problem in lisa_last_error() (prefixed by `what`, e.g. "SAM"). */

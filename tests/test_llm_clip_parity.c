@@ -17,7 +17,7 @@
 #define RTOL 1e-4
 #define ATOL_REL 1e-5
 
-static lisa_llama *load_llama(lisa_backend *be, const char *dir, lisa_checkpoint **ck_out) {
+static lisa_llama *load_llama_fuse(lisa_backend *be, const char *dir, lisa_checkpoint **ck_out, bool fuse) {
     char path[1024];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *cfg_json = NULL;
@@ -27,8 +27,13 @@ static lisa_llama *load_llama(lisa_backend *be, const char *dir, lisa_checkpoint
     cJSON_Delete(cfg_json);
     cr_assert_eq(lisa_checkpoint_open(ck_out, dir), LISA_OK, "%s", lisa_last_error());
     lisa_llama *m = NULL;
-    cr_assert_eq(lisa_llama_load(&m, be, *ck_out, &cfg), LISA_OK, "%s", lisa_last_error());
+    cr_assert_eq(lisa_llama_load_fuse(&m, be, *ck_out, &cfg, LISA_DTYPE_BF16, NULL, fuse), LISA_OK, "%s", lisa_last_error());
+    cr_expect_eq(m->fused, fuse);
     return m;
+}
+
+static lisa_llama *load_llama(lisa_backend *be, const char *dir, lisa_checkpoint **ck_out) {
+    return load_llama_fuse(be, dir, ck_out, false);
 }
 
 typedef struct llm_step {
@@ -56,10 +61,13 @@ static int32_t argmax_row(const lisa_tensor *logits, int64_t row) {
     return best;
 }
 
-Test(llm_parity, gqa_prefill_logits_and_greedy_decode, .timeout = 300) {
+/* fuse: q/k/v and gate/up concatenated into one GEMM each, as device backends run them (their
+ * graph path, on the CPU: the same reference within the same tolerance) */
+static void gqa_prefill_and_decode(bool fuse) {
     lisa_backend *be = tu_cpu_backend();
     lisa_checkpoint *ck = NULL, *gold = golden_open("llm_gqa");
-    lisa_llama *m = load_llama(be, GOLDEN_DIR "/llm_gqa", &ck);
+    lisa_llama *m = load_llama_fuse(be, GOLDEN_DIR "/llm_gqa", &ck, fuse);
+    cr_expect_eq(m->layers[0].wqkv.n_dims, fuse ? 2 : 0);
     cr_expect_eq(m->cfg.n_kv_heads, 2);
     cr_expect_eq(m->cfg.n_heads, 4);
     lisa_tensor in = golden_get(gold, "input_ids"), want_gen = golden_get(gold, "gen_ids");
@@ -99,6 +107,10 @@ Test(llm_parity, gqa_prefill_logits_and_greedy_decode, .timeout = 300) {
     lisa_checkpoint_close(gold);
     lisa_backend_free(be);
 }
+
+Test(llm_parity, gqa_prefill_logits_and_greedy_decode, .timeout = 300) { gqa_prefill_and_decode(false); }
+
+Test(llm_parity, fused_qkv_and_gate_up_weights, .timeout = 300) { gqa_prefill_and_decode(true); }
 
 Test(llm_parity, incremental_equals_one_shot, .timeout = 300) {
     /* Feeding the prompt one token at a time through the cache gives the one-shot logits. */

@@ -264,3 +264,4 @@ Test(manifest, checkpoint_name_diff) {
     lisa_manifest_free(&m);
     lisa_checkpoint_close(ck);
 }
+

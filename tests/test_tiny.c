@@ -6,6 +6,8 @@
 #include "golden.h"
 #include "loader/checkpoint.h"
 #include "loader/image.h"
+#include "models/lisa_model.h"
+#include "models/manifest.h"
 #include "models/sam_predict.h"
 #include "models/tiny.h"
 #include "core/half.h"
@@ -349,5 +351,77 @@ Test(tiny, sam_alone_stock_names, .timeout = 300) {
     lisa_sam_predictor_free(sp);
     lisa_bitmap_free(&img);
     tu_remove_tree(tmp);
+    free(tmp);
+}
+
+/* One tensor table per network (models/tensors.h) drives make-tiny, the manifest and the weight
+ * loaders: for a GQA model with another SAM layout, the manifest finds exactly make-tiny's tensors,
+ * and after loading, every row with a slot is bound with the row's shape (every other row is one
+ * inference never reads: optional in the manifest). */
+typedef struct slot_check {
+    int64_t bound, unbound, rows;
+    bool unread_are_optional;
+} slot_check;
+
+static lisa_status check_slot(void *ctx, const lisa_tensor_spec *s) {
+    slot_check *c = ctx;
+    c->rows++;
+    if (!s->slot) {
+        c->unbound++;
+        cr_expect(!c->unread_are_optional || (s->flags & LISA_TF_OPT), "%s: never read but required by the manifest", s->name);
+        return LISA_OK;
+    }
+    c->bound++;
+    cr_expect(s->slot->data != NULL, "%s: not bound", s->name);
+    cr_expect_eq(s->slot->n_dims, s->n_dims, "%s", s->name);
+    for (int d = 0; d < s->n_dims; d++) cr_expect_eq(s->slot->shape[d], s->shape[d], "%s dim %d", s->name, d);
+    return LISA_OK;
+}
+
+Test(tiny, one_table_for_loader_manifest_and_make_tiny, .timeout = 300) {
+    char *tmp = tu_make_tmpdir("lisa-tiny");
+    lisa_tiny_params p = lisa_tiny_default_params();
+    p.llm_kv_heads = 2;
+    p.sam_depth = 3;
+    p.sam_global[0] = 2;
+    p.n_sam_global = 1;
+    p.answer = "";
+    char *dir = make(&p, tmp, "m", NULL);
+    lisa_checkpoint *ck;
+    cr_assert_eq(lisa_checkpoint_open(&ck, dir), LISA_OK, "%s", lisa_last_error());
+    lisa_manifest mf;
+    cr_assert_eq(lisa_manifest_from_dir(&mf, dir, ck), LISA_OK, "%s", lisa_last_error());
+    cr_expect_eq(lisa_manifest_check(&mf, ck, NULL), LISA_OK, "%s", lisa_last_error());
+    cr_expect_eq(mf.n_entries, lisa_checkpoint_count(ck), "make-tiny writes every row, the optional ones too");
+    cr_expect(mf.sam.depth == 3 && mf.sam.global_mask[0] == 4u && mf.sam.window == 14 && mf.sam.dec_dim == 32);
+
+    lisa_model_params mp = lisa_model_default_params();
+    mp.backend = LISA_BACKEND_CPU;
+    mp.n_threads = 1;
+    lisa_model *m = NULL;
+    cr_assert_eq(lisa_model_load(dir, &mp, &m), LISA_OK, "%s", lisa_last_error());
+    slot_check c = {.unread_are_optional = true};
+    cr_assert_eq(lisa_llama_tensors_body(&mf.llm, m->llm, check_slot, &c), LISA_OK);
+    cr_assert_eq(lisa_llama_tensors_head(&mf.llm, m->llm, check_slot, &c), LISA_OK);
+    cr_assert_eq(lisa_glue_tensors_projector(&mf.llm, m, check_slot, &c), LISA_OK);
+    cr_assert_eq(lisa_glue_tensors_fcs(&mf.llm, m, check_slot, &c), LISA_OK);
+    cr_assert_eq(lisa_sam_tensors(&mf.sam, "model.visual_model.", m->sam, check_slot, &c), LISA_OK);
+    cr_expect_eq(c.rows, mf.n_entries);
+    cr_expect_eq(c.unbound, 2 + 15, "inv_freq per layer and SAM's unused prompt-encoder tensors");
+    lisa_manifest cm;
+    char clip_dir[4096];
+    snprintf(clip_dir, sizeof clip_dir, "%s/clip-vit-large-patch14", dir);
+    cr_assert_eq(lisa_manifest_from_dir(&cm, clip_dir, NULL), LISA_OK, "%s", lisa_last_error());
+    slot_check cc = {0};
+    cr_assert_eq(lisa_clip_tensors(&cm.clip, m->clip, check_slot, &cc), LISA_OK);
+    /* LLaVA's hidden_states[-2]: the last layer, position_ids and post_layernorm are never read */
+    cr_expect_eq(cc.unbound, 16 + 1 + 2, "%lld", (long long)cc.unbound);
+    cr_expect_eq(cc.rows, cm.n_entries);
+    lisa_manifest_free(&cm);
+    lisa_model_free(m);
+    lisa_manifest_free(&mf);
+    lisa_checkpoint_close(ck);
+    tu_remove_tree(tmp);
+    free(dir);
     free(tmp);
 }

@@ -140,9 +140,16 @@ lisa_status lisa_cpu_relu(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
 }
 
 /* LLaMA MLP: silu(gate)·up with silu(g) = g·σ(g) (HF ACT2FN["silu"]). */
+/* silu rounded to F32 first, then the product, as PyTorch evaluates act(gate) * up */
+static inline float silu_times(float gate, float up) {
+    const double g = gate;
+    const float silu = (float)(g / (1.0 + lisa_cpu_exp(-g)));
+    return silu * up;
+}
+
 lisa_status lisa_cpu_silu_mul(lisa_backend *be, lisa_tensor *y, const lisa_tensor *gate, const lisa_tensor *up) {
-    LISA_TRY(lisa_cpu_check_f32("silu_mul", "gate", gate, true));
-    LISA_TRY(lisa_cpu_check_f32("silu_mul", "up", up, true));
+    LISA_TRY(lisa_cpu_check_f32("silu_mul", "gate", gate, false));
+    LISA_TRY(lisa_cpu_check_f32("silu_mul", "up", up, false));
     LISA_TRY(lisa_cpu_check_f32("silu_mul", "y", y, true));
     LISA_TRY(lisa_cpu_check_same_shape("silu_mul", y, gate));
     LISA_TRY(lisa_cpu_check_same_shape("silu_mul", up, gate));
@@ -151,12 +158,20 @@ lisa_status lisa_cpu_silu_mul(lisa_backend *be, lisa_tensor *y, const lisa_tenso
     const float *gd = gate->data, *ud = up->data;
     float *yd = y->data;
     const int64_t n = lisa_tensor_numel(gate);
+    if (lisa_tensor_is_contiguous(gate) && lisa_tensor_is_contiguous(up)) {
+        LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n * 8))
+        for (int64_t i = 0; i < n; i++) yd[i] = silu_times(gd[i], ud[i]);
+        return LISA_OK;
+    }
+    /* strided gate/up (the halves of a fused gate/up GEMM's output): element by logical index */
     LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, n * 8))
     for (int64_t i = 0; i < n; i++) {
-        double g = gd[i];
-        /* silu rounded to F32 first, then the product, as PyTorch evaluates act(gate) * up */
-        float silu = (float)(g / (1.0 + lisa_cpu_exp(-g)));
-        yd[i] = silu * ud[i];
+        int64_t idx[LISA_MAX_DIMS] = {0}, r = i;
+        for (int d = gate->n_dims - 1; d >= 0; d--) {
+            idx[d] = r % gate->shape[d];
+            r /= gate->shape[d];
+        }
+        yd[i] = silu_times(gd[lisa_cpu_offset(gate, idx)], ud[lisa_cpu_offset(up, idx)]);
     }
     return LISA_OK;
 }

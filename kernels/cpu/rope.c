@@ -14,6 +14,33 @@
 
 #include <math.h>
 
+/* inv_freq[i] = 1 / theta^((2i)/D) as transformers 4.31 builds it: the exponent divided in F32, the
+ * power rounded to F32, then the reciprocal in F32. */
+static void rope_inv_freq(float *inv_freq, int64_t D, float theta) {
+    for (int64_t i = 0; i < D / 2; i++) {
+        const float e = (float)(2 * i) / (float)D;         /* arange(0, D, 2).float() / D */
+        const float p = (float)pow((double)theta, (double)e); /* base ** e, rounded to F32 */
+        inv_freq[i] = 1.0f / p;
+    }
+}
+
+/* cos and sin of the F32 angles pos·inv_freq[i], each rounded to F32. */
+static void rope_angles(float *c, float *s, float pos, const float *inv_freq, int64_t D2) {
+    for (int64_t i = 0; i < D2; i++) {
+        const float ang = pos * inv_freq[i];
+        c[i] = (float)cos((double)ang);
+        s[i] = (float)sin((double)ang);
+    }
+}
+
+void lisa_rope_table(float *cos_sin, int64_t n_pos, int64_t D, float theta) {
+    const int64_t D2 = D / 2;
+    float inv_freq[4096]; /* head dims are far below this (LLaMA: 128) */
+    LISA_ASSERT(D2 <= 4096);
+    rope_inv_freq(inv_freq, D, theta);
+    for (int64_t p = 0; p < n_pos; p++) rope_angles(cos_sin + p * D, cos_sin + p * D + D2, (float)p, inv_freq, D2);
+}
+
 lisa_status lisa_cpu_rope(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *pos, float theta) {
     char s1[96], s2[96];
     LISA_TRY(lisa_cpu_check_f32("rope", "x", x, true));
@@ -44,11 +71,7 @@ lisa_status lisa_cpu_rope(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
     float *inv_freq = NULL, *tab = NULL;
     lisa_status st = lisa_cpu_scratch_f32(be, "rope", D2, &inv_freq);
     if (st != LISA_OK) goto out;
-    for (int64_t i = 0; i < D2; i++) {
-        const float e = (float)(2 * i) / (float)D;         /* arange(0, D, 2).float() / D */
-        const float p = (float)pow((double)theta, (double)e); /* base ** e, rounded to F32 */
-        inv_freq[i] = 1.0f / p;
-    }
+    rope_inv_freq(inv_freq, D, theta);
     /* cos/sin for a block of (b, t) rows: [rows, 2, D2]. */
     int64_t rows = (int64_t)(lisa_cpu_scratch_free(be) / (2 * (size_t)D2 * sizeof(float) + 16));
     if (rows > BT) rows = BT;
@@ -64,12 +87,8 @@ lisa_status lisa_cpu_rope(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
         for (int64_t r = 0; r < nr; r++) {
             const int64_t bt = r0 + r;
             const float p = (float)pd[pos_batched ? bt : bt % T];
-            float *c = tab + r * 2 * D2, *s = c + D2;
-            for (int64_t i = 0; i < D2; i++) {
-                const float ang = p * inv_freq[i];
-                c[i] = (float)cos((double)ang);
-                s[i] = (float)sin((double)ang);
-            }
+            float *c = tab + r * 2 * D2;
+            rope_angles(c, c + D2, p, inv_freq, D2);
         }
         LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, nr * H * D))
         for (int64_t rh = 0; rh < nr * H; rh++) {

@@ -77,11 +77,6 @@ lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const
 lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_tensor *v_pages, const lisa_tensor *k,
                                 const lisa_tensor *v, const lisa_tensor *slots);
 
-/* RoPE (ops.def ROPE semantics) applied in place to q and k in one launch: q[.., T, Hq, D] and
- * k[.., T, Hkv, D] are typically strided views of the fused QKV projection's output, so this is
- * the "RoPE fused into the QKV path" step between the QKV GEMM and attention. */
-lisa_status lisa_cuda_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *pos, float theta);
-
 #ifdef __cplusplus
 }
 #endif

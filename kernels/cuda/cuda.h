@@ -3,8 +3,8 @@
  * The backend implements the ops table of kernels/ops.def on one GPU: bf16 (or f16) storage with
  * fp32 accumulation, fp32 norms and softmax, and F32 activations for exact checks. Tensors passed
  * to its ops must live on the device (device == LISA_DEVICE_CUDA, memory from be->mem_alloc or an
- * arena over it). Extra launchers for fused paths the model graphs use are declared in the family
- * headers included below.
+ * arena over it). Its fused ops (LINEAR_EX, ADD_RMSNORM, ...) are ops of that table too; the
+ * attention launchers that force one kernel (lisa-check, benchmarks) are in attention.h.
  */
 #ifndef LISA_KERNELS_CUDA_H
 #define LISA_KERNELS_CUDA_H
@@ -67,8 +67,5 @@ void lisa_cuda_host_free(lisa_backend *be, void *p);
 #endif
 
 #include "kernels/cuda/attention.h"
-#include "kernels/cuda/gemm.h"
-#include "kernels/cuda/norm.h"
-#include "kernels/cuda/sam.h"
 
 #endif

@@ -1,5 +1,5 @@
 /* kernels/cuda/elementwise.cu — ops COPY, ADD, MUL, SCALE, GELU, QUICK_GELU, RELU, SILU_MUL,
- * ROPE, EMBEDDING, ARGMAX (+ lisa_cuda_rope_qk) on the GPU. Kernel bodies: ew_kernels.cuh. */
+ * ROPE, ROPE_QK (q and k in one launch), EMBEDDING, ARGMAX on the GPU. Kernel bodies: ew_kernels.cuh. */
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/ew_kernels.cuh"
 
@@ -200,10 +200,11 @@ lisa_status lisa_cuda_rope(lisa_backend *be, lisa_tensor *y, const lisa_tensor *
     return launch_rope(be, p);
 }
 
-lisa_status lisa_cuda_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *pos, float theta) {
+lisa_status lisa_cuda_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *pos,
+                              const lisa_tensor *cos_sin) {
+    char b1[96];
     lk_rope_params p = {};
     p.n_slots = 2;
-    p.theta = theta;
     int32_t B2, T2, D2;
     LISA_TRY(rope_slot("rope_qk", &p.s[0], q, q, &p.B, &p.T, &p.D));
     LISA_TRY(rope_slot("rope_qk", &p.s[1], k, k, &B2, &T2, &D2));
@@ -211,6 +212,12 @@ lisa_status lisa_cuda_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, 
         return lisa_fail(LISA_ERR_SHAPE, "rope_qk: k (B=%d T=%d D=%d) does not match q (B=%d T=%d D=%d)", B2, T2, D2, p.B,
                          p.T, p.D);
     LISA_TRY(rope_pos("rope_qk", &p, pos));
+    LISA_TRY(lisa_cuda_check_dense("rope_qk", "cos_sin", cos_sin));
+    if (cos_sin->dtype != LISA_DTYPE_F32 || cos_sin->n_dims != 2 || cos_sin->shape[1] != p.D)
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: cos_sin %s must be F32 [positions, %d]",
+                         lisa_tensor_shape_str(cos_sin, b1, sizeof b1), p.D);
+    p.cs = (const float *)cos_sin->data;
+    p.cs_rows = cos_sin->shape[0];
     return launch_rope(be, p);
 }
 

@@ -121,12 +121,16 @@ typedef struct lk_rope_params {
     int64_t pos_bs;
     int32_t B, T, D;
     float theta;
+    const float *cs;  /* ROPE_QK: F32 [cs_rows, D] cos then sin per position (lisa_rope_table), or NULL */
+    int64_t cs_rows;
 } lk_rope_params;
 
-/* grid-stride over every rotation pair of the slots. Angles as HF computes them in fp32:
- * inv_freq = 1 / theta^(2i/D), θ = pos·inv_freq; the cos/sin tables and the products are rounded
- * to the run dtype (identity for F32), as the bf16 reference does. In-place (y == x) is safe: a
- * pair is read and written by one thread. */
+/* grid-stride over every rotation pair of the slots. The angle's cos and sin come from the table
+ * (ROPE_QK: the CPU backend's values, computed once) or, without one (ROPE), as HF computes them in
+ * fp32: inv_freq = 1 / theta^(2i/D), θ = pos·inv_freq. They and the products are rounded to the
+ * run dtype (identity for F32), as the bf16 reference does. A position outside the table gives
+ * NaN (the host checks positions; never read past the table). In-place (y == x) is safe: a pair is
+ * read and written by one thread. */
 LISA_GLOBAL void lk_rope(const lk_rope_params p) {
     const int half = p.D / 2;
     const int64_t n0 = (int64_t)p.B * p.T * p.s[0].H * half;
@@ -141,9 +145,18 @@ LISA_GLOBAL void lk_rope(const lk_rope_params p) {
         r /= sl.H;
         int t = (int)(r % p.T);
         int b = (int)(r / p.T);
-        float inv_freq = 1.0f / powf(p.theta, (float)(2 * i) / (float)p.D);
-        float ang = (float)p.pos[(int64_t)b * p.pos_bs + t] * inv_freq;
-        float cs = lk_round_to(sl.ydt, cosf(ang)), sn = lk_round_to(sl.ydt, sinf(ang));
+        const int32_t pos = p.pos[(int64_t)b * p.pos_bs + t];
+        float c0, s0;
+        if (p.cs) {
+            const bool in = pos >= 0 && pos < p.cs_rows;
+            c0 = in ? p.cs[(int64_t)pos * p.D + i] : NAN;
+            s0 = in ? p.cs[(int64_t)pos * p.D + half + i] : NAN;
+        } else {
+            float inv_freq = 1.0f / powf(p.theta, (float)(2 * i) / (float)p.D);
+            float ang = (float)pos * inv_freq;
+            c0 = cosf(ang), s0 = sinf(ang);
+        }
+        float cs = lk_round_to(sl.ydt, c0), sn = lk_round_to(sl.ydt, s0);
         int64_t xo = (int64_t)b * sl.x_bs + (int64_t)t * sl.x_ts + (int64_t)h * sl.x_hs;
         int64_t yo = (int64_t)b * sl.y_bs + (int64_t)t * sl.y_ts + (int64_t)h * sl.y_hs;
         float x1 = lk_load(sl.x, sl.xdt, xo + i), x2 = lk_load(sl.x, sl.xdt, xo + i + half);

@@ -1,5 +1,13 @@
-/* kernels/cuda/gemm.cu — ops LINEAR, MATMUL, CONV2D, CONV_TRANSPOSE2D_K2S2 and lisa_cuda_linear_ex
- * on cuBLASLt / cuBLAS. im2col and the transposed-conv scatter kernels are in conv_kernels.cuh.
+/* kernels/cuda/gemm.cu — ops LINEAR, LINEAR_EX, MATMUL, CONV2D, CONV_TRANSPOSE2D_K2S2 on cuBLASLt /
+ * cuBLAS. im2col and the transposed-conv scatter kernels are in conv_kernels.cuh.
+ *
+ * LINEAR_EX, y = act(x · wᵀ + b) + residual, fuses what the model graphs put around a GEMM: the bias
+ * and ReLU through cuBLASLt epilogues, the residual through its C operand (beta = 1, C may be D).
+ * cuBLASLt's GELU epilogue is the tanh approximation while SAM needs exact erf GELU (spec §5.1) and
+ * CLIP quick GELU, so those run the bias epilogue and then one in-place elementwise pass (room for
+ * speed: a custom epilogue). Numerics: BF16/F16 operands use tensor cores with fp32 accumulation;
+ * F32 operands use an fp32 GEMM (CUBLAS_COMPUTE_32F, no TF32) so that checks are exact to fp32.
+ * Operands of different dtypes are widened/narrowed to x's dtype in scratch, in row chunks.
  *
  * Row-major GEMMs map onto column-major cuBLAS by computing Cᵀ = op(B)ᵀ·op(A)ᵀ: a row-major
  * [R, C] matrix with row stride ld is the column-major C x R matrix with leading dimension ld.
@@ -181,7 +189,7 @@ static lisa_status check_param(const char *op, const char *what, const lisa_tens
 static bool out_ok(lisa_dtype xt, lisa_dtype yt) { return yt == xt || (xt != LISA_DTYPE_F32 && yt == LISA_DTYPE_F32); }
 
 static lisa_status linear_impl(lisa_backend *be, const char *op, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
-                        const lisa_tensor *b, const lisa_tensor *residual, lisa_cuda_act act) {
+                        const lisa_tensor *b, const lisa_tensor *residual, lisa_act act) {
     char b1[96], b2[96], b3[96];
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     LISA_TRY(lisa_cuda_check_float(op, "x", x));
@@ -190,9 +198,10 @@ static lisa_status linear_impl(lisa_backend *be, const char *op, lisa_tensor *y,
     LISA_TRY(check_param(op, "b", b));
     if (residual) {
         LISA_TRY(lisa_cuda_check_float(op, "residual", residual));
-        if (act != LISA_CUDA_ACT_NONE)
+        if (act != LISA_ACT_NONE)
             return lisa_fail(LISA_ERR_INVALID_ARG, "%s: a residual cannot follow an activation epilogue", op);
     }
+    if ((unsigned)act > LISA_ACT_QUICK_GELU) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: unknown activation %d", op, (int)act);
     int64_t M, lda, M2, ldd, ldc = 0;
     if (x->n_dims < 1 || y->n_dims != x->n_dims || w->n_dims != 2)
         return lisa_fail(LISA_ERR_SHAPE, "%s: x %s, w %s, y %s: need x[.., K], w[N, K], y[.., N]", op,
@@ -239,10 +248,8 @@ static lisa_status linear_impl(lisa_backend *be, const char *op, lisa_tensor *y,
     }
     const size_t ysz = lisa_dtype_size(y->dtype), wsz = lisa_dtype_size(w->dtype);
     cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
-    if (act == LISA_CUDA_ACT_RELU)
+    if (act == LISA_ACT_RELU)
         epi = b ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
-    else if (act == LISA_CUDA_ACT_GELU_TANH)
-        epi = b ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
     else if (b)
         epi = CUBLASLT_EPILOGUE_BIAS;
     const size_t chunk_mark = lisa_arena_mark(&be->scratch);
@@ -295,12 +302,11 @@ static lisa_status linear_impl(lisa_backend *be, const char *op, lisa_tensor *y,
                 lisa_tensor bv = dev_view((void *)bptr, y->dtype, 1, m, 0, 0, 0, be->device_id);
                 s = lisa_cuda_add(be, &dv, &dv, &bv);
             }
-            if (s == LISA_OK && act == LISA_CUDA_ACT_RELU) s = lisa_cuda_relu(be, &dv, &dv);
-            if (s == LISA_OK && act == LISA_CUDA_ACT_GELU_TANH)
-                s = lisa_fail(LISA_ERR_UNSUPPORTED, "%s: GELU-tanh needs a cuBLASLt algorithm for this shape", op);
+            if (s == LISA_OK && act == LISA_ACT_RELU) s = lisa_cuda_relu(be, &dv, &dv);
         }
     }
-    if (s == LISA_OK && act == LISA_CUDA_ACT_GELU_ERF) s = lisa_cuda_gelu(be, y, y);
+    if (s == LISA_OK && act == LISA_ACT_GELU) s = lisa_cuda_gelu(be, y, y);
+    if (s == LISA_OK && act == LISA_ACT_QUICK_GELU) s = lisa_cuda_quick_gelu(be, y, y);
     lisa_arena_reset(&be->scratch, mark);
     return s;
 }
@@ -327,11 +333,11 @@ void lisa_cuda_gemm_cache_destroy(lisa_backend *be) {
 
 lisa_status lisa_cuda_linear(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
                              const lisa_tensor *b) {
-    return linear_impl(be, "linear", y, x, w, b, nullptr, LISA_CUDA_ACT_NONE);
+    return linear_impl(be, "linear", y, x, w, b, nullptr, LISA_ACT_NONE);
 }
 
 lisa_status lisa_cuda_linear_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
-                                const lisa_tensor *b, const lisa_tensor *residual, lisa_cuda_act act) {
+                                const lisa_tensor *b, const lisa_tensor *residual, lisa_act act) {
     return linear_impl(be, "linear_ex", y, x, w, b, residual, act);
 }
 

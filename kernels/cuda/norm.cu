@@ -1,5 +1,6 @@
-/* kernels/cuda/norm.cu — ops LAYERNORM, LAYERNORM2D, RMSNORM, SOFTMAX and the fused norm launchers
- * of norm.h on the GPU. Kernel bodies: norm_kernels.cuh. */
+/* kernels/cuda/norm.cu — ops LAYERNORM, LAYERNORM2D, RMSNORM, SOFTMAX and the fused ADD_LAYERNORM,
+ * ADD_RMSNORM, LAYERNORM_WINDOW_PARTITION on the GPU (one row-norm kernel: residual add, norm and
+ * window scatter in one pass). Kernel bodies: norm_kernels.cuh. */
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/norm_kernels.cuh"
 

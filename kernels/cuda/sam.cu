@@ -1,5 +1,5 @@
-/* kernels/cuda/sam.cu — ops REL_POS, WINDOW_PARTITION, WINDOW_UNPARTITION, BILINEAR and the SAM
- * launchers of sam.h on the GPU. Kernel bodies: sam_kernels.cuh. */
+/* kernels/cuda/sam.cu — ops REL_POS, WINDOW_PARTITION, WINDOW_UNPARTITION, WINDOW_UNPARTITION_ADD
+ * and BILINEAR on the GPU. Kernel bodies: sam_kernels.cuh. */
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/sam_kernels.cuh"
 
@@ -28,6 +28,24 @@ static lisa_status window_common(const char *op, lk_window_params *p, const lisa
     return LISA_OK;
 }
 
+/* y = unpartition(x) (+ residual when given); y may be residual. */
+static lisa_status unpartition(lisa_backend *be, const char *op, lisa_tensor *y, const lisa_tensor *x,
+                               const lisa_tensor *residual, int32_t window) {
+    lk_window_params p;
+    LISA_TRY(window_common(op, &p, y, x, window));
+    if (residual) {
+        LISA_TRY(lisa_cuda_check_dense(op, "residual", residual));
+        LISA_TRY(lisa_cuda_check_same_shape(op, y, residual));
+    }
+    p.x = x->data, p.xdt = x->dtype, p.y = y->data, p.ydt = y->dtype;
+    p.res = residual ? residual->data : nullptr, p.resdt = residual ? residual->dtype : 0;
+    const int64_t n = lisa_tensor_numel(y);
+    if (n == 0) return LISA_OK;
+    lk_window_unpartition<<<lisa_cuda_grid_1d(be, n, kThreads), kThreads, 0, lisa_cuda_impl_of(be)->stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+    return LISA_OK;
+}
+
 } // namespace
 
 extern "C" {
@@ -45,23 +63,12 @@ lisa_status lisa_cuda_window_partition(lisa_backend *be, lisa_tensor *y, const l
 
 lisa_status lisa_cuda_window_unpartition_add(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x,
                                              const lisa_tensor *residual, int32_t window) {
-    lk_window_params p;
-    LISA_TRY(window_common("window_unpartition", &p, y, x, window));
-    if (residual) {
-        LISA_TRY(lisa_cuda_check_dense("window_unpartition_add", "residual", residual));
-        LISA_TRY(lisa_cuda_check_same_shape("window_unpartition_add", y, residual));
-    }
-    p.x = x->data, p.xdt = x->dtype, p.y = y->data, p.ydt = y->dtype;
-    p.res = residual ? residual->data : nullptr, p.resdt = residual ? residual->dtype : 0;
-    const int64_t n = lisa_tensor_numel(y);
-    if (n == 0) return LISA_OK;
-    lk_window_unpartition<<<lisa_cuda_grid_1d(be, n, kThreads), kThreads, 0, lisa_cuda_impl_of(be)->stream>>>(p);
-    CUDA_CHECK_LAUNCH();
-    return LISA_OK;
+    if (!residual) return lisa_fail(LISA_ERR_INVALID_ARG, "window_unpartition_add: residual is required");
+    return unpartition(be, "window_unpartition_add", y, x, residual, window);
 }
 
 lisa_status lisa_cuda_window_unpartition(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, int32_t window) {
-    return lisa_cuda_window_unpartition_add(be, y, x, nullptr, window);
+    return unpartition(be, "window_unpartition", y, x, nullptr, window);
 }
 
 lisa_status lisa_cuda_rel_pos(lisa_backend *be, lisa_tensor *rel_h, lisa_tensor *rel_w, const lisa_tensor *q,
@@ -116,21 +123,6 @@ lisa_status lisa_cuda_bilinear(lisa_backend *be, lisa_tensor *y, const lisa_tens
     if (H == 0 || W == 0) return lisa_fail(LISA_ERR_SHAPE, "bilinear: empty input %s", lisa_tensor_shape_str(x, b1, sizeof b1));
     lk_bilinear<<<lisa_cuda_grid_1d(be, N * Ho * Wo, kThreads), kThreads, 0, lisa_cuda_impl_of(be)->stream>>>(
         y->data, y->dtype, x->data, x->dtype, N, (int32_t)H, (int32_t)W, (int32_t)Ho, (int32_t)Wo);
-    CUDA_CHECK_LAUNCH();
-    return LISA_OK;
-}
-
-lisa_status lisa_cuda_dense_pe(lisa_backend *be, lisa_tensor *y, const lisa_tensor *gauss, bool bf16_reference) {
-    char b1[96], b2[96];
-    LISA_TRY(lisa_cuda_check_dense("dense_pe", "y", y));
-    LISA_TRY(lisa_cuda_check_dense("dense_pe", "gauss", gauss));
-    if (gauss->n_dims != 2 || gauss->shape[0] != 2 || y->n_dims != 3 || y->shape[0] != 2 * gauss->shape[1])
-        return lisa_fail(LISA_ERR_SHAPE, "dense_pe: need gauss [2, F] and y [2F, h, w]; got %s and %s",
-                         lisa_tensor_shape_str(gauss, b1, sizeof b1), lisa_tensor_shape_str(y, b2, sizeof b2));
-    const int64_t F = gauss->shape[1], h = y->shape[1], w = y->shape[2];
-    if (F * h * w == 0) return LISA_OK;
-    lk_dense_pe<<<lisa_cuda_grid_1d(be, F * h * w, kThreads), kThreads, 0, lisa_cuda_impl_of(be)->stream>>>(
-        y->data, y->dtype, gauss->data, gauss->dtype, (int32_t)F, (int32_t)h, (int32_t)w, bf16_reference ? (int)LK_BF16 : -1);
     CUDA_CHECK_LAUNCH();
     return LISA_OK;
 }

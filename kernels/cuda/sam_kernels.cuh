@@ -1,6 +1,6 @@
 /* kernels/cuda/sam_kernels.cuh — SAM-specific kernel bodies: window partition/unpartition,
- * decomposed relative-position terms, bilinear resize and the dense positional encoding
- * (launchers: kernels/cuda/sam.cu).
+ * decomposed relative-position terms and bilinear resize (launchers: kernels/cuda/sam.cu; the
+ * dense positional encoding is computed once at load on the host, models/sam_encoder.c).
  * All grid-stride, any block size; runtime dtypes through prims.cuh.
  */
 #ifndef LISA_KERNELS_CUDA_SAM_KERNELS_CUH
@@ -120,29 +120,6 @@ LISA_GLOBAL void lk_bilinear(void *y, int ydt, const void *x, int xdt, int64_t N
         float v00 = lk_load(x, xdt, base + (int64_t)y0 * W + x0), v01 = lk_load(x, xdt, base + (int64_t)y0 * W + x1);
         float v10 = lk_load(x, xdt, base + (int64_t)y1 * W + x0), v11 = lk_load(x, xdt, base + (int64_t)y1 * W + x1);
         lk_store(y, ydt, i, ly0 * (lx0 * v00 + lx1 * v01) + ly1 * (lx0 * v10 + lx1 * v11));
-    }
-}
-
-/* ---- dense positional encoding (spec §5.2, PositionEmbeddingRandom) --------------------------- */
-/* y[2F, h, w]: z = 2π·((2u−1)·G[0, f] + (2v−1)·G[1, f]), u = (x+0.5)/w, v = (y+0.5)/h;
- * y[f] = sin z, y[F+f] = cos z. `round_dt` >= 0 rounds the grid, G products and z to that
- * dtype where the bf16 reference rounds them (spec §8); -1 computes in fp32. G is [2, F]. */
-LISA_GLOBAL void lk_dense_pe(void *y, int ydt, const void *G, int gdt, int32_t F, int32_t h, int32_t w, int round_dt) {
-    const int64_t n = (int64_t)F * h * w;
-    const int rd = round_dt >= 0 ? round_dt : LK_F32;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        int x = (int)(i % w), yy = (int)((i / w) % h), f = (int)(i / ((int64_t)w * h));
-        /* grid = cumsum(ones) − 0.5, / w: in the run dtype */
-        float u = lk_round_to(rd, lk_round_to(rd, (float)(x + 1) - 0.5f) / (float)w);
-        float v = lk_round_to(rd, lk_round_to(rd, (float)(yy + 1) - 0.5f) / (float)h);
-        u = lk_round_to(rd, 2.0f * u - 1.0f);
-        v = lk_round_to(rd, 2.0f * v - 1.0f);
-        /* coords @ G: a matmul, fp32 accumulation, one rounding */
-        float z = lk_round_to(rd, u * lk_load(G, gdt, f) + v * lk_load(G, gdt, F + f));
-        z = lk_round_to(rd, 6.283185307179586f * z);
-        const int64_t pix = (int64_t)yy * w + x;
-        lk_store(y, ydt, (int64_t)f * h * w + pix, sinf(z));
-        lk_store(y, ydt, (int64_t)(F + f) * h * w + pix, cosf(z));
     }
 }
 

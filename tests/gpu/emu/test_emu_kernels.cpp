@@ -170,6 +170,43 @@ static void rope(bool bf16) {
         check_close("rope q+k in one launch, f32 in place", xf.n, [&](size_t i) { return (double)xf[i]; }, ref, 2e-5, 2e-5);
 }
 
+/* ROPE_QK's table path: q[T, 3, D] and k[T, 1, D] inside packed rows, cos/sin read from an F32
+ * [P, D] table (any values: the kernel must use exactly them); a position past the table gives
+ * NaN instead of a read past it. */
+static void rope_table() {
+    Rng r(27);
+    const int T = 4, Hq = 3, Hk = 1, D = 10, half = D / 2, row = (Hq + 2 * Hk) * D, P = 6;
+    Buf<float> x((size_t)T * row), cs((size_t)P * D);
+    auto xv = fill_f32(x, r, -2, 2);
+    auto csv = fill_f32(cs, r, -1, 1);
+    Buf<int32_t> pos(T);
+    const int pv[T] = {5, 0, 3, 6}; /* 6: outside the table */
+    for (int i = 0; i < T; i++) pos[i] = pv[i];
+    lk_rope_params p = {};
+    for (int s = 0; s < 2; s++) {
+        lk_rope_slot &sl = p.s[s];
+        sl.x = sl.y = x.p + (s ? Hq * D : 0);
+        sl.x_ts = sl.y_ts = row, sl.x_hs = sl.y_hs = D, sl.H = s ? Hk : Hq, sl.xdt = sl.ydt = LK_F32;
+    }
+    p.n_slots = 2, p.pos = pos.p, p.B = 1, p.T = T, p.D = D, p.cs = cs.p, p.cs_rows = P;
+    emu_launch(dim3(2), dim3(32), 0, lk_rope, p);
+    bool nan_ok = true;
+    for (int c = 0; c < (Hq + Hk) * D; c++) nan_ok &= std::isnan(x[(size_t)3 * row + c]);
+    printf("%-58s %s\n", "rope table: a position past the table gives NaN", nan_ok ? "ok" : "FAIL");
+    if (!nan_ok) g_failures++;
+    check_close("rope q+k from a cos/sin table, f32 in place", (size_t)3 * row, [&](size_t i) { return (double)x[i]; },
+                [&](size_t idx) {
+                    int c = (int)(idx % row), t = (int)(idx / row);
+                    if (c >= (Hq + Hk) * D) return xv[idx]; /* v: untouched */
+                    int d = c % D, i = d % half;
+                    size_t h0 = idx - d;
+                    double co = csv[(size_t)pos[t] * D + i], si = csv[(size_t)pos[t] * D + half + i];
+                    double x1 = xv[h0 + i], x2 = xv[h0 + i + half];
+                    return d < half ? x1 * co - x2 * si : x2 * co + x1 * si;
+                },
+                1e-6, 1e-6);
+}
+
 static void embedding_argmax() {
     Rng r(24);
     const int rows = 50, C = 37, T = 5;
@@ -483,21 +520,6 @@ static void sam_ops() {
                     },
                     0, 0);
     }
-    {   /* dense PE, fp32 path, F = 8 on an 8x6 grid */
-        const int F = 8, h = 8, w = 6;
-        Buf<float> G(2 * F), y((size_t)2 * F * h * w);
-        auto gv = fill_f32(G, r, -2, 2);
-        emu_launch(dim3(2), dim3(64), 0, lk_dense_pe, (void *)y.p, (int)LK_F32, (const void *)G.p, (int)LK_F32, F, h, w, -1);
-        check_close("dense PE fp32 [16, 8, 6]", y.n, [&](size_t i) { return (double)y[i]; },
-                    [&](size_t i) {
-                        int x = (int)(i % w), yy = (int)((i / w) % h), ch = (int)(i / ((size_t)w * h));
-                        int f = ch % F;
-                        double u = 2 * ((x + 0.5) / w) - 1, v = 2 * ((yy + 0.5) / h) - 1;
-                        double z = 2 * M_PI * (u * gv[f] + v * gv[F + f]);
-                        return ch < F ? sin(z) : cos(z);
-                    },
-                    5e-6, 0);
-    }
 }
 
 int main(void) {
@@ -506,6 +528,7 @@ int main(void) {
     ew_copy();
     rope(false);
     rope(true);
+    rope_table();
     embedding_argmax();
     norms();
     sam_ops();

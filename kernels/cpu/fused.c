@@ -1,0 +1,245 @@
+/* kernels/cpu/fused.c — the fused ops of ops.def (LINEAR_EX, ADD_RMSNORM, ADD_LAYERNORM,
+ * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK) as the compositions of this
+ * backend's own ops that ops.def names, so that a model graph calling a fused op gets the very bits
+ * of the unfused ops (docs/architecture.md "Numerics": the CPU backend is the reference). ROPE_QK
+ * is ROPE's arithmetic on a table of ROPE's own angles (kernels/cpu/rope.c fills both).
+ *
+ * Temporaries: the ops that need one (a residual GEMM whose output is its residual, the norm or
+ * unpartition before a copy) take it per band of rows that the composed ops treat independently
+ * (norms and copies are row-wise), from the scratch arena; except LINEAR_EX's, which holds the
+ * whole GEMM output: OpenBLAS gives a row different bits depending on the rows of its call
+ * (models/graph.h), so the GEMM runs once over the caller's rows, into heap memory (the scratch
+ * arena's free space sizes LINEAR's weight-widening blocks, which must not change either).
+ */
+#include "kernels/cpu/cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static lisa_tensor host_view(void *data, int32_t n_dims, const int64_t *shape) {
+    return lisa_tensor_view(data, LISA_DTYPE_F32, n_dims, shape);
+}
+
+/* Whether a and b span common bytes (what aliasing rules are about). */
+static bool overlaps(const lisa_tensor *a, const lisa_tensor *b) {
+    if (!a->data || !b->data || !lisa_tensor_numel(a) || !lisa_tensor_numel(b)) return false;
+    return lisa_cpu_check_no_overlap("", "", a, b) != LISA_OK;
+}
+
+static lisa_status act_in_place(lisa_backend *be, lisa_tensor *y, lisa_act act) {
+    switch (act) {
+    case LISA_ACT_NONE: return LISA_OK;
+    case LISA_ACT_RELU: return lisa_cpu_relu(be, y, y);
+    case LISA_ACT_GELU: return lisa_cpu_gelu(be, y, y);
+    case LISA_ACT_QUICK_GELU: return lisa_cpu_quick_gelu(be, y, y);
+    }
+    return lisa_fail(LISA_ERR_INVALID_ARG, "linear_ex: unknown activation %d", (int)act);
+}
+
+lisa_status lisa_cpu_linear_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+                               const lisa_tensor *b, const lisa_tensor *residual, lisa_act act) {
+    char s1[96], s2[96];
+    if ((unsigned)act > LISA_ACT_QUICK_GELU)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "linear_ex: unknown activation %d", (int)act);
+    if (!residual) {
+        LISA_TRY(lisa_cpu_linear(be, y, x, w, b));
+        return act_in_place(be, y, act);
+    }
+    if (act != LISA_ACT_NONE)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "linear_ex: a residual cannot follow an activation");
+    LISA_TRY(lisa_cpu_check_f32("linear_ex", "residual", residual, false));
+    if (!lisa_tensor_same_shape(residual, y))
+        return lisa_fail(LISA_ERR_SHAPE, "linear_ex: residual %s does not match y %s",
+                         lisa_tensor_shape_str(residual, s1, sizeof s1), lisa_tensor_shape_str(y, s2, sizeof s2));
+    if (!overlaps(y, residual)) {
+        LISA_TRY(lisa_cpu_linear(be, y, x, w, b));
+        return lisa_cpu_add(be, y, residual, y);
+    }
+    if (!(residual->data == y->data && lisa_tensor_is_contiguous(residual)))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "linear_ex: residual partially overlaps y");
+    LISA_TRY(lisa_cpu_check_f32("linear_ex", "y", y, true));
+    float *tmp = malloc((size_t)(lisa_tensor_numel(y) > 0 ? lisa_tensor_numel(y) : 1) * sizeof(float));
+    if (!tmp) return lisa_fail(LISA_ERR_OOM, "linear_ex: out of memory for a %s temporary", lisa_tensor_shape_str(y, s1, sizeof s1));
+    lisa_tensor t = host_view(tmp, y->n_dims, y->shape);
+    lisa_status s = lisa_cpu_linear(be, &t, x, w, b);
+    if (s == LISA_OK) s = lisa_cpu_add(be, y, residual, &t);
+    free(tmp);
+    return s;
+}
+
+lisa_status lisa_cpu_add_rmsnorm(lisa_backend *be, lisa_tensor *sum, lisa_tensor *y, const lisa_tensor *x,
+                                 const lisa_tensor *r, const lisa_tensor *g, float eps) {
+    if (!sum || !r) return lisa_fail(LISA_ERR_INVALID_ARG, "add_rmsnorm: sum and residual are required");
+    if (overlaps(y, sum) || overlaps(y, x) || overlaps(y, r))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "add_rmsnorm: y overlaps an input or sum");
+    LISA_TRY(lisa_cpu_check_same_shape("add_rmsnorm", sum, x));
+    LISA_TRY(lisa_cpu_add(be, sum, x, r));
+    return lisa_cpu_rmsnorm(be, y, sum, g, eps);
+}
+
+lisa_status lisa_cpu_add_layernorm(lisa_backend *be, lisa_tensor *sum, lisa_tensor *y, const lisa_tensor *x,
+                                   const lisa_tensor *r, const lisa_tensor *g, const lisa_tensor *b, float eps) {
+    if (!sum || !r) return lisa_fail(LISA_ERR_INVALID_ARG, "add_layernorm: sum and residual are required");
+    if (overlaps(y, sum) || overlaps(y, x) || overlaps(y, r))
+        return lisa_fail(LISA_ERR_INVALID_ARG, "add_layernorm: y overlaps an input or sum");
+    LISA_TRY(lisa_cpu_check_same_shape("add_layernorm", sum, x));
+    LISA_TRY(lisa_cpu_add(be, sum, x, r));
+    return lisa_cpu_layernorm(be, y, sum, g, b, eps);
+}
+
+/* The grid [B, H, W, C] and its windows [B·nh·nw, S, S, C] agree (as WINDOW_PARTITION checks). */
+static lisa_status window_shapes(const char *op, const lisa_tensor *grid, const lisa_tensor *wins, int32_t S,
+                                 int64_t *nh, int64_t *nw) {
+    char s1[96], s2[96];
+    if (S <= 0) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: window size %d must be positive", op, S);
+    if (grid->n_dims != 4 || wins->n_dims != 4)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: grid %s and windows %s must both be 4-D", op,
+                         lisa_tensor_shape_str(grid, s1, sizeof s1), lisa_tensor_shape_str(wins, s2, sizeof s2));
+    *nh = (grid->shape[1] + S - 1) / S;
+    *nw = (grid->shape[2] + S - 1) / S;
+    if (wins->shape[0] != grid->shape[0] * *nh * *nw || wins->shape[1] != S || wins->shape[2] != S ||
+        wins->shape[3] != grid->shape[3])
+        return lisa_fail(LISA_ERR_SHAPE, "%s: windows %s do not tile grid %s with window %d", op,
+                         lisa_tensor_shape_str(wins, s1, sizeof s1), lisa_tensor_shape_str(grid, s2, sizeof s2), S);
+    return LISA_OK;
+}
+
+/* Band (b, wy) of a grid: its rows wy·S .. min(H, (wy+1)·S) of image b, [1, rows, W, C] (a
+ * contiguous view of a contiguous grid). */
+static lisa_tensor grid_band(const lisa_tensor *grid, int64_t b, int64_t wy, int32_t S) {
+    const int64_t H = grid->shape[1], W = grid->shape[2], C = grid->shape[3];
+    const int64_t y0 = wy * S, rows = H - y0 < S ? H - y0 : S;
+    const int64_t shape[4] = {1, rows, W, C};
+    lisa_tensor t = host_view((float *)grid->data + ((b * H + y0) * W) * C, 4, shape);
+    return t;
+}
+
+/* Windows (b, wy, 0 .. nw) of y [B·nh·nw, S, S, C]: the windows of one band. */
+static lisa_tensor band_windows(const lisa_tensor *wins, int64_t b, int64_t wy, int64_t nh, int64_t nw) {
+    const int64_t S = wins->shape[1], C = wins->shape[3];
+    const int64_t shape[4] = {nw, S, S, C};
+    return host_view((float *)wins->data + ((b * nh + wy) * nw) * S * S * C, 4, shape);
+}
+
+lisa_status lisa_cpu_layernorm_window_partition(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x,
+                                                const lisa_tensor *g, const lisa_tensor *b, float eps, int32_t window) {
+    const char *op = "layernorm_window_partition";
+    int64_t nh, nw;
+    LISA_TRY(lisa_cpu_check_f32(op, "x", x, true));
+    LISA_TRY(lisa_cpu_check_f32(op, "y", y, true));
+    LISA_TRY(window_shapes(op, x, y, window, &nh, &nw));
+    LISA_TRY(lisa_cpu_check_no_overlap(op, "x", y, x));
+    const int64_t B = x->shape[0], W = x->shape[2], C = x->shape[3];
+    if (lisa_tensor_numel(y) == 0) return LISA_OK;
+    /* per band of S grid rows: LAYERNORM into scratch, then WINDOW_PARTITION of the band (the
+     * band's windows, zero-padded at the bottom and right as the whole grid's would be) */
+    const size_t mark = lisa_arena_mark(&be->scratch);
+    float *tmp = NULL;
+    lisa_status s = lisa_cpu_scratch_f32(be, op, (int64_t)window * W * C, &tmp);
+    for (int64_t bi = 0; s == LISA_OK && bi < B; bi++) {
+        for (int64_t wy = 0; s == LISA_OK && wy < nh; wy++) {
+            const lisa_tensor band = grid_band(x, bi, wy, window);
+            lisa_tensor nb = host_view(tmp, 4, band.shape), wins = band_windows(y, bi, wy, nh, nw);
+            s = lisa_cpu_layernorm(be, &nb, &band, g, b, eps);
+            if (s == LISA_OK) s = lisa_cpu_window_partition(be, &wins, &nb, window);
+        }
+    }
+    lisa_arena_reset(&be->scratch, mark);
+    return s;
+}
+
+lisa_status lisa_cpu_window_unpartition_add(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x,
+                                            const lisa_tensor *residual, int32_t window) {
+    const char *op = "window_unpartition_add";
+    int64_t nh, nw;
+    if (!residual) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: residual is required", op);
+    LISA_TRY(lisa_cpu_check_f32(op, "x", x, true));
+    LISA_TRY(lisa_cpu_check_f32(op, "y", y, true));
+    LISA_TRY(lisa_cpu_check_f32(op, "residual", residual, true));
+    LISA_TRY(lisa_cpu_check_same_shape(op, residual, y));
+    LISA_TRY(window_shapes(op, y, x, window, &nh, &nw));
+    LISA_TRY(lisa_cpu_check_no_overlap(op, "x", y, x));
+    if (residual->data != y->data) LISA_TRY(lisa_cpu_check_no_overlap(op, "residual", y, residual));
+    const int64_t B = y->shape[0], W = y->shape[2], C = y->shape[3];
+    if (lisa_tensor_numel(y) == 0) return LISA_OK;
+    /* per band of S grid rows: WINDOW_UNPARTITION of the band's windows into scratch, then ADD */
+    const size_t mark = lisa_arena_mark(&be->scratch);
+    float *tmp = NULL;
+    lisa_status s = lisa_cpu_scratch_f32(be, op, (int64_t)window * W * C, &tmp);
+    for (int64_t bi = 0; s == LISA_OK && bi < B; bi++) {
+        for (int64_t wy = 0; s == LISA_OK && wy < nh; wy++) {
+            lisa_tensor yb = grid_band(y, bi, wy, window), rb = grid_band(residual, bi, wy, window);
+            lisa_tensor ub = host_view(tmp, 4, yb.shape), wins = band_windows(x, bi, wy, nh, nw);
+            s = lisa_cpu_window_unpartition(be, &ub, &wins, window);
+            if (s == LISA_OK) s = lisa_cpu_add(be, &yb, &rb, &ub);
+        }
+    }
+    lisa_arena_reset(&be->scratch, mark);
+    return s;
+}
+
+/* ROPE_QK: ROPE's rotation of each (q or k) head with the angles' cos/sin read from the table, which
+ * lisa_rope_table fills with the very values ROPE computes per call (kernels/cpu/rope.c shares the
+ * code), so the result is ROPE's, bit for bit (tests/test_ops_fused.c). */
+static lisa_status rope_slot_check(const lisa_tensor *t, const char *what, int64_t *B, int64_t *T, int64_t *H,
+                                   int64_t *D) {
+    char s1[96];
+    LISA_TRY(lisa_cpu_check_f32("rope_qk", what, t, false));
+    if (t->n_dims != 3 && t->n_dims != 4)
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: %s %s, want [T, H, D] or [B, T, H, D]", what,
+                         lisa_tensor_shape_str(t, s1, sizeof s1));
+    const int o = t->n_dims - 3;
+    *B = o ? t->shape[0] : 1, *T = t->shape[o], *H = t->shape[o + 1], *D = t->shape[o + 2];
+    if (*D % 2 || (*D > 1 && t->stride[o + 2] != 1))
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: %s %s needs an even, contiguous head dim", what,
+                         lisa_tensor_shape_str(t, s1, sizeof s1));
+    return LISA_OK;
+}
+
+static void rope_rows(lisa_backend *be, lisa_tensor *t, const int32_t *pd, bool pos_batched, const float *cs) {
+    const int o = t->n_dims - 3;
+    const int64_t B = o ? t->shape[0] : 1, T = t->shape[o], H = t->shape[o + 1], D = t->shape[o + 2], D2 = D / 2;
+    const int64_t bs = o ? t->stride[0] : 0, ts = t->stride[o], hs = t->stride[o + 1];
+    float *td = t->data;
+    LISA_CPU_PARALLEL_FOR(lisa_cpu_threads(be, B * T * H * D))
+    for (int64_t bth = 0; bth < B * T * H; bth++) {
+        const int64_t b = bth / (T * H), tt = (bth / H) % T, h = bth % H;
+        const float *c = cs + (int64_t)pd[pos_batched ? b * T + tt : tt] * D, *s = c + D2;
+        float *xr = td + b * bs + tt * ts + h * hs;
+        for (int64_t i = 0; i < D2; i++) {
+            const float x1 = xr[i], x2 = xr[i + D2]; /* both read before either is written */
+            xr[i] = x1 * c[i] + (-x2) * s[i];
+            xr[i + D2] = x2 * c[i] + x1 * s[i];
+        }
+    }
+}
+
+lisa_status lisa_cpu_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *pos,
+                             const lisa_tensor *cos_sin) {
+    char s1[96], s2[96];
+    if (!q || !k || !pos || !cos_sin) return lisa_fail(LISA_ERR_INVALID_ARG, "rope_qk: q, k, pos and cos_sin are required");
+    int64_t B, T, H, D, B2, T2, H2, D2;
+    LISA_TRY(rope_slot_check(q, "q", &B, &T, &H, &D));
+    LISA_TRY(rope_slot_check(k, "k", &B2, &T2, &H2, &D2));
+    if (q->n_dims != k->n_dims || B2 != B || T2 != T || D2 != D)
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: q %s and k %s must share B, T and D",
+                         lisa_tensor_shape_str(q, s1, sizeof s1), lisa_tensor_shape_str(k, s2, sizeof s2));
+    LISA_TRY(lisa_cpu_check_f32("rope_qk", "cos_sin", cos_sin, true));
+    if (cos_sin->n_dims != 2 || cos_sin->shape[1] != D)
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: cos_sin %s, want [positions, %lld]",
+                         lisa_tensor_shape_str(cos_sin, s1, sizeof s1), (long long)D);
+    const bool pos_batched = pos->n_dims == 2;
+    if (pos->dtype != LISA_DTYPE_I32 || !lisa_tensor_is_contiguous(pos) ||
+        !((pos->n_dims == 1 && pos->shape[0] == T) || (pos_batched && pos->shape[0] == B && pos->shape[1] == T &&
+                                                         q->n_dims == 4)))
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk: pos %s must be contiguous I32 [T] or [B, T] with T = %lld",
+                         lisa_tensor_shape_str(pos, s1, sizeof s1), (long long)T);
+    const int32_t *pd = pos->data;
+    for (int64_t i = 0; i < lisa_tensor_numel(pos); i++)
+        if (pd[i] < 0 || pd[i] >= cos_sin->shape[0])
+            return lisa_fail(LISA_ERR_INVALID_ARG, "rope_qk: position %d is outside the table's %lld rows", pd[i],
+                             (long long)cos_sin->shape[0]);
+    rope_rows(be, q, pd, pos_batched, cos_sin->data);
+    rope_rows(be, k, pd, pos_batched, cos_sin->data);
+    return LISA_OK;
+}
