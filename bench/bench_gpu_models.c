@@ -8,7 +8,7 @@
  * usage: bench_gpu_models [--quick] [--json FILE] [--device N] [--data DIR] [--keep DIR] [--self-test]
  *                         [--only LIST] [--after SECTION]
  *
- * Sections (in order): sam_b1, sam_b8, mask_decoder, mask_decoder_n1, llm, lisa. A failing section
+ * Sections (in order): sam_b1, sam_b8, mask_decoder, mask_decoder_n1, llm, lisa, lisa_q4. A failing section
  * is abandoned (its keys stay null) and the next one runs; --json is rewritten after every number.
  * When the backend cannot synchronize after a failure (a sticky CUDA error), the program exits
  * with status 3 and "model_bench_aborted_after": SECTION in the JSON; bench/gpu/suite.sh then runs
@@ -48,7 +48,8 @@
  *   - latency: one request at a time through the same engine, submit to result, median of 5.
  * JSON keys (bench/results/DATE-CARD.json): sam_vit_h_b1_img_per_s, sam_vit_h_b8_img_per_s,
  * sam_mask_decoder_ms (8 masks), sam_mask_decoder_n1_ms, llama7b_prefill_8x330_ms,
- * llama7b_decode_b1_ms, llama7b_decode_b16_ms, lisa7b_latency_ms, lisa7b_samples_per_s, details
+ * llama7b_decode_b1_ms, llama7b_decode_b16_ms, lisa7b_latency_ms, lisa7b_samples_per_s,
+ * lisa7b_samples_per_s_q4 (4 queries per image, reusing its encoding and KV prefix), details
  * (lisa7b_*, model_load_s) and optable_sam_b8 / optable_decode_b1 / optable_mask_decoder_n8.
  * Prints "no CUDA device: skipped" without a GPU.
  */
@@ -605,7 +606,10 @@ static void synthetic_rgb(uint8_t *rgb, int32_t h, int32_t w, uint64_t seed) {
             }
 }
 
-static void bench_lisa(int32_t n_req) {
+/* n_req requests on n_req / per_image pictures: per_image = 1 is every request on its own image;
+ * per_image = 4 asks 4 queries of each picture through a lisa_image (issue #17: the engine encodes
+ * the picture once and reuses its KV prefix through the image for the other queries). */
+static void bench_lisa(int32_t n_req, int32_t per_image) {
     const int32_t H = 480, W = 640;
     lisa_engine_params ep = lisa_engine_default_params();
     ep.max_batch = 8, ep.max_images = 8, ep.background = true, ep.max_prefill_tokens = 8 * 360;
@@ -630,9 +634,10 @@ static void bench_lisa(int32_t n_req) {
         check(lisa_result_status(r), "warm-up request");
         lisa_result_free(r);
     }
-    /* single-request latency: one request at a time, submit to result (median of 5; 1 in the self-test) */
+    /* single-request latency: one request at a time, submit to result (median of 5; 1 in the self-test;
+     * measured once, in the one-query-per-image section) */
     double lat[5];
-    const int n_lat = self_test ? 1 : 5;
+    const int n_lat = per_image > 1 ? 0 : self_test ? 1 : 5;
     for (int i = 0; i < n_lat; i++) {
         synthetic_rgb(rgb, H, W, 2000 + (uint64_t)i);
         rq.query = queries[(i + 3) % 8];
@@ -645,17 +650,29 @@ static void bench_lisa(int32_t n_req) {
         check(lisa_result_status(r), "latency request");
         lisa_result_free(r);
     }
-    qsort(lat, (size_t)n_lat, sizeof *lat, cmp_d);
-    printf("LISA-7B single-request latency (one request in flight, submit to result): %.1f ms (median of %d; min %.1f, "
-           "max %.1f)\n", lat[n_lat / 2], n_lat, lat[0], lat[n_lat - 1]);
-    put("lisa7b_latency_ms", lat[n_lat / 2]);
+    if (n_lat > 0) {
+        qsort(lat, (size_t)n_lat, sizeof *lat, cmp_d);
+        printf("LISA-7B single-request latency (one request in flight, submit to result): %.1f ms (median of %d; min "
+               "%.1f, max %.1f)\n", lat[n_lat / 2], n_lat, lat[0], lat[n_lat - 1]);
+        put("lisa7b_latency_ms", lat[n_lat / 2]);
+    }
     double tokens = 0, masks = 0, prompt = 0, dec = 0;
     const double t0 = now_ms();
+    lisa_image *img = NULL;
     for (int32_t i = 0; i < n_req; i++) {
-        synthetic_rgb(rgb, H, W, (uint64_t)i);
         rq.query = queries[i % 8];
+        if (per_image <= 1) {
+            synthetic_rgb(rgb, H, W, (uint64_t)i);
+        } else if (i % per_image == 0) { /* a new picture, decoded (here: copied) once */
+            lisa_image_free(img);
+            synthetic_rgb(rgb, H, W, 100000 + (uint64_t)i);
+            check(lisa_image_create_rgb(rgb, H, W, &img), "image");
+            rq.rgb = NULL;
+            rq.image = img;
+        }
         check(lisa_engine_submit(e, &rq, &ids[i]), "submit");
     }
+    lisa_image_free(img); /* the requests hold their references */
     int failed = 0;
     for (int32_t i = 0; i < n_req; i++) {
         lisa_result *r = NULL;
@@ -672,9 +689,22 @@ static void bench_lisa(int32_t n_req) {
     }
     const double sec = (now_ms() - t0) / 1e3;
     const lisa_engine_stats stt = lisa_engine_get_stats(e);
-    printf("LISA-7B end to end: %d requests in %.2f s -> %.2f samples/s (%.1f tokens, %.2f masks, %.0f prompt "
-           "positions per request; %lld engine steps; %d failed)\n",
-           n_req, sec, n_req / sec, tokens / n_req, masks / n_req, prompt / n_req, (long long)stt.steps, failed);
+    printf("LISA-7B end to end, %d queries per image: %d requests in %.2f s -> %.2f samples/s (%.1f tokens, %.2f "
+           "masks, %.0f prompt positions per request; %lld engine steps; image cache %lld hits / %lld misses; %lld "
+           "KV prefix hits; %d failed)\n",
+           per_image, n_req, sec, n_req / sec, tokens / n_req, masks / n_req, prompt / n_req, (long long)stt.steps,
+           (long long)stt.image_cache_hits, (long long)stt.image_cache_misses, (long long)stt.kv_prefix_hits, failed);
+    if (per_image > 1) {
+        char key[64];
+        snprintf(key, sizeof key, "lisa7b_samples_per_s_q%d", per_image);
+        put(key, failed ? NAN : n_req / sec);
+        snprintf(key, sizeof key, "lisa7b_q%d_kv_prefix_hits", per_image);
+        put(key, (double)stt.kv_prefix_hits);
+        lisa_engine_free(e);
+        free(rgb);
+        free(ids);
+        return;
+    }
     put("lisa7b_samples_per_s", failed ? NAN : n_req / sec);
     put("lisa7b_requests", n_req);
     put("lisa7b_max_batch", ep.max_batch);
@@ -695,9 +725,11 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
 
 static void sec_sam(int64_t B) { bench_sam(B); }
 static void sec_llm(int64_t unused) { bench_llm(); }
-static void sec_lisa(int64_t n) { bench_lisa((int32_t)n); }
+static void sec_lisa(int64_t n) { bench_lisa((int32_t)n, 1); }
+static void sec_lisa_q4(int64_t n) { bench_lisa((int32_t)n, 4); }
 
-/* The timed sections, in order (names for --only / --after): sam_b1, sam_b8, mask_decoder, llm, lisa. */
+/* The timed sections, in order (names for --only / --after): sam_b1, sam_b8, mask_decoder,
+ * mask_decoder_n1, llm, lisa, lisa_q4. */
 static void run_sections(int32_t n_requests) {
     run_section("sam_b1", sec_sam, 1);
     run_section("sam_b8", sec_sam, self_test ? 2 : 8);
@@ -705,6 +737,7 @@ static void run_sections(int32_t n_requests) {
     run_section("mask_decoder_n1", bench_mask_decoder, 1);
     run_section("llm", sec_llm, 0);
     run_section("lisa", sec_lisa, n_requests);
+    run_section("lisa_q4", sec_lisa_q4, n_requests);
 }
 
 int main(int argc, char **argv) {
@@ -731,7 +764,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr, "usage: bench_gpu_models [--quick] [--json FILE] [--device N] [--data DIR] [--keep DIR] "
                             "[--self-test] [--only LIST] [--after SECTION]\n"
-                            "  sections: sam_b1 sam_b8 mask_decoder mask_decoder_n1 llm lisa\n");
+                            "  sections: sam_b1 sam_b8 mask_decoder mask_decoder_n1 llm lisa lisa_q4\n");
             return 2;
         }
     }

@@ -14,6 +14,7 @@ HEADLINE = [
     ("sam_mask_decoder_ms", "SAM mask decoder, 8 masks", "ms", ("<=", 0.5)),
     ("lisa7b_latency_ms", "LISA-7B one request, latency", "ms", ("<=", 60)),
     ("lisa7b_samples_per_s", "LISA-7B end to end, batched", "samples/s", (">=", 55)),
+    ("lisa7b_samples_per_s_q4", "LISA-7B end to end, 4 queries/image", "samples/s", None),
 ]
 
 
