@@ -29,10 +29,38 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
+/* Version of this header; lisa_version() gives the library's (they match unless an application
+ * runs against a different build than it was compiled with). */
+#define LISA_VERSION_MAJOR 0
+#define LISA_VERSION_MINOR 1
+#define LISA_VERSION_PATCH 0
+#define LISA_VERSION_STRING "0.1.0"
+
+/* The export macro, on every function below. The library's own build defines LISA_BUILD to
+ * export them; programs linking the static library on Windows define LISA_STATIC (no dllimport);
+ * elsewhere the shared library exports exactly these symbols, being compiled with hidden
+ * visibility. Define LISA_API before including this header to override it. */
+#ifndef LISA_API
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(LISA_STATIC)
+#define LISA_API
+#elif defined(LISA_BUILD)
 #define LISA_API __declspec(dllexport)
 #else
+#define LISA_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
 #define LISA_API __attribute__((visibility("default")))
+#else
+#define LISA_API
+#endif
+#endif
+
+/* printf-style checking of format arguments where the compiler offers it */
+#if defined(__GNUC__) || defined(__clang__)
+#define LISA_PRINTF(fmt_arg, first_arg) __attribute__((format(printf, fmt_arg, first_arg)))
+#else
+#define LISA_PRINTF(fmt_arg, first_arg)
 #endif
 
 /* Status codes. Every fallible call returns one; LISA_OK is 0. On failure, lisa_last_error()
@@ -62,14 +90,46 @@ LISA_API const char *lisa_last_error(void);
 /* Clears the calling thread's last-error message. */
 LISA_API void lisa_clear_error(void);
 
-/* Version string of the library ("0.1.0"). Static. */
+/* Records "<message>" (printf-style) as the calling thread's last error and returns `s`: for code
+ * built on the library (a server, a tool, a binding) that reports its own failures through the
+ * same lisa_last_error() channel. Messages name the file/field/value that caused the failure. */
+LISA_API lisa_status lisa_fail(lisa_status s, const char *fmt, ...) LISA_PRINTF(2, 3);
+
+/* Version string of the library ("0.1.0" = LISA_VERSION_STRING of its build). Static. */
 LISA_API const char *lisa_version(void);
 
+/* ---- logging ----------------------------------------------------------------------------------
+ * The library never writes to stdout/stderr by itself: warnings (e.g. "graph capture failed;
+ * decode steps run eagerly") and notes go to one process-wide callback, silent until one is set.
+ * The callback may be called from any library thread (engine, workers), concurrently; the message
+ * is one line without a trailing newline, valid during the call. */
+typedef enum lisa_log_level {
+    LISA_LOG_ERROR = 0, /* an operation failed in a way its status cannot tell (background work) */
+    LISA_LOG_WARN = 1,  /* a fallback was taken or a result may be slower/worse than asked for */
+    LISA_LOG_INFO = 2,  /* what the library chose (backend, sizes); a few lines per model or engine */
+    LISA_LOG_DEBUG = 3,
+} lisa_log_level;
+
+typedef void (*lisa_log_fn)(void *user, lisa_log_level level, const char *message);
+
+/* Sets the callback (NULL: silent, the default) and its `user` pointer. */
+LISA_API void lisa_log_set(lisa_log_fn fn, void *user);
+/* A ready callback: "lisa: warning: <message>\n" on stderr for every message up to a level: `user`
+ * NULL means LISA_LOG_WARN, else it points to a lisa_log_level (the maximum printed). */
+LISA_API void lisa_log_stderr(void *user, lisa_log_level level, const char *message);
+/* Static name of a level: "error", "warning", "info", "debug". */
+LISA_API const char *lisa_log_level_name(lisa_log_level level);
 
 /* ---- models -------------------------------------------------------------------------------- */
 
-typedef struct lisa_model lisa_model;   /* a loaded LISA checkpoint (LLM + CLIP + SAM + tokenizer) */
-typedef struct lisa_result lisa_result; /* the outcome of one request */
+/* A loaded LISA checkpoint (LLM + CLIP + SAM + tokenizer). Threads: the read-only queries
+ * (lisa_model_get_info, lisa_model_count_tokens, lisa_model_prompt_tokens, the TP getters,
+ * lisa_model_seg_token_id) may run concurrently with each other and with engines on the model;
+ * lisa_model_free must not overlap any other use. */
+typedef struct lisa_model lisa_model;
+/* The outcome of one request. Immutable once returned: its accessors may be called from any
+ * number of threads; lisa_result_free once, after the last use. */
+typedef struct lisa_result lisa_result;
 
 typedef enum lisa_backend_kind {
     LISA_BACKEND_AUTO = 0, /* CUDA when built and a device is present, else CPU */
@@ -104,6 +164,56 @@ LISA_API void lisa_model_free(lisa_model *m);
 /* The [SEG] token id (e.g. 32003 for LISA-7B-v1). */
 LISA_API int32_t lisa_model_seg_token_id(const lisa_model *m);
 
+/* What a loaded model is: dims of its three networks, where it runs, what it holds. The struct
+ * grows at its end in later versions: set `size` to sizeof(lisa_model_info) before the call; the
+ * library fills the fields that fit in `size` bytes (older callers keep working). */
+typedef struct lisa_model_info {
+    uint32_t size;                 /* in: sizeof(lisa_model_info) as the caller compiled it; out: the
+                                      bytes filled (the smaller of it and the library's sizeof; a
+                                      larger caller's extra tail is zeroed) */
+    /* language model (LLaMA, config.json) */
+    int32_t llm_hidden, llm_layers, llm_heads, llm_kv_heads, llm_head_dim, llm_intermediate;
+    int32_t vocab_size;            /* embedding rows (added tokens, [SEG] included) */
+    int32_t max_position;          /* max_position_embeddings: prompt + generated tokens */
+    /* vision tower (CLIP ViT, its own directory) */
+    int32_t clip_hidden, clip_layers, clip_heads, clip_image_size, clip_patch_size;
+    int32_t clip_layers_run;       /* layers LLaVA runs (mm_vision_select_layer = -2: all but one) */
+    int32_t n_patches;             /* image positions spliced into the prompt (256) */
+    /* SAM */
+    int32_t sam_image_size;        /* the square side SAM encodes (1024) */
+    int32_t sam_embed_dim, sam_depth, sam_heads; /* image encoder (ViT-H: 1280, 32, 16) */
+    int32_t sam_prompt_dim;        /* text_hidden_fcs output = SAM prompt width (256) */
+    int32_t seg_token_id;
+    /* where it runs */
+    lisa_backend_kind backend;     /* LISA_BACKEND_CPU or LISA_BACKEND_CUDA (what AUTO chose) */
+    char backend_name[16];         /* "cpu", "cuda" */
+    char device_name[128];         /* "NVIDIA H100 80GB HBM3"; on the CPU its model name */
+    int32_t device;                /* CUDA device ordinal (0 on the CPU) */
+    int32_t n_threads;             /* CPU compute threads (1 on CUDA) */
+    char activation_dtype[8];      /* "f32" (CPU), "bf16" (CUDA default) */
+    /* memory */
+    int64_t weight_bytes;          /* the weights as the backend holds them (CPU: views of the
+                                      mapped files; CUDA: device memory) */
+    int64_t checkpoint_bytes;      /* tensor bytes of the checkpoint files (LISA + CLIP) */
+    int64_t scratch_bytes;         /* the backend's per-op workspace */
+    int64_t device_memory_bytes;   /* total memory of the device (0 on the CPU) */
+    /* tensor parallelism (lisa_model_tp_rank / _size / _group) */
+    int32_t tp_rank, tp_size, tp_group, tp_groups;
+} lisa_model_info;
+
+/* Fills *info (info->size must be set; LISA_ERR_INVALID_ARG if it is 0). */
+LISA_API lisa_status lisa_model_get_info(const lisa_model *m, lisa_model_info *info);
+
+/* Token ids the checkpoint's tokenizer gives `text` (len bytes; SentencePiece as LLaMA's slow
+ * tokenizer), plus one for BOS when add_bos. What `lisa serve --max-query-tokens` counts. */
+LISA_API lisa_status lisa_model_count_tokens(const lisa_model *m, const char *text, size_t len, bool add_bos,
+                                             int32_t *n_tokens);
+/* The expanded prompt length of a query: the positions its request would prefill (system prompt,
+ * image patches, query; lisa_timings.n_prompt_tokens). Validates the query as lisa_segment does
+ * (lisa_check_query with default limits) and fails with LISA_ERR_LIMIT when the prompt does not fit
+ * max_position. */
+LISA_API lisa_status lisa_model_prompt_tokens(const lisa_model *m, const char *query, int32_t *n_positions);
+
 typedef struct lisa_segment_params {
     int32_t max_new_tokens;     /* generation limit; chat.py uses 512 */
     int32_t max_query_bytes;    /* longer queries are LISA_ERR_LIMIT; default 4096 */
@@ -112,6 +222,11 @@ typedef struct lisa_segment_params {
 } lisa_segment_params;
 
 LISA_API lisa_segment_params lisa_segment_default_params(void);
+
+/* The query checks every request gets (the engine fails a request's result with them): NULL or
+ * blank is LISA_ERR_INVALID_ARG, longer than p->max_query_bytes (if > 0) LISA_ERR_LIMIT, one
+ * containing the image placeholder "<image>" LISA_ERR_INVALID_ARG. p NULL: the defaults. */
+LISA_API lisa_status lisa_check_query(const char *query, const lisa_segment_params *p);
 
 /* One request: an RGB image (u8, row-major [height, width, 3]) and a query. On success *out holds
  * the answer, the generated token ids and one mask per generated [SEG] (all of them, in order),
@@ -122,6 +237,13 @@ LISA_API lisa_status lisa_segment(lisa_model *m, const uint8_t *rgb, int32_t hei
 /* Same with an encoded PNG or JPEG file (decoded as cv2.imread does: EXIF orientation applied). */
 LISA_API lisa_status lisa_segment_file(lisa_model *m, const char *image_path, const char *query,
                                        const lisa_segment_params *p, lisa_result **out);
+
+/* Decodes a PNG or JPEG file to RGB exactly as lisa_segment_file and the engine do (cv2.imread +
+ * BGR2RGB: EXIF orientation applied), for callers that need the pixels themselves (overlays).
+ * *rgb [height, width, 3] is the caller's (lisa_free). max_pixels <= 0: the default limit (64 Mpx).
+ * Errors: LISA_ERR_IO, LISA_ERR_FORMAT (not PNG/JPEG, corrupt, truncated), LISA_ERR_LIMIT. */
+LISA_API lisa_status lisa_rgb_load_file(const char *path, int64_t max_pixels, uint8_t **rgb, int32_t *height,
+                                        int32_t *width);
 
 /* Result accessors. Returned pointers live until lisa_result_free. */
 LISA_API const char *lisa_result_answer(const lisa_result *r);     /* generated text, chat.py cleanup, no </s> */
@@ -146,6 +268,7 @@ typedef struct lisa_timings {
     double preprocess_ms, clip_ms, prefill_ms, decode_ms, sam_encoder_ms, sam_decoder_ms, postprocess_ms, total_ms;
     int32_t n_prompt_tokens; /* expanded sequence length L0 (image patches included) */
     int32_t n_generated;
+    int32_t n_reused_tokens; /* prompt positions whose KV came from a kept prefix (not prefilled) */
 } lisa_timings;
 LISA_API lisa_timings lisa_result_timings(const lisa_result *r);
 /* LISA_OK, or why this request failed (engine results: a bad image fails its request only). */
@@ -154,6 +277,15 @@ LISA_API const char *lisa_result_error(const lisa_result *r); /* "" when ok */
 LISA_API uint64_t lisa_result_id(const lisa_result *r);
 LISA_API uint64_t lisa_result_user_data(const lisa_result *r);
 LISA_API void lisa_result_free(lisa_result *r);
+
+/* Mask i as an 8-bit gray PNG, 255 = object (chat.py writes mask*100 as JPEG; a lossless 0/255
+ * PNG is what annotation tools read). */
+LISA_API lisa_status lisa_result_write_mask_png(const lisa_result *r, int32_t i, const char *path);
+/* chat.py's overlay of mask i on the request's image rgb [height, width, 3] (the result's mask
+ * size): object pixels tinted 50 % red, saved as PNG. Both writers are atomic: the bytes go to
+ * "<path>.tmp.<pid>", renamed over `path` once complete, so a failure leaves no partial file. */
+LISA_API lisa_status lisa_result_write_overlay_png(const lisa_result *r, int32_t i, const uint8_t *rgb,
+                                                   const char *path);
 
 /* The JSON form of a result (what `lisa serve` answers and `lisa segment --json` prints):
  *   {"answer", "n_tokens", "tokens"?, "text_output"?, "masks": [{"index", "rle": {"size": [h, w],
@@ -166,18 +298,48 @@ enum {
     LISA_JSON_TEXT_OUTPUT = 1u << 1, /* "text_output": chat.py's printed string (prompt + answer) */
     LISA_JSON_MASK_PNG = 1u << 2,    /* masks[i].png: base64 of the mask as a 0/255 gray PNG */
     LISA_JSON_TIMINGS = 1u << 3,     /* "timings": per-stage milliseconds and token counts */
+    LISA_JSON_ID = 1u << 4,          /* "id": lisa_result_id (last member) */
 };
 LISA_API lisa_status lisa_result_to_json(const lisa_result *r, uint32_t flags, char **out);
 /* Frees memory the library handed to the caller (lisa_result_to_json strings). NULL is a no-op. */
 LISA_API void lisa_free(void *p);
 
+/* ---- images ----------------------------------------------------------------------------------
+ * A lisa_image is an image decoded (and hashed) once, to submit with any number of requests
+ * (lisa_request.image): "encode once, ask many". The engine keys its image-embedding cache by the
+ * decoded pixels, so requests on the same picture share one CLIP + SAM encoding and the KV cache of
+ * the prompt through the image (see lisa_engine_params.image_cache_bytes) whether they come as a
+ * handle, a file, bytes or RGB; a handle also skips the per-request decode.
+ *
+ * Lifetime: lisa_image_create_* returns one reference, dropped by lisa_image_free. Each request
+ * submitted on the image holds its own reference until it finishes, so the handle may be freed
+ * right after submitting. Handles are immutable and thread-safe, and belong to no model or engine. */
+typedef struct lisa_image lisa_image;
+
+/* Decodes a PNG or JPEG file (as cv2.imread does: EXIF orientation applied), at most 64 Mpx. */
+LISA_API lisa_status lisa_image_create_file(const char *path, lisa_image **out);
+/* Same from encoded bytes in memory (copied; the buffer can be reused at once). */
+LISA_API lisa_status lisa_image_create_bytes(const void *data, size_t size, lisa_image **out);
+/* From RGB u8 pixels, row-major [height, width, 3] (copied). */
+LISA_API lisa_status lisa_image_create_rgb(const uint8_t *rgb, int32_t height, int32_t width, lisa_image **out);
+LISA_API int32_t lisa_image_height(const lisa_image *img);
+LISA_API int32_t lisa_image_width(const lisa_image *img);
+/* Drops the caller's reference (the pixels go when no request holds the image). NULL is a no-op. */
+LISA_API void lisa_image_free(lisa_image *img);
+
 /* ---- the batching engine ---------------------------------------------------------------------
  * Continuous batching over requests: images are decoded and preprocessed on a worker pool; CLIP
  * and the SAM encoder run batched per step; LLM prefill and decode steps run batched over requests
- * of different lengths against a paged KV cache whose system-prompt prefix is prefilled once and
- * shared; masks are decoded as requests finish. Results are identical whether a request runs
- * alone or in a batch (CPU: bit-identical). Every call but lisa_engine_free is thread-safe (see
- * "Threads" at the top); several engines may share one model. */
+ * of different lengths against a paged KV cache; masks are decoded as requests finish. Results are
+ * identical whether a request runs alone or in a batch (CPU: bit-identical).
+ * Reuse: each image is encoded once while it stays in the image-embedding cache (LRU, bounded by
+ * image_cache_bytes; requests in flight for the same image wait for one encoding), and the KV cache
+ * keeps prompt prefixes as a tree of shared pages: the system prompt, and the system prompt plus an
+ * image's features, so a further query on a cached image prefills only its own tokens. Results are
+ * identical with and without reuse (CPU: bit-identical). Threads: lisa_engine_submit, _poll, _wait,
+ * _wait_timeout, _step and _get_stats may be called from any number of threads at once;
+ * lisa_engine_free must not overlap them. Several engines may share one model ("Threads" at the
+ * top). */
 
 typedef struct lisa_engine lisa_engine;
 
@@ -189,9 +351,13 @@ typedef struct lisa_engine_params {
     int64_t kv_cache_bytes;     /* KV pool budget; 0 = room for max_batch requests of 1024 tokens */
     int32_t max_queue;          /* unfinished requests accepted; lisa_engine_submit returns LISA_ERR_BUSY beyond */
     int32_t n_workers;          /* preprocessing threads; 0 = number of cores */
-    bool share_prefix;          /* prefill the common system-prompt prefix once and share its pages */
+    bool share_prefix;          /* keep prompt prefixes in the KV cache and share their pages: the
+                                   system prompt, and (with the image cache) the prompt through an image */
     bool background;            /* run the scheduler on an engine thread (else the caller drives it
                                    through lisa_engine_step / lisa_engine_wait) */
+    int64_t image_cache_bytes;  /* image embeddings (CLIP features + SAM embedding) kept for reuse, on the
+                                   compute device; default 256 MiB; 0 = no reuse: every request encodes
+                                   its image and prefills its whole prompt */
 } lisa_engine_params;
 
 LISA_API lisa_engine_params lisa_engine_default_params(void);
@@ -204,7 +370,7 @@ LISA_API lisa_status lisa_engine_create(lisa_model *m, const lisa_engine_params 
 LISA_API void lisa_engine_free(lisa_engine *e);
 
 typedef struct lisa_request {
-    /* the image: exactly one of encoded bytes (PNG/JPEG), a file path, or decoded RGB */
+    /* the image: exactly one of encoded bytes (PNG/JPEG), a file path, decoded RGB, or a handle */
     const void *image_data;
     size_t image_size;
     const char *image_path;
@@ -213,14 +379,15 @@ typedef struct lisa_request {
     const char *query;
     lisa_segment_params params;
     uint64_t user_data;         /* returned with the result */
+    lisa_image *image;          /* a lisa_image: the request holds a reference until it finishes */
 } lisa_request;
 
 LISA_API lisa_request lisa_request_default(void);
 
-/* Queues a request (inputs are copied; the caller's buffers can be reused at once). *id > 0.
- * LISA_ERR_BUSY when max_queue requests are unfinished; LISA_ERR_INVALID_ARG for a malformed
- * request (no image, several images, NULL query). Problems found later (corrupt image, empty
- * query) fail that request's result instead. Thread-safe. */
+/* Queues a request (inputs are copied, a lisa_image referenced; the caller's buffers can be reused
+ * at once). *id > 0. LISA_ERR_BUSY when max_queue requests are unfinished; LISA_ERR_INVALID_ARG
+ * for a malformed request (no image, several images, NULL query). Problems found later (corrupt
+ * image, empty query) fail that request's result instead. Thread-safe. */
 LISA_API lisa_status lisa_engine_submit(lisa_engine *e, const lisa_request *r, uint64_t *id);
 /* A finished result if one is ready (LISA_OK), else LISA_ERR_NOT_FOUND. Non-blocking. */
 LISA_API lisa_status lisa_engine_poll(lisa_engine *e, lisa_result **out);
@@ -239,13 +406,25 @@ typedef struct lisa_engine_stats {
     int32_t ready;         /* preprocessed, waiting for admission (e.g. KV pages) */
     int32_t running;       /* admitted: prefilling, decoding or decoding masks */
     int32_t results;       /* finished, not yet claimed */
-    int32_t kv_pages_used, kv_pages_total, kv_prefix_pages;
+    int32_t kv_pages_used, kv_pages_total;
+    int32_t kv_prefix_pages; /* pages held by kept prefixes (system prompt, prompts through an image) */
     int64_t completed, failed, steps;
     int32_t last_batch;    /* sequences in the last decode step */
     int64_t decode_steps;  /* decode steps run (one token for every running sequence) */
     int64_t decode_rows;   /* sequences summed over the decode steps (mean batch = rows / steps) */
     /* decode steps by batch size b: bucket 0 holds b = 1, bucket k holds 2^(k-1) < b <= 2^k */
     int64_t decode_batch_hist[LISA_ENGINE_BATCH_BUCKETS];
+    /* reuse (see image_cache_bytes, share_prefix) */
+    int64_t image_cache_hits;      /* requests whose image embeddings were cached */
+    int64_t image_cache_misses;    /* requests that encoded their image */
+    int64_t image_cache_evictions; /* images dropped to make room */
+    int64_t image_cache_bytes;     /* bytes of the images held (in use or kept) */
+    int64_t image_cache_capacity;  /* bytes that may be kept for reuse (image_cache_bytes, whole entries) */
+    int32_t image_cache_entries;   /* images held */
+    int32_t kv_prefix_nodes;       /* prefixes kept in the KV cache (kv_prefix_pages: their pages) */
+    int64_t kv_prefix_hits;        /* requests that reused a prefix through their image */
+    int64_t kv_reused_tokens;      /* prompt positions not prefilled thanks to kept prefixes */
+    int64_t kv_prefix_evictions;   /* prefixes dropped to make room */
 } lisa_engine_stats;
 
 LISA_API lisa_engine_stats lisa_engine_get_stats(lisa_engine *e);

@@ -81,6 +81,8 @@ struct lisa_backend {
     const char *name;          /* "cpu", "cuda" */
     lisa_device device;
     int32_t device_id;
+    char device_name[128];     /* the device's own name ("NVIDIA H100 80GB HBM3"; the CPU's model name) */
+    int64_t device_memory_bytes; /* total device memory (0 on the CPU) */
     const lisa_ops *ops;
     lisa_arena scratch;        /* per-op temporary space (im2col tiles, softmax rows); reset by each op */
     int32_t n_threads;
@@ -110,6 +112,15 @@ struct lisa_backend {
     void *stream;
     /* A new context on the same device and settings, with its own scratch (lisa_backend_fork). */
     lisa_status (*fork)(const lisa_backend *be, lisa_backend **out);
+    /* Optional timing marks for per-op time tables (kernels/profile.h); NULL where ops are
+     * synchronous (the CPU backend: the host clock serves). timer_reserve makes marks 0..n-1
+     * available (allocates; call outside timed steps), timer_mark records mark i on the compute
+     * stream (no wait), timer_elapsed gives the ms between two recorded marks once they completed. */
+    lisa_status (*timer_reserve)(lisa_backend *be, int32_t n);
+    lisa_status (*timer_mark)(lisa_backend *be, int32_t i);
+    lisa_status (*timer_elapsed)(lisa_backend *be, int32_t a, int32_t b, float *ms);
+    /* The per-op profile in progress (kernels/profile.h), borrowed; NULL when not profiling. */
+    struct lisa_op_profile *profile;
 };
 
 /* True when the backend can capture and replay steps (and so offers pinned host memory). */

@@ -303,6 +303,8 @@ void lisa_model_destroy(lisa_model *m) {
 /* ---- request preparation (CPU side; worker threads) ------------------------------------------ */
 
 lisa_status lisa_check_query(const char *query, const lisa_segment_params *p) {
+    const lisa_segment_params dp = lisa_segment_default_params();
+    if (!p) p = &dp;
     if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
     size_t n = strlen(query);
     if (p->max_query_bytes > 0 && n > (size_t)p->max_query_bytes)
@@ -316,28 +318,10 @@ lisa_status lisa_check_query(const char *query, const lisa_segment_params *p) {
     return LISA_OK;
 }
 
-void lisa_prepared_free(lisa_prepared *p) {
-    if (!p) return;
-    free(p->ids);
-    lisa_tensor_free(&p->clip_px);
-    lisa_tensor_free(&p->sam_px);
-    memset(p, 0, sizeof *p);
-}
-
-lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
-                         const lisa_segment_params *p, lisa_prepared *out) {
-    memset(out, 0, sizeof *out);
-    double t0 = now_ms();
-    if (!rgb || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
-    if (p->max_image_pixels > 0 && (int64_t)h * w > p->max_image_pixels)
-        return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
-                         (long long)p->max_image_pixels);
-    if (p->max_new_tokens < 1)
-        return lisa_fail(LISA_ERR_INVALID_ARG, "max_new_tokens must be >= 1 (got %d)", p->max_new_tokens);
-    LISA_TRY(lisa_check_query(query, p));
-    out->H0 = h;
-    out->W0 = w;
-    out->keep_logits = p->keep_logits;
+lisa_status lisa_prompt_ids(const lisa_model *m, const char *query, int32_t **ids, int32_t *n_ids,
+                            int32_t *placeholder, int32_t *L0) {
+    *ids = NULL;
+    *n_ids = 0;
     /* chat.py: the llava_v1 prompt, then tokenizer_image_token */
     size_t plen = 0, pcap = strlen(query) + 1024;
     char *prompt = malloc(pcap);
@@ -348,43 +332,123 @@ lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w
         s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, NULL, 0, &n);
         if (s == LISA_ERR_LIMIT && n > 0) s = LISA_OK; /* that was the sizing call */
     }
-    if (s == LISA_OK && !(out->ids = malloc((size_t)n * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
-    if (s == LISA_OK) s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, out->ids, n, &out->n_ids);
+    if (s == LISA_OK && !(*ids = malloc((size_t)n * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK) s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, *ids, n, n_ids);
     free(prompt);
-    if (s != LISA_OK) goto fail;
-    out->placeholder = -1;
-    for (int32_t i = 0; i < out->n_ids; i++)
-        if (out->ids[i] == LISA_IMAGE_TOKEN_INDEX) out->placeholder = i;
-    LISA_ASSERT(out->placeholder >= 0); /* the template holds exactly one <image> */
-    out->L0 = out->n_ids - 1 + m->n_patches;
-    if (out->L0 >= m->cfg.llm.max_pos) {
-        s = lisa_fail(LISA_ERR_LIMIT, "prompt of %d positions (%d of them image tokens) exceeds the model's %d", out->L0,
-                      m->n_patches, m->cfg.llm.max_pos);
-        goto fail;
+    int32_t ph = -1;
+    for (int32_t i = 0; s == LISA_OK && i < *n_ids; i++)
+        if ((*ids)[i] == LISA_IMAGE_TOKEN_INDEX) ph = i;
+    if (s == LISA_OK) {
+        LISA_ASSERT(ph >= 0); /* the template holds exactly one <image> */
+        const int32_t len = *n_ids - 1 + m->n_patches;
+        if (len >= m->cfg.llm.max_pos)
+            s = lisa_fail(LISA_ERR_LIMIT, "prompt of %d positions (%d of them image tokens) exceeds the model's %d",
+                          len, m->n_patches, m->cfg.llm.max_pos);
+        if (placeholder) *placeholder = ph;
+        if (L0) *L0 = len;
     }
+    if (s != LISA_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n_ids = 0;
+    }
+    return s;
+}
+
+void lisa_prepared_free(lisa_prepared *p) {
+    if (!p) return;
+    free(p->ids);
+    lisa_tensor_free(&p->clip_px);
+    lisa_tensor_free(&p->sam_px);
+    memset(p, 0, sizeof *p);
+}
+
+lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
+                         const lisa_segment_params *p, lisa_prepared *out) {
+    return lisa_prepare_ex(m, rgb, h, w, query, p, true, out);
+}
+
+lisa_status lisa_prepare_ex(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
+                            const lisa_segment_params *p, bool pixels, lisa_prepared *out) {
+    memset(out, 0, sizeof *out);
+    double t0 = now_ms();
+    if ((pixels && !rgb) || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
+    if (p->max_image_pixels > 0 && (int64_t)h * w > p->max_image_pixels)
+        return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
+                         (long long)p->max_image_pixels);
+    if (p->max_new_tokens < 1)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "max_new_tokens must be >= 1 (got %d)", p->max_new_tokens);
+    LISA_TRY(lisa_check_query(query, p));
+    out->H0 = h;
+    out->W0 = w;
+    out->keep_logits = p->keep_logits;
+    lisa_status s = lisa_prompt_ids(m, query, &out->ids, &out->n_ids, &out->placeholder, &out->L0);
+    if (s != LISA_OK) goto fail;
     out->max_new = p->max_new_tokens;
     if (out->L0 + out->max_new > m->cfg.llm.max_pos) out->max_new = m->cfg.llm.max_pos - out->L0;
-    /* bit-exact preprocessing (spec §2) */
-    const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size;
-    s = lisa_tensor_alloc(&out->clip_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, CS, CS});
-    if (s == LISA_OK) s = lisa_tensor_alloc(&out->sam_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, S, S});
-    if (s != LISA_OK) goto fail;
-    size_t ws_c = lisa_clip_preprocess_workspace_size(&m->clip_pp, h, w);
-    size_t ws_s = lisa_sam_preprocess_workspace_size(&m->sam_pp, h, w);
-    void *ws = malloc(ws_c > ws_s ? ws_c : ws_s);
-    if (!ws) {
-        s = lisa_fail(LISA_ERR_OOM, "out of memory");
-        goto fail;
+    if (pixels) {
+        out->preprocess_ms = 0;
+        s = lisa_prepare_pixels(m, rgb, out);
+        if (s != LISA_OK) goto fail;
     }
-    s = lisa_clip_preprocess(&out->clip_px, rgb, h, w, &m->clip_pp, ws, ws_c);
-    if (s == LISA_OK) s = lisa_sam_preprocess(&out->sam_px, &out->h_r, &out->w_r, rgb, h, w, &m->sam_pp, ws, ws_s);
-    free(ws);
-    if (s != LISA_OK) goto fail;
     out->preprocess_ms = now_ms() - t0;
     return LISA_OK;
 fail:
     lisa_prepared_free(out);
     return s;
+}
+
+lisa_status lisa_prepare_pixels(lisa_model *m, const uint8_t *rgb, lisa_prepared *out) {
+    double t0 = now_ms();
+    const int32_t h = out->H0, w = out->W0;
+    /* bit-exact preprocessing (spec §2) */
+    const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size;
+    lisa_tensor_free(&out->clip_px);
+    lisa_tensor_free(&out->sam_px);
+    lisa_status s = lisa_tensor_alloc(&out->clip_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, CS, CS});
+    if (s == LISA_OK) s = lisa_tensor_alloc(&out->sam_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, S, S});
+    size_t ws_c = lisa_clip_preprocess_workspace_size(&m->clip_pp, h, w);
+    size_t ws_s = lisa_sam_preprocess_workspace_size(&m->sam_pp, h, w);
+    void *ws = s == LISA_OK ? malloc(ws_c > ws_s ? ws_c : ws_s) : NULL;
+    if (s == LISA_OK && !ws) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK) s = lisa_clip_preprocess(&out->clip_px, rgb, h, w, &m->clip_pp, ws, ws_c);
+    if (s == LISA_OK) s = lisa_sam_preprocess(&out->sam_px, &out->h_r, &out->w_r, rgb, h, w, &m->sam_pp, ws, ws_s);
+    free(ws);
+    if (s != LISA_OK) {
+        lisa_tensor_free(&out->clip_px);
+        lisa_tensor_free(&out->sam_px);
+        return s;
+    }
+    out->preprocess_ms += now_ms() - t0;
+    return LISA_OK;
+}
+
+/* FNV-1a over the fields, one at a time (no struct padding enters) */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+#define FNV_FIELD(h, x) h = fnv(h, &(x), sizeof(x))
+
+uint64_t lisa_model_preprocess_id(const lisa_model *m) {
+    const lisa_clip_preprocess_params *c = &m->clip_pp;
+    const lisa_sam_preprocess_params *s = &m->sam_pp;
+    uint64_t h = 0xcbf29ce484222325ull;
+    const int32_t flags = c->do_resize | c->do_center_crop << 1 | c->do_rescale << 2 | c->do_normalize << 3;
+    const int32_t resample = (int32_t)c->resample;
+    FNV_FIELD(h, flags);
+    FNV_FIELD(h, c->shortest_edge);
+    FNV_FIELD(h, resample);
+    FNV_FIELD(h, c->crop_h);
+    FNV_FIELD(h, c->crop_w);
+    FNV_FIELD(h, c->rescale_factor);
+    FNV_FIELD(h, c->image_mean);
+    FNV_FIELD(h, c->image_std);
+    FNV_FIELD(h, s->target_size);
+    FNV_FIELD(h, s->pixel_mean);
+    FNV_FIELD(h, s->pixel_std);
+    return h;
 }
 
 /* ---- graph pieces -------------------------------------------------------------------------- */
@@ -516,20 +580,7 @@ lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_pre
     return s;
 }
 
-/* ---- results ------------------------------------------------------------------------------- */
-
-lisa_result *lisa_result_new(void) { return calloc(1, sizeof(lisa_result)); }
-
-void lisa_result_free(lisa_result *r) {
-    if (!r) return;
-    free(r->answer);
-    free(r->text_output);
-    free(r->tokens);
-    free(r->masks);
-    free(r->logits);
-    free(r->scores);
-    free(r);
-}
+/* ---- result text ------------------------------------------------------------------------------- */
 
 static char *decode_text(const lisa_tokenizer *tok, const int32_t *ids, int32_t n, lisa_status *s) {
     size_t len = 0, cap = 256 + (size_t)n * 32;
@@ -750,29 +801,3 @@ lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int
         }
     return s;
 }
-
-/* ---- result accessors ---------------------------------------------------------------------- */
-
-const char *lisa_result_answer(const lisa_result *r) { return r->answer; }
-const char *lisa_result_text_output(const lisa_result *r) { return r->text_output; }
-int32_t lisa_result_n_tokens(const lisa_result *r) { return r->n_tokens; }
-const int32_t *lisa_result_tokens(const lisa_result *r) { return r->tokens; }
-int32_t lisa_result_n_masks(const lisa_result *r) { return r->n_masks; }
-
-const uint8_t *lisa_result_mask(const lisa_result *r, int32_t i, int32_t *height, int32_t *width) {
-    if (i < 0 || i >= r->n_masks) return NULL;
-    if (height) *height = r->h;
-    if (width) *width = r->w;
-    return r->masks + (size_t)i * r->h * r->w;
-}
-
-const float *lisa_result_mask_logits(const lisa_result *r, int32_t i) {
-    if (!r->logits || i < 0 || i >= r->n_masks) return NULL;
-    return r->logits + (size_t)i * r->h * r->w;
-}
-
-float lisa_result_mask_score(const lisa_result *r, int32_t i) {
-    return (i >= 0 && i < r->n_masks) ? r->scores[i] : NAN;
-}
-
-lisa_timings lisa_result_timings(const lisa_result *r) { return r->t; }

@@ -2,8 +2,14 @@
  * (kernels/cuda/attention.cu; kernel bodies in attn_kernels.cuh).
  *
  * The op (lisa_cuda_attention) picks a kernel per call:
- *   FLASH     q/k/v BF16, D in {64, 80, 128}, no additive bias, 16-byte aligned rows, Tq > 8:
+ *   FLASH     q/k/v BF16, D in {64, 80, 128}, no additive bias, 16-byte aligned rows, Tq > 8, and a
+ *             compiled variant (rel-pos only at D 80 non-causal; attn_kernels.cuh lk_flash_select):
  *             tensor-core flash attention (mma.sync m16n8k16), rel-pos and causal fused;
+ *   WGMMA     the same problems on Hopper (compute capability 9.0, sm_90a code in the build): the
+ *             warp-specialized wgmma + TMA kernel of attn_sm90.cuh (rel-pos with head dim 64/80
+ *             only). AUTO takes it only where the per-shape choice table in attention.cu says so
+ *             (today: nowhere, until a GPU run shows it correct and faster); the environment
+ *             variable LISA_CUDA_ATTN_SM90=1 (0) turns it on (off) for every shape it supports;
  *   SPLITKV   Tq <= 8, D <= 128, no bias or rel-pos: split-K over the keys + a combine kernel
  *             (decode; the two-way transformer's 6 tokens -> 4096 image keys);
  *   REFERENCE everything else with D <= 256 (F32 activations, an additive bias, odd head dims,
@@ -37,6 +43,7 @@ typedef enum lisa_cuda_attn_path {
     LISA_CUDA_ATTN_FLASH,
     LISA_CUDA_ATTN_SPLITKV,
     LISA_CUDA_ATTN_REFERENCE,
+    LISA_CUDA_ATTN_WGMMA,
 } lisa_cuda_attn_path;
 
 const char *lisa_cuda_attn_path_name(lisa_cuda_attn_path p);
@@ -53,14 +60,32 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
 lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
                                         const lisa_tensor *v, const lisa_tensor *cu_seqlens_q,
                                         const lisa_tensor *cu_seqlens_k, int32_t max_seqlen_q, float scale, bool causal);
+/* The same with a forced kernel: FLASH (mma.sync) or WGMMA (sm_90a); AUTO = the choice table. */
+lisa_status lisa_cuda_flash_attn_varlen_path(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                             const lisa_tensor *v, const lisa_tensor *cu_seqlens_q,
+                                             const lisa_tensor *cu_seqlens_k, int32_t max_seqlen_q, float scale,
+                                             bool causal, lisa_cuda_attn_path path);
+
+/* REL_POS and ATTENTION in one kernel (sm_90a only; spec §5.1 add_decomposed_rel_pos): SAM's
+ * y = softmax(scale·q kᵀ + rel_h + rel_w) v with rel_h[b, h, i, ky] = q[b, i, h]·rel_pos_h[qy - ky + S_h - 1]
+ * and rel_w likewise, q, k, v, y [B, S_h·S_w, H, D] BF16 (q unscaled, as REL_POS reads it),
+ * rel_pos_h [2 S_h - 1, D] and rel_pos_w [2 S_w - 1, D] BF16 with contiguous rows, head dim 64 or 80,
+ * S_h, S_w <= 128. The q·rel_pos products are computed per CTA from the Q tile by wgmma, so the
+ * rel_h / rel_w tensors never exist. LISA_ERR_UNSUPPORTED off Hopper. */
+lisa_status lisa_cuda_attention_relpos_fused(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                             const lisa_tensor *v, float scale, const lisa_tensor *rel_pos_h,
+                                             const lisa_tensor *rel_pos_w);
+
+/* True when this backend's device runs the sm_90a (wgmma) attention kernel. */
+bool lisa_cuda_attn_wgmma_available(lisa_backend *be);
 
 /* PAGED_ATTENTION (main's ops.def, with lisa_paged_params unpacked): packed variable-length queries
  * q, y [T, Hq, D] — sequence b owns rows qo_indptr[b] .. qo_indptr[b+1] — over the paged cache;
  * causal: local query row i of b sits at position kv_len[b] − qlen_b + i and sees keys 0 .. that
  * position. The host_* arrays hold the same values as the device index tensors (validation and
- * launch planning). Sequences with more than 8 query rows (prefill chunks) run in the flash kernel
- * (BF16, D 64/80/128; otherwise — F32 checks, tiny head dims — their keys are gathered page by page
- * into scratch and the ATTENTION op runs on them), the others (decode) in split-KV (F32/BF16/F16,
+ * launch planning). Sequences with more than 8 query rows (prefill chunks) run in the paged flash
+ * kernel (BF16, D 128: LLaMA; otherwise — F32 checks, other head dims — their keys are gathered page
+ * by page into scratch and the ATTENTION op runs on them), the others (decode) in split-KV (F32/BF16/F16,
  * D <= 128); each sequence is computed independently of the others. */
 lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
                                          const lisa_tensor *k_pages, const lisa_tensor *v_pages, int32_t batch,
@@ -72,8 +97,8 @@ lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const
 
 /* KV_APPEND (main's ops.def, same signature): k_pages/v_pages[slot] = k/v[t] for slots[t] >= 0
  * (I32 [T] = page·page_size + offset, -1 = padding); k, v [T, Hkv, D] with strided rows, converted
- * to the pool's dtype. A slot outside the pool is LISA_ERR_INVALID_ARG and nothing is written
- * (that check syncs; with lisa_cuda_set_sync_checks off, bad slots are skipped). */
+ * to the pool's dtype. A slot outside the pool writes nothing and is LISA_ERR_INVALID_ARG at the
+ * backend's next wait (checked on the device without waiting, cuda.h). */
 lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_tensor *v_pages, const lisa_tensor *k,
                                 const lisa_tensor *v, const lisa_tensor *slots);
 

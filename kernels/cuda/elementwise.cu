@@ -235,20 +235,15 @@ lisa_status lisa_cuda_embedding(lisa_backend *be, lisa_tensor *y, const lisa_ten
     const int64_t T = y->shape[0], C = y->shape[1];
     if (T == 0 || C == 0) return LISA_OK;
     const bool i64 = ids->dtype == LISA_DTYPE_I64;
-    if (im->sync_checks && !im->capturing) { /* validate every id first: a bad id leaves y untouched (ops.def) */
-        *im->flag_host = INT64_MIN;
-        CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
-        lk_embedding_check<<<lisa_cuda_grid_1d(be, T, kThreads), kThreads, 0, im->stream>>>(ids->data, i64, (int32_t)T,
-                                                                                           table->shape[0], im->flag);
-        CUDA_CHECK_LAUNCH();
-        CUDA_CHECK(cudaMemcpyAsync(im->flag_host, im->flag, sizeof(int64_t), cudaMemcpyDeviceToHost, im->stream));
-        CUDA_CHECK(cudaStreamSynchronize(im->stream));
-        if (*im->flag_host != INT64_MIN)
-            return lisa_fail(LISA_ERR_INVALID_ARG, "embedding: token id %lld is outside the table's %lld rows",
-                             (long long)*im->flag_host, (long long)table->shape[0]);
-    }
+    /* validate every id on the device first (no host wait): a bad id raises the flag, the gather
+     * then writes nothing and the error surfaces at the next wait (cuda.h) */
+    lk_embedding_check<<<lisa_cuda_grid_1d(be, T, kThreads), kThreads, 0, im->stream>>>(ids->data, i64, (int32_t)T,
+                                                                                       table->shape[0], im->flag);
+    CUDA_CHECK_LAUNCH();
+    lisa_cuda_flag_armed(be);
     lk_embedding<<<lisa_cuda_grid_1d(be, T * C, kThreads), kThreads, 0, im->stream>>>(
-        y->data, (int)y->dtype, table->data, (int)table->dtype, ids->data, i64, (int32_t)T, (int32_t)C, table->shape[0]);
+        y->data, (int)y->dtype, table->data, (int)table->dtype, ids->data, i64, (int32_t)T, (int32_t)C, table->shape[0],
+        im->flag);
     CUDA_CHECK_LAUNCH();
     return LISA_OK;
 }

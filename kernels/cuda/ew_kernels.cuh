@@ -168,19 +168,21 @@ LISA_GLOBAL void lk_rope(const lk_rope_params p) {
 }
 
 /* ---- embedding gather ------------------------------------------------------------------------ */
-/* grid-stride over T: stores an id outside [0, rows) into *bad (the launcher checks it before the
- * gather, so that a bad id leaves y untouched, ops.def). */
-LISA_GLOBAL void lk_embedding_check(const void *ids, bool ids_i64, int32_t T, int64_t rows, int64_t *bad) {
+/* grid-stride over T: raises the device flag (prims.cuh lk_flag_raise) for an id outside [0, rows),
+ * without a host wait; lk_embedding then writes nothing, so a bad id leaves y untouched (ops.def)
+ * and the error is reported at the backend's next wait. */
+LISA_GLOBAL void lk_embedding_check(const void *ids, bool ids_i64, int32_t T, int64_t rows, int64_t *flag) {
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t id = ids_i64 ? ((const int64_t *)ids)[t] : (int64_t)((const int32_t *)ids)[t];
-        if (id < 0 || id >= rows) *bad = id;
+        if (id < 0 || id >= rows) lk_flag_raise(flag, LK_FLAG_EMBEDDING_ID, id, rows);
     }
 }
 
-/* grid-stride over T·C: y[t, c] = table[ids[t], c]; an id out of range (only possible with the
- * host-side check off, lisa_cuda_set_sync_checks) gives a zero row. ids I32 or I64. */
+/* grid-stride over T·C: y[t, c] = table[ids[t], c], ids I32 or I64; nothing when the device flag is
+ * raised (by lk_embedding_check just before, or an earlier unreported error). */
 LISA_GLOBAL void lk_embedding(void *y, int ydt, const void *table, int tdt, const void *ids, bool ids_i64, int32_t T,
-                              int32_t C, int64_t rows) {
+                              int32_t C, int64_t rows, const int64_t *flag) {
+    if (flag[0] != LK_FLAG_NONE) return;
     const int64_t n = (int64_t)T * C;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t t = i / C, c = i % C;

@@ -59,6 +59,7 @@ lisa_status lisa_cuda_capture_end(lisa_backend *be, lisa_backend_graph **out) {
 
 lisa_status lisa_cuda_graph_launch(lisa_backend *be, const lisa_backend_graph *g) {
     CUDA_CHECK(cudaGraphLaunch(g->exec, lisa_cuda_impl_of(be)->stream));
+    lisa_cuda_flag_armed(be); /* the step may hold check kernels (embedding ids, KV slots) */
     return LISA_OK;
 }
 

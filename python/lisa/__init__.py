@@ -7,10 +7,14 @@ numpy. Results are plain Python values: str, int, float, bytes, lists and dicts.
     print(r.answer)                 # "Sure, [SEG] ."
     m = r.masks[0]                  # Mask(height, width, data=bytes of 0/1, row-major, score)
     r.json["masks"][0]["rle"]       # COCO RLE {"size": [h, w], "counts": "..."} (pycocotools' form)
+    model.info()["llm_layers"], model.count_tokens("a query")   # dims, backend, memory; token counts
 
     with lisa.Engine(model, max_batch=8) as engine:   # continuous batching, thread-safe submit
         ids = [engine.submit(open(p, "rb").read(), q) for p, q in jobs]
         results = [engine.wait(i) for i in ids]
+
+        img = lisa.Image("photo.jpg")                   # decoded once; encoded once by the engine
+        ids = [engine.submit(img, q) for q in ("the cat", "its left ear", "the sofa")]
 
 The library is found as $LISA_LIBRARY (a path), else as "lisa" on the system library path
 (ctypes.util.find_library; e.g. after `cmake --install`), else liblisa.so.0 / liblisa.so.
@@ -29,7 +33,7 @@ import threading
 import weakref
 from collections import namedtuple
 
-__all__ = ["Error", "Model", "Engine", "Result", "Mask", "version"]
+__all__ = ["Error", "Model", "Engine", "Image", "Result", "Mask", "version"]
 
 _c = ctypes
 _i32, _i64, _u32, _u64, _u8 = _c.c_int32, _c.c_int64, _c.c_uint32, _c.c_uint64, _c.c_uint8
@@ -69,19 +73,32 @@ class _SegmentParams(_c.Structure):
 class _Timings(_c.Structure):
     _fields_ = [(n, _c.c_double) for n in ("preprocess_ms", "clip_ms", "prefill_ms", "decode_ms", "sam_encoder_ms",
                                           "sam_decoder_ms", "postprocess_ms", "total_ms")] + \
-               [("n_prompt_tokens", _i32), ("n_generated", _i32)]
+               [("n_prompt_tokens", _i32), ("n_generated", _i32), ("n_reused_tokens", _i32)]
 
 
 class _EngineParams(_c.Structure):
     _fields_ = [("max_batch", _i32), ("max_prefill_tokens", _i32), ("max_images", _i32), ("page_size", _i32),
                 ("kv_cache_bytes", _i64), ("max_queue", _i32), ("n_workers", _i32), ("share_prefix", _c.c_bool),
-                ("background", _c.c_bool)]
+                ("background", _c.c_bool), ("image_cache_bytes", _i64)]
 
 
 class _Request(_c.Structure):
     _fields_ = [("image_data", _c.c_void_p), ("image_size", _c.c_size_t), ("image_path", _c.c_char_p),
                 ("rgb", _c.POINTER(_u8)), ("height", _i32), ("width", _i32), ("query", _c.c_char_p),
-                ("params", _SegmentParams), ("user_data", _u64)]
+                ("params", _SegmentParams), ("user_data", _u64), ("image", _c.c_void_p)]
+
+
+class _ModelInfo(_c.Structure):
+    _fields_ = [("size", _u32)] + \
+               [(n, _i32) for n in ("llm_hidden", "llm_layers", "llm_heads", "llm_kv_heads", "llm_head_dim",
+                                    "llm_intermediate", "vocab_size", "max_position", "clip_hidden", "clip_layers",
+                                    "clip_heads", "clip_image_size", "clip_patch_size", "clip_layers_run", "n_patches",
+                                    "sam_image_size", "sam_embed_dim", "sam_depth", "sam_heads", "sam_prompt_dim",
+                                    "seg_token_id")] + \
+               [("backend", _c.c_int), ("backend_name", _c.c_char * 16), ("device_name", _c.c_char * 128),
+                ("device", _i32), ("n_threads", _i32), ("activation_dtype", _c.c_char * 8)] + \
+               [(n, _i64) for n in ("weight_bytes", "checkpoint_bytes", "scratch_bytes", "device_memory_bytes")] + \
+               [(n, _i32) for n in ("tp_rank", "tp_size", "tp_group", "tp_groups")]
 
 
 _BATCH_BUCKETS = 9  # LISA_ENGINE_BATCH_BUCKETS
@@ -91,13 +108,17 @@ class _EngineStats(_c.Structure):
     _fields_ = [("queued", _i32), ("ready", _i32), ("running", _i32), ("results", _i32), ("kv_pages_used", _i32),
                 ("kv_pages_total", _i32), ("kv_prefix_pages", _i32), ("completed", _i64), ("failed", _i64),
                 ("steps", _i64), ("last_batch", _i32), ("decode_steps", _i64), ("decode_rows", _i64),
-                ("decode_batch_hist", _i64 * _BATCH_BUCKETS)]
+                ("decode_batch_hist", _i64 * _BATCH_BUCKETS), ("image_cache_hits", _i64),
+                ("image_cache_misses", _i64), ("image_cache_evictions", _i64), ("image_cache_bytes", _i64),
+                ("image_cache_capacity", _i64), ("image_cache_entries", _i32), ("kv_prefix_nodes", _i32),
+                ("kv_prefix_hits", _i64), ("kv_reused_tokens", _i64), ("kv_prefix_evictions", _i64)]
 
 
 # every struct of lisa.h this binding mirrors, by its C name (python/tests/test_abi.py compares
 # their sizes and offsets with the C compiler's)
 _STRUCTS = {"lisa_model_params": _ModelParams, "lisa_segment_params": _SegmentParams, "lisa_timings": _Timings,
-            "lisa_engine_params": _EngineParams, "lisa_request": _Request, "lisa_engine_stats": _EngineStats}
+            "lisa_engine_params": _EngineParams, "lisa_request": _Request, "lisa_engine_stats": _EngineStats,
+            "lisa_model_info": _ModelInfo}
 
 _P = _c.c_void_p
 _PP = _c.POINTER(_c.c_void_p)
@@ -117,6 +138,10 @@ _model_default_params = _fn("lisa_model_default_params", _ModelParams)
 _model_load = _fn("lisa_model_load", _c.c_int, _c.c_char_p, _c.POINTER(_ModelParams), _PP)
 _model_free = _fn("lisa_model_free", None, _P)
 _model_seg_token_id = _fn("lisa_model_seg_token_id", _i32, _P)
+_model_get_info = _fn("lisa_model_get_info", _c.c_int, _P, _c.POINTER(_ModelInfo))
+_model_count_tokens = _fn("lisa_model_count_tokens", _c.c_int, _P, _c.c_char_p, _c.c_size_t, _c.c_bool,
+                          _c.POINTER(_i32))
+_model_prompt_tokens = _fn("lisa_model_prompt_tokens", _c.c_int, _P, _c.c_char_p, _c.POINTER(_i32))
 _segment_default_params = _fn("lisa_segment_default_params", _SegmentParams)
 _segment = _fn("lisa_segment", _c.c_int, _P, _c.POINTER(_u8), _i32, _i32, _c.c_char_p, _c.POINTER(_SegmentParams), _PP)
 _segment_file = _fn("lisa_segment_file", _c.c_int, _P, _c.c_char_p, _c.c_char_p, _c.POINTER(_SegmentParams), _PP)
@@ -143,6 +168,12 @@ _engine_submit = _fn("lisa_engine_submit", _c.c_int, _P, _c.POINTER(_Request), _
 _engine_poll = _fn("lisa_engine_poll", _c.c_int, _P, _PP)
 _engine_wait_timeout = _fn("lisa_engine_wait_timeout", _c.c_int, _P, _u64, _i64, _PP)
 _engine_get_stats = _fn("lisa_engine_get_stats", _EngineStats, _P)
+_image_create_file = _fn("lisa_image_create_file", _c.c_int, _c.c_char_p, _PP)
+_image_create_bytes = _fn("lisa_image_create_bytes", _c.c_int, _c.c_void_p, _c.c_size_t, _PP)
+_image_create_rgb = _fn("lisa_image_create_rgb", _c.c_int, _c.POINTER(_u8), _i32, _i32, _PP)
+_image_height = _fn("lisa_image_height", _i32, _P)
+_image_width = _fn("lisa_image_width", _i32, _P)
+_image_free = _fn("lisa_image_free", None, _P)
 
 _JSON_TOKENS, _JSON_TEXT_OUTPUT, _JSON_MASK_PNG, _JSON_TIMINGS = 1, 2, 4, 8
 _OK, _ERR_NOT_FOUND, _ERR_BUSY = 0, 8, 10
@@ -281,6 +312,49 @@ def _rgb_buffer(rgb, height, width):
     return (_u8 * len(rgb)).from_buffer_copy(rgb)
 
 
+class Image:
+    """An image decoded once (lisa_image): a path (str or os.PathLike), encoded PNG/JPEG bytes, or raw
+    RGB bytes with height= and width=. Submit it with any number of queries (Engine.submit,
+    Model.segment): the engine encodes it once and reuses its embeddings and its prompt prefix for
+    every query while it stays in the engine's image cache. Requests keep their own reference, so
+    closing the Image after submitting is fine."""
+
+    def __init__(self, source, *, height=None, width=None):
+        self._h = _c.c_void_p()
+        if isinstance(source, (str, os.PathLike)):
+            _check(_image_create_file(os.fsencode(source), _c.byref(self._h)))
+        elif height is not None or width is not None:
+            _check(_image_create_rgb(_rgb_buffer(source, height, width), height, width, _c.byref(self._h)))
+        else:
+            buf = (_c.c_char * len(source)).from_buffer_copy(source)
+            _check(_image_create_bytes(_c.cast(buf, _c.c_void_p), len(source), _c.byref(self._h)))
+
+    @property
+    def height(self):
+        return _image_height(self._h)
+
+    @property
+    def width(self):
+        return _image_width(self._h)
+
+    def close(self):
+        if self._h:
+            _image_free(self._h)
+            self._h = _c.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class Model:
     """A loaded LISA checkpoint directory (lisa_model_load). backend: "auto", "cpu" or "cuda".
     Thread-safe: any number of threads may call segment() and run Engines on one Model at once."""
@@ -307,11 +381,46 @@ class Model:
         with self._hd.use("model") as h:
             return _model_seg_token_id(h)
 
+    def info(self):
+        """What the model is (lisa_model_get_info): the dims of its LLM, CLIP and SAM, the backend and
+        device it runs on ("backend", "device_name"), the activation dtype, memory in bytes
+        (weight_bytes, checkpoint_bytes, scratch_bytes, device_memory_bytes) and its TP rank/size, as
+        a dict."""
+        i = _ModelInfo()
+        i.size = _c.sizeof(_ModelInfo)
+        with self._hd.use("model") as h:
+            _check(_model_get_info(h, _c.byref(i)))
+        d = {}
+        for name, _ in _ModelInfo._fields_:
+            v = getattr(i, name)
+            d[name] = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+        d["backend"] = {v: k for k, v in _BACKENDS.items()}.get(i.backend, str(i.backend))
+        del d["backend_name"], d["size"]
+        return d
+
+    def count_tokens(self, text, add_bos=False):
+        """Token ids the checkpoint's tokenizer gives text (str or UTF-8 bytes), plus BOS if add_bos."""
+        b = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        n = _i32()
+        with self._hd.use("model") as h:
+            _check(_model_count_tokens(h, b, len(b), add_bos, _c.byref(n)))
+        return n.value
+
+    def prompt_tokens(self, query):
+        """The positions a request with this query prefills: system prompt, image patches, query
+        (Result.timings["n_prompt_tokens"]). Raises Error for a query the engine would refuse."""
+        n = _i32()
+        with self._hd.use("model") as h:
+            _check(_model_prompt_tokens(h, query.encode("utf-8"), _c.byref(n)))
+        return n.value
+
     def segment(self, image, query, *, height=None, width=None, png=False, **params):
         """One request, chat.py semantics. image: a path (str or os.PathLike), encoded PNG/JPEG bytes,
-        or raw RGB bytes with height= and width= ([height, width, 3], row-major). params:
+        raw RGB bytes with height= and width= ([height, width, 3], row-major), or an Image. params:
         max_new_tokens, max_query_bytes, max_image_pixels. png=True adds each mask's PNG (base64) to
-        Result.json. Thread-safe; concurrent calls run at once."""
+        Result.json. Encoded bytes and Images go through an engine kept by the model, whose image
+        cache makes further queries on the same picture cheap. Thread-safe; concurrent calls run at
+        once."""
         sp = _segment_params(**params)
         q = query.encode("utf-8")
         out = _c.c_void_p()
@@ -323,7 +432,7 @@ class Model:
                 buf = _rgb_buffer(image, height, width)
                 _check(_segment(h, buf, height, width, q, _c.byref(sp), _c.byref(out)))
                 return Result(out, png)
-            # encoded bytes: through a private engine, created once and kept for the next calls;
+            # encoded bytes or an Image: through a private engine, created once and kept for the next calls;
             # callers beyond its queue wait for a slot instead of getting LISA_ERR_BUSY
             with self._engine_lock:
                 if self._engine is None:
@@ -347,6 +456,12 @@ class Model:
     def closed(self):
         return self._hd is None or self._hd.closed
 
+    @property
+    def _h(self):
+        """The raw lisa_model handle (for calls the binding does not wrap); NULL once closed. A caller
+        using it must not overlap close()."""
+        return self._hd.h if self._hd is not None and not self._hd.closed else _c.c_void_p()
+
     def __enter__(self):
         return self
 
@@ -365,12 +480,13 @@ class Engine:
     method is thread-safe; results come back by id (wait) or in completion order (poll / wait())."""
 
     def __init__(self, model, *, max_batch=None, max_queue=None, max_images=None, kv_cache_bytes=None,
-                 max_prefill_tokens=None, workers=None, share_prefix=None):
+                 max_prefill_tokens=None, workers=None, share_prefix=None, image_cache_bytes=None):
         self._hd = None
         p = _engine_default_params()
         for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_images", max_images),
                             ("kv_cache_bytes", kv_cache_bytes), ("max_prefill_tokens", max_prefill_tokens),
-                            ("n_workers", workers), ("share_prefix", share_prefix)):
+                            ("n_workers", workers), ("share_prefix", share_prefix),
+                            ("image_cache_bytes", image_cache_bytes)):
             if value is not None:
                 setattr(p, name, value)
         if p.max_images > p.max_batch:
@@ -385,14 +501,18 @@ class Engine:
             model._engines.add(self)
 
     def submit(self, image, query, *, height=None, width=None, user_data=0, **params):
-        """Queues a request (inputs are copied) and returns its id. image as in Model.segment.
-        Raises Error LISA_ERR_BUSY when max_queue requests are unfinished."""
+        """Queues a request (inputs are copied, an Image referenced) and returns its id. image as in
+        Model.segment. Raises Error LISA_ERR_BUSY when max_queue requests are unfinished."""
         r = _request_default()
         r.params = _segment_params(**params)
         r.query = query.encode("utf-8")
         r.user_data = user_data
         keep = None
-        if isinstance(image, (str, os.PathLike)):
+        if isinstance(image, Image):
+            if not image._h:
+                raise ValueError("the image is closed")
+            r.image = image._h
+        elif isinstance(image, (str, os.PathLike)):
             r.image_path = os.fsencode(image)
         elif height is not None or width is not None:
             keep = _rgb_buffer(image, height, width)
@@ -438,6 +558,11 @@ class Engine:
         finishes), then frees it; unclaimed results are dropped."""
         if self._hd is not None:
             self._hd.close()
+
+    @property
+    def _h(self):
+        """The raw lisa_engine handle; NULL once closed (see Model._h)."""
+        return self._hd.h if self._hd is not None and not self._hd.closed else _c.c_void_p()
 
     def __enter__(self):
         return self

@@ -1,9 +1,11 @@
 """pytest for the ctypes binding (python/lisa) on the tiny model of tests/data: segment by path,
 encoded bytes and raw RGB (same mask every way), the COCO RLE of Result.json against a pure-Python
-decoder, the PNG option, errors as lisa.Error, and the batching engine. No numpy, no PIL.
+decoder, the PNG option, errors as lisa.Error, the batching engine, and lisa.Image (one picture,
+many queries: encoded once, same results). No numpy, no PIL.
 Run: LISA_LIBRARY=build/liblisa.so PYTHONPATH=python python3 -m pytest python/tests (CTest does)."""
 
 import base64
+import ctypes
 import os
 import struct
 import zlib
@@ -63,6 +65,35 @@ def png_rgb(rgb, h, w):
 
 def test_version():
     assert lisa.version() == "0.1.0"
+
+
+def test_model_info_and_token_counts(model):
+    """lisa_model_info field for field: the library fills min(size, its sizeof) bytes and says how
+    many in .size, so a larger buffer reveals the C struct's size; the last fields hold values only
+    a right layout gives."""
+    big = (ctypes.c_ubyte * (ctypes.sizeof(lisa._ModelInfo) + 64))()
+    info = lisa._ModelInfo.from_buffer(big)
+    info.size = ctypes.sizeof(big)
+    assert lisa._model_get_info(model._h, ctypes.byref(info)) == 0
+    assert info.size == ctypes.sizeof(lisa._ModelInfo), "ctypes _ModelInfo differs from lisa_model_info"
+    assert bytes(big[ctypes.sizeof(lisa._ModelInfo):]) == bytes(64)
+    d = model.info()
+    assert (d["llm_hidden"], d["llm_layers"], d["llm_heads"], d["vocab_size"]) == (32, 2, 4, 32004)
+    assert d["seg_token_id"] == model.seg_token_id
+    assert d["backend"] == "cpu" and d["activation_dtype"] == "f32" and d["n_threads"] == 2
+    assert d["device_name"] and d["device_memory_bytes"] == 0
+    assert 0 < d["weight_bytes"] <= d["checkpoint_bytes"]
+    assert (d["tp_rank"], d["tp_size"], d["tp_group"], d["tp_groups"]) == (0, 1, 0, 1)
+    assert d["n_patches"] == (d["clip_image_size"] // d["clip_patch_size"]) ** 2
+    n = model.count_tokens("Segment the cat.")
+    assert n > 0 and model.count_tokens("Segment the cat.", add_bos=True) == n + 1
+    assert model.count_tokens(b"Segment the cat.") == n
+    L0 = model.prompt_tokens(QUERY)
+    r = model.segment(CAT, QUERY, max_new_tokens=4)
+    assert L0 == r.timings["n_prompt_tokens"] > d["n_patches"]
+    with pytest.raises(lisa.Error) as e:
+        model.prompt_tokens("see <image>")
+    assert e.value.status == "LISA_ERR_INVALID_ARG"
 
 
 def test_segment_path(model):
@@ -147,6 +178,34 @@ def test_engine_batches(model):
         assert r.answer == single.answer and r.masks == single.masks  # bit-identical in a batch
     assert stats["completed"] == 4 and stats["failed"] == 1
     assert stats["decode_steps"] == sum(stats["decode_batch_hist"]) > 0
+
+
+def test_image_many_queries(model):
+    queries = [QUERY, "Segment the cat.", "Where is the cat's tail? Please output segmentation mask."]
+    single = [model.segment(CAT, q) for q in queries]  # one private engine each: nothing reused
+    img = lisa.Image(CAT)
+    assert (img.height, img.width) == (single[0].masks[0].height, single[0].masks[0].width)
+    with lisa.Engine(model, max_batch=2) as eng:
+        ids = [eng.submit(img, q, user_data=k) for k, q in enumerate(queries)]
+        img.close()  # the requests hold their own references
+        results = [eng.wait(i) for i in ids]
+        with open(CAT, "rb") as f:
+            again = eng.wait(eng.submit(f.read(), queries[0]))  # the same pixels as bytes: a hit too
+        stats = eng.stats()
+    for r, s in zip(results + [again], single + single[:1]):
+        assert r.tokens == s.tokens and r.masks == s.masks  # bitwise, with or without reuse
+    assert stats["image_cache_misses"] == 1 and stats["image_cache_hits"] == 3
+    assert stats["kv_prefix_hits"] == 3
+    with lisa.Engine(model, max_batch=2, image_cache_bytes=0) as eng:
+        with lisa.Image(CAT) as img2:
+            r = eng.wait(eng.submit(img2, queries[1]))
+        assert r.masks == single[1].masks and eng.stats()["image_cache_hits"] == 0
+    with pytest.raises(lisa.Error) as e:
+        lisa.Image(b"not an image")
+    assert e.value.status == "LISA_ERR_FORMAT"
+    # Model.segment on an Image: the model's kept engine caches it between calls
+    with lisa.Image(CAT) as img3:
+        assert model.segment(img3, queries[2]).masks == single[2].masks
 
 
 def test_close_order():

@@ -37,6 +37,7 @@ int main(void) {
     F(lisa_timings, total_ms);
     F(lisa_timings, n_prompt_tokens);
     F(lisa_timings, n_generated);
+    F(lisa_timings, n_reused_tokens);
 
     S(lisa_engine_params);
     F(lisa_engine_params, max_batch);
@@ -48,6 +49,7 @@ int main(void) {
     F(lisa_engine_params, n_workers);
     F(lisa_engine_params, share_prefix);
     F(lisa_engine_params, background);
+    F(lisa_engine_params, image_cache_bytes);
 
     S(lisa_request);
     F(lisa_request, image_data);
@@ -59,6 +61,7 @@ int main(void) {
     F(lisa_request, query);
     F(lisa_request, params);
     F(lisa_request, user_data);
+    F(lisa_request, image);
 
     S(lisa_engine_stats);
     F(lisa_engine_stats, queued);
@@ -75,5 +78,53 @@ int main(void) {
     F(lisa_engine_stats, decode_steps);
     F(lisa_engine_stats, decode_rows);
     F(lisa_engine_stats, decode_batch_hist);
+    F(lisa_engine_stats, image_cache_hits);
+    F(lisa_engine_stats, image_cache_misses);
+    F(lisa_engine_stats, image_cache_evictions);
+    F(lisa_engine_stats, image_cache_bytes);
+    F(lisa_engine_stats, image_cache_capacity);
+    F(lisa_engine_stats, image_cache_entries);
+    F(lisa_engine_stats, kv_prefix_nodes);
+    F(lisa_engine_stats, kv_prefix_hits);
+    F(lisa_engine_stats, kv_reused_tokens);
+    F(lisa_engine_stats, kv_prefix_evictions);
+
+    S(lisa_model_info);
+    F(lisa_model_info, size);
+    F(lisa_model_info, llm_hidden);
+    F(lisa_model_info, llm_layers);
+    F(lisa_model_info, llm_heads);
+    F(lisa_model_info, llm_kv_heads);
+    F(lisa_model_info, llm_head_dim);
+    F(lisa_model_info, llm_intermediate);
+    F(lisa_model_info, vocab_size);
+    F(lisa_model_info, max_position);
+    F(lisa_model_info, clip_hidden);
+    F(lisa_model_info, clip_layers);
+    F(lisa_model_info, clip_heads);
+    F(lisa_model_info, clip_image_size);
+    F(lisa_model_info, clip_patch_size);
+    F(lisa_model_info, clip_layers_run);
+    F(lisa_model_info, n_patches);
+    F(lisa_model_info, sam_image_size);
+    F(lisa_model_info, sam_embed_dim);
+    F(lisa_model_info, sam_depth);
+    F(lisa_model_info, sam_heads);
+    F(lisa_model_info, sam_prompt_dim);
+    F(lisa_model_info, seg_token_id);
+    F(lisa_model_info, backend);
+    F(lisa_model_info, backend_name);
+    F(lisa_model_info, device_name);
+    F(lisa_model_info, device);
+    F(lisa_model_info, n_threads);
+    F(lisa_model_info, activation_dtype);
+    F(lisa_model_info, weight_bytes);
+    F(lisa_model_info, checkpoint_bytes);
+    F(lisa_model_info, scratch_bytes);
+    F(lisa_model_info, device_memory_bytes);
+    F(lisa_model_info, tp_rank);
+    F(lisa_model_info, tp_size);
+    F(lisa_model_info, tp_group);
+    F(lisa_model_info, tp_groups);
     return 0;
 }
