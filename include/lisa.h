@@ -15,8 +15,9 @@
  *     lisa_segment*, gives LISA_ERR_BUSY until the first is freed).
  *   - lisa_engine: submit, poll, wait, wait_timeout, step and get_stats may be called from any
  *     number of threads at once. lisa_engine_free must not overlap any other call on the engine.
- *   - lisa_result: read-only, so any number of threads may read one; lisa_result_free once.
- *   - lisa_last_error is per thread.
+ *   - lisa_result and lisa_image: immutable, so any number of threads may read or submit one;
+ *     each is freed once, after its last use.
+ *   - lisa_last_error is per thread; a log callback may be called from any library thread.
  */
 #ifndef LISA_H
 #define LISA_H
@@ -122,10 +123,10 @@ LISA_API const char *lisa_log_level_name(lisa_log_level level);
 
 /* ---- models -------------------------------------------------------------------------------- */
 
-/* A loaded LISA checkpoint (LLM + CLIP + SAM + tokenizer). Threads: the read-only queries
- * (lisa_model_get_info, lisa_model_count_tokens, lisa_model_prompt_tokens, the TP getters,
- * lisa_model_seg_token_id) may run concurrently with each other and with engines on the model;
- * lisa_model_free must not overlap any other use. */
+/* A loaded LISA checkpoint (LLM + CLIP + SAM + tokenizer). Threads ("Threads" at the top):
+ * immutable once loaded; lisa_segment*, engines and the read-only queries (lisa_model_get_info,
+ * lisa_model_count_tokens, lisa_model_prompt_tokens, the TP getters, lisa_model_seg_token_id) may
+ * all run at once; lisa_model_free must not overlap any other use. */
 typedef struct lisa_model lisa_model;
 /* The outcome of one request. Immutable once returned: its accessors may be called from any
  * number of threads; lisa_result_free once, after the last use. */
