@@ -234,6 +234,22 @@ void lisa_g_linear_ex_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b
     G_RUN(g, linear_grouped(g, y, x, w, b, residual, act));
 }
 
+T *lisa_g_twoway_attention(lisa_graph *g, const T *xq, const T *qpe, const T *xk, const T *kpe, const T *xv,
+                           const lisa_twoway_attn *a, bool residual, const T *norm_w, const T *norm_b, float eps) {
+    G_LIVE(g);
+    T *y = lisa_g_new_like(g, xq);
+    G_RUN(g, lisa_op_twoway_attention(g->be, y, xq, qpe, xk, kpe, xv, a, residual, norm_w, norm_b, eps));
+    return y;
+}
+
+T *lisa_g_twoway_mlp(lisa_graph *g, const T *x, const T *w1, const T *b1, const T *w2, const T *b2, const T *norm_w,
+                     const T *norm_b, float eps) {
+    G_LIVE(g);
+    T *y = lisa_g_new_like(g, x);
+    G_RUN(g, lisa_op_twoway_mlp(g->be, y, x, w1, b1, w2, b2, norm_w, norm_b, eps));
+    return y;
+}
+
 T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b) {
     G_LIVE(g);
     if (a->n_dims < 2 || b->n_dims < 2 || a->n_dims > 3 || b->n_dims > 3)

@@ -312,3 +312,164 @@ Test(ops_fused, rope_qk_from_the_table_is_rope_bitwise_on_strided_views) {
     lisa_tensor_free(&k_bad), lisa_tensor_free(&table), lisa_tensor_free(&short_table), lisa_tensor_free(&wide_table);
     lisa_backend_free(be);
 }
+
+/* ---- TWOWAY_ATTENTION / TWOWAY_MLP (SAM's two-way transformer) ------------------------------------ */
+
+/* The composition ops.def names, spelled out with the unfused ops (the old decoder graph). */
+static void twoway_ref(lisa_backend *be, lisa_tensor *y, const lisa_tensor *xq, const lisa_tensor *qpe,
+                       const lisa_tensor *xk, const lisa_tensor *kpe, const lisa_tensor *xv, const lisa_twoway_attn *a,
+                       bool residual, const lisa_tensor *g, const lisa_tensor *b) {
+    const int64_t N = xq->shape[0], Tq = xq->shape[1], Tk = xk->shape[1], C = xq->shape[2];
+    const int64_t Ci = a->q_w->shape[0], H = a->heads, D = Ci / H;
+    lisa_tensor tq = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0), tk = tu_tensor(LISA_DTYPE_F32, 3, N, Tk, C, 0);
+    if (qpe) OT_OK(lisa_op_add(be, &tq, xq, qpe));
+    else memcpy(tq.data, xq->data, lisa_tensor_nbytes(xq));
+    if (kpe) OT_OK(lisa_op_add(be, &tk, xk, kpe));
+    else memcpy(tk.data, xk->data, lisa_tensor_nbytes(xk));
+    lisa_tensor q = tu_tensor(LISA_DTYPE_F32, 4, N, Tq, H, D), k = tu_tensor(LISA_DTYPE_F32, 4, N, Tk, H, D);
+    lisa_tensor v = tu_tensor(LISA_DTYPE_F32, 4, N, Tk, H, D), o = tu_tensor(LISA_DTYPE_F32, 4, N, Tq, H, D);
+    lisa_tensor q3 = lisa_tensor_view4(q.data, LISA_DTYPE_F32, 3, N, Tq, Ci, 0);
+    lisa_tensor k3 = lisa_tensor_view4(k.data, LISA_DTYPE_F32, 3, N, Tk, Ci, 0);
+    lisa_tensor v3 = lisa_tensor_view4(v.data, LISA_DTYPE_F32, 3, N, Tk, Ci, 0);
+    lisa_tensor o3 = lisa_tensor_view4(o.data, LISA_DTYPE_F32, 3, N, Tq, Ci, 0);
+    OT_OK(lisa_op_linear(be, &q3, &tq, a->q_w, a->q_b));
+    OT_OK(lisa_op_linear(be, &k3, &tk, a->k_w, a->k_b));
+    OT_OK(lisa_op_linear(be, &v3, xv, a->v_w, a->v_b));
+    const lisa_attn_params p = {.scale = 1.0f / sqrtf((float)D)};
+    OT_OK(lisa_op_attention(be, &o, &q, &k, &v, &p));
+    lisa_tensor att = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0), sum = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0);
+    OT_OK(lisa_op_linear(be, &att, &o3, a->out_w, a->out_b));
+    if (residual) {
+        OT_OK(lisa_op_add(be, &sum, xq, &att));
+        OT_OK(lisa_op_layernorm(be, y, &sum, g, b, 1e-5f));
+    } else {
+        OT_OK(lisa_op_layernorm(be, y, &att, g, b, 1e-5f));
+    }
+    lisa_tensor_free(&tq), lisa_tensor_free(&tk), lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v);
+    lisa_tensor_free(&o), lisa_tensor_free(&att), lisa_tensor_free(&sum);
+}
+
+/* Weights of one Attention module: q/k/v [Ci, C], out [C, Ci] (wdt), biases (F32 or BF16). */
+typedef struct tw_weights {
+    lisa_tensor w[4], bias[4];
+    lisa_twoway_attn a;
+} tw_weights;
+
+static void tw_weights_make(tw_weights *t, tu_rng *r, int64_t C, int64_t Ci, int32_t heads, lisa_dtype wdt, bool biases) {
+    for (int i = 0; i < 4; i++) {
+        const int64_t rows = i == 3 ? C : Ci, cols = i == 3 ? Ci : C;
+        t->w[i] = ot_rand(r, wdt, 2, rows, cols, 0, 0, -1.0 / sqrt((double)cols) * 1.7, 1.0 / sqrt((double)cols) * 1.7);
+        t->bias[i] = ot_rand(r, i % 2 ? LISA_DTYPE_BF16 : LISA_DTYPE_F32, 1, rows, 0, 0, 0, -0.3, 0.3);
+    }
+    lisa_twoway_attn a = {.q_w = &t->w[0], .k_w = &t->w[1], .v_w = &t->w[2], .out_w = &t->w[3], .heads = heads};
+    if (biases) a.q_b = &t->bias[0], a.k_b = &t->bias[1], a.v_b = &t->bias[2], a.out_b = &t->bias[3];
+    t->a = a;
+}
+
+static void tw_weights_free(tw_weights *t) {
+    for (int i = 0; i < 4; i++) lisa_tensor_free(&t->w[i]), lisa_tensor_free(&t->bias[i]);
+}
+
+Test(ops_fused, twoway_attention_is_the_composition_bitwise) {
+    lisa_backend *be = tu_cpu_backend(), *small = ot_small_backend(64 << 10);
+    tu_rng r = tu_rng_seed(95);
+    /* N, Tq, Tk, C, Ci, heads, qpe (0 none, 1 batch N, 2 batch 1), kpe (same), residual, biases:
+     * the decoder's self (6 x 6), token->image (6 x 4096-like), image->token (many x 6) shapes at
+     * awkward sizes, odd head dims, no PE / no residual (layer 0), NULL biases */
+    const int64_t cases[][10] = {{1, 6, 6, 32, 32, 8, 1, 1, 1, 1},   {3, 6, 6, 32, 32, 8, 0, 0, 0, 1},
+                                 {2, 6, 300, 32, 16, 8, 1, 2, 1, 1}, {2, 300, 6, 32, 16, 8, 2, 1, 1, 1},
+                                 {3, 7, 37, 24, 12, 3, 1, 1, 1, 0},  {1, 5, 19, 40, 40, 5, 2, 2, 0, 1},
+                                 {2, 19, 5, 16, 8, 1, 0, 1, 1, 1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int wdt = 0; wdt < 2; wdt++) {
+            const int64_t *c = cases[ci];
+            const int64_t N = c[0], Tq = c[1], Tk = c[2], C = c[3], Ci = c[4];
+            lisa_backend *bb = wdt ? small : be;
+            tw_weights tw;
+            tw_weights_make(&tw, &r, C, Ci, (int32_t)c[5], wdt ? LISA_DTYPE_BF16 : LISA_DTYPE_F32, c[9] != 0);
+            lisa_tensor xq = ot_rand(&r, LISA_DTYPE_F32, 3, N, Tq, C, 0, -2, 2), xk = ot_rand(&r, LISA_DTYPE_F32, 3, N, Tk, C, 0, -2, 2);
+            lisa_tensor xv = ot_rand(&r, LISA_DTYPE_F32, 3, N, Tk, C, 0, -2, 2);
+            lisa_tensor qpe = ot_rand(&r, LISA_DTYPE_F32, 3, c[6] == 2 ? 1 : N, Tq, C, 0, -1, 1);
+            lisa_tensor kpe = ot_rand(&r, LISA_DTYPE_F32, 3, c[7] == 2 ? 1 : N, Tk, C, 0, -1, 1);
+            lisa_tensor g = ot_rand(&r, LISA_DTYPE_F32, 1, C, 0, 0, 0, 0.5, 1.5), b = ot_rand(&r, LISA_DTYPE_BF16, 1, C, 0, 0, 0, -1, 1);
+            lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0), ref = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0);
+            tu_poison(&y);
+            const lisa_tensor *qp = c[6] ? &qpe : NULL, *kp = c[7] ? &kpe : NULL;
+            twoway_ref(bb, &ref, &xq, qp, &xk, kp, &xv, &tw.a, c[8] != 0, &g, &b);
+            OT_OK(lisa_op_twoway_attention(bb, &y, &xq, qp, &xk, kp, &xv, &tw.a, c[8] != 0, &g, &b, 1e-5f));
+            cr_expect(same_bits(&y, &ref), "twoway_attention case %zu (N%lld Tq%lld Tk%lld C%lld Ci%lld) w %s: not the "
+                      "composition's bits", ci, (long long)N, (long long)Tq, (long long)Tk, (long long)C, (long long)Ci,
+                      wdt ? "bf16" : "f32");
+            /* self-attention form: xq = xk = xv, qpe = kpe */
+            if (Tq == Tk) {
+                twoway_ref(bb, &ref, &xq, qp, &xq, qp, &xq, &tw.a, true, &g, &b);
+                OT_OK(lisa_op_twoway_attention(bb, &y, &xq, qp, &xq, qp, &xq, &tw.a, true, &g, &b, 1e-5f));
+                cr_expect(same_bits(&y, &ref), "twoway_attention self form, case %zu", ci);
+            }
+            tw_weights_free(&tw);
+            lisa_tensor_free(&xq), lisa_tensor_free(&xk), lisa_tensor_free(&xv), lisa_tensor_free(&qpe);
+            lisa_tensor_free(&kpe), lisa_tensor_free(&g), lisa_tensor_free(&b), lisa_tensor_free(&y), lisa_tensor_free(&ref);
+        }
+    /* errors name the op and the offending tensor */
+    tw_weights tw;
+    tw_weights_make(&tw, &r, 16, 8, 2, LISA_DTYPE_F32, true);
+    lisa_tensor xq = ot_rand(&r, LISA_DTYPE_F32, 3, 2, 4, 16, 0, -1, 1), xk = ot_rand(&r, LISA_DTYPE_F32, 3, 2, 9, 16, 0, -1, 1);
+    lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 3, 2, 4, 16, 0), pe3 = ot_rand(&r, LISA_DTYPE_F32, 3, 3, 9, 16, 0, -1, 1);
+    lisa_tensor xk15 = ot_rand(&r, LISA_DTYPE_F32, 3, 2, 9, 15, 0, -1, 1);
+    OT_FAILS(lisa_op_twoway_attention(be, &y, &xq, NULL, &xk, &pe3, &xk, &tw.a, true, NULL, NULL, 1e-5f), LISA_ERR_SHAPE, "kpe");
+    OT_FAILS(lisa_op_twoway_attention(be, &y, &xq, NULL, &xk15, NULL, &xk15, &tw.a, true, NULL, NULL, 1e-5f), LISA_ERR_SHAPE,
+             "twoway_attention");
+    OT_FAILS(lisa_op_twoway_attention(be, &xq, &xq, NULL, &xk, NULL, &xk, &tw.a, true, NULL, NULL, 1e-5f),
+             LISA_ERR_INVALID_ARG, "y overlaps xq");
+    lisa_twoway_attn bad = tw.a;
+    bad.heads = 3;
+    OT_FAILS(lisa_op_twoway_attention(be, &y, &xq, NULL, &xk, NULL, &xk, &bad, true, NULL, NULL, 1e-5f), LISA_ERR_SHAPE,
+             "3 heads");
+    bad = tw.a;
+    bad.out_w = &tw.w[0];
+    OT_FAILS(lisa_op_twoway_attention(be, &y, &xq, NULL, &xk, NULL, &xk, &bad, true, NULL, NULL, 1e-5f), LISA_ERR_SHAPE,
+             "out_w");
+    tw_weights_free(&tw);
+    lisa_tensor_free(&xq), lisa_tensor_free(&xk), lisa_tensor_free(&y), lisa_tensor_free(&pe3), lisa_tensor_free(&xk15);
+    lisa_backend_free(be);
+    lisa_backend_free(small);
+}
+
+Test(ops_fused, twoway_mlp_is_the_composition_bitwise) {
+    lisa_backend *be = tu_cpu_backend(), *small = ot_small_backend(64 << 10);
+    tu_rng r = tu_rng_seed(96);
+    const int64_t cases[][4] = {{1, 6, 32, 64}, {3, 6, 256, 2048}, {2, 7, 37, 19}, {1, 1, 5, 3}}; /* N, T, C, Hm */
+    for (size_t ci = 0; ci < 4; ci++)
+        for (int wdt = 0; wdt < 2; wdt++) {
+            const int64_t N = cases[ci][0], T = cases[ci][1], C = cases[ci][2], Hm = cases[ci][3];
+            lisa_backend *bb = wdt ? small : be;
+            const lisa_dtype dt = wdt ? LISA_DTYPE_BF16 : LISA_DTYPE_F32;
+            lisa_tensor x = ot_rand(&r, LISA_DTYPE_F32, 3, N, T, C, 0, -2, 2);
+            lisa_tensor w1 = ot_rand(&r, dt, 2, Hm, C, 0, 0, -0.3, 0.3), w2 = ot_rand(&r, dt, 2, C, Hm, 0, 0, -0.3, 0.3);
+            lisa_tensor b1 = ot_rand(&r, LISA_DTYPE_F32, 1, Hm, 0, 0, 0, -0.5, 0.5), b2 = ot_rand(&r, dt, 1, C, 0, 0, 0, -0.5, 0.5);
+            lisa_tensor g = ot_rand(&r, LISA_DTYPE_F32, 1, C, 0, 0, 0, 0.5, 1.5), b = ot_rand(&r, LISA_DTYPE_F32, 1, C, 0, 0, 0, -1, 1);
+            lisa_tensor h = tu_tensor(LISA_DTYPE_F32, 3, N, T, Hm, 0), m = tu_tensor(LISA_DTYPE_F32, 3, N, T, C, 0);
+            lisa_tensor sum = tu_tensor(LISA_DTYPE_F32, 3, N, T, C, 0), ref = tu_tensor(LISA_DTYPE_F32, 3, N, T, C, 0);
+            OT_OK(lisa_op_linear(bb, &h, &x, &w1, &b1));
+            OT_OK(lisa_op_relu(bb, &h, &h));
+            OT_OK(lisa_op_linear(bb, &m, &h, &w2, &b2));
+            OT_OK(lisa_op_add(bb, &sum, &x, &m));
+            OT_OK(lisa_op_layernorm(bb, &ref, &sum, &g, &b, 1e-5f));
+            lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 3, N, T, C, 0);
+            tu_poison(&y);
+            OT_OK(lisa_op_twoway_mlp(bb, &y, &x, &w1, &b1, &w2, &b2, &g, &b, 1e-5f));
+            cr_expect(same_bits(&y, &ref), "twoway_mlp [%lld,%lld,%lld] Hm %lld w %s: not the composition's bits",
+                      (long long)N, (long long)T, (long long)C, (long long)Hm, lisa_dtype_name(dt));
+            lisa_tensor_free(&x), lisa_tensor_free(&w1), lisa_tensor_free(&w2), lisa_tensor_free(&b1), lisa_tensor_free(&b2);
+            lisa_tensor_free(&g), lisa_tensor_free(&b), lisa_tensor_free(&h), lisa_tensor_free(&m), lisa_tensor_free(&sum);
+            lisa_tensor_free(&ref), lisa_tensor_free(&y);
+        }
+    lisa_tensor x = ot_rand(&r, LISA_DTYPE_F32, 2, 3, 8, 0, 0, -1, 1), w1 = ot_rand(&r, LISA_DTYPE_F32, 2, 5, 8, 0, 0, -1, 1);
+    lisa_tensor w2 = ot_rand(&r, LISA_DTYPE_F32, 2, 8, 4, 0, 0, -1, 1), y = tu_tensor(LISA_DTYPE_F32, 2, 3, 8, 0, 0);
+    OT_FAILS(lisa_op_twoway_mlp(be, &y, &x, &w1, NULL, &w2, NULL, NULL, NULL, 1e-5f), LISA_ERR_SHAPE, "w2");
+    lisa_tensor w2ok = ot_rand(&r, LISA_DTYPE_F32, 2, 8, 5, 0, 0, -1, 1);
+    OT_FAILS(lisa_op_twoway_mlp(be, &x, &x, &w1, NULL, &w2ok, NULL, NULL, NULL, 1e-5f), LISA_ERR_INVALID_ARG, "y overlaps x");
+    lisa_tensor_free(&x), lisa_tensor_free(&w1), lisa_tensor_free(&w2), lisa_tensor_free(&y), lisa_tensor_free(&w2ok);
+    lisa_backend_free(be);
+    lisa_backend_free(small);
+}
