@@ -259,7 +259,7 @@ static lisa_status cpu_call(ck_ctx *c, const ck_case *cs, lisa_tensor *ins, lisa
 
 void ck_run_case(ck_ctx *c, const ck_case *cs) {
     if (!ck_selected(c, cs->op, cs->label)) return;
-    lisa_tensor host[6], ref[2], dev_in[6], dev_out[2];
+    lisa_tensor host[CK_MAX_IN], ref[2], dev_in[CK_MAX_IN], dev_out[2];
     for (int i = 0; i < cs->n_in; i++) {
         const ck_tspec *t = &cs->in[i];
         lisa_dtype dt = t->kind == CK_INT32 ? LISA_DTYPE_I32 : t->kind == CK_INT64 ? LISA_DTYPE_I64 : LISA_DTYPE_F32;
@@ -299,7 +299,7 @@ void ck_run_case(ck_ctx *c, const ck_case *cs) {
         lisa_tensor ref16[2], naive[2];
         bool have16 = dt != LISA_DTYPE_F32 && !cs->out_int;
         if (have16) {
-            lisa_tensor rin[6];
+            lisa_tensor rin[CK_MAX_IN];
             for (int i = 0; i < cs->n_in; i++) {
                 bool conv = cs->in[i].kind == CK_ACT || cs->in[i].kind == CK_PARAM;
                 rin[i] = conv ? ck_round_copy(&host[i], dt) : host[i];
