@@ -29,13 +29,19 @@
  *     embedding -> 32 layers (split-KV paged attention) -> logits -> argmax -> download, i.e. the
  *     engine's decode step; ms per step, replayed from a CUDA graph as the engine does
  *     (llama7b_decode_b*_ms) and launched op by op (llama7b_decode_b*_eager_ms).
+ *   - SAM mask decoder (the two-way transformer, upscaling and heads of SAM ViT-H's decoder, dim
+ *     256): one step of 1 and of 8 prompts on a device image embedding, replayed from a CUDA graph
+ *     (as the engine's mask stage runs it, models/mask_decoder.c) and launched op by op, on the
+ *     fused ops (TWOWAY_ATTENTION / TWOWAY_MLP) and on the generic ops (one op per term: the path
+ *     before them); plus the kernels of each captured step (graph nodes).
  *   - LISA-7B: lisa_engine (background scheduler, max_batch 8, max_images 8) serves N requests
  *     (640x480 synthetic images, realistic 20-30-word queries: prompts of ~320-340 positions) after
  *     2 warm-up requests; samples/s = N / wall time from the first submit to the last result.
  *     Preprocessing runs on the engine's CPU workers, overlapped with the GPU.
  * JSON keys (bench/results/DATE-CARD.json): sam_vit_h_b1_img_per_s, sam_vit_h_b8_img_per_s,
- * llama7b_prefill_8x330_ms, llama7b_decode_b1_ms, llama7b_decode_b16_ms, lisa7b_samples_per_s and
- * details (lisa7b_*, model_load_s). Prints "no CUDA device: skipped" without a GPU.
+ * llama7b_prefill_8x330_ms, llama7b_decode_b1_ms, llama7b_decode_b16_ms, sam_mask_decoder_ms (1
+ * prompt, graph), lisa7b_samples_per_s and details (sam_mask_decoder_{b8,eager,generic,generic_eager}_ms,
+ * sam_mask_decoder_{,generic_}kernels, lisa7b_*, model_load_s). Prints "no CUDA device: skipped" without a GPU.
  */
 #include <stdio.h>
 
@@ -210,6 +216,114 @@ static void bench_sam(int64_t B) {
     put(key, ips);
     stage_free(&st);
     be->mem_free(be, c.px.data);
+}
+
+/* ---- SAM mask decoder -------------------------------------------------------------------------- */
+
+/* Owns the device inputs (freed by bench_mask_decoder). */
+typedef struct dec_ctx {
+    lisa_tensor emb, sparse; /* device, activation dtype: [1, 256, 64, 64], [n, 1, 256] */
+    bool unfused;
+} dec_ctx;
+
+static void dec_graph(lisa_graph *g, void *ctx) {
+    dec_ctx *c = ctx;
+    T *low, *iou;
+    const lisa_sam_decode_opts o = {.unfused = c->unfused};
+    lisa_sam_decode_ex(g, m->sam, &c->emb, &c->sparse, &low, &iou, &o);
+}
+
+/* A device tensor of the activation dtype with values in [-1, 1] (never zeros). */
+static void dev_random(lisa_tensor *t, uint64_t seed) {
+    const size_t n = (size_t)lisa_tensor_numel(t);
+    float *h = malloc(n * sizeof(float));
+    if (!h) check(lisa_fail(LISA_ERR_OOM, "out of memory"), "inputs");
+    for (size_t i = 0; i < n; i++) {
+        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+        h[i] = (float)((double)(seed >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    }
+    void *tmp = NULL;
+    check(be->mem_alloc(be, n * sizeof(float), &tmp), "staging");
+    check(be->upload(be, tmp, h, n * sizeof(float)), "upload");
+    check(be->mem_alloc(be, lisa_tensor_nbytes(t), &t->data), "inputs");
+    t->device = be->device, t->device_id = be->device_id;
+    lisa_tensor src = lisa_tensor_view(tmp, LISA_DTYPE_F32, t->n_dims, t->shape);
+    src.device = be->device, src.device_id = be->device_id;
+    check(lisa_op_copy(be, t, &src), "cast");
+    check(be->synchronize(be), "synchronize");
+    be->mem_free(be, tmp);
+    free(h);
+}
+
+/* The stage's step captured (its arena reset as stage_run does); *nodes = its kernels + copies. */
+static lisa_backend_graph *stage_capture(stage *st, int64_t *nodes) {
+    lisa_arena_reset(&st->act, 0);
+    lisa_arena_reset(&st->meta, 0);
+    lisa_graph g;
+    lisa_graph_init(&g, be, &st->act, &st->meta, m->act_dtype);
+    check(be->graph_capture_begin(be, 0), "capture");
+    st->fn(&g, st->ctx);
+    if (g.status != LISA_OK) be->graph_capture_abort(be);
+    check(g.status, "captured graph");
+    lisa_backend_graph *gr = NULL;
+    check(be->graph_capture_end(be, &gr), "capture");
+    *nodes = lisa_cuda_graph_nodes(gr);
+    return gr;
+}
+
+static double graph_time(lisa_backend_graph *gr) {
+    double t[64];
+    for (int i = 0; i < warm + reps && i < 64 + warm; i++) {
+        const double t0 = now_ms();
+        check(be->graph_launch(be, gr), "graph launch");
+        check(be->synchronize(be), "synchronize");
+        if (i >= warm) t[i - warm] = now_ms() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_d);
+    return t[reps / 2];
+}
+
+static void bench_mask_decoder(void) {
+    const int64_t out = m->cfg.out_dim, G = m->sam->enc.grid;
+    const bool capture = lisa_backend_can_capture(be);
+    const int64_t sizes[2] = {1, 8};
+    for (int si = 0; si < 2; si++)
+        for (int unfused = 0; unfused < 2; unfused++) {
+            const int64_t n = sizes[si];
+            if (n > 1 && unfused) continue;
+            dec_ctx c = {.unfused = unfused != 0};
+            c.emb = lisa_tensor_view4(NULL, m->act_dtype, 4, 1, out, G, G);
+            c.sparse = lisa_tensor_view4(NULL, m->act_dtype, 3, n, 1, out, 0);
+            dev_random(&c.emb, 0x9e3779b97f4a7c15ull);
+            dev_random(&c.sparse, 0x2545f4914f6cdd1dull + (uint64_t)n);
+            stage st;
+            stage_init(&st, dec_graph, &c);
+            const double eager = stage_time(&st, warm, reps);
+            double replay = NAN;
+            int64_t nodes = -1;
+            if (capture) {
+                lisa_backend_graph *gr = stage_capture(&st, &nodes);
+                replay = graph_time(gr);
+                be->graph_free(be, gr);
+            }
+            printf("SAM mask decoder, %lld prompt%s, %s ops: %.3f ms from a CUDA graph (%lld kernels/copies), %.3f ms "
+                   "launched op by op\n",
+                   (long long)n, n > 1 ? "s" : "", unfused ? "generic" : "fused", replay, (long long)nodes, eager);
+            if (n == 1 && !unfused) {
+                put("sam_mask_decoder_ms", replay);
+                put("sam_mask_decoder_eager_ms", eager);
+                put("sam_mask_decoder_kernels", (double)nodes);
+            } else if (n == 1) {
+                put("sam_mask_decoder_generic_ms", replay);
+                put("sam_mask_decoder_generic_eager_ms", eager);
+                put("sam_mask_decoder_generic_kernels", (double)nodes);
+            } else {
+                put("sam_mask_decoder_b8_ms", replay);
+            }
+            stage_free(&st);
+            be->mem_free(be, c.emb.data);
+            be->mem_free(be, c.sparse.data);
+        }
 }
 
 /* ---- LLaMA-7B prefill and decode over the paged cache ------------------------------------------ */
@@ -492,6 +606,7 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
 static void run_sections(int32_t n_requests) {
     SECTION(bench_sam(1));
     SECTION(bench_sam(self_test ? 2 : 8));
+    SECTION(bench_mask_decoder());
     SECTION(bench_llm());
     SECTION(bench_lisa(n_requests));
 }
