@@ -376,6 +376,11 @@ void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, const T *cos_sin) {
     G_RUN(g, lisa_op_rope_qk(g->be, q, k, pos, cos_sin));
 }
 
+void lisa_g_rope_qk_kv_append(lisa_graph *g, T *q, T *k, const T *v, const T *pos, const T *cos_sin, T *k_pages,
+                              T *v_pages, const T *slots) {
+    G_RUN(g, lisa_op_rope_qk_kv_append(g->be, q, k, v, pos, cos_sin, k_pages, v_pages, slots));
+}
+
 T *lisa_g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p) {
     G_LIVE(g);
     T *y = lisa_g_new_like(g, q);

@@ -104,6 +104,9 @@ T *lisa_g_layernorm_window_partition(lisa_graph *g, const T *x, const T *w, cons
 void lisa_g_window_unpartition_add_to(lisa_graph *g, T *y, const T *x, const T *residual, int32_t window);
 /* RoPE on q and k in place (strided views allowed), angles from a lisa_rope_table table. */
 void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, const T *cos_sin);
+/* The same, with k's rotated rows and v written into the paged pool at slots (KV_APPEND) in one op; */
+void lisa_g_rope_qk_kv_append(lisa_graph *g, T *q, T *k, const T *v, const T *pos, const T *cos_sin, T *k_pages,
+                              T *v_pages, const T *slots);
 /* SAM two-way transformer steps (ops.def TWOWAY_ATTENTION, TWOWAY_MLP): returns
  * norm(xq + Attn(xq + qpe, xk + kpe, xv)) (no residual: norm(Attn(..))), and norm(x + MLP(x)); */
 T *lisa_g_twoway_attention(lisa_graph *g, const T *xq, const T *qpe, const T *xk, const T *kpe, const T *xv,

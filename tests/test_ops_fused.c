@@ -473,3 +473,61 @@ Test(ops_fused, twoway_mlp_is_the_composition_bitwise) {
     lisa_backend_free(be);
     lisa_backend_free(small);
 }
+
+/* ---- ROPE_QK_KV_APPEND ----------------------------------------------------------------------------- */
+
+/* q/k/v as views of one [T, (Hq + 2·Hkv)·D] fused projection output, rotated and appended into a
+ * pool of 5 pages x 4 slots (padding rows skipped): q, k and both pools equal ROPE_QK then
+ * KV_APPEND bit for bit; the untouched pool slots keep their values. */
+Test(ops_fused, rope_qk_kv_append_is_rope_qk_then_kv_append_bitwise) {
+    lisa_backend *be = tu_cpu_backend();
+    tu_rng r = tu_rng_seed(97);
+    const int64_t cases[][4] = {{7, 4, 2, 16}, {1, 8, 8, 128}, {11, 3, 1, 6}}; /* T, Hq, Hkv, D */
+    for (size_t ci = 0; ci < 3; ci++) {
+        const int64_t T = cases[ci][0], Hq = cases[ci][1], Hk = cases[ci][2], D = cases[ci][3], NP = 5, PS = 4;
+        lisa_tensor table = rope_table(512, D, 10000.0f), pos = tu_tensor(LISA_DTYPE_I32, 1, T, 0, 0, 0);
+        lisa_tensor slots = tu_tensor(LISA_DTYPE_I32, 1, T, 0, 0, 0);
+        for (int64_t t = 0; t < T; t++) {
+            ((int32_t *)pos.data)[t] = (int32_t)(t * 37 % 512);
+            ((int32_t *)slots.data)[t] = t == 2 ? -1 : (int32_t)((t * 7 + 3) % (NP * PS)); /* row 2: padding */
+        }
+        lisa_tensor qkv[2], kp[2], vp[2];
+        qkv[0] = ot_rand(&r, LISA_DTYPE_F32, 2, T, (Hq + 2 * Hk) * D, 0, 0, -2, 2), qkv[1] = copy_of(&qkv[0]);
+        kp[0] = ot_rand(&r, LISA_DTYPE_F32, 4, NP, PS, Hk, D, -5, 5), kp[1] = copy_of(&kp[0]);
+        vp[0] = ot_rand(&r, LISA_DTYPE_F32, 4, NP, PS, Hk, D, -5, 5), vp[1] = copy_of(&vp[0]);
+        lisa_tensor q[2], k[2], v[2];
+        for (int i = 0; i < 2; i++) {
+            lisa_tensor *vw[3] = {&q[i], &k[i], &v[i]};
+            const int64_t c0[3] = {0, Hq * D, (Hq + Hk) * D}, heads[3] = {Hq, Hk, Hk};
+            for (int j = 0; j < 3; j++) {
+                cr_assert(lisa_tensor_narrow(vw[j], &qkv[i], 1, c0[j], heads[j] * D) == LISA_OK);
+                vw[j]->n_dims = 3, vw[j]->shape[1] = heads[j], vw[j]->shape[2] = D;
+                vw[j]->stride[1] = D, vw[j]->stride[2] = 1;
+            }
+        }
+        OT_OK(lisa_op_rope_qk(be, &q[0], &k[0], &pos, &table));
+        OT_OK(lisa_op_kv_append(be, &kp[0], &vp[0], &k[0], &v[0], &slots));
+        OT_OK(lisa_op_rope_qk_kv_append(be, &q[1], &k[1], &v[1], &pos, &table, &kp[1], &vp[1], &slots));
+        cr_expect(same_bits(&qkv[1], &qkv[0]), "rope_qk_kv_append T%lld Hq%lld Hkv%lld D%lld: q/k/v", (long long)T,
+                  (long long)Hq, (long long)Hk, (long long)D);
+        cr_expect(same_bits(&kp[1], &kp[0]) && same_bits(&vp[1], &vp[0]), "rope_qk_kv_append case %zu: pools", ci);
+        for (int i = 0; i < 2; i++) lisa_tensor_free(&qkv[i]), lisa_tensor_free(&kp[i]), lisa_tensor_free(&vp[i]);
+        lisa_tensor_free(&table), lisa_tensor_free(&pos), lisa_tensor_free(&slots);
+    }
+    /* a slot outside the pool: INVALID_ARG naming it, the pools untouched */
+    lisa_tensor q = ot_rand(&r, LISA_DTYPE_F32, 3, 3, 2, 8, 0, -1, 1), k = ot_rand(&r, LISA_DTYPE_F32, 3, 3, 1, 8, 0, -1, 1);
+    lisa_tensor v = ot_rand(&r, LISA_DTYPE_F32, 3, 3, 1, 8, 0, -1, 1), table = rope_table(16, 8, 10000.0f);
+    lisa_tensor kp = ot_rand(&r, LISA_DTYPE_F32, 4, 2, 4, 1, 8, -1, 1), vp = ot_rand(&r, LISA_DTYPE_F32, 4, 2, 4, 1, 8, -1, 1);
+    lisa_tensor kp0 = copy_of(&kp), vp0 = copy_of(&vp);
+    lisa_tensor pos = tu_tensor(LISA_DTYPE_I32, 1, 3, 0, 0, 0), slots = tu_tensor(LISA_DTYPE_I32, 1, 3, 0, 0, 0);
+    const int32_t sl[3] = {0, 8, 1}, ps[3] = {1, 2, 3};
+    memcpy(slots.data, sl, sizeof sl), memcpy(pos.data, ps, sizeof ps);
+    OT_FAILS(lisa_op_rope_qk_kv_append(be, &q, &k, &v, &pos, &table, &kp, &vp, &slots), LISA_ERR_INVALID_ARG, "slot 8");
+    cr_expect(same_bits(&kp, &kp0) && same_bits(&vp, &vp0), "a bad slot wrote to the pool");
+    lisa_tensor q4 = ot_rand(&r, LISA_DTYPE_F32, 4, 1, 3, 2, 8, -1, 1);
+    OT_FAILS(lisa_op_rope_qk_kv_append(be, &q4, &k, &v, &pos, &table, &kp, &vp, &slots), LISA_ERR_SHAPE, "rope_qk_kv_append");
+    lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v), lisa_tensor_free(&table), lisa_tensor_free(&kp);
+    lisa_tensor_free(&vp), lisa_tensor_free(&kp0), lisa_tensor_free(&vp0), lisa_tensor_free(&pos), lisa_tensor_free(&slots);
+    lisa_tensor_free(&q4);
+    lisa_backend_free(be);
+}

@@ -1,6 +1,6 @@
 /* kernels/cpu/fused.c — the fused ops of ops.def (LINEAR_EX, ADD_RMSNORM, ADD_LAYERNORM,
- * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, and TWOWAY_ATTENTION / TWOWAY_MLP
- * through kernels/compose.c) as the compositions of this
+ * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, ROPE_QK_KV_APPEND, and
+ * TWOWAY_ATTENTION / TWOWAY_MLP through kernels/compose.c) as the compositions of this
  * backend's own ops that ops.def names, so that a model graph calling a fused op gets the very bits
  * of the unfused ops (docs/architecture.md "Numerics": the CPU backend is the reference). ROPE_QK
  * is ROPE's arithmetic on a table of ROPE's own angles (kernels/cpu/rope.c fills both).
@@ -277,4 +277,19 @@ lisa_status lisa_cpu_twoway_mlp(lisa_backend *be, lisa_tensor *y, const lisa_ten
     lisa_status s = lisa_compose_twoway_mlp(be, tmp, LISA_DTYPE_F32, y, x, w1, b1, w2, b2, g, b, eps);
     free(tmp);
     return s;
+}
+
+lisa_status lisa_cpu_rope_qk_kv_append(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *v,
+                                       const lisa_tensor *pos, const lisa_tensor *cos_sin, lisa_tensor *k_pages,
+                                       lisa_tensor *v_pages, const lisa_tensor *slots) {
+    if (!q || !k || !v || !k_pages || !v_pages || !slots)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "rope_qk_kv_append: q, k, v, the pools and slots are required");
+    if (q->n_dims != 3 || k->n_dims != 3) {
+        char s1[96], s2[96];
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk_kv_append: q %s and k %s must be [T, H, D]",
+                         lisa_tensor_shape_str(q, s1, sizeof s1), lisa_tensor_shape_str(k, s2, sizeof s2));
+    }
+    lisa_status s = lisa_cpu_rope_qk(be, q, k, pos, cos_sin);
+    if (s == LISA_OK) s = lisa_cpu_kv_append(be, k_pages, v_pages, k, v, slots);
+    return s == LISA_OK ? s : lisa_fail_context(s, "rope_qk_kv_append");
 }

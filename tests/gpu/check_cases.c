@@ -188,6 +188,42 @@ static lisa_status c_rope_qk(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, c
     return s;
 }
 
+/* ROPE_QK_KV_APPEND: inputs q [T, Hq, D], k, v [T, Hkv, D], pos [T]; outputs the k and v pools
+ * [T / 8, 8, Hkv, D] (the rows' slots a permutation of the pool, so every slot is written) and q';
+ * k is roped in a copy; the cos/sin table is host-computed, as in c_rope_qk. */
+static lisa_status c_rope_qk_kv_append(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    (void)a;
+    const int64_t T = i[0].shape[0], shape[2] = {2048, i[0].shape[2]};
+    const size_t bytes = (size_t)(shape[0] * shape[1]) * sizeof(float), kbytes = lisa_tensor_nbytes(&i[1]);
+    float *host = malloc(bytes);
+    int32_t *sl = malloc((size_t)T * sizeof(int32_t));
+    if (!host || !sl) {
+        free(host), free(sl);
+        return lisa_fail(LISA_ERR_OOM, "rope_qk_kv_append case: out of memory");
+    }
+    lisa_rope_table(host, shape[0], shape[1], 10000.0f);
+    for (int64_t t = 0; t < T; t++) sl[t] = (int32_t)((t * 5 + 3) % T); /* T a power of two: a permutation */
+    void *mem = NULL, *kmem = NULL, *smem = NULL;
+    lisa_status s = be->mem_alloc(be, bytes, &mem);
+    if (s == LISA_OK) s = be->mem_alloc(be, kbytes, &kmem);
+    if (s == LISA_OK) s = be->mem_alloc(be, (size_t)T * sizeof(int32_t), &smem);
+    if (s == LISA_OK) s = be->upload(be, mem, host, bytes);
+    if (s == LISA_OK) s = be->upload(be, smem, sl, (size_t)T * sizeof(int32_t));
+    lisa_tensor cs = lisa_tensor_view(mem, LISA_DTYPE_F32, 2, shape), k = i[1];
+    lisa_tensor slots = lisa_tensor_view4(smem, LISA_DTYPE_I32, 1, T, 0, 0, 0);
+    cs.device = slots.device = be->device, cs.device_id = slots.device_id = be->device_id;
+    k.data = kmem, k.owner = false;
+    if (s == LISA_OK) s = lisa_op_copy(be, &o[2], &i[0]);
+    if (s == LISA_OK) s = lisa_op_copy(be, &k, &i[1]);
+    if (s == LISA_OK) s = lisa_op_rope_qk_kv_append(be, &o[2], &k, &i[2], &i[3], &cs, &o[0], &o[1], &slots);
+    if (s == LISA_OK && be->synchronize) s = be->synchronize(be);
+    if (mem) be->mem_free(be, mem);
+    if (kmem) be->mem_free(be, kmem);
+    if (smem) be->mem_free(be, smem);
+    free(host), free(sl);
+    return s;
+}
+
 /* ---- the op table ------------------------------------------------------------------------------ */
 
 static const lisa_act act_relu = LISA_ACT_RELU, act_gelu = LISA_ACT_GELU, act_quick = LISA_ACT_QUICK_GELU,
@@ -427,6 +463,13 @@ void ck_cases_ops(ck_ctx *c) {
                       .out = {T_OUT(3, 19, 32, 128), T_OUT(3, 19, 8, 128)}, .atol32 = 2e-6, .rtol32 = 1e-6,
                       .atol16 = 2e-2, .rtol16 = 1.0 / 64};
         ck_run_case(c, &qk);
+        ck_case qa = {.op = "rope_qk_kv_append", .label = "q[32,32,128] k=v[32,8,128] -> pools [4,8,8,128]",
+                      .call = c_rope_qk_kv_append, .n_in = 4, .n_out = 3,
+                      .in = {T_ACT(3, -2, 2, 32, 32, 128), T_ACT(3, -2, 2, 32, 8, 128), T_ACT(3, -2, 2, 32, 8, 128),
+                             {CK_INT32, 1, {32}, 0, 2048}},
+                      .out = {T_OUT(4, 4, 8, 8, 128), T_OUT(4, 4, 8, 8, 128), T_OUT(3, 32, 32, 128)},
+                      .atol32 = 2e-6, .rtol32 = 1e-6, .atol16 = 2e-2, .rtol16 = 1.0 / 64};
+        ck_run_case(c, &qa);
     }
     /* ATTENTION (small; the real shapes are in ck_cases_attention) */
     {
