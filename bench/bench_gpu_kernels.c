@@ -11,6 +11,11 @@
  *   790-800 measured by others on random data on these cards) and 4.8 / 3.35 TB/s (H200 / H100).
  * JSON keys (as in bench/results/DATE-CARD.json): attn_sam_window_tflops, attn_sam_global_tflops (batch 8, rel-pos
  * fused), and the other rows under their names. Prints "no CUDA device: skipped" without a GPU.
+ * Every attention row of the mma.sync kernel has a twin of the sm_90a wgmma kernel (key suffix
+ * _wgmma_tflops; SAM rel-pos also as _fused_wgmma_tflops: REL_POS computed inside the kernel from
+ * the tables, so the rel_h / rel_w terms are never written); on a card without sm_90a they print
+ * "unavailable" and are left out of the JSON. The per-shape choice table (kernels/cuda/attention.cu)
+ * is filled from these pairs.
  */
 #include <stdio.h>
 
@@ -137,15 +142,29 @@ typedef struct attn_job {
     lisa_tensor cu;
     int32_t max_q;
     bool varlen;
+    /* fused rel-pos (wgmma): the tables [2S - 1, D] */
+    lisa_tensor tab_h, tab_w;
+    bool fused;
 } attn_job;
 
 static void run_attn(void *a) {
     attn_job *j = a;
     if (j->varlen)
-        check(lisa_cuda_flash_attn_varlen(be, &j->y, &j->q, &j->k, &j->v, &j->cu, &j->cu, j->max_q, j->p.scale, true),
+        check(lisa_cuda_flash_attn_varlen_path(be, &j->y, &j->q, &j->k, &j->v, &j->cu, &j->cu, j->max_q, j->p.scale, true,
+                                               j->path),
               "varlen");
+    else if (j->fused)
+        check(lisa_cuda_attention_relpos_fused(be, &j->y, &j->q, &j->k, &j->v, j->p.scale, &j->tab_h, &j->tab_w),
+              "attention_relpos_fused");
     else
         check(lisa_cuda_attention_path(be, &j->y, &j->q, &j->k, &j->v, &j->p, j->path), "attention");
+}
+
+/* The sm_90a kernel's rows need a Hopper card and a build with sm_90a code. */
+static bool wgmma_ok(const char *key) {
+    if (lisa_cuda_attn_wgmma_available(be)) return true;
+    printf("%-34s unavailable (no sm_90a kernel for this device)\n", key);
+    return false;
 }
 
 static void free_t(lisa_tensor *t) {
@@ -153,31 +172,39 @@ static void free_t(lisa_tensor *t) {
     t->data = NULL;
 }
 
-/* SAM: B windows/images, T tokens of an S x S grid, 16 heads x 80, rel-pos fused (or not). */
-static void bench_sam(const char *key, int64_t B, int64_t S, bool rel) {
+/* SAM: B windows/images, T tokens of an S x S grid, 16 heads x 80, rel-pos fused (or not); path
+ * FLASH (mma.sync) or WGMMA (sm_90a); fused (WGMMA): rel-pos from the tables inside the kernel. */
+static void bench_sam(const char *key, int64_t B, int64_t S, bool rel, lisa_cuda_attn_path path, bool fused) {
     const int64_t T = S * S, H = 16, D = 80;
+    if (path == LISA_CUDA_ATTN_WGMMA && !wgmma_ok(key)) return;
     attn_job j = {0};
     j.q = dev_rand(4, B, T, H, D);
     j.k = dev_rand(4, B, T, H, D);
     j.v = dev_rand(4, B, T, H, D);
     j.y = dev_rand(4, B, T, H, D);
     j.p.scale = 1.0f / sqrtf((float)D);
-    if (rel) {
+    if (fused) {
+        j.tab_h = dev_rand(2, 2 * S - 1, D, 0, 0);
+        j.tab_w = dev_rand(2, 2 * S - 1, D, 0, 0);
+        j.fused = true;
+    } else if (rel) {
         j.rh = dev_rand(4, B, H, T, S);
         j.rw = dev_rand(4, B, H, T, S);
         j.p.rel_h = &j.rh, j.p.rel_w = &j.rw;
     }
-    j.path = LISA_CUDA_ATTN_FLASH;
+    j.path = path;
     double ms = time_ms(run_attn, &j);
     char shape[80];
-    snprintf(shape, sizeof shape, "B%lld T%lld H16 D80%s", (long long)B, (long long)T, rel ? " rel-pos" : "");
+    snprintf(shape, sizeof shape, "B%lld T%lld H16 D80%s%s", (long long)B, (long long)T, rel ? " rel-pos" : "",
+             fused ? " (tables)" : "");
     report(key, shape, ms, 4.0 * B * H * T * T * D, 0);
-    free_t(&j.q), free_t(&j.k), free_t(&j.v), free_t(&j.y), free_t(&j.rh), free_t(&j.rw);
+    free_t(&j.q), free_t(&j.k), free_t(&j.v), free_t(&j.y), free_t(&j.rh), free_t(&j.rw), free_t(&j.tab_h), free_t(&j.tab_w);
 }
 
 /* LLaMA-7B prefill attention: nseq x len tokens, 32 x 128, causal, one varlen launch. */
-static void bench_prefill(int nseq, int len) {
+static void bench_prefill(const char *key, int nseq, int len, lisa_cuda_attn_path path) {
     const int64_t H = 32, D = 128, total = (int64_t)nseq * len;
+    if (path == LISA_CUDA_ATTN_WGMMA && !wgmma_ok(key)) return;
     attn_job j = {0};
     j.q = dev_rand(3, total, H, D, 0);
     j.k = dev_rand(3, total, H, D, 0);
@@ -190,11 +217,11 @@ static void bench_prefill(int nseq, int len) {
     j.cu.device = LISA_DEVICE_CUDA;
     check(be->upload(be, j.cu.data, cu, sizeof(int32_t) * (size_t)(nseq + 1)), "upload");
     free(cu);
-    j.varlen = true, j.max_q = len, j.p.scale = 1.0f / sqrtf((float)D);
+    j.varlen = true, j.max_q = len, j.p.scale = 1.0f / sqrtf((float)D), j.path = path;
     double ms = time_ms(run_attn, &j);
     char shape[80];
     snprintf(shape, sizeof shape, "%d x %d tokens H32 D128 causal varlen", nseq, len);
-    report("attn_llama_prefill_tflops", shape, ms, 4.0 * nseq * H * (double)len * len * D / 2, 0);
+    report(key, shape, ms, 4.0 * nseq * H * (double)len * len * D / 2, 0);
     free_t(&j.q), free_t(&j.k), free_t(&j.v), free_t(&j.y), free_t(&j.cu);
 }
 
@@ -292,11 +319,20 @@ int main(int argc, char **argv) {
     printf("bench_gpu_kernels on %s: median of %d calls after an L2 flush (%zu MiB)\n", name, reps, flush_bytes >> 20);
 
     /* attention: SAM at batch 8 (200 windows; 8 global images), rel-pos fused; and without */
-    bench_sam("attn_sam_window_tflops", 8 * 25, 14, true);
-    bench_sam("attn_sam_global_tflops", 8, 64, true);
-    bench_sam("attn_sam_window_norel_tflops", 8 * 25, 14, false);
-    bench_sam("attn_sam_global_norel_tflops", 8, 64, false);
-    bench_prefill(8, 330);
+    const lisa_cuda_attn_path F = LISA_CUDA_ATTN_FLASH, W = LISA_CUDA_ATTN_WGMMA;
+    bench_sam("attn_sam_window_tflops", 8 * 25, 14, true, F, false);
+    bench_sam("attn_sam_global_tflops", 8, 64, true, F, false);
+    bench_sam("attn_sam_window_norel_tflops", 8 * 25, 14, false, F, false);
+    bench_sam("attn_sam_global_norel_tflops", 8, 64, false, F, false);
+    bench_prefill("attn_llama_prefill_tflops", 8, 330, F);
+    /* the sm_90a kernel, every variant at the same shapes */
+    bench_sam("attn_sam_window_wgmma_tflops", 8 * 25, 14, true, W, false);
+    bench_sam("attn_sam_window_fused_wgmma_tflops", 8 * 25, 14, true, W, true);
+    bench_sam("attn_sam_global_wgmma_tflops", 8, 64, true, W, false);
+    bench_sam("attn_sam_global_fused_wgmma_tflops", 8, 64, true, W, true);
+    bench_sam("attn_sam_window_norel_wgmma_tflops", 8 * 25, 14, false, W, false);
+    bench_sam("attn_sam_global_norel_wgmma_tflops", 8, 64, false, W, false);
+    bench_prefill("attn_llama_prefill_wgmma_tflops", 8, 330, W);
     bench_decode(1, 1024);
     bench_decode(16, 1024);
     if (!quick) bench_decode(1, 4096);

@@ -29,7 +29,7 @@ const char *lisa_last_error(void) { return tls_error; }
 
 void lisa_clear_error(void) { tls_error[0] = '\0'; }
 
-const char *lisa_version(void) { return "0.1.0"; }
+const char *lisa_version(void) { return LISA_VERSION_STRING; }
 
 lisa_status lisa_failv(lisa_status s, const char *fmt, va_list ap) {
     vsnprintf(tls_error, sizeof tls_error, fmt, ap);

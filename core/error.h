@@ -17,9 +17,9 @@
 extern "C" {
 #endif
 
-/* Records "<message>" as the calling thread's last error and returns `s`. Messages name the
- * file/field/value: lisa_fail(LISA_ERR_FORMAT, "%s: header field '%s': ...", path, key). */
-lisa_status lisa_fail(lisa_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* lisa_fail(status, fmt, ...) records "<message>" as the calling thread's last error and returns
+ * `status`; it is public (include/lisa.h). Messages name the file/field/value:
+ * lisa_fail(LISA_ERR_FORMAT, "%s: header field '%s': ...", path, key). */
 lisa_status lisa_failv(lisa_status s, const char *fmt, va_list ap);
 
 /* Prepends "<context>: " to the current last-error message (for adding the file name or the

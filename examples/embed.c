@@ -33,8 +33,13 @@ int main(int argc, char **argv) {
     const int n = argc - a - 1;
 
     lisa_model *model = NULL;
+    lisa_log_set(lisa_log_stderr, NULL); /* the library's warnings, if any, on stderr */
     lisa_status s = lisa_model_load(argv[1], &mp, &model);
     if (s != LISA_OK) return fail("loading the model", s);
+    lisa_model_info info = {.size = sizeof info};
+    if (lisa_model_get_info(model, &info) == LISA_OK)
+        fprintf(stderr, "embed: lisa %s: %d-layer LLM on %s (%s), %.1f MiB of weights\n", lisa_version(),
+                info.llm_layers, info.backend_name, info.device_name, (double)info.weight_bytes / 1048576.0);
     lisa_engine_params ep = lisa_engine_default_params();
     ep.max_batch = 4; /* decode up to 4 requests together */
     lisa_engine *engine = NULL;

@@ -16,10 +16,38 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
+/* Version of this header; lisa_version() gives the library's (they match unless an application
+ * runs against a different build than it was compiled with). */
+#define LISA_VERSION_MAJOR 0
+#define LISA_VERSION_MINOR 1
+#define LISA_VERSION_PATCH 0
+#define LISA_VERSION_STRING "0.1.0"
+
+/* The export macro, on every function below. The library's own build defines LISA_BUILD to
+ * export them; programs linking the static library on Windows define LISA_STATIC (no dllimport);
+ * elsewhere the shared library exports exactly these symbols, being compiled with hidden
+ * visibility. Define LISA_API before including this header to override it. */
+#ifndef LISA_API
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(LISA_STATIC)
+#define LISA_API
+#elif defined(LISA_BUILD)
 #define LISA_API __declspec(dllexport)
 #else
+#define LISA_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
 #define LISA_API __attribute__((visibility("default")))
+#else
+#define LISA_API
+#endif
+#endif
+
+/* printf-style checking of format arguments where the compiler offers it */
+#if defined(__GNUC__) || defined(__clang__)
+#define LISA_PRINTF(fmt_arg, first_arg) __attribute__((format(printf, fmt_arg, first_arg)))
+#else
+#define LISA_PRINTF(fmt_arg, first_arg)
 #endif
 
 /* Status codes. Every fallible call returns one; LISA_OK is 0. On failure, lisa_last_error()
@@ -49,14 +77,46 @@ LISA_API const char *lisa_last_error(void);
 /* Clears the calling thread's last-error message. */
 LISA_API void lisa_clear_error(void);
 
-/* Version string of the library ("0.1.0"). Static. */
+/* Records "<message>" (printf-style) as the calling thread's last error and returns `s`: for code
+ * built on the library (a server, a tool, a binding) that reports its own failures through the
+ * same lisa_last_error() channel. Messages name the file/field/value that caused the failure. */
+LISA_API lisa_status lisa_fail(lisa_status s, const char *fmt, ...) LISA_PRINTF(2, 3);
+
+/* Version string of the library ("0.1.0" = LISA_VERSION_STRING of its build). Static. */
 LISA_API const char *lisa_version(void);
 
+/* ---- logging ----------------------------------------------------------------------------------
+ * The library never writes to stdout/stderr by itself: warnings (e.g. "graph capture failed;
+ * decode steps run eagerly") and notes go to one process-wide callback, silent until one is set.
+ * The callback may be called from any library thread (engine, workers), concurrently; the message
+ * is one line without a trailing newline, valid during the call. */
+typedef enum lisa_log_level {
+    LISA_LOG_ERROR = 0, /* an operation failed in a way its status cannot tell (background work) */
+    LISA_LOG_WARN = 1,  /* a fallback was taken or a result may be slower/worse than asked for */
+    LISA_LOG_INFO = 2,  /* what the library chose (backend, sizes); a few lines per model or engine */
+    LISA_LOG_DEBUG = 3,
+} lisa_log_level;
+
+typedef void (*lisa_log_fn)(void *user, lisa_log_level level, const char *message);
+
+/* Sets the callback (NULL: silent, the default) and its `user` pointer. */
+LISA_API void lisa_log_set(lisa_log_fn fn, void *user);
+/* A ready callback: "lisa: warning: <message>\n" on stderr for every message up to a level: `user`
+ * NULL means LISA_LOG_WARN, else it points to a lisa_log_level (the maximum printed). */
+LISA_API void lisa_log_stderr(void *user, lisa_log_level level, const char *message);
+/* Static name of a level: "error", "warning", "info", "debug". */
+LISA_API const char *lisa_log_level_name(lisa_log_level level);
 
 /* ---- models -------------------------------------------------------------------------------- */
 
-typedef struct lisa_model lisa_model;   /* a loaded LISA checkpoint (LLM + CLIP + SAM + tokenizer) */
-typedef struct lisa_result lisa_result; /* the outcome of one request */
+/* A loaded LISA checkpoint (LLM + CLIP + SAM + tokenizer). Threads: the read-only queries
+ * (lisa_model_get_info, lisa_model_count_tokens, lisa_model_prompt_tokens, the TP getters,
+ * lisa_model_seg_token_id) may run concurrently with each other and with engines on the model;
+ * lisa_model_free must not overlap any other use. */
+typedef struct lisa_model lisa_model;
+/* The outcome of one request. Immutable once returned: its accessors may be called from any
+ * number of threads; lisa_result_free once, after the last use. */
+typedef struct lisa_result lisa_result;
 
 typedef enum lisa_backend_kind {
     LISA_BACKEND_AUTO = 0, /* CUDA when built and a device is present, else CPU */
@@ -90,6 +150,56 @@ LISA_API void lisa_model_free(lisa_model *m);
 /* The [SEG] token id (e.g. 32003 for LISA-7B-v1). */
 LISA_API int32_t lisa_model_seg_token_id(const lisa_model *m);
 
+/* What a loaded model is: dims of its three networks, where it runs, what it holds. The struct
+ * grows at its end in later versions: set `size` to sizeof(lisa_model_info) before the call; the
+ * library fills the fields that fit in `size` bytes (older callers keep working). */
+typedef struct lisa_model_info {
+    uint32_t size;                 /* in: sizeof(lisa_model_info) as the caller compiled it; out: the
+                                      bytes filled (the smaller of it and the library's sizeof; a
+                                      larger caller's extra tail is zeroed) */
+    /* language model (LLaMA, config.json) */
+    int32_t llm_hidden, llm_layers, llm_heads, llm_kv_heads, llm_head_dim, llm_intermediate;
+    int32_t vocab_size;            /* embedding rows (added tokens, [SEG] included) */
+    int32_t max_position;          /* max_position_embeddings: prompt + generated tokens */
+    /* vision tower (CLIP ViT, its own directory) */
+    int32_t clip_hidden, clip_layers, clip_heads, clip_image_size, clip_patch_size;
+    int32_t clip_layers_run;       /* layers LLaVA runs (mm_vision_select_layer = -2: all but one) */
+    int32_t n_patches;             /* image positions spliced into the prompt (256) */
+    /* SAM */
+    int32_t sam_image_size;        /* the square side SAM encodes (1024) */
+    int32_t sam_embed_dim, sam_depth, sam_heads; /* image encoder (ViT-H: 1280, 32, 16) */
+    int32_t sam_prompt_dim;        /* text_hidden_fcs output = SAM prompt width (256) */
+    int32_t seg_token_id;
+    /* where it runs */
+    lisa_backend_kind backend;     /* LISA_BACKEND_CPU or LISA_BACKEND_CUDA (what AUTO chose) */
+    char backend_name[16];         /* "cpu", "cuda" */
+    char device_name[128];         /* "NVIDIA H100 80GB HBM3"; on the CPU its model name */
+    int32_t device;                /* CUDA device ordinal (0 on the CPU) */
+    int32_t n_threads;             /* CPU compute threads (1 on CUDA) */
+    char activation_dtype[8];      /* "f32" (CPU), "bf16" (CUDA default) */
+    /* memory */
+    int64_t weight_bytes;          /* the weights as the backend holds them (CPU: views of the
+                                      mapped files; CUDA: device memory) */
+    int64_t checkpoint_bytes;      /* tensor bytes of the checkpoint files (LISA + CLIP) */
+    int64_t scratch_bytes;         /* the backend's per-op workspace */
+    int64_t device_memory_bytes;   /* total memory of the device (0 on the CPU) */
+    /* tensor parallelism (lisa_model_tp_rank / _size / _group) */
+    int32_t tp_rank, tp_size, tp_group, tp_groups;
+} lisa_model_info;
+
+/* Fills *info (info->size must be set; LISA_ERR_INVALID_ARG if it is 0). */
+LISA_API lisa_status lisa_model_get_info(const lisa_model *m, lisa_model_info *info);
+
+/* Token ids the checkpoint's tokenizer gives `text` (len bytes; SentencePiece as LLaMA's slow
+ * tokenizer), plus one for BOS when add_bos. What `lisa serve --max-query-tokens` counts. */
+LISA_API lisa_status lisa_model_count_tokens(const lisa_model *m, const char *text, size_t len, bool add_bos,
+                                             int32_t *n_tokens);
+/* The expanded prompt length of a query: the positions its request would prefill (system prompt,
+ * image patches, query; lisa_timings.n_prompt_tokens). Validates the query as lisa_segment does
+ * (lisa_check_query with default limits) and fails with LISA_ERR_LIMIT when the prompt does not fit
+ * max_position. */
+LISA_API lisa_status lisa_model_prompt_tokens(const lisa_model *m, const char *query, int32_t *n_positions);
+
 typedef struct lisa_segment_params {
     int32_t max_new_tokens;     /* generation limit; chat.py uses 512 */
     int32_t max_query_bytes;    /* longer queries are LISA_ERR_LIMIT; default 4096 */
@@ -99,6 +209,11 @@ typedef struct lisa_segment_params {
 
 LISA_API lisa_segment_params lisa_segment_default_params(void);
 
+/* The query checks every request gets (the engine fails a request's result with them): NULL or
+ * blank is LISA_ERR_INVALID_ARG, longer than p->max_query_bytes (if > 0) LISA_ERR_LIMIT, one
+ * containing the image placeholder "<image>" LISA_ERR_INVALID_ARG. p NULL: the defaults. */
+LISA_API lisa_status lisa_check_query(const char *query, const lisa_segment_params *p);
+
 /* One request: an RGB image (u8, row-major [height, width, 3]) and a query. On success *out holds
  * the answer, the generated token ids and one mask per generated [SEG] (all of them, in order),
  * each at the original image size. The image is borrowed for the call only. */
@@ -107,6 +222,13 @@ LISA_API lisa_status lisa_segment(lisa_model *m, const uint8_t *rgb, int32_t hei
 /* Same with an encoded PNG or JPEG file (decoded as cv2.imread does: EXIF orientation applied). */
 LISA_API lisa_status lisa_segment_file(lisa_model *m, const char *image_path, const char *query,
                                        const lisa_segment_params *p, lisa_result **out);
+
+/* Decodes a PNG or JPEG file to RGB exactly as lisa_segment_file and the engine do (cv2.imread +
+ * BGR2RGB: EXIF orientation applied), for callers that need the pixels themselves (overlays).
+ * *rgb [height, width, 3] is the caller's (lisa_free). max_pixels <= 0: the default limit (64 Mpx).
+ * Errors: LISA_ERR_IO, LISA_ERR_FORMAT (not PNG/JPEG, corrupt, truncated), LISA_ERR_LIMIT. */
+LISA_API lisa_status lisa_rgb_load_file(const char *path, int64_t max_pixels, uint8_t **rgb, int32_t *height,
+                                        int32_t *width);
 
 /* Result accessors. Returned pointers live until lisa_result_free. */
 LISA_API const char *lisa_result_answer(const lisa_result *r);     /* generated text, chat.py cleanup, no </s> */
@@ -134,6 +256,15 @@ LISA_API uint64_t lisa_result_id(const lisa_result *r);
 LISA_API uint64_t lisa_result_user_data(const lisa_result *r);
 LISA_API void lisa_result_free(lisa_result *r);
 
+/* Mask i as an 8-bit gray PNG, 255 = object (chat.py writes mask*100 as JPEG; a lossless 0/255
+ * PNG is what annotation tools read). */
+LISA_API lisa_status lisa_result_write_mask_png(const lisa_result *r, int32_t i, const char *path);
+/* chat.py's overlay of mask i on the request's image rgb [height, width, 3] (the result's mask
+ * size): object pixels tinted 50 % red, saved as PNG. Both writers are atomic: the bytes go to
+ * "<path>.tmp.<pid>", renamed over `path` once complete, so a failure leaves no partial file. */
+LISA_API lisa_status lisa_result_write_overlay_png(const lisa_result *r, int32_t i, const uint8_t *rgb,
+                                                   const char *path);
+
 /* The JSON form of a result (what `lisa serve` answers and `lisa segment --json` prints):
  *   {"answer", "n_tokens", "tokens"?, "text_output"?, "masks": [{"index", "rle": {"size": [h, w],
  *    "counts"}, "bbox": [x, y, w, h], "area", "score", "png"?}], "timings"?}
@@ -145,6 +276,7 @@ enum {
     LISA_JSON_TEXT_OUTPUT = 1u << 1, /* "text_output": chat.py's printed string (prompt + answer) */
     LISA_JSON_MASK_PNG = 1u << 2,    /* masks[i].png: base64 of the mask as a 0/255 gray PNG */
     LISA_JSON_TIMINGS = 1u << 3,     /* "timings": per-stage milliseconds and token counts */
+    LISA_JSON_ID = 1u << 4,          /* "id": lisa_result_id (last member) */
 };
 LISA_API lisa_status lisa_result_to_json(const lisa_result *r, uint32_t flags, char **out);
 /* Frees memory the library handed to the caller (lisa_result_to_json strings). NULL is a no-op. */
@@ -155,7 +287,9 @@ LISA_API void lisa_free(void *p);
  * and the SAM encoder run batched per step; LLM prefill and decode steps run batched over requests
  * of different lengths against a paged KV cache whose system-prompt prefix is prefilled once and
  * shared; masks are decoded as requests finish. Results are identical whether a request runs
- * alone or in a batch (CPU: bit-identical). Submission is thread-safe. */
+ * alone or in a batch (CPU: bit-identical). Threads: lisa_engine_submit, _poll, _wait,
+ * _wait_timeout and _get_stats may be called from any number of threads at once; lisa_engine_free
+ * must not overlap them. */
 
 typedef struct lisa_engine lisa_engine;
 

@@ -3,7 +3,7 @@
 
 #include "core/error.h"
 #include "core/keyset.h"
-#include "runtime/result_json.h"
+#include "models/result.h"
 #include "core/shard.h"
 
 #include <stdarg.h>

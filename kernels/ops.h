@@ -83,6 +83,8 @@ struct lisa_backend {
     const char *name;          /* "cpu", "cuda" */
     lisa_device device;
     int32_t device_id;
+    char device_name[128];     /* the device's own name ("NVIDIA H100 80GB HBM3"; the CPU's model name) */
+    int64_t device_memory_bytes; /* total device memory (0 on the CPU) */
     const lisa_ops *ops;
     lisa_arena scratch;        /* per-op temporary space (im2col tiles, softmax rows); reset by each op */
     int32_t n_threads;

@@ -286,6 +286,8 @@ void lisa_model_destroy(lisa_model *m) {
 /* ---- request preparation (CPU side; worker threads) ------------------------------------------ */
 
 lisa_status lisa_check_query(const char *query, const lisa_segment_params *p) {
+    const lisa_segment_params dp = lisa_segment_default_params();
+    if (!p) p = &dp;
     if (!query) return lisa_fail(LISA_ERR_INVALID_ARG, "query is NULL");
     size_t n = strlen(query);
     if (p->max_query_bytes > 0 && n > (size_t)p->max_query_bytes)
@@ -297,6 +299,43 @@ lisa_status lisa_check_query(const char *query, const lisa_segment_params *p) {
     if (strstr(query, "<image>"))
         return lisa_fail(LISA_ERR_INVALID_ARG, "query contains the image placeholder \"<image>\" (one image per request)");
     return LISA_OK;
+}
+
+lisa_status lisa_prompt_ids(const lisa_model *m, const char *query, int32_t **ids, int32_t *n_ids,
+                            int32_t *placeholder, int32_t *L0) {
+    *ids = NULL;
+    *n_ids = 0;
+    /* chat.py: the llava_v1 prompt, then tokenizer_image_token */
+    size_t plen = 0, pcap = strlen(query) + 1024;
+    char *prompt = malloc(pcap);
+    if (!prompt) return lisa_fail(LISA_ERR_OOM, "out of memory");
+    lisa_status s = lisa_prompt_llava_v1(prompt, pcap, query, m->cfg.use_im_start_end, &plen);
+    int32_t n = 0;
+    if (s == LISA_OK) {
+        s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, NULL, 0, &n);
+        if (s == LISA_ERR_LIMIT && n > 0) s = LISA_OK; /* that was the sizing call */
+    }
+    if (s == LISA_OK && !(*ids = malloc((size_t)n * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK) s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, *ids, n, n_ids);
+    free(prompt);
+    int32_t ph = -1;
+    for (int32_t i = 0; s == LISA_OK && i < *n_ids; i++)
+        if ((*ids)[i] == LISA_IMAGE_TOKEN_INDEX) ph = i;
+    if (s == LISA_OK) {
+        LISA_ASSERT(ph >= 0); /* the template holds exactly one <image> */
+        const int32_t len = *n_ids - 1 + m->n_patches;
+        if (len >= m->cfg.llm.max_pos)
+            s = lisa_fail(LISA_ERR_LIMIT, "prompt of %d positions (%d of them image tokens) exceeds the model's %d",
+                          len, m->n_patches, m->cfg.llm.max_pos);
+        if (placeholder) *placeholder = ph;
+        if (L0) *L0 = len;
+    }
+    if (s != LISA_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n_ids = 0;
+    }
+    return s;
 }
 
 void lisa_prepared_free(lisa_prepared *p) {
@@ -321,30 +360,8 @@ lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w
     out->H0 = h;
     out->W0 = w;
     out->keep_logits = p->keep_logits;
-    /* chat.py: the llava_v1 prompt, then tokenizer_image_token */
-    size_t plen = 0, pcap = strlen(query) + 1024;
-    char *prompt = malloc(pcap);
-    if (!prompt) return lisa_fail(LISA_ERR_OOM, "out of memory");
-    lisa_status s = lisa_prompt_llava_v1(prompt, pcap, query, m->cfg.use_im_start_end, &plen);
-    int32_t n = 0;
-    if (s == LISA_OK) {
-        s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, NULL, 0, &n);
-        if (s == LISA_ERR_LIMIT && n > 0) s = LISA_OK; /* that was the sizing call */
-    }
-    if (s == LISA_OK && !(out->ids = malloc((size_t)n * sizeof(int32_t)))) s = lisa_fail(LISA_ERR_OOM, "out of memory");
-    if (s == LISA_OK) s = lisa_tokenizer_encode_image_prompt(m->tok, prompt, plen, out->ids, n, &out->n_ids);
-    free(prompt);
+    lisa_status s = lisa_prompt_ids(m, query, &out->ids, &out->n_ids, &out->placeholder, &out->L0);
     if (s != LISA_OK) goto fail;
-    out->placeholder = -1;
-    for (int32_t i = 0; i < out->n_ids; i++)
-        if (out->ids[i] == LISA_IMAGE_TOKEN_INDEX) out->placeholder = i;
-    LISA_ASSERT(out->placeholder >= 0); /* the template holds exactly one <image> */
-    out->L0 = out->n_ids - 1 + m->n_patches;
-    if (out->L0 >= m->cfg.llm.max_pos) {
-        s = lisa_fail(LISA_ERR_LIMIT, "prompt of %d positions (%d of them image tokens) exceeds the model's %d", out->L0,
-                      m->n_patches, m->cfg.llm.max_pos);
-        goto fail;
-    }
     out->max_new = p->max_new_tokens;
     if (out->L0 + out->max_new > m->cfg.llm.max_pos) out->max_new = m->cfg.llm.max_pos - out->L0;
     /* bit-exact preprocessing (spec §2) */
@@ -480,20 +497,7 @@ lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb,
     return s;
 }
 
-/* ---- results ------------------------------------------------------------------------------- */
-
-lisa_result *lisa_result_new(void) { return calloc(1, sizeof(lisa_result)); }
-
-void lisa_result_free(lisa_result *r) {
-    if (!r) return;
-    free(r->answer);
-    free(r->text_output);
-    free(r->tokens);
-    free(r->masks);
-    free(r->logits);
-    free(r->scores);
-    free(r);
-}
+/* ---- result text ------------------------------------------------------------------------------- */
 
 static char *decode_text(const lisa_tokenizer *tok, const int32_t *ids, int32_t n, lisa_status *s) {
     size_t len = 0, cap = 256 + (size_t)n * 32;
@@ -712,29 +716,3 @@ lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int
         }
     return s;
 }
-
-/* ---- result accessors ---------------------------------------------------------------------- */
-
-const char *lisa_result_answer(const lisa_result *r) { return r->answer; }
-const char *lisa_result_text_output(const lisa_result *r) { return r->text_output; }
-int32_t lisa_result_n_tokens(const lisa_result *r) { return r->n_tokens; }
-const int32_t *lisa_result_tokens(const lisa_result *r) { return r->tokens; }
-int32_t lisa_result_n_masks(const lisa_result *r) { return r->n_masks; }
-
-const uint8_t *lisa_result_mask(const lisa_result *r, int32_t i, int32_t *height, int32_t *width) {
-    if (i < 0 || i >= r->n_masks) return NULL;
-    if (height) *height = r->h;
-    if (width) *width = r->w;
-    return r->masks + (size_t)i * r->h * r->w;
-}
-
-const float *lisa_result_mask_logits(const lisa_result *r, int32_t i) {
-    if (!r->logits || i < 0 || i >= r->n_masks) return NULL;
-    return r->logits + (size_t)i * r->h * r->w;
-}
-
-float lisa_result_mask_score(const lisa_result *r, int32_t i) {
-    return (i >= 0 && i < r->n_masks) ? r->scores[i] : NAN;
-}
-
-lisa_timings lisa_result_timings(const lisa_result *r) { return r->t; }

@@ -18,6 +18,7 @@
 #include "models/sam.h"
 #include "kernels/comm.h"
 #include "models/preprocess.h"
+#include "models/result.h"
 #include "models/tokenizer.h"
 
 #ifdef __cplusplus
@@ -70,21 +71,6 @@ typedef struct lisa_run_hooks {
     void *ctx;
 } lisa_run_hooks;
 
-/* The outcome of one request (public accessors in include/lisa.h). Owns every array. */
-struct lisa_result {
-    lisa_status status;  /* LISA_OK, or why the request failed */
-    char error[1024];
-    uint64_t id, user_data;
-    char *answer, *text_output;
-    int32_t n_tokens;
-    int32_t *tokens;
-    int32_t n_masks, h, w;
-    uint8_t *masks;  /* [n_masks, h, w] */
-    float *logits;   /* [n_masks, h, w] or NULL */
-    float *scores;   /* [n_masks] */
-    lisa_timings t;
-};
-
 /* A request after its CPU work (prompt, tokenizer_image_token, bit-exact preprocessing): what the
  * GPU/CPU stages consume. Owns ids and both pixel tensors. */
 typedef struct lisa_prepared {
@@ -113,14 +99,18 @@ lisa_dtype lisa_default_act_dtype(const lisa_backend *be);
 lisa_status lisa_model_load_precision(const char *path, const lisa_model_params *p, lisa_backend *be,
                                       lisa_dtype act_dtype, lisa_model **out);
 
-/* Request validation (empty / over-long query, "<image>" in the query). */
-lisa_status lisa_check_query(const char *query, const lisa_segment_params *p);
+/* Request validation: lisa_check_query (include/lisa.h). */
+/* chat.py's prompt for `query` (llava_v1 template) through tokenizer_image_token: *ids (malloc'd,
+ * the caller frees) with the -200 placeholder at *placeholder, and the expanded length *L0 =
+ * n_ids - 1 + n_patches; LISA_ERR_LIMIT when L0 does not fit max_position_embeddings.
+ * placeholder and L0 may be NULL. Read-only on the model. */
+lisa_status lisa_prompt_ids(const lisa_model *m, const char *query, int32_t **ids, int32_t *n_ids,
+                            int32_t *placeholder, int32_t *L0);
 /* CPU-side preparation of one request; thread-safe for a loaded model. */
 lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
                          const lisa_segment_params *p, lisa_prepared *out);
 void lisa_prepared_free(lisa_prepared *p);
 
-lisa_result *lisa_result_new(void);
 /* answer (generated ids without a final </s>) and chat.py's text_output, both with chat.py's cleanup */
 lisa_status lisa_result_set_text(const lisa_model *m, lisa_result *res, const lisa_prepared *pr);
 

@@ -321,6 +321,7 @@ bool lisa_w_get(lisa_weights *w, lisa_tensor *out, int32_t n_dims, int64_t d0, i
     va_start(ap, fmt);
     bool ok = vget(w, out, -1, 0, 0, n_dims, d0, d1, d2, d3, fmt, ap);
     va_end(ap);
+    if (ok && !w->counting) w->bound_bytes += lisa_tensor_nbytes(out);
     return ok;
 }
 
@@ -330,6 +331,7 @@ bool lisa_w_get_slice(lisa_weights *w, lisa_tensor *out, int32_t dim, int64_t st
     va_start(ap, fmt);
     bool ok = vget(w, out, dim, start, len, n_dims, d0, d1, d2, d3, fmt, ap);
     va_end(ap);
+    if (ok && !w->counting) w->bound_bytes += lisa_tensor_nbytes(out);
     return ok;
 }
 
@@ -389,6 +391,7 @@ lisa_status lisa_weights_load(lisa_weights *w, const char *what, lisa_weights_fn
      * only column slices */
     w->counting = true;
     w->bytes_needed = 0;
+    w->bound_bytes = 0;
     load(w, ctx);
     w->counting = false;
     if (w->n_errors == 0 && (placed(w) || w->bytes_needed > 0)) {

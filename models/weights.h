@@ -42,6 +42,8 @@ typedef struct lisa_weights {
     lisa_dtype device_dtype;  /* storage dtype for matrices on device backends */
     bool counting;            /* counting pass (device backends): sizes only */
     size_t bytes_needed;
+    uint64_t bound_bytes;     /* bytes of every weight bound by the last load, as the model uses them
+                                 (views of the mapping on the CPU, uploads on a device) */
     void *device_block;       /* owned (be->mem_free) */
     lisa_arena device_arena;  /* over device_block */
     const char *prefix;       /* prepended to every name, e.g. "model.visual_model." */

@@ -55,6 +55,7 @@
 #include "loader/image.h"
 #include "runtime/engine_tp.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "runtime/kv_cache.h"
 
 #include <pthread.h>
@@ -570,7 +571,7 @@ static lisa_status run_decode_graphed(lisa_engine *e) {
         if (s == LISA_OK) s = e->be->graph_capture_end(e->be, &g);
         else e->be->graph_capture_abort(e->be);
         if (s != LISA_OK) { /* not capturable after all: eager from now on */
-            fprintf(stderr, "lisa engine: graph capture failed (%s); decode steps run eagerly\n", lisa_last_error());
+            lisa_log(LISA_LOG_WARN, "engine: graph capture failed (%s); decode steps run eagerly", lisa_last_error());
             graphs_off(e);
             return run_graph(e, decode_graph);
         }
@@ -1281,8 +1282,3 @@ lisa_engine_stats lisa_engine_get_stats(lisa_engine *e) {
     return st;
 }
 
-/* result accessors that belong to the engine's fields */
-lisa_status lisa_result_status(const lisa_result *r) { return r->status; }
-const char *lisa_result_error(const lisa_result *r) { return r->error; }
-uint64_t lisa_result_id(const lisa_result *r) { return r->id; }
-uint64_t lisa_result_user_data(const lisa_result *r) { return r->user_data; }

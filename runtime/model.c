@@ -1,16 +1,19 @@
 /* runtime/model.c — the public lisa_model handle (include/lisa.h): loading with the backend the
  * caller asks for, freeing (a TP leader releases its followers first), the TP follower loop,
- * introspection, and single requests (lisa_segment*) through a private one-request engine.
+ * introspection (lisa_model_get_info, token counts), and single requests (lisa_segment*) through a
+ * private one-request engine.
  * The networks and their stages are models/lisa_model.c; this file adds what needs the engine.
  */
 #include "runtime/engine.h"
 
 #include "core/error.h"
+#include "core/log.h"
 #include "core/shard.h"
 #include "loader/image.h"
 #include "runtime/engine_tp.h"
 #include "runtime/kv_cache.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +39,13 @@ lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_m
         return s;
     }
     (*out)->owns_be = true;
+    lisa_model_info info;
+    memset(&info, 0, sizeof info);
+    info.size = sizeof info;
+    if (lisa_model_get_info(*out, &info) == LISA_OK)
+        lisa_log(LISA_LOG_INFO, "model %s: backend %s (%s), activations %s, weights %.1f MiB, TP rank %d of %d", path,
+                 info.backend_name, info.device_name, info.activation_dtype, (double)info.weight_bytes / 1048576.0,
+                 info.tp_rank, info.tp_size);
     return LISA_OK;
 }
 
@@ -54,6 +64,100 @@ int32_t lisa_model_tp_group(const lisa_model *m, int32_t *n_groups) {
 }
 
 int32_t lisa_model_seg_token_id(const lisa_model *m) { return m->seg_id; }
+
+/* ---- introspection --------------------------------------------------------------------------- */
+
+static uint64_t ckpt_bytes(const lisa_checkpoint *ck) {
+    uint64_t b = 0;
+    for (int dt = 0; ck && dt < LISA_DTYPE_COUNT; dt++)
+        b += lisa_checkpoint_bytes(ck, (lisa_dtype)dt);
+    return b;
+}
+
+lisa_status lisa_model_get_info(const lisa_model *m, lisa_model_info *out) {
+    if (!m || !out) return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_model_get_info: model or info is NULL");
+    if (out->size == 0)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_model_get_info: info->size is 0 (set it to sizeof(lisa_model_info))");
+    lisa_model_info i;
+    memset(&i, 0, sizeof i);
+    const lisa_llama_config *l = &m->cfg.llm;
+    i.llm_hidden = l->hidden;
+    i.llm_layers = l->n_layers;
+    i.llm_heads = l->n_heads;
+    i.llm_kv_heads = l->n_kv_heads;
+    i.llm_head_dim = l->head_dim;
+    i.llm_intermediate = l->intermediate;
+    i.vocab_size = l->vocab;
+    i.max_position = l->max_pos;
+    if (m->clip) { /* a TP follower holds the LLM shard only */
+        const lisa_clip_config *c = &m->clip->cfg;
+        i.clip_hidden = c->hidden;
+        i.clip_layers = c->n_layers;
+        i.clip_heads = c->n_heads;
+        i.clip_image_size = c->image_size;
+        i.clip_patch_size = c->patch;
+        i.clip_layers_run = c->n_run;
+    }
+    i.n_patches = m->n_patches;
+    if (m->sam) {
+        i.sam_image_size = m->sam->enc.img_size;
+        i.sam_embed_dim = m->sam->enc.embed;
+        i.sam_depth = m->sam->enc.depth;
+        i.sam_heads = m->sam->enc.heads;
+    }
+    i.sam_prompt_dim = m->cfg.out_dim;
+    i.seg_token_id = m->seg_id;
+    const lisa_backend *be = m->be;
+    i.backend = be->device == LISA_DEVICE_CPU ? LISA_BACKEND_CPU : LISA_BACKEND_CUDA;
+    snprintf(i.backend_name, sizeof i.backend_name, "%s", be->name);
+    snprintf(i.device_name, sizeof i.device_name, "%s", be->device_name);
+    i.device = be->device_id;
+    i.n_threads = be->n_threads;
+    snprintf(i.activation_dtype, sizeof i.activation_dtype, "%s",
+             m->act_dtype == LISA_DTYPE_BF16 ? "bf16" : m->act_dtype == LISA_DTYPE_F16 ? "f16" : "f32");
+    uint64_t w = m->glue.bound_bytes;
+    if (m->llm) w += m->llm->weights.bound_bytes;
+    if (m->clip) w += m->clip->weights.bound_bytes;
+    if (m->sam) w += m->sam->weights.bound_bytes;
+    i.weight_bytes = (int64_t)w;
+    i.checkpoint_bytes = (int64_t)(ckpt_bytes(m->ck) + (m->clip ? ckpt_bytes(m->clip->ck) : 0));
+    i.scratch_bytes = (int64_t)be->scratch.cap;
+    i.device_memory_bytes = be->device_memory_bytes;
+    i.tp_rank = lisa_model_tp_rank(m);
+    i.tp_size = lisa_model_tp_size(m);
+    i.tp_group = lisa_model_tp_group(m, &i.tp_groups);
+    /* the caller's struct may be older (smaller) or newer (larger) than ours */
+    const uint32_t size = out->size;
+    const size_t n = size < sizeof i ? size : sizeof i;
+    i.size = (uint32_t)n;
+    memcpy(out, &i, n);
+    if (size > sizeof i) memset((char *)out + sizeof i, 0, size - sizeof i);
+    return LISA_OK;
+}
+
+lisa_status lisa_model_count_tokens(const lisa_model *m, const char *text, size_t len, bool add_bos,
+                                    int32_t *n_tokens) {
+    if (!m || !text || !n_tokens) return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_model_count_tokens: NULL argument");
+    *n_tokens = 0;
+    if (!m->tok) return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_model_count_tokens: a TP follower has no tokenizer");
+    const lisa_status s = lisa_tokenizer_encode(m->tok, text, len, add_bos, NULL, 0, n_tokens);
+    if (s == LISA_ERR_LIMIT) { /* the sizing call: no buffer, the count is what was asked */
+        lisa_clear_error();
+        return LISA_OK;
+    }
+    return s;
+}
+
+lisa_status lisa_model_prompt_tokens(const lisa_model *m, const char *query, int32_t *n_positions) {
+    if (!m || !n_positions) return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_model_prompt_tokens: NULL argument");
+    *n_positions = 0;
+    if (!m->tok) return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_model_prompt_tokens: a TP follower has no tokenizer");
+    LISA_TRY(lisa_check_query(query, NULL));
+    int32_t *ids = NULL, n = 0;
+    LISA_TRY(lisa_prompt_ids(m, query, &ids, &n, NULL, n_positions));
+    free(ids);
+    return LISA_OK;
+}
 
 /* ---- TP followers: serve the leader's engines ------------------------------------------------------------------------ */
 
@@ -141,6 +245,20 @@ lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t
 lisa_status lisa_segment(lisa_model *m, const uint8_t *rgb, int32_t height, int32_t width, const char *query,
                          const lisa_segment_params *p, lisa_result **out) {
     return lisa_model_run(m, rgb, height, width, query, p, NULL, out);
+}
+
+lisa_status lisa_rgb_load_file(const char *path, int64_t max_pixels, uint8_t **rgb, int32_t *height, int32_t *width) {
+    if (!path || !rgb || !height || !width) return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_rgb_load_file: NULL argument");
+    *rgb = NULL;
+    *height = *width = 0;
+    lisa_image_limits lim = lisa_image_default_limits();
+    if (max_pixels > 0) lim.max_pixels = max_pixels;
+    lisa_image img;
+    LISA_TRY(lisa_image_load(&img, path, &lim));
+    *rgb = img.data; /* malloc'd: lisa_free */
+    *height = img.h;
+    *width = img.w;
+    return LISA_OK;
 }
 
 lisa_status lisa_segment_file(lisa_model *m, const char *image_path, const char *query, const lisa_segment_params *p,

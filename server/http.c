@@ -4,11 +4,6 @@
 #include "server/request.h"
 #include "server/server.h"
 
-#include "models/lisa_model.h"
-#include "core/error.h"
-#include "runtime/result_json.h"
-#include "models/tokenizer.h"
-
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
@@ -43,6 +38,7 @@ typedef struct srv_pending {
 /* Owns the engine, the daemon, the collector thread and every pending entry; borrows the model. */
 struct lisa_server {
     lisa_model *m;
+    lisa_model_info info; /* the model's backend, read once at start */
     lisa_engine *e;
     lisa_server_options o;
     char *allow_root; /* realpath of o.allow_paths, or NULL */
@@ -400,16 +396,17 @@ static enum MHD_Result reply_result(srv_conn *q, struct MHD_Connection *c, lisa_
         ret = reply_error(q, c, status, code, "%s", lisa_result_error(res));
     } else {
         const uint32_t flags = (opt->tokens ? LISA_JSON_TOKENS : 0) | (opt->text_output ? LISA_JSON_TEXT_OUTPUT : 0) |
-                               (opt->png ? LISA_JSON_MASK_PNG : 0) | (opt->timings ? LISA_JSON_TIMINGS : 0);
-        cJSON *root = NULL;
-        const lisa_status st = lisa_result_json(&root, res, flags);
+                               (opt->png ? LISA_JSON_MASK_PNG : 0) | (opt->timings ? LISA_JSON_TIMINGS : 0) |
+                               LISA_JSON_ID;
+        char *text = NULL;
+        const lisa_status st = lisa_result_to_json(res, flags, &text);
         if (st != LISA_OK) {
             ret = reply_error(q, c, 500, "internal", "%s", lisa_last_error());
         } else {
-            cJSON_AddNumberToObject(root, "id", (double)lisa_result_id(res));
             const lisa_timings t = lisa_result_timings(res);
             srv_metrics_stages(&s->metrics, &t);
-            ret = queue_json(q, c, 200, root, NULL);
+            /* MHD frees the body with free(), which is what lisa_free does */
+            ret = queue(q, c, 200, "application/json", text, strlen(text), MHD_RESPMEM_MUST_FREE, NULL);
         }
     }
     lisa_result_free(res);
@@ -458,8 +455,8 @@ static enum MHD_Result finish_segment(srv_conn *q, struct MHD_Connection *c) {
     if (st == LISA_ERR_LIMIT) return reply_error(q, c, 400, "query_too_long", "%s", lisa_last_error());
     if (st != LISA_OK) return reply_error(q, c, 400, "invalid_query", "%s", lisa_last_error());
     int32_t n_tok = 0;
-    st = lisa_tokenizer_encode(s->m->tok, in->query, strlen(in->query), false, NULL, 0, &n_tok);
-    if (st != LISA_OK && st != LISA_ERR_LIMIT) return reply_error(q, c, 400, "invalid_query", "%s", lisa_last_error());
+    st = lisa_model_count_tokens(s->m, in->query, strlen(in->query), false, &n_tok);
+    if (st != LISA_OK) return reply_error(q, c, 400, "invalid_query", "%s", lisa_last_error());
     if (n_tok > s->o.max_query_tokens)
         return reply_error(q, c, 400, "query_too_long", "the query has %d tokens, the limit is %d", n_tok,
                            s->o.max_query_tokens);
@@ -528,7 +525,7 @@ static enum MHD_Result finish_segment(srv_conn *q, struct MHD_Connection *c) {
 
 /* ---- GET endpoints ---------------------------------------------------------------------------- */
 
-static const char *backend_name(const lisa_server *s) { return s->m->be->device == LISA_DEVICE_CPU ? "cpu" : "cuda"; }
+static const char *backend_name(const lisa_server *s) { return s->info.backend_name; }
 
 static enum MHD_Result reply_health(srv_conn *q, struct MHD_Connection *c) {
     lisa_server *s = q->srv;
@@ -560,7 +557,7 @@ static enum MHD_Result reply_metrics(srv_conn *q, struct MHD_Connection *c) {
     g.uptime_s = now_s() - s->t_start;
     /* device memory: 0 on the CPU backend; the backend has no query for a GPU's yet, so the gauges
      * are left out there rather than reading 0 */
-    g.gpu_used_bytes = g.gpu_total_bytes = s->m->be->device == LISA_DEVICE_CPU ? 0 : -1;
+    g.gpu_used_bytes = g.gpu_total_bytes = s->info.backend == LISA_BACKEND_CPU ? 0 : -1;
     srv_buf b = {0};
     srv_metrics_render(&b, &s->metrics, &g);
     if (b.oom) {
@@ -677,8 +674,9 @@ lisa_status lisa_server_start(lisa_server **out, lisa_model *m, const lisa_serve
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->idle_cv, &s->mono);
     pthread_cond_init(&s->collect_cv, NULL);
-    lisa_status st = LISA_OK;
-    if (o.allow_paths) {
+    s->info.size = sizeof s->info;
+    lisa_status st = lisa_model_get_info(m, &s->info);
+    if (st == LISA_OK && o.allow_paths) {
         struct stat sb;
         char buf[PATH_MAX];
         if (!realpath(o.allow_paths, buf) || stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))

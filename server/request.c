@@ -1,14 +1,20 @@
 /* server/request.c — see request.h. */
 #include "server/request.h"
 
-#include "core/base64.h"
-#include "core/error.h"
+#include "server/base64.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* returns a failed lisa_status from the enclosing function (the message is already recorded) */
+#define SRV_TRY(expr)                                                                                                  \
+    do {                                                                                                               \
+        const lisa_status srv_try_s_ = (expr);                                                                         \
+        if (srv_try_s_ != LISA_OK) return srv_try_s_;                                                                  \
+    } while (0)
 
 enum { F_QUERY, F_IMAGE, F_IMAGE_PATH, F_OPTIONS, F_SMALL0 };
 static const char *const SMALL_NAMES[5] = {"max_new_tokens", "png", "tokens", "text_output", "timings"};
@@ -65,11 +71,11 @@ static lisa_status parse_options_obj(srv_input *in, const cJSON *o, int32_t cap)
         seen |= 1u << k;
         if (k == 0) {
             if (!cJSON_IsNumber(it)) return lisa_fail(LISA_ERR_FORMAT, "options.max_new_tokens must be a number");
-            LISA_TRY(set_max_new(in, it->valuedouble, cap));
+            SRV_TRY(set_max_new(in, it->valuedouble, cap));
         } else {
             if (!cJSON_IsBool(it))
                 return lisa_fail(LISA_ERR_FORMAT, "options.%s must be true or false", SMALL_NAMES[k]);
-            LISA_TRY(option_bool(in, k, cJSON_IsTrue(it)));
+            SRV_TRY(option_bool(in, k, cJSON_IsTrue(it)));
         }
     }
     return LISA_OK;
@@ -209,7 +215,7 @@ lisa_status srv_form_finish(srv_input *in, int32_t cap) {
         if (!o) return lisa_fail(LISA_ERR_FORMAT, "form field \"options\": malformed JSON");
         lisa_status s = parse_options_obj(in, o, cap);
         cJSON_Delete(o);
-        LISA_TRY(s);
+        SRV_TRY(s);
     }
     for (int k = 0; k < 5; k++) {
         if (!(in->seen & (1u << (F_SMALL0 + k)))) continue;
@@ -220,11 +226,11 @@ lisa_status srv_form_finish(srv_input *in, int32_t cap) {
             const long x = strtol(v, &e, 10);
             if (errno || e == v || *e)
                 return lisa_fail(LISA_ERR_FORMAT, "form field \"max_new_tokens\" must be an integer (got \"%s\")", v);
-            LISA_TRY(set_max_new(in, (double)x, cap));
+            SRV_TRY(set_max_new(in, (double)x, cap));
         } else if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "on")) {
-            LISA_TRY(option_bool(in, k, true));
+            SRV_TRY(option_bool(in, k, true));
         } else if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "off")) {
-            LISA_TRY(option_bool(in, k, false));
+            SRV_TRY(option_bool(in, k, false));
         } else {
             return lisa_fail(LISA_ERR_FORMAT, "form field \"%s\" must be 1/0/true/false (got \"%s\")", SMALL_NAMES[k],
                              v);

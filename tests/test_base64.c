@@ -1,7 +1,9 @@
-/* tests/test_base64.c — core/base64: RFC 4648 §10 test vectors, round trips of random data
- * against a bit-at-a-time reference encoder, the lenient layout (whitespace, missing padding) and
- * every rejection (alphabet, padding, lone symbol, non-canonical pad bits). */
+/* tests/test_base64.c — base64 (the encoder core/base64.c, the decoder server/base64.c): RFC 4648
+ * §10 test vectors, round trips of random data against a bit-at-a-time reference encoder, the
+ * lenient layout (whitespace, missing padding) and every rejection (alphabet, padding, lone
+ * symbol, non-canonical pad bits). */
 #include "core/base64.h"
+#include "server/base64.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>

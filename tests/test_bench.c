@@ -5,6 +5,7 @@
  * --json` on the tiny model (the keys, and numbers that agree with each other). */
 #include "golden.h"
 #include "models/manifest.h"
+#include "jobs/bench.h"
 #include "jobs/flops.h"
 #include "testutil.h"
 
@@ -151,6 +152,54 @@ Test(bench, json_output_on_the_tiny_model, .timeout = 600) {
     cr_expect_gt(get(j, "prompt_tokens", NULL), 256);
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "backend");
     cr_expect(cJSON_IsString(b) && !strcmp(b->valuestring, "cpu"));
+    cJSON_Delete(j);
+    tu_remove_tree(dir);
+    free(dir);
+}
+
+/* MFU's peak: the datasheet bf16 dense figure of the card CUDA names, the most specific entry first
+ * (an H100 PCIe is not an SXM, an A10 is not an A100, an L4 is not an L40); none for a CPU or an
+ * unknown device. */
+Test(bench, datasheet_peak_by_device_name) {
+    static const struct {
+        const char *name;
+        double tflops;
+    } known[] = {
+        {"NVIDIA H100 80GB HBM3", 989}, {"NVIDIA H100 PCIe", 756},     {"NVIDIA H100 NVL", 835},
+        {"NVIDIA H200", 989},           {"NVIDIA GH200 480GB", 989},   {"NVIDIA A100-SXM4-80GB", 312},
+        {"NVIDIA A100 80GB PCIe", 312}, {"NVIDIA A10", 125},           {"NVIDIA L40S", 362},
+        {"NVIDIA L40", 181},            {"NVIDIA L4", 121},            {"NVIDIA GeForce RTX 4090", 165},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        double t = 0;
+        const char *card = NULL;
+        cr_expect(lisa_bench_datasheet_peak(known[i].name, &t, &card), "%s", known[i].name);
+        cr_expect_eq(t, known[i].tflops, "%s: %g", known[i].name, t);
+        cr_expect(card && card[0]);
+    }
+    static const char *unknown[] = {"AMD EPYC 7R13 Processor", "cpu", "NVIDIA GeForce RTX 3090", "", "H1000"};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        double t = -1;
+        cr_expect(!lisa_bench_datasheet_peak(unknown[i], &t, NULL), "%s", unknown[i]);
+        cr_expect_eq(t, -1);
+    }
+}
+
+/* On the CPU there is no peak to divide by unless --peak-tflops gives one: MFU is null. */
+Test(bench, no_mfu_on_the_cpu_without_a_peak, .timeout = 600) {
+    char *dir = tu_make_tmpdir("lisa-bench");
+    char cmd[8192], out[1200];
+    snprintf(out, sizeof out, "%s/out.json", dir);
+    snprintf(cmd, sizeof cmd,
+             "OPENBLAS_NUM_THREADS=1 '%s' bench --model '%s' --vision-tower '%s' --requests 1 --warmup 0 "
+             "--max-new-tokens 2 --size 32x24 --threads 2 --backend cpu --json > '%s' 2> '%s/err.txt'",
+             LISA_TOOL_PATH, TINY_LISA_DIR, TINY_CLIP_DIR, out, dir);
+    const int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    cJSON *j = read_json(out);
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "mfu")));
+    cr_expect(!cJSON_GetObjectItemCaseSensitive(j, "peak_tflops"));
+    cr_expect_gt(get(j, "achieved_tflops", NULL), 0);
     cJSON_Delete(j);
     tu_remove_tree(dir);
     free(dir);

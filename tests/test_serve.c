@@ -13,6 +13,7 @@
 #include "httpc.h"
 #include "loader/image.h"
 #include "core/base64.h"
+#include "server/base64.h"
 #include "core/rle.h"
 #include "testutil.h"
 

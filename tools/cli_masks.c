@@ -1,10 +1,6 @@
 /* tools/cli_masks.c — see cli_masks.h. */
 #include "tools/cli_masks.h"
 
-#include "loader/image.h"
-#include "core/error.h"
-#include "core/mask.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,41 +59,24 @@ static lisa_status remember(cli_written *w, const char *path) {
     return LISA_OK;
 }
 
-static lisa_status write_png(cli_written *w, const char *path, const lisa_image *img) {
-    lisa_status s = lisa_image_write_png(path, img);
-    if (s == LISA_OK && (s = remember(w, path)) != LISA_OK) unlink(path);
-    return s;
-}
-
-lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const uint8_t *rgb,
-                           const uint8_t *mask, int32_t h, int32_t w_px, int32_t i, char *mask_path,
-                           char *overlay_path) {
+lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const lisa_result *r, int32_t i,
+                           const uint8_t *rgb, char *mask_path, char *overlay_path) {
     char path[CLI_PATH_MAX];
-    lisa_image img = {0};
-    lisa_status s = LISA_OK;
     if (mask_path) mask_path[0] = '\0';
     if (overlay_path) overlay_path[0] = '\0';
     if (out) {
         if (!cli_numbered_path(path, sizeof path, out, i))
             return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %.200s", out);
-        s = lisa_image_alloc(&img, h, w_px, 1);
-        if (s == LISA_OK) {
-            lisa_mask_to_gray(img.data, mask, h, w_px, 255);
-            s = write_png(w, path, &img);
-        }
-        lisa_image_free(&img);
+        lisa_status s = lisa_result_write_mask_png(r, i, path);
+        if (s == LISA_OK && (s = remember(w, path)) != LISA_OK) unlink(path);
         if (s != LISA_OK) return s;
         if (mask_path) snprintf(mask_path, CLI_PATH_MAX, "%s", path);
     }
     if (overlay && rgb) {
         if (!cli_numbered_path(path, sizeof path, overlay, i))
             return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %.200s", overlay);
-        s = lisa_image_alloc(&img, h, w_px, 3);
-        if (s == LISA_OK) {
-            lisa_mask_overlay_red(img.data, rgb, mask, h, w_px);
-            s = write_png(w, path, &img);
-        }
-        lisa_image_free(&img);
+        lisa_status s = lisa_result_write_overlay_png(r, i, rgb, path);
+        if (s == LISA_OK && (s = remember(w, path)) != LISA_OK) unlink(path);
         if (s != LISA_OK) return s;
         if (overlay_path) snprintf(overlay_path, CLI_PATH_MAX, "%s", path);
     }

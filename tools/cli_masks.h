@@ -1,6 +1,7 @@
-/* tools/cli_masks.h — mask outputs shared by `lisa segment` and `lisa sam`: file naming, PNG
- * writing with clean-up on failure. The pixel work (gray mask, overlay, RLE) and the JSON form of
- * results and masks are the library's (core/mask.h, loader/image.h, runtime/result_json.h). */
+/* tools/cli_masks.h — mask outputs shared by `lisa segment`, `lisa sam` and `lisa annotate`: file
+ * naming, PNG writing with clean-up on failure. The pixel work (gray mask, overlay, PNG) and the
+ * JSON form of results are the library's (lisa_result_write_mask_png / _overlay_png,
+ * lisa_result_to_json in lisa.h). */
 #ifndef LISA_TOOLS_CLI_MASKS_H
 #define LISA_TOOLS_CLI_MASKS_H
 
@@ -28,12 +29,11 @@ typedef struct cli_written {
 void cli_written_remove_all(cli_written *w);
 void cli_written_free(cli_written *w);
 
-/* Writes mask i (0/1 bytes [h, w]) as a 0/255 gray PNG to cli_numbered_path(out, i) when out is
- * set, and chat.py's red overlay on rgb [h, w, 3] to cli_numbered_path(overlay, i) when overlay is
- * set. The written paths are appended to w and, when the pointers are given, copied to
- * mask_path / overlay_path ("" when not written). */
-lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const uint8_t *rgb,
-                           const uint8_t *mask, int32_t h, int32_t w_px, int32_t i, char *mask_path,
-                           char *overlay_path);
+/* Writes mask i of r as a 0/255 gray PNG to cli_numbered_path(out, i) when out is set, and
+ * chat.py's red overlay on rgb [h, w, 3] (the request's image) to cli_numbered_path(overlay, i)
+ * when overlay and rgb are set. The written paths are appended to w and, when the pointers are
+ * given, copied to mask_path / overlay_path ("" when not written). */
+lisa_status cli_write_mask(cli_written *w, const char *out, const char *overlay, const lisa_result *r, int32_t i,
+                           const uint8_t *rgb, char *mask_path, char *overlay_path);
 
 #endif

@@ -1,35 +1,20 @@
 /* tools/cmd_annotate.c — `lisa annotate`: a dataset through the batching engine, one COCO-RLE record
- * per (item, query), resumable and shardable (issue #8; the loop is jobs/annotate.c).
+ * per (item, query), resumable and shardable. The run and --merge are jobs/annotate_job.c (the loop
+ * jobs/annotate.c); this file holds the options, the mask files of --masks-dir and the printing.
  *
- *   lisa annotate --model DIR [--vision-tower DIR] (--manifest FILE.jsonl | --images DIR --query Q)
- *                 --out OUT.jsonl [--masks-dir DIR [--overlays]] [--shard K/N] [--max-new-tokens N]
- *                 [--max-batch N] [--threads N] [--workers N] [--limit N] [--backend cpu|cuda|auto]
+ *   lisa annotate --model DIR (--manifest FILE.jsonl | --images DIR --query Q) --out OUT.jsonl [options]
  *   lisa annotate --merge OUT.jsonl --shards N
  *
- * OUT is a record file (jobs/records.h): a header line naming the run, then one record per query
- * in completion order. Rerunning the same command continues an interrupted run (a torn last line
- * is cut and redone); a run with other inputs/model/shard refuses to touch the file. With
- * --shard K/N (or under srun/mpirun) shard K writes OUT with ".shard-K-of-N" before the extension;
- * --merge checks the N shard files (headers agree, every line parses, no key twice, nothing missing
- * from the input) and writes OUT atomically. Exit: 0 ok (error records included), 1 run failure,
- * 2 usage.
+ * Exit: 0 ok (error records included), 1 run failure, 2 usage.
  */
 #include "cli_args.h"
+#include "jobs/annotate_job.h"
 #include "lisa.h"
-#include "jobs/annotate_input.h"
-#include "loader/image.h"
-#include "jobs/records.h"
-#include "jobs/annotate.h"
-#include "core/error.h"
-#include "core/path.h"
-#include "core/shard.h"
 #include "tools/cli_masks.h"
 #include "tools/commands.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,132 +22,15 @@
 #include <time.h>
 #include <unistd.h>
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: lisa annotate --model DIR [--vision-tower DIR] (--manifest FILE.jsonl | --images DIR --query Q)\n"
-            "                     --out OUT.jsonl [--masks-dir DIR [--overlays]] [--shard K/N] [--limit N]\n"
-            "                     [--max-new-tokens N] [--max-batch N] [--threads N] [--workers N]\n"
-            "                     [--backend cpu|cuda|auto] [--log-every SECONDS] [--tp T]\n"
-            "       lisa annotate --merge OUT.jsonl --shards N\n"
-            "\n"
-            "Runs every (item, query) through LISA with continuous batching and appends one JSON record per\n"
-            "query to OUT: id, query_index, line, query, image, answer, tokens, masks (COCO RLE as\n"
-            "pycocotools writes it: {rle: {size, counts}, bbox, area, score}), timings; or an error record\n"
-            "{id, query_index, error: {code, message}} for a bad item (missing/corrupt image, empty query,\n"
-            "malformed manifest line). Line 1 of OUT is a header naming the run. Records come in completion\n"
-            "order, not input order; (id, query_index) is the key.\n"
-            "  --manifest F     JSON lines {\"id\", \"image\" (relative to F's folder), \"queries\": [...]}\n"
-            "                   (or \"query\": \"...\")\n"
-            "  --images D       every .png/.jpg/.jpeg in D (sorted by name; id = file name) with --query Q\n"
-            "  --out OUT        the record file; rerun the same command to resume after a crash or kill\n"
-            "  --masks-dir D    also write each mask as D/<id>_q<k>.png (0/255; further masks _1, _2, ...)\n"
-            "  --overlays       and the image with the mask tinted red as D/<id>_q<k>_overlay.png\n"
-            "  --shard K/N      items with index %% N == K, written to OUT.shard-K-of-N.<ext>. Default under\n"
-            "                   srun/mpirun: the rank and size (SLURM_PROCID/NTASKS, OMPI_COMM_WORLD_RANK/SIZE,\n"
-            "                   PMI_RANK/SIZE); with --tp T, one shard per group of T consecutive ranks.\n"
-            "                   Merge with --merge OUT --shards N\n"
-            "  --tp T           tensor parallelism: the LLM split over T MPI ranks (mpirun -np T*G: G groups,\n"
-            "                   G shards); rank 0 of a group writes its shard, the others follow it\n"
-            "  --limit N        the first N items of the shard (not part of the run's identity)\n"
-            "  --max-new-tokens N  generation limit (default 512, as chat.py)\n"
-            "  --max-batch N    sequences decoded together (default 8); requests in flight: 2N\n"
-            "  --threads N      compute threads (default: all cores); --workers N: image decode threads\n"
-            "  --log-every S    without a terminal: a progress line every S seconds (default 10)\n");
-}
+static const char *const NAME = "annotate";
 
 typedef struct opts {
-    const char *model, *vision_tower, *manifest, *images, *query, *out, *masks_dir, *merge;
+    const char *masks_dir, *merge;
     bool overlays;
-    int32_t shard_k, shard_n, max_new_tokens, max_batch, threads, workers, shards, tp;
-    int64_t limit;
+    int32_t shard[2]; /* K, N; N = 0: not given */
+    int32_t shards;
     double log_every;
-    lisa_backend_kind backend;
 } opts;
-
-static int parse_opts(opts *o, int argc, char **argv) {
-    memset(o, 0, sizeof *o);
-    o->shard_n = 1;
-    o->max_new_tokens = 512;
-    o->max_batch = 8;
-    o->log_every = 10;
-    bool shard_given = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int64_t n;
-#define STR(name, field)                                                                                               \
-    if (!strcmp(a, name)) {                                                                                            \
-        if (!v) return fprintf(stderr, "lisa annotate: %s needs a value\n", name), -1;                                 \
-        o->field = v;                                                                                                  \
-        i++;                                                                                                           \
-        continue;                                                                                                      \
-    }
-#define INT(name, field, lo, hi)                                                                                       \
-    if (!strcmp(a, name)) {                                                                                            \
-        if (!cli_parse_i64(v, lo, hi, &n))                                                                             \
-            return fprintf(stderr, "lisa annotate: %s needs an integer in [%lld, %lld]\n", name, (long long)(lo),      \
-                           (long long)(hi)),                                                                           \
-                   -1;                                                                                                 \
-        o->field = (__typeof__(o->field))n;                                                                            \
-        i++;                                                                                                           \
-        continue;                                                                                                      \
-    }
-        STR("--model", model)
-        STR("--vision-tower", vision_tower)
-        STR("--manifest", manifest)
-        STR("--images", images)
-        STR("--query", query)
-        STR("--out", out)
-        STR("--masks-dir", masks_dir)
-        STR("--merge", merge)
-        INT("--max-new-tokens", max_new_tokens, 1, 1 << 20)
-        INT("--max-batch", max_batch, 1, 256)
-        INT("--threads", threads, 0, 4096)
-        INT("--workers", workers, 0, 4096)
-        INT("--limit", limit, 0, INT64_MAX)
-        INT("--shards", shards, 1, 1000000)
-        INT("--tp", tp, 1, 4096)
-#undef STR
-#undef INT
-        if (!strcmp(a, "--overlays")) {
-            o->overlays = true;
-        } else if (!strcmp(a, "--shard")) {
-            if (!v || !lisa_shard_parse(v, &o->shard_k, &o->shard_n))
-                return fprintf(stderr, "lisa annotate: --shard K/N with 0 <= K < N (got %s)\n", v ? v : "nothing"), -1;
-            shard_given = true;
-            i++;
-        } else if (!strcmp(a, "--log-every")) {
-            char *e = NULL;
-            o->log_every = v ? strtod(v, &e) : -1;
-            if (!v || *e || !(o->log_every > 0))
-                return fprintf(stderr, "lisa annotate: --log-every needs a positive number of seconds\n"), -1;
-            i++;
-        } else if (!strcmp(a, "--backend")) {
-            if (!v) return fprintf(stderr, "lisa annotate: --backend needs a value\n"), -1;
-            if (!cli_parse_backend(v, &o->backend))
-                return fprintf(stderr, "lisa annotate: --backend cpu, cuda or auto (got '%s')\n", v), -1;
-            i++;
-        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
-        } else {
-            return fprintf(stderr, "lisa annotate: unknown or incomplete option '%s'\n", a), -1;
-        }
-    }
-    if (o->merge) {
-        if (!o->shards) return fprintf(stderr, "lisa annotate: --merge OUT needs --shards N\n"), -1;
-        return 0;
-    }
-    if (!shard_given) lisa_shard_from_env_tp(o->tp, &o->shard_k, &o->shard_n, NULL); /* a TP group = a shard */
-    if (!o->model || !o->out) return fprintf(stderr, "lisa annotate: --model and --out are required\n"), -1;
-    if (!o->manifest == !o->images)
-        return fprintf(stderr, "lisa annotate: give either --manifest FILE or --images DIR --query Q\n"), -1;
-    if (o->images && (!o->query || !o->query[0]))
-        return fprintf(stderr, "lisa annotate: --images needs a non-empty --query\n"), -1;
-    if (o->manifest && o->query)
-        return fprintf(stderr, "lisa annotate: --query goes with --images (a manifest carries its queries)\n"), -1;
-    if (o->overlays && !o->masks_dir) return fprintf(stderr, "lisa annotate: --overlays needs --masks-dir\n"), -1;
-    return 0;
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -200,9 +68,9 @@ static void safe_name(char *out, size_t cap, const char *id) {
 /* The tool's callbacks' state. Borrows the options; holds no memory. */
 typedef struct ann_ctx {
     const opts *o;
-    lisa_segment_params seg;
+    int64_t max_image_pixels;
     bool tty;
-    double last_log, t0;
+    double last_log;
     lisa_annotate_plan plan;
     int last_len;
 } ann_ctx;
@@ -216,31 +84,29 @@ static lisa_status on_result(void *ctx, const lisa_result *r, const char *id, in
     safe_name(name, sizeof name, id);
     snprintf(file, sizeof file, "_q%d.png", (int)qi);
     strncat(name, file, sizeof name - strlen(name) - 1);
-    if (!lisa_path_join(base, sizeof base, c->o->masks_dir, name))
+    if ((size_t)snprintf(base, sizeof base, "%s/%s", c->o->masks_dir, name) >= sizeof base)
         return lisa_fail(LISA_ERR_INVALID_ARG, "mask path too long: %s/%s", c->o->masks_dir, name);
     snprintf(over, sizeof over, "%.*s_overlay.png", (int)(strlen(base) - 4), base);
     /* the overlay needs the pixels: decode the image again (the engine does not keep them) */
-    lisa_image img = {0};
+    uint8_t *rgb = NULL;
+    int32_t ih = 0, iw = 0;
     if (c->o->overlays) {
-        lisa_image_limits lim = lisa_image_default_limits();
-        if (c->seg.max_image_pixels > 0) lim.max_pixels = c->seg.max_image_pixels;
-        LISA_TRY(lisa_image_load(&img, image_path, &lim));
+        const lisa_status s = lisa_rgb_load_file(image_path, c->max_image_pixels, &rgb, &ih, &iw);
+        if (s != LISA_OK) return s;
     }
     cli_written written = {0};
     lisa_status s = LISA_OK;
     cJSON *masks = cJSON_GetObjectItemCaseSensitive(rec, "masks");
     for (int32_t i = 0; i < n && s == LISA_OK; i++) {
-        int32_t h, w;
-        const uint8_t *m = lisa_result_mask(r, i, &h, &w);
         char mp[CLI_PATH_MAX], op[CLI_PATH_MAX];
-        s = cli_write_mask(&written, base, c->o->overlays ? over : NULL, img.data, m, h, w, i, mp, op);
+        s = cli_write_mask(&written, base, c->o->overlays ? over : NULL, r, i, rgb, mp, op);
         cJSON *o = cJSON_GetArrayItem(masks, i);
         if (s == LISA_OK && o && mp[0]) cJSON_AddStringToObject(o, "file", mp);
         if (s == LISA_OK && o && op[0]) cJSON_AddStringToObject(o, "overlay", op);
     }
     if (s != LISA_OK) cli_written_remove_all(&written);
     cli_written_free(&written);
-    lisa_image_free(&img);
+    lisa_free(rgb);
     return s;
 }
 
@@ -253,6 +119,14 @@ static void fmt_eta(char *buf, size_t cap, double s) {
         snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
     else
         snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+}
+
+static void on_plan(void *ctx, const lisa_annotate_summary *s) {
+    ann_ctx *c = ctx;
+    c->plan = s->plan;
+    fprintf(stderr, "lisa annotate: shard %d/%d: %lld items, %lld queries (%lld malformed lines), %lld already in %s\n",
+            (int)s->shard_k, (int)s->shard_n, (long long)s->plan.items, (long long)s->plan.records,
+            (long long)s->plan.malformed, (long long)s->plan.done, s->out_path);
 }
 
 static void on_progress(void *ctx, const lisa_annotate_stats *st) {
@@ -288,18 +162,19 @@ static void on_progress(void *ctx, const lisa_annotate_stats *st) {
 
 static void on_notice(void *ctx, const char *msg) {
     ann_ctx *c = ctx;
-    if (c->tty) fprintf(stderr, "\r%*s\r", c->last_len, "");
+    if (c->tty && c->last_len) fprintf(stderr, "\r%*s\r", c->last_len, "");
     fprintf(stderr, "lisa annotate: %s\n", msg);
 }
 
-static void summary(const char *out, const lisa_annotate_plan *pl, const lisa_annotate_stats *st, double seconds) {
+static void summary(const lisa_annotate_summary *s) {
+    const lisa_annotate_stats *st = &s->stats;
     printf("lisa annotate: %s: %lld records written by this run (%lld errors), %lld done before, %lld of %lld in "
            "the file now\n",
-           out, (long long)st->written, (long long)st->errors, (long long)st->skipped,
-           (long long)(st->written + st->skipped), (long long)pl->records);
+           s->out_path, (long long)st->written, (long long)st->errors, (long long)st->skipped,
+           (long long)(st->written + st->skipped), (long long)s->plan.records);
     if (st->duplicates) printf("  %lld items skipped: their id repeats an earlier item's\n", (long long)st->duplicates);
-    printf("  %lld queries in %.1f s: %.3f samples/s\n", (long long)st->written, seconds,
-           seconds > 0 ? (double)st->written / seconds : 0.0);
+    printf("  %lld queries in %.1f s: %.3f samples/s\n", (long long)st->written, s->seconds,
+           s->seconds > 0 ? (double)st->written / s->seconds : 0.0);
     if (st->n_ok > 0) {
         const double n = (double)st->n_ok;
         const lisa_timings *t = &st->sum;
@@ -311,294 +186,107 @@ static void summary(const char *out, const lisa_annotate_plan *pl, const lisa_an
     }
 }
 
-/* ---- the run ---------------------------------------------------------------------------------- */
-
-static cJSON *run_header(const opts *o) {
-    char abs_in[PATH_MAX], abs_model[PATH_MAX], shard[48];
-    const char *in = o->manifest ? o->manifest : o->images;
-    if (!realpath(in, abs_in)) snprintf(abs_in, sizeof abs_in, "%s", in);
-    if (!realpath(o->model, abs_model)) snprintf(abs_model, sizeof abs_model, "%s", o->model);
-    snprintf(shard, sizeof shard, "%d/%d", (int)o->shard_k, (int)o->shard_n);
-    cJSON *h = cJSON_CreateObject();
-    cJSON_AddNumberToObject(h, "lisa_annotate", 1);
-    cJSON_AddStringToObject(h, o->manifest ? "manifest" : "images", abs_in);
-    if (o->images) cJSON_AddStringToObject(h, "query", o->query);
-    cJSON_AddStringToObject(h, "model", abs_model);
-    cJSON_AddNumberToObject(h, "max_new_tokens", o->max_new_tokens);
-    cJSON_AddStringToObject(h, "shard", shard);
-    return h;
+static void on_shard(void *ctx, const char *path, int64_t records, int64_t errors) {
+    (void)ctx;
+    printf("  %s: %lld records (%lld errors)\n", path, (long long)records, (long long)errors);
 }
 
-static int fail(const char *what) {
-    fprintf(stderr, "lisa annotate: %s%s%s\n", what ? what : "", what ? ": " : "", lisa_last_error());
-    return 1;
-}
-
-static int run(const opts *o) {
-    const double t0 = now_s();
-    lisa_model *m = NULL;
-    if (o->tp > 1) {
-        /* every rank of a TP group loads its shard first; the followers serve rank 0's engine
-         * steps and touch no file */
-        lisa_model_params mp = lisa_model_default_params();
-        mp.vision_tower = o->vision_tower;
-        mp.n_threads = o->threads;
-        mp.backend = o->backend;
-        mp.tensor_parallel = o->tp;
-        if (lisa_model_load(o->model, &mp, &m) != LISA_OK) return fail(NULL);
-        if (lisa_model_tp_rank(m) != 0) {
-            const lisa_status s = lisa_model_tp_follow(m);
-            const int rc = s == LISA_OK ? 0 : fail("following TP rank 0");
-            lisa_model_free(m);
-            return rc;
-        }
-    }
-    char out_path[CLI_PATH_MAX];
-    if (!lisa_shard_path(out_path, sizeof out_path, o->out, o->shard_k, o->shard_n)) {
-        fprintf(stderr, "lisa annotate: --out path too long\n");
-        lisa_model_free(m); /* TP: releases the followers */
-        return 1;
-    }
-    if (!cli_output_dir_ok("annotate", out_path)) {
-        lisa_model_free(m);
-        return 1;
-    }
-    if (o->masks_dir && mkdir(o->masks_dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "lisa annotate: cannot create %s: %s\n", o->masks_dir, strerror(errno));
-        lisa_model_free(m);
-        return 1;
-    }
-    ann_ctx c = {.o = o, .tty = isatty(2) != 0, .t0 = t0, .seg = lisa_segment_default_params()};
-    c.seg.max_new_tokens = o->max_new_tokens;
-    lisa_ann_source src;
-    lisa_status s = o->manifest ? lisa_ann_source_open_manifest(&src, o->manifest)
-                                : lisa_ann_source_open_dir(&src, o->images, o->query);
-    if (s != LISA_OK) {
-        const int rc = fail(NULL);
-        lisa_model_free(m);
-        return rc;
-    }
-    cJSON *header = run_header(o);
-    lisa_records rec;
-    int rc = 0;
-    if (lisa_records_open(&rec, out_path, &lisa_annotate_records, header, true) != LISA_OK) rc = fail(NULL);
-    if (rc == 0 && rec.torn_bytes)
-        fprintf(stderr, "lisa annotate: %s: cut a torn last line (%zu bytes); that record is redone\n", out_path,
-                rec.torn_bytes);
-    if (rc == 0 && lisa_annotate_plan_run(&c.plan, &src, &rec, o->shard_k, o->shard_n, o->limit) != LISA_OK)
-        rc = fail("reading the input");
-    if (rc == 0)
-        fprintf(stderr,
-                "lisa annotate: shard %d/%d: %lld items, %lld queries (%lld malformed lines), %lld already in %s\n",
-                (int)o->shard_k, (int)o->shard_n, (long long)c.plan.items, (long long)c.plan.records,
-                (long long)c.plan.malformed, (long long)c.plan.done, out_path);
-    lisa_engine *e = NULL;
-    lisa_annotate_stats st = {0};
-    const bool nothing = c.plan.done == c.plan.records;
-    if (rc == 0 && !nothing && !m) {
-        lisa_model_params mp = lisa_model_default_params();
-        mp.vision_tower = o->vision_tower;
-        mp.n_threads = o->threads;
-        mp.backend = o->backend;
-        if (lisa_model_load(o->model, &mp, &m) != LISA_OK) rc = fail(NULL);
-    }
-    if (rc == 0 && !nothing) {
-        lisa_engine_params ep = lisa_engine_default_params();
-        ep.max_batch = o->max_batch;
-        ep.max_images = o->max_batch < 8 ? o->max_batch : 8;
-        ep.max_queue = 2 * o->max_batch;
-        ep.n_workers = o->workers;
-        if (lisa_engine_create(m, &ep, &e) != LISA_OK) rc = fail("creating the engine");
-    }
-    if (rc == 0 && !nothing) {
-        lisa_annotate_params ap = {.engine = e,
-                                   .src = &src,
-                                   .out = &rec,
-                                   .shard_k = o->shard_k,
-                                   .shard_n = o->shard_n,
-                                   .limit = o->limit,
-                                   .max_in_flight = 2 * o->max_batch,
-                                   .seg = c.seg,
-                                   .on_result = on_result,
-                                   .on_notice = on_notice,
-                                   .on_progress = on_progress,
-                                   .ctx = &c};
-        s = lisa_annotate_run(&ap, &st);
-        if (c.tty) fputc('\n', stderr);
-        if (s != LISA_OK) rc = fail(NULL);
-    }
-    st.skipped = c.plan.done;
-    if (rc == 0) summary(out_path, &c.plan, &st, now_s() - t0);
-    lisa_engine_free(e);
-    lisa_model_free(m);
-    if (rec.path) lisa_records_close(&rec);
-    cJSON_Delete(header);
-    lisa_ann_source_close(&src);
-    return rc;
-}
-
-/* ---- --merge ------------------------------------------------------------------------------------ */
-
-/* --merge: owns the merged file being written and the set of keys seen, until run_merge returns. */
-typedef struct merge_ctx {
-    FILE *f;
-    const char *path;
-    lisa_keyset seen;
-    int64_t n, errors;
-} merge_ctx;
-
-static lisa_status merge_visit(void *ctx, const char *line, size_t len, const cJSON *rec, int64_t line_no) {
-    merge_ctx *m = ctx;
-    char key[LISA_RECORDS_KEY_MAX];
-    const size_t kl = lisa_annotate_records.key(key, sizeof key, rec);
-    if (kl == 0 || kl >= sizeof key)
-        return lisa_fail(LISA_ERR_FORMAT, "%s line %lld: not an annotate record (no id/query_index or line)", m->path,
-                         (long long)line_no);
-    bool added;
-    LISA_TRY(lisa_keyset_add(&m->seen, key, kl, &added));
-    if (!added) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "id"),
-                    *qi = cJSON_GetObjectItemCaseSensitive(rec, "query_index");
-        return lisa_fail(LISA_ERR_FORMAT,
-                         "%s line %lld: the record of id %s query %d is already in an earlier line or shard", m->path,
-                         (long long)line_no, cJSON_IsString(id) ? id->valuestring : "null",
-                         cJSON_IsNumber(qi) ? qi->valueint : -1);
-    }
-    m->n++;
-    m->errors += cJSON_GetObjectItemCaseSensitive(rec, "error") != NULL;
-    if (fwrite(line, 1, len, m->f) != len || fputc('\n', m->f) == EOF)
-        return lisa_fail(LISA_ERR_IO, "writing the merged file: %s", strerror(errno));
-    return LISA_OK;
-}
-
-/* Every record the input asks for must be in the merged set. */
-static lisa_status check_complete(const cJSON *h, const lisa_keyset *seen, int64_t *missing, bool *checked) {
-    *missing = 0;
-    *checked = false;
-    const cJSON *man = cJSON_GetObjectItemCaseSensitive(h, "manifest"),
-                *img = cJSON_GetObjectItemCaseSensitive(h, "images");
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(h, "query");
-    lisa_ann_source src;
-    lisa_status s;
-    if (cJSON_IsString(man))
-        s = lisa_ann_source_open_manifest(&src, man->valuestring);
-    else if (cJSON_IsString(img) && cJSON_IsString(q))
-        s = lisa_ann_source_open_dir(&src, img->valuestring, q->valuestring);
-    else
-        return LISA_OK;
-    if (s != LISA_OK) return LISA_OK; /* the input is not reachable from here: no check */
-    lisa_records view;
-    memset(&view, 0, sizeof view);
-    view.keys = *seen; /* lisa_records_has reads only the key set */
-    lisa_annotate_plan pl;
-    s = lisa_annotate_plan_run(&pl, &src, &view, 0, 1, 0);
-    lisa_ann_source_close(&src);
-    if (s == LISA_OK) {
-        *missing = pl.records - pl.done;
-        *checked = true;
-    }
-    return s;
-}
-
-static int run_merge(const opts *o) {
-    const int32_t N = o->shards;
-    char tmp[CLI_PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", o->merge, (int)getpid());
-    merge_ctx m = {.f = fopen(tmp, "wb")};
-    if (!m.f) {
-        fprintf(stderr, "lisa annotate: cannot create %s: %s\n", tmp, strerror(errno));
-        return 1;
-    }
-    cJSON *first = NULL;
-    int rc = 0;
-    for (int32_t k = 0; k < N && rc == 0; k++) {
-        char path[CLI_PATH_MAX], want[48];
-        if (!lisa_shard_path(path, sizeof path, o->merge, k, N)) {
-            fprintf(stderr, "lisa annotate: path too long\n");
-            rc = 1;
-            break;
-        }
-        m.path = path;
-        cJSON *h = NULL;
-        size_t torn = 0;
-        /* the header first (scan without records), to write the merged header before any line */
-        lisa_status s = lisa_records_scan(path, lisa_annotate_records.magic, &h, NULL, NULL, &torn);
-        if (s == LISA_OK) {
-            snprintf(want, sizeof want, "%d/%d", (int)k, (int)N);
-            const cJSON *sh = cJSON_GetObjectItemCaseSensitive(h, "shard");
-            if (!cJSON_IsString(sh) || strcmp(sh->valuestring, want))
-                s = lisa_fail(LISA_ERR_FORMAT, "%s: header says shard %s, expected %s", path,
-                              cJSON_IsString(sh) ? sh->valuestring : "?", want);
-        }
-        if (s == LISA_OK && torn)
-            s = lisa_fail(LISA_ERR_FORMAT, "%s: ends in a torn line: the shard was interrupted; rerun it to finish",
-                          path);
-        if (s == LISA_OK && !first) {
-            first = cJSON_Duplicate(h, 1);
-            cJSON_ReplaceItemInObjectCaseSensitive(first, "shard", cJSON_CreateString("merged"));
-            cJSON_AddNumberToObject(first, "shards", N);
-            char *txt = cJSON_PrintUnformatted(first);
-            if (!txt || fprintf(m.f, "%s\n", txt) < 0) s = lisa_fail(LISA_ERR_IO, "writing %s", tmp);
-            free(txt);
-        } else if (s == LISA_OK) {
-            const cJSON *it;
-            cJSON_ArrayForEach(it, h) {
-                if (!strcmp(it->string, "shard")) continue;
-                if (!cJSON_Compare(it, cJSON_GetObjectItemCaseSensitive(first, it->string), true)) {
-                    s = lisa_fail(LISA_ERR_FORMAT, "%s: \"%s\" differs from shard 0's: another run", path, it->string);
-                    break;
-                }
-            }
-        }
-        cJSON_Delete(h);
-        const int64_t n0 = m.n, e0 = m.errors;
-        if (s == LISA_OK) s = lisa_records_scan(path, lisa_annotate_records.magic, NULL, merge_visit, &m, NULL);
-        if (s != LISA_OK)
-            rc = fail(NULL);
-        else
-            printf("  %s: %lld records (%lld errors)\n", path, (long long)(m.n - n0), (long long)(m.errors - e0));
-    }
-    if (rc == 0) {
-        int64_t missing = 0;
-        bool checked = false;
-        if (check_complete(first, &m.seen, &missing, &checked) != LISA_OK)
-            rc = fail("checking against the input");
-        else if (!checked)
-            fprintf(stderr, "lisa annotate: the input named in the headers is not readable here: "
-                            "completeness not checked\n");
-        else if (missing > 0) {
-            fprintf(stderr,
-                    "lisa annotate: %lld records of the input are in no shard (a shard ran with --limit, or "
-                    "has not finished)\n",
-                    (long long)missing);
-            rc = 1;
-        }
-    }
-    if (rc == 0 && (fflush(m.f) != 0 || fsync(fileno(m.f)) != 0)) rc = fail("flushing");
-    if (fclose(m.f) != 0 && rc == 0) {
-        fprintf(stderr, "lisa annotate: writing %s: %s\n", tmp, strerror(errno));
-        rc = 1;
-    }
-    if (rc == 0 && rename(tmp, o->merge) != 0) {
-        fprintf(stderr, "lisa annotate: cannot rename %s to %s: %s\n", tmp, o->merge, strerror(errno));
-        rc = 1;
-    }
-    if (rc != 0)
-        remove(tmp);
-    else
-        printf("lisa annotate: merged %d shards into %s: %lld records (%lld errors)\n", (int)N, o->merge,
-               (long long)m.n, (long long)m.errors);
-    lisa_keyset_free(&m.seen);
-    cJSON_Delete(first);
-    return rc;
-}
+/* ---- the command -------------------------------------------------------------------------------- */
 
 int lisa_cmd_annotate(int argc, char **argv) {
-    opts o;
-    if (parse_opts(&o, argc, argv) != 0) {
-        fputc('\n', stderr);
-        usage(stderr);
-        return 2;
+    opts o = {.log_every = 10};
+    lisa_annotate_job j = lisa_annotate_job_default();
+    const cli_opt table[] = {
+        CLI_STR("model", &j.model, "DIR", "a LISA checkpoint directory"),
+        CLI_STR_D("vision-tower", &j.vision_tower, "DIR", "the CLIP directory (default: as `lisa segment`)", ""),
+        CLI_STR("manifest", &j.manifest, "FILE",
+                "JSON lines {\"id\", \"image\" (relative to FILE's folder), \"queries\": [...]}\n"
+                "(or \"query\": \"...\")"),
+        CLI_STR("images", &j.images, "DIR",
+                "every .png/.jpg/.jpeg in DIR (sorted by name; id = file name), with --query"),
+        CLI_STR("query", &j.query, "Q", "the query of every image of --images"),
+        CLI_STR("out", &j.out, "OUT.jsonl", "the record file; rerun the same command to resume after a crash or kill"),
+        CLI_STR("masks-dir", &o.masks_dir, "DIR",
+                "also write each mask as DIR/<id>_q<k>.png (0/255; further masks of\n"
+                "the query _1, _2, ...)"),
+        CLI_FLAG("overlays", &o.overlays, "and the image with the mask tinted red as DIR/<id>_q<k>_overlay.png"),
+        CLI_FN("shard", o.shard, cli_parse_shard, "K/N",
+               "items with index % N == K, written to OUT.shard-K-of-N.<ext>; merge the\n"
+               "shards with --merge OUT --shards N. Under srun/mpirun: the rank and size\n"
+               "(SLURM_PROCID/NTASKS, OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE); with --tp T,\n"
+               "one shard per group of T consecutive ranks",
+               "0/1"),
+        CLI_INT("tp", &j.model_params.tensor_parallel, 1, 4096, "T",
+                "tensor parallelism: the LLM split over T MPI ranks (mpirun -np T*G: G\n"
+                "groups, G shards); rank 0 of a group writes its shard, the others follow it"),
+        CLI_I64_D("limit", &j.limit, 0, INT64_MAX, "N",
+                  "the first N items of the shard (not part of the run's identity)", "all"),
+        CLI_INT("max-new-tokens", &j.seg.max_new_tokens, 1, 1 << 20, "N", "generation limit (as chat.py)"),
+        CLI_INT("max-batch", &j.engine.max_batch, 1, 256, "N", "sequences decoded together; requests in flight: 2N"),
+        CLI_BACKEND("backend", &j.model_params.backend),
+        CLI_INT_D("threads", &j.model_params.n_threads, 0, 4096, "N", "compute threads (0: all cores)", "all cores"),
+        CLI_INT_D("workers", &j.engine.n_workers, 0, 4096, "N",
+                  "image decode + preprocessing threads (0: all cores)", "all cores"),
+        CLI_DOUBLE("log-every", &o.log_every, 0, 1e9, "SECONDS", "without a terminal: a progress line every SECONDS"),
+        CLI_STR("merge", &o.merge, "OUT.jsonl",
+                "merge mode: check the N shard files of OUT (--shards N) and write\n"
+                "OUT; no model needed"),
+        CLI_INT_D("shards", &o.shards, 1, 1000000, "N", "the number of shard files --merge joins", ""),
+    };
+    j.model_params.tensor_parallel = 1;
+    const cli_cmd cmd = {
+        .name = NAME,
+        .usage = "--model DIR (--manifest FILE.jsonl | --images DIR --query Q) --out OUT.jsonl [options]\n"
+                 "--merge OUT.jsonl --shards N",
+        .about =
+            "Runs every (item, query) through LISA with continuous batching and appends one JSON record per\n"
+            "query to OUT: id, query_index, line, query, image, answer, tokens, masks (COCO RLE as\n"
+            "pycocotools writes it: {rle: {size, counts}, bbox, area, score}), timings; or an error record\n"
+            "{id, query_index, error: {code, message}} for a bad item (missing/corrupt image, empty query,\n"
+            "malformed manifest line). Line 1 of OUT is a header naming the run. Records come in completion\n"
+            "order, not input order; (id, query_index) is the key.",
+        .opts = table,
+        .n_opts = (int)(sizeof table / sizeof table[0]),
+        .notes = "Exit status: 0 ok (error records included), 1 run failure, 2 usage error.",
+    };
+    int rc = cli_parse(&cmd, argc, argv, NULL, NULL);
+    if (rc != CLI_RUN) return rc;
+    if (o.merge) {
+        if (!o.shards) return cli_usage_error(&cmd, "--merge OUT needs --shards N");
+        lisa_annotate_merge_summary ms;
+        const lisa_status s = lisa_annotate_merge(o.merge, o.shards, on_shard, NULL, &ms);
+        if (s != LISA_OK) return cli_fail(NAME, NULL, s);
+        if (!ms.checked)
+            fprintf(stderr, "lisa annotate: the input named in the headers is not readable here: "
+                            "completeness not checked\n");
+        printf("lisa annotate: merged %d shards into %s: %lld records (%lld errors)\n", (int)o.shards, o.merge,
+               (long long)ms.records, (long long)ms.errors);
+        return 0;
     }
-    return o.merge ? run_merge(&o) : run(&o);
+    if (!j.model || !j.out) return cli_usage_error(&cmd, "--model and --out are required");
+    if (!j.manifest == !j.images) return cli_usage_error(&cmd, "give either --manifest FILE or --images DIR --query Q");
+    if (j.images && (!j.query || !j.query[0])) return cli_usage_error(&cmd, "--images needs a non-empty --query");
+    if (j.manifest && j.query)
+        return cli_usage_error(&cmd, "--query goes with --images (a manifest carries its queries)");
+    if (o.overlays && !o.masks_dir) return cli_usage_error(&cmd, "--overlays needs --masks-dir");
+    j.shard_k = o.shard[0];
+    j.shard_n = o.shard[1]; /* 0: from srun/mpirun */
+    j.engine.max_images = j.engine.max_batch < j.engine.max_images ? j.engine.max_batch : j.engine.max_images;
+    if (!cli_output_dir_ok(NAME, j.out)) return 1;
+    if (o.masks_dir && mkdir(o.masks_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "lisa annotate: cannot create %s: %s\n", o.masks_dir, strerror(errno));
+        return 1;
+    }
+    ann_ctx c = {.o = &o, .tty = isatty(2) != 0, .max_image_pixels = j.seg.max_image_pixels};
+    j.on_result = on_result;
+    j.on_notice = on_notice;
+    j.on_plan = on_plan;
+    j.on_progress = on_progress;
+    j.ctx = &c;
+    lisa_annotate_summary s;
+    const lisa_status st = lisa_annotate_job_run(&j, &s);
+    if (c.tty && c.last_len) fputc('\n', stderr);
+    if (st != LISA_OK) return cli_fail(NAME, NULL, st);
+    if (!s.follower) summary(&s);
+    return 0;
 }

@@ -10,130 +10,80 @@
  * Exit: 0 ok, 1 runtime failure (the library's message on stderr), 2 usage error. */
 #include "cli_args.h"
 #include "lisa.h"
-#include "loader/image.h"
-#include "runtime/result_json.h"
 #include "tools/cli_masks.h"
 #include "tools/commands.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: lisa segment --model DIR --image FILE --query TEXT [--out mask.png] [--overlay overlay.png]\n"
-               "                    [--json] [--vision-tower DIR] [--max-new-tokens N] [--backend cpu] [--threads N]\n"
-               "                    [--tp N]\n"
-               "\n"
-               "Runs LISA on one image (PNG or JPEG) and one query, greedy decoding as chat.py does.\n"
-               "  --model DIR          a LISA checkpoint directory (config.json, tokenizer files, weights)\n"
-               "  --vision-tower DIR   the CLIP directory (default: config.json's vision_tower, found as a\n"
-               "                       directory, inside DIR, or in the Hugging Face cache)\n"
-               "  --out FILE           write each [SEG]'s mask as a 0/255 PNG: FILE, then <stem>_1.png, ...\n"
-               "  --overlay FILE       write the image with each mask tinted red (chat.py): FILE, <stem>_1.png, ...\n"
-               "  --json               print one JSON object: answer, text_output, token ids, masks as COCO RLE\n"
-               "                       ({rle: {size, counts}, bbox, area, score}), timings\n"
-               "  --max-new-tokens N   generation limit (default 512, as chat.py)\n"
-               "  --backend cpu        compute backend (cpu; auto picks the best available)\n"
-               "  --threads N          CPU threads (default: all cores)\n"
-               "  --tp N               tensor parallelism over N MPI ranks (mpirun -np N lisa segment --tp N ...);\n"
-               "                       rank 0 writes the outputs\n");
-}
-
-static int fail(const char *what, lisa_status s) {
-    fprintf(stderr, "lisa segment: %s%s%s: %s\n", what ? what : "", what ? ": " : "", lisa_status_name(s),
-            lisa_last_error());
-    return 1;
-}
+static const char *const NAME = "segment";
 
 int lisa_cmd_segment(int argc, char **argv) {
     const char *model_dir = NULL, *image = NULL, *query = NULL, *out = NULL, *overlay = NULL;
     bool json = false;
     lisa_model_params mp = lisa_model_default_params();
     lisa_segment_params sp = lisa_segment_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const bool has = i + 1 < argc;
-        int v;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--model") && has) {
-            model_dir = argv[++i];
-        } else if (!strcmp(a, "--vision-tower") && has) {
-            mp.vision_tower = argv[++i];
-        } else if (!strcmp(a, "--image") && has) {
-            image = argv[++i];
-        } else if (!strcmp(a, "--query") && has) {
-            query = argv[++i];
-        } else if (!strcmp(a, "--out") && has) {
-            out = argv[++i];
-        } else if (!strcmp(a, "--overlay") && has) {
-            overlay = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--max-new-tokens") && has) {
-            if (!cli_parse_int(argv[++i], 1, 1 << 20, &v)) {
-                fprintf(stderr, "lisa segment: --max-new-tokens needs a positive integer\n");
-                return 2;
-            }
-            sp.max_new_tokens = v;
-        } else if (!strcmp(a, "--tp") && has) {
-            if (!cli_parse_int(argv[++i], 1, 4096, &v)) {
-                fprintf(stderr, "lisa segment: --tp needs an integer >= 1\n");
-                return 2;
-            }
-            mp.tensor_parallel = v;
-        } else if (!strcmp(a, "--threads") && has) {
-            if (!cli_parse_int(argv[++i], 0, 4096, &v)) {
-                fprintf(stderr, "lisa segment: --threads needs an integer >= 0\n");
-                return 2;
-            }
-            mp.n_threads = v;
-        } else if (!strcmp(a, "--backend") && has) {
-            const char *b = argv[++i];
-            if (!cli_parse_backend(b, &mp.backend)) {
-                fprintf(stderr, "lisa segment: --backend must be cpu, cuda or auto (got '%s')\n", b);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "lisa segment: unknown or incomplete option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!model_dir || !image || !query) {
-        fprintf(stderr, "lisa segment: --model, --image and --query are required\n\n");
-        usage(stderr);
-        return 2;
-    }
-    if ((out && !cli_output_dir_ok("segment", out)) || (overlay && !cli_output_dir_ok("segment", overlay))) return 1;
+    const cli_opt opts[] = {
+        CLI_STR_REQ("model", &model_dir, "DIR", "a LISA checkpoint directory (config.json, tokenizer, weights)"),
+        CLI_STR_REQ("image", &image, "FILE", "the image (PNG or JPEG; EXIF orientation applied, as cv2.imread)"),
+        CLI_STR_REQ("query", &query, "TEXT", "the question or instruction"),
+        CLI_STR("out", &out, "FILE", "write each [SEG]'s mask as a 0/255 PNG: FILE, then <stem>_1.png, ..."),
+        CLI_STR("overlay", &overlay, "FILE",
+                "write the image with each mask tinted red (chat.py): FILE, then\n<stem>_1.png, ..."),
+        CLI_FLAG("json", &json,
+                 "print one JSON object: answer, text_output, token ids, masks as COCO RLE\n"
+                 "({rle: {size, counts}, bbox, area, score, file, overlay}), timings"),
+        CLI_STR_D("vision-tower", &mp.vision_tower, "DIR",
+                  "the CLIP directory (default: config.json's vision_tower, found as a\n"
+                  "directory, inside DIR, or in the Hugging Face cache)",
+                  ""),
+        CLI_INT("max-new-tokens", &sp.max_new_tokens, 1, 1 << 20, "N", "generation limit (as chat.py)"),
+        CLI_BACKEND("backend", &mp.backend),
+        CLI_INT_D("threads", &mp.n_threads, 0, 4096, "N", "CPU threads (0: all cores)", "all cores"),
+        CLI_INT("tp", &mp.tensor_parallel, 1, 4096, "N",
+                "tensor parallelism over N MPI ranks (mpirun -np N lisa segment --tp N ...);\n"
+                "rank 0 writes the outputs"),
+    };
+    mp.tensor_parallel = 1;
+    const cli_cmd cmd = {
+        .name = NAME,
+        .usage = "--model DIR --image FILE --query TEXT [--out mask.png] [--overlay overlay.png]\n"
+                 "[--json] [options]",
+        .about = "Runs LISA on one image and one query, greedy decoding as chat.py does; prints the answer and\n"
+                 "one line per mask (or --json). An answer without [SEG] writes no file (exit 0).",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0]),
+        .notes = "Exit status: 0 ok, 1 runtime failure (the library's message on stderr), 2 usage error.",
+    };
+    int rc = cli_parse(&cmd, argc, argv, NULL, NULL);
+    if (rc != CLI_RUN) return rc;
+    if ((out && !cli_output_dir_ok(NAME, out)) || (overlay && !cli_output_dir_ok(NAME, overlay))) return 1;
 
     /* the image first: a bad path fails before a (possibly large) model is loaded */
-    lisa_image_limits lim = lisa_image_default_limits();
-    lim.max_pixels = sp.max_image_pixels;
-    lisa_image img;
-    lisa_status s = lisa_image_load(&img, image, &lim);
-    if (s != LISA_OK) return fail(NULL, s);
+    uint8_t *rgb = NULL;
+    int32_t img_h = 0, img_w = 0;
+    lisa_status s = lisa_rgb_load_file(image, sp.max_image_pixels, &rgb, &img_h, &img_w);
+    if (s != LISA_OK) return cli_fail(NAME, NULL, s);
     lisa_model *m = NULL;
-    s = lisa_model_load(model_dir, &mp, &m);
+    s = cli_model_load(NAME, model_dir, &mp, &m);
     if (s != LISA_OK) {
-        lisa_image_free(&img);
-        return fail(NULL, s);
+        lisa_free(rgb);
+        return cli_fail(NAME, NULL, s);
     }
     if (lisa_model_tp_rank(m) != 0) { /* a TP follower: serves rank 0's steps, writes nothing */
-        lisa_image_free(&img);
+        lisa_free(rgb);
         s = lisa_model_tp_follow(m);
         lisa_model_free(m);
-        return s == LISA_OK ? 0 : fail(NULL, s);
+        return s == LISA_OK ? 0 : cli_fail(NAME, NULL, s);
     }
     lisa_result *r = NULL;
-    s = lisa_segment(m, img.data, img.h, img.w, query, &sp, &r);
+    s = lisa_segment(m, rgb, img_h, img_w, query, &sp, &r);
     if (s != LISA_OK) {
         lisa_model_free(m);
-        lisa_image_free(&img);
-        return fail(NULL, s);
+        lisa_free(rgb);
+        return cli_fail(NAME, NULL, s);
     }
 
     const int32_t n = lisa_result_n_masks(r);
@@ -142,13 +92,16 @@ int lisa_cmd_segment(int argc, char **argv) {
      * own members: seg_token_id, image, and each mask's file / overlay */
     cJSON *root = NULL, *masks = NULL;
     if (json) {
-        s = lisa_result_json(&root, r, LISA_JSON_TOKENS | LISA_JSON_TEXT_OUTPUT | LISA_JSON_TIMINGS);
+        char *text = NULL;
+        s = lisa_result_to_json(r, LISA_JSON_TOKENS | LISA_JSON_TEXT_OUTPUT | LISA_JSON_TIMINGS, &text);
+        if (s == LISA_OK && !(root = cJSON_Parse(text))) s = lisa_fail(LISA_ERR_OOM, "out of memory reading the JSON");
+        lisa_free(text);
         if (s == LISA_OK) {
             cJSON_AddNumberToObject(root, "seg_token_id", lisa_model_seg_token_id(m));
             cJSON *im = cJSON_AddObjectToObject(root, "image");
             cJSON_AddStringToObject(im, "path", image);
-            cJSON_AddNumberToObject(im, "height", img.h);
-            cJSON_AddNumberToObject(im, "width", img.w);
+            cJSON_AddNumberToObject(im, "height", img_h);
+            cJSON_AddNumberToObject(im, "width", img_w);
             masks = cJSON_GetObjectItemCaseSensitive(root, "masks");
         }
     } else {
@@ -156,12 +109,9 @@ int lisa_cmd_segment(int argc, char **argv) {
     }
     /* files first (all or nothing), then the report */
     char(*paths)[2][CLI_PATH_MAX] = calloc((size_t)(n ? n : 1), sizeof *paths);
-    if (!paths) s = LISA_ERR_OOM;
-    for (int32_t i = 0; i < n && s == LISA_OK; i++) {
-        int32_t h, w;
-        const uint8_t *mask = lisa_result_mask(r, i, &h, &w);
-        s = cli_write_mask(&written, out, overlay, img.data, mask, h, w, i, paths[i][0], paths[i][1]);
-    }
+    if (s == LISA_OK && !paths) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    for (int32_t i = 0; i < n && s == LISA_OK; i++)
+        s = cli_write_mask(&written, out, overlay, r, i, rgb, paths[i][0], paths[i][1]);
     for (int32_t i = 0; i < n && s == LISA_OK; i++) {
         int32_t h, w;
         const uint8_t *mask = lisa_result_mask(r, i, &h, &w);
@@ -180,10 +130,10 @@ int lisa_cmd_segment(int argc, char **argv) {
         }
     }
     free(paths);
-    int rc = 0;
+    rc = 0;
     if (s != LISA_OK) {
         cli_written_remove_all(&written);
-        rc = fail("writing the masks", s);
+        rc = cli_fail(NAME, "writing the masks", s);
     } else if (root) {
         char *txt = cJSON_PrintUnformatted(root);
         if (!txt) {
@@ -200,6 +150,6 @@ int lisa_cmd_segment(int argc, char **argv) {
     cli_written_free(&written);
     lisa_result_free(r);
     lisa_model_free(m);
-    lisa_image_free(&img);
+    lisa_free(rgb);
     return rc;
 }

@@ -1,4 +1,7 @@
-/* tools/lisa.c — the `lisa` command: dispatches to the subcommands listed in tools/commands.def. */
+/* tools/lisa.c — the `lisa` command: dispatches to the subcommands listed in tools/commands.def.
+ * The subcommands parse their options with one table each (tools/cli_args.h) and call the library
+ * through include/lisa.h and the entry points of jobs/ (annotate, eval, bench, sam, inspect,
+ * convert, tokenize, make-tiny) or server/server.h. */
 #include "lisa.h"
 #include "tools/commands.h"
 
@@ -35,6 +38,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* the library is silent unless asked: its warnings (a fallback it took) go to stderr here */
+    lisa_log_set(lisa_log_stderr, NULL);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

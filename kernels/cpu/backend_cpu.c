@@ -3,6 +3,7 @@
 
 #include "core/half.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,12 +35,33 @@ static void cpu_destroy(lisa_backend *be) {
     free(be);
 }
 
+/* The CPU's model name as /proc/cpuinfo gives it ("AMD EPYC 7R13 Processor"), else "cpu". */
+static void cpu_model_name(char *out, size_t cap) {
+    snprintf(out, cap, "cpu");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        const char *v = strchr(line, ':');
+        if (!v) break;
+        v++;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        size_t n = strcspn(v, "\r\n");
+        if (n > 0) snprintf(out, cap, "%.*s", (int)n, v);
+        break;
+    }
+    fclose(f);
+}
+
 lisa_status lisa_backend_cpu_create(lisa_backend **out, size_t scratch_bytes, int32_t n_threads) {
     *out = NULL;
     lisa_backend *be = calloc(1, sizeof *be);
     if (!be) return lisa_fail(LISA_ERR_OOM, "cpu backend: out of memory");
     be->name = "cpu";
     be->device = LISA_DEVICE_CPU;
+    cpu_model_name(be->device_name, sizeof be->device_name);
     be->ops = &cpu_ops;
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

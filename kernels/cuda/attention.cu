@@ -2,8 +2,11 @@
  * choice of kernel, and the launches. Kernel bodies: attn_kernels.cuh. */
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/attn_kernels.cuh"
+#include "kernels/cuda/attn_sm90.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Specialise at one boundary (docs/style.md §7): head dim -> template constant. */
 #define LISA_DISPATCH_HEAD_DIM(d, D_CONST, ...)                                                    \
@@ -256,9 +259,48 @@ static lisa_status paged_gather_attention(lisa_backend *be, lisa_tensor *y, cons
     return LISA_OK;
 }
 
+/* ---- Hopper: which kernel runs which shape --------------------------------------------------- */
+
+/* Shape classes of the attention LISA runs (the bench's rows: bench/bench_gpu_kernels.c). */
+enum AttnClass { CLS_SAM_WINDOW_REL, CLS_SAM_GLOBAL_REL, CLS_DENSE, CLS_CAUSAL, CLS_VARLEN, CLS_COUNT };
+
+/* Per shape class, the kernel AUTO runs on Hopper (compute capability 9.0 with sm_90a code):
+ * FLASH (mma.sync, attn_kernels.cuh) or WGMMA (attn_sm90.cuh). To be filled from the GPU suite's
+ * kernel benchmark (bench/results/<date>-<card>.json: attn_<class>_tflops of the mma.sync kernel
+ * against attn_<class>_wgmma_tflops) once lisa-check shows the wgmma kernel correct on the card;
+ * no GPU has run it yet, so every class stays on the mma.sync kernel. */
+static const lisa_cuda_attn_path k_attn_choice_sm90[CLS_COUNT] = {
+    LISA_CUDA_ATTN_FLASH, /* SAM windows 14x14, rel-pos, D 80 (attn_sam_window_*) */
+    LISA_CUDA_ATTN_FLASH, /* SAM global 64x64, rel-pos, D 80 (attn_sam_global_*) */
+    LISA_CUDA_ATTN_FLASH, /* dense, not causal (CLIP D 64, SAM without rel-pos) */
+    LISA_CUDA_ATTN_FLASH, /* dense causal (LLaMA prefill without varlen, D 128) */
+    LISA_CUDA_ATTN_FLASH, /* varlen (LLaMA prefill of a batch, D 128: attn_llama_prefill_*) */
+};
+
+/* AUTO's choice for a flash-capable problem: the table, unless LISA_CUDA_ATTN_SM90 says 1 or 0. */
+static bool choose_wgmma(lisa_backend *be, AttnClass cls) {
+    const char *env = getenv("LISA_CUDA_ATTN_SM90");
+    if (env && !strcmp(env, "0")) return false;
+    const bool want = (env && !strcmp(env, "1")) || k_attn_choice_sm90[cls] == LISA_CUDA_ATTN_WGMMA;
+    return want && lisa_cuda_fa3_available(be);
+}
+
+/* lk_fa3_args of q/k/v/y views (dense [B, T, H, D]). */
+static void fa3_args_dense(lk_fa3_args *a, const View4 &Q, const View4 &K, const View4 &V, const View4 &Y, float scale,
+                           bool causal) {
+    memset(a, 0, sizeof *a);
+    a->q = Q.data, a->k = K.data, a->v = V.data, a->o = Y.data, a->o_f32 = Y.dt == LISA_DTYPE_F32;
+    a->q_bs = Q.bs, a->q_rs = Q.ts, a->q_hs = Q.hs, a->k_bs = K.bs, a->k_rs = K.ts, a->k_hs = K.hs;
+    a->v_bs = V.bs, a->v_rs = V.ts, a->v_hs = V.hs, a->o_bs = Y.bs, a->o_rs = Y.ts, a->o_hs = Y.hs;
+    a->B = (int32_t)Q.B, a->Tq = (int32_t)Q.T, a->Tk = (int32_t)K.T, a->Hq = (int32_t)Q.H, a->Hkv = (int32_t)K.H;
+    a->D = (int32_t)Q.D, a->scale = scale, a->causal = causal;
+}
+
 } // namespace
 
 extern "C" {
+
+bool lisa_cuda_attn_wgmma_available(lisa_backend *be) { return lisa_cuda_fa3_available(be); }
 
 const char *lisa_cuda_attn_path_name(lisa_cuda_attn_path p) {
     switch (p) {
@@ -266,6 +308,7 @@ const char *lisa_cuda_attn_path_name(lisa_cuda_attn_path p) {
     case LISA_CUDA_ATTN_FLASH: return "flash";
     case LISA_CUDA_ATTN_SPLITKV: return "splitkv";
     case LISA_CUDA_ATTN_REFERENCE: return "reference";
+    case LISA_CUDA_ATTN_WGMMA: return "wgmma";
     }
     return "?";
 }
@@ -322,11 +365,44 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
     const bool splitkv_ok = same16 && Y.dt == Q.dt && Tq <= LK_SPLITKV_MAXQ && D <= LK_SPLITKV_MAXD && D % vec == 0 &&
                             !bias && !rel.h && rows16(K) && rows16(V);
     const bool ref_ok = D <= 256;
-    if (path == LISA_CUDA_ATTN_AUTO)
+    /* the wgmma kernel takes what the flash kernel takes (its own shared-memory plan aside), with
+     * rel-pos only at head dim 64/80 */
+    const bool wgmma_shape_ok = same16 && Q.dt == LISA_DTYPE_BF16 && (Y.dt == LISA_DTYPE_BF16 || Y.dt == LISA_DTYPE_F32) &&
+                                (D == 64 || D == 80 || D == 128) && !bias && rows16(Q) && rows16(K) && rows16(V) &&
+                                ((uintptr_t)Y.data & 3u) == 0 && Y.bs % 2 == 0 && Y.ts % 2 == 0 && Y.hs % 2 == 0 &&
+                                (!rel.h || D != 128);
+    bool auto_wgmma = false;
+    if (path == LISA_CUDA_ATTN_AUTO) {
         path = flash_ok && Tq > LK_SPLITKV_MAXQ ? LISA_CUDA_ATTN_FLASH
                : splitkv_ok                     ? LISA_CUDA_ATTN_SPLITKV
                : flash_ok                       ? LISA_CUDA_ATTN_FLASH
                                                 : LISA_CUDA_ATTN_REFERENCE;
+        if (path == LISA_CUDA_ATTN_FLASH && wgmma_shape_ok) {
+            const AttnClass cls = rel.h ? (Tk <= 256 ? CLS_SAM_WINDOW_REL : CLS_SAM_GLOBAL_REL)
+                                  : p->causal ? CLS_CAUSAL
+                                              : CLS_DENSE;
+            if (choose_wgmma(be, cls)) path = LISA_CUDA_ATTN_WGMMA, auto_wgmma = true;
+        }
+    }
+
+    if (path == LISA_CUDA_ATTN_WGMMA) {
+        if (!wgmma_shape_ok)
+            return lisa_fail(LISA_ERR_UNSUPPORTED, "attention: the wgmma kernel needs BF16 q/k/v, a BF16/F32 output, head "
+                                                   "dim 64/80/128 (got %lld; 64/80 with rel-pos), no additive bias and "
+                                                   "16-byte aligned rows",
+                             (long long)D);
+        lk_fa3_args a;
+        fa3_args_dense(&a, Q, K, V, Y, p->scale, p->causal);
+        if (rel.h) {
+            a.rel = 1, a.rel_h = rel.h, a.rel_w = rel.w, a.rel_dtype = rel.dt, a.k_h = rel.kh, a.k_w = rel.kw;
+            a.rh_bs = rel.hbs, a.rh_hs = rel.hhs, a.rh_rs = rel.hrs, a.rh_cs = rel.hcs;
+            a.rw_bs = rel.wbs, a.rw_hs = rel.whs, a.rw_rs = rel.wrs, a.rw_cs = rel.wcs;
+        }
+        const lisa_status s = lisa_cuda_fa3_run(be, &a);
+        if (s != LISA_ERR_UNSUPPORTED || !auto_wgmma) return s;
+        lisa_clear_error(); /* chosen by AUTO but no variant fits (shared memory, grid): mma.sync */
+        path = LISA_CUDA_ATTN_FLASH;
+    }
 
     if (path == LISA_CUDA_ATTN_FLASH) {
         if (!flash_ok)
@@ -388,6 +464,14 @@ lisa_status lisa_cuda_attention(lisa_backend *be, lisa_tensor *y, const lisa_ten
 lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
                                         const lisa_tensor *v, const lisa_tensor *cu_seqlens_q,
                                         const lisa_tensor *cu_seqlens_k, int32_t max_seqlen_q, float scale, bool causal) {
+    return lisa_cuda_flash_attn_varlen_path(be, y, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, scale, causal,
+                                            LISA_CUDA_ATTN_AUTO);
+}
+
+lisa_status lisa_cuda_flash_attn_varlen_path(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                             const lisa_tensor *v, const lisa_tensor *cu_seqlens_q,
+                                             const lisa_tensor *cu_seqlens_k, int32_t max_seqlen_q, float scale,
+                                             bool causal, lisa_cuda_attn_path path) {
     char b1[96], b2[96];
     View4 Q, K, V, Y;
     LISA_TRY(view4("q", q, &Q));
@@ -407,6 +491,22 @@ lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const 
         ((uintptr_t)Y.data & 3u) != 0 || Y.ts % 2 != 0 || Y.hs % 2 != 0)
         return lisa_fail(LISA_ERR_UNSUPPORTED, "flash_attn_varlen: needs BF16 q/k/v, a BF16/F32 output and 16-byte aligned rows");
     if (max_seqlen_q < 0) return lisa_fail(LISA_ERR_INVALID_ARG, "flash_attn_varlen: max_seqlen_q %d", max_seqlen_q);
+    if (path != LISA_CUDA_ATTN_AUTO && path != LISA_CUDA_ATTN_FLASH && path != LISA_CUDA_ATTN_WGMMA)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "flash_attn_varlen: path %s (flash, wgmma or auto)", lisa_cuda_attn_path_name(path));
+    const bool auto_wgmma = path == LISA_CUDA_ATTN_AUTO && choose_wgmma(be, CLS_VARLEN);
+    if (auto_wgmma) path = LISA_CUDA_ATTN_WGMMA;
+    if (path == LISA_CUDA_ATTN_WGMMA) {
+        if (Q.T > INT32_MAX || K.T > INT32_MAX) return lisa_fail(LISA_ERR_UNSUPPORTED, "flash_attn_varlen: rows beyond int32");
+        lk_fa3_args a;
+        fa3_args_dense(&a, Q, K, V, Y, scale, causal);
+        a.cu_q = (const int32_t *)cu_seqlens_q->data, a.cu_k = (const int32_t *)cu_seqlens_k->data;
+        a.B = (int32_t)(cu_seqlens_q->shape[0] - 1), a.Tq = max_seqlen_q, a.Tk = 0;
+        a.total_q = Q.T, a.total_k = K.T;
+        a.q_bs = a.k_bs = a.v_bs = a.o_bs = 0;
+        const lisa_status s = lisa_cuda_fa3_run(be, &a);
+        if (s != LISA_ERR_UNSUPPORTED || !auto_wgmma) return s;
+        lisa_clear_error(); /* no variant fits: the mma.sync kernel */
+    }
     lk_flash_params fp = {};
     fp.q = (const lisa_bf16_t *)Q.data, fp.k = (const lisa_bf16_t *)K.data, fp.v = (const lisa_bf16_t *)V.data;
     fp.o = Y.data, fp.o_f32 = Y.dt == LISA_DTYPE_F32;
@@ -415,6 +515,47 @@ lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const 
     fp.B = (int32_t)(cu_seqlens_q->shape[0] - 1), fp.Tq = max_seqlen_q, fp.Tk = 0;
     fp.Hq = (int32_t)Q.H, fp.Hkv = (int32_t)K.H, fp.scale_log2 = scale * LK_LOG2E, fp.causal = causal;
     return launch_flash(be, fp, max_seqlen_q, (int)Q.D);
+}
+
+lisa_status lisa_cuda_attention_relpos_fused(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                             const lisa_tensor *v, float scale, const lisa_tensor *rel_pos_h,
+                                             const lisa_tensor *rel_pos_w) {
+    char b1[96], b2[96];
+    View4 Q, K, V, Y;
+    LISA_TRY(view4("q", q, &Q));
+    LISA_TRY(view4("k", k, &K));
+    LISA_TRY(view4("v", v, &V));
+    LISA_TRY(view4("y", y, &Y));
+    LISA_TRY(lisa_cuda_check_float("attention_relpos_fused", "rel_pos_h", rel_pos_h));
+    LISA_TRY(lisa_cuda_check_float("attention_relpos_fused", "rel_pos_w", rel_pos_w));
+    if (rel_pos_h->n_dims != 2 || rel_pos_w->n_dims != 2 || rel_pos_h->shape[0] % 2 != 1 || rel_pos_w->shape[0] % 2 != 1 ||
+        rel_pos_h->shape[1] != Q.D || rel_pos_w->shape[1] != Q.D)
+        return lisa_fail(LISA_ERR_SHAPE, "attention_relpos_fused: rel_pos_h %s / rel_pos_w %s must be [2S - 1, D = %lld]",
+                         lisa_tensor_shape_str(rel_pos_h, b1, sizeof b1), lisa_tensor_shape_str(rel_pos_w, b2, sizeof b2),
+                         (long long)Q.D);
+    const int64_t Sh = (rel_pos_h->shape[0] + 1) / 2, Sw = (rel_pos_w->shape[0] + 1) / 2;
+    if (q->n_dims != k->n_dims || k->n_dims != v->n_dims || Q.B != K.B || K.B != V.B || Q.T != K.T || K.T != V.T ||
+        Q.H != K.H || K.H != V.H || Q.D != K.D || K.D != V.D || Y.B != Q.B || Y.T != Q.T || Y.H != Q.H || Y.D != Q.D ||
+        Q.T != Sh * Sw)
+        return lisa_fail(LISA_ERR_SHAPE, "attention_relpos_fused: q %s, k %s (and v, y) must be one [B, S_h·S_w = %lld, H, D]",
+                         lisa_tensor_shape_str(q, b1, sizeof b1), lisa_tensor_shape_str(k, b2, sizeof b2),
+                         (long long)(Sh * Sw));
+    if (Q.dt != LISA_DTYPE_BF16 || K.dt != LISA_DTYPE_BF16 || V.dt != LISA_DTYPE_BF16 || rel_pos_h->dtype != LISA_DTYPE_BF16 ||
+        rel_pos_w->dtype != LISA_DTYPE_BF16 || (Y.dt != LISA_DTYPE_BF16 && Y.dt != LISA_DTYPE_F32) || !rows16(Q) ||
+        !rows16(K) || !rows16(V) || ((uintptr_t)Y.data & 3u) != 0 || Y.bs % 2 || Y.ts % 2 || Y.hs % 2 ||
+        rel_pos_h->stride[1] != 1 || rel_pos_w->stride[1] != 1 || ((uintptr_t)rel_pos_h->data & 15u) ||
+        ((uintptr_t)rel_pos_w->data & 15u) || (rel_pos_h->stride[0] * 2) % 16 || (rel_pos_w->stride[0] * 2) % 16 ||
+        (Q.D != 64 && Q.D != 80))
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "attention_relpos_fused: needs BF16 q/k/v and tables (16-byte aligned rows), "
+                                               "a BF16/F32 output and head dim 64 or 80 (got %lld)",
+                         (long long)Q.D);
+    if (Q.B * Q.T * Q.H == 0) return LISA_OK;
+    lk_fa3_args a;
+    fa3_args_dense(&a, Q, K, V, Y, scale, false);
+    a.rel = 2, a.k_h = (int32_t)Sh, a.k_w = (int32_t)Sw;
+    a.rel_pos_h = rel_pos_h->data, a.rel_pos_w = rel_pos_w->data;
+    a.rph_rs = rel_pos_h->stride[0], a.rpw_rs = rel_pos_w->stride[0];
+    return lisa_cuda_fa3_run(be, &a);
 }
 
 lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,

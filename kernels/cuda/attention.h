@@ -4,6 +4,11 @@
  * The op (lisa_cuda_attention) picks a kernel per call:
  *   FLASH     q/k/v BF16, D in {64, 80, 128}, no additive bias, 16-byte aligned rows, Tq > 8:
  *             tensor-core flash attention (mma.sync m16n8k16), rel-pos and causal fused;
+ *   WGMMA     the same problems on Hopper (compute capability 9.0, sm_90a code in the build): the
+ *             warp-specialized wgmma + TMA kernel of attn_sm90.cuh (rel-pos with head dim 64/80
+ *             only). AUTO takes it only where the per-shape choice table in attention.cu says so
+ *             (today: nowhere, until a GPU run shows it correct and faster); the environment
+ *             variable LISA_CUDA_ATTN_SM90=1 (0) turns it on (off) for every shape it supports;
  *   SPLITKV   Tq <= 8, D <= 128, no bias or rel-pos: split-K over the keys + a combine kernel
  *             (decode; the two-way transformer's 6 tokens -> 4096 image keys);
  *   REFERENCE everything else with D <= 256 (F32 activations, an additive bias, odd head dims,
@@ -37,6 +42,7 @@ typedef enum lisa_cuda_attn_path {
     LISA_CUDA_ATTN_FLASH,
     LISA_CUDA_ATTN_SPLITKV,
     LISA_CUDA_ATTN_REFERENCE,
+    LISA_CUDA_ATTN_WGMMA,
 } lisa_cuda_attn_path;
 
 const char *lisa_cuda_attn_path_name(lisa_cuda_attn_path p);
@@ -53,6 +59,24 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
 lisa_status lisa_cuda_flash_attn_varlen(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
                                         const lisa_tensor *v, const lisa_tensor *cu_seqlens_q,
                                         const lisa_tensor *cu_seqlens_k, int32_t max_seqlen_q, float scale, bool causal);
+/* The same with a forced kernel: FLASH (mma.sync) or WGMMA (sm_90a); AUTO = the choice table. */
+lisa_status lisa_cuda_flash_attn_varlen_path(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                             const lisa_tensor *v, const lisa_tensor *cu_seqlens_q,
+                                             const lisa_tensor *cu_seqlens_k, int32_t max_seqlen_q, float scale,
+                                             bool causal, lisa_cuda_attn_path path);
+
+/* REL_POS and ATTENTION in one kernel (sm_90a only; spec §5.1 add_decomposed_rel_pos): SAM's
+ * y = softmax(scale·q kᵀ + rel_h + rel_w) v with rel_h[b, h, i, ky] = q[b, i, h]·rel_pos_h[qy - ky + S_h - 1]
+ * and rel_w likewise, q, k, v, y [B, S_h·S_w, H, D] BF16 (q unscaled, as REL_POS reads it),
+ * rel_pos_h [2 S_h - 1, D] and rel_pos_w [2 S_w - 1, D] BF16 with contiguous rows, head dim 64 or 80,
+ * S_h, S_w <= 128. The q·rel_pos products are computed per CTA from the Q tile by wgmma, so the
+ * rel_h / rel_w tensors never exist. LISA_ERR_UNSUPPORTED off Hopper. */
+lisa_status lisa_cuda_attention_relpos_fused(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                             const lisa_tensor *v, float scale, const lisa_tensor *rel_pos_h,
+                                             const lisa_tensor *rel_pos_w);
+
+/* True when this backend's device runs the sm_90a (wgmma) attention kernel. */
+bool lisa_cuda_attn_wgmma_available(lisa_backend *be);
 
 /* PAGED_ATTENTION (main's ops.def, with lisa_paged_params unpacked): packed variable-length queries
  * q, y [T, Hq, D] — sequence b owns rows qo_indptr[b] .. qo_indptr[b+1] — over the paged cache;

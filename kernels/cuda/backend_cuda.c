@@ -168,6 +168,8 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     im->cc_minor = prop.minor;
     im->smem_optin = prop.sharedMemPerBlockOptin;
     im->l2_bytes = (size_t)prop.l2CacheSize;
+    snprintf(be->device_name, sizeof be->device_name, "%.127s", prop.name); /* prop.name is char[256] */
+    be->device_memory_bytes = (int64_t)prop.totalGlobalMem;
     snprintf(im->name, sizeof im->name, "%s (sm_%d%d, %d SMs, %.1f GiB)", prop.name, prop.major, prop.minor,
              prop.multiProcessorCount, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     if (prop.major < 8)

@@ -42,6 +42,7 @@ typedef struct lisa_cuda_impl {
     int64_t capture_kv_keys; /* while capturing: split-KV plans its grid for at least this many keys */
     char name[320];
     void *gemm_cache; /* kernels/cuda/gemm.cu */
+    int fa3_state;    /* sm_90a attention kernels runnable: 0 not probed yet, 1 yes, 2 no (attn_sm90.cu) */
 } lisa_cuda_impl;
 
 static inline lisa_cuda_impl *lisa_cuda_impl_of(const lisa_backend *be) { return (lisa_cuda_impl *)be->impl; }

@@ -7,6 +7,7 @@ numpy. Results are plain Python values: str, int, float, bytes, lists and dicts.
     print(r.answer)                 # "Sure, [SEG] ."
     m = r.masks[0]                  # Mask(height, width, data=bytes of 0/1, row-major, score)
     r.json["masks"][0]["rle"]       # COCO RLE {"size": [h, w], "counts": "..."} (pycocotools' form)
+    model.info()["llm_layers"], model.count_tokens("a query")   # dims, backend, memory; token counts
 
     with lisa.Engine(model, max_batch=8) as engine:   # continuous batching, thread-safe submit
         ids = [engine.submit(open(p, "rb").read(), q) for p, q in jobs]
@@ -78,6 +79,19 @@ class _Request(_c.Structure):
                 ("params", _SegmentParams), ("user_data", _u64)]
 
 
+class _ModelInfo(_c.Structure):
+    _fields_ = [("size", _u32)] + \
+               [(n, _i32) for n in ("llm_hidden", "llm_layers", "llm_heads", "llm_kv_heads", "llm_head_dim",
+                                    "llm_intermediate", "vocab_size", "max_position", "clip_hidden", "clip_layers",
+                                    "clip_heads", "clip_image_size", "clip_patch_size", "clip_layers_run", "n_patches",
+                                    "sam_image_size", "sam_embed_dim", "sam_depth", "sam_heads", "sam_prompt_dim",
+                                    "seg_token_id")] + \
+               [("backend", _c.c_int), ("backend_name", _c.c_char * 16), ("device_name", _c.c_char * 128),
+                ("device", _i32), ("n_threads", _i32), ("activation_dtype", _c.c_char * 8)] + \
+               [(n, _i64) for n in ("weight_bytes", "checkpoint_bytes", "scratch_bytes", "device_memory_bytes")] + \
+               [(n, _i32) for n in ("tp_rank", "tp_size", "tp_group", "tp_groups")]
+
+
 _BATCH_BUCKETS = 9  # LISA_ENGINE_BATCH_BUCKETS
 
 
@@ -106,6 +120,10 @@ _model_default_params = _fn("lisa_model_default_params", _ModelParams)
 _model_load = _fn("lisa_model_load", _c.c_int, _c.c_char_p, _c.POINTER(_ModelParams), _PP)
 _model_free = _fn("lisa_model_free", None, _P)
 _model_seg_token_id = _fn("lisa_model_seg_token_id", _i32, _P)
+_model_get_info = _fn("lisa_model_get_info", _c.c_int, _P, _c.POINTER(_ModelInfo))
+_model_count_tokens = _fn("lisa_model_count_tokens", _c.c_int, _P, _c.c_char_p, _c.c_size_t, _c.c_bool,
+                          _c.POINTER(_i32))
+_model_prompt_tokens = _fn("lisa_model_prompt_tokens", _c.c_int, _P, _c.c_char_p, _c.POINTER(_i32))
 _segment_default_params = _fn("lisa_segment_default_params", _SegmentParams)
 _segment = _fn("lisa_segment", _c.c_int, _P, _c.POINTER(_u8), _i32, _i32, _c.c_char_p, _c.POINTER(_SegmentParams), _PP)
 _segment_file = _fn("lisa_segment_file", _c.c_int, _P, _c.c_char_p, _c.c_char_p, _c.POINTER(_SegmentParams), _PP)
@@ -234,6 +252,36 @@ class Model:
     @property
     def seg_token_id(self):
         return _model_seg_token_id(self._h)
+
+    def info(self):
+        """What the model is (lisa_model_get_info): the dims of its LLM, CLIP and SAM, the backend and
+        device it runs on ("backend", "device_name"), the activation dtype, memory in bytes
+        (weight_bytes, checkpoint_bytes, scratch_bytes, device_memory_bytes) and its TP rank/size, as
+        a dict."""
+        i = _ModelInfo()
+        i.size = _c.sizeof(_ModelInfo)
+        _check(_model_get_info(self._h, _c.byref(i)))
+        d = {}
+        for name, _ in _ModelInfo._fields_:
+            v = getattr(i, name)
+            d[name] = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+        d["backend"] = {v: k for k, v in _BACKENDS.items()}.get(i.backend, str(i.backend))
+        del d["backend_name"], d["size"]
+        return d
+
+    def count_tokens(self, text, add_bos=False):
+        """Token ids the checkpoint's tokenizer gives text (str or UTF-8 bytes), plus BOS if add_bos."""
+        b = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        n = _i32()
+        _check(_model_count_tokens(self._h, b, len(b), add_bos, _c.byref(n)))
+        return n.value
+
+    def prompt_tokens(self, query):
+        """The positions a request with this query prefills: system prompt, image patches, query
+        (Result.timings["n_prompt_tokens"]). Raises Error for a query the engine would refuse."""
+        n = _i32()
+        _check(_model_prompt_tokens(self._h, query.encode("utf-8"), _c.byref(n)))
+        return n.value
 
     def segment(self, image, query, *, height=None, width=None, png=False, **params):
         """One request, chat.py semantics. image: a path (str or os.PathLike), encoded PNG/JPEG bytes,

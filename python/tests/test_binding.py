@@ -4,6 +4,7 @@ decoder, the PNG option, errors as lisa.Error, and the batching engine. No numpy
 Run: LISA_LIBRARY=build/liblisa.so PYTHONPATH=python python3 -m pytest python/tests (CTest does)."""
 
 import base64
+import ctypes
 import os
 import struct
 import zlib
@@ -63,6 +64,35 @@ def png_rgb(rgb, h, w):
 
 def test_version():
     assert lisa.version() == "0.1.0"
+
+
+def test_model_info_and_token_counts(model):
+    """lisa_model_info field for field: the library fills min(size, its sizeof) bytes and says how
+    many in .size, so a larger buffer reveals the C struct's size; the last fields hold values only
+    a right layout gives."""
+    big = (ctypes.c_ubyte * (ctypes.sizeof(lisa._ModelInfo) + 64))()
+    info = lisa._ModelInfo.from_buffer(big)
+    info.size = ctypes.sizeof(big)
+    assert lisa._model_get_info(model._h, ctypes.byref(info)) == 0
+    assert info.size == ctypes.sizeof(lisa._ModelInfo), "ctypes _ModelInfo differs from lisa_model_info"
+    assert bytes(big[ctypes.sizeof(lisa._ModelInfo):]) == bytes(64)
+    d = model.info()
+    assert (d["llm_hidden"], d["llm_layers"], d["llm_heads"], d["vocab_size"]) == (32, 2, 4, 32004)
+    assert d["seg_token_id"] == model.seg_token_id
+    assert d["backend"] == "cpu" and d["activation_dtype"] == "f32" and d["n_threads"] == 2
+    assert d["device_name"] and d["device_memory_bytes"] == 0
+    assert 0 < d["weight_bytes"] <= d["checkpoint_bytes"]
+    assert (d["tp_rank"], d["tp_size"], d["tp_group"], d["tp_groups"]) == (0, 1, 0, 1)
+    assert d["n_patches"] == (d["clip_image_size"] // d["clip_patch_size"]) ** 2
+    n = model.count_tokens("Segment the cat.")
+    assert n > 0 and model.count_tokens("Segment the cat.", add_bos=True) == n + 1
+    assert model.count_tokens(b"Segment the cat.") == n
+    L0 = model.prompt_tokens(QUERY)
+    r = model.segment(CAT, QUERY, max_new_tokens=4)
+    assert L0 == r.timings["n_prompt_tokens"] > d["n_patches"]
+    with pytest.raises(lisa.Error) as e:
+        model.prompt_tokens("see <image>")
+    assert e.value.status == "LISA_ERR_INVALID_ARG"
 
 
 def test_segment_path(model):

@@ -1,10 +1,11 @@
 /* tests/fuzz/fuzz_serve_request.c — libFuzzer target for what `lisa serve` reads from the network
- * before the engine sees it (server/request.c, core/base64.c). Input: byte 0 picks the path
+ * before the engine sees it (server/request.c, server/base64.c). Input: byte 0 picks the path
  * (even: a JSON body; odd: multipart parts), the rest is the body; for parts, each is
  * "<key>\n<value>\0" fed in chunks of (byte 0 >> 1) + 1 bytes. Properties: no crash or sanitizer
  * report; a parsed request that passes srv_input_check has a NUL-terminated query and exactly one
  * image source; base64 that decodes re-encodes to a string that decodes to the same bytes. */
 #include "core/base64.h"
+#include "server/base64.h"
 #include "server/request.h"
 
 #include <stdint.h>

@@ -508,6 +508,24 @@ void ck_cases_ops(ck_ctx *c) {
         static const attn_arg rel_ref = {.scale = 0.1118033989f, .rel = true, .path = LISA_CUDA_ATTN_REFERENCE};
         r.label = "[2,35,2,80] rel-pos 5x7 (reference kernel)", r.arg = &rel_ref;
         ck_run_case(c, &r);
+        /* the sm_90a (wgmma) kernel on the same kinds of problems: CLIP, rel-pos, causal with a KV
+         * prefix and GQA (skipped off Hopper: the self-test runs them on the CPU) */
+        if (c->self_test || lisa_cuda_attn_wgmma_available(c->gpu)) {
+            static const attn_arg clip_w = {.scale = 0.125f, .path = LISA_CUDA_ATTN_WGMMA};
+            f.label = "[2,257,16,64] (CLIP; wgmma)", f.arg = &clip_w;
+            ck_run_case(c, &f);
+            static const attn_arg rel_w = {.scale = 0.1118033989f, .rel = true, .path = LISA_CUDA_ATTN_WGMMA};
+            r.label = "[2,35,2,80] rel-pos 5x7 (wgmma)", r.arg = &rel_w;
+            ck_run_case(c, &r);
+            static const attn_arg causal_w = {.scale = 0.08838834764f, .causal = true, .path = LISA_CUDA_ATTN_WGMMA};
+            ck_case w = a;
+            w.label = "[2,20,4,128] kv[2,100,2,128] causal (wgmma)", w.arg = &causal_w;
+            w.in[0] = (ck_tspec)T_ACT(4, -1, 1, 2, 20, 4, 128), w.in[1] = (ck_tspec)T_ACT(4, -1, 1, 2, 100, 2, 128);
+            w.in[2] = w.in[1], w.out[0] = (ck_tspec)T_OUT(4, 2, 20, 4, 128);
+            ck_run_case(c, &w);
+        } else {
+            ck_record(c, "attention", "wgmma (sm_90a) cases", "-", 2, 0, 0, -1, "device cannot run the sm_90a kernel");
+        }
     }
     /* REL_POS: SAM window grid, strided q */
     {
@@ -777,15 +795,40 @@ static lisa_tensor rand16(ck_ctx *c, int32_t n_dims, int64_t d0, int64_t d1, int
     return r;
 }
 
+/* The whole of y against the same call through the on-GPU reference kernel (one warp per row,
+ * fp32, LISA_CUDA_ATTN_REFERENCE): y_ref is computed here from the same device inputs. */
+static void compare_with_gpu_reference(ck_ctx *c, const char *name, const lisa_tensor *y, const lisa_tensor *dq,
+                                       const lisa_tensor *dk, const lisa_tensor *dv, const lisa_attn_params *p) {
+    lisa_tensor yr = ck_dev_poison(c, LISA_DTYPE_BF16, y->n_dims, y->shape);
+    lisa_status s = lisa_cuda_attention_path(c->gpu, &yr, dq, dk, dv, p, LISA_CUDA_ATTN_REFERENCE);
+    if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
+    char nm[240];
+    snprintf(nm, sizeof nm, "%s, all rows vs the GPU reference kernel", name);
+    if (s != LISA_OK) {
+        ck_record(c, "attention", nm, "BF16", 1, NAN, 0, -1, "cuda reference kernel: %s", lisa_last_error());
+        return;
+    }
+    lisa_tensor got = ck_download(c, y), ref = ck_download(c, &yr);
+    ck_compare(c, "attention", nm, "BF16", &got, &ref, 1e-2, 1.0 / 64, NULL, NULL);
+    lisa_tensor_free(&got), lisa_tensor_free(&ref);
+}
+
 /* SAM: windows [B·25, 196, 16, 80] with q/k/v as views of one packed qkv [B·25, 196, 3, 16, 80]
- * (the real layout after the qkv Linear), rel-pos 14x14; global [B, 4096, 16, 80], rel-pos 64x64. */
-static void sam_attention(ck_ctx *c, bool global, int64_t nb) {
+ * (the real layout after the qkv Linear), rel-pos 14x14; global [B, 4096, 16, 80], rel-pos 64x64.
+ * path: FLASH (mma.sync) or WGMMA (sm_90a; also compared with the on-GPU reference kernel). fused
+ * (WGMMA only): rel-pos from the tables rel_pos_h/w [2S-1, 80] inside the kernel
+ * (lisa_cuda_attention_relpos_fused), the reference being the REL_POS op and then attention. */
+static void sam_attention(ck_ctx *c, bool global, int64_t nb, lisa_cuda_attn_path path, bool fused) {
     const int64_t S = global ? 64 : 14, T = S * S, H = 16, D = 80;
     const int64_t check_b = global ? 1 : 2, check_rows = global ? 64 : T; /* CPU checks a slice */
     char name[112];
-    snprintf(name, sizeof name, "SAM %s [%lld,%lld,16,80] rel-pos %lldx%lld", global ? "global" : "windows", (long long)nb,
-             (long long)T, (long long)S, (long long)S);
+    snprintf(name, sizeof name, "SAM %s [%lld,%lld,16,80] rel-pos %lldx%lld%s", global ? "global" : "windows", (long long)nb,
+             (long long)T, (long long)S, (long long)S, fused ? " fused (wgmma)" : path == LISA_CUDA_ATTN_WGMMA ? " (wgmma)" : "");
     if (!ck_selected(c, "attention", name)) return;
+    if (path == LISA_CUDA_ATTN_WGMMA && !lisa_cuda_attn_wgmma_available(c->gpu)) {
+        ck_record(c, "attention", name, "BF16", 2, 0, 0, -1, "device cannot run the sm_90a kernel");
+        return;
+    }
     /* host q/k/v (bf16-exact) only for the checked batch entries; the rest of the batch is random */
     lisa_tensor q = rand16(c, 4, check_b, T, H, D, -1, 1), k = rand16(c, 4, check_b, T, H, D, -1, 1),
                 v = rand16(c, 4, check_b, T, H, D, -1, 1);
@@ -816,11 +859,37 @@ static void sam_attention(ck_ctx *c, bool global, int64_t nb) {
     lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ys);
     const float scale = 1.0f / sqrtf((float)D);
     lisa_attn_params p = {.scale = scale, .rel_h = &drh, .rel_w = &drw};
-    lisa_status s = lisa_cuda_attention_path(c->gpu, &y, &dq, &dk, &dv, &p, LISA_CUDA_ATTN_FLASH);
+    /* fused: tables [2S-1, 80] (bf16); rel_h / rel_w become their products with q (REL_POS) */
+    lisa_tensor tab_h = {0}, tab_w = {0}, dth = {0}, dtw = {0};
+    lisa_status s = LISA_OK;
+    if (fused) {
+        tab_h = rand16(c, 2, 2 * S - 1, D, 0, 0, -0.3, 0.3), tab_w = rand16(c, 2, 2 * S - 1, D, 0, 0, -0.3, 0.3);
+        dth = ck_dev_from(c, &tab_h, LISA_DTYPE_BF16, false), dtw = ck_dev_from(c, &tab_w, LISA_DTYPE_BF16, false);
+        /* the GPU's REL_POS op fills drh / drw for the reference kernel below; the CPU's for the slice */
+        s = lisa_op_rel_pos(c->gpu, &drh, &drw, &dq, &dth, &dtw, (int32_t)S, (int32_t)S);
+        if (s == LISA_OK) {
+            lisa_tensor hq = ck_download(c, &drh), hw = ck_download(c, &drw);
+            memcpy(rh.data, hq.data, sizeof(float) * (size_t)lisa_tensor_numel(&rh));
+            memcpy(rw.data, hw.data, sizeof(float) * (size_t)lisa_tensor_numel(&rw));
+            lisa_tensor_free(&hq), lisa_tensor_free(&hw);
+            /* the CPU's own REL_POS for the checked entries (so the reference does not trust the GPU op) */
+            lisa_tensor rhc = ck_host(LISA_DTYPE_F32, 4, (const int64_t[4]){check_b, H, T, S});
+            lisa_tensor rwc = ck_host(LISA_DTYPE_F32, 4, (const int64_t[4]){check_b, H, T, S});
+            if (lisa_op_rel_pos(c->cpu, &rhc, &rwc, &q, &tab_h, &tab_w, (int32_t)S, (int32_t)S) == LISA_OK) {
+                memcpy(rh.data, rhc.data, sizeof(float) * (size_t)lisa_tensor_numel(&rhc));
+                memcpy(rw.data, rwc.data, sizeof(float) * (size_t)lisa_tensor_numel(&rwc));
+            }
+            lisa_tensor_free(&rhc), lisa_tensor_free(&rwc);
+            s = lisa_cuda_attention_relpos_fused(c->gpu, &y, &dq, &dk, &dv, scale, &dth, &dtw);
+        }
+    } else {
+        s = lisa_cuda_attention_path(c->gpu, &y, &dq, &dk, &dv, &p, path);
+    }
     if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
     if (s != LISA_OK) {
         ck_record(c, "attention", name, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
     } else {
+        if (path == LISA_CUDA_ATTN_WGMMA) compare_with_gpu_reference(c, name, &y, &dq, &dk, &dv, &p);
         /* reference: batch entries [0, check_b), query rows [T − check_rows, T) (all for windows) */
         const int64_t r0 = T - check_rows;
         lisa_tensor qs = host_slice(&q, 1, r0, check_rows);
@@ -840,16 +909,23 @@ static void sam_attention(ck_ctx *c, bool global, int64_t nb) {
     ck_free_case(c);
     lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v), lisa_tensor_free(&rh), lisa_tensor_free(&rw);
     lisa_tensor_free(&qkv);
+    if (fused) lisa_tensor_free(&tab_h), lisa_tensor_free(&tab_w);
 }
 
-/* LLaMA prefill: packed varlen sequences, 32 heads x 128, causal, one launch. */
-static void llama_prefill(ck_ctx *c, const int64_t *lens, int nseq) {
+/* LLaMA prefill: packed varlen sequences, 32 heads x 128, causal, one launch; path FLASH (mma.sync)
+ * or WGMMA (sm_90a). */
+static void llama_prefill(ck_ctx *c, const int64_t *lens, int nseq, lisa_cuda_attn_path path) {
     const int64_t H = 32, D = 128;
     int64_t total = 0, maxlen = 0;
     for (int i = 0; i < nseq; i++) total += lens[i], maxlen = lens[i] > maxlen ? lens[i] : maxlen;
     char name[112];
-    snprintf(name, sizeof name, "LLaMA prefill varlen %d seqs (max %lld) x 32 x 128 causal", nseq, (long long)maxlen);
+    snprintf(name, sizeof name, "LLaMA prefill varlen %d seqs (max %lld) x 32 x 128 causal%s", nseq, (long long)maxlen,
+             path == LISA_CUDA_ATTN_WGMMA ? " (wgmma)" : "");
     if (!ck_selected(c, "attention", name)) return;
+    if (path == LISA_CUDA_ATTN_WGMMA && !lisa_cuda_attn_wgmma_available(c->gpu)) {
+        ck_record(c, "attention", name, "BF16", 2, 0, 0, -1, "device cannot run the sm_90a kernel");
+        return;
+    }
     lisa_tensor q = rand16(c, 3, total, H, D, 0, -1, 1), k = rand16(c, 3, total, H, D, 0, -1, 1),
                 v = rand16(c, 3, total, H, D, 0, -1, 1);
     const int64_t cs[1] = {nseq + 1};
@@ -861,7 +937,8 @@ static void llama_prefill(ck_ctx *c, const int64_t *lens, int nseq) {
     const int64_t ys[3] = {total, H, D};
     lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 3, ys);
     const float scale = 1.0f / sqrtf((float)D);
-    lisa_status s = lisa_cuda_flash_attn_varlen(c->gpu, &y, &dq, &dk, &dv, &dcu, &dcu, (int32_t)maxlen, scale, true);
+    lisa_status s =
+        lisa_cuda_flash_attn_varlen_path(c->gpu, &y, &dq, &dk, &dv, &dcu, &dcu, (int32_t)maxlen, scale, true, path);
     if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
     if (s != LISA_OK) {
         ck_record(c, "attention", name, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
@@ -1115,10 +1192,16 @@ static void paged(ck_ctx *c) {
 void ck_cases_attention(ck_ctx *c) {
     const bool q = c->quick;
     if (c->self_test) return; /* the CUDA launchers (varlen, paged, forced paths) */
-    sam_attention(c, false, q ? 25 : 50); /* 1 or 2 images of 25 windows (the benchmark times batch 8) */
-    sam_attention(c, true, q ? 1 : 2);
+    sam_attention(c, false, q ? 25 : 50, LISA_CUDA_ATTN_FLASH, false); /* 1 or 2 images of 25 windows (the benchmark times batch 8) */
+    sam_attention(c, true, q ? 1 : 2, LISA_CUDA_ATTN_FLASH, false);
     const int64_t lens_q[1] = {330}, lens[4] = {330, 1, 129, 64};
-    llama_prefill(c, q ? lens_q : lens, q ? 1 : 4);
+    llama_prefill(c, q ? lens_q : lens, q ? 1 : 4, LISA_CUDA_ATTN_FLASH);
+    /* the sm_90a kernel at the same shapes (SKIPped off Hopper), rel-pos as terms and fused */
+    sam_attention(c, false, q ? 25 : 50, LISA_CUDA_ATTN_WGMMA, false);
+    sam_attention(c, false, q ? 25 : 50, LISA_CUDA_ATTN_WGMMA, true);
+    sam_attention(c, true, q ? 1 : 2, LISA_CUDA_ATTN_WGMMA, false);
+    sam_attention(c, true, q ? 1 : 2, LISA_CUDA_ATTN_WGMMA, true);
+    llama_prefill(c, q ? lens_q : lens, q ? 1 : 4, LISA_CUDA_ATTN_WGMMA);
     llama_decode(c, 2, 1024);
     if (!q) llama_decode(c, 1, 4096);
     two_way(c, q ? 1 : 3);

@@ -7,7 +7,8 @@
  * 37/769/5125, strided inputs, in-place calls, F32 and BF16 activations, poisoned outputs), the
  * fused launchers, and the attention kernels at the real LISA shapes (SAM windows and global
  * attention with rel-pos, LLaMA causal varlen prefill, decode over contiguous and paged caches,
- * the two-way transformer), then whole models end to end (check_models.c: the committed tiny LISA
+ * the two-way transformer; the sm_90a wgmma kernel at the same shapes on H100/H200, SKIPped
+ * elsewhere), then whole models end to end (check_models.c: the committed tiny LISA
  * on the golden cases on CPU, CUDA F32 and CUDA BF16, the engine batched vs alone, and LISA-7B
  * dimensions with synthetic weights; --full adds the whole LISA-7B, CUDA BF16 vs F32), printing
  * one line per check and the first mismatches of a failure. --data names tests/data (default: the
@@ -34,7 +35,8 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: lisa-check [--quick] [--filter TEXT] [--json FILE] [--device N] [--seed N] [--strict] [--self-test]\n"
                "                  [--data DIR] [--full] [--real-dims]\n"
-               "  CUDA backend vs CPU backend: every op, fused launchers, attention at LISA shapes, whole models.\n");
+               "  CUDA backend vs CPU backend: every op, fused launchers, attention at LISA shapes (the mma.sync\n"
+               "  kernel, and on H100/H200 the sm_90a wgmma kernel: --filter wgmma), whole models.\n");
 }
 
 static void json_str(FILE *f, const char *s) {

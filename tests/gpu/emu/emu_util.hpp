@@ -4,9 +4,12 @@
 
 #include "cuda_emu.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <numeric>
 #include <vector>
 
 /* splitmix64, as tests/common/testutil.h */
@@ -106,6 +109,55 @@ inline bool check_close(const char *what, size_t n, const std::function<double(s
         g_failures++;
     }
     return bad == 0;
+}
+
+/* ---- attention references (test_emu_attention.cpp, test_emu_attn_sm90.cpp) ---------------- */
+
+/* bf16 outputs: elementwise 1e-2 + 1e-2|ref| (values are O(1)), and a relative L2 error at most
+ * twice that of merely storing the exact result in bf16 (docs/style.md §2), plus room for P's bf16
+ * rounding before P·V (flash, as FlashAttention does). */
+inline bool check_bf16(const char *what, size_t n, const std::function<double(size_t)> &got,
+                       const std::function<double(size_t)> &ref) {
+    double floor_l2 = bf16_store_l2(n, ref);
+    printf("  (bf16 storage floor rel-L2 %.2g)\n", floor_l2);
+    return check_close(what, n, got, ref, 1e-2, 1e-2, 2.0 * floor_l2 + 5e-4);
+}
+
+/* Double-precision attention for one (b, i, h): keys [0, kmax), score(j) given. */
+using Acc4 = std::function<double(int b, int t, int h, int d)>;
+
+inline std::vector<double> ref_attention(int B, const std::vector<int> &Tq, const std::vector<int> &Tk, int Hq, int Hkv,
+                                         int D, double scale, bool causal, const Acc4 &q, const Acc4 &k, const Acc4 &v,
+                                         const std::function<double(int b, int h, int i, int j)> &bias) {
+    /* output laid out [b][i][h][d] over the concatenated query rows */
+    int total = std::accumulate(Tq.begin(), Tq.end(), 0);
+    std::vector<double> out((size_t)total * Hq * D, 0.0);
+    int row0 = 0;
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < Tq[b]; i++)
+            for (int h = 0; h < Hq; h++) {
+                int hk = h / (Hq / Hkv);
+                int kmax = Tk[b];
+                if (causal) kmax = std::min(kmax, std::max(0, i + Tk[b] - Tq[b] + 1));
+                std::vector<double> s(kmax);
+                double mx = -INFINITY;
+                for (int j = 0; j < kmax; j++) {
+                    double dot = 0;
+                    for (int d = 0; d < D; d++) dot += q(b, i, h, d) * k(b, j, hk, d);
+                    s[j] = dot * scale + (bias ? bias(b, h, i, j) : 0.0);
+                    mx = std::max(mx, s[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < kmax; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int d = 0; d < D; d++) {
+                    double o = 0;
+                    for (int j = 0; j < kmax; j++) o += s[j] * v(b, j, hk, d);
+                    out[(((size_t)row0 + i) * Hq + h) * D + d] = sum > 0 ? o / sum : NAN; /* as torch */
+                }
+            }
+        row0 += Tq[b];
+    }
+    return out;
 }
 
 #endif

@@ -1,5 +1,6 @@
-/* runtime/result_json.c — see result_json.h. */
-#include "runtime/result_json.h"
+/* models/result.c — the lisa_result handle: creation, freeing, the public accessors, the JSON
+ * form and the mask/overlay PNGs (see models/result.h). */
+#include "models/result.h"
 
 #include "loader/image.h"
 #include "core/base64.h"
@@ -7,8 +8,85 @@
 #include "core/mask.h"
 #include "core/rle.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- the handle ----------------------------------------------------------------------------- */
+
+lisa_result *lisa_result_new(void) { return calloc(1, sizeof(lisa_result)); }
+
+void lisa_result_free(lisa_result *r) {
+    if (!r) return;
+    free(r->answer);
+    free(r->text_output);
+    free(r->tokens);
+    free(r->masks);
+    free(r->logits);
+    free(r->scores);
+    free(r);
+}
+
+const char *lisa_result_answer(const lisa_result *r) { return r->answer; }
+const char *lisa_result_text_output(const lisa_result *r) { return r->text_output; }
+int32_t lisa_result_n_tokens(const lisa_result *r) { return r->n_tokens; }
+const int32_t *lisa_result_tokens(const lisa_result *r) { return r->tokens; }
+int32_t lisa_result_n_masks(const lisa_result *r) { return r->n_masks; }
+
+const uint8_t *lisa_result_mask(const lisa_result *r, int32_t i, int32_t *height, int32_t *width) {
+    if (i < 0 || i >= r->n_masks) return NULL;
+    if (height) *height = r->h;
+    if (width) *width = r->w;
+    return r->masks + (size_t)i * r->h * r->w;
+}
+
+const float *lisa_result_mask_logits(const lisa_result *r, int32_t i) {
+    if (!r->logits || i < 0 || i >= r->n_masks) return NULL;
+    return r->logits + (size_t)i * r->h * r->w;
+}
+
+float lisa_result_mask_score(const lisa_result *r, int32_t i) {
+    return (i >= 0 && i < r->n_masks) ? r->scores[i] : NAN;
+}
+
+lisa_timings lisa_result_timings(const lisa_result *r) { return r->t; }
+lisa_status lisa_result_status(const lisa_result *r) { return r->status; }
+const char *lisa_result_error(const lisa_result *r) { return r->error; }
+uint64_t lisa_result_id(const lisa_result *r) { return r->id; }
+uint64_t lisa_result_user_data(const lisa_result *r) { return r->user_data; }
+
+/* ---- PNG files --------------------------------------------------------------------------------- */
+
+static lisa_status mask_arg(const lisa_result *r, int32_t i, const char *path, const char *fn) {
+    if (!r || !path) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: result or path is NULL", fn);
+    if (i < 0 || i >= r->n_masks)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: mask %d of a result with %d mask%s", fn, i, r->n_masks,
+                         r->n_masks == 1 ? "" : "s");
+    return LISA_OK;
+}
+
+lisa_status lisa_result_write_mask_png(const lisa_result *r, int32_t i, const char *path) {
+    LISA_TRY(mask_arg(r, i, path, "lisa_result_write_mask_png"));
+    lisa_image img;
+    LISA_TRY(lisa_image_alloc(&img, r->h, r->w, 1));
+    lisa_mask_to_gray(img.data, r->masks + (size_t)i * r->h * r->w, r->h, r->w, 255);
+    const lisa_status s = lisa_image_write_png(path, &img);
+    lisa_image_free(&img);
+    return s;
+}
+
+lisa_status lisa_result_write_overlay_png(const lisa_result *r, int32_t i, const uint8_t *rgb, const char *path) {
+    LISA_TRY(mask_arg(r, i, path, "lisa_result_write_overlay_png"));
+    if (!rgb) return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_result_write_overlay_png: rgb is NULL");
+    lisa_image img;
+    LISA_TRY(lisa_image_alloc(&img, r->h, r->w, 3));
+    lisa_mask_overlay_red(img.data, rgb, r->masks + (size_t)i * r->h * r->w, r->h, r->w);
+    const lisa_status s = lisa_image_write_png(path, &img);
+    lisa_image_free(&img);
+    return s;
+}
+
+/* ---- JSON ------------------------------------------------------------------------------------ */
 
 static lisa_status oom(void) { return lisa_fail(LISA_ERR_OOM, "out of memory building the result JSON"); }
 
@@ -113,6 +191,7 @@ static lisa_status build(cJSON *root, const lisa_result *r, uint32_t flags) {
         const lisa_timings t = lisa_result_timings(r);
         LISA_TRY(lisa_timings_json_add(root, &t));
     }
+    if (flags & LISA_JSON_ID) JTRY(cJSON_AddNumberToObject(root, "id", (double)lisa_result_id(r)));
     return LISA_OK;
 }
 
