@@ -23,7 +23,7 @@
 
 #include <chrono>
 
-static bool check_bf16(const char *what, size_t n, const std::function<double(size_t)> &got,
+static bool tw_check(const char *what, size_t n, const std::function<double(size_t)> &got,
                        const std::function<double(size_t)> &ref) {
     return check_close(what, n, got, ref, 2e-3, 1.0 / 128, 2.0 * bf16_store_l2(n, ref) + 2e-4);
 }
@@ -133,7 +133,7 @@ struct Attn {
     }
 
     void check(const char *what, const std::vector<double> &ref) {
-        check_bf16(what, ref.size(), [&](size_t i) { return (double)lk_bf16_to_f32(y[i].bits); },
+        tw_check(what, ref.size(), [&](size_t i) { return (double)lk_bf16_to_f32(y[i].bits); },
                    [&](size_t i) { return ref[i]; });
     }
 };
@@ -225,7 +225,7 @@ static void mlp(int R, int C, int Hm, uint64_t seed) {
     }
     char what[96];
     snprintf(what, sizeof what, "mlp R%d C%d Hm%d (%d chunks)", R, C, Hm, p.n_chunks);
-    check_bf16(what, ref.size(), [&](size_t i) { return (double)lk_bf16_to_f32(y[i].bits); }, [&](size_t i) { return ref[i]; });
+    tw_check(what, ref.size(), [&](size_t i) { return (double)lk_bf16_to_f32(y[i].bits); }, [&](size_t i) { return ref[i]; });
 }
 
 #define TIMED(call)                                                                                \
