@@ -1,4 +1,4 @@
-/* kernels/compose.c — TWOWAY_ATTENTION and TWOWAY_MLP as the compositions ops.def names (see
+/* kernels/compose.c — TWOWAY_ATTENTION, TWOWAY_MLP and MLP3 as the compositions ops.def names (see
  * compose.h), issued through the backend's ops table: on the CPU backend exactly the op calls the
  * mask decoder graph made before these ops existed (models/sam_decoder.c), so its bits are
  * unchanged (tests/test_ops_fused.c compares the two bit for bit). */
@@ -194,4 +194,59 @@ lisa_status lisa_compose_twoway_mlp(lisa_backend *be, void *tmp, lisa_dtype dt, 
     LISA_TRY(lisa_op_linear_ex(be, &h, x, w1, b1, NULL, LISA_ACT_RELU));
     LISA_TRY(lisa_op_linear(be, &m, &h, w2, b2));
     return lisa_op_add_layernorm(be, &sum, y, x, &m, g, b, eps);
+}
+
+lisa_status lisa_mlp3_check(int64_t *R, int64_t *C, int64_t *H0, int64_t *H1, int64_t *O, const lisa_tensor *y,
+                            const lisa_tensor *x, const lisa_tensor *w0, const lisa_tensor *b0, const lisa_tensor *w1,
+                            const lisa_tensor *b1, const lisa_tensor *w2, const lisa_tensor *b2) {
+    const char *op = "mlp3";
+    char s1[96], s2[96];
+    *R = *C = *H0 = *H1 = *O = 0;
+    if (!y || !x || !w0 || !w1 || !w2) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: y, x and the three weights are required", op);
+    if (x->n_dims < 1 || y->n_dims != x->n_dims || !lisa_tensor_is_contiguous(y))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: x %s and y %s: need y contiguous with x's rank", op,
+                         lisa_tensor_shape_str(x, s1, sizeof s1), lisa_tensor_shape_str(y, s2, sizeof s2));
+    *C = x->shape[x->n_dims - 1];
+    *R = *C ? lisa_tensor_numel(x) / *C : 0;
+    *H0 = w0->n_dims == 2 ? w0->shape[0] : 0, *H1 = w1->n_dims == 2 ? w1->shape[0] : 0;
+    *O = w2->n_dims == 2 ? w2->shape[0] : 0;
+    LISA_TRY(need_w(op, "w0", w0, b0, *H0, *C));
+    LISA_TRY(need_w(op, "w1", w1, b1, *H1, *H0));
+    LISA_TRY(need_w(op, "w2", w2, b2, *O, *H1));
+    bool lead = true;
+    for (int d = 0; d < x->n_dims - 1; d++) lead &= x->shape[d] == y->shape[d];
+    if (!lead || y->shape[y->n_dims - 1] != *O)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: y %s must be x's %s with its last dim %lld", op,
+                         lisa_tensor_shape_str(y, s1, sizeof s1), lisa_tensor_shape_str(x, s2, sizeof s2), (long long)*O);
+    return LISA_OK;
+}
+
+size_t lisa_mlp3_tmp_bytes(int64_t R, int64_t C, int64_t H0, int64_t H1, lisa_dtype dt) {
+    const size_t es = lisa_dtype_size(dt);
+    return ALIGN_UP((size_t)(R * C) * es) + ALIGN_UP((size_t)(R * H0) * es) + ALIGN_UP((size_t)(R * H1) * es);
+}
+
+lisa_status lisa_compose_mlp3(lisa_backend *be, void *tmp, lisa_dtype dt, lisa_tensor *y, const lisa_tensor *x,
+                              const lisa_tensor *w0, const lisa_tensor *b0, const lisa_tensor *w1, const lisa_tensor *b1,
+                              const lisa_tensor *w2, const lisa_tensor *b2) {
+    int64_t R, C, H0, H1, O;
+    LISA_TRY(lisa_mlp3_check(&R, &C, &H0, &H1, &O, y, x, w0, b0, w1, b1, w2, b2));
+    char *cur = tmp;
+    /* the old graph's shapes: x's leading dims, last dim C / H0 / H1 (models/sam_decoder.c dec_mlp3) */
+    lisa_tensor t = lisa_tensor_view(cur, dt, x->n_dims, x->shape), h0, h1;
+    t.device = y->device, t.device_id = y->device_id;
+    cur += ALIGN_UP(lisa_tensor_nbytes(&t));
+    int64_t shape[4];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->n_dims - 1] = H0;
+    h0 = lisa_tensor_view(cur, dt, x->n_dims, shape);
+    h0.device = y->device, h0.device_id = y->device_id;
+    cur += ALIGN_UP(lisa_tensor_nbytes(&h0));
+    shape[x->n_dims - 1] = H1;
+    h1 = lisa_tensor_view(cur, dt, x->n_dims, shape);
+    h1.device = y->device, h1.device_id = y->device_id;
+    LISA_TRY(lisa_op_copy(be, &t, x));
+    LISA_TRY(lisa_op_linear_ex(be, &h0, &t, w0, b0, NULL, LISA_ACT_RELU));
+    LISA_TRY(lisa_op_linear_ex(be, &h1, &h0, w1, b1, NULL, LISA_ACT_RELU));
+    return lisa_op_linear(be, y, &h1, w2, b2);
 }

@@ -1,5 +1,5 @@
-/* kernels/compose.h — the two-way transformer's fused ops (ops.def TWOWAY_ATTENTION, TWOWAY_MLP)
- * as the very compositions ops.def names, run through a backend's own ops table.
+/* kernels/compose.h — the mask decoder's fused ops (ops.def TWOWAY_ATTENTION, TWOWAY_MLP, MLP3) as
+ * the very compositions ops.def names, run through a backend's own ops table.
  *
  * The CPU backend runs them this way (so a graph calling the fused op gets the unfused ops' bits:
  * the CPU backend is the bitwise reference, docs/architecture.md "Numerics"); a device backend runs
@@ -47,6 +47,15 @@ size_t lisa_twoway_mlp_tmp_bytes(int64_t R, int64_t C, int64_t Hm, lisa_dtype dt
 lisa_status lisa_compose_twoway_mlp(lisa_backend *be, void *tmp, lisa_dtype dt, lisa_tensor *y, const lisa_tensor *x,
                                     const lisa_tensor *w1, const lisa_tensor *b1, const lisa_tensor *w2,
                                     const lisa_tensor *b2, const lisa_tensor *g, const lisa_tensor *b, float eps);
+
+/* MLP3: rows R = numel(x) / C, layer widths H0, H1 and O. */
+lisa_status lisa_mlp3_check(int64_t *R, int64_t *C, int64_t *H0, int64_t *H1, int64_t *O, const lisa_tensor *y,
+                            const lisa_tensor *x, const lisa_tensor *w0, const lisa_tensor *b0, const lisa_tensor *w1,
+                            const lisa_tensor *b1, const lisa_tensor *w2, const lisa_tensor *b2);
+size_t lisa_mlp3_tmp_bytes(int64_t R, int64_t C, int64_t H0, int64_t H1, lisa_dtype dt);
+lisa_status lisa_compose_mlp3(lisa_backend *be, void *tmp, lisa_dtype dt, lisa_tensor *y, const lisa_tensor *x,
+                              const lisa_tensor *w0, const lisa_tensor *b0, const lisa_tensor *w1, const lisa_tensor *b1,
+                              const lisa_tensor *w2, const lisa_tensor *b2);
 
 #ifdef __cplusplus
 }

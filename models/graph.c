@@ -250,6 +250,18 @@ T *lisa_g_twoway_mlp(lisa_graph *g, const T *x, const T *w1, const T *b1, const 
     return y;
 }
 
+T *lisa_g_mlp3(lisa_graph *g, const T *x, const T w[3], const T b[3]) {
+    G_LIVE(g);
+    if (w[2].n_dims != 2) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "mlp3: the last weight must be 2-D"));
+    T *y = like_with_last(g, x, w[2].shape[0]);
+    G_RUN(g, lisa_op_mlp3(g->be, y, x, &w[0], &b[0], &w[1], &b[1], &w[2], &b[2]));
+    return y;
+}
+
+void lisa_g_matmul_to(lisa_graph *g, T *y, const T *a, const T *b, bool trans_b) {
+    G_RUN(g, lisa_op_matmul(g->be, y, a, b, trans_b));
+}
+
 T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b) {
     G_LIVE(g);
     if (a->n_dims < 2 || b->n_dims < 2 || a->n_dims > 3 || b->n_dims > 3)

@@ -113,7 +113,10 @@ T *lisa_g_twoway_attention(lisa_graph *g, const T *xq, const T *qpe, const T *xk
                            const lisa_twoway_attn *a, bool residual, const T *norm_w, const T *norm_b, float eps);
 T *lisa_g_twoway_mlp(lisa_graph *g, const T *x, const T *w1, const T *b1, const T *w2, const T *b2, const T *norm_w,
                      const T *norm_b, float eps);
+/* SAM's 3-layer prediction-head MLP (ops.def MLP3) on x's rows (x may be strided); */
+T *lisa_g_mlp3(lisa_graph *g, const T *x, const T w[3], const T b[3]);
 T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b);
+void lisa_g_matmul_to(lisa_graph *g, T *y, const T *a, const T *b, bool trans_b);
 T *lisa_g_add(lisa_graph *g, const T *a, const T *b);
 void lisa_g_add_to(lisa_graph *g, T *y, const T *a, const T *b);
 T *lisa_g_mul(lisa_graph *g, const T *a, const T *b);

@@ -181,15 +181,25 @@ void lisa_sam_decode_ex(lisa_graph *g, const lisa_sam *m, const T *image_emb, co
     up = lisa_g_gelu(g, lisa_g_conv_transpose2d_k2s2(g, up, &d->up3_w, &d->up3_b));            /* [N, C/8, 4G, 4G] */
 
     /* mask 0 only (multimask_output=False): hyper_0(mask_token_0) · upscaled */
-    T *tok0 = lisa_g_contiguous(g, lisa_g_narrow(g, hs, 1, 1, 1));                             /* [N, 1, C] */
-    T *hyper = dec_mlp3(g, tok0, d->hyper_w[0], d->hyper_b[0]);                       /* [N, 1, C/8] */
     T *up_flat = lisa_g_reshape(g, up, 3, N, C / 8, 16 * HW, 0);
-    T *masks = lisa_g_matmul(g, hyper, up_flat, false);                                    /* [N, 1, 16 HW] */
-    lisa_g_copy_to(g, out_masks, lisa_g_reshape(g, masks, 4, N, 1, 4 * G, 4 * G));
-    if (out_iou) {
-        T *iou_tok = lisa_g_contiguous(g, lisa_g_narrow(g, hs, 1, 0, 1));
-        T *iou_all = dec_mlp3(g, iou_tok, d->iou_w, d->iou_b);                        /* [N, 1, n_mask_tokens] */
-        lisa_g_copy_to(g, out_iou, lisa_g_reshape(g, lisa_g_contiguous(g, lisa_g_narrow(g, iou_all, 2, 0, 1)), 2, N, 1, 0, 0));
+    if (fused) { /* the heads as one MLP3 each on the token rows; the logits straight into out_masks */
+        T *hyper = lisa_g_mlp3(g, lisa_g_narrow(g, hs, 1, 1, 1), d->hyper_w[0], d->hyper_b[0]); /* [N, 1, C/8] */
+        lisa_g_matmul_to(g, lisa_g_reshape(g, out_masks, 3, N, 1, 16 * HW, 0), hyper, up_flat, false);
+        if (out_iou) {
+            T *iou_all = lisa_g_mlp3(g, lisa_g_narrow(g, hs, 1, 0, 1), d->iou_w, d->iou_b); /* [N, 1, n_mask_tokens] */
+            lisa_g_copy_to(g, lisa_g_reshape(g, out_iou, 3, N, 1, 1, 0), lisa_g_narrow(g, iou_all, 2, 0, 1));
+        }
+    } else {
+        T *tok0 = lisa_g_contiguous(g, lisa_g_narrow(g, hs, 1, 1, 1));                         /* [N, 1, C] */
+        T *hyper = dec_mlp3(g, tok0, d->hyper_w[0], d->hyper_b[0]);                           /* [N, 1, C/8] */
+        T *masks = lisa_g_matmul(g, hyper, up_flat, false);                                    /* [N, 1, 16 HW] */
+        lisa_g_copy_to(g, out_masks, lisa_g_reshape(g, masks, 4, N, 1, 4 * G, 4 * G));
+        if (out_iou) {
+            T *iou_tok = lisa_g_contiguous(g, lisa_g_narrow(g, hs, 1, 0, 1));
+            T *iou_all = dec_mlp3(g, iou_tok, d->iou_w, d->iou_b);                            /* [N, 1, n_mask_tokens] */
+            lisa_g_copy_to(g, out_iou,
+                           lisa_g_reshape(g, lisa_g_contiguous(g, lisa_g_narrow(g, iou_all, 2, 0, 1)), 2, N, 1, 0, 0));
+        }
     }
     lisa_g_reset(g, m0);
     if (!g_ok(g)) return;

@@ -531,3 +531,51 @@ Test(ops_fused, rope_qk_kv_append_is_rope_qk_then_kv_append_bitwise) {
     lisa_tensor_free(&q4);
     lisa_backend_free(be);
 }
+
+/* ---- MLP3 ---------------------------------------------------------------------------------------- */
+
+Test(ops_fused, mlp3_is_copy_then_three_linears_bitwise) {
+    lisa_backend *be = tu_cpu_backend(), *small = ot_small_backend(64 << 10);
+    tu_rng r = tu_rng_seed(98);
+    /* N, rows per token block, C, H0, H1, O: SAM's hypernetwork (256 -> 256 -> 256 -> 32) and IoU
+     * head (-> 4) on one token row of [N, 6, C], awkward widths, a contiguous x */
+    const int64_t cases[][6] = {{3, 6, 256, 256, 256, 32}, {2, 6, 256, 256, 256, 4}, {5, 1, 37, 19, 8, 3}, {1, 6, 32, 32, 32, 4}};
+    for (size_t ci = 0; ci < 4; ci++)
+        for (int wdt = 0; wdt < 2; wdt++) {
+            const int64_t N = cases[ci][0], T = cases[ci][1], C = cases[ci][2], H0 = cases[ci][3], H1 = cases[ci][4];
+            const int64_t O = cases[ci][5];
+            lisa_backend *bb = wdt ? small : be;
+            const lisa_dtype dt = wdt ? LISA_DTYPE_BF16 : LISA_DTYPE_F32;
+            lisa_tensor tok = ot_rand(&r, LISA_DTYPE_F32, 3, N, T, C, 0, -2, 2), x;
+            cr_assert(lisa_tensor_narrow(&x, &tok, 1, T > 1 ? 1 : 0, 1) == LISA_OK); /* [N, 1, C], strided rows */
+            lisa_tensor w0 = ot_rand(&r, dt, 2, H0, C, 0, 0, -0.2, 0.2), w1 = ot_rand(&r, dt, 2, H1, H0, 0, 0, -0.2, 0.2);
+            lisa_tensor w2 = ot_rand(&r, dt, 2, O, H1, 0, 0, -0.3, 0.3), b0 = ot_rand(&r, LISA_DTYPE_F32, 1, H0, 0, 0, 0, -0.2, 0.2);
+            lisa_tensor b1 = ot_rand(&r, dt, 1, H1, 0, 0, 0, -0.2, 0.2), b2 = ot_rand(&r, LISA_DTYPE_F32, 1, O, 0, 0, 0, -1, 1);
+            lisa_tensor t = tu_tensor(LISA_DTYPE_F32, 3, N, 1, C, 0), h0 = tu_tensor(LISA_DTYPE_F32, 3, N, 1, H0, 0);
+            lisa_tensor h1 = tu_tensor(LISA_DTYPE_F32, 3, N, 1, H1, 0), ref = tu_tensor(LISA_DTYPE_F32, 3, N, 1, O, 0);
+            OT_OK(lisa_op_copy(bb, &t, &x));
+            OT_OK(lisa_op_linear(bb, &h0, &t, &w0, &b0));
+            OT_OK(lisa_op_relu(bb, &h0, &h0));
+            OT_OK(lisa_op_linear(bb, &h1, &h0, &w1, &b1));
+            OT_OK(lisa_op_relu(bb, &h1, &h1));
+            OT_OK(lisa_op_linear(bb, &ref, &h1, &w2, &b2));
+            lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 3, N, 1, O, 0);
+            tu_poison(&y);
+            OT_OK(lisa_op_mlp3(bb, &y, &x, &w0, &b0, &w1, &b1, &w2, &b2));
+            cr_expect(same_bits(&y, &ref), "mlp3 case %zu w %s: not the composition's bits", ci, lisa_dtype_name(dt));
+            OT_OK(lisa_op_mlp3(bb, &y, &x, &w0, NULL, &w1, NULL, &w2, NULL)); /* no biases */
+            lisa_tensor_free(&tok), lisa_tensor_free(&w0), lisa_tensor_free(&w1), lisa_tensor_free(&w2);
+            lisa_tensor_free(&b0), lisa_tensor_free(&b1), lisa_tensor_free(&b2), lisa_tensor_free(&t), lisa_tensor_free(&h0);
+            lisa_tensor_free(&h1), lisa_tensor_free(&ref), lisa_tensor_free(&y);
+        }
+    lisa_tensor x = ot_rand(&r, LISA_DTYPE_F32, 2, 3, 8, 0, 0, -1, 1), w0 = ot_rand(&r, LISA_DTYPE_F32, 2, 5, 8, 0, 0, -1, 1);
+    lisa_tensor w1 = ot_rand(&r, LISA_DTYPE_F32, 2, 4, 5, 0, 0, -1, 1), w2 = ot_rand(&r, LISA_DTYPE_F32, 2, 2, 4, 0, 0, -1, 1);
+    lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 2, 3, 2, 0, 0), y3 = tu_tensor(LISA_DTYPE_F32, 2, 3, 3, 0, 0);
+    OT_FAILS(lisa_op_mlp3(be, &y, &x, &w0, NULL, &w0, NULL, &w2, NULL), LISA_ERR_SHAPE, "w1");
+    OT_FAILS(lisa_op_mlp3(be, &y3, &x, &w0, NULL, &w1, NULL, &w2, NULL), LISA_ERR_SHAPE, "mlp3");
+    OT_FAILS(lisa_op_mlp3(be, &y, &x, &w0, NULL, &w1, NULL, NULL, NULL), LISA_ERR_INVALID_ARG, "mlp3");
+    lisa_tensor_free(&x), lisa_tensor_free(&w0), lisa_tensor_free(&w1), lisa_tensor_free(&w2), lisa_tensor_free(&y);
+    lisa_tensor_free(&y3);
+    lisa_backend_free(be);
+    lisa_backend_free(small);
+}

@@ -1,6 +1,6 @@
 /* kernels/cpu/fused.c — the fused ops of ops.def (LINEAR_EX, ADD_RMSNORM, ADD_LAYERNORM,
  * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, ROPE_QK_KV_APPEND, and
- * TWOWAY_ATTENTION / TWOWAY_MLP through kernels/compose.c) as the compositions of this
+ * TWOWAY_ATTENTION / TWOWAY_MLP / MLP3 through kernels/compose.c) as the compositions of this
  * backend's own ops that ops.def names, so that a model graph calling a fused op gets the very bits
  * of the unfused ops (docs/architecture.md "Numerics": the CPU backend is the reference). ROPE_QK
  * is ROPE's arithmetic on a table of ROPE's own angles (kernels/cpu/rope.c fills both).
@@ -292,4 +292,17 @@ lisa_status lisa_cpu_rope_qk_kv_append(lisa_backend *be, lisa_tensor *q, lisa_te
     lisa_status s = lisa_cpu_rope_qk(be, q, k, pos, cos_sin);
     if (s == LISA_OK) s = lisa_cpu_kv_append(be, k_pages, v_pages, k, v, slots);
     return s == LISA_OK ? s : lisa_fail_context(s, "rope_qk_kv_append");
+}
+
+lisa_status lisa_cpu_mlp3(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w0,
+                          const lisa_tensor *b0, const lisa_tensor *w1, const lisa_tensor *b1, const lisa_tensor *w2,
+                          const lisa_tensor *b2) {
+    int64_t R, C, H0, H1, O;
+    LISA_TRY(lisa_mlp3_check(&R, &C, &H0, &H1, &O, y, x, w0, b0, w1, b1, w2, b2));
+    const size_t bytes = lisa_mlp3_tmp_bytes(R, C, H0, H1, LISA_DTYPE_F32);
+    void *tmp = aligned_alloc(LISA_ARENA_ALIGN, bytes ? bytes : LISA_ARENA_ALIGN);
+    if (!tmp) return lisa_fail(LISA_ERR_OOM, "mlp3: out of memory for %zu bytes of temporaries", bytes);
+    lisa_status s = lisa_compose_mlp3(be, tmp, LISA_DTYPE_F32, y, x, w0, b0, w1, b1, w2, b2);
+    free(tmp);
+    return s;
 }

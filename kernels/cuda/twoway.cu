@@ -1,4 +1,4 @@
-/* kernels/cuda/twoway.cu — ops TWOWAY_ATTENTION and TWOWAY_MLP (SAM's two-way transformer) on the
+/* kernels/cuda/twoway.cu — ops TWOWAY_ATTENTION, TWOWAY_MLP and MLP3 (SAM's mask decoder) on the
  * GPU: argument checks, the choice between the fused kernels (twoway_kernels.cuh) and the
  * composition of this backend's ops (kernels/compose.c), and the launches.
  *
@@ -8,6 +8,7 @@
  *   Tq <= 16, Tk > 16 (tokens -> image):  lk_tw_kv_rows + lk_tw_split + lk_tw_out_ln   3 kernels
  *   Tq > 16, Tk <= 16 (image -> tokens):  lk_tw_kv_tokens + lk_tw_i2t_rows             2 kernels
  *   TWOWAY_MLP (C, Hm multiples of 8):    lk_tw_mlp_partial + lk_tw_mlp_ln             2 kernels
+ *   MLP3 (C, H0, H1 multiples of 8):      lk_mlp3                                     1 kernel
  * Everything else (F32 exact-check runs, odd shapes) runs the composition: one op per term. */
 #include "kernels/compose.h"
 #include "kernels/cuda/cuda_internal.h"
@@ -56,6 +57,23 @@ static lisa_status launch(lisa_backend *be, void (*kernel)(const P), dim3 grid, 
     kernel<<<grid, threads, smem, im->stream>>>(p);
     CUDA_CHECK_LAUNCH();
     return LISA_OK;
+}
+
+/* t seen as [rows, C] with one row stride and unit column stride (contiguous tensors and narrows
+ * of rows qualify), without recording an error when it is not. */
+static bool uniform_rows(const lisa_tensor *t, int64_t *rows, int64_t *rs) {
+    const int n = t->n_dims;
+    if (n < 1 || (t->shape[n - 1] > 1 && t->stride[n - 1] != 1)) return false;
+    *rows = 1, *rs = t->shape[n - 1];
+    int64_t expect = -1; /* the stride the next outer dim must have */
+    for (int d = n - 2; d >= 0; d--) {
+        *rows *= t->shape[d];
+        if (t->shape[d] == 1) continue;
+        if (expect < 0) *rs = t->stride[d];
+        else if (t->stride[d] != expect) return false;
+        expect = t->stride[d] * t->shape[d];
+    }
+    return true;
 }
 
 static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
@@ -184,6 +202,37 @@ lisa_status lisa_cuda_twoway_mlp(lisa_backend *be, lisa_tensor *y, const lisa_te
         s = lisa_cuda_scratch(be, lisa_twoway_mlp_tmp_bytes(R, C, Hm, y->dtype), &tmp);
         if (s == LISA_OK) s = lisa_compose_twoway_mlp(be, tmp, y->dtype, y, x, w1, b1, w2, b2, g, b, eps);
     }
+    lisa_arena_reset(&be->scratch, mark);
+    return s;
+}
+
+lisa_status lisa_cuda_mlp3(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w0,
+                           const lisa_tensor *b0, const lisa_tensor *w1, const lisa_tensor *b1, const lisa_tensor *w2,
+                           const lisa_tensor *b2) {
+    int64_t R, C, H0, H1, O, rows = 0, rs = 0;
+    LISA_TRY(lisa_mlp3_check(&R, &C, &H0, &H1, &O, y, x, w0, b0, w1, b1, w2, b2));
+    LISA_TRY(lisa_cuda_check_float("mlp3", "x", x));
+    LISA_TRY(lisa_cuda_check_float("mlp3", "y", y));
+    const bool rows_ok = R == 0 || uniform_rows(x, &rows, &rs);
+    const size_t smem = lk_mlp3_smem((int)C, (int)H0, (int)H1, (int)O);
+    const bool fused = rows_ok && act_ok(x, true) && act_ok(y, true) && bf16_matrix(w0) && bf16_matrix(w1) &&
+                       bf16_matrix(w2) && param_ok(b0) && param_ok(b1) && param_ok(b2) && C % 8 == 0 && H0 % 8 == 0 &&
+                       H1 % 8 == 0 && smem <= lisa_cuda_impl_of(be)->smem_optin && R < INT32_MAX / 2;
+    if (fused) {
+        if (R == 0) return LISA_OK;
+        lk_mlp3_params p = {};
+        p.x = x->data, p.x_dt = x->dtype, p.x_rs = rs;
+        p.w0 = (const lisa_bf16_t *)w0->data, p.w1 = (const lisa_bf16_t *)w1->data, p.w2 = (const lisa_bf16_t *)w2->data;
+        p.b0 = b0 ? b0->data : nullptr, p.b1 = b1 ? b1->data : nullptr, p.b2 = b2 ? b2->data : nullptr;
+        p.b0_dt = b0 ? b0->dtype : 0, p.b1_dt = b1 ? b1->dtype : 0, p.b2_dt = b2 ? b2->dtype : 0;
+        p.y = y->data, p.y_dt = y->dtype;
+        p.R = (int32_t)R, p.C = (int32_t)C, p.H0 = (int32_t)H0, p.H1 = (int32_t)H1, p.O = (int32_t)O;
+        return launch(be, lk_mlp3, dim3((unsigned)((R + LK_TW_RG - 1) / LK_TW_RG)), 256, smem, p);
+    }
+    const size_t mark = lisa_arena_mark(&be->scratch);
+    void *tmp = nullptr;
+    lisa_status s = lisa_cuda_scratch(be, lisa_mlp3_tmp_bytes(R, C, H0, H1, y->dtype), &tmp);
+    if (s == LISA_OK) s = lisa_compose_mlp3(be, tmp, y->dtype, y, x, w0, b0, w1, b1, w2, b2);
     lisa_arena_reset(&be->scratch, mark);
     return s;
 }

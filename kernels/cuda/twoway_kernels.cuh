@@ -17,7 +17,8 @@
  *       projection, the residual and the norm, all on chip);
  *   the MLP (few rows):                        lk_tw_mlp_partial (grid hidden chunks x row groups:
  *       ReLU(x·W1ᵀ) for 128 hidden units and their share of ·W2ᵀ) + lk_tw_mlp_ln (the chunks summed in
- *       order, bias, residual, norm).
+ *       order, bias, residual, norm);
+ *   the prediction heads (MLP3, few rows):    lk_mlp3 (three GEMVs, ReLU between, on chip).
  *
  * Numerics: BF16 activations and weight matrices, everything else (biases, norms, PE) any float
  * dtype; all intermediates stay fp32 on chip or in fp32 scratch (the generic path rounds each to
@@ -597,6 +598,42 @@ LISA_GLOBAL void lk_tw_mlp_ln(const lk_tw_mlp_params p) {
     lk_tw_params lp = {};
     lp.ln_g = p.ln_g, lp.ln_b = p.ln_b, lp.g_dt = p.g_dt, lp.b_dt = p.b_dt, lp.eps = p.eps, lp.y = p.y, lp.y_dt = p.y_dt;
     lk_tw_ln_row(row, C, lp, (int64_t)r * C);
+}
+
+/* ============================================================================================
+ * MLP3 (the decoder's hypernetwork and IoU heads): lk_mlp3
+ * ============================================================================================ */
+
+/* x rows (runtime dtype, row r at x + r·x_rs, unit column stride), bf16 weights, y [R, O]. */
+typedef struct lk_mlp3_params {
+    const void *x;
+    int32_t x_dt;
+    int64_t x_rs;
+    const lisa_bf16_t *w0, *w1, *w2;
+    const void *b0, *b1, *b2;
+    int32_t b0_dt, b1_dt, b2_dt;
+    void *y;
+    int32_t y_dt;
+    int32_t R, C, H0, H1, O;
+} lk_mlp3_params;
+
+LISA_HD size_t lk_mlp3_smem(int C, int H0, int H1, int O) { return (size_t)LK_TW_RG * (C + H0 + H1 + O) * 4; }
+
+/* grid ceil(R / 16), block 256: three GEMVs over 16 rows held in shared memory (fp32 between the
+ * layers, ReLU after the first two). C, H0, H1 multiples of 8. */
+LISA_GLOBAL void lk_mlp3(const lk_mlp3_params p) {
+    const int g0 = (int)blockIdx.x * LK_TW_RG, rows = p.R - g0 < LK_TW_RG ? p.R - g0 : LK_TW_RG;
+    float *xs = (float *)lk_dyn_smem(), *h0 = xs + LK_TW_RG * p.C, *h1 = h0 + LK_TW_RG * p.H0, *ys = h1 + LK_TW_RG * p.H1;
+    for (int i = (int)threadIdx.x; i < rows * p.C; i += (int)blockDim.x)
+        xs[i] = lk_load(p.x, p.x_dt, (int64_t)(g0 + i / p.C) * p.x_rs + i % p.C);
+    lk_syncthreads();
+    lk_tw_rowlin(h0, p.H0, xs, p.C, rows, p.w0, p.C, p.C, 0, p.H0, p.b0, p.b0_dt, true);
+    lk_syncthreads();
+    lk_tw_rowlin(h1, p.H1, h0, p.H0, rows, p.w1, p.H0, p.H0, 0, p.H1, p.b1, p.b1_dt, true);
+    lk_syncthreads();
+    lk_tw_rowlin(ys, p.O, h1, p.H1, rows, p.w2, p.H1, p.H1, 0, p.O, p.b2, p.b2_dt, false);
+    lk_syncthreads();
+    for (int i = (int)threadIdx.x; i < rows * p.O; i += (int)blockDim.x) lk_store(p.y, p.y_dt, (int64_t)g0 * p.O + i, ys[i]);
 }
 
 #endif

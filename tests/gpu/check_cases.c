@@ -166,6 +166,13 @@ static lisa_status c_twoway_mlp(lisa_backend *be, lisa_tensor *o, lisa_tensor *i
     (void)a;
     return lisa_op_twoway_mlp(be, &o[0], &i[0], &i[1], &i[2], &i[3], &i[4], &i[5], &i[6], 1e-5f);
 }
+/* MLP3 on token row 1 of x [N, 6, C] (strided rows, as the decoder's heads read them) */
+static lisa_status c_mlp3(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    (void)a;
+    lisa_tensor row;
+    LISA_TRY(lisa_tensor_narrow(&row, &i[0], 1, 1, 1));
+    return lisa_op_mlp3(be, &o[0], &row, &i[1], &i[2], &i[3], &i[4], &i[5], &i[6]);
+}
 static lisa_status c_rope_qk(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
     /* inputs: q [T, Hq, D], k [T, Hk, D], pos [T]; outputs q', k' (copies roped in place); the
      * cos/sin table of 2048 positions is the same host-computed table on both backends */
@@ -445,6 +452,13 @@ void ck_cases_ops(ck_ctx *c) {
                               T_PAR(1, -1, 1, 256)},
                        .out = {T_OUT(3, 2, 6, 256)}, .atol32 = 1e-4, .rtol32 = 1e-4, .atol16 = 3e-2, .rtol16 = 1.0 / 64};
         ck_run_case(c, &mlp);
+        ck_case m3 = {.op = "mlp3", .label = "token row of [3,6,256]: 256->256->256->32", .call = c_mlp3, .n_in = 7,
+                      .n_out = 1,
+                      .in = {T_ACT(3, -2, 2, 3, 6, 256), T_PAR(2, -ws, ws, 256, 256), T_PAR(1, -0.3, 0.3, 256),
+                             T_PAR(2, -ws, ws, 256, 256), T_PAR(1, -0.3, 0.3, 256), T_PAR(2, -ws, ws, 32, 256),
+                             T_PAR(1, -0.3, 0.3, 32)},
+                      .out = {T_OUT(3, 3, 1, 32)}, .atol32 = 1e-4, .rtol32 = 1e-4, .atol16 = 3e-2, .rtol16 = 1.0 / 64};
+        ck_run_case(c, &m3);
     }
     /* RoPE */
     {

@@ -6,7 +6,8 @@
  * tokens' self-attention (lk_tw_heads + lk_tw_out_ln), tokens -> image (lk_tw_kv_rows +
  * lk_tw_split + lk_tw_out_ln; several 256-key splits, a partial last one and a partial last 32-row
  * tile), image -> tokens (lk_tw_kv_tokens + lk_tw_i2t_rows; rows not a multiple of 32) and the MLP
- * (lk_tw_mlp_partial + lk_tw_mlp_ln; a partial last hidden chunk, two row groups), at SAM's decoder
+ * (lk_tw_mlp_partial + lk_tw_mlp_ln; a partial last hidden chunk, two row groups) and the heads'
+ * MLP3 (lk_mlp3; strided token rows), at SAM's decoder
  * dims (C 256, Ci 128 or 256, 8 heads, MLP 2048) with few rows, and at awkward small dims (C 48,
  * Ci 32 in 4 heads of 8, internal dims smaller than a 64-feature weight chunk), the PE as a
  * batch of one (broadcast) or per prompt, no PE / no residual / no biases (layer 0), mixed
@@ -228,6 +229,44 @@ static void mlp(int R, int C, int Hm, uint64_t seed) {
     tw_check(what, ref.size(), [&](size_t i) { return (double)lk_bf16_to_f32(y[i].bits); }, [&](size_t i) { return ref[i]; });
 }
 
+/* MLP3 on strided rows (one token row of [R, 6, C]): three GEMVs, ReLU between, f32 out. */
+static void mlp3(int R, int C, int H0, int H1, int O, uint64_t seed) {
+    Rng r(seed);
+    const int T = 6, row = 1;
+    Buf<lisa_bf16_t> x((size_t)R * T * C), w0((size_t)H0 * C), w1((size_t)H1 * H0), w2((size_t)O * H1);
+    Buf<float> b0(H0), b1(H1), b2(O), y((size_t)R * O);
+    auto vx = fill_bf16(x, r, -2, 2), vw0 = fill_bf16(w0, r, -0.2, 0.2), vw1 = fill_bf16(w1, r, -0.2, 0.2);
+    auto vw2 = fill_bf16(w2, r, -0.3, 0.3), vb0 = fill_f32(b0, r, -0.2, 0.2), vb1 = fill_f32(b1, r, -0.2, 0.2);
+    auto vb2 = fill_f32(b2, r, -1, 1);
+    lk_mlp3_params p = {};
+    p.x = x.p + row * C, p.x_dt = LK_BF16, p.x_rs = (int64_t)T * C, p.w0 = w0.p, p.w1 = w1.p, p.w2 = w2.p;
+    p.b0 = b0.p, p.b1 = b1.p, p.b2 = b2.p, p.b0_dt = p.b1_dt = p.b2_dt = LK_F32, p.y = y.p, p.y_dt = LK_F32;
+    p.R = R, p.C = C, p.H0 = H0, p.H1 = H1, p.O = O;
+    emu_launch(dim3((R + LK_TW_RG - 1) / LK_TW_RG), dim3(256), lk_mlp3_smem(C, H0, H1, O), lk_mlp3, p);
+    std::vector<double> ref((size_t)R * O);
+    for (int n = 0; n < R; n++) {
+        std::vector<double> h0(H0), h1(H1);
+        for (int o = 0; o < H0; o++) {
+            double s = vb0[o];
+            for (int c = 0; c < C; c++) s += vx[((size_t)n * T + row) * C + c] * vw0[(size_t)o * C + c];
+            h0[o] = s > 0 ? s : 0;
+        }
+        for (int o = 0; o < H1; o++) {
+            double s = vb1[o];
+            for (int c = 0; c < H0; c++) s += h0[c] * vw1[(size_t)o * H0 + c];
+            h1[o] = s > 0 ? s : 0;
+        }
+        for (int o = 0; o < O; o++) {
+            double s = vb2[o];
+            for (int c = 0; c < H1; c++) s += h1[c] * vw2[(size_t)o * H1 + c];
+            ref[(size_t)n * O + o] = s;
+        }
+    }
+    char what[96];
+    snprintf(what, sizeof what, "mlp3 R%d %d->%d->%d->%d, strided rows, f32 out", R, C, H0, H1, O);
+    check_close(what, ref.size(), [&](size_t i) { return (double)y[i]; }, [&](size_t i) { return ref[i]; }, 2e-5, 2e-5);
+}
+
 #define TIMED(call)                                                                                \
     do {                                                                                           \
         auto t0_ = std::chrono::steady_clock::now();                                               \
@@ -247,6 +286,8 @@ int main(void) {
     TIMED(i2t(1, 40, 3, 32, 16, 8, 0, EmuCopyMode::LAZY, 8));            /* the tiny LISA's dims: head dim 2 */
     TIMED(mlp(6, 256, 2048, 9));                                         /* SAM: 16 hidden chunks */
     TIMED(mlp(19, 48, 200, 10));                                         /* 2 row groups, partial chunk */
+    TIMED(mlp3(3, 256, 256, 256, 32, 11));                               /* SAM's hypernetwork head */
+    TIMED(mlp3(19, 40, 24, 16, 3, 12));                                  /* 2 row groups, the IoU head's width */
     if (g_failures) {
         printf("%d check(s) FAILED\n", g_failures);
         return 1;
