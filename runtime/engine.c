@@ -932,8 +932,9 @@ static lisa_status engine_init(lisa_engine *e) {
     lisa_status s = create_buffers(e);
     if (s == LISA_OK && e->p.share_prefix) s = build_prefix(e);
     /* masks of a step's requests together where steps can be captured (CUDA), unless taps want
-     * each request's tensors; captured when decode steps are (LISA_CUDA_GRAPHS=0: eager) */
-    if (s == LISA_OK && lisa_backend_can_capture(e->be) && !e->hooks.tap)
+     * each request's tensors; captured when decode steps are (LISA_CUDA_GRAPHS=0: eager). Not for
+     * one-request engines (lisa_model_run): nothing to batch, and no step size recurs to replay. */
+    if (s == LISA_OK && lisa_backend_can_capture(e->be) && !e->hooks.tap && e->p.max_batch > 1)
         s = lisa_mask_decoder_create(&e->masks, e->m, e->be, e->graphs);
     if (s != LISA_OK) return s;
     pthread_mutex_init(&e->mu, NULL);
