@@ -30,18 +30,19 @@
  *     engine's decode step; ms per step, replayed from a CUDA graph as the engine does
  *     (llama7b_decode_b*_ms) and launched op by op (llama7b_decode_b*_eager_ms).
  *   - SAM mask decoder (the two-way transformer, upscaling and heads of SAM ViT-H's decoder, dim
- *     256): one step of 1 and of 8 prompts on a device image embedding, replayed from a CUDA graph
- *     (as the engine's mask stage runs it, models/mask_decoder.c) and launched op by op, on the
- *     fused ops (TWOWAY_ATTENTION / TWOWAY_MLP) and on the generic ops (one op per term: the path
- *     before them); plus the kernels of each captured step (graph nodes).
+ *     256): one step of 8 prompts, each on its own device image embedding (the peer's 8 masks), and
+ *     of 1 prompt, replayed from a CUDA graph (as the engine's mask stage runs it,
+ *     models/mask_decoder.c) and launched op by op, on the fused ops (TWOWAY_*, MLP3) and on the
+ *     generic ops (one op per term: the path before them); plus each captured step's kernels
+ *     (graph nodes).
  *   - LISA-7B: lisa_engine (background scheduler, max_batch 8, max_images 8) serves N requests
  *     (640x480 synthetic images, realistic 20-30-word queries: prompts of ~320-340 positions) after
  *     2 warm-up requests; samples/s = N / wall time from the first submit to the last result.
  *     Preprocessing runs on the engine's CPU workers, overlapped with the GPU.
  * JSON keys (bench/results/DATE-CARD.json): sam_vit_h_b1_img_per_s, sam_vit_h_b8_img_per_s,
- * llama7b_prefill_8x330_ms, llama7b_decode_b1_ms, llama7b_decode_b16_ms, sam_mask_decoder_ms (1
- * prompt, graph), lisa7b_samples_per_s and details (sam_mask_decoder_{b8,eager,generic,generic_eager}_ms,
- * sam_mask_decoder_{,generic_}kernels, lisa7b_*, model_load_s). Prints "no CUDA device: skipped" without a GPU.
+ * llama7b_prefill_8x330_ms, llama7b_decode_b1_ms, llama7b_decode_b16_ms, sam_mask_decoder_ms (8
+ * prompts, graph), lisa7b_samples_per_s and details (sam_mask_decoder_{eager,generic,generic_eager,b1,
+ * b1_eager}_ms, sam_mask_decoder_{,generic_}kernels, lisa7b_*, model_load_s). Prints "no CUDA device: skipped" without a GPU.
  */
 #include <stdio.h>
 
@@ -283,47 +284,45 @@ static double graph_time(lisa_backend_graph *gr) {
     return t[reps / 2];
 }
 
-static void bench_mask_decoder(void) {
+/* One decoder step of n prompts, each with its own image embedding (as the PyTorch peer's 8 masks),
+ * fused or generic: ms from a CUDA graph (NAN without capture), ms op by op, and graph nodes. */
+static void time_decoder(int64_t n, bool unfused, double *graph_ms, double *eager_ms, int64_t *nodes) {
     const int64_t out = m->cfg.out_dim, G = m->sam->enc.grid;
-    const bool capture = lisa_backend_can_capture(be);
-    const int64_t sizes[2] = {1, 8};
-    for (int si = 0; si < 2; si++)
-        for (int unfused = 0; unfused < 2; unfused++) {
-            const int64_t n = sizes[si];
-            if (n > 1 && unfused) continue;
-            dec_ctx c = {.unfused = unfused != 0};
-            c.emb = lisa_tensor_view4(NULL, m->act_dtype, 4, 1, out, G, G);
-            c.sparse = lisa_tensor_view4(NULL, m->act_dtype, 3, n, 1, out, 0);
-            dev_random(&c.emb, 0x9e3779b97f4a7c15ull);
-            dev_random(&c.sparse, 0x2545f4914f6cdd1dull + (uint64_t)n);
-            stage st;
-            stage_init(&st, dec_graph, &c);
-            const double eager = stage_time(&st, warm, reps);
-            double replay = NAN;
-            int64_t nodes = -1;
-            if (capture) {
-                lisa_backend_graph *gr = stage_capture(&st, &nodes);
-                replay = graph_time(gr);
-                be->graph_free(be, gr);
-            }
-            printf("SAM mask decoder, %lld prompt%s, %s ops: %.3f ms from a CUDA graph (%lld kernels/copies), %.3f ms "
-                   "launched op by op\n",
-                   (long long)n, n > 1 ? "s" : "", unfused ? "generic" : "fused", replay, (long long)nodes, eager);
-            if (n == 1 && !unfused) {
-                put("sam_mask_decoder_ms", replay);
-                put("sam_mask_decoder_eager_ms", eager);
-                put("sam_mask_decoder_kernels", (double)nodes);
-            } else if (n == 1) {
-                put("sam_mask_decoder_generic_ms", replay);
-                put("sam_mask_decoder_generic_eager_ms", eager);
-                put("sam_mask_decoder_generic_kernels", (double)nodes);
-            } else {
-                put("sam_mask_decoder_b8_ms", replay);
-            }
-            stage_free(&st);
-            be->mem_free(be, c.emb.data);
-            be->mem_free(be, c.sparse.data);
-        }
+    dec_ctx c = {.unfused = unfused};
+    c.emb = lisa_tensor_view4(NULL, m->act_dtype, 4, n, out, G, G);
+    c.sparse = lisa_tensor_view4(NULL, m->act_dtype, 3, n, 1, out, 0);
+    dev_random(&c.emb, 0x9e3779b97f4a7c15ull);
+    dev_random(&c.sparse, 0x2545f4914f6cdd1dull + (uint64_t)n);
+    stage st;
+    stage_init(&st, dec_graph, &c);
+    *eager_ms = stage_time(&st, warm, reps);
+    *graph_ms = NAN, *nodes = -1;
+    if (lisa_backend_can_capture(be)) {
+        lisa_backend_graph *gr = stage_capture(&st, nodes);
+        *graph_ms = graph_time(gr);
+        be->graph_free(be, gr);
+    }
+    printf("SAM mask decoder, %lld prompt%s, %s ops: %.3f ms from a CUDA graph (%lld kernels/copies), %.3f ms op by op\n",
+           (long long)n, n > 1 ? "s" : "", unfused ? "generic" : "fused", *graph_ms, (long long)*nodes, *eager_ms);
+    stage_free(&st);
+    be->mem_free(be, c.emb.data);
+    be->mem_free(be, c.sparse.data);
+}
+
+static void bench_mask_decoder(void) {
+    double g, e;
+    int64_t k;
+    time_decoder(8, false, &g, &e, &k);
+    put("sam_mask_decoder_ms", g);
+    put("sam_mask_decoder_eager_ms", e);
+    put("sam_mask_decoder_kernels", (double)k);
+    time_decoder(8, true, &g, &e, &k);
+    put("sam_mask_decoder_generic_ms", g);
+    put("sam_mask_decoder_generic_eager_ms", e);
+    put("sam_mask_decoder_generic_kernels", (double)k);
+    time_decoder(1, false, &g, &e, &k);
+    put("sam_mask_decoder_b1_ms", g);
+    put("sam_mask_decoder_b1_eager_ms", e);
 }
 
 /* ---- LLaMA-7B prefill and decode over the paged cache ------------------------------------------ */

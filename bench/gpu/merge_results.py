@@ -11,6 +11,7 @@ HEADLINE = [
     ("attn_sam_global_tflops", "attention SAM global b8 + rel-pos", "TFLOP/s", (">=", 450)),
     ("llama7b_prefill_8x330_ms", "LLaMA-7B prefill 8 x 330", "ms", ("<=", 55)),
     ("llama7b_decode_b1_ms", "LLaMA-7B decode, batch 1", "ms/step", ("<=", 3.6)),
+    ("sam_mask_decoder_ms", "SAM mask decoder, 8 masks", "ms", ("<=", 0.5)),
     ("lisa7b_samples_per_s", "LISA-7B end to end", "samples/s", None),
 ]
 
