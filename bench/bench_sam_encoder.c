@@ -59,8 +59,8 @@ static int bench(const cfg *c, int runs, int threads, double peak) {
     lisa_status s = lisa_tiny_write_sam(&p, path);
     lisa_sam_predictor *pr = NULL;
     if (s == LISA_OK) s = lisa_sam_predictor_load(&pr, path, threads);
-    lisa_image img = {0};
-    if (s == LISA_OK) s = lisa_image_alloc(&img, 1024, 1024, 3);
+    lisa_bitmap img = {0};
+    if (s == LISA_OK) s = lisa_bitmap_alloc(&img, 1024, 1024, 3);
     if (s != LISA_OK) {
         fprintf(stderr, "bench_sam_encoder: %s: %s\n", lisa_status_name(s), lisa_last_error());
         unlink(path);
@@ -92,7 +92,7 @@ static int bench(const cfg *c, int runs, int threads, double peak) {
         if (peak > 0) printf("  %5.1f%% of peak", 100.0 * gf / (best * 1e-3) / peak);
         printf("\n");
     }
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     lisa_sam_predictor_free(pr);
     unlink(path);
     return s == LISA_OK ? 0 : 1;

@@ -247,6 +247,7 @@ typedef struct lisa_timings {
     double preprocess_ms, clip_ms, prefill_ms, decode_ms, sam_encoder_ms, sam_decoder_ms, postprocess_ms, total_ms;
     int32_t n_prompt_tokens; /* expanded sequence length L0 (image patches included) */
     int32_t n_generated;
+    int32_t n_reused_tokens; /* prompt positions whose KV came from a kept prefix (not prefilled) */
 } lisa_timings;
 LISA_API lisa_timings lisa_result_timings(const lisa_result *r);
 /* LISA_OK, or why this request failed (engine results: a bad image fails its request only). */
@@ -282,12 +283,39 @@ LISA_API lisa_status lisa_result_to_json(const lisa_result *r, uint32_t flags, c
 /* Frees memory the library handed to the caller (lisa_result_to_json strings). NULL is a no-op. */
 LISA_API void lisa_free(void *p);
 
+/* ---- images ----------------------------------------------------------------------------------
+ * A lisa_image is an image decoded (and hashed) once, to submit with any number of requests
+ * (lisa_request.image): "encode once, ask many". The engine keys its image-embedding cache by the
+ * decoded pixels, so requests on the same picture share one CLIP + SAM encoding and the KV cache of
+ * the prompt through the image (see lisa_engine_params.image_cache_bytes) whether they come as a
+ * handle, a file, bytes or RGB; a handle also skips the per-request decode.
+ *
+ * Lifetime: lisa_image_create_* returns one reference, dropped by lisa_image_free. Each request
+ * submitted on the image holds its own reference until it finishes, so the handle may be freed
+ * right after submitting. Handles are immutable and thread-safe, and belong to no model or engine. */
+typedef struct lisa_image lisa_image;
+
+/* Decodes a PNG or JPEG file (as cv2.imread does: EXIF orientation applied), at most 64 Mpx. */
+LISA_API lisa_status lisa_image_create_file(const char *path, lisa_image **out);
+/* Same from encoded bytes in memory (copied; the buffer can be reused at once). */
+LISA_API lisa_status lisa_image_create_bytes(const void *data, size_t size, lisa_image **out);
+/* From RGB u8 pixels, row-major [height, width, 3] (copied). */
+LISA_API lisa_status lisa_image_create_rgb(const uint8_t *rgb, int32_t height, int32_t width, lisa_image **out);
+LISA_API int32_t lisa_image_height(const lisa_image *img);
+LISA_API int32_t lisa_image_width(const lisa_image *img);
+/* Drops the caller's reference (the pixels go when no request holds the image). NULL is a no-op. */
+LISA_API void lisa_image_free(lisa_image *img);
+
 /* ---- the batching engine ---------------------------------------------------------------------
  * Continuous batching over requests: images are decoded and preprocessed on a worker pool; CLIP
  * and the SAM encoder run batched per step; LLM prefill and decode steps run batched over requests
- * of different lengths against a paged KV cache whose system-prompt prefix is prefilled once and
- * shared; masks are decoded as requests finish. Results are identical whether a request runs
- * alone or in a batch (CPU: bit-identical). Threads: lisa_engine_submit, _poll, _wait,
+ * of different lengths against a paged KV cache; masks are decoded as requests finish. Results are
+ * identical whether a request runs alone or in a batch (CPU: bit-identical).
+ * Reuse: each image is encoded once while it stays in the image-embedding cache (LRU, bounded by
+ * image_cache_bytes; requests in flight for the same image wait for one encoding), and the KV cache
+ * keeps prompt prefixes as a tree of shared pages: the system prompt, and the system prompt plus an
+ * image's features, so a further query on a cached image prefills only its own tokens. Results are
+ * identical with and without reuse (CPU: bit-identical). Threads: lisa_engine_submit, _poll, _wait,
  * _wait_timeout and _get_stats may be called from any number of threads at once; lisa_engine_free
  * must not overlap them. */
 
@@ -301,9 +329,13 @@ typedef struct lisa_engine_params {
     int64_t kv_cache_bytes;     /* KV pool budget; 0 = room for max_batch requests of 1024 tokens */
     int32_t max_queue;          /* unfinished requests accepted; lisa_engine_submit returns LISA_ERR_BUSY beyond */
     int32_t n_workers;          /* preprocessing threads; 0 = number of cores */
-    bool share_prefix;          /* prefill the common system-prompt prefix once and share its pages */
+    bool share_prefix;          /* keep prompt prefixes in the KV cache and share their pages: the
+                                   system prompt, and (with the image cache) the prompt through an image */
     bool background;            /* run the scheduler on an engine thread (else the caller drives it
                                    through lisa_engine_step / lisa_engine_wait) */
+    int64_t image_cache_bytes;  /* image embeddings (CLIP features + SAM embedding) kept for reuse, on the
+                                   compute device; default 256 MiB; 0 = no reuse: every request encodes
+                                   its image and prefills its whole prompt */
 } lisa_engine_params;
 
 LISA_API lisa_engine_params lisa_engine_default_params(void);
@@ -314,7 +346,7 @@ LISA_API lisa_status lisa_engine_create(lisa_model *m, const lisa_engine_params 
 LISA_API void lisa_engine_free(lisa_engine *e);
 
 typedef struct lisa_request {
-    /* the image: exactly one of encoded bytes (PNG/JPEG), a file path, or decoded RGB */
+    /* the image: exactly one of encoded bytes (PNG/JPEG), a file path, decoded RGB, or a handle */
     const void *image_data;
     size_t image_size;
     const char *image_path;
@@ -323,14 +355,15 @@ typedef struct lisa_request {
     const char *query;
     lisa_segment_params params;
     uint64_t user_data;         /* returned with the result */
+    lisa_image *image;          /* a lisa_image: the request holds a reference until it finishes */
 } lisa_request;
 
 LISA_API lisa_request lisa_request_default(void);
 
-/* Queues a request (inputs are copied; the caller's buffers can be reused at once). *id > 0.
- * LISA_ERR_BUSY when max_queue requests are unfinished; LISA_ERR_INVALID_ARG for a malformed
- * request (no image, several images, NULL query). Problems found later (corrupt image, empty
- * query) fail that request's result instead. Thread-safe. */
+/* Queues a request (inputs are copied, a lisa_image referenced; the caller's buffers can be reused
+ * at once). *id > 0. LISA_ERR_BUSY when max_queue requests are unfinished; LISA_ERR_INVALID_ARG
+ * for a malformed request (no image, several images, NULL query). Problems found later (corrupt
+ * image, empty query) fail that request's result instead. Thread-safe. */
 LISA_API lisa_status lisa_engine_submit(lisa_engine *e, const lisa_request *r, uint64_t *id);
 /* A finished result if one is ready (LISA_OK), else LISA_ERR_NOT_FOUND. Non-blocking. */
 LISA_API lisa_status lisa_engine_poll(lisa_engine *e, lisa_result **out);
@@ -349,13 +382,25 @@ typedef struct lisa_engine_stats {
     int32_t ready;         /* preprocessed, waiting for admission (e.g. KV pages) */
     int32_t running;       /* admitted: prefilling, decoding or decoding masks */
     int32_t results;       /* finished, not yet claimed */
-    int32_t kv_pages_used, kv_pages_total, kv_prefix_pages;
+    int32_t kv_pages_used, kv_pages_total;
+    int32_t kv_prefix_pages; /* pages held by kept prefixes (system prompt, prompts through an image) */
     int64_t completed, failed, steps;
     int32_t last_batch;    /* sequences in the last decode step */
     int64_t decode_steps;  /* decode steps run (one token for every running sequence) */
     int64_t decode_rows;   /* sequences summed over the decode steps (mean batch = rows / steps) */
     /* decode steps by batch size b: bucket 0 holds b = 1, bucket k holds 2^(k-1) < b <= 2^k */
     int64_t decode_batch_hist[LISA_ENGINE_BATCH_BUCKETS];
+    /* reuse (see image_cache_bytes, share_prefix) */
+    int64_t image_cache_hits;      /* requests whose image embeddings were cached */
+    int64_t image_cache_misses;    /* requests that encoded their image */
+    int64_t image_cache_evictions; /* images dropped to make room */
+    int64_t image_cache_bytes;     /* bytes of the images held (in use or kept) */
+    int64_t image_cache_capacity;  /* bytes that may be kept for reuse (image_cache_bytes, whole entries) */
+    int32_t image_cache_entries;   /* images held */
+    int32_t kv_prefix_nodes;       /* prefixes kept in the KV cache (kv_prefix_pages: their pages) */
+    int64_t kv_prefix_hits;        /* requests that reused a prefix through their image */
+    int64_t kv_reused_tokens;      /* prompt positions not prefilled thanks to kept prefixes */
+    int64_t kv_prefix_evictions;   /* prefixes dropped to make room */
 } lisa_engine_stats;
 
 LISA_API lisa_engine_stats lisa_engine_get_stats(lisa_engine *e);

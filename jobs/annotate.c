@@ -253,13 +253,15 @@ static lisa_status write_result(const lisa_annotate_params *p, lisa_annotate_sta
 
 /* ---- the loop ----------------------------------------------------------------------------------- */
 
-/* One lisa_annotate_run. Owns the slots and the walker; borrows everything in p. */
+/* One lisa_annotate_run. Owns the slots, the walker and a reference on the current item's image;
+ * borrows everything in p. */
 typedef struct run {
     const lisa_annotate_params *p;
     lisa_annotate_stats *st;
     walker w;
     bool have_item; /* w.it is the current item, next query next_q */
     int32_t next_q;
+    lisa_image *img; /* the current item's image, decoded once for its queries (NULL: one query left) */
     slot *slots;
     int32_t *free_slots, n_free;
     double t0;
@@ -299,6 +301,42 @@ static void give_slot(run *R, int32_t k) {
     R->free_slots[R->n_free++] = k;
 }
 
+/* The queries of the current item not yet in the record file. */
+static int32_t pending_queries(const run *R) {
+    char key[LISA_RECORDS_KEY_MAX];
+    int32_t n = 0;
+    for (int32_t q = R->next_q; q < R->w.it.n_queries; q++)
+        n += !lisa_records_has(R->p->out, key, lisa_annotate_key(key, sizeof key, R->w.it.id, q));
+    return n;
+}
+
+/* An item with several queries to run: its image is decoded once, here, and every query is
+ * submitted on that lisa_image, so the engine's workers skip the decode and the hashing and the
+ * engine encodes the picture once (issue #17). A bad image is one error record per query (the
+ * same records the engine would give); only running out of memory stops the run. */
+static lisa_status open_item_image(run *R, bool *failed) {
+    *failed = false;
+    if (pending_queries(R) < 2) return LISA_OK; /* one request: the workers decode it in parallel */
+    const lisa_ann_item *it = &R->w.it;
+    const lisa_status s = lisa_image_create_file(it->image, &R->img);
+    if (s == LISA_OK) return LISA_OK;
+    if (s == LISA_ERR_OOM) return s;
+    char msg[1100];
+    snprintf(msg, sizeof msg, "%s", lisa_last_error());
+    char key[LISA_RECORDS_KEY_MAX];
+    for (int32_t q = 0; q < it->n_queries; q++) {
+        if (lisa_records_has(R->p->out, key, lisa_annotate_key(key, sizeof key, it->id, q))) {
+            R->st->skipped++;
+            continue;
+        }
+        LISA_TRY(write_error(R->p, R->st, it->id, q, it->line, it->queries[q],
+                             it->image_field ? it->image_field : it->image, s, msg));
+        progress(R);
+    }
+    *failed = true;
+    return LISA_OK;
+}
+
 /* Submits requests until max_in_flight are in flight or the input ends. */
 static lisa_status fill(run *R) {
     const lisa_annotate_params *p = R->p;
@@ -326,10 +364,18 @@ static lisa_status fill(run *R) {
             }
             R->have_item = true;
             R->next_q = 0;
+            bool failed;
+            LISA_TRY(open_item_image(R, &failed));
+            if (failed) {
+                R->have_item = false;
+                continue;
+            }
         }
         const lisa_ann_item *it = &R->w.it;
         if (R->next_q >= it->n_queries) {
             R->have_item = false;
+            lisa_image_free(R->img); /* its requests hold their own references */
+            R->img = NULL;
             continue;
         }
         const int32_t qi = R->next_q;
@@ -341,7 +387,8 @@ static lisa_status fill(run *R) {
         int32_t k = -1;
         LISA_TRY(take_slot(R, it, qi, &k));
         lisa_request rq = lisa_request_default();
-        rq.image_path = it->image;
+        if (R->img) rq.image = R->img;
+        else rq.image_path = it->image;
         rq.query = it->queries[qi];
         rq.params = p->seg;
         rq.user_data = (uint64_t)k;
@@ -393,6 +440,7 @@ lisa_status lisa_annotate_run(const lisa_annotate_params *p, lisa_annotate_stats
         if (s == LISA_OK) progress(&R);
     }
     st->seconds = now_s() - R.t0;
+    lisa_image_free(R.img);
     for (int32_t i = 0; R.slots && i < p->max_in_flight; i++)
         slot_clear(&R.slots[i]);
     free(R.slots);

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "jobs/annotate_input.h"
+#include "loader/image.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -19,6 +20,8 @@ lisa_bench_params lisa_bench_default_params(void) {
     p.query = "What is the main object in this image? Please output segmentation mask.";
     p.requests = 16;
     p.warmup = 1;
+    p.per_image = 1;
+    p.image_cache_mib = -1;
     p.model_params = lisa_model_default_params();
     p.engine = lisa_engine_default_params();
     p.seg = lisa_segment_default_params();
@@ -137,10 +140,30 @@ static lisa_status workload_init(workload *wl, const lisa_bench_params *o) {
     return LISA_OK;
 }
 
-static lisa_request make_request(const workload *wl, const lisa_bench_params *o, int64_t i) {
+/* Picture g of a per_image > 1 run: its source decoded once, stamped with g + 1 in the red channel
+ * of its first 8 pixels (so that no two pictures share pixels, nor a picture its source). */
+static lisa_status picture_create(const workload *wl, const lisa_bench_params *o, int64_t g, lisa_image **out) {
+    lisa_bitmap bm = {0};
+    if (wl->rgb) {
+        LISA_TRY(lisa_bitmap_alloc(&bm, wl->h, wl->w, 3));
+        memcpy(bm.data, wl->rgb, (size_t)wl->h * wl->w * 3);
+    } else {
+        LISA_TRY(lisa_image_load(&bm, wl->paths[(g * o->per_image) % wl->n], NULL));
+    }
+    const uint64_t stamp = (uint64_t)g + 1;
+    for (int32_t i = 0; i < 8 && i < bm.h * bm.w; i++) bm.data[3 * i] = (uint8_t)(stamp >> (8 * i));
+    const lisa_status s = lisa_image_create_rgb(bm.data, bm.h, bm.w, out);
+    lisa_bitmap_free(&bm);
+    return s;
+}
+
+static lisa_request make_request(const workload *wl, const lisa_bench_params *o, int64_t i, lisa_image *picture) {
     lisa_request rq = lisa_request_default();
     rq.params = o->seg;
-    if (wl->rgb) {
+    if (picture) {
+        rq.image = picture;
+        rq.query = wl->rgb ? o->query : wl->queries[i % wl->n];
+    } else if (wl->rgb) {
         rq.rgb = wl->rgb;
         rq.height = wl->h;
         rq.width = wl->w;
@@ -177,17 +200,24 @@ typedef struct run_stats {
     char first_error[512];
 } run_stats;
 
-/* Runs `n` requests keeping `conc` in flight; latency = submit -> result claimed. */
+/* Runs `n` requests keeping `conc` in flight; latency = submit -> result claimed. With
+ * per_image = K > 1, request i asks about picture first_picture + i / K. */
 static lisa_status run_requests(run_stats *rs, lisa_engine *e, const workload *wl, const lisa_bench_params *o,
-                                int64_t n, int64_t conc, const lisa_flop_dims *fd, int64_t n_cached) {
+                                int64_t n, int64_t conc, const lisa_flop_dims *fd, int64_t first_picture) {
     double *t_sub = calloc((size_t)n, sizeof *t_sub);
     if (!t_sub) return lisa_fail(LISA_ERR_OOM, "out of memory");
     int64_t submitted = 0, done = 0;
     lisa_status s = LISA_OK;
+    lisa_image *picture = NULL; /* the picture of the requests being submitted (a reference) */
     const double t0 = now_ms();
     while (s == LISA_OK && done < n) {
         while (submitted < n && submitted - done < conc) {
-            lisa_request rq = make_request(wl, o, submitted);
+            if (o->per_image > 1 && submitted % o->per_image == 0) { /* the next picture, decoded once */
+                lisa_image_free(picture); /* its requests keep theirs */
+                picture = NULL;
+                if ((s = picture_create(wl, o, first_picture + submitted / o->per_image, &picture)) != LISA_OK) break;
+            }
+            lisa_request rq = make_request(wl, o, submitted, picture);
             rq.user_data = (uint64_t)submitted;
             uint64_t id;
             t_sub[submitted] = now_ms();
@@ -218,7 +248,12 @@ static lisa_status run_requests(run_stats *rs, lisa_engine *e, const workload *w
             rs->sum.n_generated += tm.n_generated;
             if (fd) {
                 lisa_flops f;
-                lisa_flops_request(&f, fd, tm.n_prompt_tokens, n_cached, tm.n_generated, lisa_result_n_masks(r));
+                lisa_flops_request(&f, fd, tm.n_prompt_tokens, tm.n_reused_tokens, tm.n_generated,
+                                   lisa_result_n_masks(r));
+                if (tm.sam_encoder_ms == 0 && tm.clip_ms == 0) { /* its image's encoding was cached */
+                    f.total -= f.sam_encoder + f.clip + f.projector;
+                    f.sam_encoder = f.clip = f.projector = 0;
+                }
                 rs->flops.sam_encoder += f.sam_encoder;
                 rs->flops.clip += f.clip;
                 rs->flops.projector += f.projector;
@@ -236,6 +271,7 @@ static lisa_status run_requests(run_stats *rs, lisa_engine *e, const workload *w
         lisa_result_free(r);
     }
     rs->wall_ms = now_ms() - t0;
+    lisa_image_free(picture);
     free(t_sub);
     return s;
 }
@@ -274,6 +310,9 @@ static void report(lisa_bench_report *r, const run_stats *rs, const lisa_engine_
     r->steps = st1->steps - st0->steps;
     r->kv_pages_total = st1->kv_pages_total;
     r->kv_prefix_pages = st1->kv_prefix_pages;
+    r->image_cache_hits = st1->image_cache_hits - st0->image_cache_hits;
+    r->image_cache_misses = st1->image_cache_misses - st0->image_cache_misses;
+    r->kv_prefix_hits = st1->kv_prefix_hits - st0->kv_prefix_hits;
     const lisa_flops *f = &rs->flops;
     r->flops_per_request = (lisa_flops){.sam_encoder = f->sam_encoder / nok,
                                         .clip = f->clip / nok,
@@ -289,6 +328,9 @@ static void report(lisa_bench_report *r, const run_stats *rs, const lisa_engine_
 lisa_status lisa_bench_run(const lisa_bench_params *p, lisa_bench_report *r) {
     memset(r, 0, sizeof *r);
     if (p->requests < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "bench: %lld requests", (long long)p->requests);
+    if (p->per_image < 1)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "bench: %lld queries per image", (long long)p->per_image);
+    r->per_image = p->per_image;
     r->concurrency = p->concurrency > 0 ? p->concurrency : 2 * (int64_t)p->engine.max_batch;
     r->warmup = p->warmup;
     r->max_batch = p->engine.max_batch;
@@ -300,6 +342,7 @@ lisa_status lisa_bench_run(const lisa_bench_params *p, lisa_bench_report *r) {
     lisa_engine_params ep = p->engine;
     if (ep.max_images > ep.max_batch) ep.max_images = ep.max_batch;
     if (r->concurrency > ep.max_queue) ep.max_queue = (int32_t)r->concurrency;
+    ep.image_cache_bytes = p->image_cache_mib >= 0 ? p->image_cache_mib << 20 : p->per_image > 1 ? ep.image_cache_bytes : 0;
     if (s == LISA_OK) s = lisa_model_load(p->model, &p->model_params, &m);
     lisa_model_info info;
     memset(&info, 0, sizeof info);
@@ -320,13 +363,15 @@ lisa_status lisa_bench_run(const lisa_bench_params *p, lisa_bench_report *r) {
                  info.device_name);
     }
     run_stats warm = {0}, rs = {0};
-    if (s == LISA_OK && p->warmup > 0) s = run_requests(&warm, e, &wl, p, p->warmup, r->concurrency, NULL, 0);
+    /* warm-up pictures are numbered after the measured ones: no measured request finds its picture
+     * cached by the warm-up */
+    const int64_t n_pictures = (p->requests + p->per_image - 1) / p->per_image;
+    if (s == LISA_OK && p->warmup > 0)
+        s = run_requests(&warm, e, &wl, p, p->warmup, r->concurrency, NULL, n_pictures);
     const lisa_engine_stats st0 = s == LISA_OK ? lisa_engine_get_stats(e) : (lisa_engine_stats){0};
-    const int64_t n_cached = ep.share_prefix ? (int64_t)st0.kv_prefix_pages * ep.page_size : 0;
     rs.lat = calloc((size_t)p->requests, sizeof *rs.lat);
     if (s == LISA_OK && !rs.lat) s = lisa_fail(LISA_ERR_OOM, "out of memory");
-    if (s == LISA_OK)
-        s = run_requests(&rs, e, &wl, p, p->requests, r->concurrency, have_dims ? &fd : NULL, n_cached);
+    if (s == LISA_OK) s = run_requests(&rs, e, &wl, p, p->requests, r->concurrency, have_dims ? &fd : NULL, 0);
     if (s == LISA_OK) {
         const lisa_engine_stats st1 = lisa_engine_get_stats(e);
         qsort(rs.lat, (size_t)rs.n, sizeof *rs.lat, cmp_d);

@@ -7,6 +7,12 @@
  * datasheet bf16 dense peak of the GPU found by its name (lisa_bench_datasheet_peak); the CPU has
  * none. Images: synthetic (a deterministic WxH picture, passed as RGB), one file (decoded per
  * request like real traffic), or the (image, query) pairs of an annotate manifest, cycled.
+ * With per_image = K > 1 (issue #17) the requests come K per picture: picture g is its source (the
+ * synthetic picture, the file, or manifest pair g*K's image) decoded once, made distinct by a stamp
+ * of g + 1 in its first pixels, and submitted as a lisa_image with K queries; the engine encodes it
+ * once and reuses its KV prefix. With K = 1 the image cache is off unless image_cache_mib says
+ * otherwise, so that every request pays the whole pipeline. FLOPs count what ran: no encoder for a
+ * request whose image was cached, no prefill for its reused prompt positions.
  */
 #ifndef LISA_JOBS_BENCH_H
 #define LISA_JOBS_BENCH_H
@@ -32,6 +38,8 @@ typedef struct lisa_bench_params {
     int64_t concurrency;         /* requests in flight; 0: 2 x max_batch */
     int64_t warmup;              /* requests before the measured window */
     double peak_tflops;          /* > 0: the peak for MFU; else the datasheet peak of a known GPU */
+    int64_t per_image;           /* requests per picture (>= 1) */
+    int64_t image_cache_mib;     /* the engine's image cache; < 0: 256 with per_image > 1, else 0 */
     lisa_model_params model_params;
     lisa_engine_params engine;
     lisa_segment_params seg;
@@ -52,6 +60,8 @@ typedef struct lisa_bench_report {
     double mean_decode_batch;
     int64_t decode_steps, steps;
     int32_t kv_pages_total, kv_prefix_pages;
+    int64_t per_image;           /* requests per picture */
+    int64_t image_cache_hits, image_cache_misses, kv_prefix_hits; /* in the measured window */
     lisa_flops flops_per_request;
     double achieved_tflops;
     double peak_tflops;          /* 0: unknown (no MFU) */

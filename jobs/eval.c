@@ -139,7 +139,7 @@ static lisa_status eval_image(const lisa_eval_params *p, const lisa_ds_image *im
     if (n_pending == 0) return LISA_OK;
     lisa_image_limits lim = lisa_image_default_limits();
     if (p->max_image_pixels > 0) lim.max_pixels = p->max_image_pixels;
-    lisa_image img = {0};
+    lisa_bitmap img = {0};
     lisa_status s = lisa_image_load(&img, im->path, &lim);
     char msg[1024] = "";
     if (s == LISA_OK && im->h > 0 && (img.h != im->h || img.w != im->w))
@@ -149,7 +149,7 @@ static lisa_status eval_image(const lisa_eval_params *p, const lisa_ds_image *im
         snprintf(msg, sizeof msg, "%s", lisa_last_error());
     if (s == LISA_ERR_OOM) return s;
     if (msg[0]) {
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         for (int32_t k = 0; k < n_pending; k++) {
             query_id(id, sizeof id, im, b->qidx[k]);
             LISA_TRY(emit_error(p, im, b->qidx[k], id, msg));
@@ -232,7 +232,7 @@ static lisa_status eval_image(const lisa_eval_params *p, const lisa_ds_image *im
         }
     }
     free(run_q);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return s;
 }
 

@@ -166,12 +166,12 @@ static lisa_status dump_mask(const char *dir, const lisa_eval_result *r) {
     memcpy(name + k, ".png", 5);
     if (!lisa_path_join(path, sizeof path, dir, name))
         return lisa_fail(LISA_ERR_INVALID_ARG, "path too long: %s", name);
-    lisa_image img;
-    LISA_TRY(lisa_image_alloc(&img, r->h, r->w, 1));
+    lisa_bitmap img;
+    LISA_TRY(lisa_bitmap_alloc(&img, r->h, r->w, 1));
     for (size_t i = 0; i < (size_t)r->h * r->w; i++)
         img.data[i] = r->pred[i] ? 255 : 0;
     lisa_status s = lisa_image_write_png(path, &img);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return s;
 }
 

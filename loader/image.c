@@ -59,7 +59,7 @@ const char *lisa_image_format_name(lisa_image_format f) {
     return "unknown";
 }
 
-lisa_status lisa_image_alloc(lisa_image *out, int32_t h, int32_t w, int32_t c) {
+lisa_status lisa_bitmap_alloc(lisa_bitmap *out, int32_t h, int32_t w, int32_t c) {
     memset(out, 0, sizeof *out);
     if (h < 1 || w < 1 || c < 1 || c > 4)
         return lisa_fail(LISA_ERR_INVALID_ARG, "image alloc: %dx%dx%d (h x w x c)", (int)h, (int)w, (int)c);
@@ -70,7 +70,7 @@ lisa_status lisa_image_alloc(lisa_image *out, int32_t h, int32_t w, int32_t c) {
     return LISA_OK;
 }
 
-void lisa_image_free(lisa_image *img) {
+void lisa_bitmap_free(lisa_bitmap *img) {
     if (!img) return;
     free(img->data);
     memset(img, 0, sizeof *img);
@@ -192,12 +192,12 @@ static int exif_orientation(const uint8_t *d, size_t n) {
 /* loadsave.cpp ExifTransform: 2 flip(1) = mirror columns; 3 flip(-1); 4 flip(0) = mirror rows;
  * 5 transpose; 6 transpose+flip(1); 7 transpose+flip(-1); 8 transpose+flip(0). Other values: as
  * is. Source pixel (y, x) of an H x W image goes to (r, c) below. */
-static lisa_status apply_orientation(lisa_image *img, int orientation, const char *name) {
+static lisa_status apply_orientation(lisa_bitmap *img, int orientation, const char *name) {
     if (orientation < 2 || orientation > 8) return LISA_OK;
     const int32_t H = img->h, W = img->w, C = img->c;
     const bool transposed = orientation >= 5;
-    lisa_image dst;
-    if (lisa_image_alloc(&dst, transposed ? W : H, transposed ? H : W, C) != LISA_OK)
+    lisa_bitmap dst;
+    if (lisa_bitmap_alloc(&dst, transposed ? W : H, transposed ? H : W, C) != LISA_OK)
         return lisa_fail_context(LISA_ERR_OOM, "%s: applying EXIF orientation %d", name, orientation);
     for (int32_t y = 0; y < H; y++)
         for (int32_t x = 0; x < W; x++) {
@@ -214,7 +214,7 @@ static lisa_status apply_orientation(lisa_image *img, int orientation, const cha
             memcpy(dst.data + ((size_t)r * (size_t)dst.w + (size_t)c) * (size_t)C,
                    img->data + ((size_t)y * (size_t)W + (size_t)x) * (size_t)C, (size_t)C);
         }
-    lisa_image_free(img);
+    lisa_bitmap_free(img);
     *img = dst;
     return LISA_OK;
 }
@@ -222,7 +222,7 @@ static lisa_status apply_orientation(lisa_image *img, int orientation, const cha
 /* ---- PNG ------------------------------------------------------------------------------------------ */
 
 /* All state of one PNG decode (see the setjmp note at the top). Owns png/info/end, pixels, rows
- * until png_decode() hands `pixels` to the caller's lisa_image. */
+ * until png_decode() hands `pixels` to the caller's lisa_bitmap. */
 typedef struct png_job {
     const uint8_t *buf;
     size_t len, pos;
@@ -310,7 +310,7 @@ static void png_run(png_job *j) {
     j->status = LISA_OK;
 }
 
-static lisa_status png_decode(lisa_image *out, const uint8_t *buf, size_t len, const char *name,
+static lisa_status png_decode(lisa_bitmap *out, const uint8_t *buf, size_t len, const char *name,
                               const lisa_image_limits *lim) {
     png_job j;
     memset(&j, 0, sizeof j);
@@ -331,14 +331,14 @@ static lisa_status png_decode(lisa_image *out, const uint8_t *buf, size_t len, c
     }
     out->data = j.pixels, out->h = (int32_t)j.h, out->w = (int32_t)j.w, out->c = 3;
     lisa_status s = apply_orientation(out, j.orientation, name);
-    if (s != LISA_OK) lisa_image_free(out);
+    if (s != LISA_OK) lisa_bitmap_free(out);
     return s;
 }
 
 /* ---- JPEG ----------------------------------------------------------------------------------------- */
 
 /* All state of one JPEG decode. Owns cinfo (once `created`), pixels and row until jpeg_decode()
- * hands `pixels` to the caller's lisa_image. */
+ * hands `pixels` to the caller's lisa_bitmap. */
 typedef struct jpeg_job {
     struct jpeg_decompress_struct cinfo;
     struct jpeg_error_mgr jerr;
@@ -461,7 +461,7 @@ static void jpeg_run(jpeg_job *j) {
     j->status = LISA_OK;
 }
 
-static lisa_status jpeg_decode(lisa_image *out, const uint8_t *buf, size_t len, const char *name,
+static lisa_status jpeg_decode(lisa_bitmap *out, const uint8_t *buf, size_t len, const char *name,
                                const lisa_image_limits *lim) {
     jpeg_job *j = calloc(1, sizeof *j); /* ~1 KB of libjpeg structs + jmp_buf: keep it off the stack */
     if (!j) return lisa_fail(LISA_ERR_OOM, "%s: cannot create the JPEG decoder", name);
@@ -480,7 +480,7 @@ static lisa_status jpeg_decode(lisa_image *out, const uint8_t *buf, size_t len, 
         out->data = j->pixels, out->h = (int32_t)j->cinfo.image_height, out->w = (int32_t)j->cinfo.image_width;
         out->c = 3;
         s = apply_orientation(out, j->orientation, name);
-        if (s != LISA_OK) lisa_image_free(out);
+        if (s != LISA_OK) lisa_bitmap_free(out);
     } else {
         free(j->pixels);
     }
@@ -490,7 +490,7 @@ static lisa_status jpeg_decode(lisa_image *out, const uint8_t *buf, size_t len, 
 
 /* ---- entry points --------------------------------------------------------------------------------- */
 
-lisa_status lisa_image_decode(lisa_image *out, const void *buf, size_t len, const char *name,
+lisa_status lisa_image_decode(lisa_bitmap *out, const void *buf, size_t len, const char *name,
                               const lisa_image_limits *limits) {
     LISA_ASSERT(out);
     memset(out, 0, sizeof *out);
@@ -513,7 +513,7 @@ lisa_status lisa_image_decode(lisa_image *out, const void *buf, size_t len, cons
     return lisa_fail(LISA_ERR_FORMAT, "%s: not a PNG or JPEG file (starts with %s; %zu bytes)", name, head, len);
 }
 
-lisa_status lisa_image_load(lisa_image *out, const char *path, const lisa_image_limits *limits) {
+lisa_status lisa_image_load(lisa_bitmap *out, const char *path, const lisa_image_limits *limits) {
     LISA_ASSERT(out && path);
     memset(out, 0, sizeof *out);
     lisa_image_limits def = lisa_image_default_limits();

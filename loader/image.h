@@ -38,13 +38,14 @@
 extern "C" {
 #endif
 
-/* Owns `data` (malloc'd by lisa_image_load / lisa_image_decode / lisa_image_alloc), freed by
- * lisa_image_free; lives until then. data is [h, w, c] row-major, c = 3 (RGB) for decoded images,
+/* A decoded image (named lisa_bitmap because lisa_image is the public handle of include/lisa.h).
+ * Owns `data` (malloc'd by lisa_image_load / lisa_image_decode / lisa_bitmap_alloc), freed by
+ * lisa_bitmap_free; lives until then. data is [h, w, c] row-major, c = 3 (RGB) for decoded images,
  * c = 1 or 3 for images passed to the PNG encoder. */
-typedef struct lisa_image {
+typedef struct lisa_bitmap {
     uint8_t *data;
     int32_t h, w, c;
-} lisa_image;
+} lisa_bitmap;
 
 typedef enum lisa_image_format {
     LISA_IMAGE_FORMAT_UNKNOWN = 0,
@@ -74,26 +75,26 @@ const char *lisa_image_format_name(lisa_image_format f); /* "PNG", "JPEG", "unkn
  * allocated. limits may be NULL (defaults). Errors: LISA_ERR_IO (cannot open/read), LISA_ERR_LIMIT
  * (file bytes, side or pixel count over the limit), LISA_ERR_FORMAT (not PNG/JPEG, corrupt,
  * truncated, unsupported colour layout), LISA_ERR_OOM. */
-lisa_status lisa_image_load(lisa_image *out, const char *path, const lisa_image_limits *limits);
+lisa_status lisa_image_load(lisa_bitmap *out, const char *path, const lisa_image_limits *limits);
 
 /* Same from memory; `name` is used in messages only (may be NULL: "<memory>"). */
-lisa_status lisa_image_decode(lisa_image *out, const void *buf, size_t len, const char *name,
+lisa_status lisa_image_decode(lisa_bitmap *out, const void *buf, size_t len, const char *name,
                               const lisa_image_limits *limits);
 
 /* Allocates an owner image of h x w x c (zero-filled). */
-lisa_status lisa_image_alloc(lisa_image *out, int32_t h, int32_t w, int32_t c);
+lisa_status lisa_bitmap_alloc(lisa_bitmap *out, int32_t h, int32_t w, int32_t c);
 /* Frees data and zeroes the struct. Safe on a zeroed struct. */
-void lisa_image_free(lisa_image *img);
+void lisa_bitmap_free(lisa_bitmap *img);
 
 /* ---- PNG encode (loader/image_write.c) --------------------------------------------------------- */
 
 /* Encodes img (c = 1: 8-bit gray, e.g. a 0/255 mask; c = 3: 8-bit RGB, e.g. an overlay) as PNG
  * into a malloc'd buffer *out_buf of *out_len bytes that the caller frees with free(). */
-lisa_status lisa_image_encode_png(void **out_buf, size_t *out_len, const lisa_image *img);
+lisa_status lisa_image_encode_png(void **out_buf, size_t *out_len, const lisa_bitmap *img);
 
 /* Writes img as a PNG file at `path`, atomically: the bytes go to "<path>.tmp.<pid>" which is
  * renamed over `path` only once complete, so a failure never leaves a partial file. */
-lisa_status lisa_image_write_png(const char *path, const lisa_image *img);
+lisa_status lisa_image_write_png(const char *path, const lisa_bitmap *img);
 
 #ifdef __cplusplus
 }

@@ -18,7 +18,7 @@
 
 /* Owns buf (growing output) until png_encode hands it to the caller; owns png/info. */
 typedef struct png_wjob {
-    const lisa_image *img;
+    const lisa_bitmap *img;
     png_structp png;
     png_infop info;
     uint8_t *buf;
@@ -77,7 +77,7 @@ static void pngw_run(png_wjob *j) {
     j->status = LISA_OK;
 }
 
-lisa_status lisa_image_encode_png(void **out_buf, size_t *out_len, const lisa_image *img) {
+lisa_status lisa_image_encode_png(void **out_buf, size_t *out_len, const lisa_bitmap *img) {
     LISA_ASSERT(out_buf && out_len && img);
     *out_buf = NULL, *out_len = 0;
     if (!img->data || img->h < 1 || img->w < 1 || (img->c != 1 && img->c != 3))
@@ -102,7 +102,7 @@ lisa_status lisa_image_encode_png(void **out_buf, size_t *out_len, const lisa_im
     return LISA_OK;
 }
 
-lisa_status lisa_image_write_png(const char *path, const lisa_image *img) {
+lisa_status lisa_image_write_png(const char *path, const lisa_bitmap *img) {
     LISA_ASSERT(path);
     void *buf = NULL;
     size_t len = 0;

@@ -348,9 +348,14 @@ void lisa_prepared_free(lisa_prepared *p) {
 
 lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
                          const lisa_segment_params *p, lisa_prepared *out) {
+    return lisa_prepare_ex(m, rgb, h, w, query, p, true, out);
+}
+
+lisa_status lisa_prepare_ex(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
+                            const lisa_segment_params *p, bool pixels, lisa_prepared *out) {
     memset(out, 0, sizeof *out);
     double t0 = now_ms();
-    if (!rgb || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
+    if ((pixels && !rgb) || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
     if (p->max_image_pixels > 0 && (int64_t)h * w > p->max_image_pixels)
         return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
                          (long long)p->max_image_pixels);
@@ -364,27 +369,69 @@ lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w
     if (s != LISA_OK) goto fail;
     out->max_new = p->max_new_tokens;
     if (out->L0 + out->max_new > m->cfg.llm.max_pos) out->max_new = m->cfg.llm.max_pos - out->L0;
-    /* bit-exact preprocessing (spec §2) */
-    const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size;
-    s = lisa_tensor_alloc(&out->clip_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, CS, CS});
-    if (s == LISA_OK) s = lisa_tensor_alloc(&out->sam_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, S, S});
-    if (s != LISA_OK) goto fail;
-    size_t ws_c = lisa_clip_preprocess_workspace_size(&m->clip_pp, h, w);
-    size_t ws_s = lisa_sam_preprocess_workspace_size(&m->sam_pp, h, w);
-    void *ws = malloc(ws_c > ws_s ? ws_c : ws_s);
-    if (!ws) {
-        s = lisa_fail(LISA_ERR_OOM, "out of memory");
-        goto fail;
+    if (pixels) {
+        out->preprocess_ms = 0;
+        s = lisa_prepare_pixels(m, rgb, out);
+        if (s != LISA_OK) goto fail;
     }
-    s = lisa_clip_preprocess(&out->clip_px, rgb, h, w, &m->clip_pp, ws, ws_c);
-    if (s == LISA_OK) s = lisa_sam_preprocess(&out->sam_px, &out->h_r, &out->w_r, rgb, h, w, &m->sam_pp, ws, ws_s);
-    free(ws);
-    if (s != LISA_OK) goto fail;
     out->preprocess_ms = now_ms() - t0;
     return LISA_OK;
 fail:
     lisa_prepared_free(out);
     return s;
+}
+
+lisa_status lisa_prepare_pixels(lisa_model *m, const uint8_t *rgb, lisa_prepared *out) {
+    double t0 = now_ms();
+    const int32_t h = out->H0, w = out->W0;
+    /* bit-exact preprocessing (spec §2) */
+    const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size;
+    lisa_tensor_free(&out->clip_px);
+    lisa_tensor_free(&out->sam_px);
+    lisa_status s = lisa_tensor_alloc(&out->clip_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, CS, CS});
+    if (s == LISA_OK) s = lisa_tensor_alloc(&out->sam_px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, S, S});
+    size_t ws_c = lisa_clip_preprocess_workspace_size(&m->clip_pp, h, w);
+    size_t ws_s = lisa_sam_preprocess_workspace_size(&m->sam_pp, h, w);
+    void *ws = s == LISA_OK ? malloc(ws_c > ws_s ? ws_c : ws_s) : NULL;
+    if (s == LISA_OK && !ws) s = lisa_fail(LISA_ERR_OOM, "out of memory");
+    if (s == LISA_OK) s = lisa_clip_preprocess(&out->clip_px, rgb, h, w, &m->clip_pp, ws, ws_c);
+    if (s == LISA_OK) s = lisa_sam_preprocess(&out->sam_px, &out->h_r, &out->w_r, rgb, h, w, &m->sam_pp, ws, ws_s);
+    free(ws);
+    if (s != LISA_OK) {
+        lisa_tensor_free(&out->clip_px);
+        lisa_tensor_free(&out->sam_px);
+        return s;
+    }
+    out->preprocess_ms += now_ms() - t0;
+    return LISA_OK;
+}
+
+/* FNV-1a over the fields, one at a time (no struct padding enters) */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+#define FNV_FIELD(h, x) h = fnv(h, &(x), sizeof(x))
+
+uint64_t lisa_model_preprocess_id(const lisa_model *m) {
+    const lisa_clip_preprocess_params *c = &m->clip_pp;
+    const lisa_sam_preprocess_params *s = &m->sam_pp;
+    uint64_t h = 0xcbf29ce484222325ull;
+    const int32_t flags = c->do_resize | c->do_center_crop << 1 | c->do_rescale << 2 | c->do_normalize << 3;
+    const int32_t resample = (int32_t)c->resample;
+    FNV_FIELD(h, flags);
+    FNV_FIELD(h, c->shortest_edge);
+    FNV_FIELD(h, resample);
+    FNV_FIELD(h, c->crop_h);
+    FNV_FIELD(h, c->crop_w);
+    FNV_FIELD(h, c->rescale_factor);
+    FNV_FIELD(h, c->image_mean);
+    FNV_FIELD(h, c->image_std);
+    FNV_FIELD(h, s->target_size);
+    FNV_FIELD(h, s->pixel_mean);
+    FNV_FIELD(h, s->pixel_std);
+    return h;
 }
 
 /* ---- graph pieces -------------------------------------------------------------------------- */

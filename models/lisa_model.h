@@ -109,6 +109,16 @@ lisa_status lisa_prompt_ids(const lisa_model *m, const char *query, int32_t **id
 /* CPU-side preparation of one request; thread-safe for a loaded model. */
 lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
                          const lisa_segment_params *p, lisa_prepared *out);
+/* Same, with the pixel preprocessing (clip_px, sam_px, h_r, w_r) only when `pixels`: a request whose
+ * image embeddings are cached needs its prompt ids alone (rgb may then be NULL; h and w are still
+ * checked against the limits and kept as H0, W0). */
+lisa_status lisa_prepare_ex(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
+                            const lisa_segment_params *p, bool pixels, lisa_prepared *out);
+/* The pixel preprocessing of an already prepared request (out->H0 x out->W0 image `rgb`). */
+lisa_status lisa_prepare_pixels(lisa_model *m, const uint8_t *rgb, lisa_prepared *out);
+/* A hash of everything that turns the same pixels into different encoder inputs (CLIP and SAM
+ * preprocessing parameters, input sizes): part of the image-cache key (runtime/image_cache.h). */
+uint64_t lisa_model_preprocess_id(const lisa_model *m);
 void lisa_prepared_free(lisa_prepared *p);
 
 /* answer (generated ids without a final </s>) and chat.py's text_output, both with chat.py's cleanup */

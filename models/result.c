@@ -67,22 +67,22 @@ static lisa_status mask_arg(const lisa_result *r, int32_t i, const char *path, c
 
 lisa_status lisa_result_write_mask_png(const lisa_result *r, int32_t i, const char *path) {
     LISA_TRY(mask_arg(r, i, path, "lisa_result_write_mask_png"));
-    lisa_image img;
-    LISA_TRY(lisa_image_alloc(&img, r->h, r->w, 1));
+    lisa_bitmap img;
+    LISA_TRY(lisa_bitmap_alloc(&img, r->h, r->w, 1));
     lisa_mask_to_gray(img.data, r->masks + (size_t)i * r->h * r->w, r->h, r->w, 255);
     const lisa_status s = lisa_image_write_png(path, &img);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return s;
 }
 
 lisa_status lisa_result_write_overlay_png(const lisa_result *r, int32_t i, const uint8_t *rgb, const char *path) {
     LISA_TRY(mask_arg(r, i, path, "lisa_result_write_overlay_png"));
     if (!rgb) return lisa_fail(LISA_ERR_INVALID_ARG, "lisa_result_write_overlay_png: rgb is NULL");
-    lisa_image img;
-    LISA_TRY(lisa_image_alloc(&img, r->h, r->w, 3));
+    lisa_bitmap img;
+    LISA_TRY(lisa_bitmap_alloc(&img, r->h, r->w, 3));
     lisa_mask_overlay_red(img.data, rgb, r->masks + (size_t)i * r->h * r->w, r->h, r->w);
     const lisa_status s = lisa_image_write_png(path, &img);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return s;
 }
 
@@ -120,13 +120,13 @@ lisa_status lisa_json_add_rle(cJSON *obj, const uint8_t *mask, int32_t h, int32_
 }
 
 lisa_status lisa_json_add_mask_png(cJSON *obj, const uint8_t *mask, int32_t h, int32_t w) {
-    lisa_image img;
-    LISA_TRY(lisa_image_alloc(&img, h, w, 1));
+    lisa_bitmap img;
+    LISA_TRY(lisa_bitmap_alloc(&img, h, w, 1));
     lisa_mask_to_gray(img.data, mask, h, w, 255);
     void *png = NULL;
     size_t n = 0;
     lisa_status s = lisa_image_encode_png(&png, &n, &img);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     if (s != LISA_OK) return s;
     char *b64 = malloc(lisa_base64_encoded_len(n) + 1);
     if (b64) lisa_base64_encode(b64, png, n);
@@ -147,7 +147,8 @@ lisa_status lisa_timings_json_add(cJSON *root, const lisa_timings *t) {
              {"prefill_ms", t->prefill_ms},           {"decode_ms", t->decode_ms},
              {"sam_encoder_ms", t->sam_encoder_ms},   {"sam_decoder_ms", t->sam_decoder_ms},
              {"postprocess_ms", t->postprocess_ms},   {"total_ms", t->total_ms},
-             {"n_prompt_tokens", t->n_prompt_tokens}, {"n_generated", t->n_generated}};
+             {"n_prompt_tokens", t->n_prompt_tokens}, {"n_generated", t->n_generated},
+             {"n_reused_tokens", t->n_reused_tokens}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         JTRY(cJSON_AddNumberToObject(tj, f[i].k, f[i].v));
     return LISA_OK;

@@ -10,13 +10,24 @@
  * Scheduling (one step):
  *   1. admission, FIFO: a ready request is admitted when a sequence slot is free, the step's image
  *      and prefill-row budgets allow it, and the KV pool can reserve its whole context (prompt +
- *      max_new_tokens). A request that does not fit waits; nothing is dropped or failed for lack
- *      of memory, and later requests never overtake it.
- *   2. vision + prefill of the admitted requests; each gets its first token from the prefill.
+ *      max_new_tokens), after dropping kept prefixes nobody reads if need be. A request that does
+ *      not fit waits; nothing is dropped or failed for lack of memory, and later requests never
+ *      overtake it. The one exception: a request whose image is being encoded, or whose prompt
+ *      through the image is being prefilled, by a request admitted in the same step is passed over
+ *      for this step (next step it reuses both instead of computing them again: no thundering herd).
+ *   2. vision (CLIP + projector, SAM encoder) of the admitted images not in the image cache, then
+ *      the prefill of the admitted requests from the end of their longest kept prefix; each gets
+ *      its first token from the prefill.
  *   3. one decode step for every running sequence.
  *   4. requests that hit EOS or max_new_tokens get their masks and are published.
- * The system-prompt prefix (every id before the image placeholder) is prefilled once at creation;
- * its full pages are shared read-only by every request (runtime/kv_cache.h).
+ *
+ * Reuse (issue #17). Images: runtime/image_cache.h; the workers hash each image's pixels and skip
+ * the pixel preprocessing when the cache holds it (if it is evicted before admission, the request
+ * goes back to a worker for its pixels). Prompts: runtime/prefix_tree.h; the system-prompt prefix
+ * (its full pages before the image placeholder) is prefilled once at creation and pinned; a
+ * request's prompt through its image becomes a kept prefix after its prefill. Each request's
+ * prefill is planned as one batch sequence per segment (prefix_tree.h), whether or not a prefix is
+ * reused, so reuse changes no bit (CPU).
  *
  * Batch invariance: every per-sequence computation (attention, norms, the row groups that GEMMs
  * are split into on the CPU, see lisa_graph.row_indptr) depends only on that sequence, so a
@@ -56,7 +67,10 @@
 #include "runtime/engine_tp.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "runtime/image_cache.h"
+#include "runtime/image_handle.h"
 #include "runtime/kv_cache.h"
+#include "runtime/prefix_tree.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -79,16 +93,23 @@ typedef struct eng_req {
     void *image_data;
     size_t image_size;
     char *image_path;
-    uint8_t *rgb;
+    uint8_t *rgb;              /* also: the decoded image kept while its pixels are not preprocessed */
     int32_t h, w;
+    lisa_image *himg;          /* a lisa_image handle (one reference held) */
     char *query;
     /* prepared by a worker */
     lisa_prepared prep;
+    lisa_image_key key;        /* the image's cache key (image cache on) */
+    bool has_pixels;           /* prep holds the preprocessed pixels (else the image was cached) */
+    bool need_pixels;          /* sent back to a worker: its image left the cache before admission */
     lisa_result *res;          /* created at submit; handed out when done */
     /* running (scheduler thread only) */
-    int32_t slot;              /* SAM embedding slot */
+    int32_t slot;              /* image-cache entry (pinned while running) */
+    lisa_prefix_node *node;    /* the kept prefix its KV continues from (a user of it), or NULL */
     lisa_kv_seq kv;
-    int32_t start;             /* first position this request prefills (after the shared prefix) */
+    int32_t start;             /* first position this request prefills (the end of its prefix) */
+    int32_t cow_src, cow_dst;  /* the copy-on-write of its first page, or -1 */
+    int32_t enc;               /* in the step: its index among the images encoded, or -1 */
     float *seg_hidden;         /* [max_new, C] host */
     int32_t n_seg;
     bool finished;
@@ -134,18 +155,19 @@ struct lisa_engine {
     /* scheduler state (stepping thread only) */
     eng_req **running;         /* [max_batch] */
     int32_t n_running;
-    int32_t *free_slots, n_free_slots;
     lisa_kv_pool pool;
-    lisa_kv_seq prefix;        /* holds the shared prefix pages */
-    int32_t *prefix_ids, n_prefix_ids, n_prefix_pages;
-    void *emb_mem, *proj_mem;
-    lisa_tensor *emb;          /* [max_batch] views [1, out, G, G] */
+    lisa_prefix_tree tree;     /* kept prefixes (leader / no TP) */
+    int32_t n_prefix_pages;    /* pages of the pinned system-prompt prefix */
+    lisa_image_cache ic;       /* image embeddings (leader / no TP); mutated under mu (workers peek) */
+    uint64_t pp_id;            /* the model's preprocessing identity (image keys) */
+    int64_t kv_hits, kv_reused; /* under mu */
+    void *proj_mem;
+    lisa_tensor proj_buf;      /* [max_images, P, C]: the image rows of a prefill (TP: broadcast) */
     /* the mask stage of a step's finished requests together (backends that can capture, no taps):
      * owned; NULL = per request (lisa_masks_run) */
     lisa_mask_decoder *masks;
     lisa_mask_item *mask_items; /* [max_batch] */
     eng_req **finished;         /* [max_batch] */
-    lisa_tensor proj_buf;      /* [max_images, P, C] */
     void *act_mem;
     lisa_arena act, meta;
     /* host staging, sized at creation */
@@ -154,9 +176,16 @@ struct lisa_engine {
     float *h_hidden;           /* [max(max_batch, max_images), C] */
     int32_t cap_rows, cap_idx;
     /* the step in flight */
-    eng_req **batch;
-    int32_t n_batch, n_text;
-    int32_t *h_seq; /* [nseq][3]: start, placeholder, n_ids of each prefilled sequence */
+    eng_req **batch;           /* requests of the step */
+    int32_t n_req;             /* requests in a prefill (its plan has n_batch >= n_req sequences) */
+    int32_t n_batch, n_text;   /* plan sequences, text rows */
+    int32_t *h_seq;  /* [nseq][4] per prefill sequence: first position, placeholder index, image index
+                        in proj_buf (-1: no image rows), 1 if it ends its request (its logits) */
+    int32_t *h_copy; /* [nseq][2] copy-on-write page pairs (src, dst) done before a prefill */
+    int32_t n_copy;
+    int32_t *enc_slot;         /* [max_images] image-cache entries the vision step fills */
+    int32_t n_enc;
+    int32_t *img_slot;         /* [max_images] image-cache entry of each proj_buf row block */
     /* tensor parallelism (NULL / false without) */
     lisa_comm *tp;             /* the model's TP group (borrowed) */
     bool follower, tp_created; /* a follower's engine; the leader told the followers it exists */
@@ -175,6 +204,7 @@ static void free_req(eng_req *r) {
     free(r->image_data);
     free(r->image_path);
     free(r->rgb);
+    lisa_image_free(r->himg);
     free(r->query);
     lisa_prepared_free(&r->prep);
     free(r->seg_hidden);
@@ -214,8 +244,30 @@ static void retire_locked(lisa_engine *e, eng_req *r) {
 
 /* ---- workers: decode + preprocess + tokenize -------------------------------------------------- */
 
+/* The cache key of an image: its pixel hash mixed with the model's preprocessing identity. */
+static lisa_image_key image_key(const lisa_engine *e, lisa_hash128 h, int32_t height, int32_t width) {
+    lisa_image_key k = {.hash = {h.lo ^ e->pp_id, h.hi ^ (e->pp_id << 32 | e->pp_id >> 32)},
+                        .height = height, .width = width};
+    return k;
+}
+
+/* A request sent back by admission: its image left the cache, so it needs its pixels after all. */
+static void prepare_pixels(lisa_engine *e, eng_req *r) {
+    const uint8_t *rgb = r->himg ? r->himg->rgb : r->rgb;
+    lisa_status s = lisa_prepare_pixels(e->m, rgb, &r->prep);
+    if (s != LISA_OK) fail_result(r->res, s, lisa_last_error());
+    r->has_pixels = s == LISA_OK;
+    r->res->t.preprocess_ms = r->prep.preprocess_ms;
+    free(r->rgb);
+    r->rgb = NULL;
+}
+
 static void prepare_one(lisa_engine *e, eng_req *r) {
-    lisa_image img = {0};
+    if (r->need_pixels) {
+        prepare_pixels(e, r);
+        return;
+    }
+    lisa_bitmap img = {0};
     lisa_status s = LISA_OK;
     const uint8_t *rgb = r->rgb;
     int32_t h = r->h, w = r->w;
@@ -227,8 +279,22 @@ static void prepare_one(lisa_engine *e, eng_req *r) {
         rgb = img.data;
         h = img.h;
         w = img.w;
+    } else if (r->himg) {
+        rgb = r->himg->rgb;
+        h = r->himg->h;
+        w = r->himg->w;
     }
-    if (s == LISA_OK) s = lisa_prepare(e->m, rgb, h, w, r->query, &r->params, &r->prep);
+    /* image cache on: key the pixels, and skip their preprocessing when the cache has them (a peek:
+     * admission decides; the decoded pixels are kept in case the entry goes before) */
+    bool cached = false;
+    if (s == LISA_OK && lisa_image_cache_enabled(&e->ic)) {
+        r->key = image_key(e, r->himg ? r->himg->hash : lisa_image_hash_rgb(rgb, h, w), h, w);
+        pthread_mutex_lock(&e->mu);
+        cached = lisa_image_cache_find(&e->ic, &r->key) >= 0;
+        pthread_mutex_unlock(&e->mu);
+    }
+    if (s == LISA_OK) s = lisa_prepare_ex(e->m, rgb, h, w, r->query, &r->params, !cached, &r->prep);
+    r->has_pixels = s == LISA_OK && !cached;
     if (s == LISA_OK && r->prep.L0 > e->p.max_prefill_tokens)
         s = lisa_fail(LISA_ERR_LIMIT, "prompt of %d positions exceeds the engine's prefill budget of %d",
                       r->prep.L0, e->p.max_prefill_tokens);
@@ -241,12 +307,20 @@ static void prepare_one(lisa_engine *e, eng_req *r) {
         s = lisa_fail(LISA_ERR_OOM, "out of memory");
     if (s != LISA_OK) fail_result(r->res, s, lisa_last_error());
     else r->res->t.preprocess_ms = r->prep.preprocess_ms;
-    lisa_image_free(&img);
-    /* the inputs are no longer needed */
+    /* the inputs are no longer needed, except the pixels of a request that skipped preprocessing */
     free(r->image_data);
-    free(r->rgb);
     r->image_data = NULL;
-    r->rgb = NULL;
+    if (s == LISA_OK && cached && !r->himg) {
+        if (img.data) { /* decoded here: keep */
+            free(r->rgb);
+            r->rgb = img.data;
+            img.data = NULL;
+        }
+    } else {
+        free(r->rgb);
+        r->rgb = NULL;
+    }
+    lisa_bitmap_free(&img);
 }
 
 static void *worker_main(void *arg) {
@@ -266,6 +340,13 @@ static void *worker_main(void *arg) {
         e->n_preparing--;
         if (r->res->status != LISA_OK) {
             retire_locked(e, r);
+        } else if (r->need_pixels) { /* back to the head of the line it left */
+            r->need_pixels = false;
+            r->next = e->ready_head;
+            e->ready_head = r;
+            if (!e->ready_tail) e->ready_tail = r;
+            e->n_ready++;
+            pthread_cond_broadcast(&e->sched_cv);
         } else {
             r->next = NULL;
             if (e->ready_tail) e->ready_tail->next = r;
@@ -288,21 +369,20 @@ static void set_groups(lisa_graph *g, const lisa_engine *e, const int32_t *indpt
     g->row_split = split;
 }
 
-/* vision: CLIP + projector over the batch's images into proj_buf; SAM encoder into each slot */
+/* vision: CLIP + projector and the SAM encoder over the step's images (staged in clip_host and
+ * sam_host), each image's outputs into its image-cache entry */
 static void vision_graph(lisa_graph *g, void *ctx) {
     lisa_engine *e = ctx;
-    const int64_t nb = e->n_batch, CS = e->clip_host.shape[2], S = e->sam_host.shape[2];
+    const int64_t nb = e->n_enc, CS = e->clip_host.shape[2], S = e->sam_host.shape[2];
     set_groups(g, e, NULL, 0, (int32_t)nb);
     T *cpx = lisa_g_upload(g, lisa_g_reshape(g, lisa_g_narrow(g, &e->clip_host, 0, 0, nb), 4, nb, 3, CS, CS));
-    lisa_g_copy_to(g, lisa_g_narrow(g, &e->proj_buf, 0, 0, nb), lisa_graph_vision(g, e->m, cpx));
+    T *proj = lisa_graph_vision(g, e->m, cpx);
+    for (int64_t b = 0; b < nb; b++) lisa_g_copy_to(g, &e->ic.e[e->enc_slot[b]].proj, lisa_g_narrow(g, proj, 0, b, 1));
     lisa_graph_mark mk = lisa_g_mark(g);
     T *spx = lisa_g_upload(g, lisa_g_reshape(g, lisa_g_narrow(g, &e->sam_host, 0, 0, nb), 4, nb, 3, S, S));
     T *emb = lisa_sam_encode(g, e->m->sam, spx);
     lisa_g_tap(g, emb, "sam_img_emb");
-    for (int64_t b = 0; b < nb; b++) {
-        const int32_t slot = e->batch ? e->batch[b]->slot : (int32_t)b;
-        lisa_g_copy_to(g, &e->emb[slot], lisa_g_narrow(g, emb, 0, b, 1));
-    }
+    for (int64_t b = 0; b < nb; b++) lisa_g_copy_to(g, &e->ic.e[e->enc_slot[b]].emb, lisa_g_narrow(g, emb, 0, b, 1));
     lisa_g_reset(g, mk);
 }
 
@@ -332,35 +412,62 @@ static lisa_llama_batch make_batch(lisa_engine *e, int32_t nb, int32_t rows) {
     return bt;
 }
 
-/* prefill of the batch: x = [text before the image, projected image, text after] per sequence,
- * from each request's `start` position (after the shared prefix) */
+/* Prefill of the step's requests, one plan sequence per prompt segment (runtime/prefix_tree.h):
+ * sequence s covers positions [p0, p0 + rows) of its request, whose rows are the text embeddings
+ * of the ids before the placeholder k, the projected image (positions [k, k + P), from proj_buf),
+ * and the text after. Copy-on-write pages are copied first. */
 static void prefill_graph(lisa_graph *g, void *ctx) {
     lisa_engine *e = ctx;
-    const int32_t nb = e->n_batch, R = e->h_qo[nb];
-    /* TP: the leader's projected image rows to every rank (followers run no CLIP), over the LLM's
-     * communicator (device memory with NCCL) */
-    lisa_tp_broadcast(g, e->m->llm->comm, lisa_g_narrow(g, &e->proj_buf, 0, 0, nb), 0);
+    const int32_t ns = e->n_batch, R = e->h_qo[ns], P = e->P;
+    /* every layer's K and V of each copy-on-write page (views on the stack: nothing allocated) */
+    for (int32_t c = 0; c < e->n_copy; c++)
+        for (int32_t l = 0; l < e->pool.n_layers; l++) {
+            lisa_tensor src, dst;
+            for (int kv = 0; kv < 2; kv++) {
+                const lisa_tensor *pool = kv ? &e->pool.v[l] : &e->pool.k[l];
+                if (lisa_tensor_narrow(&src, pool, 0, e->h_copy[2 * c], 1) != LISA_OK ||
+                    lisa_tensor_narrow(&dst, pool, 0, e->h_copy[2 * c + 1], 1) != LISA_OK) {
+                    lisa_g_fail(g, lisa_fail(LISA_ERR_INTERNAL, "engine: copy-on-write page %d -> %d",
+                                             e->h_copy[2 * c], e->h_copy[2 * c + 1]));
+                    return;
+                }
+                lisa_g_copy_to(g, &dst, &src);
+            }
+        }
+    /* the image rows: the leader gathers them from the image cache; TP: to every rank (followers run
+     * no CLIP), over the LLM's communicator (device memory with NCCL) */
+    int32_t n_img = 0;
+    for (int32_t q = 0; q < ns; q++)
+        if (e->h_seq[4 * q + 2] >= 0) n_img++;
+    if (!e->follower)
+        for (int32_t j = 0; j < n_img; j++) lisa_g_copy_to(g, lisa_g_narrow(g, &e->proj_buf, 0, j, 1), &e->ic.e[e->img_slot[j]].proj);
+    if (n_img > 0) lisa_tp_broadcast(g, e->m->llm->comm, lisa_g_narrow(g, &e->proj_buf, 0, 0, n_img), 0);
     T *emb = lisa_llama_embed(g, e->m->llm, e->h_ids, e->n_text); /* [n_text, C] */
     T *x = lisa_g_new(g, g->act_dtype, 2, R, e->C, 0, 0);
     int64_t t = 0;
-    for (int32_t b = 0; b < nb; b++) {
-        const int32_t start = e->h_seq[3 * b], k = e->h_seq[3 * b + 1], n_ids = e->h_seq[3 * b + 2];
-        const int64_t r0 = e->h_qo[b];
-        const int64_t na = k - start, nafter = n_ids - 1 - k;
-        copy_rows(g, x, r0, emb, t, na);
-        copy_rows(g, x, r0 + na, lisa_g_reshape(g, lisa_g_narrow(g, &e->proj_buf, 0, b, 1), 2, e->P, e->C, 0, 0), 0, e->P);
-        copy_rows(g, x, r0 + na + e->P, emb, t + na, nafter);
-        t += na + nafter;
+    int32_t nl = 0, last[512];
+    for (int32_t q = 0; q < ns; q++) {
+        const int32_t p0 = e->h_seq[4 * q], k = e->h_seq[4 * q + 1], j = e->h_seq[4 * q + 2];
+        const int32_t r0 = e->h_qo[q], p1 = p0 + e->h_qo[q + 1] - r0;
+        const int32_t i0 = p0 > k ? p0 : k, i1 = p1 < k + P ? p1 : k + P;     /* image positions */
+        const int32_t nbefore = (p1 < k ? p1 : k) - p0, a0 = p0 > k + P ? p0 : k + P; /* text */
+        if (nbefore > 0) copy_rows(g, x, r0, emb, t, nbefore), t += nbefore;
+        if (i1 > i0) {
+            LISA_ASSERT(j >= 0);
+            T *img = lisa_g_reshape(g, lisa_g_narrow(g, &e->proj_buf, 0, j, 1), 2, P, e->C, 0, 0);
+            copy_rows(g, x, r0 + (i0 - p0), img, i0 - k, i1 - i0);
+        }
+        if (p1 > a0) copy_rows(g, x, r0 + (a0 - p0), emb, t, p1 - a0), t += p1 - a0;
+        if (e->h_seq[4 * q + 3]) {
+            LISA_ASSERT(nl < 512);
+            last[nl++] = e->h_qo[q + 1] - 1;
+        }
     }
-    lisa_llama_batch bt = make_batch(e, nb, R);
-    set_groups(g, e, e->h_qo, nb, 0);
+    lisa_llama_batch bt = make_batch(e, ns, R);
+    set_groups(g, e, e->h_qo, ns, 0); /* one GEMM per segment */
     T *h = lisa_llama_forward_batch(g, e->m->llm, &bt, x);
-    for (int32_t b = 0; b < nb; b++) e->h_rows[b] = e->h_qo[b + 1] - 1;
-    int32_t last[256];
-    LISA_ASSERT(nb <= 256);
-    memcpy(last, e->h_rows, (size_t)nb * sizeof(int32_t));
-    for (int32_t b = 0; b <= nb; b++) e->h_rows[b] = b; /* identity groups for the logits */
-    finish_rows(g, e, h, nb, last, true);
+    for (int32_t b = 0; b <= nl; b++) e->h_rows[b] = b; /* identity groups for the logits */
+    finish_rows(g, e, h, nl, last, true);
 }
 
 /* one decode step over nb sequences, one row each (the token fed is in h_ids) */
@@ -400,6 +507,7 @@ static lisa_status run_graph(lisa_engine *e, lisa_graph_fn fn) {
         e->plan.n_batch = e->n_batch;
         e->plan.n_rows = e->h_qo[e->n_batch];
         e->plan.n_text = e->n_text;
+        e->plan.n_copy = fn == prefill_graph ? e->n_copy : 0;
         LISA_TRY(lisa_tp_plan_bcast(e->tp, &e->plan));
     }
     lisa_arena_reset(&e->act, 0);
@@ -416,29 +524,73 @@ static lisa_status run_graph(lisa_engine *e, lisa_graph_fn fn) {
 
 /* ---- step pieces ------------------------------------------------------------------------------ */
 
-/* KV plan for the batch: prefill rows [start, L0) or one decode row at kv.len. */
-static void plan_rows(lisa_engine *e, bool prefill) {
-    int32_t rows = 0, pages = 0;
+/* KV plan of a decode step: one row at kv.len per request. */
+static void plan_decode(lisa_engine *e) {
+    int32_t pages = 0;
     e->h_qo[0] = 0;
     e->h_kvp[0] = 0;
     for (int32_t b = 0; b < e->n_batch; b++) {
         eng_req *r = e->batch[b];
-        const int32_t p0 = prefill ? r->start : r->kv.len, p1 = prefill ? r->prep.L0 : r->kv.len + 1;
-        for (int32_t p = p0; p < p1; p++, rows++) {
-            e->h_pos[rows] = p;
-            e->h_slots[rows] = lisa_kv_seq_slot(&e->pool, &r->kv, p);
-        }
-        e->h_qo[b + 1] = rows;
+        e->h_pos[b] = r->kv.len;
+        e->h_slots[b] = lisa_kv_seq_slot(&e->pool, &r->kv, r->kv.len);
+        e->h_qo[b + 1] = b + 1;
         for (int32_t i = 0; i < r->kv.n_pages; i++) e->h_idx[pages++] = r->kv.pages[i];
         e->h_kvp[b + 1] = pages;
-        e->h_kvl[b] = p1;
+        e->h_kvl[b] = r->kv.len + 1;
     }
 }
 
-/* Appends the step's token to each request; marks finished ones. */
-static void take_tokens(lisa_engine *e) {
+/* One plan sequence of a prefill: positions [p0, p1) of request r. */
+static void plan_segment(lisa_engine *e, const eng_req *r, int32_t p0, int32_t p1, int32_t img_j, bool last,
+                         int32_t *rows, int32_t *pages, int32_t *text) {
+    const int32_t q = e->n_batch++, k = r->prep.placeholder;
+    for (int32_t p = p0; p < p1; p++, (*rows)++) {
+        e->h_pos[*rows] = p;
+        e->h_slots[*rows] = lisa_kv_seq_slot(&e->pool, &r->kv, p);
+        /* the text ids of the rows, in row order: before the image ids[p], after it ids[p - P + 1] */
+        if (p < k) e->h_ids[(*text)++] = r->prep.ids[p];
+        else if (p >= k + e->P) e->h_ids[(*text)++] = r->prep.ids[p - e->P + 1];
+    }
+    e->h_qo[q + 1] = *rows;
+    for (int32_t i = 0; i < r->kv.n_pages; i++) e->h_idx[(*pages)++] = r->kv.pages[i];
+    e->h_kvp[q + 1] = *pages;
+    e->h_kvl[q] = p1;
+    e->h_seq[4 * q] = p0;
+    e->h_seq[4 * q + 1] = k;
+    e->h_seq[4 * q + 2] = img_j;
+    e->h_seq[4 * q + 3] = last;
+}
+
+/* The prefill plan of the step's n_req requests: from each one's start, the image segment (if its
+ * prefix does not hold it) and the rest, each a plan sequence (runtime/prefix_tree.h); the image
+ * rows' entries; the copy-on-write pairs. */
+static void plan_prefill(lisa_engine *e) {
+    int32_t rows = 0, pages = 0, text = 0, n_img = 0;
+    e->n_batch = 0;
+    e->n_copy = 0;
+    e->h_qo[0] = 0;
+    e->h_kvp[0] = 0;
+    for (int32_t b = 0; b < e->n_req; b++) {
+        const eng_req *r = e->batch[b];
+        const int32_t img_end = r->prep.placeholder + e->P;
+        if (r->cow_src >= 0) {
+            e->h_copy[2 * e->n_copy] = r->cow_src;
+            e->h_copy[2 * e->n_copy + 1] = r->cow_dst;
+            e->n_copy++;
+        }
+        if (r->start < img_end) {
+            e->img_slot[n_img] = r->slot;
+            plan_segment(e, r, r->start, img_end, n_img++, false, &rows, &pages, &text);
+        }
+        plan_segment(e, r, img_end, r->prep.L0, -1, true, &rows, &pages, &text);
+    }
+    e->n_text = text;
+}
+
+/* Appends the step's token to each of its n requests; marks finished ones. */
+static void take_tokens(lisa_engine *e, int32_t n) {
     const int32_t eos = lisa_tokenizer_eos_id(e->m->tok);
-    for (int32_t b = 0; b < e->n_batch; b++) {
+    for (int32_t b = 0; b < n; b++) {
         eng_req *r = e->batch[b];
         lisa_result *res = r->res;
         const int32_t tok = e->h_next[b];
@@ -450,90 +602,206 @@ static void take_tokens(lisa_engine *e) {
     }
 }
 
-static void fail_batch(lisa_engine *e, lisa_status s) {
+static void fail_batch(lisa_engine *e, int32_t n, lisa_status s) {
     const char *msg = lisa_last_error();
-    for (int32_t b = 0; b < e->n_batch; b++) {
+    for (int32_t b = 0; b < n; b++) {
         fail_result(e->batch[b]->res, s, msg);
         e->batch[b]->finished = true;
     }
 }
 
-static bool same_prefix(const lisa_engine *e, const lisa_prepared *pr) {
-    return e->n_prefix_pages > 0 && pr->placeholder >= e->n_prefix_ids &&
-           memcmp(pr->ids, e->prefix_ids, (size_t)e->n_prefix_ids * sizeof(int32_t)) == 0;
+/* under mu: does a request admitted in this step (batch[0..nb)) prefill the image segment of `key`? */
+static bool image_segment_in_step(const lisa_engine *e, int32_t nb, const lisa_image_key *key) {
+    for (int32_t b = 0; b < nb; b++) {
+        const eng_req *o = e->batch[b];
+        if (o->start < o->prep.placeholder + e->P && lisa_image_key_eq(&o->key, key)) return true;
+    }
+    return false;
 }
 
-/* admission under mu; returns the number admitted into e->batch */
-static int32_t admit_locked(lisa_engine *e) {
-    int32_t nb = 0, rows = 0;
-    while (e->ready_head && e->n_running + nb < e->p.max_batch && nb < e->p.max_images && e->n_free_slots > 0) {
-        eng_req *r = e->ready_head;
-        const bool shared = same_prefix(e, &r->prep);
-        const int32_t start = shared ? e->n_prefix_pages * e->pool.page_size : 0;
-        if (nb > 0 && rows + (r->prep.L0 - start) > e->p.max_prefill_tokens) break;
-        if (lisa_kv_seq_init(&e->pool, &r->kv, shared ? e->prefix.pages : NULL, shared ? e->n_prefix_pages : 0) !=
-            LISA_OK)
-            break;
-        if (lisa_kv_seq_reserve(&e->pool, &r->kv, r->prep.L0 + r->prep.max_new) != LISA_OK) {
-            lisa_kv_seq_release(&e->pool, &r->kv); /* wait for pages: FIFO, nobody overtakes */
-            break;
+/* under mu: the KV of r from `node` on (copy-on-write of a partial last page), room for its whole
+ * context; LISA_ERR_BUSY when the pool is short even after dropping unused kept prefixes */
+static lisa_status reserve_kv(lisa_engine *e, eng_req *r, const lisa_prefix_node *node) {
+    const int32_t need = r->prep.L0 + r->prep.max_new;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        lisa_status s = lisa_prefix_tree_seq_init(&e->tree, node, &r->kv, &r->cow_src, &r->cow_dst);
+        if (s == LISA_OK) {
+            s = lisa_kv_seq_reserve(&e->pool, &r->kv, need);
+            if (s == LISA_OK) return LISA_OK;
+            lisa_kv_seq_release(&e->pool, &r->kv);
         }
+        if (s != LISA_ERR_BUSY) return s;
+        /* pages to find: the new ones of the context, and one for the copy-on-write */
+        const int32_t shared = node ? node->pos1 / e->pool.page_size : 0;
+        if (attempt == 1 || !lisa_prefix_tree_evict(&e->tree, lisa_kv_pages_for(&e->pool, need) - shared + 1, node))
+            break;
+    }
+    r->cow_src = r->cow_dst = -1;
+    return LISA_ERR_BUSY;
+}
+
+/* under mu: sends r (unlinked from the ready queue) back to the workers for its pixels */
+static void requeue_for_pixels(lisa_engine *e, eng_req *r) {
+    r->need_pixels = true;
+    r->next = e->prep_head;
+    e->prep_head = r;
+    if (!e->prep_tail) e->prep_tail = r;
+    e->n_prep++;
+    pthread_cond_signal(&e->work_cv);
+}
+
+/* admission under mu (see the file comment); returns the number admitted into e->batch */
+static int32_t admit_locked(lisa_engine *e) {
+    int32_t nb = 0, rows = 0, n_img = 0;
+    e->n_enc = 0;
+    const bool cache = lisa_image_cache_enabled(&e->ic);
+    eng_req *prev = NULL, *r = e->ready_head;
+    while (r && e->n_running + nb < e->p.max_batch) {
+        eng_req *next = r->next;
+        int32_t ent = cache ? lisa_image_cache_find(&e->ic, &r->key) : -1;
+        /* encoded, or prefilled through its image, by an earlier request of this step: next step */
+        if ((ent >= 0 && e->ic.e[ent].state == LISA_IMAGE_ENTRY_ENCODING) ||
+            (cache && e->p.share_prefix && image_segment_in_step(e, nb, &r->key))) {
+            prev = r;
+            r = next;
+            continue;
+        }
+        if (ent < 0 && !r->has_pixels) { /* its image left the cache since a worker looked */
+            if (prev) prev->next = next;
+            else e->ready_head = next;
+            if (e->ready_tail == r) e->ready_tail = prev;
+            e->n_ready--;
+            requeue_for_pixels(e, r);
+            r = next;
+            continue;
+        }
+        const bool hit = ent >= 0;
+        lisa_prefix_node *node = e->p.share_prefix ? lisa_prefix_tree_match(&e->tree, r->prep.ids, r->prep.n_ids,
+                                                                         hit ? &r->key : NULL, r->prep.L0)
+                                                   : NULL;
+        const int32_t img_end = r->prep.placeholder + e->P;
+        int32_t start = 0;
+        bool img_rows = true, admitted = false;
+        /* from the longest kept prefix; if the pool is short even so (that prefix's partial page is
+         * one more page held), from its parent, which lets it be dropped */
+        for (int attempt = 0; attempt < 2 && !admitted; attempt++) {
+            start = node ? node->pos1 : 0;
+            LISA_ASSERT(start <= r->prep.placeholder || start == img_end);
+            img_rows = start < img_end;
+            if (nb > 0 && rows + (r->prep.L0 - start) > e->p.max_prefill_tokens) break;
+            if ((img_rows && n_img == e->p.max_images) || (!hit && e->n_enc == e->p.max_images)) break;
+            if (node) node->users++; /* kept while we make room */
+            admitted = reserve_kv(e, r, node) == LISA_OK;
+            if (node && !admitted) node->users--;
+            if (!admitted && node && node->has_image) node = node->parent != &e->tree.root ? node->parent : NULL;
+            else break;
+        }
+        if (!admitted) break; /* wait for pages: FIFO, nobody overtakes */
+        /* admitted */
+        r->node = node;
         r->start = start;
-        r->slot = e->free_slots[--e->n_free_slots];
-        e->ready_head = r->next;
-        if (!e->ready_head) e->ready_tail = NULL;
+        r->enc = -1;
+        if (hit) {
+            lisa_image_cache_pin(&e->ic, ent);
+            r->slot = ent;
+            lisa_tensor_free(&r->prep.clip_px); /* prepared before its image was cached: not needed */
+            lisa_tensor_free(&r->prep.sam_px);
+        } else {
+            r->slot = lisa_image_cache_acquire(&e->ic, &r->key);
+            r->enc = e->n_enc;
+            e->enc_slot[e->n_enc++] = r->slot;
+        }
+        if (node && node->pos1 >= img_end) e->kv_hits++;
+        e->kv_reused += start;
+        if (prev) prev->next = next;
+        else e->ready_head = next;
+        if (e->ready_tail == r) e->ready_tail = prev;
         e->n_ready--;
         e->batch[nb++] = r;
         rows += r->prep.L0 - start;
+        n_img += img_rows;
+        r = next;
     }
     return nb;
 }
 
-static void release_running(lisa_engine *e, eng_req *r) {
+/* under mu: a request leaves the running set (its pages, its prefix, its image entry) */
+static void release_running_locked(lisa_engine *e, eng_req *r) {
     lisa_kv_seq_release(&e->pool, &r->kv);
-    e->free_slots[e->n_free_slots++] = r->slot;
+    if (r->node) r->node->users--;
+    r->node = NULL;
+    if (r->slot >= 0) lisa_image_cache_unpin(&e->ic, r->slot);
+    r->slot = -1;
+}
+
+/* under mu: keeps the prompts through their image of the step's requests that prefilled them */
+static void keep_prefixes_locked(lisa_engine *e) {
+    if (!e->p.share_prefix || !lisa_image_cache_enabled(&e->ic)) return;
+    for (int32_t b = 0; b < e->n_req; b++) {
+        eng_req *r = e->batch[b];
+        const int32_t k = r->prep.placeholder, img_end = k + e->P;
+        if (r->res->status != LISA_OK || r->start >= img_end) continue;
+        lisa_prefix_node *parent = r->node;
+        const int32_t id0 = parent ? parent->id_end : 0;
+        if (lisa_prefix_tree_child(&e->tree, parent, r->prep.ids + id0, k + 1 - id0, &r->key)) continue;
+        /* out of memory: not kept, nothing else changes */
+        lisa_prefix_tree_insert(&e->tree, parent, r->prep.ids + id0, k + 1 - id0, &r->key, img_end, r->kv.pages,
+                                false);
+    }
 }
 
 static void vision_and_prefill(lisa_engine *e, int32_t nb) {
-    e->n_batch = nb;
-    const size_t clip_sz = lisa_tensor_nbytes(&e->batch[0]->prep.clip_px);
-    const size_t sam_sz = lisa_tensor_nbytes(&e->batch[0]->prep.sam_px);
+    e->n_req = nb;
+    double t0 = now_ms(), t1 = t0;
+    lisa_status s = LISA_OK;
+    if (e->n_enc > 0) {
+        const size_t clip_sz = lisa_tensor_nbytes(&e->clip_host) / (size_t)e->p.max_images;
+        const size_t sam_sz = lisa_tensor_nbytes(&e->sam_host) / (size_t)e->p.max_images;
+        for (int32_t b = 0; b < nb; b++) {
+            const eng_req *r = e->batch[b];
+            if (r->enc < 0) continue;
+            memcpy((char *)e->clip_host.data + r->enc * clip_sz, r->prep.clip_px.data, clip_sz);
+            memcpy((char *)e->sam_host.data + r->enc * sam_sz, r->prep.sam_px.data, sam_sz);
+        }
+        s = run_graph(e, vision_graph);
+        t1 = now_ms();
+        pthread_mutex_lock(&e->mu);
+        for (int32_t b = 0; b < nb && s == LISA_OK; b++) {
+            eng_req *r = e->batch[b];
+            if (r->enc < 0) continue;
+            lisa_image_cache_ready(&e->ic, r->slot, r->prep.H0, r->prep.W0, r->prep.h_r, r->prep.w_r);
+            r->res->t.clip_ms = r->res->t.sam_encoder_ms = t1 - t0;
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (s != LISA_OK) {
+            fail_batch(e, nb, s);
+            return;
+        }
+    }
+    /* requests on a cached image: the sizes the mask stage needs come with the embedding */
     for (int32_t b = 0; b < nb; b++) {
-        memcpy((char *)e->clip_host.data + b * clip_sz, e->batch[b]->prep.clip_px.data, clip_sz);
-        memcpy((char *)e->sam_host.data + b * sam_sz, e->batch[b]->prep.sam_px.data, sam_sz);
+        eng_req *r = e->batch[b];
+        const lisa_image_entry *en = &e->ic.e[r->slot];
+        r->prep.h_r = en->h_r;
+        r->prep.w_r = en->w_r;
     }
-    double t0 = now_ms();
-    lisa_status s = run_graph(e, vision_graph);
-    double t1 = now_ms();
-    for (int32_t b = 0; b < nb; b++) e->batch[b]->res->t.clip_ms = e->batch[b]->res->t.sam_encoder_ms = t1 - t0;
-    if (s != LISA_OK) {
-        fail_batch(e, s);
-        return;
-    }
-    /* text ids of the rows each request prefills: ids[start:k] and ids[k+1:] */
-    int32_t t = 0;
-    for (int32_t b = 0; b < nb; b++) {
-        const lisa_prepared *pr = &e->batch[b]->prep;
-        e->h_seq[3 * b] = e->batch[b]->start;
-        e->h_seq[3 * b + 1] = pr->placeholder;
-        e->h_seq[3 * b + 2] = pr->n_ids;
-        for (int32_t i = e->batch[b]->start; i < pr->n_ids; i++)
-            if (i != pr->placeholder) e->h_ids[t++] = pr->ids[i];
-    }
-    e->n_text = t;
-    plan_rows(e, true);
+    plan_prefill(e);
     s = run_graph(e, prefill_graph);
     double t2 = now_ms();
     if (s != LISA_OK) {
-        fail_batch(e, s);
+        fail_batch(e, nb, s);
         return;
     }
     for (int32_t b = 0; b < nb; b++) {
         e->batch[b]->kv.len = e->batch[b]->prep.L0;
         e->batch[b]->res->t.prefill_ms = t2 - t1;
         e->batch[b]->res->t.n_prompt_tokens = e->batch[b]->prep.L0;
+        e->batch[b]->res->t.n_reused_tokens = e->batch[b]->start;
     }
-    take_tokens(e);
+    take_tokens(e, nb);
+    pthread_mutex_lock(&e->mu);
+    keep_prefixes_locked(e);
+    pthread_mutex_unlock(&e->mu);
 }
 
 #define GRAPH_CACHE 16
@@ -589,7 +857,7 @@ static int32_t decode_step(lisa_engine *e) {
     if (nb == 0) return 0;
     e->n_batch = nb;
     for (int32_t b = 0; b < nb; b++) e->h_ids[b] = e->batch[b]->res->tokens[e->batch[b]->res->n_tokens - 1];
-    plan_rows(e, false);
+    plan_decode(e);
     double t0 = now_ms();
     lisa_status s = e->graphs ? run_decode_graphed(e) : run_graph(e, decode_graph);
     double dt = now_ms() - t0;
@@ -602,14 +870,14 @@ static int32_t decode_step(lisa_engine *e) {
     e->decode_hist[bucket]++;
     pthread_mutex_unlock(&e->mu);
     if (s != LISA_OK) {
-        fail_batch(e, s);
+        fail_batch(e, nb, s);
         return 0;
     }
     for (int32_t b = 0; b < nb; b++) {
         e->batch[b]->kv.len++;
         e->batch[b]->res->t.decode_ms += dt;
     }
-    take_tokens(e);
+    take_tokens(e, nb);
     return nb;
 }
 
@@ -623,8 +891,8 @@ static void publish_request(lisa_engine *e, eng_req *r, lisa_status s, double ma
         res->t.n_generated = res->n_tokens;
     }
     res->t.total_ms = now_ms() - r->t_submit;
-    release_running(e, r);
     pthread_mutex_lock(&e->mu);
+    release_running_locked(e, r);
     retire_locked(e, r);
     pthread_mutex_unlock(&e->mu);
 }
@@ -639,7 +907,7 @@ static void finish_requests(lisa_engine *e, eng_req **fin, int32_t n) {
             lisa_status s = LISA_OK;
             double t0 = now_ms();
             if (r->res->status == LISA_OK)
-                s = lisa_masks_run(e->m, &r->prep, &e->emb[r->slot], r->seg_hidden, r->n_seg, r->res,
+                s = lisa_masks_run(e->m, &r->prep, &e->ic.e[r->slot].emb, r->seg_hidden, r->n_seg, r->res,
                                    e->hooks.tap ? &e->hooks : NULL);
             publish_request(e, r, s, now_ms() - t0);
         }
@@ -648,7 +916,7 @@ static void finish_requests(lisa_engine *e, eng_req **fin, int32_t n) {
     int32_t ni = 0;
     for (int32_t i = 0; i < n; i++)
         if (fin[i]->res->status == LISA_OK)
-            e->mask_items[ni++] = (lisa_mask_item){.pr = &fin[i]->prep, .emb = &e->emb[fin[i]->slot],
+            e->mask_items[ni++] = (lisa_mask_item){.pr = &fin[i]->prep, .emb = &e->ic.e[fin[i]->slot].emb,
                                                    .seg_hidden = fin[i]->seg_hidden, .n_seg = fin[i]->n_seg,
                                                    .res = fin[i]->res};
     const double t0 = now_ms();
@@ -720,7 +988,7 @@ static void *sched_main(void *arg) {
 lisa_engine_params lisa_engine_default_params(void) {
     lisa_engine_params p = {.max_batch = 16, .max_prefill_tokens = 2048, .max_images = 8, .page_size = 16,
                             .kv_cache_bytes = 0, .max_queue = 1024, .n_workers = 0, .share_prefix = true,
-                            .background = true};
+                            .background = true, .image_cache_bytes = 256ll << 20};
     return p;
 }
 
@@ -749,36 +1017,64 @@ static void host_buf_free(const lisa_engine *e, void *p) {
     free(p);
 }
 
+/* A synthetic prefill sequence for the counting passes: positions [p0, p1), placeholder at 1. */
+static void measure_seq(lisa_engine *e, int32_t p0, int32_t p1, int32_t img_j, bool last) {
+    const int32_t q = e->n_batch++, k = 1;
+    e->h_qo[q + 1] = e->h_qo[q] + (p1 - p0);
+    e->h_kvp[q + 1] = 0;
+    e->h_kvl[q] = p1;
+    e->h_seq[4 * q] = p0, e->h_seq[4 * q + 1] = k, e->h_seq[4 * q + 2] = img_j, e->h_seq[4 * q + 3] = last;
+    for (int32_t p = p0; p < p1; p++) {
+        e->h_pos[e->h_qo[q] + p - p0] = e->h_slots[e->h_qo[q] + p - p0] = 0;
+        if (p < k || p >= k + e->P) e->h_ids[e->n_text++] = 0;
+    }
+}
+
 /* Counting passes over the worst-case shapes of every step graph; sizes the step arena. */
 static lisa_status size_arena(lisa_engine *e, size_t *act_bytes, size_t *meta_bytes) {
     size_t a = 0, mb = 0, ta, tm;
     lisa_status s = LISA_OK;
     e->batch = NULL; /* counting mode: the graphs use synthetic per-sequence layouts */
-    const int32_t R = e->p.max_prefill_tokens;
-    /* vision with max_images; prefill of R rows over 1 and over max_images sequences; decode of
-     * max_batch rows (host plan arrays hold any values: nothing executes) */
+    const int32_t R = e->p.max_prefill_tokens, P = e->P, MB = e->p.max_batch, MI = e->p.max_images;
+    /* vision with max_images; prefill of R rows as one request, and as the most requests a step
+     * admits (max_images with their image segment, the rest one row each); decode of max_batch rows
+     * (host plan arrays hold any values: nothing executes) */
     for (int pass = e->follower ? 1 : 0; pass < 4 && s == LISA_OK; pass++) { /* followers: no vision */
         lisa_graph_fn fn = pass == 0 ? vision_graph : pass == 3 ? decode_graph : prefill_graph;
-        int32_t nb = pass == 0 ? e->p.max_images : pass == 1 ? 1 : pass == 2 ? e->p.max_images : e->p.max_batch;
-        if (pass == 2 && (R / nb) < e->P + 1) nb = R / (e->P + 1) > 0 ? R / (e->P + 1) : 1;
-        e->n_batch = nb;
-        const int32_t rows = pass == 3 ? nb : (R / nb) * nb;
-        for (int32_t b = 0; b <= nb; b++) e->h_qo[b] = (pass == 3 ? 1 : R / nb) * b;
-        for (int32_t i = 0; i < rows; i++) e->h_pos[i] = e->h_slots[i] = 0;
-        for (int32_t b = 0; b <= nb; b++) e->h_kvp[b] = 0;
-        for (int32_t b = 0; b < nb; b++) {
-            e->h_kvl[b] = 1;
-            e->h_seq[3 * b] = 0;                     /* start */
-            e->h_seq[3 * b + 1] = 1;                 /* placeholder */
-            e->h_seq[3 * b + 2] = R / nb - e->P + 1; /* n_ids */
+        e->n_batch = e->n_text = e->n_copy = 0;
+        e->h_qo[0] = e->h_kvp[0] = 0;
+        if (pass == 0) {
+            e->n_enc = MI;
+            for (int32_t b = 0; b < MI; b++) e->enc_slot[b] = 0;
+        } else if (pass == 1) {
+            measure_seq(e, 0, 1 + P, 0, false);
+            measure_seq(e, 1 + P, R, -1, true);
+        } else if (pass == 2) {
+            const int32_t n_img = MI < R / (P + 2) ? MI : R / (P + 2);
+            int32_t n_hit = MB - n_img, left = R - n_img * (P + 2);
+            if (n_hit > left) n_hit = left;
+            for (int32_t j = 0; j < n_img; j++) {
+                measure_seq(e, 0, 1 + P, j, false);
+                measure_seq(e, 1 + P, 2 + P, -1, true);
+            }
+            for (int32_t j = 0; j < n_hit; j++) measure_seq(e, 1 + P, 2 + P, -1, true);
+        } else {
+            e->n_batch = MB;
+            for (int32_t b = 0; b < MB; b++) {
+                e->h_qo[b + 1] = b + 1;
+                e->h_kvp[b + 1] = 0;
+                e->h_kvl[b] = 1;
+                e->h_pos[b] = e->h_slots[b] = e->h_ids[b] = 0;
+            }
+            e->n_text = MB;
         }
-        e->n_text = pass == 3 ? nb : rows - nb * e->P + nb * 0;
-        if (pass != 3 && pass != 0) e->n_text = rows - nb * (e->P - 1) - nb; /* n_ids-1-... per synthetic seq */
-        (void)rows;
+        if (!e->follower)
+            for (int32_t j = 0; j < MI; j++) e->img_slot[j] = 0;
         s = lisa_graph_measure(e->be, e->act_dtype, fn, e, &ta, &tm);
         if (ta > a) a = ta;
         if (tm > mb) mb = tm;
     }
+    e->n_batch = e->n_text = e->n_enc = 0;
     *act_bytes = a;
     *meta_bytes = mb;
     return s;
@@ -806,6 +1102,7 @@ static lisa_status create_buffers(lisa_engine *e) {
     }
     LISA_TRY(
         lisa_kv_pool_init(&e->pool, e->be, lc->n_layers, n_pages, e->p.page_size, n_kv, lc->head_dim, e->act_dtype));
+    lisa_prefix_tree_init(&e->tree, &e->pool);
     /* the projector buffer (followers: the leader's rows arrive there) */
     e->proj_buf = lisa_tensor_view(NULL, e->act_dtype, 3, (int64_t[]){MI, e->P, e->C});
     LISA_TRY(e->be->mem_alloc(e->be, lisa_tensor_nbytes(&e->proj_buf), &e->proj_mem));
@@ -825,34 +1122,47 @@ static lisa_status create_buffers(lisa_engine *e) {
     return LISA_OK;
 }
 
-/* SAM-embedding slots and the image staging buffers (leader / no TP only). */
+/* An image leaves the cache: so do the KV prefixes computed from it (runtime/prefix_tree.h). */
+static void on_image_evicted(void *ctx, int32_t slot) {
+    lisa_engine *e = ctx;
+    lisa_prefix_tree_drop_image(&e->tree, &e->ic.e[slot].key);
+}
+
+/* The image cache and the image staging buffers (leader / no TP only). */
 static lisa_status create_vision_buffers(lisa_engine *e) {
     const lisa_model *m = e->m;
     const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size, G = m->sam->enc.grid, O = m->cfg.out_dim;
     const int32_t MB = e->p.max_batch, MI = e->p.max_images;
-    const size_t emb_bytes = (size_t)O * G * G * lisa_dtype_size(e->act_dtype);
-    LISA_TRY(e->be->mem_alloc(e->be, emb_bytes * MB, &e->emb_mem));
-    if (!(e->emb = calloc((size_t)MB, sizeof *e->emb))) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+    if (e->p.image_cache_bytes < 0)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "engine params: image_cache_bytes %lld (0 = no reuse)",
+                         (long long)e->p.image_cache_bytes);
+    LISA_TRY(lisa_image_cache_init(&e->ic, e->be, e->act_dtype, e->P, e->C, O, G, MB, e->p.image_cache_bytes));
+    e->ic.on_evict = on_image_evicted;
+    e->ic.evict_ctx = e;
+    e->pp_id = lisa_model_preprocess_id(m);
+    e->enc_slot = calloc((size_t)MI, sizeof *e->enc_slot);
+    e->img_slot = calloc((size_t)MI, sizeof *e->img_slot);
+    if (!e->enc_slot || !e->img_slot) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
     if (!(e->finished = calloc((size_t)MB, sizeof *e->finished)) ||
         !(e->mask_items = calloc((size_t)MB, sizeof *e->mask_items)))
         return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
-    for (int32_t i = 0; i < MB; i++) {
-        e->emb[i] = lisa_tensor_view((char *)e->emb_mem + emb_bytes * i, e->act_dtype, 4, (int64_t[]){1, O, G, G});
-        e->emb[i].device = e->be->device;
-    }
     /* host staging */
     LISA_TRY(lisa_tensor_alloc(&e->clip_host, LISA_DTYPE_F32, 4, (int64_t[]){MI, 3, CS, CS}));
     return lisa_tensor_alloc(&e->sam_host, LISA_DTYPE_F32, 4, (int64_t[]){MI, 3, S, S});
 }
+
+/* Plan sequences a step may hold: decode, max_batch; prefill, one per request plus one per image
+ * segment (max_images) (the same formula on TP followers). */
+static int32_t max_plan_seqs(int32_t MB, int32_t MI) { return MB + MI; }
 
 /* The step plan's host arrays (and the TP plan buffer over them). */
 static lisa_status create_host_arrays(lisa_engine *e, int32_t n_pages) {
     const lisa_llama_config *lc = &e->m->cfg.llm;
     const int32_t MB = e->p.max_batch, MI = e->p.max_images;
     e->cap_rows = e->p.max_prefill_tokens > MB ? e->p.max_prefill_tokens : MB;
-    /* concatenated page tables repeat the shared prefix pages once per sequence */
-    e->cap_idx = n_pages + (MB + 1) * (lisa_kv_pages_for(&e->pool, lc->max_pos) + 1);
-    const int32_t nseq = (MB > MI ? MB : MI) + 1;
+    const int32_t nseq = max_plan_seqs(MB, MI) + 1;
+    /* concatenated page tables repeat a request's pages once per plan sequence */
+    e->cap_idx = n_pages + nseq * (lisa_kv_pages_for(&e->pool, lc->max_pos) + 1);
     e->h_qo = host_buf(e, (size_t)nseq * sizeof(int32_t));
     e->h_kvp = host_buf(e, (size_t)nseq * sizeof(int32_t));
     e->h_kvl = host_buf(e, (size_t)nseq * sizeof(int32_t));
@@ -864,65 +1174,59 @@ static lisa_status create_host_arrays(lisa_engine *e, int32_t n_pages) {
     e->h_idx = host_buf(e, (size_t)e->cap_idx * sizeof(int32_t));
     e->h_hidden = host_buf(e, (size_t)nseq * e->C * sizeof(float));
     if (e->h_idx) memset(e->h_idx, 0, (size_t)e->cap_idx * sizeof(int32_t)); /* uploaded at capacity */
-    e->h_seq = malloc((size_t)nseq * 3 * sizeof(int32_t));
+    e->h_seq = calloc((size_t)nseq * 4, sizeof(int32_t));
+    e->h_copy = calloc((size_t)nseq * 2, sizeof(int32_t));
     e->running = calloc((size_t)MB, sizeof *e->running);
     e->batch = calloc((size_t)nseq, sizeof *e->batch);
-    e->free_slots = malloc((size_t)MB * sizeof(int32_t));
     if (!e->h_qo || !e->h_kvp || !e->h_kvl || !e->h_rows || !e->h_next || !e->h_pos || !e->h_slots || !e->h_ids ||
-        !e->h_idx || !e->h_hidden || !e->h_seq || !e->running || !e->batch || !e->free_slots)
+        !e->h_idx || !e->h_hidden || !e->h_seq || !e->h_copy || !e->running || !e->batch)
         return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
-    for (int32_t i = 0; i < MB; i++) e->free_slots[i] = MB - 1 - i;
-    e->n_free_slots = MB;
     if (e->tp) {
         lisa_tp_plan *pl = &e->plan;
         pl->qo = e->h_qo, pl->pos = e->h_pos, pl->slots = e->h_slots, pl->kvp = e->h_kvp, pl->idx = e->h_idx;
-        pl->kvl = e->h_kvl, pl->ids = e->h_ids, pl->seq = e->h_seq;
-        pl->cap_seqs = nseq - 1, pl->cap_rows = e->cap_rows, pl->cap_idx = e->cap_idx;
-        if (!(pl->buf = malloc(lisa_tp_plan_buf_len(nseq, e->cap_rows, e->cap_idx) * sizeof(int32_t))))
+        pl->kvl = e->h_kvl, pl->ids = e->h_ids, pl->seq = e->h_seq, pl->copies = e->h_copy;
+        pl->cap_seqs = nseq - 1, pl->cap_rows = e->cap_rows, pl->cap_idx = e->cap_idx, pl->cap_copies = nseq;
+        if (!(pl->buf = malloc(lisa_tp_plan_buf_len(nseq, e->cap_rows, e->cap_idx, nseq) * sizeof(int32_t))))
             return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
     }
     return LISA_OK;
 }
 
-/* Prefills the system-prompt prefix once (every id before the image placeholder) and keeps its
- * full pages for sharing. */
+/* Prefills the system-prompt prefix once (the full pages before the image placeholder) and keeps
+ * it as the tree's pinned first node (runtime/prefix_tree.h). */
 static lisa_status build_prefix(lisa_engine *e) {
     lisa_segment_params sp = lisa_segment_default_params();
     uint8_t px[3] = {0, 0, 0};
     lisa_prepared pr;
-    LISA_TRY(lisa_prepare(e->m, px, 1, 1, "x", &sp, &pr));
-    const int32_t k = pr.placeholder, full = k / e->pool.page_size;
+    LISA_TRY(lisa_prepare_ex(e->m, px, 1, 1, "x", &sp, false, &pr));
+    const int32_t k = pr.placeholder, full = k / e->pool.page_size, rows = full * e->pool.page_size;
     lisa_status s = LISA_OK;
+    lisa_kv_seq seq = {0};
     if (full > 0) {
-        e->n_prefix_ids = k;
-        e->prefix_ids = malloc((size_t)k * sizeof(int32_t));
-        if (!e->prefix_ids) s = lisa_fail(LISA_ERR_OOM, "engine: out of memory");
-        if (s == LISA_OK) {
-            memcpy(e->prefix_ids, pr.ids, (size_t)k * sizeof(int32_t));
-            s = lisa_kv_seq_init(&e->pool, &e->prefix, NULL, 0);
-        }
-        if (s == LISA_OK && lisa_kv_seq_reserve(&e->pool, &e->prefix, full * e->pool.page_size) != LISA_OK)
+        s = lisa_kv_seq_init(&e->pool, &seq, NULL, 0);
+        if (s == LISA_OK && lisa_kv_seq_reserve(&e->pool, &seq, rows) != LISA_OK)
             s = lisa_fail(LISA_ERR_OOM, "engine: the KV pool cannot hold the shared prefix");
         if (s == LISA_OK) {
             /* a decode-shaped pass per token would work too; one prefill over the prefix rows */
-            const int32_t rows = full * e->pool.page_size;
             e->n_batch = 1;
             e->h_qo[0] = 0;
             e->h_qo[1] = rows;
             e->h_kvp[0] = 0;
-            e->h_kvp[1] = e->prefix.n_pages;
-            memcpy(e->h_idx, e->prefix.pages, (size_t)e->prefix.n_pages * sizeof(int32_t));
+            e->h_kvp[1] = seq.n_pages;
+            memcpy(e->h_idx, seq.pages, (size_t)seq.n_pages * sizeof(int32_t));
             e->h_kvl[0] = rows;
             for (int32_t p = 0; p < rows; p++) {
                 e->h_pos[p] = p;
-                e->h_slots[p] = lisa_kv_seq_slot(&e->pool, &e->prefix, p);
+                e->h_slots[p] = lisa_kv_seq_slot(&e->pool, &seq, p);
                 e->h_ids[p] = pr.ids[p];
             }
             e->n_text = rows;
             s = run_graph(e, prefix_graph);
-            e->prefix.len = rows;
-            e->n_prefix_pages = full;
         }
+        if (s == LISA_OK && !lisa_prefix_tree_insert(&e->tree, NULL, pr.ids, rows, NULL, rows, seq.pages, true))
+            s = lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+        if (s == LISA_OK) e->n_prefix_pages = full;
+        if (seq.pages) lisa_kv_seq_release(&e->pool, &seq); /* the tree holds the pages now */
     }
     lisa_prepared_free(&pr);
     return s;
@@ -1029,6 +1333,7 @@ void lisa_engine_free(lisa_engine *e) {
     if (e->tp_created) lisa_tp_send(e->tp, LISA_TP_FREE, NULL);
     /* drop unfinished requests and unclaimed results */
     for (int32_t i = 0; i < e->n_running; i++) lisa_kv_seq_release(&e->pool, &e->running[i]->kv);
+    lisa_prefix_tree_free(&e->tree);
     while (e->all) {
         eng_req *r = e->all;
         e->all = r->all_next;
@@ -1036,16 +1341,13 @@ void lisa_engine_free(lisa_engine *e) {
     }
     for (int32_t i = 0; i < e->n_done; i++) lisa_result_free(e->done[i]);
     free(e->done);
-    if (e->prefix.pages) lisa_kv_seq_release(&e->pool, &e->prefix);
-    free(e->prefix_ids);
     if (e->pool.mem) lisa_kv_pool_free(&e->pool);
-    if (e->emb_mem) e->be->mem_free(e->be, e->emb_mem);
+    lisa_image_cache_free(&e->ic);
     if (e->proj_mem) e->be->mem_free(e->be, e->proj_mem);
     if (e->act_mem) e->be->mem_free(e->be, e->act_mem);
     lisa_arena_free(&e->meta);
     lisa_tensor_free(&e->clip_host);
     lisa_tensor_free(&e->sam_host);
-    free(e->emb);
     lisa_mask_decoder_free(e->masks);
     free(e->mask_items);
     free(e->finished);
@@ -1061,10 +1363,12 @@ void lisa_engine_free(lisa_engine *e) {
     host_buf_free(e, e->h_idx);
     host_buf_free(e, e->h_hidden);
     free(e->h_seq);
+    free(e->h_copy);
+    free(e->enc_slot);
+    free(e->img_slot);
     free(e->plan.buf);
     free(e->running);
     free(e->batch);
-    free(e->free_slots);
     free(e->workers);
     if (e->n_workers || e->sched_started) {
         pthread_mutex_destroy(&e->mu);
@@ -1110,6 +1414,7 @@ lisa_tp_plan *lisa_engine_tp_plan(lisa_engine *e) { return &e->plan; }
 lisa_status lisa_engine_tp_follower_step(lisa_engine *e) {
     e->n_batch = e->plan.n_batch;
     e->n_text = e->plan.n_text;
+    e->n_copy = e->plan.n_copy;
     return run_graph(e, graph_of(e->plan.kind));
 }
 
@@ -1124,10 +1429,10 @@ static void *dup_bytes(const void *src, size_t n) {
 lisa_status lisa_engine_submit(lisa_engine *e, const lisa_request *rq, uint64_t *id) {
     if (id) *id = 0;
     if (!rq || !rq->query) return lisa_fail(LISA_ERR_INVALID_ARG, "request: query is NULL");
-    const int n_images = (rq->image_data != NULL) + (rq->image_path != NULL) + (rq->rgb != NULL);
+    const int n_images = (rq->image_data != NULL) + (rq->image_path != NULL) + (rq->rgb != NULL) + (rq->image != NULL);
     if (n_images != 1)
-        return lisa_fail(LISA_ERR_INVALID_ARG, "request: give exactly one of image_data, image_path, rgb (got %d)",
-                         n_images);
+        return lisa_fail(LISA_ERR_INVALID_ARG,
+                         "request: give exactly one of image_data, image_path, rgb, image (got %d)", n_images);
     if (rq->rgb && (rq->height < 1 || rq->width < 1))
         return lisa_fail(LISA_ERR_INVALID_ARG, "request: rgb image of %d x %d", rq->width, rq->height);
     if (rq->image_data && rq->image_size == 0) return lisa_fail(LISA_ERR_INVALID_ARG, "request: image_data is empty");
@@ -1145,6 +1450,9 @@ lisa_status lisa_engine_submit(lisa_engine *e, const lisa_request *rq, uint64_t 
     if (rq->rgb) ok = ok && (r->rgb = dup_bytes(rq->rgb, (size_t)rq->height * rq->width * 3));
     r->h = rq->height;
     r->w = rq->width;
+    if (rq->image) r->himg = lisa_image_ref(rq->image);
+    r->slot = -1;
+    r->cow_src = r->cow_dst = -1;
     r->res->user_data = rq->user_data;
     r->t_submit = now_ms();
     if (!ok) {
@@ -1271,7 +1579,17 @@ lisa_engine_stats lisa_engine_get_stats(lisa_engine *e) {
     st.results = e->n_done;
     st.kv_pages_total = e->pool.n_pages;
     st.kv_pages_used = e->pool.n_pages - e->pool.n_free;
-    st.kv_prefix_pages = e->n_prefix_pages;
+    st.kv_prefix_pages = e->tree.n_pages;
+    st.kv_prefix_nodes = e->tree.n_nodes;
+    st.kv_prefix_hits = e->kv_hits;
+    st.kv_reused_tokens = e->kv_reused;
+    st.kv_prefix_evictions = e->tree.evictions;
+    st.image_cache_hits = e->ic.hits;
+    st.image_cache_misses = e->ic.misses;
+    st.image_cache_evictions = e->ic.evictions;
+    st.image_cache_bytes = lisa_image_cache_bytes(&e->ic);
+    st.image_cache_capacity = (int64_t)e->ic.n_retain * (int64_t)e->ic.entry_bytes;
+    st.image_cache_entries = (int32_t)(st.image_cache_bytes / (e->ic.entry_bytes ? (int64_t)e->ic.entry_bytes : 1));
     st.completed = e->completed;
     st.failed = e->failed;
     st.steps = e->steps;

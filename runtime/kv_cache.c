@@ -102,6 +102,27 @@ lisa_status lisa_kv_seq_reserve(lisa_kv_pool *p, lisa_kv_seq *s, int32_t n_token
     return LISA_OK;
 }
 
+void lisa_kv_page_ref(lisa_kv_pool *p, int32_t page) {
+    LISA_ASSERT(page >= 0 && page < p->n_pages && p->refcount[page] > 0);
+    p->refcount[page]++;
+}
+
+void lisa_kv_page_unref(lisa_kv_pool *p, int32_t page) { unref(p, page); }
+
+lisa_status lisa_kv_seq_cow_last(lisa_kv_pool *p, lisa_kv_seq *s, int32_t *src, int32_t *dst) {
+    LISA_ASSERT(s->n_pages > 0);
+    if (p->n_free == 0) return LISA_ERR_BUSY;
+    const int32_t page = p->free_list[--p->n_free];
+    LISA_ASSERT(p->refcount[page] == 0);
+    p->refcount[page] = 1;
+    *src = s->pages[s->n_pages - 1];
+    *dst = page;
+    s->pages[s->n_pages - 1] = page;
+    if (s->n_shared > s->n_pages - 1) s->n_shared = s->n_pages - 1;
+    unref(p, *src); /* the tree still holds it */
+    return LISA_OK;
+}
+
 void lisa_kv_seq_release(lisa_kv_pool *p, lisa_kv_seq *s) {
     for (int32_t i = 0; i < s->n_pages; i++) unref(p, s->pages[i]);
     free(s->pages);

@@ -9,11 +9,14 @@
  * kv_indptr[B+1] into kv_indices (the concatenated page tables), kv_len[B] (tokens per sequence),
  * qo_indptr[B+1] (query rows per sequence); slot -1 = padding.
  *
- * Sharing. Pages are reference counted. The shared system-prompt prefix is prefilled once into
- * pages held by a prefix entry; every sequence that starts with it puts those pages first in its
- * table and takes a reference. Shared pages are full and read-only (a sequence only ever appends
- * into pages it holds alone), so no copy-on-write is needed. A page returns to the free list when
- * its last reference goes.
+ * Sharing. Pages are reference counted. Prefixes (the system prompt, a prompt through its image)
+ * are kept as nodes of a radix tree (runtime/prefix_tree.h) that hold references on their pages;
+ * every sequence that starts with a node's path puts the path's pages first in its table and takes
+ * a reference on each. Shared pages are read-only below the prefix's end: a sequence appends only
+ * into pages it holds alone, except the creator of a prefix that ends inside a page, which goes on
+ * appending after that end (nobody else reads there). A sequence continuing from such a partial
+ * page replaces it by a private copy first (lisa_kv_seq_cow_last: copy-on-write). A page returns to
+ * the free list when its last reference goes.
  *
  * Ownership: a lisa_kv_pool owns the device block, the per-layer views, the refcounts and the free
  * list; it borrows the backend. A lisa_kv_seq owns its page-table array (host) and holds one
@@ -51,7 +54,7 @@ typedef struct lisa_kv_seq {
     int32_t *pages;  /* page table (owned) */
     int32_t n_pages, cap_pages;
     int32_t len;      /* tokens written */
-    int32_t n_shared; /* leading pages shared with the prefix (read-only) */
+    int32_t n_shared; /* leading pages shared with a prefix (read-only) */
 } lisa_kv_seq;
 
 /* Pages needed to hold n_tokens. */
@@ -66,6 +69,13 @@ lisa_status lisa_kv_seq_init(lisa_kv_pool *p, lisa_kv_seq *s, const int32_t *sha
 lisa_status lisa_kv_seq_reserve(lisa_kv_pool *p, lisa_kv_seq *s, int32_t n_tokens);
 /* Drops every reference of the sequence and frees its table. */
 void lisa_kv_seq_release(lisa_kv_pool *p, lisa_kv_seq *s);
+/* One more / one less reference on a page (a prefix-tree node holding it); the last unref frees it. */
+void lisa_kv_page_ref(lisa_kv_pool *p, int32_t page);
+void lisa_kv_page_unref(lisa_kv_pool *p, int32_t page);
+/* Copy-on-write of the sequence's last page: a free page replaces it in the table (the reference on
+ * the old one is dropped). *src / *dst: the page to copy from / into (the caller copies the KV).
+ * LISA_ERR_BUSY (no message) when no page is free. */
+lisa_status lisa_kv_seq_cow_last(lisa_kv_pool *p, lisa_kv_seq *s, int32_t *src, int32_t *dst);
 /* KV slot of token j (j < capacity). */
 static inline int32_t lisa_kv_seq_slot(const lisa_kv_pool *p, const lisa_kv_seq *s, int32_t j) {
     return s->pages[j / p->page_size] * p->page_size + j % p->page_size;

@@ -202,6 +202,7 @@ static lisa_status run_one(lisa_model *m, const lisa_request *rq, const lisa_run
     p.n_workers = 1;
     p.background = false;
     p.max_prefill_tokens = m->cfg.llm.max_pos;
+    p.image_cache_bytes = 0; /* one request: nothing to reuse */
     /* room for one full context */
     const lisa_llama_config *lc = &m->cfg.llm;
     p.kv_cache_bytes = (int64_t)(lisa_kv_pages_for(&(lisa_kv_pool){.page_size = p.page_size}, lc->max_pos) + 2) *
@@ -253,7 +254,7 @@ lisa_status lisa_rgb_load_file(const char *path, int64_t max_pixels, uint8_t **r
     *height = *width = 0;
     lisa_image_limits lim = lisa_image_default_limits();
     if (max_pixels > 0) lim.max_pixels = max_pixels;
-    lisa_image img;
+    lisa_bitmap img;
     LISA_TRY(lisa_image_load(&img, path, &lim));
     *rgb = img.data; /* malloc'd: lisa_free */
     *height = img.h;
@@ -271,13 +272,13 @@ lisa_status lisa_segment_file(lisa_model *m, const char *image_path, const char 
     /* decode here so that a bad file is reported before an engine is built */
     lisa_image_limits lim = lisa_image_default_limits();
     if (rq.params.max_image_pixels > 0) lim.max_pixels = rq.params.max_image_pixels;
-    lisa_image img;
+    lisa_bitmap img;
     LISA_TRY(lisa_image_load(&img, image_path, &lim));
     rq.rgb = img.data;
     rq.height = img.h;
     rq.width = img.w;
     rq.query = query;
     lisa_status s = run_one(m, &rq, NULL, out);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return s;
 }

@@ -193,9 +193,28 @@ void srv_metrics_render(srv_buf *b, srv_metrics *m, const srv_gauges *g) {
     srv_buf_printf(b, "lisa_decode_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)st->decode_steps);
     srv_buf_printf(b, "lisa_decode_batch_size_sum %lld\nlisa_decode_batch_size_count %lld\n",
                    (long long)st->decode_rows, (long long)st->decode_steps);
-    gauge(b, "lisa_kv_pages_used", "KV-cache pages in use (the shared prefix included).", st->kv_pages_used);
+    gauge(b, "lisa_kv_pages_used", "KV-cache pages in use (the kept prefixes included).", st->kv_pages_used);
     gauge(b, "lisa_kv_pages_total", "KV-cache pages in the pool.", st->kv_pages_total);
-    gauge(b, "lisa_kv_prefix_pages", "KV-cache pages holding the shared system-prompt prefix.", st->kv_prefix_pages);
+    gauge(b, "lisa_kv_prefix_pages",
+          "KV-cache pages held by kept prompt prefixes (system prompt, prompts through an image).", st->kv_prefix_pages);
+    gauge(b, "lisa_kv_prefix_nodes", "Prompt prefixes kept in the KV cache.", st->kv_prefix_nodes);
+    family(b, "lisa_kv_prefix_hits_total", "counter", "Requests that reused a kept prefix through their image.");
+    srv_buf_printf(b, "lisa_kv_prefix_hits_total %lld\n", (long long)st->kv_prefix_hits);
+    family(b, "lisa_kv_reused_tokens_total", "counter", "Prompt positions not prefilled thanks to kept prefixes.");
+    srv_buf_printf(b, "lisa_kv_reused_tokens_total %lld\n", (long long)st->kv_reused_tokens);
+    family(b, "lisa_kv_prefix_evictions_total", "counter", "Kept prefixes dropped to make room.");
+    srv_buf_printf(b, "lisa_kv_prefix_evictions_total %lld\n", (long long)st->kv_prefix_evictions);
+    family(b, "lisa_image_cache_requests_total", "counter",
+           "Requests by whether their image embeddings were cached (hit) or encoded (miss).");
+    srv_buf_printf(b, "lisa_image_cache_requests_total{result=\"hit\"} %lld\n", (long long)st->image_cache_hits);
+    srv_buf_printf(b, "lisa_image_cache_requests_total{result=\"miss\"} %lld\n", (long long)st->image_cache_misses);
+    family(b, "lisa_image_cache_evictions_total", "counter", "Images dropped from the image-embedding cache.");
+    srv_buf_printf(b, "lisa_image_cache_evictions_total %lld\n", (long long)st->image_cache_evictions);
+    gauge(b, "lisa_image_cache_bytes", "Bytes of image embeddings held (in use or kept for reuse).",
+          (double)st->image_cache_bytes);
+    gauge(b, "lisa_image_cache_capacity_bytes",
+          "Bytes of image embeddings that may be kept for reuse (--image-cache-mib).", (double)st->image_cache_capacity);
+    gauge(b, "lisa_image_cache_entries", "Images held by the image-embedding cache.", st->image_cache_entries);
     if (g->gpu_used_bytes >= 0)
         gauge(b, "lisa_gpu_memory_used_bytes", "Device memory in use (0 on the CPU backend).",
               (double)g->gpu_used_bytes);

@@ -483,22 +483,22 @@ static int check_masks(const cJSON *rec, int h, int w, bool overlays) {
         cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "score")));
         const char *file = str(m, "file");
         cr_assert(file, "mask %d has no file", n);
-        lisa_image png;
+        lisa_bitmap png;
         cr_assert_eq(lisa_image_load(&png, file, NULL), LISA_OK, "%s", lisa_last_error());
         cr_expect(png.h == h && png.w == w);
         int diff = 0;
         for (size_t i = 0; i < (size_t)h * w; i++)
             diff += (png.data[i * png.c] != 0) != (dec[i] != 0);
         cr_expect_eq(diff, 0, "%s differs from the RLE in %d pixels", file, diff);
-        lisa_image_free(&png);
+        lisa_bitmap_free(&png);
         free(dec);
         if (overlays) {
             const char *ov = str(m, "overlay");
             cr_assert(ov, "mask %d has no overlay", n);
-            lisa_image img;
+            lisa_bitmap img;
             cr_assert_eq(lisa_image_load(&img, ov, NULL), LISA_OK, "%s", lisa_last_error());
             cr_expect(img.h == h && img.w == w && img.c == 3);
-            lisa_image_free(&img);
+            lisa_bitmap_free(&img);
         }
         n++;
     }

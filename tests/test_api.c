@@ -177,7 +177,7 @@ Test(api, rgb_masks_overlays_and_json_id) {
     uint8_t *rgb = NULL;
     int32_t h = 0, w = 0;
     cr_assert_eq(lisa_rgb_load_file(IMAGE, 0, &rgb, &h, &w), LISA_OK, "%s", lisa_last_error());
-    lisa_image ref;
+    lisa_bitmap ref;
     cr_assert_eq(lisa_image_load(&ref, IMAGE, NULL), LISA_OK);
     cr_assert(h == ref.h && w == ref.w && memcmp(rgb, ref.data, (size_t)h * w * 3) == 0, "decoded as the engine does");
     uint8_t *none = NULL;
@@ -199,7 +199,7 @@ Test(api, rgb_masks_overlays_and_json_id) {
     char path[1200];
     snprintf(path, sizeof path, "%s/m.png", dir);
     cr_assert_eq(lisa_result_write_mask_png(r, 0, path), LISA_OK, "%s", lisa_last_error());
-    lisa_image got;
+    lisa_bitmap got;
     cr_assert_eq(lisa_image_load(&got, path, NULL), LISA_OK); /* gray PNG decodes to 3 equal channels */
     size_t on = 0;
     for (size_t i = 0; i < (size_t)h * w; i++) {
@@ -207,14 +207,14 @@ Test(api, rgb_masks_overlays_and_json_id) {
         on += mask[i] != 0;
     }
     cr_expect(on > 0 && on < (size_t)h * w, "a mask that is neither empty nor full: %zu", on);
-    lisa_image_free(&got);
+    lisa_bitmap_free(&got);
     snprintf(path, sizeof path, "%s/o.png", dir);
     cr_assert_eq(lisa_result_write_overlay_png(r, 0, rgb, path), LISA_OK, "%s", lisa_last_error());
     uint8_t *want = malloc((size_t)h * w * 3);
     lisa_mask_overlay_red(want, rgb, mask, h, w);
     cr_assert_eq(lisa_image_load(&got, path, NULL), LISA_OK);
     cr_expect(memcmp(got.data, want, (size_t)h * w * 3) == 0, "chat.py's overlay");
-    lisa_image_free(&got);
+    lisa_bitmap_free(&got);
     free(want);
     cr_expect_eq(lisa_result_write_mask_png(r, lisa_result_n_masks(r), path), LISA_ERR_INVALID_ARG);
     cr_expect_eq(lisa_result_write_overlay_png(r, 0, NULL, path), LISA_ERR_INVALID_ARG);
@@ -239,7 +239,7 @@ Test(api, rgb_masks_overlays_and_json_id) {
     lisa_free(b);
     lisa_result_free(r);
     lisa_model_free(m);
-    lisa_image_free(&ref);
+    lisa_bitmap_free(&ref);
     lisa_free(rgb);
     tu_remove_tree(dir);
     free(dir);

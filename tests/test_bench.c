@@ -204,3 +204,36 @@ Test(bench, no_mfu_on_the_cpu_without_a_peak, .timeout = 600) {
     tu_remove_tree(dir);
     free(dir);
 }
+
+/* --queries-per-image K (issue #17): K requests per distinct picture; K - 1 of them find it cached
+ * and prefill only past it; the FLOPs count no encoder for them */
+Test(bench, queries_per_image, .timeout = 600) {
+    char *dir = tu_make_tmpdir("lisa-bench");
+    char cmd[8192], out[1200];
+    snprintf(out, sizeof out, "%s/out.json", dir);
+    snprintf(cmd, sizeof cmd,
+             "OPENBLAS_NUM_THREADS=1 '%s' bench --model '%s' --vision-tower '%s' --requests 8 --queries-per-image 4 "
+             "--max-batch 4 --max-new-tokens 5 --warmup 1 --size 64x48 --threads 2 --json > '%s' 2> '%s/err.txt'",
+             LISA_TOOL_PATH, TINY_LISA_DIR, TINY_CLIP_DIR, out, dir);
+    const int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "lisa bench failed");
+    cJSON *j = read_json(out);
+    cr_expect_eq(get(j, "ok", NULL), 8);
+    cr_expect_eq(get(j, "queries_per_image", NULL), 4);
+    cr_expect_eq(get(j, "engine", "image_cache_misses"), 2, "two pictures, each encoded once");
+    cr_expect_eq(get(j, "engine", "image_cache_hits"), 6);
+    cr_expect_eq(get(j, "engine", "kv_prefix_hits"), 6);
+    lisa_model_params mp = lisa_model_default_params();
+    mp.vision_tower = TINY_CLIP_DIR;
+    mp.backend = LISA_BACKEND_CPU;
+    lisa_model *m = NULL;
+    cr_assert_eq(lisa_model_load(TINY_LISA_DIR, &mp, &m), LISA_OK, "%s", lisa_last_error());
+    lisa_flop_dims d;
+    cr_assert_eq(lisa_flop_dims_from_model(&d, m), LISA_OK, "%s", lisa_last_error());
+    lisa_model_free(m);
+    expect_rel(get(j, "flops_per_request", "sam_encoder"), lisa_flops_sam_encoder(&d.sam) * 2 / 8, 1e-9,
+               "the SAM encoder ran for 2 of the 8 requests");
+    cJSON_Delete(j);
+    tu_remove_tree(dir);
+    free(dir);
+}

@@ -99,7 +99,7 @@ static int compare_trees(const char *a, const char *b) {
 
 /* A mask PNG written by the tool: 0/255 gray, decoded (RGB replicated) to 0/1 [h, w]. */
 static uint8_t *read_mask_png(const char *path, int32_t *h, int32_t *w) {
-    lisa_image img;
+    lisa_bitmap img;
     cr_assert_eq(lisa_image_load(&img, path, NULL), LISA_OK, "%s: %s", path, lisa_last_error());
     uint8_t *m = malloc((size_t)img.h * img.w);
     for (size_t i = 0; i < (size_t)img.h * img.w; i++) {
@@ -110,7 +110,7 @@ static uint8_t *read_mask_png(const char *path, int32_t *h, int32_t *w) {
     }
     *h = img.h;
     *w = img.w;
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     return m;
 }
 
@@ -231,7 +231,7 @@ Test(cli, segment_masks_overlay_json, .timeout = 600) {
     for (int k = 0; k < 4; k++)
         cr_expect_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(m0, "bbox"), k)->valuedouble, bb[k]);
     /* the overlay is chat.py's red tint of the decoded photo on that mask */
-    lisa_image photo, ov;
+    lisa_bitmap photo, ov;
     cr_assert_eq(lisa_image_load(&photo, IMAGES_DIR "/chelsea.png", NULL), LISA_OK);
     cr_assert_eq(lisa_image_load(&ov, ov_path, NULL), LISA_OK, "%s", lisa_last_error());
     cr_assert(ov.h == h && ov.w == w);
@@ -240,8 +240,8 @@ Test(cli, segment_masks_overlay_json, .timeout = 600) {
     cr_expect(memcmp(want_ov, ov.data, (size_t)3 * h * w) == 0, "overlay differs from chat.py's");
     cr_expect_eq(count_files(outdir), 2);
     free(want_ov);
-    lisa_image_free(&photo);
-    lisa_image_free(&ov);
+    lisa_bitmap_free(&photo);
+    lisa_bitmap_free(&ov);
     free(from_rle);
     lisa_rle_free(&dec);
     free(png);

@@ -172,7 +172,7 @@ Test(eval_cli, teacher_forced_refcoco_resume_and_dump, .timeout = 600) {
         cr_assert(hash);
         *hash = '\0';
         snprintf(png, sizeof png, "%s/%s_q%s.png", dump, name, hash + 1);
-        lisa_image img;
+        lisa_bitmap img;
         cr_assert_eq(lisa_image_load(&img, png, NULL), LISA_OK, "%s", png);
         cr_expect_eq(img.h, 12);
         cr_expect_eq(img.w, 16);
@@ -180,7 +180,7 @@ Test(eval_cli, teacher_forced_refcoco_resume_and_dump, .timeout = 600) {
         for (int i = 0; i < img.h * img.w; i++)
             on += img.data[3 * i] == 255;
         cr_expect_eq(on, (long)num(r, "pred_pixels"), "%s", png); /* no ignore pixels in refCOCO */
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
     }
 
     /* the existing record file is not overwritten without --resume */

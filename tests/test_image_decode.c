@@ -39,7 +39,7 @@ Test(image_decode, photos_match_opencv) {
         char rel[160];
         snprintf(rel, sizeof rel, "images/%s", name);
         char *img_path = it_data_path(rel);
-        lisa_image img;
+        lisa_bitmap img;
         lisa_status s = lisa_image_load(&img, img_path, NULL);
         cr_assert_eq(s, LISA_OK, "%s: %s", name, lisa_last_error());
         cr_expect_eq(img.c, 3);
@@ -55,7 +55,7 @@ Test(image_decode, photos_match_opencv) {
             cr_expect_eq(img.data[idx], val, "%s: value %ld (y=%ld x=%ld ch=%ld) = %d, OpenCV %d", name, idx,
                          idx / (w * 3), (idx / 3) % w, idx % 3, img.data[idx], val);
         }
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         free(img_path);
         n++;
     }
@@ -83,7 +83,7 @@ static void run_manifest(const char *dir) {
         char *file = it_data_path(rel);
         lisa_image_limits lim = lisa_image_default_limits();
         if (strcmp(verdict, "allow_truncated") == 0) lim.allow_truncated_jpeg = true;
-        lisa_image img;
+        lisa_bitmap img;
         lisa_status s = lisa_image_load(&img, file, &lim);
         if (strcmp(verdict, "error") == 0) {
             /* a = expected status name; the message must name the file. */
@@ -113,7 +113,7 @@ static void run_manifest(const char *dir) {
                     free(ref);
                 }
             }
-            lisa_image_free(&img);
+            lisa_bitmap_free(&img);
             n_ok++;
         }
         free(file);
@@ -135,7 +135,7 @@ Test(image_decode, bad_and_unusual_corpus) { run_manifest("bad"); }
 
 Test(image_decode, limits_checked_before_decoding) {
     char *path = it_data_path("images/chelsea.png"); /* 451 x 300 */
-    lisa_image img;
+    lisa_bitmap img;
     lisa_image_limits lim = lisa_image_default_limits();
     lim.max_pixels = 451 * 300 - 1;
     cr_expect_eq(lisa_image_load(&img, path, &lim), LISA_ERR_LIMIT);
@@ -144,7 +144,7 @@ Test(image_decode, limits_checked_before_decoding) {
     cr_expect(contains(lisa_last_error(), "135300 pixels"), "%s", lisa_last_error());
     lim.max_pixels = 451 * 300;
     cr_expect_eq(lisa_image_load(&img, path, &lim), LISA_OK, "%s", lisa_last_error());
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
 
     lim = lisa_image_default_limits();
     lim.max_side = 450;
@@ -168,7 +168,7 @@ Test(image_decode, limits_checked_before_decoding) {
 }
 
 Test(image_decode, io_errors_name_the_file) {
-    lisa_image img;
+    lisa_bitmap img;
     cr_expect_eq(lisa_image_load(&img, "/nonexistent/dir/cat.png", NULL), LISA_ERR_IO);
     cr_expect(contains(lisa_last_error(), "/nonexistent/dir/cat.png"), "%s", lisa_last_error());
     cr_expect(contains(lisa_last_error(), "No such file"), "%s", lisa_last_error());
@@ -191,14 +191,14 @@ Test(image_decode, sniff_by_magic_and_memory_decode) {
     char fake[512];
     snprintf(fake, sizeof fake, "%s/photo.jpg", tmp);
     cr_assert(tu_write_file(fake, bytes, len));
-    lisa_image a, b;
+    lisa_bitmap a, b;
     cr_assert_eq(lisa_image_load(&a, fake, NULL), LISA_OK, "%s", lisa_last_error());
     cr_assert_eq(lisa_image_decode(&b, bytes, len, "upload#1", NULL), LISA_OK, "%s", lisa_last_error());
     cr_expect(a.h == 30 && a.w == 45 && b.h == 30 && b.w == 45);
     cr_expect(memcmp(a.data, b.data, 30 * 45 * 3) == 0);
-    lisa_image_free(&a);
-    lisa_image_free(&b);
-    lisa_image_free(&a); /* double free of a zeroed struct is harmless */
+    lisa_bitmap_free(&a);
+    lisa_bitmap_free(&b);
+    lisa_bitmap_free(&a); /* double free of a zeroed struct is harmless */
     cr_expect_eq(lisa_image_decode(&b, bytes, 20, "upload#2", NULL), LISA_ERR_FORMAT);
     cr_expect(contains(lisa_last_error(), "upload#2"), "%s", lisa_last_error());
     cr_expect_eq(lisa_image_decode(&b, "GIF89a......", 12, NULL, NULL), LISA_ERR_FORMAT);
@@ -216,7 +216,7 @@ Test(image_decode, sniff_by_magic_and_memory_decode) {
  * image only when allowed (the allow_truncated line of bad/expected.txt checks the pixels). */
 Test(image_decode, truncated_jpeg_policy) {
     char *path = it_data_path("images/bad/truncated.jpg");
-    lisa_image img;
+    lisa_bitmap img;
     cr_expect_eq(lisa_image_load(&img, path, NULL), LISA_ERR_FORMAT);
     cr_expect(contains(lisa_last_error(), "truncated") && contains(lisa_last_error(), "allow_truncated_jpeg"), "%s",
               lisa_last_error());
@@ -226,7 +226,7 @@ Test(image_decode, truncated_jpeg_policy) {
     /* libjpeg fills the missing bottom with mid-gray (128), which the last row shows. */
     const uint8_t *last = img.data + (size_t)(img.h - 1) * img.w * 3;
     for (int x = 0; x < img.w * 3; x++) cr_expect_eq(last[x], 128);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     free(path);
 }
 
@@ -253,7 +253,7 @@ static void mutate_and_decode(const char *rel, uint64_t seed, int rounds) {
         } else { /* a byte in the headers (first 200 bytes) set to an extreme */
             buf[tu_next_u64(&r) % (len < 200 ? len : 200)] = (tu_next_u64(&r) & 1) ? 0xff : 0x00;
         }
-        lisa_image img;
+        lisa_bitmap img;
         lisa_image_limits lim = lisa_image_default_limits();
         lim.max_pixels = 1 << 22; /* keep mutated headers from asking for huge (legal) images */
         lisa_status s = lisa_image_decode(&img, buf, n, "mutant", &lim);
@@ -267,7 +267,7 @@ static void mutate_and_decode(const char *rel, uint64_t seed, int rounds) {
             cr_assert(contains(lisa_last_error(), "mutant"), "%s", lisa_last_error());
             n_fail++;
         }
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
     }
     cr_log_info("%s: %d mutants decoded, %d refused", rel, n_ok, n_fail);
     free(buf);

@@ -43,15 +43,15 @@ static int check_container(const uint8_t *b, size_t n, int32_t h, int32_t w) {
 }
 
 Test(image_write, gray_mask_roundtrip) {
-    lisa_image m;
-    cr_assert_eq(lisa_image_alloc(&m, 37, 53, 1), LISA_OK);
+    lisa_bitmap m;
+    cr_assert_eq(lisa_bitmap_alloc(&m, 37, 53, 1), LISA_OK);
     for (int y = 0; y < 37; y++)
         for (int x = 0; x < 53; x++) m.data[y * 53 + x] = ((x - 26) * (x - 26) + (y - 18) * (y - 18) < 200) ? 255 : 0;
     void *buf = NULL;
     size_t n = 0;
     cr_assert_eq(lisa_image_encode_png(&buf, &n, &m), LISA_OK, "%s", lisa_last_error());
     cr_expect_eq(check_container(buf, n, 37, 53), 0, "gray colour type");
-    lisa_image d;
+    lisa_bitmap d;
     cr_assert_eq(lisa_image_decode(&d, buf, n, "mask.png", NULL), LISA_OK, "%s", lisa_last_error());
     cr_assert(d.h == 37 && d.w == 53 && d.c == 3);
     int bad = 0;
@@ -59,24 +59,24 @@ Test(image_write, gray_mask_roundtrip) {
         for (int ch = 0; ch < 3; ch++) bad += d.data[i * 3 + ch] != m.data[i];
     cr_expect_eq(bad, 0, "%d values differ after the round trip", bad);
     cr_log_info("37x53 mask -> %zu PNG bytes", n);
-    lisa_image_free(&d);
-    lisa_image_free(&m);
+    lisa_bitmap_free(&d);
+    lisa_bitmap_free(&m);
     free(buf);
 }
 
 Test(image_write, rgb_overlay_roundtrip_and_file) {
-    lisa_image o;
-    cr_assert_eq(lisa_image_alloc(&o, 31, 47, 3), LISA_OK);
+    lisa_bitmap o;
+    cr_assert_eq(lisa_bitmap_alloc(&o, 31, 47, 3), LISA_OK);
     tu_rng r = tu_rng_seed(5);
     for (int i = 0; i < 31 * 47 * 3; i++) o.data[i] = (uint8_t)(tu_next_u64(&r) >> 56);
     void *buf = NULL;
     size_t n = 0;
     cr_assert_eq(lisa_image_encode_png(&buf, &n, &o), LISA_OK, "%s", lisa_last_error());
     cr_expect_eq(check_container(buf, n, 31, 47), 2, "RGB colour type");
-    lisa_image d;
+    lisa_bitmap d;
     cr_assert_eq(lisa_image_decode(&d, buf, n, "overlay.png", NULL), LISA_OK, "%s", lisa_last_error());
     cr_expect_eq(it_diff_u8("overlay", d.data, o.data, 31, 47, 3), 0);
-    lisa_image_free(&d);
+    lisa_bitmap_free(&d);
 
     /* To a file: same bytes, no temporary left behind, an existing file replaced. */
     char *tmp = tu_make_tmpdir("lisa-png");
@@ -99,12 +99,12 @@ Test(image_write, rgb_overlay_roundtrip_and_file) {
     tu_remove_tree(tmp);
     free(tmp);
     free(buf);
-    lisa_image_free(&o);
+    lisa_bitmap_free(&o);
 }
 
 Test(image_write, errors_leave_no_file) {
-    lisa_image o;
-    cr_assert_eq(lisa_image_alloc(&o, 4, 4, 3), LISA_OK);
+    lisa_bitmap o;
+    cr_assert_eq(lisa_bitmap_alloc(&o, 4, 4, 3), LISA_OK);
     cr_expect_eq(lisa_image_write_png("/nonexistent-dir/x/mask.png", &o), LISA_ERR_IO);
     cr_expect(strstr(lisa_last_error(), "/nonexistent-dir/x/mask.png") != NULL, "%s", lisa_last_error());
 
@@ -132,7 +132,7 @@ Test(image_write, errors_leave_no_file) {
     cr_expect(buf == NULL && n == 0);
     cr_expect(strstr(lisa_last_error(), "4x4x2") != NULL, "%s", lisa_last_error());
     o.c = 3;
-    lisa_image_free(&o);
+    lisa_bitmap_free(&o);
     cr_expect_eq(lisa_image_encode_png(&buf, &n, &o), LISA_ERR_INVALID_ARG);
-    cr_expect_eq(lisa_image_alloc(&o, 0, 4, 3), LISA_ERR_INVALID_ARG);
+    cr_expect_eq(lisa_bitmap_alloc(&o, 0, 4, 3), LISA_ERR_INVALID_ARG);
 }

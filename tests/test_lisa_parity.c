@@ -45,7 +45,7 @@ static void run_case(const char *name, const char *sam_name, int expect_taps) {
     cr_assert(image && query);
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", IMAGES_DIR, image);
-    lisa_image img;
+    lisa_bitmap img;
     cr_assert_eq(lisa_image_load(&img, path, NULL), LISA_OK, "%s", lisa_last_error());
 
     lisa_segment_params sp = lisa_segment_default_params();
@@ -106,7 +106,7 @@ static void run_case(const char *name, const char *sam_name, int expect_taps) {
     cr_expect_eq(t.n_generated, gen.shape[0]);
     cr_expect_gt(t.total_ms, 0);
     lisa_result_free(r);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     lisa_checkpoint_close(gold);
     lisa_checkpoint_close(sam_gold);
     lisa_model_free(m);

@@ -23,7 +23,7 @@
 
 static bool contains(const char *hay, const char *needle) { return hay && needle && strstr(hay, needle) != NULL; }
 
-static void load_photo(lisa_image *img, const char *name) {
+static void load_photo(lisa_bitmap *img, const char *name) {
     char rel[256];
     snprintf(rel, sizeof rel, "images/%s", name);
     char *path = it_data_path(rel);
@@ -64,7 +64,7 @@ Test(preprocess_pipeline, sam_matches_lisa_reference) {
                    &off) != 7 ||
             strcmp(kind, "sam") != 0)
             continue;
-        lisa_image img;
+        lisa_bitmap img;
         load_photo(&img, name);
         lisa_sam_preprocess_params p = lisa_sam_preprocess_default_params();
 
@@ -100,7 +100,7 @@ Test(preprocess_pipeline, sam_matches_lisa_reference) {
         if (wr2 < 1024) cr_expect(ch2[(size_t)(hr2 - 1) * 1024 + wr2] == 0.0f && !signbit(ch2[wr2]));
         if (hr2 < 1024) cr_expect(ch2[(size_t)hr2 * 1024] == 0.0f);
         free(ws);
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         n++;
     }
     lisa_tensor_free(&x);
@@ -127,7 +127,7 @@ Test(preprocess_pipeline, clip_matches_transformers) {
                    &crc_tensor, &ns, &off) != 8 ||
             strcmp(kind, "clip") != 0)
             continue;
-        lisa_image img;
+        lisa_bitmap img;
         load_photo(&img, name);
         int32_t rh, rw, oh, ow;
         lisa_clip_resize_shape(&rh, &rw, &p, img.h, img.w);
@@ -173,7 +173,7 @@ Test(preprocess_pipeline, clip_matches_transformers) {
         free(ws);
         free(resized);
         free(crop);
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         n++;
     }
     lisa_tensor_free(&x);

@@ -60,7 +60,7 @@ static void run_case(const char *golden_name, const char *image, const lisa_chec
      * the sample must match exactly as a guard that the pipeline is the same) */
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", IMAGES_DIR, image);
-    lisa_image img;
+    lisa_bitmap img;
     cr_assert_eq(lisa_image_load(&img, path, NULL), LISA_OK, "%s", lisa_last_error());
     c.H0 = img.h;
     c.W0 = img.w;
@@ -119,7 +119,7 @@ static void run_case(const char *golden_name, const char *image, const lisa_chec
     lisa_tensor_free(&c.lowres);
     lisa_tensor_free(&c.iou);
     lisa_tensor_free(&c.logits);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     lisa_sam_free(c.sam);
     lisa_checkpoint_close(gold);
     lisa_backend_free(be);

@@ -209,7 +209,7 @@ static void expect_result(tu_http_resp *r, const ref_result *ref, bool want_png,
         void *bytes = NULL;
         size_t n = 0;
         cr_assert_eq(lisa_base64_decode(&bytes, &n, png, strlen(png), "png"), LISA_OK);
-        lisa_image img;
+        lisa_bitmap img;
         cr_assert_eq(lisa_image_decode(&img, bytes, n, "mask png", NULL), LISA_OK, "%s", lisa_last_error());
         cr_assert(img.h == ref->h && img.w == ref->w);
         bool same = true;
@@ -217,7 +217,7 @@ static void expect_result(tu_http_resp *r, const ref_result *ref, bool want_png,
             for (int c = 0; c < 3; c++)
                 same &= img.data[3 * i + c] == (ref->mask[i] ? 255 : 0);
         cr_expect(same, "%s: the PNG mask differs from the reference", what);
-        lisa_image_free(&img);
+        lisa_bitmap_free(&img);
         free(bytes);
     }
     free(mk);
@@ -300,6 +300,13 @@ Test(serve, segment_multipart_json_keepalive_metrics) {
     cr_expect_geq(metric(r.body, "lisa_decode_batch_size_sum"), 6 * (ref.n_tokens - 1));
     cr_expect_geq(metric(r.body, "lisa_decode_batch_size_count"), 1);
     cr_expect_gt(metric(r.body, "lisa_kv_pages_total"), 0);
+    /* one picture asked six times: encoded once, its prompt prefix reused five times (issue #17) */
+    cr_expect_eq(metric(r.body, "lisa_image_cache_requests_total{result=\"miss\"}"), 1);
+    cr_expect_eq(metric(r.body, "lisa_image_cache_requests_total{result=\"hit\"}"), 5);
+    cr_expect_eq(metric(r.body, "lisa_image_cache_entries"), 1);
+    cr_expect_gt(metric(r.body, "lisa_image_cache_capacity_bytes"), 0);
+    cr_expect_eq(metric(r.body, "lisa_kv_prefix_hits_total"), 5);
+    cr_expect_eq(metric(r.body, "lisa_kv_prefix_nodes"), 2);
     cr_expect_eq(metric(r.body, "lisa_queue_depth"), 0);
     cr_expect_eq(metric(r.body, "lisa_gpu_memory_used_bytes"), 0);
     cr_expect_gt(metric(r.body, "process_resident_memory_bytes"), 1e6);

@@ -244,7 +244,7 @@ Test(serve_browser, pick_image_type_query_see_overlay, .timeout = 900) {
     cr_assert_eq(lisa_result_n_masks(res), 1);
     int32_t h, w;
     const uint8_t *mask = lisa_result_mask(res, 0, &h, &w);
-    lisa_image img;
+    lisa_bitmap img;
     cr_assert_eq(lisa_image_load(&img, CAT, NULL), LISA_OK);
     cr_assert(img.h == h && img.w == w);
     uint8_t *want = malloc((size_t)h * w * 3);
@@ -345,7 +345,7 @@ Test(serve_browser, pick_image_type_query_see_overlay, .timeout = 900) {
     cr_expect_eq(rc, 0, "lisa serve exit status %d", rc);
     cr_expect(!tu_server_log_has_sanitizer_report(&srv));
     free(want);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     lisa_result_free(res);
     lisa_model_free(m);
     tu_remove_tree(dir);

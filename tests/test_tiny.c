@@ -332,7 +332,7 @@ Test(tiny, sam_alone_stock_names, .timeout = 300) {
     cr_assert_eq(lisa_sam_predictor_load(&sp, path, 2), LISA_OK, "%s", lisa_last_error());
     cr_expect_eq(lisa_sam_predictor_model(sp)->dec.dim, 32);
     cr_expect_eq(lisa_sam_predictor_model(sp)->enc.depth, 4);
-    lisa_image img;
+    lisa_bitmap img;
     cr_assert_eq(lisa_image_load(&img, IMAGES_DIR "/chelsea_tiny.png", NULL), LISA_OK);
     lisa_sam_masks mk;
     float prompts[3 * 32];
@@ -349,7 +349,7 @@ Test(tiny, sam_alone_stock_names, .timeout = 300) {
         cr_assert_eq(mk.masks[i], mk.logits[i] > 0.0f);
     lisa_sam_masks_free(&mk);
     lisa_sam_predictor_free(sp);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     tu_remove_tree(tmp);
     free(tmp);
 }

@@ -196,12 +196,14 @@ static void on_shard(void *ctx, const char *path, int64_t records, int64_t error
 int lisa_cmd_annotate(int argc, char **argv) {
     opts o = {.log_every = 10};
     lisa_annotate_job j = lisa_annotate_job_default();
+    int64_t image_mib = j.engine.image_cache_bytes >> 20;
     const cli_opt table[] = {
         CLI_STR("model", &j.model, "DIR", "a LISA checkpoint directory"),
         CLI_STR_D("vision-tower", &j.vision_tower, "DIR", "the CLIP directory (default: as `lisa segment`)", ""),
         CLI_STR("manifest", &j.manifest, "FILE",
                 "JSON lines {\"id\", \"image\" (relative to FILE's folder), \"queries\": [...]}\n"
-                "(or \"query\": \"...\")"),
+                "(or \"query\": \"...\"); an item's image is decoded and encoded once for all its\n"
+                "queries, which then prefill only their own tokens"),
         CLI_STR("images", &j.images, "DIR",
                 "every .png/.jpg/.jpeg in DIR (sorted by name; id = file name), with --query"),
         CLI_STR("query", &j.query, "Q", "the query of every image of --images"),
@@ -227,6 +229,9 @@ int lisa_cmd_annotate(int argc, char **argv) {
         CLI_INT_D("threads", &j.model_params.n_threads, 0, 4096, "N", "compute threads (0: all cores)", "all cores"),
         CLI_INT_D("workers", &j.engine.n_workers, 0, 4096, "N",
                   "image decode + preprocessing threads (0: all cores)", "all cores"),
+        CLI_I64("image-cache-mib", &image_mib, 0, 1 << 24, "N",
+                "images kept encoded for reuse (0: every query encodes its image and\n"
+                "prefills its whole prompt; the records are the same)"),
         CLI_DOUBLE("log-every", &o.log_every, 0, 1e9, "SECONDS", "without a terminal: a progress line every SECONDS"),
         CLI_STR("merge", &o.merge, "OUT.jsonl",
                 "merge mode: check the N shard files of OUT (--shards N) and write\n"
@@ -272,6 +277,7 @@ int lisa_cmd_annotate(int argc, char **argv) {
     j.shard_k = o.shard[0];
     j.shard_n = o.shard[1]; /* 0: from srun/mpirun */
     j.engine.max_images = j.engine.max_batch < j.engine.max_images ? j.engine.max_batch : j.engine.max_images;
+    j.engine.image_cache_bytes = image_mib << 20;
     if (!cli_output_dir_ok(NAME, j.out)) return 1;
     if (o.masks_dir && mkdir(o.masks_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "lisa annotate: cannot create %s: %s\n", o.masks_dir, strerror(errno));

@@ -58,6 +58,10 @@ static void print_json(const lisa_bench_report *r) {
     cJSON_AddNumberToObject(ej, "steps", (double)r->steps);
     cJSON_AddNumberToObject(ej, "kv_pages_total", r->kv_pages_total);
     cJSON_AddNumberToObject(ej, "kv_prefix_pages", r->kv_prefix_pages);
+    cJSON_AddNumberToObject(ej, "image_cache_hits", (double)r->image_cache_hits);
+    cJSON_AddNumberToObject(ej, "image_cache_misses", (double)r->image_cache_misses);
+    cJSON_AddNumberToObject(ej, "kv_prefix_hits", (double)r->kv_prefix_hits);
+    cJSON_AddNumberToObject(j, "queries_per_image", (double)r->per_image);
     cJSON *fj = cJSON_AddObjectToObject(j, "flops_per_request");
     const lisa_flops *f = &r->flops_per_request;
     cJSON_AddNumberToObject(fj, "sam_encoder", f->sam_encoder);
@@ -86,6 +90,11 @@ static void print_table(const lisa_bench_report *r) {
            (long long)r->requests, (long long)r->failed, (long long)r->concurrency, r->max_batch, r->backend, r->device,
            r->images);
     if (r->failed) printf("  first failure: %s\n", r->first_error);
+    if (r->per_image > 1 || r->image_cache_hits > 0)
+        printf("  reuse: %lld queries per image; image cache %lld hits / %lld misses; %lld requests prefilled only "
+               "past their image\n",
+               (long long)r->per_image, (long long)r->image_cache_hits, (long long)r->image_cache_misses,
+               (long long)r->kv_prefix_hits);
     printf("  %.2f samples/s over %.2f s (after %lld warm-up)\n", r->samples_per_s, r->seconds, (long long)r->warmup);
     printf("  latency ms: p50 %.1f  p99 %.1f  mean %.1f  max %.1f\n", r->latency_p50_ms, r->latency_p99_ms,
            r->latency_mean_ms, r->latency_max_ms);
@@ -124,6 +133,12 @@ int lisa_cmd_bench(int argc, char **argv) {
         CLI_STR("manifest", &p.manifest, "FILE", "the (image, query) pairs of a `lisa annotate` manifest, cycled"),
         CLI_FN("size", size, parse_size, "WxH", "synthetic RGB images of this size (1..16384 each)", "640x480"),
         CLI_STR("query", &p.query, "Q", "the query of synthetic and --image requests"),
+        CLI_I64("queries-per-image", &p.per_image, 1, 1 << 20, "K",
+                "K requests per picture: each (distinct) picture decoded once and submitted\n"
+                "as a lisa_image; the engine encodes it once and reuses its KV prefix for the\n"
+                "other K-1 queries (samples/s and per-stage ms with reuse)"),
+        CLI_I64_D("image-cache-mib", &p.image_cache_mib, 0, 1 << 24, "N", "the engine's image cache (0: off)",
+                  "256 with K > 1, 0 with K = 1"),
         CLI_INT("max-new-tokens", &p.seg.max_new_tokens, 1, 1 << 20, "N",
                 "generation limit (as chat.py; generation stops at </s>)"),
         CLI_I64("warmup", &p.warmup, 0, 100000, "W", "requests run before the measured window"),
@@ -141,7 +156,7 @@ int lisa_cmd_bench(int argc, char **argv) {
     const cli_cmd cmd = {
         .name = NAME,
         .usage = "--model DIR [--requests N] [--concurrency C] [--max-batch B]\n"
-                 "[--image FILE | --manifest FILE | --size WxH] [--json] [options]",
+                 "[--image FILE | --manifest FILE | --size WxH] [--queries-per-image K] [--json] [options]",
         .about = "Runs N requests through the batching engine with C in flight after W warm-up requests, and\n"
                  "prints samples/s, latency p50/p99, per-stage ms, the mean decode batch, achieved TFLOP/s (the\n"
                  "FLOP model of jobs/flops.h) and MFU when the peak is known.",

@@ -39,7 +39,7 @@ int lisa_cmd_serve(int argc, char **argv) {
     const char *model_dir = NULL;
     lisa_model_params mp = lisa_model_default_params();
     lisa_server_options o = lisa_server_default_options();
-    int64_t kv_mib = 0;
+    int64_t kv_mib = 0, image_mib = o.engine.image_cache_bytes >> 20;
     bool quiet = false;
     const cli_opt opts[] = {
         CLI_STR_REQ("model", &model_dir, "DIR", "a LISA checkpoint directory"),
@@ -59,6 +59,9 @@ int lisa_cmd_serve(int argc, char **argv) {
         CLI_INT("max-batch", &o.engine.max_batch, 1, 256, "N", "sequences decoded together"),
         CLI_I64_D("kv-cache-mib", &kv_mib, 1, 1 << 24, "N", "KV-cache pool in MiB",
                   "room for max-batch requests of 1024 tokens"),
+        CLI_I64("image-cache-mib", &image_mib, 0, 1 << 24, "N",
+                "images kept encoded for reuse: a further query on the same picture skips\n"
+                "its encoding and prefills only its own tokens (0: off)"),
         CLI_INT_D("workers", &o.engine.n_workers, 0, 4096, "N", "image decode + preprocessing threads (0: all cores)",
                   "all cores"),
         CLI_STR("allow-paths", &o.allow_paths, "DIR",
@@ -84,6 +87,7 @@ int lisa_cmd_serve(int argc, char **argv) {
     if (rc != CLI_RUN) return rc;
     o.log_requests = !quiet;
     if (kv_mib > 0) o.engine.kv_cache_bytes = kv_mib << 20;
+    o.engine.image_cache_bytes = image_mib << 20;
     if (o.engine.max_images > o.engine.max_batch) o.engine.max_images = o.engine.max_batch;
 
     /* SIGTERM / SIGINT: the handler writes the signal number to a pipe that the main thread reads.

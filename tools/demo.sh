@@ -2,7 +2,8 @@
 # The README's first command: installs the dependencies, builds the engine (Release), writes a tiny
 # random-weight LISA checkpoint, runs `lisa segment` on the bundled photographs (tests/data/images:
 # CC0 / public domain, see its README.md), then annotates all of them as a dataset with
-# `lisa annotate` (the batching engine: the main job).
+# `lisa annotate` (the batching engine: the main job), three questions per photo (each photo is
+# encoded once for its three), and has a two-turn `lisa chat` about one photo.
 #
 # Everything lands in demo-out/ (or $DEMO_OUT):
 #   tiny-lisa/                      the checkpoint (xinlai/LISA-7B-v1 layout, vision tower inside)
@@ -10,7 +11,9 @@
 #   <photo>_overlay.png             the photo with the mask tinted red (as LISA's chat.py draws it)
 #   chelsea.json                    `lisa segment --json` output (answer, token ids, COCO RLE mask)
 #   annotations.jsonl               `lisa annotate` records, one per (image, query), masks as COCO RLE
+#   photos.jsonl                    the annotate manifest: one item per photo, three queries each
 #   annotations/                    their masks and overlays (<image>_q0.png, <image>_q0_overlay.png)
+#   chat/                           the chat's masks and overlays (chelsea_q0_mask_0.png, ...)
 #
 # The tiny model has random weights, shaped only so that it answers "Sure, [SEG] ." to anything:
 # its masks are meaningless. To run a real checkpoint, see README.md ("Running a real checkpoint").
@@ -26,7 +29,7 @@ LISA="$BUILD_DIR/bin/lisa"
 
 mkdir -p "$OUT"
 # this script's own outputs from an earlier run (annotate would resume the old run otherwise)
-rm -rf "$OUT/tiny-lisa" "$OUT/annotations" "$OUT/annotations.jsonl"
+rm -rf "$OUT/tiny-lisa" "$OUT/annotations" "$OUT/annotations.jsonl" "$OUT/photos.jsonl" "$OUT/chat"
 "$LISA" make-tiny --out "$OUT/tiny-lisa"
 echo
 
@@ -48,17 +51,30 @@ done
 "$LISA" segment --model "$OUT/tiny-lisa" --image tests/data/images/chelsea.png \
   --query "Can you segment the cat in this image?" --json > "$OUT/chelsea.json"
 
-echo "== lisa annotate: every photo in tests/data/images as one dataset (continuous batching)"
-"$LISA" annotate --model "$OUT/tiny-lisa" --images tests/data/images \
-  --query "What is the main object in this image? Please output segmentation mask." \
+echo "== lisa annotate: every photo in tests/data/images as one dataset, three questions each"
+# one manifest item per photo with its questions: each photo is decoded and encoded once, and its
+# prompt prefix through the image prefilled once, for all three
+for f in tests/data/images/*.png tests/data/images/*.jpg; do
+  id=$(basename "${f%.*}")
+  printf '{"id": "%s", "image": "%s", "queries": ["%s", "%s", "%s"]}\n' "$id" "$PWD/$f" \
+    "What is the main object in this image? Please output segmentation mask." \
+    "Segment the background." "Which part of this picture is the brightest? Please output segmentation mask."
+done > "$OUT/photos.jsonl"
+"$LISA" annotate --model "$OUT/tiny-lisa" --manifest "$OUT/photos.jsonl" \
   --out "$OUT/annotations.jsonl" --masks-dir "$OUT/annotations" --overlays --max-new-tokens 32
 echo "$(($(wc -l < "$OUT/annotations.jsonl") - 1)) records in $OUT/annotations.jsonl (line 1 is the run header)"
+echo
+
+echo "== lisa chat: two questions about one photo (the second reuses its encoding), then Ctrl-D"
+printf '%s\n%s\n%s\n\n' "Can you segment the cat in this image?" tests/data/images/chelsea.png \
+  "What is the cat lying on? Please output segmentation mask." |
+  "$LISA" chat --model "$OUT/tiny-lisa" --out-dir "$OUT/chat" --max-new-tokens 32
 echo
 
 cat <<EOF
 Done. Masks and overlays are in $(cd "$OUT" && pwd)/ (*_mask.png, *_overlay.png; chelsea.json
 holds the --json output with the mask as COCO RLE); the annotation run's records are in
-annotations.jsonl and its masks and overlays in annotations/.
+annotations.jsonl and its masks and overlays in annotations/; the chat's in chat/.
 
 These masks are MEANINGLESS: the tiny checkpoint has random weights (only its answer is shaped).
 With a real LISA checkpoint (see README.md, "Running a real checkpoint"):

@@ -13,6 +13,7 @@ HEADLINE = [
     ("llama7b_decode_b1_ms", "LLaMA-7B decode, batch 1", "ms/step", ("<=", 3.6)),
     ("sam_mask_decoder_ms", "SAM mask decoder, 8 masks", "ms", ("<=", 0.5)),
     ("lisa7b_samples_per_s", "LISA-7B end to end", "samples/s", None),
+    ("lisa7b_samples_per_s_q4", "LISA-7B end to end, 4 queries/image", "samples/s", None),
 ]
 
 

@@ -13,6 +13,9 @@ numpy. Results are plain Python values: str, int, float, bytes, lists and dicts.
         ids = [engine.submit(open(p, "rb").read(), q) for p, q in jobs]
         results = [engine.wait(i) for i in ids]
 
+        img = lisa.Image("photo.jpg")                   # decoded once; encoded once by the engine
+        ids = [engine.submit(img, q) for q in ("the cat", "its left ear", "the sofa")]
+
 The library is found as $LISA_LIBRARY (a path), else as "lisa" on the system library path
 (ctypes.util.find_library; e.g. after `cmake --install`), else liblisa.so.0 / liblisa.so.
 Every failure raises lisa.Error with the library's status name and message.
@@ -25,7 +28,7 @@ import os
 import weakref
 from collections import namedtuple
 
-__all__ = ["Error", "Model", "Engine", "Result", "Mask", "version"]
+__all__ = ["Error", "Model", "Engine", "Image", "Result", "Mask", "version"]
 
 _c = ctypes
 _i32, _i64, _u32, _u64, _u8 = _c.c_int32, _c.c_int64, _c.c_uint32, _c.c_uint64, _c.c_uint8
@@ -53,7 +56,8 @@ _lib = _load()
 # ---- the structs of lisa.h, field for field ----------------------------------------------------
 
 class _ModelParams(_c.Structure):
-    _fields_ = [("vision_tower", _c.c_char_p), ("backend", _c.c_int), ("device", _i32), ("n_threads", _i32)]
+    _fields_ = [("vision_tower", _c.c_char_p), ("backend", _c.c_int), ("device", _i32), ("n_threads", _i32),
+                ("tensor_parallel", _i32)]
 
 
 class _SegmentParams(_c.Structure):
@@ -64,19 +68,19 @@ class _SegmentParams(_c.Structure):
 class _Timings(_c.Structure):
     _fields_ = [(n, _c.c_double) for n in ("preprocess_ms", "clip_ms", "prefill_ms", "decode_ms", "sam_encoder_ms",
                                           "sam_decoder_ms", "postprocess_ms", "total_ms")] + \
-               [("n_prompt_tokens", _i32), ("n_generated", _i32)]
+               [("n_prompt_tokens", _i32), ("n_generated", _i32), ("n_reused_tokens", _i32)]
 
 
 class _EngineParams(_c.Structure):
     _fields_ = [("max_batch", _i32), ("max_prefill_tokens", _i32), ("max_images", _i32), ("page_size", _i32),
                 ("kv_cache_bytes", _i64), ("max_queue", _i32), ("n_workers", _i32), ("share_prefix", _c.c_bool),
-                ("background", _c.c_bool)]
+                ("background", _c.c_bool), ("image_cache_bytes", _i64)]
 
 
 class _Request(_c.Structure):
     _fields_ = [("image_data", _c.c_void_p), ("image_size", _c.c_size_t), ("image_path", _c.c_char_p),
                 ("rgb", _c.POINTER(_u8)), ("height", _i32), ("width", _i32), ("query", _c.c_char_p),
-                ("params", _SegmentParams), ("user_data", _u64)]
+                ("params", _SegmentParams), ("user_data", _u64), ("image", _c.c_void_p)]
 
 
 class _ModelInfo(_c.Structure):
@@ -99,7 +103,10 @@ class _EngineStats(_c.Structure):
     _fields_ = [("queued", _i32), ("ready", _i32), ("running", _i32), ("results", _i32), ("kv_pages_used", _i32),
                 ("kv_pages_total", _i32), ("kv_prefix_pages", _i32), ("completed", _i64), ("failed", _i64),
                 ("steps", _i64), ("last_batch", _i32), ("decode_steps", _i64), ("decode_rows", _i64),
-                ("decode_batch_hist", _i64 * _BATCH_BUCKETS)]
+                ("decode_batch_hist", _i64 * _BATCH_BUCKETS), ("image_cache_hits", _i64),
+                ("image_cache_misses", _i64), ("image_cache_evictions", _i64), ("image_cache_bytes", _i64),
+                ("image_cache_capacity", _i64), ("image_cache_entries", _i32), ("kv_prefix_nodes", _i32),
+                ("kv_prefix_hits", _i64), ("kv_reused_tokens", _i64), ("kv_prefix_evictions", _i64)]
 
 
 _P = _c.c_void_p
@@ -150,6 +157,12 @@ _engine_submit = _fn("lisa_engine_submit", _c.c_int, _P, _c.POINTER(_Request), _
 _engine_poll = _fn("lisa_engine_poll", _c.c_int, _P, _PP)
 _engine_wait_timeout = _fn("lisa_engine_wait_timeout", _c.c_int, _P, _u64, _i64, _PP)
 _engine_get_stats = _fn("lisa_engine_get_stats", _EngineStats, _P)
+_image_create_file = _fn("lisa_image_create_file", _c.c_int, _c.c_char_p, _PP)
+_image_create_bytes = _fn("lisa_image_create_bytes", _c.c_int, _c.c_void_p, _c.c_size_t, _PP)
+_image_create_rgb = _fn("lisa_image_create_rgb", _c.c_int, _c.POINTER(_u8), _i32, _i32, _PP)
+_image_height = _fn("lisa_image_height", _i32, _P)
+_image_width = _fn("lisa_image_width", _i32, _P)
+_image_free = _fn("lisa_image_free", None, _P)
 
 _JSON_TOKENS, _JSON_TEXT_OUTPUT, _JSON_MASK_PNG, _JSON_TIMINGS = 1, 2, 4, 8
 _OK, _ERR_NOT_FOUND, _ERR_BUSY = 0, 8, 10
@@ -235,6 +248,49 @@ def _rgb_buffer(rgb, height, width):
     return (_u8 * len(rgb)).from_buffer_copy(rgb)
 
 
+class Image:
+    """An image decoded once (lisa_image): a path (str or os.PathLike), encoded PNG/JPEG bytes, or raw
+    RGB bytes with height= and width=. Submit it with any number of queries (Engine.submit,
+    Model.segment): the engine encodes it once and reuses its embeddings and its prompt prefix for
+    every query while it stays in the engine's image cache. Requests keep their own reference, so
+    closing the Image after submitting is fine."""
+
+    def __init__(self, source, *, height=None, width=None):
+        self._h = _c.c_void_p()
+        if isinstance(source, (str, os.PathLike)):
+            _check(_image_create_file(os.fsencode(source), _c.byref(self._h)))
+        elif height is not None or width is not None:
+            _check(_image_create_rgb(_rgb_buffer(source, height, width), height, width, _c.byref(self._h)))
+        else:
+            buf = (_c.c_char * len(source)).from_buffer_copy(source)
+            _check(_image_create_bytes(_c.cast(buf, _c.c_void_p), len(source), _c.byref(self._h)))
+
+    @property
+    def height(self):
+        return _image_height(self._h)
+
+    @property
+    def width(self):
+        return _image_width(self._h)
+
+    def close(self):
+        if self._h:
+            _image_free(self._h)
+            self._h = _c.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class Model:
     """A loaded LISA checkpoint directory (lisa_model_load). backend: "auto", "cpu" or "cuda"."""
 
@@ -285,9 +341,10 @@ class Model:
 
     def segment(self, image, query, *, height=None, width=None, png=False, **params):
         """One request, chat.py semantics. image: a path (str or os.PathLike), encoded PNG/JPEG bytes,
-        or raw RGB bytes with height= and width= ([height, width, 3], row-major). params:
+        raw RGB bytes with height= and width= ([height, width, 3], row-major), or an Image. params:
         max_new_tokens, max_query_bytes, max_image_pixels. png=True adds each mask's PNG (base64) to
-        Result.json."""
+        Result.json. Encoded bytes and Images go through an engine kept by the model, whose image
+        cache makes further queries on the same picture cheap."""
         sp = _segment_params(**params)
         q = query.encode("utf-8")
         out = _c.c_void_p()
@@ -298,7 +355,7 @@ class Model:
             buf = _rgb_buffer(image, height, width)
             _check(_segment(self._h, buf, height, width, q, _c.byref(sp), _c.byref(out)))
             return Result(out, png)
-        # encoded bytes: through a one-slot engine, kept for the next call
+        # encoded bytes or an Image: through a one-slot engine, kept for the next call
         if self._engine is None:
             self._engine = Engine(self, max_batch=1, max_queue=1)
         return self._engine.wait(self._engine.submit(image, query, **params), png=png)
@@ -330,11 +387,12 @@ class Engine:
     is thread-safe; results come back by id (wait) or in completion order (poll / wait())."""
 
     def __init__(self, model, *, max_batch=None, max_queue=None, max_images=None, kv_cache_bytes=None,
-                 max_prefill_tokens=None, workers=None, share_prefix=None):
+                 max_prefill_tokens=None, workers=None, share_prefix=None, image_cache_bytes=None):
         p = _engine_default_params()
         for name, value in (("max_batch", max_batch), ("max_queue", max_queue), ("max_images", max_images),
                             ("kv_cache_bytes", kv_cache_bytes), ("max_prefill_tokens", max_prefill_tokens),
-                            ("n_workers", workers), ("share_prefix", share_prefix)):
+                            ("n_workers", workers), ("share_prefix", share_prefix),
+                            ("image_cache_bytes", image_cache_bytes)):
             if value is not None:
                 setattr(p, name, value)
         if p.max_images > p.max_batch:
@@ -348,14 +406,18 @@ class Engine:
         model._engines.add(self)
 
     def submit(self, image, query, *, height=None, width=None, user_data=0, **params):
-        """Queues a request (inputs are copied) and returns its id. image as in Model.segment.
-        Raises Error LISA_ERR_BUSY when max_queue requests are unfinished."""
+        """Queues a request (inputs are copied, an Image referenced) and returns its id. image as in
+        Model.segment. Raises Error LISA_ERR_BUSY when max_queue requests are unfinished."""
         r = _request_default()
         r.params = _segment_params(**params)
         r.query = query.encode("utf-8")
         r.user_data = user_data
         keep = None
-        if isinstance(image, (str, os.PathLike)):
+        if isinstance(image, Image):
+            if not image._h:
+                raise ValueError("the image is closed")
+            r.image = image._h
+        elif isinstance(image, (str, os.PathLike)):
             r.image_path = os.fsencode(image)
         elif height is not None or width is not None:
             keep = _rgb_buffer(image, height, width)

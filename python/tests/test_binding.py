@@ -1,6 +1,7 @@
 """pytest for the ctypes binding (python/lisa) on the tiny model of tests/data: segment by path,
 encoded bytes and raw RGB (same mask every way), the COCO RLE of Result.json against a pure-Python
-decoder, the PNG option, errors as lisa.Error, and the batching engine. No numpy, no PIL.
+decoder, the PNG option, errors as lisa.Error, the batching engine, and lisa.Image (one picture,
+many queries: encoded once, same results). No numpy, no PIL.
 Run: LISA_LIBRARY=build/liblisa.so PYTHONPATH=python python3 -m pytest python/tests (CTest does)."""
 
 import base64
@@ -177,6 +178,34 @@ def test_engine_batches(model):
         assert r.answer == single.answer and r.masks == single.masks  # bit-identical in a batch
     assert stats["completed"] == 4 and stats["failed"] == 1
     assert stats["decode_steps"] == sum(stats["decode_batch_hist"]) > 0
+
+
+def test_image_many_queries(model):
+    queries = [QUERY, "Segment the cat.", "Where is the cat's tail? Please output segmentation mask."]
+    single = [model.segment(CAT, q) for q in queries]  # one private engine each: nothing reused
+    img = lisa.Image(CAT)
+    assert (img.height, img.width) == (single[0].masks[0].height, single[0].masks[0].width)
+    with lisa.Engine(model, max_batch=2) as eng:
+        ids = [eng.submit(img, q, user_data=k) for k, q in enumerate(queries)]
+        img.close()  # the requests hold their own references
+        results = [eng.wait(i) for i in ids]
+        with open(CAT, "rb") as f:
+            again = eng.wait(eng.submit(f.read(), queries[0]))  # the same pixels as bytes: a hit too
+        stats = eng.stats()
+    for r, s in zip(results + [again], single + single[:1]):
+        assert r.tokens == s.tokens and r.masks == s.masks  # bitwise, with or without reuse
+    assert stats["image_cache_misses"] == 1 and stats["image_cache_hits"] == 3
+    assert stats["kv_prefix_hits"] == 3
+    with lisa.Engine(model, max_batch=2, image_cache_bytes=0) as eng:
+        with lisa.Image(CAT) as img2:
+            r = eng.wait(eng.submit(img2, queries[1]))
+        assert r.masks == single[1].masks and eng.stats()["image_cache_hits"] == 0
+    with pytest.raises(lisa.Error) as e:
+        lisa.Image(b"not an image")
+    assert e.value.status == "LISA_ERR_FORMAT"
+    # Model.segment on an Image: the model's kept engine caches it between calls
+    with lisa.Image(CAT) as img3:
+        assert model.segment(img3, queries[2]).masks == single[2].masks
 
 
 def test_close_order():

@@ -13,7 +13,8 @@
  *    run must produce its ids, and masks at IoU >= 0.95 with its masks (two bf16 pipelines that
  *    round differently, each at 0.978 from fp32).
  * 3. The engine on CUDA BF16: the golden cases submitted together (one prefill batch, batched
- *    decode steps) against each case run alone: same tokens, IoU >= 0.99.
+ *    decode steps) against each case run alone: same tokens, IoU >= 0.99; then the same three again
+ *    on that engine, from its image cache and KV prefixes (issue #17): the same again.
  * 4. Real LISA-7B dimensions with synthetic weights (make-tiny `synthetic`, drawn on each backend):
  *    SAM ViT-H dims with 2 blocks (one windowed, one global) at 1024 px, CLIP-L/14 dims with 2 of 3
  *    layers run, LLaMA-7B dims (4096 wide, 32 heads, 11008, vocab 32004) with 2 layers, the
@@ -151,7 +152,7 @@ static void run_free(run_out *o) {
 
 /* One request through lisa_model_run, with taps (the engine then runs every step eagerly) or without
  * (on CUDA its decode steps are then captured into CUDA graphs and replayed, runtime/engine.c). */
-static void run_model_ex(run_out *o, lisa_model *m, const lisa_image *img, const char *query, int32_t max_new,
+static void run_model_ex(run_out *o, lisa_model *m, const lisa_bitmap *img, const char *query, int32_t max_new,
                          bool taps) {
     memset(o, 0, sizeof *o);
     o->be = m->be;
@@ -167,7 +168,7 @@ static void run_model_ex(run_out *o, lisa_model *m, const lisa_image *img, const
     o->ms = now_ms() - t0;
 }
 
-static void run_model(run_out *o, lisa_model *m, const lisa_image *img, const char *query, int32_t max_new) {
+static void run_model(run_out *o, lisa_model *m, const lisa_bitmap *img, const char *query, int32_t max_new) {
     run_model_ex(o, m, img, query, max_new, true);
 }
 
@@ -290,7 +291,7 @@ static lisa_model *load_model(ck_ctx *c, lisa_backend *be, const char *dir, cons
     return m;
 }
 
-static bool load_image(ck_ctx *c, lisa_image *img, const char *name) {
+static bool load_image(ck_ctx *c, lisa_bitmap *img, const char *name) {
     char path[4200];
     snprintf(path, sizeof path, "%s/images/%s", c->data_dir, name);
     if (lisa_image_load(img, path, NULL) != LISA_OK) {
@@ -309,7 +310,7 @@ static const char *const golden_cases[3] = {"lisa_chelsea_tiny", "lisa_rocket_po
 /* Owns the golden file, the image and the three runs until the end of tiny_models. */
 typedef struct golden_case {
     lisa_checkpoint *g;
-    lisa_image img;
+    lisa_bitmap img;
     const char *query;
     int32_t max_new;
     run_out cpu, f32, bf16;
@@ -439,11 +440,41 @@ static void tiny_models(ck_ctx *c) {
             ck_record(c, "e2e", "engine batched vs alone", dt, 1, NAN, 0, -1, "%s", lisa_last_error());
         else
             printf("      engine: the three requests shared decode steps (largest decode batch seen %d)\n", max_batch);
+        /* 3b: the three again on the same engine: their images' cached embeddings and KV prefixes
+         * through the image (a copy-on-write page each), only the query tokens prefilled (issue #17) */
+        const lisa_engine_stats st0 = lisa_engine_get_stats(e);
+        for (int k = 0; s == LISA_OK && k < 3; k++) {
+            lisa_request rq = lisa_request_default();
+            rq.rgb = gc[k].img.data, rq.height = gc[k].img.h, rq.width = gc[k].img.w, rq.query = gc[k].query;
+            rq.params.max_new_tokens = gc[k].max_new, rq.params.keep_logits = true;
+            s = lisa_engine_submit(e, &rq, &id[k]);
+        }
+        for (int k = 0; s == LISA_OK && k < 3; k++) {
+            run_out got;
+            memset(&got, 0, sizeof got);
+            s = lisa_engine_wait(e, id[k], &got.r);
+            if (s != LISA_OK) break;
+            got.s = lisa_result_status(got.r);
+            snprintf(got.err, sizeof got.err, "%s", lisa_result_error(got.r));
+            char nm[112];
+            snprintf(nm, sizeof nm, "engine reusing its caches vs alone, %s", golden_cases[k] + 5);
+            compare_runs(c, nm, dt, &got, alone[k], IOU_ENGINE, c->self_test ? 0 : LOGIT_RTOL_BF16, 0);
+            run_free(&got);
+        }
+        if (s == LISA_OK) {
+            const lisa_engine_stats st1 = lisa_engine_get_stats(e);
+            const int64_t hits = st1.image_cache_hits - st0.image_cache_hits,
+                          kv = st1.kv_prefix_hits - st0.kv_prefix_hits;
+            ck_record(c, "e2e", "engine reuse: cache hits", dt, hits == 3 && kv == 3 ? 0 : 1, (double)(3 - kv), 0, -1,
+                      "%lld image-cache hits, %lld KV-prefix hits of 3 (need 3 and 3)", (long long)hits, (long long)kv);
+        } else {
+            ck_record(c, "e2e", "engine reusing its caches vs alone", dt, 1, NAN, 0, -1, "%s", lisa_last_error());
+        }
         lisa_engine_free(e);
     }
     for (int k = 0; k < 3; k++) {
         run_free(&gc[k].cpu), run_free(&gc[k].f32), run_free(&gc[k].bf16);
-        lisa_image_free(&gc[k].img);
+        lisa_bitmap_free(&gc[k].img);
         lisa_checkpoint_close(gc[k].g);
     }
 done:
@@ -663,7 +694,7 @@ static const char *const long_query =
     "corner, and then segment the single object that a person standing in the room would most likely pick up first "
     "if they wanted to clean the table quickly before their guests arrive for dinner this evening.";
 
-static void synthetic_image(lisa_image *img, int32_t h, int32_t w) {
+static void synthetic_image(lisa_bitmap *img, int32_t h, int32_t w) {
     img->h = h, img->w = w, img->c = 3;
     img->data = malloc((size_t)h * w * 3);
     uint64_t s = 12345;
@@ -721,7 +752,7 @@ static void real_dims(ck_ctx *c, bool full) {
     const char *who[3] = {"cpu", "gpu F32", "gpu BF16"};
     run_out runs[3];
     memset(runs, 0, sizeof runs);
-    lisa_image img;
+    lisa_bitmap img;
     synthetic_image(&img, 480, 640);
     for (int k = 0; k < 3; k++) {
         if (!ms[k]) continue;
@@ -767,7 +798,7 @@ static void real_dims(ck_ctx *c, bool full) {
     if (!full) mask_decoder_checks(c, mc, m16 ? m16 : m32, "decoder at LISA dims (256)");
     for (int k = 0; k < 3; k++)
         run_free(&runs[k]);
-    lisa_image_free(&img);
+    lisa_bitmap_free(&img);
     lisa_model_free(m16);
     lisa_model_free(m32);
     lisa_model_free(mc);

@@ -23,8 +23,10 @@ for i in 0 1 2 3; do
   if [ $((i % 2)) = 0 ]; then cp "$DATA/images/chelsea_tiny.png" "imgs/img_$i.png"
   else cp "$DATA/images/rocket_portrait.jpg" "imgs/img_$i.jpg"; fi
 done
+# one at a time: the kill lands between records; no image cache: the copies of one photo would
+# otherwise reuse its encoding and a shard's second record follow its first within milliseconds
 common=(--model "$DATA/tiny-lisa" --vision-tower "$DATA/tiny-clip" --images imgs --query "the cat"
-        --max-new-tokens 4 --threads 1 --max-batch 1) # one at a time: the kill lands between records
+        --max-new-tokens 4 --threads 1 --max-batch 1 --image-cache-mib 0)
 tp_args=()
 [ "$TP" -gt 1 ] && tp_args=(--tp "$TP")
 N=$((NP / TP))

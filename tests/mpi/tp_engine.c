@@ -1,7 +1,8 @@
 /* tests/mpi/tp_engine.c — the batching engine under tensor parallelism, end to end on the tiny
  * LISA checkpoint (4 heads, vocab 32004), under `mpirun -np 1|2|4` (tests/CMakeLists.txt).
  * Rank 0 runs the same requests through the unsplit model (TP = 1, the reference) and through the
- * TP group's engine — batched (several requests per step, prefix sharing, continuous batching)
+ * TP group's engine — batched (several requests per step, prefix sharing, a second query reusing an
+ * image's embeddings and KV prefix, continuous batching)
  * and one request at a time (lisa_segment_file's private engine) — while ranks >= 1 follow. The
  * answers and tokens must be identical and the masks equal up to pixels whose logit is within
  * 1e-3 of the threshold (mask logits within 1e-4 relative). The [SEG] states come from the
@@ -47,6 +48,9 @@ typedef struct item {
 static const item ITEMS[] = {
     {"chelsea_tiny.png", "What is the cat in this image? Please output segmentation mask.", 8},
     {"rocket_portrait.jpg", "Segment the rocket.", 5},
+    /* the first image again: its cached embeddings and KV prefix (through a copy-on-write page that
+     * the followers copy too, issue #17) */
+    {"chelsea_tiny.png", "Segment the cat.", 6},
 };
 #define N_ITEMS ((int)(sizeof ITEMS / sizeof ITEMS[0]))
 
