@@ -1,6 +1,10 @@
 /* bench/bench_gpu_kernels.c — times the CUDA attention kernels and cuBLASLt GEMMs at LISA's shapes.
  *
- * usage: bench_gpu_kernels [--quick] [--json FILE] [--device N]
+ * usage: bench_gpu_kernels [--quick] [--smoke] [--json FILE] [--device N] [--only KEYS] [--after KEY]
+ *
+ * Cases are named by their JSON keys; --only runs the listed ones, --after the ones after KEY (the
+ * suite's resume after a lost context), --smoke one launch of each family in seconds. --json is
+ * rewritten after every case; a failing case is abandoned and the next one runs (see fail_case).
  *
  * Method (docs/style.md §9, docs/gpu-bringup.md "Measuring"): bf16 inputs from a fixed random stream (never zeros), three
  * warm-up calls, then the median of N timed calls, each timed with CUDA events after an L2 flush
@@ -8,7 +12,13 @@
  *   attention FLOP = 4·B·H·Tq·Tk·D (QKᵀ and PV, 2 FLOP per MAC), halved for causal (Tq = Tk);
  *   the rel-pos terms add B·H·Tq·Tk (not counted); decode is memory-bound: bytes = K + V read;
  *   GEMM FLOP = 2·M·N·K. % of peak against 989 TFLOP/s (H100/H200 SXM dense bf16, datasheet;
- *   790-800 measured by others on random data on these cards) and 4.8 / 3.35 TB/s (H200 / H100).
+ *   790-800 measured by others on random data on these cards); memory-bound rows against the
+ *   measured device-to-device copy (copy_gbps, bytes read + written; datasheet 4.8 / 3.35 TB/s
+ *   H200 / H100 when the copy case did not run).
+ * Convolutions: SAM's neck 3x3 conv and the mask decoder's transposed convs on im2col + GEMM (the
+ * default) and on cuDNN (conv_*_cudnn_*), TFLOP/s of the direct convolution's FLOP.
+ * Small-M rows (M <= 16: the decode projections, on the small-M kernel gemv_kernels.cuh, and the
+ * same shapes on cuBLASLt as cublaslt_*) report GB/s of weights read and % of copy_gbps.
  * JSON keys (as in bench/results/DATE-CARD.json): attn_sam_window_tflops, attn_sam_global_tflops (batch 8, rel-pos
  * fused), and the other rows under their names. Prints "no CUDA device: skipped" without a GPU.
  * Every attention row of the mma.sync kernel has a twin of the sm_90a wgmma kernel (key suffix
@@ -32,6 +42,7 @@ int main(void) {
 
 #include <cuda_runtime_api.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +52,7 @@ typedef struct row {
     double ms, tflops, gbps;
 } row;
 
-static row rows[64];
+static row rows[96];
 static int n_rows;
 static lisa_backend *be;
 static void *flush_buf;
@@ -49,19 +60,34 @@ static size_t flush_bytes;
 static int reps = 20;
 static double peak_tflops, peak_gbps;
 
+/* A failing case is abandoned (its key stays absent; what it allocated leaks, the process is about
+ * to end) and the next case runs; when the device cannot synchronize afterwards (a sticky CUDA
+ * error: the context is lost) the program writes its JSON and exits with status 3 naming the case
+ * ("kernel_bench_aborted_after"), and bench/gpu/suite.sh runs the remaining cases in a fresh
+ * process with --after CASE. */
+static jmp_buf case_jmp;
+static const char *in_case;
+static char failed[1024], aborted[64];
+static const char *json_path, *only, *after, *device_name = "unknown";
+
+static void fail_case(void) {
+    if (in_case) longjmp(case_jmp, 1);
+    exit(1);
+}
+
 #define CU(x)                                                                                      \
     do {                                                                                           \
         cudaError_t e_ = (x);                                                                      \
         if (e_ != cudaSuccess) {                                                                   \
             fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));    \
-            exit(1);                                                                               \
+            fail_case();                                                                           \
         }                                                                                          \
     } while (0)
 
 static void check(lisa_status s, const char *what) {
     if (s != LISA_OK) {
         fprintf(stderr, "bench_gpu_kernels: %s: %s: %s\n", what, lisa_status_name(s), lisa_last_error());
-        exit(1);
+        fail_case();
     }
 }
 
@@ -116,7 +142,28 @@ static double time_ms(bench_fn fn, void *arg) {
     return med;
 }
 
+/* Rewrites the JSON (atomically) with every row so far: called after every case. */
+static void write_json(void) {
+    if (!json_path) return;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", json_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "bench_gpu_kernels: cannot write %s\n", tmp);
+        return;
+    }
+    fprintf(f, "{\n  \"kernel_bench_device\": \"%s\"", device_name);
+    for (int i = 0; i < n_rows; i++) {
+        double v = isfinite(rows[i].tflops) ? rows[i].tflops : rows[i].gbps;
+        if (strstr(rows[i].key, "_ms")) v = rows[i].ms;
+        fprintf(f, ",\n  \"%s\": %.4g", rows[i].key, v);
+    }
+    fprintf(f, ",\n  \"kernel_bench_failed\": \"%s\",\n  \"kernel_bench_aborted_after\": \"%s\"\n}\n", failed, aborted);
+    if (fclose(f) == 0) rename(tmp, json_path);
+}
+
 static void report(const char *key, const char *shape, double ms, double flop, double bytes) {
+    if (n_rows == (int)(sizeof rows / sizeof rows[0])) return;
     row *r = &rows[n_rows++];
     snprintf(r->key, sizeof r->key, "%s", key);
     snprintf(r->shape, sizeof r->shape, "%s", shape);
@@ -131,7 +178,54 @@ static void report(const char *key, const char *shape, double ms, double flop, d
     else
         printf("%-34s %-44s %9.3f ms %8.1f GB/s     %s\n", key, shape, ms, r->gbps, pct);
     fflush(stdout);
+    write_json();
 }
+
+/* --only a,b (comma-separated case keys) and --after KEY (skip every case up to and including KEY). */
+static bool case_selected(const char *name) {
+    static bool past_after;
+    if (aborted[0]) return false;
+    if (after && !past_after) {
+        if (!strcmp(after, name)) past_after = true;
+        return false;
+    }
+    if (!only) return true;
+    const size_t n = strlen(name);
+    for (const char *p = only; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return true;
+    return false;
+}
+
+static void case_failed(const char *name) {
+    const size_t n = strlen(failed);
+    snprintf(failed + n, sizeof failed - n, "%s%s", n ? "," : "", name);
+    fprintf(stderr, "bench_gpu_kernels: case %s abandoned\n", name);
+    lisa_clear_error();
+    lisa_cuda_set_conv_path(be, false, LISA_CUDA_CONV_IM2COL); /* a conv case may have left cuDNN selected */
+    lisa_cuda_set_conv_path(be, true, LISA_CUDA_CONV_IM2COL);
+    lisa_clear_error();
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+        snprintf(aborted, sizeof aborted, "%s", name);
+        fprintf(stderr, "bench_gpu_kernels: the device cannot synchronize after %s (%s): the context is lost; rerun with "
+                        "--after %s\n", name, cudaGetErrorString(e), name);
+    }
+    write_json();
+}
+
+/* Runs one case unless deselected; a failure inside abandons the case only. */
+#define CASE(name, call)                                                                           \
+    do {                                                                                           \
+        if (case_selected(name)) {                                                                 \
+            in_case = name;                                                                        \
+            if (setjmp(case_jmp) == 0) {                                                           \
+                call;                                                                              \
+            } else {                                                                               \
+                case_failed(name);                                                                 \
+            }                                                                                      \
+            in_case = NULL;                                                                        \
+        }                                                                                          \
+    } while (0)
 
 /* ---- attention -------------------------------------------------------------------------------- */
 typedef struct attn_job {
@@ -286,19 +380,89 @@ static void bench_gemm(const char *key, int64_t M, int64_t K, int64_t N, bool bi
     free_t(&j.x), free_t(&j.w), free_t(&j.y), free_t(&j.b);
 }
 
+/* ---- convolutions: im2col + GEMM vs cuDNN (kernels/cuda/conv_cudnn.c) ---------------------------- */
+typedef struct conv_job {
+    lisa_tensor y, x, w, b;
+    bool transposed;
+} conv_job;
+
+static void run_conv(void *a) {
+    conv_job *j = a;
+    if (j->transposed)
+        check(lisa_op_conv_transpose2d_k2s2(be, &j->y, &j->x, &j->w, &j->b), "conv_transpose2d_k2s2");
+    else
+        check(lisa_op_conv2d(be, &j->y, &j->x, &j->w, NULL, 1, 1), "conv2d");
+}
+
+/* SAM's neck 3x3 conv (transposed = false: x [B, 256, 64, 64], w [256, 256, 3, 3], pad 1) or the mask
+ * decoder's upscaling (transposed: x [B, Ci, H, H] -> [B, Co, 2H, 2H]) on the given path. */
+static void bench_conv(const char *key, bool transposed, int64_t B, int64_t Ci, int64_t Co, int64_t H,
+                       lisa_cuda_conv_path path) {
+    conv_job j = {0};
+    j.transposed = transposed;
+    check(lisa_cuda_set_conv_path(be, transposed, path), "conv path");
+    j.x = dev_rand(4, B, Ci, H, H);
+    if (transposed) {
+        j.w = dev_rand(4, Ci, Co, 2, 2);
+        j.b = dev_rand(1, Co, 0, 0, 0);
+        j.y = dev_rand(4, B, Co, 2 * H, 2 * H);
+    } else {
+        j.w = dev_rand(4, Co, Ci, 3, 3);
+        j.y = dev_rand(4, B, Co, H, H);
+    }
+    const double ms = time_ms(run_conv, &j);
+    check(lisa_cuda_set_conv_path(be, transposed, LISA_CUDA_CONV_IM2COL), "conv path");
+    char shape[80];
+    snprintf(shape, sizeof shape, "%s [%lld,%lld,%lld,%lld] -> %lld (%s)", transposed ? "convT k2s2" : "conv 3x3", (long long)B,
+             (long long)Ci, (long long)H, (long long)H, (long long)Co, path == LISA_CUDA_CONV_CUDNN ? "cuDNN" : "im2col+GEMM");
+    const double flop = transposed ? 2.0 * B * Ci * Co * 4 * H * H : 2.0 * B * Co * Ci * 9 * H * H;
+    report(key, shape, ms, flop, 0);
+    free_t(&j.x), free_t(&j.w), free_t(&j.y), free_t(&j.b);
+}
+
+/* ---- device-to-device copy: the bandwidth ceiling the memory-bound rows are measured against ---- */
+typedef struct copy_job {
+    void *a, *b;
+    size_t bytes;
+} copy_job;
+
+static void run_copy(void *arg) {
+    copy_job *j = arg;
+    CU(cudaMemcpyAsync(j->b, j->a, j->bytes, cudaMemcpyDeviceToDevice, (cudaStream_t)lisa_cuda_stream(be)));
+}
+
+static double copy_gbps;
+
+static void bench_copy(void) {
+    copy_job j = {.bytes = (size_t)1 << 30};
+    CU(cudaMalloc(&j.a, j.bytes));
+    CU(cudaMalloc(&j.b, j.bytes));
+    CU(cudaMemset(j.a, 0x3c, j.bytes));
+    const double ms = time_ms(run_copy, &j);
+    report("copy_gbps", "1 GiB device-to-device (read + written bytes)", ms, 0, 2.0 * (double)j.bytes);
+    copy_gbps = 2.0 * (double)j.bytes / (ms * 1e-3) / 1e9;
+    cudaFree(j.a);
+    cudaFree(j.b);
+}
+
 int main(int argc, char **argv) {
-    const char *json = NULL;
     int device = 0;
-    bool quick = false;
+    volatile bool quick = false, smoke = false; /* read after the CASE longjmps */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = true;
+        else if (!strcmp(argv[i], "--smoke"))
+            smoke = quick = true;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc)
-            json = argv[++i];
+            json_path = argv[++i];
         else if (!strcmp(argv[i], "--device") && i + 1 < argc)
             device = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else if (!strcmp(argv[i], "--after") && i + 1 < argc)
+            after = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gpu_kernels [--quick] [--json FILE] [--device N]\n");
+            fprintf(stderr, "usage: bench_gpu_kernels [--quick] [--smoke] [--json FILE] [--device N] [--only KEYS] [--after KEY]\n");
             return 2;
         }
     }
@@ -309,59 +473,83 @@ int main(int argc, char **argv) {
     }
     check(s, "cuda backend");
     const char *name = lisa_cuda_device_name(be);
+    device_name = name;
     peak_tflops = strstr(name, "H100") || strstr(name, "H200") ? 989.0 : 0;
     peak_gbps = strstr(name, "H200") ? 4800.0 : strstr(name, "H100") ? 3350.0 : 0;
     if (quick) reps = 7;
+    if (smoke) reps = 3;
     int l2 = 0;
     cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device);
     flush_bytes = (size_t)(l2 > 0 ? l2 : 64 << 20) * 4;
     CU(cudaMalloc(&flush_buf, flush_bytes));
     printf("bench_gpu_kernels on %s: median of %d calls after an L2 flush (%zu MiB)\n", name, reps, flush_bytes >> 20);
 
-    /* attention: SAM at batch 8 (200 windows; 8 global images), rel-pos fused; and without */
-    const lisa_cuda_attn_path F = LISA_CUDA_ATTN_FLASH, W = LISA_CUDA_ATTN_WGMMA;
-    bench_sam("attn_sam_window_tflops", 8 * 25, 14, true, F, false);
-    bench_sam("attn_sam_global_tflops", 8, 64, true, F, false);
-    bench_sam("attn_sam_window_norel_tflops", 8 * 25, 14, false, F, false);
-    bench_sam("attn_sam_global_norel_tflops", 8, 64, false, F, false);
-    bench_prefill("attn_llama_prefill_tflops", 8, 330, F);
-    /* the sm_90a kernel, every variant at the same shapes */
-    bench_sam("attn_sam_window_wgmma_tflops", 8 * 25, 14, true, W, false);
-    bench_sam("attn_sam_window_fused_wgmma_tflops", 8 * 25, 14, true, W, true);
-    bench_sam("attn_sam_global_wgmma_tflops", 8, 64, true, W, false);
-    bench_sam("attn_sam_global_fused_wgmma_tflops", 8, 64, true, W, true);
-    bench_sam("attn_sam_window_norel_wgmma_tflops", 8 * 25, 14, false, W, false);
-    bench_sam("attn_sam_global_norel_wgmma_tflops", 8, 64, false, W, false);
-    bench_prefill("attn_llama_prefill_wgmma_tflops", 8, 330, W);
-    bench_decode(1, 1024);
-    bench_decode(16, 1024);
-    if (!quick) bench_decode(1, 4096);
-    bench_two_way(8);
-    /* GEMMs: LLaMA-7B prefill (8 x 330 tokens) and decode, SAM ViT-H at batch 8 (32768 tokens) */
-    bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_ACT_NONE);
-    bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_ACT_NONE);
-    bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_ACT_NONE);
-    bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_ACT_NONE);
-    bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_ACT_GELU);
-    if (!quick) bench_gemm("gemm_sam_mlp2_tflops", 32768, 5120, 1280, true, LISA_ACT_NONE);
-
-    if (json) {
-        FILE *f = fopen(json, "w");
-        if (!f) {
-            fprintf(stderr, "bench_gpu_kernels: cannot write %s\n", json);
-            return 1;
-        }
-        fprintf(f, "{\n  \"kernel_bench_device\": \"%s\"", name);
-        for (int i = 0; i < n_rows; i++) {
-            double v = isfinite(rows[i].tflops) ? rows[i].tflops : rows[i].gbps;
-            if (strstr(rows[i].key, "_ms")) v = rows[i].ms;
-            fprintf(f, ",\n  \"%s\": %.4g", rows[i].key, v);
-        }
-        fprintf(f, "\n}\n");
-        fclose(f);
+    CASE("copy_gbps", bench_copy());
+    if (copy_gbps > 0) {
+        printf("  (memory-bound rows below: %% of the measured copy bandwidth %.0f GB/s)\n", copy_gbps);
+        peak_gbps = copy_gbps;
     }
+    if (smoke) { /* suite.sh's smoke step: one launch of each family, seconds */
+        CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 25, 14, true, LISA_CUDA_ATTN_FLASH, false));
+        CASE("attn_decode_b1_kv1024_gbps", bench_decode(1, 1024));
+        CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_ACT_NONE));
+        CASE("gemv_b16_down_gbps", bench_gemm("gemv_b16_down_gbps", 16, 11008, 4096, false, LISA_ACT_NONE));
+    } else {
+        /* attention: SAM at batch 8 (200 windows; 8 global images), rel-pos fused; and without */
+        const lisa_cuda_attn_path F = LISA_CUDA_ATTN_FLASH, W = LISA_CUDA_ATTN_WGMMA;
+        CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 8 * 25, 14, true, F, false));
+        CASE("attn_sam_global_tflops", bench_sam("attn_sam_global_tflops", 8, 64, true, F, false));
+        CASE("attn_sam_window_norel_tflops", bench_sam("attn_sam_window_norel_tflops", 8 * 25, 14, false, F, false));
+        CASE("attn_sam_global_norel_tflops", bench_sam("attn_sam_global_norel_tflops", 8, 64, false, F, false));
+        CASE("attn_llama_prefill_tflops", bench_prefill("attn_llama_prefill_tflops", 8, 330, F));
+        /* the sm_90a kernel, every variant at the same shapes */
+        CASE("attn_sam_window_wgmma_tflops", bench_sam("attn_sam_window_wgmma_tflops", 8 * 25, 14, true, W, false));
+        CASE("attn_sam_window_fused_wgmma_tflops",
+             bench_sam("attn_sam_window_fused_wgmma_tflops", 8 * 25, 14, true, W, true));
+        CASE("attn_sam_global_wgmma_tflops", bench_sam("attn_sam_global_wgmma_tflops", 8, 64, true, W, false));
+        CASE("attn_sam_global_fused_wgmma_tflops", bench_sam("attn_sam_global_fused_wgmma_tflops", 8, 64, true, W, true));
+        CASE("attn_sam_window_norel_wgmma_tflops",
+             bench_sam("attn_sam_window_norel_wgmma_tflops", 8 * 25, 14, false, W, false));
+        CASE("attn_sam_global_norel_wgmma_tflops", bench_sam("attn_sam_global_norel_wgmma_tflops", 8, 64, false, W, false));
+        CASE("attn_llama_prefill_wgmma_tflops", bench_prefill("attn_llama_prefill_wgmma_tflops", 8, 330, W));
+        CASE("attn_decode_b1_kv1024_gbps", bench_decode(1, 1024));
+        CASE("attn_decode_b16_kv1024_gbps", bench_decode(16, 1024));
+        if (!quick) CASE("attn_decode_b1_kv4096_gbps", bench_decode(1, 4096));
+        CASE("attn_two_way_t2i_ms", bench_two_way(8));
+        /* GEMMs: LLaMA-7B prefill (8 x 330 tokens) and decode, SAM ViT-H at batch 8 (32768 tokens) */
+        CASE("gemm_llama_qkv_tflops", bench_gemm("gemm_llama_qkv_tflops", 2640, 4096, 12288, false, LISA_ACT_NONE));
+        CASE("gemm_llama_down_tflops", bench_gemm("gemm_llama_down_tflops", 2640, 11008, 4096, false, LISA_ACT_NONE));
+        CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_ACT_NONE));
+        /* the small-M kernel (gemv_kernels.cuh) at LLaMA-7B's decode shapes, GB/s of weights read and %
+         * of the measured copy bandwidth; then the same shape on cuBLASLt for comparison */
+        CASE("gemv_b1_qkvo_gbps", bench_gemm("gemv_b1_qkvo_gbps", 1, 4096, 4096, false, LISA_ACT_NONE));
+        CASE("gemv_b1_down_gbps", bench_gemm("gemv_b1_down_gbps", 1, 11008, 4096, false, LISA_ACT_NONE));
+        CASE("gemv_b1_lm_head_gbps", bench_gemm("gemv_b1_lm_head_gbps", 1, 4096, 32004, false, LISA_ACT_NONE));
+        CASE("gemv_b16_gate_gbps", bench_gemm("gemv_b16_gate_gbps", 16, 4096, 11008, false, LISA_ACT_NONE));
+        CASE("gemv_b16_down_gbps", bench_gemm("gemv_b16_down_gbps", 16, 11008, 4096, false, LISA_ACT_NONE));
+        lisa_cuda_set_gemv_max_rows(be, 0);
+        CASE("cublaslt_b1_gate_gbps", bench_gemm("cublaslt_b1_gate_gbps", 1, 4096, 11008, false, LISA_ACT_NONE));
+        CASE("cublaslt_b16_down_gbps", bench_gemm("cublaslt_b16_down_gbps", 16, 11008, 4096, false, LISA_ACT_NONE));
+        lisa_cuda_set_gemv_max_rows(be, 16);
+        /* SAM neck 3x3 conv (batch 8) and the mask decoder's transposed convs (8 masks): im2col + GEMM
+         * (the default) vs cuDNN, to decide the default on this card */
+        CASE("conv_sam_neck_b8_tflops", bench_conv("conv_sam_neck_b8_tflops", false, 8, 256, 256, 64, LISA_CUDA_CONV_IM2COL));
+        CASE("conv_sam_neck_b8_cudnn_tflops",
+             bench_conv("conv_sam_neck_b8_cudnn_tflops", false, 8, 256, 256, 64, LISA_CUDA_CONV_CUDNN));
+        CASE("convt_dec1_n8_tflops", bench_conv("convt_dec1_n8_tflops", true, 8, 256, 64, 64, LISA_CUDA_CONV_IM2COL));
+        CASE("convt_dec1_n8_cudnn_tflops", bench_conv("convt_dec1_n8_cudnn_tflops", true, 8, 256, 64, 64, LISA_CUDA_CONV_CUDNN));
+        CASE("convt_dec2_n8_tflops", bench_conv("convt_dec2_n8_tflops", true, 8, 64, 32, 128, LISA_CUDA_CONV_IM2COL));
+        CASE("convt_dec2_n8_cudnn_tflops", bench_conv("convt_dec2_n8_cudnn_tflops", true, 8, 64, 32, 128, LISA_CUDA_CONV_CUDNN));
+        CASE("gemm_sam_qkv_tflops", bench_gemm("gemm_sam_qkv_tflops", 32768, 1280, 3840, true, LISA_ACT_NONE));
+        CASE("gemm_sam_mlp1_gelu_tflops",
+             bench_gemm("gemm_sam_mlp1_gelu_tflops", 32768, 1280, 5120, true, LISA_ACT_GELU));
+        if (!quick)
+            CASE("gemm_sam_mlp2_tflops", bench_gemm("gemm_sam_mlp2_tflops", 32768, 5120, 1280, true, LISA_ACT_NONE));
+    }
+    write_json();
+    if (aborted[0]) return 3; /* the context is lost: suite.sh runs the rest with --after */
     cudaFree(flush_buf);
     lisa_backend_free(be);
-    return 0;
+    return failed[0] ? 1 : 0;
 }
 #endif

@@ -1,8 +1,18 @@
 /* bench/bench_gpu_models.c — whole-model numbers of the CUDA backend at LISA-7B's dimensions: SAM
- * ViT-H encoder img/s (batch 1 and 8), LLaMA-7B prefill of 8 x 330 tokens over the paged KV cache,
- * LLaMA-7B decode ms/step at batch 1 and 16, and LISA-7B samples/s end to end through the engine.
+ * ViT-H encoder img/s (batch 1 and 8), the SAM mask decoder (8 masks, and 1), LLaMA-7B prefill of
+ * 8 x 330 tokens over the paged KV cache, LLaMA-7B decode ms/step at batch 1 and 16, and LISA-7B end
+ * to end through the engine: single-request latency and samples/s. Per-op time tables (CUDA events
+ * around every op, kernels/profile.h) of SAM at batch 8, one decode step at batch 1 and the mask
+ * decoder: printed (top 15) and in the JSON (optable_*).
  *
  * usage: bench_gpu_models [--quick] [--json FILE] [--device N] [--data DIR] [--keep DIR] [--self-test]
+ *                         [--only LIST] [--after SECTION]
+ *
+ * Sections (in order): sam_b1, sam_b8, mask_decoder, mask_decoder_n1, llm, lisa, lisa_q4. A failing section
+ * is abandoned (its keys stay null) and the next one runs; --json is rewritten after every number.
+ * When the backend cannot synchronize after a failure (a sticky CUDA error), the program exits
+ * with status 3 and "model_bench_aborted_after": SECTION in the JSON; bench/gpu/suite.sh then runs
+ * the rest in a fresh process with --after SECTION. --only runs the named sections.
  *
  * --self-test runs every step on the CPU backend with a small synthetic model (F32, batch 2 SAM,
  * 3 engine requests): no GPU needed; it checks the benchmark code itself (CI runs it).
@@ -29,22 +39,22 @@
  *     embedding -> 32 layers (split-KV paged attention) -> logits -> argmax -> download, i.e. the
  *     engine's decode step; ms per step, replayed from a CUDA graph as the engine does
  *     (llama7b_decode_b*_ms) and launched op by op (llama7b_decode_b*_eager_ms).
- *   - SAM mask decoder (the two-way transformer, upscaling and heads of SAM ViT-H's decoder, dim
- *     256): one step of 8 prompts, each on its own device image embedding (the peer's 8 masks), and
- *     of 1 prompt, replayed from a CUDA graph (as the engine's mask stage runs it,
- *     models/mask_decoder.c) and launched op by op, on the fused ops (TWOWAY_*, MLP3) and on the
- *     generic ops (one op per term: the path before them); plus each captured step's kernels
- *     (graph nodes).
  *   - LISA-7B: lisa_engine (background scheduler, max_batch 8, max_images 8) serves N requests
  *     (640x480 synthetic images, realistic 20-30-word queries: prompts of ~320-340 positions) after
  *     2 warm-up requests; samples/s = N / wall time from the first submit to the last result.
  *     Preprocessing runs on the engine's CPU workers, overlapped with the GPU.
+ *   - mask decoder: lisa_sam_decode (prompt tokens, two-way transformer, upscaling, hypernetwork
+ *     MLPs, IoU head) for N text prompts on one random image embedding [1, 256, 64, 64], as one
+ *     captured step replayed (the engine's mask stage) and op by op; fused ops vs the generic ones.
+ *   - latency: one request at a time through the same engine, submit to result, median of 5.
  * JSON keys (bench/results/DATE-CARD.json): sam_vit_h_b1_img_per_s, sam_vit_h_b8_img_per_s,
- * llama7b_prefill_8x330_ms, llama7b_decode_b1_ms, llama7b_decode_b16_ms, sam_mask_decoder_ms (8
- * prompts, graph), lisa7b_samples_per_s, lisa7b_samples_per_s_q4 (4 queries per image, reusing its
- * encoding and KV prefix) and details (sam_mask_decoder_{eager,generic,generic_eager,b1,b1_eager}_ms,
- * sam_mask_decoder_{,generic_}kernels, lisa7b_*, model_load_s). Prints "no CUDA device: skipped"
- * without a GPU.
+ * sam_mask_decoder_ms (8 masks, a captured step replayed; op by op without CUDA graphs; details
+ * sam_mask_decoder_{eager,generic,generic_eager}_ms, sam_mask_decoder_{,generic_}kernels),
+ * sam_mask_decoder_n1_ms, llama7b_prefill_8x330_ms,
+ * llama7b_decode_b1_ms, llama7b_decode_b16_ms, lisa7b_latency_ms, lisa7b_samples_per_s,
+ * lisa7b_samples_per_s_q4 (4 queries per image, reusing its encoding and KV prefix), details
+ * (lisa7b_*, model_load_s) and optable_sam_b8 / optable_decode_b1 / optable_mask_decoder_n8.
+ * Prints "no CUDA device: skipped" without a GPU.
  */
 #include <stdio.h>
 
@@ -56,6 +66,7 @@ int main(void) {
 #else
 
 #include "kernels/cuda/cuda.h"
+#include "kernels/profile.h"
 #include "models/lisa_model.h"
 #include "models/tiny.h"
 #include "core/error.h"
@@ -79,14 +90,42 @@ typedef struct kv {
     char key[64];
     double v;
 } kv;
-static kv results[32];
+static kv results[64];
 static int n_results;
+static const char *json_path, *device_name = "unknown";
+static char optables[1 << 16]; /* ",\n  \"optable_NAME\": {...}" fragments (kernels/profile.h JSON) */
+static size_t optables_len;
+static char failed[512], aborted[64]; /* sections that failed; the one after which the context was lost */
+
+/* Writes the JSON file (atomically: a temporary renamed) with every number so far: called after
+ * every measurement, so that a later crash or timeout keeps what was measured. */
+static void write_json(void) {
+    if (!json_path) return;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", json_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "bench_gpu_models: cannot write %s\n", tmp);
+        return;
+    }
+    fprintf(f, "{\n  \"model_bench_device\": \"%s\"", device_name);
+    for (int i = 0; i < n_results; i++) {
+        if (isfinite(results[i].v))
+            fprintf(f, ",\n  \"%s\": %.4g", results[i].key, results[i].v);
+        else
+            fprintf(f, ",\n  \"%s\": null", results[i].key);
+    }
+    fprintf(f, ",\n  \"model_bench_failed_sections\": \"%s\",\n  \"model_bench_aborted_after\": \"%s\"%s\n}\n", failed,
+            aborted, optables);
+    if (fclose(f) == 0) rename(tmp, json_path);
+}
 
 static void put(const char *key, double v) {
-    if (n_results < 32) {
+    if (n_results < 64) {
         snprintf(results[n_results].key, sizeof results[n_results].key, "%s", key);
         results[n_results++].v = v;
     }
+    write_json();
 }
 
 static double now_ms(void) {
@@ -96,10 +135,14 @@ static double now_ms(void) {
 }
 
 /* A failure inside a benchmark section abandons that section only (its keys stay null; what it
- * allocated leaks, the process is about to end); elsewhere it ends the program. */
+ * allocated leaks, the process is about to end); elsewhere it ends the program. When the backend
+ * cannot even synchronize afterwards (a sticky CUDA error: the context is lost), the program writes
+ * its JSON and exits with status 3 naming the section, and bench/gpu/suite.sh reruns it in a fresh
+ * process with --after SECTION. */
 static jmp_buf section_jmp;
 static bool in_section;
 static int failed_sections;
+static const char *only, *after; /* --only LIST, --after NAME */
 
 static void check(lisa_status s, const char *what) {
     if (s != LISA_OK) {
@@ -109,17 +152,64 @@ static void check(lisa_status s, const char *what) {
     }
 }
 
-#define SECTION(call)                                                                                                  \
-    do {                                                                                                               \
-        in_section = true;                                                                                             \
-        if (setjmp(section_jmp) == 0) {                                                                                \
-            call;                                                                                                      \
-        } else {                                                                                                       \
-            failed_sections++;                                                                                         \
-            fprintf(stderr, "bench_gpu_models: section %s abandoned\n", #call);                                        \
-        }                                                                                                              \
-        in_section = false;                                                                                            \
-    } while (0)
+/* --only a,b (comma-separated names) and --after NAME (skip every section up to and including NAME). */
+static bool selected(const char *name, bool *past_after) {
+    if (after && !*past_after) {
+        if (!strcmp(after, name)) *past_after = true;
+        return false;
+    }
+    if (!only) return true;
+    const size_t n = strlen(name);
+    for (const char *p = only; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return true;
+    return false;
+}
+
+typedef void (*section_fn)(int64_t arg);
+
+static void run_section(const char *name, section_fn fn, int64_t arg) {
+    static bool past_after;
+    if (!selected(name, &past_after) || aborted[0]) return;
+    printf("\n== %s\n", name);
+    fflush(stdout);
+    in_section = true;
+    if (setjmp(section_jmp) == 0) {
+        fn(arg);
+    } else {
+        failed_sections++;
+        const size_t n = strlen(failed);
+        snprintf(failed + n, sizeof failed - n, "%s%s", n ? "," : "", name);
+        fprintf(stderr, "bench_gpu_models: section %s abandoned\n", name);
+        lisa_clear_error();
+        if (be->synchronize(be) != LISA_OK) {
+            snprintf(aborted, sizeof aborted, "%s", name);
+            fprintf(stderr, "bench_gpu_models: the backend cannot synchronize after section %s (%s): the context is lost; "
+                            "rerun with --after %s\n", name, lisa_last_error(), name);
+        }
+    }
+    in_section = false;
+    write_json();
+}
+
+/* Appends a per-op table to the JSON (key optable_NAME) and prints its top 15 rows. */
+static void keep_profile(const char *name, const lisa_op_profile *p) {
+    char title[96];
+    snprintf(title, sizeof title, "per-op time, %s", name);
+    lisa_profile_print(p, stdout, 15, title);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return;
+    fprintf(f, ",\n  \"optable_%s\": ", name);
+    lisa_profile_json(p, f, 15);
+    fclose(f);
+    if (optables_len + len < sizeof optables) {
+        memcpy(optables + optables_len, buf, len + 1);
+        optables_len += len;
+    }
+    free(buf);
+    write_json();
+}
 
 static int cmp_d(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -217,45 +307,56 @@ static void bench_sam(int64_t B) {
     char key[64];
     snprintf(key, sizeof key, "sam_vit_h_b%lld_img_per_s", (long long)B);
     put(key, ips);
+    if (B > 1) { /* where the batch's time goes: one more run, every op timed */
+        lisa_op_profile prof;
+        check(lisa_profile_begin(be, &prof, 1 << 15), "profile");
+        stage_run(&st);
+        check(lisa_profile_end(&prof), "profile");
+        snprintf(key, sizeof key, "sam_b%lld", (long long)B);
+        keep_profile(key, &prof);
+        lisa_profile_free(&prof);
+    }
     stage_free(&st);
     be->mem_free(be, c.px.data);
 }
 
-/* ---- SAM mask decoder -------------------------------------------------------------------------- */
+/* ---- SAM mask decoder ---------------------------------------------------------------------------- */
 
-/* Owns the device inputs (freed by bench_mask_decoder). */
+/* Owns emb and sparse (device memory, freed by bench_mask_decoder). */
 typedef struct dec_ctx {
-    lisa_tensor emb, sparse; /* device, activation dtype: [1, 256, 64, 64], [n, 1, 256] */
-    bool unfused;
+    lisa_tensor emb;    /* [1, out, grid, grid] */
+    lisa_tensor sparse; /* [N, 1, out]: one text embedding per mask (LISA's prompt) */
+    lisa_sam_decode_opts opts; /* fused ops (default) or the generic ones */
 } dec_ctx;
 
 static void dec_graph(lisa_graph *g, void *ctx) {
     dec_ctx *c = ctx;
     T *low, *iou;
-    const lisa_sam_decode_opts o = {.unfused = c->unfused};
-    lisa_sam_decode_ex(g, m->sam, &c->emb, &c->sparse, &low, &iou, &o);
+    lisa_sam_decode_ex(g, m->sam, &c->emb, &c->sparse, &low, &iou, &c->opts);
 }
 
-/* A device tensor of the activation dtype with values in [-1, 1] (never zeros). */
-static void dev_random(lisa_tensor *t, uint64_t seed) {
-    const size_t n = (size_t)lisa_tensor_numel(t);
+/* Device tensor of the activation dtype holding uniform values in [-a, a] (converted by COPY). */
+static lisa_tensor dev_uniform(int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3, float a, uint64_t seed) {
+    lisa_tensor t = lisa_tensor_view4(NULL, m->act_dtype, n_dims, d0, d1, d2, d3);
+    const size_t n = (size_t)lisa_tensor_numel(&t);
+    check(be->mem_alloc(be, lisa_tensor_nbytes(&t), &t.data), "alloc");
+    t.device = be->device, t.device_id = be->device_id;
     float *h = malloc(n * sizeof(float));
-    if (!h) check(lisa_fail(LISA_ERR_OOM, "out of memory"), "inputs");
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
     for (size_t i = 0; i < n; i++) {
-        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-        h[i] = (float)((double)(seed >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        h[i] = (float)((double)(s >> 11) * (2.0 * a / 9007199254740992.0) - a);
     }
     void *tmp = NULL;
     check(be->mem_alloc(be, n * sizeof(float), &tmp), "staging");
     check(be->upload(be, tmp, h, n * sizeof(float)), "upload");
-    check(be->mem_alloc(be, lisa_tensor_nbytes(t), &t->data), "inputs");
-    t->device = be->device, t->device_id = be->device_id;
-    lisa_tensor src = lisa_tensor_view(tmp, LISA_DTYPE_F32, t->n_dims, t->shape);
+    lisa_tensor src = lisa_tensor_view4(tmp, LISA_DTYPE_F32, n_dims, d0, d1, d2, d3);
     src.device = be->device, src.device_id = be->device_id;
-    check(lisa_op_copy(be, t, &src), "cast");
+    check(lisa_op_copy(be, &t, &src), "cast");
     check(be->synchronize(be), "synchronize");
     be->mem_free(be, tmp);
     free(h);
+    return t;
 }
 
 /* The stage's step captured (its arena reset as stage_run does); *nodes = its kernels + copies. */
@@ -274,57 +375,65 @@ static lisa_backend_graph *stage_capture(stage *st, int64_t *nodes) {
     return gr;
 }
 
-static double graph_time(lisa_backend_graph *gr) {
+/* median ms of n replays of a captured step (launch + synchronize) after warm-up replays */
+static double graph_time(lisa_backend_graph *gr, int n) {
     double t[64];
-    for (int i = 0; i < warm + reps && i < 64 + warm; i++) {
+    if (n > 64) n = 64;
+    for (int i = 0; i < warm + n; i++) {
         const double t0 = now_ms();
         check(be->graph_launch(be, gr), "graph launch");
         check(be->synchronize(be), "synchronize");
         if (i >= warm) t[i - warm] = now_ms() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_d);
-    return t[reps / 2];
+    qsort(t, (size_t)n, sizeof *t, cmp_d);
+    return t[n / 2];
 }
 
-/* One decoder step of n prompts, each with its own image embedding (as the PyTorch peer's 8 masks),
- * fused or generic: ms from a CUDA graph (NAN without capture), ms op by op, and graph nodes. */
-static void time_decoder(int64_t n, bool unfused, double *graph_ms, double *eager_ms, int64_t *nodes) {
-    const int64_t out = m->cfg.out_dim, G = m->sam->enc.grid;
-    dec_ctx c = {.unfused = unfused};
-    c.emb = lisa_tensor_view4(NULL, m->act_dtype, 4, n, out, G, G);
-    c.sparse = lisa_tensor_view4(NULL, m->act_dtype, 3, n, 1, out, 0);
-    dev_random(&c.emb, 0x9e3779b97f4a7c15ull);
-    dev_random(&c.sparse, 0x2545f4914f6cdd1dull + (uint64_t)n);
-    stage st;
-    stage_init(&st, dec_graph, &c);
-    *eager_ms = stage_time(&st, warm, reps);
-    *graph_ms = NAN, *nodes = -1;
-    if (lisa_backend_can_capture(be)) {
-        lisa_backend_graph *gr = stage_capture(&st, nodes);
-        *graph_ms = graph_time(gr);
-        be->graph_free(be, gr);
+/* The mask decoder (prompt tokens + two-way transformer + upscaling + hypernetwork MLPs) for N masks
+ * on one image embedding: what a LISA step runs per image after the LLM. Timed as the engine runs
+ * it (models/mask_decoder.c: one captured step, replayed; the key without suffix) and op by op
+ * (_eager), on the fused ops (TWOWAY_*, MLP3) and, for N = 8, on the generic ones (one op per
+ * term, the path before them: _generic); each captured step's nodes (kernels + copies: _kernels). */
+static void bench_mask_decoder(int64_t N) {
+    const int64_t O = m->cfg.out_dim, G = m->sam->enc.img_size / 16;
+    const bool capture = lisa_backend_can_capture(be);
+    for (int unfused = 0; unfused < (N == 8 ? 2 : 1); unfused++) {
+        dec_ctx c = {.opts = {.unfused = unfused != 0}};
+        c.emb = dev_uniform(4, 1, O, G, G, 1.0f, 11);
+        c.sparse = dev_uniform(3, N, 1, O, 0, 1.0f, 12);
+        stage st;
+        stage_init(&st, dec_graph, &c);
+        const double eager = stage_time(&st, warm, reps * 3);
+        double replay = NAN;
+        int64_t nodes = -1;
+        if (capture) {
+            lisa_backend_graph *gr = stage_capture(&st, &nodes);
+            replay = graph_time(gr, reps * 3);
+            be->graph_free(be, gr);
+        }
+        printf("SAM mask decoder, %lld mask%s on one image, %s ops: %.3f ms from a CUDA graph (%lld kernels/copies), "
+               "%.3f ms op by op\n",
+               (long long)N, N == 1 ? "" : "s", unfused ? "generic" : "fused", replay, (long long)nodes, eager);
+        char key[48];
+        const char *base = N == 8 ? "sam_mask_decoder" : "sam_mask_decoder_n1";
+        snprintf(key, sizeof key, "%s%s_ms", base, unfused ? "_generic" : "");
+        put(key, capture ? replay : eager);
+        snprintf(key, sizeof key, "%s%s_eager_ms", base, unfused ? "_generic" : "");
+        put(key, eager);
+        snprintf(key, sizeof key, "%s%s_kernels", base, unfused ? "_generic" : "");
+        put(key, (double)nodes);
+        if (N == 8 && !unfused) {
+            lisa_op_profile prof;
+            check(lisa_profile_begin(be, &prof, 1 << 12), "profile");
+            stage_run(&st);
+            check(lisa_profile_end(&prof), "profile");
+            keep_profile("mask_decoder_n8", &prof);
+            lisa_profile_free(&prof);
+        }
+        stage_free(&st);
+        be->mem_free(be, c.emb.data);
+        be->mem_free(be, c.sparse.data);
     }
-    printf("SAM mask decoder, %lld prompt%s, %s ops: %.3f ms from a CUDA graph (%lld kernels/copies), %.3f ms op by op\n",
-           (long long)n, n > 1 ? "s" : "", unfused ? "generic" : "fused", *graph_ms, (long long)*nodes, *eager_ms);
-    stage_free(&st);
-    be->mem_free(be, c.emb.data);
-    be->mem_free(be, c.sparse.data);
-}
-
-static void bench_mask_decoder(void) {
-    double g, e;
-    int64_t k;
-    time_decoder(8, false, &g, &e, &k);
-    put("sam_mask_decoder_ms", g);
-    put("sam_mask_decoder_eager_ms", e);
-    put("sam_mask_decoder_kernels", (double)k);
-    time_decoder(8, true, &g, &e, &k);
-    put("sam_mask_decoder_generic_ms", g);
-    put("sam_mask_decoder_generic_eager_ms", e);
-    put("sam_mask_decoder_generic_kernels", (double)k);
-    time_decoder(1, false, &g, &e, &k);
-    put("sam_mask_decoder_b1_ms", g);
-    put("sam_mask_decoder_b1_eager_ms", e);
 }
 
 /* ---- LLaMA-7B prefill and decode over the paged cache ------------------------------------------ */
@@ -454,6 +563,14 @@ static void bench_llm(void) {
     printf("LLaMA-7B prefill 8 x %d tokens (paged, 16-token pages): %.1f ms (%.0f tokens/s)\n", CTX, ms,
            8 * CTX * 1e3 / ms);
     put("llama7b_prefill_8x330_ms", ms);
+    if (!self_test) { /* host waits in one prefill step: the plan uploads and the final download only */
+        const int64_t w0 = lisa_cuda_host_waits(be);
+        stage_run(&st);
+        const int64_t w = lisa_cuda_host_waits(be) - w0;
+        printf("host waits in one prefill step: %lld (uploads of the plan, the download, the bench's synchronize; no op "
+               "waits: tools/check_syncs.py)\n", (long long)w);
+        put("llama7b_prefill_host_waits", (double)w);
+    }
     plan(c, 8, 8, true, 0);
     stage_run(&st);
     stage_free(&st);
@@ -465,6 +582,15 @@ static void bench_llm(void) {
         plan(c, 0, bs[k], false, CTX);
         stage_init(&st, llm_graph, c);
         const double eager = decode_steps(&st, c, bs[k], CTX, NULL, n_dec);
+        if (bs[k] == 1) { /* one eager decode step, every op timed */
+            lisa_op_profile prof;
+            plan(c, 0, bs[k], false, CTX + n_dec + warm);
+            check(lisa_profile_begin(be, &prof, 1 << 13), "profile");
+            stage_run(&st);
+            check(lisa_profile_end(&prof), "profile");
+            keep_profile("decode_b1", &prof);
+            lisa_profile_free(&prof);
+        }
         double graphed = NAN;
         lisa_backend_graph *graph = NULL;
         if (!self_test) {
@@ -562,6 +688,28 @@ static void bench_lisa(int32_t n_req, int32_t per_image) {
         check(lisa_result_status(r), "warm-up request");
         lisa_result_free(r);
     }
+    /* single-request latency: one request at a time, submit to result (median of 5; 1 in the self-test;
+     * measured once, in the one-query-per-image section) */
+    double lat[5];
+    const int n_lat = per_image > 1 ? 0 : self_test ? 1 : 5;
+    for (int i = 0; i < n_lat; i++) {
+        synthetic_rgb(rgb, H, W, 2000 + (uint64_t)i);
+        rq.query = queries[(i + 3) % 8];
+        const double t_s = now_ms();
+        uint64_t id = 0;
+        check(lisa_engine_submit(e, &rq, &id), "submit");
+        lisa_result *r = NULL;
+        check(lisa_engine_wait(e, id, &r), "wait");
+        lat[i] = now_ms() - t_s;
+        check(lisa_result_status(r), "latency request");
+        lisa_result_free(r);
+    }
+    if (n_lat > 0) {
+        qsort(lat, (size_t)n_lat, sizeof *lat, cmp_d);
+        printf("LISA-7B single-request latency (one request in flight, submit to result): %.1f ms (median of %d; min "
+               "%.1f, max %.1f)\n", lat[n_lat / 2], n_lat, lat[0], lat[n_lat - 1]);
+        put("lisa7b_latency_ms", lat[n_lat / 2]);
+    }
     double tokens = 0, masks = 0, prompt = 0, dec = 0;
     const double t0 = now_ms();
     lisa_image *img = NULL;
@@ -629,18 +777,25 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
     return remove(p);
 }
 
-/* The timed sections (a separate function: setjmp's caller keeps no locals across a longjmp). */
+static void sec_sam(int64_t B) { bench_sam(B); }
+static void sec_llm(int64_t unused) { bench_llm(); }
+static void sec_lisa(int64_t n) { bench_lisa((int32_t)n, 1); }
+static void sec_lisa_q4(int64_t n) { bench_lisa((int32_t)n, 4); }
+
+/* The timed sections, in order (names for --only / --after): sam_b1, sam_b8, mask_decoder,
+ * mask_decoder_n1, llm, lisa, lisa_q4. */
 static void run_sections(int32_t n_requests) {
-    SECTION(bench_sam(1));
-    SECTION(bench_sam(self_test ? 2 : 8));
-    SECTION(bench_mask_decoder());
-    SECTION(bench_llm());
-    SECTION(bench_lisa(n_requests, 1));
-    SECTION(bench_lisa(n_requests, 4));
+    run_section("sam_b1", sec_sam, 1);
+    run_section("sam_b8", sec_sam, self_test ? 2 : 8);
+    run_section("mask_decoder", bench_mask_decoder, 8);
+    run_section("mask_decoder_n1", bench_mask_decoder, 1);
+    run_section("llm", sec_llm, 0);
+    run_section("lisa", sec_lisa, n_requests);
+    run_section("lisa_q4", sec_lisa_q4, n_requests);
 }
 
 int main(int argc, char **argv) {
-    const char *json = NULL, *data = NULL, *keep = NULL;
+    const char *data = NULL, *keep = NULL;
     int device = 0;
     bool quick = false;
     for (int i = 1; i < argc; i++) {
@@ -649,16 +804,21 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--self-test"))
             self_test = true;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc)
-            json = argv[++i];
+            json_path = argv[++i];
         else if (!strcmp(argv[i], "--device") && i + 1 < argc)
             device = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--data") && i + 1 < argc)
             data = argv[++i];
         else if (!strcmp(argv[i], "--keep") && i + 1 < argc)
             keep = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else if (!strcmp(argv[i], "--after") && i + 1 < argc)
+            after = argv[++i];
         else {
             fprintf(stderr, "usage: bench_gpu_models [--quick] [--json FILE] [--device N] [--data DIR] [--keep DIR] "
-                            "[--self-test]\n");
+                            "[--self-test] [--only LIST] [--after SECTION]\n"
+                            "  sections: sam_b1 sam_b8 mask_decoder mask_decoder_n1 llm lisa lisa_q4\n");
             return 2;
         }
     }
@@ -708,6 +868,7 @@ int main(int argc, char **argv) {
                (double)rep.total_bytes / 1e9);
     }
     const char *dev = self_test ? "cpu (self-test)" : lisa_cuda_device_name(be);
+    device_name = dev;
     printf("bench_gpu_models on %s (%s)\n", dev, quick ? "quick" : "full");
     lisa_model_params mp = lisa_model_default_params();
     mp.vision_tower = clip;
@@ -722,22 +883,10 @@ int main(int argc, char **argv) {
     printf("steered to answer \"Sure, it is [SEG] in the picture.\" (planned-row margin %.1f)\n", margin);
 
     run_sections(self_test ? 3 : quick ? 8 : 24);
-
-    if (json) {
-        FILE *f = fopen(json, "w");
-        if (!f) {
-            fprintf(stderr, "bench_gpu_models: cannot write %s\n", json);
-            return 1;
-        }
-        fprintf(f, "{\n  \"model_bench_device\": \"%s\"", dev);
-        for (int i = 0; i < n_results; i++) {
-            if (isfinite(results[i].v))
-                fprintf(f, ",\n  \"%s\": %.4g", results[i].key, results[i].v);
-            else
-                fprintf(f, ",\n  \"%s\": null", results[i].key);
-        }
-        fprintf(f, "\n}\n");
-        fclose(f);
+    write_json();
+    if (aborted[0]) {
+        if (!keep) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return 3; /* the context is lost: suite.sh reruns the rest with --after */
     }
     if (!failed_sections) {
         lisa_model_free(m);

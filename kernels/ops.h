@@ -112,6 +112,15 @@ struct lisa_backend {
     /* The backend's compute stream as an opaque handle (CUDA: cudaStream_t) for communicators that
      * order their collectives on it; NULL on the CPU. */
     void *stream;
+    /* Optional timing marks for per-op time tables (kernels/profile.h); NULL where ops are
+     * synchronous (the CPU backend: the host clock serves). timer_reserve makes marks 0..n-1
+     * available (allocates; call outside timed steps), timer_mark records mark i on the compute
+     * stream (no wait), timer_elapsed gives the ms between two recorded marks once they completed. */
+    lisa_status (*timer_reserve)(lisa_backend *be, int32_t n);
+    lisa_status (*timer_mark)(lisa_backend *be, int32_t i);
+    lisa_status (*timer_elapsed)(lisa_backend *be, int32_t a, int32_t b, float *ms);
+    /* The per-op profile in progress (kernels/profile.h), borrowed; NULL when not profiling. */
+    struct lisa_op_profile *profile;
 };
 
 /* True when the backend can capture and replay steps (and so offers pinned host memory). */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds everything (the CUDA sources too when
-# nvcc is available: compile and link only, sm_90a), and runs the whole test suite.
+# nvcc is available: compile and link only, sm_80/86/89/90a), and runs the whole test suite.
 #   bash tools/test.sh                 # build/ + all tests
 #   BUILD_DIR=build-asan CMAKE_ARGS="-DLISA_SANITIZE_ADDRESS=ON -DLISA_SANITIZE_UNDEFINED=ON" bash tools/test.sh
 set -euo pipefail

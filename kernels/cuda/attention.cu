@@ -94,12 +94,29 @@ static lisa_status launch_flash(lisa_backend *be, lk_flash_params &fp, int64_t m
     if (fp.Hq > 65535 || fp.B > 65535) return lisa_fail(LISA_ERR_UNSUPPORTED, "flash attention: grid too large");
     if (max_tq == 0) return LISA_OK;
     dim3 grid((unsigned)((max_tq + LK_FLASH_BM - 1) / LK_FLASH_BM), (unsigned)fp.Hq, (unsigned)fp.B);
-    LISA_DISPATCH_HEAD_DIM(D, HD, {
-        CUDA_CHECK(cudaFuncSetAttribute(lk_flash_fwd<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        lk_flash_fwd<HD><<<grid, LK_FLASH_THREADS, smem, im->stream>>>(fp);
-        CUDA_CHECK_LAUNCH();
-    });
+    lk_flash_fn fn = nullptr;
+    LISA_DISPATCH_HEAD_DIM(D, HD, fn = lk_flash_select<HD>(fp));
+    if (!fn)
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "flash attention: no compiled variant for head dim %d with%s rel-pos, %s, %s "
+                                               "(attn_kernels.cuh lk_flash_select)",
+                         D, fp.rel_h ? "" : "out", fp.causal ? "causal" : "not causal", fp.kv_indices ? "paged" : "dense");
+    CUDA_CHECK(cudaFuncSetAttribute((const void *)fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    fn<<<grid, LK_FLASH_THREADS, smem, im->stream>>>(fp);
+    CUDA_CHECK_LAUNCH();
     return LISA_OK;
+}
+
+/* Whether lk_flash_select has a variant for these features (dense, not paged). */
+static bool flash_variant(int64_t D, bool rel, bool causal) {
+    lk_flash_params t = {};
+    t.causal = causal;
+    t.rel_h = rel ? (const void *)&t : nullptr;
+    switch (D) {
+    case 64: return lk_flash_select<64>(t) != nullptr;
+    case 80: return lk_flash_select<80>(t) != nullptr;
+    case 128: return lk_flash_select<128>(t) != nullptr;
+    default: return false;
+    }
 }
 
 /* Fixed 256-key splits: a sequence's split points (and so its result, bit for bit) depend only on
@@ -358,7 +375,7 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     const bool same16 = Q.dt == K.dt && K.dt == V.dt;
     const bool flash_ok = same16 && Q.dt == LISA_DTYPE_BF16 && (Y.dt == LISA_DTYPE_BF16 || Y.dt == LISA_DTYPE_F32) &&
-                          (D == 64 || D == 80 || D == 128) && !bias && rows16(Q) && rows16(K) && rows16(V) &&
+                          flash_variant(D, rel.h != nullptr, p->causal) && !bias && rows16(Q) && rows16(K) && rows16(V) &&
                           ((uintptr_t)Y.data & 3u) == 0 && Y.bs % 2 == 0 && Y.ts % 2 == 0 && Y.hs % 2 == 0 &&
                           lk_flash_smem_bytes((int)D, rel.kh, rel.kw) <= im->smem_optin;
     const int vec = 16 / (int)lisa_dtype_size(Q.dt);
@@ -407,7 +424,8 @@ lisa_status lisa_cuda_attention_path(lisa_backend *be, lisa_tensor *y, const lis
     if (path == LISA_CUDA_ATTN_FLASH) {
         if (!flash_ok)
             return lisa_fail(LISA_ERR_UNSUPPORTED, "attention: the flash kernel needs BF16 q/k/v, a BF16/F32 output, head "
-                                                   "dim 64/80/128 (got %lld), no additive bias and 16-byte aligned rows",
+                                                   "dim 64/80/128 (got %lld) with a compiled variant (rel-pos: D 80, not "
+                                                   "causal), no additive bias and 16-byte aligned rows",
                              (long long)D);
         lk_flash_params fp = {};
         fp.q = (const lisa_bf16_t *)Q.data, fp.k = (const lisa_bf16_t *)K.data, fp.v = (const lisa_bf16_t *)V.data;
@@ -612,7 +630,7 @@ lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const
     /* Each sequence goes to one kernel by its own query count: > 8 rows (prefill chunks) to flash,
      * 1..8 rows (decode) to split-KV. Both launches skip the other class's sequences. */
     const int D = (int)pool.D;
-    const bool flash_ok = q->dtype == LISA_DTYPE_BF16 && (D == 64 || D == 80 || D == 128) &&
+    const bool flash_ok = q->dtype == LISA_DTYPE_BF16 && D == 128 && /* the paged flash variants (lk_flash_select) */
                           ((uintptr_t)q->data & 15u) == 0 && (q->stride[0] * 2) % 16 == 0 &&
                           (q->stride[1] * 2) % 16 == 0 && ((uintptr_t)y->data & 3u) == 0 && y->stride[0] % 2 == 0 &&
                           y->stride[1] % 2 == 0;
@@ -667,22 +685,16 @@ lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_ten
     if (n == 0) return LISA_OK;
     if (T > INT32_MAX) return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: %lld rows", op, (long long)T);
     const unsigned grid = lisa_cuda_grid_1d(be, n, 256);
-    if (im->sync_checks && !im->capturing) { /* every slot is checked before anything is written (as the CPU backend) */
-        *im->flag_host = INT64_MIN;
-        CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
-        lk_kv_slots_check<<<lisa_cuda_grid_1d(be, T, 256), 256, 0, im->stream>>>((const int32_t *)slots->data, (int32_t)T,
-                                                                                 n_slots, im->flag);
-        CUDA_CHECK_LAUNCH();
-        CUDA_CHECK(cudaMemcpyAsync(im->flag_host, im->flag, sizeof(int64_t), cudaMemcpyDeviceToHost, im->stream));
-        CUDA_CHECK(cudaStreamSynchronize(im->stream));
-        if (*im->flag_host != INT64_MIN)
-            return lisa_fail(LISA_ERR_INVALID_ARG, "%s: slot %lld is outside the pool of %lld slots", op,
-                             (long long)*im->flag_host, (long long)n_slots);
-    }
+    /* every slot is checked before anything is written (as the CPU backend), on the device: a bad
+     * slot raises the flag, the append writes nothing, the next wait reports it (cuda.h) */
+    lk_kv_slots_check<<<lisa_cuda_grid_1d(be, T, 256), 256, 0, im->stream>>>((const int32_t *)slots->data, (int32_t)T,
+                                                                             n_slots, im->flag);
+    CUDA_CHECK_LAUNCH();
+    lisa_cuda_flag_armed(be);
     lk_kv_append<<<grid, 256, 0, im->stream>>>(k_pages->data, v_pages->data, k_pages->dtype, k->data, v->data, k->dtype,
                                                k->stride[0], k->stride[1], v->stride[0], v->stride[1],
                                                (const int32_t *)slots->data, (int32_t)T, (int32_t)pool.Hkv,
-                                               (int32_t)pool.D, n_slots);
+                                               (int32_t)pool.D, n_slots, im->flag);
     CUDA_CHECK_LAUNCH();
     return LISA_OK;
 }

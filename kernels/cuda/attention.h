@@ -2,7 +2,8 @@
  * (kernels/cuda/attention.cu; kernel bodies in attn_kernels.cuh).
  *
  * The op (lisa_cuda_attention) picks a kernel per call:
- *   FLASH     q/k/v BF16, D in {64, 80, 128}, no additive bias, 16-byte aligned rows, Tq > 8:
+ *   FLASH     q/k/v BF16, D in {64, 80, 128}, no additive bias, 16-byte aligned rows, Tq > 8, and a
+ *             compiled variant (rel-pos only at D 80 non-causal; attn_kernels.cuh lk_flash_select):
  *             tensor-core flash attention (mma.sync m16n8k16), rel-pos and causal fused;
  *   WGMMA     the same problems on Hopper (compute capability 9.0, sm_90a code in the build): the
  *             warp-specialized wgmma + TMA kernel of attn_sm90.cuh (rel-pos with head dim 64/80
@@ -82,9 +83,9 @@ bool lisa_cuda_attn_wgmma_available(lisa_backend *be);
  * q, y [T, Hq, D] — sequence b owns rows qo_indptr[b] .. qo_indptr[b+1] — over the paged cache;
  * causal: local query row i of b sits at position kv_len[b] − qlen_b + i and sees keys 0 .. that
  * position. The host_* arrays hold the same values as the device index tensors (validation and
- * launch planning). Sequences with more than 8 query rows (prefill chunks) run in the flash kernel
- * (BF16, D 64/80/128; otherwise — F32 checks, tiny head dims — their keys are gathered page by page
- * into scratch and the ATTENTION op runs on them), the others (decode) in split-KV (F32/BF16/F16,
+ * launch planning). Sequences with more than 8 query rows (prefill chunks) run in the paged flash
+ * kernel (BF16, D 128: LLaMA; otherwise — F32 checks, other head dims — their keys are gathered page
+ * by page into scratch and the ATTENTION op runs on them), the others (decode) in split-KV (F32/BF16/F16,
  * D <= 128); each sequence is computed independently of the others. */
 lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,
                                          const lisa_tensor *k_pages, const lisa_tensor *v_pages, int32_t batch,
@@ -96,8 +97,8 @@ lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const
 
 /* KV_APPEND (main's ops.def, same signature): k_pages/v_pages[slot] = k/v[t] for slots[t] >= 0
  * (I32 [T] = page·page_size + offset, -1 = padding); k, v [T, Hkv, D] with strided rows, converted
- * to the pool's dtype. A slot outside the pool is LISA_ERR_INVALID_ARG and nothing is written
- * (that check syncs; with lisa_cuda_set_sync_checks off, bad slots are skipped). */
+ * to the pool's dtype. A slot outside the pool writes nothing and is LISA_ERR_INVALID_ARG at the
+ * backend's next wait (checked on the device without waiting, cuda.h). */
 lisa_status lisa_cuda_kv_append(lisa_backend *be, lisa_tensor *k_pages, lisa_tensor *v_pages, const lisa_tensor *k,
                                 const lisa_tensor *v, const lisa_tensor *slots);
 

@@ -3,8 +3,8 @@
  * Three kernels, all with an fp32 online softmax (Milakov & Gimelshein 2018; FlashAttention-2) that
  * never materializes the Tq x Tk score matrix:
  *
- * 1. lk_flash_fwd<D>: tensor-core flash attention (mma.sync m16n8k16 bf16, fp32 accumulators),
- *    D in {64, 80, 128}. One block = 64 queries of one (batch, head); 4 warps x 16 query rows;
+ * 1. lk_flash_fwd_v<D, REL, CAUSAL, PAGED, EVEN>: tensor-core flash attention (mma.sync m16n8k16
+ *    bf16, fp32 accumulators), D in {64, 80, 128}, the variants chosen by lk_flash_select. One block = 64 queries of one (batch, head); 4 warps x 16 query rows;
  *    key/value tiles of 64 rows double-buffered in shared memory by cp.async. Covers
  *      - SAM non-causal attention with the decomposed relative-position terms added to the scores
  *        inside the kernel (spec §5.1: A = (q·s)kᵀ + rel_h[q, ky] + rel_w[q, kx]), for 14x14
@@ -73,11 +73,18 @@ typedef struct lk_flash_params {
 
 enum { LK_FLASH_BM = 64, LK_FLASH_BN = 64, LK_FLASH_THREADS = 128 };
 
-/* Dynamic shared memory of lk_flash_fwd<D>: Q tile, two K and two V tiles (rows padded by 8
- * elements = 16 bytes so that ldmatrix rows fall in distinct banks), and the block's rel-pos rows. */
+/* Dynamic shared memory of lk_flash_fwd_v<D, ..>: Q tile, two K and two V tiles (rows padded by 8
+ * elements = 16 bytes so that ldmatrix rows fall in distinct banks), and with rel-pos the block's
+ * rel_h/rel_w rows and two (ky, kx) tables of one key tile. */
 LISA_HD size_t lk_flash_smem_bytes(int D, int k_h, int k_w) {
     size_t tile = (size_t)LK_FLASH_BM * (size_t)(D + 8) * 2;
-    return 5 * tile + (size_t)LK_FLASH_BM * (size_t)(k_h + k_w) * 4;
+    return 5 * tile + (size_t)LK_FLASH_BM * (size_t)(k_h + k_w) * 4 + (k_h ? 2 * LK_FLASH_BN * 2 : 0);
+}
+
+/* (ky, kx) of key j on a k_w-wide grid, packed as ky << 8 | kx (grids up to 255 x 255). */
+LISA_DEV uint16_t lk_flash_kyx(int j, int k_w) {
+    const int ky = j / k_w;
+    return (uint16_t)(ky << 8 | (j - ky * k_w));
 }
 
 /* Copies rows [row0, row0+64) into a padded smem tile with 16-byte cp.async; row r's address is
@@ -93,13 +100,17 @@ LISA_DEV void lk_flash_load_tile(lisa_bf16_t *tile, const RowPtr &row_ptr, int r
     }
 }
 
-/* grid (ceil(Tq / 64), Hq, B), block 128, dynamic smem lk_flash_smem_bytes(D, k_h, k_w). */
-template <int D>
+/* grid (ceil(Tq / 64), Hq, B), block 128, dynamic smem lk_flash_smem_bytes(D, k_h, k_w).
+ * Variants are compile-time parameters (no feature branch in the key-tile loop): REL (SAM's rel-pos
+ * terms, from a per-tile (ky, kx) table: no integer division per score), CAUSAL, PAGED (K/V through
+ * the page table), EVEN (dense, Tq and Tk multiples of 64: no key-bound mask) and the head dim D.
+ * lk_flash_select below names the instantiated ones. */
+template <int D, bool REL, bool CAUSAL, bool PAGED, bool EVEN>
 LISA_GLOBAL void
 #if defined(__CUDACC__) && !defined(LISA_CUDA_EMU)
 __launch_bounds__(LK_FLASH_THREADS)
 #endif
-    lk_flash_fwd(const lk_flash_params p) {
+    lk_flash_fwd_v(const lk_flash_params p) {
     constexpr int BM = LK_FLASH_BM, BN = LK_FLASH_BN, DP = D + 8;
     constexpr int KS = D / 16; /* k-steps of S = Q Kᵀ */
     constexpr int NO = D / 8;  /* n-tiles of O */
@@ -119,19 +130,19 @@ __launch_bounds__(LK_FLASH_THREADS)
         krow0 = p.cu_seqlens_k[b];
         Tk = p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b];
     }
-    if (p.kv_indices) Tk = p.kv_len[b];
+    if (PAGED) Tk = p.kv_len[b];
     if (m0 >= Tq || Tq < p.q_min) return; /* uniform over the block, before any barrier */
     const int hk = h / (p.Hq / p.Hkv);
-    const int64_t bq = p.cu_seqlens_q ? 0 : (int64_t)b, bk = p.cu_seqlens_k || p.kv_indices ? 0 : (int64_t)b;
+    const int64_t bq = p.cu_seqlens_q ? 0 : (int64_t)b, bk = p.cu_seqlens_k || PAGED ? 0 : (int64_t)b;
 
     const lisa_bf16_t *qg = p.q + bq * p.q_bs + qrow0 * p.q_rs + (int64_t)h * p.q_hs;
     const lisa_bf16_t *kg = p.k + bk * p.k_bs + krow0 * p.k_rs + (int64_t)hk * p.k_hs;
     const lisa_bf16_t *vg = p.v + bk * p.v_bs + krow0 * p.v_rs + (int64_t)hk * p.v_hs;
     /* key row j -> its slot: j itself, or through the page table */
-    const int32_t *pages = p.kv_indices ? p.kv_indices + p.kv_indptr[b] : nullptr;
+    const int32_t *pages = PAGED ? p.kv_indices + p.kv_indptr[b] : nullptr;
     const int ps = p.page_size;
     auto slot = [pages, ps](int j) -> int64_t {
-        return pages ? (int64_t)pages[j / ps] * ps + j % ps : (int64_t)j;
+        return PAGED ? (int64_t)pages[j / ps] * ps + j % ps : (int64_t)j;
     };
     const int64_t k_rs = p.k_rs, v_rs = p.v_rs, q_rs = p.q_rs;
     auto q_row = [qg, q_rs](int r) { return qg + (int64_t)r * q_rs; };
@@ -143,12 +154,13 @@ __launch_bounds__(LK_FLASH_THREADS)
     lisa_bf16_t *Vs = Ks + 2 * BN * DP;
     float *relh_s = (float *)(Vs + 2 * BN * DP); /* [BM][k_h] */
     float *relw_s = relh_s + BM * p.k_h;         /* [BM][k_w] */
-    const bool rel = p.rel_h != nullptr;
+    uint16_t *kyx_s = (uint16_t *)(relw_s + BM * p.k_w); /* [2][BN]: (ky, kx) of the keys of a tile */
+    const int k_w = p.k_w;
 
     /* Keys this block can see: causal row i sees j <= i + (Tk - Tq); the block's last row bounds it. */
     const int m_last = (m0 + BM < Tq ? m0 + BM : Tq) - 1;
     int n_end = Tk;
-    if (p.causal) {
+    if (CAUSAL) {
         int lim = m_last + (Tk - Tq) + 1;
         n_end = lim < n_end ? lim : n_end;
     }
@@ -161,7 +173,8 @@ __launch_bounds__(LK_FLASH_THREADS)
         lk_flash_load_tile<D>(Vs, v_row, 0, Tk);
     }
     lk_cp_async_commit();
-    if (rel) { /* ordinary loads; visible to all after the first barrier below */
+    if (REL) { /* ordinary loads; visible to all after the first barrier below */
+        if (tid < BN) kyx_s[tid] = lk_flash_kyx(tid < Tk ? tid : 0, k_w); /* tile 0's table */
         const int64_t hb = (int64_t)b * p.rh_bs + (int64_t)h * p.rh_hs;
         const int64_t wb = (int64_t)b * p.rw_bs + (int64_t)h * p.rw_hs;
         for (int i = tid; i < BM * p.k_h; i += LK_FLASH_THREADS) {
@@ -199,9 +212,13 @@ __launch_bounds__(LK_FLASH_THREADS)
 
     for (int t = 0; t < n_tiles; t++) {
         const int buf = t & 1, n0 = t * BN;
-        if (t + 1 < n_tiles) { /* prefetch the next K/V tile into the other buffer */
+        if (t + 1 < n_tiles) { /* prefetch the next K/V tile (and its (ky, kx) table) into the other buffer */
             lk_flash_load_tile<D>(Ks + (buf ^ 1) * BN * DP, k_row, n0 + BN, Tk);
             lk_flash_load_tile<D>(Vs + (buf ^ 1) * BN * DP, v_row, n0 + BN, Tk);
+            if (REL && tid < BN) {
+                const int j = n0 + BN + tid;
+                kyx_s[(buf ^ 1) * BN + tid] = lk_flash_kyx(j < Tk ? j : 0, k_w);
+            }
             lk_cp_async_commit();
             lk_cp_async_wait<1>();
         } else {
@@ -229,20 +246,26 @@ __launch_bounds__(LK_FLASH_THREADS)
             }
         }
 
-        /* Scale, rel-pos, mask. Element e of n-tile j: row row_l[e/2], key n0 + 8j + 2tg + e%2. */
-        const bool need_mask = n0 + BN > Tk || (p.causal && n0 + BN - 1 > m0 + causal_off);
+        /* Scale, rel-pos, mask. Element e of n-tile j: row row_l[e/2], key n0 + 8j + 2tg + e%2.
+         * need_mask is uniform per tile: only the last partial tile and the causal diagonal mask. */
+        const bool need_mask = (!EVEN && n0 + BN > Tk) || (CAUSAL && n0 + BN - 1 > m0 + causal_off);
         LISA_UNROLL
         for (int j = 0; j < 8; j++) {
             LISA_UNROLL
-            for (int e = 0; e < 4; e++) {
-                const int key = n0 + 8 * j + 2 * tg + (e & 1), r = e >> 1;
-                float x = s[j][e] * p.scale_log2;
-                if (rel && key < Tk) {
-                    int ky = key / p.k_w, kx = key - ky * p.k_w;
-                    x += relh_s[row_l[r] * p.k_h + ky] + relw_s[row_l[r] * p.k_w + kx];
+            for (int c = 0; c < 2; c++) {
+                const int col = 8 * j + 2 * tg + c, key = n0 + col;
+                int ky = 0, kx = 0;
+                if (REL) { /* this column's (ky, kx) from the tile's table (keys >= Tk read key 0's, masked below) */
+                    const uint16_t v = kyx_s[buf * BN + col];
+                    ky = v >> 8, kx = v & 255;
                 }
-                if (need_mask && (key >= Tk || (p.causal && key > qi[r] + causal_off))) x = -INFINITY;
-                s[j][e] = x;
+                LISA_UNROLL
+                for (int r = 0; r < 2; r++) {
+                    float x = s[j][2 * r + c] * p.scale_log2;
+                    if (REL) x += relh_s[row_l[r] * p.k_h + ky] + relw_s[row_l[r] * k_w + kx];
+                    if (need_mask && ((!EVEN && key >= Tk) || (CAUSAL && key > qi[r] + causal_off))) x = -INFINITY;
+                    s[j][2 * r + c] = x;
+                }
             }
         }
 
@@ -320,6 +343,40 @@ __launch_bounds__(LK_FLASH_THREADS)
             }
         }
     }
+}
+
+/* The instantiated variants and the one that computes p (the launchers and the emulator tests use
+ * this; nullptr when no variant fits: the caller falls back). Compiled: D 64 and 128 causal or not,
+ * D 128 also paged (PAGED_ATTENTION's prefill chunks: LLaMA), D 80 causal or not and, non-causal,
+ * with rel-pos (SAM) and EVEN (SAM's 64x64 global attention: 4096 keys). Every variant is a full
+ * kernel (code size and build time), so only the combinations LISA runs, plus plain causal and
+ * non-causal attention for every head dim, are instantiated. */
+typedef void (*lk_flash_fn)(const lk_flash_params);
+
+inline bool lk_flash_even(const lk_flash_params &p) {
+    return !p.cu_seqlens_q && !p.cu_seqlens_k && !p.kv_indices && p.Tq % LK_FLASH_BM == 0 && p.Tk % LK_FLASH_BN == 0;
+}
+
+template <int D> inline lk_flash_fn lk_flash_select(const lk_flash_params &p);
+template <> inline lk_flash_fn lk_flash_select<64>(const lk_flash_params &p) {
+    if (p.rel_h || p.kv_indices) return nullptr;
+    return p.causal ? lk_flash_fwd_v<64, false, true, false, false> : lk_flash_fwd_v<64, false, false, false, false>;
+}
+template <> inline lk_flash_fn lk_flash_select<80>(const lk_flash_params &p) {
+    if (p.kv_indices) return nullptr;
+    const bool even = lk_flash_even(p);
+    if (p.rel_h) {
+        if (p.causal) return nullptr;
+        return even ? lk_flash_fwd_v<80, true, false, false, true> : lk_flash_fwd_v<80, true, false, false, false>;
+    }
+    if (p.causal) return lk_flash_fwd_v<80, false, true, false, false>;
+    return even ? lk_flash_fwd_v<80, false, false, false, true> : lk_flash_fwd_v<80, false, false, false, false>;
+}
+template <> inline lk_flash_fn lk_flash_select<128>(const lk_flash_params &p) {
+    if (p.rel_h) return nullptr;
+    if (p.kv_indices)
+        return p.causal ? lk_flash_fwd_v<128, false, true, true, false> : lk_flash_fwd_v<128, false, false, true, false>;
+    return p.causal ? lk_flash_fwd_v<128, false, true, false, false> : lk_flash_fwd_v<128, false, false, false, false>;
 }
 
 /* ============================================================================================
@@ -561,11 +618,12 @@ template <typename T> LISA_GLOBAL void lk_attn_combine(const lk_splitkv_params p
 
 /* KV_APPEND: k_pages/v_pages[slot, h, :] = k/v[t, h, :] for slots[t] >= 0 (-1 = padding). Pools
  * [n_pages·page_size, Hkv, D] contiguous; k/v [T, Hkv, D] strided (D contiguous); any float dtypes
- * (converted). Slots outside the pool are skipped (lk_kv_slots_check reports them first).
- * grid-stride over T·Hkv·D. */
+ * (converted). Writes nothing when the device flag is raised (lk_kv_slots_check runs first, so one
+ * bad slot leaves the whole pool untouched, as the CPU backend). grid-stride over T·Hkv·D. */
 LISA_GLOBAL void lk_kv_append(void *kp, void *vp, int pdt, const void *k, const void *v, int kdt, int64_t k_ts,
                               int64_t k_hs, int64_t v_ts, int64_t v_hs, const int32_t *slots, int32_t T, int32_t Hkv,
-                              int32_t D, int64_t n_slots) {
+                              int32_t D, int64_t n_slots, const int64_t *flag) {
+    if (flag[0] != LK_FLAG_NONE) return;
     const int64_t n = (int64_t)T * Hkv * D;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int d = (int)(i % D), h = (int)((i / D) % Hkv);

@@ -49,21 +49,47 @@ static lisa_status cuda_upload(lisa_backend *be, void *dst, const void *src, siz
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (!bytes) return LISA_OK;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream));
-    if (!im->capturing) CUDA_CHECK(cudaStreamSynchronize(im->stream));
-    return LISA_OK;
+    return im->capturing ? LISA_OK : lisa_cuda_wait(be);
 }
 
 static lisa_status cuda_download(lisa_backend *be, void *dst, const void *src, size_t bytes) {
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (!bytes) return LISA_OK;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, im->stream));
-    if (!im->capturing) CUDA_CHECK(cudaStreamSynchronize(im->stream));
-    return LISA_OK;
+    return im->capturing ? LISA_OK : lisa_cuda_wait(be);
 }
 
 static lisa_status cuda_synchronize(lisa_backend *be) {
     if (lisa_cuda_impl_of(be)->capturing) return LISA_OK; /* recorded work has not run: nothing to wait for */
-    CUDA_CHECK(cudaStreamSynchronize(lisa_cuda_impl_of(be)->stream));
+    return lisa_cuda_wait(be);
+}
+
+/* ---- timer marks for per-op profiles (kernels/profile.h) ------------------------------------ */
+
+static lisa_status cuda_timer_reserve(lisa_backend *be, int32_t n) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (n <= im->n_timer_events) return LISA_OK;
+    cudaEvent_t *ev = realloc(im->timer_events, sizeof(cudaEvent_t) * (size_t)n);
+    if (!ev) return lisa_fail(LISA_ERR_OOM, "cuda backend: %d timer events", n);
+    im->timer_events = ev;
+    for (; im->n_timer_events < n; im->n_timer_events++)
+        CUDA_CHECK(cudaEventCreate(&im->timer_events[im->n_timer_events]));
+    return LISA_OK;
+}
+
+static lisa_status cuda_timer_mark(lisa_backend *be, int32_t i) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (i < 0 || i >= im->n_timer_events)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "cuda backend: timer mark %d of %d reserved", i, im->n_timer_events);
+    CUDA_CHECK(cudaEventRecord(im->timer_events[i], im->stream));
+    return LISA_OK;
+}
+
+static lisa_status cuda_timer_elapsed(lisa_backend *be, int32_t a, int32_t b, float *ms) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (a < 0 || b < 0 || a >= im->n_timer_events || b >= im->n_timer_events)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "cuda backend: timer marks %d, %d of %d reserved", a, b, im->n_timer_events);
+    CUDA_CHECK(cudaEventElapsedTime(ms, im->timer_events[a], im->timer_events[b]));
     return LISA_OK;
 }
 
@@ -71,14 +97,18 @@ static void cuda_destroy(lisa_backend *be) {
     if (!be) return;
     lisa_cuda_impl *im = lisa_cuda_impl_of(be);
     if (im) {
+        for (int32_t i = 0; i < im->n_timer_events; i++) cudaEventDestroy(im->timer_events[i]);
+        free(im->timer_events);
         if (im->capturing) lisa_cuda_capture_abort(be);
         if (im->stream) cudaStreamSynchronize(im->stream);
         lisa_cuda_gemm_cache_destroy(be);
+        lisa_cuda_cudnn_free(be);
         if (im->lt) cublasLtDestroy(im->lt);
         if (im->blas) cublasDestroy(im->blas);
         cudaFree(im->lt_ws);
         cudaFree(im->scratch_base);
         cudaFree(im->flag);
+        cudaFree(im->gemv_tickets);
         cudaFreeHost(im->flag_host);
         if (im->stream) cudaStreamDestroy(im->stream);
         free(im);
@@ -157,8 +187,10 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     be->graph_free = lisa_cuda_graph_free;
     be->host_alloc = lisa_cuda_host_alloc;
     be->host_free = lisa_cuda_host_free;
+    be->timer_reserve = cuda_timer_reserve;
+    be->timer_mark = cuda_timer_mark;
+    be->timer_elapsed = cuda_timer_elapsed;
     im->device = device;
-    im->sync_checks = true;
 
     CREATE_CHECK(cudaSetDevice(device));
     struct cudaDeviceProp prop;
@@ -189,8 +221,13 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
     CREATE_CHECK(cudaMalloc(&im->lt_ws, im->lt_ws_bytes));
     /* cuBLAS (non-Lt) calls share the workspace, so it never allocates inside a model run. */
     CREATE_CHECK_BLAS(cublasSetWorkspace(im->blas, im->lt_ws, im->lt_ws_bytes));
-    CREATE_CHECK(cudaMalloc((void **)&im->flag, sizeof(int64_t)));
-    CREATE_CHECK(cudaMallocHost((void **)&im->flag_host, sizeof(int64_t)));
+    CREATE_CHECK(cudaMalloc((void **)&im->flag, 3 * sizeof(int64_t)));
+    CREATE_CHECK(cudaMemset(im->flag, 0, 3 * sizeof(int64_t)));
+    CREATE_CHECK(cudaMallocHost((void **)&im->flag_host, 3 * sizeof(int64_t)));
+    im->gemv_tickets_cap = 16384; /* N up to 524288 outputs */
+    im->gemv_max_rows = 16;
+    CREATE_CHECK(cudaMalloc((void **)&im->gemv_tickets, sizeof(int) * (size_t)im->gemv_tickets_cap));
+    CREATE_CHECK(cudaMemset(im->gemv_tickets, 0, sizeof(int) * (size_t)im->gemv_tickets_cap));
 
     size_t sb = scratch_bytes ? scratch_bytes : LISA_CUDA_DEFAULT_SCRATCH;
     sb = (sb + LISA_ARENA_ALIGN - 1) & ~(size_t)(LISA_ARENA_ALIGN - 1);
@@ -199,13 +236,21 @@ lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t 
 
     lisa_status s = lisa_cuda_gemm_cache_create(be);
     if (s != LISA_OK) return create_fail(be, s);
+    const char *conv = getenv("LISA_CUDA_CONV"); /* A/B on a GPU without a rebuild (cuda.h) */
+    if (conv && !strcmp(conv, "cudnn")) {
+        s = lisa_cuda_set_conv_path(be, false, LISA_CUDA_CONV_CUDNN);
+        if (s == LISA_OK) s = lisa_cuda_set_conv_path(be, true, LISA_CUDA_CONV_CUDNN);
+        if (s != LISA_OK) return create_fail(be, lisa_fail_context(s, "LISA_CUDA_CONV=cudnn"));
+    }
     *out = be;
     return LISA_OK;
 }
 
 const char *lisa_cuda_device_name(const lisa_backend *be) { return lisa_cuda_impl_of(be)->name; }
 
-void lisa_cuda_set_sync_checks(lisa_backend *be, bool on) { lisa_cuda_impl_of(be)->sync_checks = on; }
+void lisa_cuda_set_sync_checks(lisa_backend *be, bool on) { (void)be, (void)on; }
+
+int64_t lisa_cuda_host_waits(const lisa_backend *be) { return lisa_cuda_impl_of(be)->host_waits; }
 
 const lisa_ops *lisa_cuda_ops_table(void) { return &cuda_ops; }
 

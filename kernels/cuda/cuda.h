@@ -32,10 +32,16 @@ int32_t lisa_cuda_device_count(void);
 /* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)". Valid while the backend lives. */
 const char *lisa_cuda_device_name(const lisa_backend *be);
 
-/* Ops that validate device data need a host sync (embedding's id range check). Off: they skip it,
- * so that a step can be captured into a CUDA graph; ids out of range then read as zero rows.
- * Default on. */
+/* Kept for callers of the old switch; does nothing. Ops that validate device data (embedding ids,
+ * KV slots) no longer wait for the device: a check kernel raises a device flag, the op's kernel then
+ * writes nothing, and the error (LISA_ERR_INVALID_ARG naming the value) is returned by the
+ * backend's next wait — upload, download or synchronize — so a step holds no host wait and can be
+ * captured into a CUDA graph with its checks. */
 void lisa_cuda_set_sync_checks(lisa_backend *be, bool on);
+
+/* How many times the host has waited for the backend's stream (every upload, download and
+ * synchronize outside a capture; nothing else waits: tools/check_syncs.py). */
+int64_t lisa_cuda_host_waits(const lisa_backend *be);
 
 /* The CUDA backend's ops table (static; for coverage tests — every entry is non-NULL). */
 const lisa_ops *lisa_cuda_ops_table(void);
@@ -63,6 +69,28 @@ int64_t lisa_cuda_graph_nodes(const lisa_backend_graph *g);
 /* Pinned (page-locked) host memory: what captured copies may read and write. */
 lisa_status lisa_cuda_host_alloc(lisa_backend *be, size_t bytes, void **out);
 void lisa_cuda_host_free(lisa_backend *be, void *p);
+
+/* LINEAR / LINEAR_EX with at most max_rows rows (default 16, at most 16; 0 = never) and BF16 x and w
+ * (K a multiple of 8, 16-byte aligned rows) run in the small-M kernel (kernels/cuda/
+ * gemv_kernels.cuh: tensor cores, weights streamed once with 16-byte loads, deterministic split-K)
+ * instead of cuBLASLt: the decode step's projections. For benchmarks and A/B checks. */
+void lisa_cuda_set_gemv_max_rows(lisa_backend *be, int32_t max_rows);
+
+/* How CONV2D with a kernel larger than 1x1 (transposed = false: SAM's neck 3x3 conv, the patch
+ * embedding) or CONV_TRANSPOSE2D_K2S2 (transposed = true: the mask decoder's upscaling) run on
+ * 16-bit activations: im2col + cuBLAS GEMM (the default, until a GPU run shows cuDNN faster:
+ * bench_gpu_kernels conv_* rows) or cuDNN (loaded at run time, kernels/cuda/conv_cudnn.c; a call
+ * cuDNN cannot take falls back to im2col). LISA_ERR_UNSUPPORTED when cuDNN is not available. The
+ * environment variable LISA_CUDA_CONV=cudnn selects cuDNN for both at backend creation. */
+typedef enum lisa_cuda_conv_path { LISA_CUDA_CONV_IM2COL = 0, LISA_CUDA_CONV_CUDNN = 1 } lisa_cuda_conv_path;
+lisa_status lisa_cuda_set_conv_path(lisa_backend *be, bool transposed, lisa_cuda_conv_path path);
+/* The cuDNN paths themselves (ops.def CONV2D / CONV_TRANSPOSE2D_K2S2 semantics; tensors as the
+ * ops check them), without the fallback: LISA_ERR_UNSUPPORTED when cuDNN cannot be loaded or does
+ * not take the call (F32 activations, y not in x's dtype, no algorithm within the scratch). */
+lisa_status lisa_cuda_conv2d_cudnn(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+                                   const lisa_tensor *b, int32_t stride, int32_t pad);
+lisa_status lisa_cuda_convt_k2s2_cudnn(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+                                       const lisa_tensor *b);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,32 @@ lisa_status lisa_cuda_scratch(lisa_backend *be, size_t bytes, void **out) {
     return LISA_OK;
 }
 
+lisa_status lisa_cuda_wait(lisa_backend *be) {
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    im->host_waits++;
+    const bool read = im->flag_pending;
+    if (read) CUDA_CHECK(cudaMemcpyAsync(im->flag_host, im->flag, 3 * sizeof(int64_t), cudaMemcpyDeviceToHost, im->stream));
+    CUDA_CHECK(cudaStreamSynchronize(im->stream));
+    if (!read) return LISA_OK;
+    im->flag_pending = false;
+    const int64_t kind = im->flag_host[0], value = im->flag_host[1], bound = im->flag_host[2];
+    if (kind == 0) return LISA_OK;
+    /* clear for the next check (ordered before any later work on the stream) */
+    CUDA_CHECK(cudaMemsetAsync(im->flag, 0, 3 * sizeof(int64_t), im->stream));
+    if (kind == 1)
+        return lisa_fail(LISA_ERR_INVALID_ARG,
+                         "embedding: token id %lld is outside the table's %lld rows (found on the device; the output "
+                         "was left untouched and the ops after it ran on it)",
+                         (long long)value, (long long)bound);
+    if (kind == 2)
+        return lisa_fail(LISA_ERR_INVALID_ARG,
+                         "kv_append: slot %lld is outside the pool of %lld slots (found on the device; nothing was "
+                         "written and the ops after it ran on the old pool)",
+                         (long long)value, (long long)bound);
+    return lisa_fail(LISA_ERR_BACKEND, "cuda backend: unknown device error flag %lld (value %lld, bound %lld)",
+                     (long long)kind, (long long)value, (long long)bound);
+}
+
 lisa_status lisa_cuda_check_float(const char *op, const char *what, const lisa_tensor *t) {
     char b[96];
     if (!t) return lisa_fail(LISA_ERR_INVALID_ARG, "%s: %s is NULL", op, what);

@@ -22,8 +22,8 @@ extern "C" {
 #endif
 
 /* Owns the stream, the cuBLAS and cuBLASLt handles, the cuBLASLt workspace, the device block behind
- * be->scratch, the error-flag word and the GEMM plan cache; all are released by the backend's
- * destroy hook (lisa_backend_free). */
+ * be->scratch, the error-flag word, the GEMM plan cache and the profile's timer events; all are
+ * released by the backend's destroy hook (lisa_backend_free). */
 typedef struct lisa_cuda_impl {
     int device;
     cudaStream_t stream;
@@ -32,16 +32,24 @@ typedef struct lisa_cuda_impl {
     void *lt_ws; /* cuBLASLt workspace */
     size_t lt_ws_bytes;
     void *scratch_base; /* device block behind be->scratch */
-    int64_t *flag;      /* device word for errors found by kernels (embedding ids) */
-    int64_t *flag_host; /* pinned mirror */
+    int64_t *flag;      /* device error flag, 3 words (prims.cuh lk_flag_raise): raised by check kernels */
+    int64_t *flag_host; /* pinned mirror, read by lisa_cuda_wait */
+    bool flag_pending;  /* a check (or a graph that may hold one) was enqueued since the flag was last read */
+    int64_t host_waits; /* times the host waited for the stream (lisa_cuda_wait) */
     int num_sms, cc_major, cc_minor;
     size_t smem_optin; /* max dynamic shared memory per block after opting in */
     size_t l2_bytes;
-    bool sync_checks;
     bool capturing;          /* a graph capture is in progress (graph.c): no host waits */
     int64_t capture_kv_keys; /* while capturing: split-KV plans its grid for at least this many keys */
     char name[320];
     void *gemm_cache; /* kernels/cuda/gemm.cu */
+    cudaEvent_t *timer_events; /* per-op profile marks (kernels/profile.h), created by timer_reserve */
+    int32_t n_timer_events;
+    int *gemv_tickets;        /* small-M linear's split tickets (gemv.cu), zero between launches */
+    int32_t gemv_tickets_cap; /* tiles of 32 output rows they cover */
+    int32_t gemv_max_rows;    /* linears with at most this many rows use lk_gemv (0: never) */
+    lisa_cuda_conv_path conv_path, convt_path; /* CONV2D (kernels > 1x1) / CONV_TRANSPOSE2D_K2S2 */
+    void *cudnn;              /* conv_cudnn.c's state (library, handle, plans), created on first use */
     int fa3_state;    /* sm_90a attention kernels runnable: 0 not probed yet, 1 yes, 2 no (attn_sm90.cu) */
 } lisa_cuda_impl;
 
@@ -79,10 +87,31 @@ unsigned lisa_cuda_grid_1d(const lisa_backend *be, int64_t n, int threads);
 /* Device scratch of `bytes` from be->scratch (callers reset to a mark before returning). */
 lisa_status lisa_cuda_scratch(lisa_backend *be, size_t bytes, void **out);
 
+/* The backend's one host wait (tools/check_syncs.py allows it in upload, download and synchronize
+ * only): waits for the stream, counts the wait, and reports an error a check kernel raised on the
+ * device since the last wait (LISA_ERR_INVALID_ARG naming the op, the value and its bound; the flag
+ * is then cleared). Ops never wait: they validate what they can on the host and leave the rest to
+ * the device flag. */
+lisa_status lisa_cuda_wait(lisa_backend *be);
+/* Marks that a check kernel was enqueued: the next lisa_cuda_wait reads the device flag. */
+static inline void lisa_cuda_flag_armed(lisa_backend *be) { ((lisa_cuda_impl *)be->impl)->flag_pending = true; }
+
 /* The ops table entries (kernels/ops.def), one per op, in the family files. */
 #define LISA_OP(E, n, params, args) lisa_status lisa_cuda_##n(lisa_backend *be, LISA_UNPAREN params);
 #include "kernels/ops.def"
 #undef LISA_OP
+
+/* The small-M linear (gemv.cu, kernels/cuda/gemv_kernels.cuh): whether it takes y[M, N] =
+ * x[M, K]·w[N, K]ᵀ (x rows of stride lda, y rows of stride ldy), and the launch (act: lisa_act;
+ * residual rows of stride ldr, y's dtype). */
+bool lisa_cuda_gemv_applies(const lisa_backend *be, const lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+                            int64_t M, int64_t lda, int64_t ldy);
+lisa_status lisa_cuda_gemv(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w,
+                           const lisa_tensor *b, const lisa_tensor *residual, int32_t act, int64_t M, int64_t lda,
+                           int64_t ldy, int64_t ldr);
+
+/* conv_cudnn.c's state: released by the backend's destroy. */
+void lisa_cuda_cudnn_free(lisa_backend *be);
 
 /* GEMM plan cache (gemm.cu). */
 lisa_status lisa_cuda_gemm_cache_create(lisa_backend *be);

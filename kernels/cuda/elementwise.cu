@@ -221,9 +221,9 @@ lisa_status lisa_cuda_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, 
     return launch_rope(be, p);
 }
 
-/* ROPE_QK and KV_APPEND in one launch (lk_rope with its append stage): the slots are checked first
- * (a sync, as KV_APPEND's check; skipped while capturing or with sync checks off, when bad slots are
- * skipped by the kernel), so a bad slot leaves the pool untouched. */
+/* ROPE_QK and KV_APPEND in one launch (lk_rope with its append stage): the slots are checked on the
+ * device first, as KV_APPEND's are (a bad slot raises the flag, the rotation and append write
+ * nothing, the next wait reports it: cuda.h). */
 lisa_status lisa_cuda_rope_qk_kv_append(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *v,
                                         const lisa_tensor *pos, const lisa_tensor *cos_sin, lisa_tensor *k_pages,
                                         lisa_tensor *v_pages, const lisa_tensor *slots) {
@@ -262,18 +262,11 @@ lisa_status lisa_cuda_rope_qk_kv_append(lisa_backend *be, lisa_tensor *q, lisa_t
     p.v_ts = v->stride[0], p.v_hs = v->stride[1], p.pool_slots = k_pages->shape[0] * k_pages->shape[1];
     p.slots = (const int32_t *)slots->data;
     if (p.T == 0) return LISA_OK;
-    if (im->sync_checks && !im->capturing) { /* every slot checked before anything is written */
-        *im->flag_host = INT64_MIN;
-        CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
-        lk_kv_slots_check<<<lisa_cuda_grid_1d(be, p.T, kThreads), kThreads, 0, im->stream>>>(p.slots, p.T, p.pool_slots,
-                                                                                           im->flag);
-        CUDA_CHECK_LAUNCH();
-        CUDA_CHECK(cudaMemcpyAsync(im->flag_host, im->flag, sizeof(int64_t), cudaMemcpyDeviceToHost, im->stream));
-        CUDA_CHECK(cudaStreamSynchronize(im->stream));
-        if (*im->flag_host != INT64_MIN)
-            return lisa_fail(LISA_ERR_INVALID_ARG, "%s: slot %lld is outside the pool of %lld slots", op,
-                             (long long)*im->flag_host, (long long)p.pool_slots);
-    }
+    lk_kv_slots_check<<<lisa_cuda_grid_1d(be, p.T, kThreads), kThreads, 0, im->stream>>>(p.slots, p.T, p.pool_slots,
+                                                                                       im->flag);
+    CUDA_CHECK_LAUNCH();
+    lisa_cuda_flag_armed(be);
+    p.flag = im->flag;
     const int64_t n = (int64_t)p.T * (p.s[0].H + p.s[1].H) * (p.D / 2) + (int64_t)p.T * p.s[1].H * p.D;
     lk_rope<<<lisa_cuda_grid_1d(be, n, kThreads), kThreads, 0, im->stream>>>(p);
     CUDA_CHECK_LAUNCH();
@@ -294,20 +287,15 @@ lisa_status lisa_cuda_embedding(lisa_backend *be, lisa_tensor *y, const lisa_ten
     const int64_t T = y->shape[0], C = y->shape[1];
     if (T == 0 || C == 0) return LISA_OK;
     const bool i64 = ids->dtype == LISA_DTYPE_I64;
-    if (im->sync_checks && !im->capturing) { /* validate every id first: a bad id leaves y untouched (ops.def) */
-        *im->flag_host = INT64_MIN;
-        CUDA_CHECK(cudaMemcpyAsync(im->flag, im->flag_host, sizeof(int64_t), cudaMemcpyHostToDevice, im->stream));
-        lk_embedding_check<<<lisa_cuda_grid_1d(be, T, kThreads), kThreads, 0, im->stream>>>(ids->data, i64, (int32_t)T,
-                                                                                           table->shape[0], im->flag);
-        CUDA_CHECK_LAUNCH();
-        CUDA_CHECK(cudaMemcpyAsync(im->flag_host, im->flag, sizeof(int64_t), cudaMemcpyDeviceToHost, im->stream));
-        CUDA_CHECK(cudaStreamSynchronize(im->stream));
-        if (*im->flag_host != INT64_MIN)
-            return lisa_fail(LISA_ERR_INVALID_ARG, "embedding: token id %lld is outside the table's %lld rows",
-                             (long long)*im->flag_host, (long long)table->shape[0]);
-    }
+    /* validate every id on the device first (no host wait): a bad id raises the flag, the gather
+     * then writes nothing and the error surfaces at the next wait (cuda.h) */
+    lk_embedding_check<<<lisa_cuda_grid_1d(be, T, kThreads), kThreads, 0, im->stream>>>(ids->data, i64, (int32_t)T,
+                                                                                       table->shape[0], im->flag);
+    CUDA_CHECK_LAUNCH();
+    lisa_cuda_flag_armed(be);
     lk_embedding<<<lisa_cuda_grid_1d(be, T * C, kThreads), kThreads, 0, im->stream>>>(
-        y->data, (int)y->dtype, table->data, (int)table->dtype, ids->data, i64, (int32_t)T, (int32_t)C, table->shape[0]);
+        y->data, (int)y->dtype, table->data, (int)table->dtype, ids->data, i64, (int32_t)T, (int32_t)C, table->shape[0],
+        im->flag);
     CUDA_CHECK_LAUNCH();
     return LISA_OK;
 }

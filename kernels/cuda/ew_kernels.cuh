@@ -132,6 +132,7 @@ typedef struct lk_rope_params {
     const void *v;
     int64_t v_ts, v_hs, pool_slots;
     const int32_t *slots;
+    const int64_t *flag; /* the device error flag: raised (a bad slot) -> the launch does nothing */
 } lk_rope_params;
 
 /* grid-stride over every rotation pair of the slots. The angle's cos and sin come from the table
@@ -145,6 +146,7 @@ LISA_GLOBAL void lk_rope(const lk_rope_params p) {
     const int64_t n0 = (int64_t)p.B * p.T * p.s[0].H * half;
     const int64_t n = n0 + (p.n_slots > 1 ? (int64_t)p.B * p.T * p.s[1].H * half : 0);
     const int64_t nv = p.kp ? (int64_t)p.T * p.s[1].H * p.D : 0; /* v's elements (append) */
+    if (p.flag && p.flag[0] != LK_FLAG_NONE) return; /* a check before this launch failed */
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n + nv; idx += (int64_t)gridDim.x * blockDim.x) {
         if (idx >= n) { /* v row element -> its pool slot */
             const int64_t e = idx - n;
@@ -194,19 +196,21 @@ LISA_GLOBAL void lk_rope(const lk_rope_params p) {
 }
 
 /* ---- embedding gather ------------------------------------------------------------------------ */
-/* grid-stride over T: stores an id outside [0, rows) into *bad (the launcher checks it before the
- * gather, so that a bad id leaves y untouched, ops.def). */
-LISA_GLOBAL void lk_embedding_check(const void *ids, bool ids_i64, int32_t T, int64_t rows, int64_t *bad) {
+/* grid-stride over T: raises the device flag (prims.cuh lk_flag_raise) for an id outside [0, rows),
+ * without a host wait; lk_embedding then writes nothing, so a bad id leaves y untouched (ops.def)
+ * and the error is reported at the backend's next wait. */
+LISA_GLOBAL void lk_embedding_check(const void *ids, bool ids_i64, int32_t T, int64_t rows, int64_t *flag) {
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t id = ids_i64 ? ((const int64_t *)ids)[t] : (int64_t)((const int32_t *)ids)[t];
-        if (id < 0 || id >= rows) *bad = id;
+        if (id < 0 || id >= rows) lk_flag_raise(flag, LK_FLAG_EMBEDDING_ID, id, rows);
     }
 }
 
-/* grid-stride over T·C: y[t, c] = table[ids[t], c]; an id out of range (only possible with the
- * host-side check off, lisa_cuda_set_sync_checks) gives a zero row. ids I32 or I64. */
+/* grid-stride over T·C: y[t, c] = table[ids[t], c], ids I32 or I64; nothing when the device flag is
+ * raised (by lk_embedding_check just before, or an earlier unreported error). */
 LISA_GLOBAL void lk_embedding(void *y, int ydt, const void *table, int tdt, const void *ids, bool ids_i64, int32_t T,
-                              int32_t C, int64_t rows) {
+                              int32_t C, int64_t rows, const int64_t *flag) {
+    if (flag[0] != LK_FLAG_NONE) return;
     const int64_t n = (int64_t)T * C;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t t = i / C, c = i % C;

@@ -1,5 +1,6 @@
 /* kernels/cuda/gemm.cu — ops LINEAR, LINEAR_EX, MATMUL, CONV2D, CONV_TRANSPOSE2D_K2S2 on cuBLASLt /
- * cuBLAS. im2col and the transposed-conv scatter kernels are in conv_kernels.cuh.
+ * cuBLAS (linears of at most 16 BF16 rows on the small-M kernel instead, gemv.cu). im2col and the
+ * transposed-conv scatter kernels are in conv_kernels.cuh.
  *
  * LINEAR_EX, y = act(x · wᵀ + b) + residual, fuses what the model graphs put around a GEMM: the bias
  * and ReLU through cuBLASLt epilogues, the residual through its C operand (beta = 1, C may be D).
@@ -230,6 +231,9 @@ static lisa_status linear_impl(lisa_backend *be, const char *op, lisa_tensor *y,
     if (M == 0 || N == 0) return LISA_OK;
     if (K == 0) return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: K = 0", op);
     if (lda < K || ldd < N) return lisa_fail(LISA_ERR_SHAPE, "%s: overlapping rows", op);
+    /* decode-sized M: the bandwidth-bound small-M kernel with the whole epilogue (gemv.cu) */
+    if (lisa_cuda_gemv_applies(be, y, x, w, M, lda, ldd))
+        return lisa_cuda_gemv(be, y, x, w, b, residual, (int32_t)act, M, lda, ldd, ldc);
 
     const size_t mark = lisa_arena_mark(&be->scratch);
     lisa_status s = LISA_OK;
@@ -418,6 +422,11 @@ lisa_status lisa_cuda_conv2d(lisa_backend *be, lisa_tensor *y, const lisa_tensor
         return lisa_fail(LISA_ERR_SHAPE, "%s: y %s for x %s: the output is x's dtype, or F32 for 16-bit x", op,
                          lisa_tensor_shape_str(y, b1, sizeof b1), lisa_tensor_shape_str(x, b2, sizeof b2));
     if (B * Co * Ho * Wo == 0) return LISA_OK;
+    if (lisa_cuda_impl_of(be)->conv_path == LISA_CUDA_CONV_CUDNN && kh * kw > 1 && x->dtype != LISA_DTYPE_F32) {
+        lisa_status cs = lisa_cuda_conv2d_cudnn(be, y, x, w, b, stride, pad); /* conv_cudnn.c */
+        if (cs != LISA_ERR_UNSUPPORTED) return cs;
+        lisa_clear_error(); /* cuDNN does not take it: im2col + GEMM below */
+    }
     const int64_t K = Ci * kh * kw, P = Ho * Wo;
     const size_t mark = lisa_arena_mark(&be->scratch);
     const void *wc = nullptr;
@@ -472,6 +481,11 @@ lisa_status lisa_cuda_conv_transpose2d_k2s2(lisa_backend *be, lisa_tensor *y, co
     const int64_t B = x->shape[0], Ci = x->shape[1], H = x->shape[2], W = x->shape[3], Co = w->shape[1], P = H * W;
     const lisa_dtype ct = x->dtype;
     if (B * Co * P == 0) return LISA_OK;
+    if (lisa_cuda_impl_of(be)->convt_path == LISA_CUDA_CONV_CUDNN && ct != LISA_DTYPE_F32) {
+        lisa_status cs = lisa_cuda_convt_k2s2_cudnn(be, y, x, w, b); /* conv_cudnn.c */
+        if (cs != LISA_ERR_UNSUPPORTED) return cs;
+        lisa_clear_error(); /* cuDNN does not take it: GEMM + scatter below */
+    }
     const size_t mark = lisa_arena_mark(&be->scratch);
     const void *wc = nullptr;
     void *z = nullptr;

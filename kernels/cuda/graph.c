@@ -65,6 +65,7 @@ int64_t lisa_cuda_graph_nodes(const lisa_backend_graph *g) { return g ? g->n_nod
 
 lisa_status lisa_cuda_graph_launch(lisa_backend *be, const lisa_backend_graph *g) {
     CUDA_CHECK(cudaGraphLaunch(g->exec, lisa_cuda_impl_of(be)->stream));
+    lisa_cuda_flag_armed(be); /* the step may hold check kernels (embedding ids, KV slots) */
     return LISA_OK;
 }
 

@@ -92,6 +92,14 @@ template <int n> LISA_DEV void lk_cp_async_wait() { asm volatile("cp.async.wait_
 LISA_DEV float lk_exp2(float x) { return exp2f(x); }
 LISA_DEV float lk_rsqrt(float x) { return rsqrtf(x); }
 
+/* Device-wide ordering and counting for "the last block finishes the reduction" patterns:
+ * threadfence orders this thread's earlier global writes before its later ones for every other
+ * thread of the grid; atomic_add returns the old value; ld_cg reads through L2 (not a possibly stale
+ * L1 line) what other blocks wrote. */
+LISA_DEV void lk_threadfence() { __threadfence(); }
+LISA_DEV int lk_atomic_add(int *p, int v) { return atomicAdd(p, v); }
+LISA_DEV float lk_ld_cg(const float *p) { return __ldcg(p); }
+
 /* One 16-byte global load (p 16-byte aligned). */
 struct lk_u4 {
     uint32_t w[4];
@@ -134,6 +142,14 @@ void lk_cp_async_wait_n(int n);
 template <int n> inline void lk_cp_async_wait() { lk_cp_async_wait_n(n); }
 inline float lk_exp2(float x) { return exp2f(x); }
 inline float lk_rsqrt(float x) { return 1.0f / sqrtf(x); }
+/* blocks run one after another in the emulator; the warps of a block are host threads */
+inline void lk_threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline int lk_atomic_add(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline float lk_ld_cg(const float *p) {
+    float v;
+    __atomic_load(p, &v, __ATOMIC_ACQUIRE);
+    return v;
+}
 struct lk_u4 {
     uint32_t w[4];
 };
@@ -252,6 +268,19 @@ LISA_HD float lk_round_to(int dt, float v) {
     case LK_F16: return lk_f16_to_f32(lk_f32_to_f16(v));
     default: return v;
     }
+}
+
+/* The backend's device error flag (lisa_cuda_impl.flag, three int64 words): [0] what went wrong
+ * (LK_FLAG_*; 0 = nothing), [1] the offending value, [2] its bound. Check kernels raise it instead
+ * of making the host wait; the kernel that follows a check reads word 0 and does nothing when it is
+ * set (so a bad input leaves the output untouched, as ops.def asks), and the host reads the flag at
+ * its next wait (lisa_cuda_wait) and reports the error there. Racing raisers each write a
+ * consistent (kind, bound); the value is one of the bad ones. */
+enum { LK_FLAG_NONE = 0, LK_FLAG_EMBEDDING_ID = 1, LK_FLAG_KV_SLOT = 2 };
+LISA_HD void lk_flag_raise(int64_t *flag, int64_t kind, int64_t value, int64_t bound) {
+    flag[1] = value;
+    flag[2] = bound;
+    flag[0] = kind;
 }
 
 /* Warp reductions over all 32 lanes (every lane gets the result). */

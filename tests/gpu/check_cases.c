@@ -121,6 +121,16 @@ static lisa_status c_conv2d(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, co
     const conv_arg *c = a;
     return lisa_op_conv2d(be, &o[0], &i[0], &i[1], c->bias ? &i[2] : NULL, c->stride, c->pad);
 }
+/* the same on the GPU through cuDNN (kernels/cuda/conv_cudnn.c); the CPU runs the op */
+static lisa_status c_conv2d_cudnn(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    const conv_arg *c = a;
+    if (be->device != LISA_DEVICE_CUDA) return lisa_op_conv2d(be, &o[0], &i[0], &i[1], c->bias ? &i[2] : NULL, c->stride, c->pad);
+    return lisa_cuda_conv2d_cudnn(be, &o[0], &i[0], &i[1], c->bias ? &i[2] : NULL, c->stride, c->pad);
+}
+static lisa_status c_convt_cudnn(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    if (be->device != LISA_DEVICE_CUDA) return lisa_op_conv_transpose2d_k2s2(be, &o[0], &i[0], &i[1], &i[2]);
+    return lisa_cuda_convt_k2s2_cudnn(be, &o[0], &i[0], &i[1], &i[2]);
+}
 static lisa_status c_convt(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
     return lisa_op_conv_transpose2d_k2s2(be, &o[0], &i[0], &i[1], &i[2]);
 }
@@ -275,6 +285,12 @@ void ck_cases_ops(ck_ctx *c) {
     linear_case(c, "M733 K37 N5125", 733, 37, 5125, true, false);
     linear_case(c, "M19 K1280 N3840 nobias", 19, 1280, 3840, false, false);
     linear_case(c, "M3 K769 N37", 3, 769, 37, true, true);
+    /* the small-M kernel (kernels/cuda/gemv_kernels.cuh) in the BF16 runs: decode shapes, split-K
+     * with a short last split, 16 rows, strided x */
+    linear_case(c, "gemv M1 K4096 N11008", 1, 4096, 11008, false, false);
+    if (!(c->self_test && q)) linear_case(c, "gemv M16 K11008 N4096", 16, 11008, 4096, false, false);
+    linear_case(c, "gemv M3 K2056 N1000 strided", 3, 2056, 1000, true, true);
+    linear_ex_case(c, "gemv residual M5 K1024 N777", &act_none, 5, 1024, 777);
     linear_ex_case(c, "relu M19 K256 N2048", &act_relu, 19, 256, 2048);
     linear_ex_case(c, "gelu-erf M7 K1280 N5120", &act_gelu, 7, 1280, 5120);
     linear_ex_case(c, "quick-gelu M7 K769 N37", &act_quick, 7, 769, 37);
@@ -598,6 +614,37 @@ void ck_cases_ops(ck_ctx *c) {
         ct.in[1] = (ck_tspec)T_PAR(4, -1, 1, 256, 64, 2, 2), ct.in[2] = (ck_tspec)T_PAR(1, -1, 1, 64);
         ct.out[0] = (ck_tspec)T_OUT(4, 1, 64, 32, 32), ct.atol32 = gemm_atol32(256), ct.atol16 = gemm_atol16(256) / 8;
         ck_run_case(c, &ct);
+        /* cuDNN (kernels/cuda/conv_cudnn.c, BF16 only): SAM's neck 3x3 conv and the mask decoder's
+         * two transposed convs at their real shapes (batch 2 / 3 masks), and an awkward one */
+        if (!c->self_test && ck_selected(c, "conv2d", "cudnn")) {
+            if (lisa_cuda_set_conv_path(c->gpu, false, LISA_CUDA_CONV_CUDNN) != LISA_OK) {
+                ck_record(c, "conv2d", "cudnn", "-", 2, 0, 0, -1, "cuDNN not available: %s", lisa_last_error());
+            } else {
+                lisa_cuda_set_conv_path(c->gpu, false, LISA_CUDA_CONV_IM2COL);
+                static const conv_arg neck = {1, 1, false}, c33b = {1, 1, true};
+                ck_case cd = {.op = "conv2d", .label = "cudnn neck 3x3 [2,256,64,64]->256", .call = c_conv2d_cudnn,
+                              .arg = &neck, .n_in = 2, .n_out = 1,
+                              .in = {T_ACT(4, -1, 1, 2, 256, 64, 64), T_PAR(4, -1, 1, 256, 256, 3, 3)},
+                              .out = {T_OUT(4, 2, 256, 64, 64)}, .no_f32 = true, .atol32 = gemm_atol32(2304),
+                              .rtol32 = 1e-4, .atol16 = gemm_atol16(2304) / 8, .rtol16 = 1.0 / 64};
+                ck_run_case(c, &cd);
+                cd.label = "cudnn 3x3/p1 [2,19,13,11]->7 +bias", cd.arg = &c33b, cd.n_in = 3;
+                cd.in[0] = (ck_tspec)T_ACT(4, -1, 1, 2, 19, 13, 11), cd.in[1] = (ck_tspec)T_PAR(4, -1, 1, 7, 19, 3, 3);
+                cd.in[2] = (ck_tspec)T_PAR(1, -1, 1, 7), cd.out[0] = (ck_tspec)T_OUT(4, 2, 7, 13, 11);
+                cd.atol16 = gemm_atol16(171) / 8;
+                ck_run_case(c, &cd);
+                ck_case cdt = {.op = "conv_transpose2d_k2s2", .label = "cudnn [3,256,64,64]->64", .call = c_convt_cudnn,
+                               .n_in = 3, .n_out = 1,
+                               .in = {T_ACT(4, -1, 1, 3, 256, 64, 64), T_PAR(4, -1, 1, 256, 64, 2, 2), T_PAR(1, -1, 1, 64)},
+                               .out = {T_OUT(4, 3, 64, 128, 128)}, .atol32 = gemm_atol32(256), .rtol32 = 1e-4,
+                               .atol16 = gemm_atol16(256) / 8, .rtol16 = 1.0 / 64, .no_f32 = true};
+                ck_run_case(c, &cdt);
+                cdt.label = "cudnn [3,64,128,128]->32", cdt.in[0] = (ck_tspec)T_ACT(4, -1, 1, 3, 64, 128, 128);
+                cdt.in[1] = (ck_tspec)T_PAR(4, -1, 1, 64, 32, 2, 2), cdt.in[2] = (ck_tspec)T_PAR(1, -1, 1, 32);
+                cdt.out[0] = (ck_tspec)T_OUT(4, 3, 32, 256, 256), cdt.atol16 = gemm_atol16(64) / 8;
+                ck_run_case(c, &cdt);
+            }
+        }
     }
     /* BILINEAR: the LISA postprocess 256 -> 1024, up/down awkward sizes */
     {
@@ -703,7 +750,10 @@ void ck_cases_casts_and_errors(ck_ctx *c) {
         lisa_tensor dtab = ck_dev_from(c, &tab, LISA_DTYPE_F32, false), dids = ck_dev_from(c, &ids, LISA_DTYPE_I32, false);
         lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_F32, 2, ys);
         lisa_clear_error();
+        /* the CUDA backend checks ids on the device without a host wait: the error comes from the op
+         * or from the next wait (kernels/cuda/cuda.h), and clears after it is reported */
         lisa_status s = lisa_op_embedding(c->gpu, &y, &dtab, &dids);
+        if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
         char msg[256];
         snprintf(msg, sizeof msg, "%s", lisa_last_error());
         bool ok = s == LISA_ERR_INVALID_ARG && strstr(msg, "10") != NULL;
@@ -716,508 +766,115 @@ void ck_cases_casts_and_errors(ck_ctx *c) {
         lisa_tensor_free(&tab);
         lisa_tensor_free(&ids);
     }
-}
-
-/* ---- attention at the real LISA shapes --------------------------------------------------------- */
-
-/* Double-precision attention for the rows of q[B, Tq, H, D] (contiguous host F32), used when the
- * CPU backend's op is not available: y[B, Tq, H, D]. rel_h/rel_w [B, H, Tq, k] or NULL. */
-static void ref_attention(lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k, const lisa_tensor *v,
-                          const lisa_tensor *rel_h, const lisa_tensor *rel_w, float scale, bool causal) {
-    const int64_t B = q->shape[0], Tq = q->shape[1], H = q->shape[2], D = q->shape[3], Tk = k->shape[1], Hk = k->shape[2];
-    const float *Q = q->data, *K = k->data, *V = v->data;
-    float *Y = y->data;
-    double *s = malloc((size_t)(Tk ? Tk : 1) * sizeof(double));
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t i = 0; i < Tq; i++)
-            for (int64_t h = 0; h < H; h++) {
-                const int64_t hk = h / (H / Hk);
-                int64_t kmax = Tk;
-                if (causal) kmax = i + Tk - Tq + 1 < kmax ? (i + Tk - Tq + 1 > 0 ? i + Tk - Tq + 1 : 0) : kmax;
-                double mx = -INFINITY, sum = 0;
-                for (int64_t j = 0; j < kmax; j++) {
-                    double dot = 0;
-                    for (int64_t d = 0; d < D; d++) dot += (double)Q[((b * Tq + i) * H + h) * D + d] * K[((b * Tk + j) * Hk + hk) * D + d];
-                    s[j] = dot * scale;
-                    if (rel_h) {
-                        const int64_t kh = rel_h->shape[3], kw = rel_w->shape[3];
-                        s[j] += ((const float *)rel_h->data)[((b * H + h) * Tq + i) * kh + j / kw];
-                        s[j] += ((const float *)rel_w->data)[((b * H + h) * Tq + i) * kw + j % kw];
-                    }
-                    if (s[j] > mx) mx = s[j];
-                }
-                for (int64_t j = 0; j < kmax; j++) sum += (s[j] = exp(s[j] - mx));
-                for (int64_t d = 0; d < D; d++) {
-                    double o = 0;
-                    for (int64_t j = 0; j < kmax; j++) o += s[j] * V[((b * Tk + j) * Hk + hk) * D + d];
-                    Y[((b * Tq + i) * H + h) * D + d] = (float)(kmax ? o / sum : 0.0);
-                }
-            }
-    free(s);
-}
-
-/* CPU reference: the CPU backend's attention op, or the double loop above when the op is missing. */
-static const char *cpu_attention(ck_ctx *c, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k, const lisa_tensor *v,
-                                 const lisa_tensor *rel_h, const lisa_tensor *rel_w, float scale, bool causal) {
-    lisa_attn_params p = {.scale = scale, .causal = causal, .rel_h = rel_h, .rel_w = rel_w};
-    if (lisa_op_attention(c->cpu, y, q, k, v, &p) == LISA_OK) return "vs cpu op";
-    ref_attention(y, q, k, v, rel_h, rel_w, scale, causal);
-    return "vs built-in double reference (cpu attention op unavailable)";
-}
-
-/* Host tensor rows [r0, r0+n) of dim `dim` as a new contiguous F32 tensor. */
-static lisa_tensor host_slice(const lisa_tensor *t, int dim, int64_t r0, int64_t n) {
-    lisa_tensor v, out;
-    lisa_tensor_narrow(&v, t, dim, r0, n);
-    out = ck_host(LISA_DTYPE_F32, v.n_dims, v.shape);
-    int64_t idx[4] = {0, 0, 0, 0};
-    if (lisa_tensor_numel(&v)) do {
-            lisa_tensor_set(&out, idx, lisa_tensor_get(&v, idx));
-            int d = v.n_dims - 1;
-            for (; d >= 0; d--) {
-                if (++idx[d] < v.shape[d]) break;
-                idx[d] = 0;
-            }
-            if (d < 0) break;
-        } while (1);
-    return out;
-}
-
-/* Compares the GPU output rows [r0, r0+n) of dim `dim` against a CPU reference of those rows. */
-static void compare_rows(ck_ctx *c, const char *name, const lisa_tensor *gpu_out, int dim, int64_t r0, int64_t n,
-                         const lisa_tensor *ref, const char *how) {
-    lisa_tensor got_all = ck_download(c, gpu_out);
-    lisa_tensor got = host_slice(&got_all, dim, r0, n);
-    char full[112];
-    snprintf(full, sizeof full, "%s", name);
-    /* bf16 inputs are exact in both; the kernel's error is P and the output in bf16 */
-    if (!ck_compare(c, "attention", full, "BF16", &got, ref, 1e-2, 1.0 / 64, NULL, NULL))
-        fprintf(stderr, "    (%s)\n", how);
-    else
-        printf("      %s\n", how);
-    lisa_tensor_free(&got);
-    lisa_tensor_free(&got_all);
-}
-
-/* Random bf16-exact host tensor (values already rounded, so CPU and GPU see the same inputs). */
-static lisa_tensor rand16(ck_ctx *c, int32_t n_dims, int64_t d0, int64_t d1, int64_t d2, int64_t d3, double lo, double hi) {
-    const int64_t shp[4] = {d0, d1, d2, d3};
-    lisa_tensor h = ck_host(LISA_DTYPE_F32, n_dims, shp);
-    ck_fill(c, &h, lo, hi, false);
-    lisa_tensor r = ck_round_copy(&h, LISA_DTYPE_BF16);
-    lisa_tensor_free(&h);
-    return r;
-}
-
-/* The whole of y against the same call through the on-GPU reference kernel (one warp per row,
- * fp32, LISA_CUDA_ATTN_REFERENCE): y_ref is computed here from the same device inputs. */
-static void compare_with_gpu_reference(ck_ctx *c, const char *name, const lisa_tensor *y, const lisa_tensor *dq,
-                                       const lisa_tensor *dk, const lisa_tensor *dv, const lisa_attn_params *p) {
-    lisa_tensor yr = ck_dev_poison(c, LISA_DTYPE_BF16, y->n_dims, y->shape);
-    lisa_status s = lisa_cuda_attention_path(c->gpu, &yr, dq, dk, dv, p, LISA_CUDA_ATTN_REFERENCE);
-    if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
-    char nm[240];
-    snprintf(nm, sizeof nm, "%s, all rows vs the GPU reference kernel", name);
-    if (s != LISA_OK) {
-        ck_record(c, "attention", nm, "BF16", 1, NAN, 0, -1, "cuda reference kernel: %s", lisa_last_error());
-        return;
-    }
-    lisa_tensor got = ck_download(c, y), ref = ck_download(c, &yr);
-    ck_compare(c, "attention", nm, "BF16", &got, &ref, 1e-2, 1.0 / 64, NULL, NULL);
-    lisa_tensor_free(&got), lisa_tensor_free(&ref);
-}
-
-/* SAM: windows [B·25, 196, 16, 80] with q/k/v as views of one packed qkv [B·25, 196, 3, 16, 80]
- * (the real layout after the qkv Linear), rel-pos 14x14; global [B, 4096, 16, 80], rel-pos 64x64.
- * path: FLASH (mma.sync) or WGMMA (sm_90a; also compared with the on-GPU reference kernel). fused
- * (WGMMA only): rel-pos from the tables rel_pos_h/w [2S-1, 80] inside the kernel
- * (lisa_cuda_attention_relpos_fused), the reference being the REL_POS op and then attention. */
-static void sam_attention(ck_ctx *c, bool global, int64_t nb, lisa_cuda_attn_path path, bool fused) {
-    const int64_t S = global ? 64 : 14, T = S * S, H = 16, D = 80;
-    const int64_t check_b = global ? 1 : 2, check_rows = global ? 64 : T; /* CPU checks a slice */
-    char name[112];
-    snprintf(name, sizeof name, "SAM %s [%lld,%lld,16,80] rel-pos %lldx%lld%s", global ? "global" : "windows", (long long)nb,
-             (long long)T, (long long)S, (long long)S, fused ? " fused (wgmma)" : path == LISA_CUDA_ATTN_WGMMA ? " (wgmma)" : "");
-    if (!ck_selected(c, "attention", name)) return;
-    if (path == LISA_CUDA_ATTN_WGMMA && !lisa_cuda_attn_wgmma_available(c->gpu)) {
-        ck_record(c, "attention", name, "BF16", 2, 0, 0, -1, "device cannot run the sm_90a kernel");
-        return;
-    }
-    /* host q/k/v (bf16-exact) only for the checked batch entries; the rest of the batch is random */
-    lisa_tensor q = rand16(c, 4, check_b, T, H, D, -1, 1), k = rand16(c, 4, check_b, T, H, D, -1, 1),
-                v = rand16(c, 4, check_b, T, H, D, -1, 1);
-    lisa_tensor rh = rand16(c, 4, nb, H, T, S, -2, 2), rw = rand16(c, 4, nb, H, T, S, -2, 2);
-    /* packed qkv on the host: [nb, T, 3, H, D], batch entries >= check_b random */
-    const int64_t shp5[4] = {nb * T, 3, H, D};
-    lisa_tensor qkv = ck_host(LISA_DTYPE_F32, 4, shp5);
-    ck_fill(c, &qkv, -1, 1, false);
-    float *P = qkv.data;
-    for (int64_t b = 0; b < check_b; b++)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < H; h++)
-                for (int64_t d = 0; d < D; d++) {
-                    const int64_t src = ((b * T + t) * H + h) * D + d, dst = (((b * T + t) * 3) * H + h) * D + d;
-                    P[dst] = ((float *)q.data)[src];
-                    P[dst + H * D] = ((float *)k.data)[src];
-                    P[dst + 2 * H * D] = ((float *)v.data)[src];
-                }
-    lisa_tensor dqkv = ck_dev_from(c, &qkv, LISA_DTYPE_BF16, false);
-    lisa_tensor dq = lisa_tensor_view4(dqkv.data, LISA_DTYPE_BF16, 4, nb, T, H, D);
-    dq.device = LISA_DEVICE_CUDA, dq.device_id = c->gpu->device_id;
-    dq.stride[0] = T * 3 * H * D, dq.stride[1] = 3 * H * D, dq.stride[2] = D, dq.stride[3] = 1;
-    lisa_tensor dk = dq, dv = dq;
-    dk.data = (uint16_t *)dq.data + H * D;
-    dv.data = (uint16_t *)dq.data + 2 * H * D;
-    lisa_tensor drh = ck_dev_from(c, &rh, LISA_DTYPE_F32, false), drw = ck_dev_from(c, &rw, LISA_DTYPE_F32, false);
-    const int64_t ys[4] = {nb, T, H, D};
-    lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ys);
-    const float scale = 1.0f / sqrtf((float)D);
-    lisa_attn_params p = {.scale = scale, .rel_h = &drh, .rel_w = &drw};
-    /* fused: tables [2S-1, 80] (bf16); rel_h / rel_w become their products with q (REL_POS) */
-    lisa_tensor tab_h = {0}, tab_w = {0}, dth = {0}, dtw = {0};
-    lisa_status s = LISA_OK;
-    if (fused) {
-        tab_h = rand16(c, 2, 2 * S - 1, D, 0, 0, -0.3, 0.3), tab_w = rand16(c, 2, 2 * S - 1, D, 0, 0, -0.3, 0.3);
-        dth = ck_dev_from(c, &tab_h, LISA_DTYPE_BF16, false), dtw = ck_dev_from(c, &tab_w, LISA_DTYPE_BF16, false);
-        /* the GPU's REL_POS op fills drh / drw for the reference kernel below; the CPU's for the slice */
-        s = lisa_op_rel_pos(c->gpu, &drh, &drw, &dq, &dth, &dtw, (int32_t)S, (int32_t)S);
-        if (s == LISA_OK) {
-            lisa_tensor hq = ck_download(c, &drh), hw = ck_download(c, &drw);
-            memcpy(rh.data, hq.data, sizeof(float) * (size_t)lisa_tensor_numel(&rh));
-            memcpy(rw.data, hw.data, sizeof(float) * (size_t)lisa_tensor_numel(&rw));
-            lisa_tensor_free(&hq), lisa_tensor_free(&hw);
-            /* the CPU's own REL_POS for the checked entries (so the reference does not trust the GPU op) */
-            lisa_tensor rhc = ck_host(LISA_DTYPE_F32, 4, (const int64_t[4]){check_b, H, T, S});
-            lisa_tensor rwc = ck_host(LISA_DTYPE_F32, 4, (const int64_t[4]){check_b, H, T, S});
-            if (lisa_op_rel_pos(c->cpu, &rhc, &rwc, &q, &tab_h, &tab_w, (int32_t)S, (int32_t)S) == LISA_OK) {
-                memcpy(rh.data, rhc.data, sizeof(float) * (size_t)lisa_tensor_numel(&rhc));
-                memcpy(rw.data, rwc.data, sizeof(float) * (size_t)lisa_tensor_numel(&rwc));
-            }
-            lisa_tensor_free(&rhc), lisa_tensor_free(&rwc);
-            s = lisa_cuda_attention_relpos_fused(c->gpu, &y, &dq, &dk, &dv, scale, &dth, &dtw);
-        }
-    } else {
-        s = lisa_cuda_attention_path(c->gpu, &y, &dq, &dk, &dv, &p, path);
-    }
-    if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
-    if (s != LISA_OK) {
-        ck_record(c, "attention", name, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
-    } else {
-        if (path == LISA_CUDA_ATTN_WGMMA) compare_with_gpu_reference(c, name, &y, &dq, &dk, &dv, &p);
-        /* reference: batch entries [0, check_b), query rows [T − check_rows, T) (all for windows) */
-        const int64_t r0 = T - check_rows;
-        lisa_tensor qs = host_slice(&q, 1, r0, check_rows);
-        lisa_tensor rhs0 = host_slice(&rh, 0, 0, check_b), rws0 = host_slice(&rw, 0, 0, check_b);
-        lisa_tensor rhs = host_slice(&rhs0, 2, r0, check_rows), rws = host_slice(&rws0, 2, r0, check_rows);
-        const int64_t rs[4] = {check_b, check_rows, H, D};
-        lisa_tensor ref = ck_host(LISA_DTYPE_F32, 4, rs);
-        const char *how = cpu_attention(c, &ref, &qs, &k, &v, &rhs, &rws, scale, false);
-        lisa_tensor yb;
-        lisa_tensor_narrow(&yb, &y, 0, 0, check_b);
-        char nm[240];
-        snprintf(nm, sizeof nm, "%s rows %lld..%lld", name, (long long)r0, (long long)T - 1);
-        compare_rows(c, nm, &yb, 1, r0, check_rows, &ref, how);
-        lisa_tensor_free(&ref), lisa_tensor_free(&qs), lisa_tensor_free(&rhs0), lisa_tensor_free(&rws0);
-        lisa_tensor_free(&rhs), lisa_tensor_free(&rws);
-    }
-    ck_free_case(c);
-    lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v), lisa_tensor_free(&rh), lisa_tensor_free(&rw);
-    lisa_tensor_free(&qkv);
-    if (fused) lisa_tensor_free(&tab_h), lisa_tensor_free(&tab_w);
-}
-
-/* LLaMA prefill: packed varlen sequences, 32 heads x 128, causal, one launch; path FLASH (mma.sync)
- * or WGMMA (sm_90a). */
-static void llama_prefill(ck_ctx *c, const int64_t *lens, int nseq, lisa_cuda_attn_path path) {
-    const int64_t H = 32, D = 128;
-    int64_t total = 0, maxlen = 0;
-    for (int i = 0; i < nseq; i++) total += lens[i], maxlen = lens[i] > maxlen ? lens[i] : maxlen;
-    char name[112];
-    snprintf(name, sizeof name, "LLaMA prefill varlen %d seqs (max %lld) x 32 x 128 causal%s", nseq, (long long)maxlen,
-             path == LISA_CUDA_ATTN_WGMMA ? " (wgmma)" : "");
-    if (!ck_selected(c, "attention", name)) return;
-    if (path == LISA_CUDA_ATTN_WGMMA && !lisa_cuda_attn_wgmma_available(c->gpu)) {
-        ck_record(c, "attention", name, "BF16", 2, 0, 0, -1, "device cannot run the sm_90a kernel");
-        return;
-    }
-    lisa_tensor q = rand16(c, 3, total, H, D, 0, -1, 1), k = rand16(c, 3, total, H, D, 0, -1, 1),
-                v = rand16(c, 3, total, H, D, 0, -1, 1);
-    const int64_t cs[1] = {nseq + 1};
-    lisa_tensor cu = ck_host(LISA_DTYPE_I32, 1, cs);
-    ((int32_t *)cu.data)[0] = 0;
-    for (int i = 0; i < nseq; i++) ((int32_t *)cu.data)[i + 1] = ((int32_t *)cu.data)[i] + (int32_t)lens[i];
-    lisa_tensor dq = ck_dev_from(c, &q, LISA_DTYPE_BF16, false), dk = ck_dev_from(c, &k, LISA_DTYPE_BF16, false),
-                dv = ck_dev_from(c, &v, LISA_DTYPE_BF16, false), dcu = ck_dev_from(c, &cu, LISA_DTYPE_I32, false);
-    const int64_t ys[3] = {total, H, D};
-    lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 3, ys);
-    const float scale = 1.0f / sqrtf((float)D);
-    lisa_status s =
-        lisa_cuda_flash_attn_varlen_path(c->gpu, &y, &dq, &dk, &dv, &dcu, &dcu, (int32_t)maxlen, scale, true, path);
-    if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
-    if (s != LISA_OK) {
-        ck_record(c, "attention", name, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
-    } else {
-        for (int i = 0; i < nseq; i++) {
-            /* the last (up to 64) query rows of sequence i against all its keys: causal offset preserved */
-            const int64_t off = ((int32_t *)cu.data)[i], n = lens[i] < 64 ? lens[i] : 64, r0 = off + lens[i] - n;
-            lisa_tensor qs = host_slice(&q, 0, r0, n), ks = host_slice(&k, 0, off, lens[i]), vs = host_slice(&v, 0, off, lens[i]);
-            lisa_tensor q4, k4, v4;
-            const int64_t s4q[4] = {1, n, H, D}, s4k[4] = {1, lens[i], H, D};
-            lisa_tensor_reshape(&q4, &qs, 4, s4q), lisa_tensor_reshape(&k4, &ks, 4, s4k), lisa_tensor_reshape(&v4, &vs, 4, s4k);
-            lisa_tensor ref = ck_host(LISA_DTYPE_F32, 4, s4q);
-            const char *how = cpu_attention(c, &ref, &q4, &k4, &v4, NULL, NULL, scale, true);
-            lisa_tensor ref3;
-            const int64_t s3[3] = {n, H, D};
-            lisa_tensor_reshape(&ref3, &ref, 3, s3);
-            char nm[240];
-            snprintf(nm, sizeof nm, "%s seq %d (len %lld)", name, i, (long long)lens[i]);
-            compare_rows(c, nm, &y, 0, r0, n, &ref3, how);
-            lisa_tensor_free(&ref), lisa_tensor_free(&qs), lisa_tensor_free(&ks), lisa_tensor_free(&vs);
-        }
-    }
-    ck_free_case(c);
-    lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v), lisa_tensor_free(&cu);
-}
-
-/* Decode: one query per request over a KV cache of kv_len tokens, contiguous (the op, split-K)
- * and paged (16-token pages, shuffled page ids). */
-static void llama_decode(ck_ctx *c, int64_t B, int64_t kv_len) {
-    const int64_t H = 32, D = 128, PS = 16;
-    char name[112];
-    snprintf(name, sizeof name, "LLaMA decode B%lld kv %lld x 32 x 128", (long long)B, (long long)kv_len);
-    if (!ck_selected(c, "attention", name)) return;
-    lisa_tensor q = rand16(c, 4, B, 1, H, D, -1, 1), k = rand16(c, 4, B, kv_len, H, D, -1, 1),
-                v = rand16(c, 4, B, kv_len, H, D, -1, 1);
-    const int64_t ys[4] = {B, 1, H, D};
-    lisa_tensor ref = ck_host(LISA_DTYPE_F32, 4, ys);
-    const float scale = 1.0f / sqrtf((float)D);
-    const char *how = cpu_attention(c, &ref, &q, &k, &v, NULL, NULL, scale, false);
-    lisa_tensor dq = ck_dev_from(c, &q, LISA_DTYPE_BF16, false), dk = ck_dev_from(c, &k, LISA_DTYPE_BF16, false),
-                dv = ck_dev_from(c, &v, LISA_DTYPE_BF16, false);
-    lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ys);
-    lisa_attn_params p = {.scale = scale};
-    lisa_status s = lisa_cuda_attention_path(c->gpu, &y, &dq, &dk, &dv, &p, LISA_CUDA_ATTN_SPLITKV);
-    if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
-    char nm[240];
-    snprintf(nm, sizeof nm, "%s contiguous", name);
-    if (s != LISA_OK)
-        ck_record(c, "attention", nm, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
-    else
-        compare_rows(c, nm, &y, 0, 0, B, &ref, how);
-    /* paged: the same K/V scattered into shuffled pages */
-    const int64_t per = (kv_len + PS - 1) / PS, n_pages = B * per + 5;
-    const int64_t pshape[4] = {n_pages, PS, H, D};
-    lisa_tensor kp = ck_host(LISA_DTYPE_F32, 4, pshape), vp = ck_host(LISA_DTYPE_F32, 4, pshape);
-    ck_fill(c, &kp, -1, 1, false), ck_fill(c, &vp, -1, 1, false);
-    const int64_t s1[1] = {B * per}, s2[1] = {B + 1}, s3[1] = {B};
-    lisa_tensor idx = ck_host(LISA_DTYPE_I32, 1, s1), indptr = ck_host(LISA_DTYPE_I32, 1, s2), lens = ck_host(LISA_DTYPE_I32, 1, s3);
-    int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_pages);
-    for (int64_t i = 0; i < n_pages; i++) perm[i] = (int32_t)i;
-    for (int64_t i = n_pages - 1; i > 0; i--) {
-        int64_t j = (int64_t)(ck_next(&c->rng) % (uint64_t)(i + 1));
-        int32_t t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-    }
-    for (int64_t b = 0; b < B; b++) {
-        ((int32_t *)indptr.data)[b] = (int32_t)(b * per);
-        ((int32_t *)lens.data)[b] = (int32_t)kv_len;
-        for (int64_t pg = 0; pg < per; pg++) ((int32_t *)idx.data)[b * per + pg] = perm[b * per + pg];
-        for (int64_t t = 0; t < kv_len; t++) {
-            const int64_t page = perm[b * per + t / PS], slot = t % PS;
-            memcpy((float *)kp.data + ((page * PS + slot) * H) * D, (float *)k.data + ((b * kv_len + t) * H) * D,
-                   sizeof(float) * (size_t)(H * D));
-            memcpy((float *)vp.data + ((page * PS + slot) * H) * D, (float *)v.data + ((b * kv_len + t) * H) * D,
-                   sizeof(float) * (size_t)(H * D));
-        }
-    }
-    ((int32_t *)indptr.data)[B] = (int32_t)(B * per);
-    free(perm);
-    lisa_tensor dkp = ck_dev_from(c, &kp, LISA_DTYPE_BF16, false), dvp = ck_dev_from(c, &vp, LISA_DTYPE_BF16, false);
-    lisa_tensor didx = ck_dev_from(c, &idx, LISA_DTYPE_I32, false), dptr = ck_dev_from(c, &indptr, LISA_DTYPE_I32, false),
-                dlen = ck_dev_from(c, &lens, LISA_DTYPE_I32, false);
-    /* one query row per sequence: qo_indptr = 0, 1, .., B (the decode step of PAGED_ATTENTION) */
-    lisa_tensor q3, y3;
-    const int64_t qs3[3] = {B, H, D}, sq[1] = {B + 1};
-    lisa_tensor_reshape(&q3, &dq, 3, qs3);
-    lisa_tensor yp = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ys);
-    lisa_tensor_reshape(&y3, &yp, 3, qs3);
-    lisa_tensor qo = ck_host(LISA_DTYPE_I32, 1, sq);
-    for (int64_t b = 0; b <= B; b++) ((int32_t *)qo.data)[b] = (int32_t)b;
-    lisa_tensor dqo = ck_dev_from(c, &qo, LISA_DTYPE_I32, false);
-    s = lisa_cuda_paged_attention_ex(c->gpu, &y3, &q3, &dkp, &dvp, (int32_t)B, (int32_t)PS, scale, true, &dqo, &dptr, &didx,
-                                     &dlen, (const int32_t *)qo.data, (const int32_t *)indptr.data,
-                                     (const int32_t *)idx.data, (const int32_t *)lens.data);
-    if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
-    lisa_tensor_free(&qo);
-    snprintf(nm, sizeof nm, "%s paged/16", name);
-    if (s != LISA_OK)
-        ck_record(c, "attention", nm, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
-    else
-        compare_rows(c, nm, &yp, 0, 0, B, &ref, how);
-    ck_free_case(c);
-    lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v), lisa_tensor_free(&ref);
-    lisa_tensor_free(&kp), lisa_tensor_free(&vp), lisa_tensor_free(&idx), lisa_tensor_free(&indptr), lisa_tensor_free(&lens);
-}
-
-/* Two-way transformer (8 heads): token->image q[N, 6, 8, 16] vs k/v[N, 4096, 8, 16] (split-KV),
- * image->token q[N, 4096, 8, 16] vs k/v[N, 6, 8, 16] (reference kernel), token self-attention
- * [N, 6, 8, 32]. */
-static void two_way(ck_ctx *c, int64_t N) {
-    struct {
-        const char *what;
-        int64_t Tq, Tk, D;
-    } cases[3] = {{"token->image", 6, 4096, 16}, {"image->token", 4096, 6, 16}, {"token self", 6, 6, 32}};
-    for (int i = 0; i < 3; i++) {
-        char name[112];
-        snprintf(name, sizeof name, "two-way %s N%lld Tq %lld Tk %lld x 8 x %lld", cases[i].what, (long long)N,
-                 (long long)cases[i].Tq, (long long)cases[i].Tk, (long long)cases[i].D);
-        if (!ck_selected(c, "attention", name)) continue;
-        const int64_t H = 8, D = cases[i].D, Tq = cases[i].Tq, Tk = cases[i].Tk;
-        lisa_tensor q = rand16(c, 4, N, Tq, H, D, -1, 1), k = rand16(c, 4, N, Tk, H, D, -1, 1), v = rand16(c, 4, N, Tk, H, D, -1, 1);
-        const int64_t ys[4] = {N, Tq, H, D};
-        lisa_tensor ref = ck_host(LISA_DTYPE_F32, 4, ys);
-        const float scale = 1.0f / sqrtf((float)D);
-        const char *how = cpu_attention(c, &ref, &q, &k, &v, NULL, NULL, scale, false);
-        lisa_tensor dq = ck_dev_from(c, &q, LISA_DTYPE_BF16, false), dk = ck_dev_from(c, &k, LISA_DTYPE_BF16, false),
-                    dv = ck_dev_from(c, &v, LISA_DTYPE_BF16, false);
-        lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ys);
-        lisa_attn_params p = {.scale = scale};
-        lisa_status s = lisa_op_attention(c->gpu, &y, &dq, &dk, &dv, &p);
+    /* The small-M kernel's batch invariance and determinism on the device: row 0 of a 16-row call is
+     * bit-identical to the same row alone and to a second run (kernels/cuda/gemv_kernels.cuh). */
+    if (ck_selected(c, "linear", "gemv bits")) {
+        const int64_t K = 4096, N = 4104, xs[2] = {16, K}, ws[2] = {N, K};
+        lisa_tensor hx = ck_host(LISA_DTYPE_F32, 2, xs), hw = ck_host(LISA_DTYPE_F32, 2, ws);
+        ck_fill(c, &hx, -1, 1, false), ck_fill(c, &hw, -1, 1, false);
+        lisa_tensor dx = ck_dev_from(c, &hx, LISA_DTYPE_BF16, false), dw = ck_dev_from(c, &hw, LISA_DTYPE_BF16, false);
+        lisa_tensor x1 = dx;
+        x1.shape[0] = 1;
+        const int64_t y16s[2] = {16, N}, y1s[2] = {1, N};
+        lisa_tensor y16 = ck_dev_poison(c, LISA_DTYPE_F32, 2, y16s), y1 = ck_dev_poison(c, LISA_DTYPE_F32, 2, y1s),
+                    y1b = ck_dev_poison(c, LISA_DTYPE_F32, 2, y1s);
+        lisa_status s = lisa_op_linear(c->gpu, &y16, &dx, &dw, NULL);
+        if (s == LISA_OK) s = lisa_op_linear(c->gpu, &y1, &x1, &dw, NULL);
+        if (s == LISA_OK) s = lisa_op_linear(c->gpu, &y1b, &x1, &dw, NULL);
         if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
-        if (s != LISA_OK)
-            ck_record(c, "attention", name, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
-        else
-            compare_rows(c, name, &y, 0, 0, N, &ref, how);
-        ck_free_case(c);
-        lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v), lisa_tensor_free(&ref);
-    }
-}
-
-/* PAGED_ATTENTION over one layer's pool (LLaMA-7B heads, 16-token pages, shuffled page ids) for a
- * batch mixing a fresh 330-token prefill, a 64-row chunk after a 136-token cached prefix, and
- * decode rows at 1024 and 17 keys; then KV_APPEND of new rows into the pool. The reference gathers
- * each sequence's pages on the host and runs the dense attention (causal: the chunk's rows sit at
- * the end of its keys). */
-static void paged(ck_ctx *c) {
-    const int64_t H = 32, D = 128, PS = 16;
-    const int B = 4;
-    const int32_t qlen[4] = {330, 64, 1, 1}, kvlen[4] = {330, 200, 1024, 17};
-    const char *name = "paged LLaMA-7B: prefill 330, chunk 64@200, decode @1024/@17";
-    if (!ck_selected(c, "paged_attention", name)) return;
-    int32_t qo[5] = {0}, ptr[5] = {0};
-    for (int b = 0; b < B; b++) qo[b + 1] = qo[b] + qlen[b], ptr[b + 1] = ptr[b] + (kvlen[b] + (int32_t)PS - 1) / (int32_t)PS;
-    const int64_t T = qo[B], n_pages = ptr[B] + 3;
-    int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_pages);
-    for (int64_t i = 0; i < n_pages; i++) perm[i] = (int32_t)i;
-    for (int64_t i = n_pages - 1; i > 0; i--) {
-        int64_t j = (int64_t)(ck_next(&c->rng) % (uint64_t)(i + 1));
-        int32_t t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-    }
-    lisa_tensor q = rand16(c, 3, T, H, D, 0, -1, 1), kp = rand16(c, 4, n_pages, PS, H, D, -1, 1),
-                vp = rand16(c, 4, n_pages, PS, H, D, -1, 1);
-    const int64_t sb1[1] = {B + 1}, sb[1] = {B}, sn[1] = {ptr[B]};
-    lisa_tensor hqo = ck_host(LISA_DTYPE_I32, 1, sb1), hptr = ck_host(LISA_DTYPE_I32, 1, sb1), hlen = ck_host(LISA_DTYPE_I32, 1, sb),
-                hidx = ck_host(LISA_DTYPE_I32, 1, sn);
-    memcpy(hqo.data, qo, sizeof qo), memcpy(hptr.data, ptr, sizeof ptr), memcpy(hlen.data, kvlen, sizeof kvlen);
-    memcpy(hidx.data, perm, sizeof(int32_t) * (size_t)ptr[B]);
-    lisa_tensor dq = ck_dev_from(c, &q, LISA_DTYPE_BF16, false), dkp = ck_dev_from(c, &kp, LISA_DTYPE_BF16, false),
-                dvp = ck_dev_from(c, &vp, LISA_DTYPE_BF16, false), dqo = ck_dev_from(c, &hqo, LISA_DTYPE_I32, false),
-                dptr = ck_dev_from(c, &hptr, LISA_DTYPE_I32, false), dlen = ck_dev_from(c, &hlen, LISA_DTYPE_I32, false),
-                didx = ck_dev_from(c, &hidx, LISA_DTYPE_I32, false);
-    const int64_t ys[3] = {T, H, D};
-    lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 3, ys);
-    const float scale = 1.0f / sqrtf((float)D);
-    lisa_status s = lisa_cuda_paged_attention_ex(c->gpu, &y, &dq, &dkp, &dvp, B, (int32_t)PS, scale, true, &dqo, &dptr, &didx,
-                                                 &dlen, qo, ptr, perm, kvlen);
-    if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
-    if (s != LISA_OK) {
-        ck_record(c, "paged_attention", name, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
-    } else {
-        for (int b = 0; b < B; b++) {
-            /* gather the sequence's keys, then its last (up to 64) query rows */
-            const int64_t tk = kvlen[b], n = qlen[b] < 64 ? qlen[b] : 64, r0 = qo[b] + qlen[b] - n;
-            const int64_t s4k[4] = {1, tk, H, D}, s4q[4] = {1, n, H, D};
-            lisa_tensor k4 = ck_host(LISA_DTYPE_F32, 4, s4k), v4 = ck_host(LISA_DTYPE_F32, 4, s4k);
-            for (int64_t j = 0; j < tk; j++) {
-                const int64_t page = perm[ptr[b] + j / PS], slot = j % PS;
-                memcpy((float *)k4.data + j * H * D, (float *)kp.data + (page * PS + slot) * H * D, sizeof(float) * (size_t)(H * D));
-                memcpy((float *)v4.data + j * H * D, (float *)vp.data + (page * PS + slot) * H * D, sizeof(float) * (size_t)(H * D));
-            }
-            lisa_tensor qs = host_slice(&q, 0, r0, n), q4;
-            lisa_tensor_reshape(&q4, &qs, 4, s4q);
-            lisa_tensor ref = ck_host(LISA_DTYPE_F32, 4, s4q), ref3;
-            const char *how = cpu_attention(c, &ref, &q4, &k4, &v4, NULL, NULL, scale, true);
-            const int64_t s3[3] = {n, H, D};
-            lisa_tensor_reshape(&ref3, &ref, 3, s3);
-            char nm[240];
-            snprintf(nm, sizeof nm, "paged seq %d: %d rows @ %d keys", b, qlen[b], kvlen[b]);
-            lisa_tensor got_all = ck_download(c, &y), got = host_slice(&got_all, 0, r0, n);
-            if (!ck_compare(c, "paged_attention", nm, "BF16", &got, &ref3, 1e-2, 1.0 / 64, NULL, NULL))
-                fprintf(stderr, "    (%s)\n", how);
-            lisa_tensor_free(&got), lisa_tensor_free(&got_all), lisa_tensor_free(&ref), lisa_tensor_free(&qs);
-            lisa_tensor_free(&k4), lisa_tensor_free(&v4);
-        }
-    }
-    /* KV_APPEND: three new F32 rows (one padding) into the BF16 pool, exact after rounding */
-    if (ck_selected(c, "kv_append", "F32 rows into BF16 pages")) {
-        const int64_t ss[1] = {3};
-        lisa_tensor kn = rand16(c, 3, 3, H, D, 0, -1, 1), vn = rand16(c, 3, 3, H, D, 0, -1, 1), sl = ck_host(LISA_DTYPE_I32, 1, ss);
-        const int32_t slots[3] = {perm[0] * (int32_t)PS + 5, -1, perm[ptr[B] - 1] * (int32_t)PS + 15};
-        memcpy(sl.data, slots, sizeof slots);
-        lisa_tensor dkn = ck_dev_from(c, &kn, LISA_DTYPE_F32, true), dvn = ck_dev_from(c, &vn, LISA_DTYPE_F32, true),
-                    dsl = ck_dev_from(c, &sl, LISA_DTYPE_I32, false);
-        s = lisa_cuda_kv_append(c->gpu, &dkp, &dvp, &dkn, &dvn, &dsl);
         if (s != LISA_OK) {
-            ck_record(c, "kv_append", "F32 rows into BF16 pages", "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
+            ck_record(c, "linear", "gemv bits: row 0 of M16 = M1 = M1 again", "BF16", 1, NAN, 0, -1, "%s", lisa_last_error());
         } else {
-            for (int k = 0; k < 3; k += 2) { /* pool rows vs the new rows; row 1 was padding */
-                const int64_t slot = slots[k];
-                lisa_tensor pk = ck_download(c, &dkp), pv = ck_download(c, &dvp);
-                lisa_tensor gk = host_slice(&pk, 0, slot / PS, 1), gv = host_slice(&pv, 0, slot / PS, 1);
-                lisa_tensor gk1 = host_slice(&gk, 1, slot % PS, 1), gv1 = host_slice(&gv, 1, slot % PS, 1);
-                lisa_tensor wk = host_slice(&kn, 0, k, 1), wv = host_slice(&vn, 0, k, 1), wk4, wv4;
-                const int64_t s4[4] = {1, 1, H, D};
-                lisa_tensor_reshape(&wk4, &wk, 4, s4), lisa_tensor_reshape(&wv4, &wv, 4, s4);
-                char nm[64];
-                snprintf(nm, sizeof nm, "F32 rows into BF16 pages, row %d (k)", k);
-                ck_compare(c, "kv_append", nm, "BF16", &gk1, &wk4, 0, 0, NULL, NULL);
-                snprintf(nm, sizeof nm, "F32 rows into BF16 pages, row %d (v)", k);
-                ck_compare(c, "kv_append", nm, "BF16", &gv1, &wv4, 0, 0, NULL, NULL);
-                lisa_tensor_free(&pk), lisa_tensor_free(&pv), lisa_tensor_free(&gk), lisa_tensor_free(&gv);
-                lisa_tensor_free(&gk1), lisa_tensor_free(&gv1), lisa_tensor_free(&wk), lisa_tensor_free(&wv);
-            }
-            /* a slot past the pool: LISA_ERR_INVALID_ARG */
-            ((int32_t *)sl.data)[1] = (int32_t)(n_pages * PS);
-            lisa_tensor dsl2 = ck_dev_from(c, &sl, LISA_DTYPE_I32, false);
-            lisa_clear_error();
-            s = lisa_cuda_kv_append(c->gpu, &dkp, &dvp, &dkn, &dvn, &dsl2);
-            ck_record(c, "kv_append", "slot past the pool is an error", "-", s == LISA_ERR_INVALID_ARG ? 0 : 1, 0, 0, -1,
-                      "got %s: %s", lisa_status_name(s), lisa_last_error());
+            lisa_tensor g16 = ck_download(c, &y16), g1 = ck_download(c, &y1), g1b = ck_download(c, &y1b);
+            int64_t diff = 0;
+            for (int64_t n = 0; n < N; n++)
+                diff += memcmp((float *)g16.data + n, (float *)g1.data + n, 4) != 0 ||
+                        memcmp((float *)g1b.data + n, (float *)g1.data + n, 4) != 0;
+            ck_record(c, "linear", "gemv bits: row 0 of M16 = M1 = M1 again", "BF16", diff ? 1 : 0, (double)diff, 0, -1,
+                      "%lld of %lld outputs differ in some bit", (long long)diff, (long long)N);
+            lisa_tensor_free(&g16), lisa_tensor_free(&g1), lisa_tensor_free(&g1b);
         }
-        lisa_tensor_free(&kn), lisa_tensor_free(&vn), lisa_tensor_free(&sl);
+        ck_free_case(c);
+        lisa_tensor_free(&hx), lisa_tensor_free(&hw);
     }
-    ck_free_case(c);
-    free(perm);
-    lisa_tensor_free(&q), lisa_tensor_free(&kp), lisa_tensor_free(&vp);
-    lisa_tensor_free(&hqo), lisa_tensor_free(&hptr), lisa_tensor_free(&hlen), lisa_tensor_free(&hidx);
+    /* No host wait inside a step (tools/check_syncs.py checks the code; this counts on the device):
+     * the ops a prefill layer issues with their checks (embedding ids, KV slots), then one wait. */
+    if (ck_selected(c, "kv_append", "no host wait")) {
+        const int64_t ts[2] = {100, 64}, is[1] = {7}, ps[4] = {6, 4, 2, 32}, ks[3] = {7, 2, 32}, ss[1] = {7};
+        lisa_tensor tab = ck_host(LISA_DTYPE_F32, 2, ts), ids = ck_host(LISA_DTYPE_I32, 1, is), kn = ck_host(LISA_DTYPE_F32, 3, ks),
+                    sl = ck_host(LISA_DTYPE_I32, 1, ss);
+        ck_fill(c, &tab, -1, 1, false), ck_fill(c, &kn, -1, 1, false), ck_fill(c, &ids, 0, 100, true);
+        for (int t = 0; t < 7; t++) ((int32_t *)sl.data)[t] = t == 3 ? -1 : 3 * t;
+        lisa_tensor dtab = ck_dev_from(c, &tab, LISA_DTYPE_BF16, false), dids = ck_dev_from(c, &ids, LISA_DTYPE_I32, false);
+        lisa_tensor dk = ck_dev_from(c, &kn, LISA_DTYPE_BF16, false), dsl = ck_dev_from(c, &sl, LISA_DTYPE_I32, false);
+        lisa_tensor kp = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ps), vp = ck_dev_poison(c, LISA_DTYPE_BF16, 4, ps);
+        const int64_t ys[2] = {7, 64};
+        lisa_tensor y = ck_dev_poison(c, LISA_DTYPE_BF16, 2, ys);
+        lisa_status s = c->gpu->synchronize(c->gpu);
+        const int64_t w0 = lisa_cuda_host_waits(c->gpu);
+        for (int rep = 0; rep < 4 && s == LISA_OK; rep++) { /* a few layers' worth */
+            s = lisa_op_embedding(c->gpu, &y, &dtab, &dids);
+            if (s == LISA_OK) s = lisa_op_kv_append(c->gpu, &kp, &vp, &dk, &dk, &dsl);
+        }
+        const int64_t w1 = lisa_cuda_host_waits(c->gpu);
+        if (s == LISA_OK) s = c->gpu->synchronize(c->gpu);
+        const int64_t w2 = lisa_cuda_host_waits(c->gpu);
+        const bool ok = s == LISA_OK && w1 == w0 && w2 == w0 + 1;
+        ck_record(c, "kv_append", "no host wait in 4 x (embedding + kv_append)", "BF16", ok ? 0 : 1, (double)(w1 - w0), 0, -1,
+                  "%lld waits inside, %lld for the synchronize (want 0 and 1)%s%s", (long long)(w1 - w0), (long long)(w2 - w1),
+                  s == LISA_OK ? "" : "; ", s == LISA_OK ? "" : lisa_last_error());
+        ck_free_case(c);
+        lisa_tensor_free(&tab), lisa_tensor_free(&ids), lisa_tensor_free(&kn), lisa_tensor_free(&sl);
+    }
 }
 
-void ck_cases_attention(ck_ctx *c) {
-    const bool q = c->quick;
-    if (c->self_test) return; /* the CUDA launchers (varlen, paged, forced paths) */
-    sam_attention(c, false, q ? 25 : 50, LISA_CUDA_ATTN_FLASH, false); /* 1 or 2 images of 25 windows (the benchmark times batch 8) */
-    sam_attention(c, true, q ? 1 : 2, LISA_CUDA_ATTN_FLASH, false);
-    const int64_t lens_q[1] = {330}, lens[4] = {330, 1, 129, 64};
-    llama_prefill(c, q ? lens_q : lens, q ? 1 : 4, LISA_CUDA_ATTN_FLASH);
-    /* the sm_90a kernel at the same shapes (SKIPped off Hopper), rel-pos as terms and fused */
-    sam_attention(c, false, q ? 25 : 50, LISA_CUDA_ATTN_WGMMA, false);
-    sam_attention(c, false, q ? 25 : 50, LISA_CUDA_ATTN_WGMMA, true);
-    sam_attention(c, true, q ? 1 : 2, LISA_CUDA_ATTN_WGMMA, false);
-    sam_attention(c, true, q ? 1 : 2, LISA_CUDA_ATTN_WGMMA, true);
-    llama_prefill(c, q ? lens_q : lens, q ? 1 : 4, LISA_CUDA_ATTN_WGMMA);
-    llama_decode(c, 2, 1024);
-    if (!q) llama_decode(c, 1, 4096);
-    two_way(c, q ? 1 : 3);
-    paged(c);
+
+/* ---- smoke: one small case of every kernel family ---------------------------------------------
+ * bench/gpu/suite.sh's first step (a ~20 s budget): it shows within seconds whether the binaries
+ * start, the device answers and each family of kernels launches and computes (copy, cuBLASLt GEMM
+ * and the small-M path, a norm, softmax, embedding, RoPE, the three attention kernels), before the
+ * long sections spend the lease. */
+void ck_cases_smoke(ck_ctx *c) {
+    ck_case cp = {.op = "copy", .label = "smoke [733,37]", .call = c_copy, .n_in = 1, .n_out = 1,
+                  .in = {T_ACT(2, -9, 9, 733, 37)}, .out = {T_OUT(2, 733, 37)}, .strided_in0 = true};
+    ck_run_case(c, &cp);
+    linear_case(c, "smoke M7 K769 N769", 7, 769, 769, true, false);
+    linear_case(c, "smoke M1 K4096 N1000", 1, 4096, 1000, false, false);
+    ck_case ln = {.op = "layernorm", .label = "smoke [7,769]", .call = c_layernorm, .n_in = 3, .n_out = 1,
+                  .in = {T_ACT(2, -3, 5, 7, 769), T_PAR(1, 0.5, 1.5, 769), T_PAR(1, -1, 1, 769)},
+                  .out = {T_OUT(2, 7, 769)}, .atol32 = 1e-5, .rtol32 = 1e-5, .atol16 = 1e-2, .rtol16 = 1.0 / 64};
+    ck_run_case(c, &ln);
+    ck_case sm = {.op = "softmax", .label = "smoke [3,32004]", .call = c_softmax, .n_in = 1, .n_out = 1,
+                  .in = {T_ACT(2, -10, 10, 3, 32004)}, .out = {T_OUT(2, 3, 32004)}, .atol32 = 1e-8, .rtol32 = 1e-5,
+                  .atol16 = 1e-6, .rtol16 = 1.0 / 64};
+    ck_run_case(c, &sm);
+    ck_case em = {.op = "embedding", .label = "smoke [1000,769] ids I32[7]", .call = c_embedding, .n_in = 2, .n_out = 1,
+                  .in = {T_PAR(2, -1, 1, 1000, 769), {CK_INT32, 1, {7}, 0, 1000}}, .out = {T_OUT(2, 7, 769)}};
+    ck_run_case(c, &em);
+    ck_case r1 = {.op = "rope", .label = "smoke [7,32,128]", .call = c_rope, .n_in = 2, .n_out = 1,
+                  .in = {T_ACT(3, -2, 2, 7, 32, 128), {CK_INT32, 1, {7}, 0, 2048}}, .out = {T_OUT(3, 7, 32, 128)},
+                  .atol32 = 3e-4, .rtol32 = 1e-5, .atol16 = 2e-2, .rtol16 = 1.0 / 64};
+    ck_run_case(c, &r1);
+    /* attention: reference kernel (odd head dim, causal), flash (CLIP-like, bf16 only on the flash
+     * path), split-KV (decode-like), flash with rel-pos */
+    static const attn_arg causal = {.scale = 0.1643989873f, .causal = true}, clip = {.scale = 0.125f},
+                          dec = {.scale = 0.08838834764f, .causal = true}, rel = {.scale = 0.1118033989f, .rel = true};
+    ck_case a = {.op = "attention", .label = "smoke [2,19,4,37] causal", .call = c_attention, .arg = &causal, .n_in = 3,
+                 .n_out = 1,
+                 .in = {T_ACT(4, -1, 1, 2, 19, 4, 37), T_ACT(4, -1, 1, 2, 19, 4, 37), T_ACT(4, -1, 1, 2, 19, 4, 37)},
+                 .out = {T_OUT(4, 2, 19, 4, 37)}, .atol32 = 2e-5, .rtol32 = 2e-5, .atol16 = 1e-2, .rtol16 = 1.0 / 64};
+    ck_run_case(c, &a);
+    a.label = "smoke [1,130,4,64] (flash in bf16)", a.arg = &clip;
+    a.in[0] = (ck_tspec)T_ACT(4, -1, 1, 1, 130, 4, 64), a.in[1] = a.in[0], a.in[2] = a.in[0];
+    a.out[0] = (ck_tspec)T_OUT(4, 1, 130, 4, 64);
+    ck_run_case(c, &a);
+    a.label = "smoke [1,1,4,128] kv 700 (split-KV)", a.arg = &dec;
+    a.in[0] = (ck_tspec)T_ACT(4, -1, 1, 1, 1, 4, 128), a.in[1] = (ck_tspec)T_ACT(4, -1, 1, 1, 700, 4, 128);
+    a.in[2] = a.in[1], a.out[0] = (ck_tspec)T_OUT(4, 1, 1, 4, 128);
+    ck_run_case(c, &a);
+    a.label = "smoke [1,35,2,80] rel-pos 5x7", a.arg = &rel, a.n_in = 5;
+    a.in[0] = (ck_tspec)T_ACT(4, -1, 1, 1, 35, 2, 80), a.in[1] = a.in[0], a.in[2] = a.in[0];
+    a.in[3] = (ck_tspec)T_ACT(4, -2, 2, 1, 2, 35, 5), a.in[4] = (ck_tspec)T_ACT(4, -2, 2, 1, 2, 35, 7);
+    a.out[0] = (ck_tspec)T_OUT(4, 1, 35, 2, 80);
+    ck_run_case(c, &a);
 }

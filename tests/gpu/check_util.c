@@ -142,9 +142,23 @@ lisa_tensor ck_download(ck_ctx *c, const lisa_tensor *d) {
     return out;
 }
 
+/* Appends one record to the section's record file (see ck_ctx.rec_out). */
+static void rec_write(FILE *f, const char *op, const char *name, const char *dtype, int status, double err, double tol,
+                      double naive, const char *note) {
+    ck_result r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.op, sizeof r.op, "%s", op);
+    snprintf(r.name, sizeof r.name, "%s", name);
+    snprintf(r.dtype, sizeof r.dtype, "%s", dtype);
+    r.status = status, r.max_abs_err = err, r.tol_err = tol, r.naive_err = naive;
+    snprintf(r.note, sizeof r.note, "%s", note);
+    if (fwrite(&r, sizeof r, 1, f) != 1 || fflush(f) != 0) fprintf(stderr, "lisa-check: cannot write the record file\n");
+}
+
 bool ck_selected(const ck_ctx *c, const char *op, const char *name) {
-    if (!c->filter || !*c->filter) return true;
-    return strstr(op, c->filter) || strstr(name, c->filter);
+    const bool sel = !c->filter || !*c->filter || strstr(op, c->filter) || strstr(name, c->filter);
+    if (sel && c->rec_out) rec_write(c->rec_out, op, name, "-", 3, 0, 0, -1, ""); /* "case started" */
+    return sel;
 }
 
 void ck_record(ck_ctx *c, const char *op, const char *name, const char *dtype, int status, double err, double tol,
@@ -177,7 +191,13 @@ void ck_record(ck_ctx *c, const char *op, const char *name, const char *dtype, i
         r->status = status, r->max_abs_err = err, r->tol_err = tol, r->naive_err = naive;
         snprintf(r->note, sizeof r->note, "%s", note);
     }
+    if (c->rec_out) rec_write(c->rec_out, op, name, dtype, status, err, tol, naive, note);
     if (c->on_record) c->on_record(c);
+    if (status == 1 && c->stop_first) {
+        printf("lisa-check: stopping at the first failure (--stop-first)\n");
+        fflush(stdout);
+        exit(1);
+    }
 }
 
 static bool next_index2(const lisa_tensor *t, int64_t *idx) { return next_index(t, idx); }
@@ -276,7 +296,7 @@ void ck_run_case(ck_ctx *c, const ck_case *cs) {
     const lisa_dtype runs[2] = {LISA_DTYPE_F32, LISA_DTYPE_BF16};
     /* self-test: the CPU backend takes F32 contiguous activations, out of place */
     const bool strided0 = cs->strided_in0 && !c->self_test, inplace = cs->inplace && !c->self_test;
-    for (int ri = 0; ri < (cs->no_bf16 || c->self_test ? 1 : 2); ri++) {
+    for (int ri = cs->no_f32 && !c->self_test ? 1 : 0; ri < (cs->no_bf16 || c->self_test ? 1 : 2); ri++) {
         const lisa_dtype dt = runs[ri];
         const char *dname = lisa_dtype_name(dt);
         for (int i = 0; i < cs->n_in; i++) {

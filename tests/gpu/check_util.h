@@ -35,12 +35,12 @@ typedef struct ck_result {
     char op[32];
     char name[112];
     char dtype[8];
-    int status; /* 0 pass, 1 fail, 2 skipped */
+    int status; /* 0 pass, 1 fail, 2 skipped; 3 "case started" (only in a section's record file) */
     double max_abs_err, tol_err, naive_err;
     char note[200];
 } ck_result;
 
-#define CK_MAX_RESULTS 1024
+#define CK_MAX_RESULTS 4096
 #define CK_MAX_DEV 64
 
 typedef struct ck_ctx ck_ctx;
@@ -58,6 +58,12 @@ struct ck_ctx {
     void *dev[CK_MAX_DEV]; /* device buffers of the current case */
     int n_dev;
     void (*on_record)(ck_ctx *c); /* called after every result (lisa_check.c: the partial --json) */
+    /* Sections (lisa_check.c): a section runs in a child process that appends every record, and a
+     * "case started" record (status 3) before each selected case, to rec_out (binary ck_result), so
+     * that the parent keeps the results of a child that crashed or hung and knows which case was
+     * running. stop_first: the child exits after its first failure (the CUDA_LAUNCH_BLOCKING rerun). */
+    FILE *rec_out;
+    bool stop_first;
 };
 
 /* ---- tensors ---------------------------------------------------------------------------------- */
@@ -125,15 +131,18 @@ typedef struct ck_case {
     bool strided_in0; /* input 0 as a strided view on the GPU */
     bool inplace;     /* output 0 aliases input 0 on the GPU (same shape and dtype) */
     bool no_bf16;     /* F32 run only */
+    bool no_f32;      /* BF16 run only (paths that take 16-bit activations only) */
     double atol32, rtol32, atol16, rtol16;
 } ck_case;
 
 void ck_run_case(ck_ctx *c, const ck_case *cs);
 
-/* The case lists (check_cases.c). */
+/* The case lists, one per lisa-check section (check_cases.c, check_attn.c, check_models.c). */
 void ck_cases_ops(ck_ctx *c);
 void ck_cases_casts_and_errors(ck_ctx *c);
-void ck_cases_attention(ck_ctx *c);
-void ck_cases_models(ck_ctx *c); /* check_models.c */
+void ck_cases_smoke(ck_ctx *c);          /* a few cases of every kernel family (suite.sh's smoke step) */
+void ck_cases_attention(ck_ctx *c);      /* check_attn.c (with --self-test: the planted-bug self-check) */
+void ck_cases_models_tiny(ck_ctx *c);    /* check_models.c: the tiny LISA golden cases and the engine */
+void ck_cases_models_real(ck_ctx *c);    /* check_models.c: LISA-7B dims (and --full) */
 
 #endif

@@ -44,7 +44,7 @@ static void flash_sam(int S, int nwin, int H, uint64_t seed, EmuCopyMode mode) {
     p.rh_bs = p.rw_bs = (int64_t)H * T * S, p.rh_hs = p.rw_hs = (int64_t)T * S, p.rh_rs = p.rw_rs = S;
     p.rh_cs = p.rw_cs = 1;
     emu_set_copy_mode(mode);
-    emu_launch(dim3((T + 63) / 64, H, nwin), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, S, S), lk_flash_fwd<80>, p);
+    emu_launch(dim3((T + 63) / 64, H, nwin), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, S, S), lk_flash_select<80>(p), p);
 
     auto at = [&](int which) {
         return [&, which](int b, int t, int h, int d) { return qkvv[(((size_t)b * T + t) * 3 + which) * H * D + h * D + d]; };
@@ -81,7 +81,7 @@ static void flash_varlen(const std::vector<int> &lens, int Hq, int Hkv, uint64_t
     const double scale = 1.0 / sqrt((double)D);
     p.scale_log2 = (float)scale * LK_LOG2E;
     emu_set_copy_mode(EmuCopyMode::LAZY);
-    emu_launch(dim3((maxlen + 63) / 64, Hq, B), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, 0, 0), lk_flash_fwd<128>, p);
+    emu_launch(dim3((maxlen + 63) / 64, Hq, B), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, 0, 0), lk_flash_select<128>(p), p);
 
     auto acc = [&](const std::vector<double> &x, int H) {
         return [&, H](int b, int t, int h, int d) { return x[(((size_t)cu[b] + t) * H + h) * D + d]; };
@@ -109,7 +109,7 @@ template <int D> static void flash_dense(int B, int Tq, int Tk, int H, bool caus
     const double scale = 1.0 / sqrt((double)D);
     p.scale_log2 = (float)scale * LK_LOG2E;
     emu_set_copy_mode(EmuCopyMode::EAGER);
-    emu_launch(dim3((Tq + 63) / 64, H, B), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, 0, 0), lk_flash_fwd<D>, p);
+    emu_launch(dim3((Tq + 63) / 64, H, B), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, 0, 0), lk_flash_select<D>(p), p);
     auto acc = [&](const std::vector<double> &x, int T) {
         return [&, T](int b, int t, int h, int d) { return x[(((size_t)b * T + t) * H + h) * D + d]; };
     };
@@ -243,7 +243,7 @@ static void paged_mixed(const std::vector<int> &qlen, const std::vector<int> &kv
     fp.q_min = LK_SPLITKV_MAXQ + 1, fp.B = B, fp.Tq = maxq, fp.Hq = Hq, fp.Hkv = Hkv, fp.causal = true;
     fp.scale_log2 = (float)scale * LK_LOG2E;
     emu_set_copy_mode(EmuCopyMode::LAZY);
-    emu_launch(dim3((maxq + 63) / 64, Hq, B), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, 0, 0), lk_flash_fwd<128>, fp);
+    emu_launch(dim3((maxq + 63) / 64, Hq, B), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, 0, 0), lk_flash_select<128>(fp), fp);
     /* split-KV for 1..8 rows, fixed 256-key splits */
     const int n_split = (maxk + LK_SPLITKV_KEYS - 1) / LK_SPLITKV_KEYS, TqMax = std::min(maxq, (int)LK_SPLITKV_MAXQ);
     Buf<float> po((size_t)B * Hq * n_split * TqMax * D), pml((size_t)B * Hq * n_split * TqMax * 2);
@@ -269,7 +269,8 @@ static void paged_mixed(const std::vector<int> &qlen, const std::vector<int> &kv
     check_bf16(name, ref.size(), [&](size_t i) { return (double)lk_bf16_to_f32(o[i].bits); }, [&](size_t i) { return ref[i]; });
 }
 
-/* KV_APPEND scatter: rows into slots, -1 skipped, an out-of-pool slot flagged and skipped. */
+/* KV_APPEND scatter: rows into slots, -1 skipped; an out-of-pool slot raises the device flag and
+ * then nothing at all is written. */
 static void kv_append(uint64_t seed) {
     const int T = 5, Hkv = 2, D = 16, NP = 3, PS = 4;
     Rng r(seed);
@@ -280,12 +281,12 @@ static void kv_append(uint64_t seed) {
     Buf<int32_t> slots(T);
     const int sl[T] = {7, -1, 0, 11, 5};
     for (int t = 0; t < T; t++) slots[t] = sl[t];
-    Buf<int64_t> bad(1);
-    bad[0] = INT64_MIN;
+    Buf<int64_t> flag(3);
+    flag[0] = flag[1] = flag[2] = 0;
+    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), flag.p);
     emu_launch(dim3(2), dim3(64), 0, lk_kv_append, (void *)kp.p, (void *)vp.p, (int)LK_BF16, (const void *)k.p,
                (const void *)v.p, (int)LK_F32, (int64_t)(Hkv * D), (int64_t)D, (int64_t)(Hkv * D), (int64_t)D,
-               (const int32_t *)slots.p, T, Hkv, D, (int64_t)(NP * PS));
-    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), bad.p);
+               (const int32_t *)slots.p, T, Hkv, D, (int64_t)(NP * PS), (const int64_t *)flag.p);
     size_t wrong = 0;
     for (int s2 = 0; s2 < NP * PS; s2++)
         for (int e = 0; e < Hkv * D; e++) {
@@ -300,12 +301,19 @@ static void kv_append(uint64_t seed) {
                 wrong += vp[i].bits != lk_f32_to_bf16((float)vv[(size_t)t * Hkv * D + e]);
             }
         }
-    bool ok = wrong == 0 && bad[0] == INT64_MIN;
-    slots[1] = 12; /* one past the pool */
-    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), bad.p);
-    ok = ok && bad[0] == 12;
-    printf("%-58s %s  (%zu wrong elements)\n", "kv_append: F32 rows -> bf16 pages, -1 skipped, bad slot flagged",
-           ok ? "ok  " : "FAIL", wrong);
+    bool ok = wrong == 0 && flag[0] == LK_FLAG_NONE;
+    /* one slot past the pool: the flag names it, and a fresh pool stays untouched */
+    slots[1] = 12;
+    Buf<lisa_bf16_t> kp2(kp.n), vp2(kp.n); /* poisoned */
+    emu_launch(dim3(1), dim3(32), 0, lk_kv_slots_check, (const int32_t *)slots.p, T, (int64_t)(NP * PS), flag.p);
+    emu_launch(dim3(2), dim3(64), 0, lk_kv_append, (void *)kp2.p, (void *)vp2.p, (int)LK_BF16, (const void *)k.p,
+               (const void *)v.p, (int)LK_F32, (int64_t)(Hkv * D), (int64_t)D, (int64_t)(Hkv * D), (int64_t)D,
+               (const int32_t *)slots.p, T, Hkv, D, (int64_t)(NP * PS), (const int64_t *)flag.p);
+    size_t touched = 0;
+    for (size_t i = 0; i < kp2.n; i++) touched += kp2[i].bits != 0xffff || vp2[i].bits != 0xffff;
+    ok = ok && flag[0] == LK_FLAG_KV_SLOT && flag[1] == 12 && flag[2] == NP * PS && touched == 0;
+    printf("%-58s %s  (%zu wrong elements, %zu written after a bad slot)\n",
+           "kv_append: F32 rows -> bf16 pages, -1 skipped, bad slot flagged", ok ? "ok  " : "FAIL", wrong, touched);
     if (!ok) g_failures++;
 }
 
@@ -366,6 +374,29 @@ static void attn_ref_bf16_relpos(int S, int H, uint64_t seed) {
                 [&](size_t i) { return ref[i]; }, 2e-5, 2e-5);
 }
 
+/* lk_flash_select: each problem gets the variant written for it, and combinations without one get
+ * nullptr (the launcher then falls back to the reference kernel). */
+static void flash_variants() {
+    lk_flash_params p = {};
+    bool ok = true;
+    float dummy = 0;
+    p.Tq = p.Tk = 4096, p.rel_h = &dummy; /* SAM global: rel-pos, 64 x 64 keys */
+    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, true, false, false, true>;
+    p.Tq = p.Tk = 196; /* SAM window */
+    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, true, false, false, false>;
+    p.causal = true; /* rel-pos + causal: not compiled */
+    ok = ok && lk_flash_select<80>(p) == nullptr && lk_flash_select<128>(p) == nullptr && lk_flash_select<64>(p) == nullptr;
+    p.rel_h = nullptr;
+    int32_t cu[2] = {0, 64};
+    p.cu_seqlens_q = cu, p.Tq = p.Tk = 64; /* varlen: never EVEN */
+    ok = ok && lk_flash_select<128>(p) == (lk_flash_fn)lk_flash_fwd_v<128, false, true, false, false>;
+    p.cu_seqlens_q = nullptr, p.kv_indices = cu; /* paged prefill chunks: D 128 only */
+    ok = ok && lk_flash_select<128>(p) == (lk_flash_fn)lk_flash_fwd_v<128, false, true, true, false> &&
+         lk_flash_select<80>(p) == nullptr && lk_flash_select<64>(p) == nullptr;
+    printf("%-58s %s\n", "flash variants: the selection table", ok ? "ok  " : "FAIL");
+    if (!ok) g_failures++;
+}
+
 /* Runs one case and prints its wall time (the emulator is slow; keep cases small). */
 #define TIMED(call)                                                                                \
     do {                                                                                           \
@@ -383,6 +414,11 @@ int main(void) {
     TIMED(flash_dense<128>(1, 20, 100, 2, true, false, 5)); /* causal with a 80-token KV prefix */
     TIMED(flash_dense<64>(2, 65, 33, 3, false, true, 6)); /* CLIP head dim, F32 output */
     TIMED(flash_dense<128>(1, 3, 0, 1, false, false, 7)); /* no keys at all: NaN, as torch */
+    flash_variants();
+    TIMED(flash_sam(16, 1, 2, 19, EmuCopyMode::LAZY));                /* REL + EVEN: 256 keys, 4 full tiles */
+    TIMED(flash_dense<80>(1, 128, 128, 2, false, false, 20));          /* EVEN without rel-pos */
+    TIMED(flash_dense<80>(1, 70, 90, 2, true, false, 21));             /* causal, D 80 */
+    TIMED(flash_dense<64>(2, 50, 70, 2, true, true, 22));              /* causal, D 64, f32 out */
     TIMED(splitkv_contig<lisa_bf16_t>(2, 1, {300, 57}, 4, 2, 128, 3, false, 8)); /* decode, GQA, split 3 */
     TIMED(splitkv_contig<float>(2, 6, {200, 200}, 2, 2, 16, 1, false, 9)); /* two-way token->image */
     TIMED(splitkv_contig<float>(1, 4, {50}, 2, 1, 32, 2, true, 10)); /* causal few-query */
