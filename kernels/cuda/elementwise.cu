@@ -205,7 +205,7 @@ lisa_status lisa_cuda_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, 
     char b1[96];
     lk_rope_params p = {};
     p.n_slots = 2;
-    int32_t B2, T2, D2;
+    int32_t B2 = 0, T2 = 0, D2 = 0; /* set by rope_slot; zero-initialized for -O3 maybe-uninitialized */
     LISA_TRY(rope_slot("rope_qk", &p.s[0], q, q, &p.B, &p.T, &p.D));
     LISA_TRY(rope_slot("rope_qk", &p.s[1], k, k, &B2, &T2, &D2));
     if (B2 != p.B || T2 != p.T || D2 != p.D)
