@@ -151,8 +151,18 @@ static lisa_status create_fail(lisa_backend *be, lisa_status s) {
  * the device (one per process), not to a stream, so the weights stay valid in it. */
 static lisa_status cuda_fork(const lisa_backend *be, lisa_backend **out) {
     LISA_TRY(lisa_backend_cuda_create(out, be->device_id, be->scratch.cap));
-    lisa_cuda_impl_of(*out)->sync_checks = lisa_cuda_impl_of(be)->sync_checks;
-    return LISA_OK;
+    /* the same settings: conv paths (lisa_cuda_set_conv_path), GEMV rows */
+    const lisa_cuda_impl *src = lisa_cuda_impl_of(be);
+    lisa_cuda_impl *dst = lisa_cuda_impl_of(*out);
+    lisa_status s = LISA_OK;
+    if (dst->conv_path != src->conv_path) s = lisa_cuda_set_conv_path(*out, false, src->conv_path);
+    if (s == LISA_OK && dst->convt_path != src->convt_path) s = lisa_cuda_set_conv_path(*out, true, src->convt_path);
+    dst->gemv_max_rows = src->gemv_max_rows;
+    if (s != LISA_OK) {
+        lisa_backend_free(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 lisa_status lisa_backend_cuda_create(lisa_backend **out, int32_t device, size_t scratch_bytes) {
