@@ -14,7 +14,11 @@
  *   3. (hook) against cuDNN's fused SDPA: not built — see ak_cudnn_peer below for why.
  * Implementations checked per shape: the mma.sync flash kernel (and the paged decode), and on
  * Hopper the sm_90a wgmma kernel (attn_sm90.cuh), SAM's rel-pos also computed inside it from the
- * tables (lisa_cuda_attention_relpos_fused; problems "... tables"); SKIPped elsewhere.
+ * tables (lisa_cuda_attention_relpos_fused; problems "... tables"); SKIPped elsewhere. The "tables"
+ * problems also run ATTENTION_RELPOS (ops.def) on the GPU: the mma.sync kernel computing the terms
+ * from its Q tile (" fused (mma.sync)"), the op as the models call it (" op (auto)"), and its
+ * composition REL_POS + ATTENTION (" REL_POS+ATTENTION (gpu)"), each checked as above, and the
+ * fused kernel against the composition directly (both with F32 outputs, same tolerances).
  * and every shape runs twice: flat (q, k, v ~ U(-1, 1)) and peaky (q scaled by 24: the scores'
  * standard deviation is ~8, so one or two keys carry most of each row's weight and a missing or
  * extra key changes the row by O(1)).
@@ -365,9 +369,18 @@ typedef enum ak_impl {
     AK_NAIVE,       /* LISA_CUDA_ATTN_REFERENCE (lk_attn_ref), F32 output */
     AK_WGMMA,       /* SAM, VARLEN: the sm_90a kernel (attn_sm90.cuh; Hopper only) */
     AK_WGMMA_FUSED, /* SAM with tables: the sm_90a kernel computing the rel-pos terms itself */
+    AK_FUSED,       /* SAM with tables: ATTENTION_RELPOS on the mma.sync kernel (REL 2: terms from the Q tile) */
+    AK_OP,          /* SAM with tables: the ATTENTION_RELPOS op (AUTO: what the models run) */
+    AK_UNFUSED,     /* SAM with tables: ATTENTION_RELPOS as REL_POS then ATTENTION on the GPU */
 } ak_impl;
 
-static const char *const impl_names[5] = {"", " paged/16", " naive kernel", " (wgmma)", " fused (wgmma)"};
+static const char *const impl_names[8] = {"", " paged/16", " naive kernel", " (wgmma)", " fused (wgmma)",
+                                          " fused (mma.sync)", " op (auto)", " REL_POS+ATTENTION (gpu)"};
+
+/* The ATTENTION_RELPOS path of an implementation. */
+static lisa_cuda_attn_path ak_relpos_path(ak_impl impl) {
+    return impl == AK_FUSED ? LISA_CUDA_ATTN_FLASH : impl == AK_UNFUSED ? LISA_CUDA_ATTN_UNFUSED : LISA_CUDA_ATTN_AUTO;
+}
 
 static lisa_tensor dev_view(void *data, int32_t n, int64_t d0, int64_t d1, int64_t d2, int64_t d3, lisa_dtype dt, int dev) {
     lisa_tensor t = lisa_tensor_view4(data, dt, n, d0, d1, d2, d3);
@@ -481,9 +494,9 @@ static lisa_status ak_run_paged(ck_ctx *c, const ak_problem *p, const ak_dev *d,
 }
 
 /* Runs one implementation on the GPU; *out = host F32 [R, H, D] (caller frees). */
-static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, ak_impl impl, lisa_tensor *out) {
+static lisa_status ak_gpu_run_dt(ck_ctx *c, const ak_problem *p, const ak_dev *d, ak_impl impl, lisa_dtype odt,
+                                 lisa_tensor *out) {
     const int dev = c->gpu->device_id;
-    const lisa_dtype odt = impl == AK_NAIVE ? LISA_DTYPE_F32 : LISA_DTYPE_BF16;
     const int64_t ys[4] = {p->kind == AK_VARLEN ? p->R : p->B, p->kind == AK_VARLEN ? p->H : p->T,
                            p->kind == AK_VARLEN ? p->D : p->H, p->D};
     lisa_tensor y = ck_dev_poison(c, odt, p->kind == AK_VARLEN ? 3 : 4, ys);
@@ -491,6 +504,9 @@ static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, a
     lisa_clear_error();
     if (p->kind == AK_SAM && impl == AK_WGMMA_FUSED) {
         s = lisa_cuda_attention_relpos_fused(c->gpu, &y, &d->q, &d->k, &d->v, p->scale, &d->th, &d->tw);
+    } else if (p->kind == AK_SAM && (impl == AK_FUSED || impl == AK_OP || impl == AK_UNFUSED)) {
+        s = lisa_cuda_attention_relpos_path(c->gpu, &y, &d->q, &d->k, &d->v, &d->th, &d->tw, (int32_t)p->S, (int32_t)p->S,
+                                            p->scale, ak_relpos_path(impl));
     } else if (p->kind == AK_SAM) {
         lisa_attn_params ap = {.scale = p->scale, .rel_h = &d->rh, .rel_w = &d->rw};
         s = lisa_cuda_attention_path(c->gpu, &y, &d->q, &d->k, &d->v, &ap,
@@ -523,6 +539,10 @@ static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, a
     (void)dev;
     *out = ck_download(c, &y);
     return LISA_OK;
+}
+
+static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, ak_impl impl, lisa_tensor *out) {
+    return ak_gpu_run_dt(c, p, d, impl, impl == AK_NAIVE ? LISA_DTYPE_F32 : LISA_DTYPE_BF16, out);
 }
 
 /* cuDNN's fused SDPA as a third opinion (issue: "compared against an on-GPU naive kernel and cuDNN").
@@ -761,9 +781,10 @@ static void ak_run_problem(ck_ctx *c, ak_problem *p, ak_catch *catches) {
     }
     /* the implementations of this kind: the mma.sync kernel (and the paged one for decode), and on
      * Hopper the sm_90a kernel (rel-pos as terms, and computed inside from the tables) */
-    ak_impl impls[3] = {AK_MAIN, AK_PAGED, AK_WGMMA};
+    ak_impl impls[8] = {AK_MAIN, AK_PAGED, AK_WGMMA};
     int n_impl = 1;
     if (p->kind == AK_DECODE) n_impl = 2;
+    if (p->fused) impls[n_impl++] = AK_FUSED, impls[n_impl++] = AK_OP, impls[n_impl++] = AK_UNFUSED;
     if (p->kind != AK_DECODE) {
         if (lisa_cuda_attn_wgmma_available(c->gpu)) {
             impls[n_impl++] = AK_WGMMA;
@@ -795,6 +816,23 @@ static void ak_run_problem(ck_ctx *c, ak_problem *p, ak_catch *catches) {
                 ak_record(c, "attention", nm, &st, "cuDNN fused SDPA");
                 lisa_tensor_free(&peer);
             }
+        }
+    }
+    if (p->fused) { /* the fused kernel against the composition on the GPU, both with F32 outputs */
+        lisa_tensor fz, un;
+        char nm[240];
+        snprintf(nm, sizeof nm, "%s fused (mma.sync) vs REL_POS+ATTENTION (gpu), f32 out", p->name);
+        s = ak_gpu_run_dt(c, p, &d, AK_FUSED, LISA_DTYPE_F32, &fz);
+        if (s == LISA_OK) {
+            s = ak_gpu_run_dt(c, p, &d, AK_UNFUSED, LISA_DTYPE_F32, &un);
+            if (s != LISA_OK) lisa_tensor_free(&fz);
+        }
+        if (s != LISA_OK) {
+            ck_record(c, "attention", nm, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
+        } else {
+            ak_stats st = ak_compare(fz.data, un.data, p->R * p->H * p->D);
+            ak_record(c, "attention", nm, &st, "the rel-pos terms from the Q tile vs lk_rel_pos's F32 terms");
+            lisa_tensor_free(&fz), lisa_tensor_free(&un);
         }
     }
     ck_free_case(c);
