@@ -11,7 +11,10 @@
  *        windows (196 tokens, padded windows included) and the 64x64 global blocks, D = 80 (and
  *        64: SAM ViT-B/L); the terms either read (REL 1: the ATTENTION op's rel_h / rel_w from
  *        REL_POS) or computed by the block itself from its Q tile and the tables rel_pos_h /
- *        rel_pos_w with mma (REL 2: ATTENTION_RELPOS, the terms never exist in global memory);
+ *        rel_pos_w with mma (REL 2: ATTENTION_RELPOS, the terms never exist in global memory;
+ *        REL 3: the same when a key tile is exactly one grid row, k_w = 64 as in SAM's global
+ *        blocks: tile t is ky = t and column c is kx = c, so a thread keeps its 32 rel_w terms in
+ *        registers for the whole loop and reads 2 rel_h terms per tile);
  *      - LLaMA causal prefill, D = 128, dense batches or variable lengths via cu_seqlens (one
  *        launch for many sequences, FlashAttention's varlen convention);
  *      - CLIP ViT-L/14 (D = 64) and any other dense bf16 attention.
@@ -207,7 +210,8 @@ LISA_DEV void lk_flash_relpos_from_q(const lk_flash_params &p, const uint32_t (&
 /* grid (ceil(Tq / 64), Hq, B), block 128, dynamic smem lk_flash_smem_bytes(D, k_h, k_w).
  * Variants are compile-time parameters (no feature branch in the key-tile loop): REL (SAM's rel-pos
  * terms, from a per-tile (ky, kx) table: no integer division per score; 1: terms read from
- * rel_h / rel_w, 2: computed from the Q tile and the tables, see the block below), CAUSAL, PAGED
+ * rel_h / rel_w, 2: computed from the Q tile and the tables, see lk_flash_relpos_from_q; 3: as 2
+ * with one grid row per key tile, no table: rel_w in registers), CAUSAL, PAGED
  * (K/V through the page table), EVEN (dense, Tq and Tk multiples of 64: no key-bound mask) and the
  * head dim D. lk_flash_select below names the instantiated ones. */
 template <int D, int REL, bool CAUSAL, bool PAGED, bool EVEN>
@@ -280,7 +284,8 @@ __launch_bounds__(LK_FLASH_THREADS)
         lk_flash_load_tile<D>(Vs, v_row, 0, Tk);
     }
     lk_cp_async_commit();
-    if (REL) /* ordinary stores; visible to all after the first barrier below */
+    constexpr bool KYX = REL == 1 || REL == 2; /* (ky, kx) of each key from a per-tile table */
+    if (KYX) /* ordinary stores; visible to all after the first barrier below */
         if (tid < BN) kyx_s[tid] = lk_flash_kyx(tid < Tk ? tid : 0, k_w); /* tile 0's table */
     if (REL == 1) {
         const int64_t hb = (int64_t)b * p.rh_bs + (int64_t)h * p.rh_hs;
@@ -311,7 +316,17 @@ __launch_bounds__(LK_FLASH_THREADS)
     /* This thread's two query rows (block-local) and their global indices. */
     const int row_l[2] = {warp * 16 + g, warp * 16 + g + 8};
     const int qi[2] = {m0 + row_l[0], m0 + row_l[1]};
-    if (REL == 2) lk_flash_relpos_from_q<D>(p, qf, relh_s, relw_s, Ks + KV_BUF, m0, m_last, Tq, row_l, ld_h, ld_w);
+    if (REL >= 2) lk_flash_relpos_from_q<D>(p, qf, relh_s, relw_s, Ks + KV_BUF, m0, m_last, Tq, row_l, ld_h, ld_w);
+    /* REL 3: this thread's rel_w terms (columns 8j + 2tg + c of every tile, its two rows) */
+    float rw_reg[REL == 3 ? 8 : 1][2][2];
+    if (REL == 3) {
+        LISA_UNROLL
+        for (int j = 0; j < (REL == 3 ? 8 : 1); j++)
+            LISA_UNROLL
+            for (int c = 0; c < 2; c++)
+                LISA_UNROLL
+                for (int r = 0; r < 2; r++) rw_reg[j][c][r] = relw_s[row_l[r] * ld_w + 8 * j + 2 * tg + c];
+    }
 
     float o[NO][4];
     LISA_UNROLL
@@ -324,7 +339,7 @@ __launch_bounds__(LK_FLASH_THREADS)
         if (t + 1 < n_tiles) { /* prefetch the next K/V tile (and its (ky, kx) table) into the other buffer */
             lk_flash_load_tile<D>(Ks + (buf ^ 1) * KV_BUF, k_row, n0 + BN, Tk);
             lk_flash_load_tile<D>(Vs + (buf ^ 1) * KV_BUF, v_row, n0 + BN, Tk);
-            if (REL && tid < BN) {
+            if (KYX && tid < BN) {
                 const int j = n0 + BN + tid;
                 kyx_s[(buf ^ 1) * BN + tid] = lk_flash_kyx(j < Tk ? j : 0, k_w);
             }
@@ -358,20 +373,23 @@ __launch_bounds__(LK_FLASH_THREADS)
         /* Scale, rel-pos, mask. Element e of n-tile j: row row_l[e/2], key n0 + 8j + 2tg + e%2.
          * need_mask is uniform per tile: only the last partial tile and the causal diagonal mask. */
         const bool need_mask = (!EVEN && n0 + BN > Tk) || (CAUSAL && n0 + BN - 1 > m0 + causal_off);
+        float rh_t[2] = {0.0f, 0.0f}; /* REL 3: the tile's rel_h term (ky = t) of this thread's rows */
+        if (REL == 3) rh_t[0] = relh_s[row_l[0] * ld_h + t], rh_t[1] = relh_s[row_l[1] * ld_h + t];
         LISA_UNROLL
         for (int j = 0; j < 8; j++) {
             LISA_UNROLL
             for (int c = 0; c < 2; c++) {
                 const int col = 8 * j + 2 * tg + c, key = n0 + col;
                 int ky = 0, kx = 0;
-                if (REL) { /* this column's (ky, kx) from the tile's table (keys >= Tk read key 0's, masked below) */
+                if (KYX) { /* this column's (ky, kx) from the tile's table (keys >= Tk read key 0's, masked below) */
                     const uint16_t v = kyx_s[buf * BN + col];
                     ky = v >> 8, kx = v & 255;
                 }
                 LISA_UNROLL
                 for (int r = 0; r < 2; r++) {
                     float x = s[j][2 * r + c] * p.scale_log2;
-                    if (REL) x += relh_s[row_l[r] * ld_h + ky] + relw_s[row_l[r] * ld_w + kx];
+                    if (KYX) x += relh_s[row_l[r] * ld_h + ky] + relw_s[row_l[r] * ld_w + kx];
+                    if (REL == 3) x += rh_t[r] + rw_reg[REL == 3 ? j : 0][c][r];
                     if (need_mask && ((!EVEN && key >= Tk) || (CAUSAL && key > qi[r] + causal_off))) x = -INFINITY;
                     s[j][2 * r + c] = x;
                 }
@@ -459,7 +477,7 @@ __launch_bounds__(LK_FLASH_THREADS)
  * D 128 also paged (PAGED_ATTENTION's prefill chunks: LLaMA), D 80 causal or not and, non-causal,
  * with rel-pos terms (REL 1, SAM through ATTENTION) and EVEN (SAM's 64x64 global attention: 4096
  * keys); rel-pos from the tables (REL 2, ATTENTION_RELPOS) at D 80 (SAM ViT-H) and 64 (ViT-B/L),
- * EVEN or not. Every variant is a full kernel (code size and build time), so only the
+ * EVEN or not, and REL 3 (EVEN, grids 64 keys wide: SAM's global blocks) at both. Every variant is a full kernel (code size and build time), so only the
  * combinations LISA runs, plus plain causal and non-causal attention for every head dim, are
  * instantiated. */
 typedef void (*lk_flash_fn)(const lk_flash_params);
@@ -473,6 +491,7 @@ template <> inline lk_flash_fn lk_flash_select<64>(const lk_flash_params &p) {
     if (p.rel_h || p.kv_indices) return nullptr;
     if (p.rel_pos_h) {
         if (p.causal || p.cu_seqlens_q || p.cu_seqlens_k) return nullptr;
+        if (p.k_w == LK_FLASH_BN && lk_flash_even(p)) return lk_flash_fwd_v<64, 3, false, false, true>;
         return lk_flash_even(p) ? lk_flash_fwd_v<64, 2, false, false, true> : lk_flash_fwd_v<64, 2, false, false, false>;
     }
     return p.causal ? lk_flash_fwd_v<64, 0, true, false, false> : lk_flash_fwd_v<64, 0, false, false, false>;
@@ -482,6 +501,7 @@ template <> inline lk_flash_fn lk_flash_select<80>(const lk_flash_params &p) {
     const bool even = lk_flash_even(p);
     if (p.rel_pos_h) {
         if (p.causal || p.rel_h || p.cu_seqlens_q || p.cu_seqlens_k) return nullptr;
+        if (p.k_w == LK_FLASH_BN && even) return lk_flash_fwd_v<80, 3, false, false, true>;
         return even ? lk_flash_fwd_v<80, 2, false, false, true> : lk_flash_fwd_v<80, 2, false, false, false>;
     }
     if (p.rel_h) {

@@ -29,7 +29,9 @@
  * reference and a double-precision loop the naive kernel. The clean model must pass every check
  * (no false alarms); then bugs are planted in the model one at a time — the causal mask off by one
  * (a row sees the next key), one KV split dropped in the merge, the last key tile dropped, rel-pos
- * row and column swapped — and each must fail at least one check on at least one shape, which
+ * row and column swapped, the fused rel-pos terms read from the next table row (the "tables"
+ * problems, whose model computes the terms from q and the tables itself) — and each must fail at
+ * least one check on at least one shape, which
  * lisa_check.c reports as "planted bugs caught: N/N". The checker's references (the CPU op, the
  * double loop) share no code with the model, so this tests the checker, not a tautology.
  */
@@ -564,11 +566,13 @@ typedef enum ak_bug {
     BUG_DROP_SPLIT,        /* split-KV: the merge skips split 1 */
     BUG_DROP_LAST_TILE,    /* flash: the last 64-key tile is never loaded */
     BUG_RELPOS_SWAP,       /* rel-pos: key j gets rel_h[j % k_w] + rel_w[j / k_w] */
+    BUG_RELPOS_TABLE,      /* fused rel-pos: the terms from table row qy − ky + k_h (one past the right one) */
     BUG_COUNT
 } ak_bug;
 
 static const char *const bug_names[BUG_COUNT] = {"none", "causal mask off by one", "one KV split dropped",
-                                                 "last key tile dropped", "rel-pos row/column swapped"};
+                                                 "last key tile dropped", "rel-pos row/column swapped",
+                                                 "rel-pos table row off by one"};
 
 static float bf16r(double x) { return lisa_bf16_to_f32(lisa_f32_to_bf16((float)x)); }
 
@@ -655,6 +659,23 @@ static void ak_model_splitkv_row(float *y, const float *q, const float *k, const
     for (int64_t d = 0; d < D; d++) y[d] = L > 0 ? bf16r(acc[d] / L) : NAN;
 }
 
+/* The fused rel-pos terms of query i of an S x S grid, as lk_flash_fwd_v<.., REL 2> computes them
+ * from the Q tile and the tables (F32 sums of bf16 products): th[ky] = q·tab_h[qy − ky + S − 1],
+ * tw[kx] = q·tab_w[qx − kx + S − 1]; BUG_RELPOS_TABLE reads the next table row instead. */
+static void ak_model_terms(float *th, float *tw, const float *q, const float *tab_h, const float *tab_w, int64_t D, int64_t S,
+                           int64_t i, ak_bug bug) {
+    const int64_t qy = i / S, qx = i % S, shift = bug == BUG_RELPOS_TABLE ? 1 : 0;
+    for (int64_t t = 0; t < 2; t++)
+        for (int64_t kk = 0; kk < S; kk++) {
+            int64_t row = (t == 0 ? qy : qx) - kk + S - 1 + shift;
+            row = row > 2 * S - 2 ? 2 * S - 2 : row;
+            const float *tab = (t == 0 ? tab_h : tab_w) + row * D;
+            double acc = 0;
+            for (int64_t d = 0; d < D; d++) acc += (double)q[d] * tab[d];
+            (t == 0 ? th : tw)[kk] = (float)acc;
+        }
+}
+
 /* The model on a whole problem: *out = host F32 [R, H, D] (caller frees). */
 static void ak_model_run(const ak_problem *p, ak_bug bug, lisa_tensor *out) {
     const int64_t H = p->H, D = p->D;
@@ -665,14 +686,20 @@ static void ak_model_run(const ak_problem *p, ak_bug bug, lisa_tensor *out) {
     double *acc = malloc(sizeof(double) * (size_t)D), *part = malloc(sizeof(double) * (size_t)(64 * D));
     if (p->kind == AK_SAM) {
         const int64_t T = p->T, S = p->S;
+        float *th = malloc(sizeof(float) * (size_t)(2 * S)), *tw = th + S; /* fused: the model's own terms */
         for (int64_t b = 0; b < p->B; b++)
             for (int64_t h = 0; h < H; h++)
                 for (int64_t i = 0; i < T; i++) {
                     const int64_t r = b * T + i, rel = ((b * H + h) * T + i) * S;
+                    const float *rh = (const float *)p->rh.data + rel, *rw = (const float *)p->rw.data + rel;
+                    if (p->fused) {
+                        ak_model_terms(th, tw, Q + (r * H + h) * D, p->tab_h.data, p->tab_w.data, D, S, i, bug);
+                        rh = th, rw = tw;
+                    }
                     ak_model_flash_row(Y + (r * H + h) * D, Q + (r * H + h) * D, K + (b * T * H + h) * D,
-                                       V + (b * T * H + h) * D, H * D, D, (const float *)p->rh.data + rel,
-                                       (const float *)p->rw.data + rel, S, i, T, T, false, sl2, bug, acc);
+                                       V + (b * T * H + h) * D, H * D, D, rh, rw, S, i, T, T, false, sl2, bug, acc);
                 }
+        free(th);
     } else if (p->kind == AK_VARLEN) {
         for (int sq = 0; sq < p->nseq; sq++)
             for (int64_t h = 0; h < H; h++)
@@ -732,6 +759,7 @@ static bool ak_applicable(const ak_problem *p, ak_bug bug) {
     case BUG_DROP_SPLIT: return p->kind == AK_DECODE && p->Tk > 256;
     case BUG_DROP_LAST_TILE: return p->kind != AK_DECODE && (p->kind == AK_SAM ? p->T > 64 : true);
     case BUG_RELPOS_SWAP: return p->kind == AK_SAM;
+    case BUG_RELPOS_TABLE: return p->kind == AK_SAM && p->fused;
     default: return false;
     }
 }
@@ -1005,8 +1033,8 @@ void ck_cases_attention(ck_ctx *c) {
             ak_make_sam(c, &p, st ? 2 : (q || peaky ? 25 : 50), 14, H, qm, false);
             ak_run_problem(c, &p, catches);
             ak_free(&p);
-            if (!st) { /* rel-pos from tables: the sm_90a kernel's fused form too */
-                ak_make_sam(c, &p, 25, 14, H, qm, true);
+            { /* rel-pos from tables: ATTENTION_RELPOS and the sm_90a kernel's fused form too */
+                ak_make_sam(c, &p, st ? 2 : 25, 14, H, qm, true);
                 ak_run_problem(c, &p, catches);
                 ak_free(&p);
             }
@@ -1017,11 +1045,11 @@ void ck_cases_attention(ck_ctx *c) {
                              peaky ? "peaky" : "flat");
             ak_run_problem(c, &p, catches);
             ak_free(&p);
-            if (!st) {
-                ak_make_sam(c, &p, 1, 64, H, qm, true);
-                ak_run_problem(c, &p, catches);
-                ak_free(&p);
-            }
+            ak_make_sam(c, &p, 1, st ? 20 : 64, H, qm, true);
+            if (st) snprintf(p.name, sizeof p.name, "SAM global-like [1,400,%lld,80] rel-pos 20x20 tables %s", (long long)H,
+                             peaky ? "peaky" : "flat");
+            ak_run_problem(c, &p, catches);
+            ak_free(&p);
         }
         if (ck_selected(c, "attention", sel[2])) {
             ak_make_varlen(c, &p, st ? lens_st : q ? lens_q : lens_full, st || !q ? 4 : 1, HL, qm);

@@ -99,9 +99,12 @@ static void flash_sam_fused(int Sh, int Sw, int nwin, int H, int pad, int tpad, 
     p.scale_log2 = (float)scale * LK_LOG2E;
     p.k_h = Sh, p.k_w = Sw, p.rel_pos_h = th.p, p.rel_pos_w = tw.p, p.rph_rs = p.rpw_rs = rs;
     lk_flash_fn fn = lk_flash_select<D>(p);
-    const bool even = T % 64 == 0;
-    if (fn != (even ? (lk_flash_fn)lk_flash_fwd_v<D, 2, false, false, true> : (lk_flash_fn)lk_flash_fwd_v<D, 2, false, false, false>)) {
-        printf("%-58s FAIL  (lk_flash_select did not pick the fused REL 2 variant)\n", "flash rel-pos fused");
+    const bool even = T % 64 == 0, rowt = even && Sw == 64; /* REL 3: one grid row per key tile */
+    const lk_flash_fn want = rowt   ? (lk_flash_fn)lk_flash_fwd_v<D, 3, false, false, true>
+                             : even ? (lk_flash_fn)lk_flash_fwd_v<D, 2, false, false, true>
+                                    : (lk_flash_fn)lk_flash_fwd_v<D, 2, false, false, false>;
+    if (fn != want) {
+        printf("%-58s FAIL  (lk_flash_select did not pick the fused REL %d variant)\n", "flash rel-pos fused", rowt ? 3 : 2);
         g_failures++;
         return;
     }
@@ -149,7 +152,7 @@ static void flash_sam_fused(int Sh, int Sw, int nwin, int H, int pad, int tpad, 
             }
         }
     char name[128];
-    snprintf(name, sizeof name, "flash D=%d rel-pos FUSED %dx%d%s x %d win x %d heads%s%s (%s)", D, Sh, Sw,
+    snprintf(name, sizeof name, "flash D=%d rel-pos FUSED%s %dx%d%s x %d win x %d heads%s%s (%s)", D, rowt ? " (rows)" : "", Sh, Sw,
              pad ? " padded" : "", nwin, H, o_f32 ? " f32-out" : "", tpad ? " strided tables" : "",
              mode == EmuCopyMode::LAZY ? "lazy" : "eager");
     check_bf16(name, ref.size(), [&](size_t i) { return got[i]; }, [&](size_t i) { return ref[i]; });
@@ -481,8 +484,12 @@ static void flash_variants() {
     p.rel_h = nullptr, p.rel_pos_h = (const lisa_bf16_t *)&dummy; /* the tables: REL 2 at D 80 and 64, not 128 */
     ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, 2, false, false, false> &&
          lk_flash_select<64>(p) == (lk_flash_fn)lk_flash_fwd_v<64, 2, false, false, false> && lk_flash_select<128>(p) == nullptr;
-    p.Tq = p.Tk = 4096;
+    p.Tq = p.Tk = 4096, p.k_w = 32; /* a 128 x 32 grid: EVEN, two grid rows per tile */
     ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, 2, false, false, true>;
+    p.k_w = 64; /* SAM global: one grid row per key tile */
+    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, 3, false, false, true> &&
+         lk_flash_select<64>(p) == (lk_flash_fn)lk_flash_fwd_v<64, 3, false, false, true>;
+    p.k_w = 0;
     p.Tq = p.Tk = 196, p.rel_pos_h = nullptr, p.rel_h = &dummy;
     p.causal = true; /* rel-pos + causal: not compiled */
     ok = ok && lk_flash_select<80>(p) == nullptr && lk_flash_select<128>(p) == nullptr && lk_flash_select<64>(p) == nullptr;
@@ -523,7 +530,10 @@ int main(void) {
     TIMED(flash_sam_fused<80>(9, 23, 1, 2, 0, 0, false, 26, EmuCopyMode::EAGER));  /* blocks spanning 3-4 grid rows */
     TIMED(flash_sam_fused<80>(3, 100, 1, 1, 0, 16, false, 27, EmuCopyMode::LAZY)); /* 199-row table: two chunks */
     TIMED(flash_sam_fused<64>(16, 16, 1, 2, 3, 0, false, 28, EmuCopyMode::LAZY));  /* D 64 (ViT-B/L), EVEN */
-    TIMED(flash_sam_fused<80>(64, 64, 1, 1, 0, 0, false, 29, EmuCopyMode::LAZY, {0, 1, 37, 63})); /* SAM global, EVEN */
+    TIMED(flash_sam_fused<80>(64, 64, 1, 1, 0, 0, false, 29, EmuCopyMode::LAZY, {0, 1, 37, 63})); /* SAM global: REL 3 */
+    TIMED(flash_sam_fused<80>(3, 64, 2, 2, 1, 0, true, 30, EmuCopyMode::EAGER)); /* REL 3 on a short grid, f32 out */
+    TIMED(flash_sam_fused<64>(5, 64, 1, 1, 0, 8, false, 31, EmuCopyMode::LAZY)); /* REL 3 at D 64 */
+    TIMED(flash_sam_fused<80>(4, 32, 1, 1, 0, 0, false, 32, EmuCopyMode::LAZY)); /* EVEN, 32 wide: REL 2 (2 rows a tile) */
     TIMED(flash_dense<80>(1, 128, 128, 2, false, false, 20));          /* EVEN without rel-pos */
     TIMED(flash_dense<80>(1, 70, 90, 2, true, false, 21));             /* causal, D 80 */
     TIMED(flash_dense<64>(2, 50, 70, 2, true, true, 22));              /* causal, D 64, f32 out */
