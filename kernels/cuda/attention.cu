@@ -284,8 +284,10 @@ enum AttnClass { CLS_SAM_WINDOW_REL, CLS_SAM_GLOBAL_REL, CLS_DENSE, CLS_CAUSAL, 
 
 /* Per shape class, the kernel AUTO runs on Hopper (compute capability 9.0 with sm_90a code):
  * FLASH (mma.sync, attn_kernels.cuh) or WGMMA (attn_sm90.cuh). To be filled from the GPU suite's
- * kernel benchmark (bench/results/<date>-<card>.json: attn_<class>_tflops of the mma.sync kernel
- * against attn_<class>_wgmma_tflops) once lisa-check shows the wgmma kernel correct on the card;
+ * kernel benchmark (bench/results/<date>-<card>.json: attn_<class>_terms_tflops of the mma.sync kernel
+ * against attn_<class>_wgmma_tflops for ATTENTION with rel-pos terms; for the SAM classes of
+ * ATTENTION_RELPOS, which the encoder calls, attn_<class>_fused_tflops against
+ * attn_<class>_fused_wgmma_tflops) once lisa-check shows the wgmma kernel correct on the card;
  * no GPU has run it yet, so every class stays on the mma.sync kernel. */
 static const lisa_cuda_attn_path k_attn_choice_sm90[CLS_COUNT] = {
     LISA_CUDA_ATTN_FLASH, /* SAM windows 14x14, rel-pos, D 80 (attn_sam_window_*) */
