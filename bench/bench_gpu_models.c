@@ -44,10 +44,13 @@
  *     2 warm-up requests; samples/s = N / wall time from the first submit to the last result.
  *     Preprocessing runs on the engine's CPU workers, overlapped with the GPU.
  *   - mask decoder: lisa_sam_decode (prompt tokens, two-way transformer, upscaling, hypernetwork
- *     MLPs, IoU head) for N text prompts on one random image embedding [1, 256, 64, 64], op by op.
+ *     MLPs, IoU head) for N text prompts on one random image embedding [1, 256, 64, 64], as one
+ *     captured step replayed (the engine's mask stage) and op by op; fused ops vs the generic ones.
  *   - latency: one request at a time through the same engine, submit to result, median of 5.
  * JSON keys (bench/results/DATE-CARD.json): sam_vit_h_b1_img_per_s, sam_vit_h_b8_img_per_s,
- * sam_mask_decoder_ms (8 masks), sam_mask_decoder_n1_ms, llama7b_prefill_8x330_ms,
+ * sam_mask_decoder_ms (8 masks, a captured step replayed; op by op without CUDA graphs; details
+ * sam_mask_decoder_{eager,generic,generic_eager}_ms, sam_mask_decoder_{,generic_}kernels),
+ * sam_mask_decoder_n1_ms, llama7b_prefill_8x330_ms,
  * llama7b_decode_b1_ms, llama7b_decode_b16_ms, lisa7b_latency_ms, lisa7b_samples_per_s,
  * lisa7b_samples_per_s_q4 (4 queries per image, reusing its encoding and KV prefix), details
  * (lisa7b_*, model_load_s) and optable_sam_b8 / optable_decode_b1 / optable_mask_decoder_n8.
@@ -323,12 +326,13 @@ static void bench_sam(int64_t B) {
 typedef struct dec_ctx {
     lisa_tensor emb;    /* [1, out, grid, grid] */
     lisa_tensor sparse; /* [N, 1, out]: one text embedding per mask (LISA's prompt) */
+    lisa_sam_decode_opts opts; /* fused ops (default) or the generic ones */
 } dec_ctx;
 
 static void dec_graph(lisa_graph *g, void *ctx) {
     dec_ctx *c = ctx;
     T *low, *iou;
-    lisa_sam_decode(g, m->sam, &c->emb, &c->sparse, &low, &iou);
+    lisa_sam_decode_ex(g, m->sam, &c->emb, &c->sparse, &low, &iou, &c->opts);
 }
 
 /* Device tensor of the activation dtype holding uniform values in [-a, a] (converted by COPY). */
@@ -355,31 +359,81 @@ static lisa_tensor dev_uniform(int32_t n_dims, int64_t d0, int64_t d1, int64_t d
     return t;
 }
 
+/* The stage's step captured (its arena reset as stage_run does); *nodes = its kernels + copies. */
+static lisa_backend_graph *stage_capture(stage *st, int64_t *nodes) {
+    lisa_arena_reset(&st->act, 0);
+    lisa_arena_reset(&st->meta, 0);
+    lisa_graph g;
+    lisa_graph_init(&g, be, &st->act, &st->meta, m->act_dtype);
+    check(be->graph_capture_begin(be, 0), "capture");
+    st->fn(&g, st->ctx);
+    if (g.status != LISA_OK) be->graph_capture_abort(be);
+    check(g.status, "captured graph");
+    lisa_backend_graph *gr = NULL;
+    check(be->graph_capture_end(be, &gr), "capture");
+    *nodes = lisa_cuda_graph_nodes(gr);
+    return gr;
+}
+
+/* median ms of n replays of a captured step (launch + synchronize) after warm-up replays */
+static double graph_time(lisa_backend_graph *gr, int n) {
+    double t[64];
+    if (n > 64) n = 64;
+    for (int i = 0; i < warm + n; i++) {
+        const double t0 = now_ms();
+        check(be->graph_launch(be, gr), "graph launch");
+        check(be->synchronize(be), "synchronize");
+        if (i >= warm) t[i - warm] = now_ms() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_d);
+    return t[n / 2];
+}
+
 /* The mask decoder (prompt tokens + two-way transformer + upscaling + hypernetwork MLPs) for N masks
- * on one image embedding: what a LISA step runs per image after the LLM. */
+ * on one image embedding: what a LISA step runs per image after the LLM. Timed as the engine runs
+ * it (models/mask_decoder.c: one captured step, replayed; the key without suffix) and op by op
+ * (_eager), on the fused ops (TWOWAY_*, MLP3) and, for N = 8, on the generic ones (one op per
+ * term, the path before them: _generic); each captured step's nodes (kernels + copies: _kernels). */
 static void bench_mask_decoder(int64_t N) {
     const int64_t O = m->cfg.out_dim, G = m->sam->enc.img_size / 16;
-    dec_ctx c;
-    c.emb = dev_uniform(4, 1, O, G, G, 1.0f, 11);
-    c.sparse = dev_uniform(3, N, 1, O, 0, 1.0f, 12);
-    stage st;
-    stage_init(&st, dec_graph, &c);
-    const double ms = stage_time(&st, warm, reps * 3);
-    printf("SAM mask decoder, %lld mask%s on one image: %.3f ms\n", (long long)N, N == 1 ? "" : "s", ms);
-    char key[64];
-    snprintf(key, sizeof key, N == 8 ? "sam_mask_decoder_ms" : "sam_mask_decoder_n%lld_ms", (long long)N);
-    put(key, ms);
-    if (N == 8) {
-        lisa_op_profile prof;
-        check(lisa_profile_begin(be, &prof, 1 << 12), "profile");
-        stage_run(&st);
-        check(lisa_profile_end(&prof), "profile");
-        keep_profile("mask_decoder_n8", &prof);
-        lisa_profile_free(&prof);
+    const bool capture = lisa_backend_can_capture(be);
+    for (int unfused = 0; unfused < (N == 8 ? 2 : 1); unfused++) {
+        dec_ctx c = {.opts = {.unfused = unfused != 0}};
+        c.emb = dev_uniform(4, 1, O, G, G, 1.0f, 11);
+        c.sparse = dev_uniform(3, N, 1, O, 0, 1.0f, 12);
+        stage st;
+        stage_init(&st, dec_graph, &c);
+        const double eager = stage_time(&st, warm, reps * 3);
+        double replay = NAN;
+        int64_t nodes = -1;
+        if (capture) {
+            lisa_backend_graph *gr = stage_capture(&st, &nodes);
+            replay = graph_time(gr, reps * 3);
+            be->graph_free(be, gr);
+        }
+        printf("SAM mask decoder, %lld mask%s on one image, %s ops: %.3f ms from a CUDA graph (%lld kernels/copies), "
+               "%.3f ms op by op\n",
+               (long long)N, N == 1 ? "" : "s", unfused ? "generic" : "fused", replay, (long long)nodes, eager);
+        char key[48];
+        const char *base = N == 8 ? "sam_mask_decoder" : "sam_mask_decoder_n1";
+        snprintf(key, sizeof key, "%s%s_ms", base, unfused ? "_generic" : "");
+        put(key, capture ? replay : eager);
+        snprintf(key, sizeof key, "%s%s_eager_ms", base, unfused ? "_generic" : "");
+        put(key, eager);
+        snprintf(key, sizeof key, "%s%s_kernels", base, unfused ? "_generic" : "");
+        put(key, (double)nodes);
+        if (N == 8 && !unfused) {
+            lisa_op_profile prof;
+            check(lisa_profile_begin(be, &prof, 1 << 12), "profile");
+            stage_run(&st);
+            check(lisa_profile_end(&prof), "profile");
+            keep_profile("mask_decoder_n8", &prof);
+            lisa_profile_free(&prof);
+        }
+        stage_free(&st);
+        be->mem_free(be, c.emb.data);
+        be->mem_free(be, c.sparse.data);
     }
-    stage_free(&st);
-    be->mem_free(be, c.emb.data);
-    be->mem_free(be, c.sparse.data);
 }
 
 /* ---- LLaMA-7B prefill and decode over the paged cache ------------------------------------------ */

@@ -52,6 +52,15 @@ typedef enum lisa_act {
     LISA_ACT_QUICK_GELU, /* QUICK_GELU (CLIP) */
 } lisa_act;
 
+/* SAM's Attention module (segment_anything/modeling/transformer.py Attention) as TWOWAY_ATTENTION
+ * (ops.def) takes it: q/k/v projections w [Ci, C] with biases [Ci] (Ci = heads·D, the module's
+ * internal dim: C, or C/2 in the cross attentions), the output projection out_w [C, Ci] and
+ * out_b [C]; biases may be NULL. Borrowed pointers. */
+typedef struct lisa_twoway_attn {
+    const lisa_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *out_w, *out_b;
+    int32_t heads;
+} lisa_twoway_attn;
+
 #define LISA_UNPAREN(...) __VA_ARGS__
 
 typedef enum lisa_op {

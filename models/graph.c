@@ -234,6 +234,34 @@ void lisa_g_linear_ex_to(lisa_graph *g, T *y, const T *x, const T *w, const T *b
     G_RUN(g, linear_grouped(g, y, x, w, b, residual, act));
 }
 
+T *lisa_g_twoway_attention(lisa_graph *g, const T *xq, const T *qpe, const T *xk, const T *kpe, const T *xv,
+                           const lisa_twoway_attn *a, bool residual, const T *norm_w, const T *norm_b, float eps) {
+    G_LIVE(g);
+    T *y = lisa_g_new_like(g, xq);
+    G_RUN(g, lisa_op_twoway_attention(g->be, y, xq, qpe, xk, kpe, xv, a, residual, norm_w, norm_b, eps));
+    return y;
+}
+
+T *lisa_g_twoway_mlp(lisa_graph *g, const T *x, const T *w1, const T *b1, const T *w2, const T *b2, const T *norm_w,
+                     const T *norm_b, float eps) {
+    G_LIVE(g);
+    T *y = lisa_g_new_like(g, x);
+    G_RUN(g, lisa_op_twoway_mlp(g->be, y, x, w1, b1, w2, b2, norm_w, norm_b, eps));
+    return y;
+}
+
+T *lisa_g_mlp3(lisa_graph *g, const T *x, const T w[3], const T b[3]) {
+    G_LIVE(g);
+    if (w[2].n_dims != 2) return lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "mlp3: the last weight must be 2-D"));
+    T *y = like_with_last(g, x, w[2].shape[0]);
+    G_RUN(g, lisa_op_mlp3(g->be, y, x, &w[0], &b[0], &w[1], &b[1], &w[2], &b[2]));
+    return y;
+}
+
+void lisa_g_matmul_to(lisa_graph *g, T *y, const T *a, const T *b, bool trans_b) {
+    G_RUN(g, lisa_op_matmul(g->be, y, a, b, trans_b));
+}
+
 T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b) {
     G_LIVE(g);
     if (a->n_dims < 2 || b->n_dims < 2 || a->n_dims > 3 || b->n_dims > 3)
@@ -358,6 +386,11 @@ T *lisa_g_rope(lisa_graph *g, const T *x, const T *pos, float theta) {
 
 void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, const T *cos_sin) {
     G_RUN(g, lisa_op_rope_qk(g->be, q, k, pos, cos_sin));
+}
+
+void lisa_g_rope_qk_kv_append(lisa_graph *g, T *q, T *k, const T *v, const T *pos, const T *cos_sin, T *k_pages,
+                              T *v_pages, const T *slots) {
+    G_RUN(g, lisa_op_rope_qk_kv_append(g->be, q, k, v, pos, cos_sin, k_pages, v_pages, slots));
 }
 
 T *lisa_g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p) {

@@ -104,7 +104,19 @@ T *lisa_g_layernorm_window_partition(lisa_graph *g, const T *x, const T *w, cons
 void lisa_g_window_unpartition_add_to(lisa_graph *g, T *y, const T *x, const T *residual, int32_t window);
 /* RoPE on q and k in place (strided views allowed), angles from a lisa_rope_table table. */
 void lisa_g_rope_qk(lisa_graph *g, T *q, T *k, const T *pos, const T *cos_sin);
+/* The same, with k's rotated rows and v written into the paged pool at slots (KV_APPEND) in one op; */
+void lisa_g_rope_qk_kv_append(lisa_graph *g, T *q, T *k, const T *v, const T *pos, const T *cos_sin, T *k_pages,
+                              T *v_pages, const T *slots);
+/* SAM two-way transformer steps (ops.def TWOWAY_ATTENTION, TWOWAY_MLP): returns
+ * norm(xq + Attn(xq + qpe, xk + kpe, xv)) (no residual: norm(Attn(..))), and norm(x + MLP(x)); */
+T *lisa_g_twoway_attention(lisa_graph *g, const T *xq, const T *qpe, const T *xk, const T *kpe, const T *xv,
+                           const lisa_twoway_attn *a, bool residual, const T *norm_w, const T *norm_b, float eps);
+T *lisa_g_twoway_mlp(lisa_graph *g, const T *x, const T *w1, const T *b1, const T *w2, const T *b2, const T *norm_w,
+                     const T *norm_b, float eps);
+/* SAM's 3-layer prediction-head MLP (ops.def MLP3) on x's rows (x may be strided); */
+T *lisa_g_mlp3(lisa_graph *g, const T *x, const T w[3], const T b[3]);
 T *lisa_g_matmul(lisa_graph *g, const T *a, const T *b, bool trans_b);
+void lisa_g_matmul_to(lisa_graph *g, T *y, const T *a, const T *b, bool trans_b);
 T *lisa_g_add(lisa_graph *g, const T *a, const T *b);
 void lisa_g_add_to(lisa_graph *g, T *y, const T *a, const T *b);
 T *lisa_g_mul(lisa_graph *g, const T *a, const T *b);

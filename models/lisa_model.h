@@ -137,6 +137,30 @@ T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hi
 lisa_status lisa_masks_run(lisa_model *m, const lisa_prepared *pr, const T *emb, const float *seg_hidden, int32_t n_seg,
                            lisa_result *res, const lisa_run_hooks *hooks);
 
+/* The mask stage of several finished requests at once (models/mask_decoder.c): all their [SEG]
+ * prompts through text_hidden_fcs and SAM's mask decoder in steps of up to LISA_MASK_BATCH prompts,
+ * the requests mixed, with memory allocated once; with `capture` (a backend that can capture:
+ * lisa_backend_can_capture) each step size is captured on its second run and replayed after that.
+ * Then each request's logits are postprocessed to its image size. Results as lisa_masks_run's, up
+ * to the batch's GEMM rounding on CUDA. The CPU engine keeps lisa_masks_run (bit-identical to the
+ * reference, batch-invariant). Owns its arenas, buffers and graphs; borrows model and backend. */
+#define LISA_MASK_BATCH 8
+typedef struct lisa_mask_decoder lisa_mask_decoder;
+typedef struct lisa_mask_item {
+    const lisa_prepared *pr;
+    const T *emb;            /* backend [1, out, G, G]: the request's image embedding */
+    const float *seg_hidden; /* host F32 [n_seg, hidden] */
+    int32_t n_seg;
+    lisa_result *res;        /* receives masks, scores, logits as lisa_masks_run fills them */
+    lisa_status status;      /* out: this request's outcome */
+} lisa_mask_item;
+lisa_status lisa_mask_decoder_create(lisa_mask_decoder **out, lisa_model *m, lisa_backend *be, bool capture);
+void lisa_mask_decoder_free(lisa_mask_decoder *d);
+/* Fills every item (item->status says how each went); returns LISA_OK. */
+lisa_status lisa_mask_decoder_run(lisa_mask_decoder *d, lisa_mask_item *items, int32_t n_items);
+/* Steps run eagerly, captured, replayed (a capture does not run the step; its replay follows). */
+void lisa_mask_decoder_stats(const lisa_mask_decoder *d, int64_t *eager, int64_t *captured, int64_t *replayed);
+
 /* One request through a private single-request engine (see runtime/engine.h); hooks may be NULL. */
 lisa_status lisa_model_run(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
                            const lisa_segment_params *p, const lisa_run_hooks *hooks, lisa_result **out);

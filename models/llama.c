@@ -235,11 +235,11 @@ static T *row_parallel(lisa_graph *g, const lisa_llama *m, const T *x, const T *
     return y;
 }
 
-/* q, k, v [R, H, D] / [R, HKV, D] of a layer's normed input n [R, C], RoPE applied to q and k in
- * place (one launch): one GEMM and strided views of its output with fused weights (device
- * backends), else three GEMMs (the CPU's bits). */
+/* q, k, v [R, H, D] / [R, HKV, D] of a layer's normed input n [R, C]: one GEMM and strided views of
+ * its output with fused weights (device backends), else three GEMMs (the CPU's bits); with `rope`,
+ * RoPE applied to q and k in place (one launch). */
 static void qkv_rope(lisa_graph *g, const lisa_llama *m, const lisa_llama_layer *L, const T *n, const T *pos, T **q,
-                     T **k, T **v) {
+                     T **k, T **v, bool rope) {
     const int64_t R = n->shape[0], H = m->local.n_heads, HKV = m->local.n_kv_heads, D = m->cfg.head_dim;
     if (m->fused) {
         T *qkv = lisa_g_linear(g, n, &L->wqkv, NULL); /* [R, (H + 2·HKV)·D] */
@@ -251,7 +251,7 @@ static void qkv_rope(lisa_graph *g, const lisa_llama *m, const lisa_llama_layer 
         *k = lisa_g_reshape(g, lisa_g_linear(g, n, &L->wk, NULL), 3, R, HKV, D, 0);
         *v = lisa_g_reshape(g, lisa_g_linear(g, n, &L->wv, NULL), 3, R, HKV, D, 0);
     }
-    lisa_g_rope_qk(g, *q, *k, pos, &m->rope_cos_sin);
+    if (rope) lisa_g_rope_qk(g, *q, *k, pos, &m->rope_cos_sin);
 }
 
 /* SiLU(W_gate n2) * W_up n2: one GEMM and SILU_MUL of its halves with fused weights. */
@@ -323,7 +323,7 @@ T *lisa_llama_forward(lisa_graph *g, const lisa_llama *m, lisa_kv_cache *kv, con
         lisa_graph_mark ml = lisa_g_mark(g);
         /* x = x + W_o Attn(RoPE(W_q n), RoPE(W_k n), W_v n),  n2 = RMSNorm(x) */
         T *q, *k, *v;
-        qkv_rope(g, m, L, n, pos, &q, &k, &v);
+        qkv_rope(g, m, L, n, pos, &q, &k, &v, true);
         /* append to the cache, then attend over positions [0, pos0+T) */
         lisa_g_copy_to(g, lisa_g_reshape(g, lisa_g_narrow(g, &kv->k[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), k);
         lisa_g_copy_to(g, lisa_g_reshape(g, lisa_g_narrow(g, &kv->v[l], 1, pos0, Tn), 3, Tn, HKV, D, 0), v);
@@ -382,8 +382,9 @@ T *lisa_llama_forward_batch(lisa_graph *g, const lisa_llama *m, const lisa_llama
         lisa_graph_mark ml = lisa_g_mark(g);
         /* x = x + W_o Attn(RoPE(W_q n), RoPE(W_k n), W_v n) over the paged cache,  n2 = RMSNorm(x) */
         T *q, *k, *v;
-        qkv_rope(g, m, L, n, pos, &q, &k, &v);
-        lisa_g_kv_append(g, &bt->k_pages[l], &bt->v_pages[l], k, v, slots);
+        /* RoPE on q and k, k's rotated rows and v into their slots of the pool: one op */
+        qkv_rope(g, m, L, n, pos, &q, &k, &v, false);
+        lisa_g_rope_qk_kv_append(g, q, k, v, pos, &m->rope_cos_sin, &bt->k_pages[l], &bt->v_pages[l], slots);
         T *a = lisa_g_paged_attention(g, q, &bt->k_pages[l], &bt->v_pages[l], &pp);
         T *r = row_parallel(g, m, lisa_g_reshape(g, a, 2, R, H * D, 0, 0), &L->wo);
         T *n2 = lisa_g_add_rmsnorm(g, x, NULL, x, r, &L->mlp_norm, c->rms_eps);

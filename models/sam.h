@@ -76,7 +76,9 @@ typedef struct lisa_sam {
     T no_mask_embed; /* [1, dim] */
     lisa_sam_decoder dec;
     T dense_pe;      /* [1, dim, grid, grid] in the backend's memory, owned (dense_pe_mem) */
-    void *dense_pe_mem;
+    T dense_pe_rows; /* the same values as the decoder's key PE rows [1, grid², dim], owned likewise */
+    void *dense_pe_mem; /* device backends: one block behind dense_pe and dense_pe_rows (CPU: NULL, the
+                         * two tensors own their host memory) */
     lisa_backend *be;
 } lisa_sam;
 
@@ -97,6 +99,21 @@ T *lisa_sam_encode(lisa_graph *g, const lisa_sam *m, const T *px);
  * *lowres = mask logits of mask token 0 [N, 1, 4*grid, 4*grid]; *iou = [N, 1] (may be NULL).
  * Taps: "decoder_hs" [N, 5+n_sparse, dim], "lowres_logits". */
 void lisa_sam_decode(lisa_graph *g, const lisa_sam *m, const T *image_emb, const T *sparse, T **lowres, T **iou);
+
+/* How the decoder graph is issued. Default (zeroed): the two-way transformer on the fused ops
+ * TWOWAY_ATTENTION / TWOWAY_MLP (a few kernels per layer on CUDA; on the CPU the very op calls of
+ * the unfused graph). unfused: the graph as the generic ops, one op per term (the reference the
+ * fused path is checked against: bit for bit on the CPU, tests/test_sam_decoder.c; within
+ * tolerance on CUDA, lisa-check). A graph with row groups (lisa_graph.row_split / row_indptr)
+ * always runs unfused, so that its GEMMs keep their per-group rows. */
+typedef struct lisa_sam_decode_opts {
+    bool unfused;
+} lisa_sam_decode_opts;
+
+/* lisa_sam_decode with options (o may be NULL); image_emb may also be [N, dim, grid, grid]: one
+ * embedding per prompt (prompts of several images decoded together). */
+void lisa_sam_decode_ex(lisa_graph *g, const lisa_sam *m, const T *image_emb, const T *sparse, T **lowres, T **iou,
+                        const lisa_sam_decode_opts *o);
 
 /* Postprocess (spec §5.4): logits [N, 1, h, w] (any float dtype, cast to F32 first as the
  * reference does) -> bilinear to img_size², crop to (h_r, w_r), bilinear to (H0, W0) -> F32

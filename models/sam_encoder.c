@@ -122,19 +122,32 @@ static lisa_status compute_dense_pe(lisa_sam *m) {
         }
     }
     free(G);
-    lisa_status s = LISA_OK;
+    /* the decoder's key PE: the same values as rows [1, grid², dim] (a transposition, exact) */
+    lisa_tensor rows;
+    lisa_status s = lisa_tensor_alloc(&rows, LISA_DTYPE_F32, 3, (int64_t[]){1, (int64_t)n * n, C});
+    if (s != LISA_OK) {
+        lisa_tensor_free(&host);
+        return s;
+    }
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t p = 0; p < (int64_t)n * n; p++) ((float *)rows.data)[p * C + c] = out[c * n * n + p];
     if (m->be->device == LISA_DEVICE_CPU) {
-        m->dense_pe = host; /* owner */
+        m->dense_pe = host; /* owners */
+        m->dense_pe_rows = rows;
         return LISA_OK;
     }
-    s = m->be->mem_alloc(m->be, lisa_tensor_nbytes(&host), &m->dense_pe_mem);
-    if (s == LISA_OK) s = m->be->upload(m->be, m->dense_pe_mem, host.data, lisa_tensor_nbytes(&host));
+    const size_t bytes = lisa_tensor_nbytes(&host);
+    s = m->be->mem_alloc(m->be, 2 * bytes, &m->dense_pe_mem);
+    if (s == LISA_OK) s = m->be->upload(m->be, m->dense_pe_mem, host.data, bytes);
+    if (s == LISA_OK) s = m->be->upload(m->be, (char *)m->dense_pe_mem + bytes, rows.data, bytes);
     if (s == LISA_OK) {
         m->dense_pe = lisa_tensor_view(m->dense_pe_mem, LISA_DTYPE_F32, 4, host.shape);
-        m->dense_pe.device = m->be->device;
-        m->dense_pe.device_id = m->be->device_id;
+        m->dense_pe_rows = lisa_tensor_view((char *)m->dense_pe_mem + bytes, LISA_DTYPE_F32, 3, rows.shape);
+        m->dense_pe.device = m->dense_pe_rows.device = m->be->device;
+        m->dense_pe.device_id = m->dense_pe_rows.device_id = m->be->device_id;
     }
     lisa_tensor_free(&host);
+    lisa_tensor_free(&rows);
     return s;
 }
 
@@ -165,8 +178,12 @@ lisa_status lisa_sam_load_ex(lisa_sam **out, lisa_backend *be, const lisa_checkp
 void lisa_sam_free(lisa_sam *m) {
     if (!m) return;
     lisa_weights_free(&m->weights);
-    if (m->dense_pe_mem) m->be->mem_free(m->be, m->dense_pe_mem);
-    else lisa_tensor_free(&m->dense_pe);
+    if (m->dense_pe_mem) {
+        m->be->mem_free(m->be, m->dense_pe_mem);
+    } else {
+        lisa_tensor_free(&m->dense_pe);
+        lisa_tensor_free(&m->dense_pe_rows);
+    }
     free(m->blocks);
     free(m);
 }

@@ -3,7 +3,9 @@
  * A request moves through:  submitted -> (worker pool) prepared -> (scheduler) admitted ->
  * vision (CLIP + projector, SAM encoder; batched over the images admitted in a step) -> prefill
  * (packed varlen over the admitted prompts, paged KV) -> decode steps (batched over every running
- * sequence) -> masks (text_hidden_fcs + SAM decoder + postprocess, per finished request) -> result.
+ * sequence) -> masks (text_hidden_fcs + SAM decoder + postprocess; on backends that capture, the
+ * [SEG] prompts of all requests finished in a step decoded together, lisa_mask_decoder; on the CPU
+ * per request, bit-identical to running it alone) -> result.
  *
  * Scheduling (one step):
  *   1. admission, FIFO: a ready request is admitted when a sequence slot is free, the step's image
@@ -33,8 +35,9 @@
  *
  * Memory: the KV pool, the SAM-embedding slots, the projector buffer and the step arena are
  * allocated once at creation (the arena sized by counting passes over the worst-case step shapes);
- * nothing is allocated in the decode loop. The mask stage sizes its arena per finished request
- * (its outputs scale with the request's image size). Device-side buffers hold the model's
+ * nothing is allocated in the decode loop. The mask decoder's step memory is allocated once too
+ * (lisa_mask_decoder, sized for LISA_MASK_BATCH prompts); postprocessing (and the whole mask stage
+ * of lisa_masks_run) sizes its arena per finished request (its outputs scale with the image size). Device-side buffers hold the model's
  * activation dtype (lisa_model.act_dtype: F32 on the CPU, BF16 on CUDA); host staging is F32.
  *
  * CUDA graphs: on a backend with graph hooks (CUDA; without taps, unless LISA_CUDA_GRAPHS=0) a
@@ -43,7 +46,8 @@
  * valid as sequences grow; the page tables uploaded at their capacity; the plan arrays and the
  * token/hidden-state outputs live in pinned host memory that every replay reads and writes). One
  * graph per batch size, at most GRAPH_CACHE of them; any capture failure turns graphs off and the
- * step runs eagerly.
+ * step runs eagerly. The mask decoder's steps are captured the same way, one graph per prompt
+ * count (models/mask_decoder.c).
  *
  * Threads: submit/poll/wait may be called from any thread (one mutex guards the queues); the
  * workers prepare requests; exactly one thread steps the scheduler (the engine thread in background
@@ -159,6 +163,11 @@ struct lisa_engine {
     int64_t kv_hits, kv_reused; /* under mu */
     void *proj_mem;
     lisa_tensor proj_buf;      /* [max_images, P, C]: the image rows of a prefill (TP: broadcast) */
+    /* the mask stage of a step's finished requests together (backends that can capture, no taps):
+     * owned; NULL = per request (lisa_masks_run) */
+    lisa_mask_decoder *masks;
+    lisa_mask_item *mask_items; /* [max_batch] */
+    eng_req **finished;         /* [max_batch] */
     void *act_mem;
     lisa_arena act, meta;
     /* host staging, sized at creation */
@@ -872,13 +881,11 @@ static int32_t decode_step(lisa_engine *e) {
     return nb;
 }
 
-static void finish_request(lisa_engine *e, eng_req *r) {
+/* Text and timings of a request whose masks ran (s: their outcome), then publication. */
+static void publish_request(lisa_engine *e, eng_req *r, lisa_status s, double mask_ms) {
     lisa_result *res = r->res;
     if (res->status == LISA_OK) {
-        double t0 = now_ms();
-        lisa_status s = lisa_masks_run(e->m, &r->prep, &e->ic.e[r->slot].emb, r->seg_hidden, r->n_seg, res,
-                                       e->hooks.tap ? &e->hooks : NULL);
-        res->t.sam_decoder_ms = now_ms() - t0;
+        res->t.sam_decoder_ms = mask_ms;
         if (s == LISA_OK) s = lisa_result_set_text(e->m, res, &r->prep);
         if (s != LISA_OK) fail_result(res, s, lisa_last_error());
         res->t.n_generated = res->n_tokens;
@@ -890,6 +897,35 @@ static void finish_request(lisa_engine *e, eng_req *r) {
     pthread_mutex_unlock(&e->mu);
 }
 
+/* The step's finished requests: their masks (all prompts decoded together through e->masks, else
+ * one request at a time), then each is published, in order. sam_decoder_ms is the mask stage's
+ * time, which a request shares with the others of its step. */
+static void finish_requests(lisa_engine *e, eng_req **fin, int32_t n) {
+    if (!e->masks) {
+        for (int32_t i = 0; i < n; i++) {
+            eng_req *r = fin[i];
+            lisa_status s = LISA_OK;
+            double t0 = now_ms();
+            if (r->res->status == LISA_OK)
+                s = lisa_masks_run(e->m, &r->prep, &e->ic.e[r->slot].emb, r->seg_hidden, r->n_seg, r->res,
+                                   e->hooks.tap ? &e->hooks : NULL);
+            publish_request(e, r, s, now_ms() - t0);
+        }
+        return;
+    }
+    int32_t ni = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (fin[i]->res->status == LISA_OK)
+            e->mask_items[ni++] = (lisa_mask_item){.pr = &fin[i]->prep, .emb = &e->ic.e[fin[i]->slot].emb,
+                                                   .seg_hidden = fin[i]->seg_hidden, .n_seg = fin[i]->n_seg,
+                                                   .res = fin[i]->res};
+    const double t0 = now_ms();
+    if (ni > 0) lisa_mask_decoder_run(e->masks, e->mask_items, ni);
+    const double dt = now_ms() - t0;
+    for (int32_t i = 0, k = 0; i < n; i++)
+        publish_request(e, fin[i], fin[i]->res->status == LISA_OK ? e->mask_items[k++].status : LISA_OK, dt);
+}
+
 static lisa_status step_impl(lisa_engine *e, bool *busy) {
     pthread_mutex_lock(&e->mu);
     int32_t nb = admit_locked(e);
@@ -899,13 +935,14 @@ static lisa_status step_impl(lisa_engine *e, bool *busy) {
     if (nb > 0) vision_and_prefill(e, nb);
     decode_step(e);
     /* publish finished requests (keeping the others in order) */
-    int32_t kept = 0;
+    int32_t kept = 0, n_fin = 0;
     for (int32_t i = 0; i < e->n_running; i++) {
         eng_req *r = e->running[i];
-        if (r->finished) finish_request(e, r);
+        if (r->finished) e->finished[n_fin++] = r;
         else e->running[kept++] = r;
     }
     e->n_running = kept;
+    finish_requests(e, e->finished, n_fin);
     pthread_mutex_lock(&e->mu);
     e->n_running_pub = e->n_running;
     *busy = e->n_running > 0 || e->n_ready > 0 || e->n_prep > 0 || e->n_preparing > 0;
@@ -1106,6 +1143,9 @@ static lisa_status create_vision_buffers(lisa_engine *e) {
     e->enc_slot = calloc((size_t)MI, sizeof *e->enc_slot);
     e->img_slot = calloc((size_t)MI, sizeof *e->img_slot);
     if (!e->enc_slot || !e->img_slot) return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
+    if (!(e->finished = calloc((size_t)MB, sizeof *e->finished)) ||
+        !(e->mask_items = calloc((size_t)MB, sizeof *e->mask_items)))
+        return lisa_fail(LISA_ERR_OOM, "engine: out of memory");
     /* host staging */
     LISA_TRY(lisa_tensor_alloc(&e->clip_host, LISA_DTYPE_F32, 4, (int64_t[]){MI, 3, CS, CS}));
     return lisa_tensor_alloc(&e->sam_host, LISA_DTYPE_F32, 4, (int64_t[]){MI, 3, S, S});
@@ -1195,6 +1235,11 @@ static lisa_status build_prefix(lisa_engine *e) {
 static lisa_status engine_init(lisa_engine *e) {
     lisa_status s = create_buffers(e);
     if (s == LISA_OK && e->p.share_prefix) s = build_prefix(e);
+    /* masks of a step's requests together where steps can be captured (CUDA), unless taps want
+     * each request's tensors; captured when decode steps are (LISA_CUDA_GRAPHS=0: eager). Not for
+     * one-request engines (lisa_model_run): nothing to batch, and no step size recurs to replay. */
+    if (s == LISA_OK && lisa_backend_can_capture(e->be) && !e->hooks.tap && e->p.max_batch > 1)
+        s = lisa_mask_decoder_create(&e->masks, e->m, e->be, e->graphs);
     if (s != LISA_OK) return s;
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->step_mu, NULL);
@@ -1303,6 +1348,9 @@ void lisa_engine_free(lisa_engine *e) {
     lisa_arena_free(&e->meta);
     lisa_tensor_free(&e->clip_host);
     lisa_tensor_free(&e->sam_host);
+    lisa_mask_decoder_free(e->masks);
+    free(e->mask_items);
+    free(e->finished);
     graphs_off(e);
     host_buf_free(e, e->h_qo);
     host_buf_free(e, e->h_kvp);

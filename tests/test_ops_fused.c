@@ -1,5 +1,6 @@
 /* tests/test_ops_fused.c — the fused ops of kernels/ops.def (LINEAR_EX, ADD_RMSNORM, ADD_LAYERNORM,
- * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, ATTENTION_RELPOS) on the CPU backend.
+ * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, TWOWAY_ATTENTION, TWOWAY_MLP, MLP3,
+ * ATTENTION_RELPOS) on the CPU backend.
  *
  * The CPU backend must give exactly the bits of the composition each op names (the models call the
  * fused ops; the CPU stays the bitwise reference): every case compares the fused call with the
@@ -311,6 +312,273 @@ Test(ops_fused, rope_qk_from_the_table_is_rope_bitwise_on_strided_views) {
     lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&pos), lisa_tensor_free(&qr), lisa_tensor_free(&kr);
     lisa_tensor_free(&k_bad), lisa_tensor_free(&table), lisa_tensor_free(&short_table), lisa_tensor_free(&wide_table);
     lisa_backend_free(be);
+}
+
+/* ---- TWOWAY_ATTENTION / TWOWAY_MLP (SAM's two-way transformer) ------------------------------------ */
+
+/* The composition ops.def names, spelled out with the unfused ops (the old decoder graph). */
+static void twoway_ref(lisa_backend *be, lisa_tensor *y, const lisa_tensor *xq, const lisa_tensor *qpe,
+                       const lisa_tensor *xk, const lisa_tensor *kpe, const lisa_tensor *xv, const lisa_twoway_attn *a,
+                       bool residual, const lisa_tensor *g, const lisa_tensor *b) {
+    const int64_t N = xq->shape[0], Tq = xq->shape[1], Tk = xk->shape[1], C = xq->shape[2];
+    const int64_t Ci = a->q_w->shape[0], H = a->heads, D = Ci / H;
+    lisa_tensor tq = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0), tk = tu_tensor(LISA_DTYPE_F32, 3, N, Tk, C, 0);
+    if (qpe) OT_OK(lisa_op_add(be, &tq, xq, qpe));
+    else memcpy(tq.data, xq->data, lisa_tensor_nbytes(xq));
+    if (kpe) OT_OK(lisa_op_add(be, &tk, xk, kpe));
+    else memcpy(tk.data, xk->data, lisa_tensor_nbytes(xk));
+    lisa_tensor q = tu_tensor(LISA_DTYPE_F32, 4, N, Tq, H, D), k = tu_tensor(LISA_DTYPE_F32, 4, N, Tk, H, D);
+    lisa_tensor v = tu_tensor(LISA_DTYPE_F32, 4, N, Tk, H, D), o = tu_tensor(LISA_DTYPE_F32, 4, N, Tq, H, D);
+    lisa_tensor q3 = lisa_tensor_view4(q.data, LISA_DTYPE_F32, 3, N, Tq, Ci, 0);
+    lisa_tensor k3 = lisa_tensor_view4(k.data, LISA_DTYPE_F32, 3, N, Tk, Ci, 0);
+    lisa_tensor v3 = lisa_tensor_view4(v.data, LISA_DTYPE_F32, 3, N, Tk, Ci, 0);
+    lisa_tensor o3 = lisa_tensor_view4(o.data, LISA_DTYPE_F32, 3, N, Tq, Ci, 0);
+    OT_OK(lisa_op_linear(be, &q3, &tq, a->q_w, a->q_b));
+    OT_OK(lisa_op_linear(be, &k3, &tk, a->k_w, a->k_b));
+    OT_OK(lisa_op_linear(be, &v3, xv, a->v_w, a->v_b));
+    const lisa_attn_params p = {.scale = 1.0f / sqrtf((float)D)};
+    OT_OK(lisa_op_attention(be, &o, &q, &k, &v, &p));
+    lisa_tensor att = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0), sum = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0);
+    OT_OK(lisa_op_linear(be, &att, &o3, a->out_w, a->out_b));
+    if (residual) {
+        OT_OK(lisa_op_add(be, &sum, xq, &att));
+        OT_OK(lisa_op_layernorm(be, y, &sum, g, b, 1e-5f));
+    } else {
+        OT_OK(lisa_op_layernorm(be, y, &att, g, b, 1e-5f));
+    }
+    lisa_tensor_free(&tq), lisa_tensor_free(&tk), lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v);
+    lisa_tensor_free(&o), lisa_tensor_free(&att), lisa_tensor_free(&sum);
+}
+
+/* Weights of one Attention module: q/k/v [Ci, C], out [C, Ci] (wdt), biases (F32 or BF16). */
+typedef struct tw_weights {
+    lisa_tensor w[4], bias[4];
+    lisa_twoway_attn a;
+} tw_weights;
+
+static void tw_weights_make(tw_weights *t, tu_rng *r, int64_t C, int64_t Ci, int32_t heads, lisa_dtype wdt, bool biases) {
+    for (int i = 0; i < 4; i++) {
+        const int64_t rows = i == 3 ? C : Ci, cols = i == 3 ? Ci : C;
+        t->w[i] = ot_rand(r, wdt, 2, rows, cols, 0, 0, -1.0 / sqrt((double)cols) * 1.7, 1.0 / sqrt((double)cols) * 1.7);
+        t->bias[i] = ot_rand(r, i % 2 ? LISA_DTYPE_BF16 : LISA_DTYPE_F32, 1, rows, 0, 0, 0, -0.3, 0.3);
+    }
+    lisa_twoway_attn a = {.q_w = &t->w[0], .k_w = &t->w[1], .v_w = &t->w[2], .out_w = &t->w[3], .heads = heads};
+    if (biases) a.q_b = &t->bias[0], a.k_b = &t->bias[1], a.v_b = &t->bias[2], a.out_b = &t->bias[3];
+    t->a = a;
+}
+
+static void tw_weights_free(tw_weights *t) {
+    for (int i = 0; i < 4; i++) lisa_tensor_free(&t->w[i]), lisa_tensor_free(&t->bias[i]);
+}
+
+Test(ops_fused, twoway_attention_is_the_composition_bitwise) {
+    lisa_backend *be = tu_cpu_backend(), *small = ot_small_backend(64 << 10);
+    tu_rng r = tu_rng_seed(95);
+    /* N, Tq, Tk, C, Ci, heads, qpe (0 none, 1 batch N, 2 batch 1), kpe (same), residual, biases:
+     * the decoder's self (6 x 6), token->image (6 x 4096-like), image->token (many x 6) shapes at
+     * awkward sizes, odd head dims, no PE / no residual (layer 0), NULL biases */
+    const int64_t cases[][10] = {{1, 6, 6, 32, 32, 8, 1, 1, 1, 1},   {3, 6, 6, 32, 32, 8, 0, 0, 0, 1},
+                                 {2, 6, 300, 32, 16, 8, 1, 2, 1, 1}, {2, 300, 6, 32, 16, 8, 2, 1, 1, 1},
+                                 {3, 7, 37, 24, 12, 3, 1, 1, 1, 0},  {1, 5, 19, 40, 40, 5, 2, 2, 0, 1},
+                                 {2, 19, 5, 16, 8, 1, 0, 1, 1, 1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int wdt = 0; wdt < 2; wdt++) {
+            const int64_t *c = cases[ci];
+            const int64_t N = c[0], Tq = c[1], Tk = c[2], C = c[3], Ci = c[4];
+            lisa_backend *bb = wdt ? small : be;
+            tw_weights tw;
+            tw_weights_make(&tw, &r, C, Ci, (int32_t)c[5], wdt ? LISA_DTYPE_BF16 : LISA_DTYPE_F32, c[9] != 0);
+            lisa_tensor xq = ot_rand(&r, LISA_DTYPE_F32, 3, N, Tq, C, 0, -2, 2), xk = ot_rand(&r, LISA_DTYPE_F32, 3, N, Tk, C, 0, -2, 2);
+            lisa_tensor xv = ot_rand(&r, LISA_DTYPE_F32, 3, N, Tk, C, 0, -2, 2);
+            lisa_tensor qpe = ot_rand(&r, LISA_DTYPE_F32, 3, c[6] == 2 ? 1 : N, Tq, C, 0, -1, 1);
+            lisa_tensor kpe = ot_rand(&r, LISA_DTYPE_F32, 3, c[7] == 2 ? 1 : N, Tk, C, 0, -1, 1);
+            lisa_tensor g = ot_rand(&r, LISA_DTYPE_F32, 1, C, 0, 0, 0, 0.5, 1.5), b = ot_rand(&r, LISA_DTYPE_BF16, 1, C, 0, 0, 0, -1, 1);
+            lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0), ref = tu_tensor(LISA_DTYPE_F32, 3, N, Tq, C, 0);
+            tu_poison(&y);
+            const lisa_tensor *qp = c[6] ? &qpe : NULL, *kp = c[7] ? &kpe : NULL;
+            twoway_ref(bb, &ref, &xq, qp, &xk, kp, &xv, &tw.a, c[8] != 0, &g, &b);
+            OT_OK(lisa_op_twoway_attention(bb, &y, &xq, qp, &xk, kp, &xv, &tw.a, c[8] != 0, &g, &b, 1e-5f));
+            cr_expect(same_bits(&y, &ref), "twoway_attention case %zu (N%lld Tq%lld Tk%lld C%lld Ci%lld) w %s: not the "
+                      "composition's bits", ci, (long long)N, (long long)Tq, (long long)Tk, (long long)C, (long long)Ci,
+                      wdt ? "bf16" : "f32");
+            /* self-attention form: xq = xk = xv, qpe = kpe */
+            if (Tq == Tk) {
+                twoway_ref(bb, &ref, &xq, qp, &xq, qp, &xq, &tw.a, true, &g, &b);
+                OT_OK(lisa_op_twoway_attention(bb, &y, &xq, qp, &xq, qp, &xq, &tw.a, true, &g, &b, 1e-5f));
+                cr_expect(same_bits(&y, &ref), "twoway_attention self form, case %zu", ci);
+            }
+            tw_weights_free(&tw);
+            lisa_tensor_free(&xq), lisa_tensor_free(&xk), lisa_tensor_free(&xv), lisa_tensor_free(&qpe);
+            lisa_tensor_free(&kpe), lisa_tensor_free(&g), lisa_tensor_free(&b), lisa_tensor_free(&y), lisa_tensor_free(&ref);
+        }
+    /* errors name the op and the offending tensor */
+    tw_weights tw;
+    tw_weights_make(&tw, &r, 16, 8, 2, LISA_DTYPE_F32, true);
+    lisa_tensor xq = ot_rand(&r, LISA_DTYPE_F32, 3, 2, 4, 16, 0, -1, 1), xk = ot_rand(&r, LISA_DTYPE_F32, 3, 2, 9, 16, 0, -1, 1);
+    lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 3, 2, 4, 16, 0), pe3 = ot_rand(&r, LISA_DTYPE_F32, 3, 3, 9, 16, 0, -1, 1);
+    lisa_tensor xk15 = ot_rand(&r, LISA_DTYPE_F32, 3, 2, 9, 15, 0, -1, 1);
+    OT_FAILS(lisa_op_twoway_attention(be, &y, &xq, NULL, &xk, &pe3, &xk, &tw.a, true, NULL, NULL, 1e-5f), LISA_ERR_SHAPE, "kpe");
+    OT_FAILS(lisa_op_twoway_attention(be, &y, &xq, NULL, &xk15, NULL, &xk15, &tw.a, true, NULL, NULL, 1e-5f), LISA_ERR_SHAPE,
+             "twoway_attention");
+    OT_FAILS(lisa_op_twoway_attention(be, &xq, &xq, NULL, &xk, NULL, &xk, &tw.a, true, NULL, NULL, 1e-5f),
+             LISA_ERR_INVALID_ARG, "y overlaps xq");
+    lisa_twoway_attn bad = tw.a;
+    bad.heads = 3;
+    OT_FAILS(lisa_op_twoway_attention(be, &y, &xq, NULL, &xk, NULL, &xk, &bad, true, NULL, NULL, 1e-5f), LISA_ERR_SHAPE,
+             "3 heads");
+    bad = tw.a;
+    bad.out_w = &tw.w[0];
+    OT_FAILS(lisa_op_twoway_attention(be, &y, &xq, NULL, &xk, NULL, &xk, &bad, true, NULL, NULL, 1e-5f), LISA_ERR_SHAPE,
+             "out_w");
+    tw_weights_free(&tw);
+    lisa_tensor_free(&xq), lisa_tensor_free(&xk), lisa_tensor_free(&y), lisa_tensor_free(&pe3), lisa_tensor_free(&xk15);
+    lisa_backend_free(be);
+    lisa_backend_free(small);
+}
+
+Test(ops_fused, twoway_mlp_is_the_composition_bitwise) {
+    lisa_backend *be = tu_cpu_backend(), *small = ot_small_backend(64 << 10);
+    tu_rng r = tu_rng_seed(96);
+    const int64_t cases[][4] = {{1, 6, 32, 64}, {3, 6, 256, 2048}, {2, 7, 37, 19}, {1, 1, 5, 3}}; /* N, T, C, Hm */
+    for (size_t ci = 0; ci < 4; ci++)
+        for (int wdt = 0; wdt < 2; wdt++) {
+            const int64_t N = cases[ci][0], T = cases[ci][1], C = cases[ci][2], Hm = cases[ci][3];
+            lisa_backend *bb = wdt ? small : be;
+            const lisa_dtype dt = wdt ? LISA_DTYPE_BF16 : LISA_DTYPE_F32;
+            lisa_tensor x = ot_rand(&r, LISA_DTYPE_F32, 3, N, T, C, 0, -2, 2);
+            lisa_tensor w1 = ot_rand(&r, dt, 2, Hm, C, 0, 0, -0.3, 0.3), w2 = ot_rand(&r, dt, 2, C, Hm, 0, 0, -0.3, 0.3);
+            lisa_tensor b1 = ot_rand(&r, LISA_DTYPE_F32, 1, Hm, 0, 0, 0, -0.5, 0.5), b2 = ot_rand(&r, dt, 1, C, 0, 0, 0, -0.5, 0.5);
+            lisa_tensor g = ot_rand(&r, LISA_DTYPE_F32, 1, C, 0, 0, 0, 0.5, 1.5), b = ot_rand(&r, LISA_DTYPE_F32, 1, C, 0, 0, 0, -1, 1);
+            lisa_tensor h = tu_tensor(LISA_DTYPE_F32, 3, N, T, Hm, 0), m = tu_tensor(LISA_DTYPE_F32, 3, N, T, C, 0);
+            lisa_tensor sum = tu_tensor(LISA_DTYPE_F32, 3, N, T, C, 0), ref = tu_tensor(LISA_DTYPE_F32, 3, N, T, C, 0);
+            OT_OK(lisa_op_linear(bb, &h, &x, &w1, &b1));
+            OT_OK(lisa_op_relu(bb, &h, &h));
+            OT_OK(lisa_op_linear(bb, &m, &h, &w2, &b2));
+            OT_OK(lisa_op_add(bb, &sum, &x, &m));
+            OT_OK(lisa_op_layernorm(bb, &ref, &sum, &g, &b, 1e-5f));
+            lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 3, N, T, C, 0);
+            tu_poison(&y);
+            OT_OK(lisa_op_twoway_mlp(bb, &y, &x, &w1, &b1, &w2, &b2, &g, &b, 1e-5f));
+            cr_expect(same_bits(&y, &ref), "twoway_mlp [%lld,%lld,%lld] Hm %lld w %s: not the composition's bits",
+                      (long long)N, (long long)T, (long long)C, (long long)Hm, lisa_dtype_name(dt));
+            lisa_tensor_free(&x), lisa_tensor_free(&w1), lisa_tensor_free(&w2), lisa_tensor_free(&b1), lisa_tensor_free(&b2);
+            lisa_tensor_free(&g), lisa_tensor_free(&b), lisa_tensor_free(&h), lisa_tensor_free(&m), lisa_tensor_free(&sum);
+            lisa_tensor_free(&ref), lisa_tensor_free(&y);
+        }
+    lisa_tensor x = ot_rand(&r, LISA_DTYPE_F32, 2, 3, 8, 0, 0, -1, 1), w1 = ot_rand(&r, LISA_DTYPE_F32, 2, 5, 8, 0, 0, -1, 1);
+    lisa_tensor w2 = ot_rand(&r, LISA_DTYPE_F32, 2, 8, 4, 0, 0, -1, 1), y = tu_tensor(LISA_DTYPE_F32, 2, 3, 8, 0, 0);
+    OT_FAILS(lisa_op_twoway_mlp(be, &y, &x, &w1, NULL, &w2, NULL, NULL, NULL, 1e-5f), LISA_ERR_SHAPE, "w2");
+    lisa_tensor w2ok = ot_rand(&r, LISA_DTYPE_F32, 2, 8, 5, 0, 0, -1, 1);
+    OT_FAILS(lisa_op_twoway_mlp(be, &x, &x, &w1, NULL, &w2ok, NULL, NULL, NULL, 1e-5f), LISA_ERR_INVALID_ARG, "y overlaps x");
+    lisa_tensor_free(&x), lisa_tensor_free(&w1), lisa_tensor_free(&w2), lisa_tensor_free(&y), lisa_tensor_free(&w2ok);
+    lisa_backend_free(be);
+    lisa_backend_free(small);
+}
+
+/* ---- ROPE_QK_KV_APPEND ----------------------------------------------------------------------------- */
+
+/* q/k/v as views of one [T, (Hq + 2·Hkv)·D] fused projection output, rotated and appended into a
+ * pool of 5 pages x 4 slots (padding rows skipped): q, k and both pools equal ROPE_QK then
+ * KV_APPEND bit for bit; the untouched pool slots keep their values. */
+Test(ops_fused, rope_qk_kv_append_is_rope_qk_then_kv_append_bitwise) {
+    lisa_backend *be = tu_cpu_backend();
+    tu_rng r = tu_rng_seed(97);
+    const int64_t cases[][4] = {{7, 4, 2, 16}, {1, 8, 8, 128}, {11, 3, 1, 6}}; /* T, Hq, Hkv, D */
+    for (size_t ci = 0; ci < 3; ci++) {
+        const int64_t T = cases[ci][0], Hq = cases[ci][1], Hk = cases[ci][2], D = cases[ci][3], NP = 5, PS = 4;
+        lisa_tensor table = rope_table(512, D, 10000.0f), pos = tu_tensor(LISA_DTYPE_I32, 1, T, 0, 0, 0);
+        lisa_tensor slots = tu_tensor(LISA_DTYPE_I32, 1, T, 0, 0, 0);
+        for (int64_t t = 0; t < T; t++) {
+            ((int32_t *)pos.data)[t] = (int32_t)(t * 37 % 512);
+            ((int32_t *)slots.data)[t] = t == 2 ? -1 : (int32_t)((t * 7 + 3) % (NP * PS)); /* row 2: padding */
+        }
+        lisa_tensor qkv[2], kp[2], vp[2];
+        qkv[0] = ot_rand(&r, LISA_DTYPE_F32, 2, T, (Hq + 2 * Hk) * D, 0, 0, -2, 2), qkv[1] = copy_of(&qkv[0]);
+        kp[0] = ot_rand(&r, LISA_DTYPE_F32, 4, NP, PS, Hk, D, -5, 5), kp[1] = copy_of(&kp[0]);
+        vp[0] = ot_rand(&r, LISA_DTYPE_F32, 4, NP, PS, Hk, D, -5, 5), vp[1] = copy_of(&vp[0]);
+        lisa_tensor q[2], k[2], v[2];
+        for (int i = 0; i < 2; i++) {
+            lisa_tensor *vw[3] = {&q[i], &k[i], &v[i]};
+            const int64_t c0[3] = {0, Hq * D, (Hq + Hk) * D}, heads[3] = {Hq, Hk, Hk};
+            for (int j = 0; j < 3; j++) {
+                cr_assert(lisa_tensor_narrow(vw[j], &qkv[i], 1, c0[j], heads[j] * D) == LISA_OK);
+                vw[j]->n_dims = 3, vw[j]->shape[1] = heads[j], vw[j]->shape[2] = D;
+                vw[j]->stride[1] = D, vw[j]->stride[2] = 1;
+            }
+        }
+        OT_OK(lisa_op_rope_qk(be, &q[0], &k[0], &pos, &table));
+        OT_OK(lisa_op_kv_append(be, &kp[0], &vp[0], &k[0], &v[0], &slots));
+        OT_OK(lisa_op_rope_qk_kv_append(be, &q[1], &k[1], &v[1], &pos, &table, &kp[1], &vp[1], &slots));
+        cr_expect(same_bits(&qkv[1], &qkv[0]), "rope_qk_kv_append T%lld Hq%lld Hkv%lld D%lld: q/k/v", (long long)T,
+                  (long long)Hq, (long long)Hk, (long long)D);
+        cr_expect(same_bits(&kp[1], &kp[0]) && same_bits(&vp[1], &vp[0]), "rope_qk_kv_append case %zu: pools", ci);
+        for (int i = 0; i < 2; i++) lisa_tensor_free(&qkv[i]), lisa_tensor_free(&kp[i]), lisa_tensor_free(&vp[i]);
+        lisa_tensor_free(&table), lisa_tensor_free(&pos), lisa_tensor_free(&slots);
+    }
+    /* a slot outside the pool: INVALID_ARG naming it, the pools untouched */
+    lisa_tensor q = ot_rand(&r, LISA_DTYPE_F32, 3, 3, 2, 8, 0, -1, 1), k = ot_rand(&r, LISA_DTYPE_F32, 3, 3, 1, 8, 0, -1, 1);
+    lisa_tensor v = ot_rand(&r, LISA_DTYPE_F32, 3, 3, 1, 8, 0, -1, 1), table = rope_table(16, 8, 10000.0f);
+    lisa_tensor kp = ot_rand(&r, LISA_DTYPE_F32, 4, 2, 4, 1, 8, -1, 1), vp = ot_rand(&r, LISA_DTYPE_F32, 4, 2, 4, 1, 8, -1, 1);
+    lisa_tensor kp0 = copy_of(&kp), vp0 = copy_of(&vp);
+    lisa_tensor pos = tu_tensor(LISA_DTYPE_I32, 1, 3, 0, 0, 0), slots = tu_tensor(LISA_DTYPE_I32, 1, 3, 0, 0, 0);
+    const int32_t sl[3] = {0, 8, 1}, ps[3] = {1, 2, 3};
+    memcpy(slots.data, sl, sizeof sl), memcpy(pos.data, ps, sizeof ps);
+    OT_FAILS(lisa_op_rope_qk_kv_append(be, &q, &k, &v, &pos, &table, &kp, &vp, &slots), LISA_ERR_INVALID_ARG, "slot 8");
+    cr_expect(same_bits(&kp, &kp0) && same_bits(&vp, &vp0), "a bad slot wrote to the pool");
+    lisa_tensor q4 = ot_rand(&r, LISA_DTYPE_F32, 4, 1, 3, 2, 8, -1, 1);
+    OT_FAILS(lisa_op_rope_qk_kv_append(be, &q4, &k, &v, &pos, &table, &kp, &vp, &slots), LISA_ERR_SHAPE, "rope_qk_kv_append");
+    lisa_tensor_free(&q), lisa_tensor_free(&k), lisa_tensor_free(&v), lisa_tensor_free(&table), lisa_tensor_free(&kp);
+    lisa_tensor_free(&vp), lisa_tensor_free(&kp0), lisa_tensor_free(&vp0), lisa_tensor_free(&pos), lisa_tensor_free(&slots);
+    lisa_tensor_free(&q4);
+    lisa_backend_free(be);
+}
+
+/* ---- MLP3 ---------------------------------------------------------------------------------------- */
+
+Test(ops_fused, mlp3_is_copy_then_three_linears_bitwise) {
+    lisa_backend *be = tu_cpu_backend(), *small = ot_small_backend(64 << 10);
+    tu_rng r = tu_rng_seed(98);
+    /* N, rows per token block, C, H0, H1, O: SAM's hypernetwork (256 -> 256 -> 256 -> 32) and IoU
+     * head (-> 4) on one token row of [N, 6, C], awkward widths, a contiguous x */
+    const int64_t cases[][6] = {{3, 6, 256, 256, 256, 32}, {2, 6, 256, 256, 256, 4}, {5, 1, 37, 19, 8, 3}, {1, 6, 32, 32, 32, 4}};
+    for (size_t ci = 0; ci < 4; ci++)
+        for (int wdt = 0; wdt < 2; wdt++) {
+            const int64_t N = cases[ci][0], T = cases[ci][1], C = cases[ci][2], H0 = cases[ci][3], H1 = cases[ci][4];
+            const int64_t O = cases[ci][5];
+            lisa_backend *bb = wdt ? small : be;
+            const lisa_dtype dt = wdt ? LISA_DTYPE_BF16 : LISA_DTYPE_F32;
+            lisa_tensor tok = ot_rand(&r, LISA_DTYPE_F32, 3, N, T, C, 0, -2, 2), x;
+            cr_assert(lisa_tensor_narrow(&x, &tok, 1, T > 1 ? 1 : 0, 1) == LISA_OK); /* [N, 1, C], strided rows */
+            lisa_tensor w0 = ot_rand(&r, dt, 2, H0, C, 0, 0, -0.2, 0.2), w1 = ot_rand(&r, dt, 2, H1, H0, 0, 0, -0.2, 0.2);
+            lisa_tensor w2 = ot_rand(&r, dt, 2, O, H1, 0, 0, -0.3, 0.3), b0 = ot_rand(&r, LISA_DTYPE_F32, 1, H0, 0, 0, 0, -0.2, 0.2);
+            lisa_tensor b1 = ot_rand(&r, dt, 1, H1, 0, 0, 0, -0.2, 0.2), b2 = ot_rand(&r, LISA_DTYPE_F32, 1, O, 0, 0, 0, -1, 1);
+            lisa_tensor t = tu_tensor(LISA_DTYPE_F32, 3, N, 1, C, 0), h0 = tu_tensor(LISA_DTYPE_F32, 3, N, 1, H0, 0);
+            lisa_tensor h1 = tu_tensor(LISA_DTYPE_F32, 3, N, 1, H1, 0), ref = tu_tensor(LISA_DTYPE_F32, 3, N, 1, O, 0);
+            OT_OK(lisa_op_copy(bb, &t, &x));
+            OT_OK(lisa_op_linear(bb, &h0, &t, &w0, &b0));
+            OT_OK(lisa_op_relu(bb, &h0, &h0));
+            OT_OK(lisa_op_linear(bb, &h1, &h0, &w1, &b1));
+            OT_OK(lisa_op_relu(bb, &h1, &h1));
+            OT_OK(lisa_op_linear(bb, &ref, &h1, &w2, &b2));
+            lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 3, N, 1, O, 0);
+            tu_poison(&y);
+            OT_OK(lisa_op_mlp3(bb, &y, &x, &w0, &b0, &w1, &b1, &w2, &b2));
+            cr_expect(same_bits(&y, &ref), "mlp3 case %zu w %s: not the composition's bits", ci, lisa_dtype_name(dt));
+            OT_OK(lisa_op_mlp3(bb, &y, &x, &w0, NULL, &w1, NULL, &w2, NULL)); /* no biases */
+            lisa_tensor_free(&tok), lisa_tensor_free(&w0), lisa_tensor_free(&w1), lisa_tensor_free(&w2);
+            lisa_tensor_free(&b0), lisa_tensor_free(&b1), lisa_tensor_free(&b2), lisa_tensor_free(&t), lisa_tensor_free(&h0);
+            lisa_tensor_free(&h1), lisa_tensor_free(&ref), lisa_tensor_free(&y);
+        }
+    lisa_tensor x = ot_rand(&r, LISA_DTYPE_F32, 2, 3, 8, 0, 0, -1, 1), w0 = ot_rand(&r, LISA_DTYPE_F32, 2, 5, 8, 0, 0, -1, 1);
+    lisa_tensor w1 = ot_rand(&r, LISA_DTYPE_F32, 2, 4, 5, 0, 0, -1, 1), w2 = ot_rand(&r, LISA_DTYPE_F32, 2, 2, 4, 0, 0, -1, 1);
+    lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 2, 3, 2, 0, 0), y3 = tu_tensor(LISA_DTYPE_F32, 2, 3, 3, 0, 0);
+    OT_FAILS(lisa_op_mlp3(be, &y, &x, &w0, NULL, &w0, NULL, &w2, NULL), LISA_ERR_SHAPE, "w1");
+    OT_FAILS(lisa_op_mlp3(be, &y3, &x, &w0, NULL, &w1, NULL, &w2, NULL), LISA_ERR_SHAPE, "mlp3");
+    OT_FAILS(lisa_op_mlp3(be, &y, &x, &w0, NULL, &w1, NULL, NULL, NULL), LISA_ERR_INVALID_ARG, "mlp3");
+    lisa_tensor_free(&x), lisa_tensor_free(&w0), lisa_tensor_free(&w1), lisa_tensor_free(&w2), lisa_tensor_free(&y);
+    lisa_tensor_free(&y3);
+    lisa_backend_free(be);
+    lisa_backend_free(small);
 }
 
 /* ---- ATTENTION_RELPOS --------------------------------------------------------------------------- */

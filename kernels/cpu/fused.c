@@ -1,5 +1,6 @@
 /* kernels/cpu/fused.c — the fused ops of ops.def (LINEAR_EX, ADD_RMSNORM, ADD_LAYERNORM,
- * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, ATTENTION_RELPOS) as the compositions of this
+ * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, ROPE_QK_KV_APPEND, ATTENTION_RELPOS, and
+ * TWOWAY_ATTENTION / TWOWAY_MLP / MLP3 through kernels/compose.c) as the compositions of this
  * backend's own ops that ops.def names, so that a model graph calling a fused op gets the very bits
  * of the unfused ops (docs/architecture.md "Numerics": the CPU backend is the reference). ROPE_QK
  * is ROPE's arithmetic on a table of ROPE's own angles (kernels/cpu/rope.c fills both).
@@ -14,6 +15,8 @@
  * (ATTENTION sizes its query blocks, and so its GEMM calls, by the free scratch).
  */
 #include "kernels/cpu/cpu.h"
+
+#include "kernels/compose.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +247,66 @@ lisa_status lisa_cpu_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, c
     rope_rows(be, q, pd, pos_batched, cos_sin->data);
     rope_rows(be, k, pd, pos_batched, cos_sin->data);
     return LISA_OK;
+}
+
+/* TWOWAY_ATTENTION / TWOWAY_MLP: the shared composition (kernels/compose.c) on this backend's ops;
+ * its temporaries live on the heap for the call, as LINEAR_EX's (the scratch arena's free space
+ * sizes LINEAR's weight-widening blocks, which must stay as the unfused graph had them). */
+lisa_status lisa_cpu_twoway_attention(lisa_backend *be, lisa_tensor *y, const lisa_tensor *xq, const lisa_tensor *qpe,
+                                      const lisa_tensor *xk, const lisa_tensor *kpe, const lisa_tensor *xv,
+                                      const lisa_twoway_attn *a, bool residual, const lisa_tensor *g,
+                                      const lisa_tensor *b, float eps) {
+    lisa_twoway_dims d;
+    LISA_TRY(lisa_twoway_attention_check(&d, y, xq, qpe, xk, kpe, xv, a, g, b));
+    LISA_TRY(lisa_cpu_check_f32("twoway_attention", "y", y, true));
+    const size_t bytes = lisa_twoway_attention_tmp_bytes(&d, qpe != NULL, kpe != NULL, residual, LISA_DTYPE_F32);
+    void *tmp = aligned_alloc(LISA_ARENA_ALIGN, bytes ? bytes : LISA_ARENA_ALIGN);
+    if (!tmp) return lisa_fail(LISA_ERR_OOM, "twoway_attention: out of memory for %zu bytes of temporaries", bytes);
+    lisa_status s = lisa_compose_twoway_attention(be, tmp, LISA_DTYPE_F32, y, xq, qpe, xk, kpe, xv, a, residual, g, b, eps);
+    free(tmp);
+    return s;
+}
+
+lisa_status lisa_cpu_twoway_mlp(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w1,
+                                const lisa_tensor *b1, const lisa_tensor *w2, const lisa_tensor *b2, const lisa_tensor *g,
+                                const lisa_tensor *b, float eps) {
+    int64_t R, C, Hm;
+    LISA_TRY(lisa_twoway_mlp_check(&R, &C, &Hm, y, x, w1, b1, w2, b2, g, b));
+    LISA_TRY(lisa_cpu_check_f32("twoway_mlp", "y", y, true));
+    const size_t bytes = lisa_twoway_mlp_tmp_bytes(R, C, Hm, LISA_DTYPE_F32);
+    void *tmp = aligned_alloc(LISA_ARENA_ALIGN, bytes ? bytes : LISA_ARENA_ALIGN);
+    if (!tmp) return lisa_fail(LISA_ERR_OOM, "twoway_mlp: out of memory for %zu bytes of temporaries", bytes);
+    lisa_status s = lisa_compose_twoway_mlp(be, tmp, LISA_DTYPE_F32, y, x, w1, b1, w2, b2, g, b, eps);
+    free(tmp);
+    return s;
+}
+
+lisa_status lisa_cpu_rope_qk_kv_append(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *v,
+                                       const lisa_tensor *pos, const lisa_tensor *cos_sin, lisa_tensor *k_pages,
+                                       lisa_tensor *v_pages, const lisa_tensor *slots) {
+    if (!q || !k || !v || !k_pages || !v_pages || !slots)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "rope_qk_kv_append: q, k, v, the pools and slots are required");
+    if (q->n_dims != 3 || k->n_dims != 3) {
+        char s1[96], s2[96];
+        return lisa_fail(LISA_ERR_SHAPE, "rope_qk_kv_append: q %s and k %s must be [T, H, D]",
+                         lisa_tensor_shape_str(q, s1, sizeof s1), lisa_tensor_shape_str(k, s2, sizeof s2));
+    }
+    lisa_status s = lisa_cpu_rope_qk(be, q, k, pos, cos_sin);
+    if (s == LISA_OK) s = lisa_cpu_kv_append(be, k_pages, v_pages, k, v, slots);
+    return s == LISA_OK ? s : lisa_fail_context(s, "rope_qk_kv_append");
+}
+
+lisa_status lisa_cpu_mlp3(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x, const lisa_tensor *w0,
+                          const lisa_tensor *b0, const lisa_tensor *w1, const lisa_tensor *b1, const lisa_tensor *w2,
+                          const lisa_tensor *b2) {
+    int64_t R, C, H0, H1, O;
+    LISA_TRY(lisa_mlp3_check(&R, &C, &H0, &H1, &O, y, x, w0, b0, w1, b1, w2, b2));
+    const size_t bytes = lisa_mlp3_tmp_bytes(R, C, H0, H1, LISA_DTYPE_F32);
+    void *tmp = aligned_alloc(LISA_ARENA_ALIGN, bytes ? bytes : LISA_ARENA_ALIGN);
+    if (!tmp) return lisa_fail(LISA_ERR_OOM, "mlp3: out of memory for %zu bytes of temporaries", bytes);
+    lisa_status s = lisa_compose_mlp3(be, tmp, LISA_DTYPE_F32, y, x, w0, b0, w1, b1, w2, b2);
+    free(tmp);
+    return s;
 }
 
 /* ATTENTION_RELPOS: REL_POS into F32 terms, then ATTENTION with them, per group of batch entries

@@ -37,6 +37,7 @@
 #ifndef LISA_KERNELS_CUDA_ATTN_KERNELS_CUH
 #define LISA_KERNELS_CUDA_ATTN_KERNELS_CUH
 
+#include "kernels/cuda/kv_kernels.cuh"
 #include "kernels/cuda/prims.cuh"
 
 #define LK_LOG2E 1.4426950408889634f
@@ -754,12 +755,6 @@ template <typename T> LISA_GLOBAL void lk_attn_combine(const lk_splitkv_params p
     }
 }
 
-/* KV_APPEND's slot check: raises the device flag (prims.cuh lk_flag_raise) for a slot outside
- * [-1, n_slots), without a host wait (grid-stride over T). */
-LISA_GLOBAL void lk_kv_slots_check(const int32_t *slots, int32_t T, int64_t n_slots, int64_t *flag) {
-    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x)
-        if (slots[t] < -1 || slots[t] >= n_slots) lk_flag_raise(flag, LK_FLAG_KV_SLOT, slots[t], n_slots);
-}
 
 /* KV_APPEND: k_pages/v_pages[slot, h, :] = k/v[t, h, :] for slots[t] >= 0 (-1 = padding). Pools
  * [n_pages·page_size, Hkv, D] contiguous; k/v [T, Hkv, D] strided (D contiguous); any float dtypes

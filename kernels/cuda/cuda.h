@@ -64,6 +64,8 @@ void lisa_cuda_capture_abort(lisa_backend *be);
 /* Enqueues one replay on the backend's stream (does not wait). */
 lisa_status lisa_cuda_graph_launch(lisa_backend *be, const lisa_backend_graph *g);
 void lisa_cuda_graph_free(lisa_backend *be, lisa_backend_graph *g);
+/* Nodes of a captured graph: its kernel launches, copies and memsets (launch counts per step). */
+int64_t lisa_cuda_graph_nodes(const lisa_backend_graph *g);
 /* Pinned (page-locked) host memory: what captured copies may read and write. */
 lisa_status lisa_cuda_host_alloc(lisa_backend *be, size_t bytes, void **out);
 void lisa_cuda_host_free(lisa_backend *be, void *p);

@@ -205,7 +205,7 @@ lisa_status lisa_cuda_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, 
     char b1[96];
     lk_rope_params p = {};
     p.n_slots = 2;
-    int32_t B2, T2, D2;
+    int32_t B2 = 0, T2 = 0, D2 = 0; /* set by rope_slot; zero-initialized for -O3 maybe-uninitialized */
     LISA_TRY(rope_slot("rope_qk", &p.s[0], q, q, &p.B, &p.T, &p.D));
     LISA_TRY(rope_slot("rope_qk", &p.s[1], k, k, &B2, &T2, &D2));
     if (B2 != p.B || T2 != p.T || D2 != p.D)
@@ -219,6 +219,58 @@ lisa_status lisa_cuda_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, 
     p.cs = (const float *)cos_sin->data;
     p.cs_rows = cos_sin->shape[0];
     return launch_rope(be, p);
+}
+
+/* ROPE_QK and KV_APPEND in one launch (lk_rope with its append stage): the slots are checked on the
+ * device first, as KV_APPEND's are (a bad slot raises the flag, the rotation and append write
+ * nothing, the next wait reports it: cuda.h). */
+lisa_status lisa_cuda_rope_qk_kv_append(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, const lisa_tensor *v,
+                                        const lisa_tensor *pos, const lisa_tensor *cos_sin, lisa_tensor *k_pages,
+                                        lisa_tensor *v_pages, const lisa_tensor *slots) {
+    const char *op = "rope_qk_kv_append";
+    char b1[96], b2[96];
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    if (!q || !k || !v || !pos || !cos_sin || !k_pages || !v_pages || !slots)
+        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: every tensor is required", op);
+    lk_rope_params p = {};
+    p.n_slots = 2;
+    int32_t B2, T2, D2;
+    LISA_TRY(rope_slot(op, &p.s[0], q, q, &p.B, &p.T, &p.D));
+    LISA_TRY(rope_slot(op, &p.s[1], k, k, &B2, &T2, &D2));
+    if (q->n_dims != 3 || k->n_dims != 3 || T2 != p.T || D2 != p.D)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: q %s and k %s must be [T, H, D] sharing T and D", op,
+                         lisa_tensor_shape_str(q, b1, sizeof b1), lisa_tensor_shape_str(k, b2, sizeof b2));
+    LISA_TRY(rope_pos(op, &p, pos));
+    LISA_TRY(lisa_cuda_check_dense(op, "cos_sin", cos_sin));
+    if (cos_sin->dtype != LISA_DTYPE_F32 || cos_sin->n_dims != 2 || cos_sin->shape[1] != p.D)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: cos_sin %s must be F32 [positions, %d]", op,
+                         lisa_tensor_shape_str(cos_sin, b1, sizeof b1), p.D);
+    LISA_TRY(lisa_cuda_check_float(op, "v", v));
+    LISA_TRY(lisa_cuda_check_dense(op, "k_pages", k_pages));
+    LISA_TRY(lisa_cuda_check_dense(op, "v_pages", v_pages));
+    LISA_TRY(check_device(op, "slots", slots));
+    if (!lisa_tensor_same_shape(v, k) || (p.D > 1 && v->stride[2] != 1) || k_pages->n_dims != 4 ||
+        !lisa_tensor_same_shape(k_pages, v_pages) || k_pages->dtype != v_pages->dtype ||
+        k_pages->shape[2] != k->shape[1] || k_pages->shape[3] != p.D)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: k = v %s and the pools %s do not agree (pools [n_pages, page_size, Hkv, D])",
+                         op, lisa_tensor_shape_str(k, b1, sizeof b1), lisa_tensor_shape_str(k_pages, b2, sizeof b2));
+    if (slots->dtype != LISA_DTYPE_I32 || slots->n_dims != 1 || slots->shape[0] != p.T || !lisa_tensor_is_contiguous(slots))
+        return lisa_fail(LISA_ERR_SHAPE, "%s: slots %s must be contiguous I32 [%d]", op,
+                         lisa_tensor_shape_str(slots, b1, sizeof b1), p.T);
+    p.cs = (const float *)cos_sin->data, p.cs_rows = cos_sin->shape[0];
+    p.kp = k_pages->data, p.vp = v_pages->data, p.pdt = k_pages->dtype, p.v = v->data, p.vdt = v->dtype;
+    p.v_ts = v->stride[0], p.v_hs = v->stride[1], p.pool_slots = k_pages->shape[0] * k_pages->shape[1];
+    p.slots = (const int32_t *)slots->data;
+    if (p.T == 0) return LISA_OK;
+    lk_kv_slots_check<<<lisa_cuda_grid_1d(be, p.T, kThreads), kThreads, 0, im->stream>>>(p.slots, p.T, p.pool_slots,
+                                                                                       im->flag);
+    CUDA_CHECK_LAUNCH();
+    lisa_cuda_flag_armed(be);
+    p.flag = im->flag;
+    const int64_t n = (int64_t)p.T * (p.s[0].H + p.s[1].H) * (p.D / 2) + (int64_t)p.T * p.s[1].H * p.D;
+    lk_rope<<<lisa_cuda_grid_1d(be, n, kThreads), kThreads, 0, im->stream>>>(p);
+    CUDA_CHECK_LAUNCH();
+    return LISA_OK;
 }
 
 lisa_status lisa_cuda_embedding(lisa_backend *be, lisa_tensor *y, const lisa_tensor *table, const lisa_tensor *ids) {

@@ -11,6 +11,7 @@
 #ifndef LISA_KERNELS_CUDA_EW_KERNELS_CUH
 #define LISA_KERNELS_CUDA_EW_KERNELS_CUH
 
+#include "kernels/cuda/kv_kernels.cuh"
 #include "kernels/cuda/prims.cuh"
 
 /* A 4-D strided iteration space (shapes padded with leading 1s). Strides in elements; a zero
@@ -123,6 +124,15 @@ typedef struct lk_rope_params {
     float theta;
     const float *cs;  /* ROPE_QK: F32 [cs_rows, D] cos then sin per position (lisa_rope_table), or NULL */
     int64_t cs_rows;
+    /* ROPE_QK_KV_APPEND (kp != NULL; B = 1): slot 1's (k's) rotated rows also go to the pool kp at
+     * slots[t], as stored in k (rounded to its dtype) and then in the pool's dtype, and v [T, H1, D]
+     * (row strides v_ts, v_hs) to vp; pools [pool_slots, H1, D]; slots -1 or outside skipped */
+    void *kp, *vp;
+    int32_t pdt, vdt;
+    const void *v;
+    int64_t v_ts, v_hs, pool_slots;
+    const int32_t *slots;
+    const int64_t *flag; /* the device error flag: raised (a bad slot) -> the launch does nothing */
 } lk_rope_params;
 
 /* grid-stride over every rotation pair of the slots. The angle's cos and sin come from the table
@@ -135,7 +145,17 @@ LISA_GLOBAL void lk_rope(const lk_rope_params p) {
     const int half = p.D / 2;
     const int64_t n0 = (int64_t)p.B * p.T * p.s[0].H * half;
     const int64_t n = n0 + (p.n_slots > 1 ? (int64_t)p.B * p.T * p.s[1].H * half : 0);
-    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t nv = p.kp ? (int64_t)p.T * p.s[1].H * p.D : 0; /* v's elements (append) */
+    if (p.flag && p.flag[0] != LK_FLAG_NONE) return; /* a check before this launch failed */
+    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n + nv; idx += (int64_t)gridDim.x * blockDim.x) {
+        if (idx >= n) { /* v row element -> its pool slot */
+            const int64_t e = idx - n;
+            const int d = (int)(e % p.D), h = (int)((e / p.D) % p.s[1].H);
+            const int64_t t = e / ((int64_t)p.D * p.s[1].H), sl = p.slots[t];
+            if (sl >= 0 && sl < p.pool_slots)
+                lk_store(p.vp, p.pdt, (sl * p.s[1].H + h) * p.D + d, lk_load(p.v, p.vdt, t * p.v_ts + (int64_t)h * p.v_hs + d));
+            continue;
+        }
         const bool second = idx >= n0;
         const lk_rope_slot &sl = second ? p.s[1] : p.s[0];
         const int64_t j = second ? idx - n0 : idx;
@@ -164,6 +184,14 @@ LISA_GLOBAL void lk_rope(const lk_rope_params p) {
         float y2 = lk_round_to(sl.ydt, x2 * cs) + lk_round_to(sl.ydt, x1 * sn);
         lk_store(sl.y, sl.ydt, yo + i, y1);
         lk_store(sl.y, sl.ydt, yo + i + half, y2);
+        if (second && p.kp) {
+            const int64_t slot = p.slots[t];
+            if (slot >= 0 && slot < p.pool_slots) {
+                const int64_t dst = (slot * sl.H + h) * p.D;
+                lk_store(p.kp, p.pdt, dst + i, lk_round_to(sl.ydt, y1));
+                lk_store(p.kp, p.pdt, dst + i + half, lk_round_to(sl.ydt, y2));
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 /* Owns one instantiated graph; lives until lisa_cuda_graph_free. */
 struct lisa_backend_graph {
     cudaGraphExec_t exec;
+    int64_t n_nodes; /* kernels, copies and memsets captured */
 };
 
 lisa_status lisa_cuda_capture_begin(lisa_backend *be, int64_t max_kv_keys) {
@@ -46,6 +47,9 @@ lisa_status lisa_cuda_capture_end(lisa_backend *be, lisa_backend_graph **out) {
         cudaGraphDestroy(g);
         return lisa_fail(LISA_ERR_OOM, "cuda graph: out of host memory");
     }
+    size_t n_nodes = 0;
+    if (cudaGraphGetNodes(g, NULL, &n_nodes) == cudaSuccess) cg->n_nodes = (int64_t)n_nodes;
+    (void)cudaGetLastError();
     e = cudaGraphInstantiate(&cg->exec, g, 0);
     cudaGraphDestroy(g);
     if (e != cudaSuccess) {
@@ -56,6 +60,8 @@ lisa_status lisa_cuda_capture_end(lisa_backend *be, lisa_backend_graph **out) {
     *out = cg;
     return LISA_OK;
 }
+
+int64_t lisa_cuda_graph_nodes(const lisa_backend_graph *g) { return g ? g->n_nodes : 0; }
 
 lisa_status lisa_cuda_graph_launch(lisa_backend *be, const lisa_backend_graph *g) {
     CUDA_CHECK(cudaGraphLaunch(g->exec, lisa_cuda_impl_of(be)->stream));

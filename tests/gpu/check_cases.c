@@ -169,6 +169,32 @@ static lisa_status c_ln_window(lisa_backend *be, lisa_tensor *o, lisa_tensor *i,
 static lisa_status c_unpartition_add(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
     return lisa_op_window_unpartition_add(be, &o[0], &i[0], &i[1], *(const int32_t *)a);
 }
+/* TWOWAY_ATTENTION: in = xq, qpe, xk, kpe, xv, q/k/v/out weights, q/k/v/out biases, norm g, b. */
+typedef struct twoway_arg {
+    int32_t heads;
+    bool residual, qpe, kpe, self; /* self: xk = xv = xq, kpe = qpe (the tokens' self-attention) */
+    bool v_is_k;                   /* xv = xk (the decoder's cross attentions) */
+} twoway_arg;
+static lisa_status c_twoway(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    const twoway_arg *t = a;
+    const lisa_twoway_attn w = {.q_w = &i[5], .k_w = &i[6], .v_w = &i[7], .out_w = &i[8], .q_b = &i[9], .k_b = &i[10],
+                                .v_b = &i[11], .out_b = &i[12], .heads = t->heads};
+    const lisa_tensor *qpe = t->qpe ? &i[1] : NULL;
+    if (t->self) return lisa_op_twoway_attention(be, &o[0], &i[0], qpe, &i[0], qpe, &i[0], &w, t->residual, &i[13], &i[14], 1e-5f);
+    return lisa_op_twoway_attention(be, &o[0], &i[0], qpe, &i[2], t->kpe ? &i[3] : NULL, t->v_is_k ? &i[2] : &i[4], &w,
+                                    t->residual, &i[13], &i[14], 1e-5f);
+}
+static lisa_status c_twoway_mlp(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    (void)a;
+    return lisa_op_twoway_mlp(be, &o[0], &i[0], &i[1], &i[2], &i[3], &i[4], &i[5], &i[6], 1e-5f);
+}
+/* MLP3 on token row 1 of x [N, 6, C] (strided rows, as the decoder's heads read them) */
+static lisa_status c_mlp3(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    (void)a;
+    lisa_tensor row;
+    LISA_TRY(lisa_tensor_narrow(&row, &i[0], 1, 1, 1));
+    return lisa_op_mlp3(be, &o[0], &row, &i[1], &i[2], &i[3], &i[4], &i[5], &i[6]);
+}
 static lisa_status c_rope_qk(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
     /* inputs: q [T, Hq, D], k [T, Hk, D], pos [T]; outputs q', k' (copies roped in place); the
      * cos/sin table of 2048 positions is the same host-computed table on both backends */
@@ -188,6 +214,42 @@ static lisa_status c_rope_qk(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, c
     if (s == LISA_OK && be->synchronize) s = be->synchronize(be); /* the kernel reads the table */
     if (mem) be->mem_free(be, mem);
     free(host);
+    return s;
+}
+
+/* ROPE_QK_KV_APPEND: inputs q [T, Hq, D], k, v [T, Hkv, D], pos [T]; outputs the k and v pools
+ * [T / 8, 8, Hkv, D] (the rows' slots a permutation of the pool, so every slot is written) and q';
+ * k is roped in a copy; the cos/sin table is host-computed, as in c_rope_qk. */
+static lisa_status c_rope_qk_kv_append(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    (void)a;
+    const int64_t T = i[0].shape[0], shape[2] = {2048, i[0].shape[2]};
+    const size_t bytes = (size_t)(shape[0] * shape[1]) * sizeof(float), kbytes = lisa_tensor_nbytes(&i[1]);
+    float *host = malloc(bytes);
+    int32_t *sl = malloc((size_t)T * sizeof(int32_t));
+    if (!host || !sl) {
+        free(host), free(sl);
+        return lisa_fail(LISA_ERR_OOM, "rope_qk_kv_append case: out of memory");
+    }
+    lisa_rope_table(host, shape[0], shape[1], 10000.0f);
+    for (int64_t t = 0; t < T; t++) sl[t] = (int32_t)((t * 5 + 3) % T); /* T a power of two: a permutation */
+    void *mem = NULL, *kmem = NULL, *smem = NULL;
+    lisa_status s = be->mem_alloc(be, bytes, &mem);
+    if (s == LISA_OK) s = be->mem_alloc(be, kbytes, &kmem);
+    if (s == LISA_OK) s = be->mem_alloc(be, (size_t)T * sizeof(int32_t), &smem);
+    if (s == LISA_OK) s = be->upload(be, mem, host, bytes);
+    if (s == LISA_OK) s = be->upload(be, smem, sl, (size_t)T * sizeof(int32_t));
+    lisa_tensor cs = lisa_tensor_view(mem, LISA_DTYPE_F32, 2, shape), k = i[1];
+    lisa_tensor slots = lisa_tensor_view4(smem, LISA_DTYPE_I32, 1, T, 0, 0, 0);
+    cs.device = slots.device = be->device, cs.device_id = slots.device_id = be->device_id;
+    k.data = kmem, k.owner = false;
+    if (s == LISA_OK) s = lisa_op_copy(be, &o[2], &i[0]);
+    if (s == LISA_OK) s = lisa_op_copy(be, &k, &i[1]);
+    if (s == LISA_OK) s = lisa_op_rope_qk_kv_append(be, &o[2], &k, &i[2], &i[3], &cs, &o[0], &o[1], &slots);
+    if (s == LISA_OK && be->synchronize) s = be->synchronize(be);
+    if (mem) be->mem_free(be, mem);
+    if (kmem) be->mem_free(be, kmem);
+    if (smem) be->mem_free(be, smem);
+    free(host), free(sl);
     return s;
 }
 
@@ -364,6 +426,68 @@ void ck_cases_ops(ck_ctx *c) {
                       .out = {T_OUT(4, 2, 64, 64, 37)}, .atol32 = 1e-6, .rtol32 = 1e-6, .atol16 = 1e-6, .rtol16 = 1.0 / 128};
         ck_run_case(c, &ua);
     }
+    /* SAM's two-way transformer at the mask decoder's dims (C 256, 8 heads; cross attentions at
+     * 128), as models/sam_decoder.c calls it: BF16 runs take the fused kernels
+     * (kernels/cuda/twoway.cu), F32 runs the composition. The LayerNorm'd outputs are O(1). */
+    {
+        static const twoway_arg self_pe = {.heads = 8, .residual = true, .qpe = true, .self = true};
+        static const twoway_arg self0 = {.heads = 8, .self = true};
+        static const twoway_arg cross = {.heads = 8, .residual = true, .qpe = true, .kpe = true, .v_is_k = true};
+        const double ws = 1.7 / 16, wo = 1.7 / sqrt(128.0);
+        ck_case tw = {.op = "twoway_attention", .label = "self [2,6,256] PE", .call = c_twoway, .arg = &self_pe,
+                      .n_in = 15, .n_out = 1,
+                      .in = {T_ACT(3, -2, 2, 2, 6, 256), T_ACT(3, -1, 1, 2, 6, 256), T_ACT(3, -2, 2, 1, 1, 256),
+                             T_ACT(3, -1, 1, 1, 1, 256), T_ACT(3, -2, 2, 1, 1, 256), T_PAR(2, -ws, ws, 256, 256),
+                             T_PAR(2, -ws, ws, 256, 256), T_PAR(2, -ws, ws, 256, 256), T_PAR(2, -ws, ws, 256, 256),
+                             T_PAR(1, -0.3, 0.3, 256), T_PAR(1, -0.3, 0.3, 256), T_PAR(1, -0.3, 0.3, 256),
+                             T_PAR(1, -0.3, 0.3, 256), T_PAR(1, 0.5, 1.5, 256), T_PAR(1, -1, 1, 256)},
+                      .out = {T_OUT(3, 2, 6, 256)}, .atol32 = 1e-4, .rtol32 = 1e-4, .atol16 = 3e-2, .rtol16 = 1.0 / 64};
+        ck_run_case(c, &tw);
+        tw.label = "self [1,6,256] layer 0 (no PE, no residual)", tw.arg = &self0;
+        tw.in[0] = (ck_tspec)T_ACT(3, -2, 2, 1, 6, 256), tw.out[0] = (ck_tspec)T_OUT(3, 1, 6, 256);
+        ck_run_case(c, &tw);
+        /* tokens -> image: q [2,6,256] against the 4096 image rows, the image PE F32 and broadcast */
+        ck_case t2i = tw;
+        t2i.label = "tokens->image [2,6,256] x [2,4096,256] Ci 128", t2i.arg = &cross;
+        t2i.in[0] = (ck_tspec)T_ACT(3, -2, 2, 2, 6, 256), t2i.in[1] = (ck_tspec)T_ACT(3, -1, 1, 2, 6, 256);
+        t2i.in[2] = (ck_tspec)T_ACT(3, -2, 2, 2, 4096, 256), t2i.in[3] = (ck_tspec){CK_PARAM_F32, 3, {1, 4096, 256}, -1, 1};
+        for (int k = 5; k < 8; k++) t2i.in[k] = (ck_tspec)T_PAR(2, -ws, ws, 128, 256);
+        t2i.in[8] = (ck_tspec)T_PAR(2, -wo, wo, 256, 128);
+        for (int k = 9; k < 12; k++) t2i.in[k] = (ck_tspec)T_PAR(1, -0.3, 0.3, 128);
+        t2i.out[0] = (ck_tspec)T_OUT(3, 2, 6, 256);
+        ck_run_case(c, &t2i);
+        /* image -> tokens: the 4096 image rows against the 6 tokens */
+        ck_case i2t = t2i;
+        i2t.label = "image->tokens [2,4096,256] x [2,6,256] Ci 128";
+        i2t.in[0] = (ck_tspec)T_ACT(3, -2, 2, 2, 4096, 256), i2t.in[1] = (ck_tspec){CK_PARAM_F32, 3, {1, 4096, 256}, -1, 1};
+        i2t.in[2] = (ck_tspec)T_ACT(3, -2, 2, 2, 6, 256), i2t.in[3] = (ck_tspec)T_ACT(3, -1, 1, 2, 6, 256);
+        i2t.out[0] = (ck_tspec)T_OUT(3, 2, 4096, 256);
+        ck_run_case(c, &i2t);
+        /* the tiny LISA's decoder dims: head dim 2, an internal dim below one weight chunk */
+        ck_case tiny = t2i;
+        tiny.label = "tokens->image [3,6,32] x [3,4096,32] Ci 16 (tiny)";
+        tiny.in[0] = (ck_tspec)T_ACT(3, -2, 2, 3, 6, 32), tiny.in[1] = (ck_tspec)T_ACT(3, -1, 1, 3, 6, 32);
+        tiny.in[2] = (ck_tspec)T_ACT(3, -2, 2, 3, 4096, 32), tiny.in[3] = (ck_tspec){CK_PARAM_F32, 3, {1, 4096, 32}, -1, 1};
+        for (int k = 5; k < 8; k++) tiny.in[k] = (ck_tspec)T_PAR(2, -0.3, 0.3, 16, 32);
+        tiny.in[8] = (ck_tspec)T_PAR(2, -0.4, 0.4, 32, 16);
+        for (int k = 9; k < 12; k++) tiny.in[k] = (ck_tspec)T_PAR(1, -0.3, 0.3, 16);
+        tiny.in[12] = (ck_tspec)T_PAR(1, -0.3, 0.3, 32), tiny.in[13] = (ck_tspec)T_PAR(1, 0.5, 1.5, 32);
+        tiny.in[14] = (ck_tspec)T_PAR(1, -1, 1, 32), tiny.out[0] = (ck_tspec)T_OUT(3, 3, 6, 32);
+        ck_run_case(c, &tiny);
+        ck_case mlp = {.op = "twoway_mlp", .label = "[2,6,256] hidden 2048", .call = c_twoway_mlp, .n_in = 7, .n_out = 1,
+                       .in = {T_ACT(3, -2, 2, 2, 6, 256), T_PAR(2, -ws, ws, 2048, 256), T_PAR(1, -0.3, 0.3, 2048),
+                              T_PAR(2, -0.04, 0.04, 256, 2048), T_PAR(1, -0.3, 0.3, 256), T_PAR(1, 0.5, 1.5, 256),
+                              T_PAR(1, -1, 1, 256)},
+                       .out = {T_OUT(3, 2, 6, 256)}, .atol32 = 1e-4, .rtol32 = 1e-4, .atol16 = 3e-2, .rtol16 = 1.0 / 64};
+        ck_run_case(c, &mlp);
+        ck_case m3 = {.op = "mlp3", .label = "token row of [3,6,256]: 256->256->256->32", .call = c_mlp3, .n_in = 7,
+                      .n_out = 1,
+                      .in = {T_ACT(3, -2, 2, 3, 6, 256), T_PAR(2, -ws, ws, 256, 256), T_PAR(1, -0.3, 0.3, 256),
+                             T_PAR(2, -ws, ws, 256, 256), T_PAR(1, -0.3, 0.3, 256), T_PAR(2, -ws, ws, 32, 256),
+                             T_PAR(1, -0.3, 0.3, 32)},
+                      .out = {T_OUT(3, 3, 1, 32)}, .atol32 = 1e-4, .rtol32 = 1e-4, .atol16 = 3e-2, .rtol16 = 1.0 / 64};
+        ck_run_case(c, &m3);
+    }
     /* RoPE */
     {
         ck_case r1 = {.op = "rope", .label = "[7,32,128] pos<2048", .call = c_rope, .n_in = 2, .n_out = 1,
@@ -381,6 +505,13 @@ void ck_cases_ops(ck_ctx *c) {
                       .out = {T_OUT(3, 19, 32, 128), T_OUT(3, 19, 8, 128)}, .atol32 = 2e-6, .rtol32 = 1e-6,
                       .atol16 = 2e-2, .rtol16 = 1.0 / 64};
         ck_run_case(c, &qk);
+        ck_case qa = {.op = "rope_qk_kv_append", .label = "q[32,32,128] k=v[32,8,128] -> pools [4,8,8,128]",
+                      .call = c_rope_qk_kv_append, .n_in = 4, .n_out = 3,
+                      .in = {T_ACT(3, -2, 2, 32, 32, 128), T_ACT(3, -2, 2, 32, 8, 128), T_ACT(3, -2, 2, 32, 8, 128),
+                             {CK_INT32, 1, {32}, 0, 2048}},
+                      .out = {T_OUT(4, 4, 8, 8, 128), T_OUT(4, 4, 8, 8, 128), T_OUT(3, 32, 32, 128)},
+                      .atol32 = 2e-6, .rtol32 = 1e-6, .atol16 = 2e-2, .rtol16 = 1.0 / 64};
+        ck_run_case(c, &qa);
     }
     /* ATTENTION (small; the real shapes are in ck_cases_attention) */
     {

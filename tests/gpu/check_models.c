@@ -26,6 +26,13 @@
  *    --full instead builds the whole LISA-7B (32 LLaMA layers, 32 SAM blocks with global attention
  *    in 7/15/23/31, 24 CLIP layers) and compares CUDA BF16 against CUDA F32 only (a CPU run at that
  *    size takes minutes).
+ * 5. The SAM mask decoder alone (on the tiny model and at the real decoder dims of 4), on random
+ *    image embeddings and prompts: the fused decoder (TWOWAY_* ops) and the generic one (one op per
+ *    term) against the CPU's, the fused one no less accurate than the generic one; the kernels of one
+ *    captured step of each (CUDA graph nodes) reported; and the batched mask stage
+ *    (lisa_mask_decoder: steps captured on their second run, replayed after) against itself run
+ *    eagerly, bit for bit, over two rounds of three requests (1, 3 and 6 prompts: a step of 8 and a
+ *    step of 2, one request split across them).
  *
  * Why 0.97 for BF16 on the tiny models: the bf16 reference itself (emulated in PyTorch, metadata
  * mask_iou_vs_fp32 of lisa_bf16_rocket_portrait) agrees with the fp32 masks at IoU 0.978; tiny
@@ -295,6 +302,8 @@ static bool load_image(ck_ctx *c, lisa_bitmap *img, const char *name) {
     return true;
 }
 
+static void mask_decoder_checks(ck_ctx *c, lisa_model *mc, lisa_model *mg, const char *label);
+
 /* ---- 1-3: the tiny LISA on the golden cases ------------------------------------------------------ */
 
 static const char *const golden_cases[3] = {"lisa_chelsea_tiny", "lisa_rocket_portrait", "lisa_chelsea"};
@@ -384,6 +393,8 @@ static void tiny_models(ck_ctx *c) {
         }
         lisa_checkpoint_close(gb);
     }
+    /* 5: the mask decoder alone */
+    mask_decoder_checks(c, mc, m16 ? m16 : m32, "tiny decoder (dim 32)");
     /* 3: the engine on the GPU, the three cases together vs alone */
     lisa_model *me = m16 ? m16 : m32;
     run_out *alone[3];
@@ -471,6 +482,204 @@ done:
     lisa_model_free(m16);
     lisa_model_free(m32);
     lisa_model_free(mc);
+}
+
+/* ---- 5: the SAM mask decoder alone ------------------------------------------------------------------ */
+
+/* A device tensor of dtype dt holding host F32 h's values (converted by the COPY op). The caller
+ * frees t->data with be->mem_free. */
+static lisa_status dev_copy(lisa_backend *be, const lisa_tensor *h, lisa_dtype dt, lisa_tensor *t) {
+    *t = lisa_tensor_view(NULL, dt, h->n_dims, h->shape);
+    void *stage = NULL;
+    LISA_TRY(be->mem_alloc(be, lisa_tensor_nbytes(h), &stage));
+    lisa_status s = be->upload(be, stage, h->data, lisa_tensor_nbytes(h));
+    if (s == LISA_OK) s = be->mem_alloc(be, lisa_tensor_nbytes(t), &t->data);
+    lisa_tensor src = lisa_tensor_view(stage, LISA_DTYPE_F32, h->n_dims, h->shape);
+    src.device = t->device = be->device, src.device_id = t->device_id = be->device_id;
+    if (s == LISA_OK) s = lisa_op_copy(be, t, &src);
+    if (s == LISA_OK) s = be->synchronize(be);
+    be->mem_free(be, stage);
+    return s;
+}
+
+/* One decoder step on device inputs; low (host F32 [n, 1, 4G, 4G]) downloaded unless its data is NULL. */
+typedef struct dec_job {
+    lisa_model *m;
+    lisa_tensor emb, sparse; /* device, the model's activation dtype */
+    lisa_tensor low;
+    bool unfused;
+} dec_job;
+
+static void dec_graph(lisa_graph *g, void *ctx) {
+    dec_job *j = ctx;
+    T *low, *iou;
+    const lisa_sam_decode_opts o = {.unfused = j->unfused};
+    lisa_sam_decode_ex(g, j->m->sam, lisa_g_wrap(g, &j->emb), lisa_g_wrap(g, &j->sparse), &low, &iou, &o);
+    if (j->low.data) lisa_g_download(g, &j->low, low);
+}
+
+/* Runs fn in an arena of the measured size; with `nodes`, captures the run instead and returns its
+ * CUDA graph's node count there (the step's launches). */
+static lisa_status run_sized(lisa_model *m, lisa_graph_fn fn, void *ctx, int64_t *nodes) {
+    lisa_backend *be = m->be;
+    size_t a = 0, mb = 0;
+    LISA_TRY(lisa_graph_measure(be, m->act_dtype, fn, ctx, &a, &mb));
+    void *mem = NULL;
+    LISA_TRY(be->mem_alloc(be, a ? a : 1, &mem));
+    lisa_arena act, meta;
+    lisa_arena_init_external(&act, "check decoder", mem, a);
+    lisa_status s = lisa_arena_init(&meta, "check decoder descriptors", mb);
+    if (s == LISA_OK) {
+        lisa_graph g;
+        lisa_graph_init(&g, be, &act, &meta, m->act_dtype);
+        if (nodes) s = be->graph_capture_begin(be, 0);
+        if (s == LISA_OK) fn(&g, ctx);
+        if (s == LISA_OK) s = g.status;
+        if (nodes) {
+            lisa_backend_graph *gr = NULL;
+            if (s == LISA_OK) s = be->graph_capture_end(be, &gr);
+            else be->graph_capture_abort(be);
+            *nodes = s == LISA_OK ? lisa_cuda_graph_nodes(gr) : -1;
+            if (gr) be->graph_free(be, gr);
+        }
+        if (s == LISA_OK) s = be->synchronize(be);
+        lisa_arena_free(&meta);
+    }
+    be->mem_free(be, mem);
+    return s;
+}
+
+/* max |a − ref| / max |ref| and the IoU of the masks (> 0) */
+static void logit_errors(const lisa_tensor *a, const lisa_tensor *ref, double *rel, double *iou_out) {
+    const float *x = a->data, *r = ref->data;
+    double mref = 0;
+    const double d = max_abs_diff(x, r, lisa_tensor_numel(a), &mref);
+    size_t inter = 0, uni = 0;
+    for (int64_t i = 0; i < lisa_tensor_numel(a); i++) {
+        inter += x[i] > 0 && r[i] > 0;
+        uni += x[i] > 0 || r[i] > 0;
+    }
+    *rel = mref > 0 ? d / mref : d;
+    *iou_out = uni ? (double)inter / (double)uni : 1.0;
+}
+
+static void mask_decoder_checks(ck_ctx *c, lisa_model *mc, lisa_model *mg, const char *label) {
+    if (!mg || !ck_selected(c, "mask_decoder", label)) return;
+    const int64_t out = mg->cfg.out_dim, G = mg->sam->enc.grid, N = 3;
+    const char *dt = lisa_dtype_name(mg->act_dtype);
+    char nm[112];
+    lisa_tensor emb_h = ck_host(LISA_DTYPE_F32, 4, (int64_t[]){1, out, G, G});
+    lisa_tensor sp_h = ck_host(LISA_DTYPE_F32, 3, (int64_t[]){N, 1, out});
+    ck_fill(c, &emb_h, -1, 1, false);
+    ck_fill(c, &sp_h, -1, 1, false);
+    dec_job j[3]; /* cpu reference, gpu fused, gpu generic */
+    memset(j, 0, sizeof j);
+    lisa_model *ms[3] = {mc, mg, mg};
+    lisa_status s = LISA_OK;
+    for (int k = 0; k < 3 && s == LISA_OK; k++) {
+        if (!ms[k]) continue;
+        j[k].m = ms[k], j[k].unfused = k == 2;
+        s = dev_copy(ms[k]->be, &emb_h, ms[k]->act_dtype, &j[k].emb);
+        if (s == LISA_OK) s = dev_copy(ms[k]->be, &sp_h, ms[k]->act_dtype, &j[k].sparse);
+        j[k].low = ck_host(LISA_DTYPE_F32, 4, (int64_t[]){N, 1, 4 * G, 4 * G});
+        if (s == LISA_OK) s = run_sized(ms[k], dec_graph, &j[k], NULL);
+    }
+    if (s != LISA_OK) {
+        ck_record(c, "mask_decoder", label, dt, 1, NAN, 0, -1, "%s", lisa_last_error());
+    } else if (mc) {
+        double rel_f, iou_f, rel_g, iou_g;
+        logit_errors(&j[1].low, &j[0].low, &rel_f, &iou_f);
+        logit_errors(&j[2].low, &j[0].low, &rel_g, &iou_g);
+        const double bound = fmax(1.25 * rel_g, mg->act_dtype == LISA_DTYPE_F32 ? 1e-3 : 5e-3);
+        snprintf(nm, sizeof nm, "%s: fused vs cpu, no worse than generic", label);
+        ck_record(c, "mask_decoder", nm, dt, rel_f <= bound && iou_f >= IOU_BF16 ? 0 : 1, rel_f, bound, rel_g,
+                  "low-res logits: fused max|err| %.2e of the range (mask IoU %.4f), generic %.2e (IoU %.4f)", rel_f,
+                  iou_f, rel_g, iou_g);
+    }
+    /* launches of one step: the nodes of its CUDA graph */
+    if (s == LISA_OK && lisa_backend_can_capture(mg->be)) {
+        int64_t nf = -1, ng = -1;
+        for (int k = 1; k < 3; k++) {
+            lisa_tensor keep = j[k].low;
+            j[k].low.data = NULL; /* no download in the captured step */
+            s = run_sized(mg, dec_graph, &j[k], k == 1 ? &nf : &ng);
+            j[k].low = keep;
+            if (s != LISA_OK) break;
+        }
+        snprintf(nm, sizeof nm, "%s: kernels per step (%lld prompts)", label, (long long)N);
+        ck_record(c, "mask_decoder", nm, dt, s == LISA_OK ? 0 : 1, (double)nf, (double)ng, -1,
+                  "captured step: %lld nodes fused, %lld generic%s%s", (long long)nf, (long long)ng,
+                  s == LISA_OK ? "" : ": ", s == LISA_OK ? "" : lisa_last_error());
+    }
+    for (int k = 0; k < 3; k++) {
+        if (j[k].emb.data) ms[k]->be->mem_free(ms[k]->be, j[k].emb.data);
+        if (j[k].sparse.data) ms[k]->be->mem_free(ms[k]->be, j[k].sparse.data);
+        lisa_tensor_free(&j[k].low);
+    }
+    lisa_tensor_free(&emb_h);
+    lisa_tensor_free(&sp_h);
+
+    /* the batched mask stage, captured vs eager: three requests of 1, 3 and 6 prompts */
+    const bool capture = lisa_backend_can_capture(mg->be);
+    lisa_mask_decoder *dcap = NULL, *deag = NULL;
+    s = lisa_mask_decoder_create(&dcap, mg, mg->be, capture);
+    if (s == LISA_OK) s = lisa_mask_decoder_create(&deag, mg, mg->be, false);
+    const int32_t n_seg[3] = {1, 3, 6};
+    const int64_t C = mg->cfg.llm.hidden;
+    lisa_prepared pr[3];
+    lisa_tensor embs[3], seg[3];
+    memset(pr, 0, sizeof pr), memset(embs, 0, sizeof embs), memset(seg, 0, sizeof seg);
+    for (int i = 0; i < 3 && s == LISA_OK; i++) {
+        pr[i].H0 = 300 + 50 * i, pr[i].W0 = 400 - 30 * i, pr[i].keep_logits = true;
+        const int32_t big = pr[i].H0 > pr[i].W0 ? pr[i].H0 : pr[i].W0;
+        pr[i].h_r = (int32_t)(1024.0 * pr[i].H0 / big + 0.5), pr[i].w_r = (int32_t)(1024.0 * pr[i].W0 / big + 0.5);
+        lisa_tensor eh = ck_host(LISA_DTYPE_F32, 4, (int64_t[]){1, out, G, G});
+        ck_fill(c, &eh, -1, 1, false);
+        s = dev_copy(mg->be, &eh, mg->act_dtype, &embs[i]);
+        lisa_tensor_free(&eh);
+        seg[i] = ck_host(LISA_DTYPE_F32, 2, (int64_t[]){n_seg[i], C});
+        ck_fill(c, &seg[i], -2, 2, false);
+    }
+    lisa_result *ref[3] = {NULL, NULL, NULL};
+    bool same = s == LISA_OK;
+    int64_t rounds = 0;
+    for (int round = 0; round < 4 && s == LISA_OK; round++) { /* eager, captured, replayed, replayed */
+        lisa_mask_item items[3];
+        for (int i = 0; i < 3; i++)
+            items[i] = (lisa_mask_item){.pr = &pr[i], .emb = &embs[i], .seg_hidden = seg[i].data, .n_seg = n_seg[i],
+                                        .res = lisa_result_new()};
+        s = lisa_mask_decoder_run(round == 0 ? deag : dcap, items, 3);
+        for (int i = 0; i < 3; i++) {
+            if (s == LISA_OK && items[i].status != LISA_OK) s = items[i].status;
+            if (s != LISA_OK) {
+                lisa_result_free(items[i].res);
+                continue;
+            }
+            if (round == 0) {
+                ref[i] = items[i].res;
+                continue;
+            }
+            const size_t n = (size_t)n_seg[i] * pr[i].H0 * pr[i].W0;
+            same = same && memcmp(items[i].res->logits, ref[i]->logits, n * sizeof(float)) == 0 &&
+                   memcmp(items[i].res->scores, ref[i]->scores, (size_t)n_seg[i] * sizeof(float)) == 0;
+            lisa_result_free(items[i].res);
+        }
+        rounds += s == LISA_OK;
+    }
+    int64_t eager = 0, captured = 0, replayed = 0;
+    if (dcap) lisa_mask_decoder_stats(dcap, &eager, &captured, &replayed);
+    snprintf(nm, sizeof nm, "%s: batched mask stage %s vs eager, bitwise", label, capture ? "captured" : "(no capture)");
+    ck_record(c, "mask_decoder", nm, dt, s == LISA_OK && same && rounds == 4 && (!capture || captured == 2) ? 0 : 1, same ? 0 : 1,
+              0, -1, "%s; steps: %lld eager, %lld captured, %lld replayed%s%s", same ? "identical" : "DIFFERENT",
+              (long long)eager, (long long)captured, (long long)replayed, s == LISA_OK ? "" : "; ",
+              s == LISA_OK ? "" : lisa_last_error());
+    for (int i = 0; i < 3; i++) {
+        lisa_result_free(ref[i]);
+        if (embs[i].data) mg->be->mem_free(mg->be, embs[i].data);
+        lisa_tensor_free(&seg[i]);
+    }
+    lisa_mask_decoder_free(dcap);
+    lisa_mask_decoder_free(deag);
 }
 
 /* ---- 4: real LISA-7B dimensions, synthetic weights ------------------------------------------------ */
@@ -587,6 +796,7 @@ static void real_dims(ck_ctx *c, bool full) {
         compare_runs(c, nm, "BF16", &plain, &runs[2], IOU_ENGINE, 1e-3, 0);
         run_free(&plain);
     }
+    if (!full) mask_decoder_checks(c, mc, m16 ? m16 : m32, "decoder at LISA dims (256)");
     for (int k = 0; k < 3; k++)
         run_free(&runs[k]);
     lisa_bitmap_free(&img);

@@ -279,7 +279,7 @@ static lisa_status cpu_call(ck_ctx *c, const ck_case *cs, lisa_tensor *ins, lisa
 
 void ck_run_case(ck_ctx *c, const ck_case *cs) {
     if (!ck_selected(c, cs->op, cs->label)) return;
-    lisa_tensor host[6], ref[2], dev_in[6], dev_out[2];
+    lisa_tensor host[CK_MAX_IN], ref[CK_MAX_OUT], dev_in[CK_MAX_IN], dev_out[CK_MAX_OUT];
     for (int i = 0; i < cs->n_in; i++) {
         const ck_tspec *t = &cs->in[i];
         lisa_dtype dt = t->kind == CK_INT32 ? LISA_DTYPE_I32 : t->kind == CK_INT64 ? LISA_DTYPE_I64 : LISA_DTYPE_F32;
@@ -316,10 +316,10 @@ void ck_run_case(ck_ctx *c, const ck_case *cs) {
             continue;
         }
         /* bf16: ref16 = CPU op on the bf16-rounded inputs; naive = ref16 stored in bf16 */
-        lisa_tensor ref16[2], naive[2];
+        lisa_tensor ref16[CK_MAX_OUT], naive[CK_MAX_OUT];
         bool have16 = dt != LISA_DTYPE_F32 && !cs->out_int;
         if (have16) {
-            lisa_tensor rin[6];
+            lisa_tensor rin[CK_MAX_IN];
             for (int i = 0; i < cs->n_in; i++) {
                 bool conv = cs->in[i].kind == CK_ACT || cs->in[i].kind == CK_PARAM;
                 rin[i] = conv ? ck_round_copy(&host[i], dt) : host[i];
@@ -338,7 +338,8 @@ void ck_run_case(ck_ctx *c, const ck_case *cs) {
         for (int o = 0; o < cs->n_out; o++) {
             lisa_tensor got = ck_download(c, &dev_out[o]);
             char name[112];
-            snprintf(name, sizeof name, "%s%s%s%s", cs->label, cs->n_out > 1 ? (o ? " out1" : " out0") : "",
+            static const char *const out_names[CK_MAX_OUT] = {" out0", " out1", " out2"};
+            snprintf(name, sizeof name, "%s%s%s%s", cs->label, cs->n_out > 1 ? out_names[o] : "",
                      strided0 ? " strided" : "", inplace ? " in-place" : "");
             if (cs->out_int)
                 ck_compare(c, cs->op, name, dname, &got, &ref[o], 0, 0, NULL, NULL);

@@ -116,14 +116,17 @@ bool ck_selected(const ck_ctx *c, const char *op, const char *name);
 /* ---- the generic op runner -------------------------------------------------------------------- */
 typedef lisa_status (*ck_call_fn)(lisa_backend *be, lisa_tensor *out, lisa_tensor *in, const void *arg);
 
+#define CK_MAX_IN 16 /* inputs of one case (TWOWAY_ATTENTION takes 15) */
+#define CK_MAX_OUT 3 /* outputs (ROPE_QK_KV_APPEND: both pools and q) */
+
 typedef struct ck_case {
     const char *op;    /* ops.def name */
     const char *label; /* shape description */
     ck_call_fn call;
     const void *arg;
     int n_in, n_out;
-    ck_tspec in[6];
-    ck_tspec out[2];
+    ck_tspec in[CK_MAX_IN];
+    ck_tspec out[CK_MAX_OUT];
     int out_int; /* outputs are I32 (argmax): exact comparison */
     bool strided_in0; /* input 0 as a strided view on the GPU */
     bool inplace;     /* output 0 aliases input 0 on the GPU (same shape and dtype) */

@@ -207,6 +207,61 @@ static void rope_table() {
                 1e-6, 1e-6);
 }
 
+/* ROPE_QK_KV_APPEND: q[T, 2, D], k/v[T, 2, D] inside packed bf16 rows (the fused QKV output), the
+ * rotated k rows and v written into bf16 pools [6 slots, 2, D] at their slots (row 1: padding, -1;
+ * row 3: a slot outside the pool, skipped); slots not written keep their poison. The pool holds
+ * exactly k's stored (rounded) values, v's bits unchanged. */
+static void rope_kv_append() {
+    Rng r(28);
+    const int T = 4, Hq = 2, Hk = 2, D = 8, half = D / 2, row = (Hq + 2 * Hk) * D, P = 8, NS = 6;
+    Buf<lisa_bf16_t> x((size_t)T * row), kp((size_t)NS * Hk * D), vp((size_t)NS * Hk * D);
+    auto xv = fill_bf16(x, r, -2, 2);
+    Buf<float> cs((size_t)P * D);
+    auto csv = fill_f32(cs, r, -1, 1);
+    Buf<int32_t> pos(T), slots(T);
+    const int pv[T] = {5, 0, 3, 7}, sv[T] = {4, -1, 0, 6};
+    for (int i = 0; i < T; i++) pos[i] = pv[i], slots[i] = sv[i];
+    lk_rope_params p = {};
+    for (int s = 0; s < 2; s++) {
+        lk_rope_slot &sl = p.s[s];
+        sl.x = sl.y = x.p + (s ? Hq * D : 0);
+        sl.x_ts = sl.y_ts = row, sl.x_hs = sl.y_hs = D, sl.H = s ? Hk : Hq, sl.xdt = sl.ydt = LK_BF16;
+    }
+    p.n_slots = 2, p.pos = pos.p, p.B = 1, p.T = T, p.D = D, p.cs = cs.p, p.cs_rows = P;
+    p.kp = kp.p, p.vp = vp.p, p.pdt = LK_BF16, p.v = x.p + (Hq + Hk) * D, p.vdt = LK_BF16, p.v_ts = row, p.v_hs = D;
+    p.pool_slots = NS, p.slots = slots.p;
+    emu_launch(dim3(3), dim3(64), 0, lk_rope, p);
+    bool ok = true;
+    for (int sl = 0; sl < NS; sl++)
+        for (int h = 0; h < Hk; h++)
+            for (int d = 0; d < D; d++) {
+                const size_t o = ((size_t)sl * Hk + h) * D + d;
+                int t = -1;
+                for (int tt = 0; tt < T; tt++)
+                    if (sv[tt] == sl) t = tt;
+                if (t < 0) { /* not written: still the poison */
+                    ok &= kp[o].bits == 0xFFFF && vp[o].bits == 0xFFFF;
+                    continue;
+                }
+                ok &= kp[o].bits == x[(size_t)t * row + Hq * D + h * D + d].bits; /* = k as stored */
+                ok &= vp[o].bits == x[(size_t)t * row + (Hq + Hk) * D + h * D + d].bits &&
+                      vp[o].bits == lk_f32_to_bf16((float)xv[(size_t)t * row + (Hq + Hk) * D + h * D + d]);
+            }
+    printf("%-58s %s\n", "rope + kv append: pools hold k as stored and v, per slot", ok ? "ok" : "FAIL");
+    if (!ok) g_failures++;
+    check_close("rope q+k bf16 with kv append (products rounded as bf16)", (size_t)T * (Hq + Hk) * D,
+                [&](size_t i) { return (double)lk_bf16_to_f32(x[(i / ((Hq + Hk) * D)) * row + i % ((Hq + Hk) * D)].bits); },
+                [&](size_t idx) {
+                    const int t = (int)(idx / ((Hq + Hk) * D)), c = (int)(idx % ((Hq + Hk) * D)), d = c % D, i = d % half;
+                    const size_t h0 = (size_t)t * row + c - d;
+                    const float co = bf16_round(cs[(size_t)pos[t] * D + i]), si = bf16_round(cs[(size_t)pos[t] * D + half + i]);
+                    const float x1 = (float)xv[h0 + i], x2 = (float)xv[h0 + i + half];
+                    const float y = d < half ? bf16_round(x1 * co) + bf16_round(-x2 * si) : bf16_round(x2 * co) + bf16_round(x1 * si);
+                    return (double)bf16_round(y);
+                },
+                0, 0);
+}
+
 static void embedding_argmax() {
     Rng r(24);
     const int rows = 50, C = 37, T = 5;
@@ -536,6 +591,7 @@ int main(void) {
     rope(false);
     rope(true);
     rope_table();
+    rope_kv_append();
     embedding_argmax();
     norms();
     sam_ops();
