@@ -19,13 +19,17 @@
  * default) and on cuDNN (conv_*_cudnn_*), TFLOP/s of the direct convolution's FLOP.
  * Small-M rows (M <= 16: the decode projections, on the small-M kernel gemv_kernels.cuh, and the
  * same shapes on cuBLASLt as cublaslt_*) report GB/s of weights read and % of copy_gbps.
- * JSON keys (as in bench/results/DATE-CARD.json): attn_sam_window_tflops, attn_sam_global_tflops (batch 8, rel-pos
- * fused), and the other rows under their names. Prints "no CUDA device: skipped" without a GPU.
- * Every attention row of the mma.sync kernel has a twin of the sm_90a wgmma kernel (key suffix
- * _wgmma_tflops; SAM rel-pos also as _fused_wgmma_tflops: REL_POS computed inside the kernel from
- * the tables, so the rel_h / rel_w terms are never written); on a card without sm_90a they print
- * "unavailable" and are left out of the JSON. The per-shape choice table (kernels/cuda/attention.cu)
- * is filled from these pairs.
+ * JSON keys (as in bench/results/DATE-CARD.json): attn_sam_window_tflops, attn_sam_global_tflops (batch 8:
+ * 8 x 25 windows of 14x14 = 196 tokens, 8 images of 64x64 = 4096 tokens, 16 heads, head dim 80): the
+ * ATTENTION_RELPOS op as the SAM encoder calls it (AUTO: today the mma.sync kernel computing the
+ * rel-pos terms from its Q tile), FLOP counted on the unpadded problem (196 tokens, not the 256
+ * rows of the 64-row tiles); SAM rows also as _unfused_tflops (REL_POS then ATTENTION, both timed:
+ * what the encoder ran before the fused op), _terms_tflops (the flash kernel with precomputed terms,
+ * REL_POS not timed) and _norel_tflops; the other rows under their names. Prints "no CUDA device:
+ * skipped" without a GPU. Every attention row of the mma.sync kernel has a twin of the sm_90a wgmma
+ * kernel (key suffix _wgmma_tflops; SAM rel-pos also as _fused_wgmma_tflops: REL_POS computed inside
+ * the kernel from the tables); on a card without sm_90a they print "unavailable" and are left out
+ * of the JSON. The per-shape choice table (kernels/cuda/attention.cu) is filled from these pairs.
  */
 #include <stdio.h>
 
@@ -236,9 +240,11 @@ typedef struct attn_job {
     lisa_tensor cu;
     int32_t max_q;
     bool varlen;
-    /* fused rel-pos (wgmma): the tables [2S - 1, D] */
+    /* ATTENTION_RELPOS (relpos): the tables [2S - 1, D], grid S x S, on path relpos_path */
     lisa_tensor tab_h, tab_w;
-    bool fused;
+    bool relpos;
+    int32_t S;
+    lisa_cuda_attn_path relpos_path;
 } attn_job;
 
 static void run_attn(void *a) {
@@ -247,9 +253,10 @@ static void run_attn(void *a) {
         check(lisa_cuda_flash_attn_varlen_path(be, &j->y, &j->q, &j->k, &j->v, &j->cu, &j->cu, j->max_q, j->p.scale, true,
                                                j->path),
               "varlen");
-    else if (j->fused)
-        check(lisa_cuda_attention_relpos_fused(be, &j->y, &j->q, &j->k, &j->v, j->p.scale, &j->tab_h, &j->tab_w),
-              "attention_relpos_fused");
+    else if (j->relpos)
+        check(lisa_cuda_attention_relpos_path(be, &j->y, &j->q, &j->k, &j->v, &j->tab_h, &j->tab_w, j->S, j->S, j->p.scale,
+                                              j->relpos_path),
+              "attention_relpos");
     else
         check(lisa_cuda_attention_path(be, &j->y, &j->q, &j->k, &j->v, &j->p, j->path), "attention");
 }
@@ -266,9 +273,16 @@ static void free_t(lisa_tensor *t) {
     t->data = NULL;
 }
 
-/* SAM: B windows/images, T tokens of an S x S grid, 16 heads x 80, rel-pos fused (or not); path
- * FLASH (mma.sync) or WGMMA (sm_90a); fused (WGMMA): rel-pos from the tables inside the kernel. */
-static void bench_sam(const char *key, int64_t B, int64_t S, bool rel, lisa_cuda_attn_path path, bool fused) {
+/* How a SAM row computes the rel-pos terms. */
+typedef enum sam_rel {
+    SAM_NOREL,   /* no rel-pos: plain attention */
+    SAM_TERMS,   /* ATTENTION with precomputed terms rel_h / rel_w (REL_POS not timed) */
+    SAM_RELPOS,  /* ATTENTION_RELPOS from the tables: path FLASH / WGMMA (fused), AUTO (the op), UNFUSED */
+} sam_rel;
+
+/* SAM: B windows/images, T tokens of an S x S grid, 16 heads x 80; `path` forces the kernel:
+ * SAM_TERMS / SAM_NOREL FLASH (mma.sync) or WGMMA (sm_90a); SAM_RELPOS as lisa_cuda_attention_relpos_path. */
+static void bench_sam(const char *key, int64_t B, int64_t S, sam_rel rel, lisa_cuda_attn_path path) {
     const int64_t T = S * S, H = 16, D = 80;
     if (path == LISA_CUDA_ATTN_WGMMA && !wgmma_ok(key)) return;
     attn_job j = {0};
@@ -277,11 +291,11 @@ static void bench_sam(const char *key, int64_t B, int64_t S, bool rel, lisa_cuda
     j.v = dev_rand(4, B, T, H, D);
     j.y = dev_rand(4, B, T, H, D);
     j.p.scale = 1.0f / sqrtf((float)D);
-    if (fused) {
+    if (rel == SAM_RELPOS) {
         j.tab_h = dev_rand(2, 2 * S - 1, D, 0, 0);
         j.tab_w = dev_rand(2, 2 * S - 1, D, 0, 0);
-        j.fused = true;
-    } else if (rel) {
+        j.relpos = true, j.S = (int32_t)S, j.relpos_path = path;
+    } else if (rel == SAM_TERMS) {
         j.rh = dev_rand(4, B, H, T, S);
         j.rw = dev_rand(4, B, H, T, S);
         j.p.rel_h = &j.rh, j.p.rel_w = &j.rw;
@@ -289,8 +303,9 @@ static void bench_sam(const char *key, int64_t B, int64_t S, bool rel, lisa_cuda
     j.path = path;
     double ms = time_ms(run_attn, &j);
     char shape[80];
-    snprintf(shape, sizeof shape, "B%lld T%lld H16 D80%s%s", (long long)B, (long long)T, rel ? " rel-pos" : "",
-             fused ? " (tables)" : "");
+    snprintf(shape, sizeof shape, "B%lld T%lld H16 D80%s%s", (long long)B, (long long)T,
+             rel == SAM_TERMS ? " + terms" : rel == SAM_RELPOS ? " rel-pos " : "",
+             rel != SAM_RELPOS ? "" : lisa_cuda_attn_path_name(path));
     report(key, shape, ms, 4.0 * B * H * T * T * D, 0);
     free_t(&j.q), free_t(&j.k), free_t(&j.v), free_t(&j.y), free_t(&j.rh), free_t(&j.rw), free_t(&j.tab_h), free_t(&j.tab_w);
 }
@@ -490,27 +505,33 @@ int main(int argc, char **argv) {
         peak_gbps = copy_gbps;
     }
     if (smoke) { /* suite.sh's smoke step: one launch of each family, seconds */
-        CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 25, 14, true, LISA_CUDA_ATTN_FLASH, false));
+        CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 25, 14, SAM_RELPOS, LISA_CUDA_ATTN_AUTO));
         CASE("attn_decode_b1_kv1024_gbps", bench_decode(1, 1024));
         CASE("gemm_llama_decode_b1_gbps", bench_gemm("gemm_llama_decode_b1_gbps", 1, 4096, 11008, false, LISA_ACT_NONE));
         CASE("gemv_b16_down_gbps", bench_gemm("gemv_b16_down_gbps", 16, 11008, 4096, false, LISA_ACT_NONE));
     } else {
-        /* attention: SAM at batch 8 (200 windows; 8 global images), rel-pos fused; and without */
-        const lisa_cuda_attn_path F = LISA_CUDA_ATTN_FLASH, W = LISA_CUDA_ATTN_WGMMA;
-        CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 8 * 25, 14, true, F, false));
-        CASE("attn_sam_global_tflops", bench_sam("attn_sam_global_tflops", 8, 64, true, F, false));
-        CASE("attn_sam_window_norel_tflops", bench_sam("attn_sam_window_norel_tflops", 8 * 25, 14, false, F, false));
-        CASE("attn_sam_global_norel_tflops", bench_sam("attn_sam_global_norel_tflops", 8, 64, false, F, false));
+        /* attention: SAM at batch 8 (200 windows; 8 global images): the ATTENTION_RELPOS op (AUTO), its
+         * composition, the kernel with precomputed terms, no rel-pos */
+        const lisa_cuda_attn_path F = LISA_CUDA_ATTN_FLASH, W = LISA_CUDA_ATTN_WGMMA, A = LISA_CUDA_ATTN_AUTO,
+                                  U = LISA_CUDA_ATTN_UNFUSED;
+        CASE("attn_sam_window_tflops", bench_sam("attn_sam_window_tflops", 8 * 25, 14, SAM_RELPOS, A));
+        CASE("attn_sam_global_tflops", bench_sam("attn_sam_global_tflops", 8, 64, SAM_RELPOS, A));
+        CASE("attn_sam_window_fused_tflops", bench_sam("attn_sam_window_fused_tflops", 8 * 25, 14, SAM_RELPOS, F));
+        CASE("attn_sam_global_fused_tflops", bench_sam("attn_sam_global_fused_tflops", 8, 64, SAM_RELPOS, F));
+        CASE("attn_sam_window_unfused_tflops", bench_sam("attn_sam_window_unfused_tflops", 8 * 25, 14, SAM_RELPOS, U));
+        CASE("attn_sam_global_unfused_tflops", bench_sam("attn_sam_global_unfused_tflops", 8, 64, SAM_RELPOS, U));
+        CASE("attn_sam_window_terms_tflops", bench_sam("attn_sam_window_terms_tflops", 8 * 25, 14, SAM_TERMS, F));
+        CASE("attn_sam_global_terms_tflops", bench_sam("attn_sam_global_terms_tflops", 8, 64, SAM_TERMS, F));
+        CASE("attn_sam_window_norel_tflops", bench_sam("attn_sam_window_norel_tflops", 8 * 25, 14, SAM_NOREL, F));
+        CASE("attn_sam_global_norel_tflops", bench_sam("attn_sam_global_norel_tflops", 8, 64, SAM_NOREL, F));
         CASE("attn_llama_prefill_tflops", bench_prefill("attn_llama_prefill_tflops", 8, 330, F));
         /* the sm_90a kernel, every variant at the same shapes */
-        CASE("attn_sam_window_wgmma_tflops", bench_sam("attn_sam_window_wgmma_tflops", 8 * 25, 14, true, W, false));
-        CASE("attn_sam_window_fused_wgmma_tflops",
-             bench_sam("attn_sam_window_fused_wgmma_tflops", 8 * 25, 14, true, W, true));
-        CASE("attn_sam_global_wgmma_tflops", bench_sam("attn_sam_global_wgmma_tflops", 8, 64, true, W, false));
-        CASE("attn_sam_global_fused_wgmma_tflops", bench_sam("attn_sam_global_fused_wgmma_tflops", 8, 64, true, W, true));
-        CASE("attn_sam_window_norel_wgmma_tflops",
-             bench_sam("attn_sam_window_norel_wgmma_tflops", 8 * 25, 14, false, W, false));
-        CASE("attn_sam_global_norel_wgmma_tflops", bench_sam("attn_sam_global_norel_wgmma_tflops", 8, 64, false, W, false));
+        CASE("attn_sam_window_wgmma_tflops", bench_sam("attn_sam_window_wgmma_tflops", 8 * 25, 14, SAM_TERMS, W));
+        CASE("attn_sam_window_fused_wgmma_tflops", bench_sam("attn_sam_window_fused_wgmma_tflops", 8 * 25, 14, SAM_RELPOS, W));
+        CASE("attn_sam_global_wgmma_tflops", bench_sam("attn_sam_global_wgmma_tflops", 8, 64, SAM_TERMS, W));
+        CASE("attn_sam_global_fused_wgmma_tflops", bench_sam("attn_sam_global_fused_wgmma_tflops", 8, 64, SAM_RELPOS, W));
+        CASE("attn_sam_window_norel_wgmma_tflops", bench_sam("attn_sam_window_norel_wgmma_tflops", 8 * 25, 14, SAM_NOREL, W));
+        CASE("attn_sam_global_norel_wgmma_tflops", bench_sam("attn_sam_global_norel_wgmma_tflops", 8, 64, SAM_NOREL, W));
         CASE("attn_llama_prefill_wgmma_tflops", bench_prefill("attn_llama_prefill_wgmma_tflops", 8, 330, W));
         CASE("attn_decode_b1_kv1024_gbps", bench_decode(1, 1024));
         CASE("attn_decode_b16_kv1024_gbps", bench_decode(16, 1024));

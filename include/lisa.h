@@ -200,6 +200,10 @@ typedef struct lisa_model_info {
     int64_t device_memory_bytes;   /* total memory of the device (0 on the CPU) */
     /* tensor parallelism (lisa_model_tp_rank / _size / _group) */
     int32_t tp_rank, tp_size, tp_group, tp_groups;
+    /* fused ops (one kernel where the unfused ops would make several passes, e.g. SAM's attention
+     * with its rel-pos terms computed inside): how many the backend has, and how many it runs
+     * natively (CUDA: all; the CPU runs each as the composition of unfused ops, bit for bit) */
+    int32_t fused_ops, fused_ops_native;
 } lisa_model_info;
 
 /* Fills *info (info->size must be set; LISA_ERR_INVALID_ARG if it is 0). */

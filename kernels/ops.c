@@ -21,6 +21,18 @@ bool lisa_backend_supports(const lisa_backend *be, lisa_op op) {
     }
 }
 
+_Static_assert(LISA_OP_COUNT <= 64, "lisa_backend.composed_ops holds one bit per op");
+
+bool lisa_backend_fuses(const lisa_backend *be, lisa_op op) {
+    return lisa_op_is_fused(op) && lisa_backend_supports(be, op) && !((be->composed_ops >> (unsigned)op) & 1u);
+}
+
+uint64_t lisa_fused_ops_mask(void) {
+    uint64_t m = 0;
+    for (int op = LISA_OP_FIRST_FUSED; op < LISA_OP_COUNT; op++) m |= (uint64_t)1 << (unsigned)op;
+    return m;
+}
+
 lisa_status lisa_op_unsupported(const lisa_backend *be, const char *op) {
     return lisa_fail(LISA_ERR_UNSUPPORTED, "op '%s' is not implemented by the %s backend", op, be->name);
 }

@@ -70,6 +70,10 @@ typedef enum lisa_op {
     LISA_OP_COUNT
 } lisa_op;
 
+/* The fused ops are the last ones of ops.def, from LINEAR_EX on ("fused ops" there). */
+#define LISA_OP_FIRST_FUSED LISA_OP_LINEAR_EX
+static inline bool lisa_op_is_fused(lisa_op op) { return op >= LISA_OP_FIRST_FUSED && op < LISA_OP_COUNT; }
+
 /* The table: one typed function pointer per op, each taking the backend first. */
 typedef struct lisa_ops {
 #define LISA_OP(E, n, params, args) lisa_status (*n)(lisa_backend * be, LISA_UNPAREN params);
@@ -93,6 +97,10 @@ struct lisa_backend {
     char device_name[128];     /* the device's own name ("NVIDIA H100 80GB HBM3"; the CPU's model name) */
     int64_t device_memory_bytes; /* total device memory (0 on the CPU) */
     const lisa_ops *ops;
+    /* Bit op set: this backend runs fused op `op` as the composition of unfused ops that ops.def
+     * names (the CPU reference sets every fused op's bit); clear: one kernel, or a GEMM with an
+     * epilogue (lisa_backend_fuses). */
+    uint64_t composed_ops;
     lisa_arena scratch;        /* per-op temporary space (im2col tiles, softmax rows); reset by each op */
     int32_t n_threads;
     void *impl;
@@ -147,6 +155,15 @@ void lisa_rope_table(float *cos_sin, int64_t n_pos, int64_t D, float theta);
 const char *lisa_op_name(lisa_op op);
 /* True when the backend implements op. */
 bool lisa_backend_supports(const lisa_backend *be, lisa_op op);
+/* True when op is a fused op (ops.def) that the backend implements natively — one kernel, or a GEMM
+ * with an epilogue — rather than as the composition ops.def names (the CPU backend composes every
+ * fused op, bit for bit). A caller for whom the fused op is worth it only when it saves memory
+ * traffic asks this; lisa-check and the model's load log report it. A native backend may still
+ * compose for calls its kernels cannot take (kernels/cuda/attention.h: F32 activations, other head
+ * dims). False for unfused and unsupported ops. */
+bool lisa_backend_fuses(const lisa_backend *be, lisa_op op);
+/* The fused ops' bits of composed_ops, for a backend that composes them all (the CPU). */
+uint64_t lisa_fused_ops_mask(void);
 void lisa_backend_free(lisa_backend *be);
 
 /* CPU reference backend (kernels/cpu). scratch_bytes = 0 picks a default (64 MiB); n_threads = 0

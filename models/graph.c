@@ -400,21 +400,12 @@ T *lisa_g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lis
     return y;
 }
 
-void lisa_g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos_h, const T *rel_pos_w, int32_t q_h,
-               int32_t q_w) {
-    *rel_h = *rel_w = &g->error_tensor;
-    if (!g_ok(g)) return;
-    if (q->n_dims != 4) {
-        lisa_g_fail(g, lisa_fail(LISA_ERR_SHAPE, "rel_pos: q must be [B, T, H, D]"));
-        return;
-    }
-    T *h = lisa_g_new(g, g->act_dtype, 4, q->shape[0], q->shape[2], q->shape[1], q_h);
-    T *w = lisa_g_new(g, g->act_dtype, 4, q->shape[0], q->shape[2], q->shape[1], q_w);
-    G_RUN(g, lisa_op_rel_pos(g->be, h, w, q, rel_pos_h, rel_pos_w, q_h, q_w));
-    if (g_ok(g)) {
-        *rel_h = h;
-        *rel_w = w;
-    }
+T *lisa_g_attention_relpos(lisa_graph *g, const T *q, const T *k, const T *v, const T *rel_pos_h, const T *rel_pos_w,
+                          int32_t q_h, int32_t q_w, float scale) {
+    G_LIVE(g);
+    T *y = lisa_g_new_like(g, q);
+    G_RUN(g, lisa_op_attention_relpos(g->be, y, q, k, v, rel_pos_h, rel_pos_w, q_h, q_w, scale));
+    return y;
 }
 
 void lisa_g_kv_append(lisa_graph *g, T *k_pages, T *v_pages, const T *k, const T *v, const T *slots) {

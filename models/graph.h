@@ -134,9 +134,10 @@ T *lisa_g_silu_mul(lisa_graph *g, const T *gate, const T *up);
 T *lisa_g_rope(lisa_graph *g, const T *x, const T *pos, float theta);
 /* Attention with q[B,Tq,H,D], k/v[B,Tk,Hkv,D] -> [B,Tq,H,D]. */
 T *lisa_g_attention(lisa_graph *g, const T *q, const T *k, const T *v, const lisa_attn_params *p);
-/* SAM rel-pos terms: *rel_h [B,H,Tq,q_h], *rel_w [B,H,Tq,q_w]. */
-void lisa_g_rel_pos(lisa_graph *g, T **rel_h, T **rel_w, const T *q, const T *rel_pos_h, const T *rel_pos_w, int32_t q_h,
-               int32_t q_w);
+/* SAM attention with decomposed rel-pos over a q_h x q_w grid (ops.def ATTENTION_RELPOS):
+ * q/k/v [B, q_h·q_w, H, D] -> [B, q_h·q_w, H, D]. */
+T *lisa_g_attention_relpos(lisa_graph *g, const T *q, const T *k, const T *v, const T *rel_pos_h, const T *rel_pos_w,
+                          int32_t q_h, int32_t q_w, float scale);
 /* Paged KV: write k/v rows into their slots; attention of packed queries over the pages. */
 void lisa_g_kv_append(lisa_graph *g, T *k_pages, T *v_pages, const T *k, const T *v, const T *slots);
 T *lisa_g_paged_attention(lisa_graph *g, const T *q, const T *k_pages, const T *v_pages, const lisa_paged_params *p);

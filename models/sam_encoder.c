@@ -209,15 +209,14 @@ static T *sam_attention(lisa_graph *g, const lisa_sam *m, const lisa_sam_block *
     const int64_t B = x->shape[0], h = x->shape[1], w = x->shape[2], E = m->enc.embed;
     const int64_t H = m->enc.heads, D = m->enc.head_dim, N = h * w;
     T *qkv = lisa_g_linear(g, lisa_g_reshape(g, x, 3, B, N, E, 0), &b->qkv_w, &b->qkv_b);      /* [B, N, 3E] */
-    /* q, k, v are strided views of the fused output ([3][H][D] per token); attention takes them
-     * as they are (ops.def ATTENTION), rel_pos reads q the same way. */
+    /* q, k, v are strided views of the fused output ([3][H][D] per token); the attention takes
+     * them as they are (ops.def ATTENTION_RELPOS: REL_POS of q, then ATTENTION with the terms; one
+     * kernel on a device backend, which never writes the [B, H, N, h + w] terms) */
     T *q = qkv_part(g, qkv, 0, B, N, H, D);
     T *k = qkv_part(g, qkv, 1, B, N, H, D);
     T *v = qkv_part(g, qkv, 2, B, N, H, D);
-    T *rel_h, *rel_w;
-    lisa_g_rel_pos(g, &rel_h, &rel_w, q, &b->rel_pos_h, &b->rel_pos_w, (int32_t)h, (int32_t)w);
-    lisa_attn_params p = {.scale = 1.0f / sqrtf((float)D), .rel_h = rel_h, .rel_w = rel_w};
-    T *o = lisa_g_reshape(g, lisa_g_attention(g, q, k, v, &p), 4, B, h, w, E);             /* [B, h, w, E] */
+    T *a = lisa_g_attention_relpos(g, q, k, v, &b->rel_pos_h, &b->rel_pos_w, (int32_t)h, (int32_t)w, 1.0f / sqrtf((float)D));
+    T *o = lisa_g_reshape(g, a, 4, B, h, w, E); /* [B, h, w, E] */
     if (!residual) return lisa_g_linear(g, o, &b->proj_w, &b->proj_b);
     lisa_g_linear_ex_to(g, residual, o, &b->proj_w, &b->proj_b, residual, LISA_ACT_NONE);
     return residual;

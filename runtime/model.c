@@ -43,9 +43,9 @@ lisa_status lisa_model_load(const char *path, const lisa_model_params *p, lisa_m
     memset(&info, 0, sizeof info);
     info.size = sizeof info;
     if (lisa_model_get_info(*out, &info) == LISA_OK)
-        lisa_log(LISA_LOG_INFO, "model %s: backend %s (%s), activations %s, weights %.1f MiB, TP rank %d of %d", path,
-                 info.backend_name, info.device_name, info.activation_dtype, (double)info.weight_bytes / 1048576.0,
-                 info.tp_rank, info.tp_size);
+        lisa_log(LISA_LOG_INFO, "model %s: backend %s (%s), activations %s, weights %.1f MiB, TP rank %d of %d, fused ops %d "
+                 "of %d native", path, info.backend_name, info.device_name, info.activation_dtype,
+                 (double)info.weight_bytes / 1048576.0, info.tp_rank, info.tp_size, info.fused_ops_native, info.fused_ops);
     return LISA_OK;
 }
 
@@ -126,6 +126,10 @@ lisa_status lisa_model_get_info(const lisa_model *m, lisa_model_info *out) {
     i.tp_rank = lisa_model_tp_rank(m);
     i.tp_size = lisa_model_tp_size(m);
     i.tp_group = lisa_model_tp_group(m, &i.tp_groups);
+    for (int op = LISA_OP_FIRST_FUSED; op < LISA_OP_COUNT; op++) {
+        i.fused_ops += lisa_backend_supports(be, (lisa_op)op);
+        i.fused_ops_native += lisa_backend_fuses(be, (lisa_op)op);
+    }
     /* the caller's struct may be older (smaller) or newer (larger) than ours */
     const uint32_t size = out->size;
     const size_t n = size < sizeof i ? size : sizeof i;

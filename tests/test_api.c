@@ -112,6 +112,9 @@ Test(api, model_info) {
               (long long)info.weight_bytes, (long long)info.checkpoint_bytes);
     cr_expect_gt(info.scratch_bytes, 0);
     cr_expect(info.tp_rank == 0 && info.tp_size == 1 && info.tp_group == 0 && info.tp_groups == 1);
+    /* the CPU backend runs every fused op as its composition (kernels/ops.h lisa_backend_fuses) */
+    cr_expect(info.fused_ops >= 7 && info.fused_ops_native == 0, "fused ops %d, native %d", info.fused_ops,
+              info.fused_ops_native);
     /* an older caller's smaller struct: only its bytes are written */
     unsigned char buf[sizeof(lisa_model_info) + 16];
     memset(buf, 0xee, sizeof buf);

@@ -1,5 +1,6 @@
 /* tests/test_ops_fused.c — the fused ops of kernels/ops.def (LINEAR_EX, ADD_RMSNORM, ADD_LAYERNORM,
- * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK) on the CPU backend.
+ * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, TWOWAY_ATTENTION, TWOWAY_MLP, MLP3,
+ * ATTENTION_RELPOS) on the CPU backend.
  *
  * The CPU backend must give exactly the bits of the composition each op names (the models call the
  * fused ops; the CPU stays the bitwise reference): every case compares the fused call with the
@@ -578,4 +579,71 @@ Test(ops_fused, mlp3_is_copy_then_three_linears_bitwise) {
     lisa_tensor_free(&y3);
     lisa_backend_free(be);
     lisa_backend_free(small);
+}
+
+/* ---- ATTENTION_RELPOS --------------------------------------------------------------------------- */
+
+/* SAM shapes: 14x14 windows with q/k/v strided views of a fused qkv (head dim 80, BF16 tables), an
+ * odd 5x7 grid (head dim 37, F32 tables), and a 64x64 grid whose terms (2 MiB per batch entry) span
+ * two of the op's 16 MiB groups of batch entries (9 entries: 8 + 1); against REL_POS then ATTENTION
+ * with F32 terms, bit for bit, also on a small scratch arena (ATTENTION's query blocks). */
+Test(ops_fused, attention_relpos_is_rel_pos_then_attention_bitwise) {
+    lisa_backend *be = tu_cpu_backend(), *small = ot_small_backend(256 << 10);
+    tu_rng r = tu_rng_seed(97);
+    const struct {
+        int64_t B, qh, qw, H, D;
+        lisa_dtype tdt;
+    } cs[] = {{3, 14, 14, 2, 80, LISA_DTYPE_BF16}, {2, 5, 7, 3, 37, LISA_DTYPE_F32}, {9, 64, 64, 1, 8, LISA_DTYPE_F32}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        const int64_t B = cs[ci].B, qh = cs[ci].qh, qw = cs[ci].qw, H = cs[ci].H, D = cs[ci].D, T = qh * qw;
+        lisa_backend *b = ci == 1 ? small : be;
+        lisa_tensor qkv = ot_rand(&r, LISA_DTYPE_F32, 4, B, T, 3 * H, D, -1, 1), q, k, v;
+        cr_assert(lisa_tensor_narrow(&q, &qkv, 2, 0, H) == LISA_OK);
+        cr_assert(lisa_tensor_narrow(&k, &qkv, 2, H, H) == LISA_OK);
+        cr_assert(lisa_tensor_narrow(&v, &qkv, 2, 2 * H, H) == LISA_OK);
+        lisa_tensor th = ot_rand(&r, cs[ci].tdt, 2, 2 * qh - 1, D, 0, 0, -0.5, 0.5);
+        lisa_tensor tw = ot_rand(&r, cs[ci].tdt, 2, 2 * qw - 1, D, 0, 0, -0.5, 0.5);
+        const float scale = 1.0f / sqrtf((float)D);
+        lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 4, B, T, H, D), ref = tu_tensor(LISA_DTYPE_F32, 4, B, T, H, D);
+        tu_poison(&y);
+        OT_OK(lisa_op_attention_relpos(b, &y, &q, &k, &v, &th, &tw, (int32_t)qh, (int32_t)qw, scale));
+        lisa_tensor rh = tu_tensor(LISA_DTYPE_F32, 4, B, H, T, qh), rw = tu_tensor(LISA_DTYPE_F32, 4, B, H, T, qw);
+        OT_OK(lisa_op_rel_pos(b, &rh, &rw, &q, &th, &tw, (int32_t)qh, (int32_t)qw));
+        const lisa_attn_params p = {.scale = scale, .rel_h = &rh, .rel_w = &rw};
+        OT_OK(lisa_op_attention(b, &ref, &q, &k, &v, &p));
+        cr_expect(same_bits(&y, &ref), "attention_relpos B%lld %lldx%lld H%lld D%lld: not the composition's bits",
+                  (long long)B, (long long)qh, (long long)qw, (long long)H, (long long)D);
+        lisa_tensor_free(&qkv), lisa_tensor_free(&th), lisa_tensor_free(&tw);
+        lisa_tensor_free(&y), lisa_tensor_free(&ref), lisa_tensor_free(&rh), lisa_tensor_free(&rw);
+    }
+    lisa_backend_free(be);
+    lisa_backend_free(small);
+}
+
+Test(ops_fused, attention_relpos_errors_name_the_op) {
+    lisa_backend *be = tu_cpu_backend();
+    tu_rng r = tu_rng_seed(98);
+    lisa_tensor q = ot_rand(&r, LISA_DTYPE_F32, 4, 1, 35, 2, 8, -1, 1), k36 = ot_rand(&r, LISA_DTYPE_F32, 4, 1, 36, 2, 8, -1, 1);
+    lisa_tensor th = ot_rand(&r, LISA_DTYPE_F32, 2, 9, 8, 0, 0, -1, 1), tw = ot_rand(&r, LISA_DTYPE_F32, 2, 13, 8, 0, 0, -1, 1);
+    lisa_tensor y = tu_tensor(LISA_DTYPE_F32, 4, 1, 35, 2, 8);
+    OT_OK(lisa_op_attention_relpos(be, &y, &q, &q, &q, &th, &tw, 5, 7, 0.5f));
+    OT_FAILS(lisa_op_attention_relpos(be, &y, &q, &q, &q, &th, &tw, 6, 6, 0.5f), LISA_ERR_SHAPE, "attention_relpos");
+    OT_FAILS(lisa_op_attention_relpos(be, &y, &q, &k36, &k36, &th, &tw, 5, 7, 0.5f), LISA_ERR_SHAPE, "attention_relpos");
+    /* tables of the other grid size: REL_POS's error (no interpolation), under the op's name */
+    OT_FAILS(lisa_op_attention_relpos(be, &y, &q, &q, &q, &tw, &th, 5, 7, 0.5f), LISA_ERR_UNSUPPORTED,
+             "attention_relpos: rel_pos");
+    lisa_tensor_free(&q), lisa_tensor_free(&k36), lisa_tensor_free(&th), lisa_tensor_free(&tw), lisa_tensor_free(&y);
+    lisa_backend_free(be);
+}
+
+/* lisa_backend_fuses: the CPU composes every fused op and no unfused one counts as fused. */
+Test(ops_fused, cpu_backend_composes_every_fused_op) {
+    lisa_backend *be = tu_cpu_backend();
+    for (int op = 0; op < LISA_OP_COUNT; op++) cr_expect(!lisa_backend_fuses(be, (lisa_op)op), "op %s", lisa_op_name((lisa_op)op));
+    cr_expect(lisa_op_is_fused(LISA_OP_ATTENTION_RELPOS) && lisa_op_is_fused(LISA_OP_LINEAR_EX));
+    cr_expect(!lisa_op_is_fused(LISA_OP_ATTENTION) && !lisa_op_is_fused(LISA_OP_REL_POS));
+    lisa_backend native = *be;
+    native.composed_ops = 0; /* a backend that runs them as kernels */
+    cr_expect(lisa_backend_fuses(&native, LISA_OP_ATTENTION_RELPOS) && !lisa_backend_fuses(&native, LISA_OP_ATTENTION));
+    lisa_backend_free(be);
 }

@@ -67,6 +67,7 @@ lisa_status lisa_backend_cpu_create(lisa_backend **out, size_t scratch_bytes, in
     be->device = LISA_DEVICE_CPU;
     cpu_model_name(be->device_name, sizeof be->device_name);
     be->ops = &cpu_ops;
+    be->composed_ops = lisa_fused_ops_mask(); /* kernels/cpu/fused.c: every fused op is its composition */
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int32_t)n : 1;

@@ -1,5 +1,5 @@
 /* kernels/cpu/fused.c — the fused ops of ops.def (LINEAR_EX, ADD_RMSNORM, ADD_LAYERNORM,
- * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, ROPE_QK_KV_APPEND, and
+ * LAYERNORM_WINDOW_PARTITION, WINDOW_UNPARTITION_ADD, ROPE_QK, ROPE_QK_KV_APPEND, ATTENTION_RELPOS, and
  * TWOWAY_ATTENTION / TWOWAY_MLP / MLP3 through kernels/compose.c) as the compositions of this
  * backend's own ops that ops.def names, so that a model graph calling a fused op gets the very bits
  * of the unfused ops (docs/architecture.md "Numerics": the CPU backend is the reference). ROPE_QK
@@ -10,7 +10,9 @@
  * (norms and copies are row-wise), from the scratch arena; except LINEAR_EX's, which holds the
  * whole GEMM output: OpenBLAS gives a row different bits depending on the rows of its call
  * (models/graph.h), so the GEMM runs once over the caller's rows, into heap memory (the scratch
- * arena's free space sizes LINEAR's weight-widening blocks, which must not change either).
+ * arena's free space sizes LINEAR's weight-widening blocks, which must not change either); and
+ * ATTENTION_RELPOS's rel-pos terms, on the heap per group of batch entries for the same reason
+ * (ATTENTION sizes its query blocks, and so its GEMM calls, by the free scratch).
  */
 #include "kernels/cpu/cpu.h"
 
@@ -305,4 +307,51 @@ lisa_status lisa_cpu_mlp3(lisa_backend *be, lisa_tensor *y, const lisa_tensor *x
     lisa_status s = lisa_compose_mlp3(be, tmp, LISA_DTYPE_F32, y, x, w0, b0, w1, b1, w2, b2);
     free(tmp);
     return s;
+}
+
+/* ATTENTION_RELPOS: REL_POS into F32 terms, then ATTENTION with them, per group of batch entries
+ * (every (b, h) of both ops is computed independently of the others, so the groups give the bits of
+ * one call over the whole batch while the terms stay within LISA_CPU_RELPOS_GROUP_BYTES). */
+#define LISA_CPU_RELPOS_GROUP_BYTES ((int64_t)16 << 20)
+
+lisa_status lisa_cpu_attention_relpos(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                      const lisa_tensor *v, const lisa_tensor *rel_pos_h, const lisa_tensor *rel_pos_w,
+                                      int32_t q_h, int32_t q_w, float scale) {
+    const char *op = "attention_relpos";
+    char s1[96], s2[96];
+    LISA_TRY(lisa_cpu_check_f32(op, "q", q, false));
+    LISA_TRY(lisa_cpu_check_f32(op, "k", k, false));
+    LISA_TRY(lisa_cpu_check_f32(op, "v", v, false));
+    LISA_TRY(lisa_cpu_check_f32(op, "y", y, true));
+    if (q->n_dims != 4 || k->n_dims != 4 || !lisa_tensor_same_shape(k, v) || k->shape[0] != q->shape[0] || q_h <= 0 || q_w <= 0 || q->shape[1] != (int64_t)q_h * q_w ||
+        k->shape[1] != q->shape[1])
+        return lisa_fail(LISA_ERR_SHAPE, "%s: q %s and k = v %s must be [B, %d·%d, H, D] (the key grid is the query grid)", op,
+                         lisa_tensor_shape_str(q, s1, sizeof s1), lisa_tensor_shape_str(k, s2, sizeof s2), q_h, q_w);
+    LISA_TRY(lisa_cpu_check_same_shape(op, y, q));
+    const int64_t B = q->shape[0], H = q->shape[2], T = q->shape[1];
+    const int64_t per_b = H * T * ((int64_t)q_h + q_w) * (int64_t)sizeof(float);
+    int64_t group = per_b > 0 ? LISA_CPU_RELPOS_GROUP_BYTES / per_b : B;
+    group = group < 1 ? 1 : group > B ? B : group;
+    float *terms = malloc((size_t)(group * per_b > 0 ? group * per_b : 1));
+    if (!terms) return lisa_fail(LISA_ERR_OOM, "%s: out of memory for the rel-pos terms of %lld batch entries", op, (long long)group);
+    lisa_status s = LISA_OK;
+    int64_t b0 = 0;
+    do { /* once with B = 0 too: the ops check their arguments */
+        const int64_t nb = B - b0 < group ? B - b0 : group;
+        lisa_tensor qb, kb, vb, yb;
+        s = lisa_tensor_narrow(&qb, q, 0, b0, nb);
+        if (s == LISA_OK) s = lisa_tensor_narrow(&kb, k, 0, b0, nb);
+        if (s == LISA_OK) s = lisa_tensor_narrow(&vb, v, 0, b0, nb);
+        if (s == LISA_OK) s = lisa_tensor_narrow(&yb, y, 0, b0, nb);
+        if (s != LISA_OK) break;
+        const int64_t sh[4] = {nb, H, T, q_h}, sw[4] = {nb, H, T, q_w};
+        lisa_tensor rh = host_view(terms, 4, sh), rw = host_view(terms + nb * H * T * q_h, 4, sw);
+        s = lisa_cpu_rel_pos(be, &rh, &rw, &qb, rel_pos_h, rel_pos_w, q_h, q_w);
+        if (s != LISA_OK) break;
+        const lisa_attn_params p = {.scale = scale, .rel_h = &rh, .rel_w = &rw};
+        s = lisa_cpu_attention(be, &yb, &qb, &kb, &vb, &p);
+        b0 += nb;
+    } while (s == LISA_OK && b0 < B);
+    free(terms);
+    return s == LISA_OK ? s : lisa_fail_context(s, "%s", op);
 }

@@ -97,9 +97,10 @@ static lisa_status launch_flash(lisa_backend *be, lk_flash_params &fp, int64_t m
     lk_flash_fn fn = nullptr;
     LISA_DISPATCH_HEAD_DIM(D, HD, fn = lk_flash_select<HD>(fp));
     if (!fn)
-        return lisa_fail(LISA_ERR_UNSUPPORTED, "flash attention: no compiled variant for head dim %d with%s rel-pos, %s, %s "
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "flash attention: no compiled variant for head dim %d %s rel-pos, %s, %s "
                                                "(attn_kernels.cuh lk_flash_select)",
-                         D, fp.rel_h ? "" : "out", fp.causal ? "causal" : "not causal", fp.kv_indices ? "paged" : "dense");
+                         D, fp.rel_pos_h ? "with fused" : fp.rel_h ? "with" : "without", fp.causal ? "causal" : "not causal",
+                         fp.kv_indices ? "paged" : "dense");
     CUDA_CHECK(cudaFuncSetAttribute((const void *)fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     fn<<<grid, LK_FLASH_THREADS, smem, im->stream>>>(fp);
     CUDA_CHECK_LAUNCH();
@@ -283,8 +284,10 @@ enum AttnClass { CLS_SAM_WINDOW_REL, CLS_SAM_GLOBAL_REL, CLS_DENSE, CLS_CAUSAL, 
 
 /* Per shape class, the kernel AUTO runs on Hopper (compute capability 9.0 with sm_90a code):
  * FLASH (mma.sync, attn_kernels.cuh) or WGMMA (attn_sm90.cuh). To be filled from the GPU suite's
- * kernel benchmark (bench/results/<date>-<card>.json: attn_<class>_tflops of the mma.sync kernel
- * against attn_<class>_wgmma_tflops) once lisa-check shows the wgmma kernel correct on the card;
+ * kernel benchmark (bench/results/<date>-<card>.json: attn_<class>_terms_tflops of the mma.sync kernel
+ * against attn_<class>_wgmma_tflops for ATTENTION with rel-pos terms; for the SAM classes of
+ * ATTENTION_RELPOS, which the encoder calls, attn_<class>_fused_tflops against
+ * attn_<class>_fused_wgmma_tflops) once lisa-check shows the wgmma kernel correct on the card;
  * no GPU has run it yet, so every class stays on the mma.sync kernel. */
 static const lisa_cuda_attn_path k_attn_choice_sm90[CLS_COUNT] = {
     LISA_CUDA_ATTN_FLASH, /* SAM windows 14x14, rel-pos, D 80 (attn_sam_window_*) */
@@ -326,6 +329,7 @@ const char *lisa_cuda_attn_path_name(lisa_cuda_attn_path p) {
     case LISA_CUDA_ATTN_SPLITKV: return "splitkv";
     case LISA_CUDA_ATTN_REFERENCE: return "reference";
     case LISA_CUDA_ATTN_WGMMA: return "wgmma";
+    case LISA_CUDA_ATTN_UNFUSED: return "unfused";
     }
     return "?";
 }
@@ -574,6 +578,130 @@ lisa_status lisa_cuda_attention_relpos_fused(lisa_backend *be, lisa_tensor *y, c
     a.rel_pos_h = rel_pos_h->data, a.rel_pos_w = rel_pos_w->data;
     a.rph_rs = rel_pos_h->stride[0], a.rpw_rs = rel_pos_w->stride[0];
     return lisa_cuda_fa3_run(be, &a);
+}
+
+/* ATTENTION_RELPOS as its composition on the GPU: REL_POS into F32 terms in scratch (lk_rel_pos),
+ * then ATTENTION with them on `attn_path` (AUTO: the mma.sync REL 1 variant where it fits), per group
+ * of batch entries whose terms fit the scratch arena's free space. For the problems no fused
+ * variant takes (F32 activations, head dims other than 64/80) and as lisa-check's unfused twin. */
+static lisa_status relpos_composed(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                   const lisa_tensor *v, const lisa_tensor *rel_pos_h, const lisa_tensor *rel_pos_w,
+                                   int32_t q_h, int32_t q_w, float scale, lisa_cuda_attn_path attn_path) {
+    const int64_t B = q->shape[0], T = q->shape[1], H = q->shape[2];
+    const size_t per_b = (size_t)(H * T * ((int64_t)q_h + q_w)) * sizeof(float) + 2 * LISA_ARENA_ALIGN;
+    const size_t mark = lisa_arena_mark(&be->scratch), avail = be->scratch.cap - be->scratch.used;
+    int64_t group = per_b ? (int64_t)(avail / per_b) : B;
+    group = group > B ? B : group;
+    if (group < 1 && B > 0)
+        return lisa_fail(LISA_ERR_OOM, "attention_relpos: the rel-pos terms of one batch entry (%zu bytes) exceed the "
+                                       "%zu free bytes of the cuda backend's scratch arena",
+                         per_b, avail);
+    lisa_status s = LISA_OK;
+    for (int64_t b0 = 0; s == LISA_OK && b0 < B; b0 += group) {
+        const int64_t nb = B - b0 < group ? B - b0 : group;
+        lisa_tensor qb, kb, vb, yb;
+        void *th = nullptr, *tw = nullptr;
+        s = lisa_tensor_narrow(&qb, q, 0, b0, nb);
+        if (s == LISA_OK) s = lisa_tensor_narrow(&kb, k, 0, b0, nb);
+        if (s == LISA_OK) s = lisa_tensor_narrow(&vb, v, 0, b0, nb);
+        if (s == LISA_OK) s = lisa_tensor_narrow(&yb, y, 0, b0, nb);
+        if (s == LISA_OK) s = lisa_cuda_scratch(be, (size_t)(nb * H * T * q_h) * sizeof(float), &th);
+        if (s == LISA_OK) s = lisa_cuda_scratch(be, (size_t)(nb * H * T * q_w) * sizeof(float), &tw);
+        if (s == LISA_OK) {
+            lisa_tensor rh = lisa_tensor_view4(th, LISA_DTYPE_F32, 4, nb, H, T, q_h);
+            lisa_tensor rw = lisa_tensor_view4(tw, LISA_DTYPE_F32, 4, nb, H, T, q_w);
+            rh.device = rw.device = LISA_DEVICE_CUDA, rh.device_id = rw.device_id = be->device_id;
+            s = lisa_cuda_rel_pos(be, &rh, &rw, &qb, rel_pos_h, rel_pos_w, q_h, q_w);
+            lisa_attn_params ap = {};
+            ap.scale = scale, ap.rel_h = &rh, ap.rel_w = &rw;
+            if (s == LISA_OK) s = lisa_cuda_attention_path(be, &yb, &qb, &kb, &vb, &ap, attn_path);
+        }
+        lisa_arena_reset(&be->scratch, mark);
+    }
+    return s == LISA_OK ? s : lisa_fail_context(s, "attention_relpos (unfused)");
+}
+
+lisa_status lisa_cuda_attention_relpos(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                       const lisa_tensor *v, const lisa_tensor *rel_pos_h, const lisa_tensor *rel_pos_w,
+                                       int32_t q_h, int32_t q_w, float scale) {
+    return lisa_cuda_attention_relpos_path(be, y, q, k, v, rel_pos_h, rel_pos_w, q_h, q_w, scale, LISA_CUDA_ATTN_AUTO);
+}
+
+lisa_status lisa_cuda_attention_relpos_path(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                            const lisa_tensor *v, const lisa_tensor *rel_pos_h, const lisa_tensor *rel_pos_w,
+                                            int32_t q_h, int32_t q_w, float scale, lisa_cuda_attn_path path) {
+    const char *op = "attention_relpos";
+    char b1[96], b2[96];
+    View4 Q, K, V, Y;
+    LISA_TRY(view4("q", q, &Q));
+    LISA_TRY(view4("k", k, &K));
+    LISA_TRY(view4("v", v, &V));
+    LISA_TRY(view4("y", y, &Y));
+    LISA_TRY(lisa_cuda_check_float(op, "rel_pos_h", rel_pos_h));
+    LISA_TRY(lisa_cuda_check_float(op, "rel_pos_w", rel_pos_w));
+    if (q->n_dims != 4 || k->n_dims != 4 || v->n_dims != 4 || y->n_dims != 4 || q_h <= 0 || q_w <= 0 ||
+        Q.T != (int64_t)q_h * q_w || K.T != Q.T || V.T != K.T || Q.B != K.B || K.B != V.B || K.H != V.H || Q.D != K.D ||
+        K.D != V.D || Y.B != Q.B || Y.T != Q.T || Y.H != Q.H || Y.D != Q.D || K.H == 0 || Q.H % K.H != 0)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: q %s and k %s (v, y) must be [B, %d·%d, H, D] (the key grid is the query grid)",
+                         op, lisa_tensor_shape_str(q, b1, sizeof b1), lisa_tensor_shape_str(k, b2, sizeof b2), q_h, q_w);
+    if (rel_pos_h->n_dims != 2 || rel_pos_w->n_dims != 2 || rel_pos_h->shape[1] != Q.D || rel_pos_w->shape[1] != Q.D)
+        return lisa_fail(LISA_ERR_SHAPE, "%s: rel_pos_h %s / rel_pos_w %s must be [2·%d−1, %lld] / [2·%d−1, %lld]", op,
+                         lisa_tensor_shape_str(rel_pos_h, b1, sizeof b1), lisa_tensor_shape_str(rel_pos_w, b2, sizeof b2),
+                         q_h, (long long)Q.D, q_w, (long long)Q.D);
+    if (rel_pos_h->shape[0] != 2 * (int64_t)q_h - 1 || rel_pos_w->shape[0] != 2 * (int64_t)q_w - 1)
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: rel_pos_h %s / rel_pos_w %s for a %dx%d grid: only tables of length "
+                                               "2*size-1 are supported (no interpolation, as REL_POS)",
+                         op, lisa_tensor_shape_str(rel_pos_h, b1, sizeof b1), lisa_tensor_shape_str(rel_pos_w, b2, sizeof b2),
+                         q_h, q_w);
+    const int64_t B = Q.B, T = Q.T, D = Q.D;
+    if (B > INT32_MAX || T > INT32_MAX || Q.H > INT32_MAX) return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: dims beyond int32", op);
+    /* the fused kernels' conditions: bf16 everywhere in, 16-byte aligned rows (cp.async / TMA), table
+     * rows contiguous; the mma.sync kernel also: (ky, kx) in 8 bits each, its shared-memory plan */
+    lisa_cuda_impl *im = lisa_cuda_impl_of(be);
+    const bool tabs16 = rel_pos_h->dtype == LISA_DTYPE_BF16 && rel_pos_w->dtype == LISA_DTYPE_BF16 &&
+                        (D == 1 || (rel_pos_h->stride[1] == 1 && rel_pos_w->stride[1] == 1)) &&
+                        ((uintptr_t)rel_pos_h->data & 15u) == 0 && ((uintptr_t)rel_pos_w->data & 15u) == 0 &&
+                        (rel_pos_h->stride[0] * 2) % 16 == 0 && (rel_pos_w->stride[0] * 2) % 16 == 0;
+    const bool fused_in = Q.dt == LISA_DTYPE_BF16 && K.dt == LISA_DTYPE_BF16 && V.dt == LISA_DTYPE_BF16 && tabs16 &&
+                          (Y.dt == LISA_DTYPE_BF16 || Y.dt == LISA_DTYPE_F32) && rows16(Q) && rows16(K) && rows16(V) &&
+                          ((uintptr_t)Y.data & 3u) == 0 && Y.bs % 2 == 0 && Y.ts % 2 == 0 && Y.hs % 2 == 0 &&
+                          (D == 64 || D == 80);
+    const bool flash_fits = fused_in && q_h <= 255 && q_w <= 255 && lk_flash_smem_bytes((int)D, q_h, q_w) <= im->smem_optin;
+    if (path == LISA_CUDA_ATTN_AUTO) {
+        if (fused_in && Q.H == K.H && choose_wgmma(be, T <= 256 ? CLS_SAM_WINDOW_REL : CLS_SAM_GLOBAL_REL)) {
+            const lisa_status s = lisa_cuda_attention_relpos_fused(be, y, q, k, v, scale, rel_pos_h, rel_pos_w);
+            if (s != LISA_ERR_UNSUPPORTED) return s;
+            lisa_clear_error(); /* chosen by the table but no variant fits: the mma.sync kernel */
+        }
+        path = flash_fits ? LISA_CUDA_ATTN_FLASH : LISA_CUDA_ATTN_UNFUSED;
+    }
+    switch (path) {
+    case LISA_CUDA_ATTN_WGMMA: return lisa_cuda_attention_relpos_fused(be, y, q, k, v, scale, rel_pos_h, rel_pos_w);
+    case LISA_CUDA_ATTN_UNFUSED: return relpos_composed(be, y, q, k, v, rel_pos_h, rel_pos_w, q_h, q_w, scale, LISA_CUDA_ATTN_AUTO);
+    case LISA_CUDA_ATTN_REFERENCE:
+        return relpos_composed(be, y, q, k, v, rel_pos_h, rel_pos_w, q_h, q_w, scale, LISA_CUDA_ATTN_REFERENCE);
+    case LISA_CUDA_ATTN_FLASH: break;
+    default:
+        return lisa_fail(LISA_ERR_INVALID_ARG, "%s: path %s (auto, flash, wgmma, unfused or reference)", op,
+                         lisa_cuda_attn_path_name(path));
+    }
+    if (!flash_fits)
+        return lisa_fail(LISA_ERR_UNSUPPORTED, "%s: the fused flash kernel needs BF16 q/k/v and tables with 16-byte aligned "
+                                               "rows, a BF16/F32 output, head dim 64 or 80 (got %lld) and grids up to "
+                                               "255x255 (got %dx%d)",
+                         op, (long long)D, q_h, q_w);
+    if (B * T * Q.H == 0) return LISA_OK;
+    lk_flash_params fp = {};
+    fp.q = (const lisa_bf16_t *)Q.data, fp.k = (const lisa_bf16_t *)K.data, fp.v = (const lisa_bf16_t *)V.data;
+    fp.o = Y.data, fp.o_f32 = Y.dt == LISA_DTYPE_F32;
+    fp.q_bs = Q.bs, fp.q_rs = Q.ts, fp.q_hs = Q.hs, fp.k_bs = K.bs, fp.k_rs = K.ts, fp.k_hs = K.hs;
+    fp.v_bs = V.bs, fp.v_rs = V.ts, fp.v_hs = V.hs, fp.o_bs = Y.bs, fp.o_rs = Y.ts, fp.o_hs = Y.hs;
+    fp.B = (int32_t)B, fp.Tq = (int32_t)T, fp.Tk = (int32_t)T, fp.Hq = (int32_t)Q.H, fp.Hkv = (int32_t)K.H;
+    fp.scale_log2 = scale * LK_LOG2E;
+    fp.k_h = q_h, fp.k_w = q_w;
+    fp.rel_pos_h = (const lisa_bf16_t *)rel_pos_h->data, fp.rel_pos_w = (const lisa_bf16_t *)rel_pos_w->data;
+    fp.rph_rs = rel_pos_h->stride[0], fp.rpw_rs = rel_pos_w->stride[0];
+    return launch_flash(be, fp, T, (int)D);
 }
 
 lisa_status lisa_cuda_paged_attention_ex(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q,

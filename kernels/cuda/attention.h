@@ -4,7 +4,8 @@
  * The op (lisa_cuda_attention) picks a kernel per call:
  *   FLASH     q/k/v BF16, D in {64, 80, 128}, no additive bias, 16-byte aligned rows, Tq > 8, and a
  *             compiled variant (rel-pos only at D 80 non-causal; attn_kernels.cuh lk_flash_select):
- *             tensor-core flash attention (mma.sync m16n8k16), rel-pos and causal fused;
+ *             tensor-core flash attention (mma.sync m16n8k16), rel-pos and causal fused (ATTENTION_RELPOS
+ *             also computes the rel-pos terms inside: lisa_cuda_attention_relpos_path below);
  *   WGMMA     the same problems on Hopper (compute capability 9.0, sm_90a code in the build): the
  *             warp-specialized wgmma + TMA kernel of attn_sm90.cuh (rel-pos with head dim 64/80
  *             only). AUTO takes it only where the per-shape choice table in attention.cu says so
@@ -44,6 +45,7 @@ typedef enum lisa_cuda_attn_path {
     LISA_CUDA_ATTN_SPLITKV,
     LISA_CUDA_ATTN_REFERENCE,
     LISA_CUDA_ATTN_WGMMA,
+    LISA_CUDA_ATTN_UNFUSED, /* ATTENTION_RELPOS only: REL_POS, then ATTENTION (AUTO) with the terms */
 } lisa_cuda_attn_path;
 
 const char *lisa_cuda_attn_path_name(lisa_cuda_attn_path p);
@@ -75,6 +77,18 @@ lisa_status lisa_cuda_flash_attn_varlen_path(lisa_backend *be, lisa_tensor *y, c
 lisa_status lisa_cuda_attention_relpos_fused(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
                                              const lisa_tensor *v, float scale, const lisa_tensor *rel_pos_h,
                                              const lisa_tensor *rel_pos_w);
+
+/* ops.def ATTENTION_RELPOS with a forced kernel. AUTO (the op): on Hopper the sm_90a fused kernel
+ * where the choice table says so (lisa_cuda_attention_relpos_fused; today nowhere), else the
+ * mma.sync flash kernel computing the terms from its Q tile (REL 2 in attn_kernels.cuh: BF16 q/k/v
+ * and tables with 16-byte aligned rows, a BF16/F32 output, head dim 64 or 80, grids up to
+ * 255x255), else the composition (UNFUSED: REL_POS with lk_rel_pos into F32 scratch terms, then
+ * ATTENTION on AUTO, per group of batch entries that fits the scratch arena). FLASH and WGMMA force
+ * the fused kernels (LISA_ERR_UNSUPPORTED when they cannot take the call); UNFUSED and REFERENCE
+ * the composition, the latter with ATTENTION's reference kernel. */
+lisa_status lisa_cuda_attention_relpos_path(lisa_backend *be, lisa_tensor *y, const lisa_tensor *q, const lisa_tensor *k,
+                                            const lisa_tensor *v, const lisa_tensor *rel_pos_h, const lisa_tensor *rel_pos_w,
+                                            int32_t q_h, int32_t q_w, float scale, lisa_cuda_attn_path path);
 
 /* True when this backend's device runs the sm_90a (wgmma) attention kernel. */
 bool lisa_cuda_attn_wgmma_available(lisa_backend *be);

@@ -8,7 +8,13 @@
  *    key/value tiles of 64 rows double-buffered in shared memory by cp.async. Covers
  *      - SAM non-causal attention with the decomposed relative-position terms added to the scores
  *        inside the kernel (spec §5.1: A = (q·s)kᵀ + rel_h[q, ky] + rel_w[q, kx]), for 14x14
- *        windows (196 tokens, padded windows included) and the 64x64 global blocks, D = 80;
+ *        windows (196 tokens, padded windows included) and the 64x64 global blocks, D = 80 (and
+ *        64: SAM ViT-B/L); the terms either read (REL 1: the ATTENTION op's rel_h / rel_w from
+ *        REL_POS) or computed by the block itself from its Q tile and the tables rel_pos_h /
+ *        rel_pos_w with mma (REL 2: ATTENTION_RELPOS, the terms never exist in global memory;
+ *        REL 3: the same when a key tile is exactly one grid row, k_w = 64 as in SAM's global
+ *        blocks: tile t is ky = t and column c is kx = c, so a thread keeps its 32 rel_w terms in
+ *        registers for the whole loop and reads 2 rel_h terms per tile);
  *      - LLaMA causal prefill, D = 128, dense batches or variable lengths via cu_seqlens (one
  *        launch for many sequences, FlashAttention's varlen convention);
  *      - CLIP ViT-L/14 (D = 64) and any other dense bf16 attention.
@@ -69,16 +75,24 @@ typedef struct lk_flash_params {
     int32_t rel_dtype, k_h, k_w;
     int64_t rh_bs, rh_hs, rh_rs, rh_cs;
     int64_t rw_bs, rw_hs, rw_rs, rw_cs;
+    /* Fused rel-pos instead (REL 2; rel_h/rel_w NULL): the tables rel_pos_h [2 k_h - 1, D] and
+     * rel_pos_w [2 k_w - 1, D], bf16, rows of rph_rs / rpw_rs elements (16-byte aligned); the query
+     * grid is the key grid (Tq == Tk == k_h·k_w, query i at (i / k_w, i % k_w)). */
+    const lisa_bf16_t *rel_pos_h, *rel_pos_w;
+    int64_t rph_rs, rpw_rs;
 } lk_flash_params;
 
 enum { LK_FLASH_BM = 64, LK_FLASH_BN = 64, LK_FLASH_THREADS = 128 };
 
-/* Dynamic shared memory of lk_flash_fwd_v<D, ..>: Q tile, two K and two V tiles (rows padded by 8
- * elements = 16 bytes so that ldmatrix rows fall in distinct banks), and with rel-pos the block's
- * rel_h/rel_w rows and two (ky, kx) tables of one key tile. */
+/* Dynamic shared memory of lk_flash_fwd_v<D, ..>: Q tile, then per buffer a K and a V tile (rows
+ * padded by 8 elements = 16 bytes so that ldmatrix rows fall in distinct banks; buffer 1's K and V
+ * are adjacent: REL 2 stages up to 128 table rows there before the key loop first fills it), and
+ * with rel-pos the block's rel_h/rel_w rows (k + 1 floats apart: the 8 rows a warp reads at once
+ * fall in different banks) and two (ky, kx) tables of one key tile. */
 LISA_HD size_t lk_flash_smem_bytes(int D, int k_h, int k_w) {
     size_t tile = (size_t)LK_FLASH_BM * (size_t)(D + 8) * 2;
-    return 5 * tile + (size_t)LK_FLASH_BM * (size_t)(k_h + k_w) * 4 + (k_h ? 2 * LK_FLASH_BN * 2 : 0);
+    if (!k_h) return 5 * tile;
+    return 5 * tile + (size_t)LK_FLASH_BM * (size_t)(k_h + 1 + k_w + 1) * 4 + 2 * LK_FLASH_BN * 2;
 }
 
 /* (ky, kx) of key j on a k_w-wide grid, packed as ky << 8 | kx (grids up to 255 x 255). */
@@ -100,12 +114,108 @@ LISA_DEV void lk_flash_load_tile(lisa_bf16_t *tile, const RowPtr &row_ptr, int r
     }
 }
 
+/* REL 2: the block's rel-pos terms from its Q tile (spec §5.1, add_decomposed_rel_pos, with the
+ * unscaled q): relh[r][ky] = q_r · rel_pos_h[qy(r) − ky + k_h − 1] and relw[r][kx] = q_r ·
+ * rel_pos_w[qx(r) − kx + k_w − 1], times log2 e as the scores, into the rel arrays the key loop
+ * reads (rows past Tq: 0). As S = Q·Rᵀ with mma.sync, Q from the warp's fragments qf (the A operand
+ * of QKᵀ) and R the table rows the block needs — rel_pos_h rows qy(first) .. qy(last) + k_h − 1 and
+ * rel_pos_w rows qx(first) .. qx(last) + k_w − 1 (every row when the block spans grid rows) — laid
+ * end to end as one "virtual" table and staged through `stage` (2·BN = 128 padded rows: buffer 1
+ * of K/V, free until the key loop's first prefetch) in chunks of up to 128 rows: SAM's 14x14
+ * windows take one chunk (≤ 19 + 27 rows), its 64x64 global grid two (64 + 127 rows). Each warp
+ * multiplies only the rows its own 16 query rows need, 16 table rows per ldmatrix.x4 (two n-tiles
+ * of 8), and scatters accumulator (row r, table row t) to ky = qy(r) − t + k_h − 1 when in range (each
+ * (row, ky) comes from exactly one table row). Block-uniform chunk loop: every thread reaches its
+ * barriers. */
+template <int D>
+LISA_DEV void lk_flash_relpos_from_q(const lk_flash_params &p, const uint32_t (&qf)[D / 16][4], float *relh_s,
+                                     float *relw_s, lisa_bf16_t *stage, int m0, int m_last, int Tq, const int (&row_l)[2],
+                                     int ld_h, int ld_w) {
+    constexpr int DP = D + 8, CPR = D / 8, KS = D / 16, ROWS = 2 * LK_FLASH_BN;
+    const int tid = (int)threadIdx.x, warp = tid >> 5, lane = tid & 31, tg = lane & 3;
+    const int k_h = p.k_h, k_w = p.k_w;
+    for (int i = tid; i < LK_FLASH_BM * ld_h; i += LK_FLASH_THREADS)
+        if (m0 + i / ld_h >= Tq) relh_s[i] = 0.0f;
+    for (int i = tid; i < LK_FLASH_BM * ld_w; i += LK_FLASH_THREADS)
+        if (m0 + i / ld_w >= Tq) relw_s[i] = 0.0f;
+    /* table rows that query rows r0 .. r1 need, [lo_h, hi_h] of rel_pos_h and [lo_w, hi_w] of rel_pos_w */
+    auto span = [k_h, k_w](int r0, int r1, int *lo_h, int *hi_h, int *lo_w, int *hi_w) {
+        const int y0 = r0 / k_w, y1 = r1 / k_w;
+        *lo_h = y0, *hi_h = y1 + k_h - 1;
+        *lo_w = y0 == y1 ? r0 - y0 * k_w : 0;
+        *hi_w = y0 == y1 ? r1 - y1 * k_w + k_w - 1 : 2 * k_w - 2;
+    };
+    int lo_h, hi_h, lo_w, hi_w;
+    span(m0, m_last, &lo_h, &hi_h, &lo_w, &hi_w);
+    const int nh = hi_h - lo_h + 1, nv = nh + hi_w - lo_w + 1; /* virtual rows: h's, then w's */
+    /* this warp's virtual ranges [wlo[t], whi[t]] (t = 0 h, 1 w); empty when it has no rows */
+    int wlo[2] = {1, 1}, whi[2] = {0, 0};
+    const int wr0 = m0 + warp * 16, wr1 = (wr0 + 15 < Tq ? wr0 + 15 : Tq - 1);
+    if (wr1 >= wr0) {
+        int a_h, b_h, a_w, b_w;
+        span(wr0, wr1, &a_h, &b_h, &a_w, &b_w);
+        wlo[0] = a_h - lo_h, whi[0] = b_h - lo_h, wlo[1] = nh + a_w - lo_w, whi[1] = nh + b_w - lo_w;
+    }
+    /* this thread's rows: grid coordinates, validity */
+    int ry[2], rx[2];
+    bool rv[2];
+    LISA_UNROLL
+    for (int r = 0; r < 2; r++) {
+        const int gr = m0 + row_l[r];
+        rv[r] = gr < Tq;
+        ry[r] = gr / k_w, rx[r] = gr - ry[r] * k_w;
+    }
+    for (int c0 = 0; c0 < nv; c0 += ROWS) {
+        const int n = nv - c0 < ROWS ? nv - c0 : ROWS;
+        for (int i = tid; i < n * CPR; i += LK_FLASH_THREADS) {
+            const int r = i / CPR, c = i % CPR, v = c0 + r;
+            const lisa_bf16_t *src = v < nh ? p.rel_pos_h + (int64_t)(lo_h + v) * p.rph_rs
+                                            : p.rel_pos_w + (int64_t)(lo_w + v - nh) * p.rpw_rs;
+            lk_cp_async_16(stage + r * DP + c * 8, src + c * 8, true);
+        }
+        lk_cp_async_commit();
+        lk_cp_async_wait<0>();
+        lk_syncthreads();
+        for (int t = 0; t < 2; t++) {
+            const int a = (wlo[t] > c0 ? wlo[t] : c0) - c0, e = (whi[t] < c0 + n - 1 ? whi[t] : c0 + n - 1) - c0;
+            float *dst = t == 0 ? relh_s : relw_s;
+            const int ld = t == 0 ? ld_h : ld_w, kdim = t == 0 ? k_h : k_w, t0 = t == 0 ? lo_h : lo_w - nh;
+            for (int s0 = a; s0 <= e; s0 += 16) { /* warp-uniform */
+                const int sb = s0 < ROWS - 16 ? s0 : ROWS - 16; /* the 16 staged rows multiplied (stay in the stage) */
+                float acc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+                LISA_UNROLL
+                for (int ks = 0; ks < KS; ks++) {
+                    uint32_t rb[4];
+                    const int rr = sb + (lane & 7) + (lane >> 4) * 8, cc = ks * 16 + ((lane >> 3) & 1) * 8;
+                    lk_ldmatrix_x4(rb, stage + rr * DP + cc);
+                    const uint32_t b0[2] = {rb[0], rb[1]}, b1[2] = {rb[2], rb[3]};
+                    lk_mma_bf16_16816(acc[0], qf[ks], b0);
+                    lk_mma_bf16_16816(acc[1], qf[ks], b1);
+                }
+                LISA_UNROLL
+                for (int j = 0; j < 2; j++) {
+                    LISA_UNROLL
+                    for (int q4 = 0; q4 < 4; q4++) {
+                        const int lr = sb + 8 * j + 2 * tg + (q4 & 1), r = q4 >> 1; /* staged row, row of the pair */
+                        if (lr < s0 || lr > e || !rv[r]) continue; /* another step's row, or not staged */
+                        const int kk = (t == 0 ? ry[r] : rx[r]) - (t0 + c0 + lr) + kdim - 1;
+                        if (kk >= 0 && kk < kdim) dst[row_l[r] * ld + kk] = acc[j][q4] * LK_LOG2E;
+                    }
+                }
+            }
+        }
+        lk_syncthreads(); /* the stage is read by every warp before the next chunk (or the loop's prefetch) overwrites it */
+    }
+}
+
 /* grid (ceil(Tq / 64), Hq, B), block 128, dynamic smem lk_flash_smem_bytes(D, k_h, k_w).
  * Variants are compile-time parameters (no feature branch in the key-tile loop): REL (SAM's rel-pos
- * terms, from a per-tile (ky, kx) table: no integer division per score), CAUSAL, PAGED (K/V through
- * the page table), EVEN (dense, Tq and Tk multiples of 64: no key-bound mask) and the head dim D.
- * lk_flash_select below names the instantiated ones. */
-template <int D, bool REL, bool CAUSAL, bool PAGED, bool EVEN>
+ * terms, from a per-tile (ky, kx) table: no integer division per score; 1: terms read from
+ * rel_h / rel_w, 2: computed from the Q tile and the tables, see lk_flash_relpos_from_q; 3: as 2
+ * with one grid row per key tile, no table: rel_w in registers), CAUSAL, PAGED
+ * (K/V through the page table), EVEN (dense, Tq and Tk multiples of 64: no key-bound mask) and the
+ * head dim D. lk_flash_select below names the instantiated ones. */
+template <int D, int REL, bool CAUSAL, bool PAGED, bool EVEN>
 LISA_GLOBAL void
 #if defined(__CUDACC__) && !defined(LISA_CUDA_EMU)
 __launch_bounds__(LK_FLASH_THREADS)
@@ -150,11 +260,13 @@ __launch_bounds__(LK_FLASH_THREADS)
     auto v_row = [vg, v_rs, slot](int j) { return vg + slot(j) * v_rs; };
 
     lisa_bf16_t *Qs = (lisa_bf16_t *)lk_dyn_smem();
-    lisa_bf16_t *Ks = Qs + BM * DP; /* [2][BN][DP] */
-    lisa_bf16_t *Vs = Ks + 2 * BN * DP;
-    float *relh_s = (float *)(Vs + 2 * BN * DP); /* [BM][k_h] */
-    float *relw_s = relh_s + BM * p.k_h;         /* [BM][k_w] */
-    uint16_t *kyx_s = (uint16_t *)(relw_s + BM * p.k_w); /* [2][BN]: (ky, kx) of the keys of a tile */
+    lisa_bf16_t *Ks = Qs + BM * DP; /* buffer b's K tile at Ks + b·KV_BUF, its V tile BN rows after */
+    lisa_bf16_t *Vs = Ks + BN * DP;
+    constexpr int KV_BUF = 2 * BN * DP;
+    const int ld_h = p.k_h + 1, ld_w = p.k_w + 1;   /* row strides of the rel arrays */
+    float *relh_s = (float *)(Ks + 2 * KV_BUF);     /* [BM][ld_h] */
+    float *relw_s = relh_s + BM * ld_h;             /* [BM][ld_w] */
+    uint16_t *kyx_s = (uint16_t *)(relw_s + BM * ld_w); /* [2][BN]: (ky, kx) of the keys of a tile */
     const int k_w = p.k_w;
 
     /* Keys this block can see: causal row i sees j <= i + (Tk - Tq); the block's last row bounds it. */
@@ -173,19 +285,21 @@ __launch_bounds__(LK_FLASH_THREADS)
         lk_flash_load_tile<D>(Vs, v_row, 0, Tk);
     }
     lk_cp_async_commit();
-    if (REL) { /* ordinary loads; visible to all after the first barrier below */
+    constexpr bool KYX = REL == 1 || REL == 2; /* (ky, kx) of each key from a per-tile table */
+    if (KYX) /* ordinary stores; visible to all after the first barrier below */
         if (tid < BN) kyx_s[tid] = lk_flash_kyx(tid < Tk ? tid : 0, k_w); /* tile 0's table */
+    if (REL == 1) {
         const int64_t hb = (int64_t)b * p.rh_bs + (int64_t)h * p.rh_hs;
         const int64_t wb = (int64_t)b * p.rw_bs + (int64_t)h * p.rw_hs;
         for (int i = tid; i < BM * p.k_h; i += LK_FLASH_THREADS) {
             int r = i / p.k_h, c = i % p.k_h;
-            relh_s[i] = m0 + r < Tq ? lk_load(p.rel_h, p.rel_dtype, hb + (int64_t)(m0 + r) * p.rh_rs + c * p.rh_cs) * LK_LOG2E
-                                    : 0.0f;
+            relh_s[r * ld_h + c] = m0 + r < Tq ? lk_load(p.rel_h, p.rel_dtype, hb + (int64_t)(m0 + r) * p.rh_rs + c * p.rh_cs) * LK_LOG2E
+                                               : 0.0f;
         }
         for (int i = tid; i < BM * p.k_w; i += LK_FLASH_THREADS) {
             int r = i / p.k_w, c = i % p.k_w;
-            relw_s[i] = m0 + r < Tq ? lk_load(p.rel_w, p.rel_dtype, wb + (int64_t)(m0 + r) * p.rw_rs + c * p.rw_cs) * LK_LOG2E
-                                    : 0.0f;
+            relw_s[r * ld_w + c] = m0 + r < Tq ? lk_load(p.rel_w, p.rel_dtype, wb + (int64_t)(m0 + r) * p.rw_rs + c * p.rw_cs) * LK_LOG2E
+                                               : 0.0f;
         }
     }
     lk_cp_async_wait<1>(); /* the Q tile has landed (this thread's part) */
@@ -200,22 +314,33 @@ __launch_bounds__(LK_FLASH_THREADS)
         int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = ks * 16 + (lane >> 4) * 8;
         lk_ldmatrix_x4(qf[ks], Qs + r * DP + c);
     }
+    /* This thread's two query rows (block-local) and their global indices. */
+    const int row_l[2] = {warp * 16 + g, warp * 16 + g + 8};
+    const int qi[2] = {m0 + row_l[0], m0 + row_l[1]};
+    if (REL >= 2) lk_flash_relpos_from_q<D>(p, qf, relh_s, relw_s, Ks + KV_BUF, m0, m_last, Tq, row_l, ld_h, ld_w);
+    /* REL 3: this thread's rel_w terms (columns 8j + 2tg + c of every tile, its two rows) */
+    float rw_reg[REL == 3 ? 8 : 1][2][2];
+    if (REL == 3) {
+        LISA_UNROLL
+        for (int j = 0; j < (REL == 3 ? 8 : 1); j++)
+            LISA_UNROLL
+            for (int c = 0; c < 2; c++)
+                LISA_UNROLL
+                for (int r = 0; r < 2; r++) rw_reg[j][c][r] = relw_s[row_l[r] * ld_w + 8 * j + 2 * tg + c];
+    }
 
     float o[NO][4];
     LISA_UNROLL
     for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m_i[2] = {-INFINITY, -INFINITY}, l_i[2] = {0.0f, 0.0f};
-    /* This thread's two query rows (block-local) and their global indices. */
-    const int row_l[2] = {warp * 16 + g, warp * 16 + g + 8};
-    const int qi[2] = {m0 + row_l[0], m0 + row_l[1]};
     const int causal_off = Tk - Tq;
 
     for (int t = 0; t < n_tiles; t++) {
         const int buf = t & 1, n0 = t * BN;
         if (t + 1 < n_tiles) { /* prefetch the next K/V tile (and its (ky, kx) table) into the other buffer */
-            lk_flash_load_tile<D>(Ks + (buf ^ 1) * BN * DP, k_row, n0 + BN, Tk);
-            lk_flash_load_tile<D>(Vs + (buf ^ 1) * BN * DP, v_row, n0 + BN, Tk);
-            if (REL && tid < BN) {
+            lk_flash_load_tile<D>(Ks + (buf ^ 1) * KV_BUF, k_row, n0 + BN, Tk);
+            lk_flash_load_tile<D>(Vs + (buf ^ 1) * KV_BUF, v_row, n0 + BN, Tk);
+            if (KYX && tid < BN) {
                 const int j = n0 + BN + tid;
                 kyx_s[(buf ^ 1) * BN + tid] = lk_flash_kyx(j < Tk ? j : 0, k_w);
             }
@@ -225,7 +350,7 @@ __launch_bounds__(LK_FLASH_THREADS)
             lk_cp_async_wait<0>();
         }
         lk_syncthreads();
-        const lisa_bf16_t *Kt = Ks + buf * BN * DP, *Vt = Vs + buf * BN * DP;
+        const lisa_bf16_t *Kt = Ks + buf * KV_BUF, *Vt = Vs + buf * KV_BUF;
 
         /* S = Q Kᵀ for 16 rows x 64 keys per warp: s[j] is n-tile j (keys 8j..8j+7). B operand
          * (k = head dim, n = key) straight from row-major K: matrices 0/1 = keys 0-7 at d and
@@ -249,20 +374,23 @@ __launch_bounds__(LK_FLASH_THREADS)
         /* Scale, rel-pos, mask. Element e of n-tile j: row row_l[e/2], key n0 + 8j + 2tg + e%2.
          * need_mask is uniform per tile: only the last partial tile and the causal diagonal mask. */
         const bool need_mask = (!EVEN && n0 + BN > Tk) || (CAUSAL && n0 + BN - 1 > m0 + causal_off);
+        float rh_t[2] = {0.0f, 0.0f}; /* REL 3: the tile's rel_h term (ky = t) of this thread's rows */
+        if (REL == 3) rh_t[0] = relh_s[row_l[0] * ld_h + t], rh_t[1] = relh_s[row_l[1] * ld_h + t];
         LISA_UNROLL
         for (int j = 0; j < 8; j++) {
             LISA_UNROLL
             for (int c = 0; c < 2; c++) {
                 const int col = 8 * j + 2 * tg + c, key = n0 + col;
                 int ky = 0, kx = 0;
-                if (REL) { /* this column's (ky, kx) from the tile's table (keys >= Tk read key 0's, masked below) */
+                if (KYX) { /* this column's (ky, kx) from the tile's table (keys >= Tk read key 0's, masked below) */
                     const uint16_t v = kyx_s[buf * BN + col];
                     ky = v >> 8, kx = v & 255;
                 }
                 LISA_UNROLL
                 for (int r = 0; r < 2; r++) {
                     float x = s[j][2 * r + c] * p.scale_log2;
-                    if (REL) x += relh_s[row_l[r] * p.k_h + ky] + relw_s[row_l[r] * k_w + kx];
+                    if (KYX) x += relh_s[row_l[r] * ld_h + ky] + relw_s[row_l[r] * ld_w + kx];
+                    if (REL == 3) x += rh_t[r] + rw_reg[REL == 3 ? j : 0][c][r];
                     if (need_mask && ((!EVEN && key >= Tk) || (CAUSAL && key > qi[r] + causal_off))) x = -INFINITY;
                     s[j][2 * r + c] = x;
                 }
@@ -348,9 +476,11 @@ __launch_bounds__(LK_FLASH_THREADS)
 /* The instantiated variants and the one that computes p (the launchers and the emulator tests use
  * this; nullptr when no variant fits: the caller falls back). Compiled: D 64 and 128 causal or not,
  * D 128 also paged (PAGED_ATTENTION's prefill chunks: LLaMA), D 80 causal or not and, non-causal,
- * with rel-pos (SAM) and EVEN (SAM's 64x64 global attention: 4096 keys). Every variant is a full
- * kernel (code size and build time), so only the combinations LISA runs, plus plain causal and
- * non-causal attention for every head dim, are instantiated. */
+ * with rel-pos terms (REL 1, SAM through ATTENTION) and EVEN (SAM's 64x64 global attention: 4096
+ * keys); rel-pos from the tables (REL 2, ATTENTION_RELPOS) at D 80 (SAM ViT-H) and 64 (ViT-B/L),
+ * EVEN or not, and REL 3 (EVEN, grids 64 keys wide: SAM's global blocks) at both. Every variant is a full kernel (code size and build time), so only the
+ * combinations LISA runs, plus plain causal and non-causal attention for every head dim, are
+ * instantiated. */
 typedef void (*lk_flash_fn)(const lk_flash_params);
 
 inline bool lk_flash_even(const lk_flash_params &p) {
@@ -360,23 +490,33 @@ inline bool lk_flash_even(const lk_flash_params &p) {
 template <int D> inline lk_flash_fn lk_flash_select(const lk_flash_params &p);
 template <> inline lk_flash_fn lk_flash_select<64>(const lk_flash_params &p) {
     if (p.rel_h || p.kv_indices) return nullptr;
-    return p.causal ? lk_flash_fwd_v<64, false, true, false, false> : lk_flash_fwd_v<64, false, false, false, false>;
+    if (p.rel_pos_h) {
+        if (p.causal || p.cu_seqlens_q || p.cu_seqlens_k) return nullptr;
+        if (p.k_w == LK_FLASH_BN && lk_flash_even(p)) return lk_flash_fwd_v<64, 3, false, false, true>;
+        return lk_flash_even(p) ? lk_flash_fwd_v<64, 2, false, false, true> : lk_flash_fwd_v<64, 2, false, false, false>;
+    }
+    return p.causal ? lk_flash_fwd_v<64, 0, true, false, false> : lk_flash_fwd_v<64, 0, false, false, false>;
 }
 template <> inline lk_flash_fn lk_flash_select<80>(const lk_flash_params &p) {
     if (p.kv_indices) return nullptr;
     const bool even = lk_flash_even(p);
+    if (p.rel_pos_h) {
+        if (p.causal || p.rel_h || p.cu_seqlens_q || p.cu_seqlens_k) return nullptr;
+        if (p.k_w == LK_FLASH_BN && even) return lk_flash_fwd_v<80, 3, false, false, true>;
+        return even ? lk_flash_fwd_v<80, 2, false, false, true> : lk_flash_fwd_v<80, 2, false, false, false>;
+    }
     if (p.rel_h) {
         if (p.causal) return nullptr;
-        return even ? lk_flash_fwd_v<80, true, false, false, true> : lk_flash_fwd_v<80, true, false, false, false>;
+        return even ? lk_flash_fwd_v<80, 1, false, false, true> : lk_flash_fwd_v<80, 1, false, false, false>;
     }
-    if (p.causal) return lk_flash_fwd_v<80, false, true, false, false>;
-    return even ? lk_flash_fwd_v<80, false, false, false, true> : lk_flash_fwd_v<80, false, false, false, false>;
+    if (p.causal) return lk_flash_fwd_v<80, 0, true, false, false>;
+    return even ? lk_flash_fwd_v<80, 0, false, false, true> : lk_flash_fwd_v<80, 0, false, false, false>;
 }
 template <> inline lk_flash_fn lk_flash_select<128>(const lk_flash_params &p) {
-    if (p.rel_h) return nullptr;
+    if (p.rel_h || p.rel_pos_h) return nullptr;
     if (p.kv_indices)
-        return p.causal ? lk_flash_fwd_v<128, false, true, true, false> : lk_flash_fwd_v<128, false, false, true, false>;
-    return p.causal ? lk_flash_fwd_v<128, false, true, false, false> : lk_flash_fwd_v<128, false, false, false, false>;
+        return p.causal ? lk_flash_fwd_v<128, 0, true, true, false> : lk_flash_fwd_v<128, 0, false, true, false>;
+    return p.causal ? lk_flash_fwd_v<128, 0, true, false, false> : lk_flash_fwd_v<128, 0, false, false, false>;
 }
 
 /* ============================================================================================

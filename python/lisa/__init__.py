@@ -98,7 +98,7 @@ class _ModelInfo(_c.Structure):
                [("backend", _c.c_int), ("backend_name", _c.c_char * 16), ("device_name", _c.c_char * 128),
                 ("device", _i32), ("n_threads", _i32), ("activation_dtype", _c.c_char * 8)] + \
                [(n, _i64) for n in ("weight_bytes", "checkpoint_bytes", "scratch_bytes", "device_memory_bytes")] + \
-               [(n, _i32) for n in ("tp_rank", "tp_size", "tp_group", "tp_groups")]
+               [(n, _i32) for n in ("tp_rank", "tp_size", "tp_group", "tp_groups", "fused_ops", "fused_ops_native")]
 
 
 _BATCH_BUCKETS = 9  # LISA_ENGINE_BATCH_BUCKETS

@@ -84,6 +84,7 @@ def test_model_info_and_token_counts(model):
     assert d["device_name"] and d["device_memory_bytes"] == 0
     assert 0 < d["weight_bytes"] <= d["checkpoint_bytes"]
     assert (d["tp_rank"], d["tp_size"], d["tp_group"], d["tp_groups"]) == (0, 1, 0, 1)
+    assert d["fused_ops"] >= 7 and d["fused_ops_native"] == 0  # the CPU composes every fused op
     assert d["n_patches"] == (d["clip_image_size"] // d["clip_patch_size"]) ** 2
     n = model.count_tokens("Segment the cat.")
     assert n > 0 and model.count_tokens("Segment the cat.", add_bos=True) == n + 1

@@ -14,7 +14,11 @@
  *   3. (hook) against cuDNN's fused SDPA: not built — see ak_cudnn_peer below for why.
  * Implementations checked per shape: the mma.sync flash kernel (and the paged decode), and on
  * Hopper the sm_90a wgmma kernel (attn_sm90.cuh), SAM's rel-pos also computed inside it from the
- * tables (lisa_cuda_attention_relpos_fused; problems "... tables"); SKIPped elsewhere.
+ * tables (lisa_cuda_attention_relpos_fused; problems "... tables"); SKIPped elsewhere. The "tables"
+ * problems also run ATTENTION_RELPOS (ops.def) on the GPU: the mma.sync kernel computing the terms
+ * from its Q tile (" fused (mma.sync)"), the op as the models call it (" op (auto)"), and its
+ * composition REL_POS + ATTENTION (" REL_POS+ATTENTION (gpu)"), each checked as above, and the
+ * fused kernel against the composition directly (both with F32 outputs, same tolerances).
  * and every shape runs twice: flat (q, k, v ~ U(-1, 1)) and peaky (q scaled by 24: the scores'
  * standard deviation is ~8, so one or two keys carry most of each row's weight and a missing or
  * extra key changes the row by O(1)).
@@ -25,7 +29,9 @@
  * reference and a double-precision loop the naive kernel. The clean model must pass every check
  * (no false alarms); then bugs are planted in the model one at a time — the causal mask off by one
  * (a row sees the next key), one KV split dropped in the merge, the last key tile dropped, rel-pos
- * row and column swapped — and each must fail at least one check on at least one shape, which
+ * row and column swapped, the fused rel-pos terms read from the next table row (the "tables"
+ * problems, whose model computes the terms from q and the tables itself) — and each must fail at
+ * least one check on at least one shape, which
  * lisa_check.c reports as "planted bugs caught: N/N". The checker's references (the CPU op, the
  * double loop) share no code with the model, so this tests the checker, not a tautology.
  */
@@ -365,9 +371,18 @@ typedef enum ak_impl {
     AK_NAIVE,       /* LISA_CUDA_ATTN_REFERENCE (lk_attn_ref), F32 output */
     AK_WGMMA,       /* SAM, VARLEN: the sm_90a kernel (attn_sm90.cuh; Hopper only) */
     AK_WGMMA_FUSED, /* SAM with tables: the sm_90a kernel computing the rel-pos terms itself */
+    AK_FUSED,       /* SAM with tables: ATTENTION_RELPOS on the mma.sync kernel (REL 2: terms from the Q tile) */
+    AK_OP,          /* SAM with tables: the ATTENTION_RELPOS op (AUTO: what the models run) */
+    AK_UNFUSED,     /* SAM with tables: ATTENTION_RELPOS as REL_POS then ATTENTION on the GPU */
 } ak_impl;
 
-static const char *const impl_names[5] = {"", " paged/16", " naive kernel", " (wgmma)", " fused (wgmma)"};
+static const char *const impl_names[8] = {"", " paged/16", " naive kernel", " (wgmma)", " fused (wgmma)",
+                                          " fused (mma.sync)", " op (auto)", " REL_POS+ATTENTION (gpu)"};
+
+/* The ATTENTION_RELPOS path of an implementation. */
+static lisa_cuda_attn_path ak_relpos_path(ak_impl impl) {
+    return impl == AK_FUSED ? LISA_CUDA_ATTN_FLASH : impl == AK_UNFUSED ? LISA_CUDA_ATTN_UNFUSED : LISA_CUDA_ATTN_AUTO;
+}
 
 static lisa_tensor dev_view(void *data, int32_t n, int64_t d0, int64_t d1, int64_t d2, int64_t d3, lisa_dtype dt, int dev) {
     lisa_tensor t = lisa_tensor_view4(data, dt, n, d0, d1, d2, d3);
@@ -481,9 +496,9 @@ static lisa_status ak_run_paged(ck_ctx *c, const ak_problem *p, const ak_dev *d,
 }
 
 /* Runs one implementation on the GPU; *out = host F32 [R, H, D] (caller frees). */
-static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, ak_impl impl, lisa_tensor *out) {
+static lisa_status ak_gpu_run_dt(ck_ctx *c, const ak_problem *p, const ak_dev *d, ak_impl impl, lisa_dtype odt,
+                                 lisa_tensor *out) {
     const int dev = c->gpu->device_id;
-    const lisa_dtype odt = impl == AK_NAIVE ? LISA_DTYPE_F32 : LISA_DTYPE_BF16;
     const int64_t ys[4] = {p->kind == AK_VARLEN ? p->R : p->B, p->kind == AK_VARLEN ? p->H : p->T,
                            p->kind == AK_VARLEN ? p->D : p->H, p->D};
     lisa_tensor y = ck_dev_poison(c, odt, p->kind == AK_VARLEN ? 3 : 4, ys);
@@ -491,6 +506,9 @@ static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, a
     lisa_clear_error();
     if (p->kind == AK_SAM && impl == AK_WGMMA_FUSED) {
         s = lisa_cuda_attention_relpos_fused(c->gpu, &y, &d->q, &d->k, &d->v, p->scale, &d->th, &d->tw);
+    } else if (p->kind == AK_SAM && (impl == AK_FUSED || impl == AK_OP || impl == AK_UNFUSED)) {
+        s = lisa_cuda_attention_relpos_path(c->gpu, &y, &d->q, &d->k, &d->v, &d->th, &d->tw, (int32_t)p->S, (int32_t)p->S,
+                                            p->scale, ak_relpos_path(impl));
     } else if (p->kind == AK_SAM) {
         lisa_attn_params ap = {.scale = p->scale, .rel_h = &d->rh, .rel_w = &d->rw};
         s = lisa_cuda_attention_path(c->gpu, &y, &d->q, &d->k, &d->v, &ap,
@@ -525,6 +543,10 @@ static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, a
     return LISA_OK;
 }
 
+static lisa_status ak_gpu_run(ck_ctx *c, const ak_problem *p, const ak_dev *d, ak_impl impl, lisa_tensor *out) {
+    return ak_gpu_run_dt(c, p, d, impl, impl == AK_NAIVE ? LISA_DTYPE_F32 : LISA_DTYPE_BF16, out);
+}
+
 /* cuDNN's fused SDPA as a third opinion (issue: "compared against an on-GPU naive kernel and cuDNN").
  * Not built. cuDNN 9's fused attention is reachable from C only through the backend API
  * (cudnnBackend*): an operation graph of two matmuls, scale/bias pointwise nodes and the softmax
@@ -544,11 +566,13 @@ typedef enum ak_bug {
     BUG_DROP_SPLIT,        /* split-KV: the merge skips split 1 */
     BUG_DROP_LAST_TILE,    /* flash: the last 64-key tile is never loaded */
     BUG_RELPOS_SWAP,       /* rel-pos: key j gets rel_h[j % k_w] + rel_w[j / k_w] */
+    BUG_RELPOS_TABLE,      /* fused rel-pos: the terms from table row qy − ky + k_h (one past the right one) */
     BUG_COUNT
 } ak_bug;
 
 static const char *const bug_names[BUG_COUNT] = {"none", "causal mask off by one", "one KV split dropped",
-                                                 "last key tile dropped", "rel-pos row/column swapped"};
+                                                 "last key tile dropped", "rel-pos row/column swapped",
+                                                 "rel-pos table row off by one"};
 
 static float bf16r(double x) { return lisa_bf16_to_f32(lisa_f32_to_bf16((float)x)); }
 
@@ -635,6 +659,23 @@ static void ak_model_splitkv_row(float *y, const float *q, const float *k, const
     for (int64_t d = 0; d < D; d++) y[d] = L > 0 ? bf16r(acc[d] / L) : NAN;
 }
 
+/* The fused rel-pos terms of query i of an S x S grid, as lk_flash_fwd_v<.., REL 2> computes them
+ * from the Q tile and the tables (F32 sums of bf16 products): th[ky] = q·tab_h[qy − ky + S − 1],
+ * tw[kx] = q·tab_w[qx − kx + S − 1]; BUG_RELPOS_TABLE reads the next table row instead. */
+static void ak_model_terms(float *th, float *tw, const float *q, const float *tab_h, const float *tab_w, int64_t D, int64_t S,
+                           int64_t i, ak_bug bug) {
+    const int64_t qy = i / S, qx = i % S, shift = bug == BUG_RELPOS_TABLE ? 1 : 0;
+    for (int64_t t = 0; t < 2; t++)
+        for (int64_t kk = 0; kk < S; kk++) {
+            int64_t row = (t == 0 ? qy : qx) - kk + S - 1 + shift;
+            row = row > 2 * S - 2 ? 2 * S - 2 : row;
+            const float *tab = (t == 0 ? tab_h : tab_w) + row * D;
+            double acc = 0;
+            for (int64_t d = 0; d < D; d++) acc += (double)q[d] * tab[d];
+            (t == 0 ? th : tw)[kk] = (float)acc;
+        }
+}
+
 /* The model on a whole problem: *out = host F32 [R, H, D] (caller frees). */
 static void ak_model_run(const ak_problem *p, ak_bug bug, lisa_tensor *out) {
     const int64_t H = p->H, D = p->D;
@@ -645,14 +686,20 @@ static void ak_model_run(const ak_problem *p, ak_bug bug, lisa_tensor *out) {
     double *acc = malloc(sizeof(double) * (size_t)D), *part = malloc(sizeof(double) * (size_t)(64 * D));
     if (p->kind == AK_SAM) {
         const int64_t T = p->T, S = p->S;
+        float *th = malloc(sizeof(float) * (size_t)(2 * S)), *tw = th + S; /* fused: the model's own terms */
         for (int64_t b = 0; b < p->B; b++)
             for (int64_t h = 0; h < H; h++)
                 for (int64_t i = 0; i < T; i++) {
                     const int64_t r = b * T + i, rel = ((b * H + h) * T + i) * S;
+                    const float *rh = (const float *)p->rh.data + rel, *rw = (const float *)p->rw.data + rel;
+                    if (p->fused) {
+                        ak_model_terms(th, tw, Q + (r * H + h) * D, p->tab_h.data, p->tab_w.data, D, S, i, bug);
+                        rh = th, rw = tw;
+                    }
                     ak_model_flash_row(Y + (r * H + h) * D, Q + (r * H + h) * D, K + (b * T * H + h) * D,
-                                       V + (b * T * H + h) * D, H * D, D, (const float *)p->rh.data + rel,
-                                       (const float *)p->rw.data + rel, S, i, T, T, false, sl2, bug, acc);
+                                       V + (b * T * H + h) * D, H * D, D, rh, rw, S, i, T, T, false, sl2, bug, acc);
                 }
+        free(th);
     } else if (p->kind == AK_VARLEN) {
         for (int sq = 0; sq < p->nseq; sq++)
             for (int64_t h = 0; h < H; h++)
@@ -712,6 +759,7 @@ static bool ak_applicable(const ak_problem *p, ak_bug bug) {
     case BUG_DROP_SPLIT: return p->kind == AK_DECODE && p->Tk > 256;
     case BUG_DROP_LAST_TILE: return p->kind != AK_DECODE && (p->kind == AK_SAM ? p->T > 64 : true);
     case BUG_RELPOS_SWAP: return p->kind == AK_SAM;
+    case BUG_RELPOS_TABLE: return p->kind == AK_SAM && p->fused;
     default: return false;
     }
 }
@@ -761,9 +809,10 @@ static void ak_run_problem(ck_ctx *c, ak_problem *p, ak_catch *catches) {
     }
     /* the implementations of this kind: the mma.sync kernel (and the paged one for decode), and on
      * Hopper the sm_90a kernel (rel-pos as terms, and computed inside from the tables) */
-    ak_impl impls[3] = {AK_MAIN, AK_PAGED, AK_WGMMA};
+    ak_impl impls[8] = {AK_MAIN, AK_PAGED, AK_WGMMA};
     int n_impl = 1;
     if (p->kind == AK_DECODE) n_impl = 2;
+    if (p->fused) impls[n_impl++] = AK_FUSED, impls[n_impl++] = AK_OP, impls[n_impl++] = AK_UNFUSED;
     if (p->kind != AK_DECODE) {
         if (lisa_cuda_attn_wgmma_available(c->gpu)) {
             impls[n_impl++] = AK_WGMMA;
@@ -795,6 +844,23 @@ static void ak_run_problem(ck_ctx *c, ak_problem *p, ak_catch *catches) {
                 ak_record(c, "attention", nm, &st, "cuDNN fused SDPA");
                 lisa_tensor_free(&peer);
             }
+        }
+    }
+    if (p->fused) { /* the fused kernel against the composition on the GPU, both with F32 outputs */
+        lisa_tensor fz, un;
+        char nm[240];
+        snprintf(nm, sizeof nm, "%s fused (mma.sync) vs REL_POS+ATTENTION (gpu), f32 out", p->name);
+        s = ak_gpu_run_dt(c, p, &d, AK_FUSED, LISA_DTYPE_F32, &fz);
+        if (s == LISA_OK) {
+            s = ak_gpu_run_dt(c, p, &d, AK_UNFUSED, LISA_DTYPE_F32, &un);
+            if (s != LISA_OK) lisa_tensor_free(&fz);
+        }
+        if (s != LISA_OK) {
+            ck_record(c, "attention", nm, "BF16", 1, NAN, 0, -1, "cuda: %s", lisa_last_error());
+        } else {
+            ak_stats st = ak_compare(fz.data, un.data, p->R * p->H * p->D);
+            ak_record(c, "attention", nm, &st, "the rel-pos terms from the Q tile vs lk_rel_pos's F32 terms");
+            lisa_tensor_free(&fz), lisa_tensor_free(&un);
         }
     }
     ck_free_case(c);
@@ -967,8 +1033,8 @@ void ck_cases_attention(ck_ctx *c) {
             ak_make_sam(c, &p, st ? 2 : (q || peaky ? 25 : 50), 14, H, qm, false);
             ak_run_problem(c, &p, catches);
             ak_free(&p);
-            if (!st) { /* rel-pos from tables: the sm_90a kernel's fused form too */
-                ak_make_sam(c, &p, 25, 14, H, qm, true);
+            { /* rel-pos from tables: ATTENTION_RELPOS and the sm_90a kernel's fused form too */
+                ak_make_sam(c, &p, st ? 2 : 25, 14, H, qm, true);
                 ak_run_problem(c, &p, catches);
                 ak_free(&p);
             }
@@ -979,11 +1045,11 @@ void ck_cases_attention(ck_ctx *c) {
                              peaky ? "peaky" : "flat");
             ak_run_problem(c, &p, catches);
             ak_free(&p);
-            if (!st) {
-                ak_make_sam(c, &p, 1, 64, H, qm, true);
-                ak_run_problem(c, &p, catches);
-                ak_free(&p);
-            }
+            ak_make_sam(c, &p, 1, st ? 20 : 64, H, qm, true);
+            if (st) snprintf(p.name, sizeof p.name, "SAM global-like [1,400,%lld,80] rel-pos 20x20 tables %s", (long long)H,
+                             peaky ? "peaky" : "flat");
+            ak_run_problem(c, &p, catches);
+            ak_free(&p);
         }
         if (ck_selected(c, "attention", sel[2])) {
             ak_make_varlen(c, &p, st ? lens_st : q ? lens_q : lens_full, st || !q ? 4 : 1, HL, qm);

@@ -107,6 +107,18 @@ static lisa_status c_rel_pos(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, c
     const relpos_arg *r = a;
     return lisa_op_rel_pos(be, &o[0], &o[1], &i[0], &i[1], &i[2], r->qh, r->qw);
 }
+/* ATTENTION_RELPOS: inputs q, k, v, rel_pos_h, rel_pos_w; CUDA on a forced path (AUTO: the op) */
+typedef struct attn_relpos_arg {
+    int32_t qh, qw;
+    float scale;
+    lisa_cuda_attn_path path;
+} attn_relpos_arg;
+static lisa_status c_attention_relpos(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
+    const attn_relpos_arg *r = a;
+    if (be->device == LISA_DEVICE_CUDA && r->path != LISA_CUDA_ATTN_AUTO)
+        return lisa_cuda_attention_relpos_path(be, &o[0], &i[0], &i[1], &i[2], &i[3], &i[4], r->qh, r->qw, r->scale, r->path);
+    return lisa_op_attention_relpos(be, &o[0], &i[0], &i[1], &i[2], &i[3], &i[4], r->qh, r->qw, r->scale);
+}
 static lisa_status c_window_partition(lisa_backend *be, lisa_tensor *o, lisa_tensor *i, const void *a) {
     return lisa_op_window_partition(be, &o[0], &i[0], *(const int32_t *)a);
 }
@@ -573,6 +585,46 @@ void ck_cases_ops(ck_ctx *c) {
         c2.out[0] = (ck_tspec)T_OUT(4, 1, 3, 35, 5), c2.out[1] = (ck_tspec)T_OUT(4, 1, 3, 35, 7);
         ck_run_case(c, &c2);
     }
+    /* ATTENTION_RELPOS: the op (F32: the composition on the GPU; BF16: the mma.sync kernel computing
+     * the rel-pos terms from its Q tile), the composition forced (REL_POS + ATTENTION on the GPU),
+     * and on Hopper the sm_90a fused kernel; SAM windows with a strided q, an odd grid at head dim
+     * 64, a 64x64 global grid (two chunks of table rows per block) */
+    {
+        static const attn_relpos_arg win = {14, 14, 0.1118033989f, LISA_CUDA_ATTN_AUTO};
+        ck_case ar = {.op = "attention_relpos", .label = "[2,196,2,80] 14x14 (SAM windows)", .call = c_attention_relpos,
+                      .arg = &win, .n_in = 5, .n_out = 1,
+                      .in = {T_ACT(4, -1, 1, 2, 196, 2, 80), T_ACT(4, -1, 1, 2, 196, 2, 80), T_ACT(4, -1, 1, 2, 196, 2, 80),
+                             T_PAR(2, -0.3, 0.3, 27, 80), T_PAR(2, -0.3, 0.3, 27, 80)},
+                      .out = {T_OUT(4, 2, 196, 2, 80)}, .strided_in0 = true, .atol32 = 2e-5, .rtol32 = 2e-5, .atol16 = 1e-2,
+                      .rtol16 = 1.0 / 64};
+        ck_run_case(c, &ar);
+        static const attn_relpos_arg win_unfused = {14, 14, 0.1118033989f, LISA_CUDA_ATTN_UNFUSED};
+        ck_case au = ar;
+        au.label = "[2,196,2,80] 14x14 (REL_POS + ATTENTION on the gpu)", au.arg = &win_unfused;
+        ck_run_case(c, &au);
+        static const attn_relpos_arg odd = {5, 7, 0.125f, LISA_CUDA_ATTN_AUTO};
+        ck_case ao = ar;
+        ao.label = "[2,35,3,64] 5x7 (odd grid, D 64)", ao.arg = &odd, ao.strided_in0 = false;
+        ao.in[0] = (ck_tspec)T_ACT(4, -1, 1, 2, 35, 3, 64), ao.in[1] = ao.in[0], ao.in[2] = ao.in[0];
+        ao.in[3] = (ck_tspec)T_PAR(2, -0.3, 0.3, 9, 64), ao.in[4] = (ck_tspec)T_PAR(2, -0.3, 0.3, 13, 64);
+        ao.out[0] = (ck_tspec)T_OUT(4, 2, 35, 3, 64);
+        ck_run_case(c, &ao);
+        static const attn_relpos_arg glob = {64, 64, 0.1118033989f, LISA_CUDA_ATTN_AUTO};
+        ck_case ag = ar;
+        ag.label = "[1,4096,1,80] 64x64 (SAM global)", ag.arg = &glob, ag.strided_in0 = false;
+        ag.in[0] = (ck_tspec)T_ACT(4, -1, 1, 1, 4096, 1, 80), ag.in[1] = ag.in[0], ag.in[2] = ag.in[0];
+        ag.in[3] = (ck_tspec)T_PAR(2, -0.3, 0.3, 127, 80), ag.in[4] = ag.in[3];
+        ag.out[0] = (ck_tspec)T_OUT(4, 1, 4096, 1, 80);
+        if (!(c->self_test && c->quick)) ck_run_case(c, &ag); /* the CPU twice at 4096 tokens: slow for the quick self-test */
+        if (c->self_test || lisa_cuda_attn_wgmma_available(c->gpu)) {
+            static const attn_relpos_arg win_w = {14, 14, 0.1118033989f, LISA_CUDA_ATTN_WGMMA};
+            ck_case aw = ar;
+            aw.label = "[2,196,2,80] 14x14 (sm_90a fused)", aw.arg = &win_w, aw.no_f32 = true;
+            ck_run_case(c, &aw);
+        } else {
+            ck_record(c, "attention_relpos", "sm_90a fused case", "-", 2, 0, 0, -1, "device cannot run the sm_90a kernel");
+        }
+    }
     /* WINDOW_PARTITION / UNPARTITION */
     {
         ck_case wp = {.op = "window_partition", .label = "[2,64,64,37] S14", .call = c_window_partition, .arg = &win14,
@@ -674,6 +726,18 @@ void ck_cases_ops(ck_ctx *c) {
         am.label = "[733,37] strided", am.in[0] = (ck_tspec)T_ACT(2, -1, 1, 733, 37);
         am.out[0] = (ck_tspec){CK_INT32, 1, {733}, 0, 0}, am.strided_in0 = true;
         ck_run_case(c, &am);
+    }
+    /* How each backend runs the fused ops (kernels/ops.h lisa_backend_fuses): the CPU reference as
+     * the compositions ops.def names, the CUDA backend natively. A CUDA backend that composes one is
+     * a failure (its models would pay the unfused ops' memory traffic). */
+    if (ck_selected(c, "fused_ops", "native")) {
+        for (int op = LISA_OP_FIRST_FUSED; op < LISA_OP_COUNT; op++) {
+            const bool native = lisa_backend_fuses(c->gpu, (lisa_op)op), cpu_native = lisa_backend_fuses(c->cpu, (lisa_op)op);
+            const bool want = c->gpu->device == LISA_DEVICE_CUDA;
+            ck_record(c, "fused_ops", lisa_op_name((lisa_op)op), "-", native == want && !cpu_native ? 0 : 1, 0, 0, -1,
+                      "%s: %s; cpu: %s", c->gpu->name, native ? "native (one kernel)" : "composed",
+                      cpu_native ? "native" : "composed (the unfused ops, bit for bit)");
+        }
     }
 }
 

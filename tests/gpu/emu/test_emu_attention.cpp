@@ -61,6 +61,103 @@ static void flash_sam(int S, int nwin, int H, uint64_t seed, EmuCopyMode mode) {
                [&](size_t i) { return ref[i]; });
 }
 
+/* ---- flash: SAM rel-pos fused (REL 2): the kernel computes q·rel_pos_h / q·rel_pos_w itself ----
+ * q/k/v packed [nwin, T, 3, H, D] (T = Sh·Sw), tables [2S - 1, D] with row stride D + tpad (bf16);
+ * the last `pad` grid rows and columns of every window are SAM's zero padding after norm1, i.e.
+ * q = k = v = the qkv bias (one vector per window and part, not masked: spec §5.1). The kernel runs
+ * every query block; the double reference checks the rows of the blocks in `check_blocks` (all when
+ * empty), with the rel-pos terms from the unscaled q as add_decomposed_rel_pos. */
+template <int D>
+static void flash_sam_fused(int Sh, int Sw, int nwin, int H, int pad, int tpad, bool o_f32, uint64_t seed, EmuCopyMode mode,
+                            std::vector<int> check_blocks = {}) {
+    const int T = Sh * Sw, rs = D + tpad;
+    Rng r(seed);
+    Buf<lisa_bf16_t> qkv((size_t)nwin * T * 3 * H * D);
+    std::vector<double> x = fill_bf16(qkv, r, -1, 1);
+    for (int b = 0; b < nwin; b++) /* padded tokens: copies of token 0 of a bias window */
+        for (int t = 0; t < T; t++) {
+            if (t / Sw < Sh - pad && t % Sw < Sw - pad) continue;
+            for (int e = 0; e < 3 * H * D; e++) {
+                const size_t dst = ((size_t)b * T + t) * 3 * H * D + e, src = (size_t)(nwin - 1 - b) * T * 3 * H * D + e;
+                qkv[dst] = qkv[src];
+                x[dst] = x[src];
+            }
+        }
+    Buf<lisa_bf16_t> th((size_t)(2 * Sh - 1) * rs), tw((size_t)(2 * Sw - 1) * rs);
+    std::vector<double> thv = fill_bf16(th, r, -0.3, 0.3), twv = fill_bf16(tw, r, -0.3, 0.3);
+    Buf<lisa_bf16_t> ob((size_t)nwin * T * H * D);
+    Buf<float> of((size_t)nwin * T * H * D);
+
+    lk_flash_params p = {};
+    p.q = qkv.p, p.k = qkv.p + H * D, p.v = qkv.p + 2 * H * D, p.o = o_f32 ? (void *)of.p : (void *)ob.p, p.o_f32 = o_f32;
+    p.q_bs = p.k_bs = p.v_bs = (int64_t)T * 3 * H * D;
+    p.q_rs = p.k_rs = p.v_rs = 3 * H * D;
+    p.q_hs = p.k_hs = p.v_hs = D;
+    p.o_bs = (int64_t)T * H * D, p.o_rs = H * D, p.o_hs = D;
+    p.B = nwin, p.Tq = T, p.Tk = T, p.Hq = H, p.Hkv = H;
+    const double scale = 1.0 / sqrt((double)D);
+    p.scale_log2 = (float)scale * LK_LOG2E;
+    p.k_h = Sh, p.k_w = Sw, p.rel_pos_h = th.p, p.rel_pos_w = tw.p, p.rph_rs = p.rpw_rs = rs;
+    lk_flash_fn fn = lk_flash_select<D>(p);
+    const bool even = T % 64 == 0, rowt = even && Sw == 64; /* REL 3: one grid row per key tile */
+    const lk_flash_fn want = rowt   ? (lk_flash_fn)lk_flash_fwd_v<D, 3, false, false, true>
+                             : even ? (lk_flash_fn)lk_flash_fwd_v<D, 2, false, false, true>
+                                    : (lk_flash_fn)lk_flash_fwd_v<D, 2, false, false, false>;
+    if (fn != want) {
+        printf("%-58s FAIL  (lk_flash_select did not pick the fused REL %d variant)\n", "flash rel-pos fused", rowt ? 3 : 2);
+        g_failures++;
+        return;
+    }
+    emu_set_copy_mode(mode);
+    emu_launch(dim3((T + 63) / 64, H, nwin), dim3(LK_FLASH_THREADS), lk_flash_smem_bytes(D, Sh, Sw), fn, p);
+
+    /* double reference of the checked rows; other rows are left out of the comparison */
+    std::vector<char> want_row(T, check_blocks.empty() ? 1 : 0);
+    for (int blk : check_blocks)
+        for (int i = blk * 64; i < std::min(T, blk * 64 + 64); i++) want_row[i] = 1;
+    std::vector<double> ref, got;
+    std::vector<double> sc(T), rh(Sh), rw(Sw);
+    auto at = [&](int b, int t, int part, int h, int d) { return x[(((size_t)b * T + t) * 3 + part) * H * D + h * D + d]; };
+    for (int b = 0; b < nwin; b++)
+        for (int i = 0; i < T; i++) {
+            if (!want_row[i]) continue;
+            for (int h = 0; h < H; h++) {
+                const int qy = i / Sw, qx = i % Sw;
+                for (int ky = 0; ky < Sh; ky++) {
+                    double a = 0;
+                    for (int d = 0; d < D; d++) a += at(b, i, 0, h, d) * thv[(size_t)(qy - ky + Sh - 1) * rs + d];
+                    rh[ky] = a;
+                }
+                for (int kx = 0; kx < Sw; kx++) {
+                    double a = 0;
+                    for (int d = 0; d < D; d++) a += at(b, i, 0, h, d) * twv[(size_t)(qx - kx + Sw - 1) * rs + d];
+                    rw[kx] = a;
+                }
+                double mx = -INFINITY;
+                for (int j = 0; j < T; j++) {
+                    double dot = 0;
+                    for (int d = 0; d < D; d++) dot += at(b, i, 0, h, d) * at(b, j, 1, h, d);
+                    sc[j] = dot * scale + rh[j / Sw] + rw[j % Sw];
+                    mx = std::max(mx, sc[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < T; j++) sum += (sc[j] = exp(sc[j] - mx));
+                for (int d = 0; d < D; d++) {
+                    double o = 0;
+                    for (int j = 0; j < T; j++) o += sc[j] * at(b, j, 2, h, d);
+                    ref.push_back(o / sum);
+                    const size_t oi = (((size_t)b * T + i) * H + h) * D + d;
+                    got.push_back(o_f32 ? (double)of[oi] : (double)lk_bf16_to_f32(ob[oi].bits));
+                }
+            }
+        }
+    char name[128];
+    snprintf(name, sizeof name, "flash D=%d rel-pos FUSED%s %dx%d%s x %d win x %d heads%s%s (%s)", D, rowt ? " (rows)" : "", Sh, Sw,
+             pad ? " padded" : "", nwin, H, o_f32 ? " f32-out" : "", tpad ? " strided tables" : "",
+             mode == EmuCopyMode::LAZY ? "lazy" : "eager");
+    check_bf16(name, ref.size(), [&](size_t i) { return got[i]; }, [&](size_t i) { return ref[i]; });
+}
+
 /* ---- flash: causal varlen prefill, D = 128, GQA --------------------------------------------- */
 static void flash_varlen(const std::vector<int> &lens, int Hq, int Hkv, uint64_t seed) {
     const int D = 128, B = (int)lens.size();
@@ -381,9 +478,19 @@ static void flash_variants() {
     bool ok = true;
     float dummy = 0;
     p.Tq = p.Tk = 4096, p.rel_h = &dummy; /* SAM global: rel-pos, 64 x 64 keys */
-    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, true, false, false, true>;
+    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, 1, false, false, true>;
     p.Tq = p.Tk = 196; /* SAM window */
-    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, true, false, false, false>;
+    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, 1, false, false, false>;
+    p.rel_h = nullptr, p.rel_pos_h = (const lisa_bf16_t *)&dummy; /* the tables: REL 2 at D 80 and 64, not 128 */
+    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, 2, false, false, false> &&
+         lk_flash_select<64>(p) == (lk_flash_fn)lk_flash_fwd_v<64, 2, false, false, false> && lk_flash_select<128>(p) == nullptr;
+    p.Tq = p.Tk = 4096, p.k_w = 32; /* a 128 x 32 grid: EVEN, two grid rows per tile */
+    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, 2, false, false, true>;
+    p.k_w = 64; /* SAM global: one grid row per key tile */
+    ok = ok && lk_flash_select<80>(p) == (lk_flash_fn)lk_flash_fwd_v<80, 3, false, false, true> &&
+         lk_flash_select<64>(p) == (lk_flash_fn)lk_flash_fwd_v<64, 3, false, false, true>;
+    p.k_w = 0;
+    p.Tq = p.Tk = 196, p.rel_pos_h = nullptr, p.rel_h = &dummy;
     p.causal = true; /* rel-pos + causal: not compiled */
     ok = ok && lk_flash_select<80>(p) == nullptr && lk_flash_select<128>(p) == nullptr && lk_flash_select<64>(p) == nullptr;
     p.rel_h = nullptr;
@@ -416,6 +523,17 @@ int main(void) {
     TIMED(flash_dense<128>(1, 3, 0, 1, false, false, 7)); /* no keys at all: NaN, as torch */
     flash_variants();
     TIMED(flash_sam(16, 1, 2, 19, EmuCopyMode::LAZY));                /* REL + EVEN: 256 keys, 4 full tiles */
+    /* REL 2 (ATTENTION_RELPOS): the terms from the Q tile and the tables inside the kernel */
+    TIMED(flash_sam_fused<80>(14, 14, 2, 2, 2, 0, false, 23, EmuCopyMode::LAZY));  /* SAM windows, 2 rows/cols of padding */
+    TIMED(flash_sam_fused<80>(14, 14, 1, 1, 0, 8, true, 24, EmuCopyMode::EAGER));  /* strided tables, F32 out */
+    TIMED(flash_sam_fused<80>(5, 7, 2, 1, 0, 0, false, 25, EmuCopyMode::LAZY));    /* odd grid, one partial block */
+    TIMED(flash_sam_fused<80>(9, 23, 1, 2, 0, 0, false, 26, EmuCopyMode::EAGER));  /* blocks spanning 3-4 grid rows */
+    TIMED(flash_sam_fused<80>(3, 100, 1, 1, 0, 16, false, 27, EmuCopyMode::LAZY)); /* 199-row table: two chunks */
+    TIMED(flash_sam_fused<64>(16, 16, 1, 2, 3, 0, false, 28, EmuCopyMode::LAZY));  /* D 64 (ViT-B/L), EVEN */
+    TIMED(flash_sam_fused<80>(64, 64, 1, 1, 0, 0, false, 29, EmuCopyMode::LAZY, {0, 1, 37, 63})); /* SAM global: REL 3 */
+    TIMED(flash_sam_fused<80>(3, 64, 2, 2, 1, 0, true, 30, EmuCopyMode::EAGER)); /* REL 3 on a short grid, f32 out */
+    TIMED(flash_sam_fused<64>(5, 64, 1, 1, 0, 8, false, 31, EmuCopyMode::LAZY)); /* REL 3 at D 64 */
+    TIMED(flash_sam_fused<80>(4, 32, 1, 1, 0, 0, false, 32, EmuCopyMode::LAZY)); /* EVEN, 32 wide: REL 2 (2 rows a tile) */
     TIMED(flash_dense<80>(1, 128, 128, 2, false, false, 20));          /* EVEN without rel-pos */
     TIMED(flash_dense<80>(1, 70, 90, 2, true, false, 21));             /* causal, D 80 */
     TIMED(flash_dense<64>(2, 50, 70, 2, true, true, 22));              /* causal, D 64, f32 out */
