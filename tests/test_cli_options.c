@@ -102,7 +102,8 @@ static int table_options(const char *cmd, char opts[][64], int cap) {
 /* True when `--name` appears in text as a whole option (not as a prefix of a longer one). */
 static bool has_option(const char *text, const char *name) {
     char want[80];
-    snprintf(want, sizeof want, "--%s", name);
+    if (strlen(name) + 3 > sizeof want) return false; /* option names are < 64 bytes (opts above) */
+    snprintf(want, sizeof want, "--%.76s", name);
     for (const char *p = text; (p = strstr(p, want)); p++) {
         const char c = p[strlen(want)];
         if (!(c == '-' || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return true;

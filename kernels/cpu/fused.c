@@ -223,7 +223,7 @@ lisa_status lisa_cpu_rope_qk(lisa_backend *be, lisa_tensor *q, lisa_tensor *k, c
                              const lisa_tensor *cos_sin) {
     char s1[96], s2[96];
     if (!q || !k || !pos || !cos_sin) return lisa_fail(LISA_ERR_INVALID_ARG, "rope_qk: q, k, pos and cos_sin are required");
-    int64_t B, T, H, D, B2, T2, H2, D2;
+    int64_t B = 0, T = 0, H = 0, D = 0, B2 = 0, T2 = 0, H2 = 0, D2 = 0;
     LISA_TRY(rope_slot_check(q, "q", &B, &T, &H, &D));
     LISA_TRY(rope_slot_check(k, "k", &B2, &T2, &H2, &D2));
     if (q->n_dims != k->n_dims || B2 != B || T2 != T || D2 != D)
