@@ -126,5 +126,7 @@ int main(void) {
     F(lisa_model_info, tp_size);
     F(lisa_model_info, tp_group);
     F(lisa_model_info, tp_groups);
+    F(lisa_model_info, fused_ops);
+    F(lisa_model_info, fused_ops_native);
     return 0;
 }
