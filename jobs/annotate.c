@@ -1,6 +1,7 @@
 /* jobs/annotate.c — see annotate.h. */
 #include "jobs/annotate.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/keyset.h"
 #include "models/result.h"
@@ -32,12 +33,6 @@ static size_t record_key(char *buf, size_t cap, const cJSON *rec) {
 }
 
 const lisa_records_kind lisa_annotate_records = {.magic = "lisa_annotate", .key = record_key, .keep = false};
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* ---- walking the shard's items ---------------------------------------------------------------- */
 
@@ -274,7 +269,7 @@ static void progress(run *R) {
     R->st->queued = es.queued + es.ready;
     R->st->running = es.running;
     R->st->in_flight = R->p->max_in_flight - R->n_free;
-    R->st->seconds = now_s() - R->t0;
+    R->st->seconds = lisa_clock_s() - R->t0;
     R->p->on_progress(R->p->ctx, R->st);
 }
 
@@ -424,7 +419,7 @@ lisa_status lisa_annotate_run(const lisa_annotate_params *p, lisa_annotate_stats
     if (!p->engine || !p->src || !p->out || p->max_in_flight < 1)
         return lisa_fail(LISA_ERR_INVALID_ARG,
                          "lisa_annotate_run: engine, input, output and max_in_flight >= 1 needed");
-    run R = {.p = p, .st = st, .t0 = now_s()};
+    run R = {.p = p, .st = st, .t0 = lisa_clock_s()};
     lisa_status s = walker_init(&R.w, p->src, p->shard_k, p->shard_n, p->limit);
     R.slots = calloc((size_t)p->max_in_flight, sizeof *R.slots);
     R.free_slots = malloc((size_t)p->max_in_flight * sizeof *R.free_slots);
@@ -447,7 +442,7 @@ lisa_status lisa_annotate_run(const lisa_annotate_params *p, lisa_annotate_stats
         give_slot(&R, (int32_t)k);
         if (s == LISA_OK) progress(&R);
     }
-    st->seconds = now_s() - R.t0;
+    st->seconds = lisa_clock_s() - R.t0;
     lisa_image_free(R.img);
     for (int32_t i = 0; R.slots && i < p->max_in_flight; i++)
         slot_clear(&R.slots[i]);

@@ -1,6 +1,7 @@
 /* jobs/annotate_job.c — see jobs/annotate_job.h. */
 #include "jobs/annotate_job.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/keyset.h"
 #include "core/shard.h"
@@ -14,12 +15,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void notice(const lisa_annotate_job *j, const char *fmt, ...) LISA_PRINTF(2, 3);
 static void notice(const lisa_annotate_job *j, const char *fmt, ...) {
@@ -74,7 +69,7 @@ static lisa_status load_model(const lisa_annotate_job *j, bool tp, lisa_model **
 
 lisa_status lisa_annotate_job_run(const lisa_annotate_job *j, lisa_annotate_summary *s) {
     memset(s, 0, sizeof *s);
-    const double t0 = now_s();
+    const double t0 = lisa_clock_s();
     if (!j->model || !j->out || !j->manifest == !j->images || (j->images && (!j->query || !j->query[0])))
         return lisa_fail(LISA_ERR_INVALID_ARG, "annotate: a model, an output and either a manifest or a folder with "
                                                "a query are needed");
@@ -157,7 +152,7 @@ lisa_status lisa_annotate_job_run(const lisa_annotate_job *j, lisa_annotate_summ
         st = lisa_annotate_run(&ap, &s->stats);
     }
     s->stats.skipped = s->plan.done;
-    s->seconds = now_s() - t0;
+    s->seconds = lisa_clock_s() - t0;
     lisa_engine_free(e);
     lisa_model_free(m); /* TP: releases the followers */
     if (rec.path) lisa_records_close(&rec);

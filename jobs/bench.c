@@ -1,6 +1,7 @@
 /* jobs/bench.c — see jobs/bench.h. */
 #include "jobs/bench.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "jobs/annotate_input.h"
 #include "loader/image.h"
@@ -64,12 +65,6 @@ bool lisa_bench_datasheet_peak(const char *device_name, double *tflops, const ch
 }
 
 /* ---- the request mix -------------------------------------------------------------------------- */
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* What requests are made of. Owns every string and the synthetic picture. */
 typedef struct workload {
@@ -209,7 +204,7 @@ static lisa_status run_requests(run_stats *rs, lisa_engine *e, const workload *w
     int64_t submitted = 0, done = 0;
     lisa_status s = LISA_OK;
     lisa_image *picture = NULL; /* the picture of the requests being submitted (a reference) */
-    const double t0 = now_ms();
+    const double t0 = lisa_clock_ms();
     while (s == LISA_OK && done < n) {
         while (submitted < n && submitted - done < conc) {
             if (o->per_image > 1 && submitted % o->per_image == 0) { /* the next picture, decoded once */
@@ -220,14 +215,14 @@ static lisa_status run_requests(run_stats *rs, lisa_engine *e, const workload *w
             lisa_request rq = make_request(wl, o, submitted, picture);
             rq.user_data = (uint64_t)submitted;
             uint64_t id;
-            t_sub[submitted] = now_ms();
+            t_sub[submitted] = lisa_clock_ms();
             if ((s = lisa_engine_submit(e, &rq, &id)) != LISA_OK) break;
             submitted++;
         }
         if (s != LISA_OK) break;
         lisa_result *r = NULL;
         if ((s = lisa_engine_wait(e, 0, &r)) != LISA_OK) break;
-        const double t = now_ms();
+        const double t = lisa_clock_ms();
         const int64_t k = (int64_t)lisa_result_user_data(r);
         if (rs->lat) rs->lat[rs->n] = t - t_sub[k];
         rs->n++;
@@ -270,7 +265,7 @@ static lisa_status run_requests(run_stats *rs, lisa_engine *e, const workload *w
         }
         lisa_result_free(r);
     }
-    rs->wall_ms = now_ms() - t0;
+    rs->wall_ms = lisa_clock_ms() - t0;
     lisa_image_free(picture);
     free(t_sub);
     return s;

@@ -1,6 +1,7 @@
 /* jobs/eval_job.c — see jobs/eval_job.h. */
 #include "jobs/eval_job.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/keyset.h"
 #include "core/path.h"
@@ -27,12 +28,6 @@ lisa_eval_job lisa_eval_job_default(void) {
     j.model_params = lisa_model_default_params();
     j.seg = lisa_segment_default_params();
     return j;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void notice(const lisa_eval_job *j, const char *fmt, ...) LISA_PRINTF(2, 3);
@@ -368,7 +363,7 @@ static lisa_status load_model(const lisa_eval_job *j, bool tp, lisa_model **m) {
 
 lisa_status lisa_eval_job_run(const lisa_eval_job *j, lisa_eval_summary *S) {
     memset(S, 0, sizeof *S);
-    const double t0 = now_s();
+    const double t0 = lisa_clock_s();
     if (!j->model || !j->dataset || !j->data || !j->split)
         return lisa_fail(LISA_ERR_INVALID_ARG, "eval: a model, a dataset, a data root and a split are needed");
     const int32_t tp = j->model_params.tensor_parallel;
@@ -444,7 +439,7 @@ lisa_status lisa_eval_job_run(const lisa_eval_job *j, lisa_eval_summary *S) {
     }
     if (s == LISA_OK) {
         summarize(S, c.rec.recs, c.rec.n, c.rec.header);
-        S->seconds = now_s() - t0;
+        S->seconds = lisa_clock_s() - t0;
         if (j->out) s = write_results(S, c.rec.header, j->out);
     }
     free(P.res);

@@ -1,6 +1,7 @@
 /* jobs/sam.c — see jobs/sam.h. */
 #include "jobs/sam.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "loader/checkpoint.h"
 #include "models/result.h"
@@ -9,12 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* Copies text_embeds out of the file into a malloc'd F32 [n, dim] array. */
 static lisa_status read_embeds(const char *path, int32_t dim, float **out, int32_t *n) {
@@ -49,7 +44,7 @@ lisa_status lisa_sam_job_run(const lisa_sam_job *job, lisa_result **out) {
     if (job->backend == LISA_BACKEND_CUDA)
         return lisa_fail(LISA_ERR_UNSUPPORTED, "lisa sam runs on the CPU backend only (the SAM-alone predictor has "
                                                "no CUDA path yet; the engine runs SAM on CUDA)");
-    const double t0 = now_ms();
+    const double t0 = lisa_clock_ms();
     lisa_sam_predictor *p = NULL;
     LISA_TRY(lisa_sam_predictor_load(&p, job->model, job->n_threads));
     float *emb = NULL;
@@ -58,9 +53,9 @@ lisa_status lisa_sam_job_run(const lisa_sam_job *job, lisa_result **out) {
     lisa_sam_timings t = {0};
     lisa_sam_masks mk = {0};
     if (s == LISA_OK) s = lisa_sam_predictor_set_image(p, job->rgb, job->height, job->width, &t);
-    const double t2 = now_ms();
+    const double t2 = lisa_clock_ms();
     if (s == LISA_OK) s = lisa_sam_predictor_predict(&mk, p, emb, n, false);
-    const double t3 = now_ms();
+    const double t3 = lisa_clock_ms();
     lisa_result *r = NULL;
     if (s == LISA_OK && !(r = lisa_result_new())) s = lisa_fail(LISA_ERR_OOM, "out of memory");
     if (s == LISA_OK) { /* the masks move into the result */

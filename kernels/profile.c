@@ -1,17 +1,12 @@
 /* kernels/profile.c — per-op time tables (kernels/profile.h). */
 #include "kernels/profile.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double host_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
 
 /* The entry of (op, shape), created on first use; -1 when the table is full. */
 static int32_t entry_of(lisa_op_profile *p, const char *op, const char *shape) {
@@ -51,7 +46,7 @@ static int32_t enter(lisa_op_profile *p, const char *op, const lisa_tensor *a, c
             return -1;
         }
     } else {
-        p->marks[m].t0 = host_ms();
+        p->marks[m].t0 = lisa_clock_ms();
     }
     p->marks[m].entry = e;
     p->n_marks++;
@@ -65,7 +60,7 @@ static void leave(lisa_op_profile *p, int32_t m) {
     if (be->timer_mark) {
         if (be->timer_mark(be, 2 * m + 1) != LISA_OK) p->marks[m].entry = -1;
     } else {
-        p->marks[m].t1 = host_ms();
+        p->marks[m].t1 = lisa_clock_ms();
     }
 }
 
@@ -145,7 +140,7 @@ lisa_status lisa_profile_begin(lisa_backend *be, lisa_op_profile *p, int32_t max
     be->upload = prof_upload;
     be->download = prof_download;
     p->active = true;
-    p->t_begin = host_ms();
+    p->t_begin = lisa_clock_ms();
     return LISA_OK;
 }
 
@@ -163,7 +158,7 @@ lisa_status lisa_profile_end(lisa_op_profile *p) {
     be->profile = NULL;
     p->active = false;
     lisa_status s = be->synchronize ? be->synchronize(be) : LISA_OK;
-    p->wall_ms = host_ms() - p->t_begin;
+    p->wall_ms = lisa_clock_ms() - p->t_begin;
     if (s != LISA_OK) return s;
     for (int32_t m = 0; m < p->n_marks; m++) {
         const lisa_profile_mark *k = &p->marks[m];

@@ -9,6 +9,7 @@
 #include "loader/image.h"
 #include "loader/json.h"
 #include "models/preprocessor_config.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/shard.h"
 #include "core/path.h"
@@ -22,12 +23,6 @@
 #include <time.h>
 
 #define MASK_DECODER_CHUNK 8 /* [SEG] prompts decoded together (bounds activation memory) */
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* ---- parameters ---------------------------------------------------------------------------- */
 
@@ -371,7 +366,7 @@ lisa_status lisa_prepare(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w
 lisa_status lisa_prepare_ex(lisa_model *m, const uint8_t *rgb, int32_t h, int32_t w, const char *query,
                             const lisa_segment_params *p, bool pixels, lisa_prepared *out) {
     memset(out, 0, sizeof *out);
-    double t0 = now_ms();
+    double t0 = lisa_clock_ms();
     if ((pixels && !rgb) || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
     if (p->max_image_pixels > 0 && (int64_t)h * w > p->max_image_pixels)
         return lisa_fail(LISA_ERR_LIMIT, "image of %d x %d pixels exceeds the limit of %lld pixels", w, h,
@@ -391,7 +386,7 @@ lisa_status lisa_prepare_ex(lisa_model *m, const uint8_t *rgb, int32_t h, int32_
         s = lisa_prepare_pixels(m, rgb, out);
         if (s != LISA_OK) goto fail;
     }
-    out->preprocess_ms = now_ms() - t0;
+    out->preprocess_ms = lisa_clock_ms() - t0;
     return LISA_OK;
 fail:
     lisa_prepared_free(out);
@@ -399,7 +394,7 @@ fail:
 }
 
 lisa_status lisa_prepare_pixels(lisa_model *m, const uint8_t *rgb, lisa_prepared *out) {
-    double t0 = now_ms();
+    double t0 = lisa_clock_ms();
     const int32_t h = out->H0, w = out->W0;
     /* bit-exact preprocessing (spec §2) */
     const int32_t S = m->sam_pp.target_size, CS = m->clip->cfg.image_size;
@@ -419,7 +414,7 @@ lisa_status lisa_prepare_pixels(lisa_model *m, const uint8_t *rgb, lisa_prepared
         lisa_tensor_free(&out->sam_px);
         return s;
     }
-    out->preprocess_ms += now_ms() - t0;
+    out->preprocess_ms += lisa_clock_ms() - t0;
     return LISA_OK;
 }
 
@@ -528,7 +523,7 @@ static void decode_chunk_graph(lisa_graph *g, void *ctx) {
     if (!g_measuring(g) && g_ok(g)) {
         const lisa_status ss = g->be->synchronize(g->be);
         if (ss != LISA_OK) lisa_g_fail(g, ss);
-        j->t_decoded = now_ms();
+        j->t_decoded = lisa_clock_ms();
     }
     T *ml = lisa_sam_postprocess(g, j->m->sam, low, j->pr->h_r, j->pr->w_r, j->pr->H0, j->pr->W0);
     lisa_g_download(g, &j->logits, ml);
@@ -547,7 +542,7 @@ lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_pre
     if (pr->keep_logits) res->logits = malloc((size_t)n_seg * plane * sizeof(float));
     if (!res->masks || !res->scores || (pr->keep_logits && !res->logits)) return lisa_fail(LISA_ERR_OOM, "out of memory");
     mask_job j = {.m = m, .pr = pr, .emb = emb};
-    double t = now_ms(), dec_ms = 0, post_ms = 0;
+    double t = lisa_clock_ms(), dec_ms = 0, post_ms = 0;
     j.seg = lisa_tensor_view((void *)seg_hidden, LISA_DTYPE_F32, 2, (int64_t[]){n_seg, m->cfg.llm.hidden});
     lisa_status s = lisa_tensor_alloc(&j.pred, LISA_DTYPE_F32, 2, (int64_t[]){n_seg, m->cfg.out_dim});
     if (s == LISA_OK) s = run_stage(be, m->act_dtype, pred_graph, &j, hooks);
@@ -567,7 +562,7 @@ lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_pre
         memcpy(res->scores + j.chunk0, j.iou.data, (size_t)j.chunk_n * sizeof(float));
         /* text_hidden_fcs, prompt encoder and mask decoder up to t_decoded; upscaling to the image,
          * the threshold and the copies after it */
-        const double t_end = now_ms();
+        const double t_end = lisa_clock_ms();
         dec_ms += j.t_decoded - t;
         post_ms += t_end - j.t_decoded;
         t = t_end;
@@ -763,7 +758,7 @@ lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int
         lisa_status qs = lisa_check_query(queries[q], p);
         if (qs != LISA_OK) return lisa_fail_context(qs, "query %d", q);
     }
-    double t0 = now_ms();
+    double t0 = lisa_clock_ms();
     /* the image once: CLIP and SAM pixels (lisa_prepare's token ids are not used here) */
     lisa_prepared pr;
     LISA_TRY(lisa_prepare(m, rgb, h, w, queries[0], p, &pr));
@@ -776,20 +771,20 @@ lisa_status lisa_model_run_teacher_forced(lisa_model *m, const uint8_t *rgb, int
     if (s == LISA_OK) s = f.be->mem_alloc(f.be, lisa_tensor_nbytes(&f.emb), &emb_mem);
     f.emb.data = emb_mem;
     f.emb.device = m->be->device;
-    double t1 = now_ms();
+    double t1 = lisa_clock_ms();
     if (s == LISA_OK) s = run_stage(f.be, m->act_dtype, forced_sam_graph, &f, hooks);
-    double t2 = now_ms();
+    double t2 = lisa_clock_ms();
     for (int32_t q = 0; q < n_queries && s == LISA_OK; q++) {
         if (!(out[q] = lisa_result_new())) {
             s = lisa_fail(LISA_ERR_OOM, "out of memory");
             break;
         }
-        double tq = now_ms();
+        double tq = lisa_clock_ms();
         s = run_forced_query(m, &f, queries[q], answer, hooks, out[q]);
         out[q]->t.preprocess_ms = pr.preprocess_ms;
         out[q]->t.sam_encoder_ms = t2 - t1;
-        out[q]->t.prefill_ms = now_ms() - tq - out[q]->t.sam_decoder_ms - out[q]->t.postprocess_ms;
-        out[q]->t.total_ms = now_ms() - t0;
+        out[q]->t.prefill_ms = lisa_clock_ms() - tq - out[q]->t.sam_decoder_ms - out[q]->t.postprocess_ms;
+        out[q]->t.total_ms = lisa_clock_ms() - t0;
     }
     if (emb_mem) f.be->mem_free(f.be, emb_mem);
     if (f.be) lisa_backend_free(f.be);

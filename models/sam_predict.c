@@ -4,6 +4,7 @@
 #include "models/sam_predict.h"
 
 #include "loader/checkpoint.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "models/preprocess.h"
 
@@ -28,12 +29,6 @@ struct lisa_sam_predictor {
     int32_t chunk0, chunk_n;
     lisa_tensor logits, iou; /* host F32 [chunk, H0, W0], [chunk, 1] */
 };
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* Runs fn once counting and once for real in an arena of the measured size (models/lisa_model.c's
  * run_stage, which is private there). */
@@ -102,20 +97,20 @@ lisa_status lisa_sam_predictor_set_image(lisa_sam_predictor *p, const uint8_t *r
     if (!rgb || h < 1 || w < 1) return lisa_fail(LISA_ERR_INVALID_ARG, "image: no pixels (%d x %d)", w, h);
     p->has_image = false;
     const int32_t S = p->pp.target_size;
-    const double t0 = now_ms();
+    const double t0 = lisa_clock_ms();
     LISA_TRY(lisa_tensor_alloc(&p->px, LISA_DTYPE_F32, 4, (int64_t[]){1, 3, S, S}));
     const size_t ws_n = lisa_sam_preprocess_workspace_size(&p->pp, h, w);
     void *ws = malloc(ws_n ? ws_n : 1);
     lisa_status s = ws ? lisa_sam_preprocess(&p->px, &p->h_r, &p->w_r, rgb, h, w, &p->pp, ws, ws_n)
                        : lisa_fail(LISA_ERR_OOM, "out of memory");
     free(ws);
-    const double t1 = now_ms();
+    const double t1 = lisa_clock_ms();
     if (s == LISA_OK) s = run_stage(p->be, encode_graph, p);
     if (s == LISA_OK) s = p->be->synchronize ? p->be->synchronize(p->be) : LISA_OK;
     lisa_tensor_free(&p->px);
     if (t) {
         t->preprocess_ms = t1 - t0;
-        t->encoder_ms = now_ms() - t1;
+        t->encoder_ms = lisa_clock_ms() - t1;
     }
     if (s != LISA_OK) return s;
     p->h0 = h;

@@ -65,6 +65,7 @@
 
 #include "loader/image.h"
 #include "runtime/engine_tp.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "runtime/image_cache.h"
@@ -77,12 +78,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 typedef struct eng_req {
     struct eng_req *next;      /* queue link (prep or ready) */
@@ -767,7 +762,7 @@ static void keep_prefixes_locked(lisa_engine *e) {
 
 static void vision_and_prefill(lisa_engine *e, int32_t nb) {
     e->n_req = nb;
-    double t0 = now_ms(), t1 = t0;
+    double t0 = lisa_clock_ms(), t1 = t0;
     lisa_status s = LISA_OK;
     if (e->n_enc > 0) {
         const size_t clip_sz = lisa_tensor_nbytes(&e->clip_host) / (size_t)e->p.max_images;
@@ -782,10 +777,10 @@ static void vision_and_prefill(lisa_engine *e, int32_t nb) {
          * backend's synchronize; a no-op on the CPU) */
         s = run_graph(e, clip_graph);
         if (s == LISA_OK) s = e->be->synchronize(e->be);
-        const double tc = now_ms();
+        const double tc = lisa_clock_ms();
         if (s == LISA_OK) s = run_graph(e, sam_encoder_graph);
         if (s == LISA_OK) s = e->be->synchronize(e->be);
-        t1 = now_ms();
+        t1 = lisa_clock_ms();
         pthread_mutex_lock(&e->mu);
         for (int32_t b = 0; b < nb && s == LISA_OK; b++) {
             eng_req *r = e->batch[b];
@@ -809,7 +804,7 @@ static void vision_and_prefill(lisa_engine *e, int32_t nb) {
     }
     plan_prefill(e);
     s = run_graph(e, prefill_graph);
-    double t2 = now_ms();
+    double t2 = lisa_clock_ms();
     if (s != LISA_OK) {
         fail_batch(e, nb, s);
         return;
@@ -880,9 +875,9 @@ static int32_t decode_step(lisa_engine *e) {
     e->n_batch = nb;
     for (int32_t b = 0; b < nb; b++) e->h_ids[b] = e->batch[b]->res->tokens[e->batch[b]->res->n_tokens - 1];
     plan_decode(e);
-    double t0 = now_ms();
+    double t0 = lisa_clock_ms();
     lisa_status s = e->graphs ? run_decode_graphed(e) : run_graph(e, decode_graph);
-    double dt = now_ms() - t0;
+    double dt = lisa_clock_ms() - t0;
     int32_t bucket = 0; /* for lisa_engine_get_stats: 1, 2, 3-4, 5-8, ... */
     while (bucket < LISA_ENGINE_BATCH_BUCKETS - 1 && (1 << bucket) < nb) bucket++;
     pthread_mutex_lock(&e->mu);
@@ -911,13 +906,13 @@ static void publish_request(lisa_engine *e, eng_req *r, lisa_status s, double ma
          * else the batched mask stage's time. Detokenizing and chat.py's cleanup are
          * postprocessing. */
         if (mask_ms >= 0) res->t.sam_decoder_ms = mask_ms;
-        const double t0 = now_ms();
+        const double t0 = lisa_clock_ms();
         if (s == LISA_OK) s = lisa_result_set_text(e->m, res, &r->prep);
-        res->t.postprocess_ms += now_ms() - t0;
+        res->t.postprocess_ms += lisa_clock_ms() - t0;
         if (s != LISA_OK) fail_result(res, s, lisa_last_error());
         res->t.n_generated = res->n_tokens;
     }
-    res->t.total_ms = now_ms() - r->t_submit;
+    res->t.total_ms = lisa_clock_ms() - r->t_submit;
     pthread_mutex_lock(&e->mu);
     release_running_locked(e, r);
     retire_locked(e, r);
@@ -945,9 +940,9 @@ static void finish_requests(lisa_engine *e, eng_req **fin, int32_t n) {
             e->mask_items[ni++] = (lisa_mask_item){.pr = &fin[i]->prep, .emb = &e->ic.e[fin[i]->slot].emb,
                                                    .seg_hidden = fin[i]->seg_hidden, .n_seg = fin[i]->n_seg,
                                                    .res = fin[i]->res};
-    const double t0 = now_ms();
+    const double t0 = lisa_clock_ms();
     if (ni > 0) lisa_mask_decoder_run(e->masks, e->mask_items, ni);
-    const double dt = now_ms() - t0;
+    const double dt = lisa_clock_ms() - t0;
     for (int32_t i = 0, k = 0; i < n; i++)
         publish_request(e, fin[i], fin[i]->res->status == LISA_OK ? e->mask_items[k++].status : LISA_OK, dt);
 }
@@ -1499,7 +1494,7 @@ lisa_status lisa_engine_submit(lisa_engine *e, const lisa_request *rq, uint64_t 
     r->slot = -1;
     r->cow_src = r->cow_dst = -1;
     r->res->user_data = rq->user_data;
-    r->t_submit = now_ms();
+    r->t_submit = lisa_clock_ms();
     if (!ok) {
         free_req(r);
         return lisa_fail(LISA_ERR_OOM, "out of memory");
