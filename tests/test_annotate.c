@@ -831,6 +831,22 @@ Test(annotate, sigkill_at_random_points_loses_and_duplicates_nothing, .timeout =
         "lisa",  "annotate", "--model",          TINY_LISA_DIR, "--vision-tower", TINY_CLIP_DIR, "--manifest", man,
         "--out", out,        "--max-new-tokens", "6",           "--max-batch",    "2",           "--threads",  "2",
         NULL};
+    /* Kill points are fractions of one whole run timed here first: a fixed delay lands after the
+     * end on a fast machine (the 12 items share 3 photos and prompts, so reuse makes them quick)
+     * and during the load on a slow one. */
+    char timing_out[1200];
+    snprintf(timing_out, sizeof timing_out, "%s/timing.jsonl", dir);
+    argv[9] = timing_out;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const pid_t timing_pid = spawn(dir, argv);
+    int timing_status = 0;
+    cr_assert_eq(waitpid(timing_pid, &timing_status, 0), timing_pid);
+    cr_assert(WIFEXITED(timing_status) && WEXITSTATUS(timing_status) == 0, "the timing run failed (see %s/log.txt)",
+              dir);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double full_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    argv[9] = out;
     tu_rng rng = tu_rng_seed(20240808);
     int kills_landed = 0, prev = 0, attempts = 0;
     for (;; attempts++) {
@@ -838,7 +854,7 @@ Test(annotate, sigkill_at_random_points_loses_and_duplicates_nothing, .timeout =
         const pid_t pid = spawn(dir, argv);
         int status = 0;
         if (attempts < 6) { /* kill at a random point: during load, between records, mid-batch */
-            const double delay = tu_uniform(&rng, 0.2, 2.5);
+            const double delay = full_s * tu_uniform(&rng, 0.05, 0.6);
             struct timespec ts = {(time_t)delay, (long)((delay - (time_t)delay) * 1e9)};
             nanosleep(&ts, NULL);
             kill(pid, SIGKILL);
@@ -872,7 +888,8 @@ Test(annotate, sigkill_at_random_points_loses_and_duplicates_nothing, .timeout =
         else
             cr_expect(same_result(first[i % 3], rec), "%s differs from the first copy of its pair", id);
     }
-    fprintf(stderr, "sigkill test: %d runs, %d kills landed, %d records\n", attempts + 1, kills_landed, R.n);
+    fprintf(stderr, "sigkill test: a whole run %.2f s; %d runs, %d kills landed, %d records\n", full_s, attempts + 1,
+            kills_landed, R.n);
     recs_free(&R);
     tu_remove_tree(dir);
     free(dir);
