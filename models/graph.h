@@ -156,6 +156,12 @@ typedef void (*lisa_graph_fn)(lisa_graph *g, void *ctx);
 #define LISA_GRAPH_MEASURE_META_BYTES (16u << 20)
 lisa_status lisa_graph_measure(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx, size_t *act_bytes,
                                size_t *meta_bytes);
+/* Runs `fn(g, ctx)` for real on `be` (the caller's execution context): measures it first, then
+ * runs it once in an activation arena of exactly that size on the backend's memory, freed before
+ * returning (a one-shot stage; the engine's per-step graphs keep their arenas instead). `tap`, when
+ * set, is the parity hook (lisa_graph.tap). Returns the graph's status. */
+lisa_status lisa_graph_run_once(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx,
+                                void (*tap)(void *tap_ctx, const char *name, const T *t), void *tap_ctx);
 
 #ifdef __cplusplus
 }

@@ -467,30 +467,10 @@ T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hi
 
 /* ---- the mask stage ------------------------------------------------------------------------ */
 
-/* Runs fn on `be` (the caller's execution context, never the model's own: the model is shared)
- * once counting and once for real in an arena of the measured size (freed afterwards). */
+/* Runs fn on `be` (the caller's execution context, never the model's own: the model is shared). */
 static lisa_status run_stage(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx,
                              const lisa_run_hooks *hooks) {
-    size_t act_bytes = 0, meta_bytes = 0;
-    LISA_TRY(lisa_graph_measure(be, act_dtype, fn, ctx, &act_bytes, &meta_bytes));
-    void *mem = NULL;
-    LISA_TRY(be->mem_alloc(be, act_bytes ? act_bytes : 1, &mem));
-    lisa_arena act, meta;
-    lisa_arena_init_external(&act, "activations", mem, act_bytes);
-    lisa_status s = lisa_arena_init(&meta, "descriptors", meta_bytes);
-    if (s == LISA_OK) {
-        lisa_graph g;
-        lisa_graph_init(&g, be, &act, &meta, act_dtype);
-        if (hooks) {
-            g.tap = hooks->tap;
-            g.tap_ctx = hooks->ctx;
-        }
-        fn(&g, ctx);
-        s = g.status;
-        lisa_arena_free(&meta);
-    }
-    be->mem_free(be, mem);
-    return s;
+    return lisa_graph_run_once(be, act_dtype, fn, ctx, hooks ? hooks->tap : NULL, hooks ? hooks->ctx : NULL);
 }
 
 typedef struct mask_job {

@@ -30,27 +30,6 @@ struct lisa_sam_predictor {
     lisa_tensor logits, iou; /* host F32 [chunk, H0, W0], [chunk, 1] */
 };
 
-/* Runs fn once counting and once for real in an arena of the measured size (models/lisa_model.c's
- * run_stage, which is private there). */
-static lisa_status run_stage(lisa_backend *be, lisa_graph_fn fn, void *ctx) {
-    size_t act_bytes = 0, meta_bytes = 0;
-    LISA_TRY(lisa_graph_measure(be, LISA_DTYPE_F32, fn, ctx, &act_bytes, &meta_bytes));
-    void *mem = NULL;
-    LISA_TRY(be->mem_alloc(be, act_bytes ? act_bytes : 1, &mem));
-    lisa_arena act, meta;
-    lisa_arena_init_external(&act, "activations", mem, act_bytes);
-    lisa_status s = lisa_arena_init(&meta, "descriptors", meta_bytes);
-    if (s == LISA_OK) {
-        lisa_graph g;
-        lisa_graph_init(&g, be, &act, &meta, LISA_DTYPE_F32);
-        fn(&g, ctx);
-        s = g.status;
-        lisa_arena_free(&meta);
-    }
-    be->mem_free(be, mem);
-    return s;
-}
-
 lisa_status lisa_sam_predictor_load(lisa_sam_predictor **out, const char *path, int32_t n_threads) {
     *out = NULL;
     lisa_sam_predictor *p = calloc(1, sizeof *p);
@@ -105,7 +84,7 @@ lisa_status lisa_sam_predictor_set_image(lisa_sam_predictor *p, const uint8_t *r
                        : lisa_fail(LISA_ERR_OOM, "out of memory");
     free(ws);
     const double t1 = lisa_clock_ms();
-    if (s == LISA_OK) s = run_stage(p->be, encode_graph, p);
+    if (s == LISA_OK) s = lisa_graph_run_once(p->be, LISA_DTYPE_F32, encode_graph, p, NULL, NULL);
     if (s == LISA_OK) s = p->be->synchronize ? p->be->synchronize(p->be) : LISA_OK;
     lisa_tensor_free(&p->px);
     if (t) {
@@ -157,7 +136,7 @@ lisa_status lisa_sam_predictor_predict(lisa_sam_masks *out, lisa_sam_predictor *
         p->chunk_n = n - p->chunk0 < DECODER_CHUNK ? n - p->chunk0 : DECODER_CHUNK;
         s = lisa_tensor_alloc(&p->logits, LISA_DTYPE_F32, 3, (int64_t[]){p->chunk_n, p->h0, p->w0});
         if (s == LISA_OK) s = lisa_tensor_alloc(&p->iou, LISA_DTYPE_F32, 2, (int64_t[]){p->chunk_n, 1});
-        if (s == LISA_OK) s = run_stage(p->be, decode_graph, p);
+        if (s == LISA_OK) s = lisa_graph_run_once(p->be, LISA_DTYPE_F32, decode_graph, p, NULL, NULL);
         if (s == LISA_OK) {
             const float *lg = p->logits.data;
             for (size_t i = 0; i < (size_t)p->chunk_n * plane; i++)

@@ -50,7 +50,7 @@ static char *model_with(const char *key, const char *value) {
 }
 
 static char *run_tool(const char *dir, const char *args, int *status) {
-    char cmd[4096], err[1024];
+    char cmd[8192], err[1024];
     snprintf(err, sizeof err, "%s/stderr.txt", dir);
     snprintf(cmd, sizeof cmd, "OPENBLAS_NUM_THREADS=1 '%s' %s > '%s/stdout.txt' 2> '%s'", LISA_TOOL_PATH, args, dir, err);
     const int rc = system(cmd);
