@@ -23,7 +23,8 @@ typedef struct pk {
     size_t n_memo, cap_memo;
     cJSON **dead;
     size_t n_dead, cap_dead;
-    size_t copied; /* nodes created by DUP / GET copies (a sharing pickle can double per byte) */
+    size_t copied;      /* copy units made by DUP / GET (a sharing pickle can double per byte) */
+    size_t copy_budget; /* the most copy units this input may make (copy_budget_for) */
     lisa_status s;
 } pk;
 
@@ -107,20 +108,34 @@ static bool memo_put(pk *k, size_t idx) {
     return true;
 }
 
-#define PK_MAX_COPIED_NODES ((size_t)1 << 24)
+/* DUP and memo GET deep-copy (a cJSON tree shares nothing), so a pickle that duplicates a list
+ * and appends it to itself doubles its size per few bytes. Copies are counted in units of one node
+ * or 64 string bytes (~100 bytes of heap each with malloc's overhead), and an input may make at
+ * most 16 units per byte of itself, at least 2^20 and at most 2^24 units: a 1 KiB input stops at
+ * ~100 MB (a 1172-byte fuzz input used to reach the old flat 2^24-node bound at 1.9 GB), while
+ * refCOCO's refs(*).p, tens of MB with a memo GET every few bytes, keep their full 2^24. */
+#define PK_MIN_COPY_UNITS ((size_t)1 << 20)
+#define PK_MAX_COPY_UNITS ((size_t)1 << 24)
 
-static size_t count_nodes(const cJSON *v, size_t limit) {
-    size_t n = 1;
+static size_t copy_budget_for(size_t input_bytes) {
+    const size_t b = input_bytes > PK_MAX_COPY_UNITS / 16 ? PK_MAX_COPY_UNITS : input_bytes * 16;
+    return b < PK_MIN_COPY_UNITS ? PK_MIN_COPY_UNITS : b;
+}
+
+/* the copy units of v's tree, counting stops once past limit */
+static size_t copy_units(const cJSON *v, size_t limit) {
+    size_t n = 1 + (v->valuestring ? strlen(v->valuestring) / 64 : 0) + (v->string ? strlen(v->string) / 64 : 0);
     for (const cJSON *c = v->child; c && n <= limit; c = c->next)
-        n += count_nodes(c, limit);
+        n += copy_units(c, limit);
     return n;
 }
 
 /* a deep copy of v (shared references are copied, so their total size is bounded) */
 static bool push_copy(pk *k, const cJSON *v) {
-    k->copied += count_nodes(v, PK_MAX_COPIED_NODES);
-    if (k->copied > PK_MAX_COPIED_NODES)
-        return pk_fail(k, LISA_ERR_LIMIT, "shared objects expand to more than 2^24 values"), false;
+    k->copied += copy_units(v, k->copy_budget);
+    if (k->copied > k->copy_budget)
+        return pk_fail(k, LISA_ERR_LIMIT, "shared objects (memo GET / DUP) expand past the copy budget of this input"),
+               false;
     return push(k, cJSON_Duplicate(v, 1));
 }
 
@@ -571,7 +586,11 @@ static bool run(pk *k, cJSON **out) {
 
 lisa_status lisa_pickle_plain_parse(cJSON **out, const void *buf, size_t len, const char *name) {
     *out = NULL;
-    pk k = {.start = buf, .p = buf, .end = (const uint8_t *)buf + len, .name = name ? name : "<memory>"};
+    pk k = {.start = buf,
+            .p = buf,
+            .end = (const uint8_t *)buf + len,
+            .name = name ? name : "<memory>",
+            .copy_budget = copy_budget_for(len)};
     cJSON *root = NULL;
     bool ok = run(&k, &root);
     for (size_t i = 0; i < k.n; i++)

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define EVAL_DIR LISA_TESTDATA_DIR "/eval"
 
@@ -379,6 +380,57 @@ Test(eval_data, pickle_plain_data_only) {
     cr_expect_eq(lisa_pickle_plain_parse(&j, p0, 20, "t"), LISA_ERR_FORMAT);
     cr_expect_eq(lisa_pickle_plain_parse(&j, "", 0, "e"), LISA_ERR_FORMAT);
     cr_expect_eq(lisa_pickle_plain_parse(&j, "a.", 2, "u"), LISA_ERR_FORMAT); /* APPEND on an empty stack */
+}
+
+/* peak resident set of this process, MiB */
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* DUP / memo GET copies are bounded by the input's size: doubling pickles ("billion laughs", a list
+ * appended to itself, and the same with a 2 KB string inside) fail fast with LISA_ERR_LIMIT without
+ * taking gigabytes (a 1172-byte fuzz input reached 1.9 GB under the old flat 2^24-node bound), while
+ * a legitimately shared pickle (one memoized string GET 100000 times) still parses. */
+Test(eval_data, pickle_plain_copy_budget) {
+    cJSON *j = NULL;
+    char *buf = malloc(1 << 20);
+    cr_assert(buf);
+    /* legitimate sharing: [s, s, ..., s] with s memoized once */
+    size_t n = (size_t)snprintf(buf, 64, "(lp0\nVhello\np1\na");
+    for (int i = 0; i < 100000; i++) {
+        memcpy(buf + n, "g1\na", 4);
+        n += 4;
+    }
+    buf[n++] = '.';
+    cr_assert_eq(lisa_pickle_plain_parse(&j, buf, n, "shared"), LISA_OK, "%s", lisa_last_error());
+    cr_expect_eq(cJSON_GetArraySize(j), 100001);
+    cJSON_Delete(j);
+    j = NULL;
+    const double rss0 = peak_rss_mib();
+    for (int with_string = 0; with_string < 2; with_string++) {
+        n = (size_t)snprintf(buf, 64, "(lp0\n");
+        if (with_string) {
+            buf[n++] = 'V';
+            memset(buf + n, 'x', 2048);
+            n += 2048;
+            memcpy(buf + n, "\na", 2);
+            n += 2;
+        }
+        for (int i = 0; i < 48; i++) { /* DUP, APPEND: the list now holds a copy of itself */
+            memcpy(buf + n, "2a", 2);
+            n += 2;
+        }
+        buf[n++] = '.';
+        cr_expect_eq(lisa_pickle_plain_parse(&j, buf, n, "laughs"), LISA_ERR_LIMIT, "with_string %d", with_string);
+        cr_expect(strstr(lisa_last_error(), "laughs") && strstr(lisa_last_error(), "copy budget"), "%s",
+                  lisa_last_error());
+        cr_expect_null(j);
+    }
+    cr_expect_lt(peak_rss_mib() - rss0, 512.0, "the doubling pickles raised the peak RSS from %.0f to %.0f MiB", rss0,
+                 peak_rss_mib());
+    free(buf);
 }
 
 /* ---- record files ----------------------------------------------------------------------------- */
