@@ -1,5 +1,6 @@
 /* jobs/annotate.c — see annotate.h. */
 #include "jobs/annotate.h"
+#include "jobs/job_common.h"
 
 #include "core/clock.h"
 #include "core/error.h"
@@ -163,17 +164,6 @@ static lisa_status append_json(const lisa_annotate_params *p, cJSON *j) {
     return s;
 }
 
-static void notice(const lisa_annotate_params *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void notice(const lisa_annotate_params *p, const char *fmt, ...) {
-    if (!p->on_notice) return;
-    char msg[1400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    p->on_notice(p->ctx, msg);
-}
-
 static lisa_status write_error(const lisa_annotate_params *p, lisa_annotate_stats *st, const char *id, int32_t qi,
                                int64_t line, const char *query, const char *image, lisa_status code, const char *msg) {
     cJSON *j = cJSON_CreateObject();
@@ -186,9 +176,9 @@ static lisa_status write_error(const lisa_annotate_params *p, lisa_annotate_stat
         st->written++;
         st->errors++;
         if (qi >= 0)
-            notice(p, "%s #%d: %s: %s", id ? id : "?", (int)qi, lisa_status_name(code), msg);
+            lisa_job_notice(p->on_notice, p->ctx, "%s #%d: %s: %s", id ? id : "?", (int)qi, lisa_status_name(code), msg);
         else
-            notice(p, "%s: %s", lisa_status_name(code), msg);
+            lisa_job_notice(p->on_notice, p->ctx, "%s: %s", lisa_status_name(code), msg);
     }
     return s;
 }

@@ -1,5 +1,6 @@
 /* jobs/annotate_job.c — see jobs/annotate_job.h. */
 #include "jobs/annotate_job.h"
+#include "jobs/job_common.h"
 
 #include "core/clock.h"
 #include "core/error.h"
@@ -15,17 +16,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static void notice(const lisa_annotate_job *j, const char *fmt, ...) LISA_PRINTF(2, 3);
-static void notice(const lisa_annotate_job *j, const char *fmt, ...) {
-    if (!j->on_notice) return;
-    char msg[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    j->on_notice(j->ctx, msg);
-}
 
 lisa_annotate_job lisa_annotate_job_default(void) {
     lisa_annotate_job j;
@@ -54,17 +44,11 @@ static cJSON *run_header(const lisa_annotate_job *j, int32_t k, int32_t n) {
     return h;
 }
 
-static lisa_status load_model(const lisa_annotate_job *j, bool tp, lisa_model **m) {
+/* the job's model parameters, with --vision-tower applied */
+static lisa_model_params model_params_of(const lisa_annotate_job *j) {
     lisa_model_params mp = j->model_params;
     if (j->vision_tower) mp.vision_tower = j->vision_tower;
-    if (!tp) mp.tensor_parallel = 0;
-    LISA_TRY(lisa_model_load(j->model, &mp, m));
-    lisa_model_info info;
-    memset(&info, 0, sizeof info);
-    info.size = sizeof info;
-    if (mp.backend == LISA_BACKEND_AUTO && lisa_model_get_info(*m, &info) == LISA_OK && info.tp_rank == 0)
-        notice(j, "backend auto: %s (%s)", info.backend_name, info.device_name);
-    return LISA_OK;
+    return mp;
 }
 
 lisa_status lisa_annotate_job_run(const lisa_annotate_job *j, lisa_annotate_summary *s) {
@@ -87,7 +71,7 @@ lisa_status lisa_annotate_job_run(const lisa_annotate_job *j, lisa_annotate_summ
     if (tp > 1) {
         /* every rank of a TP group loads its shard first; the followers serve rank 0's engine
          * steps and touch no file */
-        LISA_TRY(load_model(j, true, &m));
+        LISA_TRY(lisa_job_load_model(j->model, model_params_of(j), true, j->on_notice, j->ctx, &m));
         if (lisa_model_tp_rank(m) != 0) {
             s->follower = true;
             lisa_status st = lisa_model_tp_follow(m);
@@ -112,7 +96,7 @@ lisa_status lisa_annotate_job_run(const lisa_annotate_job *j, lisa_annotate_summ
         list[0] = '\0';
         for (size_t i = 0; i < src.n_skipped && i < 20 && n < sizeof list; i++)
             n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", src.skipped[i]);
-        notice(j, "%s: skipped %zu files that are not .png/.jpg/.jpeg: %s%s", j->images, src.n_skipped, list,
+        lisa_job_notice(j->on_notice, j->ctx, "%s: skipped %zu files that are not .png/.jpg/.jpeg: %s%s", j->images, src.n_skipped, list,
                src.n_skipped > 20 ? ", ..." : "");
     }
     cJSON *header = st == LISA_OK ? run_header(j, s->shard_k, s->shard_n) : NULL;
@@ -120,7 +104,7 @@ lisa_status lisa_annotate_job_run(const lisa_annotate_job *j, lisa_annotate_summ
     memset(&rec, 0, sizeof rec);
     if (st == LISA_OK) st = lisa_records_open(&rec, s->out_path, &lisa_annotate_records, header, true);
     if (st == LISA_OK && rec.torn_bytes)
-        notice(j, "%s: cut a torn last line (%zu bytes); that record is redone", s->out_path, rec.torn_bytes);
+        lisa_job_notice(j->on_notice, j->ctx, "%s: cut a torn last line (%zu bytes); that record is redone", s->out_path, rec.torn_bytes);
     if (st == LISA_OK) {
         st = lisa_annotate_plan_run(&s->plan, &src, &rec, s->shard_k, s->shard_n, j->limit);
         if (st != LISA_OK) lisa_fail_context(st, "reading the input");
@@ -129,7 +113,7 @@ lisa_status lisa_annotate_job_run(const lisa_annotate_job *j, lisa_annotate_summ
     lisa_engine *e = NULL;
     /* an item repeating an earlier id makes an error record too (annotate.h) */
     const bool nothing = s->plan.done == s->plan.records + s->plan.duplicates;
-    if (st == LISA_OK && !nothing && !m) st = load_model(j, false, &m);
+    if (st == LISA_OK && !nothing && !m) st = lisa_job_load_model(j->model, model_params_of(j), false, j->on_notice, j->ctx, &m);
     if (st == LISA_OK && !nothing) {
         lisa_engine_params ep = j->engine;
         ep.max_queue = 2 * ep.max_batch;

@@ -1,5 +1,6 @@
 /* jobs/eval_job.c — see jobs/eval_job.h. */
 #include "jobs/eval_job.h"
+#include "jobs/job_common.h"
 
 #include "core/clock.h"
 #include "core/error.h"
@@ -28,17 +29,6 @@ lisa_eval_job lisa_eval_job_default(void) {
     j.model_params = lisa_model_default_params();
     j.seg = lisa_segment_default_params();
     return j;
-}
-
-static void notice(const lisa_eval_job *j, const char *fmt, ...) LISA_PRINTF(2, 3);
-static void notice(const lisa_eval_job *j, const char *fmt, ...) {
-    if (!j->on_notice) return;
-    char msg[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    j->on_notice(j->ctx, msg);
 }
 
 static bool is_dir(const char *p) {
@@ -349,18 +339,6 @@ lisa_status lisa_eval_merge(const char *const *files, int n, const char *out, li
     return s;
 }
 
-static lisa_status load_model(const lisa_eval_job *j, bool tp, lisa_model **m) {
-    lisa_model_params mp = j->model_params;
-    if (!tp) mp.tensor_parallel = 0;
-    LISA_TRY(lisa_model_load(j->model, &mp, m));
-    lisa_model_info info;
-    memset(&info, 0, sizeof info);
-    info.size = sizeof info;
-    if (mp.backend == LISA_BACKEND_AUTO && lisa_model_get_info(*m, &info) == LISA_OK && info.tp_rank == 0)
-        notice(j, "backend auto: %s (%s)", info.backend_name, info.device_name);
-    return LISA_OK;
-}
-
 lisa_status lisa_eval_job_run(const lisa_eval_job *j, lisa_eval_summary *S) {
     memset(S, 0, sizeof *S);
     const double t0 = lisa_clock_s();
@@ -381,7 +359,7 @@ lisa_status lisa_eval_job_run(const lisa_eval_job *j, lisa_eval_summary *S) {
     if (tp > 1) {
         /* every rank of a TP group loads its shard; the followers serve the leader's steps and
          * touch no file (the leader writes the group's records) */
-        LISA_TRY(load_model(j, true, &P.m));
+        LISA_TRY(lisa_job_load_model(j->model, j->model_params, true, j->on_notice, j->ctx, &P.m));
         if (lisa_model_tp_rank(P.m) != 0) {
             S->follower = true;
             lisa_status s = lisa_model_tp_follow(P.m);
@@ -420,10 +398,10 @@ lisa_status lisa_eval_job_run(const lisa_eval_job *j, lisa_eval_summary *S) {
     run_ctx c = {.j = j};
     s = lisa_records_open(&c.rec, S->records, &EVAL_RECORDS, header, j->resume);
     if (s == LISA_OK && c.rec.torn_bytes)
-        notice(j, "%s: cut a torn last line (%zu bytes); that query is redone", S->records, c.rec.torn_bytes);
+        lisa_job_notice(j->on_notice, j->ctx, "%s: cut a torn last line (%zu bytes); that query is redone", S->records, c.rec.torn_bytes);
     if (s == LISA_OK && j->dump_masks && mkdir(j->dump_masks, 0755) != 0 && errno != EEXIST)
         s = lisa_fail(LISA_ERR_IO, "cannot create %s: %s", j->dump_masks, strerror(errno));
-    if (s == LISA_OK && !P.m) s = load_model(j, false, &P.m);
+    if (s == LISA_OK && !P.m) s = lisa_job_load_model(j->model, j->model_params, false, j->on_notice, j->ctx, &P.m);
     if (s == LISA_OK) {
         lisa_eval_params ep = {.ds = &ds,
                                .shard_k = shard_k,
