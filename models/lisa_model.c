@@ -141,21 +141,13 @@ static lisa_status resolve_vision_tower(char *out, size_t cap, const char *model
                      tower, model_dir, hub);
 }
 
-/* Binds the rows of models/lisa_tensors.def (mm_projector, text_hidden_fcs). */
 lisa_status lisa_model_vision_tower_dir(const char *model_dir, char *out, size_t cap) {
-    char path[4096];
-    if (!lisa_path_join(path, sizeof path, model_dir, "config.json"))
-        return lisa_fail(LISA_ERR_INVALID_ARG, "model path too long: %.200s...", model_dir);
-    cJSON *root;
-    LISA_TRY(lisa_json_load_file(path, 0, &root));
-    const char *tower = NULL;
-    lisa_status s = lisa_json_string(root, path, "vision_tower", false, NULL, &tower);
-    if (s == LISA_OK && !tower) s = lisa_json_string(root, path, "mm_vision_tower", false, NULL, &tower);
-    if (s == LISA_OK) s = resolve_vision_tower(out, cap, model_dir, tower ? tower : "openai/clip-vit-large-patch14");
-    cJSON_Delete(root);
-    return s;
+    lisa_model_config c; /* the loader's own reading of config.json: the same keys and default */
+    LISA_TRY(parse_config(&c, model_dir));
+    return resolve_vision_tower(out, cap, model_dir, c.vision_tower);
 }
 
+/* Binds the rows of models/lisa_tensors.def (mm_projector, text_hidden_fcs). */
 static void load_glue(lisa_weights *w, void *ctx) {
     lisa_model *m = ctx;
     const lisa_llm_dims d = {.hidden = m->cfg.llm.hidden, .mm_hidden = m->cfg.mm_hidden, .out_dim = m->cfg.out_dim,

@@ -19,6 +19,7 @@
 #include "models/lisa_model.h"
 
 #include "core/error.h"
+#include "core/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,27 +72,6 @@ static lisa_status run_local(lisa_mask_decoder *d, lisa_graph_fn fn, void *ctx) 
 
 static lisa_status run_step_graph(lisa_mask_decoder *d) { return run_local(d, step_graph, d); }
 
-/* Runs fn once counting and once for real in an arena of the measured size, freed afterwards (the
- * postprocess: its sizes follow each request's image). */
-static lisa_status run_sized(lisa_mask_decoder *d, lisa_graph_fn fn, void *ctx) {
-    size_t act_bytes = 0, meta_bytes = 0;
-    LISA_TRY(lisa_graph_measure(d->be, d->m->act_dtype, fn, ctx, &act_bytes, &meta_bytes));
-    void *mem = NULL;
-    LISA_TRY(d->be->mem_alloc(d->be, act_bytes ? act_bytes : 1, &mem));
-    lisa_arena act, meta;
-    lisa_arena_init_external(&act, "mask postprocess", mem, act_bytes);
-    lisa_status s = lisa_arena_init(&meta, "mask postprocess descriptors", meta_bytes);
-    if (s == LISA_OK) {
-        lisa_graph g;
-        lisa_graph_init(&g, d->be, &act, &meta, d->m->act_dtype);
-        fn(&g, ctx);
-        s = g.status;
-        lisa_arena_free(&meta);
-    }
-    d->be->mem_free(d->be, mem);
-    return s;
-}
-
 /* One step of d->n prompts (seg_host and emb_in filled): eager, captured or replayed. */
 static lisa_status run_step(lisa_mask_decoder *d) {
     lisa_backend *be = d->be;
@@ -110,7 +90,7 @@ static lisa_status run_step(lisa_mask_decoder *d) {
         if (s == LISA_OK) s = be->graph_capture_end(be, &gr);
         else be->graph_capture_abort(be);
         if (s != LISA_OK) { /* not capturable after all: eager from now on */
-            fprintf(stderr, "lisa: mask decoder capture failed (%s); its steps run eagerly\n", lisa_last_error());
+            lisa_log(LISA_LOG_WARN, "mask decoder: graph capture failed (%s); its steps run eagerly", lisa_last_error());
             d->capture = false;
             d->eager++;
             return run_step_graph(d);
@@ -269,7 +249,8 @@ static void flush(lisa_mask_decoder *d, lisa_mask_item *items, const step_run *r
         const size_t plane = (size_t)it->pr->H0 * it->pr->W0;
         post_job j = {.d = d, .pr = it->pr, .k0 = k0, .len = runs[r].len};
         lisa_status ps = lisa_tensor_alloc(&j.logits, LISA_DTYPE_F32, 3, (int64_t[]){runs[r].len, it->pr->H0, it->pr->W0});
-        if (ps == LISA_OK) ps = run_sized(d, post_graph, &j);
+        /* measured per request: its sizes follow the image */
+        if (ps == LISA_OK) ps = lisa_graph_run_once(d->be, d->m->act_dtype, post_graph, &j, NULL, NULL);
         if (ps == LISA_OK) {
             const float *lg = j.logits.data;
             lisa_result *res = it->res;

@@ -3,6 +3,7 @@
  * segment requests (multipart and JSON) while two others scrape /health and /metrics and open and
  * drop idle connections; every answer must be 200 with the same mask, and the server's log must
  * hold no sanitizer report after a SIGTERM (exit 0). Closing line "N passed, M failed". */
+#include "core/base64.h"
 #include "httpc.h"
 #include "testutil.h"
 
@@ -60,18 +61,11 @@ static void *client(void *arg) {
             tu_http(&r, srv.port, "POST", "/v1/segment", f.content_type, f.data, f.len, 600);
             tu_form_free(&f);
         } else {
-            static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            size_t cap = img_len * 4 / 3 + 200, n = 0;
-            char *json = malloc(cap + 200);
+            size_t n = 0;
+            char *json = malloc(lisa_base64_encoded_len(img_len) + 200);
             n += (size_t)sprintf(json, "{\"query\": \"%s\", \"image\": \"", QUERY);
-            for (size_t p = 0; p < img_len; p += 3) {
-                const uint32_t v = (uint32_t)(uint8_t)img[p] << 16 | (p + 1 < img_len ? (uint8_t)img[p + 1] << 8 : 0) |
-                                   (p + 2 < img_len ? (uint8_t)img[p + 2] : 0);
-                json[n++] = b64[v >> 18 & 63];
-                json[n++] = b64[v >> 12 & 63];
-                json[n++] = p + 1 < img_len ? b64[v >> 6 & 63] : '=';
-                json[n++] = p + 2 < img_len ? b64[v & 63] : '=';
-            }
+            lisa_base64_encode(json + n, img, img_len);
+            n += lisa_base64_encoded_len(img_len);
             n += (size_t)sprintf(json + n, "\"}");
             tu_http(&r, srv.port, "POST", "/v1/segment", "application/json", json, n, 600);
             free(json);
