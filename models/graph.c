@@ -518,24 +518,36 @@ lisa_status lisa_graph_measure(lisa_backend *be, lisa_dtype act_dtype, lisa_grap
     return g.status;
 }
 
-lisa_status lisa_graph_run_once(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx,
-                                void (*tap)(void *tap_ctx, const char *name, const T *t), void *tap_ctx) {
+lisa_status lisa_graph_run_in(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx,
+                              void (*tap)(void *tap_ctx, const char *name, const T *t), void *tap_ctx, void **mem,
+                              size_t *cap) {
     size_t act_bytes = 0, meta_bytes = 0;
     LISA_TRY(lisa_graph_measure(be, act_dtype, fn, ctx, &act_bytes, &meta_bytes));
-    void *mem = NULL;
-    LISA_TRY(be->mem_alloc(be, act_bytes ? act_bytes : 1, &mem));
-    lisa_arena act, meta;
-    lisa_arena_init_external(&act, "activations", mem, act_bytes);
-    lisa_status s = lisa_arena_init(&meta, "descriptors", meta_bytes);
-    if (s == LISA_OK) {
-        lisa_graph g;
-        lisa_graph_init(&g, be, &act, &meta, act_dtype);
-        g.tap = tap;
-        g.tap_ctx = tap_ctx;
-        fn(&g, ctx);
-        s = g.status;
-        lisa_arena_free(&meta);
+    if (!act_bytes) act_bytes = 1;
+    if (!*mem || act_bytes > *cap) { /* grows only: a smaller run reuses the buffer */
+        if (*mem) be->mem_free(be, *mem);
+        *mem = NULL;
+        *cap = 0;
+        LISA_TRY(be->mem_alloc(be, act_bytes, mem));
+        *cap = act_bytes;
     }
-    be->mem_free(be, mem);
+    lisa_arena act, meta;
+    lisa_arena_init_external(&act, "activations", *mem, act_bytes);
+    LISA_TRY(lisa_arena_init(&meta, "descriptors", meta_bytes));
+    lisa_graph g;
+    lisa_graph_init(&g, be, &act, &meta, act_dtype);
+    g.tap = tap;
+    g.tap_ctx = tap_ctx;
+    fn(&g, ctx);
+    lisa_arena_free(&meta);
+    return g.status;
+}
+
+lisa_status lisa_graph_run_once(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx,
+                                void (*tap)(void *tap_ctx, const char *name, const T *t), void *tap_ctx) {
+    void *mem = NULL;
+    size_t cap = 0;
+    const lisa_status s = lisa_graph_run_in(be, act_dtype, fn, ctx, tap, tap_ctx, &mem, &cap);
+    if (mem) be->mem_free(be, mem);
     return s;
 }

@@ -162,6 +162,13 @@ lisa_status lisa_graph_measure(lisa_backend *be, lisa_dtype act_dtype, lisa_grap
  * set, is the parity hook (lisa_graph.tap). Returns the graph's status. */
 lisa_status lisa_graph_run_once(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx,
                                 void (*tap)(void *tap_ctx, const char *name, const T *t), void *tap_ctx);
+/* The same on a caller-owned activation buffer *mem of *cap bytes (backend memory, NULL/0 at
+ * first) that grows when a run needs more and is kept otherwise: for a stage run once per request
+ * (the mask postprocess, sized by each image) without a device allocation and free each time. The
+ * caller frees *mem with be->mem_free. */
+lisa_status lisa_graph_run_in(lisa_backend *be, lisa_dtype act_dtype, lisa_graph_fn fn, void *ctx,
+                              void (*tap)(void *tap_ctx, const char *name, const T *t), void *tap_ctx, void **mem,
+                              size_t *cap);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,8 @@ struct lisa_mask_decoder {
     bool capture;
     int32_t C, out, G;
     void *act_mem, *emb_mem, *low_mem;
+    void *post_mem;  /* backend: the postprocess activations, grown to the largest image so far */
+    size_t post_cap;
     lisa_arena act, meta;
     lisa_tensor emb_in;  /* backend [LISA_MASK_BATCH, out, G, G] */
     lisa_tensor lowres;  /* backend [LISA_MASK_BATCH, 1, 4G, 4G] */
@@ -157,6 +159,7 @@ void lisa_mask_decoder_free(lisa_mask_decoder *d) {
     if (d->act_mem) be->mem_free(be, d->act_mem);
     if (d->emb_mem) be->mem_free(be, d->emb_mem);
     if (d->low_mem) be->mem_free(be, d->low_mem);
+    if (d->post_mem) be->mem_free(be, d->post_mem);
     lisa_arena_free(&d->meta);
     if (d->host_pinned) {
         if (d->seg_host) be->host_free(be, d->seg_host);
@@ -249,8 +252,9 @@ static void flush(lisa_mask_decoder *d, lisa_mask_item *items, const step_run *r
         const size_t plane = (size_t)it->pr->H0 * it->pr->W0;
         post_job j = {.d = d, .pr = it->pr, .k0 = k0, .len = runs[r].len};
         lisa_status ps = lisa_tensor_alloc(&j.logits, LISA_DTYPE_F32, 3, (int64_t[]){runs[r].len, it->pr->H0, it->pr->W0});
-        /* measured per request: its sizes follow the image */
-        if (ps == LISA_OK) ps = lisa_graph_run_once(d->be, d->m->act_dtype, post_graph, &j, NULL, NULL);
+        /* measured per request (its sizes follow the image), in a buffer that only grows */
+        if (ps == LISA_OK)
+            ps = lisa_graph_run_in(d->be, d->m->act_dtype, post_graph, &j, NULL, NULL, &d->post_mem, &d->post_cap);
         if (ps == LISA_OK) {
             const float *lg = j.logits.data;
             lisa_result *res = it->res;
