@@ -88,10 +88,10 @@ typedef struct lk_fa3_params {
     const void *rel_h, *rel_w;
     int32_t rel_dtype;
     int64_t rh_bs, rh_hs, rh_rs, rh_cs, rw_bs, rw_hs, rw_rs, rw_cs;
-    /* REL 1, 2: key grid k_h x k_w (Tk = k_h·k_w), query grid width q_w (= k_w), magics, the
-     * tables' rows in shared memory (REL 2: 2k - 1 rounded up to 8, at least 32) */
-    int32_t k_h, k_w, q_w, rel_rows;
-    uint32_t kw_magic, qw_magic;
+    /* REL 1, 2: key grid k_h x k_w (Tk = k_h·k_w; the query grid is the same, setup checks it), its
+     * width's magic, the tables' rows in shared memory (REL 2: 2k - 1 rounded up to 8, at least 32) */
+    int32_t k_h, k_w, rel_rows;
+    uint32_t kw_magic;
     /* shared-memory layout: byte offsets from the 1024-aligned base */
     uint32_t off_q, off_k, off_v, off_rph, off_rpw, off_relh, off_relw;
     int32_t q_stages, ld_h, ld_w; /* Q stages (1 or 2); row strides (floats) of the rel arrays */
@@ -339,12 +339,12 @@ LISA_GLOBAL void LK_FA3_BOUNDS lk_fa3_fwd(const LK_GRID_CONST lk_fa3_params p) {
                     if (i0 + i / p.k_w > i1) relw[(i / p.k_w) * p.ld_w + i % p.k_w] = 0.0f;
                 if (i1 >= i0) {
                     /* table rows needed: h: qy(i0) .. qy(i1) + k_h - 1; w: the qx span + k_w - 1 */
-                    const int qy0 = (int)lk_umulhi((uint32_t)i0, p.qw_magic), qy1 = (int)lk_umulhi((uint32_t)i1, p.qw_magic);
-                    const int qx0 = i0 - qy0 * p.q_w, qx1 = i1 - qy1 * p.q_w;
+                    const int qy0 = (int)lk_umulhi((uint32_t)i0, p.kw_magic), qy1 = (int)lk_umulhi((uint32_t)i1, p.kw_magic);
+                    const int qx0 = i0 - qy0 * p.k_w, qx1 = i1 - qy1 * p.k_w;
                     const bool wrap = qy1 > qy0;
                     for (int tab = 0; tab < 2; tab++) {
                         const int lo = tab == 0 ? qy0 : wrap ? 0 : qx0;
-                        const int hi = tab == 0 ? qy1 + p.k_h - 1 : (wrap ? p.q_w - 1 : qx1) + (tab == 0 ? p.k_h : p.k_w) - 1;
+                        const int hi = tab == 0 ? qy1 + p.k_h - 1 : (wrap ? p.k_w - 1 : qx1) + (tab == 0 ? p.k_h : p.k_w) - 1;
                         const uint32_t tb = sbase + (tab == 0 ? p.off_rph : p.off_rpw);
                         const int kdim = tab == 0 ? p.k_h : p.k_w;
                         float *dst = tab == 0 ? relh : relw;
@@ -365,7 +365,7 @@ LISA_GLOBAL void LK_FA3_BOUNDS lk_fa3_fwd(const LK_GRID_CONST lk_fa3_params p) {
                                 const int r = row_l[(e >> 1) & 1], q = i0 + r;
                                 const int tr = rr + 8 * (e >> 2) + 2 * t4 + (e & 1); /* table row */
                                 if (q > i1) continue;
-                                const int qy = (int)lk_umulhi((uint32_t)q, p.qw_magic), qx = q - qy * p.q_w;
+                                const int qy = (int)lk_umulhi((uint32_t)q, p.kw_magic), qx = q - qy * p.k_w;
                                 const int kk = (tab == 0 ? qy : qx) - tr + kdim - 1;
                                 if (kk >= 0 && kk < kdim) dst[r * ld + kk] = acc[e] * LK_LOG2E;
                             }
@@ -621,8 +621,8 @@ static inline const char *lk_fa3_setup(const lk_fa3_args *a, lk_fa3_params *p, l
     if (a->rel) {
         if (a->k_h < 1 || a->k_w < 1 || (int64_t)a->k_h * a->k_w != a->Tk || varlen) return "rel-pos grid (k_h·k_w = Tk, dense)";
         if (a->rel == 2 && a->Tq != a->Tk) return "fused rel-pos needs the query grid = the key grid";
-        p->k_h = a->k_h, p->k_w = a->k_w, p->q_w = a->k_w;
-        p->kw_magic = lk_magic_u32((uint32_t)a->k_w), p->qw_magic = lk_magic_u32((uint32_t)a->k_w);
+        p->k_h = a->k_h, p->k_w = a->k_w;
+        p->kw_magic = lk_magic_u32((uint32_t)a->k_w);
     }
     if (a->rel == 2) {
         const int32_t kmax = a->k_h > a->k_w ? a->k_h : a->k_w;
