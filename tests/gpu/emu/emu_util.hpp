@@ -5,6 +5,7 @@
 #include "cuda_emu.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -159,5 +160,14 @@ inline std::vector<double> ref_attention(int B, const std::vector<int> &Tq, cons
     }
     return out;
 }
+
+/* Runs a test case and prints its time when it took over half a second (the slow cases show). */
+#define TIMED(call)                                                                                \
+    do {                                                                                           \
+        auto t0_ = std::chrono::steady_clock::now();                                               \
+        call;                                                                                      \
+        double s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); \
+        if (s_ > 0.5) printf("    (%.1f s)\n", s_);                                               \
+    } while (0)
 
 #endif

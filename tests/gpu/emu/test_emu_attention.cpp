@@ -505,14 +505,6 @@ static void flash_variants() {
 }
 
 /* Runs one case and prints its wall time (the emulator is slow; keep cases small). */
-#define TIMED(call)                                                                                \
-    do {                                                                                           \
-        auto t0_ = std::chrono::steady_clock::now();                                               \
-        call;                                                                                      \
-        double s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); \
-        if (s_ > 0.5) printf("    (%.1f s)\n", s_);                                               \
-    } while (0)
-
 int main(void) {
     TIMED(flash_sam(14, 2, 2, 1, EmuCopyMode::LAZY)); /* SAM window: 196 tokens, 4 query blocks, 4 key tiles */
     TIMED(flash_sam(14, 1, 1, 2, EmuCopyMode::EAGER));

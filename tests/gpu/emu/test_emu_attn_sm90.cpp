@@ -174,14 +174,6 @@ template <int D, bool CAUSAL> static void varlen(const std::vector<int> &lens, i
     check_bf16(name, ref.size(), [&](size_t i) { return (double)lk_bf16_to_f32(o[i].bits); }, [&](size_t i) { return ref[i]; });
 }
 
-#define TIMED(call)                                                                                \
-    do {                                                                                           \
-        auto t0_ = std::chrono::steady_clock::now();                                               \
-        call;                                                                                      \
-        double s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); \
-        if (s_ > 0.5) printf("    (%.1f s)\n", s_);                                               \
-    } while (0)
-
 int main(void) {
     /* SAM windows: 196 tokens, one 208-key tile; 2 windows x 2 heads = 8 items on 3 CTAs */
     TIMED((sam<208, 1>(14, 2, 2, 1, EmuCopyMode::LAZY, 3)));

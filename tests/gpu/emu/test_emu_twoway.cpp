@@ -267,14 +267,6 @@ static void mlp3(int R, int C, int H0, int H1, int O, uint64_t seed) {
     check_close(what, ref.size(), [&](size_t i) { return (double)y[i]; }, [&](size_t i) { return ref[i]; }, 2e-5, 2e-5);
 }
 
-#define TIMED(call)                                                                                \
-    do {                                                                                           \
-        auto t0_ = std::chrono::steady_clock::now();                                               \
-        call;                                                                                      \
-        double s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); \
-        if (s_ > 0.5) printf("    (%.1f s)\n", s_);                                               \
-    } while (0)
-
 int main(void) {
     TIMED(self_attn(2, 6, 256, 8, true, 1));        /* SAM dims: 6 tokens, 8 heads of 32 */
     TIMED(self_attn(1, 6, 256, 8, false, 2));       /* layer 0: no PE, no residual */
