@@ -2,6 +2,7 @@
  * scratch arena and argument checks. The ops table (backend_cuda.c) calls the op files, the op files
  * call these: no file calls back up. */
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/device_flag.h"
 
 #include <stdio.h>
 
@@ -29,15 +30,15 @@ lisa_status lisa_cuda_wait(lisa_backend *be) {
     if (!read) return LISA_OK;
     im->flag_pending = false;
     const int64_t kind = im->flag_host[0], value = im->flag_host[1], bound = im->flag_host[2];
-    if (kind == 0) return LISA_OK;
+    if (kind == LK_FLAG_NONE) return LISA_OK;
     /* clear for the next check (ordered before any later work on the stream) */
     CUDA_CHECK(cudaMemsetAsync(im->flag, 0, 3 * sizeof(int64_t), im->stream));
-    if (kind == 1)
+    if (kind == LK_FLAG_EMBEDDING_ID)
         return lisa_fail(LISA_ERR_INVALID_ARG,
                          "embedding: token id %lld is outside the table's %lld rows (found on the device; the output "
                          "was left untouched and the ops after it ran on it)",
                          (long long)value, (long long)bound);
-    if (kind == 2)
+    if (kind == LK_FLAG_KV_SLOT)
         return lisa_fail(LISA_ERR_INVALID_ARG,
                          "kv_append: slot %lld is outside the pool of %lld slots (found on the device; nothing was "
                          "written and the ops after it ran on the old pool)",

@@ -16,6 +16,8 @@
 #ifndef LISA_KERNELS_CUDA_PRIMS_CUH
 #define LISA_KERNELS_CUDA_PRIMS_CUH
 
+#include "kernels/cuda/device_flag.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -276,7 +278,6 @@ LISA_HD float lk_round_to(int dt, float v) {
  * set (so a bad input leaves the output untouched, as ops.def asks), and the host reads the flag at
  * its next wait (lisa_cuda_wait) and reports the error there. Racing raisers each write a
  * consistent (kind, bound); the value is one of the bad ones. */
-enum { LK_FLAG_NONE = 0, LK_FLAG_EMBEDDING_ID = 1, LK_FLAG_KV_SLOT = 2 };
 LISA_HD void lk_flag_raise(int64_t *flag, int64_t kind, int64_t value, int64_t bound) {
     flag[1] = value;
     flag[2] = bound;
