@@ -575,24 +575,6 @@ LISA_DEV void lk_splitkv_rows(const lk_splitkv_params &p, int b, int64_t *q0, in
     }
 }
 
-/* Loads D elements (D % (16/sizeof(T)) == 0, 16-byte aligned row) as floats. */
-template <typename T> LISA_DEV void lk_unpack16(float *dst, lk_u4 u);
-template <> LISA_DEV void lk_unpack16<float>(float *dst, lk_u4 u) {
-    for (int i = 0; i < 4; i++) dst[i] = lk_bits_f32(u.w[i]);
-}
-template <> LISA_DEV void lk_unpack16<lisa_bf16_t>(float *dst, lk_u4 u) {
-    for (int i = 0; i < 4; i++) {
-        dst[2 * i] = lk_bf16_to_f32((uint16_t)(u.w[i] & 0xffffu));
-        dst[2 * i + 1] = lk_bf16_to_f32((uint16_t)(u.w[i] >> 16));
-    }
-}
-template <> LISA_DEV void lk_unpack16<lisa_f16_t>(float *dst, lk_u4 u) {
-    for (int i = 0; i < 4; i++) {
-        dst[2 * i] = lk_f16_to_f32((uint16_t)(u.w[i] & 0xffffu));
-        dst[2 * i + 1] = lk_f16_to_f32((uint16_t)(u.w[i] >> 16));
-    }
-}
-
 /* grid (n_split, Hq, B), block 128 (4 warps). Each warp walks chunks of 32 keys of the block's
  * range: lane = key for the scores (q in shared memory, the key row by 16-byte loads), then
  * lane = head-dim slice for P·V (value rows read coalesced). Warps are merged in shared memory;

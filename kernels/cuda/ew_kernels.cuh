@@ -45,8 +45,6 @@ LISA_DEV void lk_ew_offsets(const lk_ew_desc &d, int32_t i, int64_t *yo, int64_t
     *bo = c0 * d.bs[0] + c1 * d.bs[1] + c2 * d.bs[2] + c3 * d.bs[3];
 }
 
-LISA_DEV float lk_gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
-LISA_DEV float lk_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* grid-stride over d.n elements, any block size. y = op(a, b) with scalars s, c (SCALE: a·s + c). */
 LISA_GLOBAL void lk_ew(const lk_ew_desc d, void *y, int ydt, const void *a, int adt, const void *b, int bdt, int op,
@@ -60,8 +58,8 @@ LISA_GLOBAL void lk_ew(const lk_ew_desc d, void *y, int ydt, const void *a, int 
         case LK_EW_MUL: r = x * lk_load(b, bdt, bo); break;
         case LK_EW_SCALE: r = x * s + c; break;
         case LK_EW_GELU: r = lk_gelu_erf(x); break;
-        case LK_EW_QUICK_GELU: r = x * lk_sigmoid(1.702f * x); break;
-        case LK_EW_RELU: r = x > 0.0f ? x : (x == x ? 0.0f : x); break; /* NaN stays NaN, as torch */
+        case LK_EW_QUICK_GELU: r = lk_quick_gelu(x); break;
+        case LK_EW_RELU: r = lk_relu(x); break;
         case LK_EW_SILU_MUL:
             /* HF LlamaMLP: act_fn(gate(x)) * up(x), each op rounding to the run dtype. */
             r = lk_round_to(ydt, x * lk_sigmoid(x)) * lk_load(b, bdt, bo);

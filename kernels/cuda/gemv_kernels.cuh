@@ -62,13 +62,9 @@ LISA_HD size_t lk_gemv_smem_bytes(int MP) { return (size_t)MP * (LK_GEMV_KC + LK
 
 LISA_DEV float lk_gemv_epilogue(const lk_gemv_params &p, int m, int n, float v) {
     if (p.bias) v += lk_load(p.bias, p.bdt, n);
-    if (p.act == LK_ACT_RELU) {
-        v = v > 0.0f ? v : 0.0f;
-    } else if (p.act == LK_ACT_GELU) { /* exact erf GELU (ops.def GELU) */
-        v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    } else if (p.act == LK_ACT_QUICK_GELU) { /* x·sigmoid(1.702x) (ops.def QUICK_GELU, CLIP) */
-        v = v / (1.0f + expf(-1.702f * v));
-    }
+    if (p.act == LK_ACT_RELU) v = lk_relu(v);
+    else if (p.act == LK_ACT_GELU) v = lk_gelu_erf(v);
+    else if (p.act == LK_ACT_QUICK_GELU) v = lk_quick_gelu(v);
     if (p.res) v += lk_load(p.res, p.ydt, (int64_t)m * p.ldr + n);
     return v;
 }

@@ -272,6 +272,31 @@ LISA_HD float lk_round_to(int dt, float v) {
     }
 }
 
+/* The 16 bytes of u (one lk_ld16) as floats: 4 F32 or 8 BF16/F16 elements. */
+template <typename T> LISA_DEV void lk_unpack16(float *dst, lk_u4 u);
+template <> LISA_DEV void lk_unpack16<float>(float *dst, lk_u4 u) {
+    for (int i = 0; i < 4; i++) dst[i] = lk_bits_f32(u.w[i]);
+}
+template <> LISA_DEV void lk_unpack16<lisa_bf16_t>(float *dst, lk_u4 u) {
+    for (int i = 0; i < 4; i++) {
+        dst[2 * i] = lk_bf16_to_f32((uint16_t)(u.w[i] & 0xffffu));
+        dst[2 * i + 1] = lk_bf16_to_f32((uint16_t)(u.w[i] >> 16));
+    }
+}
+template <> LISA_DEV void lk_unpack16<lisa_f16_t>(float *dst, lk_u4 u) {
+    for (int i = 0; i < 4; i++) {
+        dst[2 * i] = lk_f16_to_f32((uint16_t)(u.w[i] & 0xffffu));
+        dst[2 * i + 1] = lk_f16_to_f32((uint16_t)(u.w[i] >> 16));
+    }
+}
+
+/* Activations, one definition for every kernel that applies them (ops.def GELU, QUICK_GELU, RELU):
+ * the elementwise ops, the GEMV and GEMM epilogues. ReLU keeps NaN as torch does. */
+LISA_DEV float lk_gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+LISA_DEV float lk_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+LISA_DEV float lk_quick_gelu(float x) { return x * lk_sigmoid(1.702f * x); }
+LISA_DEV float lk_relu(float x) { return x > 0.0f ? x : (x == x ? 0.0f : x); }
+
 /* The backend's device error flag (lisa_cuda_impl.flag, three int64 words): [0] what went wrong
  * (LK_FLAG_*; 0 = nothing), [1] the offending value, [2] its bound. Check kernels raise it instead
  * of making the host wait; the kernel that follows a check reads word 0 and does nothing when it is

@@ -76,14 +76,6 @@ LISA_DEV float lk_tw_ld(const void *x, int dt, bool b1, int n, int t, int T, int
     return lk_load(x, dt, ((int64_t)(b1 ? 0 : n) * T + t) * C + c);
 }
 
-LISA_DEV void lk_tw_unpack8(float *f, lk_u4 u) {
-    LISA_UNROLL
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = lk_bf16_to_f32((uint16_t)(u.w[i] & 0xffffu));
-        f[2 * i + 1] = lk_bf16_to_f32((uint16_t)(u.w[i] >> 16));
-    }
-}
-
 /* out[t·ldo + (o − o0)] = act(Σ_k in[t·ldi + k]·W[o·ldw + k] + b[o]) for t < T (<= LK_TW_MAXT),
  * o in [o0, o1): warps of the block take outputs round-robin, lanes take k in 8-element chunks
  * (16-byte loads: W and ldw 8-element aligned, K % 8 == 0). `in` in shared memory, `out` shared or
@@ -98,7 +90,7 @@ LISA_DEV void lk_tw_rowlin(float *out, int ldo, const float *in, int ldi, int T,
         const lisa_bf16_t *wr = W + (int64_t)o * ldw;
         for (int k0 = lane * 8; k0 < K; k0 += 256) {
             float w[8];
-            lk_tw_unpack8(w, lk_ld16(wr + k0));
+            lk_unpack16<lisa_bf16_t>(w, lk_ld16(wr + k0));
             LISA_UNROLL
             for (int t = 0; t < LK_TW_MAXT; t++) {
                 if (t >= T) break;
@@ -112,7 +104,7 @@ LISA_DEV void lk_tw_rowlin(float *out, int ldo, const float *in, int ldi, int T,
         for (int t = 0; t < LK_TW_MAXT; t++) {
             if (t >= T) break; /* uniform */
             float s = lk_warp_sum(acc[t]) + bias;
-            if (relu) s = fmaxf(s, 0.0f);
+            if (relu) s = lk_relu(s);
             if (lane == 0) out[t * ldo + (o - o0)] = s;
         }
     }
