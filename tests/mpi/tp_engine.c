@@ -9,6 +9,7 @@
  * replicated final-normed hidden states on rank 0 (no gather).
  * Plain program (no Criterion fork under MPI); closing line "N passed, M failed" on rank 0. */
 #include "lisa.h"
+#include "plain_check.h"
 #include "kernels/comm.h"
 #include "core/error.h"
 
@@ -17,28 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (cond)                                                                                                      \
-            n_pass++;                                                                                                  \
-        else {                                                                                                         \
-            n_fail++;                                                                                                  \
-            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                                         \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-        }                                                                                                              \
-    } while (0)
-
-#define MUST(expr)                                                                                                     \
-    do {                                                                                                               \
-        lisa_status s_ = (expr);                                                                                       \
-        if (s_ != LISA_OK) {                                                                                           \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lisa_last_error());                          \
-            exit(2);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 typedef struct item {
     const char *image, *query;
@@ -165,6 +144,6 @@ int main(void) {
         lisa_result_free(want[i]);
     lisa_model_free(ref);
     lisa_model_free(tp); /* releases the followers */
-    printf("TP=%d engine\n%d passed, %d failed\n", size, n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    printf("TP=%d engine\n%d passed, %d failed\n", size, plain_n_pass, plain_n_fail);
+    return plain_n_fail ? 1 : 0;
 }

@@ -8,6 +8,7 @@
  * fork arena is mapped where TSan keeps its shadow memory). Usage: engine_shared [test name...];
  * the closing line is "N passed, M failed"; exit 0 only when nothing failed. */
 #include "lisa.h"
+#include "plain_check.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -18,29 +19,6 @@
 #define TINY_CLIP_DIR LISA_TESTDATA_DIR "/tiny-clip"
 #define IMAGES_DIR LISA_TESTDATA_DIR "/images"
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (cond)                                                                                                      \
-            n_pass++;                                                                                                  \
-        else {                                                                                                         \
-            n_fail++;                                                                                                  \
-            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                                         \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-        }                                                                                                              \
-    } while (0)
-
-/* a setup step that must work for the test to mean anything */
-#define MUST(expr)                                                                                                     \
-    do {                                                                                                               \
-        lisa_status s_ = (expr);                                                                                       \
-        if (s_ != LISA_OK) {                                                                                           \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, lisa_last_error());                          \
-            exit(2);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 typedef struct item {
     const char *image, *query;
@@ -252,12 +230,12 @@ int main(int argc, char **argv) {
         bool pick = argc < 2;
         for (int a = 1; a < argc; a++) pick = pick || !strcmp(argv[a], TESTS[t].name);
         if (!pick) continue;
-        const int before = n_fail;
+        const int before = plain_n_fail;
         hammer(TESTS[t].n_engine, TESTS[t].n_call, TESTS[t].rounds);
-        printf("[%s] %s\n", n_fail == before ? "PASS" : "FAIL", TESTS[t].name);
+        printf("[%s] %s\n", plain_n_fail == before ? "PASS" : "FAIL", TESTS[t].name);
         fflush(stdout);
         ran++;
     }
-    printf("%d passed, %d failed (%d tests)\n", n_pass, n_fail, ran);
-    return n_fail == 0 && ran > 0 ? 0 : 1;
+    printf("%d passed, %d failed (%d tests)\n", plain_n_pass, plain_n_fail, ran);
+    return plain_n_fail == 0 && ran > 0 ? 0 : 1;
 }

@@ -5,6 +5,7 @@
  * hold no sanitizer report after a SIGTERM (exit 0). Closing line "N passed, M failed". */
 #include "core/base64.h"
 #include "httpc.h"
+#include "plain_check.h"
 #include "testutil.h"
 
 #include <pthread.h>
@@ -18,18 +19,6 @@
 #define CAT   LISA_TESTDATA_DIR "/images/chelsea_tiny.png"
 #define QUERY "What is the cat doing? Please output segmentation mask."
 
-static int n_pass, n_fail;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (cond)                                                                                                      \
-            n_pass++;                                                                                                  \
-        else {                                                                                                         \
-            n_fail++;                                                                                                  \
-            fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                                         \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fprintf(stderr, "\n");                                                                                     \
-        }                                                                                                              \
-    } while (0)
 
 static tu_server srv;
 static char *img;
@@ -133,6 +122,6 @@ int main(void) {
     tu_remove_tree(dir);
     free(dir);
     free(img);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    printf("%d passed, %d failed\n", plain_n_pass, plain_n_fail);
+    return plain_n_fail ? 1 : 0;
 }
