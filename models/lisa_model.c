@@ -502,17 +502,30 @@ static void decode_chunk_graph(lisa_graph *g, void *ctx) {
     lisa_g_download(g, &j->iou, iou);
 }
 
-lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_prepared *pr, const T *emb,
-                           const float *seg_hidden, int32_t n_seg, lisa_result *res, const lisa_run_hooks *hooks) {
+lisa_status lisa_masks_alloc(lisa_result *res, const lisa_prepared *pr, int32_t n_seg) {
     res->n_masks = n_seg;
     res->h = pr->H0;
     res->w = pr->W0;
-    if (n_seg == 0) return LISA_OK; /* no [SEG], no mask (spec §1) */
+    if (n_seg == 0) return LISA_OK;
     const size_t plane = (size_t)pr->H0 * pr->W0;
     res->masks = malloc((size_t)n_seg * plane);
     res->scores = malloc((size_t)n_seg * sizeof(float));
     if (pr->keep_logits) res->logits = malloc((size_t)n_seg * plane * sizeof(float));
     if (!res->masks || !res->scores || (pr->keep_logits && !res->logits)) return lisa_fail(LISA_ERR_OOM, "out of memory");
+    return LISA_OK;
+}
+
+void lisa_masks_store(lisa_result *res, int32_t p0, int32_t n, const float *logits, const float *scores) {
+    const size_t plane = (size_t)res->h * res->w;
+    for (size_t i = 0; i < (size_t)n * plane; i++) res->masks[p0 * plane + i] = logits[i] > 0.0f;
+    if (res->logits) memcpy(res->logits + p0 * plane, logits, (size_t)n * plane * sizeof(float));
+    memcpy(res->scores + p0, scores, (size_t)n * sizeof(float));
+}
+
+lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_prepared *pr, const T *emb,
+                           const float *seg_hidden, int32_t n_seg, lisa_result *res, const lisa_run_hooks *hooks) {
+    LISA_TRY(lisa_masks_alloc(res, pr, n_seg));
+    if (n_seg == 0) return LISA_OK; /* no [SEG], no mask (spec §1) */
     mask_job j = {.m = m, .pr = pr, .emb = emb};
     double t = lisa_clock_ms(), dec_ms = 0, post_ms = 0;
     j.seg = lisa_tensor_view((void *)seg_hidden, LISA_DTYPE_F32, 2, (int64_t[]){n_seg, m->cfg.llm.hidden});
@@ -528,10 +541,7 @@ lisa_status lisa_masks_run(const lisa_model *m, lisa_backend *be, const lisa_pre
         if (s == LISA_OK)
             s = run_stage(be, m->act_dtype, decode_chunk_graph, &j, j.chunk0 == 0 && j.chunk_n == n_seg ? hooks : NULL);
         if (s != LISA_OK) break;
-        const float *lg = j.logits.data;
-        for (size_t i = 0; i < (size_t)j.chunk_n * plane; i++) res->masks[j.chunk0 * plane + i] = lg[i] > 0.0f;
-        if (res->logits) memcpy(res->logits + j.chunk0 * plane, lg, (size_t)j.chunk_n * plane * sizeof(float));
-        memcpy(res->scores + j.chunk0, j.iou.data, (size_t)j.chunk_n * sizeof(float));
+        lisa_masks_store(res, j.chunk0, j.chunk_n, j.logits.data, j.iou.data);
         /* text_hidden_fcs, prompt encoder and mask decoder up to t_decoded; upscaling to the image,
          * the threshold and the copies after it */
         const double t_end = lisa_clock_ms();

@@ -141,6 +141,11 @@ lisa_status lisa_result_set_text(const lisa_model *m, lisa_result *res, const li
 T *lisa_graph_vision(lisa_graph *g, const lisa_model *m, const T *clip_px);
 T *lisa_graph_seg_embeddings(lisa_graph *g, const lisa_model *m, const T *seg_hidden);
 
+/* Sizes res for n_seg masks of pr's image: masks, scores, and logits when pr->keep_logits. */
+lisa_status lisa_masks_alloc(lisa_result *res, const lisa_prepared *pr, int32_t n_seg);
+/* Stores masks p0 .. p0 + n - 1 of res from their logits [n, h, w] (mask = logit > 0) and scores. */
+void lisa_masks_store(lisa_result *res, int32_t p0, int32_t n, const float *logits, const float *scores);
+
 /* The mask stage of one finished request: text_hidden_fcs on its n_seg [SEG] states (host F32
  * [n_seg, C]), SAM's prompt encoder + mask decoder against its image embedding `emb` (backend
  * tensor [1, out, G, G]), postprocess to the original size; fills res's masks/scores/logits.

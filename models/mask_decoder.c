@@ -208,18 +208,6 @@ static void post_graph(lisa_graph *g, void *ctx) {
 }
 
 /* Sets up an item's result arrays (as lisa_masks_run). */
-static lisa_status result_alloc(lisa_mask_item *it) {
-    lisa_result *res = it->res;
-    const size_t plane = (size_t)it->pr->H0 * it->pr->W0;
-    res->n_masks = it->n_seg, res->h = it->pr->H0, res->w = it->pr->W0;
-    if (it->n_seg == 0) return LISA_OK;
-    res->masks = malloc((size_t)it->n_seg * plane);
-    res->scores = malloc((size_t)it->n_seg * sizeof(float));
-    if (it->pr->keep_logits) res->logits = malloc((size_t)it->n_seg * plane * sizeof(float));
-    if (!res->masks || !res->scores || (it->pr->keep_logits && !res->logits)) return lisa_fail(LISA_ERR_OOM, "out of memory");
-    return LISA_OK;
-}
-
 /* The n prompts staged for a step: (item, first prompt, count) runs. */
 typedef struct step_run {
     int32_t item, p0, len;
@@ -249,21 +237,13 @@ static void flush(lisa_mask_decoder *d, lisa_mask_item *items, const step_run *r
     for (int32_t r = 0, k0 = 0; r < n_runs; k0 += runs[r].len, r++) {
         lisa_mask_item *it = &items[runs[r].item];
         if (it->status != LISA_OK) continue;
-        const size_t plane = (size_t)it->pr->H0 * it->pr->W0;
         post_job j = {.d = d, .pr = it->pr, .k0 = k0, .len = runs[r].len};
         lisa_status ps = lisa_tensor_alloc(&j.logits, LISA_DTYPE_F32, 3, (int64_t[]){runs[r].len, it->pr->H0, it->pr->W0});
         /* measured per request (its sizes follow the image), in a buffer that only grows */
         if (ps == LISA_OK)
             ps = lisa_graph_run_in(d->be, d->m->act_dtype, post_graph, &j, NULL, NULL, &d->post_mem, &d->post_cap);
-        if (ps == LISA_OK) {
-            const float *lg = j.logits.data;
-            lisa_result *res = it->res;
-            for (size_t i = 0; i < (size_t)runs[r].len * plane; i++) res->masks[runs[r].p0 * plane + i] = lg[i] > 0.0f;
-            if (res->logits) memcpy(res->logits + runs[r].p0 * plane, lg, (size_t)runs[r].len * plane * sizeof(float));
-            memcpy(res->scores + runs[r].p0, d->iou_host + k0, (size_t)runs[r].len * sizeof(float));
-        } else {
-            it->status = ps;
-        }
+        if (ps == LISA_OK) lisa_masks_store(it->res, runs[r].p0, runs[r].len, j.logits.data, d->iou_host + k0);
+        else it->status = ps;
         lisa_tensor_free(&j.logits);
     }
 }
@@ -272,7 +252,7 @@ lisa_status lisa_mask_decoder_run(lisa_mask_decoder *d, lisa_mask_item *items, i
     step_run runs[LISA_MASK_BATCH];
     int32_t n_runs = 0, n = 0;
     for (int32_t i = 0; i < n_items; i++) {
-        items[i].status = result_alloc(&items[i]);
+        items[i].status = lisa_masks_alloc(items[i].res, items[i].pr, items[i].n_seg);
         if (items[i].status != LISA_OK) continue;
         for (int32_t p0 = 0; p0 < items[i].n_seg;) {
             if (n == LISA_MASK_BATCH) {
